@@ -1,0 +1,162 @@
+// exchange_view.h: read-only, zero-copy access to one stored exchange.
+//
+// A Reader hands out ExchangeView objects over a FlatBuffer it has already verified and the
+// segment's decompressed body frame (when it was read). Every string_view returned points into the
+// Reader's buffers and is valid until the Reader's next Next() or Seek() call; call ToExchange() to
+// keep an owned copy. Accessors never fail: fields the file does not carry read as empty, zero or
+// "unknown", exactly as format/tap.fbs defines their defaults.
+//
+// Thread-safety: a view is immutable; it may be read from several threads while the Reader that
+// produced it is not advanced.
+#ifndef TAPKIT_FORMAT_EXCHANGE_VIEW_H_
+#define TAPKIT_FORMAT_EXCHANGE_VIEW_H_
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "format/exchange.h"
+#include "format/tap_generated.h"
+
+namespace tapkit {
+
+// Header fields in wire order.
+class HeaderListView {
+ public:
+  using FbList = flatbuffers::Vector<flatbuffers::Offset<fb::Header>>;
+  explicit HeaderListView(const FbList* list) : list_(list) {}
+  size_t size() const { return list_ ? list_->size() : 0; }
+  std::string_view name(size_t i) const;
+  std::string_view value(size_t i) const;
+  // The first value whose name equals `name` ignoring ASCII case (RFC 9110 section 5.1).
+  std::optional<std::string_view> Find(std::string_view name) const;
+
+ private:
+  const FbList* list_;
+};
+
+// A body as stored. data() is empty when the Reader was opened headers-only (loaded() is false).
+class BodyView {
+ public:
+  BodyView() = default;
+  BodyView(const fb::BodyRef* ref, std::string_view frame, bool loaded);
+  bool present() const { return ref_ != nullptr; }
+  bool loaded() const { return loaded_; }
+  std::string_view data() const;
+  uint64_t stored() const { return ref_ ? ref_->stored() : 0; }  // bytes kept in the file
+  uint64_t length() const { return ref_ ? ref_->length() : 0; }  // bytes on the wire
+  bool truncated() const { return ref_ && ref_->truncated(); }
+
+ private:
+  const fb::BodyRef* ref_ = nullptr;
+  std::string_view frame_;
+  bool loaded_ = false;
+};
+
+class RequestView {
+ public:
+  RequestView(const fb::Request* r, std::string_view bodies, bool loaded)
+      : r_(r), bodies_(bodies), loaded_(loaded) {}
+  HttpVersion version() const { return static_cast<HttpVersion>(r_->version()); }
+  std::string_view method() const;
+  std::string_view scheme() const;
+  std::string_view authority() const;
+  std::string_view path() const;
+  HeaderListView headers() const { return HeaderListView(r_->headers()); }
+  BodyView body() const { return BodyView(r_->body(), bodies_, loaded_); }
+  HeaderListView trailers() const { return HeaderListView(r_->trailers()); }
+
+ private:
+  const fb::Request* r_;
+  std::string_view bodies_;
+  bool loaded_;
+};
+
+class ResponseView {
+ public:
+  ResponseView(const fb::Response* r, std::string_view bodies, bool loaded)
+      : r_(r), bodies_(bodies), loaded_(loaded) {}
+  HttpVersion version() const { return static_cast<HttpVersion>(r_->version()); }
+  uint16_t status() const { return r_->status(); }
+  std::string_view reason() const;
+  HeaderListView headers() const { return HeaderListView(r_->headers()); }
+  BodyView body() const { return BodyView(r_->body(), bodies_, loaded_); }
+  HeaderListView trailers() const { return HeaderListView(r_->trailers()); }
+
+ private:
+  const fb::Response* r_;
+  std::string_view bodies_;
+  bool loaded_;
+};
+
+class InterimView {
+ public:
+  explicit InterimView(const fb::Interim* i) : i_(i) {}
+  uint16_t status() const { return i_->status(); }
+  std::string_view reason() const;
+  HeaderListView headers() const { return HeaderListView(i_->headers()); }
+  uint64_t offset_ns() const { return i_->offset_ns(); }
+
+ private:
+  const fb::Interim* i_;
+};
+
+class ExchangeView {
+ public:
+  ExchangeView() = default;
+  // `e` must have passed fb::VerifyExchange...; `bodies` is the segment's body frame (empty when
+  // not loaded). Both must outlive the view.
+  ExchangeView(const fb::Exchange* e, std::string_view bodies, bool bodies_loaded)
+      : e_(e), bodies_(bodies), loaded_(bodies_loaded) {}
+
+  bool valid() const { return e_ != nullptr; }
+
+  // Time, nanoseconds (see exchange.h).
+  uint64_t sort_key_ns() const { return e_->sort_key(); }
+  uint64_t request_end_ns() const;
+  uint64_t response_start_ns() const;
+  uint64_t response_end_ns() const;
+  uint64_t latency_ns() const;   // response first byte - request first byte; 0 without both
+  uint64_t duration_ns() const;  // response last byte - response first byte; 0 without response
+
+  uint32_t capture_point() const { return e_->capture_point(); }
+  uint64_t stream_id() const { return e_->stream_id(); }
+  uint32_t h2_stream_id() const { return e_->h2_stream_id(); }
+  Endpoint source() const;
+  Endpoint destination() const;
+  Direction direction() const { return static_cast<Direction>(e_->direction()); }
+  TlsState tls() const { return static_cast<TlsState>(e_->tls()); }
+
+  bool has_request() const { return e_->request() != nullptr; }
+  RequestView request() const { return RequestView(e_->request(), bodies_, loaded_); }
+  size_t interim_count() const { return e_->interim() ? e_->interim()->size() : 0; }
+  InterimView interim(size_t i) const { return InterimView(e_->interim()->Get(i)); }
+  bool has_response() const { return e_->response() != nullptr; }
+  ResponseView response() const { return ResponseView(e_->response(), bodies_, loaded_); }
+
+  Completion completion() const { return static_cast<Completion>(e_->completion()); }
+  std::string_view reason() const;
+  std::optional<int32_t> grpc_status() const;
+  std::string_view grpc_message() const;
+  std::optional<uint32_t> h2_reset_code() const;
+
+  // An owned copy of everything (bodies empty when they were not loaded).
+  Exchange ToExchange() const;
+
+  const fb::Exchange* raw() const { return e_; }
+
+ private:
+  uint64_t offset(int which) const;
+
+  const fb::Exchange* e_ = nullptr;
+  std::string_view bodies_;
+  bool loaded_ = false;
+};
+
+// Checks what FlatBuffers verification cannot: every BodyRef lies inside a body frame of
+// `body_frame_size` bytes and long_offsets has 0 or 3 entries. Returns false when it does not.
+bool CheckExchangeRefs(const fb::Exchange* e, uint64_t body_frame_size);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_FORMAT_EXCHANGE_VIEW_H_

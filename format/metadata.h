@@ -1,0 +1,94 @@
+// metadata.h: what a .tap file says about itself: the header's capture metadata and the trailer's
+// totals, drop counters and segment index (format/SPEC.md sections 2 and 5), in owned C++ form.
+//
+// Thread-safety: plain values; no internal synchronisation.
+#ifndef TAPKIT_FORMAT_METADATA_H_
+#define TAPKIT_FORMAT_METADATA_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "format/exchange.h"
+#include "format/format.h"
+
+namespace tapkit {
+
+struct CapturePointInfo {
+  uint32_t id = 0;
+  std::string kind;  // "pod", "interface" or "file"
+  std::string name;
+  Labels labels;
+  std::vector<uint16_t> link_types;  // LINKTYPE_ values
+  bool operator==(const CapturePointInfo&) const = default;
+};
+
+struct RedactionPolicy {
+  bool enabled = false;
+  std::vector<std::string> headers;  // lower-case names
+  bool keyed = false;                // key from a key file, else a random key never stored
+  bool operator==(const RedactionPolicy&) const = default;
+};
+
+// The file header's metadata.
+struct CaptureMetadata {
+  uint64_t start_time_ns = 0;
+  std::string writer_name;
+  std::string writer_version;
+  std::string host;
+  std::vector<std::string> command_line;
+  std::string target;
+  std::string ns;
+  std::vector<std::pair<std::string, std::string>> filters;
+  uint64_t body_limit = format::kDefaultBodyLimit;  // bytes
+  RedactionPolicy redaction;
+  std::vector<CapturePointInfo> capture_points;
+  std::vector<std::pair<std::string, std::string>> extra;
+  bool operator==(const CaptureMetadata&) const = default;
+};
+
+// One row of the segment index.
+struct SegmentInfo {
+  uint64_t offset = 0;  // file offset of the block header
+  uint64_t min_sort_key = 0;
+  uint64_t max_sort_key = 0;
+  uint32_t exchanges = 0;
+  uint32_t length = 0;  // bytes of the whole block
+  bool operator==(const SegmentInfo&) const = default;
+};
+
+// What the writer tells the trailer beyond what it counted itself.
+struct TrailerInput {
+  std::map<std::string, uint64_t> drops;     // by reason
+  std::map<std::string, uint64_t> counters;  // other totals
+  std::vector<CapturePointInfo> capture_points;  // final list; empty keeps the header's
+};
+
+// The trailer's contents.
+struct FileSummary {
+  uint64_t exchanges = 0;
+  uint64_t segments = 0;
+  uint64_t raw_bytes = 0;     // uncompressed frame bytes, all segments
+  uint64_t stored_bytes = 0;  // stored frame bytes, all segments
+  uint64_t min_sort_key = 0;
+  uint64_t max_sort_key = 0;
+  uint64_t end_time_ns = 0;
+  std::vector<SegmentInfo> index;
+  std::map<std::string, uint64_t> drops;
+  std::map<std::string, uint64_t> counters;
+  std::vector<CapturePointInfo> capture_points;
+  bool operator==(const FileSummary&) const = default;
+};
+
+// FlatBuffer encodings; the Decode functions take buffers that were verified already.
+std::string EncodeCaptureMetadata(const CaptureMetadata& m);
+std::string EncodeFileSummary(const FileSummary& s);
+// Verify and decode; false when the bytes are not a valid CaptureHeader / Trailer FlatBuffer.
+bool DecodeCaptureMetadata(std::string_view bytes, CaptureMetadata* out);
+bool DecodeFileSummary(std::string_view bytes, FileSummary* out);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_FORMAT_METADATA_H_

@@ -1,0 +1,110 @@
+// reader.h: reads a .tap capture file (format/SPEC.md), from a file or a pipe.
+//
+// A Reader checks the file header, then hands out exchanges block by block: it verifies every
+// checksum and every FlatBuffer, caps every length before allocating, and never aborts on bad
+// bytes. A corrupt block in the middle is skipped and reported (an error, with offset, length and
+// reason); data that ends inside a block is a torn tail, the normal state of a file whose writer
+// was killed or is still writing, and is reported as a notice. Opened headers-only, it neither
+// decompresses nor (on a seekable file) reads the body frames.
+//
+// Thread-safety: not thread-safe; one thread at a time. Views it returns are valid until the next
+// Next() or Seek() call.
+#ifndef TAPKIT_FORMAT_READER_H_
+#define TAPKIT_FORMAT_READER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "format/exchange_view.h"
+#include "format/file.h"
+#include "format/metadata.h"
+
+namespace tapkit {
+
+// Told about everything the Reader skips or notices. Offsets are bytes from the file's start.
+class Reporter {
+ public:
+  virtual ~Reporter() = default;
+  // Bytes [offset, offset + length) could not be read as blocks and were skipped (data loss).
+  virtual void Corruption(uint64_t offset, uint64_t length, std::string_view reason) = 0;
+  // Not damage, but worth a line: a torn tail, a missing trailer.
+  virtual void Notice(uint64_t offset, std::string_view message) = 0;
+};
+
+struct ReaderOptions {
+  bool headers_only = false;     // skip body frames: BodyView::data() is empty
+  Reporter* reporter = nullptr;  // may be null; must outlive the Reader
+};
+
+struct ReaderStats {
+  uint64_t blocks = 0;                 // blocks whose header checksum verified
+  uint64_t segments_decompressed = 0;  // segments whose headers frame was decompressed
+  uint64_t segments_skipped = 0;       // segments passed over by Seek without decompressing
+  uint64_t exchanges = 0;              // exchanges returned by Next()
+  uint64_t raw_bytes = 0;              // uncompressed frame bytes of segments seen
+  uint64_t stored_bytes = 0;           // stored frame bytes of segments seen
+  uint64_t corrupt_ranges = 0;
+  uint64_t corrupt_bytes = 0;
+  bool torn_tail = false;
+  uint64_t torn_bytes = 0;
+  bool trailer_read = false;           // the trailer block was met and verified
+  uint64_t data_end = 0;               // end offset of the last whole segment block seen
+};
+
+class Reader {
+ public:
+  // Reads and checks the file header. Errors, each naming the file and offset:
+  // InvalidArgument for an empty or non-.tap file, FailedPrecondition for a newer major version,
+  // DataLoss for a damaged file header, the file's own read errors.
+  static absl::StatusOr<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file,
+                                                      ReaderOptions options = {});
+  ~Reader();
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  const CaptureMetadata& metadata() const;
+  uint16_t major_version() const;
+  uint16_t minor_version() const;
+  const std::string& name() const;
+
+  // The next exchange in file order (completion order), at or after the Seek floor. False at the
+  // end of the data or after a read error (see status()).
+  bool Next(ExchangeView* out);
+
+  // From now on Next() yields exactly the exchanges whose sort key is >= `sort_key_ns`, starting
+  // again from the beginning of the data. Segments whose largest key is below it are passed over
+  // without decompression, through the trailer's index when there is one, else through the block
+  // headers. On a pipe the data cannot be rewound: the floor applies from the current position.
+  absl::Status Seek(uint64_t sort_key_ns);
+
+  // The trailer: found at Open() on a seekable file with a valid footer, else once Next() has met
+  // it. Absent for files whose writer did not finish.
+  const std::optional<FileSummary>& summary() const;
+  const ReaderStats& stats() const;
+  // Every segment block read whole so far, in file order (what an index rebuild writes).
+  const std::vector<SegmentInfo>& segments_seen() const;
+
+  // OK; or the first corruption as DataLoss ("FILE: offset N: reason"); or a read error. A torn
+  // tail is not an error.
+  absl::Status status() const;
+
+ private:
+  Reader();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Gives a file without a trailer (a killed writer) its index: reads it by scanning, cuts off a torn
+// or unreadable tail, and appends a trailer and footer. Sets `*rebuilt` to false and changes
+// nothing when the file already has a valid trailer. `reporter` may be null.
+absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* rebuilt);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_FORMAT_READER_H_

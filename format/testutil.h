@@ -1,0 +1,70 @@
+// testutil.h: helpers for format/ tests: sample exchanges, in-memory files, a recording Reporter
+// and damage forgers (LevelDB's log_test style).
+//
+// Thread-safety: test code; single-threaded.
+#ifndef TAPKIT_FORMAT_TESTUTIL_H_
+#define TAPKIT_FORMAT_TESTUTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "format/exchange.h"
+#include "format/metadata.h"
+#include "format/reader.h"
+#include "format/writer.h"
+
+namespace tapkit::testing {
+
+// An exchange that sets every field, with values derived from `i` (distinct per i).
+Exchange RichExchange(uint64_t i);
+// A small GET/200 exchange with sort key `sort_key_ns`.
+Exchange SmallExchange(uint64_t i, uint64_t sort_key_ns);
+CaptureMetadata SampleMetadata();
+
+// Writes `xs` to memory with `segment_bytes` per segment (and no flush timer); returns the file.
+std::string WriteToString(const std::vector<Exchange>& xs, size_t segment_bytes = 1 << 20,
+                          bool close = true, const TrailerInput& trailer = {});
+
+struct Report {
+  struct Range {
+    uint64_t offset, length;
+    std::string reason;
+  };
+  std::vector<Range> corruption;
+  std::vector<std::string> notices;
+};
+
+class RecordingReporter final : public Reporter {
+ public:
+  explicit RecordingReporter(Report* r) : r_(r) {}
+  void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
+    r_->corruption.push_back({offset, length, std::string(reason)});
+  }
+  void Notice(uint64_t, std::string_view message) override {
+    r_->notices.emplace_back(message);
+  }
+
+ private:
+  Report* r_;
+};
+
+struct ReadResult {
+  absl::Status open;               // Reader::Open's status
+  absl::Status status;             // Reader::status() at the end
+  std::vector<Exchange> exchanges;
+  ReaderStats stats;
+  Report report;
+};
+
+// Reads everything in `data` (as a seekable file, or a pipe when !seekable).
+ReadResult ReadAll(std::string_view data, bool headers_only = false, bool seekable = true);
+
+// Offsets of every block marker in a file written by WriteToString (segments, then the trailer).
+std::vector<uint64_t> BlockOffsets(const std::string& file);
+// Recomputes the header checksum of the block at `offset` (after a test edited its fields).
+void FixBlockChecksum(std::string* file, uint64_t offset);
+
+}  // namespace tapkit::testing
+
+#endif  // TAPKIT_FORMAT_TESTUTIL_H_

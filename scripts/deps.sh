@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 (bookworm) packages tapkit needs to build and test.
+#
+# Idempotent and fast when everything is present: each package is checked with dpkg-query and
+# apt-get runs only for the missing ones. Extra packages (for later issues, e.g. nginx, tshark) can be
+# passed as arguments or in TAPKIT_EXTRA_PACKAGES (space separated):
+#
+#   scripts/deps.sh nginx tshark
+#   TAPKIT_EXTRA_PACKAGES="nginx tshark" scripts/deps.sh
+set -euo pipefail
+
+log() { echo "deps: $*" >&2; }
+
+packages=(
+  # Toolchain and build system.
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # clang with ASan/UBSan and libFuzzer runtimes (libclang_rt.fuzzer*.a is in libclang-rt-14-dev),
+  # llvm for llvm-symbolizer in sanitizer reports.
+  clang libclang-rt-14-dev llvm
+  # Packet capture input (pcap / pcapng, live and offline).
+  libpcap-dev
+  # Segment compression; the zstd CLI for inspecting frames by hand.
+  libzstd-dev zstd
+  # Capture-file schema: FlatBuffers library and flatc.
+  libflatbuffers-dev flatbuffers-compiler
+  # Tap API between sidecar, control plane and recorder: gRPC and protobuf.
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # Command-line parsing in tools/.
+  libboost-program-options-dev
+  # Tests and benchmarks.
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # Status/StatusOr and containers, XXH3 checksums, JSON output.
+  libabsl-dev libxxhash-dev nlohmann-json3-dev
+)
+
+# Extra packages from the environment and the command line.
+if [[ -n "${TAPKIT_EXTRA_PACKAGES:-}" ]]; then
+  read -r -a extra_env <<<"${TAPKIT_EXTRA_PACKAGES}"
+  packages+=("${extra_env[@]}")
+fi
+packages+=("$@")
+
+log "checking ${#packages[@]} packages"
+missing=()
+for pkg in "${packages[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null || true)"
+  if [[ "${status}" != "install ok installed" ]]; then
+    missing+=("${pkg}")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  log "all packages installed"
+  exit 0
+fi
+
+sudo_cmd=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo_cmd=(sudo)
+  else
+    log "not root and no sudo: cannot install: ${missing[*]}"
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "apt-get update"
+"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+log "installing ${missing[*]}"
+"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+log "done"
