@@ -251,7 +251,9 @@ struct Reader::Impl {
       }
       if (!found) {
         if (in->eof()) break;
-        in->Skip(i);
+        // Keep the last 16 bytes: a marker may straddle the refill, and the end-of-file check
+        // below wants to see a footer.
+        in->Skip(n > format::kFooterSize ? n - format::kFooterSize : 0);
         continue;
       }
       in->Skip(i);
@@ -265,10 +267,21 @@ struct Reader::Impl {
       }
       in->Skip(1);
     }
-    in->Skip(in->avail());
+    // Data that seems cut short is a torn tail only if the file does not end in a footer: a
+    // footer means the writer finished, so the "cut" is a damaged length field.
+    in->Fill(format::kFooterSize);
+    bool ends_in_footer =
+        in->avail() >= format::kFooterSize &&
+        std::memcmp(in->data() + in->avail() - 8, format::kFooterMagic, 8) == 0;
+    while (in->Skip(in->avail()) && in->Fill(1)) {
+      ends_in_footer = in->avail() >= format::kFooterSize &&
+                       std::memcmp(in->data() + in->avail() - 8, format::kFooterMagic, 8) == 0;
+    }
     uint64_t length = in->pos() - bad_at;
     done = true;
-    if (truncated) {
+    if (truncated && ends_in_footer) {
+      Corrupt(bad_at, length, absl::StrCat(reason, " although the file ends in a footer"));
+    } else if (truncated) {
       stats.torn_tail = true;
       stats.torn_bytes = length;
       reporter->Notice(bad_at, absl::StrCat("torn tail: the data ends inside a block (", length,

@@ -1,0 +1,340 @@
+#include "tools/render.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace tapkit {
+namespace {
+
+using nlohmann::json;
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+std::string Us(uint64_t ns) { return absl::StrCat(ns / 1000, "µs"); }
+
+// The prefix linkerd repeats on each line: id, proxy direction (padded), endpoints, tls.
+std::string Prefix(const ExchangeView& x) {
+  std::string_view dir = DirectionName(x.direction());
+  return absl::StrCat("id=", x.capture_point(), ":", x.stream_id(), " proxy=", AV(dir),
+                      dir.size() < 3 ? std::string(3 - dir.size(), ' ') : "",
+                      " src=", x.source().ToString(), " dst=", x.destination().ToString(),
+                      " tls=", AV(TlsName(x.tls())));
+}
+
+std::string Resource(const Endpoint& e) {
+  const Labels& l = e.labels;
+  std::string res = !l.workload_kind.empty() && !l.workload_name.empty()
+                        ? absl::StrCat(l.workload_kind, "/", l.workload_name)
+                    : !l.pod.empty() ? absl::StrCat("pod/", l.pod)
+                                     : std::string("-");
+  return res;
+}
+
+std::string WideSuffix(const ExchangeView& x) {
+  Endpoint s = x.source(), d = x.destination();
+  return absl::StrCat(" src_res=", Resource(s), " src_ns=", s.labels.ns.empty() ? "-" : s.labels.ns,
+                      " dst_res=", Resource(d), " dst_ns=", d.labels.ns.empty() ? "-" : d.labels.ns);
+}
+
+// Printable form of raw bytes in a text line: control bytes and spaces escaped.
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c <= ' ' || c == 0x7f || c >= 0x80) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
+json TextOrBase64(std::string_view s, json obj, const char* key) {
+  if (IsUtf8(s)) {
+    obj[key] = std::string(s);
+  } else {
+    obj[key] = absl::Base64Escape(AV(s));
+    obj["encoding"] = "base64";
+  }
+  return obj;
+}
+
+json Headers(const HeaderListView& h) {
+  json arr = json::array();
+  for (size_t i = 0; i < h.size(); ++i) {
+    std::string_view n = h.name(i), v = h.value(i);
+    json o = json::object();
+    if (IsUtf8(n) && IsUtf8(v)) {
+      o["name"] = std::string(n);
+      o["value"] = std::string(v);
+    } else {
+      o["name"] = absl::Base64Escape(AV(n));
+      o["value"] = absl::Base64Escape(AV(v));
+      o["encoding"] = "base64";
+    }
+    arr.push_back(std::move(o));
+  }
+  return arr;
+}
+
+json BodyJson(const BodyView& b) {
+  json o = json::object();
+  o["length"] = b.length();
+  o["stored"] = b.stored();
+  o["truncated"] = b.truncated();
+  if (b.loaded()) {
+    o = TextOrBase64(b.data(), std::move(o), "data");
+    if (!o.contains("encoding")) o["encoding"] = "utf8";
+  }
+  return o;
+}
+
+json EndpointJson(const Endpoint& e) {
+  json o = {{"ip", e.ip.ToString()}, {"port", e.port}};
+  json meta = json::object();
+  const Labels& l = e.labels;
+  if (!l.ns.empty()) meta["namespace"] = l.ns;
+  if (!l.pod.empty()) meta["pod"] = l.pod;
+  if (!l.workload_kind.empty()) meta[l.workload_kind] = l.workload_name;
+  if (!l.service.empty()) meta["service"] = l.service;
+  o["metadata"] = std::move(meta);
+  return o;
+}
+
+// gRPC status code names as linkerd prints them (grpc/doc/statuscodes.md).
+std::string GrpcName(int32_t code) {
+  static const char* const kNames[] = {
+      "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+      "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+      "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
+  if (code >= 0 && code < 17) return kNames[code];
+  return absl::StrCat(code);
+}
+
+// HTTP/2 error code names (RFC 9113 section 7).
+std::string H2ErrorName(uint32_t code) {
+  static const char* const kNames[] = {
+      "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+      "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+      "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"};
+  if (code < 14) return kNames[code];
+  return absl::StrCat("0x", absl::Hex(code));
+}
+
+}  // namespace
+
+bool IsUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+std::string Rfc3339(uint64_t unix_ns) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(static_cast<int64_t>(unix_ns)),
+                          absl::UTCTimeZone());
+}
+
+void AppendText(const ExchangeView& x, bool wide, std::string* out) {
+  std::string prefix = Prefix(x);
+  std::string suffix = wide ? WideSuffix(x) : "";
+  if (x.has_request()) {
+    RequestView q = x.request();
+    absl::StrAppend(out, "req ", prefix, " :method=", Printable(q.method()),
+                    " :authority=", Printable(q.authority()), " :path=", Printable(q.path()),
+                    suffix, "\n");
+  }
+  for (size_t i = 0; i < x.interim_count(); ++i) {
+    InterimView v = x.interim(i);
+    absl::StrAppend(out, "rsp ", prefix, " :status=", v.status(), " interim latency=",
+                    Us(v.offset_ns()), suffix, "\n");
+  }
+  if (x.has_response()) {
+    absl::StrAppend(out, "rsp ", prefix, " :status=", x.response().status(),
+                    " latency=", Us(x.latency_ns()), suffix, "\n");
+  }
+  std::string end = absl::StrCat("end ", prefix);
+  if (x.grpc_status()) absl::StrAppend(&end, " grpc-status=", GrpcName(*x.grpc_status()));
+  if (x.h2_reset_code()) absl::StrAppend(&end, " reset-error=", H2ErrorName(*x.h2_reset_code()));
+  if (x.has_response()) {
+    absl::StrAppend(&end, " duration=", Us(x.duration_ns()),
+                    " response-length=", x.response().body().length(), "B");
+  }
+  if (x.completion() != Completion::kComplete) {
+    absl::StrAppend(&end, " state=", AV(CompletionName(x.completion())));
+    if (!x.reason().empty()) absl::StrAppend(&end, " reason=", json(std::string(x.reason())).dump());
+  }
+  absl::StrAppend(out, end, suffix, "\n");
+}
+
+void AppendJson(const ExchangeView& x, std::string* out) {
+  json o = json::object();
+  o["id"] = {{"capturePoint", x.capture_point()}, {"stream", x.stream_id()}};
+  o["source"] = EndpointJson(x.source());
+  o["destination"] = EndpointJson(x.destination());
+  switch (x.direction()) {
+    case Direction::kInbound: o["proxyDirection"] = "INBOUND"; break;
+    case Direction::kOutbound: o["proxyDirection"] = "OUTBOUND"; break;
+    default: o["proxyDirection"] = "UNKNOWN"; break;
+  }
+  o["tls"] = x.tls() == TlsState::kUnknown ? json(nullptr) : json(x.tls() == TlsState::kYes);
+  if (x.h2_stream_id()) o["h2StreamId"] = x.h2_stream_id();
+  o["requestTime"] = Rfc3339(x.sort_key_ns());
+  o["requestTimeNs"] = x.sort_key_ns();
+  o["requestEndNs"] = x.request_end_ns();
+  o["responseStartNs"] = x.response_start_ns();
+  o["responseEndNs"] = x.response_end_ns();
+  o["latencyNs"] = x.latency_ns();
+  o["durationNs"] = x.duration_ns();
+  if (x.has_request()) {
+    RequestView q = x.request();
+    json r = {{"httpVersion", HttpVersionName(q.version())}};
+    r = TextOrBase64(q.method(), std::move(r), "method");
+    r["scheme"] = IsUtf8(q.scheme()) ? std::string(q.scheme()) : "";
+    r["authority"] = IsUtf8(q.authority()) ? std::string(q.authority()) : "";
+    r["path"] = IsUtf8(q.path()) ? std::string(q.path()) : absl::Base64Escape(AV(q.path()));
+    if (!IsUtf8(q.path())) r["pathEncoding"] = "base64";
+    r["headers"] = Headers(q.headers());
+    if (q.body().present()) r["body"] = BodyJson(q.body());
+    r["trailers"] = Headers(q.trailers());
+    o["request"] = std::move(r);
+  } else {
+    o["request"] = nullptr;
+  }
+  json interim = json::array();
+  for (size_t i = 0; i < x.interim_count(); ++i) {
+    InterimView v = x.interim(i);
+    interim.push_back({{"httpStatus", v.status()},
+                       {"reason", IsUtf8(v.reason()) ? std::string(v.reason()) : ""},
+                       {"headers", Headers(v.headers())},
+                       {"sinceRequestInitNs", v.offset_ns()}});
+  }
+  o["interim"] = std::move(interim);
+  if (x.has_response()) {
+    ResponseView s = x.response();
+    json r = {{"httpVersion", HttpVersionName(s.version())},
+              {"httpStatus", s.status()},
+              {"reason", IsUtf8(s.reason()) ? std::string(s.reason()) : ""},
+              {"headers", Headers(s.headers())}};
+    if (s.body().present()) r["body"] = BodyJson(s.body());
+    r["trailers"] = Headers(s.trailers());
+    o["response"] = std::move(r);
+  } else {
+    o["response"] = nullptr;
+  }
+  json end = {{"completion", CompletionName(x.completion())}};
+  if (!x.reason().empty()) end["reason"] = IsUtf8(x.reason()) ? std::string(x.reason()) : "";
+  if (x.grpc_status()) end["grpcStatusCode"] = *x.grpc_status();
+  if (!x.grpc_message().empty() && IsUtf8(x.grpc_message())) {
+    end["grpcMessage"] = std::string(x.grpc_message());
+  }
+  if (x.h2_reset_code()) end["resetErrorCode"] = *x.h2_reset_code();
+  end["responseBytes"] = x.has_response() ? x.response().body().length() : 0;
+  o["end"] = std::move(end);
+  out->append(o.dump());
+  out->push_back('\n');
+}
+
+std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {
+  const CaptureMetadata& m = reader.metadata();
+  const ReaderStats& st = reader.stats();
+  const std::optional<FileSummary>& sum = reader.summary();
+  std::string out;
+  auto line = [&out](std::string_view key, const std::string& value) {
+    absl::StrAppend(&out, AV(key), std::string(18 - std::min<size_t>(key.size(), 17), ' '), value,
+                    "\n");
+  };
+  line("File:", reader.name());
+  line("Format:", absl::StrCat(".tap ", reader.major_version(), ".", reader.minor_version()));
+  line("Writer:", absl::StrCat(m.writer_name.empty() ? "-" : m.writer_name, " ", m.writer_version,
+                               m.host.empty() ? "" : " on " + m.host));
+  line("Started:", m.start_time_ns ? Rfc3339(m.start_time_ns) : "-");
+  if (!m.command_line.empty()) line("Command:", absl::StrJoin(m.command_line, " "));
+  if (!m.target.empty() || !m.ns.empty()) {
+    line("Target:", absl::StrCat(m.target.empty() ? "-" : m.target,
+                                 m.ns.empty() ? "" : " (namespace " + m.ns + ")"));
+  }
+  if (!m.filters.empty()) {
+    line("Filters:", absl::StrJoin(m.filters, " ", absl::PairFormatter("=")));
+  }
+  line("Body limit:", absl::StrCat(m.body_limit, " bytes"));
+  line("Redaction:", m.redaction.enabled
+                         ? absl::StrCat("on (", absl::StrJoin(m.redaction.headers, ", "), "; ",
+                                        m.redaction.keyed ? "key file" : "random key", ")")
+                         : "off");
+  const std::vector<CapturePointInfo>& points =
+      sum && !sum->capture_points.empty() ? sum->capture_points : m.capture_points;
+  for (const CapturePointInfo& p : points) {
+    line(absl::StrCat("Capture point ", p.id, ":"),
+         absl::StrCat(p.kind, " ", p.name, p.link_types.empty() ? "" : " (link types ",
+                      absl::StrJoin(p.link_types, ","), p.link_types.empty() ? "" : ")"));
+  }
+  if (!m.extra.empty()) line("Extra:", absl::StrJoin(m.extra, " ", absl::PairFormatter("=")));
+  line("Exchanges:", absl::StrCat(counts.exchanges));
+  line("Segments:", absl::StrCat(st.blocks - (st.trailer_read ? 1 : 0)));
+  if (counts.exchanges) {
+    line("First request:", Rfc3339(counts.min_key));
+    line("Last request:", Rfc3339(counts.max_key));
+    line("Span:", absl::StrCat(absl::FormatDuration(absl::Nanoseconds(
+                                   static_cast<int64_t>(counts.max_key - counts.min_key)))));
+  }
+  if (st.stored_bytes) {
+    line("Compression:", absl::StrCat(st.raw_bytes, " bytes in ", st.stored_bytes, " bytes, ",
+                                      absl::SixDigits(double(st.raw_bytes) / st.stored_bytes),
+                                      ":1"));
+  }
+  if (sum) {
+    line("Trailer:", absl::StrCat("present, closed ", Rfc3339(sum->end_time_ns)));
+    line("Drops:", sum->drops.empty()
+                       ? std::string("none")
+                       : absl::StrJoin(sum->drops, " ", absl::PairFormatter("=")));
+    if (!sum->counters.empty()) {
+      line("Counters:", absl::StrJoin(sum->counters, " ", absl::PairFormatter("=")));
+    }
+  } else {
+    line("Trailer:", "absent (the writer did not finish; drop counters unknown)");
+  }
+  std::string damage = st.corrupt_ranges
+                           ? absl::StrCat(st.corrupt_ranges, " corrupt range(s), ",
+                                          st.corrupt_bytes, " bytes skipped")
+                           : std::string("none");
+  if (st.torn_tail) absl::StrAppend(&damage, "; torn tail of ", st.torn_bytes, " bytes");
+  line("Damage:", damage);
+  return out;
+}
+
+}  // namespace tapkit

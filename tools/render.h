@@ -1,0 +1,45 @@
+// render.h: how tapcat (and later taprec's live view) prints exchanges: linkerd-style text lines,
+// the wide variant, and one JSON object per exchange (schema: docs/json.md, stable from v1).
+//
+// Thread-safety: free functions; each call uses only its arguments.
+#ifndef TAPKIT_TOOLS_RENDER_H_
+#define TAPKIT_TOOLS_RENDER_H_
+
+#include <string>
+#include <string_view>
+
+#include "format/exchange_view.h"
+#include "format/metadata.h"
+#include "format/reader.h"
+
+namespace tapkit {
+
+enum class OutputFormat { kText, kWide, kJson };
+
+// Appends the exchange's `req`, interim `rsp`, final `rsp` and `end` lines (each ending in '\n')
+// in linkerd tap's layout; `wide` adds the source and destination resources.
+//   req id=0:1 proxy=in  src=10.0.0.1:4000 dst=10.0.0.2:80 tls=false :method=GET ...
+//   rsp id=0:1 proxy=in  src=... :status=200 latency=312µs
+//   end id=0:1 proxy=in  src=... duration=38µs response-length=27B
+// Latency and duration are DESIGN.md section 2's, in whole microseconds.
+void AppendText(const ExchangeView& x, bool wide, std::string* out);
+
+// Appends one JSON object and '\n'. Bodies are included when the reader loaded them.
+void AppendJson(const ExchangeView& x, std::string* out);
+
+// True when `s` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or values past U+10FFFF).
+bool IsUtf8(std::string_view s);
+
+// RFC 3339 with nanoseconds, UTC: "2025-11-30T00:00:00.123456789Z".
+std::string Rfc3339(uint64_t unix_ns);
+
+// The `tapcat --info` report for a file that was read to its end by `reader`.
+struct InfoCounts {
+  uint64_t exchanges = 0;
+  uint64_t min_key = 0, max_key = 0;
+};
+std::string FormatInfo(const Reader& reader, const InfoCounts& counts);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_TOOLS_RENDER_H_

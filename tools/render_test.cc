@@ -1,0 +1,146 @@
+// Rendering of the golden file's exchanges: the expected lines and JSON values are written out by
+// hand from the values in format/format_golden_test.cc (latency = response first byte - request
+// first byte; duration = response last byte - response first byte; whole microseconds).
+#include "tools/render.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "format/testutil.h"
+
+namespace tapkit {
+namespace {
+
+std::vector<std::string> Render(bool json, bool wide = false) {
+  auto reader = Reader::Open(*OpenReadableFile(TAPKIT_SOURCE_DIR "/fixtures/golden/v1.0.tap"));
+  EXPECT_TRUE(reader.ok());
+  std::vector<std::string> out;
+  ExchangeView x;
+  while ((*reader)->Next(&x)) {
+    std::string s;
+    if (json) {
+      AppendJson(x, &s);
+    } else {
+      AppendText(x, wide, &s);
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(Text, LinkerdStyleLines) {
+  std::vector<std::string> got = Render(false);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0],
+            "req id=0:1 proxy=in  src=127.0.10.1:41234 dst=127.0.20.1:80 tls=false :method=GET "
+            ":authority=backend.demo :path=/api/items?id=7\n"
+            "rsp id=0:1 proxy=in  src=127.0.10.1:41234 dst=127.0.20.1:80 tls=false :status=200 "
+            "latency=312µs\n"
+            "end id=0:1 proxy=in  src=127.0.10.1:41234 dst=127.0.20.1:80 tls=false duration=38µs "
+            "response-length=27B\n");
+  EXPECT_EQ(got[1],
+            "req id=0:2 proxy=out src=127.0.10.1:41236 dst=127.0.20.2:8080 tls=false :method=POST "
+            ":authority=backend.demo:8080 :path=/api/orders\n"
+            "rsp id=0:2 proxy=out src=127.0.10.1:41236 dst=127.0.20.2:8080 tls=false :status=100 "
+            "interim latency=1200µs\n"
+            "rsp id=0:2 proxy=out src=127.0.10.1:41236 dst=127.0.20.2:8080 tls=false :status=201 "
+            "latency=4000µs\n"
+            "end id=0:2 proxy=out src=127.0.10.1:41236 dst=127.0.20.2:8080 tls=false duration=0µs "
+            "response-length=0B\n");
+  EXPECT_EQ(got[2],
+            "req id=0:3 proxy=-   src=[fd00::10]:50000 dst=[fd00::20]:80 tls=- :method=DELETE "
+            ":authority=- :path=/api/orders/99\n"
+            "end id=0:3 proxy=-   src=[fd00::10]:50000 dst=[fd00::20]:80 tls=- state=reset "
+            "reason=\"TCP RST from server\"\n");
+  EXPECT_EQ(got[3],
+            "rsp id=0:4 proxy=-   src=127.0.10.1:41240 dst=127.0.20.1:80 tls=- :status=503 "
+            "latency=0µs\n"
+            "end id=0:4 proxy=-   src=127.0.10.1:41240 dst=127.0.20.1:80 tls=- "
+            "duration=6000000µs response-length=1000000B state=no-request "
+            "reason=\"capture began after the request\"\n");
+  EXPECT_EQ(got[4],
+            "req id=1:5 proxy=-   src=127.0.10.1:41300 dst=127.0.20.3:50051 tls=- :method=POST "
+            ":authority=greeter:50051 :path=/helloworld.Greeter/SayHello\n"
+            "rsp id=1:5 proxy=-   src=127.0.10.1:41300 dst=127.0.20.3:50051 tls=- :status=200 "
+            "latency=2000µs\n"
+            "end id=1:5 proxy=-   src=127.0.10.1:41300 dst=127.0.20.3:50051 tls=- "
+            "grpc-status=NotFound reset-error=CANCEL duration=100µs response-length=16B\n");
+}
+
+TEST(Text, WideAddsResources) {
+  std::vector<std::string> got = Render(false, true);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_NE(got[0].find(":path=/api/items?id=7 src_res=deployment/frontend src_ns=demo "
+                        "dst_res=deployment/backend dst_ns=demo\n"),
+            std::string::npos)
+      << got[0];
+  EXPECT_NE(got[1].find("src_res=- src_ns=- dst_res=- dst_ns=-\n"), std::string::npos);
+}
+
+TEST(Json, FieldsAndEncodings) {
+  std::vector<std::string> got = Render(true);
+  ASSERT_EQ(got.size(), 5u);
+  using nlohmann::json;
+  json a = json::parse(got[0]);
+  EXPECT_EQ(a["id"]["stream"], 1);
+  EXPECT_EQ(a["proxyDirection"], "INBOUND");
+  EXPECT_EQ(a["tls"], false);
+  EXPECT_EQ(a["source"]["ip"], "127.0.10.1");
+  EXPECT_EQ(a["source"]["port"], 41234);
+  EXPECT_EQ(a["source"]["metadata"]["deployment"], "frontend");
+  EXPECT_EQ(a["destination"]["metadata"]["service"], "backend");
+  EXPECT_EQ(a["requestTime"], "2025-11-30T00:00:00.123456789Z");
+  EXPECT_EQ(a["requestTimeNs"], 1764460800123456789ull);
+  EXPECT_EQ(a["latencyNs"], 312000);
+  EXPECT_EQ(a["durationNs"], 38500);
+  EXPECT_EQ(a["request"]["method"], "GET");
+  EXPECT_EQ(a["request"]["httpVersion"], "HTTP/1.1");
+  EXPECT_EQ(a["request"]["headers"][1]["name"], "User-Agent");
+  EXPECT_EQ(a["request"]["headers"][1]["value"], "curl/7.88.1");
+  EXPECT_EQ(a["response"]["httpStatus"], 200);
+  EXPECT_EQ(a["response"]["body"]["encoding"], "utf8");
+  EXPECT_EQ(a["response"]["body"]["data"], "{\"id\":7,\"name\":\"sprocket\"}\n");
+  EXPECT_EQ(a["response"]["body"]["length"], 27);
+  EXPECT_EQ(a["end"]["completion"], "complete");
+  EXPECT_EQ(a["end"]["responseBytes"], 27);
+
+  json b = json::parse(got[1]);
+  ASSERT_EQ(b["interim"].size(), 1u);
+  EXPECT_EQ(b["interim"][0]["httpStatus"], 100);
+  EXPECT_EQ(b["interim"][0]["sinceRequestInitNs"], 1200000);
+  EXPECT_EQ(b["request"]["trailers"][0]["value"], "sha256=abc");
+
+  json c = json::parse(got[2]);
+  EXPECT_TRUE(c["response"].is_null());
+  EXPECT_EQ(c["source"]["ip"], "fd00::10");
+  EXPECT_EQ(c["request"]["headers"][0]["encoding"], "base64");
+  EXPECT_EQ(c["request"]["headers"][0]["value"], "AAH+/w==");  // bytes 00 01 fe ff
+  EXPECT_EQ(c["end"]["completion"], "reset");
+
+  json d = json::parse(got[3]);
+  EXPECT_TRUE(d["request"].is_null());
+  EXPECT_EQ(d["response"]["body"]["truncated"], true);
+  EXPECT_EQ(d["response"]["body"]["stored"], 64);
+  EXPECT_EQ(d["response"]["body"]["length"], 1000000);
+  EXPECT_EQ(d["responseEndNs"], 6000000000ull);
+
+  json e = json::parse(got[4]);
+  EXPECT_EQ(e["h2StreamId"], 5);
+  EXPECT_EQ(e["end"]["grpcStatusCode"], 5);
+  EXPECT_EQ(e["end"]["grpcMessage"], "not found");
+  EXPECT_EQ(e["end"]["resetErrorCode"], 8);
+}
+
+TEST(Utf8, RejectsMalformed) {
+  EXPECT_TRUE(IsUtf8("plain ascii"));
+  EXPECT_TRUE(IsUtf8("gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsUtf8("\xc3"));              // cut short
+  EXPECT_FALSE(IsUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsUtf8("\xed\xa0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(IsUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(IsUtf8("\xff"));
+}
+
+}  // namespace
+}  // namespace tapkit
