@@ -401,6 +401,7 @@ struct Reader::Impl {
     ++stats.blocks;
 
     size_t hl = h.header_length;
+    // Views into the input window; Fill() may move it, so take them again after any Fill().
     std::string_view meta_stored(in->data() + hl, h.meta_stored);
 
     if (h.type == static_cast<uint8_t>(BlockType::kTrailer)) {
@@ -428,6 +429,7 @@ struct Reader::Impl {
     uint64_t length = h.length();
     if (want_bodies) {
       if (!in->Fill(length)) return Resync(at, "block cut short", true);
+      meta_stored = std::string_view(in->data() + hl, h.meta_stored);
       std::string_view body_stored(in->data() + hl + h.meta_stored, h.body_stored);
       if (format::Checksum(body_stored) != h.body_checksum) {
         Corrupt(at, length, "body frame checksum mismatch");
