@@ -15,9 +15,9 @@ uint64_t Checksum(std::string_view a, std::string_view b) {
   return XXH3_64bits_digest(&state);
 }
 
-void AppendBlock(const BlockHeader& h, std::string_view meta_stored, std::string_view body_stored,
-                 std::string* out) {
-  char hdr[kBlockHeaderSize] = {};
+void EncodeBlockHeader(const BlockHeader& h, std::string_view meta_stored,
+                       std::string_view body_stored, char* hdr) {
+  std::memset(hdr, 0, kBlockHeaderSize);
   std::memcpy(hdr + kBlockMarkerOffset, kBlockMarker, sizeof kBlockMarker);
   Put64(hdr + kBlockBodyChecksumOffset, Checksum(body_stored));
   Put16(hdr + kBlockHeaderLengthOffset, kBlockHeaderSize);
@@ -33,7 +33,13 @@ void AppendBlock(const BlockHeader& h, std::string_view meta_stored, std::string
   Put64(hdr + kBlockMinKeyOffset, h.min_key);
   Put64(hdr + kBlockMaxKeyOffset, h.max_key);
   Put64(hdr + kBlockHeaderChecksumOffset,
-        HeaderChecksum(std::string_view(hdr, sizeof hdr), meta_stored));
+        HeaderChecksum(std::string_view(hdr, kBlockHeaderSize), meta_stored));
+}
+
+void AppendBlock(const BlockHeader& h, std::string_view meta_stored, std::string_view body_stored,
+                 std::string* out) {
+  char hdr[kBlockHeaderSize];
+  EncodeBlockHeader(h, meta_stored, body_stored, hdr);
   out->append(hdr, sizeof hdr);
   out->append(meta_stored);
   out->append(body_stored);

@@ -61,8 +61,13 @@ struct BlockHeader {
 // XXH3-64 over `a` then `b`.
 uint64_t Checksum(std::string_view a, std::string_view b = {});
 
-// Appends a whole block (header with both checksums, then both frames) to `out`. The header's
-// checksum, length and stored-length fields are computed; the rest comes from `h`.
+// Writes the kBlockHeaderSize-byte header of a block whose frames are `meta_stored` and
+// `body_stored` into `out`: checksums, header length and stored lengths are computed, the rest
+// comes from `h`.
+void EncodeBlockHeader(const BlockHeader& h, std::string_view meta_stored,
+                       std::string_view body_stored, char* out);
+
+// Appends a whole block (header with both checksums, then both frames) to `out`.
 void AppendBlock(const BlockHeader& h, std::string_view meta_stored, std::string_view body_stored,
                  std::string* out);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "format/exchange_view.h"
 #include "format/format.h"
 #include "format/tap_generated.h"
 
@@ -21,26 +22,23 @@ Offset<flatbuffers::String> OptStr(FlatBufferBuilder& b, std::string_view s) {
   return s.empty() ? 0 : b.CreateString(s.data(), s.size());
 }
 
-Offset<Vector<Offset<fb::Header>>> Headers(FlatBufferBuilder& b, const std::vector<Header>& hs) {
+// The packed header list (SPEC.md section 4.3), built in `scratch` and copied in as one vector.
+Offset<Vector<uint8_t>> Headers(FlatBufferBuilder& b, const std::vector<Header>& hs,
+                                std::string* scratch) {
   if (hs.empty()) return 0;
-  std::vector<Offset<fb::Header>> offs;
-  offs.reserve(hs.size());
-  for (const Header& h : hs) {
-    auto name = ByteVec(b, h.name);
-    auto value = ByteVec(b, h.value);
-    offs.push_back(fb::CreateHeader(b, name, value));
-  }
-  return b.CreateVector(offs);
+  scratch->clear();
+  for (const Header& h : hs) AppendHeaderField(h.name, h.value, scratch);
+  return ByteVec(b, *scratch);
 }
 
 Offset<fb::Endpoint> MakeEndpoint(FlatBufferBuilder& b, const Endpoint& e) {
   Offset<Vector<uint8_t>> ip = 0;
   if (e.ip.size()) ip = b.CreateVector(e.ip.bytes.data(), e.ip.size());
-  Offset<fb::Labels> labels = 0;
+  Offset<Vector<uint8_t>> labels = 0;
   if (!e.labels.empty()) {
-    labels = fb::CreateLabels(b, OptStr(b, e.labels.ns), OptStr(b, e.labels.pod),
-                              OptStr(b, e.labels.workload_kind), OptStr(b, e.labels.workload_name),
-                              OptStr(b, e.labels.service));
+    std::string packed;
+    PackLabels(e.labels, &packed);
+    labels = ByteVec(b, packed);
   }
   return fb::CreateEndpoint(b, ip, e.port, labels);
 }
@@ -65,6 +63,7 @@ bool HasBody(const Body& b) { return !b.data.empty() || b.length != 0 || b.trunc
 absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::string* body_frame) {
   FlatBufferBuilder& b = *builder;
   b.Clear();
+  static thread_local std::string scratch;
 
   Offset<fb::Request> request = 0;
   if (x.request) {
@@ -73,8 +72,8 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::
     auto scheme = OptStr(b, r.scheme);
     auto authority = OptStr(b, r.authority);
     auto path = OptStr(b, r.path);
-    auto headers = Headers(b, r.headers);
-    auto trailers = Headers(b, r.trailers);
+    auto headers = Headers(b, r.headers, &scratch);
+    auto trailers = Headers(b, r.trailers, &scratch);
     fb::BodyRef ref;
     bool has_body = HasBody(r.body);
     if (has_body) {
@@ -97,7 +96,7 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::
     std::vector<Offset<fb::Interim>> offs;
     for (const InterimResponse& i : x.interim) {
       auto reason = OptStr(b, i.reason);
-      auto headers = Headers(b, i.headers);
+      auto headers = Headers(b, i.headers, &scratch);
       offs.push_back(fb::CreateInterim(b, i.status, reason, headers, i.offset_ns));
     }
     interim = b.CreateVector(offs);
@@ -107,8 +106,8 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::
   if (x.response) {
     const Response& r = *x.response;
     auto reason = OptStr(b, r.reason);
-    auto headers = Headers(b, r.headers);
-    auto trailers = Headers(b, r.trailers);
+    auto headers = Headers(b, r.headers, &scratch);
+    auto trailers = Headers(b, r.trailers, &scratch);
     fb::BodyRef ref;
     bool has_body = HasBody(r.body);
     if (has_body) {

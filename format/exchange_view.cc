@@ -27,23 +27,41 @@ Endpoint ToEndpoint(const fb::Endpoint* e) {
       std::memcpy(out.ip.bytes.data(), ip->data(), ip->size());
     }
   }
-  if (const auto* l = e->labels()) {
-    out.labels.ns = Str(l->namespace_());
-    out.labels.pod = Str(l->pod());
-    out.labels.workload_kind = Str(l->workload_kind());
-    out.labels.workload_name = Str(l->workload_name());
-    out.labels.service = Str(l->service());
-  }
+  if (const auto* l = e->labels()) out.labels = UnpackLabels(Bytes(l));
   return out;
 }
 
 std::vector<Header> ToHeaders(HeaderListView list) {
   std::vector<Header> out;
-  out.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    out.push_back(Header{std::string(list.name(i)), std::string(list.value(i))});
+  for (const HeaderListView::Field& f : list) {
+    out.push_back(Header{std::string(f.name), std::string(f.value)});
   }
   return out;
+}
+
+inline bool ReadVarint(std::string_view* in, uint32_t* v) {
+  // Fast path: lengths under 128 take one byte, nearly every header name and most values.
+  if (!in->empty() && !(static_cast<uint8_t>((*in)[0]) & 0x80)) {
+    *v = static_cast<uint8_t>((*in)[0]);
+    in->remove_prefix(1);
+    return true;
+  }
+  uint64_t x = 0;
+  for (size_t i = 0; i < 5 && i < in->size(); ++i) {
+    uint8_t b = static_cast<uint8_t>((*in)[i]);
+    x |= uint64_t{b & 0x7fu} << (7 * i);
+    if (!(b & 0x80)) {
+      if (x > UINT32_MAX) return false;
+      *v = static_cast<uint32_t>(x);
+      in->remove_prefix(i + 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HeaderListOk(const flatbuffers::Vector<uint8_t>* v) {
+  return v == nullptr || CheckHeaderList(Bytes(v));
 }
 
 Body ToBody(const BodyView& b) {
@@ -61,18 +79,117 @@ bool RefInside(const fb::BodyRef* ref, uint64_t size) {
 
 }  // namespace
 
-std::string_view HeaderListView::name(size_t i) const { return Bytes(list_->Get(i)->name()); }
-std::string_view HeaderListView::value(size_t i) const { return Bytes(list_->Get(i)->value()); }
+bool NextPackedString(std::string_view* in, std::string_view* out) {
+  std::string_view rest = *in;
+  uint32_t n = 0;
+  if (!ReadVarint(&rest, &n) || n > rest.size()) return false;
+  *out = rest.substr(0, n);
+  rest.remove_prefix(n);
+  *in = rest;
+  return true;
+}
+
+void AppendPackedString(std::string_view s, std::string* out) {
+  uint64_t n = s.size();
+  do {
+    uint8_t b = n & 0x7f;
+    n >>= 7;
+    out->push_back(static_cast<char>(n ? b | 0x80 : b));
+  } while (n);
+  out->append(s);
+}
+
+bool NextHeaderField(std::string_view* in, std::string_view* name, std::string_view* value) {
+  std::string_view rest = *in;
+  if (!NextPackedString(&rest, name) || !NextPackedString(&rest, value)) return false;
+  *in = rest;
+  return true;
+}
+
+void AppendHeaderField(std::string_view name, std::string_view value, std::string* out) {
+  AppendPackedString(name, out);
+  AppendPackedString(value, out);
+}
+
+bool CheckPackedStrings(std::string_view packed, bool pairs) {
+  // The walk of NextPackedString without building views: each length in bounds. Single-byte
+  // lengths (under 128) take the short path; `i` may pass `n` only by a length, checked at once.
+  const auto* p = reinterpret_cast<const uint8_t*>(packed.data());
+  const size_t n = packed.size();
+  size_t i = 0, count = 0;
+  while (i < n) {
+    uint8_t b = p[i];
+    if (b < 0x80) {
+      i += 1 + size_t{b};
+    } else {
+      uint64_t len = 0;
+      int shift = 0;
+      for (;;) {
+        if (i >= n || shift > 28) return false;
+        b = p[i++];
+        len |= uint64_t{b & 0x7fu} << shift;
+        if (!(b & 0x80)) break;
+        shift += 7;
+      }
+      if (len > UINT32_MAX) return false;
+      i += len;
+    }
+    if (i > n) return false;
+    ++count;
+  }
+  return !pairs || count % 2 == 0;  // every header name has its value
+}
+
+bool CheckHeaderList(std::string_view packed) { return CheckPackedStrings(packed, true); }
+
+void PackLabels(const Labels& l, std::string* out) {
+  const std::string* parts[] = {&l.ns, &l.pod, &l.workload_kind, &l.workload_name, &l.service};
+  size_t last = 0;  // trailing empty strings are left out
+  for (size_t i = 0; i < 5; ++i) {
+    if (!parts[i]->empty()) last = i + 1;
+  }
+  for (size_t i = 0; i < last; ++i) AppendPackedString(*parts[i], out);
+}
+
+Labels UnpackLabels(std::string_view packed) {
+  Labels l;
+  std::string* parts[] = {&l.ns, &l.pod, &l.workload_kind, &l.workload_name, &l.service};
+  std::string_view s;
+  for (std::string* part : parts) {
+    if (!NextPackedString(&packed, &s)) break;
+    part->assign(s);
+  }
+  return l;
+}
+
+HeaderListView::HeaderListView(const flatbuffers::Vector<uint8_t>* packed)
+    : packed_(Bytes(packed)) {}
+
+void HeaderListView::Iterator::Advance() {
+  if (rest_.empty() || !NextHeaderField(&rest_, &field_.name, &field_.value)) {
+    // End (or, for a list that was never checked, the first malformed byte): stop here.
+    rest_ = std::string_view(rest_.data() + rest_.size(), 0);
+    done_ = true;
+    return;
+  }
+  done_ = false;
+}
+
+size_t HeaderListView::size() const {
+  size_t n = 0;
+  for (auto it = begin(); it != end(); ++it) ++n;
+  return n;
+}
 
 std::optional<std::string_view> HeaderListView::Find(std::string_view wanted) const {
-  for (size_t i = 0; i < size(); ++i) {
-    std::string_view n = name(i);
+  for (const Field& f : *this) {
+    std::string_view n = f.name;
     if (n.size() == wanted.size() &&
         std::equal(n.begin(), n.end(), wanted.begin(), [](char a, char b) {
           return absl::ascii_tolower(static_cast<unsigned char>(a)) ==
                  absl::ascii_tolower(static_cast<unsigned char>(b));
         })) {
-      return value(i);
+      return f.value;
     }
   }
   return std::nullopt;
@@ -183,8 +300,26 @@ Exchange ExchangeView::ToExchange() const {
 
 bool CheckExchangeRefs(const fb::Exchange* e, uint64_t body_frame_size) {
   if (const auto* lo = e->long_offsets(); lo && lo->size() != 3) return false;
-  if (e->request() && !RefInside(e->request()->body(), body_frame_size)) return false;
-  if (e->response() && !RefInside(e->response()->body(), body_frame_size)) return false;
+  for (const fb::Endpoint* ep : {e->source(), e->destination()}) {
+    if (ep && ep->labels() && !CheckPackedStrings(Bytes(ep->labels()), false)) return false;
+  }
+  if (const fb::Request* r = e->request()) {
+    if (!RefInside(r->body(), body_frame_size) || !HeaderListOk(r->headers()) ||
+        !HeaderListOk(r->trailers())) {
+      return false;
+    }
+  }
+  if (const fb::Response* r = e->response()) {
+    if (!RefInside(r->body(), body_frame_size) || !HeaderListOk(r->headers()) ||
+        !HeaderListOk(r->trailers())) {
+      return false;
+    }
+  }
+  if (const auto* interim = e->interim()) {
+    for (const fb::Interim* i : *interim) {
+      if (!HeaderListOk(i->headers())) return false;
+    }
+  }
   return true;
 }
 

@@ -20,20 +20,63 @@
 
 namespace tapkit {
 
-// Header fields in wire order.
+// A packed header list (SPEC.md section 4.3) in wire order. The Reader checked its encoding
+// (CheckExchangeRefs) before handing it out, so iteration needs no error path.
 class HeaderListView {
  public:
-  using FbList = flatbuffers::Vector<flatbuffers::Offset<fb::Header>>;
-  explicit HeaderListView(const FbList* list) : list_(list) {}
-  size_t size() const { return list_ ? list_->size() : 0; }
-  std::string_view name(size_t i) const;
-  std::string_view value(size_t i) const;
+  struct Field {
+    std::string_view name;
+    std::string_view value;
+  };
+  class Iterator {
+   public:
+    Iterator(std::string_view rest) : rest_(rest) { Advance(); }
+    const Field& operator*() const { return field_; }
+    const Field* operator->() const { return &field_; }
+    Iterator& operator++() {
+      Advance();
+      return *this;
+    }
+    bool operator==(const Iterator& o) const { return done_ == o.done_ && rest_.data() == o.rest_.data(); }
+    bool operator!=(const Iterator& o) const { return !(*this == o); }
+
+   private:
+    void Advance();
+    std::string_view rest_;
+    Field field_;
+    bool done_ = false;
+  };
+
+  HeaderListView() = default;
+  explicit HeaderListView(const flatbuffers::Vector<uint8_t>* packed);
+  Iterator begin() const { return Iterator(packed_); }
+  Iterator end() const { return Iterator(std::string_view(packed_.data() + packed_.size(), 0)); }
+  bool empty() const { return packed_.empty(); }
+  size_t size() const;  // walks the list
   // The first value whose name equals `name` ignoring ASCII case (RFC 9110 section 5.1).
   std::optional<std::string_view> Find(std::string_view name) const;
 
  private:
-  const FbList* list_;
+  std::string_view packed_;
 };
+
+// Packed strings (SPEC.md section 4.3): varint(length) then the bytes. Decodes one from the front
+// of `*in`, advancing it; false (and `*in` unchanged) when it is not whole and well-formed.
+bool NextPackedString(std::string_view* in, std::string_view* out);
+void AppendPackedString(std::string_view s, std::string* out);
+// True when `packed` is a whole number of packed strings; with `pairs`, an even number.
+bool CheckPackedStrings(std::string_view packed, bool pairs);
+// Endpoint labels <-> their packed form (namespace, pod, kind, name, service).
+void PackLabels(const Labels& l, std::string* out);
+Labels UnpackLabels(std::string_view packed);
+
+// Decodes one packed field from the front of `*in`, advancing it. False (and `*in` unchanged)
+// when the bytes there are not a whole, well-formed field.
+bool NextHeaderField(std::string_view* in, std::string_view* name, std::string_view* value);
+// Appends the packed encoding of one field.
+void AppendHeaderField(std::string_view name, std::string_view value, std::string* out);
+// True when `packed` is a well-formed header list.
+bool CheckHeaderList(std::string_view packed);
 
 // A body as stored. data() is empty when the Reader was opened headers-only (loaded() is false).
 class BodyView {

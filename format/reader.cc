@@ -43,7 +43,10 @@ class Input {
     if (buf_.size() < n) buf_.resize(std::max<size_t>(n, std::min<size_t>(2 * buf_.size() + 4096, n + (1 << 20))));
     if (buf_.size() < (64 << 10)) buf_.resize(64 << 10);
     while (end_ < n) {
-      absl::StatusOr<size_t> r = f_->Read(buf_.data() + end_, buf_.size() - end_);
+      // Read what is needed plus a modest read-ahead, not the whole window: a headers-only
+      // reader then seeks over body frames instead of copying them.
+      size_t want = std::min(buf_.size() - end_, std::max<size_t>(n - end_, 64 << 10));
+      absl::StatusOr<size_t> r = f_->Read(buf_.data() + end_, want);
       if (!r.ok()) {
         io_ = r.status();
         eof_ = true;

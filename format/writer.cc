@@ -34,23 +34,20 @@ struct CctxDeleter {
   void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
 };
 
-// Compresses `raw` into `*out` as one zstd frame (content size recorded), or copies it when the
-// codec is kStored. An empty frame is stored as zero bytes under either codec.
-absl::Status Compress(ZSTD_CCtx* cctx, Codec codec, int level, std::string_view raw,
-                      std::string* out) {
-  out->clear();
-  if (raw.empty()) return absl::OkStatus();
-  if (codec == Codec::kStored) {
-    out->assign(raw);
-    return absl::OkStatus();
-  }
-  out->resize(ZSTD_compressBound(raw.size()));
+// Compresses `raw` into `out` as one zstd frame (content size recorded) and returns a view of the
+// frame, or views `raw` itself when the codec is kStored. An empty frame is zero bytes under either
+// codec. `out` only grows (no zero-filling per segment).
+absl::StatusOr<std::string_view> Compress(ZSTD_CCtx* cctx, Codec codec, int level,
+                                          std::string_view raw, std::string* out) {
+  if (raw.empty()) return std::string_view();
+  if (codec == Codec::kStored) return raw;
+  size_t bound = ZSTD_compressBound(raw.size());
+  if (out->size() < bound) out->resize(bound);
   size_t n = ZSTD_compressCCtx(cctx, out->data(), out->size(), raw.data(), raw.size(), level);
   if (ZSTD_isError(n)) {
     return absl::InternalError(absl::StrCat("zstd compression failed: ", ZSTD_getErrorName(n)));
   }
-  out->resize(n);
-  return absl::OkStatus();
+  return std::string_view(out->data(), n);
 }
 
 }  // namespace
@@ -71,7 +68,7 @@ struct Writer::Impl {
   int64_t opened_at = 0;
 
   // Scratch for compressed frames and the block.
-  std::string meta_stored, body_stored, block;
+  std::string meta_stored, body_stored;
 
   FileSummary summary;
   absl::Status failure;
@@ -108,13 +105,13 @@ absl::Status BuildBlock(BlockType type, Codec codec, int zstd_level, uint32_t co
                         uint64_t min_key, uint64_t max_key, std::string_view meta_raw,
                         std::string_view body_raw, std::string* out) {
   std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
-  std::string meta_stored, body_stored;
-  if (absl::Status s = Compress(cctx.get(), codec, zstd_level, meta_raw, &meta_stored); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = Compress(cctx.get(), codec, zstd_level, body_raw, &body_stored); !s.ok()) {
-    return s;
-  }
+  std::string meta_buf, body_buf;
+  absl::StatusOr<std::string_view> meta_stored =
+      Compress(cctx.get(), codec, zstd_level, meta_raw, &meta_buf);
+  if (!meta_stored.ok()) return meta_stored.status();
+  absl::StatusOr<std::string_view> body_stored =
+      Compress(cctx.get(), codec, zstd_level, body_raw, &body_buf);
+  if (!body_stored.ok()) return body_stored.status();
   format::BlockHeader h;
   h.type = static_cast<uint8_t>(type);
   h.codec = static_cast<uint8_t>(codec);
@@ -123,7 +120,7 @@ absl::Status BuildBlock(BlockType type, Codec codec, int zstd_level, uint32_t co
   h.body_raw = static_cast<uint32_t>(body_raw.size());
   h.min_key = min_key;
   h.max_key = max_key;
-  format::AppendBlock(h, meta_stored, body_stored, out);
+  format::AppendBlock(h, *meta_stored, *body_stored, out);
   return absl::OkStatus();
 }
 
@@ -229,16 +226,12 @@ absl::Status Writer::Flush() {
 absl::Status Writer::WriteSegment() {
   Impl& m = *impl_;
   Codec codec = m.options.codec;
-  if (absl::Status s = Compress(m.cctx.get(), codec, m.options.zstd_level, m.meta_raw,
-                                &m.meta_stored);
-      !s.ok()) {
-    return m.failure = s;
-  }
-  if (absl::Status s = Compress(m.cctx.get(), codec, m.options.zstd_level, m.body_raw,
-                                &m.body_stored);
-      !s.ok()) {
-    return m.failure = s;
-  }
+  absl::StatusOr<std::string_view> meta_stored =
+      Compress(m.cctx.get(), codec, m.options.zstd_level, m.meta_raw, &m.meta_stored);
+  if (!meta_stored.ok()) return m.failure = meta_stored.status();
+  absl::StatusOr<std::string_view> body_stored =
+      Compress(m.cctx.get(), codec, m.options.zstd_level, m.body_raw, &m.body_stored);
+  if (!body_stored.ok()) return m.failure = body_stored.status();
   format::BlockHeader h;
   h.type = static_cast<uint8_t>(BlockType::kSegment);
   h.codec = static_cast<uint8_t>(codec);
@@ -247,16 +240,21 @@ absl::Status Writer::WriteSegment() {
   h.body_raw = static_cast<uint32_t>(m.body_raw.size());
   h.min_key = m.min_key;
   h.max_key = m.max_key;
-  m.block.clear();
-  format::AppendBlock(h, m.meta_stored, m.body_stored, &m.block);
+  char header[format::kBlockHeaderSize];
+  format::EncodeBlockHeader(h, *meta_stored, *body_stored, header);
+  uint64_t block_length = sizeof header + meta_stored->size() + body_stored->size();
 
   SegmentInfo info{stats_.file_bytes, m.min_key, m.max_key, m.count,
-                   static_cast<uint32_t>(m.block.size())};
-  if (absl::Status s = Emit(m.block); !s.ok()) return s;
+                   static_cast<uint32_t>(block_length)};
+  // Three appends rather than one copy of the block: the frames go out as they are.
+  for (std::string_view part : {std::string_view(header, sizeof header), *meta_stored,
+                                *body_stored}) {
+    if (absl::Status s = Emit(part); !s.ok()) return s;
+  }
   if (absl::Status s = m.file->Flush(); !s.ok()) return m.failure = s;
 
   uint64_t raw = m.meta_raw.size() + m.body_raw.size();
-  uint64_t stored = m.meta_stored.size() + m.body_stored.size();
+  uint64_t stored = meta_stored->size() + body_stored->size();
   m.summary.index.push_back(info);
   m.summary.exchanges += m.count;
   m.summary.segments += 1;

@@ -65,8 +65,8 @@ json TextOrBase64(std::string_view s, json obj, const char* key) {
 
 json Headers(const HeaderListView& h) {
   json arr = json::array();
-  for (size_t i = 0; i < h.size(); ++i) {
-    std::string_view n = h.name(i), v = h.value(i);
+  for (const HeaderListView::Field& f : h) {
+    std::string_view n = f.name, v = f.value;
     json o = json::object();
     if (IsUtf8(n) && IsUtf8(v)) {
       o["name"] = std::string(n);
