@@ -76,6 +76,9 @@ void BM_Write(benchmark::State& state) {
   for (const Exchange& x : xs) wire.push_back(WireSize(x));
   std::sort(wire.begin(), wire.end());
   state.counters["median_wire_bytes"] = double(wire[wire.size() / 2]);
+  uint64_t total = 0;
+  for (uint64_t w : wire) total += w;
+  state.counters["mean_wire_bytes"] = double(total) / wire.size();
 }
 BENCHMARK(BM_Write)->Arg(1)->Arg(3)->Arg(9)->Unit(benchmark::kMillisecond);
 

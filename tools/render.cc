@@ -63,6 +63,17 @@ json TextOrBase64(std::string_view s, json obj, const char* key) {
   return obj;
 }
 
+// Sets obj[key] to `s` as text, or, when `s` is not UTF-8, to its base64 with a sibling
+// "<key>Encoding": "base64" (docs/json.md).
+void PutText(json& obj, const std::string& key, std::string_view s) {
+  if (IsUtf8(s)) {
+    obj[key] = std::string(s);
+  } else {
+    obj[key] = absl::Base64Escape(AV(s));
+    obj[key + "Encoding"] = "base64";
+  }
+}
+
 json Headers(const HeaderListView& h) {
   json arr = json::array();
   for (const HeaderListView::Field& f : h) {
@@ -223,11 +234,10 @@ void AppendJson(const ExchangeView& x, std::string* out) {
   if (x.has_request()) {
     RequestView q = x.request();
     json r = {{"httpVersion", HttpVersionName(q.version())}};
-    r = TextOrBase64(q.method(), std::move(r), "method");
-    r["scheme"] = IsUtf8(q.scheme()) ? std::string(q.scheme()) : "";
-    r["authority"] = IsUtf8(q.authority()) ? std::string(q.authority()) : "";
-    r["path"] = IsUtf8(q.path()) ? std::string(q.path()) : absl::Base64Escape(AV(q.path()));
-    if (!IsUtf8(q.path())) r["pathEncoding"] = "base64";
+    PutText(r, "method", q.method());
+    PutText(r, "scheme", q.scheme());
+    PutText(r, "authority", q.authority());
+    PutText(r, "path", q.path());
     r["headers"] = Headers(q.headers());
     if (q.body().present()) r["body"] = BodyJson(q.body());
     r["trailers"] = Headers(q.trailers());
@@ -238,18 +248,19 @@ void AppendJson(const ExchangeView& x, std::string* out) {
   json interim = json::array();
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
-    interim.push_back({{"httpStatus", v.status()},
-                       {"reason", IsUtf8(v.reason()) ? std::string(v.reason()) : ""},
-                       {"headers", Headers(v.headers())},
-                       {"sinceRequestInitNs", v.offset_ns()}});
+    json one = {{"httpStatus", v.status()},
+                {"headers", Headers(v.headers())},
+                {"sinceRequestInitNs", v.offset_ns()}};
+    PutText(one, "reason", v.reason());
+    interim.push_back(std::move(one));
   }
   o["interim"] = std::move(interim);
   if (x.has_response()) {
     ResponseView s = x.response();
     json r = {{"httpVersion", HttpVersionName(s.version())},
               {"httpStatus", s.status()},
-              {"reason", IsUtf8(s.reason()) ? std::string(s.reason()) : ""},
               {"headers", Headers(s.headers())}};
+    PutText(r, "reason", s.reason());
     if (s.body().present()) r["body"] = BodyJson(s.body());
     r["trailers"] = Headers(s.trailers());
     o["response"] = std::move(r);
@@ -257,11 +268,9 @@ void AppendJson(const ExchangeView& x, std::string* out) {
     o["response"] = nullptr;
   }
   json end = {{"completion", CompletionName(x.completion())}};
-  if (!x.reason().empty()) end["reason"] = IsUtf8(x.reason()) ? std::string(x.reason()) : "";
+  if (!x.reason().empty()) PutText(end, "reason", x.reason());
   if (x.grpc_status()) end["grpcStatusCode"] = *x.grpc_status();
-  if (!x.grpc_message().empty() && IsUtf8(x.grpc_message())) {
-    end["grpcMessage"] = std::string(x.grpc_message());
-  }
+  if (!x.grpc_message().empty()) PutText(end, "grpcMessage", x.grpc_message());
   if (x.h2_reset_code()) end["resetErrorCode"] = *x.h2_reset_code();
   end["responseBytes"] = x.has_response() ? x.response().body().length() : 0;
   o["end"] = std::move(end);

@@ -144,3 +144,32 @@ TEST(Utf8, RejectsMalformed) {
 
 }  // namespace
 }  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// Text that is not UTF-8 goes out as base64 with a sibling "...Encoding" field.
+TEST(Json, NonUtf8TextFields) {
+  Exchange x = testing::SmallExchange(1, 1);
+  x.request->path = "/caf\xe9";  // Latin-1, not UTF-8
+  x.response->reason = "\xff";
+  std::string file = testing::WriteToString({x});
+  auto reader = Reader::Open(NewStringReadableFile(file));
+  ASSERT_TRUE(reader.ok());
+  ExchangeView v;
+  ASSERT_TRUE((*reader)->Next(&v));
+  std::string line;
+  AppendJson(v, &line);
+  nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["request"]["path"], "L2NhZuk=");  // base64 of 2f 63 61 66 e9
+  EXPECT_EQ(j["request"]["pathEncoding"], "base64");
+  EXPECT_EQ(j["request"]["method"], "GET");
+  EXPECT_FALSE(j["request"].contains("methodEncoding"));
+  EXPECT_EQ(j["response"]["reason"], "/w==");
+  std::string text;
+  AppendText(v, false, &text);
+  EXPECT_NE(text.find(":path=/caf\\xe9"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace tapkit
