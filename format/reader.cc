@@ -19,6 +19,33 @@ using format::BlockHeader;
 using format::BlockType;
 using format::Codec;
 
+// A growable byte buffer that leaves new bytes uninitialised: capacity that is never written costs
+// address space, not memory, so a length claim within the caps that the data does not back (a
+// hostile or damaged file) costs little. Storage is 16-byte aligned (operator new).
+class ByteBuffer {
+ public:
+  char* data() { return p_.get(); }
+  const char* data() const { return p_.get(); }
+  size_t size() const { return size_; }
+  std::string_view view() const { return std::string_view(p_.get(), size_); }
+  void clear() { size_ = 0; }
+  // Sets the size to `n`, keeping the first min(n, size()) bytes.
+  void Resize(size_t n) {
+    if (n > cap_) {
+      size_t cap = std::max(n, cap_ + cap_ / 2);
+      auto q = std::make_unique_for_overwrite<char[]>(cap);
+      if (size_) std::memcpy(q.get(), p_.get(), size_);
+      p_ = std::move(q);
+      cap_ = cap;
+    }
+    size_ = n;
+  }
+
+ private:
+  std::unique_ptr<char[]> p_;
+  size_t size_ = 0, cap_ = 0;
+};
+
 // A read window over a ReadableFile: bytes [pos(), pos() + avail()) are in memory. Fill() reads
 // more without discarding unconsumed bytes, so a block can be checked before it is consumed.
 class Input {
@@ -31,7 +58,9 @@ class Input {
   bool eof() const { return eof_; }
   const absl::Status& io_status() const { return io_; }
 
-  // Makes at least `n` bytes available unless the input ends first. `n` is capped by callers.
+  // Makes at least `n` bytes available unless the input ends first. The window grows only as
+  // bytes arrive, never ahead to `n`, so a length field that claims more than the input holds
+  // allocates no more than the input's size.
   bool Fill(size_t n) {
     if (avail() >= n) return true;
     if (eof_) return false;
@@ -40,12 +69,14 @@ class Input {
       end_ -= start_;
       start_ = 0;
     }
-    if (buf_.size() < n) buf_.resize(std::max<size_t>(n, std::min<size_t>(2 * buf_.size() + 4096, n + (1 << 20))));
-    if (buf_.size() < (64 << 10)) buf_.resize(64 << 10);
+    constexpr size_t kChunk = 64 << 10;
     while (end_ < n) {
+      if (end_ == buf_.size()) {
+        buf_.Resize(std::min(std::max(2 * buf_.size(), kChunk), std::max(n, kChunk)));
+      }
       // Read what is needed plus a modest read-ahead, not the whole window: a headers-only
       // reader then seeks over body frames instead of copying them.
-      size_t want = std::min(buf_.size() - end_, std::max<size_t>(n - end_, 64 << 10));
+      size_t want = std::min(buf_.size() - end_, std::max(n - end_, kChunk));
       absl::StatusOr<size_t> r = f_->Read(buf_.data() + end_, want);
       if (!r.ok()) {
         io_ = r.status();
@@ -104,7 +135,7 @@ class Input {
 
  private:
   ReadableFile* f_;
-  std::string buf_;
+  ByteBuffer buf_;
   size_t start_ = 0, end_ = 0;
   uint64_t pos_ = 0;
   bool eof_ = false;
@@ -120,14 +151,15 @@ struct DctxDeleter {
 // Decompresses one stored frame into `out` (exactly `raw_len` bytes). Empty string on success,
 // else the reason.
 std::string DecodeFrame(ZSTD_DCtx* dctx, uint8_t codec, std::string_view stored, uint32_t raw_len,
-                        std::string* out) {
+                        ByteBuffer* out) {
   if (stored.empty()) {
     if (raw_len != 0) return absl::StrCat("empty frame declared as ", raw_len, " bytes");
     out->clear();
     return {};
   }
   if (codec == static_cast<uint8_t>(Codec::kStored)) {
-    out->assign(stored);
+    out->Resize(stored.size());
+    std::memcpy(out->data(), stored.data(), stored.size());
     return {};
   }
   size_t frame = ZSTD_findFrameCompressedSize(stored.data(), stored.size());
@@ -141,7 +173,7 @@ std::string DecodeFrame(ZSTD_DCtx* dctx, uint8_t codec, std::string_view stored,
   }
   // The buffer is exactly the declared (capped) size: a frame that decompresses beyond it fails
   // here instead of growing anything.
-  out->resize(raw_len);
+  out->Resize(raw_len);
   size_t n = ZSTD_decompressDCtx(dctx, out->data(), out->size(), stored.data(), stored.size());
   if (ZSTD_isError(n)) {
     return absl::StrCat("zstd: ", ZSTD_getErrorName(n), " (declared ", raw_len, " bytes)");
@@ -182,7 +214,8 @@ struct Reader::Impl {
   std::deque<SegmentInfo> queue;
 
   // The current segment.
-  std::string meta_raw, body_raw, aligned;
+  ByteBuffer meta_raw, body_raw;
+  std::string aligned;
   std::vector<const fb::Exchange*> records;
   size_t next_record = 0;
   bool bodies_loaded = false;
@@ -331,7 +364,7 @@ struct Reader::Impl {
       if (len % 8 != 4) in_place = false;
       at += 4 + len;
     }
-    std::string_view frame = meta_raw;
+    std::string_view frame = meta_raw.view();
     if (!in_place) {
       aligned.clear();
       for (size_t at = 0; at + 4 <= meta_raw.size();) {
@@ -410,7 +443,7 @@ struct Reader::Impl {
     if (h.type == static_cast<uint8_t>(BlockType::kTrailer)) {
       std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw);
       FileSummary s;
-      if (err.empty() && !DecodeFileSummary(meta_raw, &s)) err = "trailer fails verification";
+      if (err.empty() && !DecodeFileSummary(meta_raw.view(), &s)) err = "trailer fails verification";
       if (!err.empty()) {
         Corrupt(at, h.length(), absl::StrCat("trailer: ", err));
         in->Skip(h.length());
@@ -528,7 +561,7 @@ struct Reader::Impl {
     std::string_view meta_stored(in->data() + h.header_length, h.meta_stored);
     FileSummary s;
     if (!DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw).empty() ||
-        !DecodeFileSummary(meta_raw, &s)) {
+        !DecodeFileSummary(meta_raw.view(), &s)) {
       return false;
     }
     for (const SegmentInfo& e : s.index) {
@@ -633,7 +666,7 @@ bool Reader::Next(ExchangeView* out) {
     while (m.next_record < m.records.size()) {
       const fb::Exchange* e = m.records[m.next_record++];
       if (e->sort_key() < m.floor) continue;
-      *out = ExchangeView(e, m.body_raw, m.bodies_loaded);
+      *out = ExchangeView(e, m.body_raw.view(), m.bodies_loaded);
       ++m.stats.exchanges;
       return true;
     }

@@ -1,5 +1,9 @@
 #include "format/testutil.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
 
@@ -144,6 +148,19 @@ ReadResult ReadAll(std::string_view data, bool headers_only, bool seekable) {
   r.status = (*reader)->status();
   r.stats = (*reader)->stats();
   return r;
+}
+
+std::string CorpusDir() {
+  const char* env = std::getenv("TAPKIT_CORPUS");
+  std::string dir = env && *env ? env : std::string(TAPKIT_SOURCE_DIR) + "/../shared/corpus";
+  struct stat st {};
+  if (::stat((dir + "/MANIFEST.tsv").c_str(), &st) != 0) return {};
+  return dir;
+}
+
+bool InCi() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
 }
 
 std::vector<uint64_t> BlockOffsets(const std::string& file) {

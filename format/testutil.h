@@ -60,6 +60,23 @@ struct ReadResult {
 // Reads everything in `data` (as a seekable file, or a pipe when !seekable).
 ReadResult ReadAll(std::string_view data, bool headers_only = false, bool seekable = true);
 
+// The shared capture corpus: $TAPKIT_CORPUS, else ../shared/corpus beside the repository root
+// (never relative to the build folder). Empty when the folder has no MANIFEST.tsv.
+std::string CorpusDir();
+
+// In a test body: skips with a visible message when the corpus is absent, or fails under CI=true.
+#define TAPKIT_REQUIRE_CORPUS(dir)                                                          \
+  do {                                                                                     \
+    if ((dir).empty()) {                                                                   \
+      if (::tapkit::testing::InCi()) {                                                     \
+        FAIL() << "capture corpus not found (TAPKIT_CORPUS or ../shared/corpus); CI=true"; \
+      }                                                                                    \
+      GTEST_SKIP() << "capture corpus not found: set TAPKIT_CORPUS or place ../shared/corpus " \
+                      "beside the repository; skipping";                                    \
+    }                                                                                      \
+  } while (0)
+bool InCi();
+
 // Offsets of every block marker in a file written by WriteToString (segments, then the trailer).
 std::vector<uint64_t> BlockOffsets(const std::string& file);
 // Recomputes the header checksum of the block at `offset` (after a test edited its fields).

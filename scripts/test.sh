@@ -5,7 +5,7 @@
 #   2. ${BUILD_DIR:-build}: gcc, RelWithDebInfo; build; ctest
 #   3. build-asan: clang, Debug, ASan/UBSan, libFuzzer targets (gRPC and benchmarks off); ctest
 #
-# Ends with one line "N passed, M failed" adding up both ctest runs; exits non-zero when any step
+# Ends with one line "N passed, M failed, K skipped" adding up both ctest runs; exits non-zero when any step
 # or any test fails. Environment:
 #   BUILD_DIR=dir        directory of the normal build (default: build)
 #   TAPKIT_SKIP_ASAN=1   skip the sanitizer half (quick local runs; CI never sets it)
@@ -29,6 +29,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 total_passed=0
 total_failed=0
+total_skipped=0
 tests_ok=1
 summaries=()
 
@@ -45,7 +46,7 @@ reset_if_other_generator() {
 # Adds the counts of ctest's summary line ("96% tests passed, 1 tests failed out of 25") in log $2
 # to the totals; $1 names the run.
 count_results() {
-  local name="$1" log_file="$2" line failed total
+  local name="$1" log_file="$2" line failed total skipped
   line="$(grep -E '[0-9]+ tests? failed out of [0-9]+' "${log_file}" | tail -n 1 || true)"
   if [[ -z "${line}" ]]; then
     log "${name}: no ctest summary line in ${log_file}"
@@ -54,8 +55,11 @@ count_results() {
   fi
   failed="$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"${line}")"
   total="$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"${line}")"
-  total_passed=$((total_passed + total - failed))
+  # ctest counts skipped tests (e.g. corpus absent) as passed; list them apart.
+  skipped="$(grep -cE '^[[:space:]]*[0-9]+ - .*\(Skipped\)$' "${log_file}" || true)"
+  total_passed=$((total_passed + total - failed - skipped))
   total_failed=$((total_failed + failed))
+  total_skipped=$((total_skipped + skipped))
   summaries+=("${name}: ${line}")
 }
 
@@ -97,7 +101,7 @@ fi
 for s in "${summaries[@]}"; do
   echo "${s}"
 done
-echo "${total_passed} passed, ${total_failed} failed"
+echo "${total_passed} passed, ${total_failed} failed, ${total_skipped} skipped"
 
 if [[ "${tests_ok}" -ne 1 || "${total_failed}" -ne 0 ]]; then
   exit 1

@@ -33,8 +33,11 @@ std::string Temp(const std::string& name, const std::string& content) {
 
 // Runs tapcat with `args` (shell words) and standard input from `in`.
 CmdResult Tapcat(const std::string& args, const std::string& in = "/dev/null") {
-  std::string out = absl::StrCat(::testing::TempDir(), "/tapcat.out");
-  std::string err = absl::StrCat(::testing::TempDir(), "/tapcat.err");
+  // One pair of files per test: ctest runs the tests of this binary in parallel processes.
+  std::string base = absl::StrCat(::testing::TempDir(), "/tapcat.",
+                                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::string out = base + ".out";
+  std::string err = base + ".err";
   std::string cmd = absl::StrCat("'", TAPCAT_BIN, "' ", args, " < '", in, "' > '", out, "' 2> '",
                                  err, "'");
   int status = std::system(cmd.c_str());
