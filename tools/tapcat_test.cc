@@ -73,6 +73,17 @@ TEST(Tapcat, StdinCountAndJson) {
   EXPECT_EQ(json.out.substr(0, 8), "{\"destin");  // keys in sorted order
 }
 
+// A capture written to a pipe (`-w -`) is read from a pipe (`-`): every exchange, no notice.
+TEST(Tapcat, PipeToPipe) {
+  std::string out = absl::StrCat(::testing::TempDir(), "/pipe.out");
+  std::string err = absl::StrCat(::testing::TempDir(), "/pipe.err");
+  std::string cmd = absl::StrCat("'", TAPSYNTH_BIN, "' -n 3000 --seed 5 -w - | '", TAPCAT_BIN,
+                                 "' -o json - > '", out, "' 2> '", err, "'");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << Slurp(err);
+  EXPECT_EQ(Lines(Slurp(out)), 3000u);
+  EXPECT_EQ(Slurp(err), "");
+}
+
 TEST(Tapcat, Info) {
   CmdResult r = Tapcat("--info '" + kGolden + "'");
   EXPECT_EQ(r.rc, 0) << r.err;
