@@ -81,7 +81,6 @@ std::string CheckBlockHeader(const BlockHeader& h) {
       (h.meta_stored != h.meta_raw || h.body_stored != h.body_raw)) {
     return "stored codec with stored and raw lengths that differ";
   }
-  if (h.codec > static_cast<uint8_t>(Codec::kZstd)) return absl::StrCat("unknown codec ", h.codec);
   if (h.min_key > h.max_key) return "min sort key above max sort key";
   return {};
 }

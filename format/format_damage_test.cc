@@ -327,5 +327,68 @@ TEST(Damage, RebuildIndexAfterCrash) {
   EXPECT_FALSE(rebuilt);
 }
 
+std::string ReadPath(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A trailer whose footer was cut (killed while writing the last 16 bytes) is replaced.
+TEST(Damage, RebuildIndexAfterCutFooter) {
+  SmallFile f = MakeSmallFile();
+  std::string path = absl::StrCat(::testing::TempDir(), "/cut-footer.tap");
+  std::ofstream(path, std::ios::binary) << f.bytes.substr(0, f.bytes.size() - 5);
+  bool rebuilt = false;
+  ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
+  EXPECT_TRUE(rebuilt);
+  ReadResult r = ReadAll(ReadPath(path));
+  EXPECT_EQ(r.exchanges, f.xs);
+  EXPECT_TRUE(r.report.notices.empty());
+  EXPECT_TRUE(r.status.ok());
+}
+
+// A rebuild keeps every byte but the torn tail: a corrupt segment in the middle stays in the file
+// (reported again on reading), the index lists the segments that verified.
+TEST(Damage, RebuildIndexKeepsCorruptRanges) {
+  SmallFile f = MakeSmallFile(false);
+  std::string bad = f.bytes;
+  bad[f.blocks[1] + 80] ^= 1;
+  std::string path = absl::StrCat(::testing::TempDir(), "/corrupt-middle.tap");
+  std::ofstream(path, std::ios::binary) << bad;
+  bool rebuilt = false;
+  ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
+  EXPECT_TRUE(rebuilt);
+  std::string fixed = ReadPath(path);
+  EXPECT_EQ(fixed.substr(0, bad.size()), bad) << "nothing before the trailer changed";
+  ReadResult r = ReadAll(fixed);
+  EXPECT_EQ(r.exchanges.size(), f.xs.size() - f.per_segment[1]);
+  ASSERT_EQ(r.report.corruption.size(), 1u);
+  EXPECT_EQ(r.report.corruption[0].offset, f.blocks[1]);
+  auto reader = Reader::Open(NewStringReadableFile(fixed));
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE((*reader)->summary().has_value());
+  EXPECT_EQ((*reader)->summary()->index.size(), f.per_segment.size() - 1);
+}
+
+// A block whose header verifies but whose codec this version does not know is skipped whole, by
+// its (trusted) length, and reading goes on right after it.
+TEST(Damage, UnknownCodecSkippedByLength) {
+  SmallFile f = MakeSmallFile(false);
+  format::BlockHeader h;
+  h.type = static_cast<uint8_t>(format::BlockType::kSegment);
+  h.codec = 7;
+  h.count = 1;
+  h.meta_raw = 300;
+  std::string block;
+  format::AppendBlock(h, std::string(120, 'z'), {}, &block);
+  std::string file = f.bytes;
+  file.insert(f.blocks[1], block);
+  ReadResult r = ReadAll(file);
+  EXPECT_EQ(r.exchanges, f.xs);
+  ASSERT_EQ(r.report.corruption.size(), 1u);
+  EXPECT_EQ(r.report.corruption[0].offset, f.blocks[1]);
+  EXPECT_EQ(r.report.corruption[0].length, block.size());
+  EXPECT_EQ(r.report.corruption[0].reason, "unknown codec 7");
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -124,6 +124,17 @@ class Input {
     return true;
   }
 
+  // Whether `n` bytes from the current position exist, without reading them when the file is
+  // seekable (its size says); a pipe has to read them.
+  bool HasAtLeast(uint64_t n) {
+    if (n <= avail()) return true;
+    if (f_->seekable()) {
+      absl::StatusOr<uint64_t> size = f_->Size();
+      if (size.ok()) return pos_ + n <= *size;
+    }
+    return Fill(n);
+  }
+
   // Repositions a seekable input.
   bool SeekTo(uint64_t off) {
     if (!f_->seekable() || !f_->Seek(off).ok()) return false;
@@ -152,8 +163,10 @@ struct DctxDeleter {
 // else the reason.
 std::string DecodeFrame(ZSTD_DCtx* dctx, uint8_t codec, std::string_view stored, uint32_t raw_len,
                         ByteBuffer* out) {
-  if (stored.empty()) {
+  if (stored.empty() || raw_len == 0) {
+    // An empty frame is stored as zero bytes (SPEC.md section 3.3), and only so.
     if (raw_len != 0) return absl::StrCat("empty frame declared as ", raw_len, " bytes");
+    if (!stored.empty()) return absl::StrCat(stored.size(), " stored bytes for an empty frame");
     out->clear();
     return {};
   }
@@ -341,6 +354,8 @@ struct Reader::Impl {
     if (std::memcmp(d + 8, format::kFooterMagic, sizeof format::kFooterMagic) != 0 ||
         format::Get64(d) != trailer_at) {
       Corrupt(in->pos(), format::kFooterSize, "bad footer after the trailer block");
+    } else {
+      stats.footer_ok = true;
     }
     in->Skip(format::kFooterSize);
     in->Fill(1);
@@ -394,7 +409,8 @@ struct Reader::Impl {
       const fb::Exchange* e = flatbuffers::GetSizePrefixedRoot<fb::Exchange>(rec);
       if (!CheckExchangeRefs(e, h.body_raw)) {
         return absl::StrCat("exchange record ", records.size(),
-                            " refers outside the body frame");
+                            " has an invalid body reference, header list, labels or "
+                            "long_offsets");
       }
       if (e->sort_key() < h.min_key || e->sort_key() > h.max_key) {
         return absl::StrCat("exchange record ", records.size(),
@@ -435,6 +451,15 @@ struct Reader::Impl {
     if (p == Probe::kBad) return Resync(at, why, false);
     if (p == Probe::kTruncated) return Resync(at, "block cut short", true);
     ++stats.blocks;
+    uint64_t length = h.length();
+    // The header verified, so its length is trusted from here on. A block that runs past the end
+    // of the data is a torn tail (or, before a footer, damage): Resync decides which.
+    if (!in->HasAtLeast(length)) return Resync(at, "block cut short", true);
+    if (h.codec > static_cast<uint8_t>(Codec::kZstd)) {
+      Corrupt(at, length, absl::StrCat("unknown codec ", h.codec));
+      in->Skip(length);
+      return;
+    }
 
     size_t hl = h.header_length;
     // Views into the input window; Fill() may move it, so take them again after any Fill().
@@ -450,19 +475,20 @@ struct Reader::Impl {
         return;
       }
       stats.trailer_read = true;
+      stats.trailer_offset = at;
       if (!summary) summary = std::move(s);
-      in->Skip(h.length());
+      in->Skip(length);
       return ReadFooter(at);
     }
     if (h.type != static_cast<uint8_t>(BlockType::kSegment)) {
       // A block type from a later minor version: verified, then passed over.
-      if (!in->Skip(h.length())) Resync(at, "block cut short", true);
+      in->Skip(length);
+      stats.data_end = at + length;
       return;
     }
 
     bool skip = h.max_key < floor;
     bool want_bodies = !options.headers_only && !skip;
-    uint64_t length = h.length();
     if (want_bodies) {
       if (!in->Fill(length)) return Resync(at, "block cut short", true);
       meta_stored = std::string_view(in->data() + hl, h.meta_stored);
@@ -493,17 +519,7 @@ struct Reader::Impl {
     } else {
       ++stats.segments_skipped;
     }
-    if (!in->Skip(length)) {
-      // Headers-only or skipped: the body frame is cut short. The segment is not whole.
-      records.clear();
-      stats.torn_tail = true;
-      stats.torn_bytes = in->pos() - at;
-      done = true;
-      reporter->Notice(at, absl::StrCat("torn tail: the data ends inside a block (",
-                                        stats.torn_bytes, " bytes ignored); the writer was killed "
-                                        "or is still writing"));
-      return;
-    }
+    in->Skip(length);  // present: checked above
     seen.push_back(SegmentInfo{at, h.min_key, h.max_key, h.count, static_cast<uint32_t>(length)});
     stats.raw_bytes += uint64_t{h.meta_raw} + h.body_raw;
     stats.stored_bytes += uint64_t{h.meta_stored} + h.body_stored;
@@ -728,8 +744,17 @@ absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* reb
   s.min_sort_key = UINT64_MAX;
   while (reader.Next(&v)) {
   }
-  if (reader.stats().trailer_read) return absl::OkStatus();
-  if (absl::Status st = reader.status(); !st.ok() && !absl::IsDataLoss(st)) return st;
+  const ReaderStats& st = reader.stats();
+  if (st.trailer_read && st.footer_ok) return absl::OkStatus();
+  if (absl::Status e = reader.status(); !e.ok() && !absl::IsDataLoss(e)) return e;
+  absl::StatusOr<std::unique_ptr<ReadableFile>> g = OpenReadableFile(path);
+  if (!g.ok()) return g.status();
+  absl::StatusOr<uint64_t> size = (*g)->Size();
+  if (!size.ok()) return size.status();
+  // Keep every byte except a torn tail: corrupt ranges stay (a later reader may do better with
+  // them) and are skipped again on reading. A trailer whose footer is cut or wrong is replaced.
+  uint64_t end = *size - (st.torn_tail ? st.torn_bytes : 0);
+  if (st.trailer_read) end = st.trailer_offset;
   s.index = reader.segments_seen();
   for (const SegmentInfo& e : s.index) {
     s.exchanges += e.exchanges;
@@ -738,33 +763,18 @@ absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* reb
   }
   if (s.exchanges == 0) s.min_sort_key = 0;
   s.segments = s.index.size();
-  s.raw_bytes = reader.stats().raw_bytes;
-  s.stored_bytes = reader.stats().stored_bytes;
+  s.raw_bytes = st.raw_bytes;
+  s.stored_bytes = st.stored_bytes;
   s.capture_points = reader.metadata().capture_points;
-  uint64_t end = s.index.empty() ? format::kFileHeaderSize + 0 : reader.stats().data_end;
-  if (s.index.empty()) {
-    // No segment: the data starts right after the file header.
-    absl::StatusOr<std::unique_ptr<ReadableFile>> g = OpenReadableFile(path);
-    if (!g.ok()) return g.status();
-    char hdr[format::kFileHeaderSize];
-    size_t got = 0;
-    while (got < sizeof hdr) {
-      absl::StatusOr<size_t> n = (*g)->Read(hdr + got, sizeof hdr - got);
-      if (!n.ok()) return n.status();
-      if (*n == 0) break;
-      got += *n;
-    }
-    end = format::kFileHeaderSize + format::Get32(hdr + 12);
-  }
   std::string tail;
-  if (absl::Status st = BuildTrailer(s, end, &tail); !st.ok()) return st;
+  if (absl::Status e = BuildTrailer(s, end, &tail); !e.ok()) return e;
   if (::truncate(path.c_str(), static_cast<off_t>(end)) != 0) {
     return absl::InternalError(absl::StrCat(path, ": truncate to ", end, " failed"));
   }
   absl::StatusOr<std::unique_ptr<WritableFile>> w = OpenAppendableFile(path);
   if (!w.ok()) return w.status();
-  if (absl::Status st = (*w)->Append(tail); !st.ok()) return st;
-  if (absl::Status st = (*w)->Close(); !st.ok()) return st;
+  if (absl::Status e = (*w)->Append(tail); !e.ok()) return e;
+  if (absl::Status e = (*w)->Close(); !e.ok()) return e;
   *rebuilt = true;
   return absl::OkStatus();
 }

@@ -54,6 +54,8 @@ struct ReaderStats {
   bool torn_tail = false;
   uint64_t torn_bytes = 0;
   bool trailer_read = false;           // the trailer block was met and verified
+  uint64_t trailer_offset = 0;         // where that trailer block starts
+  bool footer_ok = false;              // a valid footer followed it
   uint64_t data_end = 0;               // end offset of the last whole segment block seen
 };
 
@@ -101,8 +103,10 @@ class Reader {
 };
 
 // Gives a file without a trailer (a killed writer) its index: reads it by scanning, cuts off a torn
-// or unreadable tail, and appends a trailer and footer. Sets `*rebuilt` to false and changes
-// nothing when the file already has a valid trailer. `reporter` may be null.
+// tail (only that: corrupt ranges stay and are skipped on reading), replaces a trailer whose
+// footer is cut or wrong, and appends a trailer and footer listing every segment that verified.
+// Sets `*rebuilt` to false and changes nothing when the file already ends in a valid trailer and
+// footer. `reporter` may be null.
 absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* rebuilt);
 
 }  // namespace tapkit

@@ -187,8 +187,13 @@ absl::Status Writer::Append(const Exchange& x) {
   if (m.closed) return absl::FailedPreconditionError(absl::StrCat(name(), ": writer closed"));
   size_t body_before = m.body_raw.size();
   absl::Status s = EncodeExchange(x, &m.builder, &m.body_raw);
-  if (s.ok() && m.meta_raw.size() + m.builder.GetSize() > format::kMaxFrameSize) {
-    s = absl::InvalidArgumentError("exchange does not fit the segment frame cap");
+  // Both frames must stay within the cap once compressed, whatever zstd makes of them.
+  if (s.ok() && (ZSTD_compressBound(m.meta_raw.size() + m.builder.GetSize()) >
+                     format::kMaxFrameSize ||
+                 ZSTD_compressBound(m.body_raw.size()) > format::kMaxFrameSize)) {
+    s = absl::InvalidArgumentError(
+        absl::StrCat("exchange does not fit the segment frame cap of ", format::kMaxFrameSize,
+                     " bytes"));
   }
   if (!s.ok()) {
     m.body_raw.resize(body_before);
