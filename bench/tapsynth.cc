@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
                          {1, "pod", "backend-1", {}, {1}},
                          {2, "pod", "backend-2", {}, {1}}};
   meta.extra = {{"synthetic", "bench/synth.h"}, {"seed", std::to_string(seed)}};
+  // The generator writes Authorization values as redaction markers, as a recorder would.
+  meta.redaction = {true, {"authorization", "proxy-authorization", "cookie", "set-cookie"}, false};
   tapkit::WriterOptions wo;
   wo.zstd_level = level;
   auto writer = tapkit::Writer::Open(*std::move(file), meta, wo);

@@ -82,7 +82,9 @@ struct Header {
 struct Body {
   std::string data;     // the stored bytes: at most the body limit
   uint64_t length = 0;  // the full length on the wire, bytes
-  bool truncated = false;  // data.size() < length (body limit, gap, capture ended)
+  // The body was cut (body limit, gap, capture ended): data.size() < length, or the full length
+  // is unknown and `length` is what was seen.
+  bool truncated = false;
   bool operator==(const Body&) const = default;
 };
 

@@ -95,16 +95,31 @@ TEST(Damage, FlippedByteAnywhere) {
     ReadResult r = ReadAll(bad);
     std::string where = absl::StrCat("flip at ", at, " of ", f.bytes.size(), " blocks at ", f.blocks.back());
     ASSERT_TRUE(r.open.ok()) << where;
-    // Which segment holds the byte, if any.
+    // Which segment holds the byte, if any, and is it in the segment's body frame?
     size_t seg = f.per_segment.size();
+    bool in_body = false;
+    uint64_t body_at = 0;
     for (size_t i = 0; i < f.per_segment.size(); ++i) {
-      if (at >= f.blocks[i] && at < f.blocks[i + 1]) seg = i;
+      if (at >= f.blocks[i] && at < f.blocks[i + 1]) {
+        seg = i;
+        format::BlockHeader h = format::DecodeBlockHeader(f.bytes.data() + f.blocks[i]);
+        body_at = f.blocks[i] + h.header_length + h.meta_stored;
+        in_body = at >= body_at;
+      }
     }
+    // A damaged body frame costs only the bodies: the headers frame verified on its own.
     std::vector<Exchange> want;
     size_t k = 0;
     for (size_t i = 0; i < f.per_segment.size(); ++i) {
       for (uint32_t j = 0; j < f.per_segment[i]; ++j, ++k) {
-        if (i != seg) want.push_back(f.xs[k]);
+        if (i != seg) {
+          want.push_back(f.xs[k]);
+        } else if (in_body) {
+          Exchange x = f.xs[k];
+          if (x.request) x.request->body.data.clear();
+          if (x.response) x.response->body.data.clear();
+          want.push_back(x);
+        }
       }
     }
     EXPECT_EQ(r.exchanges, want) << where;
@@ -112,7 +127,7 @@ TEST(Damage, FlippedByteAnywhere) {
     EXPECT_TRUE(absl::IsDataLoss(r.status)) << where;
     ASSERT_FALSE(r.report.corruption.empty()) << where;
     if (seg < f.per_segment.size()) {
-      EXPECT_EQ(r.report.corruption[0].offset, f.blocks[seg]) << where;
+      EXPECT_EQ(r.report.corruption[0].offset, in_body ? body_at : f.blocks[seg]) << where;
     }
   }
 }
@@ -173,7 +188,12 @@ TEST(Damage, HugeLengthsAreCappedBeforeAllocation) {
       ReadResult r = ReadAll(bad);
       std::string where = absl::StrCat("field ", field, " = ", value);
       ASSERT_TRUE(r.open.ok()) << where;
-      EXPECT_EQ(r.exchanges.size(), f.xs.size() - f.per_segment[1]) << where;
+      // A forged body raw length within the cap leaves the header and headers frame valid: the
+      // exchanges are read without bodies. Every other forgery loses the segment.
+      bool headers_survive =
+          field == format::kBlockBodyRawOffset && value <= format::kMaxFrameSize;
+      EXPECT_EQ(r.exchanges.size(), f.xs.size() - (headers_survive ? 0 : f.per_segment[1]))
+          << where;
       EXPECT_FALSE(r.status.ok()) << where;
     }
   }
@@ -220,20 +240,78 @@ TEST(Damage, ZstdFrameBeyondDeclaredSize) {
   }
 }
 
-// The header checksum passes but the body frame was damaged: the segment is skipped whole.
+// The header checksum passes but the body frame was damaged: the segment's exchanges are still
+// read, without their bodies, and the body frame is reported.
 TEST(Damage, BodyFrameChecksum) {
   SmallFile f = MakeSmallFile();
   std::string bad = f.bytes;
   format::BlockHeader h = format::DecodeBlockHeader(bad.data() + f.blocks[0]);
-  bad[f.blocks[0] + h.header_length + h.meta_stored + 3] ^= 4;
+  uint64_t body_at = f.blocks[0] + h.header_length + h.meta_stored;
+  bad[body_at + 3] ^= 4;
   ReadResult whole = ReadAll(bad);
-  EXPECT_EQ(whole.exchanges.size(), f.xs.size() - f.per_segment[0]);
+  ASSERT_EQ(whole.exchanges.size(), f.xs.size());
+  for (size_t i = 0; i < f.xs.size(); ++i) {
+    bool lost = i < f.per_segment[0];
+    EXPECT_EQ(whole.exchanges[i].response->body.data.empty(), lost) << i;
+    EXPECT_EQ(whole.exchanges[i].response->body.length, f.xs[i].response->body.length) << i;
+  }
   ASSERT_EQ(whole.report.corruption.size(), 1u);
-  EXPECT_EQ(whole.report.corruption[0].reason, "body frame checksum mismatch");
-  // Headers-only reading never looks at body frames, so it returns everything.
+  EXPECT_EQ(whole.report.corruption[0].offset, body_at);
+  EXPECT_EQ(whole.report.corruption[0].length, h.body_stored);
+  EXPECT_EQ(whole.report.corruption[0].reason.rfind("body frame checksum mismatch", 0), 0u);
+  // Headers-only reading never looks at body frames, so it sees no damage.
   ReadResult headers = ReadAll(bad, true);
   EXPECT_EQ(headers.exchanges.size(), f.xs.size());
   EXPECT_TRUE(headers.status.ok());
+}
+
+// A .tap file carried as a captured body, whose blocks a resynchronisation can land on: its
+// trailer and footer do not end the outer file, and the outer file's later segments are read.
+TEST(Damage, EmbeddedCaptureDoesNotEndTheFile) {
+  SmallFile inner = MakeSmallFile(true, 6);
+  std::vector<Exchange> xs;
+  for (int i = 0; i < 3; ++i) xs.push_back(RichExchange(100 + i));
+  Exchange carrier = RichExchange(103);
+  carrier.response->body = Body{inner.bytes, inner.bytes.size(), false};
+  xs.push_back(carrier);
+  for (int i = 4; i < 8; ++i) xs.push_back(RichExchange(100 + i));
+  WriterOptions o;
+  o.codec = format::Codec::kStored;  // the inner file's bytes appear verbatim in the outer one
+  o.segment_bytes = 1500;
+  o.flush_interval_ns = 0;
+  std::string outer;
+  auto w = Writer::Open(NewStringWritableFile(&outer), testing::SampleMetadata(), o);
+  ASSERT_TRUE(w.ok());
+  for (const Exchange& x : xs) ASSERT_TRUE((*w)->Append(x).ok());
+  ASSERT_TRUE((*w)->Close().ok());
+  // Damage the block that holds the carrier, so a resync starts inside it.
+  std::vector<uint64_t> blocks = BlockOffsets(outer);
+  size_t carrier_block = 0;
+  for (size_t i = 0; i + 1 < blocks.size(); ++i) {
+    if (outer.find(inner.bytes.substr(0, 64), blocks[i]) < blocks[i + 1]) carrier_block = i;
+  }
+  std::string bad = outer;
+  bad[blocks[carrier_block] + 30] ^= 1;
+  ReadResult r = ReadAll(bad, false, /*seekable=*/false);
+  // Everything outside the damaged block comes back, whatever was read inside it.
+  for (const Exchange& x : xs) {
+    if (&x == &xs[3]) continue;
+    bool in_damaged = false;
+    // Exchanges of the damaged block are the ones written into it; find them by comparison.
+    for (size_t i = 0; i < r.exchanges.size(); ++i) {
+      if (r.exchanges[i] == x) in_damaged = true;
+    }
+    if (!in_damaged) {
+      // Only exchanges stored in the damaged block may be missing.
+      std::string key = x.request->path;
+      size_t pos = outer.find(key);
+      EXPECT_TRUE(pos >= blocks[carrier_block] && pos < blocks[carrier_block + 1])
+          << "lost " << key << " outside the damaged block";
+    }
+  }
+  EXPECT_FALSE(r.status.ok());
+  EXPECT_TRUE(r.stats.trailer_read);
+  EXPECT_TRUE(r.stats.footer_ok) << "the outer file's own footer is found";
 }
 
 // Inputs that are not a readable .tap file: one clear error naming the file.

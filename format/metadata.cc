@@ -165,7 +165,7 @@ std::string EncodeFileSummary(const FileSummary& s) {
   auto points = MakePoints(b, s.capture_points);
   b.Finish(fb::CreateTrailer(b, s.exchanges, s.segments, s.raw_bytes, s.stored_bytes,
                              s.min_sort_key, s.max_sort_key, s.end_time_ns, index, drops, counters,
-                             points));
+                             points, s.rebuilt));
   return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
 }
 
@@ -189,6 +189,7 @@ bool DecodeFileSummary(std::string_view bytes, FileSummary* out) {
   s.drops = ReadCounters(t->drops());
   s.counters = ReadCounters(t->counters());
   s.capture_points = ReadPoints(t->capture_points());
+  s.rebuilt = t->rebuilt();
   *out = std::move(s);
   return true;
 }

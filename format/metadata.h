@@ -79,6 +79,7 @@ struct FileSummary {
   std::map<std::string, uint64_t> drops;
   std::map<std::string, uint64_t> counters;
   std::vector<CapturePointInfo> capture_points;
+  bool rebuilt = false;  // by an index rebuild: end time and drops unknown
   bool operator==(const FileSummary&) const = default;
 };
 

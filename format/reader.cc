@@ -1,6 +1,8 @@
 #include "format/reader.h"
 
 #include <unistd.h>
+
+#include <cerrno>
 #include <zstd.h>
 
 #include <algorithm>
@@ -342,29 +344,31 @@ struct Reader::Impl {
   }
 
   // Reads the footer after a trailer block that started at `trailer_at`.
-  void ReadFooter(uint64_t trailer_at) {
-    done = true;
+  // Reads the footer after a trailer block that started at `trailer_at`. A trailer counts as the
+  // file's only when a valid footer follows it: a trailer block met by a resynchronisation may be
+  // a copy carried inside a captured body. Bytes after a footer are read on as blocks (a damaged
+  // stretch, or `cat a.tap b.tap`), so nothing readable after them is lost.
+  void ReadFooter(uint64_t trailer_at, FileSummary s) {
     if (!in->Fill(format::kFooterSize)) {
+      done = true;
+      if (in->avail() == 0 && !in->io_status().ok()) return;
       stats.torn_tail = true;
       stats.torn_bytes = in->avail();
       reporter->Notice(in->pos(), "torn tail: the footer is cut short");
+      if (!summary) summary = std::move(s);
       return;
     }
     const char* d = in->data();
     if (std::memcmp(d + 8, format::kFooterMagic, sizeof format::kFooterMagic) != 0 ||
         format::Get64(d) != trailer_at) {
       Corrupt(in->pos(), format::kFooterSize, "bad footer after the trailer block");
-    } else {
-      stats.footer_ok = true;
+      in->Skip(format::kFooterSize);
+      return;  // read on: what follows may be data
     }
+    stats.footer_ok = true;
+    if (!summary) summary = std::move(s);
     in->Skip(format::kFooterSize);
-    in->Fill(1);
-    if (in->avail() > 0) {
-      uint64_t at = in->pos();
-      uint64_t extra = in->avail();
-      while (in->Skip(in->avail()) && in->Fill(1)) extra += in->avail();
-      Corrupt(at, extra, "bytes after the footer");
-    }
+    if (!in->Fill(1)) done = true;
   }
 
   // Parses the records of a segment whose headers frame is in meta_raw. Empty string when good.
@@ -450,7 +454,6 @@ struct Reader::Impl {
     }
     if (p == Probe::kBad) return Resync(at, why, false);
     if (p == Probe::kTruncated) return Resync(at, "block cut short", true);
-    ++stats.blocks;
     uint64_t length = h.length();
     // The header verified, so its length is trusted from here on. A block that runs past the end
     // of the data is a torn tail (or, before a footer, damage): Resync decides which.
@@ -460,6 +463,7 @@ struct Reader::Impl {
       in->Skip(length);
       return;
     }
+    ++stats.blocks;
 
     size_t hl = h.header_length;
     // Views into the input window; Fill() may move it, so take them again after any Fill().
@@ -476,9 +480,8 @@ struct Reader::Impl {
       }
       stats.trailer_read = true;
       stats.trailer_offset = at;
-      if (!summary) summary = std::move(s);
       in->Skip(length);
-      return ReadFooter(at);
+      return ReadFooter(at, std::move(s));
     }
     if (h.type != static_cast<uint8_t>(BlockType::kSegment)) {
       // A block type from a later minor version: verified, then passed over.
@@ -493,19 +496,23 @@ struct Reader::Impl {
       if (!in->Fill(length)) return Resync(at, "block cut short", true);
       meta_stored = std::string_view(in->data() + hl, h.meta_stored);
       std::string_view body_stored(in->data() + hl + h.meta_stored, h.body_stored);
+      std::string body_err;
       if (format::Checksum(body_stored) != h.body_checksum) {
-        Corrupt(at, length, "body frame checksum mismatch");
-        in->Skip(length);
-        return;
+        body_err = "body frame checksum mismatch";
+      } else {
+        body_err = DecodeFrame(dctx.get(), h.codec, body_stored, h.body_raw, &body_raw);
+        if (!body_err.empty()) body_err = absl::StrCat("body frame: ", body_err);
+      }
+      if (!body_err.empty()) {
+        // The headers frame verified on its own: its exchanges are still read, without bodies.
+        Corrupt(at + hl + h.meta_stored, h.body_stored,
+                absl::StrCat(body_err, "; the block's ", h.count,
+                             " exchanges are read without their bodies"));
+        want_bodies = false;
       }
     }
     if (!skip) {
       std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw);
-      if (err.empty() && want_bodies) {
-        std::string_view body_stored(in->data() + hl + h.meta_stored, h.body_stored);
-        err = DecodeFrame(dctx.get(), h.codec, body_stored, h.body_raw, &body_raw);
-        if (!err.empty()) err = absl::StrCat("body frame: ", err);
-      }
       ++stats.segments_decompressed;
       if (err.empty()) err = ParseRecords(h);
       if (!err.empty()) {
@@ -521,6 +528,7 @@ struct Reader::Impl {
     }
     in->Skip(length);  // present: checked above
     seen.push_back(SegmentInfo{at, h.min_key, h.max_key, h.count, static_cast<uint32_t>(length)});
+    ++stats.segments;
     stats.raw_bytes += uint64_t{h.meta_raw} + h.body_raw;
     stats.stored_bytes += uint64_t{h.meta_stored} + h.body_stored;
     stats.data_end = at + length;
@@ -571,6 +579,7 @@ struct Reader::Impl {
     std::string why;
     if (ProbeBlock(&h, &why) != Probe::kOk ||
         h.type != static_cast<uint8_t>(BlockType::kTrailer) ||
+        h.codec > static_cast<uint8_t>(Codec::kZstd) ||
         trailer_at + h.length() != footer_at) {
       return false;
     }
@@ -766,10 +775,12 @@ absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* reb
   s.raw_bytes = st.raw_bytes;
   s.stored_bytes = st.stored_bytes;
   s.capture_points = reader.metadata().capture_points;
+  s.rebuilt = true;
   std::string tail;
   if (absl::Status e = BuildTrailer(s, end, &tail); !e.ok()) return e;
   if (::truncate(path.c_str(), static_cast<off_t>(end)) != 0) {
-    return absl::InternalError(absl::StrCat(path, ": truncate to ", end, " failed"));
+    return absl::InternalError(
+        absl::StrCat(path, ": truncate to ", end, " bytes: ", std::strerror(errno)));
   }
   absl::StatusOr<std::unique_ptr<WritableFile>> w = OpenAppendableFile(path);
   if (!w.ok()) return w.status();

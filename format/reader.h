@@ -43,7 +43,8 @@ struct ReaderOptions {
 };
 
 struct ReaderStats {
-  uint64_t blocks = 0;                 // blocks whose header checksum verified
+  uint64_t blocks = 0;                 // whole blocks whose header checksum verified
+  uint64_t segments = 0;               // whole segment blocks read (or passed over by Seek)
   uint64_t segments_decompressed = 0;  // segments whose headers frame was decompressed
   uint64_t segments_skipped = 0;       // segments passed over by Seek without decompressing
   uint64_t exchanges = 0;              // exchanges returned by Next()
@@ -56,7 +57,7 @@ struct ReaderStats {
   bool trailer_read = false;           // the trailer block was met and verified
   uint64_t trailer_offset = 0;         // where that trailer block starts
   bool footer_ok = false;              // a valid footer followed it
-  uint64_t data_end = 0;               // end offset of the last whole segment block seen
+  uint64_t data_end = 0;               // end offset of the last whole segment (or unknown) block
 };
 
 class Reader {
@@ -102,11 +103,11 @@ class Reader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Gives a file without a trailer (a killed writer) its index: reads it by scanning, cuts off a torn
-// tail (only that: corrupt ranges stay and are skipped on reading), replaces a trailer whose
-// footer is cut or wrong, and appends a trailer and footer listing every segment that verified.
-// Sets `*rebuilt` to false and changes nothing when the file already ends in a valid trailer and
-// footer. `reporter` may be null.
+// Gives a file without a trailer (a killed writer) its index: reads it by scanning and appends a
+// trailer (marked rebuilt) and footer listing every segment that verified. What it cuts off first:
+// a torn tail; or, when a trailer verified but its footer is cut or wrong, that trailer and what
+// follows it. Corrupt ranges elsewhere stay and are skipped again on reading. Sets `*rebuilt` to
+// false and changes nothing when a trailer with a valid footer was found. `reporter` may be null.
 absl::Status RebuildIndex(const std::string& path, Reporter* reporter, bool* rebuilt);
 
 }  // namespace tapkit

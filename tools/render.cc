@@ -25,21 +25,6 @@ std::string Prefix(const ExchangeView& x) {
                       " tls=", AV(TlsName(x.tls())));
 }
 
-std::string Resource(const Endpoint& e) {
-  const Labels& l = e.labels;
-  std::string res = !l.workload_kind.empty() && !l.workload_name.empty()
-                        ? absl::StrCat(l.workload_kind, "/", l.workload_name)
-                    : !l.pod.empty() ? absl::StrCat("pod/", l.pod)
-                                     : std::string("-");
-  return res;
-}
-
-std::string WideSuffix(const ExchangeView& x) {
-  Endpoint s = x.source(), d = x.destination();
-  return absl::StrCat(" src_res=", Resource(s), " src_ns=", s.labels.ns.empty() ? "-" : s.labels.ns,
-                      " dst_res=", Resource(d), " dst_ns=", d.labels.ns.empty() ? "-" : d.labels.ns);
-}
-
 // Printable form of raw bytes in a text line: control bytes and spaces escaped.
 std::string Printable(std::string_view s) {
   std::string out;
@@ -51,6 +36,45 @@ std::string Printable(std::string_view s) {
     }
   }
   return out.empty() ? "-" : out;
+}
+
+std::string Resource(const Endpoint& e) {
+  const Labels& l = e.labels;
+  if (!l.workload_kind.empty() && !l.workload_name.empty()) {
+    return absl::StrCat(Printable(l.workload_kind), "/", Printable(l.workload_name));
+  }
+  return !l.pod.empty() ? absl::StrCat("pod/", Printable(l.pod)) : std::string("-");
+}
+
+std::string WideSuffix(const ExchangeView& x) {
+  Endpoint s = x.source(), d = x.destination();
+  return absl::StrCat(" src_res=", Resource(s), " src_ns=", Printable(s.labels.ns),
+                      " dst_res=", Resource(d), " dst_ns=", Printable(d.labels.ns));
+}
+
+// Text for a quoted field of a text line: control bytes, quotes, backslashes and bytes that are
+// not UTF-8 escaped as \xHH (valid UTF-8 letters pass through).
+std::string Quoted(std::string_view s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+      if (i + len <= s.size() && len > 1 && IsUtf8(s.substr(i, len))) {
+        out.append(s.substr(i, len));
+        i += len;
+        continue;
+      }
+    }
+    if (c < 0x20 || c == 0x7f || c >= 0x80 || c == '"' || c == '\\') {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+    ++i;
+  }
+  return out;
 }
 
 json TextOrBase64(std::string_view s, json obj, const char* key) {
@@ -104,14 +128,27 @@ json BodyJson(const BodyView& b) {
   return o;
 }
 
+bool IsKindName(std::string_view k) {
+  if (k.empty()) return false;
+  for (char c : k) {
+    if (c < 'a' || c > 'z') return false;
+  }
+  return true;
+}
+
 json EndpointJson(const Endpoint& e) {
   json o = {{"ip", e.ip.ToString()}, {"port", e.port}};
   json meta = json::object();
   const Labels& l = e.labels;
-  if (!l.ns.empty()) meta["namespace"] = l.ns;
-  if (!l.pod.empty()) meta["pod"] = l.pod;
-  if (!l.workload_kind.empty()) meta[l.workload_kind] = l.workload_name;
-  if (!l.service.empty()) meta["service"] = l.service;
+  if (!l.ns.empty()) PutText(meta, "namespace", l.ns);
+  if (!l.pod.empty()) PutText(meta, "pod", l.pod);
+  if (IsKindName(l.workload_kind)) {
+    PutText(meta, l.workload_kind, l.workload_name);
+  } else if (!l.workload_kind.empty() || !l.workload_name.empty()) {
+    PutText(meta, "workloadKind", l.workload_kind);
+    PutText(meta, "workloadName", l.workload_name);
+  }
+  if (!l.service.empty()) PutText(meta, "service", l.service);
   o["metadata"] = std::move(meta);
   return o;
 }
@@ -176,8 +213,10 @@ bool IsUtf8(std::string_view s) {
 }
 
 std::string Rfc3339(uint64_t unix_ns) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(static_cast<int64_t>(unix_ns)),
-                          absl::UTCTimeZone());
+  // Split so that times past 2^63 ns (year 2262) still print rather than wrap negative.
+  absl::Time t = absl::FromUnixSeconds(static_cast<int64_t>(unix_ns / 1'000'000'000)) +
+                 absl::Nanoseconds(static_cast<int64_t>(unix_ns % 1'000'000'000));
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone());
 }
 
 void AppendText(const ExchangeView& x, bool wide, std::string* out) {
@@ -207,7 +246,7 @@ void AppendText(const ExchangeView& x, bool wide, std::string* out) {
   }
   if (x.completion() != Completion::kComplete) {
     absl::StrAppend(&end, " state=", AV(CompletionName(x.completion())));
-    if (!x.reason().empty()) absl::StrAppend(&end, " reason=", json(std::string(x.reason())).dump());
+    if (!x.reason().empty()) absl::StrAppend(&end, " reason=\"", Quoted(x.reason()), "\"");
   }
   absl::StrAppend(out, end, suffix, "\n");
 }
@@ -274,7 +313,8 @@ void AppendJson(const ExchangeView& x, std::string* out) {
   if (x.h2_reset_code()) end["resetErrorCode"] = *x.h2_reset_code();
   end["responseBytes"] = x.has_response() ? x.response().body().length() : 0;
   o["end"] = std::move(end);
-  out->append(o.dump());
+  // Every string above is UTF-8 by construction; the handler is a last guard, never a crash.
+  out->append(o.dump(-1, ' ', false, json::error_handler_t::replace));
   out->push_back('\n');
 }
 
@@ -287,53 +327,66 @@ std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {
     absl::StrAppend(&out, AV(key), std::string(18 - std::min<size_t>(key.size(), 17), ' '), value,
                     "\n");
   };
-  line("File:", reader.name());
+  auto q = [](const std::string& v) { return Quoted(v); };
+  auto pairs = [&q](const std::vector<std::pair<std::string, std::string>>& kv) {
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : kv) parts.push_back(absl::StrCat(q(k), "=", q(v)));
+    return absl::StrJoin(parts, " ");
+  };
+  line("File:", q(reader.name()));
   line("Format:", absl::StrCat(".tap ", reader.major_version(), ".", reader.minor_version()));
-  line("Writer:", absl::StrCat(m.writer_name.empty() ? "-" : m.writer_name, " ", m.writer_version,
-                               m.host.empty() ? "" : " on " + m.host));
+  line("Writer:", absl::StrCat(m.writer_name.empty() ? "-" : q(m.writer_name), " ",
+                               q(m.writer_version), m.host.empty() ? "" : " on " + q(m.host)));
   line("Started:", m.start_time_ns ? Rfc3339(m.start_time_ns) : "-");
-  if (!m.command_line.empty()) line("Command:", absl::StrJoin(m.command_line, " "));
+  if (!m.command_line.empty()) {
+    std::vector<std::string> words;
+    for (const std::string& w : m.command_line) words.push_back(q(w));
+    line("Command:", absl::StrJoin(words, " "));
+  }
   if (!m.target.empty() || !m.ns.empty()) {
-    line("Target:", absl::StrCat(m.target.empty() ? "-" : m.target,
-                                 m.ns.empty() ? "" : " (namespace " + m.ns + ")"));
+    line("Target:", absl::StrCat(m.target.empty() ? "-" : q(m.target),
+                                 m.ns.empty() ? "" : " (namespace " + q(m.ns) + ")"));
   }
-  if (!m.filters.empty()) {
-    line("Filters:", absl::StrJoin(m.filters, " ", absl::PairFormatter("=")));
-  }
+  if (!m.filters.empty()) line("Filters:", pairs(m.filters));
   line("Body limit:", absl::StrCat(m.body_limit, " bytes"));
+  std::vector<std::string> redacted;
+  for (const std::string& h : m.redaction.headers) redacted.push_back(q(h));
   line("Redaction:", m.redaction.enabled
-                         ? absl::StrCat("on (", absl::StrJoin(m.redaction.headers, ", "), "; ",
+                         ? absl::StrCat("on (", absl::StrJoin(redacted, ", "), "; ",
                                         m.redaction.keyed ? "key file" : "random key", ")")
                          : "off");
   const std::vector<CapturePointInfo>& points =
       sum && !sum->capture_points.empty() ? sum->capture_points : m.capture_points;
   for (const CapturePointInfo& p : points) {
     line(absl::StrCat("Capture point ", p.id, ":"),
-         absl::StrCat(p.kind, " ", p.name, p.link_types.empty() ? "" : " (link types ",
+         absl::StrCat(q(p.kind), " ", q(p.name), p.link_types.empty() ? "" : " (link types ",
                       absl::StrJoin(p.link_types, ","), p.link_types.empty() ? "" : ")"));
   }
-  if (!m.extra.empty()) line("Extra:", absl::StrJoin(m.extra, " ", absl::PairFormatter("=")));
+  if (!m.extra.empty()) line("Extra:", pairs(m.extra));
   line("Exchanges:", absl::StrCat(counts.exchanges));
-  line("Segments:", absl::StrCat(st.blocks - (st.trailer_read ? 1 : 0)));
+  line("Segments:", absl::StrCat(st.segments));
   if (counts.exchanges) {
     line("First request:", Rfc3339(counts.min_key));
     line("Last request:", Rfc3339(counts.max_key));
-    line("Span:", absl::StrCat(absl::FormatDuration(absl::Nanoseconds(
-                                   static_cast<int64_t>(counts.max_key - counts.min_key)))));
+    uint64_t span = counts.max_key - counts.min_key;
+    line("Span:", span <= uint64_t{INT64_MAX}
+                      ? absl::FormatDuration(absl::Nanoseconds(static_cast<int64_t>(span)))
+                      : absl::StrCat(span, "ns"));
   }
   if (st.stored_bytes) {
     line("Compression:", absl::StrCat(st.raw_bytes, " bytes in ", st.stored_bytes, " bytes, ",
                                       absl::SixDigits(double(st.raw_bytes) / st.stored_bytes),
                                       ":1"));
   }
-  if (sum) {
+  if (sum && sum->rebuilt) {
+    line("Trailer:", "rebuilt by tapcat --reindex (the writer did not finish; drops unknown)");
+  } else if (sum) {
     line("Trailer:", absl::StrCat("present, closed ", Rfc3339(sum->end_time_ns)));
-    line("Drops:", sum->drops.empty()
-                       ? std::string("none")
-                       : absl::StrJoin(sum->drops, " ", absl::PairFormatter("=")));
-    if (!sum->counters.empty()) {
-      line("Counters:", absl::StrJoin(sum->counters, " ", absl::PairFormatter("=")));
-    }
+    std::vector<std::string> drops, counters;
+    for (const auto& [k, v] : sum->drops) drops.push_back(absl::StrCat(q(k), "=", v));
+    for (const auto& [k, v] : sum->counters) counters.push_back(absl::StrCat(q(k), "=", v));
+    line("Drops:", drops.empty() ? std::string("none") : absl::StrJoin(drops, " "));
+    if (!counters.empty()) line("Counters:", absl::StrJoin(counters, " "));
   } else {
     line("Trailer:", "absent (the writer did not finish; drop counters unknown)");
   }

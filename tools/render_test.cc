@@ -173,3 +173,34 @@ TEST(Json, NonUtf8TextFields) {
 
 }  // namespace
 }  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// Regression (fresh-user trial): bytes that are not UTF-8 in a reason or in endpoint labels
+// crashed the text and JSON output. They are escaped or base64'd now, and nothing throws.
+TEST(Render, NonUtf8ReasonAndLabels) {
+  Exchange x = testing::SmallExchange(1, 1);
+  x.completion = Completion::kMalformed;
+  x.reason = "bad \xff byte\n\"quoted\"";
+  x.source.labels = Labels{"ns\xfe", "pod\x1b[31m", "deploy\xff", "name\x80", "svc"};
+  std::string file = testing::WriteToString({x});
+  auto reader = Reader::Open(NewStringReadableFile(file));
+  ASSERT_TRUE(reader.ok());
+  ExchangeView v;
+  ASSERT_TRUE((*reader)->Next(&v));
+  std::string text, wide, line;
+  AppendText(v, false, &text);
+  AppendText(v, true, &wide);
+  AppendJson(v, &line);
+  EXPECT_NE(text.find("reason=\"bad \\xff byte\\x0a\\x22quoted\\x22\""), std::string::npos) << text;
+  EXPECT_EQ(wide.find('\x1b'), std::string::npos) << "no raw escape bytes reach a terminal";
+  nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["source"]["metadata"]["namespaceEncoding"], "base64");
+  EXPECT_EQ(j["source"]["metadata"]["workloadKindEncoding"], "base64");
+  EXPECT_EQ(j["source"]["metadata"]["service"], "svc");
+  EXPECT_EQ(j["end"]["reasonEncoding"], "base64");
+}
+
+}  // namespace
+}  // namespace tapkit

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -23,18 +25,27 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
 
-// Prints each skipped range and notice as one stderr line naming the file and offset.
+// Writes `out` to standard output and empties it. False on a write error (a full disk, a closed
+// pipe with SIGPIPE ignored).
+bool Flush(std::string* out) {
+  bool ok = out->empty() || std::fwrite(out->data(), 1, out->size(), stdout) == out->size();
+  out->clear();
+  return ok && std::fflush(stdout) == 0;
+}
+
+// Prints each skipped range and notice as one stderr line naming the file and offset, after the
+// exchanges printed so far (so lines keep file order).
 class StderrReporter final : public tapkit::Reporter {
  public:
-  explicit StderrReporter(std::string file) : file_(std::move(file)) {}
+  StderrReporter(std::string file, std::string* pending) : file_(std::move(file)), pending_(pending) {}
   void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
-    std::fflush(stdout);
+    if (pending_) Flush(pending_);
     std::fprintf(stderr, "tapcat: %s: offset %llu: %.*s (%llu bytes skipped)\n", file_.c_str(),
                  static_cast<unsigned long long>(offset), static_cast<int>(reason.size()),
                  reason.data(), static_cast<unsigned long long>(length));
   }
   void Notice(uint64_t offset, std::string_view message) override {
-    std::fflush(stdout);
+    if (pending_) Flush(pending_);
     std::fprintf(stderr, "tapcat: %s: offset %llu: notice: %.*s\n", file_.c_str(),
                  static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
                  message.data());
@@ -42,12 +53,8 @@ class StderrReporter final : public tapkit::Reporter {
 
  private:
   std::string file_;
+  std::string* pending_;
 };
-
-void Flush(std::string* out) {
-  if (!out->empty()) std::fwrite(out->data(), 1, out->size(), stdout);
-  out->clear();
-}
 
 }  // namespace
 
@@ -85,10 +92,6 @@ int main(int argc, char** argv) {
                          "(damage included).\n";
     return kExitOk;
   }
-  if (files.empty()) {
-    std::fprintf(stderr, "tapcat: no input file (give FILE, or - for standard input)\n");
-    return kExitError;
-  }
   tapkit::OutputFormat format;
   if (output == "text") {
     format = tapkit::OutputFormat::kText;
@@ -100,6 +103,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: -o %s: unknown output (text, wide, json)\n", output.c_str());
     return kExitError;
   }
+  if (files.empty()) {
+    std::fprintf(stderr, "tapcat: no input file (give FILE, or - for standard input)\n");
+    return kExitError;
+  }
   if (vm.count("count") && count < 0) {
     std::fprintf(stderr, "tapcat: -c %lld: must be 0 or more\n", static_cast<long long>(count));
     return kExitError;
@@ -109,15 +116,32 @@ int main(int argc, char** argv) {
 
   if (vm.count("reindex")) {
     for (const std::string& f : files) {
-      StderrReporter rep(f);
+      // Damage found on the way is reported line by line and makes the exit status 2, as when
+      // reading; the index is written all the same.
+      class Counting final : public tapkit::Reporter {
+       public:
+        explicit Counting(tapkit::Reporter* inner) : inner_(inner) {}
+        void Corruption(uint64_t o, uint64_t l, std::string_view r) override {
+          ++damage;
+          inner_->Corruption(o, l, r);
+        }
+        void Notice(uint64_t o, std::string_view m) override { inner_->Notice(o, m); }
+        int damage = 0;
+
+       private:
+        tapkit::Reporter* inner_;
+      };
+      StderrReporter rep(f, nullptr);
+      Counting counting(&rep);
       bool rebuilt = false;
-      absl::Status s = tapkit::RebuildIndex(f, &rep, &rebuilt);
+      absl::Status s = tapkit::RebuildIndex(f, &counting, &rebuilt);
       if (!s.ok()) {
         std::fprintf(stderr, "tapcat: %s\n", std::string(s.message()).c_str());
         rc = kExitError;
       } else {
         std::fprintf(stderr, "tapcat: %s: %s\n", f.c_str(),
                      rebuilt ? "index and trailer written" : "already has a trailer; unchanged");
+        if (counting.damage) rc = kExitError;
       }
     }
     return rc;
@@ -132,11 +156,12 @@ int main(int argc, char** argv) {
       rc = kExitError;
       continue;
     }
-    StderrReporter reporter((*file)->name());
+    StderrReporter reporter((*file)->name(), &out);
     tapkit::ReaderOptions ro;
     ro.reporter = &reporter;
-    // Text lines and --info need no body bytes: skip decompressing them.
-    ro.headers_only = info || format != tapkit::OutputFormat::kJson;
+    // Text lines need no body bytes: they skip decompressing them (and so do not check body
+    // frames). --info reads everything, so the damage it reports is all the damage there is.
+    ro.headers_only = !info && format != tapkit::OutputFormat::kJson;
     absl::StatusOr<std::unique_ptr<tapkit::Reader>> reader =
         tapkit::Reader::Open(*std::move(file), ro);
     if (!reader.ok()) {
@@ -160,13 +185,16 @@ int main(int argc, char** argv) {
         tapkit::AppendText(x, format == tapkit::OutputFormat::kWide, &out);
       }
       ++printed;
-      if (out.size() > (1 << 16)) Flush(&out);
+      if (out.size() > (1 << 16) && !Flush(&out)) break;
     }
     if (info) {
       if (counts.exchanges == 0) counts.min_key = 0;
       out += tapkit::FormatInfo(**reader, counts);
     }
-    Flush(&out);
+    if (!Flush(&out)) {
+      std::fprintf(stderr, "tapcat: write error on standard output: %s\n", std::strerror(errno));
+      return kExitError;
+    }
     absl::Status s = (*reader)->status();
     if (!s.ok()) {
       if (!absl::IsDataLoss(s)) {
@@ -176,6 +204,9 @@ int main(int argc, char** argv) {
     }
     if (count >= 0 && printed >= count && !info) break;
   }
-  std::fflush(stdout);
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "tapcat: write error on standard output: %s\n", std::strerror(errno));
+    return kExitError;
+  }
   return rc;
 }

@@ -116,6 +116,22 @@ TEST(Tapcat, ForeignEmptyAndMissingFiles) {
   EXPECT_NE(output.err.find("-o yaml"), std::string::npos);
 }
 
+// A write error on standard output (a full disk) is an error, not a silent success.
+TEST(Tapcat, WriteErrorOnStdout) {
+  std::string err = absl::StrCat(::testing::TempDir(), "/full.err");
+  std::string cmd = absl::StrCat("'", TAPCAT_BIN, "' '", kGolden, "' > /dev/full 2> '", err, "'");
+  int status = std::system(cmd.c_str());
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2);
+  EXPECT_NE(Slurp(err).find("write error on standard output"), std::string::npos) << Slurp(err);
+}
+
+// A mistyped -o that swallowed the file name says what is wrong with -o.
+TEST(Tapcat, BadOutputNamedFirst) {
+  CmdResult r = Tapcat("-o '" + kGolden + "'");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("unknown output"), std::string::npos) << r.err;
+}
+
 TEST(Tapcat, FutureMajorVersion) {
   std::string v = Slurp(kGolden);
   format::Put16(v.data() + 8, 3);
