@@ -1,0 +1,427 @@
+#include "sidecar/engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/decode.h"
+#include "sidecar/tcp_reassembly.h"
+
+namespace tapkit {
+namespace {
+
+// A connection's two endpoints, in a canonical order so both directions find the same entry.
+struct ConnKey {
+  IpAddress a, b;
+  uint16_t a_port = 0, b_port = 0;
+  bool operator==(const ConnKey&) const = default;
+};
+
+struct ConnKeyHash {
+  size_t operator()(const ConnKey& k) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](const void* p, size_t n) {
+      const auto* b = static_cast<const uint8_t*>(p);
+      for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+    };
+    mix(k.a.bytes.data(), k.a.size());
+    mix(k.b.bytes.data(), k.b.size());
+    mix(&k.a_port, 2);
+    mix(&k.b_port, 2);
+    return static_cast<size_t>(h);
+  }
+};
+
+bool Less(const IpAddress& x, uint16_t xp, const IpAddress& y, uint16_t yp) {
+  if (x.family != y.family) return x.family < y.family;
+  int c = std::memcmp(x.bytes.data(), y.bytes.data(), 16);
+  if (c != 0) return c < 0;
+  return xp < yp;
+}
+
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+enum class Proto : uint8_t { kUnknown, kHttp1, kTls, kHttp2, kOpaque };
+
+}  // namespace
+
+std::string TlsClientHelloSni(std::span<const uint8_t> d) {
+  // TLS record: type 22 (handshake), version, length; handshake: type 1 (ClientHello), length.
+  if (d.size() < 9 || d[0] != 0x16 || d[1] != 0x03 || d[5] != 0x01) return {};
+  size_t rec_len = size_t{d[3]} << 8 | d[4];
+  std::span<const uint8_t> h = d.subspan(5, std::min(rec_len, d.size() - 5));
+  size_t at = 4 + 2 + 32;  // handshake header, client_version, random
+  auto need = [&h, &at](size_t n) { return at + n <= h.size(); };
+  if (!need(1)) return {};
+  at += 1 + h[at];  // session id
+  if (!need(2)) return {};
+  at += 2 + (size_t{h[at]} << 8 | h[at + 1]);  // cipher suites
+  if (!need(1)) return {};
+  at += 1 + h[at];  // compression methods
+  if (!need(2)) return {};
+  size_t ext_end = std::min(h.size(), at + 2 + (size_t{h[at]} << 8 | h[at + 1]));
+  at += 2;
+  while (at + 4 <= ext_end) {
+    size_t type = size_t{h[at]} << 8 | h[at + 1];
+    size_t len = size_t{h[at + 2]} << 8 | h[at + 3];
+    at += 4;
+    if (at + len > ext_end) return {};
+    if (type == 0 && len >= 5) {  // server_name: list length, name type 0 (host_name), length
+      size_t name_len = size_t{h[at + 3]} << 8 | h[at + 4];
+      if (h[at + 2] == 0 && 5 + name_len <= len) {
+        return std::string(reinterpret_cast<const char*>(h.data() + at + 5), name_len);
+      }
+      return {};
+    }
+    at += len;
+  }
+  return {};
+}
+
+struct CaptureEngine::Impl {
+  struct Conn;
+
+  // Forwards one direction's reassembled stream to its connection.
+  struct DirSink final : StreamSink {
+    Conn* conn = nullptr;
+    int dir = 0;
+    void OnData(std::span<const uint8_t> data, uint64_t ts) override;
+    void OnGap(uint64_t bytes, uint64_t ts) override;
+  };
+
+  struct Conn {
+    Impl* engine = nullptr;
+    ConnKey key;
+    IpAddress ip[2];
+    uint16_t port[2] = {0, 0};
+    TcpReassembler stream[2];
+    DirSink sink[2];
+    int client = -1;  // which direction's sender is the client: known from SYN or content
+    Proto proto = Proto::kUnknown;
+    std::unique_ptr<Http1Connection> http;
+    uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
+    uint64_t last_ts = 0;
+    bool fin[2] = {false, false};
+    size_t buffered = 0;  // out-of-order bytes held, both directions (for the engine's total)
+
+    Conn(Impl* e, size_t cap) : engine(e), stream{TcpReassembler(cap), TcpReassembler(cap)} {
+      for (int d = 0; d < 2; ++d) {
+        sink[d].conn = this;
+        sink[d].dir = d;
+      }
+    }
+  };
+
+  EngineOptions options;
+  Emit emit;
+  std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns;
+  Http1Counters http_counters;
+  uint64_t next_stream_id = 1;
+  std::map<std::string, uint64_t> counters, drops;
+  std::vector<uint16_t> link_types;
+  size_t buffered_total = 0;
+  uint64_t last_expiry_check = 0;
+
+  // IPv4 fragments in progress, by (src, dst, id, protocol).
+  struct Datagram {
+    std::string data;
+    std::vector<std::pair<uint32_t, uint32_t>> have;  // [start, end) ranges
+    uint32_t total = 0;  // known once the last fragment arrived
+    uint64_t first_ts = 0;
+  };
+  std::map<std::tuple<std::array<uint8_t, 16>, std::array<uint8_t, 16>, uint16_t, uint8_t>,
+           Datagram>
+      fragments;
+
+  void Count(const std::string& name, uint64_t n = 1) { counters[name] += n; }
+  void Drop(const std::string& name, uint64_t n = 1) { drops[name] += n; }
+
+  void OnTcp(const TcpSegment& seg, uint64_t ts);
+  void OnFragment(const Ipv4Fragment& f, uint64_t ts);
+  void Decide(Conn& c, int dir, std::span<const uint8_t> data);
+  void Close(Conn& c, Completion how, std::string_view reason, uint64_t ts);
+  void Expire(uint64_t ts);
+  void StartHttp(Conn& c, int client_dir);
+};
+
+void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, uint64_t ts) {
+  Conn& c = *conn;
+  Impl& e = *c.engine;
+  if (c.proto == Proto::kUnknown) e.Decide(c, dir, data);
+  switch (c.proto) {
+    case Proto::kHttp1:
+      if (dir == c.client) {
+        c.http->OnClientData(data, ts);
+      } else {
+        c.http->OnServerData(data, ts);
+      }
+      return;
+    case Proto::kUnknown:
+      return;  // Decide kept or dropped what it could not place
+    default:
+      return;  // counted when decided
+  }
+}
+
+void CaptureEngine::Impl::DirSink::OnGap(uint64_t bytes, uint64_t ts) {
+  Conn& c = *conn;
+  c.engine->Count("tcp_gaps");
+  c.engine->Count("tcp_gap_bytes", bytes);
+  if (c.proto == Proto::kHttp1) {
+    if (dir == c.client) {
+      c.http->OnClientGap(bytes, ts);
+    } else {
+      c.http->OnServerGap(bytes, ts);
+    }
+  }
+}
+
+void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
+  c.client = client_dir;
+  c.proto = Proto::kHttp1;
+  Count("http1_connections");
+  Exchange base;
+  base.capture_point = options.capture_point;
+  base.source.ip = c.ip[client_dir];
+  base.source.port = c.port[client_dir];
+  base.destination.ip = c.ip[1 - client_dir];
+  base.destination.port = c.port[1 - client_dir];
+  base.tls = TlsState::kNo;
+  c.http = std::make_unique<Http1Connection>(std::move(base), options.http, &next_stream_id, emit,
+                                             &http_counters);
+}
+
+void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data) {
+  if (data.size() >= 3 && data[0] == 0x16 && data[1] == 0x03 && data[2] <= 0x04) {
+    c.proto = Proto::kTls;
+    Count("tls_connections");
+    std::string sni = TlsClientHelloSni(data);
+    Count(absl::StrCat("tls_sni:", sni.empty() ? "-" : sni));
+    return;
+  }
+  std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
+  if (text.substr(0, kH2Preface.size()) == kH2Preface.substr(0, std::min(text.size(), kH2Preface.size())) &&
+      text.size() >= 4) {
+    c.proto = Proto::kHttp2;
+    Count("http2_connections");
+    return;
+  }
+  bool is_request = false;
+  if (LooksLikeHttp1Start(data, &is_request)) {
+    StartHttp(c, is_request ? dir : 1 - dir);
+    return;
+  }
+  // Picked up mid-message: look for a message start at the beginning of a later line.
+  for (size_t i = 1; i < data.size(); ++i) {
+    if (data[i - 1] != '\n') continue;
+    if (LooksLikeHttp1Start(data.subspan(i), &is_request)) {
+      // The caller feeds the whole chunk; the new parser skips to this start by itself.
+      StartHttp(c, is_request ? dir : 1 - dir);
+      return;
+    }
+  }
+  c.undecided[dir] += data.size();
+  if (c.undecided[0] + c.undecided[1] > options.max_undecided_bytes) {
+    c.proto = Proto::kOpaque;
+    Count("opaque_connections");
+  }
+}
+
+void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
+  ConnKey key;
+  bool forward = Less(seg.src, seg.src_port, seg.dst, seg.dst_port);
+  key.a = forward ? seg.src : seg.dst;
+  key.a_port = forward ? seg.src_port : seg.dst_port;
+  key.b = forward ? seg.dst : seg.src;
+  key.b_port = forward ? seg.dst_port : seg.src_port;
+  auto it = conns.find(key);
+  if (it == conns.end()) {
+    if (seg.payload.empty() && !(seg.flags & kTcpSyn)) return;  // nothing to start a stream on
+    if (conns.size() >= options.max_connections) {
+      Drop("connection_limit");
+      return;
+    }
+    auto c = std::make_unique<Conn>(this, options.max_buffered_per_direction);
+    c->key = key;
+    c->ip[0] = key.a;
+    c->port[0] = key.a_port;
+    c->ip[1] = key.b;
+    c->port[1] = key.b_port;
+    Count("tcp_connections");
+    it = conns.emplace(key, std::move(c)).first;
+  }
+  Conn& c = *it->second;
+  c.last_ts = ts;
+  int dir = forward ? 0 : 1;  // 0: a -> b
+  bool syn = seg.flags & kTcpSyn, ack = seg.flags & kTcpAck, fin = seg.flags & kTcpFin,
+       rst = seg.flags & kTcpRst;
+  if (syn && c.proto == Proto::kUnknown) c.client = ack ? 1 - dir : dir;
+  if (seg.missing) Drop("snaplen_truncated_packets");
+  size_t before = c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes();
+  c.stream[dir].OnSegment(seg.seq, seg.payload, syn, fin, ts, &c.sink[dir]);
+  if (ack) c.stream[1 - dir].OnPeerAck(seg.ack, ts, &c.sink[1 - dir]);
+  size_t after = c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes();
+  buffered_total = buffered_total - before + after;
+  if (buffered_total > options.max_buffered_total) {
+    Drop("total_buffer_limit");
+    before = after;
+    c.stream[0].Flush(ts, &c.sink[0]);
+    c.stream[1].Flush(ts, &c.sink[1]);
+    buffered_total -= before;
+  }
+  if (fin) {
+    c.fin[dir] = true;
+    if (c.proto == Proto::kHttp1 && dir != c.client) c.http->OnServerEnd(ts);
+  }
+  if (rst) {
+    Close(c, Completion::kReset,
+          absl::StrCat("TCP RST from the ", c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
+          ts);
+    return;
+  }
+  if (c.fin[0] && c.fin[1]) {
+    Close(c, Completion::kNoResponse, "the connection closed before a response", ts);
+    return;
+  }
+  if (ts > last_expiry_check + 1'000'000'000) {
+    last_expiry_check = ts;
+    Expire(ts);
+  }
+}
+
+void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason, uint64_t ts) {
+  buffered_total -= std::min(buffered_total, c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes());
+  c.stream[0].Flush(ts, &c.sink[0]);
+  c.stream[1].Flush(ts, &c.sink[1]);
+  for (int d = 0; d < 2; ++d) {
+    const ReassemblyStats& s = c.stream[d].stats();
+    if (s.retransmitted_bytes) Count("tcp_retransmitted_bytes", s.retransmitted_bytes);
+    if (s.buffer_overflows) Drop("stream_buffer_limit", s.buffer_overflows);
+  }
+  if (c.http) c.http->Close(how, reason, ts);
+  conns.erase(c.key);  // destroys c
+}
+
+void CaptureEngine::Impl::Expire(uint64_t ts) {
+  std::vector<Conn*> idle;
+  for (auto& [k, c] : conns) {
+    if (c->last_ts + options.idle_timeout_ns < ts) idle.push_back(c.get());
+  }
+  for (Conn* c : idle) {
+    Count("idle_expired_connections");
+    Close(*c, Completion::kTimeout, "the connection went idle", ts);
+  }
+  // Fragments that never completed.
+  for (auto it = fragments.begin(); it != fragments.end();) {
+    if (it->second.first_ts + 30'000'000'000ull < ts) {
+      Drop("ipv4_fragments_incomplete");
+      it = fragments.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void CaptureEngine::Impl::OnFragment(const Ipv4Fragment& f, uint64_t ts) {
+  Count("ipv4_fragments");
+  auto key = std::make_tuple(f.src.bytes, f.dst.bytes, f.id, f.protocol);
+  auto it = fragments.find(key);
+  if (it == fragments.end()) {
+    if (fragments.size() >= options.max_fragmented_datagrams) {
+      Drop("ipv4_fragment_limit");
+      return;
+    }
+    it = fragments.emplace(key, Datagram{}).first;
+    it->second.first_ts = ts;
+  }
+  Datagram& d = it->second;
+  uint32_t end = f.offset + static_cast<uint32_t>(f.data.size());
+  if (end > 65535) {
+    Drop("ipv4_fragment_malformed");
+    fragments.erase(it);
+    return;
+  }
+  if (d.data.size() < end) d.data.resize(end);
+  std::memcpy(d.data.data() + f.offset, f.data.data(), f.data.size());
+  d.have.emplace_back(f.offset, end);
+  if (!f.more) d.total = end;
+  if (d.total == 0) return;
+  std::sort(d.have.begin(), d.have.end());
+  uint32_t covered = 0;
+  for (auto [s, e] : d.have) {
+    if (s > covered) return;  // a hole remains
+    covered = std::max(covered, e);
+  }
+  if (covered < d.total) return;
+  std::string whole = std::move(d.data);
+  whole.resize(d.total);
+  IpAddress src = f.src, dst = f.dst;
+  uint8_t proto = f.protocol;
+  fragments.erase(it);
+  Count("ipv4_datagrams_reassembled");
+  if (proto != 6) return;
+  DecodedFrame t = DecodeTcp(src, dst,
+                             std::span<const uint8_t>(
+                                 reinterpret_cast<const uint8_t*>(whole.data()), whole.size()),
+                             0);
+  if (t.kind == FrameKind::kTcp) OnTcp(t.segment, ts);
+}
+
+CaptureEngine::CaptureEngine(EngineOptions options, Emit emit) : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  impl_->emit = std::move(emit);
+}
+
+CaptureEngine::~CaptureEngine() = default;
+
+void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint8_t> data,
+                             uint32_t wire_length) {
+  Impl& m = *impl_;
+  m.Count("frames");
+  if (std::find(m.link_types.begin(), m.link_types.end(), link_type) == m.link_types.end()) {
+    m.link_types.push_back(static_cast<uint16_t>(link_type));
+  }
+  DecodedFrame f = DecodeFrame(link_type, data, wire_length);
+  switch (f.kind) {
+    case FrameKind::kTcp: return m.OnTcp(f.segment, ts_ns);
+    case FrameKind::kIpv4Fragment: return m.OnFragment(f.fragment, ts_ns);
+    case FrameKind::kNotIp: return m.Count("non_ip_frames");
+    case FrameKind::kNotTcp: return m.Count("non_tcp_packets");
+    case FrameKind::kUnsupportedLink: return m.Count("unsupported_link_frames");
+    case FrameKind::kIpv6Fragment: return m.Count("ipv6_fragments");
+    case FrameKind::kMalformed: return m.Count("malformed_frames");
+  }
+}
+
+void CaptureEngine::Finish(uint64_t ts_ns) {
+  Impl& m = *impl_;
+  std::vector<Impl::Conn*> all;
+  for (auto& [k, c] : m.conns) all.push_back(c.get());
+  // Oldest first, so exchanges come out in a stable order.
+  std::sort(all.begin(), all.end(), [](auto* a, auto* b) { return a->last_ts < b->last_ts; });
+  for (Impl::Conn* c : all) m.Close(*c, Completion::kCaptureEnded, "the capture ended", ts_ns);
+}
+
+std::map<std::string, uint64_t> CaptureEngine::Counters() const {
+  std::map<std::string, uint64_t> out = impl_->counters;
+  const Http1Counters& h = impl_->http_counters;
+  auto put = [&out](const char* k, uint64_t v) {
+    if (v) out[k] += v;
+  };
+  put("http1_requests", h.requests);
+  put("http1_responses", h.responses);
+  put("http1_malformed", h.malformed);
+  put("http1_resyncs", h.resyncs);
+  put("http1_skipped_bytes", h.skipped_bytes);
+  put("http1_bodies_truncated", h.body_truncated);
+  put("http1_upgrades", h.upgrades);
+  put("h2c_upgrades", h.h2c_upgrades);
+  put("opaque_bytes_after_upgrade", h.opaque_bytes);
+  return out;
+}
+
+std::map<std::string, uint64_t> CaptureEngine::Drops() const { return impl_->drops; }
+const std::vector<uint16_t>& CaptureEngine::link_types() const { return impl_->link_types; }
+
+}  // namespace tapkit

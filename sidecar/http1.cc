@@ -1,0 +1,511 @@
+#include "sidecar/http1.h"
+
+#include <http_parser.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace tapkit {
+namespace {
+
+bool IsTokenUpper(uint8_t c) { return (c >= 'A' && c <= 'Z') || c == '-' || c == '_'; }
+
+HttpVersion Version(unsigned short major, unsigned short minor) {
+  if (major == 1 && minor == 1) return HttpVersion::kHttp11;
+  if (major == 1 && minor == 0) return HttpVersion::kHttp10;
+  if (major == 0 && minor == 9) return HttpVersion::kHttp09;
+  return HttpVersion::kUnknown;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return absl::ascii_tolower(static_cast<unsigned char>(x)) ==
+                  absl::ascii_tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+bool LooksLikeHttp1Start(std::span<const uint8_t> d, bool* is_request) {
+  static constexpr std::string_view kHttp = "HTTP/1.";
+  if (d.size() >= kHttp.size() && std::memcmp(d.data(), kHttp.data(), kHttp.size()) == 0) {
+    *is_request = false;
+    return true;
+  }
+  // A method token (RFC 9110 section 9: we accept capital letters, '-' and '_', up to 20) and a
+  // space, then a request target that starts like one.
+  size_t i = 0;
+  while (i < d.size() && i < 20 && IsTokenUpper(d[i])) ++i;
+  if (i < 3 || i + 2 > d.size() || d[i] != ' ') return false;
+  uint8_t t = d[i + 1];
+  if (t == '/' || t == '*' || t == 'h' || t == 'H' || (t >= 'a' && t <= 'z') ||
+      (t >= '0' && t <= '9') || (t >= 'A' && t <= 'Z') || t == '[') {
+    *is_request = true;
+    return true;
+  }
+  return false;
+}
+
+// One exchange being assembled.
+struct Http1Connection::Pending {
+  Exchange x;
+  uint64_t req_start = 0, req_end = 0, rsp_start = 0, rsp_end = 0;
+  bool has_req_time = false, has_rsp_time = false;
+  bool request_done = false;
+  bool is_head = false, is_connect = false;
+  bool gap = false;
+  std::string gap_reason;
+  bool written = false;  // emitted; kept only while the request side still parses its request
+};
+
+// One direction's parser and the message it is in.
+struct Http1Connection::Side {
+  Http1Connection* conn = nullptr;
+  bool requests = false;  // the client's side
+  http_parser parser{};
+  uint64_t ts = 0;
+  bool resync = false;     // skipping to the next message start
+  bool in_message = false;
+  bool held = false;       // a request Upgrade waits for the response's verdict
+  std::string held_bytes;  // client bytes after an Upgrade request, until the verdict
+
+  // The message being parsed.
+  std::string url, status_text, field, value;
+  bool last_was_value = false;
+  bool in_trailers = false;
+  std::vector<Header> headers, trailers;
+  Body body;
+  Pending* target = nullptr;
+
+  void ResetMessage() {
+    url.clear();
+    status_text.clear();
+    field.clear();
+    value.clear();
+    last_was_value = false;
+    in_trailers = false;
+    headers.clear();
+    trailers.clear();
+    body = Body{};
+    target = nullptr;
+  }
+  void PushField() {
+    if (field.empty() && value.empty()) return;
+    (in_trailers ? trailers : headers).push_back(Header{field, value});
+    field.clear();
+    value.clear();
+    last_was_value = false;
+  }
+  void Init() {
+    http_parser_init(&parser, requests ? HTTP_REQUEST : HTTP_RESPONSE);
+    parser.data = this;
+    // A passive observer reads what peers accepted: header bytes outside RFC 9110's grammar are
+    // kept rather than rejected.
+    parser.lenient_http_headers = 1;
+    in_message = false;
+    ResetMessage();
+  }
+};
+
+struct Http1Callbacks {
+  static Http1Connection::Side& S(http_parser* p) {
+    return *static_cast<Http1Connection::Side*>(p->data);
+  }
+
+  static int OnMessageBegin(http_parser* p) {
+    auto& s = S(p);
+    Http1Connection& c = *s.conn;
+    s.ResetMessage();
+    s.in_message = true;
+    if (s.requests) {
+      auto pending = std::make_unique<Http1Connection::Pending>();
+      pending->x = c.base_;
+      pending->req_start = s.ts;
+      pending->has_req_time = true;
+      s.target = pending.get();
+      c.pending_.push_back(std::move(pending));
+    } else {
+      Http1Connection::Pending* t = nullptr;
+      for (auto& q : c.pending_) {
+        if (!q->written) {
+          t = q.get();
+          break;
+        }
+      }
+      if (!t) {
+        if (!c.orphan_) {
+          c.orphan_ = std::make_unique<Http1Connection::Pending>();
+          c.orphan_->x = c.base_;
+        }
+        t = c.orphan_.get();
+      }
+      s.target = t;
+    }
+    return 0;
+  }
+
+  static int OnUrl(http_parser* p, const char* at, size_t n) {
+    S(p).url.append(at, n);
+    return 0;
+  }
+  static int OnStatus(http_parser* p, const char* at, size_t n) {
+    S(p).status_text.append(at, n);
+    return 0;
+  }
+  static int OnHeaderField(http_parser* p, const char* at, size_t n) {
+    auto& s = S(p);
+    if (s.last_was_value) s.PushField();
+    s.field.append(at, n);
+    return 0;
+  }
+  static int OnHeaderValue(http_parser* p, const char* at, size_t n) {
+    auto& s = S(p);
+    s.value.append(at, n);
+    s.last_was_value = true;
+    return 0;
+  }
+
+  static int OnHeadersComplete(http_parser* p) {
+    auto& s = S(p);
+    s.PushField();
+    Http1Connection& c = *s.conn;
+    Http1Connection::Pending* t = s.target;
+    if (t->written) return 0;  // answered before its headers ended; nothing more to record
+    if (s.requests) {
+      Request& q = t->x.request.emplace();
+      q.version = Version(p->http_major, p->http_minor);
+      q.method = http_method_str(static_cast<http_method>(p->method));
+      q.scheme = "http";
+      q.path = s.url;
+      q.headers = s.headers;
+      for (const Header& h : q.headers) {
+        if (EqualsIgnoreCase(h.name, "host")) {
+          q.authority = h.value;
+          break;
+        }
+      }
+      if (q.method == "CONNECT" && q.authority.empty()) q.authority = s.url;
+      t->is_head = q.method == "HEAD";
+      t->is_connect = q.method == "CONNECT";
+      return 0;
+    }
+    unsigned status = p->status_code;
+    if (!t->has_rsp_time && !(status >= 100 && status < 200 && status != 101)) {
+      t->rsp_start = s.ts;
+      t->has_rsp_time = true;
+    }
+    if (t->is_head) return 1;  // RFC 9112 section 6.3: no body, whatever the headers say
+    if (t->is_connect && status >= 200 && status < 300) return 2;  // a tunnel follows
+    (void)c;
+    return 0;
+  }
+
+  static int OnBody(http_parser* p, const char* at, size_t n) {
+    auto& s = S(p);
+    uint64_t limit = s.conn->options_.body_limit;
+    s.body.length += n;
+    if (s.body.data.size() < limit) {
+      s.body.data.append(at, std::min<uint64_t>(n, limit - s.body.data.size()));
+    }
+    return 0;
+  }
+
+  static int OnChunkHeader(http_parser* p) {
+    if (p->content_length == 0) S(p).in_trailers = true;  // the last chunk: trailers may follow
+    return 0;
+  }
+
+  static int OnMessageComplete(http_parser* p) {
+    auto& s = S(p);
+    s.PushField();
+    s.in_message = false;
+    Http1Connection& c = *s.conn;
+    Http1Connection::Pending* t = s.target;
+    if (!t) return 0;
+    if (s.body.data.size() < s.body.length) {
+      s.body.truncated = true;
+      ++c.counters_->body_truncated;
+    }
+    if (s.requests) {
+      ++c.counters_->requests;
+      if (t->written) {  // the response came first and was written: drop the leftover
+        auto it = std::find_if(c.pending_.begin(), c.pending_.end(),
+                               [t](const auto& q) { return q.get() == t; });
+        if (it != c.pending_.end()) c.pending_.erase(it);
+        s.target = nullptr;
+        return 0;
+      }
+      t->x.request->body = std::move(s.body);
+      t->x.request->trailers = std::move(s.trailers);
+      t->req_end = s.ts;
+      t->request_done = true;
+      if (p->upgrade && !t->is_connect) s.held = true;  // wait for 101 or not
+      return 0;
+    }
+    unsigned status = p->status_code;
+    if (status >= 100 && status < 200 && status != 101) {
+      InterimResponse ir;
+      ir.status = static_cast<uint16_t>(status);
+      ir.reason = s.status_text;
+      ir.headers = std::move(s.headers);
+      ir.offset_ns = s.ts;  // absolute for now; made relative in Finish
+      t->x.interim.push_back(std::move(ir));
+      return 0;
+    }
+    ++c.counters_->responses;
+    Response& r = t->x.response.emplace();
+    r.version = Version(p->http_major, p->http_minor);
+    r.status = static_cast<uint16_t>(status);
+    r.reason = s.status_text;
+    r.headers = std::move(s.headers);
+    r.body = std::move(s.body);
+    r.trailers = std::move(s.trailers);
+    t->rsp_end = s.ts;
+    if (!t->has_rsp_time) {
+      t->rsp_start = s.ts;
+      t->has_rsp_time = true;
+    }
+    bool tunnel = status == 101 || (t->is_connect && status >= 200 && status < 300);
+    if (tunnel) {
+      ++c.counters_->upgrades;
+      for (const Header& h : r.headers) {
+        if (EqualsIgnoreCase(h.name, "upgrade") && EqualsIgnoreCase(h.value, "h2c")) {
+          ++c.counters_->h2c_upgrades;
+        }
+      }
+      c.tunnel_ = true;
+    }
+    // Emit now: the exchange is whole. The request side may still be parsing (pipelining).
+    Http1Connection::Pending* done = t;
+    if (c.orphan_ && c.orphan_.get() == done) {
+      c.Finish(*done, Completion::kNoRequest, "the request was not captured");
+      c.orphan_.reset();
+    } else {
+      bool whole = done->request_done;
+      c.Finish(*done, done->gap ? Completion::kGap : Completion::kComplete,
+               done->gap ? done->gap_reason : (whole ? "" : "response before the request ended"));
+      auto it = std::find_if(c.pending_.begin(), c.pending_.end(),
+                             [done](const auto& q) { return q.get() == done; });
+      // The request side may still be writing this exchange's request: keep it until it ends.
+      if (it != c.pending_.end() && done->request_done) c.pending_.erase(it);
+    }
+    s.target = nullptr;
+    if (tunnel) return 1;  // stop: the rest of the connection is not HTTP/1
+    return 0;
+  }
+
+  static const http_parser_settings& Settings() {
+    static const http_parser_settings settings = [] {
+      http_parser_settings st{};
+      st.on_message_begin = OnMessageBegin;
+      st.on_url = OnUrl;
+      st.on_status = OnStatus;
+      st.on_header_field = OnHeaderField;
+      st.on_header_value = OnHeaderValue;
+      st.on_headers_complete = OnHeadersComplete;
+      st.on_body = OnBody;
+      st.on_message_complete = OnMessageComplete;
+      st.on_chunk_header = OnChunkHeader;
+      return st;
+    }();
+    return settings;
+  }
+};
+
+Http1Connection::Http1Connection(Exchange base, Http1Options options, uint64_t* next_stream_id,
+                                 Emit emit, Http1Counters* counters)
+    : base_(std::move(base)),
+      options_(options),
+      next_stream_id_(next_stream_id),
+      emit_(std::move(emit)),
+      counters_(counters),
+      client_(std::make_unique<Side>()),
+      server_(std::make_unique<Side>()) {
+  client_->conn = this;
+  client_->requests = true;
+  client_->Init();
+  server_->conn = this;
+  server_->requests = false;
+  server_->Init();
+  // Both sides begin by finding a message start: at offset 0 when the capture saw the connection
+  // open, further on when it was picked up in the middle of a message.
+  client_->resync = true;
+  server_->resync = true;
+}
+
+Http1Connection::~Http1Connection() = default;
+
+bool Http1Connection::opaque() const { return tunnel_; }
+
+void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) { Feed(*client_, d, ts); }
+void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) { Feed(*server_, d, ts); }
+void Http1Connection::OnClientGap(uint64_t n, uint64_t ts) { Gap(*client_, n, ts); }
+void Http1Connection::OnServerGap(uint64_t n, uint64_t ts) { Gap(*server_, n, ts); }
+
+void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t ts) {
+  if (tunnel_) {
+    counters_->opaque_bytes += data.size();
+    return;
+  }
+  if (side.held) {  // after an Upgrade request: hold until the server says 101 or not
+    side.held_bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
+    return;
+  }
+  side.ts = ts;
+  while (!data.empty()) {
+    if (side.resync) {
+      // Find the next message start at the beginning of a line.
+      size_t at = data.size();
+      for (size_t i = 0; i < data.size(); ++i) {
+        if (i > 0 && data[i - 1] != '\n') continue;
+        bool is_request = false;
+        if (LooksLikeHttp1Start(data.subspan(i), &is_request) && is_request == side.requests) {
+          at = i;
+          break;
+        }
+      }
+      counters_->skipped_bytes += at;
+      data = data.subspan(at);
+      if (data.empty()) return;
+      side.resync = false;
+      side.Init();
+    }
+    size_t n = http_parser_execute(&side.parser, &Http1Callbacks::Settings(),
+                                   reinterpret_cast<const char*>(data.data()), data.size());
+    if (tunnel_) {
+      counters_->opaque_bytes += data.size() - std::min(n, data.size());
+      return;
+    }
+    http_errno err = HTTP_PARSER_ERRNO(&side.parser);
+    if (err == HPE_OK && side.held) {
+      // The request asked for an Upgrade; http-parser stops after it. Hold the rest.
+      if (n < data.size()) {
+        side.held_bytes.append(reinterpret_cast<const char*>(data.data()) + n, data.size() - n);
+      }
+      return;
+    }
+    if (err == HPE_OK && n >= data.size()) return;
+    if (err == HPE_OK) {  // paused without error (should not happen): skip what was read
+      data = data.subspan(std::max<size_t>(n, 1));
+      continue;
+    }
+    // A message the parser rejects: record it and look for the next one.
+    ++counters_->malformed;
+    ++counters_->resyncs;
+    if (Pending* t = side.target) {
+      t->gap = true;
+      t->gap_reason = absl::StrCat("malformed: ", http_errno_description(err));
+      if (!side.requests) {
+        // The response will not complete: write the exchange now.
+        Finish(*t, Completion::kMalformed, t->gap_reason);
+        if (orphan_ && orphan_.get() == t) {
+          orphan_.reset();
+        } else {
+          auto it = std::find_if(pending_.begin(), pending_.end(),
+                                 [t](const auto& q) { return q.get() == t; });
+          if (it != pending_.end()) pending_.erase(it);
+        }
+      } else if (!t->x.request) {
+        // Headers never completed: keep what the request line gave.
+        Request& q = t->x.request.emplace();
+        q.path = side.url;
+        q.method = side.url.empty() ? "" : http_method_str(static_cast<http_method>(side.parser.method));
+        t->request_done = true;
+      } else {
+        t->request_done = true;
+      }
+    }
+    side.target = nullptr;
+    side.in_message = false;
+    side.resync = true;
+    data = data.subspan(std::min(std::max<size_t>(n, 1), data.size()));
+  }
+}
+
+void Http1Connection::Gap(Side& side, uint64_t bytes, uint64_t ts) {
+  if (tunnel_) return;
+  std::string why = absl::StrCat(bytes, " bytes lost in the TCP stream");
+  if (side.in_message && side.target) {
+    Pending* t = side.target;
+    t->gap = true;
+    t->gap_reason = why;
+    if (side.requests) {
+      t->request_done = true;
+      if (!t->x.request) t->x.request.emplace().path = side.url;
+    } else {
+      if (!t->x.response) {
+        Response& r = t->x.response.emplace();
+        r.status = static_cast<uint16_t>(side.parser.status_code);
+        r.headers = side.headers;
+        r.body = side.body;
+        r.body.truncated = true;
+      }
+      t->rsp_end = ts;
+      Finish(*t, Completion::kGap, why);
+      if (orphan_ && orphan_.get() == t) {
+        orphan_.reset();
+      } else {
+        auto it = std::find_if(pending_.begin(), pending_.end(),
+                               [t](const auto& q) { return q.get() == t; });
+        if (it != pending_.end()) pending_.erase(it);
+      }
+    }
+  }
+  side.target = nullptr;
+  side.in_message = false;
+  side.resync = true;
+}
+
+void Http1Connection::OnServerEnd(uint64_t ts) {
+  // A body delimited by the close of the connection ends here (RFC 9112 section 6.3 item 8).
+  if (tunnel_ || server_->resync || !server_->in_message) return;
+  server_->ts = ts;
+  http_parser_execute(&server_->parser, &Http1Callbacks::Settings(), nullptr, 0);
+}
+
+void Http1Connection::Finish(Pending& p, Completion how, std::string_view reason) {
+  Exchange& x = p.x;
+  uint64_t key = p.has_req_time ? p.req_start : p.rsp_start;
+  x.sort_key_ns = key;
+  x.request_end_ns = p.request_done && p.req_end >= key ? p.req_end - key : 0;
+  x.response_start_ns = p.has_rsp_time && p.rsp_start >= key ? p.rsp_start - key : 0;
+  x.response_end_ns = x.response && p.rsp_end >= key ? p.rsp_end - key : 0;
+  for (InterimResponse& ir : x.interim) ir.offset_ns = ir.offset_ns >= key ? ir.offset_ns - key : 0;
+  x.completion = how;
+  x.reason = std::string(reason);
+  x.stream_id = (*next_stream_id_)++;
+  emit_(std::move(x));
+  p.x = Exchange{};
+  p.written = true;
+}
+
+void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts) {
+  // Responses still open end here, then requests without a response.
+  OnServerEnd(ts);
+  if (orphan_) {
+    Finish(*orphan_, Completion::kNoRequest, "the request was not captured");
+    orphan_.reset();
+  }
+  for (auto& p : pending_) {
+    if (p->written) continue;
+    if (!p->x.request) {  // the request line never completed: keep what there is
+      p->x.request.emplace().path = client_->url;
+    }
+    Completion c = p->gap ? Completion::kGap : how;
+    std::string why = p->gap ? p->gap_reason : std::string(reason);
+    if (!p->request_done && c == Completion::kNoResponse) {
+      c = Completion::kCaptureEnded;
+      why = "the request did not end";
+    }
+    if (!p->request_done) p->req_end = ts;
+    p->request_done = true;
+    Finish(*p, c, why);
+  }
+  pending_.clear();
+}
+
+}  // namespace tapkit

@@ -1,0 +1,88 @@
+// http1.h: HTTP/1.0 and 1.1 exchanges from the two reassembled byte streams of one connection.
+//
+// Messages are parsed with the nodejs http-parser library (Debian's libhttp-parser, 2.9) in
+// lenient mode, one parser per direction; requests and responses are paired in order (RFC 9112
+// section 9.3, pipelining). Interim 1xx responses join the exchange they precede; HEAD responses
+// and CONNECT 2xx carry no body (RFC 9112 section 6.3); an Upgrade (101) or CONNECT tunnel ends
+// HTTP on the connection, whose remaining bytes are counted as opaque. A parse error marks the
+// exchange malformed with the parser's reason and parsing resumes at the next message start, as
+// it does after a gap in the TCP stream.
+//
+// Thread-safety: not thread-safe; one object per connection, used by one thread.
+#ifndef TAPKIT_SIDECAR_HTTP1_H_
+#define TAPKIT_SIDECAR_HTTP1_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "format/exchange.h"
+
+namespace tapkit {
+
+struct Http1Options {
+  uint64_t body_limit = 64 << 10;  // bytes of each body kept (--snaplen-body)
+};
+
+struct Http1Counters {
+  uint64_t requests = 0;
+  uint64_t responses = 0;
+  uint64_t malformed = 0;
+  uint64_t resyncs = 0;          // times parsing skipped ahead to the next message start
+  uint64_t skipped_bytes = 0;    // bytes skipped while resynchronising
+  uint64_t body_truncated = 0;   // bodies cut at the body limit
+  uint64_t opaque_bytes = 0;     // after an Upgrade or CONNECT
+  uint64_t upgrades = 0;
+  uint64_t h2c_upgrades = 0;
+};
+
+// True when `data` begins like an HTTP/1 request line ("GET /", "OPTIONS * ", a method token of
+// capital letters then a space) or a status line ("HTTP/1."). `*is_request` says which.
+bool LooksLikeHttp1Start(std::span<const uint8_t> data, bool* is_request);
+
+class Http1Connection {
+ public:
+  using Emit = std::function<void(Exchange&&)>;
+  // `base` carries the fields every exchange of the connection shares: endpoints (source = the
+  // client), capture point, direction, TLS. `next_stream_id` numbers the exchanges.
+  Http1Connection(Exchange base, Http1Options options, uint64_t* next_stream_id, Emit emit,
+                  Http1Counters* counters);
+  ~Http1Connection();
+
+  void OnClientData(std::span<const uint8_t> data, uint64_t ts_ns);
+  void OnServerData(std::span<const uint8_t> data, uint64_t ts_ns);
+  void OnClientGap(uint64_t bytes, uint64_t ts_ns);
+  void OnServerGap(uint64_t bytes, uint64_t ts_ns);
+  // The client or server closed its side (FIN): a read-until-close body ends here.
+  void OnServerEnd(uint64_t ts_ns);
+  // The connection is gone: every exchange still open is written with `how`.
+  void Close(Completion how, std::string_view reason, uint64_t ts_ns);
+
+  bool opaque() const;  // HTTP ended (Upgrade, CONNECT tunnel)
+
+ private:
+  struct Side;
+  struct Pending;
+  void Feed(Side& side, std::span<const uint8_t> data, uint64_t ts_ns);
+  void Gap(Side& side, uint64_t bytes, uint64_t ts_ns);
+  void Finish(Pending& p, Completion how, std::string_view reason);
+
+  friend struct Http1Callbacks;
+  Exchange base_;
+  Http1Options options_;
+  uint64_t* next_stream_id_;
+  Emit emit_;
+  Http1Counters* counters_;
+  std::unique_ptr<Side> client_, server_;
+  // Exchanges whose request started, in order; the front one is what the next response answers.
+  std::deque<std::unique_ptr<Pending>> pending_;
+  std::unique_ptr<Pending> orphan_;  // a response with no captured request
+  bool tunnel_ = false;
+};
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_SIDECAR_HTTP1_H_

@@ -1,0 +1,45 @@
+// packet_source.h: where frames come from: a pcap or pcapng file (or standard input) read with
+// libpcap, optionally narrowed by a BPF expression like tcpdump's. The live source of the tap
+// sidecar implements the same interface.
+//
+// Thread-safety: not thread-safe; one thread reads a source.
+#ifndef TAPKIT_SIDECAR_PACKET_SOURCE_H_
+#define TAPKIT_SIDECAR_PACKET_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tapkit {
+
+struct Frame {
+  int link_type = 0;          // DLT_ value as libpcap reports it
+  uint64_t ts_ns = 0;         // capture time, nanoseconds since the Unix epoch
+  uint32_t wire_length = 0;   // bytes on the wire (pcap "len")
+  std::span<const uint8_t> data;  // captured bytes (pcap "caplen"); valid until the next Next()
+};
+
+class PacketSource {
+ public:
+  virtual ~PacketSource() = default;
+  // The next frame: true, or false at the end (status() then says whether it ended in an error,
+  // e.g. a damaged record, after which no more frames can be read).
+  virtual bool Next(Frame* frame) = 0;
+  virtual absl::Status status() const = 0;
+  virtual int link_type() const = 0;
+  virtual uint64_t frames() const = 0;
+};
+
+// Opens a pcap or pcapng file ("-": standard input) with nanosecond timestamps. `bpf` (may be
+// empty) filters frames as tcpdump's expression would. Errors name the file: NotFound,
+// InvalidArgument for a file that is not a capture or a BPF expression that does not compile.
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
+                                                              const std::string& bpf);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_SIDECAR_PACKET_SOURCE_H_

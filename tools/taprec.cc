@@ -1,0 +1,203 @@
+// taprec: records HTTP exchanges into a .tap file.
+//
+//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [BPF expression ...]
+//
+// This version reads pcap and pcapng files (tcpdump's -r) through the capture engine of sidecar/;
+// live taps of workloads come with the control plane. Without -w it prints the exchanges as
+// tapcat does. Exit status: 0 success, 2 usage or input error (a damaged capture included: what
+// was read before the damage is still written).
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "format/writer.h"
+#include "sidecar/engine.h"
+#include "sidecar/packet_source.h"
+#include "tools/render.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 2;
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string Host() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return {};
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string read_path, write_path, output = "text";
+  int64_t count = -1;
+  uint64_t body_limit = 64 << 10;
+  std::vector<std::string> bpf_words;
+  po::options_description opts(
+      "Usage: taprec -r FILE|- [options] [BPF expression]\n"
+      "Records the HTTP exchanges of a pcap or pcapng capture into a .tap file.\n\nOptions");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")
+      ("write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")
+      ("output,o", po::value(&output)->default_value("text"),
+       "without -w: text, wide or json (as tapcat)")
+      ("count,c", po::value(&count), "stop after N exchanges")
+      ("snaplen-body", po::value(&body_limit)->default_value(64 << 10),
+       "bytes of each body to keep (the rest is counted)");
+  po::options_description hidden;
+  hidden.add_options()("bpf", po::value(&bpf_words));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("bpf", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "taprec: %s (try --help)\n", e.what());
+    return kExitError;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\nA trailing BPF expression narrows the packets, as with tcpdump.\n";
+    return kExitOk;
+  }
+  if (read_path.empty()) {
+    std::fprintf(stderr, "taprec: give -r FILE (live taps of workloads are not in this version)\n");
+    return kExitError;
+  }
+  if (vm.count("count") && count < 0) {
+    std::fprintf(stderr, "taprec: -c %lld: must be 0 or more\n", static_cast<long long>(count));
+    return kExitError;
+  }
+  if (output != "text" && output != "wide" && output != "json") {
+    std::fprintf(stderr, "taprec: -o %s: unknown output (text, wide, json)\n", output.c_str());
+    return kExitError;
+  }
+  std::string bpf = absl::StrJoin(bpf_words, " ");
+  absl::StatusOr<std::unique_ptr<tapkit::PacketSource>> source =
+      tapkit::OpenCaptureFile(read_path, bpf);
+  if (!source.ok()) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
+    return kExitError;
+  }
+
+  tapkit::CaptureMetadata meta;
+  meta.start_time_ns = NowNs();
+  meta.writer_name = "taprec";
+  meta.writer_version = "0.1.0";
+  meta.host = Host();
+  meta.command_line.assign(argv, argv + argc);
+  meta.body_limit = body_limit;
+  if (!bpf.empty()) meta.filters.emplace_back("bpf", bpf);
+  meta.capture_points = {{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
+
+  std::unique_ptr<tapkit::Writer> writer;
+  if (!write_path.empty()) {
+    auto file = tapkit::OpenWritableFile(write_path);
+    if (!file.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(file.status().message()).c_str());
+      return kExitError;
+    }
+    auto w = tapkit::Writer::Open(*std::move(file), meta);
+    if (!w.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(w.status().message()).c_str());
+      return kExitError;
+    }
+    writer = *std::move(w);
+  }
+
+  int64_t written = 0;
+  absl::Status write_error;
+  bool stop = false;
+  std::string out;
+  std::string scratch;
+  tapkit::EngineOptions eo;
+  eo.http.body_limit = body_limit;
+  tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
+    if (stop || !write_error.ok()) return;
+    if (writer) {
+      write_error = writer->Append(x);
+    } else {
+      // Print through a one-exchange file so text and JSON are exactly tapcat's.
+      scratch.clear();
+      auto w = tapkit::Writer::Open(tapkit::NewStringWritableFile(&scratch), {});
+      (void)(*w)->Append(x);
+      (void)(*w)->Close();
+      auto r = tapkit::Reader::Open(tapkit::NewStringReadableFile(scratch));
+      tapkit::ExchangeView v;
+      if (r.ok() && (*r)->Next(&v)) {
+        if (output == "json") {
+          tapkit::AppendJson(v, &out);
+        } else {
+          tapkit::AppendText(v, output == "wide", &out);
+        }
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        out.clear();
+      }
+    }
+    ++written;
+    if (count >= 0 && written >= count) stop = true;
+  });
+
+  bool tty = isatty(STDERR_FILENO);
+  auto started = std::chrono::steady_clock::now();
+  auto last = started;
+  tapkit::Frame frame;
+  uint64_t last_ts = 0;
+  while (!stop && write_error.ok() && (*source)->Next(&frame)) {
+    engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
+    last_ts = std::max(last_ts, frame.ts_ns);
+    if (writer) write_error = writer->Tick();
+    if (tty && ((*source)->frames() & 0xfff) == 0) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - last > std::chrono::seconds(1)) {
+        last = now;
+        double secs = std::chrono::duration<double>(now - started).count();
+        std::fprintf(stderr, "\rtaprec: %llu frames, %lld exchanges (%.0f/s)   ",
+                     static_cast<unsigned long long>((*source)->frames()),
+                     static_cast<long long>(written), written / std::max(secs, 1e-9));
+      }
+    }
+  }
+  if (!stop) engine.Finish(last_ts);
+  if (tty) std::fprintf(stderr, "\r%60s\r", "");
+
+  int rc = kExitOk;
+  absl::Status src = (*source)->status();
+  if (!src.ok()) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(src.message()).c_str());
+    rc = kExitError;
+  }
+  if (writer) {
+    tapkit::TrailerInput t;
+    t.drops = engine.Drops();
+    t.counters = engine.Counters();
+    tapkit::CapturePointInfo cp = meta.capture_points[0];
+    cp.link_types = engine.link_types();
+    t.capture_points = {cp};
+    absl::Status s = write_error.ok() ? writer->Close(t) : write_error;
+    if (!s.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
+      return kExitError;
+    }
+  }
+  std::fflush(stdout);
+  return rc;
+}
