@@ -424,6 +424,29 @@ TEST(Damage, RebuildIndexAfterCutFooter) {
   EXPECT_TRUE(r.status.ok());
 }
 
+// Regression (docs review): a trailer whose footer is bad, followed by more segments (files
+// joined with cat), must not make a rebuild cut those segments away.
+TEST(Damage, RebuildKeepsSegmentsAfterABadFooter) {
+  SmallFile a = MakeSmallFile();
+  SmallFile b = MakeSmallFile(false);
+  std::string joined = a.bytes;
+  joined[joined.size() - 3] ^= 1;  // a's footer is damaged
+  joined += b.bytes.substr(b.blocks[0]);  // b's segments, without b's file header
+  std::string path = absl::StrCat(::testing::TempDir(), "/joined.tap");
+  std::ofstream(path, std::ios::binary) << joined;
+  bool rebuilt = false;
+  ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
+  EXPECT_TRUE(rebuilt);
+  std::string fixed = ReadPath(path);
+  EXPECT_EQ(fixed.substr(0, joined.size()), joined) << "nothing before the new trailer changed";
+  ReadResult r = ReadAll(fixed);
+  EXPECT_EQ(r.exchanges.size(), a.xs.size() + b.xs.size());
+  auto reader = Reader::Open(NewStringReadableFile(fixed));
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE((*reader)->summary().has_value());
+  EXPECT_EQ((*reader)->summary()->exchanges, a.xs.size() + b.xs.size());
+}
+
 // A rebuild keeps every byte but the torn tail: a corrupt segment in the middle stays in the file
 // (reported again on reading), the index lists the segments that verified.
 TEST(Damage, RebuildIndexKeepsCorruptRanges) {

@@ -343,7 +343,6 @@ struct Reader::Impl {
     }
   }
 
-  // Reads the footer after a trailer block that started at `trailer_at`.
   // Reads the footer after a trailer block that started at `trailer_at`. A trailer counts as the
   // file's only when a valid footer follows it: a trailer block met by a resynchronisation may be
   // a copy carried inside a captured body. Bytes after a footer are read on as blocks (a damaged
@@ -351,7 +350,10 @@ struct Reader::Impl {
   void ReadFooter(uint64_t trailer_at, FileSummary s) {
     if (!in->Fill(format::kFooterSize)) {
       done = true;
-      if (in->avail() == 0 && !in->io_status().ok()) return;
+      if (!in->io_status().ok()) {
+        status = in->io_status();
+        return;
+      }
       stats.torn_tail = true;
       stats.torn_bytes = in->avail();
       reporter->Notice(in->pos(), "torn tail: the footer is cut short");
@@ -446,7 +448,7 @@ struct Reader::Impl {
     }
     if (p == Probe::kEnd) {
       done = true;
-      if (!summary_from_footer || !stats.trailer_read) {
+      if (!stats.trailer_read) {
         reporter->Notice(at, "no trailer: the writer did not finish (killed, or still writing); "
                              "read by scanning");
       }
@@ -455,6 +457,12 @@ struct Reader::Impl {
     if (p == Probe::kBad) return Resync(at, why, false);
     if (p == Probe::kTruncated) return Resync(at, "block cut short", true);
     uint64_t length = h.length();
+    if (h.type != static_cast<uint8_t>(BlockType::kTrailer)) {
+      // Data after a trailer: that trailer did not end the file (a copy carried in a body, or
+      // files joined with cat). Only a trailer that is the last block counts for a rebuild.
+      stats.trailer_read = false;
+      stats.footer_ok = false;
+    }
     // The header verified, so its length is trusted from here on. A block that runs past the end
     // of the data is a torn tail (or, before a footer, damage): Resync decides which.
     if (!in->HasAtLeast(length)) return Resync(at, "block cut short", true);
@@ -517,7 +525,8 @@ struct Reader::Impl {
       if (err.empty()) err = ParseRecords(h);
       if (!err.empty()) {
         records.clear();
-        Corrupt(at, length, err);
+        // If the body frame was reported already, report only what it did not cover.
+        Corrupt(at, want_bodies || options.headers_only ? length : hl + h.meta_stored, err);
         if (!in->Skip(length)) done = true;
         return;
       }

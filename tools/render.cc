@@ -129,7 +129,8 @@ json BodyJson(const BodyView& b) {
 }
 
 bool IsKindName(std::string_view k) {
-  if (k.empty()) return false;
+  // A kind that would collide with another metadata key goes under workloadKind instead.
+  if (k.empty() || k == "namespace" || k == "pod" || k == "service") return false;
   for (char c : k) {
     if (c < 'a' || c > 'z') return false;
   }
