@@ -44,6 +44,10 @@ constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 enum class Proto : uint8_t { kUnknown, kHttp1, kTls, kHttp2, kOpaque };
 
+// How long a closed connection is remembered (capture time): TCP's TIME_WAIT is 2 MSL, 60 s on
+// Linux; retransmissions of a connection's last segments arrive well within it.
+constexpr uint64_t kClosedLinger = 60'000'000'000ull;
+
 }  // namespace
 
 std::string TlsClientHelloSni(std::span<const uint8_t> d) {
@@ -101,9 +105,12 @@ struct CaptureEngine::Impl {
     Proto proto = Proto::kUnknown;
     std::unique_ptr<Http1Connection> http;
     uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
+    uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
     bool fin[2] = {false, false};
-    size_t buffered = 0;  // out-of-order bytes held, both directions (for the engine's total)
+    // Closed (FIN both ways, or RST), kept a while so that retransmissions of its last segments
+    // are recognised as such instead of starting a connection picked up "mid-stream".
+    bool closed = false;
 
     Conn(Impl* e, size_t cap) : engine(e), stream{TcpReassembler(cap), TcpReassembler(cap)} {
       for (int d = 0; d < 2; ++d) {
@@ -188,8 +195,14 @@ void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
   base.destination.ip = c.ip[1 - client_dir];
   base.destination.port = c.port[1 - client_dir];
   base.tls = TlsState::kNo;
+  // A side whose stream began at its SYN and has delivered nothing but the bytes being decided is
+  // read from its first byte; a side picked up mid-stream looks for a message start first.
+  auto at_start = [&c](int d) {
+    return c.stream[d].syn_seen() && c.stream[d].delivered() <= c.deciding_bytes[d];
+  };
   c.http = std::make_unique<Http1Connection>(std::move(base), options.http, &next_stream_id, emit,
-                                             &http_counters);
+                                             &http_counters, at_start(client_dir),
+                                             at_start(1 - client_dir));
 }
 
 void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data) {
@@ -207,10 +220,25 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
     Count("http2_connections");
     return;
   }
+  c.deciding_bytes[dir] = data.size();
   bool is_request = false;
   if (LooksLikeHttp1Start(data, &is_request)) {
     StartHttp(c, is_request ? dir : 1 - dir);
     return;
+  }
+  // A stream seen from its SYN whose first bytes are a capital-letter word ending in a space or
+  // line end: a request, however odd its line (zeek's methods test sends "OPTIONS\n").
+  if (c.stream[dir].syn_seen() && c.stream[dir].delivered() == data.size() &&
+      (c.client < 0 || c.client == dir)) {
+    size_t i = 0;
+    while (i < data.size() && i < 24 && ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == '_' ||
+                                         data[i] == '-')) {
+      ++i;
+    }
+    if (i >= 3 && i < data.size() && (data[i] == ' ' || data[i] == '\r' || data[i] == '\n')) {
+      StartHttp(c, dir);
+      return;
+    }
   }
   // Picked up mid-message: look for a message start at the beginning of a later line.
   for (size_t i = 1; i < data.size(); ++i) {
@@ -238,6 +266,7 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   auto it = conns.find(key);
   if (it == conns.end()) {
     if (seg.payload.empty() && !(seg.flags & kTcpSyn)) return;  // nothing to start a stream on
+    if (conns.size() >= options.max_connections) Expire(ts + options.idle_timeout_ns);
     if (conns.size() >= options.max_connections) {
       Drop("connection_limit");
       return;
@@ -250,6 +279,14 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     c->port[1] = key.b_port;
     Count("tcp_connections");
     it = conns.emplace(key, std::move(c)).first;
+  }
+  if (it->second->closed) {
+    if ((seg.flags & kTcpSyn) && !(seg.flags & kTcpAck)) {
+      conns.erase(it);  // the 4-tuple is reused by a new connection
+      return OnTcp(seg, ts);
+    }
+    Count("packets_after_close");
+    return;
   }
   Conn& c = *it->second;
   c.last_ts = ts;
@@ -275,9 +312,18 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     if (c.proto == Proto::kHttp1 && dir != c.client) c.http->OnServerEnd(ts);
   }
   if (rst) {
-    Close(c, Completion::kReset,
-          absl::StrCat("TCP RST from the ", c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
-          ts);
+    // Exchanges in flight end here. The connection itself is not forgotten: a peer may ignore a
+    // RST (a bad MD5 signature, an out-of-window sequence number, RFC 5961), and if data follows,
+    // the streams go on and HTTP is looked for again.
+    Count("tcp_resets");
+    if (c.http) {
+      c.http->Close(Completion::kReset,
+                    absl::StrCat("TCP RST from the ",
+                                 c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
+                    ts);
+      c.http.reset();
+      c.proto = Proto::kUnknown;
+    }
     return;
   }
   if (c.fin[0] && c.fin[1]) {
@@ -300,13 +346,21 @@ void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason
     if (s.buffer_overflows) Drop("stream_buffer_limit", s.buffer_overflows);
   }
   if (c.http) c.http->Close(how, reason, ts);
-  conns.erase(c.key);  // destroys c
+  c.http.reset();
+  c.closed = true;
+  c.last_ts = ts;
 }
 
 void CaptureEngine::Impl::Expire(uint64_t ts) {
   std::vector<Conn*> idle;
-  for (auto& [k, c] : conns) {
-    if (c->last_ts + options.idle_timeout_ns < ts) idle.push_back(c.get());
+  for (auto it = conns.begin(); it != conns.end();) {
+    Conn& c = *it->second;
+    if (c.closed && c.last_ts + kClosedLinger < ts) {
+      it = conns.erase(it);
+      continue;
+    }
+    if (!c.closed && c.last_ts + options.idle_timeout_ns < ts) idle.push_back(&c);
+    ++it;
   }
   for (Conn* c : idle) {
     Count("idle_expired_connections");
@@ -397,7 +451,9 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
 void CaptureEngine::Finish(uint64_t ts_ns) {
   Impl& m = *impl_;
   std::vector<Impl::Conn*> all;
-  for (auto& [k, c] : m.conns) all.push_back(c.get());
+  for (auto& [k, c] : m.conns) {
+    if (!c->closed) all.push_back(c.get());
+  }
   // Oldest first, so exchanges come out in a stable order.
   std::sort(all.begin(), all.end(), [](auto* a, auto* b) { return a->last_ts < b->last_ts; });
   for (Impl::Conn* c : all) m.Close(*c, Completion::kCaptureEnded, "the capture ended", ts_ns);

@@ -31,23 +31,41 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 bool LooksLikeHttp1Start(std::span<const uint8_t> d, bool* is_request) {
-  static constexpr std::string_view kHttp = "HTTP/1.";
-  if (d.size() >= kHttp.size() && std::memcmp(d.data(), kHttp.data(), kHttp.size()) == 0) {
+  std::string_view s(reinterpret_cast<const char*>(d.data()), std::min<size_t>(d.size(), 16384));
+  // A status line: HTTP/1.0 or HTTP/1.1, a space, three digits (RFC 9112 section 4).
+  if (s.substr(0, 7) == "HTTP/1.") {
+    if (s.size() >= 9 && s[7] != '0' && s[7] != '1') return false;
+    if (s.size() >= 13 && !(s[8] == ' ' && absl::ascii_isdigit(static_cast<unsigned char>(s[9])) &&
+                            absl::ascii_isdigit(static_cast<unsigned char>(s[10])) &&
+                            absl::ascii_isdigit(static_cast<unsigned char>(s[11])))) {
+      return false;
+    }
     *is_request = false;
     return true;
   }
-  // A method token (RFC 9110 section 9: we accept capital letters, '-' and '_', up to 20) and a
-  // space, then a request target that starts like one.
+  // A request line (RFC 9112 section 3): method token, space, request target, space, version.
+  // Methods are any token, but to find message starts inside other bytes we take capital
+  // letters, '-' and '_' only (as every registered method and the custom ones seen in practice).
   size_t i = 0;
-  while (i < d.size() && i < 20 && IsTokenUpper(d[i])) ++i;
-  if (i < 3 || i + 2 > d.size() || d[i] != ' ') return false;
-  uint8_t t = d[i + 1];
-  if (t == '/' || t == '*' || t == 'h' || t == 'H' || (t >= 'a' && t <= 'z') ||
-      (t >= '0' && t <= '9') || (t >= 'A' && t <= 'Z') || t == '[') {
+  while (i < s.size() && i < 24 && IsTokenUpper(static_cast<uint8_t>(s[i]))) ++i;
+  if (i < 3 || i + 2 > s.size() || s[i] != ' ') return false;
+  std::string_view method = s.substr(0, i);
+  size_t eol = s.find('\n', i);
+  if (eol != std::string_view::npos) {
+    std::string_view line = s.substr(0, eol);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    std::string_view version = line.size() >= 9 ? line.substr(line.size() - 9) : "";
+    if (version != " HTTP/1.1" && version != " HTTP/1.0") return false;
     *is_request = true;
     return true;
   }
-  return false;
+  // The line is not whole yet (a long URI): accept the usual target forms only.
+  std::string_view target = s.substr(i + 1);
+  bool ok = target[0] == '/' || target[0] == '*' || method == "CONNECT" ||
+            EqualsIgnoreCase(target.substr(0, 7), "http://") ||
+            EqualsIgnoreCase(target.substr(0, 8), "https://");
+  if (ok) *is_request = true;
+  return ok;
 }
 
 // One exchange being assembled.
@@ -71,6 +89,8 @@ struct Http1Connection::Side {
   bool resync = false;     // skipping to the next message start
   bool in_message = false;
   bool held = false;       // a request Upgrade waits for the response's verdict
+  std::string custom_method;  // a method http-parser does not know, parsed by us
+  std::string line_token;     // the first word of the request line, as sent
   std::string held_bytes;  // client bytes after an Upgrade request, until the verdict
 
   // The message being parsed.
@@ -82,6 +102,7 @@ struct Http1Connection::Side {
   Pending* target = nullptr;
 
   void ResetMessage() {
+    custom_method.clear();
     url.clear();
     status_text.clear();
     field.clear();
@@ -106,6 +127,9 @@ struct Http1Connection::Side {
     // A passive observer reads what peers accepted: header bytes outside RFC 9110's grammar are
     // kept rather than rejected.
     parser.lenient_http_headers = 1;
+    // Transfer-Encoding with Content-Length: RFC 9112 section 6.3 says the former wins; read it
+    // so, rather than stop (the exchange is still seen, as the server saw it).
+    parser.allow_chunked_length = 1;
     in_message = false;
     ResetMessage();
   }
@@ -178,7 +202,8 @@ struct Http1Callbacks {
     if (s.requests) {
       Request& q = t->x.request.emplace();
       q.version = Version(p->http_major, p->http_minor);
-      q.method = http_method_str(static_cast<http_method>(p->method));
+      q.method = s.custom_method.empty() ? http_method_str(static_cast<http_method>(p->method))
+                                         : s.custom_method;
       q.scheme = "http";
       q.path = s.url;
       q.headers = s.headers;
@@ -237,6 +262,7 @@ struct Http1Callbacks {
                                [t](const auto& q) { return q.get() == t; });
         if (it != c.pending_.end()) c.pending_.erase(it);
         s.target = nullptr;
+        http_parser_pause(p, 1);
         return 0;
       }
       t->x.request->body = std::move(s.body);
@@ -244,6 +270,9 @@ struct Http1Callbacks {
       t->req_end = s.ts;
       t->request_done = true;
       if (p->upgrade && !t->is_connect) s.held = true;  // wait for 101 or not
+      s.target = nullptr;
+      // Stop after each request: Feed looks at the next request line for a custom method.
+      http_parser_pause(p, 1);
       return 0;
     }
     unsigned status = p->status_code;
@@ -317,7 +346,8 @@ struct Http1Callbacks {
 };
 
 Http1Connection::Http1Connection(Exchange base, Http1Options options, uint64_t* next_stream_id,
-                                 Emit emit, Http1Counters* counters)
+                                 Emit emit, Http1Counters* counters, bool client_at_start,
+                                 bool server_at_start)
     : base_(std::move(base)),
       options_(options),
       next_stream_id_(next_stream_id),
@@ -333,8 +363,8 @@ Http1Connection::Http1Connection(Exchange base, Http1Options options, uint64_t* 
   server_->Init();
   // Both sides begin by finding a message start: at offset 0 when the capture saw the connection
   // open, further on when it was picked up in the middle of a message.
-  client_->resync = true;
-  server_->resync = true;
+  client_->resync = !client_at_start;
+  server_->resync = !server_at_start;
 }
 
 Http1Connection::~Http1Connection() = default;
@@ -345,6 +375,62 @@ void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) { Fe
 void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) { Feed(*server_, d, ts); }
 void Http1Connection::OnClientGap(uint64_t n, uint64_t ts) { Gap(*client_, n, ts); }
 void Http1Connection::OnServerGap(uint64_t n, uint64_t ts) { Gap(*server_, n, ts); }
+
+// Fills what the exchange has of the message the parser stopped in (a parse error or a gap):
+// request or status line and the header fields read so far.
+void Http1Connection::KeepPartial(Side& side) {
+  Pending* t = side.target;
+  if (!t) return;
+  side.PushField();
+  if (side.requests) {
+    if (!t->x.request) {
+      Request& q = t->x.request.emplace();
+      // The method as sent: http-parser's guess is unreliable once it has failed.
+      q.method = !side.custom_method.empty() ? side.custom_method : side.line_token;
+      q.version = Version(side.parser.http_major, side.parser.http_minor);
+      q.scheme = "http";
+      q.path = side.url;
+      q.headers = side.headers;
+      for (const Header& h : q.headers) {
+        if (EqualsIgnoreCase(h.name, "host")) q.authority = h.value;
+      }
+    }
+    t->request_done = true;
+    t->req_end = side.ts;
+  } else if (!t->x.response && side.parser.status_code) {
+    Response& r = t->x.response.emplace();
+    r.version = Version(side.parser.http_major, side.parser.http_minor);
+    r.status = static_cast<uint16_t>(side.parser.status_code);
+    r.reason = side.status_text;
+    r.headers = side.headers;
+    r.body = side.body;
+    r.body.truncated = true;
+    if (!t->has_rsp_time) {
+      t->rsp_start = side.ts;
+      t->has_rsp_time = true;
+    }
+    t->rsp_end = side.ts;
+  }
+}
+
+// Drops the exchange the response side was writing, after writing it with `how`.
+void Http1Connection::EndResponse(Side& side, Completion how, const std::string& why) {
+  Pending* t = side.target;
+  side.target = nullptr;
+  if (!t) return;
+  if (!t->x.request && !t->x.response && t->x.interim.empty()) {
+    // Nothing but a failed first byte: not an exchange.
+  } else {
+    Finish(*t, how, why);
+  }
+  if (orphan_ && orphan_.get() == t) {
+    orphan_.reset();
+    return;
+  }
+  auto it = std::find_if(pending_.begin(), pending_.end(),
+                         [t](const auto& q) { return q.get() == t; });
+  if (it != pending_.end() && (*it)->request_done) pending_.erase(it);
+}
 
 void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t ts) {
   if (tunnel_) {
@@ -374,6 +460,30 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       side.resync = false;
       side.Init();
     }
+    if (side.requests && !side.in_message) {
+      size_t k = 0;
+      while (k < data.size() && k < 32 && data[k] > ' ' && data[k] < 0x7f) ++k;
+      side.line_token.assign(reinterpret_cast<const char*>(data.data()), k);
+    }
+    if (side.requests && !side.in_message && side.custom_method.empty()) {
+      // http-parser knows a fixed list of methods; RFC 9110 allows any token. A request line
+      // with another method is read with the method swapped for one it knows (the framing of a
+      // request body does not depend on the method) and the real one recorded.
+      size_t i = 0;
+      while (i < data.size() && i < 24 && IsTokenUpper(data[i])) ++i;
+      if (i >= 1 && i < data.size() && data[i] == ' ') {
+        std::string token(reinterpret_cast<const char*>(data.data()), i);
+        bool known = false;
+#define TAPKIT_KNOWN_METHOD(num, name, string) known = known || token == #string;
+        HTTP_METHOD_MAP(TAPKIT_KNOWN_METHOD)
+#undef TAPKIT_KNOWN_METHOD
+        if (!known) {
+          http_parser_execute(&side.parser, &Http1Callbacks::Settings(), "PUT", 3);
+          side.custom_method = token;  // after on_message_begin reset the message
+          data = data.subspan(i);
+        }
+      }
+    }
     size_t n = http_parser_execute(&side.parser, &Http1Callbacks::Settings(),
                                    reinterpret_cast<const char*>(data.data()), data.size());
     if (tunnel_) {
@@ -381,6 +491,15 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       return;
     }
     http_errno err = HTTP_PARSER_ERRNO(&side.parser);
+    if (err == HPE_PAUSED) {  // a request ended: look at the next one from its first byte
+      http_parser_pause(&side.parser, 0);
+      data = data.subspan(std::min(n, data.size()));
+      if (side.held) {
+        side.held_bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
+        return;
+      }
+      continue;
+    }
     if (err == HPE_OK && side.held) {
       // The request asked for an Upgrade; http-parser stops after it. Hold the rest.
       if (n < data.size()) {
@@ -389,37 +508,30 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       return;
     }
     if (err == HPE_OK && n >= data.size()) return;
-    if (err == HPE_OK) {  // paused without error (should not happen): skip what was read
+    if (err == HPE_OK) {  // stopped without error (should not happen): skip what was read
       data = data.subspan(std::max<size_t>(n, 1));
       continue;
     }
-    // A message the parser rejects: record it and look for the next one.
+    // A message the parser rejects: record what it had, and look for the next message.
     ++counters_->malformed;
     ++counters_->resyncs;
+    std::string why = absl::StrCat("malformed: ", http_errno_description(err));
     if (Pending* t = side.target) {
+      KeepPartial(side);
       t->gap = true;
-      t->gap_reason = absl::StrCat("malformed: ", http_errno_description(err));
-      if (!side.requests) {
-        // The response will not complete: write the exchange now.
-        Finish(*t, Completion::kMalformed, t->gap_reason);
-        if (orphan_ && orphan_.get() == t) {
-          orphan_.reset();
-        } else {
+      t->gap_reason = why;
+      if (side.requests) {
+        if (t->x.request && t->x.request->method.empty() && t->x.request->path.empty()) {
+          // Not even a request line: no exchange, only the count.
           auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [t](const auto& q) { return q.get() == t; });
-          if (it != pending_.end()) pending_.erase(it);
+          if (it != pending_.end() && !(*it)->written) pending_.erase(it);
         }
-      } else if (!t->x.request) {
-        // Headers never completed: keep what the request line gave.
-        Request& q = t->x.request.emplace();
-        q.path = side.url;
-        q.method = side.url.empty() ? "" : http_method_str(static_cast<http_method>(side.parser.method));
-        t->request_done = true;
+        side.target = nullptr;
       } else {
-        t->request_done = true;
+        EndResponse(side, Completion::kMalformed, why);
       }
     }
-    side.target = nullptr;
     side.in_message = false;
     side.resync = true;
     data = data.subspan(std::min(std::max<size_t>(n, 1), data.size()));
@@ -429,30 +541,16 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
 void Http1Connection::Gap(Side& side, uint64_t bytes, uint64_t ts) {
   if (tunnel_) return;
   std::string why = absl::StrCat(bytes, " bytes lost in the TCP stream");
+  side.ts = ts;
   if (side.in_message && side.target) {
     Pending* t = side.target;
+    KeepPartial(side);
     t->gap = true;
     t->gap_reason = why;
     if (side.requests) {
-      t->request_done = true;
-      if (!t->x.request) t->x.request.emplace().path = side.url;
+      side.target = nullptr;
     } else {
-      if (!t->x.response) {
-        Response& r = t->x.response.emplace();
-        r.status = static_cast<uint16_t>(side.parser.status_code);
-        r.headers = side.headers;
-        r.body = side.body;
-        r.body.truncated = true;
-      }
-      t->rsp_end = ts;
-      Finish(*t, Completion::kGap, why);
-      if (orphan_ && orphan_.get() == t) {
-        orphan_.reset();
-      } else {
-        auto it = std::find_if(pending_.begin(), pending_.end(),
-                               [t](const auto& q) { return q.get() == t; });
-        if (it != pending_.end()) pending_.erase(it);
-      }
+      EndResponse(side, Completion::kGap, why);
     }
   }
   side.target = nullptr;

@@ -48,8 +48,12 @@ class Http1Connection {
   using Emit = std::function<void(Exchange&&)>;
   // `base` carries the fields every exchange of the connection shares: endpoints (source = the
   // client), capture point, direction, TLS. `next_stream_id` numbers the exchanges.
+  // `client_at_start` / `server_at_start`: that side's stream begins with its first byte (the
+  // capture saw the SYN and nothing was delivered yet), so its first message is read as it is;
+  // otherwise the side skips to the first recognisable message start.
   Http1Connection(Exchange base, Http1Options options, uint64_t* next_stream_id, Emit emit,
-                  Http1Counters* counters);
+                  Http1Counters* counters, bool client_at_start = false,
+                  bool server_at_start = false);
   ~Http1Connection();
 
   void OnClientData(std::span<const uint8_t> data, uint64_t ts_ns);
@@ -69,6 +73,8 @@ class Http1Connection {
   void Feed(Side& side, std::span<const uint8_t> data, uint64_t ts_ns);
   void Gap(Side& side, uint64_t bytes, uint64_t ts_ns);
   void Finish(Pending& p, Completion how, std::string_view reason);
+  void KeepPartial(Side& side);
+  void EndResponse(Side& side, Completion how, const std::string& why);
 
   friend struct Http1Callbacks;
   Exchange base_;

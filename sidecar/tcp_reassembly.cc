@@ -10,6 +10,7 @@ void TcpReassembler::OnSegment(uint32_t seq, std::span<const uint8_t> payload, b
     // The SYN takes one sequence number; data may ride on it (TCP Fast Open, zeek's payload-syn).
     if (!started_ || (next_ == 0 && pending_.empty())) {
       started_ = true;
+      syn_seen_ = true;
       next_ = 0;
       next_seq_ = seq + 1;
     }

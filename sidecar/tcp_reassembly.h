@@ -52,6 +52,7 @@ class TcpReassembler {
   void Flush(uint64_t ts_ns, StreamSink* sink);
 
   bool started() const { return started_; }
+  bool syn_seen() const { return syn_seen_; }  // the stream began at its SYN (not mid-stream)
   bool fin_seen() const { return fin_seen_; }
   uint64_t delivered() const { return next_; }  // stream bytes delivered or skipped as gaps
   size_t buffered_bytes() const { return buffered_bytes_; }
@@ -68,6 +69,7 @@ class TcpReassembler {
 
   size_t max_buffered_;
   bool started_ = false;
+  bool syn_seen_ = false;
   bool fin_seen_ = false;
   uint64_t fin_offset_ = 0;
   uint64_t next_ = 0;      // stream offset of the next byte expected
