@@ -1,0 +1,315 @@
+// Unit tests of the capture engine's stages on hand-built frames and streams, each checked
+// against values worked out by hand from the RFCs' layouts.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "sidecar/decode.h"
+#include "sidecar/engine.h"
+#include "sidecar/http1.h"
+#include "sidecar/tcp_reassembly.h"
+
+namespace tapkit {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+void Put16(Bytes& b, uint16_t v) {
+  b.push_back(v >> 8);
+  b.push_back(v & 0xff);
+}
+void Put32(Bytes& b, uint32_t v) {
+  Put16(b, v >> 16);
+  Put16(b, v & 0xffff);
+}
+
+// An IPv4 + TCP packet (no options) carrying `payload`.
+Bytes Ipv4Tcp(std::array<uint8_t, 4> src, std::array<uint8_t, 4> dst, uint16_t sport,
+              uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload,
+              uint16_t total_override = 0xffff, uint16_t frag = 0) {
+  Bytes b;
+  uint16_t total = static_cast<uint16_t>(20 + 20 + payload.size());
+  b.push_back(0x45);
+  b.push_back(0);
+  Put16(b, total_override == 0xffff ? total : total_override);
+  Put16(b, 0x1234);  // id
+  Put16(b, frag);
+  b.push_back(64);
+  b.push_back(6);
+  Put16(b, 0);  // checksum: not checked
+  b.insert(b.end(), src.begin(), src.end());
+  b.insert(b.end(), dst.begin(), dst.end());
+  Put16(b, sport);
+  Put16(b, dport);
+  Put32(b, seq);
+  Put32(b, ack);
+  b.push_back(5 << 4);
+  b.push_back(flags);
+  Put16(b, 65535);
+  Put16(b, 0);
+  Put16(b, 0);
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+Bytes Ethernet(const Bytes& ip, std::vector<uint16_t> vlans = {}) {
+  Bytes b(12, 0xaa);
+  for (uint16_t tpid : vlans) {
+    Put16(b, tpid);
+    Put16(b, 42);  // TCI
+  }
+  Put16(b, 0x0800);
+  b.insert(b.end(), ip.begin(), ip.end());
+  while (b.size() < 60) b.push_back(0);  // Ethernet minimum frame: padding after the IP packet
+  return b;
+}
+
+TEST(Decode, EthernetQinQinQ) {
+  Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, 1000, 5, kTcpAck, "GET /");
+  Bytes f = Ethernet(ip, {0x88a8, 0x8100, 0x8100});
+  DecodedFrame d = DecodeFrame(1, f, static_cast<uint32_t>(f.size()));
+  ASSERT_EQ(d.kind, FrameKind::kTcp);
+  EXPECT_EQ(d.segment.src.ToString(), "10.0.0.1");
+  EXPECT_EQ(d.segment.dst_port, 80);
+  EXPECT_EQ(d.segment.seq, 1000u);
+  EXPECT_EQ(std::string(d.segment.payload.begin(), d.segment.payload.end()), "GET /")
+      << "Ethernet padding after the IP total length is not payload";
+}
+
+TEST(Decode, LinuxCookedV2AndNullBothByteOrders) {
+  Bytes ip = Ipv4Tcp({1, 2, 3, 4}, {5, 6, 7, 8}, 1, 2, 3, 4, 0, "x");
+  Bytes sll2 = {0x08, 0x00, 0, 0};  // protocol, reserved
+  sll2.resize(20, 0);
+  sll2.insert(sll2.end(), ip.begin(), ip.end());
+  EXPECT_EQ(DecodeFrame(276, sll2, static_cast<uint32_t>(sll2.size())).kind, FrameKind::kTcp);
+  for (Bytes family : {Bytes{2, 0, 0, 0}, Bytes{0, 0, 0, 2}}) {
+    family.insert(family.end(), ip.begin(), ip.end());
+    EXPECT_EQ(DecodeFrame(0, family, static_cast<uint32_t>(family.size())).kind, FrameKind::kTcp);
+  }
+}
+
+TEST(Decode, BigTcpTotalLengthZeroUsesTheFrame) {
+  std::string payload(70000, 'z');
+  Bytes ip = Ipv4Tcp({1, 1, 1, 1}, {2, 2, 2, 2}, 1, 2, 3, 4, 0, payload, /*total=*/0);
+  DecodedFrame d = DecodeIp(ip, 0);
+  ASSERT_EQ(d.kind, FrameKind::kTcp);
+  EXPECT_EQ(d.segment.payload.size(), 70000u);
+}
+
+TEST(Decode, SnaplenCutCountsTheMissingBytes) {
+  Bytes ip = Ipv4Tcp({1, 1, 1, 1}, {2, 2, 2, 2}, 1, 2, 3, 4, 0, std::string(100, 'p'));
+  Bytes cut(ip.begin(), ip.begin() + 40 + 30);  // 30 of 100 payload bytes captured
+  DecodedFrame d = DecodeIp(cut, 70);
+  ASSERT_EQ(d.kind, FrameKind::kTcp);
+  EXPECT_EQ(d.segment.payload.size(), 30u);
+  EXPECT_EQ(d.segment.missing, 70u);
+}
+
+TEST(Decode, Ipv6WithHopByHopAndMalformed) {
+  Bytes b = {0x60, 0, 0, 0};
+  Put16(b, 8 + 20 + 2);  // payload: hop-by-hop (8) + TCP (20) + 2 bytes
+  b.push_back(0);        // next header: hop-by-hop
+  b.push_back(64);
+  for (int i = 0; i < 32; ++i) b.push_back(static_cast<uint8_t>(i));
+  b.insert(b.end(), {6, 0, 1, 4, 0, 0, 0, 0});  // hop-by-hop: next TCP, length 0 (8 bytes)
+  Bytes tcp = Ipv4Tcp({0, 0, 0, 0}, {0, 0, 0, 0}, 443, 5000, 7, 8, kTcpAck, "hi");
+  b.insert(b.end(), tcp.begin() + 20, tcp.end());
+  DecodedFrame d = DecodeIp(b, 0);
+  ASSERT_EQ(d.kind, FrameKind::kTcp);
+  EXPECT_EQ(d.segment.src_port, 443);
+  EXPECT_EQ(std::string(d.segment.payload.begin(), d.segment.payload.end()), "hi");
+  // Every cut of the packet decodes without reading past it: cut before the end of the TCP
+  // header it is malformed; after, a TCP segment whose missing payload bytes are counted.
+  for (size_t n = 0; n < b.size(); ++n) {
+    DecodedFrame c = DecodeIp(std::span<const uint8_t>(b.data(), n), 0);
+    if (n < 40 + 8 + 20) {
+      EXPECT_NE(c.kind, FrameKind::kTcp) << "cut at " << n;
+    } else {
+      ASSERT_EQ(c.kind, FrameKind::kTcp) << "cut at " << n;
+      EXPECT_EQ(c.segment.missing, b.size() - n) << "cut at " << n;
+    }
+  }
+}
+
+TEST(Decode, Ipv4FragmentIsHandedOver) {
+  Bytes ip = Ipv4Tcp({1, 1, 1, 1}, {2, 2, 2, 2}, 1, 2, 3, 4, 0, "abcdefgh", 0xffff, 0x2000);
+  DecodedFrame d = DecodeIp(ip, 0);
+  ASSERT_EQ(d.kind, FrameKind::kIpv4Fragment);
+  EXPECT_TRUE(d.fragment.more);
+  EXPECT_EQ(d.fragment.offset, 0u);
+  EXPECT_EQ(d.fragment.id, 0x1234);
+}
+
+// Collects a reassembled stream, gaps shown as '#'.
+struct StringSink final : StreamSink {
+  std::string out;
+  void OnData(std::span<const uint8_t> d, uint64_t) override { out.append(d.begin(), d.end()); }
+  void OnGap(uint64_t n, uint64_t) override { out.append(n, '#'); }
+};
+
+std::span<const uint8_t> S(const std::string& s) {
+  return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+TEST(Reassembly, OutOfOrderRetransmissionOverlapAndWrap) {
+  StringSink sink;
+  TcpReassembler r;
+  uint32_t isn = 0xfffffff0u;  // sequence numbers wrap inside the stream
+  r.OnSegment(isn, {}, true, false, 0, &sink);  // SYN: data starts at isn + 1
+  std::string text = "GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n";
+  uint32_t base = isn + 1;
+  r.OnSegment(base + 20, S(text.substr(20, 10)), false, false, 0, &sink);  // early
+  r.OnSegment(base + 0, S(text.substr(0, 12)), false, false, 0, &sink);
+  r.OnSegment(base + 5, S(text.substr(5, 15)), false, false, 0, &sink);    // overlap
+  r.OnSegment(base + 0, S(text.substr(0, 12)), false, false, 0, &sink);    // retransmission
+  r.OnSegment(base + 30, S(text.substr(30)), false, true, 0, &sink);
+  EXPECT_EQ(sink.out, text);
+  EXPECT_TRUE(r.fin_seen());
+  EXPECT_EQ(r.stats().retransmitted_bytes, 7u + 12u);  // the overlap, then the retransmission
+}
+
+TEST(Reassembly, LostSegmentBecomesAGapWhenThePeerAcksPastIt) {
+  StringSink sink;
+  TcpReassembler r;
+  r.OnSegment(100, S("aaaa"), false, false, 0, &sink);  // mid-stream pick-up
+  r.OnSegment(108, S("cccc"), false, false, 0, &sink);  // "bbbb" at 104 never captured
+  EXPECT_EQ(sink.out, "aaaa");
+  r.OnPeerAck(112, 0, &sink);
+  EXPECT_EQ(sink.out, "aaaa####cccc");
+  EXPECT_EQ(r.stats().gap_bytes, 4u);
+}
+
+TEST(Reassembly, BufferCapForcesAGap) {
+  StringSink sink;
+  TcpReassembler r(/*max_buffered=*/10);
+  r.OnSegment(0, S("x"), false, false, 0, &sink);
+  r.OnSegment(5, S("0123456789ab"), false, false, 0, &sink);
+  EXPECT_EQ(sink.out, "x####0123456789ab");
+  EXPECT_EQ(r.stats().buffer_overflows, 1u);
+}
+
+// Feeds client and server bytes through an Http1Connection and keeps the exchanges.
+struct Http {
+  std::vector<Exchange> got;
+  uint64_t ids = 1;
+  Http1Counters counters;
+  Http1Connection conn{Exchange{}, Http1Options{16}, &ids,
+                       [this](Exchange&& x) { got.push_back(std::move(x)); }, &counters, true,
+                       true};
+  void C(const std::string& s, uint64_t ts = 1) { conn.OnClientData(S(s), ts); }
+  void R(const std::string& s, uint64_t ts = 2) { conn.OnServerData(S(s), ts); }
+};
+
+TEST(Http1, PipelinedChunkedTrailersHeadAnd304) {
+  Http h;
+  h.C("GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e\"\r\n\r\n", 100);
+  h.R("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: abc\r\n\r\n", 300);
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 400);  // HEAD: no body follows
+  h.R("HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n", 500);
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].request->path, "/a");
+  EXPECT_EQ(h.got[0].response->body.data, "hello world");
+  EXPECT_EQ(h.got[0].response->body.length, 11u);
+  ASSERT_EQ(h.got[0].response->trailers.size(), 1u);
+  EXPECT_EQ(h.got[0].response->trailers[0].value, "abc");
+  EXPECT_EQ(h.got[0].latency_ns(), 200u);
+  EXPECT_EQ(h.got[1].request->method, "HEAD");
+  EXPECT_EQ(h.got[1].response->body.length, 0u);
+  EXPECT_EQ(h.got[2].response->status, 304);
+  for (const Exchange& x : h.got) EXPECT_EQ(x.completion, Completion::kComplete);
+}
+
+TEST(Http1, ContinueInterimAndBodyLimit) {
+  Http h;
+  h.C("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 20\r\n\r\n", 10);
+  h.R("HTTP/1.1 100 Continue\r\n\r\n", 20);
+  h.C("01234567890123456789", 30);
+  h.R("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 40);
+  ASSERT_EQ(h.got.size(), 1u);
+  const Exchange& x = h.got[0];
+  ASSERT_EQ(x.interim.size(), 1u);
+  EXPECT_EQ(x.interim[0].status, 100);
+  EXPECT_EQ(x.interim[0].offset_ns, 10u);
+  EXPECT_EQ(x.request->body.data, "0123456789012345") << "kept up to the 16-byte body limit";
+  EXPECT_EQ(x.request->body.length, 20u);
+  EXPECT_TRUE(x.request->body.truncated);
+  EXPECT_EQ(x.response_start_ns, 30u);
+}
+
+TEST(Http1, CustomMethodAndMalformedThenResync) {
+  Http h;
+  h.C("CCM_POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+      "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nzz\r\n"
+      "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.R("HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
+      "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(h.got.size(), 3u);
+  EXPECT_EQ(h.got[0].request->method, "CCM_POST");
+  EXPECT_EQ(h.got[0].request->body.data, "ok");
+  EXPECT_EQ(h.got[0].response->status, 405);
+  EXPECT_EQ(h.got[1].completion, Completion::kGap);
+  EXPECT_NE(h.got[1].reason.find("malformed"), std::string::npos) << h.got[1].reason;
+  EXPECT_EQ(h.got[1].response->status, 400);
+  EXPECT_EQ(h.got[2].request->path, "/after");
+  EXPECT_EQ(h.got[2].response->status, 200);
+}
+
+TEST(Http1, ResponseWithoutRequestAndRequestWithoutResponse) {
+  Http h;
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+  h.C("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.conn.Close(Completion::kNoResponse, "closed", 9);
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_FALSE(h.got[0].request.has_value());
+  EXPECT_EQ(h.got[0].completion, Completion::kNoRequest);
+  EXPECT_FALSE(h.got[1].response.has_value());
+  EXPECT_EQ(h.got[1].completion, Completion::kNoResponse);
+}
+
+TEST(Http1, UpgradeEndsHttp) {
+  Http h;
+  h.C("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  h.R("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+      "\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+  EXPECT_TRUE(h.conn.opaque());
+  ASSERT_EQ(h.got.size(), 1u);
+  EXPECT_EQ(h.got[0].response->status, 101);
+  EXPECT_EQ(h.counters.h2c_upgrades, 1u);
+}
+
+TEST(Tls, ClientHelloServerName) {
+  // A ClientHello with only a server_name extension for "api.example" (RFC 8446 4.1.2, RFC 6066).
+  std::string name = "api.example";
+  Bytes ext = {0, 0};  // type server_name
+  Put16(ext, static_cast<uint16_t>(name.size() + 5));
+  Put16(ext, static_cast<uint16_t>(name.size() + 3));
+  ext.push_back(0);
+  Put16(ext, static_cast<uint16_t>(name.size()));
+  ext.insert(ext.end(), name.begin(), name.end());
+  Bytes body = {3, 3};
+  body.resize(2 + 32, 7);
+  body.push_back(0);        // session id
+  Put16(body, 2);           // cipher suites
+  Put16(body, 0x1301);
+  body.push_back(1);        // compression
+  body.push_back(0);
+  Put16(body, static_cast<uint16_t>(ext.size()));
+  body.insert(body.end(), ext.begin(), ext.end());
+  Bytes hs = {1, 0};
+  Put16(hs, static_cast<uint16_t>(body.size()));
+  hs.insert(hs.end(), body.begin(), body.end());
+  Bytes rec = {0x16, 3, 1};
+  Put16(rec, static_cast<uint16_t>(hs.size()));
+  rec.insert(rec.end(), hs.begin(), hs.end());
+  EXPECT_EQ(TlsClientHelloSni(rec), "api.example");
+  for (size_t n = 0; n < rec.size(); ++n) {
+    EXPECT_EQ(TlsClientHelloSni(std::span<const uint8_t>(rec.data(), n)), "") << n;
+  }
+}
+
+}  // namespace
+}  // namespace tapkit
