@@ -116,7 +116,7 @@ struct Http1Connection::Side {
   }
   void PushField() {
     if (field.empty() && value.empty()) return;
-    (in_trailers ? trailers : headers).push_back(Header{field, value});
+    (in_trailers ? trailers : headers).push_back(Header{std::move(field), std::move(value)});
     field.clear();
     value.clear();
     last_was_value = false;
@@ -206,7 +206,8 @@ struct Http1Callbacks {
                                          : s.custom_method;
       q.scheme = "http";
       q.path = s.url;
-      q.headers = s.headers;
+      q.headers = std::move(s.headers);
+      s.headers.clear();
       for (const Header& h : q.headers) {
         if (EqualsIgnoreCase(h.name, "host")) {
           q.authority = h.value;
