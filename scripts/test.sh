@@ -101,6 +101,12 @@ fi
 for s in "${summaries[@]}"; do
   echo "${s}"
 done
+if [[ "${total_skipped}" -gt 0 ]]; then
+  # ctest does not show a skipped test's own message; say why here.
+  echo "skipped: $(grep -hE '\(Skipped\)$' "${build_dir}/ctest.log" "${asan_dir}/ctest.log" 2>/dev/null |
+    sed -E 's/^[[:space:]]*[0-9]+ - //; s/ \(Skipped\)$//' | sort -u | tr '\n' ' ')"
+  echo "  (tests of the shared capture corpus skip when it is absent: set TAPKIT_CORPUS to its path)"
+fi
 echo "${total_passed} passed, ${total_failed} failed, ${total_skipped} skipped"
 
 if [[ "${tests_ok}" -ne 1 || "${total_failed}" -ne 0 ]]; then
