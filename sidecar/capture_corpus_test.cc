@@ -208,5 +208,38 @@ TEST(Corpus, EveryFileAgreesWithTsharkOrIsExplained) {
             << " differ as explained in fixtures/corpus/expectations.tsv\n";
 }
 
+// The project's pcapng reader against libpcap, frame by frame, on every corpus pcapng file that
+// libpcap can read whole: same link type, capture time, wire length and bytes.
+TEST(Corpus, PcapngReaderAgreesWithLibpcap) {
+  std::string corpus = testing::CorpusDir();
+  TAPKIT_REQUIRE_CORPUS(corpus);
+  int files = 0;
+  for (auto& row : ReadTsv(corpus + "/MANIFEST.tsv")) {
+    if (row["file_format"] != "pcapng") continue;
+    std::string path = corpus + "/pcaps/" + row["file"];
+    SCOPED_TRACE(row["file"]);
+    auto lib = OpenCaptureFile(path, "");
+    auto own = OpenPcapngFile(path, "");
+    ASSERT_TRUE(lib.ok() && own.ok());
+    Frame a, b;
+    uint64_t n = 0;
+    bool lib_ok = true;
+    while ((*lib)->Next(&a)) {
+      ASSERT_TRUE((*own)->Next(&b)) << "frame " << n;
+      EXPECT_EQ(a.link_type, b.link_type) << "frame " << n;
+      EXPECT_EQ(a.ts_ns, b.ts_ns) << "frame " << n;
+      EXPECT_EQ(a.wire_length, b.wire_length) << "frame " << n;
+      ASSERT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin(), b.data.end()))
+          << "frame " << n;
+      ++n;
+    }
+    lib_ok = (*lib)->status().ok();
+    EXPECT_FALSE((*own)->Next(&b)) << "more frames than libpcap";
+    EXPECT_TRUE((*own)->status().ok()) << (*own)->status();
+    if (lib_ok) ++files;
+  }
+  EXPECT_GE(files, 4);
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -3,18 +3,33 @@
 #include <pcap/pcap.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 
 namespace tapkit {
 namespace {
 
+std::unique_ptr<PacketSource> NewPcapngSource(const std::string& path, const std::string& name,
+                                              const std::string& bpf);
+bool IsPcapngFile(const std::string& path);
+
 class PcapFileSource final : public PacketSource {
  public:
-  PcapFileSource(pcap_t* p, std::string name) : p_(p), name_(std::move(name)) {}
+  PcapFileSource(pcap_t* p, std::string path, std::string name, std::string bpf)
+      : p_(p), path_(std::move(path)), name_(std::move(name)), bpf_(std::move(bpf)) {}
   ~PcapFileSource() override { pcap_close(p_); }
 
   // PacketSource
   bool Next(Frame* f) override {
+    if (fallback_) {
+      bool ok = fallback_->Next(f);
+      if (ok) ++frames_;
+      status_ = fallback_->status();
+      return ok;
+    }
     if (!status_.ok()) return false;
     pcap_pkthdr* h = nullptr;
     const u_char* data = nullptr;
@@ -31,8 +46,18 @@ class PcapFileSource final : public PacketSource {
       return true;
     }
     if (rc == PCAP_ERROR) {
-      status_ = absl::DataLossError(absl::StrCat(name_, ": after ", frames_, " frames: ",
-                                                 pcap_geterr(p_)));
+      std::string why = pcap_geterr(p_);
+      // libpcap 1.10 stops at a pcapng interface whose link type differs from the first one's.
+      // Such files are read by our own pcapng reader from here on: skip what was delivered.
+      if (why.find("different from the type of the first interface") != std::string::npos &&
+          path_ != "-" && IsPcapngFile(path_)) {
+        fallback_ = NewPcapngSource(path_, name_, bpf_);
+        Frame skip;
+        for (uint64_t i = 0; i < frames_ && fallback_->Next(&skip); ++i) {
+        }
+        return Next(f);
+      }
+      status_ = absl::DataLossError(absl::StrCat(name_, ": after ", frames_, " frames: ", why));
     }
     return false;
   }
@@ -42,12 +67,218 @@ class PcapFileSource final : public PacketSource {
 
  private:
   pcap_t* p_;
-  std::string name_;
+  std::string path_, name_, bpf_;
   absl::Status status_;
   uint64_t frames_ = 0;
+  std::unique_ptr<PacketSource> fallback_;
 };
 
+// A pcapng reader (draft-ietf-opsawg-pcapng) for what libpcap 1.10 refuses: sections whose
+// interfaces have different link types. Each packet keeps its own interface's link type and
+// timestamp resolution. Blocks other than SHB, IDB, EPB, SPB and the obsolete PB are skipped;
+// every length is checked against the block before use.
+class PcapngSource final : public PacketSource {
+ public:
+  PcapngSource(FILE* f, std::string name, std::string bpf) : f_(f), name_(std::move(name)),
+                                                              bpf_(std::move(bpf)) {}
+  ~PcapngSource() override {
+    for (auto& i : ifaces_) {
+      if (i.filter_ok) pcap_freecode(&i.filter);
+    }
+    std::fclose(f_);
+  }
+
+  bool Next(Frame* out) override {
+    while (status_.ok()) {
+      uint32_t type = 0, len = 0;
+      if (!ReadBlock(&type, &len)) return false;
+      const uint8_t* b = block_.data();
+      size_t n = block_.size();
+      if (type == 0x0A0D0D0A) continue;  // handled in ReadBlock
+      if (type == 1) {  // Interface Description Block
+        if (n < 8) return Fail("interface description block too short");
+        Iface i;
+        i.link_type = U16(b);
+        i.snaplen = U32(b + 4);
+        ParseIfaceOptions(b + 8, n - 8, &i);
+        if (!bpf_.empty()) {
+          pcap_t* dead = pcap_open_dead(i.link_type, i.snaplen ? static_cast<int>(i.snaplen) : 262144);
+          i.filter_ok = pcap_compile(dead, &i.filter, bpf_.c_str(), 1, PCAP_NETMASK_UNKNOWN) == 0;
+          std::string why = i.filter_ok ? "" : pcap_geterr(dead);
+          pcap_close(dead);
+          if (!i.filter_ok) return Fail("BPF expression \"" + bpf_ + "\": " + why);
+        }
+        ifaces_.push_back(i);
+        continue;
+      }
+      uint32_t iface = 0, caplen = 0, wire = 0;
+      uint64_t ts = 0;
+      const uint8_t* data = nullptr;
+      if (type == 6 || type == 2) {  // Enhanced Packet Block, obsolete Packet Block
+        if (n < 20) return Fail("packet block too short");
+        iface = type == 6 ? U32(b) : U16(b);
+        ts = uint64_t{U32(b + 4)} << 32 | U32(b + 8);
+        caplen = U32(b + 12);
+        wire = U32(b + 16);
+        if (caplen > n - 20) return Fail("packet block: captured length past the block");
+        data = b + 20;
+      } else if (type == 3) {  // Simple Packet Block: interface 0, no timestamp
+        if (n < 4) return Fail("simple packet block too short");
+        wire = U32(b);
+        caplen = static_cast<uint32_t>(std::min<size_t>(wire, n - 4));
+        data = b + 4;
+      } else {
+        continue;  // statistics, name resolution, custom blocks: not needed
+      }
+      if (iface >= ifaces_.size()) return Fail("packet refers to an undefined interface");
+      const Iface& i = ifaces_[iface];
+      if (i.filter_ok) {
+        pcap_pkthdr h{};
+        h.caplen = caplen;
+        h.len = wire;
+        if (!pcap_offline_filter(&i.filter, &h, data)) continue;
+      }
+      ++frames_;
+      out->link_type = i.link_type;
+      out->ts_ns = ToNs(ts, i) ;
+      out->wire_length = std::max(wire, caplen);
+      out->data = std::span<const uint8_t>(data, caplen);
+      return true;
+    }
+    return false;
+  }
+  absl::Status status() const override { return status_; }
+  int link_type() const override { return ifaces_.empty() ? 0 : ifaces_[0].link_type; }
+  uint64_t frames() const override { return frames_; }
+
+ private:
+  struct Iface {
+    int link_type = 0;
+    uint32_t snaplen = 0;
+    bool tsresol_pow2 = false;
+    uint8_t tsresol = 6;  // 10^-6 s by default
+    int64_t tsoffset = 0;  // seconds
+    bpf_program filter{};
+    bool filter_ok = false;
+  };
+
+  uint16_t U16(const uint8_t* p) const {
+    return swap_ ? static_cast<uint16_t>(p[0] << 8 | p[1]) : static_cast<uint16_t>(p[1] << 8 | p[0]);
+  }
+  uint32_t U32(const uint8_t* p) const {
+    return swap_ ? (uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3])
+                 : (uint32_t{p[3]} << 24 | uint32_t{p[2]} << 16 | uint32_t{p[1]} << 8 | p[0]);
+  }
+
+  bool Fail(const std::string& why) {
+    status_ = absl::DataLossError(absl::StrCat(name_, ": block at offset ", offset_, ": ", why));
+    return false;
+  }
+
+  // Reads the next block's body into block_. Section headers set the byte order.
+  bool ReadBlock(uint32_t* type, uint32_t* len) {
+    uint8_t head[8];
+    offset_ = static_cast<uint64_t>(std::ftell(f_));
+    size_t got = std::fread(head, 1, 8, f_);
+    if (got == 0) return false;  // end of file
+    if (got < 8) return Fail("block header cut short");
+    if (head[0] == 0x0A && head[1] == 0x0D && head[2] == 0x0D && head[3] == 0x0A) {
+      uint8_t bom[4];
+      if (std::fread(bom, 1, 4, f_) != 4) return Fail("section header cut short");
+      if (bom[0] == 0x4D && bom[1] == 0x3C) {
+        swap_ = false;  // little-endian section
+      } else if (bom[0] == 0x1A && bom[1] == 0x2B) {
+        swap_ = true;
+      } else {
+        return Fail("bad byte-order magic");
+      }
+      *type = 0x0A0D0D0A;
+      *len = U32(head + 4);
+      ifaces_.clear();  // interface numbers restart in each section
+      if (*len < 28 || *len % 4 || *len > kMaxBlock) return Fail("bad section header length");
+      block_.resize(*len - 12);
+      if (std::fread(block_.data(), 1, block_.size(), f_) != block_.size()) {
+        return Fail("section header cut short");
+      }
+      return true;
+    }
+    *type = U32(head);
+    *len = U32(head + 4);
+    if (*len < 12 || *len % 4 || *len > kMaxBlock) return Fail(absl::StrCat("bad block length ", *len));
+    block_.resize(*len - 8);
+    if (std::fread(block_.data(), 1, block_.size(), f_) != block_.size()) {
+      return Fail("block cut short");
+    }
+    if (U32(block_.data() + block_.size() - 4) != *len) return Fail("trailing block length differs");
+    block_.resize(block_.size() - 4);
+    return true;
+  }
+
+  void ParseIfaceOptions(const uint8_t* p, size_t n, Iface* i) const {
+    size_t at = 0;
+    while (at + 4 <= n) {
+      uint16_t code = U16(p + at), len = U16(p + at + 2);
+      at += 4;
+      if (code == 0 || at + len > n) break;
+      if (code == 9 && len >= 1) {  // if_tsresol
+        i->tsresol_pow2 = p[at] & 0x80;
+        i->tsresol = p[at] & 0x7f;
+      } else if (code == 14 && len >= 8) {  // if_tsoffset
+        i->tsoffset = static_cast<int64_t>(uint64_t{U32(p + at)} << 32 | U32(p + at + 4));
+        if (!swap_) i->tsoffset = static_cast<int64_t>(uint64_t{U32(p + at + 4)} << 32 | U32(p + at));
+      }
+      at += (len + 3u) & ~3u;
+    }
+  }
+
+  static uint64_t ToNs(uint64_t ts, const Iface& i) {
+    long double secs;
+    if (i.tsresol_pow2) {
+      secs = static_cast<long double>(ts) / static_cast<long double>(uint64_t{1} << std::min<int>(i.tsresol, 63));
+    } else {
+      long double div = 1;
+      for (int k = 0; k < i.tsresol && k < 19; ++k) div *= 10;
+      secs = static_cast<long double>(ts) / div;
+    }
+    secs += static_cast<long double>(i.tsoffset);
+    return secs <= 0 ? 0 : static_cast<uint64_t>(secs * 1e9L);
+  }
+
+  static constexpr uint32_t kMaxBlock = 16u << 20;
+  FILE* f_;
+  std::string name_, bpf_;
+  bool swap_ = false;
+  std::vector<Iface> ifaces_;
+  std::vector<uint8_t> block_;
+  uint64_t offset_ = 0;
+  uint64_t frames_ = 0;
+  absl::Status status_;
+};
+
+std::unique_ptr<PacketSource> NewPcapngSource(const std::string& path, const std::string& name,
+                                              const std::string& bpf) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return nullptr;
+  return std::unique_ptr<PacketSource>(new PcapngSource(f, name, bpf));
+}
+
+bool IsPcapngFile(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  uint8_t m[4] = {};
+  bool yes = std::fread(m, 1, 4, f) == 4 && m[0] == 0x0A && m[1] == 0x0D && m[2] == 0x0D && m[3] == 0x0A;
+  std::fclose(f);
+  return yes;
+}
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& path,
+                                                             const std::string& bpf) {
+  std::unique_ptr<PacketSource> s = NewPcapngSource(path, path, bpf);
+  if (!s) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  return s;
+}
 
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
                                                               const std::string& bpf) {
@@ -80,7 +311,7 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
       return absl::InvalidArgumentError(absl::StrCat("BPF expression \"", bpf, "\": ", why));
     }
   }
-  return std::unique_ptr<PacketSource>(new PcapFileSource(p, name));
+  return std::unique_ptr<PacketSource>(new PcapFileSource(p, path, name, bpf));
 }
 
 }  // namespace tapkit

@@ -40,6 +40,13 @@ class PacketSource {
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
                                                               const std::string& bpf);
 
+// The project's own pcapng reader, which OpenCaptureFile falls back to for sections whose
+// interfaces have different link types (libpcap 1.10 refuses them). Each frame carries its own
+// interface's link type and timestamp resolution (if_tsresol, if_tsoffset). NotFound when the
+// file cannot be opened. Exposed so tests can hold it against libpcap on files both can read.
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& path,
+                                                             const std::string& bpf);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_SIDECAR_PACKET_SOURCE_H_
