@@ -231,17 +231,25 @@ class PcapngSource final : public PacketSource {
     }
   }
 
+  // Timestamp units to nanoseconds, exactly and saturating (hostile files carry any value).
   static uint64_t ToNs(uint64_t ts, const Iface& i) {
-    long double secs;
+    using u128 = unsigned __int128;
+    u128 ns;
     if (i.tsresol_pow2) {
-      secs = static_cast<long double>(ts) / static_cast<long double>(uint64_t{1} << std::min<int>(i.tsresol, 63));
+      ns = (u128{ts} * 1'000'000'000u) >> std::min<int>(i.tsresol, 127);
+    } else if (i.tsresol <= 9) {
+      u128 mul = 1;
+      for (int k = i.tsresol; k < 9; ++k) mul *= 10;
+      ns = u128{ts} * mul;
     } else {
-      long double div = 1;
-      for (int k = 0; k < i.tsresol && k < 19; ++k) div *= 10;
-      secs = static_cast<long double>(ts) / div;
+      u128 div = 1;
+      for (int k = 9; k < i.tsresol && k < 38; ++k) div *= 10;
+      ns = u128{ts} / div;
     }
-    secs += static_cast<long double>(i.tsoffset);
-    return secs <= 0 ? 0 : static_cast<uint64_t>(secs * 1e9L);
+    __int128 with_offset = static_cast<__int128>(ns) + static_cast<__int128>(i.tsoffset) * 1'000'000'000;
+    if (with_offset <= 0) return 0;
+    if (with_offset > static_cast<__int128>(UINT64_MAX)) return UINT64_MAX;
+    return static_cast<uint64_t>(with_offset);
   }
 
   static constexpr uint32_t kMaxBlock = 16u << 20;
@@ -272,6 +280,11 @@ bool IsPcapngFile(const std::string& path) {
 }
 
 }  // namespace
+
+std::unique_ptr<PacketSource> OpenPcapngStream(FILE* stream, const std::string& name,
+                                               const std::string& bpf) {
+  return std::unique_ptr<PacketSource>(new PcapngSource(stream, name, bpf));
+}
 
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& path,
                                                              const std::string& bpf) {

@@ -7,6 +7,7 @@
 #define TAPKIT_SIDECAR_PACKET_SOURCE_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <span>
 #include <string>
@@ -46,6 +47,9 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
 // file cannot be opened. Exposed so tests can hold it against libpcap on files both can read.
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& path,
                                                              const std::string& bpf);
+// The same reader over an open stdio stream, which it takes over (and closes).
+std::unique_ptr<PacketSource> OpenPcapngStream(FILE* stream, const std::string& name,
+                                               const std::string& bpf);
 
 }  // namespace tapkit
 
