@@ -406,6 +406,12 @@ void Http1Connection::KeepPartial(Side& side) {
     r.headers = side.headers;
     r.body = side.body;
     r.body.truncated = true;
+    // With Content-Length framing the parser knows how much of the body was still to come: the
+    // full length is known even though the bytes are not (RFC 9112 section 6.3).
+    if (!(side.parser.flags & F_CHUNKED) && side.parser.content_length != ULLONG_MAX &&
+        side.in_message) {
+      r.body.length += side.parser.content_length;
+    }
     if (!t->has_rsp_time) {
       t->rsp_start = side.ts;
       t->has_rsp_time = true;
