@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
@@ -44,9 +45,11 @@ constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 enum class Proto : uint8_t { kUnknown, kHttp1, kTls, kHttp2, kOpaque };
 
-// How long a closed connection is remembered (capture time): TCP's TIME_WAIT is 2 MSL, 60 s on
-// Linux; retransmissions of a connection's last segments arrive well within it.
-constexpr uint64_t kClosedLinger = 60'000'000'000ull;
+// How long a closed connection's 4-tuple is remembered (capture time), so that retransmissions of
+// its last segments are not taken for a new connection picked up mid-stream. They come within
+// the retransmission timeout (RFC 6298: 1 s initially, doubling); 10 s covers several. Only the
+// 4-tuple is kept, so memory stays flat at any connection rate.
+constexpr uint64_t kClosedLinger = 10'000'000'000ull;
 
 }  // namespace
 
@@ -108,9 +111,6 @@ struct CaptureEngine::Impl {
     uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
     bool fin[2] = {false, false};
-    // Closed (FIN both ways, or RST), kept a while so that retransmissions of its last segments
-    // are recognised as such instead of starting a connection picked up "mid-stream".
-    bool closed = false;
 
     Conn(Impl* e, size_t cap) : engine(e), stream{TcpReassembler(cap), TcpReassembler(cap)} {
       for (int d = 0; d < 2; ++d) {
@@ -123,6 +123,9 @@ struct CaptureEngine::Impl {
   EngineOptions options;
   Emit emit;
   std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns;
+  // Recently closed connections: 4-tuple -> close time, and the same in close order for expiry.
+  std::unordered_map<ConnKey, uint64_t, ConnKeyHash> closed;
+  std::deque<std::pair<uint64_t, ConnKey>> closed_order;
   Http1Counters http_counters;
   uint64_t next_stream_id = 1;
   std::map<std::string, uint64_t> counters, drops;
@@ -263,10 +266,20 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   key.a_port = forward ? seg.src_port : seg.dst_port;
   key.b = forward ? seg.dst : seg.src;
   key.b_port = forward ? seg.dst_port : seg.src_port;
+  if (!closed.empty()) {
+    auto gone = closed.find(key);
+    if (gone != closed.end()) {
+      if (!((seg.flags & kTcpSyn) && !(seg.flags & kTcpAck))) {
+        Count("packets_after_close");
+        return;
+      }
+      closed.erase(gone);  // the 4-tuple is reused by a new connection
+    }
+  }
   auto it = conns.find(key);
   if (it == conns.end()) {
     if (seg.payload.empty() && !(seg.flags & kTcpSyn)) return;  // nothing to start a stream on
-    if (conns.size() >= options.max_connections) Expire(ts + options.idle_timeout_ns);
+    if (conns.size() >= options.max_connections) Expire(ts);  // idle ones make room first
     if (conns.size() >= options.max_connections) {
       Drop("connection_limit");
       return;
@@ -279,14 +292,6 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     c->port[1] = key.b_port;
     Count("tcp_connections");
     it = conns.emplace(key, std::move(c)).first;
-  }
-  if (it->second->closed) {
-    if ((seg.flags & kTcpSyn) && !(seg.flags & kTcpAck)) {
-      conns.erase(it);  // the 4-tuple is reused by a new connection
-      return OnTcp(seg, ts);
-    }
-    Count("packets_after_close");
-    return;
   }
   Conn& c = *it->second;
   c.last_ts = ts;
@@ -346,21 +351,21 @@ void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason
     if (s.buffer_overflows) Drop("stream_buffer_limit", s.buffer_overflows);
   }
   if (c.http) c.http->Close(how, reason, ts);
-  c.http.reset();
-  c.closed = true;
-  c.last_ts = ts;
+  ConnKey key = c.key;
+  conns.erase(key);  // destroys c
+  closed[key] = ts;
+  closed_order.emplace_back(ts, key);
 }
 
 void CaptureEngine::Impl::Expire(uint64_t ts) {
+  while (!closed_order.empty() && closed_order.front().first + kClosedLinger < ts) {
+    auto gone = closed.find(closed_order.front().second);
+    if (gone != closed.end() && gone->second == closed_order.front().first) closed.erase(gone);
+    closed_order.pop_front();
+  }
   std::vector<Conn*> idle;
-  for (auto it = conns.begin(); it != conns.end();) {
-    Conn& c = *it->second;
-    if (c.closed && c.last_ts + kClosedLinger < ts) {
-      it = conns.erase(it);
-      continue;
-    }
-    if (!c.closed && c.last_ts + options.idle_timeout_ns < ts) idle.push_back(&c);
-    ++it;
+  for (auto& [k, c] : conns) {
+    if (c->last_ts + options.idle_timeout_ns < ts) idle.push_back(c.get());
   }
   for (Conn* c : idle) {
     Count("idle_expired_connections");
@@ -451,9 +456,7 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
 void CaptureEngine::Finish(uint64_t ts_ns) {
   Impl& m = *impl_;
   std::vector<Impl::Conn*> all;
-  for (auto& [k, c] : m.conns) {
-    if (!c->closed) all.push_back(c.get());
-  }
+  for (auto& [k, c] : m.conns) all.push_back(c.get());
   // Oldest first, so exchanges come out in a stable order.
   std::sort(all.begin(), all.end(), [](auto* a, auto* b) { return a->last_ts < b->last_ts; });
   for (Impl::Conn* c : all) m.Close(*c, Completion::kCaptureEnded, "the capture ended", ts_ns);
