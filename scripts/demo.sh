@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, build, write a capture and print it.
 #
-# Until the capture engine exists the capture comes from the synthetic service-traffic generator
-# (bench/tapsynth); tapcat then prints its summary, its first exchanges as text and one as JSON.
+# Until the live tap exists (control plane and sidecars), the capture comes from a pcap the
+# project recorded with nginx, curl and tcpdump (fixtures/captures/): taprec -r turns its packets
+# into HTTP exchanges in a .tap file, and tapcat prints the file's summary, its exchanges as
+# linkerd-style lines and one as JSON.
 # BUILD_DIR overrides the build directory (default: build).
 set -euo pipefail
 
@@ -24,17 +26,18 @@ if [[ -f "${build_dir}/CMakeCache.txt" ]] &&
 fi
 cmake -S . -B "${build_dir}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
 
-log "building tapcat and tapsynth"
-cmake --build "${build_dir}" -j"${jobs}" --target tapcat tapsynth >&2
+log "building taprec and tapcat"
+cmake --build "${build_dir}" -j"${jobs}" --target taprec tapcat >&2
 
-log "writing ${capture}: 200 synthetic exchanges (tapsynth --count 200 --seed 7)"
-"${build_dir}/bench/tapsynth" --count 200 --seed 7 -w "${capture}"
+pcap=fixtures/captures/pipelined-3-gets.pcap
+log "taprec -r ${pcap} -w ${capture}"
+"${build_dir}/tools/taprec" -r "${pcap}" -w "${capture}"
 
 log "tapcat --info ${capture}"
 "${build_dir}/tools/tapcat" --info "${capture}"
 
-log "tapcat -c 6 ${capture}"
-"${build_dir}/tools/tapcat" -c 6 "${capture}"
+log "tapcat ${capture}"
+"${build_dir}/tools/tapcat" "${capture}"
 
 log "tapcat -c 1 -o json ${capture}"
 "${build_dir}/tools/tapcat" -c 1 -o json "${capture}"
