@@ -119,8 +119,8 @@ void BM_CaptureEngine(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * packets.size());
   state.SetBytesProcessed(state.iterations() * bytes);
-  state.counters["exchanges_per_second"] =
-      benchmark::Counter(static_cast<double>(got) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["exchanges_per_second"] = benchmark::Counter(
+      static_cast<double>(got) * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["exchanges_found"] = static_cast<double>(got);
   state.counters["exchanges_sent"] = static_cast<double>(exchanges);
 }

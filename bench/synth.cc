@@ -9,9 +9,9 @@
 namespace tapkit {
 namespace {
 
-const char* const kWords[] = {"alpha", "bravo", "carbon", "delta", "ember", "falcon", "garnet",
-                              "harbor", "indigo", "juniper", "kepler", "lumen", "maple",
-                              "nectar", "onyx", "pepper", "quartz", "raven", "sierra", "tundra"};
+const char* const kWords[] = {"alpha",  "bravo",  "carbon",  "delta",  "ember",  "falcon", "garnet",
+                              "harbor", "indigo", "juniper", "kepler", "lumen",  "maple",  "nectar",
+                              "onyx",   "pepper", "quartz",  "raven",  "sierra", "tundra"};
 const char* const kAgents[] = {"okhttp/4.12.0", "Go-http-client/1.1", "python-requests/2.31.0",
                                "curl/7.88.1", "Envoy/1.28"};
 struct Route {
@@ -88,12 +88,12 @@ Exchange SyntheticTraffic::Next() {
   x.stream_id = ++stream_;
   x.source.ip = IpAddress::V4(10, 42, 0, static_cast<uint8_t>(10 + rng() % 20));
   x.source.port = static_cast<uint16_t>(32768 + rng() % 28000);
-  x.source.labels = Labels{"shop", absl::StrCat("frontend-", Hex(rng, 5)), "deployment",
-                           "frontend", ""};
+  x.source.labels =
+      Labels{"shop", absl::StrCat("frontend-", Hex(rng, 5)), "deployment", "frontend", ""};
   x.destination.ip = IpAddress::V4(10, 42, 1, static_cast<uint8_t>(20 + x.capture_point));
   x.destination.port = 8080;
-  x.destination.labels = Labels{"shop", absl::StrCat("backend-", x.capture_point), "deployment",
-                                "backend", "backend"};
+  x.destination.labels =
+      Labels{"shop", absl::StrCat("backend-", x.capture_point), "deployment", "backend", "backend"};
   x.direction = Direction::kInbound;
   x.tls = TlsState::kNo;
 
@@ -106,8 +106,8 @@ Exchange SyntheticTraffic::Next() {
   q.headers = {{"Host", q.authority},
                {"User-Agent", kAgents[rng() % std::size(kAgents)]},
                {"Accept", "application/json"},
-               {"X-Request-Id", absl::StrCat(Hex(rng, 8), "-", Hex(rng, 4), "-", Hex(rng, 4),
-                                             "-", Hex(rng, 4), "-", Hex(rng, 12))},
+               {"X-Request-Id", absl::StrCat(Hex(rng, 8), "-", Hex(rng, 4), "-", Hex(rng, 4), "-",
+                                             Hex(rng, 4), "-", Hex(rng, 12))},
                {"traceparent", absl::StrCat("00-", Hex(rng, 32), "-", Hex(rng, 16), "-01")}};
   if (rng() % 4 == 0) q.headers.push_back({"Accept-Encoding", "gzip"});
   if (rng() % 2 == 0) {
@@ -123,10 +123,16 @@ Exchange SyntheticTraffic::Next() {
   Response& s = x.response.emplace();
   s.version = HttpVersion::kHttp11;
   uint64_t roll = rng() % 100;
-  s.status = roll < 3 ? 404 : roll < 4 ? 500 : method == "POST" ? 201 : method == "DELETE" ? 204
-                                                                                          : 200;
-  s.reason = s.status == 200 ? "OK" : s.status == 201 ? "Created" : s.status == 204 ? "No Content"
-             : s.status == 404 ? "Not Found" : "Internal Server Error";
+  s.status = roll < 3             ? 404
+             : roll < 4           ? 500
+             : method == "POST"   ? 201
+             : method == "DELETE" ? 204
+                                  : 200;
+  s.reason = s.status == 200   ? "OK"
+             : s.status == 201 ? "Created"
+             : s.status == 204 ? "No Content"
+             : s.status == 404 ? "Not Found"
+                               : "Internal Server Error";
   // Response sizes by route, as a shop API returns them: single records a few hundred bytes,
   // list pages and recommendations a few KiB, the catalog up to 16 KiB.
   std::string_view tmpl = route->path;

@@ -16,8 +16,8 @@ int main(int argc, char** argv) {
   int level = 3;
   std::string out;
   po::options_description opts("Usage: tapsynth [options] -w FILE|-\nOptions");
-  opts.add_options()("help,h", "show this help")(
-      "count,n", po::value(&count)->default_value(1000), "exchanges to write")(
+  opts.add_options()("help,h", "show this help")("count,n", po::value(&count)->default_value(1000),
+                                                 "exchanges to write")(
       "seed", po::value(&seed)->default_value(1), "random seed (same seed, same file)")(
       "level", po::value(&level)->default_value(3), "zstd level")(
       "write,w", po::value(&out), "output .tap file, - for standard output");

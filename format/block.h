@@ -53,9 +53,7 @@ struct BlockHeader {
   uint64_t max_key = 0;
 
   // Bytes of the whole block: header, meta frame, body frame.
-  uint64_t length() const {
-    return uint64_t{header_length} + meta_stored + body_stored;
-  }
+  uint64_t length() const { return uint64_t{header_length} + meta_stored + body_stored; }
 };
 
 // XXH3-64 over `a` then `b`.

@@ -45,9 +45,9 @@ Offset<fb::Endpoint> MakeEndpoint(FlatBufferBuilder& b, const Endpoint& e) {
 
 absl::Status AddBody(const Body& body, std::string* frame, fb::BodyRef* ref) {
   if (frame->size() + body.data.size() > format::kMaxFrameSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("body of ", body.data.size(), " bytes exceeds the segment frame cap of ",
-                     format::kMaxFrameSize, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat("body of ", body.data.size(),
+                                                   " bytes exceeds the segment frame cap of ",
+                                                   format::kMaxFrameSize, " bytes"));
   }
   *ref = fb::BodyRef(static_cast<uint32_t>(frame->size()), static_cast<uint32_t>(body.data.size()),
                      std::max<uint64_t>(body.length, body.data.size()),
@@ -60,7 +60,8 @@ bool HasBody(const Body& b) { return !b.data.empty() || b.length != 0 || b.trunc
 
 }  // namespace
 
-absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::string* body_frame) {
+absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder,
+                            std::string* body_frame) {
   FlatBufferBuilder& b = *builder;
   b.Clear();
   static thread_local std::string scratch;
@@ -130,8 +131,8 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder, std::
 
   // Offsets fit the 32-bit fields unless one reaches 2^32 ns (4.29 s): then all three go wide.
   constexpr uint64_t kNarrow = UINT32_MAX;
-  bool wide = x.request_end_ns > kNarrow || x.response_start_ns > kNarrow ||
-              x.response_end_ns > kNarrow;
+  bool wide =
+      x.request_end_ns > kNarrow || x.response_start_ns > kNarrow || x.response_end_ns > kNarrow;
   Offset<Vector<uint64_t>> long_offsets = 0;
   if (wide) {
     uint64_t v[3] = {x.request_end_ns, x.response_start_ns, x.response_end_ns};

@@ -10,45 +10,66 @@ namespace tapkit {
 
 std::string_view DirectionName(Direction d) {
   switch (d) {
-    case Direction::kInbound: return "in";
-    case Direction::kOutbound: return "out";
-    case Direction::kUnknown: break;
+    case Direction::kInbound:
+      return "in";
+    case Direction::kOutbound:
+      return "out";
+    case Direction::kUnknown:
+      break;
   }
   return "-";
 }
 
 std::string_view TlsName(TlsState t) {
   switch (t) {
-    case TlsState::kNo: return "false";
-    case TlsState::kYes: return "true";
-    case TlsState::kUnknown: break;
+    case TlsState::kNo:
+      return "false";
+    case TlsState::kYes:
+      return "true";
+    case TlsState::kUnknown:
+      break;
   }
   return "-";
 }
 
 std::string_view HttpVersionName(HttpVersion v) {
   switch (v) {
-    case HttpVersion::kHttp09: return "HTTP/0.9";
-    case HttpVersion::kHttp10: return "HTTP/1.0";
-    case HttpVersion::kHttp11: return "HTTP/1.1";
-    case HttpVersion::kHttp2: return "HTTP/2";
-    case HttpVersion::kHttp3: return "HTTP/3";
-    case HttpVersion::kUnknown: break;
+    case HttpVersion::kHttp09:
+      return "HTTP/0.9";
+    case HttpVersion::kHttp10:
+      return "HTTP/1.0";
+    case HttpVersion::kHttp11:
+      return "HTTP/1.1";
+    case HttpVersion::kHttp2:
+      return "HTTP/2";
+    case HttpVersion::kHttp3:
+      return "HTTP/3";
+    case HttpVersion::kUnknown:
+      break;
   }
   return "-";
 }
 
 std::string_view CompletionName(Completion c) {
   switch (c) {
-    case Completion::kComplete: return "complete";
-    case Completion::kNoResponse: return "no-response";
-    case Completion::kNoRequest: return "no-request";
-    case Completion::kReset: return "reset";
-    case Completion::kGap: return "gap";
-    case Completion::kTruncated: return "truncated";
-    case Completion::kCaptureEnded: return "capture-ended";
-    case Completion::kMalformed: return "malformed";
-    case Completion::kTimeout: return "timeout";
+    case Completion::kComplete:
+      return "complete";
+    case Completion::kNoResponse:
+      return "no-response";
+    case Completion::kNoRequest:
+      return "no-request";
+    case Completion::kReset:
+      return "reset";
+    case Completion::kGap:
+      return "gap";
+    case Completion::kTruncated:
+      return "truncated";
+    case Completion::kCaptureEnded:
+      return "capture-ended";
+    case Completion::kMalformed:
+      return "malformed";
+    case Completion::kTimeout:
+      return "timeout";
   }
   return "unknown";
 }

@@ -21,11 +21,23 @@ namespace tapkit {
 enum class Direction : uint8_t { kUnknown = 0, kInbound = 1, kOutbound = 2 };
 enum class TlsState : uint8_t { kUnknown = 0, kNo = 1, kYes = 2 };
 enum class HttpVersion : uint8_t {
-  kUnknown = 0, kHttp09 = 1, kHttp10 = 2, kHttp11 = 3, kHttp2 = 4, kHttp3 = 5
+  kUnknown = 0,
+  kHttp09 = 1,
+  kHttp10 = 2,
+  kHttp11 = 3,
+  kHttp2 = 4,
+  kHttp3 = 5
 };
 enum class Completion : uint8_t {
-  kComplete = 0, kNoResponse = 1, kNoRequest = 2, kReset = 3, kGap = 4, kTruncated = 5,
-  kCaptureEnded = 6, kMalformed = 7, kTimeout = 8,
+  kComplete = 0,
+  kNoResponse = 1,
+  kNoRequest = 2,
+  kReset = 3,
+  kGap = 4,
+  kTruncated = 5,
+  kCaptureEnded = 6,
+  kMalformed = 7,
+  kTimeout = 8,
 };
 
 // Names used in text and JSON output: "in"/"out"/"-", "HTTP/1.1", "no-response", ...
@@ -36,7 +48,7 @@ std::string_view CompletionName(Completion c);  // "complete", "no-response", ..
 
 // An IPv4 or IPv6 address in network byte order. family 0 means unknown.
 struct IpAddress {
-  uint8_t family = 0;  // 0 unknown, 4, or 6
+  uint8_t family = 0;               // 0 unknown, 4, or 6
   std::array<uint8_t, 16> bytes{};  // IPv4 uses the first 4
 
   static IpAddress V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d);

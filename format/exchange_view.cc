@@ -73,8 +73,8 @@ Body ToBody(const BodyView& b) {
 }
 
 bool RefInside(const fb::BodyRef* ref, uint64_t size) {
-  return ref == nullptr ||
-         (static_cast<uint64_t>(ref->offset()) + ref->stored() <= size && ref->stored() <= ref->length());
+  return ref == nullptr || (static_cast<uint64_t>(ref->offset()) + ref->stored() <= size &&
+                            ref->stored() <= ref->length());
 }
 
 }  // namespace
@@ -214,9 +214,12 @@ std::string_view InterimView::reason() const { return Str(i_->reason()); }
 uint64_t ExchangeView::offset(int which) const {
   if (const auto* lo = e_->long_offsets(); lo && lo->size() == 3) return lo->Get(which);
   switch (which) {
-    case 0: return e_->request_end();
-    case 1: return e_->response_start();
-    default: return e_->response_end();
+    case 0:
+      return e_->request_end();
+    case 1:
+      return e_->response_start();
+    default:
+      return e_->response_end();
   }
 }
 
@@ -277,8 +280,8 @@ Exchange ExchangeView::ToExchange() const {
   }
   for (size_t i = 0; i < interim_count(); ++i) {
     InterimView v = interim(i);
-    x.interim.push_back(InterimResponse{v.status(), std::string(v.reason()),
-                                        ToHeaders(v.headers()), v.offset_ns()});
+    x.interim.push_back(InterimResponse{v.status(), std::string(v.reason()), ToHeaders(v.headers()),
+                                        v.offset_ns()});
   }
   if (has_response()) {
     ResponseView r = response();

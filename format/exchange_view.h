@@ -37,7 +37,9 @@ class HeaderListView {
       Advance();
       return *this;
     }
-    bool operator==(const Iterator& o) const { return done_ == o.done_ && rest_.data() == o.rest_.data(); }
+    bool operator==(const Iterator& o) const {
+      return done_ == o.done_ && rest_.data() == o.rest_.data();
+    }
     bool operator!=(const Iterator& o) const { return !(*this == o); }
 
    private:

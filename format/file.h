@@ -52,7 +52,8 @@ absl::StatusOr<std::unique_ptr<WritableFile>> OpenAppendableFile(const std::stri
 absl::StatusOr<std::unique_ptr<ReadableFile>> OpenReadableFile(const std::string& path);
 
 // Appends to `*dest`, which must outlive the file.
-std::unique_ptr<WritableFile> NewStringWritableFile(std::string* dest, std::string name = "<memory>");
+std::unique_ptr<WritableFile> NewStringWritableFile(std::string* dest,
+                                                    std::string name = "<memory>");
 // Reads `data`, which must outlive the file. `seekable` false behaves like a pipe.
 std::unique_ptr<ReadableFile> NewStringReadableFile(std::string_view data,
                                                     std::string name = "<memory>",

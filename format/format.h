@@ -41,26 +41,26 @@ enum class Codec : uint8_t {
 
 // Field offsets inside a block header.
 inline constexpr size_t kBlockMarkerOffset = 0;
-inline constexpr size_t kBlockHeaderChecksumOffset = 8;   // XXH3-64 of header[16, H) + meta frame
-inline constexpr size_t kBlockBodyChecksumOffset = 16;    // XXH3-64 of the body frame
-inline constexpr size_t kBlockHeaderLengthOffset = 24;    // u16
-inline constexpr size_t kBlockTypeOffset = 26;            // u8
-inline constexpr size_t kBlockCodecOffset = 27;           // u8
-inline constexpr size_t kBlockFlagsOffset = 28;           // u32, 0
-inline constexpr size_t kBlockCountOffset = 32;           // u32 exchanges
-inline constexpr size_t kBlockMetaStoredOffset = 36;      // u32
-inline constexpr size_t kBlockMetaRawOffset = 40;         // u32
-inline constexpr size_t kBlockBodyStoredOffset = 44;      // u32
-inline constexpr size_t kBlockBodyRawOffset = 48;         // u32
-inline constexpr size_t kBlockReservedOffset = 52;        // u32, 0
-inline constexpr size_t kBlockMinKeyOffset = 56;          // u64 ns
-inline constexpr size_t kBlockMaxKeyOffset = 64;          // u64 ns
+inline constexpr size_t kBlockHeaderChecksumOffset = 8;  // XXH3-64 of header[16, H) + meta frame
+inline constexpr size_t kBlockBodyChecksumOffset = 16;   // XXH3-64 of the body frame
+inline constexpr size_t kBlockHeaderLengthOffset = 24;   // u16
+inline constexpr size_t kBlockTypeOffset = 26;           // u8
+inline constexpr size_t kBlockCodecOffset = 27;          // u8
+inline constexpr size_t kBlockFlagsOffset = 28;          // u32, 0
+inline constexpr size_t kBlockCountOffset = 32;          // u32 exchanges
+inline constexpr size_t kBlockMetaStoredOffset = 36;     // u32
+inline constexpr size_t kBlockMetaRawOffset = 40;        // u32
+inline constexpr size_t kBlockBodyStoredOffset = 44;     // u32
+inline constexpr size_t kBlockBodyRawOffset = 48;        // u32
+inline constexpr size_t kBlockReservedOffset = 52;       // u32, 0
+inline constexpr size_t kBlockMinKeyOffset = 56;         // u64 ns
+inline constexpr size_t kBlockMaxKeyOffset = 64;         // u64 ns
 inline constexpr size_t kBlockChecksummedFrom = 16;
 
 // Hard caps, checked before anything is allocated.
-inline constexpr uint32_t kMaxFrameSize = 128u << 20;     // stored or raw, either frame
+inline constexpr uint32_t kMaxFrameSize = 128u << 20;  // stored or raw, either frame
 inline constexpr uint32_t kMaxExchangesPerSegment = 1u << 22;
-inline constexpr uint32_t kMaxRecordSize = 64u << 20;     // one size-prefixed Exchange FlatBuffer
+inline constexpr uint32_t kMaxRecordSize = 64u << 20;  // one size-prefixed Exchange FlatBuffer
 inline constexpr uint32_t kMaxFlatBufferDepth = 16;
 inline constexpr uint32_t kMaxFlatBufferTables = 1u << 20;
 
@@ -69,7 +69,7 @@ inline constexpr size_t kFooterSize = 16;  // u64 trailer block offset, then the
 inline constexpr unsigned char kFooterMagic[8] = {'T', 'A', 'P', 'E', 'N', 'D', '\r', '\n'};
 
 // --- Writer defaults ---
-inline constexpr size_t kDefaultSegmentBytes = 1u << 20;     // uncompressed, both frames
+inline constexpr size_t kDefaultSegmentBytes = 1u << 20;  // uncompressed, both frames
 inline constexpr int64_t kDefaultFlushIntervalNs = 1'000'000'000;
 inline constexpr int kDefaultZstdLevel = 3;
 inline constexpr uint64_t kDefaultBodyLimit = 64u << 10;

@@ -79,8 +79,10 @@ TEST(Damage, TruncatedAtEveryOffset) {
       size_t want = WholeBefore(f, cut);
       ASSERT_EQ(r.exchanges.size(), want) << where;
       if (!headers_only) ExpectPrefix(r, f, want, where);
-      if (cut < f.bytes.size()) EXPECT_EQ(r.report.notices.size(), 1u) << where;
-      else EXPECT_TRUE(r.report.notices.empty()) << where;
+      if (cut < f.bytes.size())
+        EXPECT_EQ(r.report.notices.size(), 1u) << where;
+      else
+        EXPECT_TRUE(r.report.notices.empty()) << where;
     }
   }
 }
@@ -93,7 +95,8 @@ TEST(Damage, FlippedByteAnywhere) {
     std::string bad = f.bytes;
     bad[at] ^= 0x20;
     ReadResult r = ReadAll(bad);
-    std::string where = absl::StrCat("flip at ", at, " of ", f.bytes.size(), " blocks at ", f.blocks.back());
+    std::string where =
+        absl::StrCat("flip at ", at, " of ", f.bytes.size(), " blocks at ", f.blocks.back());
     ASSERT_TRUE(r.open.ok()) << where;
     // Which segment holds the byte, if any, and is it in the segment's body frame?
     size_t seg = f.per_segment.size();
@@ -190,8 +193,7 @@ TEST(Damage, HugeLengthsAreCappedBeforeAllocation) {
       ASSERT_TRUE(r.open.ok()) << where;
       // A forged body raw length within the cap leaves the header and headers frame valid: the
       // exchanges are read without bodies. Every other forgery loses the segment.
-      bool headers_survive =
-          field == format::kBlockBodyRawOffset && value <= format::kMaxFrameSize;
+      bool headers_survive = field == format::kBlockBodyRawOffset && value <= format::kMaxFrameSize;
       EXPECT_EQ(r.exchanges.size(), f.xs.size() - (headers_survive ? 0 : f.per_segment[1]))
           << where;
       EXPECT_FALSE(r.status.ok()) << where;
@@ -217,7 +219,8 @@ TEST(Damage, ZstdFrameBeyondDeclaredSize) {
   std::string zeros(8 << 20, '\0');
   // With the content size in the frame header.
   std::string with_size(ZSTD_compressBound(zeros.size()), '\0');
-  with_size.resize(ZSTD_compress(with_size.data(), with_size.size(), zeros.data(), zeros.size(), 1));
+  with_size.resize(
+      ZSTD_compress(with_size.data(), with_size.size(), zeros.data(), zeros.size(), 1));
   // Streamed, without a content size.
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
@@ -340,9 +343,8 @@ TEST(Damage, VersionRules) {
   std::string minor = f.bytes;
   format::Put16(minor.data() + 10, 7);
   uint32_t meta = format::Get32(minor.data() + 12);
-  format::Put64(minor.data() + 16,
-                format::Checksum(std::string_view(minor.data(), 16),
-                                 std::string_view(minor.data() + 24, meta)));
+  format::Put64(minor.data() + 16, format::Checksum(std::string_view(minor.data(), 16),
+                                                    std::string_view(minor.data() + 24, meta)));
   ReadResult r7 = ReadAll(minor);
   ASSERT_TRUE(r7.open.ok()) << r7.open;
   EXPECT_EQ(r7.exchanges, f.xs);
@@ -430,7 +432,7 @@ TEST(Damage, RebuildKeepsSegmentsAfterABadFooter) {
   SmallFile a = MakeSmallFile();
   SmallFile b = MakeSmallFile(false);
   std::string joined = a.bytes;
-  joined[joined.size() - 3] ^= 1;  // a's footer is damaged
+  joined[joined.size() - 3] ^= 1;         // a's footer is damaged
   joined += b.bytes.substr(b.blocks[0]);  // b's segments, without b's file header
   std::string path = absl::StrCat(::testing::TempDir(), "/joined.tap");
   std::ofstream(path, std::ios::binary) << joined;

@@ -1,9 +1,8 @@
 // Real captures written by other tools (the shared corpus of pcap and pcapng files) are not .tap
 // files: the reader refuses every one with one clear error that points at taprec, and never
 // crashes or reads them as data.
-#include <gtest/gtest.h>
-
 #include <dirent.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 

@@ -32,14 +32,23 @@ std::vector<Exchange> GoldenExchanges() {
                      Labels{"demo", "backend-0", "deployment", "backend", "backend"}};
     x.direction = Direction::kInbound;
     x.tls = TlsState::kNo;
-    x.request = Request{HttpVersion::kHttp11, "GET", "http", "backend.demo", "/api/items?id=7",
-                        {{"Host", "backend.demo"}, {"User-Agent", "curl/7.88.1"},
-                         {"Accept", "*/*"}},
-                        {}, {}};
-    x.response = Response{HttpVersion::kHttp11, 200, "OK",
-                          {{"Server", "nginx/1.22.1"}, {"Content-Type", "application/json"},
+    x.request =
+        Request{HttpVersion::kHttp11,
+                "GET",
+                "http",
+                "backend.demo",
+                "/api/items?id=7",
+                {{"Host", "backend.demo"}, {"User-Agent", "curl/7.88.1"}, {"Accept", "*/*"}},
+                {},
+                {}};
+    x.response = Response{HttpVersion::kHttp11,
+                          200,
+                          "OK",
+                          {{"Server", "nginx/1.22.1"},
+                           {"Content-Type", "application/json"},
                            {"Content-Length", "27"}},
-                          Body{"{\"id\":7,\"name\":\"sprocket\"}\n", 27, false}, {}};
+                          Body{"{\"id\":7,\"name\":\"sprocket\"}\n", 27, false},
+                          {}};
     xs.push_back(x);
   }
   {  // POST with Expect: 100-continue, chunked request body with a trailer, 201 response.
@@ -53,15 +62,24 @@ std::vector<Exchange> GoldenExchanges() {
     x.destination = {IpAddress::V4(127, 0, 20, 2), 8080, {}};
     x.direction = Direction::kOutbound;
     x.tls = TlsState::kNo;
-    x.request = Request{HttpVersion::kHttp11, "POST", "http", "backend.demo:8080", "/api/orders",
-                        {{"Host", "backend.demo:8080"}, {"Transfer-Encoding", "chunked"},
-                         {"Expect", "100-continue"}, {"Authorization", "tapkit-redacted:9f2c1a"}},
+    x.request = Request{HttpVersion::kHttp11,
+                        "POST",
+                        "http",
+                        "backend.demo:8080",
+                        "/api/orders",
+                        {{"Host", "backend.demo:8080"},
+                         {"Transfer-Encoding", "chunked"},
+                         {"Expect", "100-continue"},
+                         {"Authorization", "tapkit-redacted:9f2c1a"}},
                         Body{"{\"item\":7,\"qty\":2}", 18, false},
                         {{"X-Checksum", "sha256=abc"}}};
     x.interim = {InterimResponse{100, "Continue", {}, 1'200'000}};
-    x.response = Response{HttpVersion::kHttp11, 201, "Created",
+    x.response = Response{HttpVersion::kHttp11,
+                          201,
+                          "Created",
                           {{"Location", "/api/orders/99"}, {"Content-Length", "0"}},
-                          {}, {}};
+                          {},
+                          {}};
     xs.push_back(x);
   }
   {  // A request whose response never came: the connection was reset.
@@ -71,8 +89,14 @@ std::vector<Exchange> GoldenExchanges() {
     x.stream_id = 3;
     x.source = {*IpAddress::Parse("fd00::10"), 50000, {}};
     x.destination = {*IpAddress::Parse("fd00::20"), 80, {}};
-    x.request = Request{HttpVersion::kHttp10, "DELETE", "http", "", "/api/orders/99",
-                        {{"X-Bin", std::string("\x00\x01\xfe\xff", 4)}}, {}, {}};
+    x.request = Request{HttpVersion::kHttp10,
+                        "DELETE",
+                        "http",
+                        "",
+                        "/api/orders/99",
+                        {{"X-Bin", std::string("\x00\x01\xfe\xff", 4)}},
+                        {},
+                        {}};
     x.completion = Completion::kReset;
     x.reason = "TCP RST from server";
     xs.push_back(x);
@@ -84,9 +108,12 @@ std::vector<Exchange> GoldenExchanges() {
     x.stream_id = 4;
     x.source = {IpAddress::V4(127, 0, 10, 1), 41240, {}};
     x.destination = {IpAddress::V4(127, 0, 20, 1), 80, {}};
-    x.response = Response{HttpVersion::kHttp11, 503, "Service Unavailable",
+    x.response = Response{HttpVersion::kHttp11,
+                          503,
+                          "Service Unavailable",
                           {{"Content-Type", "text/plain"}},
-                          Body{std::string(64, 'x'), 1'000'000, true}, {}};
+                          Body{std::string(64, 'x'), 1'000'000, true},
+                          {}};
     x.completion = Completion::kNoRequest;
     x.reason = "capture began after the request";
     xs.push_back(x);
@@ -102,11 +129,21 @@ std::vector<Exchange> GoldenExchanges() {
     x.h2_stream_id = 5;
     x.source = {IpAddress::V4(127, 0, 10, 1), 41300, {}};
     x.destination = {IpAddress::V4(127, 0, 20, 3), 50051, {}};
-    x.request = Request{HttpVersion::kHttp2, "POST", "http", "greeter:50051",
+    x.request = Request{HttpVersion::kHttp2,
+                        "POST",
+                        "http",
+                        "greeter:50051",
                         "/helloworld.Greeter/SayHello",
                         {{"content-type", "application/grpc"}, {"te", "trailers"}},
-                        Body{std::string("\x00\x00\x00\x00\x05\x0a\x03" "bob", 10), 10, false}, {}};
-    x.response = Response{HttpVersion::kHttp2, 200, "", {{"content-type", "application/grpc"}},
+                        Body{std::string("\x00\x00\x00\x00\x05\x0a\x03"
+                                         "bob",
+                                         10),
+                             10, false},
+                        {}};
+    x.response = Response{HttpVersion::kHttp2,
+                          200,
+                          "",
+                          {{"content-type", "application/grpc"}},
                           Body{std::string("\x00\x00\x00\x00\x0b\x0a\x09hello bob", 16), 16, false},
                           {{"grpc-status", "5"}, {"grpc-message", "not found"}}};
     x.grpc_status = 5;
@@ -192,8 +229,8 @@ TEST(Golden, V1_0ReadsExactly) {
   std::vector<uint64_t> keys;
   ExchangeView v;
   while ((*reader)->Next(&v)) keys.push_back(v.sort_key_ns());
-  EXPECT_EQ(keys, (std::vector<uint64_t>{1'764'460'802'000'000'000ull,
-                                         1'764'460'801'500'000'000ull}));
+  EXPECT_EQ(keys,
+            (std::vector<uint64_t>{1'764'460'802'000'000'000ull, 1'764'460'801'500'000'000ull}));
 }
 
 }  // namespace

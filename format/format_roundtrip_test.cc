@@ -171,8 +171,8 @@ TEST(RoundTrip, UnknownFieldOfALaterMinorIsIgnored) {
   nb.FinishSizePrefixed(eb.Finish());
   std::string record(reinterpret_cast<const char*>(nb.GetBufferPointer()), nb.GetSize());
   std::string file = BuildFileHeader(EncodeCaptureMetadata(testing::SampleMetadata()), 1, 9);
-  ASSERT_TRUE(BuildBlock(format::BlockType::kSegment, format::Codec::kZstd, 3, 1, 777, 777,
-                         record, {}, &file)
+  ASSERT_TRUE(BuildBlock(format::BlockType::kSegment, format::Codec::kZstd, 3, 1, 777, 777, record,
+                         {}, &file)
                   .ok());
   testing::ReadResult r = ReadAll(file);
   ASSERT_TRUE(r.open.ok()) << r.open;
@@ -274,9 +274,8 @@ TEST(Writer, FullDiskKeepsWholeSegments) {
   WriterOptions o;
   o.segment_bytes = 2 << 10;
   o.flush_interval_ns = 0;
-  auto w = Writer::Open(
-      NewFaultInjectingWritableFile(NewStringWritableFile(&out), 6000), testing::SampleMetadata(),
-      o);
+  auto w = Writer::Open(NewFaultInjectingWritableFile(NewStringWritableFile(&out), 6000),
+                        testing::SampleMetadata(), o);
   ASSERT_TRUE(w.ok());
   absl::Status s;
   uint64_t appended = 0;

@@ -72,8 +72,8 @@ uint64_t SegmentsThatCanHold(const std::string& file, uint64_t t, uint64_t* tota
 // them, through the index.
 TEST(Seek, ExactlyKeysAtOrAfterThroughIndex) {
   const Fixture& f = Get();
-  for (uint64_t t : {0ull, 1'000'000'000ull, 1'500'000'000ull, 3'333'333'333ull,
-                     5'999'000'000ull, 7'000'000'000ull, 9'000'000'000ull}) {
+  for (uint64_t t : {0ull, 1'000'000'000ull, 1'500'000'000ull, 3'333'333'333ull, 5'999'000'000ull,
+                     7'000'000'000ull, 9'000'000'000ull}) {
     SeekResult r = SeekAndRead(f.with_index, t);
     EXPECT_EQ(r.got, Expected(t)) << "T=" << t;
     uint64_t total = 0;

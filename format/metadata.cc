@@ -71,8 +71,7 @@ Offset<Vector<Offset<fb::KeyValue>>> MakePairs(
   return b.CreateVector(offs);
 }
 
-std::vector<std::pair<std::string, std::string>> ReadPairs(
-    const Vector<Offset<fb::KeyValue>>* v) {
+std::vector<std::pair<std::string, std::string>> ReadPairs(const Vector<Offset<fb::KeyValue>>* v) {
   std::vector<std::pair<std::string, std::string>> out;
   if (!v) return out;
   for (const fb::KeyValue* kv : *v) out.emplace_back(Str(kv->key()), Str(kv->value()));

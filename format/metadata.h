@@ -61,8 +61,8 @@ struct SegmentInfo {
 
 // What the writer tells the trailer beyond what it counted itself.
 struct TrailerInput {
-  std::map<std::string, uint64_t> drops;     // by reason
-  std::map<std::string, uint64_t> counters;  // other totals
+  std::map<std::string, uint64_t> drops;         // by reason
+  std::map<std::string, uint64_t> counters;      // other totals
   std::vector<CapturePointInfo> capture_points;  // final list; empty keeps the header's
 };
 

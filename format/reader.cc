@@ -1,11 +1,10 @@
 #include "format/reader.h"
 
 #include <unistd.h>
-
-#include <cerrno>
 #include <zstd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <deque>
 
@@ -311,9 +310,9 @@ struct Reader::Impl {
       BlockHeader h;
       std::string why;
       if (ProbeBlock(&h, &why) == Probe::kOk) {
-        Corrupt(bad_at, in->pos() - bad_at,
-                truncated ? absl::StrCat(reason, "; the block is cut short by a later block")
-                          : reason);
+        Corrupt(
+            bad_at, in->pos() - bad_at,
+            truncated ? absl::StrCat(reason, "; the block is cut short by a later block") : reason);
         return;
       }
       in->Skip(1);
@@ -321,9 +320,8 @@ struct Reader::Impl {
     // Data that seems cut short is a torn tail only if the file does not end in a footer: a
     // footer means the writer finished, so the "cut" is a damaged length field.
     in->Fill(format::kFooterSize);
-    bool ends_in_footer =
-        in->avail() >= format::kFooterSize &&
-        std::memcmp(in->data() + in->avail() - 8, format::kFooterMagic, 8) == 0;
+    bool ends_in_footer = in->avail() >= format::kFooterSize &&
+                          std::memcmp(in->data() + in->avail() - 8, format::kFooterMagic, 8) == 0;
     while (in->Skip(in->avail()) && in->Fill(1)) {
       ends_in_footer = in->avail() >= format::kFooterSize &&
                        std::memcmp(in->data() + in->avail() - 8, format::kFooterMagic, 8) == 0;
@@ -449,8 +447,9 @@ struct Reader::Impl {
     if (p == Probe::kEnd) {
       done = true;
       if (!stats.trailer_read) {
-        reporter->Notice(at, "no trailer: the writer did not finish (killed, or still writing); "
-                             "read by scanning");
+        reporter->Notice(at,
+                         "no trailer: the writer did not finish (killed, or still writing); "
+                         "read by scanning");
       }
       return;
     }
@@ -480,7 +479,8 @@ struct Reader::Impl {
     if (h.type == static_cast<uint8_t>(BlockType::kTrailer)) {
       std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw);
       FileSummary s;
-      if (err.empty() && !DecodeFileSummary(meta_raw.view(), &s)) err = "trailer fails verification";
+      if (err.empty() && !DecodeFileSummary(meta_raw.view(), &s))
+        err = "trailer fails verification";
       if (!err.empty()) {
         Corrupt(at, h.length(), absl::StrCat("trailer: ", err));
         in->Skip(h.length());
@@ -558,9 +558,9 @@ struct Reader::Impl {
       Probe p = ProbeBlock(&h, &why);
       if (p != Probe::kOk || h.type != static_cast<uint8_t>(BlockType::kSegment)) {
         Corrupt(e.offset, e.length,
-                p == Probe::kOk ? "index points at a block that is not a segment"
-                                : absl::StrCat("indexed segment: ",
-                                               why.empty() ? "block cut short" : why));
+                p == Probe::kOk
+                    ? "index points at a block that is not a segment"
+                    : absl::StrCat("indexed segment: ", why.empty() ? "block cut short" : why));
         continue;
       }
       done = false;
@@ -586,10 +586,8 @@ struct Reader::Impl {
     if (!in->SeekTo(trailer_at)) return false;
     BlockHeader h;
     std::string why;
-    if (ProbeBlock(&h, &why) != Probe::kOk ||
-        h.type != static_cast<uint8_t>(BlockType::kTrailer) ||
-        h.codec > static_cast<uint8_t>(Codec::kZstd) ||
-        trailer_at + h.length() != footer_at) {
+    if (ProbeBlock(&h, &why) != Probe::kOk || h.type != static_cast<uint8_t>(BlockType::kTrailer) ||
+        h.codec > static_cast<uint8_t>(Codec::kZstd) || trailer_at + h.length() != footer_at) {
       return false;
     }
     std::string_view meta_stored(in->data() + h.header_length, h.meta_stored);
@@ -640,16 +638,15 @@ absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::unique_ptr<ReadableFil
         absl::StrCat(name, ": offset 0: not a .tap file (bad magic)", hint));
   }
   if (in.avail() < format::kFileHeaderSize) {
-    return absl::DataLossError(absl::StrCat(name, ": file header cut short at ", in.avail(),
-                                            " of ", format::kFileHeaderSize, " bytes"));
+    return absl::DataLossError(absl::StrCat(name, ": file header cut short at ", in.avail(), " of ",
+                                            format::kFileHeaderSize, " bytes"));
   }
   m.major = format::Get16(in.data() + 8);
   m.minor = format::Get16(in.data() + 10);
   if (m.major > format::kMajorVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         name, ": offset 8: .tap version ", m.major, ".", m.minor,
-        " is newer than this reader understands (", format::kMajorVersion,
-        ".x); upgrade tapkit"));
+        " is newer than this reader understands (", format::kMajorVersion, ".x); upgrade tapkit"));
   }
   if (m.major == 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": offset 8: major version 0"));
@@ -660,9 +657,9 @@ absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::unique_ptr<ReadableFil
                                             " over the cap of ", format::kMaxMetadataSize));
   }
   if (!in.Fill(format::kFileHeaderSize + meta_len)) {
-    return absl::DataLossError(absl::StrCat(name, ": file header cut short: metadata of ",
-                                            meta_len, " bytes, ",
-                                            in.avail() - format::kFileHeaderSize, " present"));
+    return absl::DataLossError(absl::StrCat(name, ": file header cut short: metadata of ", meta_len,
+                                            " bytes, ", in.avail() - format::kFileHeaderSize,
+                                            " present"));
   }
   std::string_view metadata(in.data() + format::kFileHeaderSize, meta_len);
   if (format::Checksum(std::string_view(in.data(), 16), metadata) !=

@@ -54,10 +54,10 @@ struct ReaderStats {
   uint64_t corrupt_bytes = 0;
   bool torn_tail = false;
   uint64_t torn_bytes = 0;
-  bool trailer_read = false;           // the trailer block was met and verified
-  uint64_t trailer_offset = 0;         // where that trailer block starts
-  bool footer_ok = false;              // a valid footer followed it
-  uint64_t data_end = 0;               // end offset of the last whole segment (or unknown) block
+  bool trailer_read = false;    // the trailer block was met and verified
+  uint64_t trailer_offset = 0;  // where that trailer block starts
+  bool footer_ok = false;       // a valid footer followed it
+  uint64_t data_end = 0;        // end offset of the last whole segment (or unknown) block
 };
 
 class Reader {

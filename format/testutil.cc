@@ -44,17 +44,17 @@ Exchange RichExchange(uint64_t i) {
   q.trailers = {{"X-Checksum", "abc123"}};
 
   x.interim.push_back(InterimResponse{100, "Continue", {}, 2'000 + i});
-  x.interim.push_back(InterimResponse{103, "Early Hints", {{"Link", "</style.css>; rel=preload"}},
-                                      3'000 + i});
+  x.interim.push_back(
+      InterimResponse{103, "Early Hints", {{"Link", "</style.css>; rel=preload"}}, 3'000 + i});
 
   Response& s = x.response.emplace();
   s.version = HttpVersion::kHttp11;
   s.status = static_cast<uint16_t>(200 + i % 3);
   s.reason = "OK";
-  s.headers = {{"Content-Type", "application/octet-stream"}, {"Set-Cookie", "a=1"},
-               {"Set-Cookie", "b=2"}};
+  s.headers = {
+      {"Content-Type", "application/octet-stream"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}};
   s.body.data = std::string(64 + i % 50, static_cast<char>(i));
-  s.body.data[0] = '\xc3';  // not UTF-8
+  s.body.data[0] = '\xc3';      // not UTF-8
   s.body.length = 100'000 + i;  // more on the wire than stored
   s.body.truncated = true;
   s.trailers = {{"grpc-status", "0"}};
@@ -106,10 +106,10 @@ CaptureMetadata SampleMetadata() {
   m.filters = {{"method", "POST"}, {"to", "deploy/db"}};
   m.body_limit = 65536;
   m.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false};
-  m.capture_points = {CapturePointInfo{0, "pod", "backend-1", Labels{"shop", "backend-1",
-                                                                     "deployment", "backend", ""},
-                                       {1}},
-                      CapturePointInfo{1, "file", "in.pcap", {}, {1, 113}}};
+  m.capture_points = {
+      CapturePointInfo{
+          0, "pod", "backend-1", Labels{"shop", "backend-1", "deployment", "backend", ""}, {1}},
+      CapturePointInfo{1, "file", "in.pcap", {}, {1, 113}}};
   m.extra = {{"bpf", "tcp port 8080"}};
   return m;
 }
@@ -178,8 +178,8 @@ void FixBlockChecksum(std::string* file, uint64_t offset) {
   format::BlockHeader h = format::DecodeBlockHeader(file->data() + offset);
   std::string_view all(file->data() + offset, file->size() - offset);
   std::string_view header = all.substr(0, h.header_length);
-  std::string_view meta = all.substr(h.header_length,
-                                     std::min<uint64_t>(h.meta_stored, all.size() - h.header_length));
+  std::string_view meta =
+      all.substr(h.header_length, std::min<uint64_t>(h.meta_stored, all.size() - h.header_length));
   format::Put64(file->data() + offset + format::kBlockHeaderChecksumOffset,
                 format::HeaderChecksum(header, meta));
 }

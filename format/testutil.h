@@ -41,17 +41,15 @@ class RecordingReporter final : public Reporter {
   void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
     r_->corruption.push_back({offset, length, std::string(reason)});
   }
-  void Notice(uint64_t, std::string_view message) override {
-    r_->notices.emplace_back(message);
-  }
+  void Notice(uint64_t, std::string_view message) override { r_->notices.emplace_back(message); }
 
  private:
   Report* r_;
 };
 
 struct ReadResult {
-  absl::Status open;               // Reader::Open's status
-  absl::Status status;             // Reader::status() at the end
+  absl::Status open;    // Reader::Open's status
+  absl::Status status;  // Reader::status() at the end
   std::vector<Exchange> exchanges;
   ReaderStats stats;
   Report report;
@@ -65,15 +63,15 @@ ReadResult ReadAll(std::string_view data, bool headers_only = false, bool seekab
 std::string CorpusDir();
 
 // In a test body: skips with a visible message when the corpus is absent, or fails under CI=true.
-#define TAPKIT_REQUIRE_CORPUS(dir)                                                          \
-  do {                                                                                     \
-    if ((dir).empty()) {                                                                   \
-      if (::tapkit::testing::InCi()) {                                                     \
-        FAIL() << "capture corpus not found (TAPKIT_CORPUS or ../shared/corpus); CI=true"; \
-      }                                                                                    \
+#define TAPKIT_REQUIRE_CORPUS(dir)                                                             \
+  do {                                                                                         \
+    if ((dir).empty()) {                                                                       \
+      if (::tapkit::testing::InCi()) {                                                         \
+        FAIL() << "capture corpus not found (TAPKIT_CORPUS or ../shared/corpus); CI=true";     \
+      }                                                                                        \
       GTEST_SKIP() << "capture corpus not found: set TAPKIT_CORPUS or place ../shared/corpus " \
-                      "beside the repository; skipping";                                    \
-    }                                                                                      \
+                      "beside the repository; skipping";                                       \
+    }                                                                                          \
   } while (0)
 bool InCi();
 

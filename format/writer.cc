@@ -95,8 +95,7 @@ std::string BuildFileHeader(std::string_view metadata, uint16_t major, uint16_t 
   format::Put16(out.data() + 8, major);
   format::Put16(out.data() + 10, minor);
   format::Put32(out.data() + 12, static_cast<uint32_t>(metadata.size()));
-  format::Put64(out.data() + 16,
-                format::Checksum(std::string_view(out.data(), 16), metadata));
+  format::Put64(out.data() + 16, format::Checksum(std::string_view(out.data(), 16), metadata));
   out.append(metadata);
   return out;
 }
@@ -148,25 +147,23 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(std::unique_ptr<WritableFil
                                                      WriterOptions options) {
   if (options.segment_bytes == 0 || options.segment_bytes > format::kMaxFrameSize / 2) {
     return absl::InvalidArgumentError(absl::StrCat("segment size ", options.segment_bytes,
-                                                   " bytes outside [1, ",
-                                                   format::kMaxFrameSize / 2, "]"));
+                                                   " bytes outside [1, ", format::kMaxFrameSize / 2,
+                                                   "]"));
   }
   if (options.codec == Codec::kZstd &&
       (options.zstd_level < ZSTD_minCLevel() || options.zstd_level > ZSTD_maxCLevel())) {
-    return absl::InvalidArgumentError(absl::StrCat("zstd level ", options.zstd_level,
-                                                   " outside [", ZSTD_minCLevel(), ", ",
-                                                   ZSTD_maxCLevel(), "]"));
+    return absl::InvalidArgumentError(absl::StrCat("zstd level ", options.zstd_level, " outside [",
+                                                   ZSTD_minCLevel(), ", ", ZSTD_maxCLevel(), "]"));
   }
   if (!options.clock) options.clock = MonotonicNs;
   if (!options.wall_clock) options.wall_clock = RealtimeNs;
   std::string fb = EncodeCaptureMetadata(metadata);
   if (fb.size() > format::kMaxMetadataSize) {
-    return absl::InvalidArgumentError(absl::StrCat("capture metadata of ", fb.size(),
-                                                   " bytes over the cap of ",
-                                                   format::kMaxMetadataSize));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capture metadata of ", fb.size(), " bytes over the cap of ", format::kMaxMetadataSize));
   }
-  std::unique_ptr<Writer> w(new Writer(std::move(file), std::move(options),
-                                       metadata.capture_points));
+  std::unique_ptr<Writer> w(
+      new Writer(std::move(file), std::move(options), metadata.capture_points));
   if (absl::Status s = w->Emit(BuildFileHeader(fb)); !s.ok()) return s;
   return w;
 }
@@ -188,12 +185,11 @@ absl::Status Writer::Append(const Exchange& x) {
   size_t body_before = m.body_raw.size();
   absl::Status s = EncodeExchange(x, &m.builder, &m.body_raw);
   // Both frames must stay within the cap once compressed, whatever zstd makes of them.
-  if (s.ok() && (ZSTD_compressBound(m.meta_raw.size() + m.builder.GetSize()) >
-                     format::kMaxFrameSize ||
-                 ZSTD_compressBound(m.body_raw.size()) > format::kMaxFrameSize)) {
-    s = absl::InvalidArgumentError(
-        absl::StrCat("exchange does not fit the segment frame cap of ", format::kMaxFrameSize,
-                     " bytes"));
+  if (s.ok() &&
+      (ZSTD_compressBound(m.meta_raw.size() + m.builder.GetSize()) > format::kMaxFrameSize ||
+       ZSTD_compressBound(m.body_raw.size()) > format::kMaxFrameSize)) {
+    s = absl::InvalidArgumentError(absl::StrCat("exchange does not fit the segment frame cap of ",
+                                                format::kMaxFrameSize, " bytes"));
   }
   if (!s.ok()) {
     m.body_raw.resize(body_before);
@@ -252,8 +248,8 @@ absl::Status Writer::WriteSegment() {
   SegmentInfo info{stats_.file_bytes, m.min_key, m.max_key, m.count,
                    static_cast<uint32_t>(block_length)};
   // Three appends rather than one copy of the block: the frames go out as they are.
-  for (std::string_view part : {std::string_view(header, sizeof header), *meta_stored,
-                                *body_stored}) {
+  for (std::string_view part :
+       {std::string_view(header, sizeof header), *meta_stored, *body_stored}) {
     if (absl::Status s = Emit(part); !s.ok()) return s;
   }
   if (absl::Status s = m.file->Flush(); !s.ok()) return m.failure = s;

@@ -85,9 +85,9 @@ class Writer {
 
 // Builds a whole block around `meta_raw` (and `body_raw`) with `codec`, as the Writer does.
 // Exposed for tools that write trailers (RebuildIndex) and for tests that forge files.
-absl::Status BuildBlock(format::BlockType type, format::Codec codec, int zstd_level,
-                        uint32_t count, uint64_t min_key, uint64_t max_key,
-                        std::string_view meta_raw, std::string_view body_raw, std::string* out);
+absl::Status BuildBlock(format::BlockType type, format::Codec codec, int zstd_level, uint32_t count,
+                        uint64_t min_key, uint64_t max_key, std::string_view meta_raw,
+                        std::string_view body_raw, std::string* out);
 
 // The file header: magic, versions, metadata length, checksum, metadata FlatBuffer.
 std::string BuildFileHeader(std::string_view metadata_flatbuffer,

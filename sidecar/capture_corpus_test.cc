@@ -60,12 +60,17 @@ Reading Tshark(const std::string& path) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> by_frame;
   for (auto& row : ReadTsv(path)) {
     std::vector<std::string> methods, uris, hosts;
-    if (!row["http.request.method"].empty()) methods = absl::StrSplit(row["http.request.method"], ',');
+    if (!row["http.request.method"].empty())
+      methods = absl::StrSplit(row["http.request.method"], ',');
     std::vector<std::string> u = absl::StrSplit(row["http.request.uri"], ',');
     std::vector<std::string> h = absl::StrSplit(row["http.host"], ',');
     for (size_t i = 0; i < methods.size(); ++i) {
-      std::string uri = u.size() == methods.size() ? u[i] : methods.size() == 1 ? row["http.request.uri"] : "";
-      std::string host = h.size() == methods.size() ? h[i] : methods.size() == 1 ? row["http.host"] : "";
+      std::string uri = u.size() == methods.size() ? u[i]
+                        : methods.size() == 1      ? row["http.request.uri"]
+                                                   : "";
+      std::string host = h.size() == methods.size() ? h[i]
+                         : methods.size() == 1      ? row["http.host"]
+                                                    : "";
       r.requests.emplace_back(methods[i], uri, host);
       by_frame[row["frame.number"]].emplace_back(methods[i], uri);
     }
@@ -82,7 +87,8 @@ Reading Tshark(const std::string& path) {
       r.responses.emplace_back(q.first, q.second, code);
     }
     if (codes.size() == 1 && methods.empty() && !row["http.content_length"].empty() &&
-        row["http.transfer_encoding"].empty() && row["http.content_length"].find(',') == std::string::npos) {
+        row["http.transfer_encoding"].empty() &&
+        row["http.content_length"].find(',') == std::string::npos) {
       r.response_lengths.emplace_back(std::stoi(codes[0]), std::stoull(row["http.content_length"]));
     }
   }
@@ -94,7 +100,8 @@ Reading Tshark(const std::string& path) {
 // tapkit's reading, in the same shape.
 Reading Tapkit(const std::string& path) {
   Reading r;
-  CaptureEngine engine(EngineOptions{}, [&r](Exchange&& x) { r.exchanges.push_back(std::move(x)); });
+  CaptureEngine engine(EngineOptions{},
+                       [&r](Exchange&& x) { r.exchanges.push_back(std::move(x)); });
   auto source = OpenCaptureFile(path, "");
   if (!source.ok()) {
     r.error = std::string(source.status().message());
@@ -179,8 +186,9 @@ TEST(Corpus, EveryFileAgreesWithTsharkOrIsExplained) {
     bool agrees = t.requests == k.requests && t.responses == k.responses;
     if (e->second.verdict == "same") {
       ++same;
-      EXPECT_TRUE(agrees) << "tshark requests:" << Show(t.requests) << "\n  tapkit requests:"
-                          << Show(k.requests) << "\n  tshark responses:" << Show(t.responses)
+      EXPECT_TRUE(agrees) << "tshark requests:" << Show(t.requests)
+                          << "\n  tapkit requests:" << Show(k.requests)
+                          << "\n  tshark responses:" << Show(t.responses)
                           << "\n  tapkit responses:" << Show(k.responses) << "\n  " << k.error;
     } else {
       ++differs;
@@ -196,7 +204,8 @@ TEST(Corpus, EveryFileAgreesWithTsharkOrIsExplained) {
         if (!x.response || x.response->status != status) continue;
         // A response to HEAD announces a length it does not send (RFC 9110 section 9.3.2).
         bool head = x.request && x.request->method == "HEAD";
-        if (x.response->body.length == length || (head && x.response->body.length == 0)) found = true;
+        if (x.response->body.length == length || (head && x.response->body.length == 0))
+          found = true;
       }
       if (e->second.verdict == "same") {
         EXPECT_TRUE(found) << "no " << status << " response with a body of " << length << " bytes";

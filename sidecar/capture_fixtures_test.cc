@@ -22,7 +22,8 @@ struct Want {
   uint64_t request_length = 0;
 };
 
-std::vector<Exchange> Read(const std::string& name, std::map<std::string, uint64_t>* counters = nullptr) {
+std::vector<Exchange> Read(const std::string& name,
+                           std::map<std::string, uint64_t>* counters = nullptr) {
   std::vector<Exchange> out;
   CaptureEngine engine(EngineOptions{}, [&out](Exchange&& x) { out.push_back(std::move(x)); });
   auto source = OpenCaptureFile(TAPKIT_SOURCE_DIR "/fixtures/captures/" + name, "");
@@ -95,8 +96,8 @@ TEST(Fixtures, ExpectContinue) {
 
 TEST(Fixtures, HeadAnd304CarryNoBody) {
   // The HEAD response says Content-Length: 1072 and sends nothing (RFC 9110 section 9.3.2).
-  Expect("head-and-304.pcap", {{"HEAD", "/items.json", 200, 0, 0},
-                               {"GET", "/items.json", 304, 0, 0}});
+  Expect("head-and-304.pcap",
+         {{"HEAD", "/items.json", 200, 0, 0}, {"GET", "/items.json", 304, 0, 0}});
 }
 
 TEST(Fixtures, Ipv6SllV2AndVlan) {
@@ -107,8 +108,8 @@ TEST(Fixtures, Ipv6SllV2AndVlan) {
   std::vector<Exchange> sll2 = Read("sll2-get.pcap");
   ASSERT_EQ(sll2.size(), 1u);
   EXPECT_EQ(sll2[0].response->body.length, 17u);
-  Expect("vlan-two-gets.pcap", {{"GET", "/items.json", 200, 1222, 1222},
-                                {"GET", "/small.txt", 200, 6, 6}});
+  Expect("vlan-two-gets.pcap",
+         {{"GET", "/items.json", 200, 1222, 1222}, {"GET", "/small.txt", 200, 6, 6}});
 }
 
 TEST(Fixtures, KeepAliveAndItsDamagedVariants) {

@@ -155,14 +155,14 @@ std::span<const uint8_t> S(const std::string& s) {
 TEST(Reassembly, OutOfOrderRetransmissionOverlapAndWrap) {
   StringSink sink;
   TcpReassembler r;
-  uint32_t isn = 0xfffffff0u;  // sequence numbers wrap inside the stream
+  uint32_t isn = 0xfffffff0u;                   // sequence numbers wrap inside the stream
   r.OnSegment(isn, {}, true, false, 0, &sink);  // SYN: data starts at isn + 1
   std::string text = "GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n";
   uint32_t base = isn + 1;
   r.OnSegment(base + 20, S(text.substr(20, 10)), false, false, 0, &sink);  // early
   r.OnSegment(base + 0, S(text.substr(0, 12)), false, false, 0, &sink);
-  r.OnSegment(base + 5, S(text.substr(5, 15)), false, false, 0, &sink);    // overlap
-  r.OnSegment(base + 0, S(text.substr(0, 12)), false, false, 0, &sink);    // retransmission
+  r.OnSegment(base + 5, S(text.substr(5, 15)), false, false, 0, &sink);  // overlap
+  r.OnSegment(base + 0, S(text.substr(0, 12)), false, false, 0, &sink);  // retransmission
   r.OnSegment(base + 30, S(text.substr(30)), false, true, 0, &sink);
   EXPECT_EQ(sink.out, text);
   EXPECT_TRUE(r.fin_seen());
@@ -194,8 +194,9 @@ struct Http {
   std::vector<Exchange> got;
   uint64_t ids = 1;
   Http1Counters counters;
-  Http1Connection conn{Exchange{}, Http1Options{16}, &ids,
-                       [this](Exchange&& x) { got.push_back(std::move(x)); }, &counters, true,
+  Http1Connection conn{Exchange{}, Http1Options{16},
+                       &ids,       [this](Exchange&& x) { got.push_back(std::move(x)); },
+                       &counters,  true,
                        true};
   void C(const std::string& s, uint64_t ts = 1) { conn.OnClientData(S(s), ts); }
   void R(const std::string& s, uint64_t ts = 2) { conn.OnServerData(S(s), ts); }
@@ -204,9 +205,11 @@ struct Http {
 TEST(Http1, PipelinedChunkedTrailersHeadAnd304) {
   Http h;
   h.C("GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /c HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e\"\r\n\r\n", 100);
+      "GET /c HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e\"\r\n\r\n",
+      100);
   h.R("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: abc\r\n\r\n", 300);
+      "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: abc\r\n\r\n",
+      300);
   h.R("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 400);  // HEAD: no body follows
   h.R("HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n", 500);
   ASSERT_EQ(h.got.size(), 3u);
@@ -292,10 +295,10 @@ TEST(Tls, ClientHelloServerName) {
   ext.insert(ext.end(), name.begin(), name.end());
   Bytes body = {3, 3};
   body.resize(2 + 32, 7);
-  body.push_back(0);        // session id
-  Put16(body, 2);           // cipher suites
+  body.push_back(0);  // session id
+  Put16(body, 2);     // cipher suites
   Put16(body, 0x1301);
-  body.push_back(1);        // compression
+  body.push_back(1);  // compression
   body.push_back(0);
   Put16(body, static_cast<uint16_t>(ext.size()));
   body.insert(body.end(), ext.begin(), ext.end());

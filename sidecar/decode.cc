@@ -114,19 +114,23 @@ bool IsSupportedLinkType(int link_type) {
 DecodedFrame DecodeFrame(int link_type, Bytes f, uint32_t wire_length) {
   uint32_t missing = wire_length > f.size() ? wire_length - static_cast<uint32_t>(f.size()) : 0;
   switch (link_type) {
-    case 0: return Null(f, missing, false);
-    case 1: return Ethernet(f, missing);
+    case 0:
+      return Null(f, missing, false);
+    case 1:
+      return Ethernet(f, missing);
     case 9:
       if (f.size() >= 2 && f[0] == 0xff && f[1] == 0x03) f = f.subspan(2);
       return ByPppProtocol(f, missing);
     case 104:
       if (f.size() < 4) return Fail(FrameKind::kMalformed, "C_HDLC header cut short");
       return ByEtherType(Be16(f.data() + 2), f.subspan(4), missing);
-    case 108: return Null(f, missing, true);
+    case 108:
+      return Null(f, missing, true);
     case 113:
       if (f.size() < 16) return Fail(FrameKind::kMalformed, "SLL header cut short");
       return ByEtherType(Be16(f.data() + 14), f.subspan(16), missing);
-    case 129: return ArcnetLinux(f, missing);
+    case 129:
+      return ArcnetLinux(f, missing);
     case 276:
       if (f.size() < 20) return Fail(FrameKind::kMalformed, "SLL2 header cut short");
       return ByEtherType(Be16(f.data()), f.subspan(20), missing);
@@ -193,16 +197,19 @@ DecodedFrame DecodeIp(Bytes p, uint32_t missing) {
     uint8_t next = p[6];
     for (int hops = 0; hops < 16; ++hops) {
       switch (next) {
-        case 6: return DecodeTcp(IpAddress::V6(s), IpAddress::V6(d), rest, lost);
-        case 0:    // hop-by-hop options
-        case 43:   // routing
-        case 60:   // destination options
-        case 135:  // mobility
-        case 139:  // HIP
+        case 6:
+          return DecodeTcp(IpAddress::V6(s), IpAddress::V6(d), rest, lost);
+        case 0:      // hop-by-hop options
+        case 43:     // routing
+        case 60:     // destination options
+        case 135:    // mobility
+        case 139:    // HIP
         case 140: {  // shim6
-          if (rest.size() < 8) return Fail(FrameKind::kMalformed, "IPv6 extension header cut short");
+          if (rest.size() < 8)
+            return Fail(FrameKind::kMalformed, "IPv6 extension header cut short");
           size_t len = (size_t{rest[1]} + 1) * 8;
-          if (len > rest.size()) return Fail(FrameKind::kMalformed, "IPv6 extension header cut short");
+          if (len > rest.size())
+            return Fail(FrameKind::kMalformed, "IPv6 extension header cut short");
           next = rest[0];
           rest = rest.subspan(len);
           break;
@@ -215,8 +222,10 @@ DecodedFrame DecodeIp(Bytes p, uint32_t missing) {
           rest = rest.subspan(len);
           break;
         }
-        case 44: return Fail(FrameKind::kIpv6Fragment, "IPv6 fragment");
-        default: return Fail(FrameKind::kNotTcp, "not TCP");
+        case 44:
+          return Fail(FrameKind::kIpv6Fragment, "IPv6 fragment");
+        default:
+          return Fail(FrameKind::kNotTcp, "not TCP");
       }
     }
     return Fail(FrameKind::kMalformed, "too many IPv6 extension headers");

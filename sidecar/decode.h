@@ -38,13 +38,13 @@ inline constexpr int kSupportedLinkTypes[] = {
 bool IsSupportedLinkType(int link_type);
 
 enum class FrameKind : uint8_t {
-  kTcp,            // a TCP segment: `segment` is filled in
-  kIpv4Fragment,   // an IPv4 fragment: `fragment` is filled in
-  kNotIp,          // ARP, LLDP, ... (not an error)
-  kNotTcp,         // UDP, ICMP, ... (not an error)
+  kTcp,           // a TCP segment: `segment` is filled in
+  kIpv4Fragment,  // an IPv4 fragment: `fragment` is filled in
+  kNotIp,         // ARP, LLDP, ... (not an error)
+  kNotTcp,        // UDP, ICMP, ... (not an error)
   kUnsupportedLink,
-  kMalformed,      // headers that do not fit or contradict themselves
-  kIpv6Fragment,   // IPv6 fragments are counted, not reassembled
+  kMalformed,     // headers that do not fit or contradict themselves
+  kIpv6Fragment,  // IPv6 fragments are counted, not reassembled
 };
 
 // One TCP segment as seen on the wire. `payload` points into the frame passed to DecodeFrame.
@@ -52,7 +52,7 @@ struct TcpSegment {
   IpAddress src, dst;
   uint16_t src_port = 0, dst_port = 0;
   uint32_t seq = 0, ack = 0;
-  uint8_t flags = 0;     // TCP flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
+  uint8_t flags = 0;  // TCP flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
   uint16_t window = 0;
   std::span<const uint8_t> payload;
   uint32_t missing = 0;  // payload bytes the IP header announced but the snaplen cut off

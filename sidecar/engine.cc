@@ -107,7 +107,7 @@ struct CaptureEngine::Impl {
     int client = -1;  // which direction's sender is the client: known from SYN or content
     Proto proto = Proto::kUnknown;
     std::unique_ptr<Http1Connection> http;
-    uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
+    uint64_t undecided[2] = {0, 0};       // bytes looked at without finding a protocol
     uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
     bool fin[2] = {false, false};
@@ -137,7 +137,7 @@ struct CaptureEngine::Impl {
   struct Datagram {
     std::string data;
     std::vector<std::pair<uint32_t, uint32_t>> have;  // [start, end) ranges
-    uint32_t total = 0;  // known once the last fragment arrived
+    uint32_t total = 0;                               // known once the last fragment arrived
     uint64_t first_ts = 0;
   };
   std::map<std::tuple<std::array<uint8_t, 16>, std::array<uint8_t, 16>, uint16_t, uint8_t>,
@@ -217,7 +217,8 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
     return;
   }
   std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
-  if (text.substr(0, kH2Preface.size()) == kH2Preface.substr(0, std::min(text.size(), kH2Preface.size())) &&
+  if (text.substr(0, kH2Preface.size()) ==
+          kH2Preface.substr(0, std::min(text.size(), kH2Preface.size())) &&
       text.size() >= 4) {
     c.proto = Proto::kHttp2;
     Count("http2_connections");
@@ -234,8 +235,8 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
   if (c.stream[dir].syn_seen() && c.stream[dir].delivered() == data.size() &&
       (c.client < 0 || c.client == dir)) {
     size_t i = 0;
-    while (i < data.size() && i < 24 && ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == '_' ||
-                                         data[i] == '-')) {
+    while (i < data.size() && i < 24 &&
+           ((data[i] >= 'A' && data[i] <= 'Z') || data[i] == '_' || data[i] == '-')) {
       ++i;
     }
     if (i >= 3 && i < data.size() && (data[i] == ' ' || data[i] == '\r' || data[i] == '\n')) {
@@ -279,7 +280,7 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   auto it = conns.find(key);
   if (it == conns.end()) {
     if (seg.payload.empty() && !(seg.flags & kTcpSyn)) return;  // nothing to start a stream on
-    if (conns.size() >= options.max_connections) Expire(ts);  // idle ones make room first
+    if (conns.size() >= options.max_connections) Expire(ts);    // idle ones make room first
     if (conns.size() >= options.max_connections) {
       Drop("connection_limit");
       return;
@@ -323,8 +324,9 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     Count("tcp_resets");
     if (c.http) {
       c.http->Close(Completion::kReset,
-                    absl::StrCat("TCP RST from the ",
-                                 c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
+                    absl::StrCat("TCP RST from the ", c.client < 0      ? "peer"
+                                                      : dir == c.client ? "client"
+                                                                        : "server"),
                     ts);
       c.http.reset();
       c.proto = Proto::kUnknown;
@@ -342,7 +344,8 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
 }
 
 void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason, uint64_t ts) {
-  buffered_total -= std::min(buffered_total, c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes());
+  buffered_total -=
+      std::min(buffered_total, c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes());
   c.stream[0].Flush(ts, &c.sink[0]);
   c.stream[1].Flush(ts, &c.sink[1]);
   for (int d = 0; d < 2; ++d) {
@@ -420,10 +423,9 @@ void CaptureEngine::Impl::OnFragment(const Ipv4Fragment& f, uint64_t ts) {
   fragments.erase(it);
   Count("ipv4_datagrams_reassembled");
   if (proto != 6) return;
-  DecodedFrame t = DecodeTcp(src, dst,
-                             std::span<const uint8_t>(
-                                 reinterpret_cast<const uint8_t*>(whole.data()), whole.size()),
-                             0);
+  DecodedFrame t = DecodeTcp(
+      src, dst,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(whole.data()), whole.size()), 0);
   if (t.kind == FrameKind::kTcp) OnTcp(t.segment, ts);
 }
 
@@ -443,13 +445,20 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
   }
   DecodedFrame f = DecodeFrame(link_type, data, wire_length);
   switch (f.kind) {
-    case FrameKind::kTcp: return m.OnTcp(f.segment, ts_ns);
-    case FrameKind::kIpv4Fragment: return m.OnFragment(f.fragment, ts_ns);
-    case FrameKind::kNotIp: return m.Count("non_ip_frames");
-    case FrameKind::kNotTcp: return m.Count("non_tcp_packets");
-    case FrameKind::kUnsupportedLink: return m.Count("unsupported_link_frames");
-    case FrameKind::kIpv6Fragment: return m.Count("ipv6_fragments");
-    case FrameKind::kMalformed: return m.Count("malformed_frames");
+    case FrameKind::kTcp:
+      return m.OnTcp(f.segment, ts_ns);
+    case FrameKind::kIpv4Fragment:
+      return m.OnFragment(f.fragment, ts_ns);
+    case FrameKind::kNotIp:
+      return m.Count("non_ip_frames");
+    case FrameKind::kNotTcp:
+      return m.Count("non_tcp_packets");
+    case FrameKind::kUnsupportedLink:
+      return m.Count("unsupported_link_frames");
+    case FrameKind::kIpv6Fragment:
+      return m.Count("ipv6_fragments");
+    case FrameKind::kMalformed:
+      return m.Count("malformed_frames");
   }
 }
 

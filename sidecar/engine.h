@@ -32,7 +32,7 @@ struct EngineOptions {
   size_t max_buffered_total = 256u << 20;       // bytes, all connections
   uint64_t idle_timeout_ns = 300'000'000'000;   // 5 minutes without a packet
   size_t max_fragmented_datagrams = 4096;
-  size_t max_undecided_bytes = 16 << 10;        // bytes looked at before calling a stream opaque
+  size_t max_undecided_bytes = 16 << 10;  // bytes looked at before calling a stream opaque
 };
 
 class CaptureEngine {
@@ -45,8 +45,7 @@ class CaptureEngine {
 
   // One captured frame: `data` are the captured bytes, `wire_length` the length on the wire
   // (more than data.size() when the snaplen cut it), `ts_ns` nanoseconds since the Unix epoch.
-  void OnPacket(int link_type, uint64_t ts_ns, std::span<const uint8_t> data,
-                uint32_t wire_length);
+  void OnPacket(int link_type, uint64_t ts_ns, std::span<const uint8_t> data, uint32_t wire_length);
   // The capture ended at `ts_ns`: every connection is closed and its open exchanges written with
   // completion "capture ended".
   void Finish(uint64_t ts_ns);

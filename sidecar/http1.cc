@@ -21,8 +21,7 @@ HttpVersion Version(unsigned short major, unsigned short minor) {
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return absl::ascii_tolower(static_cast<unsigned char>(x)) ==
                   absl::ascii_tolower(static_cast<unsigned char>(y));
          });
@@ -86,12 +85,12 @@ struct Http1Connection::Side {
   bool requests = false;  // the client's side
   http_parser parser{};
   uint64_t ts = 0;
-  bool resync = false;     // skipping to the next message start
+  bool resync = false;  // skipping to the next message start
   bool in_message = false;
-  bool held = false;       // a request Upgrade waits for the response's verdict
+  bool held = false;          // a request Upgrade waits for the response's verdict
   std::string custom_method;  // a method http-parser does not know, parsed by us
   std::string line_token;     // the first word of the request line, as sent
-  std::string held_bytes;  // client bytes after an Upgrade request, until the verdict
+  std::string held_bytes;     // client bytes after an Upgrade request, until the verdict
 
   // The message being parsed.
   std::string url, status_text, field, value;
@@ -372,8 +371,12 @@ Http1Connection::~Http1Connection() = default;
 
 bool Http1Connection::opaque() const { return tunnel_; }
 
-void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) { Feed(*client_, d, ts); }
-void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) { Feed(*server_, d, ts); }
+void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) {
+  Feed(*client_, d, ts);
+}
+void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) {
+  Feed(*server_, d, ts);
+}
 void Http1Connection::OnClientGap(uint64_t n, uint64_t ts) { Gap(*client_, n, ts); }
 void Http1Connection::OnServerGap(uint64_t n, uint64_t ts) { Gap(*server_, n, ts); }
 
@@ -434,8 +437,8 @@ void Http1Connection::EndResponse(Side& side, Completion how, const std::string&
     orphan_.reset();
     return;
   }
-  auto it = std::find_if(pending_.begin(), pending_.end(),
-                         [t](const auto& q) { return q.get() == t; });
+  auto it =
+      std::find_if(pending_.begin(), pending_.end(), [t](const auto& q) { return q.get() == t; });
   if (it != pending_.end() && (*it)->request_done) pending_.erase(it);
 }
 

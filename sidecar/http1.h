@@ -31,10 +31,10 @@ struct Http1Counters {
   uint64_t requests = 0;
   uint64_t responses = 0;
   uint64_t malformed = 0;
-  uint64_t resyncs = 0;          // times parsing skipped ahead to the next message start
-  uint64_t skipped_bytes = 0;    // bytes skipped while resynchronising
-  uint64_t body_truncated = 0;   // bodies cut at the body limit
-  uint64_t opaque_bytes = 0;     // after an Upgrade or CONNECT
+  uint64_t resyncs = 0;         // times parsing skipped ahead to the next message start
+  uint64_t skipped_bytes = 0;   // bytes skipped while resynchronising
+  uint64_t body_truncated = 0;  // bodies cut at the body limit
+  uint64_t opaque_bytes = 0;    // after an Upgrade or CONNECT
   uint64_t upgrades = 0;
   uint64_t h2c_upgrades = 0;
 };

@@ -79,8 +79,8 @@ class PcapFileSource final : public PacketSource {
 // every length is checked against the block before use.
 class PcapngSource final : public PacketSource {
  public:
-  PcapngSource(FILE* f, std::string name, std::string bpf) : f_(f), name_(std::move(name)),
-                                                              bpf_(std::move(bpf)) {}
+  PcapngSource(FILE* f, std::string name, std::string bpf)
+      : f_(f), name_(std::move(name)), bpf_(std::move(bpf)) {}
   ~PcapngSource() override {
     for (auto& i : ifaces_) {
       if (i.filter_ok) pcap_freecode(&i.filter);
@@ -95,14 +95,15 @@ class PcapngSource final : public PacketSource {
       const uint8_t* b = block_.data();
       size_t n = block_.size();
       if (type == 0x0A0D0D0A) continue;  // handled in ReadBlock
-      if (type == 1) {  // Interface Description Block
+      if (type == 1) {                   // Interface Description Block
         if (n < 8) return Fail("interface description block too short");
         Iface i;
         i.link_type = U16(b);
         i.snaplen = U32(b + 4);
         ParseIfaceOptions(b + 8, n - 8, &i);
         if (!bpf_.empty()) {
-          pcap_t* dead = pcap_open_dead(i.link_type, i.snaplen ? static_cast<int>(i.snaplen) : 262144);
+          pcap_t* dead =
+              pcap_open_dead(i.link_type, i.snaplen ? static_cast<int>(i.snaplen) : 262144);
           i.filter_ok = pcap_compile(dead, &i.filter, bpf_.c_str(), 1, PCAP_NETMASK_UNKNOWN) == 0;
           std::string why = i.filter_ok ? "" : pcap_geterr(dead);
           pcap_close(dead);
@@ -140,7 +141,7 @@ class PcapngSource final : public PacketSource {
       }
       ++frames_;
       out->link_type = i.link_type;
-      out->ts_ns = ToNs(ts, i) ;
+      out->ts_ns = ToNs(ts, i);
       out->wire_length = std::max(wire, caplen);
       out->data = std::span<const uint8_t>(data, caplen);
       return true;
@@ -156,14 +157,15 @@ class PcapngSource final : public PacketSource {
     int link_type = 0;
     uint32_t snaplen = 0;
     bool tsresol_pow2 = false;
-    uint8_t tsresol = 6;  // 10^-6 s by default
+    uint8_t tsresol = 6;   // 10^-6 s by default
     int64_t tsoffset = 0;  // seconds
     bpf_program filter{};
     bool filter_ok = false;
   };
 
   uint16_t U16(const uint8_t* p) const {
-    return swap_ ? static_cast<uint16_t>(p[0] << 8 | p[1]) : static_cast<uint16_t>(p[1] << 8 | p[0]);
+    return swap_ ? static_cast<uint16_t>(p[0] << 8 | p[1])
+                 : static_cast<uint16_t>(p[1] << 8 | p[0]);
   }
   uint32_t U32(const uint8_t* p) const {
     return swap_ ? (uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3])
@@ -204,12 +206,14 @@ class PcapngSource final : public PacketSource {
     }
     *type = U32(head);
     *len = U32(head + 4);
-    if (*len < 12 || *len % 4 || *len > kMaxBlock) return Fail(absl::StrCat("bad block length ", *len));
+    if (*len < 12 || *len % 4 || *len > kMaxBlock)
+      return Fail(absl::StrCat("bad block length ", *len));
     block_.resize(*len - 8);
     if (std::fread(block_.data(), 1, block_.size(), f_) != block_.size()) {
       return Fail("block cut short");
     }
-    if (U32(block_.data() + block_.size() - 4) != *len) return Fail("trailing block length differs");
+    if (U32(block_.data() + block_.size() - 4) != *len)
+      return Fail("trailing block length differs");
     block_.resize(block_.size() - 4);
     return true;
   }
@@ -225,7 +229,8 @@ class PcapngSource final : public PacketSource {
         i->tsresol = p[at] & 0x7f;
       } else if (code == 14 && len >= 8) {  // if_tsoffset
         i->tsoffset = static_cast<int64_t>(uint64_t{U32(p + at)} << 32 | U32(p + at + 4));
-        if (!swap_) i->tsoffset = static_cast<int64_t>(uint64_t{U32(p + at + 4)} << 32 | U32(p + at));
+        if (!swap_)
+          i->tsoffset = static_cast<int64_t>(uint64_t{U32(p + at + 4)} << 32 | U32(p + at));
       }
       at += (len + 3u) & ~3u;
     }
@@ -246,7 +251,8 @@ class PcapngSource final : public PacketSource {
       for (int k = 9; k < i.tsresol && k < 38; ++k) div *= 10;
       ns = u128{ts} / div;
     }
-    __int128 with_offset = static_cast<__int128>(ns) + static_cast<__int128>(i.tsoffset) * 1'000'000'000;
+    __int128 with_offset =
+        static_cast<__int128>(ns) + static_cast<__int128>(i.tsoffset) * 1'000'000'000;
     if (with_offset <= 0) return 0;
     if (with_offset > static_cast<__int128>(UINT64_MAX)) return UINT64_MAX;
     return static_cast<uint64_t>(with_offset);
@@ -274,7 +280,8 @@ bool IsPcapngFile(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return false;
   uint8_t m[4] = {};
-  bool yes = std::fread(m, 1, 4, f) == 4 && m[0] == 0x0A && m[1] == 0x0D && m[2] == 0x0D && m[3] == 0x0A;
+  bool yes =
+      std::fread(m, 1, 4, f) == 4 && m[0] == 0x0A && m[1] == 0x0D && m[2] == 0x0D && m[3] == 0x0A;
   std::fclose(f);
   return yes;
 }
@@ -301,10 +308,12 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
     if (::stat(path.c_str(), &st) != 0) {
       return absl::NotFoundError(absl::StrCat(path, ": no such file"));
     }
-    if (S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
+    if (S_ISDIR(st.st_mode))
+      return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
   }
   char err[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  pcap_t* p =
+      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
   if (!p) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": not a pcap or pcapng capture (libpcap: ", err, ")"));

@@ -18,9 +18,9 @@
 namespace tapkit {
 
 struct Frame {
-  int link_type = 0;          // DLT_ value as libpcap reports it
-  uint64_t ts_ns = 0;         // capture time, nanoseconds since the Unix epoch
-  uint32_t wire_length = 0;   // bytes on the wire (pcap "len")
+  int link_type = 0;              // DLT_ value as libpcap reports it
+  uint64_t ts_ns = 0;             // capture time, nanoseconds since the Unix epoch
+  uint32_t wire_length = 0;       // bytes on the wire (pcap "len")
   std::span<const uint8_t> data;  // captured bytes (pcap "caplen"); valid until the next Next()
 };
 

@@ -33,7 +33,7 @@ struct ReassemblyStats {
   uint64_t out_of_order_segments = 0;
   uint64_t gap_bytes = 0;
   uint64_t gaps = 0;
-  uint64_t buffer_overflows = 0;     // gaps forced by the out-of-order cap
+  uint64_t buffer_overflows = 0;  // gaps forced by the out-of-order cap
 };
 
 class TcpReassembler {
@@ -43,8 +43,8 @@ class TcpReassembler {
 
   // A segment of this direction. A SYN sets the stream's start to seq + 1 (if no data was
   // delivered yet); FIN marks the end (data after it is ignored).
-  void OnSegment(uint32_t seq, std::span<const uint8_t> payload, bool syn, bool fin,
-                 uint64_t ts_ns, StreamSink* sink);
+  void OnSegment(uint32_t seq, std::span<const uint8_t> payload, bool syn, bool fin, uint64_t ts_ns,
+                 StreamSink* sink);
   // The other direction acknowledged everything before `ack`: holes before it are gaps.
   void OnPeerAck(uint32_t ack, uint64_t ts_ns, StreamSink* sink);
   // The stream ends (RST, FIN of both sides, idle expiry, end of capture): buffered data after a
@@ -72,8 +72,8 @@ class TcpReassembler {
   bool syn_seen_ = false;
   bool fin_seen_ = false;
   uint64_t fin_offset_ = 0;
-  uint64_t next_ = 0;      // stream offset of the next byte expected
-  uint32_t next_seq_ = 0;  // its sequence number
+  uint64_t next_ = 0;                        // stream offset of the next byte expected
+  uint32_t next_seq_ = 0;                    // its sequence number
   std::map<uint64_t, std::string> pending_;  // out-of-order data by stream offset
   size_t buffered_bytes_ = 0;
   ReassemblyStats stats_;

@@ -157,19 +157,30 @@ json EndpointJson(const Endpoint& e) {
 // gRPC status code names as linkerd prints them (grpc/doc/statuscodes.md).
 std::string GrpcName(int32_t code) {
   static const char* const kNames[] = {
-      "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
-      "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
-      "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
   if (code >= 0 && code < 17) return kNames[code];
   return absl::StrCat(code);
 }
 
 // HTTP/2 error code names (RFC 9113 section 7).
 std::string H2ErrorName(uint32_t code) {
-  static const char* const kNames[] = {
-      "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-      "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
-      "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"};
+  static const char* const kNames[] = {"NO_ERROR",
+                                       "PROTOCOL_ERROR",
+                                       "INTERNAL_ERROR",
+                                       "FLOW_CONTROL_ERROR",
+                                       "SETTINGS_TIMEOUT",
+                                       "STREAM_CLOSED",
+                                       "FRAME_SIZE_ERROR",
+                                       "REFUSED_STREAM",
+                                       "CANCEL",
+                                       "COMPRESSION_ERROR",
+                                       "CONNECT_ERROR",
+                                       "ENHANCE_YOUR_CALM",
+                                       "INADEQUATE_SECURITY",
+                                       "HTTP_1_1_REQUIRED"};
   if (code < 14) return kNames[code];
   return absl::StrCat("0x", absl::Hex(code));
 }
@@ -231,8 +242,8 @@ void AppendText(const ExchangeView& x, bool wide, std::string* out) {
   }
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
-    absl::StrAppend(out, "rsp ", prefix, " :status=", v.status(), " interim latency=",
-                    Us(v.offset_ns()), suffix, "\n");
+    absl::StrAppend(out, "rsp ", prefix, " :status=", v.status(),
+                    " interim latency=", Us(v.offset_ns()), suffix, "\n");
   }
   if (x.has_response()) {
     absl::StrAppend(out, "rsp ", prefix, " :status=", x.response().status(),
@@ -258,9 +269,15 @@ void AppendJson(const ExchangeView& x, std::string* out) {
   o["source"] = EndpointJson(x.source());
   o["destination"] = EndpointJson(x.destination());
   switch (x.direction()) {
-    case Direction::kInbound: o["proxyDirection"] = "INBOUND"; break;
-    case Direction::kOutbound: o["proxyDirection"] = "OUTBOUND"; break;
-    default: o["proxyDirection"] = "UNKNOWN"; break;
+    case Direction::kInbound:
+      o["proxyDirection"] = "INBOUND";
+      break;
+    case Direction::kOutbound:
+      o["proxyDirection"] = "OUTBOUND";
+      break;
+    default:
+      o["proxyDirection"] = "UNKNOWN";
+      break;
   }
   o["tls"] = x.tls() == TlsState::kUnknown ? json(nullptr) : json(x.tls() == TlsState::kYes);
   if (x.h2_stream_id()) o["h2StreamId"] = x.h2_stream_id();
@@ -375,9 +392,9 @@ std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {
                       : absl::StrCat(span, "ns"));
   }
   if (st.stored_bytes) {
-    line("Compression:", absl::StrCat(st.raw_bytes, " bytes in ", st.stored_bytes, " bytes, ",
-                                      absl::SixDigits(double(st.raw_bytes) / st.stored_bytes),
-                                      ":1"));
+    line("Compression:",
+         absl::StrCat(st.raw_bytes, " bytes in ", st.stored_bytes, " bytes, ",
+                      absl::SixDigits(double(st.raw_bytes) / st.stored_bytes), ":1"));
   }
   if (sum && sum->rebuilt) {
     line("Trailer:", "rebuilt by tapcat --reindex (the writer did not finish; drops unknown)");
@@ -391,10 +408,9 @@ std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {
   } else {
     line("Trailer:", "absent (the writer did not finish; drop counters unknown)");
   }
-  std::string damage = st.corrupt_ranges
-                           ? absl::StrCat(st.corrupt_ranges, " corrupt range(s), ",
-                                          st.corrupt_bytes, " bytes skipped")
-                           : std::string("none");
+  std::string damage = st.corrupt_ranges ? absl::StrCat(st.corrupt_ranges, " corrupt range(s), ",
+                                                        st.corrupt_bytes, " bytes skipped")
+                                         : std::string("none");
   if (st.torn_tail) absl::StrAppend(&damage, "; torn tail of ", st.torn_bytes, " bytes");
   line("Damage:", damage);
   return out;

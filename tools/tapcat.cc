@@ -37,7 +37,8 @@ bool Flush(std::string* out) {
 // exchanges printed so far (so lines keep file order).
 class StderrReporter final : public tapkit::Reporter {
  public:
-  StderrReporter(std::string file, std::string* pending) : file_(std::move(file)), pending_(pending) {}
+  StderrReporter(std::string file, std::string* pending)
+      : file_(std::move(file)), pending_(pending) {}
   void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
     if (pending_) Flush(pending_);
     std::fprintf(stderr, "tapcat: %s: offset %llu: %.*s (%llu bytes skipped)\n", file_.c_str(),
@@ -65,14 +66,12 @@ int main(int argc, char** argv) {
   po::options_description opts(
       "Usage: tapcat [options] FILE|- ...\n"
       "Prints the HTTP exchanges of .tap capture files, linkerd-tap style.\n\nOptions");
-  opts.add_options()
-      ("help,h", "show this help")
-      ("output,o", po::value(&output)->default_value("text"),
-       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-       "docs/json.md)")
-      ("count,c", po::value(&count), "stop after N exchanges")
-      ("info", "print the file's metadata, counts, time range, compression, drops and damage")
-      ("reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
+  opts.add_options()("help,h", "show this help")(
+      "output,o", po::value(&output)->default_value("text"),
+      "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
+      "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
+      "info", "print the file's metadata, counts, time range, compression, drops and damage")(
+      "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
   po::options_description all;
@@ -88,8 +87,9 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   if (vm.count("help")) {
-    std::cout << opts << "\nExit status: 0 ok (a torn tail is a notice), 2 usage or input error "
-                         "(damage included).\n";
+    std::cout << opts
+              << "\nExit status: 0 ok (a torn tail is a notice), 2 usage or input error "
+                 "(damage included).\n";
     return kExitOk;
   }
   tapkit::OutputFormat format;

@@ -38,8 +38,8 @@ CmdResult Tapcat(const std::string& args, const std::string& in = "/dev/null") {
                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   std::string out = base + ".out";
   std::string err = base + ".err";
-  std::string cmd = absl::StrCat("'", TAPCAT_BIN, "' ", args, " < '", in, "' > '", out, "' 2> '",
-                                 err, "'");
+  std::string cmd =
+      absl::StrCat("'", TAPCAT_BIN, "' ", args, " < '", in, "' > '", out, "' 2> '", err, "'");
   int status = std::system(cmd.c_str());
   CmdResult r;
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -88,8 +88,8 @@ TEST(Tapcat, Info) {
   CmdResult r = Tapcat("--info '" + kGolden + "'");
   EXPECT_EQ(r.rc, 0) << r.err;
   for (const char* want :
-       {"Format:           .tap 1.0\n", "Exchanges:        5\n", "Segments:         ",
-        "First request:    2025-11-30T00:00:00.123456789Z\n",
+       {"Format:           .tap 1.0\n", "Exchanges:        5\n",
+        "Segments:         ", "First request:    2025-11-30T00:00:00.123456789Z\n",
         "Last request:     2025-11-30T00:00:02.000000000Z\n",
         "Drops:            body_limit=1 kernel=2\n", "Counters:         opaque_connections=1\n",
         "Damage:           none\n", "Target:           deploy/backend (namespace demo)\n",

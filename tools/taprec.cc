@@ -51,15 +51,14 @@ int main(int argc, char** argv) {
   po::options_description opts(
       "Usage: taprec -r FILE|- [options] [BPF expression]\n"
       "Records the HTTP exchanges of a pcap or pcapng capture into a .tap file.\n\nOptions");
-  opts.add_options()
-      ("help,h", "show this help")
-      ("read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")
-      ("write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")
-      ("output,o", po::value(&output)->default_value("text"),
-       "without -w: text, wide or json (as tapcat)")
-      ("count,c", po::value(&count), "stop after N exchanges")
-      ("snaplen-body", po::value(&body_limit)->default_value(64 << 10),
-       "bytes of each body to keep (the rest is counted)");
+  opts.add_options()("help,h", "show this help")(
+      "read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")(
+      "write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")(
+      "output,o", po::value(&output)->default_value("text"),
+      "without -w: text, wide or json (as tapcat)")("count,c", po::value(&count),
+                                                    "stop after N exchanges")(
+      "snaplen-body", po::value(&body_limit)->default_value(64 << 10),
+      "bytes of each body to keep (the rest is counted)");
   po::options_description hidden;
   hidden.add_options()("bpf", po::value(&bpf_words));
   po::options_description all;
