@@ -254,7 +254,7 @@ TEST(Http1, CustomMethodAndMalformedThenResync) {
   EXPECT_EQ(h.got[0].request->method, "CCM_POST");
   EXPECT_EQ(h.got[0].request->body.data, "ok");
   EXPECT_EQ(h.got[0].response->status, 405);
-  EXPECT_EQ(h.got[1].completion, Completion::kGap);
+  EXPECT_EQ(h.got[1].completion, Completion::kMalformed);
   EXPECT_NE(h.got[1].reason.find("malformed"), std::string::npos) << h.got[1].reason;
   EXPECT_EQ(h.got[1].response->status, 400);
   EXPECT_EQ(h.got[2].request->path, "/after");
@@ -312,6 +312,130 @@ TEST(Tls, ClientHelloServerName) {
   for (size_t n = 0; n < rec.size(); ++n) {
     EXPECT_EQ(TlsClientHelloSni(std::span<const uint8_t>(rec.data(), n)), "") << n;
   }
+}
+
+}  // namespace
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// Regressions from the taprec trial (2026-11-30).
+
+// A declined Upgrade (curl --http2 against a server without h2c) releases the client's later
+// requests instead of holding them for ever.
+TEST(Http1, DeclinedUpgradeKeepsParsing) {
+  Http h;
+  h.C("GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+      "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+  h.C("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+  EXPECT_FALSE(h.conn.opaque());
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[0].request->path, "/a");
+  EXPECT_EQ(h.got[1].request->path, "/b");
+  EXPECT_EQ(h.got[1].response->body.data, "b");
+}
+
+// A response cut off by the end of the connection keeps its status, headers and the bytes seen.
+TEST(Http1, ResponseCutByCloseIsKept) {
+  Http h;
+  h.C("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", 5);
+  h.conn.Close(Completion::kNoResponse, "closed", 9);
+  ASSERT_EQ(h.got.size(), 1u);
+  ASSERT_TRUE(h.got[0].response.has_value());
+  EXPECT_EQ(h.got[0].response->status, 200);
+  EXPECT_EQ(h.got[0].response->body.length, 100u) << "from Content-Length";
+  EXPECT_EQ(h.got[0].response->body.data, "0123456789");
+  EXPECT_EQ(h.got[0].completion, Completion::kTruncated);
+}
+
+// Frames of one HTTP exchange over Ethernet/IPv4 for the engine tests below.
+struct Conversation {
+  std::vector<std::pair<Bytes, uint64_t>> frames;
+  uint32_t cseq = 1000, sseq = 5000;
+  uint64_t ts = 1'000'000'000'000ull;
+  void Client(const std::string& p, uint8_t flags = kTcpAck | 0x08) {
+    frames.push_back({Ethernet(Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, cseq, sseq, flags, p)),
+                      ts += 1000});
+    cseq += static_cast<uint32_t>(p.size()) + ((flags & (kTcpSyn | kTcpFin)) ? 1 : 0);
+  }
+  void Server(const std::string& p, uint8_t flags = kTcpAck | 0x08) {
+    frames.push_back({Ethernet(Ipv4Tcp({10, 0, 0, 2}, {10, 0, 0, 1}, 80, 40000, sseq, cseq, flags, p)),
+                      ts += 1000});
+    sseq += static_cast<uint32_t>(p.size()) + ((flags & (kTcpSyn | kTcpFin)) ? 1 : 0);
+  }
+  std::vector<Exchange> Run(std::map<std::string, uint64_t>* counters = nullptr) {
+    std::vector<Exchange> out;
+    CaptureEngine e(EngineOptions{}, [&out](Exchange&& x) { out.push_back(std::move(x)); });
+    for (auto& [f, t] : frames) e.OnPacket(1, t, f, static_cast<uint32_t>(f.size()));
+    e.Finish(ts);
+    if (counters) *counters = e.Counters();
+    return out;
+  }
+};
+
+// A request line in pieces smaller than a method ("GE", "T /x ...") is still found.
+TEST(Engine, RequestLineInTinySegments) {
+  Conversation c;
+  c.Client("", kTcpSyn);
+  c.Server("", kTcpSyn | kTcpAck);
+  for (char ch : std::string("GET /x HTTP/1.1\r\nHost: h\r\n\r\n")) c.Client(std::string(1, ch));
+  c.Server("HTTP/1.1 204 No Content\r\n\r\n");
+  std::vector<Exchange> got = c.Run();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].request->path, "/x");
+  EXPECT_EQ(got[0].response->status, 204);
+}
+
+// One packet with a timestamp a day ahead does not expire the connections around it.
+TEST(Engine, TimestampJumpDoesNotExpireEverything) {
+  Conversation c;
+  c.Client("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  c.Server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  Bytes stray = Ethernet(Ipv4Tcp({9, 9, 9, 9}, {8, 8, 8, 8}, 1, 2, 3, 0, kTcpSyn, ""));
+  c.frames.push_back({stray, c.ts + 86'400'000'000'000ull});
+  c.Client("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  c.Server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  std::vector<Exchange> got = c.Run();
+  ASSERT_EQ(got.size(), 2u);
+  for (const Exchange& x : got) EXPECT_EQ(x.completion, Completion::kComplete) << x.reason;
+}
+
+// A FIN captured before the last data segment does not close the connection early.
+TEST(Engine, FinBeforeLastSegment) {
+  Conversation c;
+  c.Client("GET /f HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+  uint32_t start = c.sseq;
+  c.Server(head);
+  c.sseq += 4;  // the body segment comes after the FIN in the capture
+  c.Server("", kTcpFin | kTcpAck);
+  c.Client("", kTcpFin | kTcpAck);
+  uint32_t fin_sseq = c.sseq;
+  c.sseq = start + static_cast<uint32_t>(head.size());
+  c.Server("body");
+  c.sseq = fin_sseq;
+  std::vector<Exchange> got = c.Run();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].response->body.data, "body");
+  EXPECT_EQ(got[0].completion, Completion::kComplete) << got[0].reason;
+}
+
+// Data after a RST the peer ignored starts a connection again (suricata's security-4710 case).
+TEST(Engine, DataAfterIgnoredReset) {
+  Conversation c;
+  c.Client("", kTcpSyn);
+  c.Server("", kTcpSyn | kTcpAck);
+  c.Client("", kTcpRst | kTcpAck);
+  c.cseq -= 0;
+  c.Client("GET /after-rst HTTP/1.1\r\nHost: h\r\n\r\n");
+  c.Server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  std::vector<Exchange> got = c.Run();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].request->path, "/after-rst");
 }
 
 }  // namespace

@@ -108,9 +108,11 @@ struct CaptureEngine::Impl {
     Proto proto = Proto::kUnknown;
     std::unique_ptr<Http1Connection> http;
     uint64_t undecided[2] = {0, 0};       // bytes looked at without finding a protocol
+    std::string held[2];  // those bytes, kept (up to the cap) until the protocol is known
+    size_t skip[2] = {0, 0};  // held bytes before the message start Decide found
     uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
-    bool fin[2] = {false, false};
+    bool fin[2] = {false, false};  // the direction has ended (FIN and every byte before it)
 
     Conn(Impl* e, size_t cap) : engine(e), stream{TcpReassembler(cap), TcpReassembler(cap)} {
       for (int d = 0; d < 2; ++d) {
@@ -124,7 +126,11 @@ struct CaptureEngine::Impl {
   Emit emit;
   std::unordered_map<ConnKey, std::unique_ptr<Conn>, ConnKeyHash> conns;
   // Recently closed connections: 4-tuple -> close time, and the same in close order for expiry.
-  std::unordered_map<ConnKey, uint64_t, ConnKeyHash> closed;
+  struct Tombstone {
+    uint64_t ts;
+    bool by_reset;
+  };
+  std::unordered_map<ConnKey, Tombstone, ConnKeyHash> closed;
   std::deque<std::pair<uint64_t, ConnKey>> closed_order;
   Http1Counters http_counters;
   uint64_t next_stream_id = 1;
@@ -132,6 +138,8 @@ struct CaptureEngine::Impl {
   std::vector<uint16_t> link_types;
   size_t buffered_total = 0;
   uint64_t last_expiry_check = 0;
+  uint64_t clock = 0;  // capture time for expiry, advanced at most 1 s per packet
+  uint64_t last_full_expiry = 0;
 
   // IPv4 fragments in progress, by (src, dst, id, protocol).
   struct Datagram {
@@ -149,8 +157,8 @@ struct CaptureEngine::Impl {
 
   void OnTcp(const TcpSegment& seg, uint64_t ts);
   void OnFragment(const Ipv4Fragment& f, uint64_t ts);
-  void Decide(Conn& c, int dir, std::span<const uint8_t> data);
-  void Close(Conn& c, Completion how, std::string_view reason, uint64_t ts);
+  void Decide(Conn& c, int dir, std::span<const uint8_t> data, size_t newest);
+  void Close(Conn& c, Completion how, std::string_view reason, uint64_t ts, bool by_reset = false);
   void Expire(uint64_t ts);
   void StartHttp(Conn& c, int client_dir);
 };
@@ -158,7 +166,40 @@ struct CaptureEngine::Impl {
 void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, uint64_t ts) {
   Conn& c = *conn;
   Impl& e = *c.engine;
-  if (c.proto == Proto::kUnknown) e.Decide(c, dir, data);
+  if (c.proto == Proto::kUnknown) {
+    // A request line may come in pieces ("GE", "T / HTTP/1.1..."): decide on all the bytes of
+    // this direction so far, and hand them all over once decided.
+    std::string& held = c.held[dir];
+    if (held.size() < e.options.max_undecided_bytes) {
+      held.append(reinterpret_cast<const char*>(data.data()),
+                  std::min(data.size(), e.options.max_undecided_bytes - held.size()));
+    }
+    std::span<const uint8_t> all(reinterpret_cast<const uint8_t*>(held.data()), held.size());
+    e.Decide(c, dir, all, data.size());
+    if (c.proto != Proto::kHttp1) {
+      if (c.proto != Proto::kUnknown) {
+        c.held[0].clear();
+        c.held[1].clear();
+      }
+      return;
+    }
+    // Decided: replay what was held, the other direction's first (it came earlier).
+    std::string mine = std::move(c.held[dir]), theirs = std::move(c.held[1 - dir]);
+    c.held[0].clear();
+    c.held[1].clear();
+    auto feed = [&c](int d, const std::string& b, uint64_t t) {
+      std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+      if (bytes.empty()) return;
+      if (d == c.client) {
+        c.http->OnClientData(bytes, t);
+      } else {
+        c.http->OnServerData(bytes, t);
+      }
+    };
+    feed(1 - dir, theirs, ts);
+    feed(dir, mine.substr(std::min(c.skip[dir], mine.size())), ts);
+    return;
+  }
   switch (c.proto) {
     case Proto::kHttp1:
       if (dir == c.client) {
@@ -208,7 +249,9 @@ void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
                                              at_start(1 - client_dir));
 }
 
-void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data) {
+// `data` is everything this direction sent so far (held while undecided); `newest` the size of
+// the chunk that just arrived.
+void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data, size_t newest) {
   if (data.size() >= 3 && data[0] == 0x16 && data[1] == 0x03 && data[2] <= 0x04) {
     c.proto = Proto::kTls;
     Count("tls_connections");
@@ -232,7 +275,7 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
   }
   // A stream seen from its SYN whose first bytes are a capital-letter word ending in a space or
   // line end: a request, however odd its line (zeek's methods test sends "OPTIONS\n").
-  if (c.stream[dir].syn_seen() && c.stream[dir].delivered() == data.size() &&
+  if (c.stream[dir].syn_seen() && c.stream[dir].delivered() == data.size() && data.size() > 3 &&
       (c.client < 0 || c.client == dir)) {
     size_t i = 0;
     while (i < data.size() && i < 24 &&
@@ -244,16 +287,20 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
       return;
     }
   }
-  // Picked up mid-message: look for a message start at the beginning of a later line.
+  // Picked up mid-message: look for a message start at the beginning of a later line, or where
+  // the newest segment begins (a segment boundary is often a message boundary: after a TCP
+  // keep-alive probe's stray byte, say).
+  size_t segment_start = data.size() - std::min(newest, data.size());
   for (size_t i = 1; i < data.size(); ++i) {
-    if (data[i - 1] != '\n') continue;
+    if (data[i - 1] != '\n' && i != segment_start) continue;
     if (LooksLikeHttp1Start(data.subspan(i), &is_request)) {
-      // The caller feeds the whole chunk; the new parser skips to this start by itself.
+      c.skip[dir] = i;  // the bytes before the start are not handed to the parser
+      http_counters.skipped_bytes += i;
       StartHttp(c, is_request ? dir : 1 - dir);
       return;
     }
   }
-  c.undecided[dir] += data.size();
+  c.undecided[dir] += newest;
   if (c.undecided[0] + c.undecided[1] > options.max_undecided_bytes) {
     c.proto = Proto::kOpaque;
     Count("opaque_connections");
@@ -270,11 +317,16 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   if (!closed.empty()) {
     auto gone = closed.find(key);
     if (gone != closed.end()) {
-      if (!((seg.flags & kTcpSyn) && !(seg.flags & kTcpAck))) {
-        Count("packets_after_close");
+      bool new_syn = (seg.flags & kTcpSyn) && !(seg.flags & kTcpAck);
+      bool data_after_reset = gone->second.by_reset && !seg.payload.empty();
+      if (!new_syn && !data_after_reset) {
+        // The last ACK of a normal close is expected; anything else is a late retransmission.
+        if (!seg.payload.empty() || (seg.flags & (kTcpSyn | kTcpFin | kTcpRst))) {
+          Count("packets_after_close");
+        }
         return;
       }
-      closed.erase(gone);  // the 4-tuple is reused by a new connection
+      closed.erase(gone);  // a new connection on the 4-tuple, or data the RST did not stop
     }
   }
   auto it = conns.find(key);
@@ -295,7 +347,7 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     it = conns.emplace(key, std::move(c)).first;
   }
   Conn& c = *it->second;
-  c.last_ts = ts;
+  c.last_ts = std::max(c.last_ts, clock ? clock : ts);
   int dir = forward ? 0 : 1;  // 0: a -> b
   bool syn = seg.flags & kTcpSyn, ack = seg.flags & kTcpAck, fin = seg.flags & kTcpFin,
        rst = seg.flags & kTcpRst;
@@ -313,37 +365,44 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     c.stream[1].Flush(ts, &c.sink[1]);
     buffered_total -= before;
   }
-  if (fin) {
-    c.fin[dir] = true;
-    if (c.proto == Proto::kHttp1 && dir != c.client) c.http->OnServerEnd(ts);
+  // A direction has ended once every byte before its FIN was seen (the FIN may be captured
+  // before the last data segment): for the server, that ends a body read until the close.
+  for (int d = 0; d < 2; ++d) {
+    if (c.stream[d].finished() && !c.fin[d]) {
+      c.fin[d] = true;
+      if (c.proto == Proto::kHttp1 && d != c.client) c.http->OnServerEnd(ts);
+    }
   }
   if (rst) {
-    // Exchanges in flight end here. The connection itself is not forgotten: a peer may ignore a
-    // RST (a bad MD5 signature, an out-of-window sequence number, RFC 5961), and if data follows,
-    // the streams go on and HTTP is looked for again.
+    // Exchanges in flight end here. A peer may ignore a RST (a bad MD5 signature, an
+    // out-of-window sequence number, RFC 5961): if data follows for the 4-tuple, the tombstone
+    // lets it start a connection picked up mid-stream, and HTTP is looked for again.
     Count("tcp_resets");
-    if (c.http) {
-      c.http->Close(Completion::kReset,
-                    absl::StrCat("TCP RST from the ", c.client < 0      ? "peer"
-                                                      : dir == c.client ? "client"
-                                                                        : "server"),
-                    ts);
-      c.http.reset();
-      c.proto = Proto::kUnknown;
-    }
+    Close(c,
+          Completion::kReset,
+          absl::StrCat("TCP RST from the ",
+                       c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
+          ts, /*by_reset=*/true);
     return;
   }
-  if (c.fin[0] && c.fin[1]) {
+  // Both sides closed and every byte before each FIN was seen (a FIN can be captured before
+  // the last data segment): the connection is over.
+  if (c.stream[0].finished() && c.stream[1].finished()) {
     Close(c, Completion::kNoResponse, "the connection closed before a response", ts);
     return;
   }
-  if (ts > last_expiry_check + 1'000'000'000) {
-    last_expiry_check = ts;
-    Expire(ts);
+  // The expiry clock follows capture time but moves at most 1 s per packet, so one packet with
+  // a wild timestamp cannot expire every connection at once.
+  if (clock == 0) clock = ts;
+  if (ts > clock) clock += std::min<uint64_t>(ts - clock, 1'000'000'000);
+  if (clock > last_expiry_check + 1'000'000'000) {
+    last_expiry_check = clock;
+    Expire(clock);
   }
 }
 
-void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason, uint64_t ts) {
+void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason, uint64_t ts,
+                                bool by_reset) {
   buffered_total -=
       std::min(buffered_total, c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes());
   c.stream[0].Flush(ts, &c.sink[0]);
@@ -356,19 +415,20 @@ void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason
   if (c.http) c.http->Close(how, reason, ts);
   ConnKey key = c.key;
   conns.erase(key);  // destroys c
-  closed[key] = ts;
+  closed[key] = Tombstone{ts, by_reset};
   closed_order.emplace_back(ts, key);
 }
 
 void CaptureEngine::Impl::Expire(uint64_t ts) {
-  while (!closed_order.empty() && closed_order.front().first + kClosedLinger < ts) {
+  while (!closed_order.empty() && ts > closed_order.front().first &&
+         ts - closed_order.front().first > kClosedLinger) {
     auto gone = closed.find(closed_order.front().second);
-    if (gone != closed.end() && gone->second == closed_order.front().first) closed.erase(gone);
+    if (gone != closed.end() && gone->second.ts == closed_order.front().first) closed.erase(gone);
     closed_order.pop_front();
   }
   std::vector<Conn*> idle;
   for (auto& [k, c] : conns) {
-    if (c->last_ts + options.idle_timeout_ns < ts) idle.push_back(c.get());
+    if (ts > c->last_ts && ts - c->last_ts > options.idle_timeout_ns) idle.push_back(c.get());
   }
   for (Conn* c : idle) {
     Count("idle_expired_connections");

@@ -75,6 +75,7 @@ struct Http1Connection::Pending {
   bool request_done = false;
   bool is_head = false, is_connect = false;
   bool gap = false;
+  bool malformed = false;  // with `gap`: the damage was a parse error, not lost bytes
   std::string gap_reason;
   bool written = false;  // emitted; kept only while the request side still parses its request
 };
@@ -145,6 +146,18 @@ struct Http1Callbacks {
     s.ResetMessage();
     s.in_message = true;
     if (s.requests) {
+      // A request side with no response side (a one-way capture, a filter on one direction)
+      // would queue requests without end: past the cap the oldest is written without response.
+      constexpr size_t kMaxPending = 1024;
+      if (c.pending_.size() >= kMaxPending && c.pending_.front()->request_done) {
+        auto& old = *c.pending_.front();
+        if (!old.written) {
+          c.Finish(old, Completion::kNoResponse,
+                   "no response before 1024 later requests on the connection");
+          ++c.counters_->pending_limit;
+        }
+        c.pending_.pop_front();
+      }
       auto pending = std::make_unique<Http1Connection::Pending>();
       pending->x = c.base_;
       pending->req_start = s.ts;
@@ -299,6 +312,9 @@ struct Http1Callbacks {
       t->has_rsp_time = true;
     }
     bool tunnel = status == 101 || (t->is_connect && status >= 200 && status < 300);
+    // An Upgrade the server declined (any final status but 101): the client's held bytes are
+    // HTTP/1 after all. Feed releases them once this parser call returns.
+    if (!tunnel && c.client_->held) c.release_held_ = true;
     if (tunnel) {
       ++c.counters_->upgrades;
       for (const Header& h : r.headers) {
@@ -315,7 +331,10 @@ struct Http1Callbacks {
       c.orphan_.reset();
     } else {
       bool whole = done->request_done;
-      c.Finish(*done, done->gap ? Completion::kGap : Completion::kComplete,
+      c.Finish(*done,
+               done->malformed ? Completion::kMalformed
+               : done->gap     ? Completion::kGap
+                               : Completion::kComplete,
                done->gap ? done->gap_reason : (whole ? "" : "response before the request ended"));
       auto it = std::find_if(c.pending_.begin(), c.pending_.end(),
                              [done](const auto& q) { return q.get() == done; });
@@ -423,6 +442,16 @@ void Http1Connection::KeepPartial(Side& side) {
   }
 }
 
+// Keeps client bytes sent after an Upgrade request until the server's answer, up to a cap: a
+// client that never gets an answer cannot make the observer buffer without bound.
+void Http1Connection::Hold(Side& side, std::span<const uint8_t> data) {
+  constexpr size_t kMaxHeld = 256 << 10;
+  size_t room = kMaxHeld - std::min(kMaxHeld, side.held_bytes.size());
+  size_t keep = std::min(room, data.size());
+  side.held_bytes.append(reinterpret_cast<const char*>(data.data()), keep);
+  counters_->held_bytes_dropped += data.size() - keep;
+}
+
 // Drops the exchange the response side was writing, after writing it with `how`.
 void Http1Connection::EndResponse(Side& side, Completion how, const std::string& why) {
   Pending* t = side.target;
@@ -448,7 +477,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     return;
   }
   if (side.held) {  // after an Upgrade request: hold until the server says 101 or not
-    side.held_bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
+    Hold(side, data);
     return;
   }
   side.ts = ts;
@@ -496,6 +525,17 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     }
     size_t n = http_parser_execute(&side.parser, &Http1Callbacks::Settings(),
                                    reinterpret_cast<const char*>(data.data()), data.size());
+    if (release_held_) {
+      release_held_ = false;
+      client_->held = false;
+      std::string held = std::move(client_->held_bytes);
+      client_->held_bytes.clear();
+      client_->Init();  // the request parser stopped at the Upgrade; start it afresh
+      client_->resync = true;
+      Feed(*client_, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()),
+                                              held.size()),
+           ts);
+    }
     if (tunnel_) {
       counters_->opaque_bytes += data.size() - std::min(n, data.size());
       return;
@@ -505,16 +545,14 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       http_parser_pause(&side.parser, 0);
       data = data.subspan(std::min(n, data.size()));
       if (side.held) {
-        side.held_bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
+        Hold(side, data);
         return;
       }
       continue;
     }
     if (err == HPE_OK && side.held) {
       // The request asked for an Upgrade; http-parser stops after it. Hold the rest.
-      if (n < data.size()) {
-        side.held_bytes.append(reinterpret_cast<const char*>(data.data()) + n, data.size() - n);
-      }
+      if (n < data.size()) Hold(side, data.subspan(n));
       return;
     }
     if (err == HPE_OK && n >= data.size()) return;
@@ -529,6 +567,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     if (Pending* t = side.target) {
       KeepPartial(side);
       t->gap = true;
+      t->malformed = true;
       t->gap_reason = why;
       if (side.requests) {
         if (t->x.request && t->x.request->method.empty() && t->x.request->path.empty()) {
@@ -594,6 +633,15 @@ void Http1Connection::Finish(Pending& p, Completion how, std::string_view reason
 void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts) {
   // Responses still open end here, then requests without a response.
   OnServerEnd(ts);
+  if (server_->in_message && server_->target && !tunnel_) {
+    // A response whose body did not end: keep its status, headers and the bytes seen.
+    server_->ts = ts;
+    KeepPartial(*server_);
+    EndResponse(*server_, how == Completion::kNoResponse ? Completion::kTruncated : how,
+                how == Completion::kNoResponse ? "the connection closed before the response ended"
+                                               : std::string(reason));
+    server_->in_message = false;
+  }
   if (orphan_) {
     Finish(*orphan_, Completion::kNoRequest, "the request was not captured");
     orphan_.reset();
@@ -603,7 +651,7 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
     if (!p->x.request) {  // the request line never completed: keep what there is
       p->x.request.emplace().path = client_->url;
     }
-    Completion c = p->gap ? Completion::kGap : how;
+    Completion c = p->malformed ? Completion::kMalformed : p->gap ? Completion::kGap : how;
     std::string why = p->gap ? p->gap_reason : std::string(reason);
     if (!p->request_done && c == Completion::kNoResponse) {
       c = Completion::kCaptureEnded;

@@ -37,6 +37,8 @@ struct Http1Counters {
   uint64_t opaque_bytes = 0;    // after an Upgrade or CONNECT
   uint64_t upgrades = 0;
   uint64_t h2c_upgrades = 0;
+  uint64_t held_bytes_dropped = 0;  // client bytes after an Upgrade request, over the hold cap
+  uint64_t pending_limit = 0;       // requests written without response at the queue cap
 };
 
 // True when `data` begins like an HTTP/1 request line ("GET /", "OPTIONS * ", a method token of
@@ -74,6 +76,7 @@ class Http1Connection {
   void Gap(Side& side, uint64_t bytes, uint64_t ts_ns);
   void Finish(Pending& p, Completion how, std::string_view reason);
   void KeepPartial(Side& side);
+  void Hold(Side& side, std::span<const uint8_t> data);
   void EndResponse(Side& side, Completion how, const std::string& why);
 
   friend struct Http1Callbacks;
@@ -87,6 +90,7 @@ class Http1Connection {
   std::deque<std::unique_ptr<Pending>> pending_;
   std::unique_ptr<Pending> orphan_;  // a response with no captured request
   bool tunnel_ = false;
+  bool release_held_ = false;  // a declined Upgrade: Feed hands the held client bytes back
 };
 
 }  // namespace tapkit

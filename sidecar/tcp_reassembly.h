@@ -54,6 +54,8 @@ class TcpReassembler {
   bool started() const { return started_; }
   bool syn_seen() const { return syn_seen_; }  // the stream began at its SYN (not mid-stream)
   bool fin_seen() const { return fin_seen_; }
+  // Every byte up to the FIN was delivered (or skipped as a gap): the direction has ended.
+  bool finished() const { return fin_seen_ && next_ >= fin_offset_; }
   uint64_t delivered() const { return next_; }  // stream bytes delivered or skipped as gaps
   size_t buffered_bytes() const { return buffered_bytes_; }
   const ReassemblyStats& stats() const { return stats_; }
