@@ -358,13 +358,15 @@ struct Conversation {
   uint32_t cseq = 1000, sseq = 5000;
   uint64_t ts = 1'000'000'000'000ull;
   void Client(const std::string& p, uint8_t flags = kTcpAck | 0x08) {
-    frames.push_back({Ethernet(Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, cseq, sseq, flags, p)),
-                      ts += 1000});
+    frames.push_back(
+        {Ethernet(Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, cseq, sseq, flags, p)),
+         ts += 1000});
     cseq += static_cast<uint32_t>(p.size()) + ((flags & (kTcpSyn | kTcpFin)) ? 1 : 0);
   }
   void Server(const std::string& p, uint8_t flags = kTcpAck | 0x08) {
-    frames.push_back({Ethernet(Ipv4Tcp({10, 0, 0, 2}, {10, 0, 0, 1}, 80, 40000, sseq, cseq, flags, p)),
-                      ts += 1000});
+    frames.push_back(
+        {Ethernet(Ipv4Tcp({10, 0, 0, 2}, {10, 0, 0, 1}, 80, 40000, sseq, cseq, flags, p)),
+         ts += 1000});
     sseq += static_cast<uint32_t>(p.size()) + ((flags & (kTcpSyn | kTcpFin)) ? 1 : 0);
   }
   std::vector<Exchange> Run(std::map<std::string, uint64_t>* counters = nullptr) {

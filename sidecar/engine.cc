@@ -107,8 +107,8 @@ struct CaptureEngine::Impl {
     int client = -1;  // which direction's sender is the client: known from SYN or content
     Proto proto = Proto::kUnknown;
     std::unique_ptr<Http1Connection> http;
-    uint64_t undecided[2] = {0, 0};       // bytes looked at without finding a protocol
-    std::string held[2];  // those bytes, kept (up to the cap) until the protocol is known
+    uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
+    std::string held[2];      // those bytes, kept (up to the cap) until the protocol is known
     size_t skip[2] = {0, 0};  // held bytes before the message start Decide found
     uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
@@ -378,10 +378,10 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
     // out-of-window sequence number, RFC 5961): if data follows for the 4-tuple, the tombstone
     // lets it start a connection picked up mid-stream, and HTTP is looked for again.
     Count("tcp_resets");
-    Close(c,
-          Completion::kReset,
-          absl::StrCat("TCP RST from the ",
-                       c.client < 0 ? "peer" : dir == c.client ? "client" : "server"),
+    Close(c, Completion::kReset,
+          absl::StrCat("TCP RST from the ", c.client < 0      ? "peer"
+                                            : dir == c.client ? "client"
+                                                              : "server"),
           ts, /*by_reset=*/true);
     return;
   }

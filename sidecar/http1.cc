@@ -532,8 +532,8 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       client_->held_bytes.clear();
       client_->Init();  // the request parser stopped at the Upgrade; start it afresh
       client_->resync = true;
-      Feed(*client_, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()),
-                                              held.size()),
+      Feed(*client_,
+           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()),
            ts);
     }
     if (tunnel_) {

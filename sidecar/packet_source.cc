@@ -277,6 +277,9 @@ std::unique_ptr<PacketSource> NewPcapngSource(const std::string& path, const std
 }
 
 bool IsPcapngFile(const std::string& path) {
+  // Only a regular file can be opened a second time: a FIFO or a device would block or differ.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return false;
   uint8_t m[4] = {};

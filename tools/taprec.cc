@@ -6,11 +6,14 @@
 // live taps of workloads come with the control plane. Without -w it prints the exchanges as
 // tapcat does. Exit status: 0 success, 2 usage or input error (a damaged capture included: what
 // was read before the damage is still written).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -46,7 +49,7 @@ std::string Host() {
 int main(int argc, char** argv) {
   std::string read_path, write_path, output = "text";
   int64_t count = -1;
-  uint64_t body_limit = 64 << 10;
+  int64_t body_limit = 64 << 10;
   std::vector<std::string> bpf_words;
   po::options_description opts(
       "Usage: taprec -r FILE|- [options] [BPF expression]\n"
@@ -85,6 +88,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: -c %lld: must be 0 or more\n", static_cast<long long>(count));
     return kExitError;
   }
+  if (body_limit < 0) {
+    std::fprintf(stderr, "taprec: --snaplen-body %lld: must be 0 or more\n",
+                 static_cast<long long>(body_limit));
+    return kExitError;
+  }
+  if (!write_path.empty() && write_path != "-" && read_path != "-") {
+    // Writing over the capture being read would destroy it.
+    struct stat in {
+    }, out{};
+    if (::stat(read_path.c_str(), &in) == 0 && ::stat(write_path.c_str(), &out) == 0 &&
+        in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+      std::fprintf(stderr,
+                   "taprec: -w %s: is the capture being read (-r); refusing to overwrite it\n",
+                   write_path.c_str());
+      return kExitError;
+    }
+  }
   if (output != "text" && output != "wide" && output != "json") {
     std::fprintf(stderr, "taprec: -o %s: unknown output (text, wide, json)\n", output.c_str());
     return kExitError;
@@ -103,7 +123,7 @@ int main(int argc, char** argv) {
   meta.writer_version = "0.1.0";
   meta.host = Host();
   meta.command_line.assign(argv, argv + argc);
-  meta.body_limit = body_limit;
+  meta.body_limit = static_cast<uint64_t>(body_limit);
   if (!bpf.empty()) meta.filters.emplace_back("bpf", bpf);
   meta.capture_points = {{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
 
@@ -124,11 +144,12 @@ int main(int argc, char** argv) {
 
   int64_t written = 0;
   absl::Status write_error;
-  bool stop = false;
+  bool stop = count == 0;  // -c 0: read nothing, write an empty capture
+  bool print_error = false;
   std::string out;
   std::string scratch;
   tapkit::EngineOptions eo;
-  eo.http.body_limit = body_limit;
+  eo.http.body_limit = static_cast<uint64_t>(body_limit);
   tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
     if (stop || !write_error.ok()) return;
     if (writer) {
@@ -147,7 +168,7 @@ int main(int argc, char** argv) {
         } else {
           tapkit::AppendText(v, output == "wide", &out);
         }
-        std::fwrite(out.data(), 1, out.size(), stdout);
+        if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) print_error = true;
         out.clear();
       }
     }
@@ -160,7 +181,7 @@ int main(int argc, char** argv) {
   auto last = started;
   tapkit::Frame frame;
   uint64_t last_ts = 0;
-  while (!stop && write_error.ok() && (*source)->Next(&frame)) {
+  while (!stop && !print_error && write_error.ok() && (*source)->Next(&frame)) {
     engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
     last_ts = std::max(last_ts, frame.ts_ns);
     // The flush timer needs a clock read; once per 256 frames is often enough for a 1 s interval.
@@ -185,9 +206,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: %s\n", std::string(src.message()).c_str());
     rc = kExitError;
   }
+  if (!writer && (print_error || std::fflush(stdout) != 0 || std::ferror(stdout))) {
+    std::fprintf(stderr, "taprec: write error on standard output: %s\n", std::strerror(errno));
+    return kExitError;
+  }
   if (writer) {
     tapkit::TrailerInput t;
     t.drops = engine.Drops();
+    // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
+    if (!src.ok()) t.drops["input_read_error"] = 1;
     t.counters = engine.Counters();
     tapkit::CapturePointInfo cp = meta.capture_points[0];
     cp.link_types = engine.link_types();
