@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -180,7 +181,7 @@ class PcapngSource final : public PacketSource {
   // Reads the next block's body into block_. Section headers set the byte order.
   bool ReadBlock(uint32_t* type, uint32_t* len) {
     uint8_t head[8];
-    offset_ = static_cast<uint64_t>(std::ftell(f_));
+    offset_ = next_offset_;  // counted, not asked of the stream: pipes have no position
     size_t got = std::fread(head, 1, 8, f_);
     if (got == 0) return false;  // end of file
     if (got < 8) return Fail("block header cut short");
@@ -202,6 +203,7 @@ class PcapngSource final : public PacketSource {
       if (std::fread(block_.data(), 1, block_.size(), f_) != block_.size()) {
         return Fail("section header cut short");
       }
+      next_offset_ += *len;
       return true;
     }
     *type = U32(head);
@@ -264,7 +266,8 @@ class PcapngSource final : public PacketSource {
   bool swap_ = false;
   std::vector<Iface> ifaces_;
   std::vector<uint8_t> block_;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;       // of the block being read
+  uint64_t next_offset_ = 0;  // of the next block
   uint64_t frames_ = 0;
   absl::Status status_;
 };
@@ -287,6 +290,48 @@ bool IsPcapngFile(const std::string& path) {
       std::fread(m, 1, 4, f) == 4 && m[0] == 0x0A && m[1] == 0x0D && m[2] == 0x0D && m[3] == 0x0A;
   std::fclose(f);
   return yes;
+}
+
+// Standard input with its first bytes read ahead and replayed (glibc's fopencookie).
+struct Replay {
+  unsigned char head[4];
+  size_t n = 0, pos = 0;
+};
+
+ssize_t ReplayRead(void* cookie, char* buf, size_t size) {
+  auto* r = static_cast<Replay*>(cookie);
+  size_t k = 0;
+  while (r->pos < r->n && k < size) buf[k++] = static_cast<char>(r->head[r->pos++]);
+  if (k == size) return static_cast<ssize_t>(k);
+  ssize_t more = ::read(STDIN_FILENO, buf + k, size - k);
+  if (more < 0) return k ? static_cast<ssize_t>(k) : -1;
+  return static_cast<ssize_t>(k) + more;
+}
+
+int ReplayClose(void* cookie) {
+  delete static_cast<Replay*>(cookie);
+  return 0;
+}
+
+struct Peeked {
+  FILE* stream = nullptr;
+  bool pcapng = false;  // the first 4 bytes are a pcapng section header's type
+};
+
+Peeked StdinWithPeek() {
+  auto* r = new Replay;
+  while (r->n < 4) {
+    ssize_t k = ::read(STDIN_FILENO, r->head + r->n, 4 - r->n);
+    if (k <= 0) break;
+    r->n += static_cast<size_t>(k);
+  }
+  Peeked out;
+  out.pcapng = r->n == 4 && r->head[0] == 0x0A && r->head[1] == 0x0D && r->head[2] == 0x0D &&
+               r->head[3] == 0x0A;
+  cookie_io_functions_t io{ReplayRead, nullptr, nullptr, ReplayClose};
+  out.stream = fopencookie(r, "rb", io);
+  if (!out.stream) delete r;
+  return out;
 }
 
 }  // namespace
@@ -315,8 +360,18 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
       return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory"));
   }
   char err[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p =
-      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  pcap_t* p = nullptr;
+  if (path == "-") {
+    // Standard input cannot be reopened, so the pcapng fallback of a file cannot apply: look at
+    // the first 4 bytes and give a pcapng stream to our own reader (it reads every pcapng,
+    // mixed link types included), anything else to libpcap, the 4 bytes replayed in front.
+    Peeked in = StdinWithPeek();
+    if (!in.stream) return absl::InternalError("<stdin>: cannot read");
+    if (in.pcapng) return OpenPcapngStream(in.stream, name, bpf);
+    p = pcap_fopen_offline_with_tstamp_precision(in.stream, PCAP_TSTAMP_PRECISION_NANO, err);
+  } else {
+    p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  }
   if (!p) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": not a pcap or pcapng capture (libpcap: ", err, ")"));

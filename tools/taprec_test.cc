@@ -98,5 +98,20 @@ TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
   EXPECT_EQ((*reader)->summary()->drops.at("input_read_error"), 1u);
 }
 
+// Standard input cannot be reopened: a pcapng that libpcap refuses (interfaces of different link
+// types) is read by the project's pcapng reader from the start. Regression from the taprec trial.
+TEST(Taprec, MixedLinkPcapngOnStdin) {
+  std::string corpus = testing::CorpusDir();
+  TAPKIT_REQUIRE_CORPUS(corpus);
+  std::string file = corpus + "/pcaps/pcapfileex__sample_multi_nanosecond.pcap";
+  Result piped = Sh("cat '" + file + "' | " + Taprec("-r - -o json"));
+  Result direct = Sh(Taprec("-r '" + file + "' -o json"));
+  EXPECT_EQ(piped.rc, 0) << piped.err;
+  EXPECT_EQ(std::count(piped.out.begin(), piped.out.end(), '\n'), 4);
+  EXPECT_EQ(piped.out, direct.out);
+  Result plain = Sh("cat '" + kFixture + "' | " + Taprec("-r - -o json"));
+  EXPECT_EQ(std::count(plain.out.begin(), plain.out.end(), '\n'), 3) << plain.err;
+}
+
 }  // namespace
 }  // namespace tapkit
