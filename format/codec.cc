@@ -175,4 +175,12 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder,
   return absl::OkStatus();
 }
 
+absl::StatusOr<ExchangeView> ViewOfExchange(const Exchange& x, FlatBufferBuilder* builder,
+                                            std::string* bodies) {
+  bodies->clear();
+  if (absl::Status s = EncodeExchange(x, builder, bodies); !s.ok()) return s;
+  return ExchangeView(flatbuffers::GetSizePrefixedRoot<fb::Exchange>(builder->GetBufferPointer()),
+                      *bodies, /*bodies_loaded=*/true);
+}
+
 }  // namespace tapkit

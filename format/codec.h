@@ -7,8 +7,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "flatbuffers/flatbuffers.h"
 #include "format/exchange.h"
+#include "format/exchange_view.h"
 
 namespace tapkit {
 
@@ -17,6 +19,13 @@ namespace tapkit {
 // push the frame past format::kMaxFrameSize or the record past format::kMaxRecordSize.
 absl::Status EncodeExchange(const Exchange& x, flatbuffers::FlatBufferBuilder* builder,
                             std::string* body_frame);
+
+// Encodes `x` into `builder` and `bodies` (both cleared first) and returns a view of it, valid
+// while both live and are not touched: the way to print an exchange that is not in a file (live
+// output, taprec without -w) with the same code that prints stored ones.
+absl::StatusOr<ExchangeView> ViewOfExchange(const Exchange& x,
+                                            flatbuffers::FlatBufferBuilder* builder,
+                                            std::string* bodies);
 
 }  // namespace tapkit
 

@@ -407,11 +407,6 @@ TEST(Damage, RebuildIndexAfterCrash) {
   EXPECT_FALSE(rebuilt);
 }
 
-std::string ReadPath(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // A trailer whose footer was cut (killed while writing the last 16 bytes) is replaced.
 TEST(Damage, RebuildIndexAfterCutFooter) {
   SmallFile f = MakeSmallFile();
@@ -420,7 +415,7 @@ TEST(Damage, RebuildIndexAfterCutFooter) {
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
   EXPECT_TRUE(rebuilt);
-  ReadResult r = ReadAll(ReadPath(path));
+  ReadResult r = ReadAll(testing::ReadFileBytes(path));
   EXPECT_EQ(r.exchanges, f.xs);
   EXPECT_TRUE(r.report.notices.empty());
   EXPECT_TRUE(r.status.ok());
@@ -439,7 +434,7 @@ TEST(Damage, RebuildKeepsSegmentsAfterABadFooter) {
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
   EXPECT_TRUE(rebuilt);
-  std::string fixed = ReadPath(path);
+  std::string fixed = testing::ReadFileBytes(path);
   EXPECT_EQ(fixed.substr(0, joined.size()), joined) << "nothing before the new trailer changed";
   ReadResult r = ReadAll(fixed);
   EXPECT_EQ(r.exchanges.size(), a.xs.size() + b.xs.size());
@@ -460,7 +455,7 @@ TEST(Damage, RebuildIndexKeepsCorruptRanges) {
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
   EXPECT_TRUE(rebuilt);
-  std::string fixed = ReadPath(path);
+  std::string fixed = testing::ReadFileBytes(path);
   EXPECT_EQ(fixed.substr(0, bad.size()), bad) << "nothing before the trailer changed";
   ReadResult r = ReadAll(fixed);
   EXPECT_EQ(r.exchanges.size(), f.xs.size() - f.per_segment[1]);

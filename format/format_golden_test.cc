@@ -178,11 +178,6 @@ TrailerInput GoldenTrailer() {
   return t;
 }
 
-std::string ReadFile(const char* path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Today's writer still writes these values so that they read back exactly (the golden file is a
 // version-1.0 file; this checks the values themselves). With TAPKIT_WRITE_GOLDEN=1 it also
 // rewrites fixtures/golden/v1.0.tap.
@@ -202,7 +197,7 @@ TEST(Golden, ValuesRoundTripAndRewriteWhenAsked) {
 
 // Version 1.0's golden file reads to exactly the values it was written with.
 TEST(Golden, V1_0ReadsExactly) {
-  std::string file = ReadFile(kGolden);
+  std::string file = testing::ReadFileBytes(kGolden);
   ASSERT_FALSE(file.empty()) << "missing " << kGolden;
   testing::ReadResult r = testing::ReadAll(file);
   ASSERT_TRUE(r.open.ok()) << r.open;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
@@ -148,6 +149,11 @@ ReadResult ReadAll(std::string_view data, bool headers_only, bool seekable) {
   r.status = (*reader)->status();
   r.stats = (*reader)->stats();
   return r;
+}
+
+std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 std::string CorpusDir() {

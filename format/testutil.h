@@ -75,6 +75,9 @@ std::string CorpusDir();
   } while (0)
 bool InCi();
 
+// The whole content of the file at `path` (empty when it cannot be read).
+std::string ReadFileBytes(const std::string& path);
+
 // Offsets of every block marker in a file written by WriteToString (segments, then the trailer).
 std::vector<uint64_t> BlockOffsets(const std::string& file);
 // Recomputes the header checksum of the block at `offset` (after a test edited its fields).

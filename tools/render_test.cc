@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "format/codec.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -200,6 +201,32 @@ TEST(Render, NonUtf8ReasonAndLabels) {
   EXPECT_EQ(j["source"]["metadata"]["workloadKindEncoding"], "base64");
   EXPECT_EQ(j["source"]["metadata"]["service"], "svc");
   EXPECT_EQ(j["end"]["reasonEncoding"], "base64");
+}
+
+}  // namespace
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// An exchange that is not in a file (taprec's printing) is viewed through its encoding: every
+// field comes back, so it prints exactly as the same exchange read from a file.
+TEST(Render, ViewOfExchangeCarriesEveryField) {
+  flatbuffers::FlatBufferBuilder builder;
+  std::string bodies;
+  for (uint64_t i = 0; i < 20; ++i) {
+    Exchange x = testing::RichExchange(i);
+    absl::StatusOr<ExchangeView> v = ViewOfExchange(x, &builder, &bodies);
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->ToExchange(), x) << i;
+    std::string direct, stored;
+    AppendJson(*v, &direct);
+    auto reader = Reader::Open(NewStringReadableFile(testing::WriteToString({x})));
+    ExchangeView from_file;
+    ASSERT_TRUE((*reader)->Next(&from_file));
+    AppendJson(from_file, &stored);
+    EXPECT_EQ(direct, stored);
+  }
 }
 
 }  // namespace

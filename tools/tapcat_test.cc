@@ -20,11 +20,6 @@ struct CmdResult {
   std::string out, err;
 };
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 std::string Temp(const std::string& name, const std::string& content) {
   std::string path = absl::StrCat(::testing::TempDir(), "/", name);
   std::ofstream(path, std::ios::binary) << content;
@@ -43,8 +38,8 @@ CmdResult Tapcat(const std::string& args, const std::string& in = "/dev/null") {
   int status = std::system(cmd.c_str());
   CmdResult r;
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = Slurp(out);
-  r.err = Slurp(err);
+  r.out = testing::ReadFileBytes(out);
+  r.err = testing::ReadFileBytes(err);
   return r;
 }
 
@@ -79,9 +74,9 @@ TEST(Tapcat, PipeToPipe) {
   std::string err = absl::StrCat(::testing::TempDir(), "/pipe.err");
   std::string cmd = absl::StrCat("'", TAPSYNTH_BIN, "' -n 3000 --seed 5 -w - | '", TAPCAT_BIN,
                                  "' -o json - > '", out, "' 2> '", err, "'");
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << Slurp(err);
-  EXPECT_EQ(Lines(Slurp(out)), 3000u);
-  EXPECT_EQ(Slurp(err), "");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << testing::ReadFileBytes(err);
+  EXPECT_EQ(Lines(testing::ReadFileBytes(out)), 3000u);
+  EXPECT_EQ(testing::ReadFileBytes(err), "");
 }
 
 TEST(Tapcat, Info) {
@@ -122,7 +117,8 @@ TEST(Tapcat, WriteErrorOnStdout) {
   std::string cmd = absl::StrCat("'", TAPCAT_BIN, "' '", kGolden, "' > /dev/full 2> '", err, "'");
   int status = std::system(cmd.c_str());
   EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2);
-  EXPECT_NE(Slurp(err).find("write error on standard output"), std::string::npos) << Slurp(err);
+  EXPECT_NE(testing::ReadFileBytes(err).find("write error on standard output"), std::string::npos)
+      << testing::ReadFileBytes(err);
 }
 
 // A mistyped -o that swallowed the file name says what is wrong with -o.
@@ -133,7 +129,7 @@ TEST(Tapcat, BadOutputNamedFirst) {
 }
 
 TEST(Tapcat, FutureMajorVersion) {
-  std::string v = Slurp(kGolden);
+  std::string v = testing::ReadFileBytes(kGolden);
   format::Put16(v.data() + 8, 3);
   CmdResult r = Tapcat("'" + Temp("future.tap", v) + "'");
   EXPECT_EQ(r.rc, 2);

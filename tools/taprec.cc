@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "format/codec.h"
 #include "format/writer.h"
 #include "sidecar/engine.h"
 #include "sidecar/packet_source.h"
@@ -147,7 +148,8 @@ int main(int argc, char** argv) {
   bool stop = count == 0;  // -c 0: read nothing, write an empty capture
   bool print_error = false;
   std::string out;
-  std::string scratch;
+  flatbuffers::FlatBufferBuilder builder;
+  std::string bodies;
   tapkit::EngineOptions eo;
   eo.http.body_limit = static_cast<uint64_t>(body_limit);
   tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
@@ -155,18 +157,13 @@ int main(int argc, char** argv) {
     if (writer) {
       write_error = writer->Append(x);
     } else {
-      // Print through a one-exchange file so text and JSON are exactly tapcat's.
-      scratch.clear();
-      auto w = tapkit::Writer::Open(tapkit::NewStringWritableFile(&scratch), {});
-      (void)(*w)->Append(x);
-      (void)(*w)->Close();
-      auto r = tapkit::Reader::Open(tapkit::NewStringReadableFile(scratch));
-      tapkit::ExchangeView v;
-      if (r.ok() && (*r)->Next(&v)) {
+      // Printed by the code tapcat prints stored exchanges with, from a view of the encoding.
+      absl::StatusOr<tapkit::ExchangeView> v = tapkit::ViewOfExchange(x, &builder, &bodies);
+      if (v.ok()) {
         if (output == "json") {
-          tapkit::AppendJson(v, &out);
+          tapkit::AppendJson(*v, &out);
         } else {
-          tapkit::AppendText(v, output == "wide", &out);
+          tapkit::AppendText(*v, output == "wide", &out);
         }
         if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) print_error = true;
         out.clear();

@@ -12,11 +12,6 @@ namespace {
 
 const std::string kFixture = TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap";
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 struct Result {
   int rc = -1;
   std::string out, err;
@@ -26,7 +21,8 @@ Result Sh(const std::string& cmd) {
   std::string base = absl::StrCat(::testing::TempDir(), "/taprec.",
                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   int status = std::system(absl::StrCat(cmd, " > '", base, ".out' 2> '", base, ".err'").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(base + ".out"), Slurp(base + ".err")};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testing::ReadFileBytes(base + ".out"),
+          testing::ReadFileBytes(base + ".err")};
 }
 
 std::string Taprec(const std::string& args) { return absl::StrCat("'", TAPREC_BIN, "' ", args); }
@@ -36,12 +32,12 @@ TEST(Taprec, WritesWhatTapcatReads) {
   Result w = Sh(Taprec("-r '" + kFixture + "' -w '" + tap + "'"));
   EXPECT_EQ(w.rc, 0) << w.err;
   EXPECT_EQ(w.err, "");
-  testing::ReadResult r = testing::ReadAll(Slurp(tap));
+  testing::ReadResult r = testing::ReadAll(testing::ReadFileBytes(tap));
   ASSERT_TRUE(r.open.ok());
   ASSERT_EQ(r.exchanges.size(), 3u);
   EXPECT_EQ(r.exchanges[2].request->path, "/missing");
   EXPECT_EQ(r.exchanges[2].response->status, 404);
-  auto reader = Reader::Open(NewStringReadableFile(Slurp(tap)));
+  auto reader = Reader::Open(NewStringReadableFile(testing::ReadFileBytes(tap)));
   ASSERT_TRUE(reader.ok());
   EXPECT_EQ((*reader)->metadata().writer_name, "taprec");
   ASSERT_TRUE((*reader)->summary().has_value());
@@ -76,10 +72,11 @@ TEST(Taprec, InputErrors) {
 
 TEST(Taprec, RefusesToOverwriteItsInput) {
   std::string copy = absl::StrCat(::testing::TempDir(), "/input.pcap");
-  std::ofstream(copy, std::ios::binary) << Slurp(kFixture);
+  std::ofstream(copy, std::ios::binary) << testing::ReadFileBytes(kFixture);
   Result r = Sh(Taprec("-r '" + copy + "' -w '" + copy + "'"));
   EXPECT_EQ(r.rc, 2);
-  EXPECT_EQ(Slurp(copy), Slurp(kFixture)) << "the capture is untouched";
+  EXPECT_EQ(testing::ReadFileBytes(copy), testing::ReadFileBytes(kFixture))
+      << "the capture is untouched";
 }
 
 // A capture damaged mid-file: what came before is written, the damage is named, exit 2, and the
@@ -91,7 +88,7 @@ TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
   Result r = Sh(Taprec("-r '" + corpus + "/pcaps/pcapfileex__corrupted.pcap' -w '" + tap + "'"));
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("after 27 frames"), std::string::npos) << r.err;
-  auto reader = Reader::Open(NewStringReadableFile(Slurp(tap)));
+  auto reader = Reader::Open(NewStringReadableFile(testing::ReadFileBytes(tap)));
   ASSERT_TRUE(reader.ok());
   ASSERT_TRUE((*reader)->summary().has_value());
   EXPECT_EQ((*reader)->summary()->exchanges, 2u);
