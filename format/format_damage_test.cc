@@ -177,8 +177,9 @@ TEST(Damage, GarbageBetweenSegments) {
   }
 }
 
-// Length fields forged to huge values, checksum fixed so only the caps can stop them.
-TEST(Damage, HugeLengthsAreCappedBeforeAllocation) {
+// Length fields forged to huge values, checksum fixed so only the caps and the presence check
+// can stop them: each forgery costs at most its own segment, and the reader goes on.
+TEST(Damage, HugeLengthsCostOnlyTheirSegment) {
   SmallFile f = MakeSmallFile();
   const size_t fields[] = {format::kBlockMetaStoredOffset, format::kBlockMetaRawOffset,
                            format::kBlockBodyStoredOffset, format::kBlockBodyRawOffset,

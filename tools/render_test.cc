@@ -221,7 +221,8 @@ TEST(Render, ViewOfExchangeCarriesEveryField) {
     EXPECT_EQ(v->ToExchange(), x) << i;
     std::string direct, stored;
     AppendJson(*v, &direct);
-    auto reader = Reader::Open(NewStringReadableFile(testing::WriteToString({x})));
+    std::string file = testing::WriteToString({x});  // outlives the reader that views it
+    auto reader = Reader::Open(NewStringReadableFile(file));
     ExchangeView from_file;
     ASSERT_TRUE((*reader)->Next(&from_file));
     AppendJson(from_file, &stored);
