@@ -1,11 +1,17 @@
 #include "sidecar/packet_source.h"
 
 #include <pcap/pcap.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -392,6 +398,131 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
     }
   }
   return std::unique_ptr<PacketSource>(new PcapFileSource(p, path, name, bpf));
+}
+
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+class ReadAheadSource final : public PacketSource {
+ public:
+  explicit ReadAheadSource(std::unique_ptr<PacketSource> inner)
+      : inner_(std::move(inner)), link_type_(inner_->link_type()) {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "tap-readahead");
+      Run();
+    });
+  }
+  ~ReadAheadSource() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+    }
+    space_.notify_all();
+    thread_.join();
+  }
+
+  bool Next(Frame* frame) override {
+    while (!current_ || next_ >= current_->frames.size()) {
+      std::unique_lock<std::mutex> l(mu_);
+      if (current_) {  // back to the reader, with its capacity, to be filled again
+        free_.push_back(std::move(current_));
+        space_.notify_one();
+      }
+      ready_cv_.wait(l, [&] { return !ready_.empty() || ended_; });
+      if (ready_.empty()) {
+        status_ = end_status_;
+        return false;
+      }
+      current_ = std::move(ready_.front());
+      ready_.pop_front();
+      next_ = 0;
+    }
+    const Rec& r = current_->frames[next_++];
+    frame->link_type = r.link_type;
+    frame->ts_ns = r.ts_ns;
+    frame->wire_length = r.wire_length;
+    frame->data = std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(current_->bytes.data()) + r.offset, r.length);
+    ++frames_;
+    return true;
+  }
+  absl::Status status() const override { return status_; }
+  int link_type() const override { return link_type_; }
+  uint64_t frames() const override { return frames_; }
+
+ private:
+  static constexpr size_t kBatchBytes = 256 << 10;
+  static constexpr size_t kMaxBatches = 8;
+  struct Rec {
+    int link_type;
+    uint32_t wire_length;
+    uint64_t ts_ns;
+    size_t offset, length;
+  };
+  struct Batch {
+    std::string bytes;
+    std::vector<Rec> frames;
+  };
+
+  void Run() {
+    size_t batches = 0;  // allocated so far; bounded by kMaxBatches
+    for (;;) {
+      std::unique_ptr<Batch> b;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        space_.wait(l, [&] { return stopping_ || !free_.empty() || batches < kMaxBatches; });
+        if (stopping_) return;
+        if (!free_.empty()) {
+          b = std::move(free_.back());
+          free_.pop_back();
+        }
+      }
+      if (!b) {
+        b = std::make_unique<Batch>();
+        b->bytes.reserve(kBatchBytes + (64 << 10));
+        ++batches;
+      }
+      b->bytes.clear();
+      b->frames.clear();
+      bool more = true;
+      Frame f;
+      while (b->bytes.size() < kBatchBytes && (more = inner_->Next(&f))) {
+        b->frames.push_back({f.link_type, f.wire_length, f.ts_ns, b->bytes.size(), f.data.size()});
+        b->bytes.append(reinterpret_cast<const char*>(f.data.data()), f.data.size());
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      if (!b->frames.empty()) ready_.push_back(std::move(b));
+      if (!more) {
+        ended_ = true;
+        end_status_ = inner_->status();
+      }
+      ready_cv_.notify_one();
+      if (!more) return;
+    }
+  }
+
+  std::unique_ptr<PacketSource> inner_;  // the reader thread's only
+  const int link_type_;
+  std::mutex mu_;
+  std::condition_variable ready_cv_, space_;
+  std::deque<std::unique_ptr<Batch>> ready_;
+  std::vector<std::unique_ptr<Batch>> free_;
+  bool stopping_ = false, ended_ = false;
+  absl::Status end_status_;
+  std::thread thread_;
+  // The consumer's.
+  std::unique_ptr<Batch> current_;
+  size_t next_ = 0;
+  uint64_t frames_ = 0;
+  absl::Status status_;
+};
+
+}  // namespace
+
+std::unique_ptr<PacketSource> ReadAhead(std::unique_ptr<PacketSource> inner) {
+  return std::make_unique<ReadAheadSource>(std::move(inner));
 }
 
 }  // namespace tapkit

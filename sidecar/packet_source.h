@@ -51,6 +51,13 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& 
 std::unique_ptr<PacketSource> OpenPcapngStream(FILE* stream, const std::string& name,
                                                const std::string& bpf);
 
+// Reads `inner` ahead on a thread of its own, so that reading and copying the file overlaps with
+// the consumer's work on the frames. Frames are copied into batches of about 256 KiB; at most 8
+// batches wait. status() and frames() are those of the frames handed out so far. Destroying the
+// source stops the thread after the read it is in: give it regular files, whose reads end, not a
+// pipe that may block for ever. The source it returns is used by one thread, as any source.
+std::unique_ptr<PacketSource> ReadAhead(std::unique_ptr<PacketSource> inner);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_SIDECAR_PACKET_SOURCE_H_

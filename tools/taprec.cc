@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "format/async_writer.h"
 #include "format/codec.h"
 #include "format/writer.h"
 #include "sidecar/engine.h"
@@ -117,6 +118,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
     return kExitError;
   }
+  // A regular file is read ahead on a thread of its own (its reads always end, so -c can stop
+  // early); a pipe or terminal is read in line, as its reads may block.
+  if (struct stat st{};
+      read_path != "-" && ::stat(read_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    *source = tapkit::ReadAhead(*std::move(source));
+  }
 
   tapkit::CaptureMetadata meta;
   meta.start_time_ns = NowNs();
@@ -128,14 +135,15 @@ int main(int argc, char** argv) {
   if (!bpf.empty()) meta.filters.emplace_back("bpf", bpf);
   meta.capture_points = {{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
 
-  std::unique_ptr<tapkit::Writer> writer;
+  // Encoding and compression run on the writer's own thread, off the packet path.
+  std::unique_ptr<tapkit::AsyncWriter> writer;
   if (!write_path.empty()) {
     auto file = tapkit::OpenWritableFile(write_path);
     if (!file.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(file.status().message()).c_str());
       return kExitError;
     }
-    auto w = tapkit::Writer::Open(*std::move(file), meta);
+    auto w = tapkit::AsyncWriter::Open(*std::move(file), meta);
     if (!w.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(w.status().message()).c_str());
       return kExitError;
@@ -155,7 +163,7 @@ int main(int argc, char** argv) {
   tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
     if (stop || !write_error.ok()) return;
     if (writer) {
-      write_error = writer->Append(x);
+      write_error = writer->Append(std::move(x));
     } else {
       // Printed by the code tapcat prints stored exchanges with, from a view of the encoding.
       absl::StatusOr<tapkit::ExchangeView> v = tapkit::ViewOfExchange(x, &builder, &bodies);
