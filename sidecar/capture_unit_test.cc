@@ -338,6 +338,19 @@ TEST(Http1, DeclinedUpgradeKeepsParsing) {
   EXPECT_EQ(h.got[1].response->body.data, "b");
 }
 
+// The same with both responses in one segment: the held request is read before the second
+// response, which pairs with it.
+TEST(Http1, DeclinedUpgradeWithResponsesInOneSegment) {
+  Http h;
+  h.C("GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  h.C("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[1].request->path, "/b");
+  EXPECT_EQ(h.got[1].response->body.data, "b");
+  EXPECT_EQ(h.got[1].completion, Completion::kComplete);
+}
+
 // A response cut off by the end of the connection keeps its status, headers and the bytes seen.
 TEST(Http1, ResponseCutByCloseIsKept) {
   Http h;

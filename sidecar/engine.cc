@@ -546,10 +546,19 @@ std::map<std::string, uint64_t> CaptureEngine::Counters() const {
   put("http1_upgrades", h.upgrades);
   put("h2c_upgrades", h.h2c_upgrades);
   put("opaque_bytes_after_upgrade", h.opaque_bytes);
+  put("http1_fast_path_messages", h.fast_path_messages);
   return out;
 }
 
-std::map<std::string, uint64_t> CaptureEngine::Drops() const { return impl_->drops; }
+std::map<std::string, uint64_t> CaptureEngine::Drops() const {
+  std::map<std::string, uint64_t> out = impl_->drops;
+  const Http1Counters& h = impl_->http_counters;
+  // The HTTP/1 caps: client bytes held after an Upgrade request, and requests written without
+  // their response when 1024 later ones queued behind them.
+  if (h.held_bytes_dropped) out["http1_upgrade_hold_limit_bytes"] += h.held_bytes_dropped;
+  if (h.pending_limit) out["http1_pending_request_limit"] += h.pending_limit;
+  return out;
+}
 const std::vector<uint16_t>& CaptureEngine::link_types() const { return impl_->link_types; }
 
 }  // namespace tapkit

@@ -29,6 +29,16 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
          });
 }
 
+// tchar of RFC 9110 section 5.6.2: the bytes of a field name.
+bool IsTchar(uint8_t c) {
+  return absl::ascii_isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+// The bytes of an origin-form request target (RFC 3986 section 2: unreserved, reserved and '%').
+bool IsUriChar(uint8_t c) {
+  return absl::ascii_isalnum(c) || (c != 0 && std::strchr("-._~:/?#[]@!$&'()*+,;=%", c) != nullptr);
+}
+
 // True for the methods http-parser knows (its HTTP_METHOD_MAP). Checked before every request.
 bool IsKnownMethod(std::string_view token) {
   static const auto* const known = [] {
@@ -104,6 +114,11 @@ struct Http1Connection::Side {
   uint64_t ts = 0;
   bool resync = false;  // skipping to the next message start
   bool in_message = false;
+  // http-parser waits for a message start (not dead after a message that closes the connection).
+  bool expect_start = true;
+  // The fast path read a message's head; this many body bytes are still to come.
+  uint64_t fast_remaining = 0;
+  unsigned fast_status = 0;
   bool held = false;          // a request Upgrade waits for the response's verdict
   std::string custom_method;  // a method http-parser does not know, parsed by us
   std::string line_token;     // the first word of the request line, as sent
@@ -147,20 +162,43 @@ struct Http1Connection::Side {
     // so, rather than stop (the exchange is still seen, as the server saw it).
     parser.allow_chunked_length = 1;
     in_message = false;
+    expect_start = true;
+    fast_remaining = 0;
     ResetMessage();
   }
 };
 
 struct Http1Callbacks {
+  // What http-parser (or the fast path) read of a message's start line and framing.
+  struct Facts {
+    unsigned short major = 0, minor = 0;
+    unsigned status = 0;
+    bool upgrade = false;
+    std::string_view method;  // requests: the method as it goes into the exchange
+  };
+  enum class After { kGoOn, kPause, kStop };
+
   static Http1Connection::Side& S(http_parser* p) {
     return *static_cast<Http1Connection::Side*>(p->data);
   }
 
   static int OnMessageBegin(http_parser* p) {
-    auto& s = S(p);
+    Begin(S(p));
+    return 0;
+  }
+
+  // A message starts on `s` (from http-parser's callback or the fast path).
+  static void Begin(Http1Connection::Side& s) {
     Http1Connection& c = *s.conn;
     s.ResetMessage();
     s.in_message = true;
+    // http-parser sets these as it reads the start line and keeps the previous message's values
+    // until then; a message that fails before its status code must not inherit one.
+    s.parser.status_code = 0;
+    s.parser.http_major = 0;
+    s.parser.http_minor = 0;
+    s.parser.flags = 0;
+    s.parser.content_length = ULLONG_MAX;
     if (s.requests) {
       // A request side with no response side (a one-way capture, a filter on one direction)
       // would queue requests without end: past the cap the oldest is written without response.
@@ -197,7 +235,6 @@ struct Http1Callbacks {
       }
       s.target = t;
     }
-    return 0;
   }
 
   static int OnUrl(http_parser* p, const char* at, size_t n) {
@@ -221,17 +258,30 @@ struct Http1Callbacks {
     return 0;
   }
 
-  static int OnHeadersComplete(http_parser* p) {
-    auto& s = S(p);
+  static Facts FactsOf(http_parser* p) {
+    Facts f;
+    f.major = p->http_major;
+    f.minor = p->http_minor;
+    f.status = p->status_code;
+    f.upgrade = p->upgrade;
+    f.method = S(p).custom_method.empty() ? http_method_str(static_cast<http_method>(p->method))
+                                          : std::string_view(S(p).custom_method);
+    return f;
+  }
+
+  static int OnHeadersComplete(http_parser* p) { return HeadersComplete(S(p), FactsOf(p)); }
+
+  // The header section of the message on `s` ended. Returns what http-parser's on_headers_complete
+  // returns: 0, 1 (no body follows) or 2 (no body, and the connection becomes a tunnel).
+  static int HeadersComplete(Http1Connection::Side& s, const Facts& f) {
     s.PushField();
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
     if (t->written) return 0;  // answered before its headers ended; nothing more to record
     if (s.requests) {
       Request& q = t->x.request.emplace();
-      q.version = Version(p->http_major, p->http_minor);
-      q.method = s.custom_method.empty() ? http_method_str(static_cast<http_method>(p->method))
-                                         : s.custom_method;
+      q.version = Version(f.major, f.minor);
+      q.method = std::string(f.method);
       q.scheme = "http";
       q.path = s.url;
       q.headers = std::move(s.headers);
@@ -248,7 +298,7 @@ struct Http1Callbacks {
       t->is_connect = q.method == "CONNECT";
       return 0;
     }
-    unsigned status = p->status_code;
+    unsigned status = f.status;
     if (!t->has_rsp_time && !(status >= 100 && status < 200 && status != 101)) {
       t->rsp_start = s.ts;
       t->has_rsp_time = true;
@@ -260,13 +310,15 @@ struct Http1Callbacks {
   }
 
   static int OnBody(http_parser* p, const char* at, size_t n) {
-    auto& s = S(p);
+    AppendBody(S(p), at, n);
+    return 0;
+  }
+  static void AppendBody(Http1Connection::Side& s, const char* at, size_t n) {
     uint64_t limit = s.conn->options_.body_limit;
     s.body.length += n;
     if (s.body.data.size() < limit) {
       s.body.data.append(at, std::min<uint64_t>(n, limit - s.body.data.size()));
     }
-    return 0;
   }
 
   static int OnChunkHeader(http_parser* p) {
@@ -275,12 +327,28 @@ struct Http1Callbacks {
   }
 
   static int OnMessageComplete(http_parser* p) {
-    auto& s = S(p);
+    // http-parser reads on after this message only if it keeps the connection alive.
+    S(p).expect_start = http_should_keep_alive(p) != 0;
+    switch (MessageComplete(S(p), FactsOf(p))) {
+      case After::kPause:
+        http_parser_pause(p, 1);
+        return 0;
+      case After::kStop:
+        return 1;
+      case After::kGoOn:
+        break;
+    }
+    return 0;
+  }
+
+  // The message on `s` ended. kPause after a request (Feed looks at the next request line for a
+  // custom method), kStop when the connection became a tunnel.
+  static After MessageComplete(Http1Connection::Side& s, const Facts& f) {
     s.PushField();
     s.in_message = false;
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
-    if (!t) return 0;
+    if (!t) return After::kGoOn;
     if (s.body.data.size() < s.body.length) {
       s.body.truncated = true;
       ++c.counters_->body_truncated;
@@ -292,20 +360,18 @@ struct Http1Callbacks {
                                [t](const auto& q) { return q.get() == t; });
         if (it != c.pending_.end()) c.pending_.erase(it);
         s.target = nullptr;
-        http_parser_pause(p, 1);
-        return 0;
+        return After::kPause;
       }
       t->x.request->body = std::move(s.body);
       t->x.request->trailers = std::move(s.trailers);
       t->req_end = s.ts;
       t->request_done = true;
-      if (p->upgrade && !t->is_connect) s.held = true;  // wait for 101 or not
+      if (f.upgrade && !t->is_connect) s.held = true;  // wait for 101 or not
       s.target = nullptr;
       // Stop after each request: Feed looks at the next request line for a custom method.
-      http_parser_pause(p, 1);
-      return 0;
+      return After::kPause;
     }
-    unsigned status = p->status_code;
+    unsigned status = f.status;
     if (status >= 100 && status < 200 && status != 101) {
       InterimResponse ir;
       ir.status = static_cast<uint16_t>(status);
@@ -313,11 +379,11 @@ struct Http1Callbacks {
       ir.headers = std::move(s.headers);
       ir.offset_ns = s.ts;  // absolute for now; made relative in Finish
       t->x.interim.push_back(std::move(ir));
-      return 0;
+      return After::kGoOn;
     }
     ++c.counters_->responses;
     Response& r = t->x.response.emplace();
-    r.version = Version(p->http_major, p->http_minor);
+    r.version = Version(f.major, f.minor);
     r.status = static_cast<uint16_t>(status);
     r.reason = s.status_text;
     r.headers = std::move(s.headers);
@@ -361,8 +427,148 @@ struct Http1Callbacks {
       if (it != c.pending_.end() && done->request_done) c.pending_.erase(it);
     }
     s.target = nullptr;
-    if (tunnel) return 1;  // stop: the rest of the connection is not HTTP/1
-    return 0;
+    if (tunnel) return After::kStop;  // the rest of the connection is not HTTP/1
+    // A declined Upgrade: Feed gives the held requests back to the client side before this side
+    // reads on, so the next response finds its request.
+    if (c.release_held_) return After::kPause;
+    return After::kGoOn;
+  }
+
+  // The fast path: a whole message in `d` whose every byte http-parser would read the same way,
+  // read without it. Returns the message's length in bytes, or 0 to leave the message to
+  // http-parser. It takes only the plainest shape (HTTP/1.1; origin-form target; a header section
+  // of at most 8 KiB with CRLF line ends, no folding, no empty or space-padded values, bytes
+  // 0x20-0x7E; no Transfer-Encoding, Upgrade or Proxy-Connection, Connection only "keep-alive";
+  // at most one Content-Length; a response with a final status other than 204 and 304, framed
+  // by Content-Length, answering neither HEAD nor CONNECT) and declines everything else, so
+  // every rule of RFC 9112 beyond that shape stays with the library. Http1Options::fast_path
+  // turns it off; tests hold both readings equal on every capture they read.
+  static size_t Fast(Http1Connection& c, Http1Connection::Side& s, std::span<const uint8_t> d) {
+    constexpr size_t kMaxHead = 8192;
+    constexpr size_t kMaxFields = 64;
+    std::string_view in(reinterpret_cast<const char*>(d.data()), d.size());
+    size_t end = in.substr(0, kMaxHead).find("\r\n\r\n");
+    if (end == std::string_view::npos) return 0;
+    std::string_view head = in.substr(0, end + 2);  // the start line and fields, each with CRLF
+    size_t head_len = end + 4;
+    size_t eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    Facts f;
+    f.major = 1;
+    f.minor = 1;
+    std::string_view url, reason;
+    if (s.requests) {
+      size_t sp = line.find(' ');
+      if (sp == std::string_view::npos || sp == 0 || sp >= 24) return 0;
+      f.method = line.substr(0, sp);
+      for (char ch : f.method) {
+        if (!IsTokenUpper(static_cast<uint8_t>(ch))) return 0;
+      }
+      if (f.method == "CONNECT") return 0;
+      std::string_view rest = line.substr(sp + 1);
+      size_t sp2 = rest.find(' ');
+      if (sp2 == std::string_view::npos || rest.substr(sp2 + 1) != "HTTP/1.1") return 0;
+      url = rest.substr(0, sp2);
+      if (url.empty() || url[0] != '/') return 0;
+      for (char ch : url) {
+        if (!IsUriChar(static_cast<uint8_t>(ch))) return 0;
+      }
+    } else {
+      if (line.size() < 14 || line.substr(0, 9) != "HTTP/1.1 " || line[12] != ' ') return 0;
+      for (size_t i = 9; i < 12; ++i) {
+        if (!absl::ascii_isdigit(static_cast<unsigned char>(line[i]))) return 0;
+        f.status = f.status * 10 + static_cast<unsigned>(line[i] - '0');
+      }
+      if (f.status < 200 || f.status == 204 || f.status == 304) return 0;
+      reason = line.substr(13);
+      for (char ch : reason) {
+        if (ch < 0x20 || ch > 0x7e) return 0;
+      }
+    }
+    std::string_view names[kMaxFields], values[kMaxFields];
+    size_t fields = 0;
+    bool has_length = false;
+    uint64_t length = 0;
+    for (size_t pos = eol + 2; pos < head.size();) {
+      size_t e = head.find("\r\n", pos);
+      std::string_view l = head.substr(pos, e - pos);
+      pos = e + 2;
+      size_t colon = l.find(':');
+      if (colon == std::string_view::npos || colon == 0 || fields == kMaxFields) return 0;
+      std::string_view name = l.substr(0, colon), value = l.substr(colon + 1);
+      for (char ch : name) {
+        if (!IsTchar(static_cast<uint8_t>(ch))) return 0;
+      }
+      while (!value.empty() && (value[0] == ' ' || value[0] == '\t')) value.remove_prefix(1);
+      if (value.empty() || value.back() == ' ' || value.back() == '\t') return 0;
+      for (char ch : value) {
+        if ((ch < 0x20 && ch != '\t') || ch > 0x7e) return 0;
+      }
+      // The fields http-parser acts on; only these lengths can name one.
+      bool special = name.size() == 7 || name.size() == 10 || name.size() == 14 ||
+                     name.size() == 16 || name.size() == 17;
+      if (!special) {
+        // an ordinary field
+      } else if (EqualsIgnoreCase(name, "content-length")) {
+        if (has_length || value.size() > 18) return 0;
+        for (char ch : value) {
+          if (!absl::ascii_isdigit(static_cast<unsigned char>(ch))) return 0;
+          length = length * 10 + static_cast<uint64_t>(ch - '0');
+        }
+        has_length = true;
+      } else if (EqualsIgnoreCase(name, "transfer-encoding") || EqualsIgnoreCase(name, "upgrade") ||
+                 EqualsIgnoreCase(name, "proxy-connection")) {
+        return 0;
+      } else if (EqualsIgnoreCase(name, "connection") && !EqualsIgnoreCase(value, "keep-alive")) {
+        return 0;
+      }
+      names[fields] = name;
+      values[fields] = value;
+      ++fields;
+    }
+    if (!s.requests) {
+      if (!has_length) return 0;  // chunked or read until close: http-parser's
+      for (auto& q : c.pending_) {
+        if (q->written) continue;
+        if (q->is_head || q->is_connect) return 0;
+        break;
+      }
+    }
+    Begin(s);
+    // What KeepPartial reads if a gap or the end of the capture cuts the body short.
+    s.parser.http_major = 1;
+    s.parser.http_minor = 1;
+    s.parser.status_code = static_cast<unsigned short>(f.status);
+    if (s.requests) {
+      s.url.assign(url);
+    } else {
+      s.status_text.assign(reason);
+    }
+    for (size_t i = 0; i < fields; ++i) {
+      s.headers.push_back(Header{std::string(names[i]), std::string(values[i])});
+    }
+    if (HeadersComplete(s, f) != 0) return head_len;  // not reached: HEAD, CONNECT declined above
+    s.fast_status = f.status;
+    s.fast_remaining = length;
+    ++c.counters_->fast_path_messages;
+    return head_len + FastBody(s, d.subspan(head_len));
+  }
+
+  // Body bytes of the message whose head the fast path read. Returns the bytes taken.
+  static size_t FastBody(Http1Connection::Side& s, std::span<const uint8_t> d) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(s.fast_remaining, d.size()));
+    if (n > 0) AppendBody(s, reinterpret_cast<const char*>(d.data()), n);
+    s.fast_remaining -= n;
+    s.parser.content_length = s.fast_remaining;
+    if (s.fast_remaining == 0) {
+      Facts f;
+      f.major = 1;
+      f.minor = 1;
+      f.status = s.fast_status;
+      MessageComplete(s, f);
+      s.expect_start = true;
+    }
+    return n;
   }
 
   static const http_parser_settings& Settings() {
@@ -501,6 +707,11 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
   }
   side.ts = ts;
   while (!data.empty()) {
+    if (side.fast_remaining > 0) {
+      data = data.subspan(Http1Callbacks::FastBody(side, data));
+      ReleaseHeld(ts);
+      continue;
+    }
     if (side.resync) {
       // Find the next message start at the beginning of a line.
       size_t at = data.size();
@@ -523,7 +734,15 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       while (k < data.size() && k < 32 && data[k] > ' ' && data[k] < 0x7f) ++k;
       side.line_token.assign(reinterpret_cast<const char*>(data.data()), k);
     }
-    if (side.requests && !side.in_message && side.custom_method.empty()) {
+    if (options_.fast_path && !side.in_message && side.expect_start) {
+      if (size_t n = Http1Callbacks::Fast(*this, side, data)) {
+        data = data.subspan(n);
+        ReleaseHeld(ts);
+        continue;
+      }
+    }
+    if (side.requests && !side.in_message) {
+      side.custom_method.clear();  // the previous request's, if it had one
       // http-parser knows a fixed list of methods; RFC 9110 allows any token. A request line
       // with another method is read with the method swapped for one it knows (the framing of a
       // request body does not depend on the method) and the real one recorded.
@@ -540,17 +759,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     }
     size_t n = http_parser_execute(&side.parser, &Http1Callbacks::Settings(),
                                    reinterpret_cast<const char*>(data.data()), data.size());
-    if (release_held_) {
-      release_held_ = false;
-      client_->held = false;
-      std::string held = std::move(client_->held_bytes);
-      client_->held_bytes.clear();
-      client_->Init();  // the request parser stopped at the Upgrade; start it afresh
-      client_->resync = true;
-      Feed(*client_,
-           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()),
-           ts);
-    }
+    ReleaseHeld(ts);
     if (tunnel_) {
       counters_->opaque_bytes += data.size() - std::min(n, data.size());
       return;
@@ -602,6 +811,19 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
   }
 }
 
+// After a declined Upgrade: the client bytes held since the request are HTTP/1 after all.
+void Http1Connection::ReleaseHeld(uint64_t ts) {
+  if (!release_held_) return;
+  release_held_ = false;
+  client_->held = false;
+  std::string held = std::move(client_->held_bytes);
+  client_->held_bytes.clear();
+  client_->Init();  // the request parser stopped at the Upgrade; start it afresh
+  client_->resync = true;
+  Feed(*client_,
+       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()), ts);
+}
+
 void Http1Connection::Gap(Side& side, uint64_t bytes, uint64_t ts) {
   if (tunnel_) return;
   std::string why = absl::StrCat(bytes, " bytes lost in the TCP stream");
@@ -619,6 +841,7 @@ void Http1Connection::Gap(Side& side, uint64_t bytes, uint64_t ts) {
   }
   side.target = nullptr;
   side.in_message = false;
+  side.fast_remaining = 0;
   side.resync = true;
 }
 

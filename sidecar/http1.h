@@ -25,6 +25,10 @@ namespace tapkit {
 
 struct Http1Options {
   uint64_t body_limit = 64 << 10;  // bytes of each body kept (--snaplen-body)
+  // Read the plainest whole messages without http-parser (http1.cc, Http1Callbacks::Fast): the
+  // same exchanges, about three times faster on typical service traffic. Off: every byte goes
+  // through http-parser (the tests compare the two).
+  bool fast_path = true;
 };
 
 struct Http1Counters {
@@ -39,6 +43,7 @@ struct Http1Counters {
   uint64_t h2c_upgrades = 0;
   uint64_t held_bytes_dropped = 0;  // client bytes after an Upgrade request, over the hold cap
   uint64_t pending_limit = 0;       // requests written without response at the queue cap
+  uint64_t fast_path_messages = 0;  // messages read by the fast path (Http1Options::fast_path)
 };
 
 // True when `data` begins like an HTTP/1 request line ("GET /", "OPTIONS * ", a method token of
@@ -77,6 +82,7 @@ class Http1Connection {
   void Finish(Pending& p, Completion how, std::string_view reason);
   void KeepPartial(Side& side);
   void Hold(Side& side, std::span<const uint8_t> data);
+  void ReleaseHeld(uint64_t ts_ns);
   void EndResponse(Side& side, Completion how, const std::string& why);
 
   friend struct Http1Callbacks;
