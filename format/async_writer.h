@@ -30,7 +30,7 @@ namespace tapkit {
 class AsyncWriter {
  public:
   // Exchanges per hand-over batch.
-  static constexpr size_t kBatch = 64;
+  static constexpr size_t kBatch = 256;
 
   // Opens a Writer on `file` (Writer::Open's errors) and starts the writer thread. At most
   // `max_batches` full batches wait in the queue (>= 1).

@@ -88,9 +88,8 @@ TEST(AsyncWriter, TimerFlushesAQuietCapture) {
 // every whole segment written before the failure.
 TEST(AsyncWriter, FileErrorReachesTheProducer) {
   std::string file;
-  auto w = AsyncWriter::Open(
-      NewFaultInjectingWritableFile(NewStringWritableFile(&file), 20000), SampleMetadata(),
-      NoTimer(4 << 10));
+  auto w = AsyncWriter::Open(NewFaultInjectingWritableFile(NewStringWritableFile(&file), 20000),
+                             SampleMetadata(), NoTimer(4 << 10));
   ASSERT_TRUE(w.ok());
   absl::Status s;
   uint64_t i = 0;

@@ -27,6 +27,9 @@ Offset<Vector<uint8_t>> Headers(FlatBufferBuilder& b, const std::vector<Header>&
                                 std::string* scratch) {
   if (hs.empty()) return 0;
   scratch->clear();
+  size_t bytes = 0;
+  for (const Header& h : hs) bytes += h.name.size() + h.value.size() + 4;
+  scratch->reserve(bytes);
   for (const Header& h : hs) AppendHeaderField(h.name, h.value, scratch);
   return ByteVec(b, *scratch);
 }

@@ -90,12 +90,15 @@ bool NextPackedString(std::string_view* in, std::string_view* out) {
 }
 
 void AppendPackedString(std::string_view s, std::string* out) {
+  char varint[10];
+  size_t k = 0;
   uint64_t n = s.size();
   do {
     uint8_t b = n & 0x7f;
     n >>= 7;
-    out->push_back(static_cast<char>(n ? b | 0x80 : b));
+    varint[k++] = static_cast<char>(n ? b | 0x80 : b);
   } while (n);
+  out->append(varint, k);
   out->append(s);
 }
 

@@ -250,5 +250,52 @@ TEST(Corpus, PcapngReaderAgreesWithLibpcap) {
   EXPECT_GE(files, 4);
 }
 
+// Frames of two sources, compared one by one: link type, time, lengths, bytes, and whether each
+// ended in an error. Returns the frame count.
+uint64_t ExpectSameFrames(PacketSource& want, PacketSource& got) {
+  Frame a, b;
+  uint64_t n = 0;
+  while (want.Next(&a)) {
+    EXPECT_TRUE(got.Next(&b)) << "frame " << n;
+    if (::testing::Test::HasFailure()) return n;
+    EXPECT_EQ(a.link_type, b.link_type) << "frame " << n;
+    EXPECT_EQ(a.ts_ns, b.ts_ns) << "frame " << n;
+    EXPECT_EQ(a.wire_length, b.wire_length) << "frame " << n;
+    EXPECT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin(), b.data.end()))
+        << "frame " << n;
+    ++n;
+  }
+  EXPECT_FALSE(got.Next(&b)) << "more frames than libpcap";
+  EXPECT_EQ(want.status().ok(), got.status().ok()) << want.status() << " / " << got.status();
+  return n;
+}
+
+// The mapped reader of classic pcap files against libpcap on every corpus pcap it takes, with
+// and without a BPF expression.
+TEST(Corpus, MappedPcapReaderAgreesWithLibpcap) {
+  std::string corpus = testing::CorpusDir();
+  TAPKIT_REQUIRE_CORPUS(corpus);
+  int files = 0;
+  for (auto& row : ReadTsv(corpus + "/MANIFEST.tsv")) {
+    std::string path = corpus + "/pcaps/" + row["file"];
+    std::string bytes = testing::ReadFileBytes(path);
+    auto span =
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    for (std::string bpf : {"", "tcp port 80"}) {
+      SCOPED_TRACE(row["file"] + " bpf \"" + bpf + "\"");
+      std::unique_ptr<PacketSource> mapped = OpenPcapBytes(span, path, bpf);
+      if (!mapped) continue;  // pcapng, or a link type left to libpcap
+      auto lib = OpenLibpcapFile(path, bpf);
+      ASSERT_TRUE(lib.ok()) << lib.status();
+      ExpectSameFrames(**lib, *mapped);
+      auto chosen = OpenCaptureFile(path, bpf);
+      ASSERT_TRUE(chosen.ok());
+      EXPECT_EQ((*chosen)->link_type(), mapped->link_type());
+      if (bpf.empty()) ++files;
+    }
+  }
+  EXPECT_GE(files, 20) << "most corpus files are classic pcap";
+}
+
 }  // namespace
 }  // namespace tapkit

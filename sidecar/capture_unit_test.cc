@@ -176,8 +176,30 @@ TEST(Reassembly, LostSegmentBecomesAGapWhenThePeerAcksPastIt) {
   r.OnSegment(108, S("cccc"), false, false, 0, &sink);  // "bbbb" at 104 never captured
   EXPECT_EQ(sink.out, "aaaa");
   r.OnPeerAck(112, 0, &sink);
+  EXPECT_EQ(sink.out, "aaaa") << "within the grace time the bytes may still come";
+  r.OnPeerAck(112, TcpReassembler::kAckGraceNs, &sink);
   EXPECT_EQ(sink.out, "aaaa####cccc");
   EXPECT_EQ(r.stats().gap_bytes, 4u);
+}
+
+// tcpdump -i any can record an ACK before the data it acknowledges: no gap when the data follows
+// within the grace time.
+TEST(Reassembly, AckRecordedBeforeItsDataIsNotAGap) {
+  StringSink sink;
+  TcpReassembler r;
+  r.OnSegment(100, S("aaaa"), false, false, 0, &sink);
+  r.OnSegment(108, S("cccc"), false, false, 1000, &sink);
+  r.OnPeerAck(112, 2000, &sink);
+  r.OnSegment(104, S("bbbb"), false, false, 3000, &sink);
+  EXPECT_EQ(sink.out, "aaaabbbbcccc");
+  EXPECT_EQ(r.stats().gaps, 0u);
+  // A later hole is timed afresh.
+  r.OnSegment(116, S("eeee"), false, false, 4000, &sink);
+  r.OnPeerAck(120, 5000, &sink);
+  r.OnSegment(120, S("ffff"), false, false, 5000 + TcpReassembler::kAckGraceNs - 1, &sink);
+  EXPECT_EQ(sink.out, "aaaabbbbcccc");
+  r.OnSegment(124, S("gggg"), false, false, 5000 + TcpReassembler::kAckGraceNs, &sink);
+  EXPECT_EQ(sink.out, "aaaabbbbcccc####eeeeffffgggg");
 }
 
 TEST(Reassembly, BufferCapForcesAGap) {

@@ -1,7 +1,9 @@
 #include "sidecar/packet_source.h"
 
+#include <fcntl.h>
 #include <pcap/pcap.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -86,6 +89,181 @@ class PcapFileSource final : public PacketSource {
   absl::Status status_;
   uint64_t frames_ = 0;
   std::unique_ptr<PacketSource> fallback_;
+};
+
+// A classic pcap file read from memory (the file mapped whole), for the link types that carry
+// IP. The rules are libpcap 1.10's savefile reader's (sf-pcap.c), so that the frames are the
+// ones libpcap delivers: the four magic numbers (micro- or nanosecond, either byte order),
+// LINKTYPE_RAW delivered as DLT_RAW, a record over 262144 bytes is an error, a record longer
+// than the file's snaplen is cut to it, a torn record at the end is an error. Zero copies: a
+// frame's bytes are the mapping's. Tests hold it frame by frame against libpcap.
+class PcapMemorySource final : public PacketSource {
+ public:
+  // nullptr (and *status untouched) when `bytes` is not a classic pcap of a link type read here;
+  // the caller then gives the file to libpcap. A BPF expression that does not compile is an error.
+  static std::unique_ptr<PcapMemorySource> Open(std::span<const uint8_t> bytes,
+                                                std::function<void()> release, std::string name,
+                                                const std::string& bpf, absl::Status* status) {
+    if (bytes.size() < 24) return nullptr;
+    uint32_t magic = Le32(bytes.data());
+    bool swapped = false, nano = false;
+    if (magic == 0xa1b2c3d4) {
+    } else if (magic == 0xd4c3b2a1) {
+      swapped = true;
+    } else if (magic == 0xa1b23c4d) {
+      nano = true;
+    } else if (magic == 0x4d3cb2a1) {
+      swapped = nano = true;
+    } else {
+      return nullptr;
+    }
+    auto u16 = [&](size_t at) {
+      uint16_t v = static_cast<uint16_t>(bytes[at] | (bytes[at + 1] << 8));
+      return swapped ? static_cast<uint16_t>((v >> 8) | (v << 8)) : v;
+    };
+    auto u32 = [&](size_t at) {
+      uint32_t v = Le32(bytes.data() + at);
+      return swapped ? __builtin_bswap32(v) : v;
+    };
+    if (u16(4) != 2 || u16(6) != 4) return nullptr;  // other versions: libpcap's rules
+    uint32_t linktype = u32(20) & 0x03FFFFFF;        // LT_LINKTYPE: FCS bits above
+    int dlt = -1;
+    switch (linktype) {
+      case 0:
+      case 1:
+      case 108:
+      case 113:
+      case 228:
+      case 229:
+      case 276:
+        dlt = static_cast<int>(linktype);
+        break;
+      case 101:
+        dlt = DLT_RAW;  // libpcap's linktype_to_dlt
+        break;
+      default:
+        return nullptr;
+    }
+    uint32_t snaplen = u32(16);
+    if (snaplen == 0 || snaplen > kMaxSnaplen) snaplen = kMaxSnaplen;
+    auto src = std::unique_ptr<PcapMemorySource>(new PcapMemorySource(
+        bytes, std::move(release), std::move(name), swapped, nano, dlt, snaplen));
+    src->mapped_ = src->release_ != nullptr;
+    if (!bpf.empty()) {
+      // Compiled by libpcap for a savefile with this header (not pcap_open_dead): its code
+      // differs for savefiles, e.g. DLT_NULL matches every BSD's AF_INET6 value, not the host's.
+      char header[24];
+      std::memcpy(header, bytes.data(), sizeof header);
+      FILE* hf = fmemopen(header, sizeof header, "rb");
+      char err[PCAP_ERRBUF_SIZE] = {};
+      pcap_t* sf =
+          hf ? pcap_fopen_offline_with_tstamp_precision(hf, PCAP_TSTAMP_PRECISION_NANO, err)
+             : nullptr;
+      if (!sf) {
+        if (hf) std::fclose(hf);
+        return nullptr;  // libpcap's own reading will say what is wrong
+      }
+      if (pcap_compile(sf, &src->filter_, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+        *status = absl::InvalidArgumentError(
+            absl::StrCat("BPF expression \"", bpf, "\": ", pcap_geterr(sf)));
+        pcap_close(sf);
+        return nullptr;
+      }
+      pcap_close(sf);
+      src->filtered_ = true;
+    }
+    return src;
+  }
+  ~PcapMemorySource() override {
+    if (filtered_) pcap_freecode(&filter_);
+    if (release_) release_();
+  }
+
+  bool Next(Frame* f) override {
+    while (status_.ok() && at_ < bytes_.size()) {
+      size_t left = bytes_.size() - at_;
+      if (left < 16) {
+        return Fail(
+            absl::StrCat("truncated dump file; tried to read 16 header bytes, only got ", left));
+      }
+      const uint8_t* h = bytes_.data() + at_;
+      if (mapped_ && at_ - released_ >= kReleaseBytes) {
+        // Pages behind the read position go back (they stay in the page cache): the mapping's
+        // resident size stays flat however long the file is.
+        size_t upto = at_ & ~(size_t{4096} - 1);
+        ::madvise(const_cast<uint8_t*>(bytes_.data()) + released_, upto - released_, MADV_DONTNEED);
+        released_ = upto;
+      }
+      // libpcap 1.10 reads the time as two signed 32-bit fields (struct pcap_timeval), but its
+      // SWAPLONG of a byte-swapped file yields them unsigned: the same here, for equal frames.
+      int64_t sec = swapped_ ? int64_t{U32(h)} : int64_t{static_cast<int32_t>(U32(h))};
+      int64_t frac = swapped_ ? int64_t{U32(h + 4)} : int64_t{static_cast<int32_t>(U32(h + 4))};
+      uint32_t caplen = U32(h + 8), len = U32(h + 12);
+      if (caplen > kMaxSnaplen) {
+        return Fail(absl::StrCat("invalid packet capture length ", caplen,
+                                 ", bigger than maximum of ", kMaxSnaplen));
+      }
+      if (left - 16 < caplen) {
+        return Fail(absl::StrCat("truncated dump file; tried to read ", caplen,
+                                 " captured bytes, only got ", left - 16));
+      }
+      at_ += 16 + size_t{caplen};
+      uint32_t keep = std::min(caplen, snaplen_);  // libpcap cuts a record to the snaplen
+      pcap_pkthdr ph{};
+      ph.caplen = keep;
+      ph.len = len;
+      if (filtered_ && pcap_offline_filter(&filter_, &ph, h + 16) == 0) continue;
+      ++frames_;
+      f->link_type = dlt_;
+      f->ts_ns = static_cast<uint64_t>(sec) * 1'000'000'000ull +
+                 static_cast<uint64_t>(nano_ ? frac : frac * 1000);
+      f->wire_length = std::max(len, keep);
+      f->data = std::span<const uint8_t>(h + 16, keep);
+      return true;
+    }
+    return false;
+  }
+  absl::Status status() const override { return status_; }
+  int link_type() const override { return dlt_; }
+  uint64_t frames() const override { return frames_; }
+
+ private:
+  static constexpr uint32_t kMaxSnaplen = 262144;  // libpcap's MAXIMUM_SNAPLEN
+  static constexpr size_t kReleaseBytes = 8 << 20;
+  static uint32_t Le32(const uint8_t* p) {
+    return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
+  }
+  uint32_t U32(const uint8_t* p) const {
+    uint32_t v = Le32(p);
+    return swapped_ ? __builtin_bswap32(v) : v;
+  }
+  bool Fail(const std::string& why) {
+    status_ = absl::DataLossError(absl::StrCat(name_, ": after ", frames_, " frames: ", why));
+    return false;
+  }
+  PcapMemorySource(std::span<const uint8_t> bytes, std::function<void()> release, std::string name,
+                   bool swapped, bool nano, int dlt, uint32_t snaplen)
+      : bytes_(bytes),
+        release_(std::move(release)),
+        name_(std::move(name)),
+        swapped_(swapped),
+        nano_(nano),
+        dlt_(dlt),
+        snaplen_(snaplen) {}
+
+  std::span<const uint8_t> bytes_;
+  std::function<void()> release_;
+  std::string name_;
+  bool swapped_, nano_;
+  int dlt_;
+  uint32_t snaplen_;
+  size_t at_ = 24;
+  bool mapped_ = false;  // bytes_ is a page-aligned mapping of the file
+  size_t released_ = 0;  // bytes_ before this were given back (MADV_DONTNEED)
+  bpf_program filter_{};
+  bool filtered_ = false;
+  absl::Status status_;
+  uint64_t frames_ = 0;
 };
 
 // A pcapng reader (draft-ietf-opsawg-pcapng) for what libpcap 1.10 refuses: sections whose
@@ -362,7 +540,7 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& 
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenLibpcapFile(const std::string& path,
                                                               const std::string& bpf) {
   std::string name = path == "-" ? "<stdin>" : path;
   if (path != "-") {
@@ -541,6 +719,48 @@ class ReadAheadSource final : public PacketSource {
 
 std::unique_ptr<PacketSource> ReadAhead(std::unique_ptr<PacketSource> inner) {
   return std::make_unique<ReadAheadSource>(std::move(inner));
+}
+
+}  // namespace tapkit
+
+namespace tapkit {
+
+std::unique_ptr<PacketSource> OpenPcapBytes(std::span<const uint8_t> bytes, const std::string& name,
+                                            const std::string& bpf) {
+  absl::Status status;
+  return PcapMemorySource::Open(bytes, nullptr, name, bpf, &status);
+}
+
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
+                                                              const std::string& bpf) {
+  if (path == "-") return OpenLibpcapFile(path, bpf);
+  // A regular classic-pcap file is mapped and read in place; anything else goes to libpcap.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 24) {
+    ::close(fd);
+    return OpenLibpcapFile(path, bpf);
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return OpenLibpcapFile(path, bpf);
+  ::madvise(map, size, MADV_SEQUENTIAL);
+  absl::Status status;
+  auto src = PcapMemorySource::Open(
+      std::span<const uint8_t>(static_cast<const uint8_t*>(map), size),
+      [map, size] { ::munmap(map, size); }, path, bpf, &status);
+  if (src) return std::unique_ptr<PacketSource>(std::move(src));
+  ::munmap(map, size);
+  if (!status.ok()) return status;
+  // pcapng and the rest: libpcap (or the pcapng reader), read ahead on a thread of its own.
+  absl::StatusOr<std::unique_ptr<PacketSource>> lib = OpenLibpcapFile(path, bpf);
+  if (!lib.ok()) return lib;
+  return ReadAhead(*std::move(lib));
 }
 
 }  // namespace tapkit

@@ -38,8 +38,21 @@ class PacketSource {
 // Opens a pcap or pcapng file ("-": standard input) with nanosecond timestamps. `bpf` (may be
 // empty) filters frames as tcpdump's expression would. Errors name the file: NotFound,
 // InvalidArgument for a file that is not a capture or a BPF expression that does not compile.
+// A regular file in classic pcap format with an IP-carrying link type is mapped into memory and
+// read in place by the project's reader of libpcap's savefile rules (a copy fewer per frame);
+// everything else is read through libpcap, a regular file ahead on a thread (ReadAhead).
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
                                                               const std::string& bpf);
+
+// The same through libpcap alone (no mapped reading of classic pcap files): tests hold the two
+// against each other.
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenLibpcapFile(const std::string& path,
+                                                              const std::string& bpf);
+// The mapped reader of classic pcap over bytes in memory, which must outlive the source; nullptr
+// for bytes that are not a classic pcap of an IP-carrying link type or a BPF expression that does
+// not compile. Exposed for the fuzzer.
+std::unique_ptr<PacketSource> OpenPcapBytes(std::span<const uint8_t> bytes, const std::string& name,
+                                            const std::string& bpf);
 
 // The project's own pcapng reader, which OpenCaptureFile falls back to for sections whose
 // interfaces have different link types (libpcap 1.10 refuses them). Each frame carries its own

@@ -30,7 +30,10 @@ void TcpReassembler::OnSegment(uint32_t seq, std::span<const uint8_t> payload, b
       fin_offset_ = static_cast<uint64_t>(end);
     }
   }
-  if (payload.empty()) return;
+  if (payload.empty()) {
+    ExpireAckedHole(ts_ns, sink);
+    return;
+  }
   int64_t end = off + static_cast<int64_t>(payload.size());
   if (end <= static_cast<int64_t>(next_)) {  // all seen before: a retransmission
     stats_.retransmitted_bytes += payload.size();
@@ -62,6 +65,7 @@ void TcpReassembler::OnSegment(uint32_t seq, std::span<const uint8_t> payload, b
     GapTo(pending_.begin()->first, ts_ns, sink);
     Drain(ts_ns, sink);
   }
+  ExpireAckedHole(ts_ns, sink);
 }
 
 void TcpReassembler::Deliver(uint64_t offset, std::span<const uint8_t> data, uint64_t ts_ns,
@@ -114,12 +118,31 @@ void TcpReassembler::OnPeerAck(uint32_t ack, uint64_t ts_ns, StreamSink* sink) {
   if (!started_ || pending_.empty()) return;
   int64_t acked = Offset(ack);
   // The peer has every byte before `acked`; if we hold data there after a hole, the hole's bytes
-  // crossed the wire but not our capture.
+  // crossed the wire but not (yet) our capture.
   uint64_t first = pending_.begin()->first;
   if (acked > static_cast<int64_t>(next_) && first < static_cast<uint64_t>(acked)) {
-    GapTo(first, ts_ns, sink);
-    Drain(ts_ns, sink);
+    if (!ack_past_hole_ || ack_hole_at_ != next_) {
+      // A capture on several queues or interfaces (tcpdump -i any) can record the ACK a little
+      // before the data it acknowledges: give the hole kAckGraceNs to fill.
+      ack_past_hole_ = true;
+      ack_hole_at_ = next_;
+      ack_hole_ts_ = ts_ns;
+      return;
+    }
   }
+  ExpireAckedHole(ts_ns, sink);
+}
+
+void TcpReassembler::ExpireAckedHole(uint64_t ts_ns, StreamSink* sink) {
+  if (!ack_past_hole_) return;
+  if (pending_.empty() || ack_hole_at_ != next_) {  // filled meanwhile
+    ack_past_hole_ = false;
+    return;
+  }
+  if (ts_ns < ack_hole_ts_ + kAckGraceNs) return;
+  ack_past_hole_ = false;
+  GapTo(pending_.begin()->first, ts_ns, sink);
+  Drain(ts_ns, sink);
 }
 
 void TcpReassembler::Flush(uint64_t ts_ns, StreamSink* sink) {

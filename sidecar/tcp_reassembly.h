@@ -6,7 +6,8 @@
 // (the first copy seen wins, as most stacks do); sequence numbers wrap. A stream picked up without
 // its SYN starts at the first segment seen. Bytes that never arrive are reported as a gap, and the
 // stream goes on after it, when (a) the out-of-order buffer passes its cap, (b) the peer
-// acknowledges data past a hole (OnPeerAck), or (c) the stream is flushed at its end.
+// acknowledged data past a hole (OnPeerAck) and the hole is still open kAckGraceNs of capture
+// time later, at the next segment or ACK, or (c) the stream is flushed at its end.
 //
 // Thread-safety: not thread-safe; one object per connection direction, used by one thread.
 #ifndef TAPKIT_SIDECAR_TCP_REASSEMBLY_H_
@@ -45,7 +46,13 @@ class TcpReassembler {
   // delivered yet); FIN marks the end (data after it is ignored).
   void OnSegment(uint32_t seq, std::span<const uint8_t> payload, bool syn, bool fin, uint64_t ts_ns,
                  StreamSink* sink);
-  // The other direction acknowledged everything before `ack`: holes before it are gaps.
+  // Capture time a hole the peer acknowledged past may stay open before it is a gap: a capture
+  // on several queues may record an ACK before the data (nanoseconds).
+  static constexpr uint64_t kAckGraceNs = 10'000'000;
+
+  // The other direction acknowledged everything before `ack`: holes before it are gaps once
+  // kAckGraceNs have passed without their bytes.
+
   void OnPeerAck(uint32_t ack, uint64_t ts_ns, StreamSink* sink);
   // The stream ends (RST, FIN of both sides, idle expiry, end of capture): buffered data after a
   // hole is delivered after a gap.
@@ -68,6 +75,7 @@ class TcpReassembler {
   void Deliver(uint64_t offset, std::span<const uint8_t> data, uint64_t ts_ns, StreamSink* sink);
   void Drain(uint64_t ts_ns, StreamSink* sink);
   void GapTo(uint64_t offset, uint64_t ts_ns, StreamSink* sink);
+  void ExpireAckedHole(uint64_t ts_ns, StreamSink* sink);
 
   size_t max_buffered_;
   bool started_ = false;
@@ -78,6 +86,10 @@ class TcpReassembler {
   uint32_t next_seq_ = 0;                    // its sequence number
   std::map<uint64_t, std::string> pending_;  // out-of-order data by stream offset
   size_t buffered_bytes_ = 0;
+  // The peer acknowledged past the hole at next_ == ack_hole_at_, first at ack_hole_ts_.
+  bool ack_past_hole_ = false;
+  uint64_t ack_hole_at_ = 0;
+  uint64_t ack_hole_ts_ = 0;
   ReassemblyStats stats_;
 };
 

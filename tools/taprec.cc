@@ -118,12 +118,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
     return kExitError;
   }
-  // A regular file is read ahead on a thread of its own (its reads always end, so -c can stop
-  // early); a pipe or terminal is read in line, as its reads may block.
-  if (struct stat st{};
-      read_path != "-" && ::stat(read_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    *source = tapkit::ReadAhead(*std::move(source));
-  }
 
   tapkit::CaptureMetadata meta;
   meta.start_time_ns = NowNs();
