@@ -147,6 +147,7 @@ absl::Status AsyncWriter::HandOver(bool wait_until_written) {
 absl::Status AsyncWriter::Append(Exchange&& exchange) {
   if (closed_) return absl::FailedPreconditionError(name_ + ": writer is closed");
   Shared& s = *shared_;
+  if (s.pending.empty()) pending_since_ = std::chrono::steady_clock::now();
   s.pending.push_back(std::move(exchange));
   if (s.pending.size() >= kBatch) return HandOver(false);
   return absl::OkStatus();
@@ -154,6 +155,12 @@ absl::Status AsyncWriter::Append(Exchange&& exchange) {
 
 absl::Status AsyncWriter::Tick() {
   if (closed_) return absl::FailedPreconditionError(name_ + ": writer is closed");
+  // A partial batch goes over once it has waited kTickHandOverNs, not at every call: a reader
+  // calling Tick every few hundred packets would otherwise wake the writer thread each time.
+  Shared& s = *shared_;
+  if (s.pending.empty()) return absl::OkStatus();
+  auto now = std::chrono::steady_clock::now();
+  if (now - pending_since_ < std::chrono::nanoseconds(kTickHandOverNs)) return absl::OkStatus();
   return HandOver(false);
 }
 

@@ -2,12 +2,12 @@
 // exchanges (format/writer.h) leave the thread that captures them.
 //
 // The capturing thread hands exchanges over by move; they are passed to the writer thread in
-// batches (every kBatch exchanges, and at every Tick(), Flush() and Close()), so a batch costs one
-// lock and at most one wake-up. The queue is bounded: when the writer thread falls `max_batches`
-// batches behind, Append() waits for it (back-pressure, so memory stays flat; an offline reader
-// simply slows down). The writer thread ticks the Writer's flush timer itself at least every
-// 100 ms, so a segment reaches the file within about flush_interval_ns + 100 ms of its first
-// exchange even when the capture goes quiet.
+// batches (every kBatch exchanges, at a Tick() once the batch has waited kTickHandOverNs, and at
+// Flush() and Close()), so a batch costs one lock and at most one wake-up. The queue is bounded:
+// when the writer thread falls `max_batches` batches behind, Append() waits for it (back-pressure,
+// so memory stays flat; an offline reader simply slows down). The writer thread ticks the Writer's
+// flush timer itself at least every 100 ms, so a segment reaches the file within about
+// flush_interval_ns + 100 ms of its first exchange even when the capture goes quiet.
 //
 // Errors are sticky: the first error of the underlying Writer is returned by the next Append(),
 // Tick(), Flush() or Close(), and everything handed over after it is discarded.
@@ -17,6 +17,8 @@
 #ifndef TAPKIT_FORMAT_ASYNC_WRITER_H_
 #define TAPKIT_FORMAT_ASYNC_WRITER_H_
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -31,6 +33,8 @@ class AsyncWriter {
  public:
   // Exchanges per hand-over batch.
   static constexpr size_t kBatch = 256;
+  // How long a partial batch may wait for Tick() to hand it over (nanoseconds).
+  static constexpr int64_t kTickHandOverNs = 20'000'000;
 
   // Opens a Writer on `file` (Writer::Open's errors) and starts the writer thread. At most
   // `max_batches` full batches wait in the queue (>= 1).
@@ -45,7 +49,8 @@ class AsyncWriter {
 
   // Queues one exchange. Returns the writer thread's first error, if any, instead.
   absl::Status Append(Exchange&& exchange);
-  // Hands over the partial batch so that the writer thread's timer sees it. Cheap; call it often.
+  // Hands over the partial batch once it has waited kTickHandOverNs, so the writer thread's flush
+  // timer sees it. Cheap (a clock read); call it often.
   absl::Status Tick();
   // Waits until every exchange handed over is in a segment written to the file.
   absl::Status Flush();
@@ -65,6 +70,7 @@ class AsyncWriter {
   std::shared_ptr<Shared> shared_;
   std::string name_;
   bool closed_ = false;
+  std::chrono::steady_clock::time_point pending_since_;  // first exchange of the partial batch
 };
 
 }  // namespace tapkit

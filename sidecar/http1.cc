@@ -458,12 +458,11 @@ struct Http1Callbacks {
     constexpr size_t kMaxHead = 8192;
     constexpr size_t kMaxFields = 64;
     std::string_view in(reinterpret_cast<const char*>(d.data()), d.size());
-    size_t end = in.substr(0, kMaxHead).find("\r\n\r\n");
-    if (end == std::string_view::npos) return 0;
-    std::string_view head = in.substr(0, end + 2);  // the start line and fields, each with CRLF
-    size_t head_len = end + 4;
-    size_t eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
+    const char* const limit = in.data() + std::min(in.size(), kMaxHead);
+    // The start line, to its CRLF.
+    const char* cr = static_cast<const char*>(std::memchr(in.data(), '\r', limit - in.data()));
+    if (!cr || limit - cr < 2 || cr[1] != '\n') return 0;
+    std::string_view line(in.data(), cr - in.data());
     Facts f;
     f.major = 1;
     f.minor = 1;
@@ -496,25 +495,32 @@ struct Http1Callbacks {
         if (ch < 0x20 || ch > 0x7e) return 0;
       }
     }
+    // The fields, one pass over each line, to the empty line.
     std::string_view names[kMaxFields], values[kMaxFields];
     size_t fields = 0;
     bool has_length = false;
     uint64_t length = 0;
-    for (size_t pos = eol + 2; pos < head.size();) {
-      size_t e = head.find("\r\n", pos);
-      std::string_view l = head.substr(pos, e - pos);
-      pos = e + 2;
-      size_t colon = l.find(':');
-      if (colon == std::string_view::npos || colon == 0 || fields == kMaxFields) return 0;
-      std::string_view name = l.substr(0, colon), value = l.substr(colon + 1);
-      for (char ch : name) {
-        if (!kTchar(ch)) return 0;
+    const char* p = cr + 2;
+    for (;;) {
+      if (limit - p < 2) return 0;
+      if (p[0] == '\r') {
+        if (p[1] != '\n') return 0;
+        p += 2;
+        break;
       }
-      while (!value.empty() && (value[0] == ' ' || value[0] == '\t')) value.remove_prefix(1);
+      if (fields == kMaxFields) return 0;
+      const char* n0 = p;
+      while (p < limit && kTchar(*p)) ++p;
+      if (p == limit || *p != ':' || p == n0) return 0;
+      std::string_view name(n0, p - n0);
+      ++p;
+      while (p < limit && (*p == ' ' || *p == '\t')) ++p;
+      const char* v0 = p;
+      while (p < limit && kValueChar(*p)) ++p;
+      if (limit - p < 2 || p[0] != '\r' || p[1] != '\n') return 0;
+      std::string_view value(v0, p - v0);
+      p += 2;
       if (value.empty() || value.back() == ' ' || value.back() == '\t') return 0;
-      for (char ch : value) {
-        if (!kValueChar(ch)) return 0;
-      }
       // The fields http-parser acts on; only these lengths can name one.
       bool special = name.size() == 7 || name.size() == 10 || name.size() == 14 ||
                      name.size() == 16 || name.size() == 17;
@@ -537,6 +543,7 @@ struct Http1Callbacks {
       values[fields] = value;
       ++fields;
     }
+    size_t head_len = static_cast<size_t>(p - in.data());
     if (!s.requests) {
       if (!has_length) return 0;  // chunked or read until close: http-parser's
       for (auto& q : c.pending_) {
@@ -556,7 +563,9 @@ struct Http1Callbacks {
       s.status_text.assign(reason);
     }
     for (size_t i = 0; i < fields; ++i) {
-      s.headers.push_back(Header{std::string(names[i]), std::string(values[i])});
+      Header& h = s.headers.emplace_back();  // built in place: no temporary to move
+      h.name.assign(names[i]);
+      h.value.assign(values[i]);
     }
     if (HeadersComplete(s, f) != 0) return head_len;  // not reached: HEAD, CONNECT declined above
     s.fast_status = f.status;
@@ -718,6 +727,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
   }
   side.ts = ts;
   while (!data.empty()) {
+    bool resynced_here = false;  // this iteration's parse starts where resync found a start
     if (side.fast_remaining > 0) {
       data = data.subspan(Http1Callbacks::FastBody(side, data));
       ReleaseHeld(ts);
@@ -738,6 +748,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       data = data.subspan(at);
       if (data.empty()) return;
       side.resync = false;
+      resynced_here = true;
       side.Init();
     }
     if (side.requests && !side.in_message) {
@@ -818,7 +829,11 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     }
     side.in_message = false;
     side.resync = true;
-    data = data.subspan(std::min(std::max<size_t>(n, 1), data.size()));
+    // Resynchronise from the byte that failed, whether or not it began this parser call (the
+    // same bytes read the same way however TCP cut them). A start that fails at its first byte
+    // right after resync found it is skipped, so the search always moves on.
+    size_t skip = (n == 0 && resynced_here) ? 1 : n;
+    data = data.subspan(std::min(skip, data.size()));
   }
 }
 
