@@ -1,7 +1,9 @@
 // http1.h: HTTP/1.0 and 1.1 exchanges from the two reassembled byte streams of one connection.
 //
 // Messages are parsed with the nodejs http-parser library (Debian's libhttp-parser, 2.9) in
-// lenient mode, one parser per direction; requests and responses are paired in order (RFC 9112
+// lenient mode, one parser per direction; the plainest whole messages (HTTP/1.1, Content-Length
+// framing, nothing http-parser would read differently) take a fast path that reads them without
+// the library's per-byte callbacks and gives the same exchanges (Http1Options::fast_path); requests and responses are paired in order (RFC 9112
 // section 9.3, pipelining). Interim 1xx responses join the exchange they precede; HEAD responses
 // and CONNECT 2xx carry no body (RFC 9112 section 6.3); an Upgrade (101) or CONNECT tunnel ends
 // HTTP on the connection, whose remaining bytes are counted as opaque. A parse error marks the
