@@ -1,8 +1,11 @@
 #include "format/codec.h"
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "format/block.h"
 #include "format/exchange_view.h"
 #include "format/format.h"
 #include "format/tap_generated.h"
@@ -184,6 +187,31 @@ absl::StatusOr<ExchangeView> ViewOfExchange(const Exchange& x, FlatBufferBuilder
   if (absl::Status s = EncodeExchange(x, builder, bodies); !s.ok()) return s;
   return ExchangeView(flatbuffers::GetSizePrefixedRoot<fb::Exchange>(builder->GetBufferPointer()),
                       *bodies, /*bodies_loaded=*/true);
+}
+
+absl::StatusOr<Exchange> DecodeExchange(std::string_view encoded, std::string_view bodies) {
+  if (encoded.size() < 4)
+    return absl::InvalidArgumentError("exchange encoding shorter than 4 bytes");
+  uint32_t len = format::Get32(encoded.data());
+  if (len > format::kMaxRecordSize || len != encoded.size() - 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("exchange encoding of ", encoded.size(), " bytes has a size prefix of ", len));
+  }
+  // FlatBuffers wants its buffer aligned as it was built: copy into 8-byte-aligned memory.
+  std::vector<uint64_t> aligned((encoded.size() + 7) / 8);
+  std::memcpy(aligned.data(), encoded.data(), encoded.size());
+  const auto* buf = reinterpret_cast<const uint8_t*>(aligned.data());
+  flatbuffers::Verifier v(buf, encoded.size(), format::kMaxFlatBufferDepth,
+                          format::kMaxFlatBufferTables);
+  if (!v.VerifySizePrefixedBuffer<fb::Exchange>(nullptr)) {
+    return absl::InvalidArgumentError("exchange encoding fails FlatBuffers verification");
+  }
+  const fb::Exchange* e = flatbuffers::GetSizePrefixedRoot<fb::Exchange>(buf);
+  if (!CheckExchangeRefs(e, bodies.size())) {
+    return absl::InvalidArgumentError(
+        "exchange encoding has an invalid body reference, header list or labels");
+  }
+  return ExchangeView(e, bodies, true).ToExchange();
 }
 
 }  // namespace tapkit

@@ -27,6 +27,13 @@ absl::StatusOr<ExchangeView> ViewOfExchange(const Exchange& x,
                                             flatbuffers::FlatBufferBuilder* builder,
                                             std::string* bodies);
 
+// The other way, for an encoding received from elsewhere (the tap API's ExchangeEnded event):
+// `encoded` is one size-prefixed Exchange FlatBuffer as EncodeExchange builds it and `bodies` the
+// body bytes its references point into. Everything is verified before use (the FlatBuffers
+// verifier with the reader's depth and table caps, body references, header lists, labels), then
+// decoded. InvalidArgument says what failed; nothing is read outside the two buffers.
+absl::StatusOr<Exchange> DecodeExchange(std::string_view encoded, std::string_view bodies);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_FORMAT_CODEC_H_

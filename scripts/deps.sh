@@ -35,6 +35,10 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # Status/StatusOr and containers, XXH3 checksums, JSON output.
   libabsl-dev libxxhash-dev nlohmann-json3-dev
+  # The control plane's inventory (YAML); HMAC-SHA256 for redaction markers.
+  libyaml-cpp-dev libssl-dev
+  # The demo mesh and the live tests: nginx pods, curl clients, Python for the test driver.
+  nginx-light curl python3
 )
 
 # Extra packages from the environment and the command line.

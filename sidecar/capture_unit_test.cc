@@ -216,10 +216,14 @@ struct Http {
   std::vector<Exchange> got;
   uint64_t ids = 1;
   Http1Counters counters;
-  Http1Connection conn{Exchange{}, Http1Options{16},
-                       &ids,       [this](Exchange&& x) { got.push_back(std::move(x)); },
-                       &counters,  true,
-                       true};
+  static Http1Options Options() {
+    Http1Options o;
+    o.body_limit = 16;
+    return o;
+  }
+  Http1Connection conn{
+      Exchange{}, Options(), &ids, [this](Exchange&& x) { got.push_back(std::move(x)); },
+      &counters,  true,      true};
   void C(const std::string& s, uint64_t ts = 1) { conn.OnClientData(S(s), ts); }
   void R(const std::string& s, uint64_t ts = 2) { conn.OnServerData(S(s), ts); }
 };

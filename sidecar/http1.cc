@@ -107,6 +107,7 @@ bool LooksLikeHttp1Start(std::span<const uint8_t> d, bool* is_request) {
 // One exchange being assembled.
 struct Http1Connection::Pending {
   Exchange x;
+  uint64_t id = 0;  // the stream id, given when the exchange's first message begins
   uint64_t req_start = 0, req_end = 0, rsp_start = 0, rsp_end = 0;
   bool has_req_time = false, has_rsp_time = false;
   bool request_done = false;
@@ -225,6 +226,7 @@ struct Http1Callbacks {
       }
       auto pending = std::make_unique<Http1Connection::Pending>();
       pending->x = c.base_;
+      pending->id = (*c.next_stream_id_)++;
       pending->req_start = s.ts;
       pending->has_req_time = true;
       s.target = pending.get();
@@ -241,6 +243,7 @@ struct Http1Callbacks {
         if (!c.orphan_) {
           c.orphan_ = std::make_unique<Http1Connection::Pending>();
           c.orphan_->x = c.base_;
+          c.orphan_->id = (*c.next_stream_id_)++;
         }
         t = c.orphan_.get();
       }
@@ -307,12 +310,16 @@ struct Http1Callbacks {
       if (q.method == "CONNECT" && q.authority.empty()) q.authority = s.url;
       t->is_head = q.method == "HEAD";
       t->is_connect = q.method == "CONNECT";
+      if (c.options_.on_request_headers) c.options_.on_request_headers(t->x, t->id, t->req_start);
       return 0;
     }
     unsigned status = f.status;
     if (!t->has_rsp_time && !(status >= 100 && status < 200 && status != 101)) {
       t->rsp_start = s.ts;
       t->has_rsp_time = true;
+      if (c.options_.on_response_headers) {
+        c.options_.on_response_headers(t->x, t->id, static_cast<uint16_t>(status), t->rsp_start);
+      }
     }
     if (t->is_head) return 1;  // RFC 9112 section 6.3: no body, whatever the headers say
     if (t->is_connect && status >= 200 && status < 300) return 2;  // a tunnel follows
@@ -888,7 +895,7 @@ void Http1Connection::Finish(Pending& p, Completion how, std::string_view reason
   for (InterimResponse& ir : x.interim) ir.offset_ns = ir.offset_ns >= key ? ir.offset_ns - key : 0;
   x.completion = how;
   x.reason = std::string(reason);
-  x.stream_id = (*next_stream_id_)++;
+  x.stream_id = p.id ? p.id : (*next_stream_id_)++;
   emit_(std::move(x));
   p.x = Exchange{};
   p.written = true;

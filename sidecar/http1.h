@@ -3,12 +3,12 @@
 // Messages are parsed with the nodejs http-parser library (Debian's libhttp-parser, 2.9) in
 // lenient mode, one parser per direction; the plainest whole messages (HTTP/1.1, Content-Length
 // framing, nothing http-parser would read differently) take a fast path that reads them without
-// the library's per-byte callbacks and gives the same exchanges (Http1Options::fast_path); requests and responses are paired in order (RFC 9112
-// section 9.3, pipelining). Interim 1xx responses join the exchange they precede; HEAD responses
-// and CONNECT 2xx carry no body (RFC 9112 section 6.3); an Upgrade (101) or CONNECT tunnel ends
-// HTTP on the connection, whose remaining bytes are counted as opaque. A parse error marks the
-// exchange malformed with the parser's reason and parsing resumes at the next message start, as
-// it does after a gap in the TCP stream.
+// the library's per-byte callbacks and gives the same exchanges (Http1Options::fast_path); requests
+// and responses are paired in order (RFC 9112 section 9.3, pipelining). Interim 1xx responses join
+// the exchange they precede; HEAD responses and CONNECT 2xx carry no body (RFC 9112 section 6.3);
+// an Upgrade (101) or CONNECT tunnel ends HTTP on the connection, whose remaining bytes are counted
+// as opaque. A parse error marks the exchange malformed with the parser's reason and parsing
+// resumes at the next message start, as it does after a gap in the TCP stream.
 //
 // Thread-safety: not thread-safe; one object per connection, used by one thread.
 #ifndef TAPKIT_SIDECAR_HTTP1_H_
@@ -31,6 +31,13 @@ struct Http1Options {
   // same exchanges, about three times faster on typical service traffic. Off: every byte goes
   // through http-parser (the tests compare the two).
   bool fast_path = true;
+  // Live views (DESIGN.md section 2, the first two phases): called when a request's header
+  // section ends, with the exchange as far as it goes (endpoints, request line and headers, no
+  // body), and when a final response's header section ends (1xx are not final). `id` is the
+  // stream id the whole exchange will carry; `ts_ns` the message's first byte. Unset: not called.
+  std::function<void(const Exchange& x, uint64_t id, uint64_t ts_ns)> on_request_headers;
+  std::function<void(const Exchange& x, uint64_t id, uint16_t status, uint64_t ts_ns)>
+      on_response_headers;
 };
 
 struct Http1Counters {

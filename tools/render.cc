@@ -17,13 +17,25 @@ absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.
 std::string Us(uint64_t ns) { return absl::StrCat(ns / 1000, "µs"); }
 
 // The prefix linkerd repeats on each line: id, proxy direction (padded), endpoints, tls.
-std::string Prefix(const ExchangeView& x) {
-  std::string_view dir = DirectionName(x.direction());
-  return absl::StrCat("id=", x.capture_point(), ":", x.stream_id(), " proxy=", AV(dir),
+std::string Prefix(const LineHead& h) {
+  std::string_view dir = DirectionName(h.direction);
+  return absl::StrCat("id=", h.capture_point, ":", h.stream_id, " proxy=", AV(dir),
                       dir.size() < 3 ? std::string(3 - dir.size(), ' ') : "",
-                      " src=", x.source().ToString(), " dst=", x.destination().ToString(),
-                      " tls=", AV(TlsName(x.tls())));
+                      " src=", h.source.ToString(), " dst=", h.destination.ToString(),
+                      " tls=", AV(TlsName(h.tls)));
 }
+
+LineHead HeadOf(const ExchangeView& x) {
+  LineHead h;
+  h.capture_point = x.capture_point();
+  h.stream_id = x.stream_id();
+  h.direction = x.direction();
+  h.source = x.source();
+  h.destination = x.destination();
+  h.tls = x.tls();
+  return h;
+}
+std::string Prefix(const ExchangeView& x) { return Prefix(HeadOf(x)); }
 
 // Printable form of raw bytes in a text line: control bytes and spaces escaped.
 std::string Printable(std::string_view s) {
@@ -46,11 +58,11 @@ std::string Resource(const Endpoint& e) {
   return !l.pod.empty() ? absl::StrCat("pod/", Printable(l.pod)) : std::string("-");
 }
 
-std::string WideSuffix(const ExchangeView& x) {
-  Endpoint s = x.source(), d = x.destination();
+std::string WideSuffix(const Endpoint& s, const Endpoint& d) {
   return absl::StrCat(" src_res=", Resource(s), " src_ns=", Printable(s.labels.ns),
                       " dst_res=", Resource(d), " dst_ns=", Printable(d.labels.ns));
 }
+std::string WideSuffix(const ExchangeView& x) { return WideSuffix(x.source(), x.destination()); }
 
 // Text for a quoted field of a text line: control bytes, quotes, backslashes and bytes that are
 // not UTF-8 escaped as \xHH (valid UTF-8 letters pass through).
@@ -231,14 +243,25 @@ std::string Rfc3339(uint64_t unix_ns) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone());
 }
 
+void AppendRequestLine(const LineHead& h, std::string_view method, std::string_view authority,
+                       std::string_view path, bool wide, std::string* out) {
+  absl::StrAppend(out, "req ", Prefix(h), " :method=", Printable(method),
+                  " :authority=", Printable(authority), " :path=", Printable(path),
+                  wide ? WideSuffix(h.source, h.destination) : "", "\n");
+}
+
+void AppendResponseLine(const LineHead& h, uint16_t status, uint64_t latency_ns, bool wide,
+                        std::string* out) {
+  absl::StrAppend(out, "rsp ", Prefix(h), " :status=", status, " latency=", Us(latency_ns),
+                  wide ? WideSuffix(h.source, h.destination) : "", "\n");
+}
+
 void AppendText(const ExchangeView& x, bool wide, std::string* out) {
   std::string prefix = Prefix(x);
   std::string suffix = wide ? WideSuffix(x) : "";
   if (x.has_request()) {
     RequestView q = x.request();
-    absl::StrAppend(out, "req ", prefix, " :method=", Printable(q.method()),
-                    " :authority=", Printable(q.authority()), " :path=", Printable(q.path()),
-                    suffix, "\n");
+    AppendRequestLine(HeadOf(x), q.method(), q.authority(), q.path(), wide, out);
   }
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
@@ -246,9 +269,14 @@ void AppendText(const ExchangeView& x, bool wide, std::string* out) {
                     " interim latency=", Us(v.offset_ns()), suffix, "\n");
   }
   if (x.has_response()) {
-    absl::StrAppend(out, "rsp ", prefix, " :status=", x.response().status(),
-                    " latency=", Us(x.latency_ns()), suffix, "\n");
+    AppendResponseLine(HeadOf(x), x.response().status(), x.latency_ns(), wide, out);
   }
+  AppendEndLine(x, wide, out);
+}
+
+void AppendEndLine(const ExchangeView& x, bool wide, std::string* out) {
+  std::string prefix = Prefix(x);
+  std::string suffix = wide ? WideSuffix(x) : "";
   std::string end = absl::StrCat("end ", prefix);
   if (x.grpc_status()) absl::StrAppend(&end, " grpc-status=", GrpcName(*x.grpc_status()));
   if (x.h2_reset_code()) absl::StrAppend(&end, " reset-error=", H2ErrorName(*x.h2_reset_code()));

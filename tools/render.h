@@ -24,6 +24,24 @@ enum class OutputFormat { kText, kWide, kJson };
 // Latency and duration are DESIGN.md section 2's, in whole microseconds.
 void AppendText(const ExchangeView& x, bool wide, std::string* out);
 
+// A live tap prints the lines of an exchange as its phases happen (DESIGN.md section 2): `req`
+// when the request's headers were seen, `rsp` when the response's were, `end` when it ended.
+// LineHead is what the first two know of the exchange; the lines read as AppendText's.
+struct LineHead {
+  uint32_t capture_point = 0;
+  uint64_t stream_id = 0;
+  Direction direction = Direction::kUnknown;
+  Endpoint source, destination;
+  TlsState tls = TlsState::kNo;
+};
+void AppendRequestLine(const LineHead& h, std::string_view method, std::string_view authority,
+                       std::string_view path, bool wide, std::string* out);
+// `latency_ns`: response first byte - request first byte (nanoseconds).
+void AppendResponseLine(const LineHead& h, uint16_t status, uint64_t latency_ns, bool wide,
+                        std::string* out);
+// The `end` line of a whole exchange (AppendText's last line).
+void AppendEndLine(const ExchangeView& x, bool wide, std::string* out);
+
 // Appends one JSON object and '\n'. Bodies are included when the reader loaded them.
 void AppendJson(const ExchangeView& x, std::string* out);
 

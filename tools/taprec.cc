@@ -1,11 +1,17 @@
 // taprec: records HTTP exchanges into a .tap file.
 //
-//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [BPF expression ...]
+//   taprec TARGET [-n NS] [-l SELECTOR] [-w FILE|-] [--to R] [--to-namespace NS] [--from R]
+//          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
+//          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
+//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
 //
-// This version reads pcap and pcapng files (tcpdump's -r) through the capture engine of sidecar/;
-// live taps of workloads come with the control plane. Without -w it prints the exchanges as
-// tapcat does. Exit status: 0 success, 2 usage or input error (a damaged capture included: what
-// was read before the damage is still written).
+// With a TARGET (deploy/backend, pod/x, svc/y, ns/z, ...) it taps live traffic through the
+// control plane (tools/taprec_live.h). With -r it reads a pcap or pcapng file (tcpdump's -r)
+// through the capture engine of sidecar/. Without -w it prints the exchanges as tapcat does
+// (live: req and rsp lines as they happen, end when the exchange completes). Secret header
+// values are redacted unless --no-redact (DESIGN.md section 6). Exit status: 0 success, 2 usage
+// or input error (a damaged capture included: what was read before the damage is still
+// written), or a live tap whose control plane was unreachable or lost (the file is finished).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +32,11 @@
 #include "format/writer.h"
 #include "sidecar/engine.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/redact.h"
 #include "tools/render.h"
+#ifdef TAPREC_LIVE
+#include "tools/taprec_live.h"
+#endif
 
 namespace po = boost::program_options;
 
@@ -53,9 +64,14 @@ int main(int argc, char** argv) {
   int64_t count = -1;
   int64_t body_limit = 64 << 10;
   std::vector<std::string> bpf_words;
+  std::string redact_key_file;
+#ifdef TAPREC_LIVE
+  tapkit::LiveArgs live;
+#endif
   po::options_description opts(
-      "Usage: taprec -r FILE|- [options] [BPF expression]\n"
-      "Records the HTTP exchanges of a pcap or pcapng capture into a .tap file.\n\nOptions");
+      "Usage: taprec TARGET [options]          tap a workload through the control plane\n"
+      "       taprec -r FILE|- [options] [BPF]  read a pcap or pcapng capture\n"
+      "Records HTTP exchanges into a .tap file, or prints them.\n\nOptions");
   opts.add_options()("help,h", "show this help")(
       "read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")(
       "write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")(
@@ -63,7 +79,28 @@ int main(int argc, char** argv) {
       "without -w: text, wide or json (as tapcat)")("count,c", po::value(&count),
                                                     "stop after N exchanges")(
       "snaplen-body", po::value(&body_limit)->default_value(64 << 10),
-      "bytes of each body to keep (the rest is counted)");
+      "bytes of each body to keep (the rest is counted)")(
+      "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
+      "redact-key-file", po::value(&redact_key_file),
+      "HMAC key for redaction markers (default: random, never stored)");
+#ifdef TAPREC_LIVE
+  po::options_description live_opts("Live taps (TARGET)");
+  live_opts.add_options()("namespace,n", po::value(&live.ns), "the target's namespace")(
+      "selector,l", po::value(&live.selector), "label selector narrowing the pods (kubectl -l)")(
+      "to", po::value(&live.to), "keep requests to this resource (deploy/x, svc/y, pod/z, ns/w)")(
+      "to-namespace", po::value(&live.to_namespace), "namespace of --to (default -n)")(
+      "from", po::value(&live.from), "keep requests from this resource")(
+      "from-namespace", po::value(&live.from_namespace), "namespace of --from (default -n)")(
+      "method", po::value(&live.method), "keep requests with this method")(
+      "authority", po::value(&live.authority), "keep requests to this authority")(
+      "path", po::value(&live.path), "keep requests whose path starts with this")(
+      "max-requests", po::value(&live.max_requests), "stop after exactly N exchanges")(
+      "max-rps", po::value(&live.max_rps), "at most R exchanges per second, all pods together")(
+      "controlplane", po::value(&live.controlplane),
+      "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
+      "token-file", po::value(&live.token_file), "bearer token for a control plane on TCP");
+  opts.add(live_opts);
+#endif
   po::options_description hidden;
   hidden.add_options()("bpf", po::value(&bpf_words));
   po::options_description all;
@@ -82,9 +119,47 @@ int main(int argc, char** argv) {
     std::cout << opts << "\nA trailing BPF expression narrows the packets, as with tcpdump.\n";
     return kExitOk;
   }
+  bool redact = !vm.count("no-redact");
+  std::optional<tapkit::Redactor> redactor;
+  if (redact) {
+    std::string key;
+    if (!redact_key_file.empty()) {
+      absl::StatusOr<std::string> k = tapkit::ReadRedactionKey(redact_key_file);
+      if (!k.ok()) {
+        std::fprintf(stderr, "taprec: --redact-key-file %s\n",
+                     std::string(k.status().message()).c_str());
+        return kExitError;
+      }
+      key = *k;
+    }
+    redactor.emplace(std::vector<std::string>{}, key);
+  }
   if (read_path.empty()) {
-    std::fprintf(stderr, "taprec: give -r FILE (live taps of workloads are not in this version)\n");
+#ifdef TAPREC_LIVE
+    if (bpf_words.size() != 1) {
+      std::fprintf(stderr,
+                   bpf_words.empty()
+                       ? "taprec: give a TARGET to tap (deploy/NAME, pod/NAME, ...) or -r FILE\n"
+                       : "taprec: one TARGET only (a BPF expression goes with -r)\n");
+      return kExitError;
+    }
+    if (output != "text" && output != "wide" && output != "json") {
+      std::fprintf(stderr, "taprec: -o %s: unknown output (text, wide, json)\n", output.c_str());
+      return kExitError;
+    }
+    live.target = bpf_words[0];
+    live.write_path = write_path;
+    live.output = output;
+    live.body_limit = static_cast<uint64_t>(std::max<int64_t>(body_limit, 0));
+    live.redact = redact;
+    live.redact_key_file = redact_key_file;
+    live.command_line.assign(argv, argv + argc);
+    if (vm.count("count")) live.max_requests = static_cast<uint64_t>(std::max<int64_t>(count, 0));
+    return tapkit::RunLive(live);
+#else
+    std::fprintf(stderr, "taprec: give -r FILE (this build has no live taps: no gRPC)\n");
     return kExitError;
+#endif
   }
   if (vm.count("count") && count < 0) {
     std::fprintf(stderr, "taprec: -c %lld: must be 0 or more\n", static_cast<long long>(count));
@@ -127,6 +202,9 @@ int main(int argc, char** argv) {
   meta.command_line.assign(argv, argv + argc);
   meta.body_limit = static_cast<uint64_t>(body_limit);
   if (!bpf.empty()) meta.filters.emplace_back("bpf", bpf);
+  meta.redaction.enabled = redact;
+  if (redact) meta.redaction.headers = tapkit::DefaultRedactedHeaders();
+  meta.redaction.keyed = !redact_key_file.empty();
   meta.capture_points = {{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
 
   // Encoding and compression run on the writer's own thread, off the packet path.
@@ -156,6 +234,7 @@ int main(int argc, char** argv) {
   eo.http.body_limit = static_cast<uint64_t>(body_limit);
   tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
     if (stop || !write_error.ok()) return;
+    if (redactor) redactor->Apply(&x);
     if (writer) {
       write_error = writer->Append(std::move(x));
     } else {

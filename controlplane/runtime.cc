@@ -1,0 +1,182 @@
+#include "controlplane/runtime.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace tapkit {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Describe(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return "ended";
+}
+
+class LocalSidecar final : public Sidecar {
+ public:
+  LocalSidecar(pid_t pid, std::string socket, PodInfo pod)
+      : pid_(pid), socket_(std::move(socket)), address_("unix:" + socket_), pod_(std::move(pod)) {}
+  ~LocalSidecar() override {
+    Stop(2000);
+    ::unlink(socket_.c_str());
+  }
+  const std::string& address() const override { return address_; }
+  const PodInfo& pod() const override { return pod_; }
+
+  void Stop(int grace_ms) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (reaped_) return;
+    ::kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+    while (!Reap(false) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      Reap(true);
+    }
+  }
+  bool Running(std::string* how) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!reaped_) Reap(false);
+    if (reaped_ && how) *how = Describe(status_);
+    return !reaped_;
+  }
+
+ private:
+  bool Reap(bool block) {  // under mu_
+    if (reaped_) return true;
+    int st = 0;
+    pid_t r = ::waitpid(pid_, &st, block ? 0 : WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      status_ = st;
+    }
+    return reaped_;
+  }
+
+  pid_t pid_;
+  std::string socket_, address_;
+  PodInfo pod_;
+  std::mutex mu_;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+class LocalRuntime final : public Runtime {
+ public:
+  LocalRuntime(Inventory inventory, LocalRuntimeOptions options)
+      : inventory_(std::move(inventory)), options_(std::move(options)) {}
+  const Inventory& inventory() const override { return inventory_; }
+
+  absl::StatusOr<std::unique_ptr<Sidecar>> StartSidecar(const PodInfo& pod,
+                                                        const SidecarSpec& spec) override {
+    std::string socket =
+        absl::StrCat(options_.runtime_dir, "/sidecar-", ::getpid(), "-", ++next_, ".sock");
+    ::unlink(socket.c_str());
+    std::vector<std::string> args = {options_.sidecar_binary,
+                                     "--listen",
+                                     "unix:" + socket,
+                                     "--interface",
+                                     pod.interface,
+                                     "--pod-address",
+                                     pod.ip,
+                                     "--capture-point",
+                                     pod.namespace_ + "/" + pod.name,
+                                     "--capture-point-id",
+                                     std::to_string(spec.capture_point_id),
+                                     "--snaplen-body",
+                                     std::to_string(spec.body_limit)};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
+    if (pid == 0) {
+      // The child: its own process group, so a terminal's Ctrl+C reaches the control plane,
+      // which stops its sidecars in order.
+      ::setpgid(0, 0);
+      ::execv(argv[0], argv.data());
+      std::fprintf(stderr, "tap-sidecar: cannot run %s: %s\n", argv[0], std::strerror(errno));
+      ::_exit(127);
+    }
+    auto sidecar = std::make_unique<LocalSidecar>(pid, socket, pod);
+    // Ready when its socket accepts a gRPC connection.
+    auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
+    auto deadline =
+        std::chrono::system_clock::now() + std::chrono::milliseconds(options_.ready_timeout_ms);
+    while (std::chrono::system_clock::now() < deadline) {
+      std::string how;
+      if (!sidecar->Running(&how)) {
+        return absl::UnavailableError(
+            absl::StrCat("sidecar for pod ", pod.namespace_, "/", pod.name, " ", how, " at start"));
+      }
+      if (channel->WaitForConnected(std::chrono::system_clock::now() +
+                                    std::chrono::milliseconds(100))) {
+        return std::unique_ptr<Sidecar>(std::move(sidecar));
+      }
+    }
+    return absl::UnavailableError(absl::StrCat("sidecar for pod ", pod.namespace_, "/", pod.name,
+                                               " did not come up within ",
+                                               options_.ready_timeout_ms, " ms"));
+  }
+
+ private:
+  Inventory inventory_;
+  LocalRuntimeOptions options_;
+  std::atomic<uint64_t> next_{0};
+};
+
+}  // namespace
+
+std::string FindSidecarBinary(const std::string& self) {
+  std::error_code ec;
+  fs::path dir = fs::canonical(self, ec).parent_path();
+  for (fs::path p : {dir / "tap-sidecar", dir / ".." / "sidecar" / "tap-sidecar"}) {
+    if (::access(p.c_str(), X_OK) == 0) return fs::weakly_canonical(p, ec).string();
+  }
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view rest(path);
+    while (!rest.empty()) {
+      size_t colon = rest.find(':');
+      fs::path p = fs::path(std::string(rest.substr(0, colon))) / "tap-sidecar";
+      if (::access(p.c_str(), X_OK) == 0) return p.string();
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> NewLocalRuntime(const LocalRuntimeOptions& options) {
+  absl::StatusOr<Inventory> inv = Inventory::Load(options.inventory_path);
+  if (!inv.ok()) return inv.status();
+  LocalRuntimeOptions o = options;
+  if (o.sidecar_binary.empty() || ::access(o.sidecar_binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "tap-sidecar binary ", o.sidecar_binary.empty() ? "not found" : o.sidecar_binary,
+        o.sidecar_binary.empty() ? "" : ": not executable", "; pass --sidecar PATH"));
+  }
+  std::error_code ec;
+  fs::create_directories(o.runtime_dir, ec);
+  ::chmod(o.runtime_dir.c_str(), 0700);
+  return std::unique_ptr<Runtime>(new LocalRuntime(*std::move(inv), std::move(o)));
+}
+
+}  // namespace tapkit

@@ -1,0 +1,67 @@
+// runtime.h: where the control plane finds pods and how it starts and stops their tap sidecars
+// (DESIGN.md section 5). LocalRuntime is the embedded default: an inventory file in Kubernetes'
+// shape (inventory.h) and sidecars as child processes on this machine; a Kubernetes runtime
+// would implement the same interface with the API server and ephemeral containers.
+//
+// Thread-safety: a Runtime is called from many RPC threads at once; implementations lock what
+// they share. A Sidecar handle belongs to one tap.
+#ifndef TAPKIT_CONTROLPLANE_RUNTIME_H_
+#define TAPKIT_CONTROLPLANE_RUNTIME_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "controlplane/inventory.h"
+
+namespace tapkit {
+
+// A running sidecar: where to reach it, and how to stop it (the destructor stops it).
+class Sidecar {
+ public:
+  virtual ~Sidecar() = default;
+  virtual const std::string& address() const = 0;  // gRPC target, e.g. "unix:/tmp/x.sock"
+  virtual const PodInfo& pod() const = 0;
+  // Stops it: SIGTERM, then SIGKILL after `grace_ms` (milliseconds). Idempotent.
+  virtual void Stop(int grace_ms = 2000) = 0;
+  // Whether it is still running, and if not, how it ended ("exited with status 1", "killed by
+  // signal 9").
+  virtual bool Running(std::string* how) = 0;
+};
+
+struct SidecarSpec {
+  uint32_t capture_point_id = 0;   // number of the capture point in the tap (files, events)
+  uint64_t body_limit = 64 << 10;  // bytes of each body the sidecar keeps
+};
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  virtual const Inventory& inventory() const = 0;
+  // Starts the sidecar for `pod`, ready to serve when this returns. Errors: Unavailable with
+  // what went wrong (no binary, it exited at once, its socket never came up).
+  virtual absl::StatusOr<std::unique_ptr<Sidecar>> StartSidecar(const PodInfo& pod,
+                                                                const SidecarSpec& spec) = 0;
+};
+
+struct LocalRuntimeOptions {
+  std::string inventory_path;
+  std::string sidecar_binary;  // tap-sidecar; empty = beside this program's binary, then PATH
+  std::string runtime_dir;     // where sidecar sockets go (created mode 0700)
+  int ready_timeout_ms = 5000;
+};
+
+// Loads the inventory (Inventory::Load errors) and checks the sidecar binary (NotFound).
+absl::StatusOr<std::unique_ptr<Runtime>> NewLocalRuntime(const LocalRuntimeOptions& options);
+
+// The tap-sidecar binary beside `self` (a program's path) or in ../sidecar/ of a build tree,
+// else "tap-sidecar" from PATH; empty when none is found.
+std::string FindSidecarBinary(const std::string& self);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_CONTROLPLANE_RUNTIME_H_

@@ -1,0 +1,123 @@
+// tap-controlplane: the control plane of the local runtime (DESIGN.md sections 1 and 5).
+//
+//   tap-controlplane --inventory deploy/demo/inventory.yaml [--listen unix:PATH | HOST:PORT
+//                    --token-file FILE] [--sidecar PATH] [--runtime-dir DIR]
+//
+// Serves Tap.Watch (controlplane/api/tap.proto). By default it listens on a unix socket of mode
+// 0600 in the runtime directory ($TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID), which taprec finds
+// by itself; TCP needs --listen HOST:PORT and a bearer token file. SIGTERM or SIGINT ends the taps
+// (their files are finished by taprec) and stops every sidecar. Exit 2: bad arguments or
+// inventory; exit 1: cannot listen.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "controlplane/runtime.h"
+#include "controlplane/tap_service.h"
+
+namespace po = boost::program_options;
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+namespace tapkit {
+// The runtime directory: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.
+std::string DefaultRuntimeDir() {
+  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
+  return absl::StrCat("/tmp/tapkit-", ::getuid());
+}
+}  // namespace tapkit
+
+int main(int argc, char** argv) {
+  std::string inventory, listen, token_file, sidecar, runtime_dir = tapkit::DefaultRuntimeDir();
+  po::options_description opts("tap-controlplane options");
+  opts.add_options()("help,h", "this help")("inventory", po::value(&inventory)->required(),
+                                            "the local runtime's inventory (YAML)")(
+      "listen", po::value(&listen),
+      "unix:PATH (default RUNTIME_DIR/controlplane.sock) or HOST:PORT (needs --token-file)")(
+      "token-file", po::value(&token_file), "bearer token clients must present (TCP)")(
+      "sidecar", po::value(&sidecar), "the tap-sidecar binary (default: beside this one)")(
+      "runtime-dir", po::value(&runtime_dir), "sockets of the control plane and its sidecars");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("help")) {
+      std::cout << opts << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "tap-controlplane: %s\n", e.what());
+    return 2;
+  }
+  if (listen.empty()) listen = "unix:" + runtime_dir + "/controlplane.sock";
+  bool tcp = listen.rfind("unix:", 0) != 0;
+  std::string token;
+  if (tcp) {
+    if (token_file.empty()) {
+      std::fprintf(stderr,
+                   "tap-controlplane: --listen %s is TCP: it needs --token-file FILE with the "
+                   "bearer token clients must present\n",
+                   listen.c_str());
+      return 2;
+    }
+    std::ifstream in(token_file);
+    token.assign(std::istreambuf_iterator<char>(in), {});
+    absl::StripAsciiWhitespace(&token);
+    if (!in || token.empty()) {
+      std::fprintf(stderr, "tap-controlplane: --token-file %s: cannot read a token\n",
+                   token_file.c_str());
+      return 2;
+    }
+  }
+  tapkit::LocalRuntimeOptions ro;
+  ro.inventory_path = inventory;
+  ro.sidecar_binary = sidecar.empty() ? tapkit::FindSidecarBinary("/proc/self/exe") : sidecar;
+  ro.runtime_dir = runtime_dir;
+  absl::StatusOr<std::unique_ptr<tapkit::Runtime>> runtime = tapkit::NewLocalRuntime(ro);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "tap-controlplane: %s\n", std::string(runtime.status().message()).c_str());
+    return 2;
+  }
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  tapkit::TapService service(runtime->get(), token);
+  grpc::ServerBuilder builder;
+  std::string socket_path;
+  if (!tcp) {
+    socket_path = listen.substr(5);
+    ::unlink(socket_path.c_str());
+    ::umask(077);
+  }
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::fprintf(stderr, "tap-controlplane: cannot listen on %s\n", listen.c_str());
+    return 1;
+  }
+  if (!socket_path.empty()) ::chmod(socket_path.c_str(), 0600);
+  std::fprintf(stderr, "tap-controlplane: %s, %zu pods; listening on %s\n", inventory.c_str(),
+               (*runtime)->inventory().Pods().size(), listen.c_str());
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  service.StopAll();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!socket_path.empty()) ::unlink(socket_path.c_str());
+  return 0;
+}

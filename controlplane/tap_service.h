@@ -1,0 +1,47 @@
+// tap_service.h: the control plane's public API, Tap.Watch (controlplane/api/tap.proto).
+//
+// One Watch call is one tap: the target resolves to pods through the Runtime; a sidecar starts
+// per pod; each gets the same Observe request (the match built from --to/--from, method,
+// authority and path; extraction; redaction with one key for the whole tap); their streams are
+// merged in arrival order; endpoints are labelled with namespace, pod and workload by address;
+// --max-requests is enforced exactly and --max-rps across all pods (exchanges over the rate are
+// held back and counted). A sidecar that fails is reported (PodStatus LOST) and the tap goes on
+// with the others. The sidecars stop when the tap ends: limit reached, client gone, shutdown.
+//
+// Thread-safety: TapService is a gRPC service; any number of Watch calls run at once, each on
+// its own thread, sharing only the Runtime.
+#ifndef TAPKIT_CONTROLPLANE_TAP_SERVICE_H_
+#define TAPKIT_CONTROLPLANE_TAP_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "controlplane/api/tap.grpc.pb.h"
+#include "controlplane/runtime.h"
+
+namespace tapkit {
+
+class TapService final : public tapkit::tap::v1::Tap::Service {
+ public:
+  // `token`: the bearer token clients must present ("authorization: Bearer TOKEN" metadata);
+  // empty = none asked (the unix socket, whose mode is the access check).
+  TapService(Runtime* runtime, std::string token);
+
+  grpc::Status Watch(grpc::ServerContext* context, const tapkit::tap::v1::TapRequest* request,
+                     grpc::ServerWriter<tapkit::tap::v1::TapEvent>* writer) override;
+
+  // Ends every running tap (their streams finish OK after a last Stats); for shutdown.
+  void StopAll() { stopping_ = true; }
+
+ private:
+  Runtime* runtime_;
+  std::string token_;
+  std::atomic<bool> stopping_{false};
+};
+
+// absl status code -> gRPC status, message kept.
+grpc::Status ToGrpc(const absl::Status& s);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_CONTROLPLANE_TAP_SERVICE_H_

@@ -1,0 +1,72 @@
+// live_capture.h: frames from network interfaces as they pass, through libpcap's live capture.
+//
+// The tap sidecar's packet source (DESIGN.md section 1): passive (never injects, never blocks
+// traffic; promiscuous mode off), immediate mode so a packet is handed over as soon as it is
+// captured rather than when the kernel buffer fills, a large kernel buffer so bursts do not drop,
+// and a BPF filter compiled for each interface. Several interfaces are polled together.
+//
+// Thread-safety: not thread-safe; one thread polls a LiveCapture. Stats() may be called from the
+// polling thread only.
+#ifndef TAPKIT_SIDECAR_LIVE_CAPTURE_H_
+#define TAPKIT_SIDECAR_LIVE_CAPTURE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sidecar/packet_source.h"
+
+namespace tapkit {
+
+struct LiveOptions {
+  int snaplen = 262144;            // bytes captured per packet (libpcap's maximum)
+  int buffer_bytes = 32 << 20;     // kernel capture buffer per interface (bytes)
+  int max_frames_per_poll = 4096;  // frames handed over per Poll call at most
+};
+
+// pcap_stats, summed over the interfaces.
+struct KernelStats {
+  uint64_t received = 0;           // ps_recv
+  uint64_t dropped = 0;            // ps_drop: no room in the capture buffer
+  uint64_t interface_dropped = 0;  // ps_ifdrop
+};
+
+class LiveCapture {
+ public:
+  // Opens every interface in `interfaces` (names as `ip link` shows them, "any" included) with
+  // `bpf` (tcpdump syntax; may be empty). Errors: PermissionDenied without CAP_NET_RAW (the
+  // message says so), NotFound for an unknown interface, InvalidArgument for a BPF expression
+  // that does not compile; each names the interface.
+  static absl::StatusOr<std::unique_ptr<LiveCapture>> Open(
+      const std::vector<std::string>& interfaces, const std::string& bpf, LiveOptions options = {});
+  ~LiveCapture();
+  LiveCapture(const LiveCapture&) = delete;
+  LiveCapture& operator=(const LiveCapture&) = delete;
+
+  // Waits at most `timeout_ms` (milliseconds) for packets, then hands every frame available (up
+  // to max_frames_per_poll) to `on_frame`; a frame's bytes are valid during the call only.
+  // Returns the number of frames, or an error when an interface fails (it went away).
+  absl::StatusOr<size_t> Poll(int timeout_ms, const std::function<void(const Frame&)>& on_frame);
+
+  KernelStats Stats() const;
+  uint64_t frames() const { return frames_; }
+
+ private:
+  struct Iface;
+  explicit LiveCapture(LiveOptions options);
+  LiveOptions options_;
+  std::vector<std::unique_ptr<Iface>> ifaces_;
+  uint64_t frames_ = 0;
+};
+
+// The BPF expression that selects a pod's traffic: TCP to or from any of `addresses`
+// ("tcp and (host A or host B)"). Empty for no addresses.
+std::string PodFilter(const std::vector<std::string>& addresses);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_SIDECAR_LIVE_CAPTURE_H_

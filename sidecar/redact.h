@@ -1,0 +1,56 @@
+// redact.h: secret header values replaced by a keyed digest before they leave the capture
+// (DESIGN.md section 6).
+//
+// A redacted value reads "tapkit-redacted:" followed by the first 12 hex digits of
+// HMAC-SHA256(key, value): equal values stay equal within one capture (one key), so a reader can
+// still see that two requests carried the same token, and without the key the value cannot be
+// guessed or checked. The key is random per capture unless a key file gives one.
+//
+// Thread-safety: a Redactor is immutable after construction; Apply may run on many threads.
+#ifndef TAPKIT_SIDECAR_REDACT_H_
+#define TAPKIT_SIDECAR_REDACT_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "format/exchange.h"
+
+namespace tapkit {
+
+// The header names redacted by default (lower case): authorization, proxy-authorization, cookie,
+// set-cookie, x-api-key, x-auth-token, x-csrf-token.
+const std::vector<std::string>& DefaultRedactedHeaders();
+
+inline constexpr std::string_view kRedactedPrefix = "tapkit-redacted:";
+
+class Redactor {
+ public:
+  // `headers`: names to redact, compared case-insensitively (empty = DefaultRedactedHeaders());
+  // `key`: the HMAC key (bytes); empty = 32 random bytes from the system's generator, never
+  // stored anywhere.
+  Redactor(std::vector<std::string> headers, std::string key);
+
+  // Replaces the values of the named fields in every header list of `x` (request and response
+  // headers and trailers, interim responses). Returns the number of values replaced.
+  size_t Apply(Exchange* x) const;
+  // The marker for one value.
+  std::string Redact(std::string_view value) const;
+
+  const std::vector<std::string>& headers() const { return headers_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  bool Secret(std::string_view name) const;
+  std::vector<std::string> headers_;
+  std::string key_;
+};
+
+// Reads a key file (at least 16 bytes of key material; the whole file is the key). Errors name
+// the file: NotFound, PermissionDenied, InvalidArgument when shorter than 16 bytes.
+absl::StatusOr<std::string> ReadRedactionKey(const std::string& path);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_SIDECAR_REDACT_H_

@@ -1,0 +1,156 @@
+// tap-sidecar: the temporary, passive tap beside one pod (DESIGN.md sections 1 and 5).
+//
+//   tap-sidecar --listen unix:/run/x.sock --interface lo --pod-address 127.0.20.1
+//               [--capture-point demo/backend-1] [--capture-point-id N] [--snaplen-body BYTES]
+//
+// Captures the pod's interfaces with libpcap (live, immediate mode, BPF narrowed to the pod's
+// addresses), runs the capture engine over the frames and serves Sidecar.Observe
+// (controlplane/api/tap.proto) to whoever connects: in practice the control plane that started
+// it. It never touches the traffic. SIGTERM or SIGINT: every stream gets its last stats and
+// ends, then the process exits 0. Exit 2: bad arguments; exit 1: capture could not start or
+// failed.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "controlplane/api/tap.grpc.pb.h"
+#include "sidecar/live_capture.h"
+#include "sidecar/observer.h"
+
+namespace po = boost::program_options;
+namespace v1 = tapkit::tap::v1;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+class SidecarService final : public v1::Sidecar::Service {
+ public:
+  explicit SidecarService(tapkit::Observer* observer) : observer_(observer) {}
+
+  grpc::Status Observe(grpc::ServerContext* ctx, const v1::ObserveRequest* request,
+                       grpc::ServerWriter<v1::ObserveEvent>* writer) override {
+    absl::StatusOr<std::shared_ptr<tapkit::Subscription>> sub = observer_->Subscribe(*request);
+    if (!sub.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(sub.status().message()));
+    }
+    for (;;) {
+      bool ended = false;
+      std::optional<v1::ObserveEvent> e = (*sub)->Next(100, &ended);
+      if (ctx->IsCancelled()) {
+        (*sub)->Cancel();
+        return grpc::Status::CANCELLED;
+      }
+      if (e) {
+        if (!writer->Write(*e)) {  // the client went away
+          (*sub)->Cancel();
+          return grpc::Status::CANCELLED;
+        }
+        continue;
+      }
+      if (ended) return grpc::Status::OK;
+    }
+  }
+
+ private:
+  tapkit::Observer* observer_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen, capture_point;
+  std::vector<std::string> interfaces, addresses;
+  uint32_t capture_point_id = 0;
+  uint64_t body_limit = 64 << 10;
+  po::options_description opts("tap-sidecar options");
+  opts.add_options()("help,h", "this help")(
+      "listen", po::value(&listen)->required(),
+      "where to serve Sidecar.Observe: unix:PATH (created mode 0600) or HOST:PORT")(
+      "interface,i", po::value(&interfaces)->required(), "interface to capture (repeatable)")(
+      "pod-address", po::value(&addresses), "the pod's IP address (repeatable): the BPF filter")(
+      "capture-point", po::value(&capture_point), "name of this capture point: namespace/pod")(
+      "capture-point-id", po::value(&capture_point_id), "number of this capture point in files")(
+      "snaplen-body", po::value(&body_limit), "bytes of each body kept (default 65536)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("help")) {
+      std::cout << opts << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "tap-sidecar: %s\n", e.what());
+    return 2;
+  }
+  if (capture_point.empty()) capture_point = interfaces.front();
+
+  std::string bpf = tapkit::PodFilter(addresses);
+  absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> capture =
+      tapkit::LiveCapture::Open(interfaces, bpf);
+  if (!capture.ok()) {
+    std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
+                 std::string(capture.status().message()).c_str());
+    return 1;
+  }
+
+  tapkit::ObserverOptions oo;
+  oo.capture_point = capture_point;
+  oo.capture_point_id = capture_point_id;
+  oo.pod_addresses = addresses;
+  oo.engine.http.body_limit = body_limit;
+  tapkit::Observer observer(oo);
+
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  SidecarService service(&observer);
+  grpc::ServerBuilder builder;
+  ::umask(077);  // the unix socket: owner only
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::fprintf(stderr, "tap-sidecar %s: cannot listen on %s\n", capture_point.c_str(),
+                 listen.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "tap-sidecar %s: capturing %zu interface(s) (%s), serving %s\n",
+               capture_point.c_str(), interfaces.size(), bpf.empty() ? "no filter" : bpf.c_str(),
+               listen.c_str());
+
+  int rc = 0;
+  while (!g_stop) {
+    absl::StatusOr<size_t> n =
+        (*capture)->Poll(20, [&](const tapkit::Frame& f) { observer.OnFrame(f); });
+    if (!n.ok()) {
+      std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
+                   std::string(n.status().message()).c_str());
+      rc = 1;
+      break;
+    }
+    observer.Tick(NowNs(), (*capture)->Stats());
+  }
+  observer.Finish(NowNs(), (*capture)->Stats());
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return rc;
+}

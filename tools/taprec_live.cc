@@ -1,0 +1,328 @@
+#include "tools/taprec_live.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "controlplane/api/tap.grpc.pb.h"
+#include "format/async_writer.h"
+#include "format/codec.h"
+#include "sidecar/redact.h"
+#include "tools/render.h"
+
+namespace tapkit {
+namespace {
+
+namespace v1 = tapkit::tap::v1;
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 2;
+
+std::atomic<bool> g_interrupted{false};
+void OnSignal(int) { g_interrupted = true; }
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Endpoint FromProto(const v1::Endpoint& e) {
+  Endpoint out;
+  if (std::optional<IpAddress> ip = IpAddress::Parse(e.ip())) out.ip = *ip;
+  out.port = static_cast<uint16_t>(e.port());
+  auto get = [&](const char* k) {
+    auto it = e.labels().find(k);
+    return it == e.labels().end() ? std::string() : it->second;
+  };
+  out.labels.ns = get("namespace");
+  out.labels.pod = get("pod");
+  out.labels.workload_kind = get("workload_kind");
+  out.labels.workload_name = get("workload");
+  return out;
+}
+
+Direction FromProto(v1::Direction d) {
+  return d == v1::INBOUND    ? Direction::kInbound
+         : d == v1::OUTBOUND ? Direction::kOutbound
+                             : Direction::kUnknown;
+}
+
+}  // namespace
+
+std::string DefaultControlPlane() {
+  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) {
+    return absl::StrCat("unix:", d, "/controlplane.sock");
+  }
+  return absl::StrCat("unix:/tmp/tapkit-", ::getuid(), "/controlplane.sock");
+}
+
+int RunLive(const LiveArgs& a) {
+  std::string address = a.controlplane.empty() ? DefaultControlPlane() : a.controlplane;
+  bool json = a.output == "json", wide = a.output == "wide";
+
+  v1::TapRequest req;
+  req.set_target(a.target);
+  req.set_namespace_(a.ns);
+  req.set_label_selector(a.selector);
+  req.set_to(a.to);
+  req.set_to_namespace(a.to_namespace);
+  req.set_from(a.from);
+  req.set_from_namespace(a.from_namespace);
+  req.set_method(a.method);
+  req.set_authority(a.authority);
+  req.set_path(a.path);
+  req.set_max_requests(a.max_requests);
+  req.set_max_rps(a.max_rps);
+  req.mutable_extract()->set_headers(true);
+  req.mutable_extract()->set_bodies(true);
+  req.mutable_extract()->set_body_limit(a.body_limit);
+  req.mutable_redaction()->set_enabled(a.redact);
+  if (a.redact && !a.redact_key_file.empty()) {
+    absl::StatusOr<std::string> key = ReadRedactionKey(a.redact_key_file);
+    if (!key.ok()) {
+      std::fprintf(stderr, "taprec: --redact-key-file %s\n",
+                   std::string(key.status().message()).c_str());
+      return kExitError;
+    }
+    req.mutable_redaction()->set_key(*key);
+  }
+  // Printing live shows req and rsp lines as they happen; a file keeps whole exchanges only.
+  req.set_phases(a.write_path.empty() && !json);
+
+  std::string token;
+  if (!a.token_file.empty()) {
+    std::ifstream in(a.token_file);
+    token.assign(std::istreambuf_iterator<char>(in), {});
+    absl::StripAsciiWhitespace(&token);
+    if (!in || token.empty()) {
+      std::fprintf(stderr, "taprec: --token-file %s: cannot read a token\n", a.token_file.c_str());
+      return kExitError;
+    }
+  }
+
+  std::unique_ptr<AsyncWriter> writer;
+  CaptureMetadata meta;
+  if (!a.write_path.empty()) {
+    meta.start_time_ns = NowNs();
+    meta.writer_name = "taprec";
+    meta.writer_version = "0.1.0";
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0) meta.host = host;
+    meta.command_line = a.command_line;
+    meta.target = a.target;
+    meta.ns = a.ns.empty() ? "default" : a.ns;
+    meta.body_limit = a.body_limit;
+    auto filter = [&](const char* k, const std::string& v) {
+      if (!v.empty()) meta.filters.emplace_back(k, v);
+    };
+    filter("selector", a.selector);
+    filter("to", a.to);
+    filter("to_namespace", a.to_namespace);
+    filter("from", a.from);
+    filter("from_namespace", a.from_namespace);
+    filter("method", a.method);
+    filter("authority", a.authority);
+    filter("path", a.path);
+    if (a.max_requests) filter("max_requests", std::to_string(a.max_requests));
+    if (a.max_rps > 0) filter("max_rps", absl::StrCat(a.max_rps));
+    meta.redaction.enabled = a.redact;
+    meta.redaction.headers = DefaultRedactedHeaders();
+    meta.redaction.keyed = !a.redact_key_file.empty();
+    auto file = OpenWritableFile(a.write_path);
+    if (!file.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(file.status().message()).c_str());
+      return kExitError;
+    }
+    auto w = AsyncWriter::Open(*std::move(file), meta);
+    if (!w.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(w.status().message()).c_str());
+      return kExitError;
+    }
+    writer = *std::move(w);
+  }
+
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Tap::NewStub(channel);
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+
+  // Ctrl+C / SIGTERM: cancel the call; the loop below then finishes the file.
+  g_interrupted = false;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done) {
+      if (g_interrupted) {
+        ctx.TryCancel();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+
+  bool tty = isatty(STDERR_FILENO);
+  std::unique_ptr<grpc::ClientReader<v1::TapEvent>> reader = stub->Watch(&ctx, req);
+  v1::TapEvent ev;
+  std::map<uint64_t, LineHead> heads;      // (capture point id << 40 | stream) -> req line's head
+  std::map<std::string, v1::Stats> stats;  // latest per capture point
+  std::map<uint32_t, CapturePointInfo> points;
+  uint64_t exchanges = 0, bytes = 0;
+  bool lost_any = false;
+  absl::Status write_error;
+  std::string out;
+  flatbuffers::FlatBufferBuilder builder;
+  std::string bodies;
+  auto started = std::chrono::steady_clock::now();
+  auto last_progress = started;
+  auto key = [](const v1::ExchangeId& id) {
+    return (uint64_t{id.capture_point_id()} << 40) ^ id.stream_id();
+  };
+  while (reader->Read(&ev)) {
+    out.clear();
+    switch (ev.event_case()) {
+      case v1::TapEvent::kRequest: {
+        const v1::RequestSeen& r = ev.request();
+        LineHead h;
+        h.capture_point = r.id().capture_point_id();
+        h.stream_id = r.id().stream_id();
+        h.direction = FromProto(r.direction());
+        h.source = FromProto(r.source());
+        h.destination = FromProto(r.destination());
+        AppendRequestLine(h, r.method(), r.authority(), r.path(), wide, &out);
+        heads[key(r.id())] = h;
+        break;
+      }
+      case v1::TapEvent::kResponse: {
+        const v1::ResponseSeen& r = ev.response();
+        auto it = heads.find(key(r.id()));
+        if (it != heads.end()) {
+          AppendResponseLine(it->second, static_cast<uint16_t>(r.status()), r.latency_ns(), wide,
+                             &out);
+        }
+        break;
+      }
+      case v1::TapEvent::kExchange: {
+        const v1::ExchangeEnded& e = ev.exchange();
+        absl::StatusOr<Exchange> x = DecodeExchange(e.exchange(), e.bodies());
+        if (!x.ok()) {
+          std::fprintf(stderr, "taprec: an exchange from %s failed its check: %s\n",
+                       e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
+          break;
+        }
+        ++exchanges;
+        bytes += e.exchange().size() + e.bodies().size();
+        if (!points.count(x->capture_point)) {
+          points[x->capture_point] = {x->capture_point, "pod", e.id().capture_point(), {}, {}};
+        }
+        bool phased = heads.erase(key(e.id())) > 0;
+        if (writer) {
+          write_error = writer->Append(*std::move(x));
+          if (!write_error.ok()) ctx.TryCancel();
+        } else {
+          absl::StatusOr<ExchangeView> v = ViewOfExchange(*x, &builder, &bodies);
+          if (!v.ok()) break;
+          if (json) {
+            AppendJson(*v, &out);
+          } else if (phased) {
+            AppendEndLine(*v, wide, &out);
+          } else {
+            AppendText(*v, wide, &out);
+          }
+        }
+        break;
+      }
+      case v1::TapEvent::kStats:
+        stats[ev.stats().capture_point()] = ev.stats();
+        break;
+      case v1::TapEvent::kPodStatus: {
+        const v1::PodStatus& p = ev.pod_status();
+        if (p.state() == v1::PodStatus::LOST) {
+          lost_any = true;
+          std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
+                       p.pod().c_str(), p.message().c_str());
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    if (!out.empty()) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      std::fflush(stdout);  // live: each line as it happens
+    }
+    if (writer) (void)writer->Tick();
+    if (tty && writer) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_progress > std::chrono::milliseconds(500)) {
+        last_progress = now;
+        double secs = std::chrono::duration<double>(now - started).count();
+        uint64_t drops = 0;
+        for (const auto& [cp, s] : stats) {
+          for (const auto& [n, v] : s.drops()) drops += v;
+          drops += s.kernel_dropped() + s.events_dropped();
+        }
+        std::fprintf(stderr, "\rtaprec: %llu exchanges (%.0f/s), %.1f MiB, %llu dropped   ",
+                     static_cast<unsigned long long>(exchanges), exchanges / std::max(secs, 1e-9),
+                     bytes / 1048576.0, static_cast<unsigned long long>(drops));
+      }
+    }
+  }
+  grpc::Status st = reader->Finish();
+  done = true;
+  watcher.join();
+  if (tty && writer) std::fprintf(stderr, "\r%70s\r", "");
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  int rc = kExitOk;
+  if (!write_error.ok()) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(write_error.message()).c_str());
+    rc = kExitError;
+  } else if (!st.ok() && !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE && exchanges == 0 && stats.empty()) {
+      std::fprintf(stderr, "taprec: cannot reach the control plane at %s: %s\n", address.c_str(),
+                   st.error_message().c_str());
+    } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      std::fprintf(stderr, "taprec: lost the control plane at %s: %s\n", address.c_str(),
+                   st.error_message().c_str());
+    } else {
+      std::fprintf(stderr, "taprec: %s\n", st.error_message().c_str());
+    }
+    rc = kExitError;
+  }
+  (void)lost_any;
+  if (writer) {
+    TrailerInput t;
+    for (const auto& [cp, s] : stats) {
+      for (const auto& [n, v] : s.drops()) t.drops[n] += v;
+      for (const auto& [n, v] : s.counters()) t.counters[n] += v;
+      if (s.kernel_dropped()) t.drops["kernel_dropped_packets"] += s.kernel_dropped();
+      if (s.interface_dropped()) t.drops["interface_dropped_packets"] += s.interface_dropped();
+      if (s.events_dropped()) t.drops["sidecar_events_dropped"] += s.events_dropped();
+      if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
+    }
+    for (const auto& [id, p] : points) t.capture_points.push_back(p);
+    absl::Status s = writer->Close(t);
+    if (!s.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
+      rc = kExitError;
+    }
+  }
+  std::fflush(stdout);
+  return rc;
+}
+
+}  // namespace tapkit

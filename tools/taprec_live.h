@@ -1,0 +1,42 @@
+// taprec_live.h: taprec's live mode: a tap of a workload through the control plane
+// (`taprec deploy/backend -n demo -w out.tap`), printed as it happens or written to a file.
+//
+// Thread-safety: RunLive runs on the main thread; it owns the signal handling for its duration.
+#ifndef TAPKIT_TOOLS_TAPREC_LIVE_H_
+#define TAPKIT_TOOLS_TAPREC_LIVE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tapkit {
+
+struct LiveArgs {
+  std::string target, ns, selector;
+  std::string to, to_namespace, from, from_namespace;
+  std::string method, authority, path;
+  uint64_t max_requests = 0;
+  double max_rps = 0;
+  std::string write_path;       // empty: print
+  std::string output = "text";  // text, wide, json
+  std::string controlplane;     // gRPC target; empty = the default unix socket
+  std::string token_file;
+  uint64_t body_limit = 64 << 10;
+  bool redact = true;
+  std::string redact_key_file;
+  std::vector<std::string> command_line;
+  // Rotation (tcpdump's -C, -G, -W): bytes per file, seconds per file, files kept (0 = all).
+  uint64_t rotate_bytes = 0, rotate_seconds = 0, rotate_count = 0;
+};
+
+// The control plane's default address: unix:$TAPKIT_RUNTIME_DIR/controlplane.sock, else
+// unix:/tmp/tapkit-UID/controlplane.sock.
+std::string DefaultControlPlane();
+
+// Returns the exit status: 0 the tap ended (limit reached, Ctrl+C, SIGTERM); 2 bad arguments, an
+// unknown target, or the control plane unreachable or lost (the file is finished and valid).
+int RunLive(const LiveArgs& args);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_TOOLS_TAPREC_LIVE_H_
