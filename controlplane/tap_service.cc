@@ -200,7 +200,6 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   }
   for (auto& sp : streams) {
     Stream* st = sp.get();
-    writer->Write(status_event(st->sidecar->pod(), v1::PodStatus::STREAMING, ""));
     st->reader = std::thread([st, &observe, &merged, &stop, &status_event] {
       auto channel =
           grpc::CreateChannel(st->sidecar->address(), grpc::InsecureChannelCredentials());
@@ -208,7 +207,14 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
       std::unique_ptr<grpc::ClientReader<v1::ObserveEvent>> r =
           stub->Observe(&st->context, observe);
       v1::ObserveEvent ev;
+      bool streaming = false;
       while (r->Read(&ev)) {
+        // The sidecar's first event (its stats, sent as the subscription starts) says the
+        // stream is live: only from now on is its traffic seen.
+        if (!streaming) {
+          streaming = true;
+          merged.Push(status_event(st->sidecar->pod(), v1::PodStatus::STREAMING, ""), stop);
+        }
         v1::TapEvent te;
         switch (ev.event_case()) {
           case v1::ObserveEvent::kRequest:

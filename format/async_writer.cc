@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -101,15 +102,17 @@ struct AsyncWriter::Shared {
 absl::StatusOr<std::unique_ptr<AsyncWriter>> AsyncWriter::Open(std::unique_ptr<WritableFile> file,
                                                                const CaptureMetadata& metadata,
                                                                WriterOptions options,
-                                                               size_t max_batches) {
+                                                               size_t max_batches, size_t batch) {
   absl::StatusOr<std::unique_ptr<Writer>> w =
       Writer::Open(std::move(file), metadata, std::move(options));
   if (!w.ok()) return w.status();
-  return std::unique_ptr<AsyncWriter>(new AsyncWriter(*std::move(w), max_batches));
+  return std::unique_ptr<AsyncWriter>(new AsyncWriter(*std::move(w), max_batches, batch));
 }
 
-AsyncWriter::AsyncWriter(std::unique_ptr<Writer> writer, size_t max_batches)
-    : shared_(std::make_shared<Shared>()), name_(writer->name()) {
+AsyncWriter::AsyncWriter(std::unique_ptr<Writer> writer, size_t max_batches, size_t batch)
+    : shared_(std::make_shared<Shared>()),
+      name_(writer->name()),
+      batch_(std::clamp<size_t>(batch, 1, kBatch)) {
   shared_->max_batches = max_batches == 0 ? 1 : max_batches;
   shared_->stats = writer->stats();
   shared_->writer = std::move(writer);
@@ -149,7 +152,7 @@ absl::Status AsyncWriter::Append(Exchange&& exchange) {
   Shared& s = *shared_;
   if (s.pending.empty()) pending_since_ = std::chrono::steady_clock::now();
   s.pending.push_back(std::move(exchange));
-  if (s.pending.size() >= kBatch) return HandOver(false);
+  if (s.pending.size() >= batch_) return HandOver(false);
   return absl::OkStatus();
 }
 

@@ -37,11 +37,14 @@ class AsyncWriter {
   static constexpr int64_t kTickHandOverNs = 20'000'000;
 
   // Opens a Writer on `file` (Writer::Open's errors) and starts the writer thread. At most
-  // `max_batches` full batches wait in the queue (>= 1).
+  // `max_batches` full batches wait in the queue (>= 1). `batch` exchanges go over at a time
+  // (1..kBatch): a live capture, where traffic may stop at any moment, uses 1 so that nothing
+  // waits with the producer.
   static absl::StatusOr<std::unique_ptr<AsyncWriter>> Open(std::unique_ptr<WritableFile> file,
                                                            const CaptureMetadata& metadata,
                                                            WriterOptions options = {},
-                                                           size_t max_batches = 64);
+                                                           size_t max_batches = 64,
+                                                           size_t batch = kBatch);
   // Closes the file as Close() does with an empty trailer if Close() was not called.
   ~AsyncWriter();
   AsyncWriter(const AsyncWriter&) = delete;
@@ -64,12 +67,13 @@ class AsyncWriter {
 
  private:
   struct Shared;
-  AsyncWriter(std::unique_ptr<Writer> writer, size_t max_batches);
+  AsyncWriter(std::unique_ptr<Writer> writer, size_t max_batches, size_t batch);
   absl::Status HandOver(bool wait_until_written);
 
   std::shared_ptr<Shared> shared_;
   std::string name_;
   bool closed_ = false;
+  size_t batch_ = kBatch;
   std::chrono::steady_clock::time_point pending_since_;  // first exchange of the partial batch
 };
 

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 
 #include "absl/strings/str_cat.h"
 
@@ -126,6 +127,58 @@ KernelStats LiveCapture::Stats() const {
     }
   }
   return k;
+}
+
+namespace {
+
+class LiveSource final : public PacketSource {
+ public:
+  LiveSource(std::unique_ptr<LiveCapture> c, const std::atomic<bool>* stop)
+      : c_(std::move(c)), stop_(stop) {}
+  bool Next(Frame* f) override {
+    while (queue_.empty()) {
+      if (*stop_ || !status_.ok()) return false;
+      absl::StatusOr<size_t> n = c_->Poll(50, [&](const Frame& fr) {
+        queue_.push_back(
+            {fr.link_type, fr.ts_ns, fr.wire_length,
+             std::string(reinterpret_cast<const char*>(fr.data.data()), fr.data.size())});
+      });
+      if (!n.ok()) status_ = n.status();
+    }
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    f->link_type = current_.link_type;
+    f->ts_ns = current_.ts_ns;
+    f->wire_length = current_.wire_length;
+    f->data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(current_.bytes.data()),
+                                       current_.bytes.size());
+    ++frames_;
+    return true;
+  }
+  absl::Status status() const override { return status_; }
+  int link_type() const override { return 0; }
+  uint64_t frames() const override { return frames_; }
+
+ private:
+  struct Held {
+    int link_type;
+    uint64_t ts_ns;
+    uint32_t wire_length;
+    std::string bytes;
+  };
+  std::unique_ptr<LiveCapture> c_;
+  const std::atomic<bool>* stop_;
+  std::deque<Held> queue_;
+  Held current_;
+  absl::Status status_;
+  uint64_t frames_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<PacketSource> NewLivePacketSource(std::unique_ptr<LiveCapture> capture,
+                                                  const std::atomic<bool>* stop) {
+  return std::make_unique<LiveSource>(std::move(capture), stop);
 }
 
 std::string PodFilter(const std::vector<std::string>& addresses) {

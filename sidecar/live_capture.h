@@ -10,6 +10,7 @@
 #ifndef TAPKIT_SIDECAR_LIVE_CAPTURE_H_
 #define TAPKIT_SIDECAR_LIVE_CAPTURE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,12 @@ class LiveCapture {
   std::vector<std::unique_ptr<Iface>> ifaces_;
   uint64_t frames_ = 0;
 };
+
+// A LiveCapture as a PacketSource (taprec -i): Next() waits for the next frame and returns false
+// once `*stop` is set (checked every 50 ms) or the capture fails (status() says why). A frame's
+// bytes are copied, valid until the next Next().
+std::unique_ptr<PacketSource> NewLivePacketSource(std::unique_ptr<LiveCapture> capture,
+                                                  const std::atomic<bool>* stop);
 
 // The BPF expression that selects a pod's traffic: TCP to or from any of `addresses`
 // ("tcp and (host A or host B)"). Empty for no addresses.

@@ -15,9 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -31,9 +33,11 @@
 #include "format/codec.h"
 #include "format/writer.h"
 #include "sidecar/engine.h"
+#include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
+#include "tools/rotating_writer.h"
 #ifdef TAPREC_LIVE
 #include "tools/taprec_live.h"
 #endif
@@ -44,6 +48,9 @@ namespace {
 
 constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
+
+std::atomic<bool> g_stop{false};
+void OnStopSignal(int) { g_stop = true; }
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -64,7 +71,8 @@ int main(int argc, char** argv) {
   int64_t count = -1;
   int64_t body_limit = 64 << 10;
   std::vector<std::string> bpf_words;
-  std::string redact_key_file;
+  std::string redact_key_file, interface_name, rotate_size;
+  tapkit::RotationOptions rotation;
 #ifdef TAPREC_LIVE
   tapkit::LiveArgs live;
 #endif
@@ -82,7 +90,13 @@ int main(int argc, char** argv) {
       "bytes of each body to keep (the rest is counted)")(
       "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
       "redact-key-file", po::value(&redact_key_file),
-      "HMAC key for redaction markers (default: random, never stored)");
+      "HMAC key for redaction markers (default: random, never stored)")(
+      "interface,i", po::value(&interface_name),
+      "capture this interface directly, like tcpdump -i (needs root or CAP_NET_RAW)")(
+      "file-size,C", po::value(&rotate_size),
+      "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB)")(
+      "rotate-seconds,G", po::value(&rotation.seconds), "with -w: a new file every N seconds")(
+      "file-count,W", po::value(&rotation.count), "with -C: a ring of N files; with -G: N files");
 #ifdef TAPREC_LIVE
   po::options_description live_opts("Live taps (TARGET)");
   live_opts.add_options()("namespace,n", po::value(&live.ns), "the target's namespace")(
@@ -119,6 +133,34 @@ int main(int argc, char** argv) {
     std::cout << opts << "\nA trailing BPF expression narrows the packets, as with tcpdump.\n";
     return kExitOk;
   }
+  if (!rotate_size.empty()) {
+    // tcpdump's -C: millions of bytes, or a number with k, m or g (1024-based).
+    char* end = nullptr;
+    double v = std::strtod(rotate_size.c_str(), &end);
+    uint64_t unit = 1000000;
+    if (end && *end) {
+      std::string suffix(end);
+      unit = suffix == "k" || suffix == "K"   ? 1024
+             : suffix == "m" || suffix == "M" ? 1048576
+             : suffix == "g" || suffix == "G" ? 1073741824
+                                              : 0;
+    }
+    if (!(v > 0) || unit == 0) {
+      std::fprintf(stderr, "taprec: -C %s: not a size (N million bytes, or Nk, Nm, Ng)\n",
+                   rotate_size.c_str());
+      return kExitError;
+    }
+    rotation.max_bytes = static_cast<uint64_t>(v * unit);
+  }
+  if ((rotation.max_bytes || rotation.seconds || rotation.count) &&
+      (write_path.empty() || write_path == "-")) {
+    std::fprintf(stderr, "taprec: -C, -G and -W rotate a -w FILE (not standard output)\n");
+    return kExitError;
+  }
+  if (rotation.count && !rotation.max_bytes && !rotation.seconds) {
+    std::fprintf(stderr, "taprec: -W goes with -C or -G\n");
+    return kExitError;
+  }
   bool redact = !vm.count("no-redact");
   std::optional<tapkit::Redactor> redactor;
   if (redact) {
@@ -134,7 +176,11 @@ int main(int argc, char** argv) {
     }
     redactor.emplace(std::vector<std::string>{}, key);
   }
-  if (read_path.empty()) {
+  if (!read_path.empty() && !interface_name.empty()) {
+    std::fprintf(stderr, "taprec: -r and -i: one source at a time\n");
+    return kExitError;
+  }
+  if (read_path.empty() && interface_name.empty()) {
 #ifdef TAPREC_LIVE
     if (bpf_words.size() != 1) {
       std::fprintf(stderr,
@@ -154,6 +200,7 @@ int main(int argc, char** argv) {
     live.redact = redact;
     live.redact_key_file = redact_key_file;
     live.command_line.assign(argv, argv + argc);
+    live.rotation = rotation;
     if (vm.count("count")) live.max_requests = static_cast<uint64_t>(std::max<int64_t>(count, 0));
     return tapkit::RunLive(live);
 #else
@@ -187,8 +234,22 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   std::string bpf = absl::StrJoin(bpf_words, " ");
-  absl::StatusOr<std::unique_ptr<tapkit::PacketSource>> source =
-      tapkit::OpenCaptureFile(read_path, bpf);
+  bool live_capture = !interface_name.empty();
+  absl::StatusOr<std::unique_ptr<tapkit::PacketSource>> source;
+  if (live_capture) {
+    // -i: until Ctrl+C or SIGTERM (or -c), like tcpdump.
+    absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> c =
+        tapkit::LiveCapture::Open({interface_name}, bpf);
+    if (!c.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(c.status().message()).c_str());
+      return kExitError;
+    }
+    std::signal(SIGINT, OnStopSignal);
+    std::signal(SIGTERM, OnStopSignal);
+    source = tapkit::NewLivePacketSource(*std::move(c), &g_stop);
+  } else {
+    source = tapkit::OpenCaptureFile(read_path, bpf);
+  }
   if (!source.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
     return kExitError;
@@ -205,22 +266,34 @@ int main(int argc, char** argv) {
   meta.redaction.enabled = redact;
   if (redact) meta.redaction.headers = tapkit::DefaultRedactedHeaders();
   meta.redaction.keyed = !redact_key_file.empty();
-  meta.capture_points = {{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
+  meta.capture_points = {
+      live_capture
+          ? tapkit::CapturePointInfo{0, "interface", interface_name, {}, {}}
+          : tapkit::CapturePointInfo{0, "file", read_path == "-" ? "<stdin>" : read_path, {}, {}}};
 
-  // Encoding and compression run on the writer's own thread, off the packet path.
-  std::unique_ptr<tapkit::AsyncWriter> writer;
+  // Encoding and compression run on the writer's own thread, off the packet path; -C, -G and
+  // -W rotate the file as tcpdump does. Each file's trailer has the counters as they stood.
+  tapkit::CaptureEngine* engine_ptr = nullptr;
+  absl::Status source_status;
+  rotation.live = live_capture;
+  std::unique_ptr<tapkit::RotatingWriter> writer;
   if (!write_path.empty()) {
-    auto file = tapkit::OpenWritableFile(write_path);
-    if (!file.ok()) {
-      std::fprintf(stderr, "taprec: %s\n", std::string(file.status().message()).c_str());
+    writer = std::make_unique<tapkit::RotatingWriter>(write_path, meta, rotation, [&]() {
+      tapkit::TrailerInput t;
+      if (!engine_ptr) return t;
+      t.drops = engine_ptr->Drops();
+      // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
+      if (!source_status.ok()) t.drops["input_read_error"] = 1;
+      t.counters = engine_ptr->Counters();
+      tapkit::CapturePointInfo cp = meta.capture_points[0];
+      cp.link_types = engine_ptr->link_types();
+      t.capture_points = {cp};
+      return t;
+    });
+    if (absl::Status s = writer->Open(); !s.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       return kExitError;
     }
-    auto w = tapkit::AsyncWriter::Open(*std::move(file), meta);
-    if (!w.ok()) {
-      std::fprintf(stderr, "taprec: %s\n", std::string(w.status().message()).c_str());
-      return kExitError;
-    }
-    writer = *std::move(w);
   }
 
   int64_t written = 0;
@@ -247,6 +320,7 @@ int main(int argc, char** argv) {
           tapkit::AppendText(*v, output == "wide", &out);
         }
         if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) print_error = true;
+        if (live_capture) std::fflush(stdout);  // live: each exchange as it ends
         out.clear();
       }
     }
@@ -254,6 +328,7 @@ int main(int argc, char** argv) {
     if (count >= 0 && written >= count) stop = true;
   });
 
+  engine_ptr = &engine;
   bool tty = isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
   auto last = started;
@@ -263,7 +338,9 @@ int main(int argc, char** argv) {
     engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
     last_ts = std::max(last_ts, frame.ts_ns);
     // The flush timer needs a clock read; once per 256 frames is often enough for a 1 s interval.
-    if (writer && ((*source)->frames() & 0xff) == 0) write_error = writer->Tick();
+    if (writer && (live_capture || ((*source)->frames() & 0xff) == 0)) {
+      write_error = writer->Tick();
+    }
     if (tty && ((*source)->frames() & 0xfff) == 0) {
       auto now = std::chrono::steady_clock::now();
       if (now - last > std::chrono::seconds(1)) {
@@ -280,6 +357,7 @@ int main(int argc, char** argv) {
 
   int rc = kExitOk;
   absl::Status src = (*source)->status();
+  source_status = src;
   if (!src.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(src.message()).c_str());
     rc = kExitError;
@@ -289,15 +367,8 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   if (writer) {
-    tapkit::TrailerInput t;
-    t.drops = engine.Drops();
-    // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
-    if (!src.ok()) t.drops["input_read_error"] = 1;
-    t.counters = engine.Counters();
-    tapkit::CapturePointInfo cp = meta.capture_points[0];
-    cp.link_types = engine.link_types();
-    t.capture_points = {cp};
-    absl::Status s = write_error.ok() ? writer->Close(t) : write_error;
+    absl::Status s = writer->Close();
+    if (!write_error.ok() && !absl::IsOutOfRange(write_error)) s = write_error;
     if (!s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       return kExitError;

@@ -15,7 +15,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "controlplane/api/tap.grpc.pb.h"
-#include "format/async_writer.h"
 #include "format/codec.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
@@ -111,7 +110,23 @@ int RunLive(const LiveArgs& a) {
     }
   }
 
-  std::unique_ptr<AsyncWriter> writer;
+  std::map<std::string, v1::Stats> stats;  // latest per capture point
+  std::map<uint32_t, CapturePointInfo> points;
+  // Each file's trailer: the drops and counters of every capture point as they stand.
+  auto Trailer = [&] {
+    TrailerInput t;
+    for (const auto& [cp, s] : stats) {
+      for (const auto& [n, v] : s.drops()) t.drops[n] += v;
+      for (const auto& [n, v] : s.counters()) t.counters[n] += v;
+      if (s.kernel_dropped()) t.drops["kernel_dropped_packets"] += s.kernel_dropped();
+      if (s.interface_dropped()) t.drops["interface_dropped_packets"] += s.interface_dropped();
+      if (s.events_dropped()) t.drops["sidecar_events_dropped"] += s.events_dropped();
+      if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
+    }
+    for (const auto& [id, p] : points) t.capture_points.push_back(p);
+    return t;
+  };
+  std::unique_ptr<RotatingWriter> writer;
   CaptureMetadata meta;
   if (!a.write_path.empty()) {
     meta.start_time_ns = NowNs();
@@ -139,17 +154,13 @@ int RunLive(const LiveArgs& a) {
     meta.redaction.enabled = a.redact;
     meta.redaction.headers = DefaultRedactedHeaders();
     meta.redaction.keyed = !a.redact_key_file.empty();
-    auto file = OpenWritableFile(a.write_path);
-    if (!file.ok()) {
-      std::fprintf(stderr, "taprec: %s\n", std::string(file.status().message()).c_str());
+    RotationOptions ro = a.rotation;
+    ro.live = true;  // each exchange to the writer thread at once: a kill loses at most ~1 s
+    writer = std::make_unique<RotatingWriter>(a.write_path, meta, ro, [&] { return Trailer(); });
+    if (absl::Status s = writer->Open(); !s.ok()) {
+      std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       return kExitError;
     }
-    auto w = AsyncWriter::Open(*std::move(file), meta);
-    if (!w.ok()) {
-      std::fprintf(stderr, "taprec: %s\n", std::string(w.status().message()).c_str());
-      return kExitError;
-    }
-    writer = *std::move(w);
   }
 
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -176,9 +187,7 @@ int RunLive(const LiveArgs& a) {
   bool tty = isatty(STDERR_FILENO);
   std::unique_ptr<grpc::ClientReader<v1::TapEvent>> reader = stub->Watch(&ctx, req);
   v1::TapEvent ev;
-  std::map<uint64_t, LineHead> heads;      // (capture point id << 40 | stream) -> req line's head
-  std::map<std::string, v1::Stats> stats;  // latest per capture point
-  std::map<uint32_t, CapturePointInfo> points;
+  std::map<uint64_t, LineHead> heads;  // (capture point id << 40 | stream) -> req line's head
   uint64_t exchanges = 0, bytes = 0;
   bool lost_any = false;
   absl::Status write_error;
@@ -230,7 +239,7 @@ int RunLive(const LiveArgs& a) {
         bool phased = heads.erase(key(e.id())) > 0;
         if (writer) {
           write_error = writer->Append(*std::move(x));
-          if (!write_error.ok()) ctx.TryCancel();
+          if (!write_error.ok()) ctx.TryCancel();  // a full disk, or -W files written
         } else {
           absl::StatusOr<ExchangeView> v = ViewOfExchange(*x, &builder, &bodies);
           if (!v.ok()) break;
@@ -249,6 +258,11 @@ int RunLive(const LiveArgs& a) {
         break;
       case v1::TapEvent::kPodStatus: {
         const v1::PodStatus& p = ev.pod_status();
+        if (p.state() == v1::PodStatus::STREAMING) {
+          // As tcpdump says "listening on": from here on this pod's traffic is seen.
+          std::fprintf(stderr, "taprec: tapping pod %s/%s\n", p.namespace_().c_str(),
+                       p.pod().c_str());
+        }
         if (p.state() == v1::PodStatus::LOST) {
           lost_any = true;
           std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
@@ -288,10 +302,12 @@ int RunLive(const LiveArgs& a) {
   std::signal(SIGTERM, SIG_DFL);
 
   int rc = kExitOk;
-  if (!write_error.ok()) {
+  bool rotation_done = absl::IsOutOfRange(write_error);
+  if (!write_error.ok() && !rotation_done) {
     std::fprintf(stderr, "taprec: %s\n", std::string(write_error.message()).c_str());
     rc = kExitError;
-  } else if (!st.ok() && !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
+  } else if (!st.ok() && !rotation_done &&
+             !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
     if (st.error_code() == grpc::StatusCode::UNAVAILABLE && exchanges == 0 && stats.empty()) {
       std::fprintf(stderr, "taprec: cannot reach the control plane at %s: %s\n", address.c_str(),
                    st.error_message().c_str());
@@ -305,17 +321,7 @@ int RunLive(const LiveArgs& a) {
   }
   (void)lost_any;
   if (writer) {
-    TrailerInput t;
-    for (const auto& [cp, s] : stats) {
-      for (const auto& [n, v] : s.drops()) t.drops[n] += v;
-      for (const auto& [n, v] : s.counters()) t.counters[n] += v;
-      if (s.kernel_dropped()) t.drops["kernel_dropped_packets"] += s.kernel_dropped();
-      if (s.interface_dropped()) t.drops["interface_dropped_packets"] += s.interface_dropped();
-      if (s.events_dropped()) t.drops["sidecar_events_dropped"] += s.events_dropped();
-      if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
-    }
-    for (const auto& [id, p] : points) t.capture_points.push_back(p);
-    absl::Status s = writer->Close(t);
+    absl::Status s = writer->Close();
     if (!s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       rc = kExitError;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/rotating_writer.h"
+
 namespace tapkit {
 
 struct LiveArgs {
@@ -25,8 +27,7 @@ struct LiveArgs {
   bool redact = true;
   std::string redact_key_file;
   std::vector<std::string> command_line;
-  // Rotation (tcpdump's -C, -G, -W): bytes per file, seconds per file, files kept (0 = all).
-  uint64_t rotate_bytes = 0, rotate_seconds = 0, rotate_count = 0;
+  RotationOptions rotation;  // tcpdump's -C, -G, -W
 };
 
 // The control plane's default address: unix:$TAPKIT_RUNTIME_DIR/controlplane.sock, else
