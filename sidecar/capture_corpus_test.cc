@@ -97,6 +97,8 @@ Reading Tshark(const std::string& path) {
   return r;
 }
 
+uint64_t ExpectSameFrames(PacketSource& want, PacketSource& got);
+
 // tapkit's reading, in the same shape.
 Reading Tapkit(const std::string& path) {
   Reading r;
@@ -227,6 +229,14 @@ TEST(Corpus, PcapngReaderAgreesWithLibpcap) {
     if (row["file_format"] != "pcapng") continue;
     std::string path = corpus + "/pcaps/" + row["file"];
     SCOPED_TRACE(row["file"]);
+    // With a filter too: both must compile it as libpcap does for that file (savefile rules).
+    for (std::string bpf : {"tcp port 80", "ip6"}) {
+      SCOPED_TRACE(bpf);
+      auto lib = OpenLibpcapFile(path, bpf);
+      auto own = OpenPcapngFile(path, bpf);
+      ASSERT_TRUE(lib.ok() && own.ok());
+      ExpectSameFrames(**lib, **own);
+    }
     auto lib = OpenCaptureFile(path, "");
     auto own = OpenPcapngFile(path, "");
     ASSERT_TRUE(lib.ok() && own.ok());

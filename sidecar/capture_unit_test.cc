@@ -377,6 +377,37 @@ TEST(Http1, DeclinedUpgradeWithResponsesInOneSegment) {
   EXPECT_EQ(h.got[1].completion, Completion::kComplete);
 }
 
+// A 304 (or 204) carries no body even with a Content-Length (RFC 9112 section 6.3): the next
+// response is the next exchange's, not the 304's body.
+TEST(Http1, NotModifiedWithContentLengthHasNoBody) {
+  for (const char* status : {"304 Not Modified", "204 No Content"}) {
+    Http h;
+    h.C("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.R(std::string("HTTP/1.1 ") + status + "\r\nETag: \"x\"\r\nContent-Length: 1222\r\n\r\n");
+    h.C("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.R("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    ASSERT_EQ(h.got.size(), 2u) << status;
+    EXPECT_EQ(h.got[0].response->body.length, 0u);
+    EXPECT_EQ(h.got[0].completion, Completion::kComplete);
+    EXPECT_EQ(h.got[1].request->path, "/b");
+    EXPECT_EQ(h.got[1].response->body.data, "hello");
+  }
+}
+
+// After a declined Upgrade the held bytes start at a message boundary: a request line split
+// across segments there is still read.
+TEST(Http1, DeclinedUpgradeThenSplitRequestLine) {
+  Http h;
+  h.C("GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+  h.C("GET");
+  h.C(" /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  h.R("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+  ASSERT_EQ(h.got.size(), 2u);
+  EXPECT_EQ(h.got[1].request->path, "/b");
+  EXPECT_EQ(h.got[1].completion, Completion::kComplete);
+}
+
 // A response cut off by the end of the connection keeps its status, headers and the bytes seen.
 TEST(Http1, ResponseCutByCloseIsKept) {
   Http h;

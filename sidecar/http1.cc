@@ -321,7 +321,9 @@ struct Http1Callbacks {
         c.options_.on_response_headers(t->x, t->id, static_cast<uint16_t>(status), t->rsp_start);
       }
     }
-    if (t->is_head) return 1;  // RFC 9112 section 6.3: no body, whatever the headers say
+    // RFC 9112 section 6.3: no body after a response to HEAD, or a 204 or 304, whatever the
+    // headers say (a 304 often repeats the Content-Length of the representation).
+    if (t->is_head || status == 204 || status == 304) return 1;
     if (t->is_connect && status >= 200 && status < 300) return 2;  // a tunnel follows
     (void)c;
     return 0;
@@ -852,7 +854,8 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
   std::string held = std::move(client_->held_bytes);
   client_->held_bytes.clear();
   client_->Init();  // the request parser stopped at the Upgrade; start it afresh
-  client_->resync = true;
+  // The held bytes begin where the Upgrade request ended: at a message boundary.
+  client_->resync = false;
   Feed(*client_,
        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()), ts);
 }

@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -27,6 +27,47 @@ namespace {
 std::unique_ptr<PacketSource> NewPcapngSource(const std::string& path, const std::string& name,
                                               const std::string& bpf);
 bool IsPcapngFile(const std::string& path);
+// PcapngSource::SkipPackets on a source NewPcapngSource made.
+void SkipPcapngPackets(PacketSource* pcapng, uint64_t n);
+
+// Compiles `bpf` the way libpcap compiles it for a savefile of `linktype` (a LINKTYPE_ value)
+// written in the other byte order than this host's when `swapped`: through a 24-byte savefile
+// header that libpcap opens, not pcap_open_dead, whose code differs (for DLT_NULL a savefile
+// matches every BSD's AF_INET6 value, and its AF values are swapped with the file's order;
+// LINKTYPE_RAW becomes DLT_RAW). False with `*why` when it does not compile.
+bool CompileForSavefile(uint32_t linktype, uint32_t snaplen, bool swapped, const std::string& bpf,
+                        bpf_program* out, std::string* why) {
+  uint32_t fields[6] = {0xa1b2c3d4, 2 | (4u << 16), 0, 0, snaplen ? snaplen : 262144, linktype};
+  uint8_t header[24];
+  for (int k = 0; k < 6; ++k) {
+    uint32_t v = fields[k];
+    if (k == 1) {  // two 16-bit version fields, each in the file's order
+      uint16_t major = 2, minor = 4;
+      if (swapped) {
+        major = static_cast<uint16_t>(major << 8);
+        minor = static_cast<uint16_t>(minor << 8);
+      }
+      std::memcpy(header + 4, &major, 2);
+      std::memcpy(header + 6, &minor, 2);
+      continue;
+    }
+    if (swapped) v = __builtin_bswap32(v);
+    std::memcpy(header + 4 * k, &v, 4);
+  }
+  FILE* hf = fmemopen(header, sizeof header, "rb");
+  char err[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* sf =
+      hf ? pcap_fopen_offline_with_tstamp_precision(hf, PCAP_TSTAMP_PRECISION_NANO, err) : nullptr;
+  if (!sf) {
+    if (hf) std::fclose(hf);
+    *why = absl::StrCat("link type ", linktype, ": ", err);
+    return false;
+  }
+  bool ok = pcap_compile(sf, out, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) == 0;
+  if (!ok) *why = pcap_geterr(sf);
+  pcap_close(sf);
+  return ok;
+}
 
 class PcapFileSource final : public PacketSource {
  public:
@@ -37,7 +78,10 @@ class PcapFileSource final : public PacketSource {
         name_(std::move(name)),
         bpf_(std::move(bpf)),
         stdio_buffer_(std::move(stdio_buffer)) {}
-  ~PcapFileSource() override { pcap_close(p_); }  // closes the stream before its buffer goes
+  ~PcapFileSource() override {
+    if (filtered_) pcap_freecode(&filter_);
+    pcap_close(p_);  // closes the stream before its buffer goes
+  }
 
   // PacketSource
   bool Next(Frame* f) override {
@@ -50,7 +94,13 @@ class PcapFileSource final : public PacketSource {
     if (!status_.ok()) return false;
     pcap_pkthdr* h = nullptr;
     const u_char* data = nullptr;
-    int rc = pcap_next_ex(p_, &h, &data);
+    int rc;
+    // The filter runs here rather than in libpcap (pcap_setfilter) so that packets read are
+    // counted whether kept or not: the pcapng fallback below resumes after exactly those.
+    while ((rc = pcap_next_ex(p_, &h, &data)) == 1) {
+      ++read_;
+      if (!filtered_ || pcap_offline_filter(&filter_, h, data)) break;
+    }
     if (rc == 1) {
       ++frames_;
       f->link_type = pcap_datalink(p_);
@@ -68,10 +118,9 @@ class PcapFileSource final : public PacketSource {
       // Such files are read by our own pcapng reader from here on: skip what was delivered.
       if (why.find("different from the type of the first interface") != std::string::npos &&
           path_ != "-" && IsPcapngFile(path_)) {
-        fallback_ = NewPcapngSource(path_, name_, bpf_);
-        Frame skip;
-        for (uint64_t i = 0; i < frames_ && fallback_->Next(&skip); ++i) {
-        }
+        auto ng = NewPcapngSource(path_, name_, bpf_);
+        SkipPcapngPackets(ng.get(), read_);
+        fallback_ = std::move(ng);
         return Next(f);
       }
       status_ = absl::DataLossError(absl::StrCat(name_, ": after ", frames_, " frames: ", why));
@@ -85,18 +134,27 @@ class PcapFileSource final : public PacketSource {
  private:
   pcap_t* p_;
   std::unique_ptr<char[]> stdio_buffer_;  // the stream's buffer (a file opened by path)
+
+ public:
+  bpf_program filter_{};  // compiled by libpcap for this savefile (OpenLibpcapFile)
+  bool filtered_ = false;
+
+ private:
+  uint64_t read_ = 0;  // packets read from libpcap, kept or not
   std::string path_, name_, bpf_;
   absl::Status status_;
   uint64_t frames_ = 0;
   std::unique_ptr<PacketSource> fallback_;
 };
 
-// A classic pcap file read from memory (the file mapped whole), for the link types that carry
-// IP. The rules are libpcap 1.10's savefile reader's (sf-pcap.c), so that the frames are the
-// ones libpcap delivers: the four magic numbers (micro- or nanosecond, either byte order),
-// LINKTYPE_RAW delivered as DLT_RAW, a record over 262144 bytes is an error, a record longer
-// than the file's snaplen is cut to it, a torn record at the end is an error. Zero copies: a
-// frame's bytes are the mapping's. Tests hold it frame by frame against libpcap.
+// A classic pcap file read in large chunks (read(2) into a 4 MiB buffer; a frame's bytes are the
+// buffer's, no further copy), or bytes in memory, for the link types that carry IP. The rules
+// are libpcap 1.10's savefile reader's (sf-pcap.c), so that the frames are the ones libpcap
+// delivers: the four magic numbers (micro- or nanosecond, either byte order), LINKTYPE_RAW
+// delivered as DLT_RAW, a record over 262144 bytes is an error, a record longer than the file's
+// snaplen is cut to it, a torn record at the end is an error. Plain reads, not a mapping: a
+// file truncated while it is read ends in a torn-record error, not SIGBUS. Tests hold it frame
+// by frame against libpcap.
 class PcapMemorySource final : public PacketSource {
  public:
   // nullptr (and *status untouched) when `bytes` is not a classic pcap of a link type read here;
@@ -148,7 +206,6 @@ class PcapMemorySource final : public PacketSource {
     if (snaplen == 0 || snaplen > kMaxSnaplen) snaplen = kMaxSnaplen;
     auto src = std::unique_ptr<PcapMemorySource>(new PcapMemorySource(
         bytes, std::move(release), std::move(name), swapped, nano, dlt, snaplen));
-    src->mapped_ = src->release_ != nullptr;
     if (!bpf.empty()) {
       // Compiled by libpcap for a savefile with this header (not pcap_open_dead): its code
       // differs for savefiles, e.g. DLT_NULL matches every BSD's AF_INET6 value, not the host's.
@@ -174,26 +231,43 @@ class PcapMemorySource final : public PacketSource {
     }
     return src;
   }
+  // The same over an open file descriptor, which it takes over (closes), read from its start.
+  static std::unique_ptr<PcapMemorySource> OpenFd(int fd, std::string name, const std::string& bpf,
+                                                  absl::Status* status) {
+    auto buf = std::make_unique<std::string>(kChunk, '\0');
+    size_t have = 0;
+    while (have < 24) {
+      ssize_t r = ::read(fd, buf->data() + have, kChunk - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      have += static_cast<size_t>(r);
+    }
+    std::span<const uint8_t> first(reinterpret_cast<const uint8_t*>(buf->data()), have);
+    std::unique_ptr<PcapMemorySource> src = Open(first, nullptr, std::move(name), bpf, status);
+    if (!src) {
+      ::close(fd);
+      return nullptr;
+    }
+    src->fd_ = fd;
+    src->buf_ = std::move(buf);
+    src->bytes_ = first;
+    return src;
+  }
   ~PcapMemorySource() override {
     if (filtered_) pcap_freecode(&filter_);
     if (release_) release_();
+    if (fd_ >= 0) ::close(fd_);
   }
 
   bool Next(Frame* f) override {
-    while (status_.ok() && at_ < bytes_.size()) {
-      size_t left = bytes_.size() - at_;
-      if (left < 16) {
+    while (status_.ok()) {
+      if (!Ensure(16)) {
+        size_t left = bytes_.size() - at_;
+        if (left == 0 || !status_.ok()) return false;  // the end, between records
         return Fail(
             absl::StrCat("truncated dump file; tried to read 16 header bytes, only got ", left));
       }
       const uint8_t* h = bytes_.data() + at_;
-      if (mapped_ && at_ - released_ >= kReleaseBytes) {
-        // Pages behind the read position go back (they stay in the page cache): the mapping's
-        // resident size stays flat however long the file is.
-        size_t upto = at_ & ~(size_t{4096} - 1);
-        ::madvise(const_cast<uint8_t*>(bytes_.data()) + released_, upto - released_, MADV_DONTNEED);
-        released_ = upto;
-      }
       // libpcap 1.10 reads the time as two signed 32-bit fields (struct pcap_timeval), but its
       // SWAPLONG of a byte-swapped file yields them unsigned: the same here, for equal frames.
       int64_t sec = swapped_ ? int64_t{U32(h)} : int64_t{static_cast<int32_t>(U32(h))};
@@ -203,10 +277,12 @@ class PcapMemorySource final : public PacketSource {
         return Fail(absl::StrCat("invalid packet capture length ", caplen,
                                  ", bigger than maximum of ", kMaxSnaplen));
       }
-      if (left - 16 < caplen) {
+      if (!Ensure(16 + size_t{caplen})) {
+        if (!status_.ok()) return false;
         return Fail(absl::StrCat("truncated dump file; tried to read ", caplen,
-                                 " captured bytes, only got ", left - 16));
+                                 " captured bytes, only got ", bytes_.size() - at_ - 16));
       }
+      h = bytes_.data() + at_;  // the buffer may have moved
       at_ += 16 + size_t{caplen};
       uint32_t keep = std::min(caplen, snaplen_);  // libpcap cuts a record to the snaplen
       pcap_pkthdr ph{};
@@ -229,7 +305,34 @@ class PcapMemorySource final : public PacketSource {
 
  private:
   static constexpr uint32_t kMaxSnaplen = 262144;  // libpcap's MAXIMUM_SNAPLEN
-  static constexpr size_t kReleaseBytes = 8 << 20;
+  static constexpr size_t kChunk = 4 << 20;        // bytes read at a time
+
+  // Makes `n` bytes from at_ available in bytes_, reading more of the file when there is one.
+  // False when the input ends (or fails: status_ then says so) first.
+  bool Ensure(size_t n) {
+    if (bytes_.size() - at_ >= n) return true;
+    if (fd_ < 0 || eof_) return false;
+    size_t have = bytes_.size() - at_;
+    std::memmove(buf_->data(), bytes_.data() + at_, have);
+    if (buf_->size() < n) buf_->resize(n);
+    while (have < buf_->size()) {
+      ssize_t r = ::read(fd_, buf_->data() + have, buf_->size() - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        Fail(absl::StrCat("read error: ", std::strerror(errno)));
+        eof_ = true;
+        break;
+      }
+      if (r == 0) {
+        eof_ = true;
+        break;
+      }
+      have += static_cast<size_t>(r);
+    }
+    bytes_ = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf_->data()), have);
+    at_ = 0;
+    return have >= n;
+  }
   static uint32_t Le32(const uint8_t* p) {
     return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
   }
@@ -258,8 +361,9 @@ class PcapMemorySource final : public PacketSource {
   int dlt_;
   uint32_t snaplen_;
   size_t at_ = 24;
-  bool mapped_ = false;  // bytes_ is a page-aligned mapping of the file
-  size_t released_ = 0;  // bytes_ before this were given back (MADV_DONTNEED)
+  int fd_ = -1;                       // the file, when reading one
+  std::unique_ptr<std::string> buf_;  // its buffer, which bytes_ views
+  bool eof_ = false;
   bpf_program filter_{};
   bool filtered_ = false;
   absl::Status status_;
@@ -295,11 +399,12 @@ class PcapngSource final : public PacketSource {
         i.snaplen = U32(b + 4);
         ParseIfaceOptions(b + 8, n - 8, &i);
         if (!bpf_.empty()) {
-          pcap_t* dead =
-              pcap_open_dead(i.link_type, i.snaplen ? static_cast<int>(i.snaplen) : 262144);
-          i.filter_ok = pcap_compile(dead, &i.filter, bpf_.c_str(), 1, PCAP_NETMASK_UNKNOWN) == 0;
-          std::string why = i.filter_ok ? "" : pcap_geterr(dead);
-          pcap_close(dead);
+          // As libpcap compiles it for this section (byte order included), so that both
+          // readers keep the same frames.
+          bool host_little = std::endian::native == std::endian::little;
+          std::string why;
+          i.filter_ok = CompileForSavefile(i.link_type, i.snaplen, swap_ == host_little, bpf_,
+                                           &i.filter, &why);
           if (!i.filter_ok) return Fail("BPF expression \"" + bpf_ + "\": " + why);
         }
         ifaces_.push_back(i);
@@ -326,6 +431,10 @@ class PcapngSource final : public PacketSource {
       }
       if (iface >= ifaces_.size()) return Fail("packet refers to an undefined interface");
       const Iface& i = ifaces_[iface];
+      if (skip_raw_ > 0) {  // already delivered by libpcap before it gave up on the file
+        --skip_raw_;
+        continue;
+      }
       if (i.filter_ok) {
         pcap_pkthdr h{};
         h.caplen = caplen;
@@ -456,6 +565,14 @@ class PcapngSource final : public PacketSource {
   FILE* f_;
   std::string name_, bpf_;
   bool swap_ = false;
+
+ public:
+  // The next `n` packets are passed over unfiltered and uncounted (the fallback from libpcap
+  // resumes where libpcap stopped, counted in packets read, not packets kept).
+  void SkipPackets(uint64_t n) { skip_raw_ = n; }
+
+ private:
+  uint64_t skip_raw_ = 0;
   std::vector<Iface> ifaces_;
   std::vector<uint8_t> block_;
   uint64_t offset_ = 0;       // of the block being read
@@ -463,6 +580,10 @@ class PcapngSource final : public PacketSource {
   uint64_t frames_ = 0;
   absl::Status status_;
 };
+
+void SkipPcapngPackets(PacketSource* pcapng, uint64_t n) {
+  static_cast<PcapngSource*>(pcapng)->SkipPackets(n);
+}
 
 std::unique_ptr<PacketSource> NewPcapngSource(const std::string& path, const std::string& name,
                                               const std::string& bpf) {
@@ -561,7 +682,18 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenLibpcapFile(const std::string&
     // mixed link types included), anything else to libpcap, the 4 bytes replayed in front.
     Peeked in = StdinWithPeek();
     if (!in.stream) return absl::InternalError("<stdin>: cannot read");
-    if (in.pcapng) return OpenPcapngStream(in.stream, name, bpf);
+    if (in.pcapng) {
+      // Its interfaces come later; a filter that is not even valid on Ethernet fails now, before
+      // anything is written.
+      bpf_program check{};
+      std::string why;
+      if (!bpf.empty() && !CompileForSavefile(1, 262144, false, bpf, &check, &why)) {
+        std::fclose(in.stream);
+        return absl::InvalidArgumentError(absl::StrCat("BPF expression \"", bpf, "\": ", why));
+      }
+      if (!bpf.empty()) pcap_freecode(&check);
+      return OpenPcapngStream(in.stream, name, bpf);
+    }
     p = pcap_fopen_offline_with_tstamp_precision(in.stream, PCAP_TSTAMP_PRECISION_NANO, err);
   } else {
     // libpcap reads a savefile record by record through stdio; a 1 MiB stream buffer instead of
@@ -577,23 +709,18 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenLibpcapFile(const std::string&
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": not a pcap or pcapng capture (libpcap: ", err, ")"));
   }
-  if (!bpf.empty()) {
-    bpf_program prog{};
-    if (pcap_compile(p, &prog, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-      std::string why = pcap_geterr(p);
-      pcap_close(p);
-      return absl::InvalidArgumentError(absl::StrCat("BPF expression \"", bpf, "\": ", why));
-    }
-    int rc = pcap_setfilter(p, &prog);
-    pcap_freecode(&prog);
-    if (rc != 0) {
-      std::string why = pcap_geterr(p);
-      pcap_close(p);
-      return absl::InvalidArgumentError(absl::StrCat("BPF expression \"", bpf, "\": ", why));
-    }
+  bpf_program prog{};
+  if (!bpf.empty() && pcap_compile(p, &prog, bpf.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    std::string why = pcap_geterr(p);
+    pcap_close(p);
+    return absl::InvalidArgumentError(absl::StrCat("BPF expression \"", bpf, "\": ", why));
   }
-  return std::unique_ptr<PacketSource>(
-      new PcapFileSource(p, path, name, bpf, std::move(stdio_buffer)));
+  auto src = std::make_unique<PcapFileSource>(p, path, name, bpf, std::move(stdio_buffer));
+  if (!bpf.empty()) {
+    src->filter_ = prog;
+    src->filtered_ = true;
+  }
+  return std::unique_ptr<PacketSource>(std::move(src));
 }
 
 }  // namespace tapkit
@@ -734,28 +861,20 @@ std::unique_ptr<PacketSource> OpenPcapBytes(std::span<const uint8_t> bytes, cons
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
                                                               const std::string& bpf) {
   if (path == "-") return OpenLibpcapFile(path, bpf);
-  // A regular classic-pcap file is mapped and read in place; anything else goes to libpcap.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  // A regular classic-pcap file is read by the project's reader; anything else goes to libpcap.
+  // stat first: opening a FIFO here would consume what its writer sent before libpcap saw it.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 24) {
-    ::close(fd);
-    return OpenLibpcapFile(path, bpf);
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) return OpenLibpcapFile(path, bpf);
-  ::madvise(map, size, MADV_SEQUENTIAL);
+  if (!S_ISREG(st.st_mode) || st.st_size < 24) return OpenLibpcapFile(path, bpf);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   absl::Status status;
-  auto src = PcapMemorySource::Open(
-      std::span<const uint8_t>(static_cast<const uint8_t*>(map), size),
-      [map, size] { ::munmap(map, size); }, path, bpf, &status);
+  auto src = PcapMemorySource::OpenFd(fd, path, bpf, &status);
   if (src) return std::unique_ptr<PacketSource>(std::move(src));
-  ::munmap(map, size);
   if (!status.ok()) return status;
   // pcapng and the rest: libpcap (or the pcapng reader), read ahead on a thread of its own.
   absl::StatusOr<std::unique_ptr<PacketSource>> lib = OpenLibpcapFile(path, bpf);

@@ -217,11 +217,12 @@ int main(int argc, char** argv) {
                  static_cast<long long>(body_limit));
     return kExitError;
   }
-  if (!write_path.empty() && write_path != "-" && read_path != "-") {
-    // Writing over the capture being read would destroy it.
+  if (!write_path.empty() && write_path != "-" && !read_path.empty()) {
+    // Writing over the capture being read (by name, or as standard input) would destroy it.
     struct stat in {
     }, out{};
-    if (::stat(read_path.c_str(), &in) == 0 && ::stat(write_path.c_str(), &out) == 0 &&
+    int in_ok = read_path == "-" ? ::fstat(STDIN_FILENO, &in) : ::stat(read_path.c_str(), &in);
+    if (in_ok == 0 && ::stat(write_path.c_str(), &out) == 0 && S_ISREG(in.st_mode) &&
         in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
       std::fprintf(stderr,
                    "taprec: -w %s: is the capture being read (-r); refusing to overwrite it\n",
@@ -249,6 +250,9 @@ int main(int argc, char** argv) {
     source = tapkit::NewLivePacketSource(*std::move(c), &g_stop);
   } else {
     source = tapkit::OpenCaptureFile(read_path, bpf);
+    // Ctrl+C stops reading; what was read is written, with index and trailer.
+    std::signal(SIGINT, OnStopSignal);
+    std::signal(SIGTERM, OnStopSignal);
   }
   if (!source.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
@@ -334,7 +338,7 @@ int main(int argc, char** argv) {
   auto last = started;
   tapkit::Frame frame;
   uint64_t last_ts = 0;
-  while (!stop && !print_error && write_error.ok() && (*source)->Next(&frame)) {
+  while (!stop && !g_stop && !print_error && write_error.ok() && (*source)->Next(&frame)) {
     engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
     last_ts = std::max(last_ts, frame.ts_ns);
     // The flush timer needs a clock read; once per 256 frames is often enough for a 1 s interval.
