@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <condition_variable>
@@ -147,14 +150,84 @@ class PcapFileSource final : public PacketSource {
   std::unique_ptr<PacketSource> fallback_;
 };
 
-// A classic pcap file read in large chunks (read(2) into a 4 MiB buffer; a frame's bytes are the
-// buffer's, no further copy), or bytes in memory, for the link types that carry IP. The rules
+// A file mapped for reading can be truncated by someone else while it is read; touching a page
+// past the new end raises SIGBUS. The guard maps zero pages over the lost part instead (the read
+// goes on, seeing zeros) and marks the mapping truncated, which its reader checks before every
+// record: the capture ends with a torn-file error, not a crash. Up to kSlots mappings at once.
+struct MapSlot {
+  std::atomic<uintptr_t> begin{0}, end{0};
+  std::atomic<bool> truncated{false};
+};
+MapSlot g_map_slots[8];
+struct sigaction g_old_sigbus {};
+
+class MapGuard {
+ public:
+  static constexpr int kSlots = 8;
+  // Registers [begin, end); returns the slot, or -1 when all are taken (then do not map).
+  static int Add(const uint8_t* begin, size_t size) {
+    Install();
+    for (int i = 0; i < kSlots; ++i) {
+      uintptr_t expected = 0;
+      if (g_map_slots[i].begin.compare_exchange_strong(expected,
+                                                       reinterpret_cast<uintptr_t>(begin))) {
+        g_map_slots[i].truncated.store(false);
+        g_map_slots[i].end.store(reinterpret_cast<uintptr_t>(begin) + size);
+        return i;
+      }
+    }
+    return -1;
+  }
+  static void Remove(int slot) {
+    g_map_slots[slot].end.store(0);
+    g_map_slots[slot].begin.store(0);
+  }
+  static bool Truncated(int slot) { return g_map_slots[slot].truncated.load(); }
+
+ private:
+  static void Install() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      struct sigaction sa {};
+      sa.sa_sigaction = OnBus;
+      sa.sa_flags = SA_SIGINFO;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(SIGBUS, &sa, &g_old_sigbus);
+    });
+  }
+  static void OnBus(int sig, siginfo_t* info, void* ctx) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
+    for (MapSlot& s : g_map_slots) {
+      uintptr_t b = s.begin.load(), e = s.end.load();
+      if (b != 0 && a >= b && a < e) {
+        uintptr_t page = a & ~uintptr_t{4095};
+        void* r = ::mmap(reinterpret_cast<void*>(page), e - page, PROT_READ,
+                         MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+        if (r != MAP_FAILED) {
+          s.truncated.store(true);
+          return;  // the faulting read runs again, on zeros
+        }
+      }
+    }
+    // Not one of ours: what would have happened without the guard.
+    if (g_old_sigbus.sa_flags & SA_SIGINFO) {
+      if (g_old_sigbus.sa_sigaction) return g_old_sigbus.sa_sigaction(sig, info, ctx);
+    } else if (g_old_sigbus.sa_handler != SIG_DFL && g_old_sigbus.sa_handler != SIG_IGN) {
+      return g_old_sigbus.sa_handler(sig);
+    }
+    ::signal(SIGBUS, SIG_DFL);
+    ::raise(SIGBUS);
+  }
+};
+
+// A classic pcap file mapped into memory (MapGuard keeps a truncation from becoming a crash; a
+// frame's bytes are the mapping's, no copy), else read in 4 MiB chunks, or bytes in memory, for
+// the link types that carry IP. The rules
 // are libpcap 1.10's savefile reader's (sf-pcap.c), so that the frames are the ones libpcap
 // delivers: the four magic numbers (micro- or nanosecond, either byte order), LINKTYPE_RAW
 // delivered as DLT_RAW, a record over 262144 bytes is an error, a record longer than the file's
-// snaplen is cut to it, a torn record at the end is an error. Plain reads, not a mapping: a
-// file truncated while it is read ends in a torn-record error, not SIGBUS. Tests hold it frame
-// by frame against libpcap.
+// snaplen is cut to it, a torn record at the end is an error, and so is a file truncated while
+// it is read. Tests hold it frame by frame against libpcap.
 class PcapMemorySource final : public PacketSource {
  public:
   // nullptr (and *status untouched) when `bytes` is not a classic pcap of a link type read here;
@@ -256,11 +329,35 @@ class PcapMemorySource final : public PacketSource {
   ~PcapMemorySource() override {
     if (filtered_) pcap_freecode(&filter_);
     if (release_) release_();
+    if (guard_slot_ >= 0) MapGuard::Remove(guard_slot_);
     if (fd_ >= 0) ::close(fd_);
+  }
+  // A mapping of a whole regular file: the source unmaps it, and MapGuard watches it.
+  static std::unique_ptr<PcapMemorySource> OpenMapped(const uint8_t* map, size_t size, int slot,
+                                                      std::string name, const std::string& bpf,
+                                                      absl::Status* status) {
+    std::unique_ptr<PcapMemorySource> src = Open(
+        std::span<const uint8_t>(map, size),
+        [map, size] { ::munmap(const_cast<uint8_t*>(map), size); }, std::move(name), bpf, status);
+    if (src) src->guard_slot_ = slot;
+    return src;
   }
 
   bool Next(Frame* f) override {
     while (status_.ok()) {
+      if (guard_slot_ >= 0) {
+        if (MapGuard::Truncated(guard_slot_)) {
+          return Fail("the file was truncated while it was read");
+        }
+        if (at_ - released_ >= kReleaseBytes) {
+          // Pages behind the read position go back (they stay in the page cache): resident
+          // memory stays flat however long the file is.
+          size_t upto = at_ & ~(size_t{4095});
+          ::madvise(const_cast<uint8_t*>(bytes_.data()) + released_, upto - released_,
+                    MADV_DONTNEED);
+          released_ = upto;
+        }
+      }
       if (!Ensure(16)) {
         size_t left = bytes_.size() - at_;
         if (left == 0 || !status_.ok()) return false;  // the end, between records
@@ -284,6 +381,10 @@ class PcapMemorySource final : public PacketSource {
       }
       h = bytes_.data() + at_;  // the buffer may have moved
       at_ += 16 + size_t{caplen};
+      // A truncation seen while this record was read: its bytes may be the guard's zeros.
+      if (guard_slot_ >= 0 && MapGuard::Truncated(guard_slot_)) {
+        return Fail("the file was truncated while it was read");
+      }
       uint32_t keep = std::min(caplen, snaplen_);  // libpcap cuts a record to the snaplen
       pcap_pkthdr ph{};
       ph.caplen = keep;
@@ -306,6 +407,7 @@ class PcapMemorySource final : public PacketSource {
  private:
   static constexpr uint32_t kMaxSnaplen = 262144;  // libpcap's MAXIMUM_SNAPLEN
   static constexpr size_t kChunk = 4 << 20;        // bytes read at a time
+  static constexpr size_t kReleaseBytes = 8 << 20;
 
   // Makes `n` bytes from at_ available in bytes_, reading more of the file when there is one.
   // False when the input ends (or fails: status_ then says so) first.
@@ -361,6 +463,8 @@ class PcapMemorySource final : public PacketSource {
   int dlt_;
   uint32_t snaplen_;
   size_t at_ = 24;
+  int guard_slot_ = -1;               // MapGuard's slot, when mapped
+  size_t released_ = 0;               // mapped bytes before this were given back
   int fd_ = -1;                       // the file, when reading one
   std::unique_ptr<std::string> buf_;  // its buffer, which bytes_ views
   bool eof_ = false;
@@ -852,6 +956,14 @@ std::unique_ptr<PacketSource> ReadAhead(std::unique_ptr<PacketSource> inner) {
 
 namespace tapkit {
 
+// pcapng and the rest: libpcap (or the pcapng reader), read ahead on a thread of its own.
+absl::StatusOr<std::unique_ptr<PacketSource>> OpenLibpcapFileReadAhead(const std::string& path,
+                                                                       const std::string& bpf) {
+  absl::StatusOr<std::unique_ptr<PacketSource>> lib = OpenLibpcapFile(path, bpf);
+  if (!lib.ok()) return lib;
+  return ReadAhead(*std::move(lib));
+}
+
 std::unique_ptr<PacketSource> OpenPcapBytes(std::span<const uint8_t> bytes, const std::string& name,
                                             const std::string& bpf) {
   absl::Status status;
@@ -871,15 +983,30 @@ absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string&
   if (!S_ISREG(st.st_mode) || st.st_size < 24) return OpenLibpcapFile(path, bpf);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::InvalidArgumentError(absl::StrCat(path, ": ", std::strerror(errno)));
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   absl::Status status;
+  // Mapped, read in place: one copy fewer per frame than reading.
+  size_t size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map != MAP_FAILED) {
+    int slot = MapGuard::Add(static_cast<const uint8_t*>(map), size);
+    if (slot >= 0) {
+      ::close(fd);
+      ::madvise(map, size, MADV_SEQUENTIAL);
+      auto src = PcapMemorySource::OpenMapped(static_cast<const uint8_t*>(map), size, slot, path,
+                                              bpf, &status);
+      if (src) return std::unique_ptr<PacketSource>(std::move(src));
+      MapGuard::Remove(slot);
+      ::munmap(map, size);
+      if (!status.ok()) return status;
+      return OpenLibpcapFileReadAhead(path, bpf);
+    }
+    ::munmap(map, size);
+  }
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   auto src = PcapMemorySource::OpenFd(fd, path, bpf, &status);
   if (src) return std::unique_ptr<PacketSource>(std::move(src));
   if (!status.ok()) return status;
-  // pcapng and the rest: libpcap (or the pcapng reader), read ahead on a thread of its own.
-  absl::StatusOr<std::unique_ptr<PacketSource>> lib = OpenLibpcapFile(path, bpf);
-  if (!lib.ok()) return lib;
-  return ReadAhead(*std::move(lib));
+  return OpenLibpcapFileReadAhead(path, bpf);
 }
 
 }  // namespace tapkit
