@@ -112,7 +112,9 @@ int main(int argc, char** argv) {
       "max-rps", po::value(&live.max_rps), "at most R exchanges per second, all pods together")(
       "controlplane", po::value(&live.controlplane),
       "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
-      "token-file", po::value(&live.token_file), "bearer token for a control plane on TCP");
+      "token-file", po::value(&live.token_file), "bearer token for a control plane on TCP")(
+      "delay-report", po::bool_switch(&live.delay_report),
+      "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
   opts.add(live_opts);
 #endif
   po::options_description hidden;

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -11,6 +12,7 @@
 #include <iterator>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -189,6 +191,7 @@ int RunLive(const LiveArgs& a) {
   v1::TapEvent ev;
   std::map<uint64_t, LineHead> heads;  // (capture point id << 40 | stream) -> req line's head
   uint64_t exchanges = 0, bytes = 0;
+  std::vector<uint64_t> delays;  // --delay-report, nanoseconds
   bool lost_any = false;
   absl::Status write_error;
   std::string out;
@@ -233,6 +236,11 @@ int RunLive(const LiveArgs& a) {
         }
         ++exchanges;
         bytes += e.exchange().size() + e.bodies().size();
+        if (a.delay_report && delays.size() < (1u << 22)) {
+          uint64_t last = x->sort_key_ns + x->response_end_ns;
+          uint64_t now = NowNs();
+          if (x->response && now >= last) delays.push_back(now - last);
+        }
         if (!points.count(x->capture_point)) {
           points[x->capture_point] = {x->capture_point, "pod", e.id().capture_point(), {}, {}};
         }
@@ -326,6 +334,16 @@ int RunLive(const LiveArgs& a) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       rc = kExitError;
     }
+  }
+  if (a.delay_report && !delays.empty()) {
+    std::sort(delays.begin(), delays.end());
+    auto pct = [&](double q) {
+      return delays[std::min(delays.size() - 1, static_cast<size_t>(q * delays.size()))] / 1e6;
+    };
+    std::fprintf(
+        stderr,
+        "taprec: delivery delay over %zu exchanges: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+        delays.size(), pct(0.5), pct(0.99), delays.back() / 1e6);
   }
   std::fflush(stdout);
   return rc;

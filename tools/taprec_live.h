@@ -28,6 +28,9 @@ struct LiveArgs {
   std::string redact_key_file;
   std::vector<std::string> command_line;
   RotationOptions rotation;  // tcpdump's -C, -G, -W
+  // At the end, print on stderr the delay from each exchange's last captured packet to its
+  // arrival here (p50, p99, max; wall clock): the tap's delivery latency (bench/live_tap.sh).
+  bool delay_report = false;
 };
 
 // The control plane's default address: unix:$TAPKIT_RUNTIME_DIR/controlplane.sock, else
