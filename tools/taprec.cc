@@ -29,6 +29,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "controlplane/inventory.h"
 #include "format/async_writer.h"
 #include "format/codec.h"
 #include "format/writer.h"
@@ -71,7 +72,7 @@ int main(int argc, char** argv) {
   int64_t count = -1;
   int64_t body_limit = 64 << 10;
   std::vector<std::string> bpf_words;
-  std::string redact_key_file, interface_name, rotate_size;
+  std::string redact_key_file, interface_name, rotate_size, inventory_path;
   tapkit::RotationOptions rotation;
 #ifdef TAPREC_LIVE
   tapkit::LiveArgs live;
@@ -91,6 +92,9 @@ int main(int argc, char** argv) {
       "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
       "redact-key-file", po::value(&redact_key_file),
       "HMAC key for redaction markers (default: random, never stored)")(
+      "inventory", po::value(&inventory_path),
+      "with -r or -i: label endpoints with namespace, pod and workload from this inventory "
+      "(the local runtime's, controlplane/inventory.h)")(
       "interface,i", po::value(&interface_name),
       "capture this interface directly, like tcpdump -i (needs root or CAP_NET_RAW)")(
       "file-size,C", po::value(&rotate_size),
@@ -162,6 +166,15 @@ int main(int argc, char** argv) {
   if (rotation.count && !rotation.max_bytes && !rotation.seconds) {
     std::fprintf(stderr, "taprec: -W goes with -C or -G\n");
     return kExitError;
+  }
+  std::optional<tapkit::Inventory> inventory;
+  if (!inventory_path.empty()) {
+    absl::StatusOr<tapkit::Inventory> inv = tapkit::Inventory::Load(inventory_path);
+    if (!inv.ok()) {
+      std::fprintf(stderr, "taprec: --inventory %s\n", std::string(inv.status().message()).c_str());
+      return kExitError;
+    }
+    inventory = *std::move(inv);
   }
   bool redact = !vm.count("no-redact");
   std::optional<tapkit::Redactor> redactor;
@@ -269,6 +282,7 @@ int main(int argc, char** argv) {
   meta.command_line.assign(argv, argv + argc);
   meta.body_limit = static_cast<uint64_t>(body_limit);
   if (!bpf.empty()) meta.filters.emplace_back("bpf", bpf);
+  if (!inventory_path.empty()) meta.filters.emplace_back("inventory", inventory_path);
   meta.redaction.enabled = redact;
   if (redact) meta.redaction.headers = tapkit::DefaultRedactedHeaders();
   meta.redaction.keyed = !redact_key_file.empty();
@@ -314,6 +328,17 @@ int main(int argc, char** argv) {
   tapkit::CaptureEngine engine(eo, [&](tapkit::Exchange&& x) {
     if (stop || !write_error.ok()) return;
     if (redactor) redactor->Apply(&x);
+    if (inventory) {
+      // Offline there is no tapped workload, so no direction; the labels come by address.
+      for (tapkit::Endpoint* e : {&x.source, &x.destination}) {
+        if (const tapkit::PodInfo* p = inventory->PodByIp(e->ip.ToString())) {
+          e->labels.ns = p->namespace_;
+          e->labels.pod = p->name;
+          e->labels.workload_kind = p->workload_kind;
+          e->labels.workload_name = p->workload_name;
+        }
+      }
+    }
     if (writer) {
       write_error = writer->Append(std::move(x));
     } else {

@@ -128,6 +128,27 @@ TEST(Taprec, FileTruncatedWhileReadIsAnError) {
   EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
 }
 
+// --inventory labels the endpoints of an offline capture by address (the local runtime's file).
+TEST(Taprec, InventoryLabelsOfflineEndpoints) {
+  std::string inv = absl::StrCat(::testing::TempDir(), "/inventory.yaml");
+  std::ofstream(inv) << "apiVersion: apps/v1\nkind: Deployment\n"
+                        "metadata: {name: web, namespace: shop}\n"
+                        "spec: {selector: {matchLabels: {app: web}}}\n---\n"
+                        "apiVersion: v1\nkind: Pod\n"
+                        "metadata: {name: web-1, namespace: shop, labels: {app: web}}\n"
+                        "status: {podIP: 127.0.0.91}\n";
+  Result r = Sh(Taprec("-r '" + kFixture + "' -o json --inventory '" + inv + "'"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("\"destination\":{\"ip\":\"127.0.0.91\",\"metadata\":{\"deployment\":"
+                       "\"web\",\"namespace\":\"shop\",\"pod\":\"web-1\"}"),
+            std::string::npos)
+      << r.out.substr(0, 600);
+  EXPECT_NE(r.out.find("\"source\":{\"ip\":\"127.0.0.1\",\"metadata\":{}"), std::string::npos);
+  Result bad = Sh(Taprec("-r '" + kFixture + "' --inventory /nonexistent.yaml"));
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("/nonexistent.yaml"), std::string::npos) << bad.err;
+}
+
 // A capture damaged mid-file: what came before is written, the damage is named, exit 2, and the
 // .tap records it as a drop.
 TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
