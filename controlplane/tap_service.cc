@@ -12,7 +12,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "format/codec.h"
 
 namespace tapkit {
 
@@ -66,15 +65,13 @@ void Label(const Inventory& inv, v1::Endpoint* e) {
     l["workload_kind"] = p->workload_kind;
     l["workload"] = p->workload_name;
   }
-}
-
-void Label(const Inventory& inv, Endpoint* e) {
-  const PodInfo* p = inv.PodByIp(e->ip.ToString());
-  if (!p) return;
-  e->labels.ns = p->namespace_;
-  e->labels.pod = p->name;
-  e->labels.workload_kind = p->workload_kind;
-  e->labels.workload_name = p->workload_name;
+  // The first service of the pod's namespace whose selector matches it.
+  for (const std::string& svc : inv.Names(ResourceType::kService, p->namespace_)) {
+    if (inv.Matches(TargetRef{ResourceType::kService, svc}, p->namespace_, *p)) {
+      l["service"] = svc;
+      break;
+    }
+  }
 }
 
 // One sidecar's stream, read on a thread of its own into the tap's merged queue.
@@ -253,7 +250,6 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   RateLimit rate(req->max_rps());
   auto last_stats = std::chrono::steady_clock::now();
   grpc::Status result = grpc::Status::OK;
-  flatbuffers::FlatBufferBuilder builder;
   auto own_stats = [&] {
     v1::TapEvent e;
     v1::Stats* s = e.mutable_stats();
@@ -284,16 +280,9 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
           ++held_back;
           continue;
         }
+        // The labels go in the event's endpoints; the exchange's bytes pass through untouched
+        // (decoding and re-encoding each one here cost as much CPU as the sidecar's capture).
         v1::ExchangeEnded* x = e.mutable_exchange();
-        absl::StatusOr<Exchange> decoded = DecodeExchange(x->exchange(), x->bodies());
-        if (!decoded.ok()) continue;  // a sidecar sent what it should not: nothing to label
-        Label(inv, &decoded->source);
-        Label(inv, &decoded->destination);
-        std::string bodies;
-        if (!EncodeExchange(*decoded, &builder, &bodies).ok()) continue;
-        x->set_exchange(reinterpret_cast<const char*>(builder.GetBufferPointer()),
-                        builder.GetSize());
-        x->set_bodies(std::move(bodies));
         Label(inv, x->mutable_source());
         Label(inv, x->mutable_destination());
         ++sent;

@@ -322,6 +322,83 @@ class LiveTap(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Trailer:          present", r.stdout.decode())
 
+    def test_service_target_and_service_label(self):
+        f = os.path.join(self.dir, "svc.tap")
+        l = load(20, 60)
+        t = taprec("svc/backend", "-n", "demo", "-w", f, "--max-requests", "6")
+        _, err = t.communicate(timeout=30)
+        l.terminate()
+        l.wait()
+        self.assertEqual(t.returncode, 0, err)
+        xs = exchanges(f)
+        self.assertEqual(len(xs), 6)
+        for x in xs:
+            self.assertEqual(x["destination"]["metadata"].get("deployment"), "backend")
+            self.assertEqual(x["destination"]["metadata"].get("service"), "backend")
+
+    def test_max_rps_holds_back_and_counts(self):
+        f = os.path.join(self.dir, "rps.tap")
+        l = load(20, 100)
+        t = taprec("deploy/backend", "-n", "demo", "-w", f, "--max-rps", "5")
+        wait_streaming(t, 2)
+        time.sleep(3)
+        t.send_signal(signal.SIGINT)
+        _, err = t.communicate(timeout=20)
+        l.terminate()
+        l.wait()
+        self.assertEqual(t.returncode, 0, err)
+        n = len(exchanges(f))
+        self.assertGreater(n, 5)
+        self.assertLessEqual(n, 5 * 4 + 5)  # 5/s for at most ~4 s, plus a burst of 5
+        info = subprocess.run([TAPCAT, "--info", f], capture_output=True).stdout.decode()
+        self.assertRegex(info, r"max_rps_held_back=[1-9]")
+
+    def test_concurrent_taps(self):
+        fa, fb = os.path.join(self.dir, "a.tap"), os.path.join(self.dir, "b.tap")
+        l = load(20, 80)
+        a = taprec("deploy/backend", "-n", "demo", "-w", fa, "--max-requests", "15")
+        b = taprec("deploy/frontend", "-n", "demo", "-w", fb, "--max-requests", "15")
+        _, ea = a.communicate(timeout=30)
+        _, eb = b.communicate(timeout=30)
+        l.terminate()
+        l.wait()
+        self.assertEqual((a.returncode, b.returncode), (0, 0), ea + eb)
+        self.assertEqual(len(exchanges(fa)), 15)
+        self.assertEqual(len(exchanges(fb)), 15)
+        self.assertEqual({x["destination"]["metadata"].get("deployment") for x in exchanges(fa)},
+                         {"backend"})
+
+    def test_tcp_listener_needs_its_token(self):
+        port = "127.0.0.1:47911"
+        r = subprocess.run([CONTROLPLANE, "--inventory", INVENTORY, "--listen", port],
+                           capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--token-file", r.stderr.decode())
+        token = os.path.join(self.dir, "token")
+        with open(token, "w") as fh:
+            fh.write("s3cret-" + str(uuid.uuid4()) + "\n")
+        cp = subprocess.Popen([CONTROLPLANE, "--inventory", INVENTORY, "--listen", port,
+                               "--token-file", token, "--runtime-dir",
+                               os.path.join(self.dir, "run3")], stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1)
+            t = taprec("deploy/backend", "-n", "demo", "--controlplane", port, "--max-requests",
+                       "1")
+            _, err = t.communicate(timeout=20)
+            self.assertEqual(t.returncode, 2)
+            self.assertIn("bearer token", err.decode())
+            l = load(10, 40)
+            t = taprec("deploy/backend", "-n", "demo", "--controlplane", port, "--token-file",
+                       token, "--max-requests", "2", "-o", "json")
+            out, err = t.communicate(timeout=30)
+            l.terminate()
+            l.wait()
+            self.assertEqual(t.returncode, 0, err)
+            self.assertEqual(len(out.decode().splitlines()), 2)
+        finally:
+            cp.terminate()
+            cp.wait(10)
+
 
 if __name__ == "__main__":
     try:

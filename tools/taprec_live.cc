@@ -50,6 +50,7 @@ Endpoint FromProto(const v1::Endpoint& e) {
   out.labels.pod = get("pod");
   out.labels.workload_kind = get("workload_kind");
   out.labels.workload_name = get("workload");
+  out.labels.service = get("service");
   return out;
 }
 
@@ -234,6 +235,9 @@ int RunLive(const LiveArgs& a) {
                        e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
           break;
         }
+        // The control plane's labels travel beside the exchange's bytes (tap.proto).
+        x->source.labels = FromProto(e.source()).labels;
+        x->destination.labels = FromProto(e.destination()).labels;
         ++exchanges;
         bytes += e.exchange().size() + e.bodies().size();
         if (a.delay_report && delays.size() < (1u << 22)) {
