@@ -1,0 +1,190 @@
+// The tap sidecar's parts without gRPC: redaction (a known HMAC answer from RFC 4231), the match
+// tree, and the Observer over the frames of a capture the project made with curl and nginx.
+#include "sidecar/observer.h"
+
+#include <gtest/gtest.h>
+
+#include "format/codec.h"
+#include "sidecar/match.h"
+#include "sidecar/packet_source.h"
+#include "sidecar/redact.h"
+
+namespace tapkit {
+namespace {
+
+namespace v1 = tapkit::tap::v1;
+
+// RFC 4231 section 4.2, test case 1: HMAC-SHA256(0x0b * 20, "Hi There") = b0344c61d8db38535c...
+TEST(Redact, MarkerIsTheKeyedDigestOfRfc4231) {
+  Redactor r({}, std::string(20, '\x0b'));
+  EXPECT_EQ(r.Redact("Hi There"), "tapkit-redacted:b0344c61d8db");
+}
+
+TEST(Redact, SecretFieldsOnlyCaseInsensitiveEqualValuesEqual) {
+  Redactor r({}, "a key of sixteen+ bytes");
+  Exchange x;
+  x.request.emplace().headers = {{"Authorization", "Bearer abc"},
+                                 {"X-Request-Id", "1"},
+                                 {"cookie", "s=1"},
+                                 {"AUTHORIZATION", "Bearer abc"}};
+  x.response.emplace().headers = {{"Set-Cookie", "s=2"}};
+  EXPECT_EQ(r.Apply(&x), 4u);
+  const auto& h = x.request->headers;
+  EXPECT_TRUE(h[0].value.starts_with(kRedactedPrefix));
+  EXPECT_EQ(h[1].value, "1");
+  EXPECT_EQ(h[0].value, h[3].value) << "equal values stay equal";
+  EXPECT_NE(h[0].value, h[2].value);
+  EXPECT_EQ(r.Apply(&x), 0u) << "a marker is not redacted again";
+  Redactor other({}, "another key, sixteen bytes+");
+  EXPECT_NE(other.Redact("Bearer abc"), r.Redact("Bearer abc")) << "the key matters";
+  Redactor only({"X-Request-Id"}, "a key of sixteen+ bytes");
+  Exchange y;
+  y.request.emplace().headers = {{"Authorization", "a"}, {"x-request-id", "2"}};
+  EXPECT_EQ(only.Apply(&y), 1u);
+  EXPECT_EQ(y.request->headers[0].value, "a");
+}
+
+Endpoint Ep(const char* ip, uint16_t port) {
+  Endpoint e;
+  e.ip = *IpAddress::Parse(ip);
+  e.port = port;
+  return e;
+}
+
+TEST(Match, LeavesAndTrees) {
+  v1::Match m;
+  auto* all = m.mutable_all();
+  all->add_matches()->mutable_destination()->add_addresses("127.0.20.1");
+  auto* any = all->add_matches()->mutable_any();
+  any->add_matches()->mutable_http()->set_method("POST");
+  any->add_matches()->mutable_http()->set_path_prefix("/api/");
+  all->add_matches()->mutable_not_()->mutable_http()->set_authority("Internal.Example");
+  auto c = CompiledMatch::Compile(m);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->needs_request());
+  Request get;
+  get.method = "GET";
+  get.path = "/api/items";
+  get.authority = "shop";
+  Endpoint src = Ep("127.0.10.1", 4000), dst = Ep("127.0.20.1", 8080);
+  EXPECT_TRUE(c->Evaluate(src, dst, &get));
+  EXPECT_FALSE(c->Evaluate(src, Ep("127.0.20.2", 8080), &get)) << "other destination";
+  get.path = "/index.html";
+  EXPECT_FALSE(c->Evaluate(src, dst, &get)) << "neither POST nor /api/";
+  get.method = "POST";
+  EXPECT_TRUE(c->Evaluate(src, dst, &get));
+  get.authority = "internal.example";
+  EXPECT_FALSE(c->Evaluate(src, dst, &get)) << "authority compares case-insensitively";
+  EXPECT_FALSE(c->Evaluate(src, dst, nullptr)) << "an HTTP leaf needs the request";
+  EXPECT_TRUE(CompiledMatch::Compile(v1::Match())->Evaluate(src, dst, nullptr)) << "unset: all";
+
+  v1::Match bad;
+  bad.mutable_all()->add_matches();
+  bad.mutable_all()->add_matches()->mutable_destination()->add_addresses("10.0.0.300");
+  EXPECT_EQ(CompiledMatch::Compile(bad).status().message(),
+            "match.all[1].destination.addresses[0]: \"10.0.0.300\" is not an IP address");
+  v1::Match empty_http;
+  empty_http.mutable_http();
+  EXPECT_FALSE(CompiledMatch::Compile(empty_http).ok());
+}
+
+// Frames of a capture through an Observer: the three phases in order for each exchange, the
+// exchange bytes decode to what the offline engine reads, direction from the pod's address,
+// the limit ends the subscription, and a full queue counts drops instead of waiting.
+std::vector<v1::ObserveEvent> Observe(const v1::ObserveRequest& req, size_t queue = 8192,
+                                      uint64_t* dropped = nullptr) {
+  ObserverOptions o;
+  o.capture_point = "demo/web-1";
+  o.capture_point_id = 7;
+  o.pod_addresses = {"127.0.0.91"};
+  o.queue_events = queue;
+  Observer obs(o);
+  auto sub = obs.Subscribe(req);
+  EXPECT_TRUE(sub.ok());
+  auto src = OpenCaptureFile(TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap", "");
+  EXPECT_TRUE(src.ok());
+  Frame f;
+  uint64_t last = 0;
+  while ((*src)->Next(&f)) {
+    obs.OnFrame(f);
+    last = f.ts_ns;
+  }
+  obs.Finish(last, {});
+  std::vector<v1::ObserveEvent> out;
+  for (;;) {
+    bool ended = false;
+    auto e = (*sub)->Next(0, &ended);
+    if (!e) {
+      if (ended) break;
+      continue;
+    }
+    if (e->has_stats()) {
+      if (dropped) *dropped = e->stats().events_dropped();
+      continue;
+    }
+    out.push_back(*e);
+  }
+  return out;
+}
+
+TEST(Observer, ThreePhasesInOrderWithTheEnginesExchanges) {
+  v1::ObserveRequest req;
+  req.set_phases(true);
+  req.mutable_extract()->set_headers(true);
+  req.mutable_extract()->set_bodies(true);
+  std::vector<v1::ObserveEvent> ev = Observe(req);
+  ASSERT_EQ(ev.size(), 9u);
+  const char* paths[] = {"/small.txt", "/items.json", "/missing"};
+  int statuses[] = {200, 200, 404};
+  int seen_req = 0, seen_rsp = 0, seen_end = 0;
+  std::map<uint64_t, int> phase;  // stream id -> last phase seen
+  for (const auto& e : ev) {
+    if (e.has_request()) {
+      EXPECT_EQ(e.request().path(), paths[seen_req++]);
+      EXPECT_EQ(e.request().direction(), v1::INBOUND);
+      EXPECT_EQ(e.request().id().capture_point(), "demo/web-1");
+      EXPECT_EQ(e.request().id().capture_point_id(), 7u);
+      EXPECT_EQ(phase[e.request().id().stream_id()]++, 0);
+    } else if (e.has_response()) {
+      EXPECT_EQ(e.response().status(), static_cast<uint32_t>(statuses[seen_rsp++]));
+      EXPECT_EQ(phase[e.response().id().stream_id()]++, 1);
+    } else if (e.has_exchange()) {
+      EXPECT_EQ(phase[e.exchange().id().stream_id()]++, 2);
+      auto x = DecodeExchange(e.exchange().exchange(), e.exchange().bodies());
+      ASSERT_TRUE(x.ok()) << x.status();
+      EXPECT_EQ(x->request->path, paths[seen_end]);
+      EXPECT_EQ(x->response->status, statuses[seen_end]);
+      EXPECT_EQ(x->capture_point, 7u);
+      EXPECT_EQ(x->direction, Direction::kInbound);
+      EXPECT_FALSE(x->response->headers.empty());
+      ++seen_end;
+    }
+  }
+  EXPECT_EQ(seen_end, 3);
+}
+
+TEST(Observer, MatchLimitExtractAndDrops) {
+  v1::ObserveRequest req;
+  req.mutable_match()->mutable_http()->set_path_prefix("/i");
+  std::vector<v1::ObserveEvent> ev = Observe(req);
+  ASSERT_EQ(ev.size(), 1u) << "phases off: exchanges only; only /items.json matches";
+  auto x = DecodeExchange(ev[0].exchange().exchange(), ev[0].exchange().bodies());
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->request->path, "/items.json");
+  EXPECT_TRUE(x->request->headers.empty()) << "headers were not asked for";
+  EXPECT_TRUE(x->response->body.data.empty()) << "bodies were not asked for";
+  EXPECT_GT(x->response->body.length, 0u) << "the length is kept";
+
+  v1::ObserveRequest limited;
+  limited.set_limit(2);
+  EXPECT_EQ(Observe(limited).size(), 2u);
+
+  v1::ObserveRequest all;
+  all.set_phases(true);
+  uint64_t dropped = 0;
+  EXPECT_EQ(Observe(all, /*queue=*/2, &dropped).size(), 2u);
+  EXPECT_EQ(dropped, 7u) << "9 events, room for 2: the rest counted, none waited for";
+}
+
+}  // namespace
+}  // namespace tapkit
