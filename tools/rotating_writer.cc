@@ -1,5 +1,6 @@
 #include "tools/rotating_writer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -52,7 +53,17 @@ absl::Status RotatingWriter::Open() {
   auto file = OpenWritableFile(current_);
   if (!file.ok()) return file.status();
   CaptureMetadata m = metadata_;
-  auto w = AsyncWriter::Open(*std::move(file), m, {}, 64, options_.live ? 1 : AsyncWriter::kBatch);
+  WriterOptions wo;
+  size_t batch = options_.live ? 1 : AsyncWriter::kBatch, queue = 64;
+  if (options_.max_bytes) {
+    // The size is known only when a segment reaches the file: segments of at most half the
+    // limit (before compression), and few exchanges in flight to the writer thread, keep a
+    // file within about one segment of -C.
+    wo.segment_bytes = std::clamp<uint64_t>(options_.max_bytes / 2, 16 << 10, 1 << 20);
+    batch = std::min<size_t>(batch, 16);
+    queue = 4;
+  }
+  auto w = AsyncWriter::Open(*std::move(file), m, wo, queue, batch);
   if (!w.ok()) return w.status();
   writer_ = *std::move(w);
   ++files_;
