@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -35,6 +37,7 @@ class LocalSidecar final : public Sidecar {
   ~LocalSidecar() override {
     Stop(2000);
     ::unlink(socket_.c_str());
+    ::unlink((socket_.substr(0, socket_.size() - 5) + ".log").c_str());
   }
   const std::string& address() const override { return address_; }
   const PodInfo& pod() const override { return pod_; }
@@ -106,12 +109,19 @@ class LocalRuntime final : public Runtime {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::string log = socket.substr(0, socket.size() - 5) + ".log";
+    pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
     if (pid == 0) {
       // The child: its own process group, so a terminal's Ctrl+C reaches the control plane,
-      // which stops its sidecars in order.
+      // which stops its sidecars in order; and SIGTERM when the control plane dies, however it
+      // dies (kill -9 included), so that no sidecar outlives it.
       ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);  // it died before the line above
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) ::dup2(fd, STDERR_FILENO);
       ::execv(argv[0], argv.data());
       std::fprintf(stderr, "tap-sidecar: cannot run %s: %s\n", argv[0], std::strerror(errno));
       ::_exit(127);
@@ -124,8 +134,15 @@ class LocalRuntime final : public Runtime {
     while (std::chrono::system_clock::now() < deadline) {
       std::string how;
       if (!sidecar->Running(&how)) {
-        return absl::UnavailableError(
-            absl::StrCat("sidecar for pod ", pod.namespace_, "/", pod.name, " ", how, " at start"));
+        // Its last line says why ("interface nosuch0: no such interface").
+        std::ifstream in(log);
+        std::string line, last;
+        while (std::getline(in, line)) {
+          if (!line.empty()) last = line;
+        }
+        return absl::UnavailableError(absl::StrCat("sidecar for pod ", pod.namespace_, "/",
+                                                   pod.name, " ", how, " at start",
+                                                   last.empty() ? "" : ": ", last));
       }
       if (channel->WaitForConnected(std::chrono::system_clock::now() +
                                     std::chrono::milliseconds(100))) {

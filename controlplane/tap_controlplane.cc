@@ -9,13 +9,16 @@
 // (their files are finished by taprec) and stops every sidecar. Exit 2: bad arguments or
 // inventory; exit 1: cannot listen.
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -102,6 +105,22 @@ int main(int argc, char** argv) {
   std::string socket_path;
   if (!tcp) {
     socket_path = listen.substr(5);
+    // Another control plane listening there keeps it: taking the path over would leave that one
+    // running and unreachable. A socket nobody answers on is a leftover, and goes.
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+    bool live =
+        probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (probe >= 0) ::close(probe);
+    if (live) {
+      std::fprintf(stderr,
+                   "tap-controlplane: %s: another control plane is listening there; stop it "
+                   "or give --runtime-dir or --listen\n",
+                   socket_path.c_str());
+      return 1;
+    }
     ::unlink(socket_path.c_str());
     ::umask(077);
   }

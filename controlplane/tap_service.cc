@@ -109,6 +109,9 @@ TapService::TapService(Runtime* runtime, std::string token)
 
 grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* req,
                                grpc::ServerWriter<v1::TapEvent>* writer) {
+  // Sent with whatever status this returns: a client tells "the control plane ended the tap"
+  // from "the connection to it was lost".
+  ctx->AddTrailingMetadata("tapkit-ended-by", "controlplane");
   if (!token_.empty()) {
     auto it = ctx->client_metadata().find("authorization");
     if (it == ctx->client_metadata().end() ||

@@ -136,6 +136,7 @@ class PcapFileSource final : public PacketSource {
 
  private:
   pcap_t* p_;
+  std::string path_, name_, bpf_;
   std::unique_ptr<char[]> stdio_buffer_;  // the stream's buffer (a file opened by path)
 
  public:
@@ -144,7 +145,6 @@ class PcapFileSource final : public PacketSource {
 
  private:
   uint64_t read_ = 0;  // packets read from libpcap, kept or not
-  std::string path_, name_, bpf_;
   absl::Status status_;
   uint64_t frames_ = 0;
   std::unique_ptr<PacketSource> fallback_;

@@ -59,7 +59,7 @@ absl::Status RotatingWriter::Open() {
     // The size is known only when a segment reaches the file: segments of at most half the
     // limit (before compression), and few exchanges in flight to the writer thread, keep a
     // file within about one segment of -C.
-    wo.segment_bytes = std::clamp<uint64_t>(options_.max_bytes / 2, 16 << 10, 1 << 20);
+    wo.segment_bytes = std::clamp<uint64_t>(options_.max_bytes / 2, 2 << 10, 1 << 20);
     batch = std::min<size_t>(batch, 16);
     queue = 4;
   }

@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   tapkit::RotationOptions rotation;
 #ifdef TAPREC_LIVE
   tapkit::LiveArgs live;
+  int64_t max_requests = 0;
 #endif
   po::options_description opts(
       "Usage: taprec TARGET [options]          tap a workload through the control plane\n"
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
       "method", po::value(&live.method), "keep requests with this method")(
       "authority", po::value(&live.authority), "keep requests to this authority")(
       "path", po::value(&live.path), "keep requests whose path starts with this")(
-      "max-requests", po::value(&live.max_requests), "stop after exactly N exchanges")(
+      "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
       "max-rps", po::value(&live.max_rps), "at most R exchanges per second, all pods together")(
       "controlplane", po::value(&live.controlplane),
       "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
@@ -208,6 +209,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "taprec: -o %s: unknown output (text, wide, json)\n", output.c_str());
       return kExitError;
     }
+    if (body_limit < 0) {
+      std::fprintf(stderr, "taprec: --snaplen-body %lld: must be 0 or more\n",
+                   static_cast<long long>(body_limit));
+      return kExitError;
+    }
+    if (max_requests < 0 || (vm.count("count") && count < 0)) {
+      std::fprintf(stderr, "taprec: --max-requests %lld: must be 0 (no limit) or more\n",
+                   static_cast<long long>(std::min(max_requests, count)));
+      return kExitError;
+    }
+    live.max_requests = static_cast<uint64_t>(max_requests);
     live.target = bpf_words[0];
     live.write_path = write_path;
     live.output = output;

@@ -115,6 +115,7 @@ int RunLive(const LiveArgs& a) {
 
   std::map<std::string, v1::Stats> stats;  // latest per capture point
   std::map<uint32_t, CapturePointInfo> points;
+  uint64_t pods_lost = 0;
   // Each file's trailer: the drops and counters of every capture point as they stand.
   auto Trailer = [&] {
     TrailerInput t;
@@ -127,6 +128,8 @@ int RunLive(const LiveArgs& a) {
       if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
     }
     for (const auto& [id, p] : points) t.capture_points.push_back(p);
+    // A pod whose sidecar was lost stopped being captured: the file says so.
+    if (pods_lost) t.drops["pods_lost"] = pods_lost;
     return t;
   };
   std::unique_ptr<RotatingWriter> writer;
@@ -192,6 +195,7 @@ int RunLive(const LiveArgs& a) {
   v1::TapEvent ev;
   std::map<uint64_t, LineHead> heads;  // (capture point id << 40 | stream) -> req line's head
   uint64_t exchanges = 0, bytes = 0;
+  bool reached = false;          // the control plane answered (an event came)
   std::vector<uint64_t> delays;  // --delay-report, nanoseconds
   bool lost_any = false;
   absl::Status write_error;
@@ -204,6 +208,7 @@ int RunLive(const LiveArgs& a) {
     return (uint64_t{id.capture_point_id()} << 40) ^ id.stream_id();
   };
   while (reader->Read(&ev)) {
+    reached = true;
     out.clear();
     switch (ev.event_case()) {
       case v1::TapEvent::kRequest: {
@@ -277,6 +282,7 @@ int RunLive(const LiveArgs& a) {
         }
         if (p.state() == v1::PodStatus::LOST) {
           lost_any = true;
+          ++pods_lost;
           std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
                        p.pod().c_str(), p.message().c_str());
         }
@@ -320,7 +326,10 @@ int RunLive(const LiveArgs& a) {
     rc = kExitError;
   } else if (!st.ok() && !rotation_done &&
              !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
-    if (st.error_code() == grpc::StatusCode::UNAVAILABLE && exchanges == 0 && stats.empty()) {
+    bool ended_by_server = ctx.GetServerTrailingMetadata().count("tapkit-ended-by") > 0;
+    if (ended_by_server) {
+      std::fprintf(stderr, "taprec: %s\n", st.error_message().c_str());
+    } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE && !reached) {
       std::fprintf(stderr, "taprec: cannot reach the control plane at %s: %s\n", address.c_str(),
                    st.error_message().c_str());
     } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
