@@ -162,6 +162,15 @@ class LocalRuntime final : public Runtime {
 
 }  // namespace
 
+std::string DefaultRuntimeDir() {
+  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
+  return absl::StrCat("/tmp/tapkit-", ::getuid());
+}
+
+std::string DefaultControlPlaneAddress() {
+  return absl::StrCat("unix:", DefaultRuntimeDir(), "/controlplane.sock");
+}
+
 std::string FindSidecarBinary(const std::string& self) {
   std::error_code ec;
   fs::path dir = fs::canonical(self, ec).parent_path();

@@ -55,6 +55,11 @@ struct LocalRuntimeOptions {
   int ready_timeout_ms = 5000;
 };
 
+// Where the local runtime keeps its sockets: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.
+std::string DefaultRuntimeDir();
+// The control plane's default address there: "unix:DIR/controlplane.sock".
+std::string DefaultControlPlaneAddress();
+
 // Loads the inventory (Inventory::Load errors) and checks the sidecar binary (NotFound).
 absl::StatusOr<std::unique_ptr<Runtime>> NewLocalRuntime(const LocalRuntimeOptions& options);
 

@@ -36,14 +36,6 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 }  // namespace
 
-namespace tapkit {
-// The runtime directory: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.
-std::string DefaultRuntimeDir() {
-  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
-  return absl::StrCat("/tmp/tapkit-", ::getuid());
-}
-}  // namespace tapkit
-
 int main(int argc, char** argv) {
   std::string inventory, listen, token_file, sidecar, runtime_dir = tapkit::DefaultRuntimeDir();
   po::options_description opts("tap-controlplane options");

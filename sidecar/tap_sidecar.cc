@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "controlplane/api/tap.grpc.pb.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/observer.h"
@@ -34,12 +35,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 class SidecarService final : public v1::Sidecar::Service {
  public:
@@ -148,9 +143,9 @@ int main(int argc, char** argv) {
       rc = 1;
       break;
     }
-    observer.Tick(NowNs(), (*capture)->Stats());
+    observer.Tick(static_cast<uint64_t>(absl::GetCurrentTimeNanos()), (*capture)->Stats());
   }
-  observer.Finish(NowNs(), (*capture)->Stats());
+  observer.Finish(static_cast<uint64_t>(absl::GetCurrentTimeNanos()), (*capture)->Stats());
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return rc;
 }

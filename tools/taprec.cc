@@ -29,6 +29,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "controlplane/inventory.h"
 #include "format/async_writer.h"
 #include "format/codec.h"
@@ -52,12 +53,6 @@ constexpr int kExitError = 2;
 
 std::atomic<bool> g_stop{false};
 void OnStopSignal(int) { g_stop = true; }
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 std::string Host() {
   char buf[256] = {};
@@ -287,7 +282,7 @@ int main(int argc, char** argv) {
   }
 
   tapkit::CaptureMetadata meta;
-  meta.start_time_ns = NowNs();
+  meta.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
   meta.writer_name = "taprec";
   meta.writer_version = "0.1.0";
   meta.host = Host();

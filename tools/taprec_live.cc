@@ -16,7 +16,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "controlplane/api/tap.grpc.pb.h"
+#include "controlplane/runtime.h"
 #include "format/codec.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
@@ -31,12 +33,6 @@ constexpr int kExitError = 2;
 
 std::atomic<bool> g_interrupted{false};
 void OnSignal(int) { g_interrupted = true; }
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 Endpoint FromProto(const v1::Endpoint& e) {
   Endpoint out;
@@ -62,15 +58,8 @@ Direction FromProto(v1::Direction d) {
 
 }  // namespace
 
-std::string DefaultControlPlane() {
-  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) {
-    return absl::StrCat("unix:", d, "/controlplane.sock");
-  }
-  return absl::StrCat("unix:/tmp/tapkit-", ::getuid(), "/controlplane.sock");
-}
-
 int RunLive(const LiveArgs& a) {
-  std::string address = a.controlplane.empty() ? DefaultControlPlane() : a.controlplane;
+  std::string address = a.controlplane.empty() ? DefaultControlPlaneAddress() : a.controlplane;
   bool json = a.output == "json", wide = a.output == "wide";
 
   v1::TapRequest req;
@@ -135,7 +124,7 @@ int RunLive(const LiveArgs& a) {
   std::unique_ptr<RotatingWriter> writer;
   CaptureMetadata meta;
   if (!a.write_path.empty()) {
-    meta.start_time_ns = NowNs();
+    meta.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
     meta.writer_name = "taprec";
     meta.writer_version = "0.1.0";
     char host[256] = {};
@@ -247,7 +236,7 @@ int RunLive(const LiveArgs& a) {
         bytes += e.exchange().size() + e.bodies().size();
         if (a.delay_report && delays.size() < (1u << 22)) {
           uint64_t last = x->sort_key_ns + x->response_end_ns;
-          uint64_t now = NowNs();
+          uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
           if (x->response && now >= last) delays.push_back(now - last);
         }
         if (!points.count(x->capture_point)) {

@@ -33,10 +33,6 @@ struct LiveArgs {
   bool delay_report = false;
 };
 
-// The control plane's default address: unix:$TAPKIT_RUNTIME_DIR/controlplane.sock, else
-// unix:/tmp/tapkit-UID/controlplane.sock.
-std::string DefaultControlPlane();
-
 // Returns the exit status: 0 the tap ended (limit reached, Ctrl+C, SIGTERM); 2 bad arguments, an
 // unknown target, or the control plane unreachable or lost (the file is finished and valid).
 int RunLive(const LiveArgs& args);
