@@ -10,6 +10,9 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -54,25 +57,41 @@ class Merged {
   std::deque<v1::TapEvent> q_;
 };
 
-// Linkerd-style resource labels for an address, from the inventory.
-void Label(const Inventory& inv, v1::Endpoint* e) {
-  const PodInfo* p = inv.PodByIp(e->ip());
-  if (!p) return;
-  auto& l = *e->mutable_labels();
-  l["namespace"] = p->namespace_;
-  l["pod"] = p->name;
-  if (!p->workload_kind.empty()) {
-    l["workload_kind"] = p->workload_kind;
-    l["workload"] = p->workload_name;
+// Linkerd-style resource labels for an address, from the inventory, worked out once per address
+// for the tap (an event's endpoints are labelled on the tap's hot path; the inventory does not
+// change under a running tap).
+class Labeller {
+ public:
+  explicit Labeller(const Inventory& inv) : inv_(inv) {}
+  void Label(v1::Endpoint* e) {
+    auto it = cache_.find(e->ip());
+    if (it == cache_.end()) it = cache_.emplace(e->ip(), Compute(e->ip())).first;
+    for (const auto& [k, v] : it->second) (*e->mutable_labels())[k] = v;
   }
-  // The first service of the pod's namespace whose selector matches it.
-  for (const std::string& svc : inv.Names(ResourceType::kService, p->namespace_)) {
-    if (inv.Matches(TargetRef{ResourceType::kService, svc}, p->namespace_, *p)) {
-      l["service"] = svc;
-      break;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> Compute(const std::string& ip) const {
+    std::vector<std::pair<std::string, std::string>> l;
+    const PodInfo* p = inv_.PodByIp(ip);
+    if (!p) return l;
+    l.emplace_back("namespace", p->namespace_);
+    l.emplace_back("pod", p->name);
+    if (!p->workload_kind.empty()) {
+      l.emplace_back("workload_kind", p->workload_kind);
+      l.emplace_back("workload", p->workload_name);
     }
+    // The first service of the pod's namespace whose selector matches it.
+    for (const std::string& svc : inv_.Names(ResourceType::kService, p->namespace_)) {
+      if (inv_.Matches(TargetRef{ResourceType::kService, svc}, p->namespace_, *p)) {
+        l.emplace_back("service", svc);
+        break;
+      }
+    }
+    return l;
   }
-}
+  const Inventory& inv_;
+  std::unordered_map<std::string, std::vector<std::pair<std::string, std::string>>> cache_;
+};
 
 // One sidecar's stream, read on a thread of its own into the tap's merged queue.
 struct Stream {
@@ -251,6 +270,7 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   size_t open = streams.size();
   bool any_streamed = false;
   RateLimit rate(req->max_rps());
+  Labeller labeller(inv);
   auto last_stats = std::chrono::steady_clock::now();
   grpc::Status result = grpc::Status::OK;
   auto own_stats = [&] {
@@ -271,8 +291,8 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
     if (!merged.Pop(&e, 100)) continue;
     switch (e.event_case()) {
       case v1::TapEvent::kRequest:
-        Label(inv, e.mutable_request()->mutable_source());
-        Label(inv, e.mutable_request()->mutable_destination());
+        labeller.Label(e.mutable_request()->mutable_source());
+        labeller.Label(e.mutable_request()->mutable_destination());
         break;
       case v1::TapEvent::kExchange: {
         if (req->max_requests() && sent >= req->max_requests()) {
@@ -286,8 +306,8 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
         // The labels go in the event's endpoints; the exchange's bytes pass through untouched
         // (decoding and re-encoding each one here cost as much CPU as the sidecar's capture).
         v1::ExchangeEnded* x = e.mutable_exchange();
-        Label(inv, x->mutable_source());
-        Label(inv, x->mutable_destination());
+        labeller.Label(x->mutable_source());
+        labeller.Label(x->mutable_destination());
         ++sent;
         break;
       }
