@@ -17,6 +17,7 @@
 #include "format/testutil.h"
 #include "sidecar/engine.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/testutil.h"
 
 namespace tapkit {
 namespace {
@@ -102,21 +103,9 @@ uint64_t ExpectSameFrames(PacketSource& want, PacketSource& got);
 // tapkit's reading, in the same shape.
 Reading Tapkit(const std::string& path) {
   Reading r;
-  CaptureEngine engine(EngineOptions{},
-                       [&r](Exchange&& x) { r.exchanges.push_back(std::move(x)); });
-  auto source = OpenCaptureFile(path, "");
-  if (!source.ok()) {
-    r.error = std::string(source.status().message());
-    return r;
-  }
-  Frame f;
-  uint64_t last = 0;
-  while ((*source)->Next(&f)) {
-    engine.OnPacket(f.link_type, f.ts_ns, f.data, f.wire_length);
-    last = std::max(last, f.ts_ns);
-  }
-  engine.Finish(last);
-  if (!(*source)->status().ok()) r.error = std::string((*source)->status().message());
+  testing::EngineRun run = testing::RunEngine(path);
+  r.exchanges = std::move(run.exchanges);
+  if (!run.status.ok()) r.error = std::string(run.status.message());
   for (const Exchange& x : r.exchanges) {
     std::string method = x.request ? x.request->method : "", uri = x.request ? x.request->path : "";
     if (x.request) {

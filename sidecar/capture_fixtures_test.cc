@@ -9,6 +9,7 @@
 
 #include "sidecar/engine.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/testutil.h"
 
 namespace tapkit {
 namespace {
@@ -24,21 +25,10 @@ struct Want {
 
 std::vector<Exchange> Read(const std::string& name,
                            std::map<std::string, uint64_t>* counters = nullptr) {
-  std::vector<Exchange> out;
-  CaptureEngine engine(EngineOptions{}, [&out](Exchange&& x) { out.push_back(std::move(x)); });
-  auto source = OpenCaptureFile(TAPKIT_SOURCE_DIR "/fixtures/captures/" + name, "");
-  EXPECT_TRUE(source.ok()) << source.status();
-  if (!source.ok()) return out;
-  Frame f;
-  uint64_t last = 0;
-  while ((*source)->Next(&f)) {
-    engine.OnPacket(f.link_type, f.ts_ns, f.data, f.wire_length);
-    last = f.ts_ns;
-  }
-  EXPECT_TRUE((*source)->status().ok());
-  engine.Finish(last);
-  if (counters) *counters = engine.Counters();
-  return out;
+  testing::EngineRun run = testing::RunEngine(TAPKIT_SOURCE_DIR "/fixtures/captures/" + name);
+  EXPECT_TRUE(run.status.ok()) << run.status;
+  if (counters) *counters = run.counters;
+  return std::move(run.exchanges);
 }
 
 void Expect(const std::string& name, const std::vector<Want>& want) {

@@ -12,60 +12,30 @@
 #include "sidecar/engine.h"
 #include "sidecar/http1.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/testutil.h"
 
 namespace tapkit {
 namespace {
 
-struct Reading {
-  std::vector<Exchange> exchanges;
-  std::map<std::string, uint64_t> counters, drops;
-};
-
-Reading ReadCapture(const std::string& path, bool fast) {
-  Reading r;
-  EngineOptions o;
-  o.http.fast_path = fast;
-  CaptureEngine engine(o, [&r](Exchange&& x) { r.exchanges.push_back(std::move(x)); });
-  auto source = OpenCaptureFile(path, "");
-  EXPECT_TRUE(source.ok()) << source.status();
-  if (!source.ok()) return r;
-  Frame f;
-  uint64_t last = 0;
-  while ((*source)->Next(&f)) {
-    engine.OnPacket(f.link_type, f.ts_ns, f.data, f.wire_length);
-    last = std::max(last, f.ts_ns);
-  }
-  engine.Finish(last);
-  r.counters = engine.Counters();
-  r.counters.erase("http1_fast_path_messages");
-  r.drops = engine.Drops();
-  return r;
-}
-
-uint64_t FastMessages(const std::string& path) {
-  EngineOptions o;
-  CaptureEngine engine(o, [](Exchange&&) {});
-  auto source = OpenCaptureFile(path, "");
-  Frame f;
-  uint64_t last = 0;
-  while (source.ok() && (*source)->Next(&f)) {
-    engine.OnPacket(f.link_type, f.ts_ns, f.data, f.wire_length);
-    last = std::max(last, f.ts_ns);
-  }
-  engine.Finish(last);
-  auto c = engine.Counters();
-  return c.count("http1_fast_path_messages") ? c["http1_fast_path_messages"] : 0;
-}
-
-void ExpectSameReading(const std::string& path) {
+// Reads `path` with and without the fast path and expects the same exchanges, counters and
+// drops; returns how many messages the fast path read.
+uint64_t ExpectSameReading(const std::string& path) {
   SCOPED_TRACE(path);
-  Reading slow = ReadCapture(path, false), fast = ReadCapture(path, true);
-  ASSERT_EQ(fast.exchanges.size(), slow.exchanges.size());
-  for (size_t i = 0; i < slow.exchanges.size(); ++i) {
+  EngineOptions slow_options, fast_options;
+  slow_options.http.fast_path = false;
+  testing::EngineRun slow = testing::RunEngine(path, slow_options);
+  testing::EngineRun fast = testing::RunEngine(path, fast_options);
+  EXPECT_EQ(fast.status, slow.status);
+  EXPECT_EQ(slow.counters.count("http1_fast_path_messages"), 0u);
+  uint64_t fast_messages = fast.counters["http1_fast_path_messages"];
+  fast.counters.erase("http1_fast_path_messages");
+  EXPECT_EQ(fast.exchanges.size(), slow.exchanges.size());
+  for (size_t i = 0; i < std::min(slow.exchanges.size(), fast.exchanges.size()); ++i) {
     EXPECT_EQ(fast.exchanges[i], slow.exchanges[i]) << "exchange " << i;
   }
   EXPECT_EQ(fast.counters, slow.counters);
   EXPECT_EQ(fast.drops, slow.drops);
+  return fast_messages;
 }
 
 TEST(Http1FastPath, SameExchangesOnEveryFixtureCapture) {
@@ -76,8 +46,7 @@ TEST(Http1FastPath, SameExchangesOnEveryFixtureCapture) {
         "midstream-second-get.pcap", "pipelined-3-gets.pcap", "reordered-segments.pcap",
         "retransmitted-segment.pcap", "sll2-get.pcap", "vlan-two-gets.pcap"}) {
     std::string path = std::string(TAPKIT_SOURCE_DIR "/fixtures/captures/") + name;
-    ExpectSameReading(path);
-    fast += FastMessages(path);
+    fast += ExpectSameReading(path);
   }
   EXPECT_GT(fast, 10u) << "the fast path should read the plain curl/nginx messages";
 }
@@ -96,8 +65,7 @@ TEST(Http1FastPath, SameExchangesOnEveryCorpusCapture) {
     pos = eol + 1;
     if (line.empty()) continue;
     std::string path = corpus + "/pcaps/" + line.substr(0, line.find('\t'));
-    ExpectSameReading(path);
-    fast += FastMessages(path);
+    fast += ExpectSameReading(path);
     ++files;
   }
   EXPECT_GE(files, 40);
