@@ -3,6 +3,7 @@
 // the shared corpus lacks. Each test states the exact exchanges; the values were checked against
 // tshark's reading of the same file (where tshark reads it: it misses the reordered response).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -173,6 +174,41 @@ TEST(Fixtures, MappedPcapReaderAgreesWithLibpcapOnDamage) {
       EXPECT_EQ((*lib)->frames(), (*mapped)->frames());
     }
   }
+}
+
+// A capture file cut while it is being read (a tcpdump -C ring recycling it, say): the reader
+// reports it, it does not crash, and it never hands out bytes past the cut as frames.
+TEST(Fixtures, FileCutWhileReadEndsInAnError) {
+  std::string one;
+  {
+    FILE* f = std::fopen(TAPKIT_SOURCE_DIR "/fixtures/captures/keepalive-two-gets.pcap", "rb");
+    ASSERT_NE(f, nullptr);
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) one.append(buf, n);
+    std::fclose(f);
+  }
+  std::string path = ::testing::TempDir() + "/cut-while-read.pcap";
+  {
+    FILE* o = std::fopen(path.c_str(), "wb");
+    std::fwrite(one.data(), 1, one.size(), o);
+    for (int i = 0; i < 200; ++i) std::fwrite(one.data() + 24, 1, one.size() - 24, o);
+    std::fclose(o);
+  }
+  auto source = OpenCaptureFile(path, "");
+  ASSERT_TRUE(source.ok()) << source.status();
+  Frame f;
+  ASSERT_TRUE((*source)->Next(&f));
+  ASSERT_EQ(::truncate(path.c_str(), 8192), 0);  // well before the end, after the first frame
+  uint64_t frames = 1, bytes = 24 + 16 + f.data.size();
+  while ((*source)->Next(&f)) {
+    ++frames;
+    bytes += 16 + f.data.size();
+  }
+  EXPECT_FALSE((*source)->status().ok());
+  EXPECT_NE((*source)->status().message().find("truncated while it was read"), std::string::npos)
+      << (*source)->status();
+  EXPECT_LE(bytes, 8192u) << "no frame from past the cut (" << frames << " frames)";
 }
 
 }  // namespace

@@ -381,7 +381,12 @@ class PcapMemorySource final : public PacketSource {
       }
       h = bytes_.data() + at_;  // the buffer may have moved
       at_ += 16 + size_t{caplen};
-      // A truncation seen while this record was read: its bytes may be the guard's zeros.
+      // A truncation seen while this record was read: its bytes may be the guard's zeros. Its
+      // last byte is touched first, so that a cut inside the record shows now, not later in
+      // the engine's hands (the file is cut at its end: if the last byte is there, all are).
+      if (guard_slot_ >= 0 && caplen > 0) {
+        [[maybe_unused]] volatile uint8_t last = h[16 + caplen - 1];
+      }
       if (guard_slot_ >= 0 && MapGuard::Truncated(guard_slot_)) {
         return Fail("the file was truncated while it was read");
       }
