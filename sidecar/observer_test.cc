@@ -35,6 +35,10 @@ TEST(Redact, SecretFieldsOnlyCaseInsensitiveEqualValuesEqual) {
   EXPECT_EQ(h[0].value, h[3].value) << "equal values stay equal";
   EXPECT_NE(h[0].value, h[2].value);
   EXPECT_EQ(r.Apply(&x), 0u) << "a marker is not redacted again";
+  Exchange padded;
+  padded.request.emplace().headers = {{"AUTHORIZATION ", "SECRET9"}};  // space before the colon
+  EXPECT_EQ(r.Apply(&padded), 1u);
+  EXPECT_NE(padded.request->headers[0].value, "SECRET9");
   Redactor other({}, "another key, sixteen bytes+");
   EXPECT_NE(other.Redact("Bearer abc"), r.Redact("Bearer abc")) << "the key matters";
   Redactor only({"X-Request-Id"}, "a key of sixteen+ bytes");

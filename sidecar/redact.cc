@@ -36,6 +36,10 @@ Redactor::Redactor(std::vector<std::string> headers, std::string key)
 }
 
 bool Redactor::Secret(std::string_view name) const {
+  // A name as a lenient parser keeps it ("Authorization " before the colon, RFC 9112 section
+  // 5.1 says reject; servers that accept it still read the secret): compare it trimmed.
+  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+  while (!name.empty() && (name.front() == ' ' || name.front() == '\t')) name.remove_prefix(1);
   for (const std::string& h : headers_) {
     if (h.size() == name.size() && std::equal(h.begin(), h.end(), name.begin(), [](char a, char b) {
           return a == absl::ascii_tolower(static_cast<unsigned char>(b));

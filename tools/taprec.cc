@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
       "read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")(
       "write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")(
       "output,o", po::value(&output)->default_value("text"),
-      "without -w: text, wide or json (as tapcat)")("count,c", po::value(&count),
-                                                    "stop after N exchanges")(
+      "without -w: text, wide or json (as tapcat)")(
+      "count,c", po::value(&count), "stop after N exchanges (-c 0: an empty capture)")(
       "snaplen-body", po::value(&body_limit)->default_value(64 << 10),
       "bytes of each body to keep (the rest is counted)")(
       "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
@@ -164,6 +164,10 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   std::optional<tapkit::Inventory> inventory;
+  if (vm.count("inventory") && inventory_path.empty()) {
+    std::fprintf(stderr, "taprec: --inventory: give the inventory file\n");
+    return kExitError;
+  }
   if (!inventory_path.empty()) {
     absl::StatusOr<tapkit::Inventory> inv = tapkit::Inventory::Load(inventory_path);
     if (!inv.ok()) {
@@ -271,10 +275,14 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, OnStopSignal);
     source = tapkit::NewLivePacketSource(*std::move(c), &g_stop);
   } else {
+    // Ctrl+C stops reading; what was read is written, with index and trailer. Without
+    // SA_RESTART, so that a read (or open) blocked on a pipe or FIFO is interrupted too.
+    struct sigaction sa {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
     source = tapkit::OpenCaptureFile(read_path, bpf);
-    // Ctrl+C stops reading; what was read is written, with index and trailer.
-    std::signal(SIGINT, OnStopSignal);
-    std::signal(SIGTERM, OnStopSignal);
   }
   if (!source.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(source.status().message()).c_str());
@@ -395,6 +403,7 @@ int main(int argc, char** argv) {
 
   int rc = kExitOk;
   absl::Status src = (*source)->status();
+  if (g_stop && !src.ok()) src = absl::OkStatus();  // the read Ctrl+C interrupted: not damage
   source_status = src;
   if (!src.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(src.message()).c_str());

@@ -149,6 +149,25 @@ TEST(Taprec, InventoryLabelsOfflineEndpoints) {
   EXPECT_NE(bad.err.find("/nonexistent.yaml"), std::string::npos) << bad.err;
 }
 
+// Ctrl+C while taprec waits on a pipe that is still open: it stops at once and the file is
+// finished, not when the writer closes the pipe.
+TEST(Taprec, InterruptWhileWaitingOnAPipe) {
+  std::string tap = absl::StrCat(::testing::TempDir(), "/interrupted.tap");
+  std::string pidfile = absl::StrCat(::testing::TempDir(), "/interrupted.pid");
+  std::string script = absl::StrCat(::testing::TempDir(), "/interrupted.sh");
+  // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
+  std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' -r - -w '"
+                        << tap << "'\n";
+  Result r = Sh(absl::StrCat(
+      "rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
+      "' & sleep 1; start=$(date +%s); kill -INT $(cat '", pidfile, "'); while kill -0 $(cat '",
+      pidfile, "') 2>/dev/null; do sleep 0.1; done; ", "echo took=$(( $(date +%s) - start ))"));
+  EXPECT_NE(r.out.find("took=0"), std::string::npos) << r.out << r.err;
+  Result info = Sh(absl::StrCat("'", TAPCAT_BIN, "' --info '", tap, "'"));
+  EXPECT_NE(info.out.find("Exchanges:        3"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
+}
+
 // A capture damaged mid-file: what came before is written, the damage is named, exit 2, and the
 // .tap records it as a drop.
 TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
