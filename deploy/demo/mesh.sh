@@ -267,7 +267,9 @@ http {
     uwsgi_temp_path @POD@/tmp/uwsgi;
     scgi_temp_path @POD@/tmp/scgi;
     keepalive_timeout 65s;
-    keepalive_requests 1000;
+    # A load generator's keep-alive connection lives for the whole run (nginx's default, 1000,
+    # closes it after 1000 requests, and h2load does not reconnect).
+    keepalive_requests 1000000;
 EOF
 }
 
