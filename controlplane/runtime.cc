@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -118,17 +120,30 @@ class LocalRuntime final : public Runtime {
       // which stops its sidecars in order; and SIGTERM when the control plane dies, however it
       // dies (kill -9 included), so that no sidecar outlives it.
       ::setpgid(0, 0);
+      // Below the pods it taps: CPU goes to the workload first, and the capture buffer
+      // (seconds of traffic) absorbs the wait. A Kubernetes runtime would give the ephemeral
+      // container a small CPU request instead.
+      if (options_.sidecar_nice) (void)::setpriority(PRIO_PROCESS, 0, options_.sidecar_nice);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(1);  // it died before the line above
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       if (fd >= 0) ::dup2(fd, STDERR_FILENO);
       ::execv(argv[0], argv.data());
-      std::fprintf(stderr, "tap-sidecar: cannot run %s: %s\n", argv[0], std::strerror(errno));
+      // Only async-signal-safe calls here: other threads may hold stdio's locks.
+      const char* why = ::strerrordesc_np(errno);
+      std::string_view parts[] = {"tap-sidecar: cannot run ", argv[0], ": ", why ? why : "?", "\n"};
+      for (std::string_view p : parts) (void)!::write(STDERR_FILENO, p.data(), p.size());
       ::_exit(127);
     }
     auto sidecar = std::make_unique<LocalSidecar>(pid, socket, pod);
-    // Ready when its socket accepts a gRPC connection.
-    auto channel = grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials());
+    // Ready when its socket accepts a gRPC connection. Retried every 20 ms: gRPC's default
+    // reconnect backoff (1 s at first) would make every tap start a second late.
+    grpc::ChannelArguments retry;
+    retry.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+    retry.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+    retry.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+    auto channel =
+        grpc::CreateCustomChannel("unix:" + socket, grpc::InsecureChannelCredentials(), retry);
     auto deadline =
         std::chrono::system_clock::now() + std::chrono::milliseconds(options_.ready_timeout_ms);
     while (std::chrono::system_clock::now() < deadline) {

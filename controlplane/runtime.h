@@ -53,6 +53,7 @@ struct LocalRuntimeOptions {
   std::string sidecar_binary;  // tap-sidecar; empty = beside this program's binary, then PATH
   std::string runtime_dir;     // where sidecar sockets go (created mode 0700)
   int ready_timeout_ms = 5000;
+  int sidecar_nice = 10;  // the sidecars' nice value (setpriority): below the pods they tap
 };
 
 // Where the local runtime keeps its sockets: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.

@@ -31,21 +31,32 @@ namespace {
 // tap's writer falls behind (the sidecar then drops and counts in its own queue).
 class Merged {
  public:
-  void Push(v1::TapEvent&& e, const std::atomic<bool>& stop) {
+  void Push(std::vector<v1::TapEvent>* events, const std::atomic<bool>& stop) {
     std::unique_lock<std::mutex> l(mu_);
     space_.wait(l, [&] { return q_.size() < kMax || stop; });
     if (stop) return;
-    q_.push_back(std::move(e));
-    ready_.notify_one();
+    bool was_empty = q_.empty();
+    for (v1::TapEvent& e : *events) q_.push_back(std::move(e));
+    events->clear();
+    if (was_empty) ready_.notify_one();  // the tap thread sleeps only on an empty queue
   }
-  bool Pop(v1::TapEvent* e, int timeout_ms) {
+  void Push(v1::TapEvent&& e, const std::atomic<bool>& stop) {
+    std::vector<v1::TapEvent> one;
+    one.push_back(std::move(e));
+    Push(&one, stop);
+  }
+  // Everything waiting (waits up to `timeout_ms` milliseconds for something); false if nothing.
+  bool Pop(std::vector<v1::TapEvent>* out, int timeout_ms) {
+    out->clear();
     std::unique_lock<std::mutex> l(mu_);
     if (!ready_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return !q_.empty(); })) {
       return false;
     }
-    *e = std::move(q_.front());
-    q_.pop_front();
-    space_.notify_one();
+    while (!q_.empty()) {
+      out->push_back(std::move(q_.front()));
+      q_.pop_front();
+    }
+    space_.notify_all();
     return true;
   }
   void WakeAll() { space_.notify_all(); }
@@ -93,13 +104,18 @@ class Labeller {
   std::unordered_map<std::string, std::vector<std::pair<std::string, std::string>>> cache_;
 };
 
-// One sidecar's stream, read on a thread of its own into the tap's merged queue.
+// One pod of the tap: its sidecar started, then its stream read, on a thread of its own into
+// the tap's merged queue.
 struct Stream {
-  std::unique_ptr<Sidecar> sidecar;
+  PodInfo pod;
+  uint32_t capture_point_id = 0;
+  std::unique_ptr<Sidecar> sidecar;  // set by the thread; read by others after it is joined
   grpc::ClientContext context;
-  std::thread reader;
-  bool ended = false;  // its PodStatus ENDED or LOST went out (tap thread)
+  std::thread thread;
 };
+
+// About this many bytes of exchanges per message to the client at most (tap.proto: batches).
+constexpr size_t kBatchBytes = 1 << 20;
 
 // A token bucket over exchanges: `rate` per second, a burst of max(1, rate).
 class RateLimit {
@@ -127,7 +143,7 @@ TapService::TapService(Runtime* runtime, std::string token)
     : runtime_(runtime), token_(std::move(token)) {}
 
 grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* req,
-                               grpc::ServerWriter<v1::TapEvent>* writer) {
+                               grpc::ServerWriter<v1::TapEvents>* writer) {
   // Sent with whatever status this returns: a client tells "the control plane ended the tap"
   // from "the connection to it was lost".
   ctx->AddTrailingMetadata("tapkit-ended-by", "controlplane");
@@ -187,8 +203,7 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
 
   std::atomic<bool> stop{false};
   Merged merged;
-  std::vector<std::unique_ptr<Stream>> streams;
-  auto status_event = [&](const PodInfo& p, v1::PodStatus::State st, const std::string& msg) {
+  auto status_event = [](const PodInfo& p, v1::PodStatus::State st, const std::string& msg) {
     v1::TapEvent e;
     v1::PodStatus* s = e.mutable_pod_status();
     s->set_namespace_(p.namespace_);
@@ -197,82 +212,124 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
     s->set_message(msg);
     return e;
   };
-  uint32_t next_id = 1;
+  // Every pod's sidecar starts at once, each on its pod's thread: a tap of N pods is live about
+  // as soon as one sidecar is, and a pod streams from the moment its own sidecar is up.
+  std::vector<std::unique_ptr<Stream>> streams;
+  v1::TapEvents starting;
   for (const PodInfo& p : *pods) {
-    writer->Write(status_event(p, v1::PodStatus::STARTING, ""));
-    SidecarSpec spec;
-    spec.capture_point_id = next_id++;
-    spec.body_limit = req->extract().body_limit() ? req->extract().body_limit() : 65536;
-    absl::StatusOr<std::unique_ptr<Sidecar>> sc = runtime_->StartSidecar(p, spec);
-    if (!sc.ok()) {
-      writer->Write(status_event(p, v1::PodStatus::LOST, std::string(sc.status().message())));
-      continue;
-    }
     auto st = std::make_unique<Stream>();
-    st->sidecar = *std::move(sc);
+    st->pod = p;
+    st->capture_point_id = static_cast<uint32_t>(streams.size() + 1);
+    *starting.add_events() = status_event(p, v1::PodStatus::STARTING, "");
     streams.push_back(std::move(st));
   }
-  if (streams.empty()) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        absl::StrCat("no sidecar could be started for ", req->target(), " in ", ns,
-                                     " (see the pod status events)"));
-  }
+  writer->Write(starting);
+  std::atomic<size_t> started{0};
   for (auto& sp : streams) {
     Stream* st = sp.get();
-    st->reader = std::thread([st, &observe, &merged, &stop, &status_event] {
-      auto channel =
-          grpc::CreateChannel(st->sidecar->address(), grpc::InsecureChannelCredentials());
+    st->thread = std::thread([this, st, req, &observe, &merged, &stop, &status_event, &started] {
+      SidecarSpec spec;
+      spec.capture_point_id = st->capture_point_id;
+      spec.body_limit = req->extract().body_limit() ? req->extract().body_limit() : 65536;
+      absl::StatusOr<std::unique_ptr<Sidecar>> sc = runtime_->StartSidecar(st->pod, spec);
+      if (!sc.ok()) {
+        merged.Push(status_event(st->pod, v1::PodStatus::LOST, std::string(sc.status().message())),
+                    stop);
+        return;
+      }
+      st->sidecar = *std::move(sc);
+      ++started;
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(-1);  // an exchange's bodies may exceed gRPC's 4 MiB
+      auto channel = grpc::CreateCustomChannel(st->sidecar->address(),
+                                               grpc::InsecureChannelCredentials(), args);
       auto stub = v1::Sidecar::NewStub(channel);
-      std::unique_ptr<grpc::ClientReader<v1::ObserveEvent>> r =
+      std::unique_ptr<grpc::ClientReader<v1::ObserveEvents>> r =
           stub->Observe(&st->context, observe);
-      v1::ObserveEvent ev;
+      v1::ObserveEvents batch;
+      std::vector<v1::TapEvent> out;
       bool streaming = false;
-      while (r->Read(&ev)) {
+      while (r->Read(&batch)) {
         // The sidecar's first event (its stats, sent as the subscription starts) says the
         // stream is live: only from now on is its traffic seen.
         if (!streaming) {
           streaming = true;
-          merged.Push(status_event(st->sidecar->pod(), v1::PodStatus::STREAMING, ""), stop);
+          out.push_back(status_event(st->pod, v1::PodStatus::STREAMING, ""));
         }
-        v1::TapEvent te;
-        switch (ev.event_case()) {
-          case v1::ObserveEvent::kRequest:
-            *te.mutable_request() = std::move(*ev.mutable_request());
-            break;
-          case v1::ObserveEvent::kResponse:
-            *te.mutable_response() = std::move(*ev.mutable_response());
-            break;
-          case v1::ObserveEvent::kExchange:
-            *te.mutable_exchange() = std::move(*ev.mutable_exchange());
-            break;
-          case v1::ObserveEvent::kStats:
-            *te.mutable_stats() = std::move(*ev.mutable_stats());
-            break;
-          default:
-            continue;
+        for (v1::ObserveEvent& ev : *batch.mutable_events()) {
+          v1::TapEvent& te = out.emplace_back();
+          switch (ev.event_case()) {
+            case v1::ObserveEvent::kRequest:
+              *te.mutable_request() = std::move(*ev.mutable_request());
+              break;
+            case v1::ObserveEvent::kResponse:
+              *te.mutable_response() = std::move(*ev.mutable_response());
+              break;
+            case v1::ObserveEvent::kExchange:
+              *te.mutable_exchange() = std::move(*ev.mutable_exchange());
+              break;
+            case v1::ObserveEvent::kStats:
+              *te.mutable_stats() = std::move(*ev.mutable_stats());
+              break;
+            default:
+              out.pop_back();
+              break;
+          }
         }
-        merged.Push(std::move(te), stop);
+        merged.Push(&out, stop);
       }
       grpc::Status s = r->Finish();
       std::string how;
       bool running = st->sidecar->Running(&how);
       if (s.ok() || stop) {
-        merged.Push(status_event(st->sidecar->pod(), v1::PodStatus::ENDED, ""), stop);
+        merged.Push(status_event(st->pod, v1::PodStatus::ENDED, ""), stop);
       } else {
         std::string msg = absl::StrCat("stream failed: ", s.error_message());
         if (!running) msg = absl::StrCat("sidecar ", how, "; ", msg);
-        merged.Push(status_event(st->sidecar->pod(), v1::PodStatus::LOST, msg), stop);
+        merged.Push(status_event(st->pod, v1::PodStatus::LOST, msg), stop);
       }
     });
   }
 
-  uint64_t sent = 0, held_back = 0, over_limit = 0;
-  size_t open = streams.size();
-  bool any_streamed = false;
+  // Admission: whether an exchange goes to the client is decided once, when the tap first hears
+  // of it: its RequestSeen in a live view (so that no `req` line is shown whose `end` is then
+  // held back), else its ExchangeEnded. Key: capture point id << 40 ^ stream id.
+  std::unordered_map<uint64_t, bool> decided;
+  auto key = [](const v1::ExchangeId& id) {
+    return (uint64_t{id.capture_point_id()} << 40) ^ id.stream_id();
+  };
+  uint64_t admitted = 0, sent = 0, held_back = 0, over_limit = 0;
   RateLimit rate(req->max_rps());
+  auto admit = [&] {
+    if (req->max_requests() && admitted >= req->max_requests()) {
+      ++over_limit;
+      return false;
+    }
+    if (!rate.Take()) {
+      ++held_back;
+      return false;
+    }
+    ++admitted;
+    return true;
+  };
+  // A pod that ended or was lost: its admitted exchanges that never ended give their places back.
+  auto forget_pod = [&](const v1::PodStatus& p) {
+    for (const auto& st : streams) {
+      if (st->pod.namespace_ != p.namespace_() || st->pod.name != p.pod()) continue;
+      for (auto it = decided.begin(); it != decided.end();) {
+        if ((it->first >> 40) != st->capture_point_id) {
+          ++it;
+          continue;
+        }
+        if (it->second) --admitted;
+        it = decided.erase(it);
+      }
+    }
+  };
+
+  size_t open = streams.size();
   Labeller labeller(inv);
   auto last_stats = std::chrono::steady_clock::now();
-  grpc::Status result = grpc::Status::OK;
   auto own_stats = [&] {
     v1::TapEvent e;
     v1::Stats* s = e.mutable_stats();
@@ -281,70 +338,106 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
     if (over_limit) (*s->mutable_drops())["over_max_requests"] = over_limit;
     return e;
   };
-  while (open > 0) {
+  v1::TapEvents out;
+  size_t out_bytes = 0;
+  auto flush = [&] {
+    if (out.events_size() == 0) return true;
+    bool ok = writer->Write(out);
+    out.Clear();
+    out_bytes = 0;
+    return ok;
+  };
+  std::vector<v1::TapEvent> in;
+  bool finished = false;  // the limit was reached or the client went away
+  while (open > 0 && !finished) {
     if (ctx->IsCancelled() || stopping_) break;
     if (std::chrono::steady_clock::now() - last_stats > std::chrono::seconds(1)) {
       last_stats = std::chrono::steady_clock::now();
-      if (!writer->Write(own_stats())) break;
+      *out.add_events() = own_stats();
     }
-    v1::TapEvent e;
-    if (!merged.Pop(&e, 100)) continue;
-    switch (e.event_case()) {
-      case v1::TapEvent::kRequest:
-        labeller.Label(e.mutable_request()->mutable_source());
-        labeller.Label(e.mutable_request()->mutable_destination());
-        break;
-      case v1::TapEvent::kExchange: {
-        if (req->max_requests() && sent >= req->max_requests()) {
-          ++over_limit;
-          continue;
-        }
-        if (!rate.Take()) {
-          ++held_back;
-          continue;
-        }
-        // The labels go in the event's endpoints; the exchange's bytes pass through untouched
-        // (decoding and re-encoding each one here cost as much CPU as the sidecar's capture).
-        v1::ExchangeEnded* x = e.mutable_exchange();
-        labeller.Label(x->mutable_source());
-        labeller.Label(x->mutable_destination());
-        ++sent;
-        break;
-      }
-      case v1::TapEvent::kPodStatus:
-        if (e.pod_status().state() == v1::PodStatus::ENDED ||
-            e.pod_status().state() == v1::PodStatus::LOST) {
-          --open;
-        }
-        break;
-      case v1::TapEvent::kStats:
-        any_streamed = true;
-        break;
-      default:
-        break;
-    }
-    if (!req->phases() &&
-        (e.event_case() == v1::TapEvent::kRequest || e.event_case() == v1::TapEvent::kResponse)) {
+    if (!merged.Pop(&in, out.events_size() ? 0 : 100)) {
+      if (!flush()) break;
       continue;
     }
-    if (!writer->Write(e)) break;  // the client went away
-    if (req->max_requests() && sent >= req->max_requests()) break;
+    for (v1::TapEvent& e : in) {
+      switch (e.event_case()) {
+        case v1::TapEvent::kRequest: {
+          bool ok = admit();
+          decided[key(e.request().id())] = ok;
+          if (!ok) continue;
+          labeller.Label(e.mutable_request()->mutable_source());
+          labeller.Label(e.mutable_request()->mutable_destination());
+          break;
+        }
+        case v1::TapEvent::kResponse: {
+          auto it = decided.find(key(e.response().id()));
+          if (it == decided.end() || !it->second) continue;
+          break;
+        }
+        case v1::TapEvent::kExchange: {
+          v1::ExchangeEnded* x = e.mutable_exchange();
+          bool ok;
+          if (auto it = decided.find(key(x->id())); it != decided.end()) {
+            ok = it->second;
+            decided.erase(it);
+          } else {
+            ok = admit();
+          }
+          if (!ok) continue;
+          // The labels go in the event's endpoints; the exchange's bytes pass through untouched
+          // (decoding and re-encoding each one here cost as much CPU as the sidecar's capture).
+          labeller.Label(x->mutable_source());
+          labeller.Label(x->mutable_destination());
+          out_bytes += x->exchange().size() + x->bodies().size();
+          ++sent;
+          break;
+        }
+        case v1::TapEvent::kPodStatus:
+          if (e.pod_status().state() == v1::PodStatus::ENDED ||
+              e.pod_status().state() == v1::PodStatus::LOST) {
+            forget_pod(e.pod_status());
+            --open;
+          }
+          break;
+        default:
+          break;
+      }
+      if (!req->phases() &&
+          (e.event_case() == v1::TapEvent::kRequest || e.event_case() == v1::TapEvent::kResponse)) {
+        continue;
+      }
+      out.mutable_events()->Add(std::move(e));
+      if (req->max_requests() && sent >= req->max_requests()) {
+        finished = true;
+        break;
+      }
+      if (out_bytes >= kBatchBytes && !flush()) {
+        finished = true;  // the client went away
+        break;
+      }
+    }
+    if (!flush()) break;  // the client went away
   }
-  (void)any_streamed;
   // The tap ends: stop reading, stop the sidecars, say how it ended.
   stop = true;
   merged.WakeAll();
   for (auto& st : streams) st->context.TryCancel();
   for (auto& st : streams) {
-    if (st->reader.joinable()) st->reader.join();
-    st->sidecar->Stop(2000);
+    if (st->thread.joinable()) st->thread.join();
+    if (st->sidecar) st->sidecar->Stop(2000);
   }
-  writer->Write(own_stats());
+  *out.add_events() = own_stats();
+  flush();
+  if (started == 0) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("no sidecar could be started for ", req->target(), " in ", ns,
+                                     " (see the pod status events)"));
+  }
   if (open == 0 && sent == 0 && !ctx->IsCancelled()) {
-    result = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "every sidecar of the tap was lost (see the pod status events)");
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "every sidecar of the tap was lost (see the pod status events)");
   }
-  return result;
+  return grpc::Status::OK;
 }
 
 }  // namespace tapkit

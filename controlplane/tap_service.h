@@ -1,11 +1,13 @@
 // tap_service.h: the control plane's public API, Tap.Watch (controlplane/api/tap.proto).
 //
 // One Watch call is one tap: the target resolves to pods through the Runtime; a sidecar starts
-// per pod; each gets the same Observe request (the match built from --to/--from, method,
+// per pod, all at once (each pod streams as soon as its own sidecar is up); each gets the same Observe request (the match built from --to/--from, method,
 // authority and path; extraction; redaction with one key for the whole tap); their streams are
 // merged in arrival order; endpoints are labelled with namespace, pod and workload by address;
 // --max-requests is enforced exactly and --max-rps across all pods (exchanges over the rate are
-// held back and counted). A sidecar that fails is reported (PodStatus LOST) and the tap goes on
+// held back and counted). Both decide when the tap first hears of an exchange (its RequestSeen
+// in a live view, else its ExchangeEnded), so a live view never shows a request whose end is
+// then held back. Events go out in batches (tap.proto). A sidecar that fails is reported (PodStatus LOST) and the tap goes on
 // with the others. The sidecars stop when the tap ends: limit reached, client gone, shutdown.
 //
 // Thread-safety: TapService is a gRPC service; any number of Watch calls run at once, each on
@@ -28,7 +30,7 @@ class TapService final : public tapkit::tap::v1::Tap::Service {
   TapService(Runtime* runtime, std::string token);
 
   grpc::Status Watch(grpc::ServerContext* context, const tapkit::tap::v1::TapRequest* request,
-                     grpc::ServerWriter<tapkit::tap::v1::TapEvent>* writer) override;
+                     grpc::ServerWriter<tapkit::tap::v1::TapEvents>* writer) override;
 
   // Ends every running tap (their streams finish OK after a last Stats); for shutdown.
   void StopAll() { stopping_ = true; }

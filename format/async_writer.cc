@@ -167,6 +167,12 @@ absl::Status AsyncWriter::Tick() {
   return HandOver(false);
 }
 
+absl::Status AsyncWriter::Submit() {
+  if (closed_) return absl::FailedPreconditionError(name_ + ": writer is closed");
+  if (shared_->pending.empty()) return absl::OkStatus();
+  return HandOver(false);
+}
+
 absl::Status AsyncWriter::Flush() {
   if (closed_) return absl::FailedPreconditionError(name_ + ": writer is closed");
   return HandOver(true);

@@ -3,11 +3,11 @@
 //
 // The capturing thread hands exchanges over by move; they are passed to the writer thread in
 // batches (every kBatch exchanges, at a Tick() once the batch has waited kTickHandOverNs, and at
-// Flush() and Close()), so a batch costs one lock and at most one wake-up. The queue is bounded:
-// when the writer thread falls `max_batches` batches behind, Append() waits for it (back-pressure,
-// so memory stays flat; an offline reader simply slows down). The writer thread ticks the Writer's
-// flush timer itself at least every 100 ms, so a segment reaches the file within about
-// flush_interval_ns + 100 ms of its first exchange even when the capture goes quiet.
+// Submit(), Flush() and Close()), so a batch costs one lock and at most one wake-up. The queue is
+// bounded: when the writer thread falls `max_batches` batches behind, Append() waits for it
+// (back-pressure, so memory stays flat; an offline reader simply slows down). The writer thread
+// ticks the Writer's flush timer itself at least every 100 ms, so a segment reaches the file within
+// about flush_interval_ns + 100 ms of its first exchange even when the capture goes quiet.
 //
 // Errors are sticky: the first error of the underlying Writer is returned by the next Append(),
 // Tick(), Flush() or Close(), and everything handed over after it is discarded.
@@ -55,6 +55,10 @@ class AsyncWriter {
   // Hands over the partial batch once it has waited kTickHandOverNs, so the writer thread's flush
   // timer sees it. Cheap (a clock read); call it often.
   absl::Status Tick();
+  // Hands the partial batch over at once, without waiting for it to be written. A live recorder
+  // calls it after each message it receives: what arrived together costs one wake-up of the
+  // writer thread, and nothing waits with the producer.
+  absl::Status Submit();
   // Waits until every exchange handed over is in a segment written to the file.
   absl::Status Flush();
   // Writes everything queued, then the trailer and the footer, closes the file and joins the

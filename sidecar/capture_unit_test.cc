@@ -9,61 +9,15 @@
 #include "sidecar/engine.h"
 #include "sidecar/http1.h"
 #include "sidecar/tcp_reassembly.h"
+#include "sidecar/testutil.h"
 
 namespace tapkit {
 namespace {
 
-using Bytes = std::vector<uint8_t>;
-
-void Put16(Bytes& b, uint16_t v) {
-  b.push_back(v >> 8);
-  b.push_back(v & 0xff);
-}
-void Put32(Bytes& b, uint32_t v) {
-  Put16(b, v >> 16);
-  Put16(b, v & 0xffff);
-}
-
-// An IPv4 + TCP packet (no options) carrying `payload`.
-Bytes Ipv4Tcp(std::array<uint8_t, 4> src, std::array<uint8_t, 4> dst, uint16_t sport,
-              uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload,
-              uint16_t total_override = 0xffff, uint16_t frag = 0) {
-  Bytes b;
-  uint16_t total = static_cast<uint16_t>(20 + 20 + payload.size());
-  b.push_back(0x45);
-  b.push_back(0);
-  Put16(b, total_override == 0xffff ? total : total_override);
-  Put16(b, 0x1234);  // id
-  Put16(b, frag);
-  b.push_back(64);
-  b.push_back(6);
-  Put16(b, 0);  // checksum: not checked
-  b.insert(b.end(), src.begin(), src.end());
-  b.insert(b.end(), dst.begin(), dst.end());
-  Put16(b, sport);
-  Put16(b, dport);
-  Put32(b, seq);
-  Put32(b, ack);
-  b.push_back(5 << 4);
-  b.push_back(flags);
-  Put16(b, 65535);
-  Put16(b, 0);
-  Put16(b, 0);
-  b.insert(b.end(), payload.begin(), payload.end());
-  return b;
-}
-
-Bytes Ethernet(const Bytes& ip, std::vector<uint16_t> vlans = {}) {
-  Bytes b(12, 0xaa);
-  for (uint16_t tpid : vlans) {
-    Put16(b, tpid);
-    Put16(b, 42);  // TCI
-  }
-  Put16(b, 0x0800);
-  b.insert(b.end(), ip.begin(), ip.end());
-  while (b.size() < 60) b.push_back(0);  // Ethernet minimum frame: padding after the IP packet
-  return b;
-}
+using testing::Bytes;
+using testing::Ethernet;
+using testing::Ipv4Tcp;
+using testing::Put16;
 
 TEST(Decode, EthernetQinQinQ) {
   Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, 1000, 5, kTcpAck, "GET /");

@@ -34,7 +34,8 @@ absl::StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(
     if (!i->p) return absl::NotFoundError(absl::StrCat("interface ", name, ": ", err));
     pcap_set_snaplen(i->p, options.snaplen);
     pcap_set_promisc(i->p, 0);  // passive: only what reaches the pod's own interface
-    pcap_set_immediate_mode(i->p, 1);
+    pcap_set_immediate_mode(i->p, options.immediate ? 1 : 0);
+    pcap_set_timeout(i->p, options.block_timeout_ms);
     pcap_set_buffer_size(i->p, options.buffer_bytes);
     pcap_set_tstamp_precision(i->p, PCAP_TSTAMP_PRECISION_NANO);
     int rc = pcap_activate(i->p);
@@ -93,7 +94,7 @@ absl::StatusOr<size_t> LiveCapture::Poll(int timeout_ms,
     if (fds[k].revents & (POLLERR | POLLHUP | POLLNVAL)) {
       return absl::UnavailableError(absl::StrCat("interface ", i.name, ": capture failed"));
     }
-    // Non-blocking: read what is there (immediate mode hands packets over one by one).
+    // Non-blocking: read what the kernel has handed over.
     for (int m = 0; m < options_.max_frames_per_poll; ++m) {
       pcap_pkthdr* h = nullptr;
       const u_char* data = nullptr;

@@ -1,9 +1,10 @@
 // live_capture.h: frames from network interfaces as they pass, through libpcap's live capture.
 //
 // The tap sidecar's packet source (DESIGN.md section 1): passive (never injects, never blocks
-// traffic; promiscuous mode off), immediate mode so a packet is handed over as soon as it is
-// captured rather than when the kernel buffer fills, a large kernel buffer so bursts do not drop,
-// and a BPF filter compiled for each interface. Several interfaces are polled together.
+// traffic; promiscuous mode off), packets handed over within milliseconds of their capture
+// (LiveOptions: a 2 ms block timeout by default, or libpcap's immediate mode), a large kernel
+// buffer so bursts do not drop, and a BPF filter compiled for each interface. Several interfaces
+// are polled together.
 //
 // Thread-safety: not thread-safe; one thread polls a LiveCapture. Stats() may be called from the
 // polling thread only.
@@ -27,6 +28,14 @@ struct LiveOptions {
   int snaplen = 262144;            // bytes captured per packet (libpcap's maximum)
   int buffer_bytes = 32 << 20;     // kernel capture buffer per interface (bytes)
   int max_frames_per_poll = 4096;  // frames handed over per Poll call at most
+  // Hand-over: libpcap's immediate mode (TPACKET_V2, each packet on its own, in a slot of
+  // snaplen bytes: the 32 MiB buffer then holds only a few hundred packets, a few milliseconds
+  // of a busy pod, and the poll loop wakes once per packet) when true; else TPACKET_V3, where
+  // the kernel packs packets into blocks handed over when full or `block_timeout_ms`
+  // (milliseconds) after their first packet: the same buffer holds seconds of traffic, and a
+  // wake-up takes hundreds of packets.
+  bool immediate = false;
+  int block_timeout_ms = 2;
 };
 
 // pcap_stats, summed over the interfaces.

@@ -58,23 +58,24 @@ void ApplyExtract(const v1::Extract& e, Exchange* x) {
 
 }  // namespace
 
-std::optional<v1::ObserveEvent> Subscription::Next(int timeout_ms, bool* ended) {
+bool Subscription::Next(int timeout_ms, size_t max_bytes, v1::ObserveEvents* batch, bool* ended) {
+  batch->Clear();
   std::unique_lock<std::mutex> l(mu);
   cv.wait_for(l, std::chrono::milliseconds(timeout_ms),
               [&] { return stats.has_value() || !queue.empty() || done || cancelled; });
-  *ended = false;
   if (stats) {
-    v1::ObserveEvent e = std::move(*stats);
+    *batch->add_events() = std::move(*stats);
     stats.reset();
-    return e;
   }
-  if (!queue.empty()) {
-    v1::ObserveEvent e = std::move(queue.front());
+  size_t bytes = 0;
+  while (!queue.empty() && (batch->events_size() == 0 || bytes < max_bytes)) {
+    v1::ObserveEvent& e = queue.front();
+    if (e.has_exchange()) bytes += e.exchange().exchange().size() + e.exchange().bodies().size();
+    batch->mutable_events()->Add(std::move(e));
     queue.pop_front();
-    return e;
   }
-  *ended = done || cancelled;
-  return std::nullopt;
+  *ended = queue.empty() && (done || cancelled);
+  return batch->events_size() > 0;
 }
 
 void Subscription::Cancel() {
@@ -138,8 +139,13 @@ void Observer::Push(Subscription& s, v1::ObserveEvent&& e) {
     ++s.dropped;  // a slow client: the capture thread does not wait for it
     return;
   }
-  s.queue.push_back(std::move(e));
-  s.cv.notify_one();
+  s.queue.push_back(std::move(e));  // the reader is woken at Tick: one wake-up per batch
+}
+
+bool Observer::Admit(Subscription& s) {
+  if (s.request.limit() && s.admitted >= s.request.limit()) return false;
+  ++s.admitted;
+  return true;
 }
 
 void Observer::OnFrame(const Frame& f) {
@@ -153,6 +159,7 @@ void Observer::OnRequestHeaders(const Exchange& x, uint64_t id, uint64_t ts) {
   for (auto& sp : subs_) {
     Subscription& s = *sp;
     if (!s.match.Evaluate(x.source, x.destination, x.request ? &*x.request : nullptr)) continue;
+    if (!Admit(s)) continue;
     s.matched.insert(id);
     if (!s.request.phases()) continue;
     v1::ObserveEvent e;
@@ -198,8 +205,10 @@ void Observer::OnExchange(Exchange&& x) {
   std::lock_guard<std::mutex> l(mu_);
   for (auto& sp : subs_) {
     Subscription& s = *sp;
-    bool matched = s.matched.erase(x.stream_id) > 0 ||
-                   s.match.Evaluate(x.source, x.destination, x.request ? &*x.request : nullptr);
+    // Admitted when its request was seen, or now if that was not seen (or did not match then).
+    bool matched =
+        s.matched.erase(x.stream_id) > 0 ||
+        (s.match.Evaluate(x.source, x.destination, x.request ? &*x.request : nullptr) && Admit(s));
     if (!matched) continue;
     uint64_t limit = s.request.limit();
     {
@@ -252,11 +261,12 @@ void Observer::Tick(uint64_t now_ns, const KernelStats& kernel) {
     Subscription& s = *sp;
     uint64_t interval =
         uint64_t{s.request.stats_interval_ms() ? s.request.stats_interval_ms() : 1000} * 1'000'000;
-    if (now_ns < s.next_stats_ns) continue;
-    s.next_stats_ns = now_ns + interval;
     std::lock_guard<std::mutex> sl(s.mu);
-    s.stats = MakeStats(s, kernel);
-    s.cv.notify_one();
+    if (now_ns >= s.next_stats_ns) {
+      s.next_stats_ns = now_ns + interval;
+      s.stats = MakeStats(s, kernel);
+    }
+    if (s.stats || !s.queue.empty()) s.cv.notify_one();
   }
   // Subscriptions whose client went away, or that reached their limit and were drained.
   subs_.erase(std::remove_if(subs_.begin(), subs_.end(),

@@ -44,12 +44,15 @@ struct ObserverOptions {
 
 class Observer;
 
-// One Observe stream's view. Next() returns events in order; nullopt once the subscription has
-// ended (limit reached, Cancel, the observer finished) and everything queued was taken.
+// One Observe stream's view. Next() hands out the waiting events in order, as one batch.
 class Subscription {
  public:
-  // Waits at most `timeout_ms` (milliseconds). `*ended` is set when nothing more will come.
-  std::optional<tapkit::tap::v1::ObserveEvent> Next(int timeout_ms, bool* ended);
+  // Waits at most `timeout_ms` (milliseconds) for something to send, then moves into `*batch`
+  // (cleared first) the pending stats, if any, and the queued events, oldest first, until about
+  // `max_bytes` bytes of exchange data are in it (at least one event). Returns whether anything
+  // was added. `*ended` is set once nothing more will come (limit reached, Cancel, the observer
+  // finished) and everything queued was taken.
+  bool Next(int timeout_ms, size_t max_bytes, tapkit::tap::v1::ObserveEvents* batch, bool* ended);
   void Cancel();
 
  private:
@@ -58,6 +61,7 @@ class Subscription {
   CompiledMatch match;
   std::optional<Redactor> redactor;
   std::unordered_set<uint64_t> matched;  // stream ids matched at the request (capture thread)
+  uint64_t admitted = 0;                 // exchanges given a place under the limit (capture)
   uint64_t sent = 0;                     // exchanges queued (capture thread)
   uint64_t dropped = 0;                  // under mu
   uint64_t next_stats_ns = 0;            // capture thread
@@ -78,8 +82,11 @@ class Observer {
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
       const tapkit::tap::v1::ObserveRequest& request);
 
-  // Capture thread: a frame, then the periodic work (stats every stats_interval, dropping
-  // subscriptions that were cancelled). `now_ns`: wall clock, nanoseconds since the epoch.
+  // Capture thread: frames, then Tick after each bunch of them (every few milliseconds at
+  // most): it wakes the readers of what was queued since the last Tick, so that everything one
+  // bunch of frames completed goes out as one batch, and does the periodic work (stats every
+  // stats_interval, dropping subscriptions that were cancelled). `now_ns`: wall clock,
+  // nanoseconds since the epoch.
   void OnFrame(const Frame& frame);
   void Tick(uint64_t now_ns, const KernelStats& kernel);
   // The capture ends: open exchanges are written ("capture ended"), a last Stats goes to every
@@ -92,6 +99,10 @@ class Observer {
   void OnRequestHeaders(const Exchange& x, uint64_t id, uint64_t ts_ns);
   void OnResponseHeaders(const Exchange& x, uint64_t id, uint16_t status, uint64_t ts_ns);
   void OnExchange(Exchange&& x);
+  // The request's `limit` counts exchanges in the order their requests were seen (as the
+  // control plane's --max-requests does): an exchange takes a place when its request matches,
+  // or at its end if its request was not seen. False when the places are taken.
+  bool Admit(Subscription& s);
   void Push(Subscription& s, tapkit::tap::v1::ObserveEvent&& e);
   tapkit::tap::v1::ObserveEvent MakeStats(const Subscription& s, const KernelStats& k) const;
   Direction DirectionOf(const Exchange& x) const;

@@ -8,6 +8,7 @@
 #include "sidecar/match.h"
 #include "sidecar/packet_source.h"
 #include "sidecar/redact.h"
+#include "sidecar/testutil.h"
 
 namespace tapkit {
 namespace {
@@ -95,14 +96,38 @@ TEST(Match, LeavesAndTrees) {
 // Frames of a capture through an Observer: the three phases in order for each exchange, the
 // exchange bytes decode to what the offline engine reads, direction from the pod's address,
 // the limit ends the subscription, and a full queue counts drops instead of waiting.
-std::vector<v1::ObserveEvent> Observe(const v1::ObserveRequest& req, size_t queue = 8192,
-                                      uint64_t* dropped = nullptr) {
+// Everything the subscription hands out until it ends, stats left out (the last one's
+// events_dropped in `*dropped`), taken in batches of at most `max_bytes` of exchanges; the
+// number of batches in `*batches`.
+std::vector<v1::ObserveEvent> Drain(Subscription& sub, size_t max_bytes, uint64_t* dropped,
+                                    size_t* batches = nullptr) {
+  std::vector<v1::ObserveEvent> out;
+  v1::ObserveEvents batch;
+  for (bool ended = false; !ended;) {
+    if (sub.Next(0, max_bytes, &batch, &ended) && batches) ++*batches;
+    for (const v1::ObserveEvent& e : batch.events()) {
+      if (e.has_stats()) {
+        if (dropped) *dropped = e.stats().events_dropped();
+        continue;
+      }
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+ObserverOptions PodOptions(const std::string& address, size_t queue = 8192) {
   ObserverOptions o;
   o.capture_point = "demo/web-1";
   o.capture_point_id = 7;
-  o.pod_addresses = {"127.0.0.91"};
+  o.pod_addresses = {address};
   o.queue_events = queue;
-  Observer obs(o);
+  return o;
+}
+
+std::vector<v1::ObserveEvent> Observe(const v1::ObserveRequest& req, size_t queue = 8192,
+                                      uint64_t* dropped = nullptr) {
+  Observer obs(PodOptions("127.0.0.91", queue));
   auto sub = obs.Subscribe(req);
   EXPECT_TRUE(sub.ok());
   auto src = OpenCaptureFile(TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap", "");
@@ -114,21 +139,34 @@ std::vector<v1::ObserveEvent> Observe(const v1::ObserveRequest& req, size_t queu
     last = f.ts_ns;
   }
   obs.Finish(last, {});
-  std::vector<v1::ObserveEvent> out;
-  for (;;) {
-    bool ended = false;
-    auto e = (*sub)->Next(0, &ended);
-    if (!e) {
-      if (ended) break;
-      continue;
-    }
-    if (e->has_stats()) {
-      if (dropped) *dropped = e->stats().events_dropped();
-      continue;
-    }
-    out.push_back(*e);
-  }
-  return out;
+  return Drain(**sub, 1, dropped);  // 1 byte: one exchange per batch at most
+}
+
+// Two connections from 10.0.0.1 to the pod (10.0.0.2:80), hand-built: /first's request is seen
+// before /second's, but /second is answered first.
+void CrossedExchanges(Observer& obs) {
+  struct Conn {
+    uint16_t port;
+    uint32_t cseq, sseq;
+  } a{40001, 1000, 5000}, b{40002, 2000, 6000};
+  uint64_t ts = 1'000'000'000'000ull;
+  auto client = [&](Conn& c, const std::string& p) {
+    testing::Bytes f = testing::Ethernet(
+        testing::Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, c.port, 80, c.cseq, c.sseq, 0x18, p));
+    obs.OnFrame(Frame{1, ts += 1000, static_cast<uint32_t>(f.size()), f});
+    c.cseq += static_cast<uint32_t>(p.size());
+  };
+  auto server = [&](Conn& c, const std::string& p) {
+    testing::Bytes f = testing::Ethernet(
+        testing::Ipv4Tcp({10, 0, 0, 2}, {10, 0, 0, 1}, 80, c.port, c.sseq, c.cseq, 0x18, p));
+    obs.OnFrame(Frame{1, ts += 1000, static_cast<uint32_t>(f.size()), f});
+    c.sseq += static_cast<uint32_t>(p.size());
+  };
+  client(a, "GET /first HTTP/1.1\r\nHost: web\r\n\r\n");
+  client(b, "GET /second HTTP/1.1\r\nHost: web\r\n\r\n");
+  server(b, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nb!");
+  server(a, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na!");
+  obs.Finish(ts, {});
 }
 
 TEST(Observer, ThreePhasesInOrderWithTheEnginesExchanges) {
@@ -188,6 +226,60 @@ TEST(Observer, MatchLimitExtractAndDrops) {
   uint64_t dropped = 0;
   EXPECT_EQ(Observe(all, /*queue=*/2, &dropped).size(), 2u);
   EXPECT_EQ(dropped, 7u) << "9 events, room for 2: the rest counted, none waited for";
+}
+
+// The limit gives places in the order requests are seen, as the control plane's --max-requests
+// does: with a limit of 1, /first is sent even though /second ended before it, and nothing of
+// /second is sent (a live view would otherwise show a `req` with no `end`).
+TEST(Observer, LimitCountsInTheOrderRequestsAreSeen) {
+  for (bool phases : {true, false}) {
+    Observer obs(PodOptions("10.0.0.2"));
+    v1::ObserveRequest req;
+    req.set_limit(1);
+    req.set_phases(phases);
+    auto sub = obs.Subscribe(req);
+    ASSERT_TRUE(sub.ok());
+    CrossedExchanges(obs);
+    std::vector<v1::ObserveEvent> ev = Drain(**sub, 1 << 20, nullptr);
+    ASSERT_EQ(ev.size(), phases ? 3u : 1u);
+    const v1::ObserveEvent& end = ev.back();
+    ASSERT_TRUE(end.has_exchange());
+    auto x = DecodeExchange(end.exchange().exchange(), end.exchange().bodies());
+    ASSERT_TRUE(x.ok()) << x.status();
+    EXPECT_EQ(x->request->path, "/first");
+    if (phases) {
+      EXPECT_EQ(ev[0].request().path(), "/first");
+      EXPECT_EQ(ev[1].response().id().stream_id(), ev[0].request().id().stream_id());
+      EXPECT_EQ(end.exchange().id().stream_id(), ev[0].request().id().stream_id());
+    }
+  }
+}
+
+// What waits is handed out as one batch, in order, up to the byte bound; an exchange larger than
+// the bound still goes, alone.
+TEST(Observer, WaitingEventsGoOutAsOneBatch) {
+  Observer obs(PodOptions("10.0.0.2"));
+  v1::ObserveRequest req;
+  req.set_phases(true);
+  auto sub = obs.Subscribe(req);
+  ASSERT_TRUE(sub.ok());
+  CrossedExchanges(obs);
+  size_t batches = 0;
+  std::vector<v1::ObserveEvent> ev = Drain(**sub, 1 << 20, nullptr, &batches);
+  ASSERT_EQ(ev.size(), 6u);
+  EXPECT_EQ(batches, 1u);
+  EXPECT_EQ(ev[0].request().path(), "/first");
+  EXPECT_EQ(ev[1].request().path(), "/second");
+  EXPECT_TRUE(ev[2].has_response());
+  EXPECT_TRUE(ev[3].has_exchange());
+
+  Observer obs2(PodOptions("10.0.0.2"));
+  auto sub2 = obs2.Subscribe(req);
+  ASSERT_TRUE(sub2.ok());
+  CrossedExchanges(obs2);
+  batches = 0;
+  EXPECT_EQ(Drain(**sub2, 1, nullptr, &batches).size(), 6u);
+  EXPECT_EQ(batches, 2u) << "a batch closes after the first exchange past the bound";
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 //   tap-sidecar --listen unix:/run/x.sock --interface lo --pod-address 127.0.20.1
 //               [--capture-point demo/backend-1] [--capture-point-id N] [--snaplen-body BYTES]
 //
-// Captures the pod's interfaces with libpcap (live, immediate mode, BPF narrowed to the pod's
+// Captures the pod's interfaces with libpcap (live, handed over within milliseconds: a 2 ms
+// TPACKET_V3 block timeout, or --immediate; BPF narrowed to the pod's
 // addresses), runs the capture engine over the frames and serves Sidecar.Observe
 // (controlplane/api/tap.proto) to whoever connects: in practice the control plane that started
 // it. It never touches the traffic. SIGTERM or SIGINT: every stream gets its last stats and
@@ -36,29 +37,30 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// About this many bytes of exchanges per message at most (tap.proto: batches).
+constexpr size_t kBatchBytes = 1 << 20;
+
 class SidecarService final : public v1::Sidecar::Service {
  public:
   explicit SidecarService(tapkit::Observer* observer) : observer_(observer) {}
 
   grpc::Status Observe(grpc::ServerContext* ctx, const v1::ObserveRequest* request,
-                       grpc::ServerWriter<v1::ObserveEvent>* writer) override {
+                       grpc::ServerWriter<v1::ObserveEvents>* writer) override {
     absl::StatusOr<std::shared_ptr<tapkit::Subscription>> sub = observer_->Subscribe(*request);
     if (!sub.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(sub.status().message()));
     }
+    v1::ObserveEvents batch;
     for (;;) {
       bool ended = false;
-      std::optional<v1::ObserveEvent> e = (*sub)->Next(100, &ended);
+      bool any = (*sub)->Next(100, kBatchBytes, &batch, &ended);
       if (ctx->IsCancelled()) {
         (*sub)->Cancel();
         return grpc::Status::CANCELLED;
       }
-      if (e) {
-        if (!writer->Write(*e)) {  // the client went away
-          (*sub)->Cancel();
-          return grpc::Status::CANCELLED;
-        }
-        continue;
+      if (any && !writer->Write(batch)) {  // the client went away
+        (*sub)->Cancel();
+        return grpc::Status::CANCELLED;
       }
       if (ended) return grpc::Status::OK;
     }
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> interfaces, addresses;
   uint32_t capture_point_id = 0;
   uint64_t body_limit = 64 << 10;
+  tapkit::LiveOptions live;
   po::options_description opts("tap-sidecar options");
   opts.add_options()("help,h", "this help")(
       "listen", po::value(&listen)->required(),
@@ -83,7 +86,12 @@ int main(int argc, char** argv) {
       "pod-address", po::value(&addresses), "the pod's IP address (repeatable): the BPF filter")(
       "capture-point", po::value(&capture_point), "name of this capture point: namespace/pod")(
       "capture-point-id", po::value(&capture_point_id), "number of this capture point in files")(
-      "snaplen-body", po::value(&body_limit), "bytes of each body kept (default 65536)");
+      "snaplen-body", po::value(&body_limit), "bytes of each body kept (default 65536)")(
+      "immediate", po::bool_switch(&live.immediate),
+      "libpcap's immediate mode: each packet handed over alone (more CPU, a buffer that holds "
+      "fewer packets)")("block-timeout-ms", po::value(&live.block_timeout_ms),
+                        "without --immediate: hand packets over at most this many ms after "
+                        "capture (default 2)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -100,7 +108,7 @@ int main(int argc, char** argv) {
 
   std::string bpf = tapkit::PodFilter(addresses);
   absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> capture =
-      tapkit::LiveCapture::Open(interfaces, bpf);
+      tapkit::LiveCapture::Open(interfaces, bpf, live);
   if (!capture.ok()) {
     std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
                  std::string(capture.status().message()).c_str());

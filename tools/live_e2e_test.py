@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -257,16 +258,30 @@ class LiveTap(unittest.TestCase):
         c = subprocess.Popen(["curl", "-s", "--interface", CLIENT, FRONTEND + "/api/slow"],
                              stdout=subprocess.DEVNULL)
         seen = {}
+        # taprec is killed if the lines never come: the test then fails instead of hanging.
+        watchdog = threading.Timer(20, t.kill)
+        watchdog.start()
+        self.addCleanup(watchdog.cancel)
+        lines = []
         for line in t.stdout:
-            kind = line.decode().split(" ", 1)[0]
+            lines.append(line.decode())
+            kind = lines[-1].split(" ", 1)[0]
             seen.setdefault(kind, time.time())
             if kind == "end":
                 break
-        t.communicate(timeout=20)
+        rest, _ = t.communicate(timeout=20)
+        lines += rest.decode().splitlines()
         c.wait(20)
         self.assertEqual(set(seen), {"req", "rsp", "end"})
         # The backend waits 1.5 s before answering: req is printed well before rsp.
         self.assertGreater(seen["rsp"] - seen["req"], 1.0)
+        # Two requests match (frontend -> backend, and the backend's own call to the slow
+        # service), but --max-requests 1 gives a place to the first seen only: one req, one rsp
+        # and one end, for the same exchange.
+        kinds = [l.split(" ", 1)[0] for l in lines]
+        self.assertEqual(kinds, ["req", "rsp", "end"], lines)
+        ids = {l.split()[1] for l in lines}
+        self.assertEqual(len(ids), 1, lines)
 
     def test_interface_capture_with_bpf_and_rotation(self):
         base = os.path.join(self.dir, "lo.tap")

@@ -99,6 +99,11 @@ absl::Status RotatingWriter::Tick() {
   return writer_->Tick();
 }
 
+absl::Status RotatingWriter::Submit() {
+  if (!writer_) return absl::OkStatus();
+  return writer_->Submit();
+}
+
 absl::Status RotatingWriter::Close() {
   if (!writer_) return absl::OkStatus();
   absl::Status s = writer_->Close(trailer_ ? trailer_() : TrailerInput{});

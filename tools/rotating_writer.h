@@ -43,6 +43,8 @@ class RotatingWriter {
   // capture is over (tcpdump exits then).
   absl::Status Append(Exchange&& x);
   absl::Status Tick();
+  // AsyncWriter::Submit on the current file.
+  absl::Status Submit();
   absl::Status Close();
   const std::string& current() const { return current_; }
   uint64_t files() const { return files_; }

@@ -149,8 +149,9 @@ int RunLive(const LiveArgs& a) {
     meta.redaction.enabled = a.redact;
     meta.redaction.headers = DefaultRedactedHeaders();
     meta.redaction.keyed = !a.redact_key_file.empty();
+    // Each message's exchanges go to the writer thread as it arrives (Submit below), so a kill
+    // loses at most about the flush interval (1 s).
     RotationOptions ro = a.rotation;
-    ro.live = true;  // each exchange to the writer thread at once: a kill loses at most ~1 s
     writer = std::make_unique<RotatingWriter>(a.write_path, meta, ro, [&] { return Trailer(); });
     if (absl::Status s = writer->Open(); !s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
@@ -158,7 +159,9 @@ int RunLive(const LiveArgs& a) {
     }
   }
 
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);  // an exchange's bodies may exceed gRPC's 4 MiB
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Tap::NewStub(channel);
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
@@ -180,8 +183,8 @@ int RunLive(const LiveArgs& a) {
   });
 
   bool tty = isatty(STDERR_FILENO);
-  std::unique_ptr<grpc::ClientReader<v1::TapEvent>> reader = stub->Watch(&ctx, req);
-  v1::TapEvent ev;
+  std::unique_ptr<grpc::ClientReader<v1::TapEvents>> reader = stub->Watch(&ctx, req);
+  v1::TapEvents batch;
   std::map<uint64_t, LineHead> heads;  // (capture point id << 40 | stream) -> req line's head
   uint64_t exchanges = 0, bytes = 0;
   bool reached = false;          // the control plane answered (an event came)
@@ -196,95 +199,105 @@ int RunLive(const LiveArgs& a) {
   auto key = [](const v1::ExchangeId& id) {
     return (uint64_t{id.capture_point_id()} << 40) ^ id.stream_id();
   };
-  while (reader->Read(&ev)) {
+  uint64_t messages = 0;  // gRPC messages received (--delay-report: how events were batched)
+  while (reader->Read(&batch)) {
+    ++messages;
     reached = true;
     out.clear();
-    switch (ev.event_case()) {
-      case v1::TapEvent::kRequest: {
-        const v1::RequestSeen& r = ev.request();
-        LineHead h;
-        h.capture_point = r.id().capture_point_id();
-        h.stream_id = r.id().stream_id();
-        h.direction = FromProto(r.direction());
-        h.source = FromProto(r.source());
-        h.destination = FromProto(r.destination());
-        AppendRequestLine(h, r.method(), r.authority(), r.path(), wide, &out);
-        heads[key(r.id())] = h;
-        break;
-      }
-      case v1::TapEvent::kResponse: {
-        const v1::ResponseSeen& r = ev.response();
-        auto it = heads.find(key(r.id()));
-        if (it != heads.end()) {
-          AppendResponseLine(it->second, static_cast<uint16_t>(r.status()), r.latency_ns(), wide,
-                             &out);
-        }
-        break;
-      }
-      case v1::TapEvent::kExchange: {
-        const v1::ExchangeEnded& e = ev.exchange();
-        absl::StatusOr<Exchange> x = DecodeExchange(e.exchange(), e.bodies());
-        if (!x.ok()) {
-          std::fprintf(stderr, "taprec: an exchange from %s failed its check: %s\n",
-                       e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
+    for (const v1::TapEvent& ev : batch.events()) {
+      switch (ev.event_case()) {
+        case v1::TapEvent::kRequest: {
+          const v1::RequestSeen& r = ev.request();
+          LineHead h;
+          h.capture_point = r.id().capture_point_id();
+          h.stream_id = r.id().stream_id();
+          h.direction = FromProto(r.direction());
+          h.source = FromProto(r.source());
+          h.destination = FromProto(r.destination());
+          AppendRequestLine(h, r.method(), r.authority(), r.path(), wide, &out);
+          heads[key(r.id())] = h;
           break;
         }
-        // The control plane's labels travel beside the exchange's bytes (tap.proto).
-        x->source.labels = FromProto(e.source()).labels;
-        x->destination.labels = FromProto(e.destination()).labels;
-        ++exchanges;
-        bytes += e.exchange().size() + e.bodies().size();
-        if (a.delay_report && delays.size() < (1u << 22)) {
-          uint64_t last = x->sort_key_ns + x->response_end_ns;
-          uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
-          if (x->response && now >= last) delays.push_back(now - last);
-        }
-        if (!points.count(x->capture_point)) {
-          points[x->capture_point] = {x->capture_point, "pod", e.id().capture_point(), {}, {}};
-        }
-        bool phased = heads.erase(key(e.id())) > 0;
-        if (writer) {
-          write_error = writer->Append(*std::move(x));
-          if (!write_error.ok()) ctx.TryCancel();  // a full disk, or -W files written
-        } else {
-          absl::StatusOr<ExchangeView> v = ViewOfExchange(*x, &builder, &bodies);
-          if (!v.ok()) break;
-          if (json) {
-            AppendJson(*v, &out);
-          } else if (phased) {
-            AppendEndLine(*v, wide, &out);
-          } else {
-            AppendText(*v, wide, &out);
+        case v1::TapEvent::kResponse: {
+          const v1::ResponseSeen& r = ev.response();
+          auto it = heads.find(key(r.id()));
+          if (it != heads.end()) {
+            AppendResponseLine(it->second, static_cast<uint16_t>(r.status()), r.latency_ns(), wide,
+                               &out);
           }
+          break;
         }
-        break;
+        case v1::TapEvent::kExchange: {
+          const v1::ExchangeEnded& e = ev.exchange();
+          absl::StatusOr<Exchange> x = DecodeExchange(e.exchange(), e.bodies());
+          if (!x.ok()) {
+            std::fprintf(stderr, "taprec: an exchange from %s failed its check: %s\n",
+                         e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
+            break;
+          }
+          // The control plane's labels travel beside the exchange's bytes (tap.proto).
+          x->source.labels = FromProto(e.source()).labels;
+          x->destination.labels = FromProto(e.destination()).labels;
+          ++exchanges;
+          bytes += e.exchange().size() + e.bodies().size();
+          if (a.delay_report && delays.size() < (1u << 22)) {
+            uint64_t last = x->sort_key_ns + x->response_end_ns;
+            uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
+            if (x->response && now >= last) delays.push_back(now - last);
+          }
+          if (!points.count(x->capture_point)) {
+            points[x->capture_point] = {x->capture_point, "pod", e.id().capture_point(), {}, {}};
+          }
+          bool phased = heads.erase(key(e.id())) > 0;
+          if (writer) {
+            write_error = writer->Append(*std::move(x));
+            if (!write_error.ok()) ctx.TryCancel();  // a full disk, or -W files written
+          } else {
+            absl::StatusOr<ExchangeView> v = ViewOfExchange(*x, &builder, &bodies);
+            if (!v.ok()) break;
+            if (json) {
+              AppendJson(*v, &out);
+            } else if (phased) {
+              AppendEndLine(*v, wide, &out);
+            } else {
+              AppendText(*v, wide, &out);
+            }
+          }
+          break;
+        }
+        case v1::TapEvent::kStats:
+          stats[ev.stats().capture_point()] = ev.stats();
+          break;
+        case v1::TapEvent::kPodStatus: {
+          const v1::PodStatus& p = ev.pod_status();
+          if (p.state() == v1::PodStatus::STREAMING) {
+            // As tcpdump says "listening on": from here on this pod's traffic is seen.
+            std::fprintf(stderr, "taprec: tapping pod %s/%s\n", p.namespace_().c_str(),
+                         p.pod().c_str());
+          }
+          if (p.state() == v1::PodStatus::LOST) {
+            lost_any = true;
+            ++pods_lost;
+            std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
+                         p.pod().c_str(), p.message().c_str());
+          }
+          break;
+        }
+        default:
+          break;
       }
-      case v1::TapEvent::kStats:
-        stats[ev.stats().capture_point()] = ev.stats();
-        break;
-      case v1::TapEvent::kPodStatus: {
-        const v1::PodStatus& p = ev.pod_status();
-        if (p.state() == v1::PodStatus::STREAMING) {
-          // As tcpdump says "listening on": from here on this pod's traffic is seen.
-          std::fprintf(stderr, "taprec: tapping pod %s/%s\n", p.namespace_().c_str(),
-                       p.pod().c_str());
-        }
-        if (p.state() == v1::PodStatus::LOST) {
-          lost_any = true;
-          ++pods_lost;
-          std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
-                       p.pod().c_str(), p.message().c_str());
-        }
-        break;
-      }
-      default:
-        break;
     }
     if (!out.empty()) {
       std::fwrite(out.data(), 1, out.size(), stdout);
-      std::fflush(stdout);  // live: each line as it happens
+      std::fflush(stdout);  // live: the lines as they happen
     }
-    if (writer) (void)writer->Tick();
+    if (writer) {
+      if (absl::Status s = writer->Submit(); !s.ok() && write_error.ok()) {
+        write_error = s;
+        ctx.TryCancel();
+      }
+      (void)writer->Tick();
+    }
     if (tty && writer) {
       auto now = std::chrono::steady_clock::now();
       if (now - last_progress > std::chrono::milliseconds(500)) {
@@ -344,8 +357,10 @@ int RunLive(const LiveArgs& a) {
     };
     std::fprintf(
         stderr,
-        "taprec: delivery delay over %zu exchanges: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-        delays.size(), pct(0.5), pct(0.99), delays.back() / 1e6);
+        "taprec: delivery delay over %zu exchanges: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%llu "
+        "messages from the control plane)\n",
+        delays.size(), pct(0.5), pct(0.99), delays.back() / 1e6,
+        static_cast<unsigned long long>(messages));
   }
   std::fflush(stdout);
   return rc;
