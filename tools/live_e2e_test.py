@@ -105,6 +105,10 @@ def wait_streaming(proc, n_pods, timeout=15):
         raise AssertionError("taprec did not start tapping: " + proc.early_err.decode())
 
 
+def proc_lines(b):
+    return b.decode().splitlines()
+
+
 def wait_no_sidecars(timeout=10):
     run = ENV["TAPKIT_RUNTIME_DIR"]
     end = time.time() + timeout
@@ -306,6 +310,69 @@ class LiveTap(unittest.TestCase):
                 self.assertEqual(x["destination"]["ip"], "127.0.20.1")
             total += len(xs)
         self.assertEqual(total, answered)
+
+    def test_label_selector_picks_the_pods_through_the_control_plane(self):
+        # ns/demo narrowed by -l app=backend: the two backend pods, not the frontend or loadgen.
+        f = os.path.join(self.dir, "sel.tap")
+        t = taprec("ns/demo", "-n", "demo", "-l", "app=backend", "-w", f)
+        wait_streaming(t, 2)
+        tapped = sorted(l.split()[-1] for l in proc_lines(t.early_err)
+                        if l.startswith("taprec: tapping pod "))
+        self.assertEqual(tapped, ["demo/backend-7c9d4f6b8-m2n7q", "demo/backend-7c9d4f6b8-t5w9z"])
+        for i in range(6):
+            curl("/api/items?sel=%d" % i)
+        time.sleep(1.5)
+        t.send_signal(signal.SIGINT)
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 0, err)
+        xs = [x for x in exchanges(f) if "sel=" in x["request"]["path"]]
+        # Each request was seen once, inbound at the backend pod that served it (the frontend's
+        # side of it was not tapped).
+        self.assertEqual(sorted(x["request"]["path"] for x in xs),
+                         ["/api/items?sel=%d" % i for i in range(6)])
+        for x in xs:
+            self.assertEqual(x["proxyDirection"], "INBOUND")
+            self.assertEqual(x["source"]["metadata"]["pod"], "frontend-6b7d9f5c8-x4k2p")
+            self.assertIn(x["destination"]["metadata"]["pod"],
+                          ("backend-7c9d4f6b8-m2n7q", "backend-7c9d4f6b8-t5w9z"))
+        # A selector nothing matches names the target and the selector.
+        t = taprec("ns/demo", "-n", "demo", "-l", "app=nosuch")
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 2)
+        self.assertIn('target "ns/demo" has no pods matching selector "app=nosuch"', err.decode())
+
+    def test_interface_capture_rotates_by_time_and_stops_after_count_files(self):
+        # tcpdump's -G 1 -W 3: a new file every second, and the capture ends by itself after the
+        # third. Nothing is lost between files: each request carries a sequence number, and
+        # the files together hold an unbroken run of them from the first.
+        base = os.path.join(self.dir, "g.tap")
+        t = subprocess.Popen([TAPREC, "-i", "lo", "-w", base, "-G", "1", "-W", "3",
+                              "tcp port 8080 and host 127.0.10.1"], stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        sent, started = 0, {}
+        deadline = time.time() + 15
+        while t.poll() is None and time.time() < deadline:
+            sent += 1
+            started[sent] = time.time()
+            curl("/", headers=("X-Seq: %d" % sent,))
+        exited = time.time()
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 0, err)
+        self.assertEqual(sorted(f for f in os.listdir(self.dir) if f.startswith("g.tap")),
+                         ["g.tap", "g.tap1", "g.tap2"])
+        seqs, last_end = [], 0
+        for name in ["g.tap", "g.tap1", "g.tap2"]:
+            xs = exchanges(os.path.join(self.dir, name))
+            self.assertTrue(xs, name + " is empty")
+            times = [x["requestTimeNs"] for x in xs]
+            self.assertGreaterEqual(min(times), last_end, name + " overlaps the file before")
+            last_end = max(times)
+            seqs += [int(header(x["request"]["headers"], "X-Seq")) for x in xs]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        # What is missing is the tail sent while the third file closed and taprec exited.
+        for seq in range(len(seqs) + 1, sent + 1):
+            self.assertGreater(started[seq], exited - 0.5, "request %d of %d" % (seq, sent))
+        self.assertGreater(last_end - min(started.values()) * 1e9, 2e9)
 
     def test_controlplane_unreachable_is_a_clear_error_and_a_valid_file(self):
         f = os.path.join(self.dir, "none.tap")

@@ -9,8 +9,10 @@
 namespace tapkit {
 namespace {
 
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
+// Steady clock, nanoseconds: -G counts whole periods from the moment a file opened (counting in
+// whole seconds of the clock, as tcpdump does, makes the first file anything from 0 to 1 s long).
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
@@ -67,7 +69,7 @@ absl::Status RotatingWriter::Open() {
   if (!w.ok()) return w.status();
   writer_ = *std::move(w);
   ++files_;
-  opened_at_ = NowSeconds();
+  opened_at_ = NowNs();
   return absl::OkStatus();
 }
 
@@ -83,8 +85,9 @@ absl::Status RotatingWriter::Rotate() {
 
 absl::Status RotatingWriter::Append(Exchange&& x) {
   if (!writer_) return absl::FailedPreconditionError("the capture is over");
-  bool due = (options_.max_bytes && writer_->stats().file_bytes >= options_.max_bytes) ||
-             (options_.seconds && NowSeconds() - opened_at_ >= int64_t(options_.seconds));
+  bool due =
+      (options_.max_bytes && writer_->stats().file_bytes >= options_.max_bytes) ||
+      (options_.seconds && NowNs() - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000);
   if (due) {
     if (absl::Status s = Rotate(); !s.ok()) return s;
   }
@@ -93,7 +96,7 @@ absl::Status RotatingWriter::Append(Exchange&& x) {
 
 absl::Status RotatingWriter::Tick() {
   if (!writer_) return absl::OkStatus();
-  if (options_.seconds && NowSeconds() - opened_at_ >= int64_t(options_.seconds)) {
+  if (options_.seconds && NowNs() - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000) {
     if (absl::Status s = Rotate(); !s.ok()) return s;
   }
   return writer_->Tick();

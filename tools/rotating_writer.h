@@ -60,7 +60,7 @@ class RotatingWriter {
   std::unique_ptr<AsyncWriter> writer_;
   std::string current_;
   uint64_t files_ = 0;
-  int64_t opened_at_ = 0;  // steady clock, seconds
+  int64_t opened_at_ = 0;  // steady clock, nanoseconds
 };
 
 }  // namespace tapkit
