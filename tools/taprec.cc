@@ -39,7 +39,7 @@
 #include "sidecar/packet_source.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
-#include "tools/rotating_writer.h"
+#include "recorder/rotating_writer.h"
 #ifdef TAPREC_LIVE
 #include "tools/taprec_live.h"
 #endif

@@ -20,6 +20,7 @@
 #include "controlplane/api/tap.grpc.pb.h"
 #include "controlplane/runtime.h"
 #include "format/codec.h"
+#include "recorder/recorder.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
 
@@ -33,28 +34,6 @@ constexpr int kExitError = 2;
 
 std::atomic<bool> g_interrupted{false};
 void OnSignal(int) { g_interrupted = true; }
-
-Endpoint FromProto(const v1::Endpoint& e) {
-  Endpoint out;
-  if (std::optional<IpAddress> ip = IpAddress::Parse(e.ip())) out.ip = *ip;
-  out.port = static_cast<uint16_t>(e.port());
-  auto get = [&](const char* k) {
-    auto it = e.labels().find(k);
-    return it == e.labels().end() ? std::string() : it->second;
-  };
-  out.labels.ns = get("namespace");
-  out.labels.pod = get("pod");
-  out.labels.workload_kind = get("workload_kind");
-  out.labels.workload_name = get("workload");
-  out.labels.service = get("service");
-  return out;
-}
-
-Direction FromProto(v1::Direction d) {
-  return d == v1::INBOUND    ? Direction::kInbound
-         : d == v1::OUTBOUND ? Direction::kOutbound
-                             : Direction::kUnknown;
-}
 
 }  // namespace
 
@@ -102,26 +81,7 @@ int RunLive(const LiveArgs& a) {
     }
   }
 
-  std::map<std::string, v1::Stats> stats;  // latest per capture point
-  std::map<uint32_t, CapturePointInfo> points;
-  uint64_t pods_lost = 0;
-  // Each file's trailer: the drops and counters of every capture point as they stand.
-  auto Trailer = [&] {
-    TrailerInput t;
-    for (const auto& [cp, s] : stats) {
-      for (const auto& [n, v] : s.drops()) t.drops[n] += v;
-      for (const auto& [n, v] : s.counters()) t.counters[n] += v;
-      if (s.kernel_dropped()) t.drops["kernel_dropped_packets"] += s.kernel_dropped();
-      if (s.interface_dropped()) t.drops["interface_dropped_packets"] += s.interface_dropped();
-      if (s.events_dropped()) t.drops["sidecar_events_dropped"] += s.events_dropped();
-      if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
-    }
-    for (const auto& [id, p] : points) t.capture_points.push_back(p);
-    // A pod whose sidecar was lost stopped being captured: the file says so.
-    if (pods_lost) t.drops["pods_lost"] = pods_lost;
-    return t;
-  };
-  std::unique_ptr<RotatingWriter> writer;
+  std::unique_ptr<Recorder> writer;
   CaptureMetadata meta;
   if (!a.write_path.empty()) {
     meta.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
@@ -149,10 +109,7 @@ int RunLive(const LiveArgs& a) {
     meta.redaction.enabled = a.redact;
     meta.redaction.headers = DefaultRedactedHeaders();
     meta.redaction.keyed = !a.redact_key_file.empty();
-    // Each message's exchanges go to the writer thread as it arrives (Submit below), so a kill
-    // loses at most about the flush interval (1 s).
-    RotationOptions ro = a.rotation;
-    writer = std::make_unique<RotatingWriter>(a.write_path, meta, ro, [&] { return Trailer(); });
+    writer = std::make_unique<Recorder>(a.write_path, meta, a.rotation);
     if (absl::Status s = writer->Open(); !s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       return kExitError;
@@ -211,9 +168,9 @@ int RunLive(const LiveArgs& a) {
           LineHead h;
           h.capture_point = r.id().capture_point_id();
           h.stream_id = r.id().stream_id();
-          h.direction = FromProto(r.direction());
-          h.source = FromProto(r.source());
-          h.destination = FromProto(r.destination());
+          h.direction = DirectionFromProto(r.direction());
+          h.source = EndpointFromProto(r.source());
+          h.destination = EndpointFromProto(r.destination());
           AppendRequestLine(h, r.method(), r.authority(), r.path(), wide, &out);
           heads[key(r.id())] = h;
           break;
@@ -229,15 +186,12 @@ int RunLive(const LiveArgs& a) {
         }
         case v1::TapEvent::kExchange: {
           const v1::ExchangeEnded& e = ev.exchange();
-          absl::StatusOr<Exchange> x = DecodeExchange(e.exchange(), e.bodies());
+          absl::StatusOr<Exchange> x = ExchangeFromEvent(e);
           if (!x.ok()) {
             std::fprintf(stderr, "taprec: an exchange from %s failed its check: %s\n",
                          e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
             break;
           }
-          // The control plane's labels travel beside the exchange's bytes (tap.proto).
-          x->source.labels = FromProto(e.source()).labels;
-          x->destination.labels = FromProto(e.destination()).labels;
           ++exchanges;
           bytes += e.exchange().size() + e.bodies().size();
           if (a.delay_report && delays.size() < (1u << 22)) {
@@ -245,12 +199,9 @@ int RunLive(const LiveArgs& a) {
             uint64_t now = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
             if (x->response && now >= last) delays.push_back(now - last);
           }
-          if (!points.count(x->capture_point)) {
-            points[x->capture_point] = {x->capture_point, "pod", e.id().capture_point(), {}, {}};
-          }
           bool phased = heads.erase(key(e.id())) > 0;
           if (writer) {
-            write_error = writer->Append(*std::move(x));
+            write_error = writer->Append(*std::move(x), e.id().capture_point());
             if (!write_error.ok()) ctx.TryCancel();  // a full disk, or -W files written
           } else {
             absl::StatusOr<ExchangeView> v = ViewOfExchange(*x, &builder, &bodies);
@@ -266,7 +217,7 @@ int RunLive(const LiveArgs& a) {
           break;
         }
         case v1::TapEvent::kStats:
-          stats[ev.stats().capture_point()] = ev.stats();
+          if (writer) writer->OnStats(ev.stats());
           break;
         case v1::TapEvent::kPodStatus: {
           const v1::PodStatus& p = ev.pod_status();
@@ -277,7 +228,7 @@ int RunLive(const LiveArgs& a) {
           }
           if (p.state() == v1::PodStatus::LOST) {
             lost_any = true;
-            ++pods_lost;
+            if (writer) writer->OnPodLost();
             std::fprintf(stderr, "taprec: pod %s/%s lost: %s\n", p.namespace_().c_str(),
                          p.pod().c_str(), p.message().c_str());
           }
@@ -292,22 +243,19 @@ int RunLive(const LiveArgs& a) {
       std::fflush(stdout);  // live: the lines as they happen
     }
     if (writer) {
-      if (absl::Status s = writer->Submit(); !s.ok() && write_error.ok()) {
+      // This message's exchanges to the writer thread now; -G rotation (OutOfRange once -W
+      // files are written ends the tap, as tcpdump does).
+      if (absl::Status s = writer->EndOfMessage(); !s.ok() && write_error.ok()) {
         write_error = s;
         ctx.TryCancel();
       }
-      (void)writer->Tick();
     }
     if (tty && writer) {
       auto now = std::chrono::steady_clock::now();
       if (now - last_progress > std::chrono::milliseconds(500)) {
         last_progress = now;
         double secs = std::chrono::duration<double>(now - started).count();
-        uint64_t drops = 0;
-        for (const auto& [cp, s] : stats) {
-          for (const auto& [n, v] : s.drops()) drops += v;
-          drops += s.kernel_dropped() + s.events_dropped();
-        }
+        uint64_t drops = writer->drops();
         std::fprintf(stderr, "\rtaprec: %llu exchanges (%.0f/s), %.1f MiB, %llu dropped   ",
                      static_cast<unsigned long long>(exchanges), exchanges / std::max(secs, 1e-9),
                      bytes / 1048576.0, static_cast<unsigned long long>(drops));

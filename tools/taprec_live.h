@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/rotating_writer.h"
+#include "recorder/rotating_writer.h"  // RotationOptions
 
 namespace tapkit {
 

@@ -1,4 +1,4 @@
-#include "tools/rotating_writer.h"
+#include "recorder/rotating_writer.h"
 
 #include <algorithm>
 #include <chrono>

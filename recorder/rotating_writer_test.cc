@@ -1,5 +1,5 @@
 // RotatingWriter: tcpdump's -C, -W and -G file naming and limits; every file a whole .tap.
-#include "tools/rotating_writer.h"
+#include "recorder/rotating_writer.h"
 
 #include <gtest/gtest.h>
 

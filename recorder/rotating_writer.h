@@ -10,8 +10,8 @@
 // when it closed. Without -C and -G it is a plain writer on FILE ("-" is standard output).
 //
 // Thread-safety: one thread (AsyncWriter's rule).
-#ifndef TAPKIT_TOOLS_ROTATING_WRITER_H_
-#define TAPKIT_TOOLS_ROTATING_WRITER_H_
+#ifndef TAPKIT_RECORDER_ROTATING_WRITER_H_
+#define TAPKIT_RECORDER_ROTATING_WRITER_H_
 
 #include <cstdint>
 #include <functional>
@@ -65,4 +65,4 @@ class RotatingWriter {
 
 }  // namespace tapkit
 
-#endif  // TAPKIT_TOOLS_ROTATING_WRITER_H_
+#endif  // TAPKIT_RECORDER_ROTATING_WRITER_H_
