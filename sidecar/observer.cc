@@ -203,6 +203,7 @@ void Observer::OnExchange(Exchange&& x) {
   request_ts_.erase(x.stream_id);
   x.direction = DirectionOf(x);
   std::lock_guard<std::mutex> l(mu_);
+  std::vector<Subscription*> takers;
   for (auto& sp : subs_) {
     Subscription& s = *sp;
     // Admitted when its request was seen, or now if that was not seen (or did not match then).
@@ -210,18 +211,21 @@ void Observer::OnExchange(Exchange&& x) {
         s.matched.erase(x.stream_id) > 0 ||
         (s.match.Evaluate(x.source, x.destination, x.request ? &*x.request : nullptr) && Admit(s));
     if (!matched) continue;
-    uint64_t limit = s.request.limit();
-    {
-      std::lock_guard<std::mutex> sl(s.mu);
-      if (s.done || s.cancelled) continue;
-    }
+    std::lock_guard<std::mutex> sl(s.mu);
+    if (!s.done && !s.cancelled) takers.push_back(&s);
+  }
+  for (size_t i = 0; i < takers.size(); ++i) {
+    Subscription& s = *takers[i];
     ++matched_;
-    Exchange copy = x;
-    ApplyExtract(s.request.extract(), &copy);
-    if (s.redactor) s.redactor->Apply(&copy);
+    // Each subscriber extracts and redacts its own way: a copy each, but the last (in practice
+    // the only one) works on the exchange itself. Endpoints and ids are not touched.
+    std::optional<Exchange> copy;
+    Exchange& mine = i + 1 == takers.size() ? x : copy.emplace(x);
+    ApplyExtract(s.request.extract(), &mine);
+    if (s.redactor) s.redactor->Apply(&mine);
     flatbuffers::FlatBufferBuilder builder;
     std::string bodies;
-    if (!EncodeExchange(copy, &builder, &bodies).ok()) continue;  // over the record caps
+    if (!EncodeExchange(mine, &builder, &bodies).ok()) continue;  // over the record caps
     v1::ObserveEvent e;
     v1::ExchangeEnded* out = e.mutable_exchange();
     out->mutable_id()->set_capture_point(options_.capture_point);
@@ -233,7 +237,7 @@ void Observer::OnExchange(Exchange&& x) {
     ToProto(x.destination, out->mutable_destination());
     out->set_direction(ToProto(x.direction));
     Push(s, std::move(e));
-    if (limit && ++s.sent >= limit) {
+    if (uint64_t limit = s.request.limit(); limit && ++s.sent >= limit) {
       std::lock_guard<std::mutex> sl(s.mu);
       s.done = true;
       s.cv.notify_all();

@@ -282,5 +282,30 @@ TEST(Observer, WaitingEventsGoOutAsOneBatch) {
   EXPECT_EQ(batches, 2u) << "a batch closes after the first exchange past the bound";
 }
 
+// Two subscribers asking for different views of the same exchanges each get their own: one's
+// extraction does not reach the other's.
+TEST(Observer, EachSubscriberGetsItsOwnExtraction) {
+  Observer obs(PodOptions("10.0.0.2"));
+  v1::ObserveRequest full, bare;
+  full.mutable_extract()->set_headers(true);
+  full.mutable_extract()->set_bodies(true);
+  auto a = obs.Subscribe(full);
+  auto b = obs.Subscribe(bare);
+  ASSERT_TRUE(a.ok() && b.ok());
+  CrossedExchanges(obs);
+  for (auto* sub : {&*a, &*b}) {
+    std::vector<v1::ObserveEvent> ev = Drain(**sub, 1 << 20, nullptr);
+    ASSERT_EQ(ev.size(), 2u);
+    for (const v1::ObserveEvent& e : ev) {
+      auto x = DecodeExchange(e.exchange().exchange(), e.exchange().bodies());
+      ASSERT_TRUE(x.ok()) << x.status();
+      bool want = sub == &*a;
+      EXPECT_EQ(x->request->headers.empty(), !want);
+      EXPECT_EQ(x->response->body.data, want ? (x->request->path == "/first" ? "a!" : "b!") : "");
+      EXPECT_EQ(x->response->body.length, 2u);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tapkit
