@@ -57,6 +57,10 @@ class LocalSidecar final : public Sidecar {
       Reap(true);
     }
   }
+  void Terminate() override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!reaped_) ::kill(pid_, SIGTERM);
+  }
   bool Running(std::string* how) override {
     std::lock_guard<std::mutex> l(mu_);
     if (!reaped_) Reap(false);

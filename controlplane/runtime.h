@@ -28,6 +28,9 @@ class Sidecar {
   virtual const PodInfo& pod() const = 0;
   // Stops it: SIGTERM, then SIGKILL after `grace_ms` (milliseconds). Idempotent.
   virtual void Stop(int grace_ms = 2000) = 0;
+  // Asks it to finish without waiting (SIGTERM): it sends its open exchanges as "capture ended"
+  // and its last stats, then ends its streams OK and exits.
+  virtual void Terminate() = 0;
   // Whether it is still running, and if not, how it ended ("exited with status 1", "killed by
   // signal 9").
   virtual bool Running(std::string* how) = 0;

@@ -9,12 +9,14 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace tapkit {
 
@@ -109,7 +111,9 @@ class Labeller {
 struct Stream {
   PodInfo pod;
   uint32_t capture_point_id = 0;
-  std::unique_ptr<Sidecar> sidecar;  // set by the thread; read by others after it is joined
+  std::mutex mu;                     // guards sidecar (until the thread is joined) and drain
+  std::unique_ptr<Sidecar> sidecar;  // set by the thread
+  bool drain = false;                // the tap drains: a sidecar that comes up is told to finish
   grpc::ClientContext context;
   std::thread thread;
 };
@@ -142,19 +146,36 @@ class RateLimit {
 TapService::TapService(Runtime* runtime, std::string token)
     : runtime_(runtime), token_(std::move(token)) {}
 
+grpc::Status TapService::Authenticate(grpc::ServerContext* ctx) const {
+  if (token_.empty()) return grpc::Status::OK;
+  auto it = ctx->client_metadata().find("authorization");
+  if (it == ctx->client_metadata().end() ||
+      std::string(it->second.data(), it->second.size()) != "Bearer " + token_) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "this control plane needs a bearer token (taprec --token-file FILE)");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TapService::Stop(grpc::ServerContext* ctx, const v1::StopRequest* req,
+                              v1::StopResponse*) {
+  if (grpc::Status a = Authenticate(ctx); !a.ok()) return a;
+  std::lock_guard<std::mutex> l(taps_mu_);
+  auto it = drain_.find(req->tap_id());
+  if (it == drain_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no running tap ", req->tap_id()));
+  }
+  *it->second = true;
+  return grpc::Status::OK;
+}
+
 grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* req,
                                grpc::ServerWriter<v1::TapEvents>* writer) {
   // Sent with whatever status this returns: a client tells "the control plane ended the tap"
   // from "the connection to it was lost".
   ctx->AddTrailingMetadata("tapkit-ended-by", "controlplane");
-  if (!token_.empty()) {
-    auto it = ctx->client_metadata().find("authorization");
-    if (it == ctx->client_metadata().end() ||
-        std::string(it->second.data(), it->second.size()) != "Bearer " + token_) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "this control plane needs a bearer token (taprec --token-file FILE)");
-    }
-  }
+  if (grpc::Status a = Authenticate(ctx); !a.ok()) return a;
   if (req->target().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "no target: name one, e.g. deploy/backend or pod/NAME");
@@ -201,6 +222,25 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   observe.set_phases(req->phases());
   observe.set_stats_interval_ms(1000);
 
+  // The tap's id, for Tap.Stop; registered while the tap runs.
+  std::atomic<bool> drain_asked{false};
+  std::string tap_id;
+  {
+    unsigned char raw[8];
+    RAND_bytes(raw, sizeof raw);
+    for (unsigned char c : raw) absl::StrAppend(&tap_id, absl::Hex(c, absl::kZeroPad2));
+    std::lock_guard<std::mutex> l(taps_mu_);
+    drain_[tap_id] = &drain_asked;
+  }
+  struct Unregister {
+    TapService* self;
+    const std::string& id;
+    ~Unregister() {
+      std::lock_guard<std::mutex> l(self->taps_mu_);
+      self->drain_.erase(id);
+    }
+  } unregister{this, tap_id};
+
   std::atomic<bool> stop{false};
   Merged merged;
   auto status_event = [](const PodInfo& p, v1::PodStatus::State st, const std::string& msg) {
@@ -216,6 +256,7 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   // as soon as one sidecar is, and a pod streams from the moment its own sidecar is up.
   std::vector<std::unique_ptr<Stream>> streams;
   v1::TapEvents starting;
+  starting.add_events()->mutable_started()->set_tap_id(tap_id);
   for (const PodInfo& p : *pods) {
     auto st = std::make_unique<Stream>();
     st->pod = p;
@@ -237,7 +278,11 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
                     stop);
         return;
       }
-      st->sidecar = *std::move(sc);
+      {
+        std::lock_guard<std::mutex> l(st->mu);
+        st->sidecar = *std::move(sc);
+        if (st->drain) st->sidecar->Terminate();
+      }
       ++started;
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(-1);  // an exchange's bodies may exceed gRPC's 4 MiB
@@ -348,9 +393,28 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
     return ok;
   };
   std::vector<v1::TapEvent> in;
-  bool finished = false;  // the limit was reached or the client went away
-  while (open > 0 && !finished) {
+  bool client_gone = false;
+  // Draining (Tap.Stop, or the limit reached): every sidecar is asked to finish; what they still
+  // send (open exchanges as "capture ended", their last stats) is read until their streams end,
+  // for at most kDrainMs.
+  constexpr int kDrainMs = 3000;
+  std::optional<std::chrono::steady_clock::time_point> draining;
+  auto start_drain = [&] {
+    if (draining) return;
+    draining = std::chrono::steady_clock::now();
+    for (auto& st : streams) {
+      std::lock_guard<std::mutex> l(st->mu);
+      st->drain = true;
+      if (st->sidecar) st->sidecar->Terminate();
+    }
+  };
+  while (open > 0 && !client_gone) {
     if (ctx->IsCancelled() || stopping_) break;
+    if (drain_asked) start_drain();
+    if (draining &&
+        std::chrono::steady_clock::now() - *draining > std::chrono::milliseconds(kDrainMs)) {
+      break;
+    }
     if (std::chrono::steady_clock::now() - last_stats > std::chrono::seconds(1)) {
       last_stats = std::chrono::steady_clock::now();
       *out.add_events() = own_stats();
@@ -407,12 +471,9 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
         continue;
       }
       out.mutable_events()->Add(std::move(e));
-      if (req->max_requests() && sent >= req->max_requests()) {
-        finished = true;
-        break;
-      }
+      if (req->max_requests() && sent >= req->max_requests()) start_drain();
       if (out_bytes >= kBatchBytes && !flush()) {
-        finished = true;  // the client went away
+        client_gone = true;
         break;
       }
     }

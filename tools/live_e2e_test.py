@@ -9,6 +9,7 @@ from what curl received (status, body, the X-Pod header naming the backend pod t
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -373,6 +374,46 @@ class LiveTap(unittest.TestCase):
         for seq in range(len(seqs) + 1, sent + 1):
             self.assertGreater(started[seq], exited - 0.5, "request %d of %d" % (seq, sent))
         self.assertGreater(last_end - min(started.values()) * 1e9, 2e9)
+
+    def test_ctrl_c_keeps_what_is_still_open_and_the_last_counters(self):
+        # Ctrl+C stops the tap gracefully (Tap.Stop): a request still waiting for its response
+        # is kept, as tcpdump keeps its packets, marked capture-ended; the sidecars' last stats
+        # reach the trailer.
+        f = os.path.join(self.dir, "open.tap")
+        t = taprec("deploy/backend", "-n", "demo", "--path", "/api/slow", "-w", f)
+        wait_streaming(t, 2)
+        c = subprocess.Popen(["curl", "-s", "--interface", CLIENT, FRONTEND + "/api/slow?open=1"],
+                             stdout=subprocess.DEVNULL)
+        time.sleep(0.7)  # the backend answers after 1.5 s
+        t.send_signal(signal.SIGINT)
+        _, err = t.communicate(timeout=20)
+        c.wait(20)
+        self.assertEqual(t.returncode, 0, err)
+        xs = [x for x in exchanges(f) if x["request"]["path"] == "/api/slow?open=1"]
+        # Inbound at the backend pod, and its own call to the slow service (outbound).
+        self.assertEqual(sorted(x["proxyDirection"] for x in xs), ["INBOUND", "OUTBOUND"], xs)
+        for x in xs:
+            self.assertEqual(x["end"]["completion"], "capture-ended")
+            self.assertIsNone(x.get("response"))
+        info = subprocess.run([TAPCAT, "--info", f], check=True, capture_output=True).stdout
+        requests = sum(int(n) for n in re.findall(rb"http1_requests=(\d+)", info))
+        self.assertEqual(requests, 2, info)
+        self.assertIn(b"exchanges recorded", err)
+
+    def test_output_reader_going_away_ends_the_tap(self):
+        # taprec ... | head -2: the tap ends when head exits, as tcpdump's does.
+        l = load(20, 50)
+        t = taprec("deploy/backend", "-n", "demo")
+        wait_streaming(t, 2)
+        t.stdout.readline()
+        t.stdout.readline()
+        t.stdout.close()
+        try:
+            t.wait(10)
+        finally:
+            l.terminate()
+            l.wait()
+        self.assertEqual(t.returncode, 0, t.stderr.read())
 
     def test_controlplane_unreachable_is_a_clear_error_and_a_valid_file(self):
         f = os.path.join(self.dir, "none.tap")

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -34,12 +35,12 @@
 #include "format/async_writer.h"
 #include "format/codec.h"
 #include "format/writer.h"
+#include "recorder/rotating_writer.h"
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
 #include "sidecar/redact.h"
 #include "tools/render.h"
-#include "recorder/rotating_writer.h"
 #ifdef TAPREC_LIVE
 #include "tools/taprec_live.h"
 #endif
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
   po::options_description opts(
       "Usage: taprec TARGET [options]          tap a workload through the control plane\n"
       "       taprec -r FILE|- [options] [BPF]  read a pcap or pcapng capture\n"
+      "       taprec -i IFACE [options] [BPF]   capture an interface directly, as tcpdump\n"
       "Records HTTP exchanges into a .tap file, or prints them.\n\nOptions");
   opts.add_options()("help,h", "show this help")(
       "read,r", po::value(&read_path), "read packets from a pcap or pcapng file (- for stdin)")(
@@ -109,7 +111,8 @@ int main(int argc, char** argv) {
       "authority", po::value(&live.authority), "keep requests to this authority")(
       "path", po::value(&live.path), "keep requests whose path starts with this")(
       "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
-      "max-rps", po::value(&live.max_rps), "at most R exchanges per second, all pods together")(
+      "max-rps", po::value(&live.max_rps),
+      "at most R exchanges per second, all pods together (0: no limit)")(
       "controlplane", po::value(&live.controlplane),
       "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
       "token-file", po::value(&live.token_file), "bearer token for a control plane on TCP")(
@@ -168,6 +171,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: --inventory: give the inventory file\n");
     return kExitError;
   }
+  if (!inventory_path.empty() && read_path.empty() && interface_name.empty()) {
+    std::fprintf(stderr,
+                 "taprec: --inventory goes with -r or -i; a live tap's labels come from the "
+                 "control plane's inventory\n");
+    return kExitError;
+  }
   if (!inventory_path.empty()) {
     absl::StatusOr<tapkit::Inventory> inv = tapkit::Inventory::Load(inventory_path);
     if (!inv.ok()) {
@@ -195,12 +204,30 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: -r and -i: one source at a time\n");
     return kExitError;
   }
+  if (!read_path.empty() || !interface_name.empty()) {
+    // "taprec deploy/x -i lo": the words after the options are a BPF filter there, and a
+    // workload is tapped through the control plane, without -r or -i.
+    static const char* kKinds[] = {
+        "pod/",     "po/",        "deploy/",    "deployment/", "sts/",    "statefulset/",
+        "ds/",      "daemonset/", "rs/",        "replicaset/", "job/",    "cj/",
+        "cronjob/", "ns/",        "namespace/", "svc/",        "service/"};
+    for (const char* k : kKinds) {
+      if (!bpf_words.empty() && absl::StartsWith(bpf_words[0], k)) {
+        std::fprintf(stderr,
+                     "taprec: %s is a TARGET: a workload is tapped through the control plane, "
+                     "without %s (with it, the words after the options are a BPF filter)\n",
+                     bpf_words[0].c_str(), read_path.empty() ? "-i" : "-r");
+        return kExitError;
+      }
+    }
+  }
   if (read_path.empty() && interface_name.empty()) {
 #ifdef TAPREC_LIVE
     if (bpf_words.size() != 1) {
       std::fprintf(stderr,
                    bpf_words.empty()
-                       ? "taprec: give a TARGET to tap (deploy/NAME, pod/NAME, ...) or -r FILE\n"
+                       ? "taprec: give a TARGET to tap (deploy/NAME, pod/NAME, ...), -r FILE or "
+                         "-i IFACE\n"
                        : "taprec: one TARGET only (a BPF expression goes with -r)\n");
       return kExitError;
     }

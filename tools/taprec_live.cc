@@ -5,12 +5,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,7 +37,11 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
 
 std::atomic<bool> g_interrupted{false};
-void OnSignal(int) { g_interrupted = true; }
+std::atomic<int> g_signals{0};
+void OnSignal(int) {
+  g_interrupted = true;
+  ++g_signals;
+}
 
 }  // namespace
 
@@ -123,17 +131,41 @@ int RunLive(const LiveArgs& a) {
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
 
-  // Ctrl+C / SIGTERM: cancel the call; the loop below then finishes the file.
+  // Ctrl+C / SIGTERM: the tap is asked to stop (Tap.Stop): its sidecars send what is still
+  // open, as "capture ended", and the stream ends; the loop below then finishes the file. If
+  // that takes over kStopWaitMs, or at a second signal, the call is cancelled instead.
+  constexpr int kStopWaitMs = 5000;
   g_interrupted = false;
+  g_signals = 0;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
   std::atomic<bool> done{false};
+  std::mutex tap_id_mu;
+  std::string tap_id;  // from the stream's TapStarted
   std::thread watcher([&] {
+    std::optional<std::chrono::steady_clock::time_point> asked;
     while (!done) {
-      if (g_interrupted) {
+      if (g_signals > 1 || (asked && std::chrono::steady_clock::now() - *asked >
+                                         std::chrono::milliseconds(kStopWaitMs))) {
         ctx.TryCancel();
         return;
+      }
+      if (g_interrupted && !asked) {
+        asked = std::chrono::steady_clock::now();
+        v1::StopRequest stop;
+        {
+          std::lock_guard<std::mutex> l(tap_id_mu);
+          stop.set_tap_id(tap_id);
+        }
+        grpc::ClientContext sctx;
+        if (!token.empty()) sctx.AddMetadata("authorization", "Bearer " + token);
+        sctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+        v1::StopResponse unused;
+        if (stop.tap_id().empty() || !stub->Stop(&sctx, stop, &unused).ok()) {
+          ctx.TryCancel();  // not started yet, or an older control plane: cancel
+          return;
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -156,6 +188,7 @@ int RunLive(const LiveArgs& a) {
   auto key = [](const v1::ExchangeId& id) {
     return (uint64_t{id.capture_point_id()} << 40) ^ id.stream_id();
   };
+  int stdout_error = 0;   // errno of the first failed write to standard output
   uint64_t messages = 0;  // gRPC messages received (--delay-report: how events were batched)
   while (reader->Read(&batch)) {
     ++messages;
@@ -216,6 +249,11 @@ int RunLive(const LiveArgs& a) {
           }
           break;
         }
+        case v1::TapEvent::kStarted: {
+          std::lock_guard<std::mutex> l(tap_id_mu);
+          tap_id = ev.started().tap_id();
+          break;
+        }
         case v1::TapEvent::kStats:
           if (writer) writer->OnStats(ev.stats());
           break;
@@ -238,9 +276,14 @@ int RunLive(const LiveArgs& a) {
           break;
       }
     }
-    if (!out.empty()) {
+    if (!out.empty() && stdout_error == 0) {
       std::fwrite(out.data(), 1, out.size(), stdout);
-      std::fflush(stdout);  // live: the lines as they happen
+      // Live: the lines as they happen. A reader that went away (`| head`) ends the tap as
+      // SIGPIPE ends tcpdump, quietly; any other write error (a full disk) is an error.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        stdout_error = errno ? errno : EIO;
+        ctx.TryCancel();
+      }
     }
     if (writer) {
       // This message's exchanges to the writer thread now; -G rotation (OutOfRange once -W
@@ -271,11 +314,17 @@ int RunLive(const LiveArgs& a) {
 
   int rc = kExitOk;
   bool rotation_done = absl::IsOutOfRange(write_error);
-  if (!write_error.ok() && !rotation_done) {
+  if (stdout_error == EPIPE) {
+    // The reader of our output went away: done, as tcpdump | head is.
+  } else if (stdout_error != 0) {
+    std::fprintf(stderr, "taprec: standard output: %s\n", std::strerror(stdout_error));
+    rc = kExitError;
+  } else if (rotation_done) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(write_error.message()).c_str());
+  } else if (!write_error.ok()) {
     std::fprintf(stderr, "taprec: %s\n", std::string(write_error.message()).c_str());
     rc = kExitError;
-  } else if (!st.ok() && !rotation_done &&
-             !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
+  } else if (!st.ok() && !(g_interrupted && st.error_code() == grpc::StatusCode::CANCELLED)) {
     bool ended_by_server = ctx.GetServerTrailingMetadata().count("tapkit-ended-by") > 0;
     if (ended_by_server) {
       std::fprintf(stderr, "taprec: %s\n", st.error_message().c_str());
@@ -292,11 +341,16 @@ int RunLive(const LiveArgs& a) {
   }
   (void)lost_any;
   if (writer) {
+    uint64_t drops = writer->drops();
     absl::Status s = writer->Close();
     if (!s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       rc = kExitError;
     }
+    // As tcpdump's "N packets captured ... dropped by kernel".
+    std::fprintf(stderr, "taprec: %llu exchanges recorded, %llu dropped (tapcat --info for why)\n",
+                 static_cast<unsigned long long>(exchanges),
+                 static_cast<unsigned long long>(drops));
   }
   if (a.delay_report && !delays.empty()) {
     std::sort(delays.begin(), delays.end());
