@@ -158,11 +158,16 @@ TEST(Taprec, InterruptWhileWaitingOnAPipe) {
   // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
   std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' -r - -w '"
                         << tap << "'\n";
-  Result r = Sh(absl::StrCat(
-      "rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
-      "' & sleep 1; start=$(date +%s); kill -INT $(cat '", pidfile, "'); while kill -0 $(cat '",
-      pidfile, "') 2>/dev/null; do sleep 0.1; done; ", "echo took=$(( $(date +%s) - start ))"));
-  EXPECT_NE(r.out.find("took=0"), std::string::npos) << r.out << r.err;
+  Result r =
+      Sh(absl::StrCat("rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
+                      "' & sleep 1; start=$(date +%s%N); kill -INT $(cat '", pidfile,
+                      "'); while kill -0 $(cat '", pidfile, "') 2>/dev/null; do sleep 0.05; done; ",
+                      "echo took_ms=$(( ($(date +%s%N) - start) / 1000000 ))"));
+  // Gone at once, not when the writer of the pipe finishes 3 s later. (Whole seconds of `date`
+  // made this flaky: an exit 0.1 s after the signal could straddle a second boundary.)
+  size_t at = r.out.find("took_ms=");
+  ASSERT_NE(at, std::string::npos) << r.out << r.err;
+  EXPECT_LT(std::stol(r.out.substr(at + 8)), 1500) << r.out << r.err;
   Result info = Sh(absl::StrCat("'", TAPCAT_BIN, "' --info '", tap, "'"));
   EXPECT_NE(info.out.find("Exchanges:        3"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
