@@ -27,7 +27,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -207,18 +206,14 @@ int main(int argc, char** argv) {
   if (!read_path.empty() || !interface_name.empty()) {
     // "taprec deploy/x -i lo": the words after the options are a BPF filter there, and a
     // workload is tapped through the control plane, without -r or -i.
-    static const char* kKinds[] = {
-        "pod/",     "po/",        "deploy/",    "deployment/", "sts/",    "statefulset/",
-        "ds/",      "daemonset/", "rs/",        "replicaset/", "job/",    "cj/",
-        "cronjob/", "ns/",        "namespace/", "svc/",        "service/"};
-    for (const char* k : kKinds) {
-      if (!bpf_words.empty() && absl::StartsWith(bpf_words[0], k)) {
-        std::fprintf(stderr,
-                     "taprec: %s is a TARGET: a workload is tapped through the control plane, "
-                     "without %s (with it, the words after the options are a BPF filter)\n",
-                     bpf_words[0].c_str(), read_path.empty() ? "-i" : "-r");
-        return kExitError;
-      }
+    // TYPE/NAME in the inventory's own syntax (ParseTarget); no BPF primitive has a '/' there.
+    if (!bpf_words.empty() && bpf_words[0].find('/') != std::string::npos &&
+        tapkit::ParseTarget(bpf_words[0]).ok()) {
+      std::fprintf(stderr,
+                   "taprec: %s is a TARGET: a workload is tapped through the control plane, "
+                   "without %s (with it, the words after the options are a BPF filter)\n",
+                   bpf_words[0].c_str(), read_path.empty() ? "-i" : "-r");
+      return kExitError;
     }
   }
   if (read_path.empty() && interface_name.empty()) {
