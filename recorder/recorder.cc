@@ -65,10 +65,7 @@ absl::Status Recorder::Close() { return writer_->Close(); }
 
 uint64_t Recorder::drops() const {
   uint64_t n = 0;
-  for (const auto& [cp, s] : stats_) {
-    for (const auto& [name, v] : s.drops()) n += v;
-    n += s.kernel_dropped() + s.events_dropped();
-  }
+  for (const auto& [name, v] : Trailer().drops) n += v;
   return n;
 }
 

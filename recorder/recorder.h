@@ -52,7 +52,7 @@ class Recorder {
   // Writes the trailer (every capture point's drops and counters, summed) and closes the file.
   absl::Status Close();
 
-  // Every drop counted so far, summed (for progress lines).
+  // Every drop the trailer would hold now, summed (for progress and summary lines).
   uint64_t drops() const;
 
  private:
