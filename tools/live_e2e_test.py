@@ -211,6 +211,12 @@ class LiveTap(unittest.TestCase):
         self.assertEqual(len(xs), 37)
         pods = {x["destination"]["metadata"]["pod"] for x in xs}
         self.assertEqual(pods, {"backend-7c9d4f6b8-m2n7q", "backend-7c9d4f6b8-t5w9z"})
+        self.assertIn(b"taprec: 37 exchanges recorded", err)
+        # The tap drained at the limit: the sidecars' last counters reached the trailer, so they
+        # count at least the 37 requests written (not the state of up to a second before).
+        info = subprocess.run([TAPCAT, "--info", f], check=True, capture_output=True).stdout
+        requests = sum(int(n) for n in re.findall(rb"http1_requests=(\d+)", info))
+        self.assertGreaterEqual(requests, 37, info)
 
     def test_unknown_target_fails_with_the_names_that_exist(self):
         t = taprec("deploy/backnd", "-n", "demo")
