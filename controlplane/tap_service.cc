@@ -326,7 +326,12 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
       grpc::Status s = r->Finish();
       std::string how;
       bool running = st->sidecar->Running(&how);
-      if (s.ok() || stop) {
+      bool asked_to_finish;  // the tap drains: however its stream ended, the sidecar was not lost
+      {
+        std::lock_guard<std::mutex> l(st->mu);
+        asked_to_finish = st->drain;
+      }
+      if (s.ok() || stop || asked_to_finish) {
         merged.Push(status_event(st->pod, v1::PodStatus::ENDED, ""), stop);
       } else {
         std::string msg = absl::StrCat("stream failed: ", s.error_message());
@@ -494,9 +499,9 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
                         absl::StrCat("no sidecar could be started for ", req->target(), " in ", ns,
                                      " (see the pod status events)"));
   }
-  if (open == 0 && sent == 0 && !ctx->IsCancelled()) {
+  if (open == 0 && sent == 0 && !ctx->IsCancelled() && !draining) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "every sidecar of the tap was lost (see the pod status events)");
+                        "every sidecar of the tap was lost (each pod's LOST status says why)");
   }
   return grpc::Status::OK;
 }
