@@ -8,6 +8,11 @@ namespace tapkit {
 
 namespace v1 = tapkit::tap::v1;
 
+namespace {
+// Exchanges --max-rps kept out: asked for, not lost (the trailer lists them with the drops).
+constexpr char kHeldBack[] = "max_rps_held_back";
+}  // namespace
+
 Endpoint EndpointFromProto(const v1::Endpoint& e) {
   Endpoint out;
   if (std::optional<IpAddress> ip = IpAddress::Parse(e.ip())) out.ip = *ip;
@@ -65,8 +70,16 @@ absl::Status Recorder::Close() { return writer_->Close(); }
 
 uint64_t Recorder::drops() const {
   uint64_t n = 0;
-  for (const auto& [name, v] : Trailer().drops) n += v;
+  for (const auto& [name, v] : Trailer().drops) {
+    if (name != kHeldBack) n += v;
+  }
   return n;
+}
+
+uint64_t Recorder::held_back() const {
+  TrailerInput t = Trailer();
+  auto it = t.drops.find(kHeldBack);
+  return it == t.drops.end() ? 0 : it->second;
 }
 
 TrailerInput Recorder::Trailer() const {

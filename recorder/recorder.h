@@ -52,8 +52,10 @@ class Recorder {
   // Writes the trailer (every capture point's drops and counters, summed) and closes the file.
   absl::Status Close();
 
-  // Every drop the trailer would hold now, summed (for progress and summary lines).
+  // Every drop the trailer would hold now, summed, but for the exchanges --max-rps held back
+  // (held_back()): those were asked for (for progress and summary lines).
   uint64_t drops() const;
+  uint64_t held_back() const;
 
  private:
   TrailerInput Trailer() const;

@@ -480,7 +480,25 @@ class LiveTap(unittest.TestCase):
         self.assertGreater(n, 5)
         self.assertLessEqual(n, 5 * 4 + 5)  # 5/s for at most ~4 s, plus a burst of 5
         info = subprocess.run([TAPCAT, "--info", f], capture_output=True).stdout.decode()
-        self.assertRegex(info, r"max_rps_held_back=[1-9]")
+        held = int(re.search(r"max_rps_held_back=(\d+)", info).group(1))
+        self.assertGreater(held, 0)
+        # The summary tells held back (asked for) from dropped (lost).
+        self.assertIn(("taprec: %d exchanges recorded, 0 dropped, %d held back by --max-rps"
+                       % (n, held)).encode(), err)
+
+    def test_ctrl_c_while_the_tap_starts_is_a_quiet_stop(self):
+        # Stopped before its sidecars stream: the drain must not call them lost.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            f = os.path.join(self.dir, "early.tap")
+            t = taprec("deploy/backend", "-n", "demo", "-w", f)
+            time.sleep(0.05)
+            t.send_signal(sig)
+            _, err = t.communicate(timeout=20)
+            self.assertEqual(t.returncode, 0, err)
+            self.assertNotIn(b"lost", err)
+            self.assertIn(b"taprec: 0 exchanges recorded, 0 dropped\n", err)
+            self.assertEqual(exchanges(f), [])
+            wait_no_sidecars()
 
     def test_concurrent_taps(self):
         fa, fb = os.path.join(self.dir, "a.tap"), os.path.join(self.dir, "b.tap")

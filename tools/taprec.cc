@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
       "path", po::value(&live.path), "keep requests whose path starts with this")(
       "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
       "max-rps", po::value(&live.max_rps),
-      "at most R exchanges per second, all pods together (0: no limit)")(
+      "at most R exchanges per second, all pods together, in bursts of up to R (0: no limit); "
+      "the rest are counted as held back")(
       "controlplane", po::value(&live.controlplane),
       "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
       "token-file", po::value(&live.token_file), "bearer token for a control plane on TCP")(

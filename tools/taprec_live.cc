@@ -341,16 +341,18 @@ int RunLive(const LiveArgs& a) {
   }
   (void)lost_any;
   if (writer) {
-    uint64_t drops = writer->drops();
+    uint64_t drops = writer->drops(), held_back = writer->held_back();
     absl::Status s = writer->Close();
     if (!s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
       rc = kExitError;
     }
     // As tcpdump's "N packets captured ... dropped by kernel".
-    std::fprintf(stderr, "taprec: %llu exchanges recorded, %llu dropped (tapcat --info for why)\n",
-                 static_cast<unsigned long long>(exchanges),
-                 static_cast<unsigned long long>(drops));
+    std::string line =
+        absl::StrCat("taprec: ", exchanges, " exchanges recorded, ", drops, " dropped");
+    if (held_back) absl::StrAppend(&line, ", ", held_back, " held back by --max-rps");
+    if (drops) absl::StrAppend(&line, " (tapcat --info for why)");
+    std::fprintf(stderr, "%s\n", line.c_str());
   }
   if (a.delay_report && !delays.empty()) {
     std::sort(delays.begin(), delays.end());
