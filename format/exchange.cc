@@ -70,6 +70,8 @@ std::string_view CompletionName(Completion c) {
       return "malformed";
     case Completion::kTimeout:
       return "timeout";
+    case Completion::kAmbiguousPairing:
+      return "ambiguous-pairing";
   }
   return "unknown";
 }

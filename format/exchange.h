@@ -38,6 +38,9 @@ enum class Completion : uint8_t {
   kCaptureEnded = 6,
   kMalformed = 7,
   kTimeout = 8,
+  // The TCP evidence could not tell which request a response answers (format 1.1): the
+  // response and the requests it may answer are written apart, none paired.
+  kAmbiguousPairing = 9,
 };
 
 // Names used in text and JSON output: "in"/"out"/"-", "HTTP/1.1", "no-response", ...

@@ -98,8 +98,10 @@ TEST(Decode, Ipv4FragmentIsHandedOver) {
 // Collects a reassembled stream, gaps shown as '#'.
 struct StringSink final : StreamSink {
   std::string out;
-  void OnData(std::span<const uint8_t> d, uint64_t) override { out.append(d.begin(), d.end()); }
-  void OnGap(uint64_t n, uint64_t) override { out.append(n, '#'); }
+  void OnData(std::span<const uint8_t> d, const ChunkInfo&) override {
+    out.append(d.begin(), d.end());
+  }
+  void OnGap(uint64_t, uint64_t n, uint64_t, bool) override { out.append(n, '#'); }
 };
 
 std::span<const uint8_t> S(const std::string& s) {
@@ -131,7 +133,7 @@ TEST(Reassembly, LostSegmentBecomesAGapWhenThePeerAcksPastIt) {
   EXPECT_EQ(sink.out, "aaaa");
   r.OnPeerAck(112, 0, &sink);
   EXPECT_EQ(sink.out, "aaaa") << "within the grace time the bytes may still come";
-  r.OnPeerAck(112, TcpReassembler::kAckGraceNs, &sink);
+  r.OnPeerAck(112, TcpReassembler::kDefaultReorderWindowNs, &sink);
   EXPECT_EQ(sink.out, "aaaa####cccc");
   EXPECT_EQ(r.stats().gap_bytes, 4u);
 }
@@ -150,9 +152,10 @@ TEST(Reassembly, AckRecordedBeforeItsDataIsNotAGap) {
   // A later hole is timed afresh.
   r.OnSegment(116, S("eeee"), false, false, 4000, &sink);
   r.OnPeerAck(120, 5000, &sink);
-  r.OnSegment(120, S("ffff"), false, false, 5000 + TcpReassembler::kAckGraceNs - 1, &sink);
+  r.OnSegment(120, S("ffff"), false, false, 5000 + TcpReassembler::kDefaultReorderWindowNs - 1,
+              &sink);
   EXPECT_EQ(sink.out, "aaaabbbbcccc");
-  r.OnSegment(124, S("gggg"), false, false, 5000 + TcpReassembler::kAckGraceNs, &sink);
+  r.OnSegment(124, S("gggg"), false, false, 5000 + TcpReassembler::kDefaultReorderWindowNs, &sink);
   EXPECT_EQ(sink.out, "aaaabbbbcccc####eeeeffffgggg");
 }
 

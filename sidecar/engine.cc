@@ -93,8 +93,17 @@ struct CaptureEngine::Impl {
   struct DirSink final : StreamSink {
     Conn* conn = nullptr;
     int dir = 0;
-    void OnData(std::span<const uint8_t> data, uint64_t ts) override;
-    void OnGap(uint64_t bytes, uint64_t ts) override;
+    void OnData(std::span<const uint8_t> data, const ChunkInfo& at) override;
+    void OnGap(uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen) override;
+  };
+
+  // Bytes (or a gap) of one direction kept before they reach the HTTP parser: while the protocol
+  // is undecided, and, on the server side, while they acknowledge client bytes not seen yet.
+  struct Piece {
+    ChunkInfo at;
+    std::string data;
+    uint64_t gap_bytes = 0;  // a gap of this many bytes at at.offset instead of data
+    bool snaplen = false;
   };
 
   struct Conn {
@@ -108,13 +117,20 @@ struct CaptureEngine::Impl {
     Proto proto = Proto::kUnknown;
     std::unique_ptr<Http1Connection> http;
     uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
-    std::string held[2];      // those bytes, kept (up to the cap) until the protocol is known
-    size_t skip[2] = {0, 0};  // held bytes before the message start Decide found
+    std::string held[2];  // those bytes, kept (up to the cap) until the protocol is known
+    std::vector<Piece> held_pieces[2];    // the same as they came, with offsets and ACKs
+    size_t skip[2] = {0, 0};              // held bytes before the message start Decide found
     uint64_t deciding_bytes[2] = {0, 0};  // size of the chunk being decided on, per direction
     uint64_t last_ts = 0;
     bool fin[2] = {false, false};  // the direction has ended (FIN and every byte before it)
+    // Server bytes waiting for the client bytes they acknowledge (cross-direction reordering),
+    // oldest first; `inbox_since`: capture time the front began to wait.
+    std::deque<Piece> inbox;
+    uint64_t inbox_since = 0;
+    bool server_end_sent = false;  // Http1Connection::OnServerEnd was called
 
-    Conn(Impl* e, size_t cap) : engine(e), stream{TcpReassembler(cap), TcpReassembler(cap)} {
+    Conn(Impl* e, size_t cap, uint64_t window)
+        : engine(e), stream{TcpReassembler(cap, window), TcpReassembler(cap, window)} {
       for (int d = 0; d < 2; ++d) {
         sink[d].conn = this;
         sink[d].dir = d;
@@ -161,9 +177,129 @@ struct CaptureEngine::Impl {
   void Close(Conn& c, Completion how, std::string_view reason, uint64_t ts, bool by_reset = false);
   void Expire(uint64_t ts);
   void StartHttp(Conn& c, int client_dir);
+  // HTTP/1 hand-over, in the order the peers sent the bytes (see Ready).
+  void ToHttp(Conn& c, int dir, std::span<const uint8_t> data, const ChunkInfo& at);
+  void GapToHttp(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen);
+  void Deliver(Conn& c, int dir, Piece&& p);
+  bool Ready(Conn& c, const ChunkInfo& at) const;
+  void Pump(Conn& c);
+  // Server bytes that waited a reorder window for client bytes: the client bytes are lost.
+  void ExpireInbox(Conn& c, uint64_t now, bool force);
+  StreamPosition Position(Conn& c, int dir, const ChunkInfo& at) const;
 };
 
-void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, uint64_t ts) {
+StreamPosition CaptureEngine::Impl::Position(Conn& c, int dir, const ChunkInfo& at) const {
+  StreamPosition pos;
+  pos.ts_ns = at.ts_ns;
+  pos.offset = at.offset;
+  if (at.has_ack) pos.peer_ack = c.stream[1 - dir].OffsetOf(at.ack);
+  return pos;
+}
+
+// Server bytes go to the parser only once the client bytes their segment acknowledges have been
+// delivered (or given up as lost): a response is paired only when every request it may answer
+// is known, however the capture ordered the two directions (merged captures, -i any).
+bool CaptureEngine::Impl::Ready(Conn& c, const ChunkInfo& at) const {
+  if (!at.has_ack) return true;
+  const TcpReassembler& peer = c.stream[c.client];
+  std::optional<int64_t> off = peer.OffsetOf(at.ack);
+  if (!off) return false;  // the client stream has not begun: its first bytes may be on the way
+  // Once the client's FIN and every byte before it are in, nothing more can come (an ACK of the
+  // FIN covers one sequence number past the last byte).
+  return *off <= static_cast<int64_t>(peer.delivered()) || peer.finished();
+}
+
+void CaptureEngine::Impl::Deliver(Conn& c, int dir, Piece&& p) {
+  if (p.gap_bytes) {
+    if (dir == c.client) {
+      c.http->OnClientGap(p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
+    } else {
+      c.http->OnServerGap(p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
+    }
+    return;
+  }
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(p.data.data()), p.data.size());
+  if (bytes.empty()) return;
+  if (dir == c.client) {
+    c.http->OnClientData(bytes, Position(c, dir, p.at));
+  } else {
+    c.http->OnServerData(bytes, Position(c, dir, p.at));
+  }
+}
+
+void CaptureEngine::Impl::Pump(Conn& c) {
+  while (!c.inbox.empty() && c.http) {
+    Piece& p = c.inbox.front();
+    if (!p.gap_bytes && !Ready(c, p.at)) return;
+    Piece piece = std::move(p);
+    c.inbox.pop_front();
+    c.inbox_since = c.last_ts;
+    Deliver(c, 1 - c.client, std::move(piece));
+  }
+  // The server's FIN ends a body read until the close, once every byte before it was parsed.
+  if (c.http && c.inbox.empty() && c.fin[1 - c.client] && !c.server_end_sent) {
+    c.server_end_sent = true;
+    c.http->OnServerEnd(c.last_ts);
+  }
+}
+
+void CaptureEngine::Impl::ExpireInbox(Conn& c, uint64_t now, bool force) {
+  while (!c.inbox.empty() && c.http) {
+    if (!force && now < c.inbox_since + options.reorder_window_ns) return;
+    Piece& p = c.inbox.front();
+    TcpReassembler& peer = c.stream[c.client];
+    std::optional<int64_t> off = p.at.has_ack ? peer.OffsetOf(p.at.ack) : std::nullopt;
+    if (off && *off > static_cast<int64_t>(peer.delivered())) {
+      // The server acknowledged client bytes the capture never showed within the window: they
+      // were lost (or reordered further than the window allows).
+      if (!force) Count("reorder_window_expired");
+      size_t before = peer.buffered_bytes();
+      peer.SkipTo(static_cast<uint64_t>(*off), now, &c.sink[c.client]);
+      buffered_total -= std::min(buffered_total, before - std::min(before, peer.buffered_bytes()));
+    }
+    // No client bytes at all, or an ACK past the client's end: pair without its evidence.
+    if (!c.inbox.empty() && !Ready(c, c.inbox.front().at)) c.inbox.front().at.has_ack = false;
+    Pump(c);
+    if (!c.inbox.empty()) c.inbox_since = now;
+  }
+}
+
+void CaptureEngine::Impl::ToHttp(Conn& c, int dir, std::span<const uint8_t> data,
+                                 const ChunkInfo& at) {
+  if (dir == c.client) {
+    c.http->OnClientData(data, Position(c, dir, at));
+    Pump(c);
+    return;
+  }
+  if (c.inbox.empty() && Ready(c, at)) {
+    c.http->OnServerData(data, Position(c, dir, at));
+    return;
+  }
+  if (c.inbox.empty()) c.inbox_since = at.ts_ns;
+  Piece& p = c.inbox.emplace_back();
+  p.at = at;
+  p.data.assign(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+void CaptureEngine::Impl::GapToHttp(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts,
+                                    bool snaplen) {
+  if (dir == c.client) {
+    c.http->OnClientGap(offset, bytes, ts, snaplen);
+    Pump(c);
+    return;
+  }
+  if (c.inbox.empty()) {
+    c.http->OnServerGap(offset, bytes, ts, snaplen);
+    return;
+  }
+  Piece& p = c.inbox.emplace_back();
+  p.at.offset = offset;
+  p.at.ts_ns = ts;
+  p.gap_bytes = bytes;
+  p.snaplen = snaplen;
+}
+
+void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const ChunkInfo& at) {
   Conn& c = *conn;
   Impl& e = *c.engine;
   if (c.proto == Proto::kUnknown) {
@@ -171,60 +307,68 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, uint64_
     // this direction so far, and hand them all over once decided.
     std::string& held = c.held[dir];
     if (held.size() < e.options.max_undecided_bytes) {
-      held.append(reinterpret_cast<const char*>(data.data()),
-                  std::min(data.size(), e.options.max_undecided_bytes - held.size()));
+      size_t keep = std::min(data.size(), e.options.max_undecided_bytes - held.size());
+      held.append(reinterpret_cast<const char*>(data.data()), keep);
+      Piece& p = c.held_pieces[dir].emplace_back();
+      p.at = at;
+      p.data.assign(reinterpret_cast<const char*>(data.data()), keep);
     }
     std::span<const uint8_t> all(reinterpret_cast<const uint8_t*>(held.data()), held.size());
     e.Decide(c, dir, all, data.size());
     if (c.proto != Proto::kHttp1) {
       if (c.proto != Proto::kUnknown) {
-        c.held[0].clear();
-        c.held[1].clear();
+        for (int d = 0; d < 2; ++d) {
+          c.held[d].clear();
+          c.held_pieces[d].clear();
+        }
       }
       return;
     }
-    // Decided: replay what was held, the other direction's first (it came earlier).
-    std::string mine = std::move(c.held[dir]), theirs = std::move(c.held[1 - dir]);
-    c.held[0].clear();
-    c.held[1].clear();
-    auto feed = [&c](int d, const std::string& b, uint64_t t) {
-      std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(b.data()), b.size());
-      if (bytes.empty()) return;
-      if (d == c.client) {
-        c.http->OnClientData(bytes, t);
-      } else {
-        c.http->OnServerData(bytes, t);
+    // Decided: replay what was held, the other direction's first (it came earlier); the server's
+    // bytes wait, as any, for the client bytes they acknowledge.
+    std::vector<Piece> pieces[2] = {std::move(c.held_pieces[0]), std::move(c.held_pieces[1])};
+    for (int d = 0; d < 2; ++d) {
+      c.held[d].clear();
+      c.held_pieces[d].clear();
+    }
+    for (int d : {1 - dir, dir}) {
+      size_t skip = c.skip[d];  // bytes before the message start Decide found
+      for (Piece& p : pieces[d]) {
+        if (p.gap_bytes) {
+          e.GapToHttp(c, d, p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
+          continue;
+        }
+        size_t cut = std::min(skip, p.data.size());
+        skip -= cut;
+        if (cut == p.data.size()) continue;
+        ChunkInfo at2 = p.at;
+        at2.offset += cut;
+        e.ToHttp(c, d,
+                 std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(p.data.data()) + cut,
+                                          p.data.size() - cut),
+                 at2);
       }
-    };
-    feed(1 - dir, theirs, ts);
-    feed(dir, mine.substr(std::min(c.skip[dir], mine.size())), ts);
+    }
     return;
   }
-  switch (c.proto) {
-    case Proto::kHttp1:
-      if (dir == c.client) {
-        c.http->OnClientData(data, ts);
-      } else {
-        c.http->OnServerData(data, ts);
-      }
-      return;
-    case Proto::kUnknown:
-      return;  // Decide kept or dropped what it could not place
-    default:
-      return;  // counted when decided
-  }
+  if (c.proto == Proto::kHttp1) e.ToHttp(c, dir, data, at);
+  // kOpaque, kTls, kHttp2: counted when decided
 }
 
-void CaptureEngine::Impl::DirSink::OnGap(uint64_t bytes, uint64_t ts) {
+void CaptureEngine::Impl::DirSink::OnGap(uint64_t offset, uint64_t bytes, uint64_t ts,
+                                         bool snaplen) {
   Conn& c = *conn;
-  c.engine->Count("tcp_gaps");
-  c.engine->Count("tcp_gap_bytes", bytes);
+  Impl& e = *c.engine;
+  e.Count("tcp_gaps");
+  e.Drop(snaplen ? "snaplen_bytes" : "tcp_gap_bytes", bytes);
   if (c.proto == Proto::kHttp1) {
-    if (dir == c.client) {
-      c.http->OnClientGap(bytes, ts);
-    } else {
-      c.http->OnServerGap(bytes, ts);
-    }
+    e.GapToHttp(c, dir, offset, bytes, ts, snaplen);
+  } else if (c.proto == Proto::kUnknown && !c.held[dir].empty()) {
+    Piece& p = c.held_pieces[dir].emplace_back();
+    p.at.offset = offset;
+    p.at.ts_ns = ts;
+    p.gap_bytes = bytes;
+    p.snaplen = snaplen;
   }
 }
 
@@ -337,7 +481,8 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
       Drop("connection_limit");
       return;
     }
-    auto c = std::make_unique<Conn>(this, options.max_buffered_per_direction);
+    auto c =
+        std::make_unique<Conn>(this, options.max_buffered_per_direction, options.reorder_window_ns);
     c->key = key;
     c->ip[0] = key.a;
     c->port[0] = key.a_port;
@@ -354,8 +499,10 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   if (syn && c.proto == Proto::kUnknown) c.client = ack ? 1 - dir : dir;
   if (seg.missing) Drop("snaplen_truncated_packets");
   size_t before = c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes();
-  c.stream[dir].OnSegment(seg.seq, seg.payload, syn, fin, ts, &c.sink[dir]);
+  c.stream[dir].OnSegment(seg.seq, seg.payload, syn, fin, ts, &c.sink[dir], ack, seg.ack,
+                          seg.missing);
   if (ack) c.stream[1 - dir].OnPeerAck(seg.ack, ts, &c.sink[1 - dir]);
+  if (!c.inbox.empty()) ExpireInbox(c, ts, false);
   size_t after = c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes();
   buffered_total = buffered_total - before + after;
   if (buffered_total > options.max_buffered_total) {
@@ -370,7 +517,7 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   for (int d = 0; d < 2; ++d) {
     if (c.stream[d].finished() && !c.fin[d]) {
       c.fin[d] = true;
-      if (c.proto == Proto::kHttp1 && d != c.client) c.http->OnServerEnd(ts);
+      if (c.proto == Proto::kHttp1 && d != c.client) Pump(c);  // ends the body once delivered
     }
   }
   if (rst) {
@@ -407,9 +554,13 @@ void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason
       std::min(buffered_total, c.stream[0].buffered_bytes() + c.stream[1].buffered_bytes());
   c.stream[0].Flush(ts, &c.sink[0]);
   c.stream[1].Flush(ts, &c.sink[1]);
+  ExpireInbox(c, ts, /*force=*/true);
   for (int d = 0; d < 2; ++d) {
     const ReassemblyStats& s = c.stream[d].stats();
     if (s.retransmitted_bytes) Count("tcp_retransmitted_bytes", s.retransmitted_bytes);
+    if (s.differing_retransmissions) {
+      Count("tcp_retransmissions_differing", s.differing_retransmissions);
+    }
     if (s.buffer_overflows) Drop("stream_buffer_limit", s.buffer_overflows);
   }
   if (c.http) c.http->Close(how, reason, ts);
@@ -428,6 +579,7 @@ void CaptureEngine::Impl::Expire(uint64_t ts) {
   }
   std::vector<Conn*> idle;
   for (auto& [k, c] : conns) {
+    if (!c->inbox.empty()) ExpireInbox(*c, ts, false);
     if (ts > c->last_ts && ts - c->last_ts > options.idle_timeout_ns) idle.push_back(c.get());
   }
   for (Conn* c : idle) {

@@ -33,6 +33,12 @@ struct EngineOptions {
   uint64_t idle_timeout_ns = 300'000'000'000;   // 5 minutes without a packet
   size_t max_fragmented_datagrams = 4096;
   size_t max_undecided_bytes = 16 << 10;  // bytes looked at before calling a stream opaque
+  // Capture time (nanoseconds) the engine waits for bytes a peer acknowledged but the capture has
+  // not shown yet (a merged capture, -i any, a multi-queue NIC or clock skew between interfaces
+  // can record a response or an ACK before the data it acknowledges). Server bytes wait this
+  // long for the client bytes they acknowledge before the response is paired; then the client
+  // bytes count as lost (counter reorder_window_expired). Holes acknowledged past wait as long.
+  uint64_t reorder_window_ns = 100'000'000;
 };
 
 class CaptureEngine {

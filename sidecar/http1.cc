@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace tapkit {
 namespace {
@@ -116,6 +117,19 @@ struct Http1Connection::Pending {
   bool malformed = false;  // with `gap`: the damage was a parse error, not lost bytes
   std::string gap_reason;
   bool written = false;  // emitted; kept only while the request side still parses its request
+  // The final response ended while the request was still arriving (an early answer): written
+  // when the request ends, or as truncated if it never does.
+  bool response_done = false;
+  // The capture holds no response for it (lost in a gap, or not told apart from another
+  // request's by an ambiguous response): written so once the request ends.
+  bool retired = false;
+  Completion retired_how = Completion::kGap;
+  std::string retired_reason;
+  // Framing that a peer may have read differently (Transfer-Encoding with Content-Length).
+  std::string framing_note;
+  // A response paired with no request (orphan_): how it is written.
+  Completion orphan_how = Completion::kNoRequest;
+  std::string orphan_reason;
 };
 
 // One direction's parser and the message it is in.
@@ -135,6 +149,21 @@ struct Http1Connection::Side {
   std::string custom_method;  // a method http-parser does not know, parsed by us
   std::string line_token;     // the first word of the request line, as sent
   std::string held_bytes;     // client bytes after an Upgrade request, until the verdict
+  // Positions (StreamPosition): the offset of the next byte fed, the ACK of the bytes being fed.
+  uint64_t pos = 0;
+  std::optional<int64_t> ack;
+  uint64_t chunk_end = 0;   // offset just after the bytes being fed
+  uint64_t msg_offset = 0;  // where the message being (or about to be) parsed begins
+  std::optional<int64_t> msg_ack;
+  Pending* awaiting = nullptr;  // responses: an interim ended; the final one belongs here too
+  Pending* decided = nullptr;   // responses: ResponseTarget's answer for msg_offset
+  bool has_decided = false;
+  // Responses: bytes skipped while looking for a status line, from the first one, kept (up to
+  // the body limit) as a reply that is not HTTP/1 (an HTTP/0.9 body, an SSH banner).
+  std::string junk;
+  uint64_t junk_bytes = 0;
+  bool junk_reply = false;  // the skipping began where a response should have begun
+  uint64_t junk_ts = 0;
 
   // The message being parsed.
   std::string url, status_text, field, value;
@@ -222,6 +251,7 @@ struct Http1Callbacks {
                    "no response before 1024 later requests on the connection");
           ++c.counters_->pending_limit;
         }
+        c.Forget(c.pending_.front().get());
         c.pending_.pop_front();
       }
       auto pending = std::make_unique<Http1Connection::Pending>();
@@ -230,24 +260,11 @@ struct Http1Callbacks {
       pending->req_start = s.ts;
       pending->has_req_time = true;
       s.target = pending.get();
+      c.AddRequestSlot(pending.get(), s.msg_offset, s.msg_ack);
       c.pending_.push_back(std::move(pending));
     } else {
-      Http1Connection::Pending* t = nullptr;
-      for (auto& q : c.pending_) {
-        if (!q->written) {
-          t = q.get();
-          break;
-        }
-      }
-      if (!t) {
-        if (!c.orphan_) {
-          c.orphan_ = std::make_unique<Http1Connection::Pending>();
-          c.orphan_->x = c.base_;
-          c.orphan_->id = (*c.next_stream_id_)++;
-        }
-        t = c.orphan_.get();
-      }
-      s.target = t;
+      s.target = c.ResponseTarget(s);
+      s.has_decided = false;
     }
   }
 
@@ -292,6 +309,15 @@ struct Http1Callbacks {
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
     if (t->written) return 0;  // answered before its headers ended; nothing more to record
+    if ((s.parser.flags & F_CHUNKED) && (s.parser.flags & F_CONTENTLENGTH)) {
+      // RFC 9112 section 6.3 item 3: chunked wins, but a message framed both ways is how
+      // request smuggling hides (a peer that reads the Content-Length instead desynchronises).
+      ++c.counters_->chunked_with_length;
+      t->framing_note = absl::StrCat(
+          s.requests ? "request" : "response",
+          " framed by both Transfer-Encoding: chunked and Content-Length (read as chunked, RFC "
+          "9112 section 6.3)");
+    }
     if (s.requests) {
       Request& q = t->x.request.emplace();
       q.version = Version(f.major, f.minor);
@@ -321,8 +347,15 @@ struct Http1Callbacks {
         c.options_.on_response_headers(t->x, t->id, static_cast<uint16_t>(status), t->rsp_start);
       }
     }
-    // RFC 9112 section 6.3: no body after a response to HEAD, or a 204 or 304, whatever the
-    // headers say (a 304 often repeats the Content-Length of the representation).
+    // RFC 9112 section 6.3: no body after a response to HEAD, or a 1xx, 204 or 304, whatever
+    // the headers say (a 304 often repeats the Content-Length of the representation; a 1xx
+    // that announces a body would otherwise swallow the bytes of the final response).
+    if (status >= 100 && status < 200 && status != 101) {
+      if ((s.parser.flags & (F_CONTENTLENGTH | F_CHUNKED)) != 0) {
+        ++c.counters_->interim_with_body_header;
+      }
+      return 1;
+    }
     if (t->is_head || status == 204 || status == 304) return 1;
     if (t->is_connect && status >= 200 && status < 300) return 2;  // a tunnel follows
     (void)c;
@@ -368,17 +401,20 @@ struct Http1Callbacks {
     s.in_message = false;
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
-    if (!t) return After::kGoOn;
+    if (!t) return After::kPause;
     if (s.body.data.size() < s.body.length) {
       s.body.truncated = true;
       ++c.counters_->body_truncated;
     }
     if (s.requests) {
       ++c.counters_->requests;
-      if (t->written) {  // the response came first and was written: drop the leftover
+      if (t->written) {  // written meanwhile (the pending cap): drop the leftover
         auto it = std::find_if(c.pending_.begin(), c.pending_.end(),
                                [t](const auto& q) { return q.get() == t; });
-        if (it != c.pending_.end()) c.pending_.erase(it);
+        if (it != c.pending_.end()) {
+          c.Forget(t);
+          c.pending_.erase(it);
+        }
         s.target = nullptr;
         return After::kPause;
       }
@@ -388,6 +424,7 @@ struct Http1Callbacks {
       t->request_done = true;
       if (f.upgrade && !t->is_connect) s.held = true;  // wait for 101 or not
       s.target = nullptr;
+      c.WriteIfWhole(t);  // answered early, or its response lost: written now
       // Stop after each request: Feed looks at the next request line for a custom method.
       return After::kPause;
     }
@@ -399,8 +436,10 @@ struct Http1Callbacks {
       ir.headers = std::move(s.headers);
       ir.offset_ns = s.ts;  // absolute for now; made relative in Finish
       t->x.interim.push_back(std::move(ir));
-      return After::kGoOn;
+      s.awaiting = t;  // the final response that follows belongs to the same exchange
+      return After::kPause;
     }
+    s.awaiting = nullptr;
     ++c.counters_->responses;
     Response& r = t->x.response.emplace();
     r.version = Version(f.major, f.minor);
@@ -429,29 +468,26 @@ struct Http1Callbacks {
       }
       c.tunnel_ = true;
     }
-    // Emit now: the exchange is whole. The request side may still be parsing (pipelining).
     Http1Connection::Pending* done = t;
+    s.target = nullptr;
     if (c.orphan_ && c.orphan_.get() == done) {
-      c.Finish(*done, Completion::kNoRequest, "the request was not captured");
+      c.Finish(*done, done->orphan_how, done->orphan_reason);
       c.orphan_.reset();
     } else {
-      bool whole = done->request_done;
-      c.Finish(*done,
-               done->malformed ? Completion::kMalformed
-               : done->gap     ? Completion::kGap
-                               : Completion::kComplete,
-               done->gap ? done->gap_reason : (whole ? "" : "response before the request ended"));
-      auto it = std::find_if(c.pending_.begin(), c.pending_.end(),
-                             [done](const auto& q) { return q.get() == done; });
-      // The request side may still be writing this exchange's request: keep it until it ends.
-      if (it != c.pending_.end() && done->request_done) c.pending_.erase(it);
+      done->response_done = true;
+      c.ResponseEnded(done, s.chunk_end);
+      // Written now if the request ended too; an early answer waits for the request's end.
+      c.WriteIfWhole(done);
+      if (tunnel && !done->written) {
+        // Nothing more of the request will be parsed: write what there is.
+        c.Finish(*done, Completion::kTruncated, "the request did not end before the tunnel");
+      }
     }
-    s.target = nullptr;
     if (tunnel) return After::kStop;  // the rest of the connection is not HTTP/1
-    // A declined Upgrade: Feed gives the held requests back to the client side before this side
-    // reads on, so the next response finds its request.
-    if (c.release_held_) return After::kPause;
-    return After::kGoOn;
+    // Pause after every message, so that each parser call begins at a message boundary (its
+    // stream offset is where pairing looks); a declined Upgrade also hands the held requests
+    // back to the client side before this side reads on.
+    return After::kPause;
   }
 
   // The fast path: a whole message in `d` whose every byte http-parser would read the same way,
@@ -555,11 +591,9 @@ struct Http1Callbacks {
     size_t head_len = static_cast<size_t>(p - in.data());
     if (!s.requests) {
       if (!has_length) return 0;  // chunked or read until close: http-parser's
-      for (auto& q : c.pending_) {
-        if (q->written) continue;
-        if (q->is_head || q->is_connect) return 0;
-        break;
-      }
+      // The exchange it belongs to (decided once; Begin, here or in http-parser, takes it).
+      Http1Connection::Pending* t = c.ResponseTarget(s);
+      if (t->is_head || t->is_connect) return 0;
     }
     Begin(s);
     // What KeepPartial reads if a gap or the end of the capture cuts the body short.
@@ -644,20 +678,45 @@ Http1Connection::~Http1Connection() = default;
 
 bool Http1Connection::opaque() const { return tunnel_; }
 
+void Http1Connection::OnClientData(std::span<const uint8_t> d, const StreamPosition& at) {
+  Feed(*client_, d, at);
+}
+void Http1Connection::OnServerData(std::span<const uint8_t> d, const StreamPosition& at) {
+  Feed(*server_, d, at);
+}
 void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) {
-  Feed(*client_, d, ts);
+  Feed(*client_, d, StreamPosition{ts, client_->pos, std::nullopt});
 }
 void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) {
-  Feed(*server_, d, ts);
+  Feed(*server_, d, StreamPosition{ts, server_->pos, std::nullopt});
 }
-void Http1Connection::OnClientGap(uint64_t n, uint64_t ts) { Gap(*client_, n, ts); }
-void Http1Connection::OnServerGap(uint64_t n, uint64_t ts) { Gap(*server_, n, ts); }
+void Http1Connection::OnClientGap(uint64_t offset, uint64_t n, uint64_t ts, bool snaplen) {
+  Gap(*client_, offset, n, ts, snaplen);
+}
+void Http1Connection::OnServerGap(uint64_t offset, uint64_t n, uint64_t ts, bool snaplen) {
+  Gap(*server_, offset, n, ts, snaplen);
+}
+void Http1Connection::OnClientGap(uint64_t n, uint64_t ts) {
+  Gap(*client_, client_->pos, n, ts, false);
+}
+void Http1Connection::OnServerGap(uint64_t n, uint64_t ts) {
+  Gap(*server_, server_->pos, n, ts, false);
+}
 
-// Fills what the exchange has of the message the parser stopped in (a parse error or a gap):
-// request or status line and the header fields read so far.
-void Http1Connection::KeepPartial(Side& side) {
+// Fills what the exchange has of the message the parser stopped in (a parse error, a gap, the
+// end of the capture): request or status line and the header fields read so far. `cut`: the
+// message was cut (bytes lost or never sent), so a field the parser was still reading may be
+// incomplete and is left out rather than shown as a whole value (a snaplen of 96 would make
+// "Host: 127.0.0.1" read as "Host: 1").
+void Http1Connection::KeepPartial(Side& side, bool cut) {
   Pending* t = side.target;
   if (!t) return;
+  if (cut && (!side.field.empty() || !side.value.empty())) {
+    ++counters_->partial_fields_dropped;
+    side.field.clear();
+    side.value.clear();
+    side.last_was_value = false;
+  }
   side.PushField();
   if (side.requests) {
     if (!t->x.request) {
@@ -671,6 +730,17 @@ void Http1Connection::KeepPartial(Side& side) {
       for (const Header& h : q.headers) {
         if (EqualsIgnoreCase(h.name, "host")) q.authority = h.value;
       }
+    } else if (side.in_message && side.target == t) {
+      // Headers were whole; the body was cut: keep what arrived, and the length it declared.
+      Body& b = t->x.request->body;
+      b = side.body;
+      b.truncated = true;
+      uint64_t left =
+          side.fast_remaining ? side.fast_remaining
+          : (!(side.parser.flags & F_CHUNKED) && side.parser.content_length != ULLONG_MAX)
+              ? side.parser.content_length
+              : 0;
+      b.length += left;
     }
     t->request_done = true;
     t->req_end = side.ts;
@@ -706,26 +776,299 @@ void Http1Connection::Hold(Side& side, std::span<const uint8_t> data) {
   counters_->held_bytes_dropped += data.size() - keep;
 }
 
-// Drops the exchange the response side was writing, after writing it with `how`.
+// Writes the exchange the response side was writing with `how`, and lets it go.
 void Http1Connection::EndResponse(Side& side, Completion how, const std::string& why) {
   Pending* t = side.target;
   side.target = nullptr;
+  side.awaiting = nullptr;
   if (!t) return;
-  if (!t->x.request && !t->x.response && t->x.interim.empty()) {
-    // Nothing but a failed first byte: not an exchange.
-  } else {
-    Finish(*t, how, why);
-  }
   if (orphan_ && orphan_.get() == t) {
+    if (t->x.response || !t->x.interim.empty()) {
+      if (t->orphan_how == Completion::kAmbiguousPairing) {
+        Finish(*t, t->orphan_how, absl::StrCat(t->orphan_reason, "; ", why));
+      } else {
+        Finish(*t, how, why);
+      }
+    }
     orphan_.reset();
     return;
   }
-  auto it =
-      std::find_if(pending_.begin(), pending_.end(), [t](const auto& q) { return q.get() == t; });
-  if (it != pending_.end() && (*it)->request_done) pending_.erase(it);
+  if (!t->x.request && !t->x.response && t->x.interim.empty()) return;  // nothing of it yet
+  // The response is over as far as the capture goes; the exchange is written with `how` once
+  // its request has ended too.
+  t->retired = true;
+  t->retired_how = how;
+  t->retired_reason = why;
+  t->response_done = true;
+  if (client_->target == t) return;
+  WriteIfWhole(t);
 }
 
-void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t ts) {
+// --- Pairing ---------------------------------------------------------------------------------
+//
+// HTTP/1 answers requests in order (RFC 9112 section 9.3), so arrival order pairs them while no
+// byte is lost. Once bytes are lost, the TCP acknowledgement numbers decide, as far as they can:
+// a response that begins at server offset `rb` in a segment acknowledging client offset `ar`
+//   (1) answers a request the server had begun to receive: request.begin < ar;
+//   (2) answers a request sent before the client had received the response: request.ack <= rb;
+//   (3) comes after the responses of every earlier request, which must then lie in server bytes
+//       lost since the previous response (a loss ending after that request's ack), at least one
+//       per loss that began at a message boundary;
+//   (4) on a connection that has not pipelined (each request sent after the previous response
+//       ended), answers the last request sent before it arrived: the next request's ack > rb.
+// Client bytes the capture lost (or could not parse) are slots that may hold requests never
+// seen. When exactly one request fits, the response is paired with it and the requests before
+// it are written as having lost their response; when only lost client bytes fit, the response
+// is written without its request; when several fit, the response and those requests are
+// written as ambiguous-pairing, and the ambiguity carries to the next response (limbo_).
+
+void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack) {
+  if (!slots_.empty()) {
+    const Slot& prev = slots_.back();
+    // Two requests sent with nothing received between them: the client pipelines.
+    if (prev.p && prev.ack && ack && *prev.ack == *ack && !pipelined_) {
+      pipelined_ = true;
+      ++counters_->pipelined_connections;
+    }
+  } else if (last_end_ && ack && *ack < static_cast<int64_t>(*last_end_) && !pipelined_) {
+    // Sent before the previous response had arrived whole.
+    pipelined_ = true;
+    ++counters_->pipelined_connections;
+  }
+  last_end_.reset();
+  Slot& q = slots_.emplace_back();
+  q.p = p;
+  q.begin = begin;
+  q.end = begin;
+  q.ack = ack;
+}
+
+void Http1Connection::AddClientLoss(uint64_t begin, uint64_t end, uint32_t min,
+                                    std::optional<int64_t> ack) {
+  if (end <= begin) return;
+  last_end_.reset();
+  if (!slots_.empty() && !slots_.back().p && slots_.back().end == begin) {
+    Slot& h = slots_.back();  // adjacent to lost bytes already noted: one place
+    h.end = end;
+    h.min = std::max(h.min, min);
+    return;
+  }
+  Slot& h = slots_.emplace_back();
+  h.begin = begin;
+  h.end = end;
+  h.min = min;
+  h.ack = ack;
+}
+
+void Http1Connection::AddServerLoss(uint64_t end, uint64_t bytes, uint32_t min) {
+  loss_.any = true;
+  loss_.min += min;
+  loss_.end = std::max(loss_.end, end);
+  loss_.bytes += bytes;
+}
+
+void Http1Connection::Forget(Pending* p) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].p != p) continue;
+    slots_.erase(slots_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (i < limbo_ || (limbo_ > 0 && i == limbo_)) --limbo_;
+    return;
+  }
+}
+
+void Http1Connection::WriteIfWhole(Pending* p) {
+  if (p->written || !p->request_done) return;
+  if (p->retired) {
+    Finish(*p, p->retired_how, p->retired_reason);
+  } else if (p->response_done) {
+    Finish(*p,
+           p->malformed ? Completion::kMalformed
+           : p->gap     ? Completion::kGap
+                        : Completion::kComplete,
+           p->gap ? p->gap_reason : "");
+  } else {
+    return;
+  }
+  auto it =
+      std::find_if(pending_.begin(), pending_.end(), [p](const auto& q) { return q.get() == p; });
+  if (it != pending_.end()) {
+    Forget(p);
+    pending_.erase(it);
+  }
+}
+
+void Http1Connection::Retire(const Slot& slot) {
+  Pending* p = slot.p;
+  if (!p || p->written || p->response_done) return;
+  p->retired = true;
+  if (slot.ambiguous) {
+    ++counters_->ambiguous_requests;
+    p->retired_how = Completion::kAmbiguousPairing;
+    p->retired_reason =
+        "ambiguous-pairing: TCP evidence cannot tell whether a response the capture holds "
+        "answered this request";
+  } else {
+    ++counters_->responses_lost;
+    p->retired_how = Completion::kGap;
+    p->retired_reason = absl::StrCat("the response was lost: ", loss_.bytes,
+                                     " bytes of the server stream are missing");
+  }
+  if (client_->target == p) return;  // its request is still arriving: written when it ends
+  WriteIfWhole(p);
+}
+
+void Http1Connection::ResponseEnded(Pending* p, uint64_t end) {
+  // A sequential client sends its next request only after this response ended.
+  if (pipelined_ || limbo_ != 0) return;
+  if (!slots_.empty()) {
+    const Slot& next = slots_.front();
+    if (next.p && next.p != p && next.ack && *next.ack < static_cast<int64_t>(end)) {
+      pipelined_ = true;
+      ++counters_->pipelined_connections;
+    }
+    return;
+  }
+  last_end_ = end;
+}
+
+Http1Connection::Pending* Http1Connection::ResponseTarget(Side& side) {
+  if (side.awaiting) return side.awaiting;  // after an interim response: the same exchange
+  if (side.has_decided) return side.decided;
+  side.decided = PairResponse(side.msg_offset, side.msg_ack);
+  side.has_decided = true;
+  return side.decided;
+}
+
+Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::optional<int64_t> ar) {
+  const size_t n = std::min<size_t>(slots_.size(), limbo_ + 64);  // bounded work per response
+  const size_t lim = std::min(limbo_, n);
+  const int64_t rb_ = static_cast<int64_t>(rb);
+  auto fits = [&](size_t j) {  // rules (1) and (2)
+    const Slot& q = slots_[j];
+    if (ar && static_cast<int64_t>(q.begin) >= *ar) return false;
+    if (q.ack && *q.ack > rb_) return false;
+    return true;
+  };
+  auto skippable = [&](size_t k) {  // rule (3): slot k's response may lie in the lost bytes
+    const Slot& q = slots_[k];
+    if (!loss_.any) return !q.p && q.min == 0;
+    return !q.ack || *q.ack < static_cast<int64_t>(loss_.end);
+  };
+  auto sequential = [&](size_t j) {  // rule (4)
+    for (size_t k = j + 1; k < slots_.size(); ++k) {
+      if (!slots_[k].p) continue;
+      return !slots_[k].ack || *slots_[k].ack > rb_;
+    }
+    return true;
+  };
+  auto feasible = [&](size_t j) {
+    if (!fits(j)) return false;
+    // The first unanswered slot p is in [0, top]; slots [p, j) were answered in lost bytes, at
+    // least loss_.min responses (a skipped request holds one, lost client bytes any number).
+    size_t capacity = slots_[j].p ? 0 : SIZE_MAX;
+    auto skip = [&](size_t k) {
+      if (!skippable(k)) return false;
+      capacity = slots_[k].p && capacity != SIZE_MAX ? capacity + 1 : SIZE_MAX;
+      return true;
+    };
+    const size_t top = std::min(lim, j);
+    for (size_t k = top; k < j; ++k) {
+      if (!skip(k)) return false;
+    }
+    if (capacity >= loss_.min) return true;
+    for (size_t p = top; p-- > 0;) {
+      if (!skip(p)) return false;
+      if (capacity >= loss_.min) return true;
+    }
+    return false;
+  };
+  std::vector<size_t> fit;
+  for (size_t j = 0; j < n; ++j) {
+    if (feasible(j)) fit.push_back(j);
+  }
+  if (!pipelined_ && fit.size() > 1) {
+    std::vector<size_t> seq;
+    for (size_t j : fit) {
+      if (sequential(j)) seq.push_back(j);
+    }
+    if (seq.empty()) {
+      // No slot fits a sequential client: this one pipelines.
+      pipelined_ = true;
+      ++counters_->pipelined_connections;
+    } else {
+      fit = std::move(seq);
+    }
+  }
+  auto orphan = [this](Completion how, std::string why) {
+    orphan_ = std::make_unique<Pending>();
+    orphan_->x = base_;
+    orphan_->id = (*next_stream_id_)++;
+    orphan_->orphan_how = how;
+    orphan_->orphan_reason = std::move(why);
+    return orphan_.get();
+  };
+  ServerLoss loss = loss_;
+  loss_ = ServerLoss{};
+  if (fit.empty()) {
+    if (!slots_.empty() || loss.any) ++counters_->requests_lost;
+    return orphan(Completion::kNoRequest,
+                  slots_.empty() && !loss.any
+                      ? "the request was not captured"
+                      : "no captured request fits the response's TCP acknowledgement");
+  }
+  // Slots before the first candidate have had their answer (lost, or an earlier ambiguous one).
+  size_t first = fit.front(), last = fit.back();
+  std::swap(loss, loss_);  // Retire names the lost bytes
+  for (size_t k = 0; k < first; ++k) Retire(slots_[k]);
+  std::swap(loss, loss_);
+  if (fit.size() == 1) {
+    Slot chosen = slots_[first];
+    slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
+    limbo_ = 0;
+    if (chosen.p) {
+      slots_.pop_front();
+      chosen.p->retired = false;  // an earlier ambiguity is settled
+      return chosen.p;
+    }
+    // Only lost client bytes fit: the response answers a request the capture lost.
+    slots_.front().min = 0;  // they held at least this one
+    ++counters_->requests_lost;
+    return orphan(Completion::kNoRequest,
+                  absl::StrCat("the request was lost: ", chosen.end - chosen.begin,
+                               " bytes of the client stream are missing"));
+  }
+  // Several fit: none of them is paired.
+  ++counters_->ambiguous_responses;
+  std::vector<uint64_t> ids;
+  size_t lost_places = 0;
+  for (size_t j : fit) {
+    if (slots_[j].p) {
+      slots_[j].ambiguous = true;
+      ids.push_back(slots_[j].p->id);
+    } else {
+      ++lost_places;
+    }
+  }
+  slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
+  last -= first;
+  if (slots_.front().p) {
+    // The first candidate is answered now, by this response or by a lost one before it.
+    Retire(slots_.front());
+    slots_.pop_front();
+    limbo_ = last;
+  } else {
+    slots_.front().min = 0;
+    limbo_ = last;
+  }
+  std::string why = absl::StrCat("ambiguous-pairing: TCP evidence fits ", fit.size(),
+                                 " places for its request: captured requests with stream ids ",
+                                 absl::StrJoin(ids, ", "));
+  if (lost_places) absl::StrAppend(&why, " and requests lost in the client stream");
+  return orphan(Completion::kAmbiguousPairing, std::move(why));
+}
+
+void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const StreamPosition& at) {
+  side.pos = at.offset + data.size();
   if (tunnel_) {
     counters_->opaque_bytes += data.size();
     return;
@@ -734,7 +1077,12 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     Hold(side, data);
     return;
   }
-  side.ts = ts;
+  side.ts = at.ts_ns;
+  side.ack = at.peer_ack;
+  side.chunk_end = side.pos;
+  const uint64_t ts = at.ts_ns;
+  const uint8_t* const origin = data.data();
+  auto offset_of = [&](const uint8_t* p) { return at.offset + static_cast<uint64_t>(p - origin); };
   while (!data.empty()) {
     bool resynced_here = false;  // this iteration's parse starts where resync found a start
     if (side.fast_remaining > 0) {
@@ -744,21 +1092,54 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     }
     if (side.resync) {
       // Find the next message start at the beginning of a line.
-      size_t at = data.size();
+      size_t found = data.size();
       for (size_t i = 0; i < data.size(); ++i) {
         if (i > 0 && data[i - 1] != '\n') continue;
         bool is_request = false;
         if (LooksLikeHttp1Start(data.subspan(i), &is_request) && is_request == side.requests) {
-          at = i;
+          found = i;
           break;
         }
       }
-      counters_->skipped_bytes += at;
-      data = data.subspan(at);
+      counters_->skipped_bytes += found;
+      if (found > 0) {
+        uint64_t from = offset_of(data.data());
+        if (side.requests) {
+          // Client bytes seen but holding no request start: taken to hold no request (a
+          // response that fits no captured request is still written without one).
+        } else {
+          AddServerLoss(from + found, found, 0);
+          if (side.junk_reply) {
+            // Kept as a reply that is not HTTP/1, for the request it answers (Close).
+            if (side.junk_bytes == 0) side.junk_ts = ts;
+            side.junk_bytes += found;
+            size_t room = options_.body_limit > side.junk.size()
+                              ? static_cast<size_t>(options_.body_limit - side.junk.size())
+                              : 0;
+            side.junk.append(reinterpret_cast<const char*>(data.data()), std::min(room, found));
+          }
+        }
+      }
+      data = data.subspan(found);
       if (data.empty()) return;
       side.resync = false;
       resynced_here = true;
       side.Init();
+      side.junk.clear();
+      side.junk_bytes = 0;
+      side.junk_reply = false;
+    }
+    if (!side.in_message) {
+      // A message begins here (after any empty lines, which RFC 9112 section 2.2 lets a
+      // recipient skip): where it begins, and what the segment carrying it acknowledged, is
+      // the evidence that pairs it (PairResponse).
+      size_t blank = 0;
+      while (blank < data.size() && (data[blank] == '\r' || data[blank] == '\n')) ++blank;
+      data = data.subspan(blank);
+      if (data.empty()) return;
+      side.msg_offset = offset_of(data.data());
+      side.msg_ack = side.ack;
+      side.has_decided = false;
     }
     if (side.requests && !side.in_message) {
       size_t k = 0;
@@ -796,7 +1177,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
       return;
     }
     http_errno err = HTTP_PARSER_ERRNO(&side.parser);
-    if (err == HPE_PAUSED) {  // a request ended: look at the next one from its first byte
+    if (err == HPE_PAUSED) {  // a message ended: look at the next one from its first byte
       http_parser_pause(&side.parser, 0);
       data = data.subspan(std::min(n, data.size()));
       if (side.held) {
@@ -820,7 +1201,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
     ++counters_->resyncs;
     std::string why = absl::StrCat("malformed: ", http_errno_description(err));
     if (Pending* t = side.target) {
-      KeepPartial(side);
+      KeepPartial(side, /*cut=*/false);
       t->gap = true;
       t->malformed = true;
       t->gap_reason = why;
@@ -829,12 +1210,22 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, uint64_t t
           // Not even a request line: no exchange, only the count.
           auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [t](const auto& q) { return q.get() == t; });
-          if (it != pending_.end() && !(*it)->written) pending_.erase(it);
+          if (it != pending_.end() && !(*it)->written) {
+            Forget(t);
+            pending_.erase(it);
+          }
+        } else {
+          side.target = nullptr;
+          WriteIfWhole(t);
         }
         side.target = nullptr;
       } else {
         EndResponse(side, Completion::kMalformed, why);
       }
+    } else if (!side.requests && !resynced_here) {
+      // Not even a status line where a response should begin: an HTTP/0.9 reply or another
+      // protocol. Its bytes are kept for the request it answers (Close).
+      side.junk_reply = true;
     }
     side.in_message = false;
     side.resync = true;
@@ -856,29 +1247,68 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
   client_->Init();  // the request parser stopped at the Upgrade; start it afresh
   // The held bytes begin where the Upgrade request ended: at a message boundary.
   client_->resync = false;
+  uint64_t end = client_->pos;
   Feed(*client_,
-       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()), ts);
+       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()),
+       StreamPosition{ts, end - std::min<uint64_t>(end, held.size()), client_->ack});
+  client_->pos = std::max(client_->pos, end);
 }
 
-void Http1Connection::Gap(Side& side, uint64_t bytes, uint64_t ts) {
+void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen) {
+  side.pos = offset + bytes;
   if (tunnel_) return;
-  std::string why = absl::StrCat(bytes, " bytes lost in the TCP stream");
+  std::string why = snaplen ? absl::StrCat(bytes, " bytes cut by the snaplen")
+                            : absl::StrCat(bytes, " bytes lost in the TCP stream");
+  Completion how = snaplen ? Completion::kTruncated : Completion::kGap;
   side.ts = ts;
+  const uint64_t end = offset + bytes;
+  // Where the message the gap cut would have ended, when its framing says (Content-Length).
+  std::optional<uint64_t> message_end;
+  bool at_boundary = !side.in_message && !side.resync;
   if (side.in_message && side.target) {
     Pending* t = side.target;
-    KeepPartial(side);
+    if (side.fast_remaining > 0) {
+      message_end = offset + side.fast_remaining;
+    } else if (t->x.request && side.requests && !(side.parser.flags & F_CHUNKED) &&
+               side.parser.content_length != ULLONG_MAX) {
+      message_end = offset + side.parser.content_length;
+    }
+    KeepPartial(side, /*cut=*/true);
     t->gap = true;
     t->gap_reason = why;
     if (side.requests) {
       side.target = nullptr;
+      if (snaplen) {
+        t->retired_how = how;  // used if its response is lost too
+      }
+      WriteIfWhole(t);
     } else {
-      EndResponse(side, Completion::kGap, why);
+      EndResponse(side, how, why);
     }
+  } else if (!side.requests && side.awaiting && !side.in_message) {
+    // An interim response ended; the final one was in the lost bytes.
+    side.target = side.awaiting;
+    EndResponse(side, how, absl::StrCat("the final response was lost: ", why));
+    at_boundary = false;
+  }
+  // What the lost bytes may hold beyond the message they cut: whole messages, at least one when
+  // the gap began where a message would begin (more than an empty line's two bytes).
+  uint64_t from = message_end ? std::max(*message_end, offset) : offset;
+  uint32_t min = 0;
+  if (at_boundary && bytes > 2) min = 1;
+  if (message_end && end > *message_end + 2) min = 1;
+  if (message_end && end <= *message_end) from = end;  // all inside the message's body
+  if (side.requests) {
+    if (from < end) AddClientLoss(from, end, min, side.ack);
+  } else {
+    AddServerLoss(end, bytes, min);
   }
   side.target = nullptr;
   side.in_message = false;
   side.fast_remaining = 0;
   side.resync = true;
+  side.awaiting = nullptr;
+  side.junk_reply = false;
 }
 
 void Http1Connection::OnServerEnd(uint64_t ts) {
@@ -898,11 +1328,32 @@ void Http1Connection::Finish(Pending& p, Completion how, std::string_view reason
   for (InterimResponse& ir : x.interim) ir.offset_ns = ir.offset_ns >= key ? ir.offset_ns - key : 0;
   x.completion = how;
   x.reason = std::string(reason);
+  if (!p.framing_note.empty()) {
+    x.reason = x.reason.empty() ? p.framing_note : absl::StrCat(x.reason, "; ", p.framing_note);
+  }
   x.stream_id = p.id ? p.id : (*next_stream_id_)++;
   emit_(std::move(x));
   p.x = Exchange{};
   p.written = true;
 }
+
+namespace {
+
+// The first bytes of a reply that is not HTTP/1, printable, for a reason text.
+std::string Preview(std::string_view bytes) {
+  std::string out;
+  for (char ch : bytes.substr(0, 32)) {
+    unsigned char u = static_cast<unsigned char>(ch);
+    if (u >= 0x20 && u < 0x7f && u != '"' && u != '\\') {
+      out.push_back(ch);
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts) {
   // Responses still open end here, then requests without a response.
@@ -910,15 +1361,49 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
   if (server_->in_message && server_->target && !tunnel_) {
     // A response whose body did not end: keep its status, headers and the bytes seen.
     server_->ts = ts;
-    KeepPartial(*server_);
+    KeepPartial(*server_, /*cut=*/true);
     EndResponse(*server_, how == Completion::kNoResponse ? Completion::kTruncated : how,
                 how == Completion::kNoResponse ? "the connection closed before the response ended"
                                                : std::string(reason));
     server_->in_message = false;
   }
   if (orphan_) {
-    Finish(*orphan_, Completion::kNoRequest, "the request was not captured");
+    Finish(*orphan_, orphan_->orphan_how, orphan_->orphan_reason);
     orphan_.reset();
+  }
+  if (server_->junk_reply && server_->junk_bytes > 0 && !tunnel_) {
+    // The server answered, but not in HTTP/1: the bytes are the reply of the request they
+    // follow (the first one still waiting), recorded as malformed.
+    for (const Slot& q : slots_) {
+      if (!q.p) break;
+      Pending* t = q.p;
+      if (t->written || t->response_done || t->retired) continue;
+      ++counters_->non_http_replies;
+      Response& r = t->x.response.emplace();
+      bool http09 = t->x.request && !server_->junk.empty() && server_->junk[0] == '<';
+      r.version = http09 ? HttpVersion::kHttp09 : HttpVersion::kUnknown;
+      r.body.data = server_->junk;
+      r.body.length = server_->junk_bytes;
+      r.body.truncated = r.body.data.size() < r.body.length;
+      t->rsp_start = t->rsp_end = server_->junk_ts;
+      t->has_rsp_time = true;
+      t->rsp_end = ts;
+      t->response_done = true;
+      t->retired = true;
+      t->retired_how = Completion::kMalformed;
+      t->retired_reason =
+          absl::StrCat("the reply is not HTTP/1 (", server_->junk_bytes,
+                       " bytes with no status line, beginning \"", Preview(server_->junk), "\")");
+      break;
+    }
+  }
+  Pending* cut = nullptr;
+  if (client_->in_message && client_->target && !client_->target->written) {
+    // A request the connection's end cut short: what arrived, and the length it declared.
+    cut = client_->target;
+    client_->ts = ts;
+    KeepPartial(*client_, /*cut=*/true);
+    client_->target = nullptr;
   }
   for (auto& p : pending_) {
     if (p->written) continue;
@@ -927,7 +1412,21 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
     }
     Completion c = p->malformed ? Completion::kMalformed : p->gap ? Completion::kGap : how;
     std::string why = p->gap ? p->gap_reason : std::string(reason);
-    if (!p->request_done && c == Completion::kNoResponse) {
+    if (p->retired) {
+      c = p->retired_how;
+      why = p->retired_reason;
+    } else if (p->response_done && p.get() == cut) {
+      // The server answered before the request ended, and the rest never came.
+      c = Completion::kTruncated;
+      const Body& b = p->x.request->body;
+      why = absl::StrCat("the server answered before the request ended: ", b.data.size(), " of ",
+                         b.length, " body bytes arrived");
+    } else if (p->response_done) {
+      c = p->gap ? Completion::kGap : Completion::kComplete;
+    } else if (!p->request_done && c == Completion::kNoResponse) {
+      c = Completion::kCaptureEnded;
+      why = "the request did not end";
+    } else if (p.get() == cut && c == Completion::kNoResponse) {
       c = Completion::kCaptureEnded;
       why = "the request did not end";
     }
@@ -936,6 +1435,8 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
     Finish(*p, c, why);
   }
   pending_.clear();
+  slots_.clear();
+  limbo_ = 0;
 }
 
 }  // namespace tapkit

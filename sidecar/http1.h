@@ -18,6 +18,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -40,6 +41,15 @@ struct Http1Options {
       on_response_headers;
 };
 
+// Where bytes handed to Http1Connection sit in their TCP stream (tcp_reassembly.h).
+struct StreamPosition {
+  uint64_t ts_ns = 0;   // capture time of the segment that completed them
+  uint64_t offset = 0;  // stream offset of the first byte
+  // The peer's stream offset the segment carrying the first byte acknowledged (everything the
+  // sender had received from the peer when it sent it); nullopt when unknown.
+  std::optional<int64_t> peer_ack;
+};
+
 struct Http1Counters {
   uint64_t requests = 0;
   uint64_t responses = 0;
@@ -53,6 +63,18 @@ struct Http1Counters {
   uint64_t held_bytes_dropped = 0;  // client bytes after an Upgrade request, over the hold cap
   uint64_t pending_limit = 0;       // requests written without response at the queue cap
   uint64_t fast_path_messages = 0;  // messages read by the fast path (Http1Options::fast_path)
+  // Pairing (Http1Connection): responses the TCP evidence could not pair with one request, the
+  // requests they may have answered, requests whose response was lost in a gap, responses whose
+  // request was, and connections found to pipeline.
+  uint64_t ambiguous_responses = 0;
+  uint64_t ambiguous_requests = 0;
+  uint64_t responses_lost = 0;
+  uint64_t requests_lost = 0;
+  uint64_t pipelined_connections = 0;
+  uint64_t partial_fields_dropped = 0;    // header fields cut by a gap or the snaplen, not kept
+  uint64_t chunked_with_length = 0;       // messages framed by both Transfer-Encoding and C-L
+  uint64_t non_http_replies = 0;          // replies kept as bytes: HTTP/0.9 or not HTTP at all
+  uint64_t interim_with_body_header = 0;  // 1xx carrying Content-Length or T-E (ignored)
 };
 
 // True when `data` begins like an HTTP/1 request line ("GET /", "OPTIONS * ", a method token of
@@ -72,8 +94,18 @@ class Http1Connection {
                   bool server_at_start = false);
   ~Http1Connection();
 
+  // Bytes of the client's (server's) stream at `at`. Server bytes must come only after the
+  // client bytes they acknowledge (at.peer_ack) were given, or given up as a gap: the capture
+  // engine holds them back (engine.h) so that a response is paired once every request it may
+  // answer is known.
+  void OnClientData(std::span<const uint8_t> data, const StreamPosition& at);
+  void OnServerData(std::span<const uint8_t> data, const StreamPosition& at);
+  // Without positions (tests, fuzzers): offsets follow the bytes given, no ACK evidence.
   void OnClientData(std::span<const uint8_t> data, uint64_t ts_ns);
   void OnServerData(std::span<const uint8_t> data, uint64_t ts_ns);
+  // Bytes [offset, offset + bytes) of that stream were lost (`snaplen`: cut by the snaplen).
+  void OnClientGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false);
+  void OnServerGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false);
   void OnClientGap(uint64_t bytes, uint64_t ts_ns);
   void OnServerGap(uint64_t bytes, uint64_t ts_ns);
   // The client or server closed its side (FIN): a read-until-close body ends here.
@@ -86,13 +118,41 @@ class Http1Connection {
  private:
   struct Side;
   struct Pending;
-  void Feed(Side& side, std::span<const uint8_t> data, uint64_t ts_ns);
-  void Gap(Side& side, uint64_t bytes, uint64_t ts_ns);
+  // A place in the client's sequence of requests that a response may answer (see PairResponse):
+  // a request seen, or client bytes the capture lost or could not parse, which may hold
+  // requests never seen.
+  struct Slot {
+    Pending* p = nullptr;         // nullptr: lost or unparsed client bytes
+    uint64_t begin = 0, end = 0;  // client stream offsets (a request: its first byte)
+    std::optional<int64_t> ack;   // server offset its first segment acknowledged (lost: before)
+    uint32_t min = 0;             // lost bytes: requests they hold at least
+    bool ambiguous = false;       // an ambiguous response may have answered it
+  };
+  // Server bytes lost or unparsed since the last response began.
+  struct ServerLoss {
+    bool any = false;
+    uint32_t min = 0;  // responses they hold at least (a gap at a message boundary: one)
+    uint64_t end = 0;  // server offset where the last of them ends
+    uint64_t bytes = 0;
+  };
+  void Feed(Side& side, std::span<const uint8_t> data, const StreamPosition& at);
+  void Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen);
   void Finish(Pending& p, Completion how, std::string_view reason);
-  void KeepPartial(Side& side);
+  void KeepPartial(Side& side, bool cut);
   void Hold(Side& side, std::span<const uint8_t> data);
   void ReleaseHeld(uint64_t ts_ns);
   void EndResponse(Side& side, Completion how, const std::string& why);
+  // The exchange the response starting at side.msg_offset belongs to (decided once per message).
+  Pending* ResponseTarget(Side& side);
+  Pending* PairResponse(uint64_t begin, std::optional<int64_t> ack);
+  void AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack);
+  void AddClientLoss(uint64_t begin, uint64_t end, uint32_t min, std::optional<int64_t> ack);
+  void AddServerLoss(uint64_t end, uint64_t bytes, uint32_t min);
+  // The request of `slot` will get no response from the capture: lost or ambiguous.
+  void Retire(const Slot& slot);
+  void Forget(Pending* p);  // `p` leaves pending_: its slot goes too
+  void ResponseEnded(Pending* p, uint64_t end);
+  void WriteIfWhole(Pending* p);
 
   friend struct Http1Callbacks;
   Exchange base_;
@@ -101,9 +161,17 @@ class Http1Connection {
   Emit emit_;
   Http1Counters* counters_;
   std::unique_ptr<Side> client_, server_;
-  // Exchanges whose request started, in order; the front one is what the next response answers.
+  // Exchanges whose request started, in order, until written.
   std::deque<std::unique_ptr<Pending>> pending_;
-  std::unique_ptr<Pending> orphan_;  // a response with no captured request
+  // Places a response may answer, oldest first; the next response answers one of the first
+  // limbo_ + 1 (an ambiguous response left it unknown which of them are answered).
+  std::deque<Slot> slots_;
+  size_t limbo_ = 0;
+  ServerLoss loss_;
+  bool pipelined_ = false;  // the client sent a request before the previous response ended
+  // The last response paired exactly ended here (server offset), answering the last slot.
+  std::optional<uint64_t> last_end_;
+  std::unique_ptr<Pending> orphan_;  // a response with no request it can be paired with
   bool tunnel_ = false;
   bool release_held_ = false;  // a declined Upgrade: Feed hands the held client bytes back
 };
