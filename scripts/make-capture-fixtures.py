@@ -282,13 +282,13 @@ class Namespace:
     def close(self):
         run('ip', 'netns', 'del', NETNS)
 
-def serve_and_fetch(ns, capture_cmd, path, settle=1.0):
-    """In namespace `ns`: nginx on 127.0.0.91 and [::1]; `capture_cmd` (tcpdump ... -w path)
-    running while curl fetches two URLs on one keep-alive IPv4 connection, then one over IPv6;
+def serve_and_fetch(ns, capture_cmd, path, settle=1.0, bpf=()):
+    """In namespace `ns`: nginx on 127.0.0.91 and [::1]; `capture_cmd` (tcpdump ..., then -w path
+    and the expression `bpf`) running while curl fetches two URLs on one keep-alive IPv4 connection, then one over IPv6;
     the capture is stopped `settle` seconds after the last one."""
     work = tempfile.mkdtemp()
     start_nginx(work, ns.prefix)
-    t = subprocess.Popen([*ns.prefix, *capture_cmd, '-w', path], stderr=subprocess.DEVNULL)
+    t = subprocess.Popen([*ns.prefix, *capture_cmd, '-w', path, *bpf], stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)
         base = f'http://{ADDR}:{PORT}'
@@ -392,8 +392,8 @@ def pflog():
     try:
         ns = Namespace()
         try:
-            serve_and_fetch(ns, ('tcpdump', '-i', 'lo', '-s', '0', '-U', '--immediate-mode',
-                                 f'tcp port {PORT}'), tmp)
+            serve_and_fetch(ns, ('tcpdump', '-i', 'lo', '-s', '0', '-U', '--immediate-mode'), tmp,
+                            bpf=(f'tcp port {PORT}',))
         finally:
             ns.close()
         print(f'pflog: loopback captured in network namespace {NETNS}')
