@@ -26,7 +26,8 @@ struct Want {
 
 std::vector<Exchange> Read(const std::string& name,
                            std::map<std::string, uint64_t>* counters = nullptr) {
-  testing::EngineRun run = testing::RunEngine(TAPKIT_SOURCE_DIR "/fixtures/captures/" + name);
+  testing::EngineRun run =
+      testing::RunEngine(std::string(TAPKIT_SOURCE_DIR "/fixtures/captures/") + name);
   EXPECT_TRUE(run.status.ok()) << run.status;
   if (counters) *counters = run.counters;
   return std::move(run.exchanges);
@@ -115,6 +116,38 @@ TEST(Fixtures, KeepAliveAndItsDamagedVariants) {
                                     {"GET", "/small.txt", 200, 6, 6}});
   // Picked up at the second request: that exchange only, whole.
   Expect("midstream-second-get.pcap", {{"GET", "/small.txt", 200, 6, 6}});
+}
+
+// NFLOG (recorded by tcpdump -i nflog:7 in a network namespace; the big-endian file holds the same
+// frames as a big-endian host writes them) and PFLOG (a loopback capture given FreeBSD pf log
+// headers, IPv6 under FreeBSD's AF_INET6 28); scripts/make-capture-fixtures.py nflog pflog. Each
+// holds two GETs on one keep-alive connection to nginx on 127.0.0.91, then one GET over IPv6.
+// Checked against tshark 4.0.17, which reads the same three exchanges from each of the files:
+//   tshark -r FILE -Y http -T fields -e frame.number -e ip.src -e ipv6.src -e tcp.stream
+//          -e http.request.method -e http.request.uri -e http.response.code
+//          -e http.content_length_header -e http.request_in
+// frames 4/6: GET /small.txt, 200, Content-Length 17 (stream 0, from 127.0.0.1); frames 8/9:
+// GET /items.json, 200, 1072 (stream 0); frames 16/18: GET /small.txt, 200, 17 (stream 1, ::1).
+TEST(Fixtures, NflogAndPflogLinkTypes) {
+  for (const char* name :
+       {"nflog-keepalive-ipv6.pcap", "nflog-big-endian.pcap", "pflog-keepalive-ipv6.pcap"}) {
+    SCOPED_TRACE(name);
+    Expect(name, {{"GET", "/small.txt", 200, 17, 17},
+                  {"GET", "/items.json", 200, 1072, 1072},
+                  {"GET", "/small.txt", 200, 17, 17}});
+    testing::EngineRun run =
+        testing::RunEngine(std::string(TAPKIT_SOURCE_DIR "/fixtures/captures/") + name);
+    ASSERT_EQ(run.exchanges.size(), 3u);
+    EXPECT_TRUE(run.drops.empty());
+    EXPECT_EQ(run.counters["frames"], 22u);
+    EXPECT_EQ(run.counters["tcp_connections"], 2u);
+    const std::vector<Exchange>& x = run.exchanges;
+    EXPECT_EQ(x[0].source.ip.ToString(), "127.0.0.1");
+    EXPECT_EQ(x[0].source, x[1].source) << "one keep-alive connection";
+    EXPECT_EQ(x[0].destination.ip.ToString(), "127.0.0.91");
+    EXPECT_EQ(x[2].source.ip.ToString(), "::1");
+    EXPECT_EQ(x[0].response->body.data, "hello from nginx\n");
+  }
 }
 
 TEST(Fixtures, RetransmissionIsCountedNotDelivered) {

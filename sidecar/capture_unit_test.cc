@@ -2,12 +2,19 @@
 // against values worked out by hand from the RFCs' layouts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sidecar/decode.h"
 #include "sidecar/engine.h"
 #include "sidecar/http1.h"
+#include "sidecar/packet_source.h"
 #include "sidecar/tcp_reassembly.h"
 #include "sidecar/testutil.h"
 
@@ -18,6 +25,7 @@ using testing::Bytes;
 using testing::Ethernet;
 using testing::Ipv4Tcp;
 using testing::Put16;
+using testing::Put32;
 
 TEST(Decode, EthernetQinQinQ) {
   Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, 1000, 5, kTcpAck, "GET /");
@@ -93,6 +101,176 @@ TEST(Decode, Ipv4FragmentIsHandedOver) {
   EXPECT_TRUE(d.fragment.more);
   EXPECT_EQ(d.fragment.offset, 0u);
   EXPECT_EQ(d.fragment.id, 0x1234);
+}
+
+// An IPv6 + TCP packet (RFC 8200 section 3, no extension headers) from 2001:db8::1 to ::1.
+Bytes Ipv6Tcp(uint16_t sport, uint16_t dport, const std::string& payload) {
+  Bytes b = {0x60, 0, 0, 0};
+  Put16(b, static_cast<uint16_t>(20 + payload.size()));
+  b.push_back(6);  // next header: TCP
+  b.push_back(64);
+  Bytes src = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  Bytes dst(16, 0);
+  dst[15] = 1;
+  b.insert(b.end(), src.begin(), src.end());
+  b.insert(b.end(), dst.begin(), dst.end());
+  Bytes tcp = Ipv4Tcp({0, 0, 0, 0}, {0, 0, 0, 0}, sport, dport, 1, 1, kTcpAck, payload);
+  b.insert(b.end(), tcp.begin() + 20, tcp.end());
+  return b;
+}
+
+// Appends a 16-bit value in either byte order.
+void Put16As(Bytes& b, uint16_t v, bool big_endian) {
+  if (big_endian) return Put16(b, v);
+  b.push_back(static_cast<uint8_t>(v));
+  b.push_back(static_cast<uint8_t>(v >> 8));
+}
+
+// One NFLOG TLV: length (4-byte header included, padding not), type, value, padding to 4 bytes
+// (LINKTYPE_NFLOG layout: tcpdump.org/linktypes/LINKTYPE_NFLOG.html; libpcap's pcap/nflog.h).
+void NflogTlv(Bytes& b, uint16_t type, const Bytes& value, bool big_endian) {
+  Put16As(b, static_cast<uint16_t>(4 + value.size()), big_endian);
+  Put16As(b, type, big_endian);
+  b.insert(b.end(), value.begin(), value.end());
+  while (b.size() % 4) b.push_back(0);
+}
+
+// An NFLOG frame as the kernel's nfnetlink_log sends it: family, version 0, resource id (group 7,
+// network order), NFULA_PACKET_HDR (1: hw_protocol, hook), NFULA_PREFIX (10) of one byte (padded
+// to 8), NFULA_PAYLOAD (9) with `ip` at offset 24.
+Bytes Nflog(uint8_t family, const Bytes& ip, bool big_endian) {
+  Bytes b = {family, 0, 0, 7};
+  NflogTlv(b, 1, {0x08, 0x00, 3, 0}, big_endian);
+  NflogTlv(b, 10, {'x'}, big_endian);
+  NflogTlv(b, 9, ip, big_endian);
+  return b;
+}
+
+// A pf log header of unpadded length `length` (padded to 4) with family `af`, then `ip`
+// (net/if_pflog.h of the BSDs; libpcap's pflog.h; tcpdump's print-pflog.c).
+Bytes Pflog(uint8_t length, uint8_t af, const Bytes& ip) {
+  Bytes b((size_t{length} + 3) & ~size_t{3}, 0);
+  b[0] = length;
+  b[1] = af;
+  std::string ifname = "pflog0";
+  std::copy(ifname.begin(), ifname.end(), b.begin() + 4);
+  b.insert(b.end(), ip.begin(), ip.end());
+  return b;
+}
+
+uint32_t Size(const Bytes& b) { return static_cast<uint32_t>(b.size()); }
+
+TEST(Decode, NflogTlvsInEitherByteOrder) {
+  Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, 1000, 5, kTcpAck, "GET /");
+  for (bool big_endian : {false, true}) {
+    SCOPED_TRACE(big_endian ? "big-endian TLVs" : "little-endian TLVs");
+    Bytes f = Nflog(2, ip, big_endian);
+    ASSERT_EQ(f.size(), 24 + 48u);  // 45 bytes of packet padded to 48
+    DecodedFrame d = DecodeFrame(239, f, Size(f));
+    ASSERT_EQ(d.kind, FrameKind::kTcp) << d.why;
+    EXPECT_EQ(d.segment.src.ToString(), "10.0.0.1");
+    EXPECT_EQ(d.segment.dst_port, 80);
+    EXPECT_EQ(std::string(d.segment.payload.begin(), d.segment.payload.end()), "GET /")
+        << "the TLV's padding is not payload";
+    // Every cut (the snaplen): a TCP segment once its headers are in, the rest counted missing.
+    for (size_t n = 0; n < f.size(); ++n) {
+      DecodedFrame c = DecodeFrame(239, std::span<const uint8_t>(f.data(), n), Size(f));
+      if (n < 24 + 40) {
+        EXPECT_NE(c.kind, FrameKind::kTcp) << "cut at " << n;
+      } else {
+        ASSERT_EQ(c.kind, FrameKind::kTcp) << "cut at " << n;
+        EXPECT_EQ(c.segment.missing, n >= 24 + 45 ? 0 : 24 + 45 - n) << "cut at " << n;
+      }
+    }
+  }
+  // IPv6: Linux's AF_INET6 (10) in the NFLOG header.
+  Bytes f6 = Nflog(10, Ipv6Tcp(8080, 41000, "HTTP/1.1 200 OK\r\n"), false);
+  DecodedFrame d6 = DecodeFrame(239, f6, Size(f6));
+  ASSERT_EQ(d6.kind, FrameKind::kTcp) << d6.why;
+  EXPECT_EQ(d6.segment.src.ToString(), "2001:db8::1");
+  EXPECT_EQ(d6.segment.src_port, 8080);
+}
+
+TEST(Decode, NflogMalformedAndWithoutPayload) {
+  Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 1, 2, 3, 4, kTcpAck, "x");
+  auto decode = [](const Bytes& f, uint32_t wire = 0) {
+    return DecodeFrame(239, f, wire ? wire : Size(f));
+  };
+  DecodedFrame d = decode({2, 0, 0});
+  EXPECT_EQ(d.kind, FrameKind::kMalformed);
+  EXPECT_EQ(d.why, "NFLOG header cut short");
+  Bytes v1 = Nflog(2, ip, false);
+  v1[1] = 1;
+  EXPECT_EQ(decode(v1).why, "unknown NFLOG version");
+  EXPECT_EQ(decode(v1).kind, FrameKind::kMalformed);
+  Bytes bridge = Nflog(7, ip, false);  // AF_BRIDGE
+  EXPECT_EQ(decode(bridge).kind, FrameKind::kNotIp);
+  // A TLV length below its own 4-byte header (2, in either byte order).
+  for (bool big_endian : {false, true}) {
+    Bytes f = {2, 0, 0, 7};
+    Put16As(f, 2, big_endian);
+    Put16As(f, 9, big_endian);
+    f.insert(f.end(), ip.begin(), ip.end());
+    d = decode(f);
+    EXPECT_EQ(d.kind, FrameKind::kMalformed);
+    // Malformed in both orders: the reason is the one of this host's order (read the other way,
+    // 2 is 512, past the frame).
+    bool host_order = big_endian == (std::endian::native == std::endian::big);
+    EXPECT_EQ(d.why, host_order ? "NFLOG TLV length below its 4-byte header"
+                                : "NFLOG TLV runs past the frame");
+  }
+  // A payload TLV that claims 400 bytes of a 4 + 4 + 41-byte frame (captured whole).
+  Bytes past = {2, 0, 0, 7};
+  Put16As(past, 400, false);
+  Put16As(past, 9, false);
+  past.insert(past.end(), ip.begin(), ip.end());
+  d = decode(past);
+  EXPECT_EQ(d.kind, FrameKind::kMalformed);
+  EXPECT_EQ(d.why, "NFLOG TLV runs past the frame");
+  // No payload TLV (a message of metadata only): not an IP frame.
+  Bytes meta = {2, 0, 0, 7};
+  NflogTlv(meta, 1, {0x08, 0x00, 3, 0}, false);
+  NflogTlv(meta, 10, {'x'}, false);
+  d = decode(meta);
+  EXPECT_EQ(d.kind, FrameKind::kNotIp);
+  EXPECT_EQ(d.why, "NFLOG message without a payload TLV");
+  // The snaplen cut the frame before the payload TLV's header: malformed, not "no payload".
+  Bytes cut(meta.begin(), meta.begin() + 12);
+  d = decode(cut, 100);
+  EXPECT_EQ(d.kind, FrameKind::kMalformed);
+  EXPECT_EQ(d.why, "NFLOG cut short before its payload TLV");
+}
+
+TEST(Decode, PflogHeaderLengthsAndFamilies) {
+  Bytes ip = Ipv4Tcp({192, 0, 2, 1}, {192, 0, 2, 2}, 50000, 80, 9, 9, kTcpAck, "GET /pf");
+  // FreeBSD's 69-byte header padded to 72; NetBSD/Darwin's 61 padded to 64.
+  for (uint8_t length : {69, 61}) {
+    Bytes f = Pflog(length, 2, ip);
+    DecodedFrame d = DecodeFrame(117, f, Size(f));
+    ASSERT_EQ(d.kind, FrameKind::kTcp) << d.why;
+    EXPECT_EQ(d.segment.src.ToString(), "192.0.2.1");
+    EXPECT_EQ(std::string(d.segment.payload.begin(), d.segment.payload.end()), "GET /pf");
+  }
+  // IPv6 under each BSD's AF_INET6: OpenBSD's 100-byte header with 24, FreeBSD 28, Darwin 30.
+  Bytes ip6 = Ipv6Tcp(443, 50001, "hello");
+  for (uint8_t af : {24, 28, 30}) {
+    Bytes f = Pflog(af == 24 ? 100 : 69, af, ip6);
+    DecodedFrame d = DecodeFrame(117, f, Size(f));
+    ASSERT_EQ(d.kind, FrameKind::kTcp) << "af " << int{af} << ": " << d.why;
+    EXPECT_EQ(d.segment.src.ToString(), "2001:db8::1");
+    EXPECT_EQ(d.segment.src_port, 443);
+  }
+  EXPECT_EQ(DecodeFrame(117, Pflog(69, 10, ip6), 200).kind, FrameKind::kNotIp)
+      << "Linux's AF_INET6 is no pf family";
+  Bytes small = Pflog(60, 2, ip);
+  EXPECT_EQ(DecodeFrame(117, small, Size(small)).kind, FrameKind::kMalformed);
+  EXPECT_EQ(DecodeFrame(117, small, Size(small)).why, "PFLOG header length below 61");
+  Bytes large = Pflog(101, 2, ip);
+  EXPECT_EQ(DecodeFrame(117, large, Size(large)).why, "PFLOG header length above 100");
+  Bytes longer_than_frame = Pflog(100, 2, {});
+  longer_than_frame.resize(80);
+  EXPECT_EQ(DecodeFrame(117, longer_than_frame, 200).why, "PFLOG header cut short");
+  EXPECT_EQ(DecodeFrame(117, Bytes{}, 0).why, "PFLOG header cut short");
 }
 
 // Collects a reassembled stream, gaps shown as '#'.
@@ -465,6 +643,99 @@ TEST(Engine, DataAfterIgnoredReset) {
   std::vector<Exchange> got = c.Run();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].request->path, "/after-rst");
+}
+
+// Frames of link types the decoder does not know are one named drop, counted exactly, and the
+// list of link types seen stops at CaptureEngine::kMaxLinkTypes however many a file declares.
+TEST(Engine, UnknownLinkTypeIsANamedDropAndLinkTypesStayBounded) {
+  CaptureEngine e(EngineOptions{}, [](Exchange&&) {});
+  Bytes eth = Ethernet(Ipv4Tcp({1, 1, 1, 1}, {2, 2, 2, 2}, 1, 2, 3, 0, kTcpSyn, ""));
+  e.OnPacket(1, 1000, eth, Size(eth));
+  Bytes junk = {1, 2, 3, 4, 5, 6, 7, 8};
+  for (int lt = 1000; lt < 2000; ++lt) {  // no LINKTYPE_ value in 1000..1999 is assigned
+    ASSERT_FALSE(IsSupportedLinkType(lt));
+    e.OnPacket(lt, 2000, junk, Size(junk));
+  }
+  e.OnPacket(1000, 3000, junk, Size(junk));  // a repeat
+  std::map<std::string, uint64_t> drops = e.Drops();
+  EXPECT_EQ(drops["unknown_link_type"], 1001u);
+  EXPECT_EQ(e.Counters()["frames"], 1002u);
+  EXPECT_EQ(e.Counters().count("unsupported_link_frames"), 0u);
+  ASSERT_EQ(e.link_types().size(), CaptureEngine::kMaxLinkTypes);
+  EXPECT_EQ(e.link_types()[0], 1);
+  EXPECT_EQ(e.link_types()[1], 1000);
+  EXPECT_EQ(e.link_types().back(), 1000 + CaptureEngine::kMaxLinkTypes - 2);
+}
+
+// Writes a big-endian pcapng (as a big-endian host writes it) of one interface of `link_type`
+// holding `frame`: SHB, IDB, EPB (draft-ietf-opsawg-pcapng sections 4.1, 4.2, 4.3).
+std::string WriteBigEndianPcapng(const std::string& name, uint16_t link_type, const Bytes& frame) {
+  Bytes b;
+  Put32(b, 0x0A0D0D0A);
+  Put32(b, 28);
+  Put32(b, 0x1A2B3C4D);
+  Put16(b, 1);
+  Put16(b, 0);
+  Put32(b, 0xffffffff);
+  Put32(b, 0xffffffff);  // section length: unknown
+  Put32(b, 28);
+  Put32(b, 1);
+  Put32(b, 20);
+  Put16(b, link_type);
+  Put16(b, 0);
+  Put32(b, 0);  // snaplen: none
+  Put32(b, 20);
+  uint32_t padded = (Size(frame) + 3) & ~3u;
+  Put32(b, 6);
+  Put32(b, 32 + padded);
+  Put32(b, 0);  // interface 0
+  Put32(b, 0);
+  Put32(b, 1'000'000);  // 1 s in microseconds
+  Put32(b, Size(frame));
+  Put32(b, Size(frame));
+  b.insert(b.end(), frame.begin(), frame.end());
+  b.resize(b.size() + padded - frame.size(), 0);
+  Put32(b, 32 + padded);
+  std::string path = ::testing::TempDir() + "/" + name;
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fwrite(b.data(), 1, b.size(), f);
+  std::fclose(f);
+  return path;
+}
+
+// NFLOG's TLV lengths and types and PFLOG's ids are in the writing host's byte order: libpcap
+// turns them into this host's for a big-endian file, and the project's pcapng reader hands over
+// the same bytes.
+TEST(PacketSource, PcapngReaderSwapsHostOrderFieldsAsLibpcapDoes) {
+  Bytes ip = Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40000, 80, 1000, 5, kTcpAck, "GET /");
+  Bytes pflog = Pflog(69, 2, ip);
+  pflog[44 + 3] = 1;  // uid 1, written big-endian
+  for (auto [link_type, frame] :
+       {std::pair<uint16_t, Bytes>{239, Nflog(2, ip, true)}, {117, pflog}}) {
+    SCOPED_TRACE(link_type);
+    std::string path = WriteBigEndianPcapng("host-order.pcapng", link_type, frame);
+    auto lib = OpenLibpcapFile(path, "");
+    auto ng = OpenPcapngFile(path, "");
+    ASSERT_TRUE(lib.ok()) << lib.status();
+    ASSERT_TRUE(ng.ok()) << ng.status();
+    Frame a, b;
+    ASSERT_TRUE((*lib)->Next(&a)) << (*lib)->status();
+    ASSERT_TRUE((*ng)->Next(&b)) << (*ng)->status();
+    EXPECT_EQ(a.link_type, link_type);
+    EXPECT_EQ(b.link_type, link_type);
+    ASSERT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin(), b.data.end()));
+    uint16_t first_tlv_length;
+    uint32_t uid;
+    std::memcpy(&first_tlv_length, b.data.data() + 4, 2);
+    std::memcpy(&uid, b.data.data() + 44, 4);
+    if (link_type == 239) {
+      EXPECT_EQ(first_tlv_length, 8) << "in this host's order";
+    } else {
+      EXPECT_EQ(uid, 1u) << "in this host's order";
+    }
+    DecodedFrame d = DecodeFrame(b.link_type, b.data, b.wire_length);
+    EXPECT_EQ(d.kind, FrameKind::kTcp) << d.why;
+  }
 }
 
 }  // namespace

@@ -4,10 +4,15 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 
 namespace tapkit {
 namespace {
+
+// For these the DLT_ value libpcap hands over is the LINKTYPE_ value on every OS (pcap/dlt.h:
+// DLT_PFLOG was 17 on old OpenBSD, which no longer uses it, and LINKTYPE_PFLOG is 117).
+static_assert(DLT_PFLOG == 117 && DLT_NFLOG == 239);
 
 using Bytes = std::span<const uint8_t>;
 
@@ -15,6 +20,7 @@ uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1])
 uint32_t Be32(const uint8_t* p) {
   return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
 }
+uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[1] << 8 | p[0]); }
 uint32_t Le32(const uint8_t* p) {
   return uint32_t{p[3]} << 24 | uint32_t{p[2]} << 16 | uint32_t{p[1]} << 8 | p[0];
 }
@@ -103,6 +109,98 @@ DecodedFrame ArcnetLinux(Bytes f, uint32_t missing) {
   return Fail(FrameKind::kNotIp, "not IP");
 }
 
+// NFLOG (LINKTYPE_NFLOG 239; tcpdump.org/linktypes/LINKTYPE_NFLOG.html, libpcap's pcap/nflog.h,
+// the kernel's nfnetlink_log): a 4-byte header (address family, version 0, resource id in network
+// byte order), then netlink attributes (TLVs): a 2-byte length that counts the 4-byte TLV header
+// but not the padding, a 2-byte type, the value, padding to a multiple of 4. The packet is the
+// value of the NFULA_PAYLOAD (9) TLV, from its network header on.
+constexpr uint16_t kNflogPayload = 9;
+constexpr uint16_t kNetlinkTypeMask = 0x3fff;  // NLA_TYPE_MASK: less NLA_F_NESTED, NET_BYTEORDER
+
+// Walks the TLVs after the NFLOG header with their lengths and types read big-endian or
+// little-endian. `missing` is how many bytes of the frame the snaplen cut off. Sets *packet (and
+// *packet_missing, its bytes cut off) and returns kTcp when the payload TLV is found; kNotIp when
+// the TLVs end without one (a message of metadata only); kMalformed with a reason otherwise.
+FrameKind NflogPayload(Bytes tlvs, uint32_t missing, bool big_endian, Bytes* packet,
+                       uint32_t* packet_missing, std::string_view* why) {
+  const uint64_t captured = tlvs.size(), wire = captured + missing;
+  uint64_t at = 0;
+  for (;;) {
+    if (at + 4 > wire) {
+      *why = "NFLOG message without a payload TLV";
+      return FrameKind::kNotIp;
+    }
+    if (at + 4 > captured) {
+      *why = "NFLOG cut short before its payload TLV";
+      return FrameKind::kMalformed;
+    }
+    const uint8_t* h = tlvs.data() + at;
+    uint16_t length = big_endian ? Be16(h) : Le16(h);
+    uint16_t type = (big_endian ? Be16(h + 2) : Le16(h + 2)) & kNetlinkTypeMask;
+    if (length < 4) {
+      *why = "NFLOG TLV length below its 4-byte header";
+      return FrameKind::kMalformed;
+    }
+    if (at + length > wire) {
+      *why = "NFLOG TLV runs past the frame";
+      return FrameKind::kMalformed;
+    }
+    if (type == kNflogPayload) {
+      uint64_t have = std::min<uint64_t>(length, captured - at);  // at least the 4-byte header
+      *packet = tlvs.subspan(static_cast<size_t>(at + 4), static_cast<size_t>(have - 4));
+      *packet_missing = static_cast<uint32_t>(length - have);
+      return FrameKind::kTcp;
+    }
+    at += (uint64_t{length} + 3) & ~uint64_t{3};
+  }
+}
+
+DecodedFrame Nflog(Bytes f, uint32_t missing) {
+  if (f.size() < 4) return Fail(FrameKind::kMalformed, "NFLOG header cut short");
+  if (f[1] != 0) return Fail(FrameKind::kMalformed, "unknown NFLOG version");
+  // The family is Linux's: AF_INET 2, AF_INET6 10 (AF_BRIDGE and others carry no IP packet here).
+  if (f[0] != 2 && f[0] != 10) return Fail(FrameKind::kNotIp, "NFLOG family not IPv4 or IPv6");
+  // TLV lengths and types are in the capturing host's byte order. libpcap turns them into this
+  // host's when it reads a file written in the other order (pcap-util.c, swap_nflog_header), and
+  // so does the project's pcapng reader; a frame that only walks in the other order (a file
+  // rewritten by a tool that did not swap them) is read that way rather than lost.
+  constexpr bool kHostBig = std::endian::native == std::endian::big;
+  Bytes packet;
+  uint32_t packet_missing = 0;
+  std::string_view why;
+  FrameKind kind = NflogPayload(f.subspan(4), missing, kHostBig, &packet, &packet_missing, &why);
+  if (kind == FrameKind::kMalformed) {
+    std::string_view other_why;
+    FrameKind other =
+        NflogPayload(f.subspan(4), missing, !kHostBig, &packet, &packet_missing, &other_why);
+    if (other == FrameKind::kTcp) kind = other;
+  }
+  if (kind != FrameKind::kTcp) return Fail(kind, why);
+  return DecodeIp(packet, packet_missing);
+}
+
+// PFLOG (LINKTYPE_PFLOG 117 = DLT_PFLOG on every OS libpcap knows; the BSDs' net/if_pflog.h,
+// libpcap's pflog.h, tcpdump's print-pflog.c): byte 0 is the header's length without its padding
+// (61 on NetBSD, DragonFly and Darwin, 69 on FreeBSD, 100 on OpenBSD; tcpdump accepts 61 to 100),
+// byte 1 the address family of the logged packet, then action, reason, interface name, ruleset,
+// rule numbers, ids and direction. The packet follows the header padded to a multiple of 4.
+constexpr uint8_t kPflogMinHeader = 61, kPflogMaxHeader = 100;
+
+DecodedFrame Pflog(Bytes f, uint32_t missing) {
+  if (f.empty()) return Fail(FrameKind::kMalformed, "PFLOG header cut short");
+  if (f[0] < kPflogMinHeader) return Fail(FrameKind::kMalformed, "PFLOG header length below 61");
+  if (f[0] > kPflogMaxHeader) return Fail(FrameKind::kMalformed, "PFLOG header length above 100");
+  size_t padded = (size_t{f[0]} + 3) & ~size_t{3};
+  if (f.size() < padded) return Fail(FrameKind::kMalformed, "PFLOG header cut short");
+  // The family is the logging OS's: AF_INET is 2 on all of them, AF_INET6 is 24 on OpenBSD and
+  // NetBSD, 28 on FreeBSD and DragonFly, 30 on Darwin (as for the NULL link type).
+  uint8_t af = f[1];
+  if (af != 2 && af != 24 && af != 28 && af != 30) {
+    return Fail(FrameKind::kNotIp, "PFLOG family not IPv4 or IPv6");
+  }
+  return DecodeIp(f.subspan(padded), missing);
+}
+
 }  // namespace
 
 bool IsSupportedLinkType(int link_type) {
@@ -129,8 +227,12 @@ DecodedFrame DecodeFrame(int link_type, Bytes f, uint32_t wire_length) {
     case 113:
       if (f.size() < 16) return Fail(FrameKind::kMalformed, "SLL header cut short");
       return ByEtherType(Be16(f.data() + 14), f.subspan(16), missing);
+    case 117:  // DLT_PFLOG
+      return Pflog(f, missing);
     case 129:
       return ArcnetLinux(f, missing);
+    case 239:  // DLT_NFLOG
+      return Nflog(f, missing);
     case 276:
       if (f.size() < 20) return Fail(FrameKind::kMalformed, "SLL2 header cut short");
       return ByEtherType(Be16(f.data()), f.subspan(20), missing);

@@ -6,6 +6,14 @@
 // throws: anything it cannot use comes back as a FrameKind with the reason counted by the caller.
 // IPv4 fragments are returned as kIpv4Fragment for the Ipv4Defragmenter (defrag.h).
 //
+// Frames are taken as libpcap delivers them, `link_type` being its DLT_ value (equal to the
+// LINKTYPE_ value for all of these but LINKTYPE_RAW, which libpcap hands over as DLT_RAW). Two
+// link types carry fields in the capturing host's byte order, which libpcap converts when it
+// reads a file written on a host of the other order: NFLOG's TLV lengths and types are expected
+// in this host's order, and a frame whose TLVs only make sense in the other order is read in
+// that one; PFLOG's host-order fields (uid, pid) are not used. PFLOG's and NULL's address
+// families are those of the capturing OS, and every BSD's value for AF_INET6 is accepted.
+//
 // Checksums are not verified: captures taken on the sending host carry offloaded (unfilled)
 // checksums, and a passive observer must not drop what the peer accepted.
 //
@@ -30,9 +38,11 @@ inline constexpr int kSupportedLinkTypes[] = {
     104,  // C_HDLC (Cisco HDLC)
     108,  // LOOP: OpenBSD loopback, family in network byte order
     113,  // LINUX_SLL: Linux cooked capture v1 (tcpdump -i any)
+    117,  // PFLOG: pf's log header (OpenBSD, FreeBSD, NetBSD, Darwin), IPv4/IPv6 by its family
     129,  // ARCNET_LINUX (RFC 1051 and RFC 1201 framing)
     228,  // IPV4
     229,  // IPV6
+    239,  // NFLOG: Linux netfilter log (tcpdump -i nflog:N), the packet in its NFULA_PAYLOAD TLV
     276,  // LINUX_SLL2: Linux cooked capture v2
 };
 bool IsSupportedLinkType(int link_type);

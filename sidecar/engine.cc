@@ -652,7 +652,8 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
                              uint32_t wire_length) {
   Impl& m = *impl_;
   m.Count("frames");
-  if (std::find(m.link_types.begin(), m.link_types.end(), link_type) == m.link_types.end()) {
+  if (m.link_types.size() < kMaxLinkTypes &&
+      std::find(m.link_types.begin(), m.link_types.end(), link_type) == m.link_types.end()) {
     m.link_types.push_back(static_cast<uint16_t>(link_type));
   }
   DecodedFrame f = DecodeFrame(link_type, data, wire_length);
@@ -666,7 +667,7 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
     case FrameKind::kNotTcp:
       return m.Count("non_tcp_packets");
     case FrameKind::kUnsupportedLink:
-      return m.Count("unsupported_link_frames");
+      return m.Drop("unknown_link_type");  // DESIGN.md section 6: a named drop
     case FrameKind::kIpv6Fragment:
       return m.Count("ipv6_fragments");
     case FrameKind::kMalformed:

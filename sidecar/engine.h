@@ -12,12 +12,14 @@
 #ifndef TAPKIT_SIDECAR_ENGINE_H_
 #define TAPKIT_SIDECAR_ENGINE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "format/exchange.h"
 #include "sidecar/http1.h"
@@ -59,7 +61,11 @@ class CaptureEngine {
   // Totals and drops so far, by name (they go to the file trailer and `tapcat --info`).
   std::map<std::string, uint64_t> Counters() const;
   std::map<std::string, uint64_t> Drops() const;
-  // Link types seen, in order of first appearance.
+  // The first kMaxLinkTypes distinct link types seen (DLT_ values as OnPacket got them), in order
+  // of first appearance; later new ones are not listed (a hostile pcapng can declare thousands of
+  // interfaces). Frames of a link type DecodeFrame does not know are the drop
+  // "unknown_link_type" in Drops(), whether listed here or not.
+  static constexpr size_t kMaxLinkTypes = 16;
   const std::vector<uint16_t>& link_types() const;
 
  private:

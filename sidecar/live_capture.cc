@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace tapkit {
@@ -100,6 +101,13 @@ absl::StatusOr<size_t> LiveCapture::Poll(int timeout_ms,
       const u_char* data = nullptr;
       int r = pcap_next_ex(i.p, &h, &data);
       if (r == 0) break;  // nothing more now
+      // libpcap's netfilter (nflog:N) reader reports a non-blocking receive that finds nothing
+      // as an error, "Can't receive packet: " and strerror(EAGAIN) (pcap-netfilter-linux.c, up
+      // to 1.10.6 at least): for it that is "nothing more now" too.
+      if (r == PCAP_ERROR && i.link_type == DLT_NFLOG &&
+          absl::EndsWith(pcap_geterr(i.p), std::strerror(EAGAIN))) {
+        break;
+      }
       if (r < 0) {
         return absl::UnavailableError(absl::StrCat("interface ", i.name, ": ", pcap_geterr(i.p)));
       }

@@ -33,6 +33,34 @@ bool IsPcapngFile(const std::string& path);
 // PcapngSource::SkipPackets on a source NewPcapngSource made.
 void SkipPcapngPackets(PacketSource* pcapng, uint64_t n);
 
+// Turns the host-order fields of an NFLOG or PFLOG frame read from a savefile written in the other
+// byte order into this host's order, as libpcap 1.10 does before it hands such a frame over
+// (pcap-util.c, pcap_post_process): NFLOG's TLV lengths and types (up to the first TLV that does
+// not fit the frame), PFLOG's uid, pid, rule_uid and rule_pid (those the header length covers).
+// `caplen` bytes at `data`, `wire` the length on the wire.
+void SwapHostOrderFields(int link_type, uint8_t* data, uint32_t caplen, uint32_t wire) {
+  auto swap16 = [](uint8_t* p) { std::swap(p[0], p[1]); };
+  uint32_t len = std::min(caplen, wire);
+  if (link_type == DLT_NFLOG) {
+    if (len < 4 || data[1] != 0) return;  // no TLVs, or a version whose layout is unknown
+    for (uint32_t at = 4; len - at >= 4;) {
+      swap16(data + at);
+      swap16(data + at + 2);
+      uint16_t length;  // now in this host's order
+      std::memcpy(&length, data + at, 2);
+      uint32_t size = (uint32_t{length} + 3) & ~3u;
+      if (size < 4 || size > len - at) return;
+      at += size;
+    }
+  } else if (link_type == DLT_PFLOG) {
+    if (len < 1) return;
+    for (uint32_t at : {44u, 48u, 52u, 56u}) {  // uid, pid, rule_uid, rule_pid
+      if (at + 4 > len || at + 4 > data[0]) return;
+      std::reverse(data + at, data + at + 4);
+    }
+  }
+}
+
 // Compiles `bpf` the way libpcap compiles it for a savefile of `linktype` (a LINKTYPE_ value)
 // written in the other byte order than this host's when `swapped`: through a 24-byte savefile
 // header that libpcap opens, not pcap_open_dead, whose code differs (for DLT_NULL a savefile
@@ -272,6 +300,8 @@ class PcapMemorySource final : public PacketSource {
       case 101:
         dlt = DLT_RAW;  // libpcap's linktype_to_dlt
         break;
+      // Not PFLOG (117) and NFLOG (239): libpcap rewrites their host-order fields in a file of
+      // the other byte order, and a frame read in place cannot be rewritten. libpcap reads them.
       default:
         return nullptr;
     }
@@ -543,6 +573,9 @@ class PcapngSource final : public PacketSource {
       if (skip_raw_ > 0) {  // already delivered by libpcap before it gave up on the file
         --skip_raw_;
         continue;
+      }
+      if (swap_ == (std::endian::native == std::endian::little)) {  // the other byte order
+        SwapHostOrderFields(i.link_type, block_.data() + (data - b), caplen, wire);
       }
       if (i.filter_ok) {
         pcap_pkthdr h{};

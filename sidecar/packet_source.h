@@ -38,9 +38,11 @@ class PacketSource {
 // Opens a pcap or pcapng file ("-": standard input) with nanosecond timestamps. `bpf` (may be
 // empty) filters frames as tcpdump's expression would. Errors name the file: NotFound,
 // InvalidArgument for a file that is not a capture or a BPF expression that does not compile.
-// A regular file in classic pcap format with an IP-carrying link type is mapped into memory and
-// read in place by the project's reader of libpcap's savefile rules (a copy fewer per frame);
-// everything else is read through libpcap, a regular file ahead on a thread (ReadAhead).
+// A regular file in classic pcap format of Ethernet, SLL, SLL2, NULL, LOOP or raw IP is mapped
+// into memory and read in place by the project's reader of libpcap's savefile rules (a copy fewer
+// per frame); everything else is read through libpcap, a regular file ahead on a thread
+// (ReadAhead). That includes NFLOG and PFLOG, whose host-byte-order fields libpcap rewrites for
+// a file of the other byte order (a frame read in place cannot be rewritten).
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenCaptureFile(const std::string& path,
                                                               const std::string& bpf);
 
@@ -56,7 +58,9 @@ std::unique_ptr<PacketSource> OpenPcapBytes(std::span<const uint8_t> bytes, cons
 
 // The project's own pcapng reader, which OpenCaptureFile falls back to for sections whose
 // interfaces have different link types (libpcap 1.10 refuses them). Each frame carries its own
-// interface's link type and timestamp resolution (if_tsresol, if_tsoffset). NotFound when the
+// interface's link type and timestamp resolution (if_tsresol, if_tsoffset). In a section of the
+// other byte order, NFLOG's and PFLOG's host-order fields are turned into this host's order, as
+// libpcap does. NotFound when the
 // file cannot be opened. Exposed so tests can hold it against libpcap on files both can read.
 absl::StatusOr<std::unique_ptr<PacketSource>> OpenPcapngFile(const std::string& path,
                                                              const std::string& bpf);
