@@ -72,6 +72,23 @@ TEST(Taprec, InputErrors) {
   EXPECT_EQ(negative.rc, 2);
 }
 
+// -B is tcpdump's: KiB of capture buffer, for -i only. Bad values fail before any capture opens
+// (so this runs without root), with one line naming the flag.
+TEST(Taprec, BufferSizeIsValidated) {
+  for (const char* bad : {"0", "-1", "1048577", "99999999999"}) {
+    Result r = Sh(Taprec(absl::StrCat("-i lo -B ", bad)));
+    EXPECT_EQ(r.rc, 2) << bad;
+    EXPECT_EQ(r.err, absl::StrCat("taprec: -B ", bad,
+                                  ": the capture buffer size is in KiB, from 1 to 1048576\n"));
+  }
+  Result word = Sh(Taprec("-i lo --buffer-size lots"));
+  EXPECT_EQ(word.rc, 2);
+  EXPECT_NE(word.err.find("'--buffer-size'"), std::string::npos) << word.err;
+  Result file = Sh(Taprec("-r '" + kFixture + "' -B 1024"));
+  EXPECT_EQ(file.rc, 2);
+  EXPECT_EQ(file.err, "taprec: -B goes with -i (the capture buffer of an interface)\n");
+}
+
 TEST(Taprec, RefusesToOverwriteItsInput) {
   std::string copy = absl::StrCat(::testing::TempDir(), "/input.pcap");
   std::ofstream(copy, std::ios::binary) << testing::ReadFileBytes(kFixture);
