@@ -131,7 +131,7 @@ TEST(Recorder, EveryNamedDropOfEverySidecarReachesTheTrailer) {
   ASSERT_TRUE(reader.ok());
   ASSERT_TRUE((*reader)->summary().has_value());
   std::map<std::string, uint64_t> want = {
-      {"connection_limit", 7},       {"snaplen_truncated_packets", 3},
+      {"connection_limit", 7},        {"snaplen_truncated_packets", 3},
       {"a_name_no_one_knows_yet", 4}, {"total_buffer_limit", 7},
       {"kernel_dropped_packets", 30}, {"interface_dropped_packets", 1},
       {"sidecar_events_dropped", 6}};

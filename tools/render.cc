@@ -377,9 +377,8 @@ std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts) {
   // A list of strings (the command line, redacted header names): text, or, when any of them is
   // not UTF-8, all in base64 with "<key>Encoding": "base64".
   auto put_list = [](json& obj, const std::string& key, const std::vector<std::string>& words) {
-    bool utf8 = std::all_of(words.begin(), words.end(), [](const std::string& w) {
-      return IsUtf8(w);
-    });
+    bool utf8 =
+        std::all_of(words.begin(), words.end(), [](const std::string& w) { return IsUtf8(w); });
     json arr = json::array();
     for (const std::string& w : words) arr.push_back(utf8 ? w : absl::Base64Escape(w));
     obj[key] = std::move(arr);
@@ -455,8 +454,8 @@ std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts) {
     o["lastRequestNs"] = counts.max_key;
     o["spanNs"] = counts.max_key - counts.min_key;
   } else {
-    for (const char* k : {"firstRequest", "firstRequestNs", "lastRequest", "lastRequestNs",
-                          "spanNs"}) {
+    for (const char* k :
+         {"firstRequest", "firstRequestNs", "lastRequest", "lastRequestNs", "spanNs"}) {
       o[k] = nullptr;
     }
   }

@@ -373,7 +373,8 @@ int main(int argc, char** argv) {
       // -i: what the kernel dropped never reached the engine; it is named here, as the live
       // tap's recorder names its sidecars' (the same thread as Next(): this runs in Tick,
       // Append and Close).
-      std::optional<tapkit::KernelStats> k = final_kernel ? final_kernel : (*source)->kernel_stats();
+      std::optional<tapkit::KernelStats> k =
+          final_kernel ? final_kernel : (*source)->kernel_stats();
       if (k) tapkit::AddKernelDrops(*k, &t.drops);
       tapkit::CapturePointInfo cp = meta.capture_points[0];
       cp.link_types = engine_ptr->link_types();
