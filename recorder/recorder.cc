@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "format/codec.h"
+#include "sidecar/packet_source.h"
 
 namespace tapkit {
 
@@ -87,8 +88,11 @@ TrailerInput Recorder::Trailer() const {
   for (const auto& [cp, s] : stats_) {
     for (const auto& [n, v] : s.drops()) t.drops[n] += v;
     for (const auto& [n, v] : s.counters()) t.counters[n] += v;
-    if (s.kernel_dropped()) t.drops["kernel_dropped_packets"] += s.kernel_dropped();
-    if (s.interface_dropped()) t.drops["interface_dropped_packets"] += s.interface_dropped();
+    // Named as taprec -i names its own capture's (sidecar/packet_source.h).
+    KernelStats k;
+    k.dropped = s.kernel_dropped();
+    k.interface_dropped = s.interface_dropped();
+    AddKernelDrops(k, &t.drops);
     if (s.events_dropped()) t.drops["sidecar_events_dropped"] += s.events_dropped();
     if (s.exchanges_held_back()) t.drops["max_rps_held_back"] += s.exchanges_held_back();
   }

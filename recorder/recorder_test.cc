@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "format/codec.h"
 #include "format/file.h"
@@ -100,6 +101,41 @@ TEST(Recorder, LabelsTrailerAndPodsLost) {
   ASSERT_EQ(s.capture_points.size(), 2u);
   EXPECT_EQ(s.capture_points[0].name, "demo/backend-1");
   EXPECT_EQ(s.capture_points[1].name, "demo/backend-2");
+}
+
+// A live tap's trailer gets every named drop its sidecars reported, whatever the name (the
+// engine's names are its own: Stats.drops is a map), summed by name over the capture points, and
+// the kernel's losses under the names taprec -i gives its own (kernel_dropped_packets,
+// interface_dropped_packets); nothing is dropped for being zero or unknown to the recorder.
+TEST(Recorder, EveryNamedDropOfEverySidecarReachesTheTrailer) {
+  std::string path = ::testing::TempDir() + "/recorder-drops.tap";
+  std::filesystem::remove(path);
+  Recorder r(path, testing::SampleMetadata(), {});
+  ASSERT_TRUE(r.Open().ok());
+  v1::Stats a, b;
+  a.set_capture_point("demo/backend-1");
+  (*a.mutable_drops())["connection_limit"] = 2;
+  (*a.mutable_drops())["snaplen_truncated_packets"] = 3;
+  (*a.mutable_drops())["a_name_no_one_knows_yet"] = 4;
+  a.set_kernel_dropped(10);
+  a.set_interface_dropped(1);
+  a.set_events_dropped(6);
+  b.set_capture_point("demo/backend-2");
+  (*b.mutable_drops())["connection_limit"] = 5;
+  (*b.mutable_drops())["total_buffer_limit"] = 7;
+  b.set_kernel_dropped(20);
+  r.OnStats(a);
+  r.OnStats(b);
+  ASSERT_TRUE(r.Close().ok());
+  auto reader = Reader::Open(NewStringReadableFile(testing::ReadFileBytes(path)));
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE((*reader)->summary().has_value());
+  std::map<std::string, uint64_t> want = {
+      {"connection_limit", 7},        {"snaplen_truncated_packets", 3},
+      {"a_name_no_one_knows_yet", 4}, {"total_buffer_limit", 7},
+      {"kernel_dropped_packets", 30}, {"interface_dropped_packets", 1},
+      {"sidecar_events_dropped", 6}};
+  EXPECT_EQ((*reader)->summary()->drops, want);
 }
 
 TEST(Recorder, DamagedExchangeBytesAreRefusedWithTheReason) {

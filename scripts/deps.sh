@@ -39,6 +39,8 @@ packages=(
   libyaml-cpp-dev libssl-dev
   # The demo mesh and the live tests: nginx pods, curl clients, Python for the test driver.
   nginx-light curl python3
+  # JSON checks in tests (tapcat --info -o json | jq).
+  jq
 )
 
 # Extra packages from the environment and the command line.

@@ -167,6 +167,7 @@ class LiveSource final : public PacketSource {
   absl::Status status() const override { return status_; }
   int link_type() const override { return 0; }
   uint64_t frames() const override { return frames_; }
+  std::optional<KernelStats> kernel_stats() const override { return c_->Stats(); }
 
  private:
   struct Held {

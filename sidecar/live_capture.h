@@ -38,13 +38,6 @@ struct LiveOptions {
   int block_timeout_ms = 2;
 };
 
-// pcap_stats, summed over the interfaces.
-struct KernelStats {
-  uint64_t received = 0;           // ps_recv
-  uint64_t dropped = 0;            // ps_drop: no room in the capture buffer
-  uint64_t interface_dropped = 0;  // ps_ifdrop
-};
-
 class LiveCapture {
  public:
   // Opens every interface in `interfaces` (names as `ip link` shows them, "any" included) with
@@ -62,6 +55,8 @@ class LiveCapture {
   // Returns the number of frames, or an error when an interface fails (it went away).
   absl::StatusOr<size_t> Poll(int timeout_ms, const std::function<void(const Frame&)>& on_frame);
 
+  // pcap_stats of every interface, summed (packets since Open). An interface whose pcap_stats
+  // fails adds nothing.
   KernelStats Stats() const;
   uint64_t frames() const { return frames_; }
 
@@ -75,7 +70,8 @@ class LiveCapture {
 
 // A LiveCapture as a PacketSource (taprec -i): Next() waits for the next frame and returns false
 // once `*stop` is set (checked every 50 ms) or the capture fails (status() says why). A frame's
-// bytes are copied, valid until the next Next().
+// bytes are copied, valid until the next Next(). kernel_stats() is the capture's Stats(), from
+// the thread that calls Next() (PacketSource's rule).
 std::unique_ptr<PacketSource> NewLivePacketSource(std::unique_ptr<LiveCapture> capture,
                                                   const std::atomic<bool>* stop);
 

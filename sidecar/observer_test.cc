@@ -228,6 +228,53 @@ TEST(Observer, MatchLimitExtractAndDrops) {
   EXPECT_EQ(dropped, 7u) << "9 events, room for 2: the rest counted, none waited for";
 }
 
+// The stats a sidecar sends carry every named drop of its engine, as a map (whatever the names),
+// and the kernel's counts as given: the live tap's trailer can then say what taprec -r's says.
+// The same frames through a CaptureEngine of its own give the expected map.
+TEST(Observer, StatsCarryEveryNamedDropOfTheEngine) {
+  ObserverOptions o = PodOptions("10.0.0.2");
+  o.engine.max_connections = 1;  // the second connection finds no room: connection_limit
+  Observer obs(o);
+  auto sub = obs.Subscribe(v1::ObserveRequest());
+  ASSERT_TRUE(sub.ok());
+  CaptureEngine offline(o.engine, [](Exchange&&) {});
+  uint64_t ts = 1'000'000'000'000ull;
+  // `cut`: bytes of the frame's end the snaplen did not capture.
+  auto both = [&](uint16_t port, uint32_t seq, const std::string& payload, size_t cut) {
+    testing::Bytes b = testing::Ethernet(
+        testing::Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, port, 80, seq, 5000, 0x18, payload));
+    Frame f{1, ts += 1000, static_cast<uint32_t>(b.size()),
+            std::span<const uint8_t>(b.data(), b.size() - cut)};
+    obs.OnFrame(f);
+    offline.OnPacket(f.link_type, f.ts_ns, f.data, f.wire_length);
+  };
+  const std::string first = "POST /first HTTP/1.1\r\nHost: web\r\nContent-Length: 20\r\n\r\n";
+  both(40001, 1000, first, 0);
+  both(40002, 2000, "GET /second HTTP/1.1\r\nHost: web\r\n\r\n", 0);
+  // The first request's body, its last 10 bytes not captured: snaplen_truncated_packets.
+  both(40001, 1000 + static_cast<uint32_t>(first.size()), "0123456789abcdefghij", 10);
+  KernelStats kernel{100, 5, 2};
+  obs.Finish(ts, kernel);
+  offline.Finish(ts);
+
+  v1::Stats last;
+  v1::ObserveEvents batch;
+  for (bool ended = false; !ended;) {
+    (*sub)->Next(0, 1 << 20, &batch, &ended);
+    for (const v1::ObserveEvent& e : batch.events()) {
+      if (e.has_stats()) last = e.stats();
+    }
+  }
+  std::map<std::string, uint64_t> got(last.drops().begin(), last.drops().end());
+  EXPECT_EQ(got, offline.Drops());
+  EXPECT_EQ(got["connection_limit"], 1u) << "two connections, room for one";
+  EXPECT_EQ(got["snaplen_truncated_packets"], 1u);
+  EXPECT_EQ(last.kernel_received(), 100u);
+  EXPECT_EQ(last.kernel_dropped(), 5u);
+  EXPECT_EQ(last.interface_dropped(), 2u);
+  EXPECT_EQ(last.capture_point(), "demo/web-1");
+}
+
 // The limit gives places in the order requests are seen, as the control plane's --max-requests
 // does: with a limit of 1, /first is sent even though /second ended before it, and nothing of
 // /second is sent (a live view would otherwise show a `req` with no `end`).

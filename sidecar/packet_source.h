@@ -1,14 +1,17 @@
 // packet_source.h: where frames come from: a pcap or pcapng file (or standard input) read with
 // libpcap, optionally narrowed by a BPF expression like tcpdump's. The live source of the tap
-// sidecar implements the same interface.
+// sidecar implements the same interface, and reports what the kernel dropped (kernel_stats()).
 //
-// Thread-safety: not thread-safe; one thread reads a source.
+// Thread-safety: not thread-safe; one thread reads a source and calls all of its methods,
+// kernel_stats() included.
 #ifndef TAPKIT_SIDECAR_PACKET_SOURCE_H_
 #define TAPKIT_SIDECAR_PACKET_SOURCE_H_
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -24,6 +27,28 @@ struct Frame {
   std::span<const uint8_t> data;  // captured bytes (pcap "caplen"); valid until the next Next()
 };
 
+// A live capture's pcap_stats(3PCAP), summed over its interfaces: counts since the capture
+// opened, in packets. On Linux `received` counts the packets that passed the BPF filter
+// (tcpdump's "received by filter") and `dropped` those of them the capture buffer had no room
+// for (tcpdump's "dropped by kernel").
+struct KernelStats {
+  uint64_t received = 0;           // ps_recv
+  uint64_t dropped = 0;            // ps_drop: no room in the capture buffer
+  uint64_t interface_dropped = 0;  // ps_ifdrop: dropped by the interface or its driver
+};
+
+// The names under which kernel losses are named drops in a .tap trailer (and the live tap's
+// recorder, recorder/recorder.cc, writes the sidecars' KernelStats the same way).
+inline constexpr char kKernelDroppedPackets[] = "kernel_dropped_packets";
+inline constexpr char kInterfaceDroppedPackets[] = "interface_dropped_packets";
+
+// Adds `k`'s losses to `drops` (a trailer's named drops) under the names above; a zero count adds
+// nothing, so a capture that lost nothing keeps "Drops: none".
+inline void AddKernelDrops(const KernelStats& k, std::map<std::string, uint64_t>* drops) {
+  if (k.dropped) (*drops)[kKernelDroppedPackets] += k.dropped;
+  if (k.interface_dropped) (*drops)[kInterfaceDroppedPackets] += k.interface_dropped;
+}
+
 class PacketSource {
  public:
   virtual ~PacketSource() = default;
@@ -33,6 +58,11 @@ class PacketSource {
   virtual absl::Status status() const = 0;
   virtual int link_type() const = 0;
   virtual uint64_t frames() const = 0;
+  // What the capture below this source lost before frames reached it: a live capture's kernel
+  // counters as they stand now (pcap_stats, asked anew at each call: a system call per
+  // interface, so not per frame). std::nullopt for a source that cannot lose packets that way
+  // (a file). Same thread as Next(): libpcap's handles are not thread-safe.
+  virtual std::optional<KernelStats> kernel_stats() const { return std::nullopt; }
 };
 
 // Opens a pcap or pcapng file ("-": standard input) with nanosecond timestamps. `bpf` (may be

@@ -1,5 +1,7 @@
 #include "tools/render.h"
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -149,10 +151,9 @@ bool IsKindName(std::string_view k) {
   return true;
 }
 
-json EndpointJson(const Endpoint& e) {
-  json o = {{"ip", e.ip.ToString()}, {"port", e.port}};
+// An endpoint's or capture point's labels as docs/json.md's `metadata` object.
+json LabelsJson(const Labels& l) {
   json meta = json::object();
-  const Labels& l = e.labels;
   if (!l.ns.empty()) PutText(meta, "namespace", l.ns);
   if (!l.pod.empty()) PutText(meta, "pod", l.pod);
   if (IsKindName(l.workload_kind)) {
@@ -162,7 +163,12 @@ json EndpointJson(const Endpoint& e) {
     PutText(meta, "workloadName", l.workload_name);
   }
   if (!l.service.empty()) PutText(meta, "service", l.service);
-  o["metadata"] = std::move(meta);
+  return meta;
+}
+
+json EndpointJson(const Endpoint& e) {
+  json o = {{"ip", e.ip.ToString()}, {"port", e.port}};
+  o["metadata"] = LabelsJson(e.labels);
   return o;
 }
 
@@ -362,6 +368,122 @@ void AppendJson(const ExchangeView& x, std::string* out) {
   // Every string above is UTF-8 by construction; the handler is a last guard, never a crash.
   out->append(o.dump(-1, ' ', false, json::error_handler_t::replace));
   out->push_back('\n');
+}
+
+std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts) {
+  const CaptureMetadata& m = reader.metadata();
+  const ReaderStats& st = reader.stats();
+  const std::optional<FileSummary>& sum = reader.summary();
+  // A list of strings (the command line, redacted header names): text, or, when any of them is
+  // not UTF-8, all in base64 with "<key>Encoding": "base64".
+  auto put_list = [](json& obj, const std::string& key, const std::vector<std::string>& words) {
+    bool utf8 =
+        std::all_of(words.begin(), words.end(), [](const std::string& w) { return IsUtf8(w); });
+    json arr = json::array();
+    for (const std::string& w : words) arr.push_back(utf8 ? w : absl::Base64Escape(w));
+    obj[key] = std::move(arr);
+    if (!utf8) obj[key + "Encoding"] = "base64";
+  };
+  // name=value pairs (filters, extra) as the headers' {"name","value"} objects.
+  auto pairs = [](const std::vector<std::pair<std::string, std::string>>& kv) {
+    json arr = json::array();
+    for (const auto& [k, v] : kv) {
+      json o = json::object();
+      if (IsUtf8(k) && IsUtf8(v)) {
+        o["name"] = k;
+        o["value"] = v;
+      } else {
+        o["name"] = absl::Base64Escape(k);
+        o["value"] = absl::Base64Escape(v);
+        o["encoding"] = "base64";
+      }
+      arr.push_back(std::move(o));
+    }
+    return arr;
+  };
+  // Counter names are keys: one that is not UTF-8 is escaped as the text output does (\xHH).
+  auto counts_json = [](const std::map<std::string, uint64_t>& named) {
+    json o = json::object();
+    for (const auto& [k, v] : named) o[IsUtf8(k) ? k : Quoted(k)] = v;
+    return o;
+  };
+
+  json o = json::object();
+  PutText(o, "file", reader.name());
+  o["format"] = {{"major", reader.major_version()}, {"minor", reader.minor_version()}};
+  json meta = json::object();
+  PutText(meta, "writerName", m.writer_name);
+  PutText(meta, "writerVersion", m.writer_version);
+  PutText(meta, "host", m.host);
+  if (m.start_time_ns) {
+    meta["startTime"] = Rfc3339(m.start_time_ns);
+    meta["startTimeNs"] = m.start_time_ns;
+  } else {
+    meta["startTime"] = nullptr;
+    meta["startTimeNs"] = nullptr;
+  }
+  put_list(meta, "commandLine", m.command_line);
+  PutText(meta, "target", m.target);
+  PutText(meta, "namespace", m.ns);
+  meta["filters"] = pairs(m.filters);
+  meta["bodyLimit"] = m.body_limit;
+  json red = {{"enabled", m.redaction.enabled}, {"keyed", m.redaction.keyed}};
+  put_list(red, "headers", m.redaction.headers);
+  meta["redaction"] = std::move(red);
+  meta["extra"] = pairs(m.extra);
+  o["metadata"] = std::move(meta);
+
+  const std::vector<CapturePointInfo>& points =
+      sum && !sum->capture_points.empty() ? sum->capture_points : m.capture_points;
+  json cps = json::array();
+  for (const CapturePointInfo& p : points) {
+    json c = {{"id", p.id}, {"linkTypes", p.link_types}};
+    PutText(c, "kind", p.kind);
+    PutText(c, "name", p.name);
+    c["metadata"] = LabelsJson(p.labels);
+    cps.push_back(std::move(c));
+  }
+  o["capturePoints"] = std::move(cps);
+
+  o["exchanges"] = counts.exchanges;
+  o["segments"] = st.segments;
+  if (counts.exchanges) {
+    o["firstRequest"] = Rfc3339(counts.min_key);
+    o["firstRequestNs"] = counts.min_key;
+    o["lastRequest"] = Rfc3339(counts.max_key);
+    o["lastRequestNs"] = counts.max_key;
+    o["spanNs"] = counts.max_key - counts.min_key;
+  } else {
+    for (const char* k :
+         {"firstRequest", "firstRequestNs", "lastRequest", "lastRequestNs", "spanNs"}) {
+      o[k] = nullptr;
+    }
+  }
+  o["rawBytes"] = st.raw_bytes;
+  o["storedBytes"] = st.stored_bytes;
+
+  json trailer = json::object();
+  if (sum && sum->rebuilt) {
+    trailer["state"] = "rebuilt";
+  } else if (sum) {
+    trailer["state"] = "present";
+    trailer["closedTime"] = Rfc3339(sum->end_time_ns);
+    trailer["closedTimeNs"] = sum->end_time_ns;
+  } else {
+    trailer["state"] = "absent";
+  }
+  o["trailer"] = std::move(trailer);
+  // Known only from a trailer the writer wrote itself.
+  bool known = sum && !sum->rebuilt;
+  o["drops"] = known ? counts_json(sum->drops) : json(nullptr);
+  o["counters"] = known ? counts_json(sum->counters) : json(nullptr);
+  o["damage"] = {{"corruptRanges", st.corrupt_ranges},
+                 {"corruptBytes", st.corrupt_bytes},
+                 {"tornTail", st.torn_tail},
+                 {"tornBytes", st.torn_bytes}};
+  std::string out = o.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.push_back('\n');
+  return out;
 }
 
 std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {

@@ -57,6 +57,10 @@ struct InfoCounts {
   uint64_t min_key = 0, max_key = 0;
 };
 std::string FormatInfo(const Reader& reader, const InfoCounts& counts);
+// The same as one JSON object and '\n' (`tapcat --info -o json`; schema in docs/json.md, section
+// "tapcat --info -o json"): metadata, capture points, counts, time range, bytes, trailer state,
+// drops and counters (null when the file has no trailer of its writer's) and damage.
+std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts);
 
 }  // namespace tapkit
 

@@ -230,5 +230,70 @@ TEST(Render, ViewOfExchangeCarriesEveryField) {
   }
 }
 
+// tapcat --info -o json of the golden file: the values its text report shows (tapcat_test's
+// Tapcat.Info), as JSON.
+TEST(InfoJson, GoldenFile) {
+  auto reader = Reader::Open(*OpenReadableFile(TAPKIT_SOURCE_DIR "/fixtures/golden/v1.0.tap"));
+  ASSERT_TRUE(reader.ok());
+  InfoCounts counts;
+  counts.min_key = UINT64_MAX;
+  ExchangeView x;
+  while ((*reader)->Next(&x)) {
+    ++counts.exchanges;
+    counts.min_key = std::min(counts.min_key, x.sort_key_ns());
+    counts.max_key = std::max(counts.max_key, x.sort_key_ns());
+  }
+  std::string line = FormatInfoJson(**reader, counts);
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << "one line";
+  nlohmann::json o = nlohmann::json::parse(line);
+  EXPECT_EQ(o["format"], (nlohmann::json{{"major", 1}, {"minor", 0}}));
+  EXPECT_EQ(o["exchanges"], 5);
+  EXPECT_EQ(o["firstRequest"], "2025-11-30T00:00:00.123456789Z");
+  EXPECT_EQ(o["lastRequest"], "2025-11-30T00:00:02.000000000Z");
+  EXPECT_EQ(o["lastRequestNs"].get<uint64_t>() - o["firstRequestNs"].get<uint64_t>(),
+            o["spanNs"].get<uint64_t>());
+  EXPECT_EQ(o["drops"], (nlohmann::json{{"body_limit", 1}, {"kernel", 2}}));
+  EXPECT_EQ(o["counters"], (nlohmann::json{{"opaque_connections", 1}}));
+  EXPECT_EQ(o["metadata"]["target"], "deploy/backend");
+  EXPECT_EQ(o["metadata"]["namespace"], "demo");
+  EXPECT_EQ(o["metadata"]["redaction"]["headers"],
+            (nlohmann::json{"authorization", "cookie", "set-cookie"}));
+  EXPECT_EQ(o["metadata"]["redaction"]["keyed"], false);
+  EXPECT_EQ(o["trailer"]["state"], "present");
+  EXPECT_EQ(o["damage"]["corruptRanges"], 0);
+  EXPECT_EQ(o["damage"]["tornTail"], false);
+}
+
+// Drop names come from writers: one that is not UTF-8 is escaped (the output stays valid JSON),
+// and a file without a trailer has no drops to show: null, not an empty object.
+TEST(InfoJson, NonUtf8DropNameAndNoTrailer) {
+  TrailerInput t;
+  t.drops["kernel_dropped_packets"] = 7;
+  t.drops["bad\xff"] = 1;
+  std::string whole = testing::WriteToString({testing::SmallExchange(1, 5)}, 1 << 20, true, t);
+  auto reader = Reader::Open(NewStringReadableFile(whole));
+  ASSERT_TRUE(reader.ok());
+  ExchangeView x;
+  InfoCounts counts;
+  while ((*reader)->Next(&x)) ++counts.exchanges;
+  counts.min_key = counts.max_key = 5;
+  nlohmann::json o = nlohmann::json::parse(FormatInfoJson(**reader, counts));
+  EXPECT_EQ(o["drops"], (nlohmann::json{{"kernel_dropped_packets", 7}, {"bad\\xff", 1}}));
+  EXPECT_EQ(o["exchanges"], 1);
+
+  std::string open = testing::WriteToString({testing::SmallExchange(1, 5)}, 1 << 20, false);
+  auto torn = Reader::Open(NewStringReadableFile(open));
+  ASSERT_TRUE(torn.ok());
+  while ((*torn)->Next(&x)) {
+  }
+  nlohmann::json n = nlohmann::json::parse(FormatInfoJson(**torn, InfoCounts{}));
+  EXPECT_EQ(n["trailer"], (nlohmann::json{{"state", "absent"}}));
+  EXPECT_TRUE(n["drops"].is_null());
+  EXPECT_TRUE(n["counters"].is_null());
+  EXPECT_TRUE(n["firstRequest"].is_null());
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -2,6 +2,8 @@
 //
 //   tapcat [-o text|wide|json] [-c N] [--info] [--reindex] FILE|- ...
 //
+// --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
+//
 // Exit status (DESIGN.md section 4): 0 success (a torn tail is a notice, not a failure), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
 #include <unistd.h>
@@ -70,7 +72,9 @@ int main(int argc, char** argv) {
       "output,o", po::value(&output)->default_value("text"),
       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
       "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
-      "info", "print the file's metadata, counts, time range, compression, drops and damage")(
+      "info",
+      "print the file's metadata, counts, time range, compression, drops and damage (with -o "
+      "json: one JSON object per file, docs/json.md)")(
       "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
@@ -189,7 +193,9 @@ int main(int argc, char** argv) {
     }
     if (info) {
       if (counts.exchanges == 0) counts.min_key = 0;
-      out += tapkit::FormatInfo(**reader, counts);
+      // -o json: one object per file (JSON Lines, as the exchanges); text and wide: the report.
+      out += format == tapkit::OutputFormat::kJson ? tapkit::FormatInfoJson(**reader, counts)
+                                                   : tapkit::FormatInfo(**reader, counts);
     }
     if (!Flush(&out)) {
       std::fprintf(stderr, "tapcat: write error on standard output: %s\n", std::strerror(errno));

@@ -4,6 +4,7 @@
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
 //          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
 //   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
+//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [...] [BPF expression ...]
 //
 // With a TARGET (deploy/backend, pod/x, svc/y, ns/z, ...) it taps live traffic through the
 // control plane (tools/taprec_live.h). With -r it reads a pcap or pcapng file (tcpdump's -r)
@@ -12,6 +13,9 @@
 // values are redacted unless --no-redact (DESIGN.md section 6). Exit status: 0 success, 2 usage
 // or input error (a damaged capture included: what was read before the damage is still
 // written), or a live tap whose control plane was unreachable or lost (the file is finished).
+// With -i, the packets the kernel dropped are named drops in each file's trailer
+// (kernel_dropped_packets, interface_dropped_packets: the names the live tap's recorder uses),
+// and the end prints pcap_stats' counts on stderr as tcpdump does.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +54,9 @@ namespace {
 
 constexpr int kExitOk = 0;
 constexpr int kExitError = 2;
+// -B, KiB: from 1 KiB (libpcap rounds a ring up to one block) to 1 GiB, past which the ring is
+// memory the host is unlikely to want pinned for one capture.
+constexpr int64_t kMaxBufferKiB = int64_t{1} << 20;
 
 std::atomic<bool> g_stop{false};
 void OnStopSignal(int) { g_stop = true; }
@@ -66,6 +73,7 @@ int main(int argc, char** argv) {
   std::string read_path, write_path, output = "text";
   int64_t count = -1;
   int64_t body_limit = 64 << 10;
+  int64_t buffer_kib = 0;
   std::vector<std::string> bpf_words;
   std::string redact_key_file, interface_name, rotate_size, inventory_path;
   tapkit::RotationOptions rotation;
@@ -94,6 +102,9 @@ int main(int argc, char** argv) {
       "(the local runtime's, controlplane/inventory.h)")(
       "interface,i", po::value(&interface_name),
       "capture this interface directly, like tcpdump -i (needs root or CAP_NET_RAW)")(
+      "buffer-size,B", po::value(&buffer_kib),
+      "with -i: the operating system's capture buffer, in KiB, like tcpdump -B (default 32768; "
+      "packets that find it full are dropped by the kernel and counted)")(
       "file-size,C", po::value(&rotate_size),
       "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB)")(
       "rotate-seconds,G", po::value(&rotation.seconds), "with -w: a new file every N seconds")(
@@ -204,6 +215,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: -r and -i: one source at a time\n");
     return kExitError;
   }
+  tapkit::LiveOptions live_options;
+  if (vm.count("buffer-size")) {
+    if (interface_name.empty()) {
+      std::fprintf(stderr, "taprec: -B goes with -i (the capture buffer of an interface)\n");
+      return kExitError;
+    }
+    if (buffer_kib < 1 || buffer_kib > kMaxBufferKiB) {
+      std::fprintf(stderr, "taprec: -B %lld: the capture buffer size is in KiB, from 1 to %lld\n",
+                   static_cast<long long>(buffer_kib), static_cast<long long>(kMaxBufferKiB));
+      return kExitError;
+    }
+    live_options.buffer_bytes = static_cast<int>(buffer_kib * 1024);
+  }
   if (!read_path.empty() || !interface_name.empty()) {
     // "taprec deploy/x -i lo": the words after the options are a BPF filter there, and a
     // workload is tapped through the control plane, without -r or -i.
@@ -289,7 +313,7 @@ int main(int argc, char** argv) {
   if (live_capture) {
     // -i: until Ctrl+C or SIGTERM (or -c), like tcpdump.
     absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> c =
-        tapkit::LiveCapture::Open({interface_name}, bpf);
+        tapkit::LiveCapture::Open({interface_name}, bpf, live_options);
     if (!c.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(c.status().message()).c_str());
       return kExitError;
@@ -333,6 +357,9 @@ int main(int argc, char** argv) {
   // -W rotate the file as tcpdump does. Each file's trailer has the counters as they stood.
   tapkit::CaptureEngine* engine_ptr = nullptr;
   absl::Status source_status;
+  // -i: the kernel's counts as they stood when the capture ended, so that the last trailer and
+  // the summary line on stderr give the same numbers; until then each trailer asks anew.
+  std::optional<tapkit::KernelStats> final_kernel;
   rotation.live = live_capture;
   std::unique_ptr<tapkit::RotatingWriter> writer;
   if (!write_path.empty()) {
@@ -343,6 +370,12 @@ int main(int argc, char** argv) {
       // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
       if (!source_status.ok()) t.drops["input_read_error"] = 1;
       t.counters = engine_ptr->Counters();
+      // -i: what the kernel dropped never reached the engine; it is named here, as the live
+      // tap's recorder names its sidecars' (the same thread as Next(): this runs in Tick,
+      // Append and Close).
+      std::optional<tapkit::KernelStats> k =
+          final_kernel ? final_kernel : (*source)->kernel_stats();
+      if (k) tapkit::AddKernelDrops(*k, &t.drops);
       tapkit::CapturePointInfo cp = meta.capture_points[0];
       cp.link_types = engine_ptr->link_types();
       t.capture_points = {cp};
@@ -415,14 +448,32 @@ int main(int argc, char** argv) {
       if (now - last > std::chrono::seconds(1)) {
         last = now;
         double secs = std::chrono::duration<double>(now - started).count();
-        std::fprintf(stderr, "\rtaprec: %llu frames, %lld exchanges (%.0f/s)   ",
+        std::string kernel;
+        if (std::optional<tapkit::KernelStats> k = (*source)->kernel_stats(); k && k->dropped) {
+          kernel = absl::StrCat(", ", k->dropped, " dropped by kernel");
+        }
+        std::fprintf(stderr, "\rtaprec: %llu frames, %lld exchanges (%.0f/s)%s   ",
                      static_cast<unsigned long long>((*source)->frames()),
-                     static_cast<long long>(written), written / std::max(secs, 1e-9));
+                     static_cast<long long>(written), written / std::max(secs, 1e-9),
+                     kernel.c_str());
       }
     }
   }
   if (!stop) engine.Finish(last_ts);
   if (tty) std::fprintf(stderr, "\r%60s\r", "");
+  final_kernel = (*source)->kernel_stats();
+  if (final_kernel) {
+    // tcpdump's summary: frames handed to the engine, packets that passed the filter
+    // (pcap_stats ps_recv), packets the capture buffer had no room for (ps_drop).
+    std::string line = absl::StrCat("taprec: ", (*source)->frames(), " packets captured, ",
+                                    final_kernel->received, " packets received by filter, ",
+                                    final_kernel->dropped, " packets dropped by kernel");
+    if (final_kernel->interface_dropped) {
+      absl::StrAppend(&line, ", ", final_kernel->interface_dropped,
+                      " packets dropped by interface");
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
 
   int rc = kExitOk;
   absl::Status src = (*source)->status();

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "format/testutil.h"
@@ -70,6 +71,23 @@ TEST(Taprec, InputErrors) {
   EXPECT_NE(full.err.find("write error"), std::string::npos) << full.err;
   Result negative = Sh(Taprec("-r '" + kFixture + "' --snaplen-body -1"));
   EXPECT_EQ(negative.rc, 2);
+}
+
+// -B is tcpdump's: KiB of capture buffer, for -i only. Bad values fail before any capture opens
+// (so this runs without root), with one line naming the flag.
+TEST(Taprec, BufferSizeIsValidated) {
+  for (const char* bad : {"0", "-1", "1048577", "99999999999"}) {
+    Result r = Sh(Taprec(absl::StrCat("-i lo -B ", bad)));
+    EXPECT_EQ(r.rc, 2) << bad;
+    EXPECT_EQ(r.err, absl::StrCat("taprec: -B ", bad,
+                                  ": the capture buffer size is in KiB, from 1 to 1048576\n"));
+  }
+  Result word = Sh(Taprec("-i lo --buffer-size lots"));
+  EXPECT_EQ(word.rc, 2);
+  EXPECT_NE(word.err.find("'--buffer-size'"), std::string::npos) << word.err;
+  Result file = Sh(Taprec("-r '" + kFixture + "' -B 1024"));
+  EXPECT_EQ(file.rc, 2);
+  EXPECT_EQ(file.err, "taprec: -B goes with -i (the capture buffer of an interface)\n");
 }
 
 TEST(Taprec, RefusesToOverwriteItsInput) {
@@ -187,6 +205,61 @@ TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
   ASSERT_TRUE((*reader)->summary().has_value());
   EXPECT_EQ((*reader)->summary()->exchanges, 2u);
   EXPECT_EQ((*reader)->summary()->drops.at("input_read_error"), 1u);
+}
+
+// tapcat --info -o json read by jq (an independent JSON parser) agrees with the text report and
+// with the file itself. lost-body-segment.pcap has a gap (306 bytes of a body lost); cut short, it
+// also makes taprec name a drop (input_read_error) in the trailer.
+TEST(Taprec, InfoAsJsonThroughJq) {
+  ASSERT_EQ(std::system("command -v jq > /dev/null"), 0)
+      << "jq is missing: scripts/deps.sh installs it";
+  std::string pcap = TAPKIT_SOURCE_DIR "/fixtures/captures/lost-body-segment.pcap";
+  std::string bytes = testing::ReadFileBytes(pcap);
+  ASSERT_GT(bytes.size(), 10u);
+  std::string cut = absl::StrCat(::testing::TempDir(), "/lost-body-segment-cut.pcap");
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() - 10);
+  std::string tap = absl::StrCat(::testing::TempDir(), "/lost-body-segment-cut.tap");
+  Result w = Sh(Taprec("-r '" + cut + "' -w '" + tap + "'"));
+  ASSERT_EQ(w.rc, 2) << "a cut capture is an input error: " << w.err;
+  std::string tapcat = absl::StrCat("'", TAPCAT_BIN, "' ");
+
+  // The values, through jq.
+  Result j = Sh(tapcat + "--info -o json '" + tap +
+                "' | jq -r '[.exchanges, .metadata.writerName, .drops.input_read_error, "
+                ".counters.tcp_gaps, .counters.tcp_gap_bytes, .trailer.state, "
+                ".capturePoints[0].kind, .capturePoints[0].name, (.damage.corruptRanges)] "
+                "| map(tostring) | join(\" \")'");
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_EQ(j.out, absl::StrCat("2 taprec 1 1 306 present file ", cut, " 0\n"));
+
+  // Against the file read back directly: the exchanges, one of them the gap.
+  testing::ReadResult r = testing::ReadAll(testing::ReadFileBytes(tap));
+  ASSERT_TRUE(r.open.ok());
+  ASSERT_EQ(r.exchanges.size(), 2u);
+  EXPECT_EQ(Sh(tapcat + "-o json '" + tap + "' | jq -r .end.completion").out, "gap\ncomplete\n");
+  auto reader = Reader::Open(NewStringReadableFile(testing::ReadFileBytes(tap)));
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE((*reader)->summary().has_value());
+  const std::map<std::string, uint64_t>& drops = (*reader)->summary()->drops;
+
+  // Against the text report: the same drops, name=value in the same order.
+  std::string want;
+  for (const auto& [k, v] : drops) absl::StrAppend(&want, want.empty() ? "" : " ", k, "=", v);
+  Result text = Sh(tapcat + "--info '" + tap + "' | sed -n 's/^Drops: *//p'");
+  EXPECT_EQ(text.out, want + "\n");
+  Result as_json = Sh(tapcat + "--info -o json '" + tap +
+                      "' | jq -r '.drops | to_entries | map(\"\\(.key)=\\(.value)\") | "
+                      "join(\" \")'");
+  EXPECT_EQ(as_json.out, want + "\n");
+
+  // A file without a trailer (writer killed): drops and counters are unknown, null.
+  std::string torn = absl::StrCat(::testing::TempDir(), "/torn.tap");
+  std::string whole = testing::ReadFileBytes(tap);
+  std::ofstream(torn, std::ios::binary) << whole.substr(0, whole.size() / 2);
+  Result t = Sh("(" + tapcat + "--info -o json '" + torn +
+                "' | jq -r '[.trailer.state, .drops, .counters] | map(tostring) | join(\" \")')");
+  EXPECT_EQ(t.out, "absent null null\n") << t.err;
+  EXPECT_NE(t.err.find("torn tail"), std::string::npos) << t.err;
 }
 
 // Standard input cannot be reopened: a pcapng that libpcap refuses (interfaces of different link
