@@ -226,7 +226,7 @@ TEST(Taprec, InfoAsJsonThroughJq) {
   // The values, through jq.
   Result j = Sh(tapcat + "--info -o json '" + tap +
                 "' | jq -r '[.exchanges, .metadata.writerName, .drops.input_read_error, "
-                ".counters.tcp_gaps, .counters.tcp_gap_bytes, .trailer.state, "
+                ".counters.tcp_gaps, .drops.tcp_gap_bytes, .trailer.state, "
                 ".capturePoints[0].kind, .capturePoints[0].name, (.damage.corruptRanges)] "
                 "| map(tostring) | join(\" \")'");
   ASSERT_EQ(j.rc, 0) << j.err;
