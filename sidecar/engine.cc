@@ -694,12 +694,20 @@ std::map<std::string, uint64_t> CaptureEngine::Counters() const {
   put("http1_responses", h.responses);
   put("http1_malformed", h.malformed);
   put("http1_resyncs", h.resyncs);
-  put("http1_skipped_bytes", h.skipped_bytes);
   put("http1_bodies_truncated", h.body_truncated);
   put("http1_upgrades", h.upgrades);
   put("h2c_upgrades", h.h2c_upgrades);
   put("opaque_bytes_after_upgrade", h.opaque_bytes);
   put("http1_fast_path_messages", h.fast_path_messages);
+  put("http1_ambiguous_responses", h.ambiguous_responses);
+  put("http1_ambiguous_requests", h.ambiguous_requests);
+  put("http1_responses_lost", h.responses_lost);
+  put("http1_requests_lost", h.requests_lost);
+  put("http1_pipelined_connections", h.pipelined_connections);
+  put("http1_partial_fields_dropped", h.partial_fields_dropped);
+  put("http1_chunked_with_content_length", h.chunked_with_length);
+  put("http1_non_http_replies", h.non_http_replies);
+  put("http1_interim_with_body_headers", h.interim_with_body_header);
   return out;
 }
 
@@ -710,6 +718,11 @@ std::map<std::string, uint64_t> CaptureEngine::Drops() const {
   // their response when 1024 later ones queued behind them.
   if (h.held_bytes_dropped) out["http1_upgrade_hold_limit_bytes"] += h.held_bytes_dropped;
   if (h.pending_limit) out["http1_pending_request_limit"] += h.pending_limit;
+  // Bytes the HTTP/1 parser could not turn into an exchange: skipped while looking for the next
+  // message start (after a parse error, a gap, or a capture picked up mid-message), and the
+  // messages it rejected.
+  if (h.skipped_bytes) out["http1_skipped_bytes"] += h.skipped_bytes;
+  if (h.malformed) out["http1_parse_errors"] += h.malformed;
   return out;
 }
 const std::vector<uint16_t>& CaptureEngine::link_types() const { return impl_->link_types; }

@@ -745,6 +745,7 @@ void Http1Connection::KeepPartial(Side& side, bool cut) {
     t->request_done = true;
     t->req_end = side.ts;
   } else if (!t->x.response && side.parser.status_code) {
+    ++counters_->responses;  // a response, if not a whole one
     Response& r = t->x.response.emplace();
     r.version = Version(side.parser.http_major, side.parser.http_minor);
     r.status = static_cast<uint16_t>(side.parser.status_code);
@@ -871,7 +872,7 @@ void Http1Connection::Forget(Pending* p) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].p != p) continue;
     slots_.erase(slots_.begin() + static_cast<std::ptrdiff_t>(i));
-    if (i < limbo_ || (limbo_ > 0 && i == limbo_)) --limbo_;
+    if (i < limbo_) --limbo_;
     return;
   }
 }
@@ -1011,19 +1012,20 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
   loss_ = ServerLoss{};
   if (fit.empty()) {
     if (!slots_.empty() || loss.any) ++counters_->requests_lost;
-    return orphan(Completion::kNoRequest,
-                  slots_.empty() && !loss.any
-                      ? "the request was not captured"
-                      : "no captured request fits the response's TCP acknowledgement");
+    // No captured request, and no lost client bytes, fits the response's acknowledgement.
+    return orphan(Completion::kNoRequest, "the request was not captured");
   }
   // Slots before the first candidate have had their answer (lost, or an earlier ambiguous one).
   size_t first = fit.front(), last = fit.back();
+  // (Taken out of slots_ before Retire writes them: writing an exchange forgets its slot.)
+  std::vector<Slot> answered(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
+  slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
+  size_t last_left = last - first;
   std::swap(loss, loss_);  // Retire names the lost bytes
-  for (size_t k = 0; k < first; ++k) Retire(slots_[k]);
+  for (const Slot& q : answered) Retire(q);
   std::swap(loss, loss_);
   if (fit.size() == 1) {
-    Slot chosen = slots_[first];
-    slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
+    Slot chosen = slots_.front();
     limbo_ = 0;
     if (chosen.p) {
       slots_.pop_front();
@@ -1042,23 +1044,23 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
   std::vector<uint64_t> ids;
   size_t lost_places = 0;
   for (size_t j : fit) {
-    if (slots_[j].p) {
-      slots_[j].ambiguous = true;
-      ids.push_back(slots_[j].p->id);
+    Slot& q = slots_[j - first];
+    if (q.p) {
+      q.ambiguous = true;
+      ids.push_back(q.p->id);
     } else {
       ++lost_places;
     }
   }
-  slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(first));
-  last -= first;
   if (slots_.front().p) {
     // The first candidate is answered now, by this response or by a lost one before it.
-    Retire(slots_.front());
+    Slot front = slots_.front();
     slots_.pop_front();
-    limbo_ = last;
+    limbo_ = last_left;
+    Retire(front);
   } else {
     slots_.front().min = 0;
-    limbo_ = last;
+    limbo_ = last_left;
   }
   std::string why = absl::StrCat("ambiguous-pairing: TCP evidence fits ", fit.size(),
                                  " places for its request: captured requests with stream ids ",
@@ -1260,7 +1262,8 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
   std::string why = snaplen ? absl::StrCat(bytes, " bytes cut by the snaplen")
                             : absl::StrCat(bytes, " bytes lost in the TCP stream");
   Completion how = snaplen ? Completion::kTruncated : Completion::kGap;
-  side.ts = ts;
+  // side.ts stays the time of the last bytes seen: a message the gap cuts ends there (when the
+  // capture noticed the gap depends on later packets, not on the message).
   const uint64_t end = offset + bytes;
   // Where the message the gap cut would have ended, when its framing says (Content-Length).
   std::optional<uint64_t> message_end;
@@ -1309,6 +1312,7 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
   side.resync = true;
   side.awaiting = nullptr;
   side.junk_reply = false;
+  side.ts = ts;
 }
 
 void Http1Connection::OnServerEnd(uint64_t ts) {

@@ -84,6 +84,7 @@ void TcpReassembler::OnSegment(uint32_t seq, std::span<const uint8_t> payload, b
     h.has_ack = has_ack;
     h.ack = ack;
     h.missing = missing;
+    h.ts_ns = ts_ns;
     buffered_bytes_ += payload.size();
   }
   while (buffered_bytes_ > max_buffered_ && !pending_.empty()) {
@@ -145,9 +146,9 @@ void TcpReassembler::Drain(uint64_t ts_ns, StreamSink* sink) {
     if (end > next_) {
       Deliver(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(h.data.data()) + skip,
                                        h.data.size() - skip),
-              ChunkInfo{ts_ns, next_, h.has_ack, h.ack}, sink);
+              ChunkInfo{h.ts_ns, next_, h.has_ack, h.ack}, sink);
     }
-    if (h.missing && end + h.missing > next_) GapTo(end + h.missing, ts_ns, sink, true);
+    if (h.missing && end + h.missing > next_) GapTo(end + h.missing, h.ts_ns, sink, true);
   }
 }
 

@@ -29,7 +29,7 @@ namespace tapkit {
 
 // Where a delivered chunk sits and what its segment said.
 struct ChunkInfo {
-  uint64_t ts_ns = 0;    // capture time of the segment that completed the bytes
+  uint64_t ts_ns = 0;    // capture time of the segment that carried the bytes
   uint64_t offset = 0;   // stream offset of the chunk's first byte (0: the first byte after SYN)
   bool has_ack = false;  // the segment carrying the first byte had the ACK flag
   uint32_t ack = 0;      // its acknowledgement number, in the peer's sequence space
@@ -104,6 +104,7 @@ class TcpReassembler {
     bool has_ack = false;
     uint32_t ack = 0;
     uint32_t missing = 0;  // snaplen-cut bytes after `data`
+    uint64_t ts_ns = 0;    // capture time of the segment
   };
   // Stream offset of sequence number `seq`, relative to the next expected byte (may be negative).
   int64_t Offset(uint32_t seq) const {
