@@ -4,6 +4,8 @@
 #
 #   bench/capture_vs_tools.sh [seconds of load, default 4] [runs per tool, default 3]
 #   KEEP=1 keeps the work folder (the pcap and out.tap) for profiling.
+#   TAPREC_BASELINE=/path/to/older/taprec also times that binary, alternately with the others,
+#   and prints the median new/old wall-time ratio (a change's cost, measured in the same run).
 #
 # nginx serves a small JSON API on 127.0.0.77:8088 (loopback only); wrk drives it with 8
 # connections while tcpdump writes lo to a pcap; then each tool reads that pcap `runs` times,
@@ -77,9 +79,12 @@ measure() {
   cat "$work/time.txt"
 }
 
-declare -a t_taprec t_tshark t_httpry m_taprec m_tshark m_httpry
+declare -a t_taprec t_tshark t_httpry m_taprec m_tshark m_httpry t_base
 for ((i = 0; i < runs; i++)); do
   read -r s m < <(measure "$build/tools/taprec" -r "$pcap" -w "$work/out.tap"); t_taprec+=("$s"); m_taprec+=("$m")
+  if [[ -n "${TAPREC_BASELINE:-}" ]]; then
+    read -r s m < <(measure "$TAPREC_BASELINE" -r "$pcap" -w "$work/base.tap"); t_base+=("$s")
+  fi
   read -r s m < <(measure tshark -r "$pcap" -Y http.request -T fields -e http.request.uri); t_tshark+=("$s"); m_tshark+=("$m")
   # httpry filters "tcp port 80 or 8080" unless told otherwise.
   read -r s m < <(measure httpry -r "$pcap" "tcp port $port"); t_httpry+=("$s"); m_httpry+=("$m")
@@ -99,6 +104,11 @@ printf '  taprec  %6.2f s  %6.1f MiB\n' "$tt" "$(echo "$mt/1024" | bc -l)"
 printf '  tshark  %6.2f s  %6.1f MiB\n' "$ts" "$(echo "$ms/1024" | bc -l)"
 printf '  httpry  %6.2f s  %6.1f MiB\n' "$th" "$(echo "$mh/1024" | bc -l)"
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/max(b,0.005):.1f}')" "$1" "$2"; }
+if [[ -n "${TAPREC_BASELINE:-}" ]]; then
+  tb=$(median "${t_base[@]}")
+  printf '  baseline taprec (%s) %6.2f s\n' "$TAPREC_BASELINE" "$tb"
+  echo "taprec new/old wall time: $(python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),0.005):.3f}')" "$tt" "$tb") (target <= 1.10)"
+fi
 echo "taprec vs tshark: $(ratio "$ts" "$tt")x faster (target >= 30)"
 echo "taprec vs httpry: $(ratio "$th" "$tt")x faster (target >= 3)"
 echo "taprec peak RSS: $(echo "$mt/1024" | bc -l | cut -c1-5) MiB (target < 64)"
