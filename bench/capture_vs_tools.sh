@@ -79,11 +79,11 @@ measure() {
   cat "$work/time.txt"
 }
 
-declare -a t_taprec t_tshark t_httpry m_taprec m_tshark m_httpry t_base
+declare -a t_taprec t_tshark t_httpry m_taprec m_tshark m_httpry t_base m_base
 for ((i = 0; i < runs; i++)); do
   read -r s m < <(measure "$build/tools/taprec" -r "$pcap" -w "$work/out.tap"); t_taprec+=("$s"); m_taprec+=("$m")
   if [[ -n "${TAPREC_BASELINE:-}" ]]; then
-    read -r s m < <(measure "$TAPREC_BASELINE" -r "$pcap" -w "$work/base.tap"); t_base+=("$s")
+    read -r s m < <(measure "$TAPREC_BASELINE" -r "$pcap" -w "$work/base.tap"); t_base+=("$s"); m_base+=("$m")
   fi
   read -r s m < <(measure tshark -r "$pcap" -Y http.request -T fields -e http.request.uri); t_tshark+=("$s"); m_tshark+=("$m")
   # httpry filters "tcp port 80 or 8080" unless told otherwise.
@@ -106,7 +106,7 @@ printf '  httpry  %6.2f s  %6.1f MiB\n' "$th" "$(echo "$mh/1024" | bc -l)"
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/max(b,0.005):.1f}')" "$1" "$2"; }
 if [[ -n "${TAPREC_BASELINE:-}" ]]; then
   tb=$(median "${t_base[@]}")
-  printf '  baseline taprec (%s) %6.2f s\n' "$TAPREC_BASELINE" "$tb"
+  printf '  baseline taprec (%s) %6.2f s  %6.1f MiB\n' "$TAPREC_BASELINE" "$tb" "$(echo "$(median "${m_base[@]}")/1024" | bc -l)"
   echo "taprec new/old wall time: $(python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),0.005):.3f}')" "$tt" "$tb") (target <= 1.10)"
 fi
 echo "taprec vs tshark: $(ratio "$ts" "$tt")x faster (target >= 30)"

@@ -153,6 +153,7 @@ struct CaptureEngine::Impl {
   std::map<std::string, uint64_t> counters, drops;
   std::vector<uint16_t> link_types;
   size_t buffered_total = 0;
+  size_t waiting_conns = 0;  // connections whose inbox holds server bytes
   uint64_t last_expiry_check = 0;
   uint64_t clock = 0;  // capture time for expiry, advanced at most 1 s per packet
   uint64_t last_full_expiry = 0;
@@ -234,6 +235,7 @@ void CaptureEngine::Impl::Pump(Conn& c) {
     Piece piece = std::move(p);
     c.inbox.pop_front();
     c.inbox_since = c.last_ts;
+    if (c.inbox.empty()) --waiting_conns;
     Deliver(c, 1 - c.client, std::move(piece));
   }
   // The server's FIN ends a body read until the close, once every byte before it was parsed.
@@ -275,7 +277,10 @@ void CaptureEngine::Impl::ToHttp(Conn& c, int dir, std::span<const uint8_t> data
     c.http->OnServerData(data, Position(c, dir, at));
     return;
   }
-  if (c.inbox.empty()) c.inbox_since = at.ts_ns;
+  if (c.inbox.empty()) {
+    c.inbox_since = at.ts_ns;
+    ++waiting_conns;
+  }
   Piece& p = c.inbox.emplace_back();
   p.at = at;
   p.data.assign(reinterpret_cast<const char*>(data.data()), data.size());
@@ -292,7 +297,7 @@ void CaptureEngine::Impl::GapToHttp(Conn& c, int dir, uint64_t offset, uint64_t 
     c.http->OnServerGap(offset, bytes, ts, snaplen);
     return;
   }
-  Piece& p = c.inbox.emplace_back();
+  Piece& p = c.inbox.emplace_back();  // behind bytes that wait: in order
   p.at.offset = offset;
   p.at.ts_ns = ts;
   p.gap_bytes = bytes;
@@ -673,6 +678,16 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
     case FrameKind::kMalformed:
       return m.Count("malformed_frames");
   }
+}
+
+void CaptureEngine::Advance(uint64_t now_ns) {
+  Impl& m = *impl_;
+  if (m.waiting_conns == 0) return;
+  std::vector<Impl::Conn*> waiting;
+  for (auto& [k, c] : m.conns) {
+    if (!c->inbox.empty()) waiting.push_back(c.get());
+  }
+  for (Impl::Conn* c : waiting) m.ExpireInbox(*c, now_ns, false);
 }
 
 void CaptureEngine::Finish(uint64_t ts_ns) {

@@ -54,6 +54,10 @@ class CaptureEngine {
   // One captured frame: `data` are the captured bytes, `wire_length` the length on the wire
   // (more than data.size() when the snaplen cut it), `ts_ns` nanoseconds since the Unix epoch.
   void OnPacket(int link_type, uint64_t ts_ns, std::span<const uint8_t> data, uint32_t wire_length);
+  // Capture time passed without packets (a live capture's clock, nanoseconds since the Unix
+  // epoch): server bytes that waited the reorder window for client bytes go on without them.
+  // Cheap when nothing waits; call it every few milliseconds on a live capture.
+  void Advance(uint64_t now_ns);
   // The capture ended at `ts_ns`: every connection is closed and its open exchanges written with
   // completion "capture ended".
   void Finish(uint64_t ts_ns);

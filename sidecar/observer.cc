@@ -260,6 +260,9 @@ v1::ObserveEvent Observer::MakeStats(const Subscription& s, const KernelStats& k
 }
 
 void Observer::Tick(uint64_t now_ns, const KernelStats& kernel) {
+  // Responses held for client bytes that never came go on once the reorder window has passed,
+  // even when no packet follows (before the lock: what it writes goes through OnExchange).
+  engine_->Advance(now_ns);
   std::lock_guard<std::mutex> l(mu_);
   for (auto& sp : subs_) {
     Subscription& s = *sp;
