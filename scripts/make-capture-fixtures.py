@@ -225,7 +225,7 @@ def main():
                 f'frame {second_get}; the variants repeat or drop frame {middle}, or move frame\n'
                 f'{following} before it.\n'
                 'sidecar/capture_fixtures_test.cc asserts the exact exchanges of each.\n' +
-                LINK_TYPE_README)
+                LINK_TYPE_README + ISSUE9_README)
     print('wrote', sorted(os.listdir(OUT)))
 
 # --- Link types other than loopback's Ethernet: NFLOG (239) and PFLOG (117) -------------------
@@ -248,6 +248,45 @@ GETs on one keep-alive connection to nginx on 127.0.0.91 (/small.txt, /items.jso
   traffic: each Ethernet header replaced by a FreeBSD pf log header (length 69, padded to 72;
   family 2, or FreeBSD's AF_INET6 28 for IPv6; action pass, reason match, interface lo0, rule 0,
   direction out); wire lengths adjusted by the same difference.
+"""
+
+# What fixtures/captures/README.md says of the captures of pairing() and rfc() (main() writes it
+# after LINK_TYPE_README, so that remaking `base` keeps it).
+ISSUE9_README = """
+Pairing and RFC 9112 cases of issue 9 (`scripts/make-capture-fixtures.py pairing rfc` remakes only
+these; `pairing` after `base`, whose pipelined-3-gets.pcap it cuts, `rfc` after `pairing`), with
+servers on 127.0.0.93:8091. nginx serves /a../d ("body of /a: a\\n", one letter more each, 14..17
+bytes) and /n01../n10 ("body of /n01: x\\n", one x more each, 16..25 bytes), so that a response
+paired with the wrong request shows. Each request and each response is one segment.
+- keepalive-4-gets.pcap: curl GETs /a /b /c /d on one keep-alive connection (16 frames: requests
+  at frames 4, 8, 10, 12, responses at 6, 9, 11, 13).
+- keepalive-4-gets-responses-first.pcap: the same with each response's frame moved just before
+  its request's (mergecap -a of editcap pieces: the moved frames go back in time).
+- keepalive-10-gets.pcap: curl GETs /n01../n10 on one connection (requests at frames 4, 8, 10,
+  ..., 24, responses at 6, 9, 11, ..., 25).
+- keepalive-10-gets-third-response-lost.pcap: without frame 11 (the response to /n03).
+- keepalive-10-gets-third-request-lost.pcap: without frame 10 (the request /n03).
+- pipelined-3-gets-second-response-lost.pcap: pipelined-3-gets.pcap without frame 8 (the response
+  to /items.json; the three requests are frame 4, the responses frames 6, 8, 10).
+- pipelined-3-gets-responses-first.pcap: pipelined-3-gets.pcap with frames 6, 8, 10 moved before
+  frame 4.
+- interim-with-content-length.pcap: a Python server answers curl's GET /early-hints with
+  `103 Early Hints` carrying `Content-Length: 5` and no body, then 200 "hello world\\n"; and a
+  POST /upload of 2000 bytes (Expect: 100-continue) with `100 Continue` + `Content-Length: 5`, then
+  200 "received  2000 bytes". Two connections.
+- http09-reply.pcap: curl --http0.9 GET /old answered by 43 bytes with no status line, then close.
+- junk-reply-then-close.pcap: curl's GET / answered by an SSH server's banner and complaint (76
+  bytes); curl closes, the server resets (SO_LINGER 0).
+- chunked-and-content-length.pcap: a raw client POSTs /both with `Content-Length: 3` and
+  `Transfer-Encoding: chunked` (body "hello" chunked); a Python server reads it as chunked and
+  answers 200 "chunked body of 5 bytes: hello\\n" with Connection: close.
+- snaplen-96.pcap: curl GETs /a and /b from nginx, captured with tcpdump -s 96 (30 bytes of each
+  segment: "GET /a HTTP/1.1\\r\\nHost: 127.0.0", "HTTP/1.1 200 OK\\r\\nServer: nginx").
+- early-response-cuts-request.pcap: a raw client POSTs /upload declaring Content-Length: 100000,
+  sends the headers with 4000 body bytes, then 4000 more 100 ms later; a Python server answers
+  413 after the headers, closes, and resets the connection when the second piece arrives.
+- differing-retransmission.pcap: keepalive-4-gets.pcap with frame 9 (the response to /b) repeated
+  as frame 10 with its body's "bb" changed to "XX", nothing else (checksums included).
 """
 
 NFLOG_GROUP = 7
