@@ -266,6 +266,10 @@ paired with the wrong request shows. Each request and each response is one segme
   ..., 24, responses at 6, 9, 11, ..., 25).
 - keepalive-10-gets-third-response-lost.pcap: without frame 11 (the response to /n03).
 - keepalive-10-gets-third-request-lost.pcap: without frame 10 (the request /n03).
+- keepalive-10-gets-third-and-fourth-responses-lost.pcap: without frames 11 and 13 (the
+  responses to /n03 and /n04).
+- keepalive-10-gets-last-response-lost.pcap: without frame 25 (the response to /n10); the FINs
+  of both sides follow.
 - pipelined-3-gets-second-response-lost.pcap: pipelined-3-gets.pcap without frame 8 (the response
   to /items.json; the three requests are frame 4, the responses frames 6, 8, 10).
 - pipelined-3-gets-responses-first.pcap: pipelined-3-gets.pcap with frames 6, 8, 10 moved before
@@ -557,6 +561,10 @@ def pairing():
     assert len(requests) == 10 and len(responses) == 10, (requests, responses)
     without(ten, 'keepalive-10-gets-third-response-lost.pcap', [responses[2]])
     without(ten, 'keepalive-10-gets-third-request-lost.pcap', [requests[2]])
+    # Two responses in a row lost, and the last one (the connection then closes, both FINs
+    # captured: the server's FIN sequence number proves the lost bytes were sent).
+    without(ten, 'keepalive-10-gets-third-and-fourth-responses-lost.pcap', responses[2:4])
+    without(ten, 'keepalive-10-gets-last-response-lost.pcap', [responses[9]])
     notes.append(f'keepalive-10-gets.pcap: requests at frames {requests}, responses at {responses}')
     four = os.path.join(OUT, 'keepalive-4-gets.pcap')
     requests, responses, n = data_frames(four)

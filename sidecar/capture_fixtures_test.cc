@@ -364,6 +364,11 @@ TEST(FixturesPairing, PipelinedResponsesCapturedBeforeTheRequests) {
 //   expected /n01, /n02, /n04../n10 as whole, /n03 with no response (completion gap).
 // - pipelined-3-gets-second-response-lost.pcap (frame 8, the response to /items.json, deleted):
 //   expected /small.txt 200 and /missing 404 as whole, /items.json with no response (gap).
+// - keepalive-10-gets-third-and-fourth-responses-lost.pcap (frames 11 and 13 deleted): expected
+//   /n03 and /n04 with no response (gap), every other exchange as whole.
+// - keepalive-10-gets-last-response-lost.pcap (frame 25 deleted; both FINs follow, the client's
+//   acknowledging the lost 276 bytes): expected /n01../n09 as whole, /n10 with no response,
+//   completion gap (its response was lost), not capture-ended.
 
 // A 103 Early Hints before a GET's 200 and a 100 Continue before a POST's 200 (curl, Expect:
 // 100-continue, 2000 bytes), both interim responses carrying Content-Length: 5 and no body, from a
