@@ -335,16 +335,17 @@ TEST(FixturesPairing, LostRequestLeavesItsResponseWithoutRequest) {
 
 // Each response's segment moved before its request's (mergecap -a: the capture times go back,
 // as in a merged capture): the same four exchanges, complete. tshark reads the four responses
-// but pairs none of them (no http.request_in) and misses the four GETs, whose segments it files
-// as "ACKed segment that wasn't captured"; the requests are in the file whole, and each
-// response's ACK acknowledges exactly its request, so tapkit's pairing is the one TCP proves.
+// ("TCP ACKed unseen segment") but pairs none of them (no http.request_in), and takes each GET's
+// segment, coming after the ACK of it, for a "TCP Spurious Retransmission" that it does not
+// dissect as HTTP; the requests are in the file whole, and each response's ACK acknowledges
+// exactly its request, so tapkit's pairing is the one TCP proves.
 TEST(FixturesPairing, ResponsesCapturedBeforeTheirRequests) {
   ExpectSeen("keepalive-4-gets-responses-first.pcap", FourGets());
 }
 
 // pipelined-3-gets.pcap with its three response segments moved before the one segment that
 // carries the three requests: the exchanges of the whole capture. tshark reads the three
-// responses, unpaired, and not the requests (as above).
+// responses, unpaired, and calls the requests' segment a spurious retransmission (as above).
 TEST(FixturesPairing, PipelinedResponsesCapturedBeforeTheRequests) {
   std::vector<Seen> want = {{"GET", "/small.txt", 200, "hello from nginx\n"},
                             {"GET", "/items.json", 200, ""},
