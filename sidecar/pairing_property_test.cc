@@ -268,12 +268,29 @@ int CheckFile(const std::string& path, int* runs) {
   return checked;
 }
 
+// Fixtures that are already a segment short, or hold a retransmission whose bytes differ on
+// purpose (scripts/make-capture-fixtures.py pairing rfc): deleting a second segment next to the
+// first merges the two losses (the reason's byte count changes for an exchange the property
+// calls untouched), and deleting the first copy of the differing retransmission leaves the other
+// copy's bytes. capture_fixtures_test states their exact readings instead; their intact sources
+// (keepalive-10-gets.pcap, pipelined-3-gets.pcap, keepalive-4-gets.pcap) are checked here.
+const std::set<std::string> kDamagedOnPurpose = {
+    "keepalive-10-gets-third-response-lost.pcap",
+    "keepalive-10-gets-third-and-fourth-responses-lost.pcap",
+    "keepalive-10-gets-third-request-lost.pcap",
+    "keepalive-10-gets-last-response-lost.pcap",
+    "pipelined-3-gets-second-response-lost.pcap",
+    "pipelined-3-gets-first-two-responses-lost.pcap",
+    "differing-retransmission.pcap",
+};
+
 TEST(PairingProperty, FixtureCaptures) {
   int connections = 0, runs = 0;
   for (const auto& e :
        std::filesystem::directory_iterator(TAPKIT_SOURCE_DIR "/fixtures/captures")) {
     std::string ext = e.path().extension();
     if (ext != ".pcap" && ext != ".pcapng") continue;
+    if (kDamagedOnPurpose.count(e.path().filename())) continue;
     connections += CheckFile(e.path(), &runs);
   }
   std::cerr << "pairing property: " << connections << " keep-alive connections, " << runs
