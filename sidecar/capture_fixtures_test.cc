@@ -253,8 +253,8 @@ TEST(Fixtures, FileCutWhileReadEndsInAnError) {
 //          -e http.request_in
 // Where tshark reads a file differently, the test says why tapkit's reading is the RFC's.
 
-// One exchange as expected: an empty `method` means no request, status 0 and an empty `body`
-// with `no_response` means no response.
+// One exchange as expected: an empty `method` means no request; `no_response` means no response
+// (`status` and `body` unused).
 struct Seen {
   std::string method, path;
   int status;
