@@ -399,14 +399,47 @@ TEST(FixturesPairing, PipelinedLostResponseLeavesTheOthersPaired) {
   EXPECT_EQ(counters["http1_pipelined_connections"], 1u);
 }
 
-// Not asserted yet, the engine reads them wrongly (reported to the lead, issue 9):
-// - keepalive-10-gets-last-response-lost.pcap (frame 25, the response to /n10, deleted; both
-//   FINs follow, the client's acknowledging the lost 276 bytes): expected /n01../n09 as whole,
-//   /n10 with no response, completion gap (its response was lost); tapkit: capture-ended.
-// - pipelined-3-gets-first-two-responses-lost.pcap (frames 6 and 8 deleted): expected /small.txt
-//   gap; the 404 and both /items.json and /missing ambiguous-pairing (the lost 1594 bytes hold
-//   one or two responses); tapkit writes /missing as no-response ("the connection closed before
-//   a response") although the 404's reason names it as a candidate.
+// keepalive-10-gets.pcap without the last response's segment (frame 25): both FINs follow, the
+// client's acknowledging the 276 lost bytes and the server's sequence number beginning after them,
+// so TCP proves the response was sent. /n10 is written with no response, completion gap, and the
+// 276 bytes are a named drop. tshark shows /n10 with no response.
+TEST(FixturesPairing, ResponseLostBeforeTheCloseIsAGap) {
+  std::vector<Seen> want = TenGets();
+  want[9] = {"GET", "/n10", 0, "", Completion::kGap, /*no_response=*/true};
+  std::map<std::string, uint64_t> counters;
+  ExpectSeen("keepalive-10-gets-last-response-lost.pcap", want, &counters);
+  EXPECT_EQ(counters["http1_responses_lost"], 1u);
+  testing::EngineRun run = testing::RunEngine(
+      TAPKIT_SOURCE_DIR "/fixtures/captures/keepalive-10-gets-last-response-lost.pcap");
+  EXPECT_EQ(run.drops["tcp_gap_bytes"], 276u);
+}
+
+// pipelined-3-gets.pcap without frames 6 and 8 (the first two responses): the 1594 lost bytes
+// hold one or two responses, so the 404 that follows may answer /items.json or /missing. Neither
+// is paired with it: the 404 and both candidates are ambiguous-pairing; /small.txt, whose
+// response must be in the lost bytes, is a gap. tshark shows the 404 unpaired.
+TEST(FixturesPairing, PipelinedHolesLeaveTheCandidatesAmbiguous) {
+  std::map<std::string, uint64_t> counters;
+  std::vector<Exchange> got = Read("pipelined-3-gets-first-two-responses-lost.pcap", &counters);
+  ASSERT_EQ(got.size(), 4u);
+  std::map<std::string, Completion> by_path;
+  for (const Exchange& x : got) {
+    if (x.request) {
+      EXPECT_FALSE(x.response.has_value()) << x.request->path;
+      by_path[x.request->path] = x.completion;
+    } else {
+      ASSERT_TRUE(x.response.has_value());
+      EXPECT_EQ(x.response->status, 404);
+      EXPECT_EQ(x.completion, Completion::kAmbiguousPairing);
+      EXPECT_NE(x.reason.find("stream ids 2, 3"), std::string::npos) << x.reason;
+    }
+  }
+  EXPECT_EQ(by_path["/small.txt"], Completion::kGap);
+  EXPECT_EQ(by_path["/items.json"], Completion::kAmbiguousPairing);
+  EXPECT_EQ(by_path["/missing"], Completion::kAmbiguousPairing);
+  EXPECT_EQ(counters["http1_ambiguous_responses"], 1u);
+  EXPECT_EQ(counters["http1_ambiguous_requests"], 2u);
+}
 
 // A 103 Early Hints before a GET's 200 and a 100 Continue before a POST's 200 (curl, Expect:
 // 100-continue, 2000 bytes), both interim responses carrying Content-Length: 5 and no body, from a
@@ -472,10 +505,11 @@ TEST(FixturesRfc, ReplyWithoutStatusLineIsKeptAsBytes) {
   }
 }
 
-// A POST framed by both Content-Length: 3 and Transfer-Encoding: chunked ("5\r\nhello\r\n0\r\n\r\n"),
-// answered by a Python server that reads it as chunked, as RFC 9112 section 6.3 item 3 says
-// (nginx refuses such a request with 400). tshark reads it as chunked too (body "hello") and
-// warns "The Content-Length and Transfer-Encoding header must not be set together".
+// A POST framed by both Content-Length: 3 and Transfer-Encoding: chunked
+// ("5\r\nhello\r\n0\r\n\r\n"), answered by a Python server that reads it as chunked, as RFC 9112
+// section 6.3 item 3 says (nginx refuses such a request with 400). tshark reads it as chunked too
+// (body "hello") and warns "The Content-Length and Transfer-Encoding header must not be set
+// together".
 TEST(FixturesRfc, ChunkedWinsOverContentLength) {
   std::map<std::string, uint64_t> counters;
   std::vector<Exchange> got = Read("chunked-and-content-length.pcap", &counters);
@@ -505,6 +539,8 @@ TEST(FixturesRfc, SnaplenCutHeadersAreNotPresented) {
   // The four data segments each cut, and in each one field cut (Host twice, Server twice).
   EXPECT_EQ(run.drops["snaplen_truncated_packets"], 4u);
   EXPECT_EQ(run.counters["http1_partial_fields_dropped"], 4u);
+  EXPECT_EQ(run.counters["http1_requests"], 2u) << "cut requests are still requests";
+  EXPECT_EQ(run.counters["http1_responses"], 2u);
   const std::vector<Exchange>& got = run.exchanges;
   ASSERT_EQ(got.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -529,7 +565,9 @@ TEST(FixturesRfc, SnaplenCutHeadersAreNotPresented) {
 // the 413 with its 18 bytes. tapkit: the request with the 8000 body bytes that arrived, its
 // declared length, truncated.
 TEST(FixturesRfc, EarlyResponseCutsTheRequestBody) {
-  std::vector<Exchange> got = Read("early-response-cuts-request.pcap");
+  std::map<std::string, uint64_t> counters;
+  std::vector<Exchange> got = Read("early-response-cuts-request.pcap", &counters);
+  EXPECT_EQ(counters["http1_requests"], 1u);
   ASSERT_EQ(got.size(), 1u);
   const Exchange& x = got[0];
   ASSERT_TRUE(x.request && x.response);

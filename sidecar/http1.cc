@@ -742,6 +742,7 @@ void Http1Connection::KeepPartial(Side& side, bool cut) {
               : 0;
       b.length += left;
     }
+    if (!t->request_done) ++counters_->requests;  // a request, if not a whole one
     t->request_done = true;
     t->req_end = side.ts;
   } else if (!t->x.response && side.parser.status_code) {
@@ -1400,6 +1401,27 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
                        " bytes with no status line, beginning \"", Preview(server_->junk), "\")");
       break;
     }
+  }
+  // Server bytes were lost after the last response (the FIN's sequence number proves they were
+  // sent): the requests whose response they may hold have lost it.
+  if (loss_.any) {
+    std::vector<Slot> open(slots_.begin(), slots_.end());
+    for (const Slot& q : open) {
+      if (!q.p || q.ambiguous || q.p->written || q.p->response_done || q.p->retired) continue;
+      if (q.ack && *q.ack >= static_cast<int64_t>(loss_.end)) break;
+      Retire(q);
+    }
+    loss_ = ServerLoss{};
+  }
+  // Requests an ambiguous response may have answered get no other: ambiguous, not unanswered.
+  for (const Slot& q : slots_) {
+    if (!q.p || !q.ambiguous || q.p->written || q.p->response_done || q.p->retired) continue;
+    ++counters_->ambiguous_requests;
+    q.p->retired = true;
+    q.p->retired_how = Completion::kAmbiguousPairing;
+    q.p->retired_reason =
+        "ambiguous-pairing: TCP evidence cannot tell whether a response the capture holds "
+        "answered this request";
   }
   Pending* cut = nullptr;
   if (client_->in_message && client_->target && !client_->target->written) {

@@ -129,6 +129,7 @@ void TcpReassembler::Deliver(std::span<const uint8_t> data, const ChunkInfo& at,
 }
 
 void TcpReassembler::Drain(uint64_t ts_ns, StreamSink* sink) {
+  (void)ts_ns;  // each held segment is delivered with its own capture time
   while (!pending_.empty()) {
     auto it = pending_.begin();
     uint64_t start = it->first;
@@ -224,6 +225,8 @@ void TcpReassembler::Flush(uint64_t ts_ns, StreamSink* sink) {
       pending_.clear();
     }
   }
+  // The FIN's sequence number proves every byte before it was sent: those never seen are lost.
+  if (fin_seen_ && next_ < fin_offset_) GapTo(fin_offset_, ts_ns, sink);
 }
 
 }  // namespace tapkit

@@ -80,7 +80,7 @@ class TcpReassembler {
   // before it is delivered, and a gap runs up to `offset` if nothing was seen there.
   void SkipTo(uint64_t offset, uint64_t ts_ns, StreamSink* sink);
   // The stream ends (RST, FIN of both sides, idle expiry, end of capture): buffered data after a
-  // hole is delivered after a gap.
+  // hole is delivered after a gap, and bytes before a FIN that never arrived are a gap.
   void Flush(uint64_t ts_ns, StreamSink* sink);
 
   bool started() const { return started_; }
