@@ -1397,8 +1397,8 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
       t->retired = true;
       t->retired_how = Completion::kMalformed;
       t->retired_reason =
-          absl::StrCat("the reply is not HTTP/1 (", server_->junk_bytes,
-                       " bytes with no status line, beginning \"", Preview(server_->junk), "\")");
+          absl::StrCat("the reply is not HTTP/1: ", server_->junk_bytes,
+                       " bytes with no status line, beginning ", Preview(server_->junk));
       break;
     }
   }
