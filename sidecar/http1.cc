@@ -476,12 +476,17 @@ struct Http1Callbacks {
     } else {
       done->response_done = true;
       c.ResponseEnded(done, s.chunk_end);
-      // Written now if the request ended too; an early answer waits for the request's end.
-      c.WriteIfWhole(done);
-      if (tunnel && !done->written) {
-        // Nothing more of the request will be parsed: write what there is.
-        c.Finish(*done, Completion::kTruncated, "the request did not end before the tunnel");
+      if (tunnel && !done->request_done) {
+        // Nothing more of the request will be parsed: written with what there is.
+        done->retired = true;
+        done->retired_how = Completion::kTruncated;
+        done->retired_reason = "the request did not end before the tunnel";
+        done->request_done = true;
+        if (c.client_->target == done) c.client_->target = nullptr;
       }
+      // Written now if the request ended too (which frees it); an early answer waits for the
+      // request's end.
+      c.WriteIfWhole(done);
     }
     if (tunnel) return After::kStop;  // the rest of the connection is not HTTP/1
     // Pause after every message, so that each parser call begins at a message boundary (its
