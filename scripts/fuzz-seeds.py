@@ -100,6 +100,21 @@ def _read_pcapng(data):
             yield links[0][0], 0, body[4:4 + min(wire, len(body) - 4)], wire
 
 
+_saved = set()
+
+
+def save(path, seed):
+    """Writes a seed unless this run wrote the same bytes already (variants of one capture that
+    differ only in framing or segmenting often give the same stream)."""
+    seed = bytes(seed)
+    if seed in _saved:
+        return False
+    _saved.add(seed)
+    with open(path, 'wb') as f:
+        f.write(seed)
+    return True
+
+
 def write_capture_seed(path, frames, max_len):
     """fuzz_capture: the first frame's link type (when the target has it), then its every frame."""
     out = None
@@ -117,9 +132,7 @@ def write_capture_seed(path, frames, max_len):
         out += struct.pack('>H', len(frame)) + frame
     if out is None or len(out) == 1:
         return False
-    with open(path, 'wb') as f:
-        f.write(out)
-    return True
+    return save(path, out)
 
 
 def write_pcapng_seed(path, frames, max_len):
@@ -147,9 +160,7 @@ def write_pcapng_seed(path, frames, max_len):
         count += 1
     if not count:
         return False
-    with open(path, 'wb') as f:
-        f.write(out)
-    return True
+    return save(path, out)
 
 
 def ip_packet(link, frame):
@@ -305,9 +316,7 @@ def write_http1_seed(path, c, max_len):
     out[0] |= (4 if c['sides'][client].syn else 0)
     server = next(ep for ep in c['sides'] if ep != client)
     out[0] |= (8 if c['sides'][server].syn else 0)
-    with open(path, 'wb') as f:
-        f.write(out)
-    return True
+    return save(path, out)
 
 
 def main():
