@@ -3,13 +3,15 @@
 #
 #   1. scripts/deps.sh (Debian packages; sudo when not root)
 #   2. ${BUILD_DIR:-build}: gcc, RelWithDebInfo; build; ctest
-#   3. build-asan: clang, Debug, ASan/UBSan, libFuzzer targets (gRPC and benchmarks off); ctest
+#   3. build-asan: clang, Debug, ASan/UBSan, libFuzzer targets and coverage-instrumented libraries
+#      (gRPC and benchmarks off); ctest, which runs each fuzz target for a fixed -seed and -runs
+#      from its seeds (scripts/fuzz-run.sh)
 #
 # Ends with one line "N passed, M failed, K skipped" adding up both ctest runs; exits non-zero when any step
 # or any test fails. Environment:
 #   BUILD_DIR=dir        directory of the normal build (default: build)
 #   TAPKIT_SKIP_ASAN=1   skip the sanitizer half (quick local runs; CI never sets it)
-#   TAPKIT_CORPUS=dir    captures the corpus tests read (the tests default it to ../shared/corpus)
+#   TAPKIT_CORPUS=dir    captures the corpus tests and fuzz seeds read (default ../shared/corpus)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -11,6 +11,7 @@
 #include "sidecar/engine.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // scripts/fuzz-seeds.py writes seeds from captures with indexes into this list: keep in step.
   static const int kLinks[] = {1, 0, 113, 276, 101, 228, 229, 9, 104, 108, 129, 239, 117};
   if (size < 1) return 0;
   int link = kLinks[data[0] % (sizeof kLinks / sizeof kLinks[0])];
