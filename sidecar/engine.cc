@@ -187,13 +187,21 @@ struct CaptureEngine::Impl {
   // Server bytes that waited a reorder window for client bytes: the client bytes are lost.
   void ExpireInbox(Conn& c, uint64_t now, bool force);
   StreamPosition Position(Conn& c, int dir, const ChunkInfo& at) const;
+  // The drop that counts the bytes of a connection of protocol `p` (not HTTP/1).
+  static const std::string& DropName(Proto p) {
+    static const std::string tls = "tls_bytes", h2 = "http2_bytes", other = "opaque_bytes";
+    return p == Proto::kTls ? tls : p == Proto::kHttp2 ? h2 : other;
+  }
 };
 
 StreamPosition CaptureEngine::Impl::Position(Conn& c, int dir, const ChunkInfo& at) const {
   StreamPosition pos;
   pos.ts_ns = at.ts_ns;
   pos.offset = at.offset;
-  if (at.has_ack) pos.peer_ack = c.stream[1 - dir].OffsetOf(at.ack);
+  if (at.has_ack) {
+    pos.peer_ack = c.stream[1 - dir].OffsetOf(at.ack);
+    if (!pos.peer_ack) pos.peer_ack_seq = at.ack;
+  }
   return pos;
 }
 
@@ -322,6 +330,7 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const C
     e.Decide(c, dir, all, data.size());
     if (c.proto != Proto::kHttp1) {
       if (c.proto != Proto::kUnknown) {
+        e.Drop(e.DropName(c.proto), c.held[0].size() + c.held[1].size());
         for (int d = 0; d < 2; ++d) {
           c.held[d].clear();
           c.held_pieces[d].clear();
@@ -356,8 +365,12 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const C
     }
     return;
   }
-  if (c.proto == Proto::kHttp1) e.ToHttp(c, dir, data, at);
-  // kOpaque, kTls, kHttp2: counted when decided
+  if (c.proto == Proto::kHttp1) {
+    e.ToHttp(c, dir, data, at);
+  } else {
+    // TLS, HTTP/2 (a later issue) and other protocols: bytes that give no exchange.
+    e.Drop(e.DropName(c.proto), data.size());
+  }
 }
 
 void CaptureEngine::Impl::DirSink::OnGap(uint64_t offset, uint64_t bytes, uint64_t ts,
@@ -368,7 +381,9 @@ void CaptureEngine::Impl::DirSink::OnGap(uint64_t offset, uint64_t bytes, uint64
   e.Drop(snaplen ? "snaplen_bytes" : "tcp_gap_bytes", bytes);
   if (c.proto == Proto::kHttp1) {
     e.GapToHttp(c, dir, offset, bytes, ts, snaplen);
-  } else if (c.proto == Proto::kUnknown && !c.held[dir].empty()) {
+  } else if (c.proto == Proto::kUnknown) {
+    // Kept for the HTTP/1 parser, should the connection turn out to be HTTP/1: a loss before
+    // its first bytes is still a place a request or response may have been.
     Piece& p = c.held_pieces[dir].emplace_back();
     p.at.offset = offset;
     p.at.ts_ns = ts;
@@ -391,11 +406,18 @@ void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
   // A side whose stream began at its SYN and has delivered nothing but the bytes being decided is
   // read from its first byte; a side picked up mid-stream looks for a message start first.
   auto at_start = [&c](int d) {
-    return c.stream[d].syn_seen() && c.stream[d].delivered() <= c.deciding_bytes[d];
+    if (!c.stream[d].syn_seen()) return false;
+    // What was held while undecided begins at offset 0 (with bytes, or with their loss).
+    if (!c.held_pieces[d].empty()) return c.held_pieces[d].front().at.offset == 0;
+    return c.stream[d].delivered() <= c.deciding_bytes[d];
   };
   c.http = std::make_unique<Http1Connection>(std::move(base), options.http, &next_stream_id, emit,
                                              &http_counters, at_start(client_dir),
                                              at_start(1 - client_dir));
+  Conn* conn = &c;  // owns the parser, so outlives it
+  c.http->set_sequence_mapper([conn](bool server_stream, uint32_t seq) {
+    return conn->stream[server_stream ? 1 - conn->client : conn->client].OffsetOf(seq);
+  });
 }
 
 // `data` is everything this direction sent so far (held while undecided); `newest` the size of
@@ -712,7 +734,6 @@ std::map<std::string, uint64_t> CaptureEngine::Counters() const {
   put("http1_bodies_truncated", h.body_truncated);
   put("http1_upgrades", h.upgrades);
   put("h2c_upgrades", h.h2c_upgrades);
-  put("opaque_bytes_after_upgrade", h.opaque_bytes);
   put("http1_fast_path_messages", h.fast_path_messages);
   put("http1_ambiguous_responses", h.ambiguous_responses);
   put("http1_ambiguous_requests", h.ambiguous_requests);
@@ -737,6 +758,10 @@ std::map<std::string, uint64_t> CaptureEngine::Drops() const {
   // message start (after a parse error, a gap, or a capture picked up mid-message), and the
   // messages it rejected.
   if (h.skipped_bytes) out["http1_skipped_bytes"] += h.skipped_bytes;
+  // After an Upgrade (h2c, WebSocket) or a CONNECT tunnel: not HTTP/1, no exchange of tapkit's.
+  if (h.opaque_bytes) out["opaque_bytes_after_upgrade"] += h.opaque_bytes;
+  // Server bytes acknowledged by a request but sent before the first server byte captured.
+  if (h.unseen_server_bytes) out["tcp_gap_bytes"] += h.unseen_server_bytes;
   if (h.malformed) out["http1_parse_errors"] += h.malformed;
   return out;
 }

@@ -152,9 +152,11 @@ struct Http1Connection::Side {
   // Positions (StreamPosition): the offset of the next byte fed, the ACK of the bytes being fed.
   uint64_t pos = 0;
   std::optional<int64_t> ack;
+  std::optional<uint32_t> ack_seq;
   uint64_t chunk_end = 0;   // offset just after the bytes being fed
   uint64_t msg_offset = 0;  // where the message being (or about to be) parsed begins
   std::optional<int64_t> msg_ack;
+  std::optional<uint32_t> msg_ack_seq;
   Pending* awaiting = nullptr;  // responses: an interim ended; the final one belongs here too
   Pending* decided = nullptr;   // responses: ResponseTarget's answer for msg_offset
   bool has_decided = false;
@@ -162,7 +164,10 @@ struct Http1Connection::Side {
   // the body limit) as a reply that is not HTTP/1 (an HTTP/0.9 body, an SSH banner).
   std::string junk;
   uint64_t junk_bytes = 0;
-  bool junk_reply = false;  // the skipping began where a response should have begun
+  bool junk_reply = false;        // the skipping began where a message should have begun
+  uint64_t junk_from = 0;         // requests: where that message began
+  bool line_done = false;         // the message's start line was seen whole
+  const char* buf_end = nullptr;  // end of the bytes http-parser is reading
   uint64_t junk_ts = 0;
 
   // The message being parsed.
@@ -233,6 +238,7 @@ struct Http1Callbacks {
     Http1Connection& c = *s.conn;
     s.ResetMessage();
     s.in_message = true;
+    s.line_done = false;
     // http-parser sets these as it reads the start line and keeps the previous message's values
     // until then; a message that fails before its status code must not inherit one.
     s.parser.status_code = 0;
@@ -261,6 +267,7 @@ struct Http1Callbacks {
       pending->has_req_time = true;
       s.target = pending.get();
       c.AddRequestSlot(pending.get(), s.msg_offset, s.msg_ack);
+      if (!s.msg_ack && s.msg_ack_seq) c.slots_.back().ack_seq = s.msg_ack_seq;
       c.pending_.push_back(std::move(pending));
     } else {
       s.target = c.ResponseTarget(s);
@@ -268,16 +275,26 @@ struct Http1Callbacks {
     }
   }
 
+  // The start line is whole once a line end follows what the parser read of it in the same
+  // bytes (a line cut by a gap or the snaplen must not give a status or a target).
+  static void LineEnds(Http1Connection::Side& s, const char* after) {
+    if (!s.line_done && after < s.buf_end && std::memchr(after, '\n', s.buf_end - after)) {
+      s.line_done = true;
+    }
+  }
   static int OnUrl(http_parser* p, const char* at, size_t n) {
     S(p).url.append(at, n);
+    LineEnds(S(p), at + n);
     return 0;
   }
   static int OnStatus(http_parser* p, const char* at, size_t n) {
     S(p).status_text.append(at, n);
+    LineEnds(S(p), at + n);
     return 0;
   }
   static int OnHeaderField(http_parser* p, const char* at, size_t n) {
     auto& s = S(p);
+    s.line_done = true;
     if (s.last_was_value) s.PushField();
     s.field.append(at, n);
     return 0;
@@ -300,7 +317,10 @@ struct Http1Callbacks {
     return f;
   }
 
-  static int OnHeadersComplete(http_parser* p) { return HeadersComplete(S(p), FactsOf(p)); }
+  static int OnHeadersComplete(http_parser* p) {
+    S(p).line_done = true;
+    return HeadersComplete(S(p), FactsOf(p));
+  }
 
   // The header section of the message on `s` ended. Returns what http-parser's on_headers_complete
   // returns: 0, 1 (no body follows) or 2 (no body, and the connection becomes a tunnel).
@@ -601,6 +621,7 @@ struct Http1Callbacks {
       if (t->is_head || t->is_connect) return 0;
     }
     Begin(s);
+    s.line_done = true;  // the fast path reads only whole heads
     // What KeepPartial reads if a gap or the end of the capture cuts the body short.
     s.parser.http_major = 1;
     s.parser.http_minor = 1;
@@ -611,9 +632,8 @@ struct Http1Callbacks {
       s.status_text.assign(reason);
     }
     for (size_t i = 0; i < fields; ++i) {
-      Header& h = s.headers.emplace_back();  // built in place: no temporary to move
-      h.name.assign(names[i]);
-      h.value.assign(values[i]);
+      // Constructed from the bytes (a copy, no assignment's aliasing checks), then moved in.
+      s.headers.push_back(Header{std::string(names[i]), std::string(values[i])});
     }
     if (HeadersComplete(s, f) != 0) return head_len;  // not reached: HEAD, CONNECT declined above
     s.fast_status = f.status;
@@ -690,10 +710,10 @@ void Http1Connection::OnServerData(std::span<const uint8_t> d, const StreamPosit
   Feed(*server_, d, at);
 }
 void Http1Connection::OnClientData(std::span<const uint8_t> d, uint64_t ts) {
-  Feed(*client_, d, StreamPosition{ts, client_->pos, std::nullopt});
+  Feed(*client_, d, StreamPosition{ts, client_->pos, std::nullopt, std::nullopt});
 }
 void Http1Connection::OnServerData(std::span<const uint8_t> d, uint64_t ts) {
-  Feed(*server_, d, StreamPosition{ts, server_->pos, std::nullopt});
+  Feed(*server_, d, StreamPosition{ts, server_->pos, std::nullopt, std::nullopt});
 }
 void Http1Connection::OnClientGap(uint64_t offset, uint64_t n, uint64_t ts, bool snaplen) {
   Gap(*client_, offset, n, ts, snaplen);
@@ -735,6 +755,13 @@ void Http1Connection::KeepPartial(Side& side, bool cut) {
       for (const Header& h : q.headers) {
         if (EqualsIgnoreCase(h.name, "host")) q.authority = h.value;
       }
+      if (cut && !side.line_done) {
+        // The request line itself was cut: its target (and a method not followed by its
+        // space) may be cut short; neither is presented as whole.
+        q.path.clear();
+        q.version = HttpVersion::kUnknown;
+        if (side.url.empty()) q.method.clear();
+      }
     } else if (side.in_message && side.target == t) {
       // Headers were whole; the body was cut: keep what arrived, and the length it declared.
       Body& b = t->x.request->body;
@@ -750,7 +777,8 @@ void Http1Connection::KeepPartial(Side& side, bool cut) {
     if (!t->request_done) ++counters_->requests;  // a request, if not a whole one
     t->request_done = true;
     t->req_end = side.ts;
-  } else if (!t->x.response && side.parser.status_code) {
+  } else if (!t->x.response && side.parser.status_code && (!cut || side.line_done)) {
+    // (A status line that was cut may hold part of the code: "20" of "200".)
     ++counters_->responses;  // a response, if not a whole one
     Response& r = t->x.response.emplace();
     r.version = Version(side.parser.http_major, side.parser.http_minor);
@@ -822,18 +850,23 @@ void Http1Connection::EndResponse(Side& side, Completion how, const std::string&
 //       lost since the previous response (a loss ending after that request's ack), at least one
 //       per loss that began at a message boundary;
 //   (4) on a connection that has not pipelined (each request sent after the previous response
-//       ended), answers the last request sent before it arrived: the next request's ack > rb.
-// Client bytes the capture lost (or could not parse) are slots that may hold requests never
-// seen. When exactly one request fits, the response is paired with it and the requests before
-// it are written as having lost their response; when only lost client bytes fit, the response
-// is written without its request; when several fit, the response and those requests are
-// written as ambiguous-pairing, and the ambiguity carries to the next response (limbo_).
+//       ended), answers the last request sent before it arrived: the next request's ack > rb,
+//       and the next request begins at or after ar (the server had not received any of it).
+// Client bytes the capture lost, or that began where a request should and did not parse, are
+// slots that may hold requests never seen. When exactly one request fits, the response is paired
+// with it and the requests before it are written as having lost their response; when only lost
+// client bytes fit, the response is written without its request; when several fit, the response and
+// those requests are written as ambiguous-pairing, and the ambiguity carries to the next response
+// (limbo_).
 
 void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack) {
-  if (!slots_.empty()) {
-    const Slot& prev = slots_.back();
+  const Slot* prev = nullptr;  // the last request seen (lost bytes between do not matter)
+  for (auto it = slots_.rbegin(); it != slots_.rend() && !prev; ++it) {
+    if (it->p) prev = &*it;
+  }
+  if (prev) {
     // Two requests sent with nothing received between them: the client pipelines.
-    if (prev.p && prev.ack && ack && *prev.ack == *ack && !pipelined_) {
+    if (prev->ack && ack && *prev->ack == *ack && !pipelined_) {
       pipelined_ = true;
       ++counters_->pipelined_connections;
     }
@@ -927,9 +960,9 @@ void Http1Connection::Retire(const Slot& slot) {
 void Http1Connection::ResponseEnded(Pending* p, uint64_t end) {
   // A sequential client sends its next request only after this response ended.
   if (pipelined_ || limbo_ != 0) return;
-  if (!slots_.empty()) {
-    const Slot& next = slots_.front();
-    if (next.p && next.p != p && next.ack && *next.ack < static_cast<int64_t>(end)) {
+  for (const Slot& next : slots_) {
+    if (!next.p || next.p == p) continue;  // the first request after it that was seen
+    if (next.ack && *next.ack < static_cast<int64_t>(end)) {
       pipelined_ = true;
       ++counters_->pipelined_connections;
     }
@@ -947,6 +980,51 @@ Http1Connection::Pending* Http1Connection::ResponseTarget(Side& side) {
 }
 
 Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::optional<int64_t> ar) {
+  // Requests sent before the server stream was first seen: their acknowledgements map now.
+  if (mapper_) {
+    bool mapped = false;
+    for (Slot& q : slots_) {
+      if (q.ack || !q.ack_seq) continue;
+      q.ack = mapper_(/*server_stream=*/true, *q.ack_seq);
+      if (q.ack) q.ack_seq.reset();
+      mapped = mapped || q.ack.has_value();
+    }
+    // Two requests sent with nothing received between them, now that their ACKs are known.
+    const Slot* prev = nullptr;
+    for (const Slot& q : slots_) {
+      if (!mapped || pipelined_ || !q.p) continue;
+      if (prev && prev->ack && q.ack && *prev->ack == *q.ack) {
+        pipelined_ = true;
+        ++counters_->pipelined_connections;
+      }
+      prev = &q;
+    }
+  }
+  if (!start_checked_) {
+    // A request that acknowledged server bytes before the first one captured (offset < 0): the
+    // server sent them after it, and the capture lost them (its response, perhaps).
+    start_checked_ = true;
+    for (const Slot& q : slots_) {
+      if (!q.p || !q.ack) continue;
+      if (*q.ack < 0) {
+        AddServerLoss(0, static_cast<uint64_t>(-*q.ack), 0);
+        counters_->unseen_server_bytes += static_cast<uint64_t>(-*q.ack);
+      }
+      break;
+    }
+  }
+  // The usual case, decided at once: nothing lost, no ambiguity left, and the first waiting
+  // request fits (rules 1 and 2). Rule 3 then rules out every later slot (skipping a request
+  // needs lost server bytes), so it is the one.
+  if (limbo_ == 0 && !loss_.any && !slots_.empty() && slots_.front().p) {
+    const Slot& q = slots_.front();
+    if ((!ar || static_cast<int64_t>(q.begin) < *ar) &&
+        (!q.ack || *q.ack <= static_cast<int64_t>(rb))) {
+      Pending* p = q.p;
+      slots_.pop_front();
+      return p;
+    }
+  }
   const size_t n = std::min<size_t>(slots_.size(), limbo_ + 64);  // bounded work per response
   const size_t lim = std::min(limbo_, n);
   const int64_t rb_ = static_cast<int64_t>(rb);
@@ -962,8 +1040,17 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
     return !q.ack || *q.ack < static_cast<int64_t>(loss_.end);
   };
   auto sequential = [&](size_t j) {  // rule (4)
+    // The request after j was sent only once R had arrived whole, so the server had not begun
+    // to receive it when it sent R's first byte: it begins at or after ar. Lost client bytes
+    // right after j that began at a message boundary hold that next request.
+    if (ar && j + 1 < slots_.size() && !slots_[j + 1].p && slots_[j + 1].min > 0 &&
+        static_cast<int64_t>(slots_[j + 1].begin) < *ar) {
+      return false;
+    }
     for (size_t k = j + 1; k < slots_.size(); ++k) {
       if (!slots_[k].p) continue;
+      // ... and it acknowledged all of R: its ack is past R's first byte.
+      if (ar && static_cast<int64_t>(slots_[k].begin) < *ar) return false;
       return !slots_[k].ack || *slots_[k].ack > rb_;
     }
     return true;
@@ -1058,15 +1145,18 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
       ++lost_places;
     }
   }
+  // The next response answers a slot from just after the first candidate (lost client bytes
+  // may hold more requests: from that place itself) to just after the last one.
+  const size_t next_hi = slots_[last_left].p ? last_left + 1 : last_left;
   if (slots_.front().p) {
     // The first candidate is answered now, by this response or by a lost one before it.
     Slot front = slots_.front();
     slots_.pop_front();
-    limbo_ = last_left;
+    limbo_ = next_hi - 1;
     Retire(front);
   } else {
     slots_.front().min = 0;
-    limbo_ = last_left;
+    limbo_ = next_hi;
   }
   std::string why = absl::StrCat("ambiguous-pairing: TCP evidence fits ", fit.size(),
                                  " places for its request: captured requests with stream ids ",
@@ -1087,6 +1177,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
   }
   side.ts = at.ts_ns;
   side.ack = at.peer_ack;
+  side.ack_seq = at.peer_ack_seq;
   side.chunk_end = side.pos;
   const uint64_t ts = at.ts_ns;
   const uint8_t* const origin = data.data();
@@ -1113,8 +1204,10 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
       if (found > 0) {
         uint64_t from = offset_of(data.data());
         if (side.requests) {
-          // Client bytes seen but holding no request start: taken to hold no request (a
-          // response that fits no captured request is still written without one).
+          // Client bytes seen but holding no request start: the tail of a message the parser
+          // rejected hold no request; bytes where a request should have begun may be one the
+          // server answers (a 400): a place a response may answer.
+          if (side.junk_reply) AddClientLoss(side.junk_from, from + found, 0, side.ack);
         } else {
           AddServerLoss(from + found, found, 0);
           if (side.junk_reply) {
@@ -1147,6 +1240,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
       if (data.empty()) return;
       side.msg_offset = offset_of(data.data());
       side.msg_ack = side.ack;
+      side.msg_ack_seq = side.ack_seq;
       side.has_decided = false;
     }
     if (side.requests && !side.in_message) {
@@ -1177,6 +1271,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
         }
       }
     }
+    side.buf_end = reinterpret_cast<const char*>(data.data()) + data.size();
     size_t n = http_parser_execute(&side.parser, &Http1Callbacks::Settings(),
                                    reinterpret_cast<const char*>(data.data()), data.size());
     ReleaseHeld(ts);
@@ -1215,7 +1310,10 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
       t->gap_reason = why;
       if (side.requests) {
         if (t->x.request && t->x.request->method.empty() && t->x.request->path.empty()) {
-          // Not even a request line: no exchange, only the count.
+          // Not even a request line: no exchange, only the count; the bytes may still be
+          // what the server answers (with a 400), so they are a place for pairing (Feed).
+          side.junk_reply = true;
+          side.junk_from = side.msg_offset;
           auto it = std::find_if(pending_.begin(), pending_.end(),
                                  [t](const auto& q) { return q.get() == t; });
           if (it != pending_.end() && !(*it)->written) {
@@ -1230,10 +1328,12 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
       } else {
         EndResponse(side, Completion::kMalformed, why);
       }
-    } else if (!side.requests && !resynced_here) {
-      // Not even a status line where a response should begin: an HTTP/0.9 reply or another
-      // protocol. Its bytes are kept for the request it answers (Close).
+    } else if (!resynced_here) {
+      // Not even a start line where a message should begin: for a response, an HTTP/0.9 reply
+      // or another protocol, whose bytes are kept for the request it answers (Close); for a
+      // request, bytes the server may still answer (Feed makes them a place for pairing).
       side.junk_reply = true;
+      side.junk_from = side.msg_offset;
     }
     side.in_message = false;
     side.resync = true;
@@ -1258,7 +1358,7 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
   uint64_t end = client_->pos;
   Feed(*client_,
        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()),
-       StreamPosition{ts, end - std::min<uint64_t>(end, held.size()), client_->ack});
+       StreamPosition{ts, end - std::min<uint64_t>(end, held.size()), client_->ack, std::nullopt});
   client_->pos = std::max(client_->pos, end);
 }
 
@@ -1389,6 +1489,9 @@ void Http1Connection::Close(Completion how, std::string_view reason, uint64_t ts
       Pending* t = q.p;
       if (t->written || t->response_done || t->retired) continue;
       ++counters_->non_http_replies;
+      // Kept as the reply, these bytes are no longer lost: not skipped, not a parse error.
+      counters_->skipped_bytes -= std::min(counters_->skipped_bytes, server_->junk_bytes);
+      if (counters_->malformed) --counters_->malformed;
       Response& r = t->x.response.emplace();
       bool http09 = t->x.request && !server_->junk.empty() && server_->junk[0] == '<';
       r.version = http09 ? HttpVersion::kHttp09 : HttpVersion::kUnknown;

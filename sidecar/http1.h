@@ -48,6 +48,9 @@ struct StreamPosition {
   // The peer's stream offset the segment carrying the first byte acknowledged (everything the
   // sender had received from the peer when it sent it); nullopt when unknown.
   std::optional<int64_t> peer_ack;
+  // The same as the raw acknowledgement number, for when the peer's stream had not begun yet (a
+  // capture picked up mid-connection): Http1Connection maps it later (set_sequence_mapper).
+  std::optional<uint32_t> peer_ack_seq;
 };
 
 struct Http1Counters {
@@ -75,6 +78,9 @@ struct Http1Counters {
   uint64_t chunked_with_length = 0;       // messages framed by both Transfer-Encoding and C-L
   uint64_t non_http_replies = 0;          // replies kept as bytes: HTTP/0.9 or not HTTP at all
   uint64_t interim_with_body_header = 0;  // 1xx carrying Content-Length or T-E (ignored)
+  // Server bytes a request acknowledged that came before the first one captured (a capture
+  // picked up mid-connection that lost the response after the first request).
+  uint64_t unseen_server_bytes = 0;
 };
 
 // True when `data` begins like an HTTP/1 request line ("GET /", "OPTIONS * ", a method token of
@@ -115,6 +121,12 @@ class Http1Connection {
 
   bool opaque() const;  // HTTP ended (Upgrade, CONNECT tunnel)
 
+  // Maps a raw acknowledgement number to a stream offset (`server_stream`: the server's stream),
+  // or nullopt while that stream has not begun. Lets a request whose segment acknowledged a
+  // server stream the capture had not seen begin yet be placed once it has.
+  using SequenceMapper = std::function<std::optional<int64_t>(bool server_stream, uint32_t seq)>;
+  void set_sequence_mapper(SequenceMapper mapper) { mapper_ = std::move(mapper); }
+
  private:
   struct Side;
   struct Pending;
@@ -122,11 +134,12 @@ class Http1Connection {
   // a request seen, or client bytes the capture lost or could not parse, which may hold
   // requests never seen.
   struct Slot {
-    Pending* p = nullptr;         // nullptr: lost or unparsed client bytes
-    uint64_t begin = 0, end = 0;  // client stream offsets (a request: its first byte)
-    std::optional<int64_t> ack;   // server offset its first segment acknowledged (lost: before)
-    uint32_t min = 0;             // lost bytes: requests they hold at least
-    bool ambiguous = false;       // an ambiguous response may have answered it
+    Pending* p = nullptr;             // nullptr: lost or unparsed client bytes
+    uint64_t begin = 0, end = 0;      // client stream offsets (a request: its first byte)
+    std::optional<int64_t> ack;       // server offset its first segment acknowledged (lost: before)
+    std::optional<uint32_t> ack_seq;  // the same, raw, until the server stream began
+    uint32_t min = 0;                 // lost bytes: requests they hold at least
+    bool ambiguous = false;           // an ambiguous response may have answered it
   };
   // Server bytes lost or unparsed since the last response began.
   struct ServerLoss {
@@ -172,6 +185,8 @@ class Http1Connection {
   // The last response paired exactly ended here (server offset), answering the last slot.
   std::optional<uint64_t> last_end_;
   std::unique_ptr<Pending> orphan_;  // a response with no request it can be paired with
+  SequenceMapper mapper_;
+  bool start_checked_ = false;  // server bytes before the first one captured were looked for
   bool tunnel_ = false;
   bool release_held_ = false;  // a declined Upgrade: Feed hands the held client bytes back
 };

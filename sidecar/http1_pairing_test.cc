@@ -41,7 +41,8 @@ struct Wire {
     if (lost) {
       conn.OnClientGap(client_off, m.size(), ++ts);
     } else {
-      conn.OnClientData(Bytes(m), StreamPosition{++ts, client_off, static_cast<int64_t>(ack)});
+      conn.OnClientData(Bytes(m),
+                        StreamPosition{++ts, client_off, static_cast<int64_t>(ack), std::nullopt});
     }
     client_off += m.size();
   }
@@ -50,7 +51,8 @@ struct Wire {
     if (lost) {
       conn.OnServerGap(server_off, m.size(), ++ts);
     } else {
-      conn.OnServerData(Bytes(m), StreamPosition{++ts, server_off, static_cast<int64_t>(ack)});
+      conn.OnServerData(Bytes(m),
+                        StreamPosition{++ts, server_off, static_cast<int64_t>(ack), std::nullopt});
     }
     server_off += m.size();
   }

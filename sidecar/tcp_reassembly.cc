@@ -96,14 +96,14 @@ void TcpReassembler::OnSegment(uint32_t seq, std::span<const uint8_t> payload, b
 }
 
 void TcpReassembler::CompareOverlap(uint64_t offset, std::span<const uint8_t> again) {
-  // history_ holds the bytes [next_ - history_.size(), next_).
-  uint64_t hist_start = next_ - history_.size();
-  uint64_t from = std::max(offset, hist_start);
+  // The ring holds the bytes [next_ - history_len_, next_).
+  uint64_t from = std::max(offset, next_ - history_len_);
   uint64_t to = std::min<uint64_t>(offset + again.size(), next_);
-  if (from >= to) return;
-  if (std::memcmp(history_.data() + (from - hist_start), again.data() + (from - offset),
-                  static_cast<size_t>(to - from)) != 0) {
-    ++stats_.differing_retransmissions;
+  for (uint64_t o = from; o < to; ++o) {
+    if (history_[o % kHistoryBytes] != static_cast<char>(again[o - offset])) {
+      ++stats_.differing_retransmissions;
+      return;
+    }
   }
 }
 
@@ -114,17 +114,17 @@ void TcpReassembler::Deliver(std::span<const uint8_t> data, const ChunkInfo& at,
     if (next_ + data.size() > fin_offset_) data = data.first(fin_offset_ - next_);
   }
   if (data.empty()) return;
+  // Keep the last kHistoryBytes delivered in the ring, to compare a later overlapping copy with.
+  if (!history_) history_ = std::make_unique<char[]>(kHistoryBytes);
+  std::span<const uint8_t> tail = data.last(std::min(data.size(), kHistoryBytes));
+  uint64_t at_off = next_ + (data.size() - tail.size());
+  size_t pos = static_cast<size_t>(at_off % kHistoryBytes);
+  size_t first = std::min(tail.size(), kHistoryBytes - pos);
+  std::memcpy(history_.get() + pos, tail.data(), first);
+  std::memcpy(history_.get(), tail.data() + first, tail.size() - first);
+  history_len_ = std::min(kHistoryBytes, history_len_ + data.size());
   next_ += data.size();
   next_seq_ += static_cast<uint32_t>(data.size());
-  // Keep the last kHistoryBytes delivered, to compare a later overlapping copy with.
-  if (data.size() >= kHistoryBytes) {
-    history_.assign(reinterpret_cast<const char*>(data.data()) + data.size() - kHistoryBytes,
-                    kHistoryBytes);
-  } else {
-    size_t keep = std::min(history_.size(), kHistoryBytes - data.size());
-    history_.erase(0, history_.size() - keep);
-    history_.append(reinterpret_cast<const char*>(data.data()), data.size());
-  }
   sink->OnData(data, at);
 }
 
@@ -164,7 +164,7 @@ void TcpReassembler::GapTo(uint64_t offset, uint64_t ts_ns, StreamSink* sink, bo
   if (snaplen) stats_.snaplen_bytes += bytes;
   next_ = offset;
   next_seq_ += static_cast<uint32_t>(bytes);
-  history_.clear();
+  history_len_ = 0;
   sink->OnGap(at, bytes, ts_ns, snaplen);
 }
 

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -131,8 +132,11 @@ class TcpReassembler {
   bool ack_past_hole_ = false;
   uint64_t ack_hole_at_ = 0;
   uint64_t ack_hole_ts_ = 0;
-  // The last bytes delivered, ending at next_ (gaps clear it): the first copy of a retransmission.
-  std::string history_;
+  // The last bytes delivered, ending at next_, in a ring of kHistoryBytes allocated at the first
+  // delivery (the byte at stream offset o sits at o % kHistoryBytes); history_len_ of them are
+  // valid (a gap clears them): the first copy, to compare a retransmission with.
+  std::unique_ptr<char[]> history_;
+  size_t history_len_ = 0;
   ReassemblyStats stats_;
 };
 
