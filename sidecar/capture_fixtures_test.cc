@@ -376,6 +376,11 @@ TEST(FixturesPairing, LostResponsesLeaveTheirRequestsAlone) {
   want[2] = {"GET", "/n03", 0, "", Completion::kGap, /*no_response=*/true};
   ExpectSeen("keepalive-10-gets-third-response-lost.pcap", want, &counters);
   EXPECT_EQ(counters["http1_responses_lost"], 1u);
+  // The only loss is the deleted frame's 269 bytes (tshark: frame 11 of keepalive-10-gets.pcap,
+  // tcp.len 269), one named drop, nothing else.
+  testing::EngineRun lost = testing::RunEngine(
+      TAPKIT_SOURCE_DIR "/fixtures/captures/keepalive-10-gets-third-response-lost.pcap");
+  EXPECT_EQ(lost.drops, (std::map<std::string, uint64_t>{{"tcp_gap_bytes", 269}}));
   EXPECT_EQ(counters["http1_pipelined_connections"], 0u) << "curl waits for each response";
   want[3] = {"GET", "/n04", 0, "", Completion::kGap, /*no_response=*/true};
   ExpectSeen("keepalive-10-gets-third-and-fourth-responses-lost.pcap", want, &counters);
