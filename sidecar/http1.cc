@@ -167,6 +167,8 @@ struct Http1Connection::Side {
   bool junk_reply = false;        // the skipping began where a message should have begun
   uint64_t junk_from = 0;         // requests: where that message began
   bool line_done = false;         // the message's start line was seen whole
+  bool in_body = false;           // http-parser reads a body framed by Content-Length
+  bool body_hole = false;         // bytes of that body were lost; the rest is counted, not kept
   const char* buf_end = nullptr;  // end of the bytes http-parser is reading
   uint64_t junk_ts = 0;
 
@@ -239,6 +241,8 @@ struct Http1Callbacks {
     s.ResetMessage();
     s.in_message = true;
     s.line_done = false;
+    s.in_body = false;
+    s.body_hole = false;
     // http-parser sets these as it reads the start line and keeps the previous message's values
     // until then; a message that fails before its status code must not inherit one.
     s.parser.status_code = 0;
@@ -318,8 +322,13 @@ struct Http1Callbacks {
   }
 
   static int OnHeadersComplete(http_parser* p) {
-    S(p).line_done = true;
-    return HeadersComplete(S(p), FactsOf(p));
+    auto& s = S(p);
+    s.line_done = true;
+    int r = HeadersComplete(s, FactsOf(p));
+    // A body whose length Content-Length fixes: a gap inside it can be stepped over (Gap).
+    s.in_body = r == 0 && !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX &&
+                p->content_length > 0;
+    return r;
   }
 
   // The header section of the message on `s` ended. Returns what http-parser's on_headers_complete
@@ -389,7 +398,8 @@ struct Http1Callbacks {
   static void AppendBody(Http1Connection::Side& s, const char* at, size_t n) {
     uint64_t limit = s.conn->options_.body_limit;
     s.body.length += n;
-    if (s.body.data.size() < limit) {
+    // After a hole in the body only the length grows: the stored bytes stay one prefix.
+    if (s.body.data.size() < limit && !s.body_hole) {
       s.body.data.append(at, std::min<uint64_t>(n, limit - s.body.data.size()));
     }
   }
@@ -419,6 +429,7 @@ struct Http1Callbacks {
   static After MessageComplete(Http1Connection::Side& s, const Facts& f) {
     s.PushField();
     s.in_message = false;
+    s.in_body = false;
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
     if (!t) return After::kPause;
@@ -1371,6 +1382,35 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
   // side.ts stays the time of the last bytes seen: a message the gap cuts ends there (when the
   // capture noticed the gap depends on later packets, not on the message).
   const uint64_t end = offset + bytes;
+  if (!snaplen && side.in_message && side.target && !side.resync) {
+    // A gap inside a body whose length Content-Length fixes, ending where the body does or
+    // before: the message goes on past it (no other message can begin there), its body
+    // counted but no longer kept, and the exchange written as gap. Pairing loses nothing.
+    uint64_t left = side.fast_remaining > 0 ? side.fast_remaining
+                    : side.in_body          ? side.parser.content_length
+                                            : 0;
+    if (bytes <= left) {
+      side.body.length += bytes;
+      side.body_hole = true;
+      side.target->gap = true;
+      side.target->gap_reason = why;
+      side.chunk_end = end;
+      if (side.fast_remaining > 0) {
+        side.fast_remaining -= bytes;
+        side.parser.content_length = side.fast_remaining;
+        if (side.fast_remaining == 0) Http1Callbacks::FastBody(side, {});  // the message ends
+      } else if (bytes < left) {
+        side.parser.content_length -= bytes;
+      } else {
+        // The body ends with the gap: http-parser, which cannot be told so, starts afresh at
+        // the message boundary after the message is written.
+        Http1Callbacks::MessageComplete(side, Http1Callbacks::FactsOf(&side.parser));
+        side.Init();
+      }
+      ReleaseHeld(ts);
+      return;
+    }
+  }
   // Where the message the gap cut would have ended, when its framing says (Content-Length).
   std::optional<uint64_t> message_end;
   bool at_boundary = !side.in_message && !side.resync;
