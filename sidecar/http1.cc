@@ -1375,7 +1375,7 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
 
 void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen) {
   side.pos = offset + bytes;
-  if (tunnel_) return;
+  if (tunnel_ || bytes == 0) return;  // (no bytes: nothing was lost)
   std::string why = snaplen ? absl::StrCat(bytes, " bytes cut by the snaplen")
                             : absl::StrCat(bytes, " bytes lost in the TCP stream");
   Completion how = snaplen ? Completion::kTruncated : Completion::kGap;
@@ -1389,7 +1389,7 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
     uint64_t left = side.fast_remaining > 0 ? side.fast_remaining
                     : side.in_body          ? side.parser.content_length
                                             : 0;
-    if (bytes <= left) {
+    if (bytes > 0 && bytes <= left) {
       side.body.length += bytes;
       side.body_hole = true;
       side.target->gap = true;

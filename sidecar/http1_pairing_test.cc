@@ -253,3 +253,23 @@ TEST(Pairing, FieldCutByAGapIsLeftOut) {
 
 }  // namespace
 }  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// A gap of no bytes (the fuzzer's, never the engine's) in the middle of a request's headers
+// changes nothing; it once ended a message that had no request line yet.
+TEST(Pairing, ZeroByteGapChangesNothing) {
+  Wire w;
+  w.Client("POST /first HTTP/1.1\r\nHost: x\r\nContent-Len");
+  w.conn.OnClientGap(w.client_off, 0, ++w.ts);
+  w.Client("gth: 2\r\n\r\nok");
+  w.Server(Rsp("done"));
+  w.Close();
+  ASSERT_EQ(w.got.size(), 1u);
+  EXPECT_EQ(w.got[0].request->body.data, "ok");
+  EXPECT_EQ(w.got[0].completion, Completion::kComplete) << w.got[0].reason;
+}
+
+}  // namespace
+}  // namespace tapkit
