@@ -627,9 +627,11 @@ struct Http1Callbacks {
     size_t head_len = static_cast<size_t>(p - in.data());
     if (!s.requests) {
       if (!has_length) return 0;  // chunked or read until close: http-parser's
-      // The exchange it belongs to (decided once; Begin, here or in http-parser, takes it).
-      Http1Connection::Pending* t = c.ResponseTarget(s);
-      if (t->is_head || t->is_connect) return 0;
+      // The exchange it belongs to, where that is plain without deciding anything (the usual
+      // case); otherwise http-parser reads it, so that both readings decide alike.
+      Http1Connection::Pending* t = nullptr;
+      if (!c.PlainResponseTarget(s, &t)) return 0;
+      if (t && (t->is_head || t->is_connect)) return 0;
     }
     Begin(s);
     s.line_done = true;  // the fast path reads only whole heads
@@ -980,6 +982,30 @@ void Http1Connection::ResponseEnded(Pending* p, uint64_t end) {
     return;
   }
   last_end_ = end;
+}
+
+bool Http1Connection::PlainResponseTarget(const Side& side, Pending** target) const {
+  *target = nullptr;
+  if (side.awaiting) {
+    *target = side.awaiting;
+    return true;
+  }
+  // PairResponse's fast path, without its effects.
+  if (limbo_ != 0 || loss_.any || slots_.empty()) return false;
+  const Slot& q = slots_.front();
+  if (!q.p || q.ack_seq) return false;
+  // The first response's checks (PairResponse) would change nothing: no ACK left to map, none
+  // before the server stream's first byte.
+  if (!start_checked_) {
+    if (q.ack && *q.ack < 0) return false;
+    for (const Slot& o : slots_) {
+      if (o.ack_seq) return false;
+    }
+  }
+  if (side.msg_ack && static_cast<int64_t>(q.begin) >= *side.msg_ack) return false;
+  if (q.ack && *q.ack > static_cast<int64_t>(side.msg_offset)) return false;
+  *target = q.p;
+  return true;
 }
 
 Http1Connection::Pending* Http1Connection::ResponseTarget(Side& side) {

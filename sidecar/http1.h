@@ -157,6 +157,11 @@ class Http1Connection {
   void EndResponse(Side& side, Completion how, const std::string& why);
   // The exchange the response starting at side.msg_offset belongs to (decided once per message).
   Pending* ResponseTarget(Side& side);
+  // True when that answer is plain (no loss, no ambiguity, and the first request fits: *target
+  // is then that request's exchange); decides
+  // nothing (the fast path asks before it commits to reading the message, so that it and
+  // http-parser decide alike).
+  bool PlainResponseTarget(const Side& side, Pending** target) const;
   Pending* PairResponse(uint64_t begin, std::optional<int64_t> ack);
   void AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack);
   void AddClientLoss(uint64_t begin, uint64_t end, uint32_t min, std::optional<int64_t> ack);

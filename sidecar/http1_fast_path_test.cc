@@ -124,7 +124,9 @@ TEST(Http1FastPath, SameExchangesOnTrickyMessagesCutAnywhere) {
       {"custom method", "PURGEALL /x HTTP/1.1\r\nHost: h\r\n\r\n", ok, true},
       // http-parser alone once kept the first custom method and rejected the second request.
       {"two custom methods", "GDT /a HTTP/1.1\r\n\r\nGGT /b HTTP/1.1\r\n\r\n", ok + ok, true},
-      {"lower-case method", "get / HTTP/1.1\r\n\r\n", ok, true},
+      // Bytes that begin where a request should and do not parse are a place a response may
+      // answer (a 400): pairing it is not plain, so http-parser reads the response.
+      {"lower-case method", "get / HTTP/1.1\r\n\r\n", ok, false},
       {"HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
        false},
       {"connection close then more", get + get,
@@ -170,7 +172,7 @@ TEST(Http1FastPath, SameExchangesOnTrickyMessagesCutAnywhere) {
       {"leading CRLF", "\r\n" + get, ok, true},
       {"POST body then GET", "POST /p HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody" + get, ok + ok,
        true},
-      {"response first", "", ok, true},
+      {"response first", "", ok, false},  // no request: not plain (http-parser reads it)
       {"garbage then message", "garbage\r\n" + get, "junk\r\n" + ok, true},
       {"status without reason", get, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", true},
       {"huge Content-Length", get,
