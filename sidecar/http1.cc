@@ -1444,8 +1444,7 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
     Pending* t = side.target;
     if (side.fast_remaining > 0) {
       message_end = offset + side.fast_remaining;
-    } else if (t->x.request && side.requests && !(side.parser.flags & F_CHUNKED) &&
-               side.parser.content_length != ULLONG_MAX) {
+    } else if (side.in_body) {  // http-parser's Content-Length body, of either side
       message_end = offset + side.parser.content_length;
     }
     KeepPartial(side, /*cut=*/true);
@@ -1484,6 +1483,7 @@ void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t 
   side.resync = true;
   side.awaiting = nullptr;
   side.junk_reply = false;
+  side.in_body = false;
   side.ts = ts;
 }
 
