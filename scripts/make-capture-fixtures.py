@@ -356,6 +356,15 @@ def serve_and_fetch(ns, capture_cmd, path, settle=1.0, bpf=()):
         shutil.rmtree(work, ignore_errors=True)
     os.chmod(path, 0o644)
 
+def fetch_fixture_traffic(path):
+    """The link-type fixtures' traffic on this machine's loopback, written by tcpdump to `path`:
+    two GETs on one keep-alive connection (curl), one GET over IPv6, from the nginx running."""
+    t = Tcpdump(path)
+    base = f'http://{ADDR}:{PORT}'
+    run('curl', '-s', '-o', '/dev/null', '-o', '/dev/null', base + '/small.txt', base + '/items.json')
+    run('curl', '-s', '-o', '/dev/null', '-g', f'http://[::1]:{PORT}/small.txt')
+    t.stop()
+
 def nflog_tlv(tlv_type, value, order='<'):
     """One netlink attribute: length (header included, padding not) and type in `order`, the
     value, padding to 4 bytes."""
@@ -413,11 +422,7 @@ def wrap_loopback_in_nflog(out):
     tmp = os.path.join(work, 'lo.pcap')
     start_nginx(work)
     try:
-        t = Tcpdump(tmp)
-        base = f'http://{ADDR}:{PORT}'
-        run('curl', '-s', '-o', '/dev/null', '-o', '/dev/null', base + '/small.txt', base + '/items.json')
-        run('curl', '-s', '-o', '/dev/null', '-g', f'http://[::1]:{PORT}/small.txt')
-        t.stop()
+        fetch_fixture_traffic(tmp)
         _, _, nano, records = read_pcap(tmp)
     finally:
         run('nginx', '-c', os.path.join(work, 'nginx.conf'), '-s', 'stop')
@@ -454,11 +459,7 @@ def pflog():
         print(f'pflog: no network namespace here ({e}); capturing on this machine\'s loopback')
         start_nginx(work)
         try:
-            t = Tcpdump(tmp)
-            base = f'http://{ADDR}:{PORT}'
-            run('curl', '-s', '-o', '/dev/null', '-o', '/dev/null', base + '/small.txt', base + '/items.json')
-            run('curl', '-s', '-o', '/dev/null', '-g', f'http://[::1]:{PORT}/small.txt')
-            t.stop()
+            fetch_fixture_traffic(tmp)
         finally:
             run('nginx', '-c', os.path.join(work, 'nginx.conf'), '-s', 'stop')
             time.sleep(0.5)
