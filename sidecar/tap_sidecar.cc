@@ -80,8 +80,12 @@ int main(int argc, char** argv) {
   uint32_t capture_point_id = 0;
   uint64_t body_limit = tapkit::format::kDefaultBodyLimit;
   tapkit::LiveOptions live;
-  po::options_description opts("tap-sidecar options");
-  opts.add_options()("help,h", "this help")(
+  po::options_description opts(
+      "Usage: tap-sidecar --listen ADDR -i IFACE [--pod-address IP ...] [options]\n"
+      "The passive tap beside one pod: captures its traffic with libpcap and serves the HTTP\n"
+      "exchanges seen to the control plane (Sidecar.Observe). Started by tap-controlplane.\n\n"
+      "Options");
+  opts.add_options()("help,h", "this help")("version", "print the version and exit")(
       "listen", po::value(&listen)->required(),
       "where to serve Sidecar.Observe: unix:PATH (created mode 0600) or HOST:PORT")(
       "interface,i", po::value(&interfaces)->required(), "interface to capture (repeatable)")(
@@ -99,12 +103,16 @@ int main(int argc, char** argv) {
     po::store(po::parse_command_line(argc, argv, opts), vm);
     if (vm.count("help")) {
       std::cout << opts << "\n";
-      return 0;
+      return tapkit::kExitOk;
+    }
+    if (vm.count("version")) {
+      std::cout << tapkit::VersionLine("tap-sidecar");
+      return tapkit::kExitOk;
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    std::fprintf(stderr, "tap-sidecar: %s\n", e.what());
-    return 2;
+    std::fprintf(stderr, "tap-sidecar: %s (try --help)\n", e.what());
+    return tapkit::kExitError;
   }
   if (capture_point.empty()) capture_point = interfaces.front();
 
