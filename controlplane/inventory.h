@@ -1,6 +1,6 @@
-// inventory.h: the local runtime's model of a cluster (DESIGN.md section 5), read from an
+// inventory.h: the local runtime's cluster model (docs/architecture.md section 5), read from an
 // inventory file in Kubernetes' shape, and the resolution of kubectl/linkerd-style targets
-// (`deploy/backend -n demo -l tier=api`, DESIGN.md section 4) to the pods a tap captures on.
+// (`deploy/backend -n demo -l tier=api`, docs/architecture.md section 4) to the pods of a tap.
 //
 // The file holds one or more YAML documents (separated by `---`), each one Kubernetes object or a
 // `kind: List` whose `items` are objects. Every object has `kind` and `metadata` (`name`;

@@ -1,6 +1,6 @@
 // label_selector.h: Kubernetes label selectors, as `kubectl -l` writes them and as workloads
 // declare them (spec.selector.matchLabels and matchExpressions), and the syntax of label keys and
-// values (DESIGN.md section 4).
+// values (docs/architecture.md section 4).
 //
 // A LabelSelector is a list of requirements that must all hold. The semantics are Kubernetes':
 // `a!=x` and `a notin (x)` also hold for an object without label `a`; a selector without

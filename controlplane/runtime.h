@@ -1,5 +1,5 @@
 // runtime.h: where the control plane finds pods and how it starts and stops their tap sidecars
-// (DESIGN.md section 5). LocalRuntime is the embedded default: an inventory file in Kubernetes'
+// (docs/architecture.md section 5). LocalRuntime is the default: an inventory file in Kubernetes'
 // shape (inventory.h) and sidecars as child processes on this machine; a Kubernetes runtime
 // would implement the same interface with the API server and ephemeral containers.
 //

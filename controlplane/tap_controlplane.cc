@@ -1,4 +1,4 @@
-// tap-controlplane: the control plane of the local runtime (DESIGN.md sections 1 and 5).
+// tap-controlplane: the control plane of the local runtime (docs/architecture.md sections 1 and 5).
 //
 //   tap-controlplane --inventory deploy/demo/inventory.yaml [--listen unix:PATH | HOST:PORT
 //                    --token-file FILE] [--sidecar PATH] [--runtime-dir DIR]

@@ -1,6 +1,6 @@
 // exchange.h: one HTTP exchange as tapkit stores it, in owned C++ form.
 //
-// An exchange is one request and its final response (DESIGN.md section 2), with timing, endpoints
+// An exchange: one request, its final response (docs/architecture.md section 2), timing, endpoints
 // and how it ended. The capture engine builds these and the Writer stores them; a Reader hands out
 // ExchangeView (exchange_view.h) over the stored bytes and can turn a view into this owned form.
 // Field meanings, units and defaults are those of format/tap.fbs.

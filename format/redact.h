@@ -1,5 +1,5 @@
 // redact.h: secret header values replaced by a keyed digest before they leave the capture
-// (DESIGN.md section 6).
+// (docs/architecture.md section 6).
 //
 // A redacted value reads "tapkit-redacted:" followed by the first 12 hex digits of
 // HMAC-SHA256(key, value): equal values stay equal within one capture (one key), so a reader can

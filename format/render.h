@@ -21,10 +21,10 @@ enum class OutputFormat { kText, kWide, kJson };
 //   req id=0:1 proxy=in  src=10.0.0.1:4000 dst=10.0.0.2:80 tls=false :method=GET ...
 //   rsp id=0:1 proxy=in  src=... :status=200 latency=312µs
 //   end id=0:1 proxy=in  src=... duration=38µs response-length=27B
-// Latency and duration are DESIGN.md section 2's, in whole microseconds.
+// Latency and duration are docs/architecture.md section 2's, in whole microseconds.
 void AppendText(const ExchangeView& x, bool wide, std::string* out);
 
-// A live tap prints the lines of an exchange as its phases happen (DESIGN.md section 2): `req`
+// A live tap prints an exchange's lines as its phases come (docs/architecture.md section 2): `req`
 // when the request's headers were seen, `rsp` when the response's were, `end` when it ended.
 // LineHead is what the first two know of the exchange; the lines read as AppendText's.
 struct LineHead {

@@ -1,5 +1,5 @@
 // recorder.h: a tap's event stream (controlplane/api/tap.proto, Tap.Watch) written to .tap files
-// (DESIGN.md section 1, recorder/): each ExchangeEnded checked and written with the control
+// (docs/architecture.md section 1): each ExchangeEnded checked and written with the control
 // plane's labels copied in, each capture point's latest stats kept for the trailer, pods lost
 // counted, output rotated as tcpdump's -C/-G/-W (rotating_writer.h).
 //

@@ -694,7 +694,7 @@ void CaptureEngine::OnPacket(int link_type, uint64_t ts_ns, std::span<const uint
     case FrameKind::kNotTcp:
       return m.Count("non_tcp_packets");
     case FrameKind::kUnsupportedLink:
-      return m.Drop("unknown_link_type");  // DESIGN.md section 6: a named drop
+      return m.Drop("unknown_link_type");  // docs/architecture.md section 6: a named drop
     case FrameKind::kIpv6Fragment:
       return m.Count("ipv6_fragments");
     case FrameKind::kMalformed:

@@ -1,4 +1,4 @@
-// engine.h: the capture engine: packets in, HTTP exchanges out (DESIGN.md section 1).
+// engine.h: the capture engine: packets in, HTTP exchanges out (docs/architecture.md section 1).
 //
 // CaptureEngine takes frames as a PacketSource delivers them (link type, capture time, bytes),
 // decodes them (decode.h), reassembles IPv4 fragments and TCP streams (tcp_reassembly.h), tells

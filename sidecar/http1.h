@@ -33,7 +33,7 @@ struct Http1Options {
   // same exchanges, about three times faster on typical service traffic. Off: every byte goes
   // through http-parser (the tests compare the two).
   bool fast_path = true;
-  // Live views (DESIGN.md section 2, the first two phases): called when a request's header
+  // Live views (docs/architecture.md section 2's first two phases): called when a request's header
   // section ends, with the exchange as far as it goes (endpoints, request line and headers, no
   // body), and when a final response's header section ends (1xx are not final). `id` is the
   // stream id the whole exchange will carry; `ts_ns` the message's first byte. Unset: not called.

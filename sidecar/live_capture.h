@@ -1,6 +1,6 @@
 // live_capture.h: frames from network interfaces as they pass, through libpcap's live capture.
 //
-// The tap sidecar's packet source (DESIGN.md section 1): passive (never injects, never blocks
+// The sidecar's packet source (docs/architecture.md section 1): passive (never injects or blocks
 // traffic; promiscuous mode off), packets handed over within milliseconds of their capture
 // (LiveOptions: a 2 ms block timeout by default, or libpcap's immediate mode), a large kernel
 // buffer so bursts do not drop, and a BPF filter compiled for each interface. Several interfaces

@@ -1,4 +1,4 @@
-// tap-sidecar: the temporary, passive tap beside one pod (DESIGN.md sections 1 and 5).
+// tap-sidecar: the temporary, passive tap beside one pod (docs/architecture.md sections 1 and 5).
 //
 //   tap-sidecar --listen unix:/run/x.sock --interface lo --pod-address 127.0.20.1
 //               [--capture-point demo/backend-1] [--capture-point-id N] [--snaplen-body BYTES]

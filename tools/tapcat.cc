@@ -4,7 +4,7 @@
 //
 // --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
 //
-// Exit status (DESIGN.md section 4): 0 success (a torn tail is a notice, not a failure), 2 usage
+// Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
 #include <unistd.h>
 

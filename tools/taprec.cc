@@ -10,7 +10,7 @@
 // control plane (tools/taprec_live.h). With -r it reads a pcap or pcapng file (tcpdump's -r)
 // through the capture engine of sidecar/. Without -w it prints the exchanges as tapcat does
 // (live: req and rsp lines as they happen, end when the exchange completes). Secret header
-// values are redacted unless --no-redact (DESIGN.md section 6). Exit status: 0 success, 2 usage
+// values are redacted unless --no-redact (docs/architecture.md section 6). Exit: 0 success, 2 usage
 // or input error (a damaged capture included: what was read before the damage is still
 // written), or a live tap whose control plane was unreachable or lost (the file is finished).
 // With -i, the packets the kernel dropped are named drops in each file's trailer
