@@ -872,6 +872,12 @@ void Http1Connection::EndResponse(Side& side, Completion how, const std::string&
 // those requests are written as ambiguous-pairing, and the ambiguity carries to the next response
 // (limbo_).
 
+void Http1Connection::MarkPipelined() {
+  if (pipelined_) return;
+  pipelined_ = true;
+  ++counters_->pipelined_connections;
+}
+
 void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack) {
   const Slot* prev = nullptr;  // the last request seen (lost bytes between do not matter)
   for (auto it = slots_.rbegin(); it != slots_.rend() && !prev; ++it) {
@@ -879,14 +885,10 @@ void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<i
   }
   if (prev) {
     // Two requests sent with nothing received between them: the client pipelines.
-    if (prev->ack && ack && *prev->ack == *ack && !pipelined_) {
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
-    }
-  } else if (last_end_ && ack && *ack < static_cast<int64_t>(*last_end_) && !pipelined_) {
+    if (prev->ack && ack && *prev->ack == *ack) MarkPipelined();
+  } else if (last_end_ && ack && *ack < static_cast<int64_t>(*last_end_)) {
     // Sent before the previous response had arrived whole.
-    pipelined_ = true;
-    ++counters_->pipelined_connections;
+    MarkPipelined();
   }
   last_end_.reset();
   Slot& q = slots_.emplace_back();
@@ -975,10 +977,7 @@ void Http1Connection::ResponseEnded(Pending* p, uint64_t end) {
   if (pipelined_ || limbo_ != 0) return;
   for (const Slot& next : slots_) {
     if (!next.p || next.p == p) continue;  // the first request after it that was seen
-    if (next.ack && *next.ack < static_cast<int64_t>(end)) {
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
-    }
+    if (next.ack && *next.ack < static_cast<int64_t>(end)) MarkPipelined();
     return;
   }
   last_end_ = end;
@@ -1030,10 +1029,7 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
     const Slot* prev = nullptr;
     for (const Slot& q : slots_) {
       if (!mapped || pipelined_ || !q.p) continue;
-      if (prev && prev->ack && q.ack && *prev->ack == *q.ack) {
-        pipelined_ = true;
-        ++counters_->pipelined_connections;
-      }
+      if (prev && prev->ack && q.ack && *prev->ack == *q.ack) MarkPipelined();
       prev = &q;
     }
   }
@@ -1124,8 +1120,7 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
     }
     if (seq.empty()) {
       // No slot fits a sequential client: this one pipelines.
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
+      MarkPipelined();
     } else {
       fit = std::move(seq);
     }

@@ -170,6 +170,8 @@ class Http1Connection {
   void Retire(const Slot& slot);
   void Forget(Pending* p);  // `p` leaves pending_: its slot goes too
   void ResponseEnded(Pending* p, uint64_t end);
+  // The connection pipelines (pipelined_), counted once per connection.
+  void MarkPipelined();
   void WriteIfWhole(Pending* p);
 
   friend struct Http1Callbacks;
