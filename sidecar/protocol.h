@@ -57,7 +57,7 @@ struct StreamPosition {
 struct ProtocolSwitch {
   // The protocol switched to, lower-case (protocol names are case-insensitive, RFC 9110 section
   // 7.8): the first protocol of the 101's Upgrade field (or of the request's, when the 101 has
-  // none), without a "/version" suffix kept apart: "h2c", "websocket". Comes from the wire: never
+  // none), with its "/version" if it carries one: "h2c", "websocket". Comes from the wire: never
   // use it as a counter name.
   std::string token;
   // The exchange whose request asked for the upgrade, with the 101 as its response (its stream
