@@ -39,6 +39,8 @@ packages=(
   libyaml-cpp-dev libssl-dev
   # The demo mesh and the live tests: nginx pods, curl clients, Python for the test driver.
   nginx-light curl python3
+  # The h2c Upgrade fixture (scripts/make-capture-fixtures.py h2c): nghttp, nghttpd, nghttpx.
+  nghttp2-client nghttp2-server nghttp2-proxy
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
 )

@@ -4,10 +4,11 @@
 re-framed variants with editcap, reordercap and tcprewrite. Run as root (tcpdump, nginx), from the
 repository root:  scripts/make-capture-fixtures.py [base|nflog|pflog|pairing|rfc ...]  (default: all of them;
 `base` is the loopback set, `nflog` and `pflog` the captures of those link types, `pairing` and
-`rfc` the pairing and RFC 9112 cases of issue 9 on 127.0.0.93; see their functions)
+`rfc` the pairing and RFC 9112 cases of issue 9 on 127.0.0.93, `h2c` an h2c Upgrade on 127.0.0.94;
+see their functions)
 The captures are committed; sidecar/capture_fixtures_test.cc asserts the exact exchanges in each.
 Needs: nginx-light curl tcpdump wireshark-common (editcap, reordercap) tcpreplay (tcprewrite),
-iproute2 and nftables for the NFLOG capture."""
+iproute2 and nftables for the NFLOG capture, nghttp2-client nghttp2-server nghttp2-proxy for h2c."""
 import os, shutil, socket, subprocess, sys, tempfile, time
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures', 'captures')
@@ -777,7 +778,41 @@ def rfc():
                snaplen=snaplen)
     print(f'differing-retransmission.pcap: frame {responses[1] + 1} repeats frame {responses[1]}')
 
-STEPS = {'base': main, 'nflog': nflog, 'pflog': pflog, 'pairing': pairing, 'rfc': rfc}
+ADDR4, ADDR5, PORT4 = '127.0.0.94', '127.0.0.95', 8094
+
+def h2c():
+    """h2c-upgrade.pcap: nghttp (nghttp2-client) asks nghttpx (nghttp2-proxy) on 127.0.0.94 for /
+    with an HTTP/1.1 `Upgrade: h2c` request (RFC 7540 section 3.2); nghttpx answers 101 Switching
+    Protocols and then HTTP/2, with the response fetched from nghttpd (nghttp2-server, HTTP/2
+    without TLS) on 127.0.0.95. The capture holds the frontend connection only (port 8094): the
+    bytes after the 101 on both sides are what the protocol seam hands to an h2c parser
+    (sidecar/protocol_seam_test.cc)."""
+    work = tempfile.mkdtemp()
+    os.makedirs(os.path.join(work, 'www'))
+    with open(os.path.join(work, 'www', 'index.html'), 'w') as f:
+        f.write('hello h2c\n')
+    procs = []
+    try:
+        procs.append(subprocess.Popen(['nghttpd', '-a', ADDR5, '-d', os.path.join(work, 'www'),
+                                       '--no-tls', str(PORT4 + 1)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(['nghttpx', '--conf=/dev/null', f'-f{ADDR4},{PORT4};no-tls',
+                                       f'-b{ADDR5},{PORT4 + 1};;proto=h2', '--workers=1',
+                                       '--log-level=WARN',
+                                       '--errorlog-file=' + os.path.join(work, 'error.log'),
+                                       '--accesslog-file=' + os.path.join(work, 'access.log')],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)
+        capture('h2c-upgrade.pcap', lambda: run('nghttp', '-u', f'http://{ADDR4}:{PORT4}/',
+                                                stdout=subprocess.DEVNULL),
+                expr=f'tcp port {PORT4}')
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+STEPS = {'base': main, 'nflog': nflog, 'pflog': pflog, 'pairing': pairing, 'rfc': rfc, 'h2c': h2c}
 
 if __name__ == '__main__':
     if os.geteuid() != 0:

@@ -43,7 +43,9 @@ bool Less(const IpAddress& x, uint16_t xp, const IpAddress& y, uint16_t yp) {
 
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-enum class Proto : uint8_t { kUnknown, kHttp1, kTls, kHttp2, kOpaque };
+// What a connection speaks. kParsed: its bytes go to a ProtocolParser (protocol.h): HTTP/1, or
+// one EngineOptions::protocols returned; kHttp2 is HTTP/2 with no parser for it (counted only).
+enum class Proto : uint8_t { kUnknown, kParsed, kTls, kHttp2, kOpaque };
 
 // How long a closed connection's 4-tuple is remembered (capture time), so that retransmissions of
 // its last segments are not taken for a new connection picked up mid-stream. They come within
@@ -97,7 +99,7 @@ struct CaptureEngine::Impl {
     void OnGap(uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen) override;
   };
 
-  // Bytes (or a gap) of one direction kept before they reach the HTTP parser: while the protocol
+  // Bytes (or a gap) of one direction kept before they reach the parser: while the protocol
   // is undecided, and, on the server side, while they acknowledge client bytes not seen yet.
   struct Piece {
     ChunkInfo at;
@@ -115,7 +117,11 @@ struct CaptureEngine::Impl {
     DirSink sink[2];
     int client = -1;  // which direction's sender is the client: known from SYN or content
     Proto proto = Proto::kUnknown;
-    std::unique_ptr<Http1Connection> http;
+    // The connection's parser, once the protocol is known; the parsers it switched away from
+    // (protocol.h, ProtocolSwitch) wait in `earlier` for the connection's end, which ends their
+    // open exchanges.
+    std::unique_ptr<ProtocolParser> parser;
+    std::vector<std::unique_ptr<ProtocolParser>> earlier;
     uint64_t undecided[2] = {0, 0};  // bytes looked at without finding a protocol
     std::string held[2];  // those bytes, kept (up to the cap) until the protocol is known
     std::vector<Piece> held_pieces[2];    // the same as they came, with offsets and ACKs
@@ -127,7 +133,8 @@ struct CaptureEngine::Impl {
     // oldest first; `inbox_since`: capture time the front began to wait.
     std::deque<Piece> inbox;
     uint64_t inbox_since = 0;
-    bool server_end_sent = false;  // Http1Connection::OnServerEnd was called
+    bool server_end_sent = false;  // ProtocolParser::OnServerEnd was called
+    bool client_end_sent = false;  // ProtocolParser::OnClientEnd was called
 
     Conn(Impl* e, size_t cap, uint64_t window)
         : engine(e), stream{TcpReassembler(cap, window), TcpReassembler(cap, window)} {
@@ -178,9 +185,19 @@ struct CaptureEngine::Impl {
   void Close(Conn& c, Completion how, std::string_view reason, uint64_t ts, bool by_reset = false);
   void Expire(uint64_t ts);
   void StartHttp(Conn& c, int client_dir);
-  // HTTP/1 hand-over, in the order the peers sent the bytes (see Ready).
-  void ToHttp(Conn& c, int dir, std::span<const uint8_t> data, const ChunkInfo& at);
-  void GapToHttp(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen);
+  // The fields every exchange of the connection shares (source = the client).
+  Exchange Base(const Conn& c, int client_dir) const;
+  ProtocolStart StartOf(const Conn& c, std::string_view token, ProtocolStartKind how,
+                        const Exchange* upgrade);
+  // Hand-over to the parser, in the order the peers sent the bytes (see Ready).
+  void ToParser(Conn& c, int dir, std::span<const uint8_t> data, const ChunkInfo& at);
+  void GapToParser(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen);
+  // The only calls into a parser's bytes; each takes a protocol switch the call reported.
+  void ParserData(Conn& c, int dir, std::span<const uint8_t> data, const StreamPosition& at);
+  void ParserGap(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen);
+  // The parser reported a ProtocolSwitch: the factory's parser for it takes the connection over.
+  void Switch(Conn& c);
+  void ClientEnd(Conn& c);
   void Deliver(Conn& c, int dir, Piece&& p);
   bool Ready(Conn& c, const ChunkInfo& at) const;
   void Pump(Conn& c);
@@ -218,26 +235,72 @@ bool CaptureEngine::Impl::Ready(Conn& c, const ChunkInfo& at) const {
   return *off <= static_cast<int64_t>(peer.delivered()) || peer.finished();
 }
 
+void CaptureEngine::Impl::ParserData(Conn& c, int dir, std::span<const uint8_t> data,
+                                     const StreamPosition& at) {
+  if (dir == c.client) {
+    c.parser->OnClientData(data, at);
+  } else {
+    c.parser->OnServerData(data, at);
+  }
+  if (c.parser->switched()) Switch(c);
+}
+
+void CaptureEngine::Impl::ParserGap(Conn& c, int dir, uint64_t offset, uint64_t bytes,
+                                    uint64_t ts, bool snaplen) {
+  if (dir == c.client) {
+    c.parser->OnClientGap(offset, bytes, ts, snaplen);
+  } else {
+    c.parser->OnServerGap(offset, bytes, ts, snaplen);
+  }
+  if (c.parser->switched()) Switch(c);
+}
+
+void CaptureEngine::Impl::Switch(Conn& c) {
+  std::unique_ptr<ProtocolSwitch> sw = c.parser->TakeSwitch();
+  std::unique_ptr<ProtocolParser> next;
+  if (options.protocols) {
+    next = options.protocols(StartOf(c, sw->token, ProtocolStartKind::kUpgrade,
+                                     sw->upgrade ? &*sw->upgrade : nullptr));
+  }
+  if (!next) {
+    // No parser for the protocol: its bytes give no exchange (as without a factory), and the
+    // parser that switched counts every later byte the same way.
+    for (const ProtocolSwitch::Bytes& b : sw->bytes) http_counters.opaque_bytes += b.data.size();
+    return;
+  }
+  Count("protocol_switches");
+  c.earlier.push_back(std::move(c.parser));
+  c.parser = std::move(next);
+  for (const ProtocolSwitch::Bytes& b : sw->bytes) {
+    ParserData(c, b.client ? c.client : 1 - c.client,
+               std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data.data()),
+                                        b.data.size()),
+               b.at);
+  }
+  // A side that had already ended has ended for the new parser too.
+  if (c.client_end_sent) c.parser->OnClientEnd(c.last_ts);
+  if (c.server_end_sent) c.parser->OnServerEnd(c.last_ts);
+}
+
+void CaptureEngine::Impl::ClientEnd(Conn& c) {
+  if (!c.parser || !c.fin[c.client] || c.client_end_sent) return;
+  c.client_end_sent = true;
+  c.parser->OnClientEnd(c.last_ts);
+  if (c.parser->switched()) Switch(c);
+}
+
 void CaptureEngine::Impl::Deliver(Conn& c, int dir, Piece&& p) {
   if (p.gap_bytes) {
-    if (dir == c.client) {
-      c.http->OnClientGap(p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
-    } else {
-      c.http->OnServerGap(p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
-    }
+    ParserGap(c, dir, p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
     return;
   }
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(p.data.data()), p.data.size());
   if (bytes.empty()) return;
-  if (dir == c.client) {
-    c.http->OnClientData(bytes, Position(c, dir, p.at));
-  } else {
-    c.http->OnServerData(bytes, Position(c, dir, p.at));
-  }
+  ParserData(c, dir, bytes, Position(c, dir, p.at));
 }
 
 void CaptureEngine::Impl::Pump(Conn& c) {
-  while (!c.inbox.empty() && c.http) {
+  while (!c.inbox.empty() && c.parser) {
     Piece& p = c.inbox.front();
     if (!p.gap_bytes && !Ready(c, p.at)) return;
     Piece piece = std::move(p);
@@ -247,14 +310,15 @@ void CaptureEngine::Impl::Pump(Conn& c) {
     Deliver(c, 1 - c.client, std::move(piece));
   }
   // The server's FIN ends a body read until the close, once every byte before it was parsed.
-  if (c.http && c.inbox.empty() && c.fin[1 - c.client] && !c.server_end_sent) {
+  if (c.parser && c.inbox.empty() && c.fin[1 - c.client] && !c.server_end_sent) {
     c.server_end_sent = true;
-    c.http->OnServerEnd(c.last_ts);
+    c.parser->OnServerEnd(c.last_ts);
+    if (c.parser->switched()) Switch(c);
   }
 }
 
 void CaptureEngine::Impl::ExpireInbox(Conn& c, uint64_t now, bool force) {
-  while (!c.inbox.empty() && c.http) {
+  while (!c.inbox.empty() && c.parser) {
     if (!force && now < c.inbox_since + options.reorder_window_ns) return;
     Piece& p = c.inbox.front();
     TcpReassembler& peer = c.stream[c.client];
@@ -274,15 +338,15 @@ void CaptureEngine::Impl::ExpireInbox(Conn& c, uint64_t now, bool force) {
   }
 }
 
-void CaptureEngine::Impl::ToHttp(Conn& c, int dir, std::span<const uint8_t> data,
+void CaptureEngine::Impl::ToParser(Conn& c, int dir, std::span<const uint8_t> data,
                                  const ChunkInfo& at) {
   if (dir == c.client) {
-    c.http->OnClientData(data, Position(c, dir, at));
+    ParserData(c, dir, data, Position(c, dir, at));
     Pump(c);
     return;
   }
   if (c.inbox.empty() && Ready(c, at)) {
-    c.http->OnServerData(data, Position(c, dir, at));
+    ParserData(c, dir, data, Position(c, dir, at));
     return;
   }
   if (c.inbox.empty()) {
@@ -294,15 +358,15 @@ void CaptureEngine::Impl::ToHttp(Conn& c, int dir, std::span<const uint8_t> data
   p.data.assign(reinterpret_cast<const char*>(data.data()), data.size());
 }
 
-void CaptureEngine::Impl::GapToHttp(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts,
+void CaptureEngine::Impl::GapToParser(Conn& c, int dir, uint64_t offset, uint64_t bytes, uint64_t ts,
                                     bool snaplen) {
   if (dir == c.client) {
-    c.http->OnClientGap(offset, bytes, ts, snaplen);
+    ParserGap(c, dir, offset, bytes, ts, snaplen);
     Pump(c);
     return;
   }
   if (c.inbox.empty()) {
-    c.http->OnServerGap(offset, bytes, ts, snaplen);
+    ParserGap(c, dir, offset, bytes, ts, snaplen);
     return;
   }
   Piece& p = c.inbox.emplace_back();  // behind bytes that wait: in order
@@ -328,7 +392,7 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const C
     }
     std::span<const uint8_t> all(reinterpret_cast<const uint8_t*>(held.data()), held.size());
     e.Decide(c, dir, all, data.size());
-    if (c.proto != Proto::kHttp1) {
+    if (c.proto != Proto::kParsed) {
       if (c.proto != Proto::kUnknown) {
         e.Drop(e.DropName(c.proto), c.held[0].size() + c.held[1].size());
         for (int d = 0; d < 2; ++d) {
@@ -349,7 +413,7 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const C
       size_t skip = c.skip[d];  // bytes before the message start Decide found
       for (Piece& p : pieces[d]) {
         if (p.gap_bytes) {
-          e.GapToHttp(c, d, p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
+          e.GapToParser(c, d, p.at.offset, p.gap_bytes, p.at.ts_ns, p.snaplen);
           continue;
         }
         size_t cut = std::min(skip, p.data.size());
@@ -357,18 +421,19 @@ void CaptureEngine::Impl::DirSink::OnData(std::span<const uint8_t> data, const C
         if (cut == p.data.size()) continue;
         ChunkInfo at2 = p.at;
         at2.offset += cut;
-        e.ToHttp(c, d,
+        e.ToParser(c, d,
                  std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(p.data.data()) + cut,
                                           p.data.size() - cut),
                  at2);
       }
     }
+    e.ClientEnd(c);  // the client's FIN may have come while the protocol was undecided
     return;
   }
-  if (c.proto == Proto::kHttp1) {
-    e.ToHttp(c, dir, data, at);
+  if (c.proto == Proto::kParsed) {
+    e.ToParser(c, dir, data, at);
   } else {
-    // TLS, HTTP/2 (a later issue) and other protocols: bytes that give no exchange.
+    // TLS, HTTP/2 without a parser and other protocols: bytes that give no exchange.
     e.Drop(e.DropName(c.proto), data.size());
   }
 }
@@ -379,8 +444,8 @@ void CaptureEngine::Impl::DirSink::OnGap(uint64_t offset, uint64_t bytes, uint64
   Impl& e = *c.engine;
   e.Count("tcp_gaps");
   e.Drop(snaplen ? "snaplen_bytes" : "tcp_gap_bytes", bytes);
-  if (c.proto == Proto::kHttp1) {
-    e.GapToHttp(c, dir, offset, bytes, ts, snaplen);
+  if (c.proto == Proto::kParsed) {
+    e.GapToParser(c, dir, offset, bytes, ts, snaplen);
   } else if (c.proto == Proto::kUnknown) {
     // Kept for the HTTP/1 parser, should the connection turn out to be HTTP/1: a loss before
     // its first bytes is still a place a request or response may have been.
@@ -392,10 +457,7 @@ void CaptureEngine::Impl::DirSink::OnGap(uint64_t offset, uint64_t bytes, uint64
   }
 }
 
-void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
-  c.client = client_dir;
-  c.proto = Proto::kHttp1;
-  Count("http1_connections");
+Exchange CaptureEngine::Impl::Base(const Conn& c, int client_dir) const {
   Exchange base;
   base.capture_point = options.capture_point;
   base.source.ip = c.ip[client_dir];
@@ -403,6 +465,28 @@ void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
   base.destination.ip = c.ip[1 - client_dir];
   base.destination.port = c.port[1 - client_dir];
   base.tls = TlsState::kNo;
+  return base;
+}
+
+ProtocolStart CaptureEngine::Impl::StartOf(const Conn& c, std::string_view token,
+                                           ProtocolStartKind how, const Exchange* upgrade) {
+  ProtocolStart s;
+  s.token = token;
+  s.how = how;
+  s.upgrade = upgrade;
+  s.base = Base(c, c.client);
+  s.next_stream_id = &next_stream_id;
+  s.emit = emit;
+  s.body_limit = options.http.body_limit;
+  s.counters = &counters;
+  s.drops = &drops;
+  return s;
+}
+
+void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
+  c.client = client_dir;
+  c.proto = Proto::kParsed;
+  Count("http1_connections");
   // A side whose stream began at its SYN and has delivered nothing but the bytes being decided is
   // read from its first byte; a side picked up mid-stream looks for a message start first.
   auto at_start = [&c](int d) {
@@ -411,13 +495,14 @@ void CaptureEngine::Impl::StartHttp(Conn& c, int client_dir) {
     if (!c.held_pieces[d].empty()) return c.held_pieces[d].front().at.offset == 0;
     return c.stream[d].delivered() <= c.deciding_bytes[d];
   };
-  c.http = std::make_unique<Http1Connection>(std::move(base), options.http, &next_stream_id, emit,
-                                             &http_counters, at_start(client_dir),
-                                             at_start(1 - client_dir));
+  auto http = std::make_unique<Http1Connection>(Base(c, client_dir), options.http, &next_stream_id,
+                                                emit, &http_counters, at_start(client_dir),
+                                                at_start(1 - client_dir));
   Conn* conn = &c;  // owns the parser, so outlives it
-  c.http->set_sequence_mapper([conn](bool server_stream, uint32_t seq) {
+  http->set_sequence_mapper([conn](bool server_stream, uint32_t seq) {
     return conn->stream[server_stream ? 1 - conn->client : conn->client].OffsetOf(seq);
   });
+  c.parser = std::move(http);
 }
 
 // `data` is everything this direction sent so far (held while undecided); `newest` the size of
@@ -426,8 +511,9 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
   if (data.size() >= 3 && data[0] == 0x16 && data[1] == 0x03 && data[2] <= 0x04) {
     c.proto = Proto::kTls;
     Count("tls_connections");
-    std::string sni = TlsClientHelloSni(data);
-    Count(absl::StrCat("tls_sni:", sni.empty() ? "-" : sni));
+    // Counted without the name: a counter per server name seen would let a hostile capture grow
+    // every stats message and the file trailer without bound (no counter is keyed by wire bytes).
+    if (!TlsClientHelloSni(data).empty()) Count("tls_connections_with_sni");
     return;
   }
   std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
@@ -436,6 +522,17 @@ void CaptureEngine::Impl::Decide(Conn& c, int dir, std::span<const uint8_t> data
       text.size() >= 4) {
     c.proto = Proto::kHttp2;
     Count("http2_connections");
+    // HTTP/2 with prior knowledge (RFC 9113 section 3.4): the sender of the preface is the
+    // client. With a parser for "h2c" (RFC 9113 section 3.1) the bytes go to it; without, they
+    // are the drop http2_bytes.
+    if (options.protocols) {
+      c.client = dir;
+      if (auto p = options.protocols(StartOf(c, "h2c", ProtocolStartKind::kPriorKnowledge,
+                                             nullptr))) {
+        c.parser = std::move(p);
+        c.proto = Proto::kParsed;
+      }
+    }
     return;
   }
   c.deciding_bytes[dir] = data.size();
@@ -544,7 +641,8 @@ void CaptureEngine::Impl::OnTcp(const TcpSegment& seg, uint64_t ts) {
   for (int d = 0; d < 2; ++d) {
     if (c.stream[d].finished() && !c.fin[d]) {
       c.fin[d] = true;
-      if (c.proto == Proto::kHttp1 && d != c.client) Pump(c);  // ends the body once delivered
+      if (c.proto == Proto::kParsed && d != c.client) Pump(c);  // ends the body once delivered
+      if (c.proto == Proto::kParsed && d == c.client) ClientEnd(c);
     }
   }
   if (rst) {
@@ -590,7 +688,8 @@ void CaptureEngine::Impl::Close(Conn& c, Completion how, std::string_view reason
     }
     if (s.buffer_overflows) Drop("stream_buffer_limit", s.buffer_overflows);
   }
-  if (c.http) c.http->Close(how, reason, ts);
+  for (auto& p : c.earlier) p->Close(how, reason, ts);
+  if (c.parser) c.parser->Close(how, reason, ts);
   ConnKey key = c.key;
   conns.erase(key);  // destroys c
   closed[key] = Tombstone{ts, by_reset};
@@ -670,6 +769,8 @@ void CaptureEngine::Impl::OnFragment(const Ipv4Fragment& f, uint64_t ts) {
 
 CaptureEngine::CaptureEngine(EngineOptions options, Emit emit) : impl_(std::make_unique<Impl>()) {
   impl_->options = options;
+  // With a factory, HTTP/1 reports a 101 as a protocol switch for it (protocol.h).
+  if (impl_->options.protocols) impl_->options.http.hand_off_upgrades = true;
   impl_->emit = std::move(emit);
 }
 

@@ -2,9 +2,11 @@
 //
 // CaptureEngine takes frames as a PacketSource delivers them (link type, capture time, bytes),
 // decodes them (decode.h), reassembles IPv4 fragments and TCP streams (tcp_reassembly.h), tells
-// each connection's protocol from its first bytes (HTTP/1 on any port, TLS by its ClientHello and
-// counted per SNI, HTTP/2 by its preface or h2c Upgrade, anything else opaque) and parses HTTP/1
-// (http1.h) into exchanges, handed to the `emit` callback as they complete. It is bounded: caps on
+// each connection's protocol from its first bytes (HTTP/1 on any port, TLS by its ClientHello,
+// HTTP/2 by its preface or h2c Upgrade, anything else opaque) and hands each connection's bytes
+// to its ProtocolParser (protocol.h): HTTP/1 (http1.h), or the parser EngineOptions::protocols
+// returns for HTTP/2 by its preface and for the protocol a 101 switched to. Exchanges go to the
+// `emit` callback as they complete. It is bounded: caps on
 // connections, buffered bytes per direction and in total, fragments in progress, and an idle
 // timeout; each cap that bites counts a named drop. It never throws or aborts on packet bytes.
 //
@@ -23,6 +25,7 @@
 
 #include "format/exchange.h"
 #include "sidecar/http1.h"
+#include "sidecar/protocol.h"
 
 namespace tapkit {
 
@@ -41,6 +44,12 @@ struct EngineOptions {
   // long for the client bytes they acknowledge before the response is paired; then the client
   // bytes count as lost (counter reorder_window_expired). Holes acknowledged past wait as long.
   uint64_t reorder_window_ns = 100'000'000;
+  // Parsers for protocols other than HTTP/1 (protocol.h): asked for token "h2c" when a connection
+  // begins with the HTTP/2 preface (RFC 9113 section 3.4), and for the protocol a `101 Switching
+  // Protocols` names (RFC 9110 sections 7.8, 15.2.2), which then gets every byte after the
+  // switch. Unset, or returning nullptr: those bytes are the drops http2_bytes and
+  // opaque_bytes_after_upgrade. Setting it sets http.hand_off_upgrades.
+  ProtocolFactory protocols;
 };
 
 class CaptureEngine {

@@ -52,6 +52,15 @@ constexpr ByteClass kUriChar("-._~:/?#[]@!$&'()*+,;=%", true);
 constexpr ByteClass kValueChar("\t", false, 0x20, 0x7e);
 
 // True for the methods http-parser knows (its HTTP_METHOD_MAP). Checked before every request.
+// The first protocol of an Upgrade field value ("h2c", "websocket, foo"), lower-case (protocol
+// names are case-insensitive, RFC 9110 section 7.8), with its "/version" if it has one.
+std::string FirstUpgradeToken(std::string_view v) {
+  v = v.substr(0, v.find(','));
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return absl::AsciiStrToLower(std::string(v));
+}
+
 bool IsKnownMethod(std::string_view token) {
   static const auto* const known = [] {
     auto* v = new std::vector<std::string_view>{
@@ -149,6 +158,8 @@ struct Http1Connection::Side {
   std::string custom_method;  // a method http-parser does not know, parsed by us
   std::string line_token;     // the first word of the request line, as sent
   std::string held_bytes;     // client bytes after an Upgrade request, until the verdict
+  // Where each piece of held_bytes begins in it, and its place in the stream.
+  std::vector<std::pair<size_t, StreamPosition>> held_at;
   // Positions (StreamPosition): the offset of the next byte fed, the ACK of the bytes being fed.
   uint64_t pos = 0;
   std::optional<int64_t> ack;
@@ -498,6 +509,23 @@ struct Http1Callbacks {
         }
       }
       c.tunnel_ = true;
+      if (status == 101 && c.options_.hand_off_upgrades) {
+        // Reported once Feed returns (HandOff), with the bytes after the 101.
+        auto sw = std::make_unique<ProtocolSwitch>();
+        auto token_of = [](const std::vector<Header>& hs) -> std::string {
+          for (const Header& h : hs) {
+            if (EqualsIgnoreCase(h.name, "upgrade")) return FirstUpgradeToken(h.value);
+          }
+          return {};
+        };
+        sw->token = token_of(r.headers);
+        if (sw->token.empty() && t->x.request) sw->token = token_of(t->x.request->headers);
+        if (!(c.orphan_ && c.orphan_.get() == t)) {
+          sw->upgrade = t->x;
+          sw->upgrade->stream_id = t->id;
+        }
+        c.hand_off_ = std::move(sw);
+      }
     }
     Http1Connection::Pending* done = t;
     s.target = nullptr;
@@ -816,10 +844,11 @@ void Http1Connection::KeepPartial(Side& side, bool cut) {
 
 // Keeps client bytes sent after an Upgrade request until the server's answer, up to a cap: a
 // client that never gets an answer cannot make the observer buffer without bound.
-void Http1Connection::Hold(Side& side, std::span<const uint8_t> data) {
+void Http1Connection::Hold(Side& side, std::span<const uint8_t> data, const StreamPosition& at) {
   constexpr size_t kMaxHeld = 256 << 10;
   size_t room = kMaxHeld - std::min(kMaxHeld, side.held_bytes.size());
   size_t keep = std::min(room, data.size());
+  if (keep > 0) side.held_at.emplace_back(side.held_bytes.size(), at);
   side.held_bytes.append(reinterpret_cast<const char*>(data.data()), keep);
   counters_->held_bytes_dropped += data.size() - keep;
 }
@@ -872,6 +901,12 @@ void Http1Connection::EndResponse(Side& side, Completion how, const std::string&
 // those requests are written as ambiguous-pairing, and the ambiguity carries to the next response
 // (limbo_).
 
+void Http1Connection::MarkPipelined() {
+  if (pipelined_) return;
+  pipelined_ = true;
+  ++counters_->pipelined_connections;
+}
+
 void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<int64_t> ack) {
   const Slot* prev = nullptr;  // the last request seen (lost bytes between do not matter)
   for (auto it = slots_.rbegin(); it != slots_.rend() && !prev; ++it) {
@@ -879,14 +914,10 @@ void Http1Connection::AddRequestSlot(Pending* p, uint64_t begin, std::optional<i
   }
   if (prev) {
     // Two requests sent with nothing received between them: the client pipelines.
-    if (prev->ack && ack && *prev->ack == *ack && !pipelined_) {
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
-    }
-  } else if (last_end_ && ack && *ack < static_cast<int64_t>(*last_end_) && !pipelined_) {
+    if (prev->ack && ack && *prev->ack == *ack) MarkPipelined();
+  } else if (last_end_ && ack && *ack < static_cast<int64_t>(*last_end_)) {
     // Sent before the previous response had arrived whole.
-    pipelined_ = true;
-    ++counters_->pipelined_connections;
+    MarkPipelined();
   }
   last_end_.reset();
   Slot& q = slots_.emplace_back();
@@ -975,10 +1006,7 @@ void Http1Connection::ResponseEnded(Pending* p, uint64_t end) {
   if (pipelined_ || limbo_ != 0) return;
   for (const Slot& next : slots_) {
     if (!next.p || next.p == p) continue;  // the first request after it that was seen
-    if (next.ack && *next.ack < static_cast<int64_t>(end)) {
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
-    }
+    if (next.ack && *next.ack < static_cast<int64_t>(end)) MarkPipelined();
     return;
   }
   last_end_ = end;
@@ -1030,10 +1058,7 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
     const Slot* prev = nullptr;
     for (const Slot& q : slots_) {
       if (!mapped || pipelined_ || !q.p) continue;
-      if (prev && prev->ack && q.ack && *prev->ack == *q.ack) {
-        pipelined_ = true;
-        ++counters_->pipelined_connections;
-      }
+      if (prev && prev->ack && q.ack && *prev->ack == *q.ack) MarkPipelined();
       prev = &q;
     }
   }
@@ -1124,8 +1149,7 @@ Http1Connection::Pending* Http1Connection::PairResponse(uint64_t rb, std::option
     }
     if (seq.empty()) {
       // No slot fits a sequential client: this one pipelines.
-      pipelined_ = true;
-      ++counters_->pipelined_connections;
+      MarkPipelined();
     } else {
       fit = std::move(seq);
     }
@@ -1209,7 +1233,7 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
     return;
   }
   if (side.held) {  // after an Upgrade request: hold until the server says 101 or not
-    Hold(side, data);
+    Hold(side, data, at);
     return;
   }
   side.ts = at.ts_ns;
@@ -1219,6 +1243,9 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
   const uint64_t ts = at.ts_ns;
   const uint8_t* const origin = data.data();
   auto offset_of = [&](const uint8_t* p) { return at.offset + static_cast<uint64_t>(p - origin); };
+  auto position_of = [&](const uint8_t* p) {
+    return StreamPosition{ts, offset_of(p), at.peer_ack, at.peer_ack_seq};
+  };
   while (!data.empty()) {
     bool resynced_here = false;  // this iteration's parse starts where resync found a start
     if (side.fast_remaining > 0) {
@@ -1313,7 +1340,16 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
                                    reinterpret_cast<const char*>(data.data()), data.size());
     ReleaseHeld(ts);
     if (tunnel_) {
-      counters_->opaque_bytes += data.size() - std::min(n, data.size());
+      std::span<const uint8_t> tail = data.subspan(std::min(n, data.size()));
+      if (hand_off_) {
+        HandOff(tail, position_of(tail.data()));
+      } else {
+        // Not HTTP/1 any more: the server's bytes after the 101 (or CONNECT 2xx), and the
+        // client's held since the upgrade request (they were left uncounted before).
+        counters_->opaque_bytes += tail.size() + client_->held_bytes.size();
+        client_->held_bytes.clear();
+        client_->held_at.clear();
+      }
       return;
     }
     http_errno err = HTTP_PARSER_ERRNO(&side.parser);
@@ -1321,14 +1357,14 @@ void Http1Connection::Feed(Side& side, std::span<const uint8_t> data, const Stre
       http_parser_pause(&side.parser, 0);
       data = data.subspan(std::min(n, data.size()));
       if (side.held) {
-        Hold(side, data);
+        Hold(side, data, position_of(data.data()));
         return;
       }
       continue;
     }
     if (err == HPE_OK && side.held) {
       // The request asked for an Upgrade; http-parser stops after it. Hold the rest.
-      if (n < data.size()) Hold(side, data.subspan(n));
+      if (n < data.size()) Hold(side, data.subspan(n), position_of(data.data() + n));
       return;
     }
     if (err == HPE_OK && n >= data.size()) return;
@@ -1389,6 +1425,7 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
   client_->held = false;
   std::string held = std::move(client_->held_bytes);
   client_->held_bytes.clear();
+  client_->held_at.clear();
   client_->Init();  // the request parser stopped at the Upgrade; start it afresh
   // The held bytes begin where the Upgrade request ended: at a message boundary.
   client_->resync = false;
@@ -1397,6 +1434,27 @@ void Http1Connection::ReleaseHeld(uint64_t ts) {
        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(held.data()), held.size()),
        StreamPosition{ts, end - std::min<uint64_t>(end, held.size()), client_->ack, std::nullopt});
   client_->pos = std::max(client_->pos, end);
+}
+
+// The client bytes held since the upgrade request and the server's bytes after the 101 go to the
+// parser of the new protocol, each piece with its own position (ProtocolSwitch::bytes).
+void Http1Connection::HandOff(std::span<const uint8_t> tail, const StreamPosition& at) {
+  std::unique_ptr<ProtocolSwitch> sw = std::move(hand_off_);
+  Side& c = *client_;
+  for (size_t i = 0; i < c.held_at.size(); ++i) {
+    size_t from = c.held_at[i].first;
+    size_t to = i + 1 < c.held_at.size() ? c.held_at[i + 1].first : c.held_bytes.size();
+    sw->bytes.push_back(ProtocolSwitch::Bytes{true, c.held_bytes.substr(from, to - from),
+                                              c.held_at[i].second});
+  }
+  c.held_bytes.clear();
+  c.held_at.clear();
+  c.held = false;
+  if (!tail.empty()) {
+    sw->bytes.push_back(ProtocolSwitch::Bytes{
+        false, std::string(reinterpret_cast<const char*>(tail.data()), tail.size()), at});
+  }
+  ReportSwitch(std::move(sw));
 }
 
 void Http1Connection::Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t ts, bool snaplen) {

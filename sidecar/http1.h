@@ -7,7 +7,8 @@
 // and responses are paired in order (RFC 9112 section 9.3, pipelining). Interim 1xx responses join
 // the exchange they precede; HEAD responses and CONNECT 2xx carry no body (RFC 9112 section 6.3);
 // an Upgrade (101) or CONNECT tunnel ends HTTP on the connection, whose remaining bytes are counted
-// as opaque. A parse error marks the exchange malformed with the parser's reason and parsing
+// as opaque, or, after a 101 with Http1Options::hand_off_upgrades, reported as a ProtocolSwitch
+// (protocol.h) for the parser of the new protocol. A parse error marks the exchange malformed with the parser's reason and parsing
 // resumes at the next message start, as it does after a gap in the TCP stream.
 //
 // Thread-safety: not thread-safe; one object per connection, used by one thread.
@@ -24,6 +25,7 @@
 
 #include "format/exchange.h"
 #include "format/format.h"  // kDefaultBodyLimit
+#include "sidecar/protocol.h"
 
 namespace tapkit {
 
@@ -40,19 +42,14 @@ struct Http1Options {
   std::function<void(const Exchange& x, uint64_t id, uint64_t ts_ns)> on_request_headers;
   std::function<void(const Exchange& x, uint64_t id, uint16_t status, uint64_t ts_ns)>
       on_response_headers;
+  // After a 101 Switching Protocols (RFC 9110 section 15.2.2): report a ProtocolSwitch
+  // (protocol.h) carrying the protocol token and the bytes after the switch, for the parser of
+  // that protocol, instead of counting them as opaque. The engine sets it when it has a
+  // ProtocolFactory (EngineOptions::protocols). CONNECT tunnels stay opaque either way.
+  bool hand_off_upgrades = false;
 };
 
-// Where bytes handed to Http1Connection sit in their TCP stream (tcp_reassembly.h).
-struct StreamPosition {
-  uint64_t ts_ns = 0;   // capture time of the segment that completed them
-  uint64_t offset = 0;  // stream offset of the first byte
-  // The peer's stream offset the segment carrying the first byte acknowledged (everything the
-  // sender had received from the peer when it sent it); nullopt when unknown.
-  std::optional<int64_t> peer_ack;
-  // The same as the raw acknowledgement number, for when the peer's stream had not begun yet (a
-  // capture picked up mid-connection): Http1Connection maps it later (set_sequence_mapper).
-  std::optional<uint32_t> peer_ack_seq;
-};
+// StreamPosition (where bytes sit in their TCP stream) is in protocol.h.
 
 struct Http1Counters {
   uint64_t requests = 0;
@@ -88,7 +85,8 @@ struct Http1Counters {
 // capital letters then a space) or a status line ("HTTP/1."). `*is_request` says which.
 bool LooksLikeHttp1Start(std::span<const uint8_t> data, bool* is_request);
 
-class Http1Connection {
+// One connection's HTTP/1 parser: the engine's ProtocolParser for HTTP/1 (protocol.h).
+class Http1Connection final : public ProtocolParser {
  public:
   using Emit = std::function<void(Exchange&&)>;
   // `base` carries the fields every exchange of the connection shares: endpoints (source = the
@@ -99,26 +97,26 @@ class Http1Connection {
   Http1Connection(Exchange base, Http1Options options, uint64_t* next_stream_id, Emit emit,
                   Http1Counters* counters, bool client_at_start = false,
                   bool server_at_start = false);
-  ~Http1Connection();
+  ~Http1Connection() override;
 
   // Bytes of the client's (server's) stream at `at`. Server bytes must come only after the
   // client bytes they acknowledge (at.peer_ack) were given, or given up as a gap: the capture
   // engine holds them back (engine.h) so that a response is paired once every request it may
   // answer is known.
-  void OnClientData(std::span<const uint8_t> data, const StreamPosition& at);
-  void OnServerData(std::span<const uint8_t> data, const StreamPosition& at);
+  void OnClientData(std::span<const uint8_t> data, const StreamPosition& at) override;
+  void OnServerData(std::span<const uint8_t> data, const StreamPosition& at) override;
   // Without positions (tests, fuzzers): offsets follow the bytes given, no ACK evidence.
   void OnClientData(std::span<const uint8_t> data, uint64_t ts_ns);
   void OnServerData(std::span<const uint8_t> data, uint64_t ts_ns);
   // Bytes [offset, offset + bytes) of that stream were lost (`snaplen`: cut by the snaplen).
-  void OnClientGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false);
-  void OnServerGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false);
+  void OnClientGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false) override;
+  void OnServerGap(uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen = false) override;
   void OnClientGap(uint64_t bytes, uint64_t ts_ns);
   void OnServerGap(uint64_t bytes, uint64_t ts_ns);
   // The client or server closed its side (FIN): a read-until-close body ends here.
-  void OnServerEnd(uint64_t ts_ns);
+  void OnServerEnd(uint64_t ts_ns) override;
   // The connection is gone: every exchange still open is written with `how`.
-  void Close(Completion how, std::string_view reason, uint64_t ts_ns);
+  void Close(Completion how, std::string_view reason, uint64_t ts_ns) override;
 
   bool opaque() const;  // HTTP ended (Upgrade, CONNECT tunnel)
 
@@ -153,7 +151,10 @@ class Http1Connection {
   void Gap(Side& side, uint64_t offset, uint64_t bytes, uint64_t ts_ns, bool snaplen);
   void Finish(Pending& p, Completion how, std::string_view reason);
   void KeepPartial(Side& side, bool cut);
-  void Hold(Side& side, std::span<const uint8_t> data);
+  void Hold(Side& side, std::span<const uint8_t> data, const StreamPosition& at);
+  // After a 101 with hand_off_upgrades: the held client bytes and the server's `tail` go into
+  // hand_off_, which is reported (ReportSwitch).
+  void HandOff(std::span<const uint8_t> tail, const StreamPosition& at);
   void ReleaseHeld(uint64_t ts_ns);
   void EndResponse(Side& side, Completion how, const std::string& why);
   // The exchange the response starting at side.msg_offset belongs to (decided once per message).
@@ -171,6 +172,8 @@ class Http1Connection {
   void Retire(const Slot& slot);
   void Forget(Pending* p);  // `p` leaves pending_: its slot goes too
   void ResponseEnded(Pending* p, uint64_t end);
+  // The connection pipelines (pipelined_), counted once per connection.
+  void MarkPipelined();
   void WriteIfWhole(Pending* p);
 
   friend struct Http1Callbacks;
@@ -195,6 +198,7 @@ class Http1Connection {
   bool start_checked_ = false;  // server bytes before the first one captured were looked for
   bool tunnel_ = false;
   bool release_held_ = false;  // a declined Upgrade: Feed hands the held client bytes back
+  std::unique_ptr<ProtocolSwitch> hand_off_;  // a 101 was read; reported once Feed returns
 };
 
 }  // namespace tapkit
