@@ -177,8 +177,8 @@ absl::StatusOr<PrivilegeDrop> PrivilegeDrop::Prepare(const std::string& user_fla
 }
 
 absl::Status PrivilegeDrop::Apply() {
-  if (!will_drop_) return absl::OkStatus();
-  will_drop_ = false;  // once
+  if (!will_drop_ || applied_) return absl::OkStatus();
+  applied_ = true;
   auto fail = [&](const char* what, int e) {
     return absl::InternalError(absl::StrCat(flag_, " ", user_, ": ", what, ": ", Errno(e)));
   };

@@ -66,7 +66,7 @@ class PrivilegeDrop {
   // Becomes the user (a no-op when will_drop() is false). Errors: Internal naming the call that
   // failed (setgroups, setresgid, setresuid) with strerror, or what the check found ("thread 123
   // still has CapEff 0000000000003000"). After an error the process must exit: it may be half
-  // way. Called once.
+  // way. A second call does nothing.
   absl::Status Apply();
 
   // Whether Apply changes anything: the process is root and the user is not root.
@@ -83,6 +83,7 @@ class PrivilegeDrop {
   PrivilegeDrop() = default;
 
   bool will_drop_ = false;
+  bool applied_ = false;
   bool bounding_cleared_ = false;
   std::string user_;
   std::string flag_;
