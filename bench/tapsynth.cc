@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "bench/synth.h"
+#include "format/program.h"
 #include "format/writer.h"
 
 namespace po = boost::program_options;
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
   int level = 3;
   std::string out;
   po::options_description opts("Usage: tapsynth [options] -w FILE|-\nOptions");
-  opts.add_options()("help,h", "show this help")("count,n", po::value(&count)->default_value(1000),
+  opts.add_options()("help,h", "show this help")("version", "print the version and exit")("count,n", po::value(&count)->default_value(1000),
                                                  "exchanges to write")(
       "seed", po::value(&seed)->default_value(1), "random seed (same seed, same file)")(
       "level", po::value(&level)->default_value(3), "zstd level")(
@@ -28,6 +29,10 @@ int main(int argc, char** argv) {
   } catch (const po::error& e) {
     std::fprintf(stderr, "tapsynth: %s (try --help)\n", e.what());
     return 2;
+  }
+  if (vm.count("version")) {
+    std::cout << tapkit::VersionLine("tapsynth");
+    return 0;
   }
   if (vm.count("help")) {
     std::cout << opts;
@@ -44,7 +49,7 @@ int main(int argc, char** argv) {
   }
   tapkit::CaptureMetadata meta;
   meta.writer_name = "tapsynth";
-  meta.writer_version = "0.1.0";
+  meta.writer_version = std::string(tapkit::kVersion);
   meta.command_line.assign(argv, argv + argc);
   meta.start_time_ns = 1'764'460'800'000'000'000ull;
   meta.capture_points = {{0, "pod", "backend-0", {}, {1}},

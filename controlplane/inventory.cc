@@ -894,6 +894,23 @@ const PodInfo* Inventory::PodByIp(const std::string& ip) const {
   return it == data_->pod_by_ip.end() ? nullptr : &data_->pods[it->second];
 }
 
+Labels Inventory::LabelsFor(const std::string& ip) const {
+  Labels l;
+  const PodInfo* p = PodByIp(ip);
+  if (!p) return l;
+  l.ns = p->namespace_;
+  l.pod = p->name;
+  l.workload_kind = p->workload_kind;
+  l.workload_name = p->workload_name;
+  for (const std::string& svc : Names(ResourceType::kService, p->namespace_)) {
+    if (Matches(TargetRef{ResourceType::kService, svc}, p->namespace_, *p)) {
+      l.service = svc;
+      break;
+    }
+  }
+  return l;
+}
+
 bool Inventory::Matches(const std::string& resource, const std::string& ns,
                         const PodInfo& pod) const {
   absl::StatusOr<TargetRef> ref = ParseTarget(resource);

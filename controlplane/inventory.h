@@ -49,6 +49,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "format/exchange.h"  // Labels
 #include "controlplane/label_selector.h"
 
 namespace tapkit {
@@ -130,6 +131,13 @@ class Inventory {
   // The pod whose address is `ip` (any text form; an IPv4-mapped IPv6 address finds the IPv4
   // pod), or nullptr. Valid while the Inventory lives.
   const PodInfo* PodByIp(const std::string& ip) const;
+
+  // The labels an endpoint at `ip` gets in a capture (linkerd tap's resource labels): its pod's
+  // namespace, name and workload (kind and name), and the first service of that namespace, in
+  // name order, whose selector matches the pod. Empty Labels when no pod has the address. The
+  // one labelling of endpoints by address: live taps (the control plane) and offline recording
+  // (`taprec -r --inventory`) both use it.
+  Labels LabelsFor(const std::string& ip) const;
 
   // Whether `pod` is one of the pods `resource` (ParseTarget syntax) names in `ns` (the
   // caller passes --to-namespace, or the tap's namespace when that is empty; empty here =

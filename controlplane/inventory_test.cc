@@ -107,6 +107,28 @@ TEST_F(SampleTest, NamesAndServices) {
   EXPECT_EQ(inv_->FindService("default", "backend"), nullptr);
 }
 
+// Endpoint labels by address, worked out by hand from testdata/inventory.yaml: the pod, its
+// workload chain's top, and the first service (by name) whose selector matches it.
+TEST_F(SampleTest, LabelsForAnAddress) {
+  Labels backend = inv_->LabelsFor("127.0.10.2");
+  EXPECT_EQ(backend.ns, "demo");
+  EXPECT_EQ(backend.pod, "backend-5d4f8b7c9-x7k2m");
+  EXPECT_EQ(backend.workload_kind, "deployment");
+  EXPECT_EQ(backend.workload_name, "backend");
+  EXPECT_EQ(backend.service, "backend");
+  // The canary is behind the service but in no workload.
+  Labels canary = inv_->LabelsFor("127.0.10.4");
+  EXPECT_EQ(canary.pod, "backend-canary");
+  EXPECT_EQ(canary.workload_kind, "");
+  EXPECT_EQ(canary.service, "backend");
+  // Any text form of the address; a pod no service selects has no service label.
+  Labels cache1 = inv_->LabelsFor("fd00::11");
+  EXPECT_EQ(cache1.pod, "cache-1");
+  EXPECT_EQ(cache1.workload_kind, "statefulset");
+  EXPECT_EQ(cache1.service, "");
+  EXPECT_TRUE(inv_->LabelsFor("127.0.99.99").empty());
+}
+
 // Each target type, by name and alone, gives exactly the pods worked out by hand.
 TEST_F(SampleTest, EachTargetTypeResolvesToItsPods) {
   EXPECT_THAT(Resolve("pod/frontend-1", "demo"), ElementsAre("frontend-1"));

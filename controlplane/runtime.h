@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "controlplane/inventory.h"
+#include "format/format.h"  // kDefaultBodyLimit
 
 namespace tapkit {
 
@@ -38,7 +39,7 @@ class Sidecar {
 
 struct SidecarSpec {
   uint32_t capture_point_id = 0;   // number of the capture point in the tap (files, events)
-  uint64_t body_limit = 64 << 10;  // bytes of each body the sidecar keeps
+  uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body the sidecar keeps
 };
 
 class Runtime {

@@ -29,7 +29,7 @@ v1::Direction ToProto(Direction d) {
 
 // What the subscriber asked to carry: header lists, bodies up to the limit.
 void ApplyExtract(const v1::Extract& e, Exchange* x) {
-  uint64_t limit = e.body_limit() ? e.body_limit() : 65536;
+  uint64_t limit = e.body_limit() ? e.body_limit() : format::kDefaultBodyLimit;
   auto body = [&](Body& b) {
     uint64_t keep = e.bodies() ? std::min<uint64_t>(limit, b.data.size()) : 0;
     if (b.data.size() > keep) {

@@ -30,7 +30,7 @@
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/match.h"
-#include "sidecar/redact.h"
+#include "format/redact.h"
 
 namespace tapkit {
 

@@ -7,7 +7,7 @@
 #include "format/codec.h"
 #include "sidecar/match.h"
 #include "sidecar/packet_source.h"
-#include "sidecar/redact.h"
+#include "format/redact.h"
 #include "sidecar/testutil.h"
 
 namespace tapkit {

@@ -29,6 +29,8 @@
 
 #include "absl/time/clock.h"
 #include "controlplane/api/tap.grpc.pb.h"
+#include "format/format.h"
+#include "format/program.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/observer.h"
 #include "sidecar/privileges.h"
@@ -80,7 +82,7 @@ int main(int argc, char** argv) {
   std::string listen, capture_point, user;
   std::vector<std::string> interfaces, addresses;
   uint32_t capture_point_id = 0;
-  uint64_t body_limit = 64 << 10;
+  uint64_t body_limit = tapkit::format::kDefaultBodyLimit;
   tapkit::LiveOptions live;
   po::options_description opts("tap-sidecar options");
   opts.add_options()("help,h", "this help")(

@@ -17,15 +17,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "format/program.h"
 #include "format/reader.h"
-#include "tools/render.h"
+#include "format/render.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitError = 2;
+using tapkit::kExitError;
+using tapkit::kExitOk;
 
 // Writes `out` to standard output and empties it. False on a write error (a full disk, a closed
 // pipe with SIGPIPE ignored).
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
   po::options_description opts(
       "Usage: tapcat [options] FILE|- ...\n"
       "Prints the HTTP exchanges of .tap capture files, linkerd-tap style.\n\nOptions");
-  opts.add_options()("help,h", "show this help")(
+  opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
       "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
@@ -89,6 +90,10 @@ int main(int argc, char** argv) {
   } catch (const po::error& e) {
     std::fprintf(stderr, "tapcat: %s (try --help)\n", e.what());
     return kExitError;
+  }
+  if (vm.count("version")) {
+    std::cout << tapkit::VersionLine("tapcat");
+    return kExitOk;
   }
   if (vm.count("help")) {
     std::cout << opts

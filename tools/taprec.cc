@@ -39,14 +39,15 @@
 #include "controlplane/inventory.h"
 #include "format/async_writer.h"
 #include "format/codec.h"
+#include "format/program.h"
 #include "format/writer.h"
 #include "recorder/rotating_writer.h"
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
 #include "sidecar/privileges.h"
-#include "sidecar/redact.h"
-#include "tools/render.h"
+#include "format/redact.h"
+#include "format/render.h"
 #ifdef TAPREC_LIVE
 #include "tools/taprec_live.h"
 #endif
@@ -55,8 +56,8 @@ namespace po = boost::program_options;
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitError = 2;
+using tapkit::kExitError;
+using tapkit::kExitOk;
 // -B, KiB: from 1 KiB (libpcap rounds a ring up to one block) to 1 GiB, past which the ring is
 // memory the host is unlikely to want pinned for one capture.
 constexpr int64_t kMaxBufferKiB = int64_t{1} << 20;
@@ -358,7 +359,7 @@ int main(int argc, char** argv) {
   tapkit::CaptureMetadata meta;
   meta.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
   meta.writer_name = "taprec";
-  meta.writer_version = "0.1.0";
+  meta.writer_version = std::string(tapkit::kVersion);
   meta.host = Host();
   meta.command_line.assign(argv, argv + argc);
   meta.body_limit = static_cast<uint64_t>(body_limit);

@@ -24,17 +24,15 @@
 #include "controlplane/api/tap.grpc.pb.h"
 #include "controlplane/runtime.h"
 #include "format/codec.h"
+#include "format/program.h"
 #include "recorder/recorder.h"
-#include "sidecar/redact.h"
-#include "tools/render.h"
+#include "format/redact.h"
+#include "format/render.h"
 
 namespace tapkit {
 namespace {
 
 namespace v1 = tapkit::tap::v1;
-
-constexpr int kExitOk = 0;
-constexpr int kExitError = 2;
 
 std::atomic<bool> g_interrupted{false};
 std::atomic<int> g_signals{0};
@@ -94,7 +92,7 @@ int RunLive(const LiveArgs& a) {
   if (!a.write_path.empty()) {
     meta.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
     meta.writer_name = "taprec";
-    meta.writer_version = "0.1.0";
+    meta.writer_version = std::string(tapkit::kVersion);
     char host[256] = {};
     if (gethostname(host, sizeof host - 1) == 0) meta.host = host;
     meta.command_line = a.command_line;

@@ -7,8 +7,8 @@
 // guessed or checked. The key is random per capture unless a key file gives one.
 //
 // Thread-safety: a Redactor is immutable after construction; Apply may run on many threads.
-#ifndef TAPKIT_SIDECAR_REDACT_H_
-#define TAPKIT_SIDECAR_REDACT_H_
+#ifndef TAPKIT_FORMAT_REDACT_H_
+#define TAPKIT_FORMAT_REDACT_H_
 
 #include <string>
 #include <string_view>
@@ -53,4 +53,4 @@ absl::StatusOr<std::string> ReadRedactionKey(const std::string& path);
 
 }  // namespace tapkit
 
-#endif  // TAPKIT_SIDECAR_REDACT_H_
+#endif  // TAPKIT_FORMAT_REDACT_H_

@@ -2,8 +2,8 @@
 // the wide variant, and one JSON object per exchange (schema: docs/json.md, stable from v1).
 //
 // Thread-safety: free functions; each call uses only its arguments.
-#ifndef TAPKIT_TOOLS_RENDER_H_
-#define TAPKIT_TOOLS_RENDER_H_
+#ifndef TAPKIT_FORMAT_RENDER_H_
+#define TAPKIT_FORMAT_RENDER_H_
 
 #include <string>
 #include <string_view>
@@ -64,4 +64,4 @@ std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts);
 
 }  // namespace tapkit
 
-#endif  // TAPKIT_TOOLS_RENDER_H_
+#endif  // TAPKIT_FORMAT_RENDER_H_

@@ -1,4 +1,4 @@
-#include "sidecar/redact.h"
+#include "format/redact.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

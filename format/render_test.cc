@@ -1,7 +1,7 @@
 // Rendering of the golden file's exchanges: the expected lines and JSON values are written out by
 // hand from the values in format/format_golden_test.cc (latency = response first byte - request
 // first byte; duration = response last byte - response first byte; whole microseconds).
-#include "tools/render.h"
+#include "format/render.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "tools/render.h"
+#include "format/render.h"
 
 #include <algorithm>
 #include <map>
