@@ -8,8 +8,8 @@
 // 0600 in the runtime directory ($TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID), which taprec finds
 // by itself; TCP needs --listen HOST:PORT and a bearer token file. SIGTERM or SIGINT ends the taps
 // (their files are finished by taprec) and stops every sidecar. Sidecars started as root become
-// --sidecar-user (default nobody; root keeps root) once their capture is open. Exit 2: bad arguments or
-// inventory; exit 1: cannot listen.
+// --sidecar-user (default nobody; root keeps root) once their capture is open. Exit 2: bad
+// arguments or inventory; exit 1: cannot listen.
 #include <grpcpp/grpcpp.h>
 #include <pwd.h>
 #include <sys/socket.h>

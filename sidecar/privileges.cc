@@ -96,12 +96,12 @@ bool AllZeroHex(const std::string& s) {
 }  // namespace
 
 absl::StatusOr<PrivilegeDrop> PrivilegeDrop::Prepare(const std::string& user_flag,
-                                                      const std::string& flag) {
+                                                     const std::string& flag) {
   PrivilegeDrop d;
   d.flag_ = flag;
   std::string user = user_flag;
   bool root = ::geteuid() == 0;
-  if (user == "root") return d;       // tcpdump's "-Z root": keep what the process has
+  if (user == "root") return d;         // tcpdump's "-Z root": keep what the process has
   if (user.empty() && !root) return d;  // nothing to give up
   bool defaulted = user.empty();
   if (defaulted) user = kDefaultUnprivilegedUser;
@@ -122,9 +122,9 @@ absl::StatusOr<PrivilegeDrop> PrivilegeDrop::Prepare(const std::string& user_fla
   if (!root) {
     if (pw->uid == ::geteuid() && pw->uid == ::getuid()) return d;  // already that user
     std::string me = UserOf(::geteuid());
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, " ", user, ": only root can change to another user (running as uid ", ::geteuid(),
-        me.empty() ? "" : absl::StrCat(" (", me, ")"), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", user, ": only root can change to another user (running as uid ",
+                     ::geteuid(), me.empty() ? "" : absl::StrCat(" (", me, ")"), ")"));
   }
 
   d.will_drop_ = true;
@@ -201,11 +201,13 @@ absl::Status PrivilegeDrop::Apply() {
 
   // Root cannot be regained: every uid and gid is the user's now.
   if (::setuid(0) == 0 || ::seteuid(0) == 0) {
-    return absl::InternalError(absl::StrCat(flag_, " ", user_, ": setuid(0) succeeded after the "
+    return absl::InternalError(absl::StrCat(flag_, " ", user_,
+                                            ": setuid(0) succeeded after the "
                                             "drop; refusing to go on"));
   }
   if (gid_ != 0 && (::setgid(0) == 0 || ::setegid(0) == 0)) {
-    return absl::InternalError(absl::StrCat(flag_, " ", user_, ": setgid(0) succeeded after the "
+    return absl::InternalError(absl::StrCat(flag_, " ", user_,
+                                            ": setgid(0) succeeded after the "
                                             "drop; refusing to go on"));
   }
   // What is left, thread by thread, as the kernel reports it: the uid/gid change cleared the

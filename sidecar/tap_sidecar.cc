@@ -10,9 +10,9 @@
 // (controlplane/api/tap.proto) to whoever connects: in practice the control plane that started
 // it. It never touches the traffic. Once the capture is open and the socket listens, a sidecar
 // started as root becomes an unprivileged user (-Z, default nobody; sidecar/privileges.h): it
-// keeps its open capture and its listening socket, which are all it needs. SIGTERM or SIGINT: every stream gets its last stats and
-// ends, then the process exits 0. Exit 2: bad arguments; exit 1: capture could not start or
-// failed.
+// keeps its open capture and its listening socket, which are all it needs. SIGTERM or SIGINT: every
+// stream gets its last stats and ends, then the process exits 0. Exit 2: bad arguments; exit 1:
+// capture could not start or failed.
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -428,8 +428,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "taprec: -w %s: -C and -G create the next files as user %s (-Z), who cannot "
                    "write in %s (%s): use a directory %s can write, or -Z root\n",
-                   write_path.c_str(), drop->user().c_str(), dir.c_str(),
-                   std::strerror(errno), drop->user().c_str());
+                   write_path.c_str(), drop->user().c_str(), dir.c_str(), std::strerror(errno),
+                   drop->user().c_str());
       return kExitError;
     }
   }
