@@ -4,7 +4,7 @@
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
 //          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
 //   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
-//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [...] [BPF expression ...]
+//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [-Z USER] [...] [BPF expression ...]
 //
 // With a TARGET (deploy/backend, pod/x, svc/y, ns/z, ...) it taps live traffic through the
 // control plane (tools/taprec_live.h). With -r it reads a pcap or pcapng file (tcpdump's -r)
@@ -16,6 +16,8 @@
 // With -i, the packets the kernel dropped are named drops in each file's trailer
 // (kernel_dropped_packets, interface_dropped_packets: the names the live tap's recorder uses),
 // and the end prints pcap_stats' counts on stderr as tcpdump does.
+// With -r or -i, run as root, taprec becomes an unprivileged user once the capture and the -w
+// file are open, as tcpdump's -Z does (default nobody; -Z root keeps root; sidecar/privileges.h).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +45,7 @@
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/privileges.h"
 #include "format/redact.h"
 #include "format/render.h"
 #ifdef TAPREC_LIVE
@@ -76,7 +79,7 @@ int main(int argc, char** argv) {
   int64_t body_limit = 64 << 10;
   int64_t buffer_kib = 0;
   std::vector<std::string> bpf_words;
-  std::string redact_key_file, interface_name, rotate_size, inventory_path;
+  std::string redact_key_file, interface_name, rotate_size, inventory_path, user;
   tapkit::RotationOptions rotation;
 #ifdef TAPREC_LIVE
   tapkit::LiveArgs live;
@@ -109,7 +112,11 @@ int main(int argc, char** argv) {
       "file-size,C", po::value(&rotate_size),
       "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB)")(
       "rotate-seconds,G", po::value(&rotation.seconds), "with -w: a new file every N seconds")(
-      "file-count,W", po::value(&rotation.count), "with -C: a ring of N files; with -G: N files");
+      "file-count,W", po::value(&rotation.count), "with -C: a ring of N files; with -G: N files")(
+      "relinquish-privileges,Z", po::value(&user),
+      "with -r or -i, run as root: once the input and the -w file are open, become USER (its "
+      "uid, gid and groups, no capabilities), as tcpdump -Z. Default nobody; -Z root keeps "
+      "root. Files -C and -G open later are created as USER, in a directory USER can write");
 #ifdef TAPREC_LIVE
   po::options_description live_opts("Live taps (TARGET)");
   live_opts.add_options()("namespace,n", po::value(&live.ns), "the target's namespace")(
@@ -229,6 +236,12 @@ int main(int argc, char** argv) {
     }
     live_options.buffer_bytes = static_cast<int>(buffer_kib * 1024);
   }
+  if (vm.count("relinquish-privileges") && read_path.empty() && interface_name.empty()) {
+    std::fprintf(stderr,
+                 "taprec: -Z goes with -r or -i (a live tap needs no root: its sidecars take "
+                 "tap-controlplane --sidecar-user)\n");
+    return kExitError;
+  }
   if (!read_path.empty() || !interface_name.empty()) {
     // "taprec deploy/x -i lo": the words after the options are a BPF filter there, and a
     // workload is tapped through the control plane, without -r or -i.
@@ -308,6 +321,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taprec: -o %s: unknown output (text, wide, json)\n", output.c_str());
     return kExitError;
   }
+  // Before any thread starts (the writer's): no_new_privs and the bounding set are per thread.
+  absl::StatusOr<tapkit::PrivilegeDrop> drop = tapkit::PrivilegeDrop::Prepare(user, "-Z");
+  if (!drop.ok()) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(drop.status().message()).c_str());
+    return kExitError;
+  }
   std::string bpf = absl::StrJoin(bpf_words, " ");
   bool live_capture = !interface_name.empty();
   absl::StatusOr<std::unique_ptr<tapkit::PacketSource>> source;
@@ -384,6 +403,33 @@ int main(int argc, char** argv) {
     });
     if (absl::Status s = writer->Open(); !s.ok()) {
       std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
+      return kExitError;
+    }
+  }
+  // The input and the first file are open: nothing after this needs root. Rotated files are
+  // the -Z user's, the first one too (a -W ring reopens it), as with tcpdump.
+  bool rotating = rotation.max_bytes || rotation.seconds;
+  if (writer && rotating && drop->will_drop() &&
+      ::chown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
+    std::fprintf(stderr, "taprec: -w %s: chown to %s: %s\n", writer->current().c_str(),
+                 drop->user().c_str(), std::strerror(errno));
+    return kExitError;
+  }
+  if (absl::Status s = drop->Apply(); !s.ok()) {
+    std::fprintf(stderr, "taprec: %s\n", std::string(s.message()).c_str());
+    return kExitError;
+  }
+  if (writer && rotating && drop->will_drop()) {
+    size_t slash = write_path.find_last_of('/');
+    std::string dir = slash == std::string::npos ? "."
+                      : slash == 0               ? "/"
+                                                 : write_path.substr(0, slash);
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      std::fprintf(stderr,
+                   "taprec: -w %s: -C and -G create the next files as user %s (-Z), who cannot "
+                   "write in %s (%s): use a directory %s can write, or -Z root\n",
+                   write_path.c_str(), drop->user().c_str(), dir.c_str(), std::strerror(errno),
+                   drop->user().c_str());
       return kExitError;
     }
   }
