@@ -112,6 +112,10 @@ class LocalRuntime final : public Runtime {
                                      std::to_string(spec.capture_point_id),
                                      "--snaplen-body",
                                      std::to_string(spec.body_limit)};
+    // Once its capture is open the sidecar gives up root (by default for nobody). Its socket
+    // stays in this root-only directory: accepting on it needs no access to the directory, and
+    // ~LocalSidecar removes it, which the sidecar itself no longer can.
+    if (!options_.sidecar_user.empty()) args.insert(args.end(), {"-Z", options_.sidecar_user});
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

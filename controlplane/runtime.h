@@ -58,6 +58,9 @@ struct LocalRuntimeOptions {
   std::string runtime_dir;     // where sidecar sockets go (created mode 0700)
   int ready_timeout_ms = 5000;
   int sidecar_nice = 10;  // the sidecars' nice value (setpriority): below the pods they tap
+  // The user a sidecar started as root becomes once its capture is open (tap-sidecar -Z,
+  // sidecar/privileges.h); empty = the sidecar's default (nobody); "root" keeps root.
+  std::string sidecar_user;
 };
 
 // Where the local runtime keeps its sockets: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.

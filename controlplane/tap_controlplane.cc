@@ -2,13 +2,16 @@
 //
 //   tap-controlplane --inventory deploy/demo/inventory.yaml [--listen unix:PATH | HOST:PORT
 //                    --token-file FILE] [--sidecar PATH] [--runtime-dir DIR]
+//                    [--sidecar-user USER]
 //
 // Serves Tap.Watch (controlplane/api/tap.proto). By default it listens on a unix socket of mode
 // 0600 in the runtime directory ($TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID), which taprec finds
 // by itself; TCP needs --listen HOST:PORT and a bearer token file. SIGTERM or SIGINT ends the taps
-// (their files are finished by taprec) and stops every sidecar. Exit 2: bad arguments or
-// inventory; exit 1: cannot listen.
+// (their files are finished by taprec) and stops every sidecar. Sidecars started as root become
+// --sidecar-user (default nobody; root keeps root) once their capture is open. Exit 2: bad
+// arguments or inventory; exit 1: cannot listen.
 #include <grpcpp/grpcpp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,7 +40,8 @@ void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string inventory, listen, token_file, sidecar, runtime_dir = tapkit::DefaultRuntimeDir();
+  std::string inventory, listen, token_file, sidecar, sidecar_user,
+      runtime_dir = tapkit::DefaultRuntimeDir();
   po::options_description opts("tap-controlplane options");
   opts.add_options()("help,h", "this help")("inventory", po::value(&inventory)->required(),
                                             "the local runtime's inventory (YAML)")(
@@ -45,7 +49,10 @@ int main(int argc, char** argv) {
       "unix:PATH (default RUNTIME_DIR/controlplane.sock) or HOST:PORT (needs --token-file)")(
       "token-file", po::value(&token_file), "bearer token clients must present (TCP)")(
       "sidecar", po::value(&sidecar), "the tap-sidecar binary (default: beside this one)")(
-      "runtime-dir", po::value(&runtime_dir), "sockets of the control plane and its sidecars");
+      "runtime-dir", po::value(&runtime_dir), "sockets of the control plane and its sidecars")(
+      "sidecar-user", po::value(&sidecar_user),
+      "the user sidecars started as root become once their capture is open (their -Z; default "
+      "nobody, root keeps root)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -78,7 +85,14 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (vm.count("sidecar-user") && (sidecar_user.empty() || !::getpwnam(sidecar_user.c_str()))) {
+    // Checked here, not by each sidecar at the first tap.
+    std::fprintf(stderr, "tap-controlplane: --sidecar-user %s: no such user\n",
+                 sidecar_user.c_str());
+    return 2;
+  }
   tapkit::LocalRuntimeOptions ro;
+  ro.sidecar_user = sidecar_user;
   ro.inventory_path = inventory;
   ro.sidecar_binary = sidecar.empty() ? tapkit::FindSidecarBinary("/proc/self/exe") : sidecar;
   ro.runtime_dir = runtime_dir;

@@ -21,6 +21,7 @@
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
+#include "sidecar/privileges.h"
 
 namespace tapkit {
 namespace {
@@ -78,6 +79,14 @@ absl::Status RecordCapture(const CaptureRecording& o) {
       return absl::InvalidArgumentError(absl::StrCat(
           "-w ", o.write_path, ": is the capture being read (-r); refusing to overwrite it"));
     }
+  }
+  // -Z, before any thread starts (the source's, the writer's): no_new_privs and the capability
+  // bounding set are per thread (sidecar/privileges.h).
+  std::optional<PrivilegeDrop> drop;
+  if (o.relinquish_user) {
+    absl::StatusOr<PrivilegeDrop> d = PrivilegeDrop::Prepare(*o.relinquish_user, "-Z");
+    if (!d.ok()) return d.status();
+    drop = *std::move(d);
   }
   std::optional<Inventory> inventory;
   if (!o.inventory_path.empty()) {
@@ -164,6 +173,29 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   if (!o.write_path.empty()) {
     writer = std::make_unique<RotatingWriter>(o.write_path, meta, rotation, trailer);
     if (absl::Status s = writer->Open(); !s.ok()) return s;
+  }
+  if (drop) {
+    // The input and the first file are open: nothing after this needs root. Rotated files are
+    // the -Z user's, the first one too (a -W ring reopens it), as with tcpdump.
+    const bool rotating = writer && (rotation.max_bytes || rotation.seconds);
+    if (rotating && drop->will_drop() &&
+        ::chown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat("-w ", writer->current(), ": chown to ",
+                                                      drop->user(), ": ", std::strerror(errno)));
+    }
+    if (absl::Status s = drop->Apply(); !s.ok()) return s;
+    if (rotating && drop->will_drop()) {
+      size_t slash = o.write_path.find_last_of('/');
+      std::string dir = slash == std::string::npos ? "."
+                        : slash == 0               ? "/"
+                                                   : o.write_path.substr(0, slash);
+      if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "-w ", o.write_path, ": -C and -G create the next files as user ", drop->user(),
+            " (-Z), who cannot write in ", dir, " (", std::strerror(errno),
+            "): use a directory ", drop->user(), " can write, or -Z root"));
+      }
+    }
   }
 
   int64_t written = 0;

@@ -45,8 +45,11 @@ struct CaptureRecording {
   RotationOptions rotation;     // -C, -G (capture time with -r), -W; `notice` goes to `err`
   std::vector<std::string> command_line;  // for the file's header
 
-  // -Z: nullopt leaves the process's user alone (tests); otherwise PrivilegeDrop's rules ("" =
-  // the default: nobody when root).
+  // -Z: nullopt leaves the process's user alone (in-process tests); otherwise PrivilegeDrop's
+  // rules (sidecar/privileges.h; "" = the default: nobody when root), prepared before any thread
+  // starts and applied once the source and the first -w file are open. With -C or -G the first
+  // file is given to the user, and its directory must be writable by the user (else
+  // PermissionDenied naming it, before any packet is read).
   std::optional<std::string> relinquish_user;
   // Set (from another thread or a signal handler) to stop reading; what was read is written.
   // Null: SIGINT and SIGTERM set an internal flag instead.

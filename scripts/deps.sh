@@ -19,6 +19,8 @@ packages=(
   clang libclang-rt-14-dev llvm
   # Packet capture input (pcap / pcapng, live and offline).
   libpcap-dev
+  # Giving up root once the capture is open (-Z): capability sets (sidecar/privileges.h).
+  libcap-dev
   # tcmalloc for the capture tools (many small allocations across two threads).
   libgoogle-perftools-dev
   # HTTP/1 message parsing for the capture engine (nodejs http-parser).

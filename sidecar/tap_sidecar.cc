@@ -2,14 +2,17 @@
 //
 //   tap-sidecar --listen unix:/run/x.sock --interface lo --pod-address 127.0.20.1
 //               [--capture-point demo/backend-1] [--capture-point-id N] [--snaplen-body BYTES]
+//               [-Z USER]
 //
 // Captures the pod's interfaces with libpcap (live, handed over within milliseconds: a 2 ms
 // TPACKET_V3 block timeout, or --immediate; BPF narrowed to the pod's
 // addresses), runs the capture engine over the frames and serves Sidecar.Observe
 // (controlplane/api/tap.proto) to whoever connects: in practice the control plane that started
-// it. It never touches the traffic. SIGTERM or SIGINT: every stream gets its last stats and
-// ends, then the process exits 0. Exit 2: bad arguments; exit 1: capture could not start or
-// failed.
+// it. It never touches the traffic. Once the capture is open and the socket listens, a sidecar
+// started as root becomes an unprivileged user (-Z, default nobody; sidecar/privileges.h): it
+// keeps its open capture and its listening socket, which are all it needs. SIGTERM or SIGINT: every
+// stream gets its last stats and ends, then the process exits 0. Exit 2: bad arguments; exit 1:
+// capture could not start or failed.
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +33,7 @@
 #include "format/program.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/observer.h"
+#include "sidecar/privileges.h"
 
 namespace po = boost::program_options;
 namespace v1 = tapkit::tap::v1;
@@ -75,7 +79,7 @@ class SidecarService final : public v1::Sidecar::Service {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen, capture_point;
+  std::string listen, capture_point, user;
   std::vector<std::string> interfaces, addresses;
   uint32_t capture_point_id = 0;
   uint64_t body_limit = tapkit::format::kDefaultBodyLimit;
@@ -93,7 +97,10 @@ int main(int argc, char** argv) {
       "libpcap's immediate mode: each packet handed over alone (more CPU, a buffer that holds "
       "fewer packets)")("block-timeout-ms", po::value(&live.block_timeout_ms),
                         "without --immediate: hand packets over at most this many ms after "
-                        "capture (default 2)");
+                        "capture (default 2)")(
+      "relinquish-privileges,Z", po::value(&user),
+      "when started as root: once the capture is open and the socket listens, become USER "
+      "(its uid, gid and groups; no capabilities left). Default nobody; -Z root keeps root");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -107,6 +114,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (capture_point.empty()) capture_point = interfaces.front();
+  // Before any thread starts (gRPC's, below): no_new_privs and the bounding set are per thread.
+  absl::StatusOr<tapkit::PrivilegeDrop> drop = tapkit::PrivilegeDrop::Prepare(user, "-Z");
+  if (!drop.ok()) {
+    std::fprintf(stderr, "tap-sidecar: %s\n", std::string(drop.status().message()).c_str());
+    return 2;
+  }
 
   std::string bpf = tapkit::PodFilter(addresses);
   absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> capture =
@@ -139,9 +152,19 @@ int main(int argc, char** argv) {
                  listen.c_str());
     return 1;
   }
-  std::fprintf(stderr, "tap-sidecar %s: capturing %zu interface(s) (%s), serving %s\n",
+  // All that needs root is done: the capture is open, the socket is bound and listens. What
+  // is left works as any user: reading the capture's descriptors, accepting on the socket.
+  // At exit gRPC's unlink of the socket fails (its directory is root's, mode 0700); the control
+  // plane that made the directory removes it (controlplane/runtime.cc).
+  if (absl::Status s = drop->Apply(); !s.ok()) {
+    std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
+                 std::string(s.message()).c_str());
+    return 1;
+  }
+  std::string as = drop->will_drop() ? " as user " + drop->user() : "";
+  std::fprintf(stderr, "tap-sidecar %s: capturing %zu interface(s) (%s), serving %s%s\n",
                capture_point.c_str(), interfaces.size(), bpf.empty() ? "no filter" : bpf.c_str(),
-               listen.c_str());
+               listen.c_str(), as.c_str());
 
   int rc = 0;
   while (!g_stop) {

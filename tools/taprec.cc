@@ -4,7 +4,7 @@
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
 //          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
 //   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
-//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [...] [BPF expression ...]
+//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [-Z USER] [...] [BPF expression ...]
 //
 // Option parsing only: a TARGET is tapped by RunTap (recorder/tap_client.h), -r and -i are
 // recorded by RecordCapture (recorder/record_capture.h); what each does, and when, is said there.
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> bpf_words;
   std::string redact_key_file, interface_name, rotate_size, inventory_path;
   std::string ns, selector, to, to_namespace, from, from_namespace, method, authority, path;
-  std::string controlplane, token_file;
+  std::string controlplane, token_file, user;
   double max_rps = 0;
   bool delay_report = false;
   const char* usage =
@@ -111,7 +111,11 @@ int main(int argc, char** argv) {
       "with -w: a new file every N seconds (of capture time with -r)")(
       "file-count,W", po::value(&file_count),
       "with -C: a ring of N files (out0.tap ..), overwritten in turn; with -G: stop after N "
-      "files");
+      "files")(
+      "relinquish-privileges,Z", po::value(&user),
+      "with -r or -i, run as root: once the input and the -w file are open, become USER (its "
+      "uid, gid and groups, no capabilities), as tcpdump -Z. Default nobody; -Z root keeps "
+      "root. Files -C and -G open later are created as USER, in a directory USER can write");
   po::options_description live_opts("Live taps (TARGET)");
   live_opts.add_options()("namespace,n", po::value(&ns), "the target's namespace")(
       "selector,l", po::value(&selector), "label selector narrowing the pods (kubectl -l)")(
@@ -211,6 +215,10 @@ int main(int argc, char** argv) {
   if (!read_path.empty() && !interface_name.empty()) {
     return Usage("-r and -i: one source at a time");
   }
+  if (vm.count("relinquish-privileges") && !offline) {
+    return Usage("-Z goes with -r or -i (a live tap needs no root: its sidecars take "
+                 "tap-controlplane --sidecar-user)");
+  }
   if (vm.count("buffer-size")) {
     if (interface_name.empty()) {
       return Usage("-B goes with -i (the capture buffer of an interface)");
@@ -251,6 +259,7 @@ int main(int argc, char** argv) {
     o.inventory_path = inventory_path;
     o.rotation = rotation;
     o.command_line.assign(argv, argv + argc);
+    o.relinquish_user = user;  // "" without -Z: root becomes nobody all the same
     return Exit(tapkit::RecordCapture(o));
   }
 #ifdef TAPREC_LIVE
