@@ -311,7 +311,8 @@ class LiveTap(unittest.TestCase):
         t.send_signal(signal.SIGINT)
         _, err = t.communicate(timeout=20)
         self.assertEqual(t.returncode, 0, err)
-        files = sorted(f for f in os.listdir(self.dir) if f.startswith("lo.tap"))
+        # lo.tap, lo1.tap, ...: the number before the extension.
+        files = sorted(f for f in os.listdir(self.dir) if re.fullmatch(r"lo\d*\.tap", f))
         self.assertGreaterEqual(len(files), 2, files)
         total = 0
         for name in files:
