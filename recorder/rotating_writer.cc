@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace tapkit {
 namespace {
@@ -19,6 +20,17 @@ int64_t NowNs() {
 
 }  // namespace
 
+std::string NumberedName(const std::string& path, uint64_t index, size_t width) {
+  std::string n = std::to_string(index);
+  if (n.size() < width) n.insert(0, width - n.size(), '0');
+  size_t slash = path.rfind('/');
+  size_t base = slash == std::string::npos ? 0 : slash + 1;
+  size_t dot = path.rfind('.');
+  // No extension, or only a leading dot (".tap" is a hidden file's name, not an extension).
+  if (dot == std::string::npos || dot <= base) return path + n;
+  return absl::StrCat(path.substr(0, dot), n, path.substr(dot));
+}
+
 RotatingWriter::RotatingWriter(std::string path, CaptureMetadata metadata, RotationOptions options,
                                std::function<TrailerInput()> trailer)
     : path_(std::move(path)),
@@ -30,11 +42,11 @@ RotatingWriter::~RotatingWriter() {
   if (writer_) (void)writer_->Close(trailer_ ? trailer_() : TrailerInput{});
 }
 
-std::string RotatingWriter::NameFor(uint64_t index) const {
+std::string RotatingWriter::NameFor(uint64_t index, int64_t time_ns) const {
   std::string base = path_;
   if (options_.seconds && base.find('%') != std::string::npos) {
     char buf[4096];
-    std::time_t t = std::time(nullptr);
+    std::time_t t = static_cast<std::time_t>(time_ns / 1'000'000'000);
     std::tm tm{};
     localtime_r(&t, &tm);
     size_t n = std::strftime(buf, sizeof buf, base.c_str(), &tm);
@@ -42,16 +54,23 @@ std::string RotatingWriter::NameFor(uint64_t index) const {
     return base;  // the time names each file
   }
   if (options_.max_bytes && options_.count) {
-    // A ring: FILE0 .. FILE<count-1>, padded like tcpdump.
-    std::string digits = std::to_string(options_.count - 1);
-    std::string i = std::to_string(index % options_.count);
-    return absl::StrCat(base, std::string(digits.size() - i.size(), '0'), i);
+    // A ring: out0.tap .. out<count-1>.tap, padded like tcpdump.
+    return NumberedName(base, index % options_.count, std::to_string(options_.count - 1).size());
   }
-  return index == 0 ? base : absl::StrCat(base, index);
+  return index == 0 ? base : NumberedName(base, index);
+}
+
+bool RotatingWriter::Due(int64_t now_ns) const {
+  return options_.seconds && now_ns - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000;
 }
 
 absl::Status RotatingWriter::Open() {
-  current_ = NameFor(files_);
+  int64_t wall = absl::GetCurrentTimeNanos();
+  current_ = NameFor(files_, options_.capture_clock && clock_started_ ? opened_at_ : wall);
+  if (options_.max_bytes && options_.count && files_ >= options_.count && options_.notice) {
+    options_.notice(absl::StrCat("-W ", options_.count, ": overwriting ", current_,
+                                 ", the oldest file of the ring"));
+  }
   auto file = OpenWritableFile(current_);
   if (!file.ok()) return file.status();
   CaptureMetadata m = metadata_;
@@ -69,7 +88,7 @@ absl::Status RotatingWriter::Open() {
   if (!w.ok()) return w.status();
   writer_ = *std::move(w);
   ++files_;
-  opened_at_ = NowNs();
+  if (!options_.capture_clock) opened_at_ = NowNs();
   return absl::OkStatus();
 }
 
@@ -85,9 +104,21 @@ absl::Status RotatingWriter::Rotate() {
 
 absl::Status RotatingWriter::Append(Exchange&& x) {
   if (!writer_) return absl::FailedPreconditionError("the capture is over");
-  bool due =
-      (options_.max_bytes && writer_->stats().file_bytes >= options_.max_bytes) ||
-      (options_.seconds && NowNs() - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000);
+  bool due = options_.max_bytes && writer_->stats().file_bytes >= options_.max_bytes;
+  if (options_.capture_clock && options_.seconds) {
+    // Capture time: the period starts at the first exchange, and each new file at the exchange
+    // that opened it (a capture with a long silence gets no empty files for it).
+    int64_t t = static_cast<int64_t>(x.sort_key_ns);
+    if (!clock_started_) {
+      clock_started_ = true;
+      opened_at_ = t;
+    } else if (Due(t)) {
+      opened_at_ = t;
+      due = true;
+    }
+  } else if (Due(NowNs())) {
+    due = true;
+  }
   if (due) {
     if (absl::Status s = Rotate(); !s.ok()) return s;
   }
@@ -96,7 +127,7 @@ absl::Status RotatingWriter::Append(Exchange&& x) {
 
 absl::Status RotatingWriter::Tick() {
   if (!writer_) return absl::OkStatus();
-  if (options_.seconds && NowNs() - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000) {
+  if (!options_.capture_clock && Due(NowNs())) {
     if (absl::Status s = Rotate(); !s.ok()) return s;
   }
   return writer_->Tick();

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <stdlib.h>
+
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -15,11 +17,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A directory of this test's own (mkdtemp), under the test temporary directory.
 std::string Dir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "/rotate-" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+  std::string tmpl = ::testing::TempDir() + "/rotate-" + name + "-XXXXXX";
+  EXPECT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl;
+  return tmpl;
 }
 
 std::vector<std::string> Files(const std::string& dir) {
@@ -46,8 +48,9 @@ TEST(RotatingWriter, SizeRotationNamesFilesLikeTcpdump) {
   ASSERT_TRUE(w.Close().ok());
   std::vector<std::string> files = Files(d);
   ASSERT_GE(files.size(), 2u);
+  // The number goes before the extension: every file ends in .tap (tapcat out*.tap).
   EXPECT_EQ(files[0], "out.tap");
-  EXPECT_EQ(files[1], "out.tap1");
+  EXPECT_EQ(files[1], "out1.tap");
   uint64_t total = 0;
   for (const std::string& f : files) total += Exchanges(d + "/" + f);
   EXPECT_EQ(total, 6000u) << "every exchange in exactly one file";
@@ -58,12 +61,20 @@ TEST(RotatingWriter, RingOfCountFiles) {
   RotationOptions o;
   o.max_bytes = 100 << 10;
   o.count = 3;
+  std::vector<std::string> notices;
+  o.notice = [&](const std::string& m) { notices.push_back(m); };
   RotatingWriter w(d + "/r.tap", testing::SampleMetadata(), o, [] { return TrailerInput{}; });
   ASSERT_TRUE(w.Open().ok());
   for (uint64_t i = 0; i < 12000; ++i) ASSERT_TRUE(w.Append(testing::RichExchange(i)).ok());
   ASSERT_TRUE(w.Close().ok());
   EXPECT_GT(w.files(), 3u) << "the ring went round";
-  EXPECT_EQ(Files(d), (std::vector<std::string>{"r.tap0", "r.tap1", "r.tap2"}));
+  EXPECT_EQ(Files(d), (std::vector<std::string>{"r0.tap", "r1.tap", "r2.tap"}));
+  // Every file opened after the first three overwrote an older one, and said so, in order.
+  ASSERT_EQ(notices.size(), w.files() - 3);
+  EXPECT_EQ(notices[0], "-W 3: overwriting " + d + "/r0.tap, the oldest file of the ring");
+  if (notices.size() > 1) {
+    EXPECT_EQ(notices[1], "-W 3: overwriting " + d + "/r1.tap, the oldest file of the ring");
+  }
   for (const std::string& f : Files(d)) EXPECT_GT(Exchanges(d + "/" + f), 0u);
 }
 
@@ -83,8 +94,41 @@ TEST(RotatingWriter, TimeRotationStopsAfterCountFiles) {
   }
   EXPECT_TRUE(absl::IsOutOfRange(s)) << s;
   EXPECT_EQ(w.files(), 2u);
-  EXPECT_EQ(Files(d), (std::vector<std::string>{"t.tap", "t.tap1"}));
-  EXPECT_EQ(Exchanges(d + "/t.tap") + Exchanges(d + "/t.tap1"), i - 1);
+  EXPECT_EQ(Files(d), (std::vector<std::string>{"t.tap", "t1.tap"}));
+  EXPECT_EQ(Exchanges(d + "/t.tap") + Exchanges(d + "/t1.tap"), i - 1);
+}
+
+// -G with capture_clock (taprec -r) cuts by the exchanges' timestamps, not by the wall clock:
+// each file's period starts at the exchange that opened it, and all is written in a few
+// milliseconds of wall clock.
+TEST(RotatingWriter, TimeRotationFollowsCaptureTime) {
+  std::string d = Dir("capture-time");
+  RotationOptions o;
+  o.seconds = 1;
+  o.capture_clock = true;
+  RotatingWriter w(d + "/c.tap", testing::SampleMetadata(), o, [] { return TrailerInput{}; });
+  ASSERT_TRUE(w.Open().ok());
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  // Milliseconds: 0, 400, 800 | 1200, 1600 | 2300, 2700 | 9000 (a silence makes no empty files).
+  for (uint64_t ms : {0, 400, 800, 1200, 1600, 2300, 2700, 9000}) {
+    ASSERT_TRUE(w.Append(testing::SmallExchange(0, t0 + ms * 1'000'000)).ok());
+    ASSERT_TRUE(w.Tick().ok());  // the wall clock plays no part
+  }
+  ASSERT_TRUE(w.Close().ok());
+  EXPECT_EQ(Files(d), (std::vector<std::string>{"c.tap", "c1.tap", "c2.tap", "c3.tap"}));
+  EXPECT_EQ(Exchanges(d + "/c.tap"), 3u);
+  EXPECT_EQ(Exchanges(d + "/c1.tap"), 2u);
+  EXPECT_EQ(Exchanges(d + "/c2.tap"), 2u);
+  EXPECT_EQ(Exchanges(d + "/c3.tap"), 1u);
+}
+
+TEST(RotatingWriter, NumberedNames) {
+  EXPECT_EQ(NumberedName("out.tap", 1), "out1.tap");
+  EXPECT_EQ(NumberedName("dir.d/out.tap", 12), "dir.d/out12.tap");
+  EXPECT_EQ(NumberedName("dir.d/out", 2), "dir.d/out2");
+  EXPECT_EQ(NumberedName("out", 2), "out2");
+  EXPECT_EQ(NumberedName("d/.tap", 2), "d/.tap2");
+  EXPECT_EQ(NumberedName("x.y.tap", 7, 3), "x.y007.tap");
 }
 
 }  // namespace

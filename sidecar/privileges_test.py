@@ -313,8 +313,8 @@ p.wait()
             self.get("/rotate")
             time.sleep(0.05)
         self.assertEqual(p.wait(WAIT), 0, self.stderr_of(p))
-        files = sorted(f for f in os.listdir(self.tmp) if f.startswith("rot.tap"))
-        self.assertEqual(files, ["rot.tap", "rot.tap1"])
+        files = sorted(f for f in os.listdir(self.tmp) if f.startswith("rot"))
+        self.assertEqual(files, ["rot.tap", "rot1.tap"])
         for f in files:
             self.assertEqual(os.stat(os.path.join(self.tmp, f)).st_uid,
                              pwd.getpwnam("nobody").pw_uid, f)

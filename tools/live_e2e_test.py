@@ -311,7 +311,8 @@ class LiveTap(unittest.TestCase):
         t.send_signal(signal.SIGINT)
         _, err = t.communicate(timeout=20)
         self.assertEqual(t.returncode, 0, err)
-        files = sorted(f for f in os.listdir(self.dir) if f.startswith("lo.tap"))
+        # lo.tap, lo1.tap, ...: the number before the extension.
+        files = sorted(f for f in os.listdir(self.dir) if re.fullmatch(r"lo\d*\.tap", f))
         self.assertGreaterEqual(len(files), 2, files)
         total = 0
         for name in files:
@@ -369,10 +370,11 @@ class LiveTap(unittest.TestCase):
         exited = time.time()
         _, err = t.communicate(timeout=20)
         self.assertEqual(t.returncode, 0, err)
-        self.assertEqual(sorted(f for f in os.listdir(self.dir) if f.startswith("g.tap")),
-                         ["g.tap", "g.tap1", "g.tap2"])
+        # The number before the extension: every file ends in .tap.
+        self.assertEqual(sorted(f for f in os.listdir(self.dir) if f.startswith("g")),
+                         ["g.tap", "g1.tap", "g2.tap"])
         seqs, last_end = [], 0
-        for name in ["g.tap", "g.tap1", "g.tap2"]:
+        for name in ["g.tap", "g1.tap", "g2.tap"]:
             xs = exchanges(os.path.join(self.dir, name))
             self.assertTrue(xs, name + " is empty")
             times = [x["requestTimeNs"] for x in xs]
@@ -425,15 +427,15 @@ class LiveTap(unittest.TestCase):
             l.wait()
         self.assertEqual(t.returncode, 0, t.stderr.read())
 
-    def test_controlplane_unreachable_is_a_clear_error_and_a_valid_file(self):
+    def test_controlplane_unreachable_is_a_clear_error_and_no_file(self):
+        # The file opens once the tap has started: a tap that never started leaves none.
         f = os.path.join(self.dir, "none.tap")
         t = taprec("deploy/backend", "-n", "demo", "-w", f, "--controlplane",
                    "unix:" + os.path.join(self.dir, "nothing.sock"))
         _, err = t.communicate(timeout=30)
         self.assertEqual(t.returncode, 2)
         self.assertIn("cannot reach the control plane", err.decode())
-        r = subprocess.run([TAPCAT, "--info", f], capture_output=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(f))
 
     def test_controlplane_lost_midway_finishes_the_file(self):
         run = os.path.join(self.dir, "run2")
@@ -451,6 +453,24 @@ class LiveTap(unittest.TestCase):
         subprocess.run(["pkill", "-f", "tap-sidecar --listen unix:" + run])
         self.assertEqual(t.returncode, 2)
         self.assertIn("lost the control plane", err.decode())
+        r = subprocess.run([TAPCAT, "--info", f], capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Trailer:          present", r.stdout.decode())
+
+    def test_controlplane_stopped_ends_the_tap_with_an_error(self):
+        # A control plane stopped with SIGTERM ends the tap on its own: the capture is cut, so
+        # taprec says so and exits 2 (not 0, as for Ctrl+C or a limit), and the file is finished.
+        run = os.path.join(self.dir, "run4")
+        cp = start_controlplane(run)
+        f = os.path.join(self.dir, "stopped.tap")
+        t = subprocess.Popen([TAPREC, "deploy/backend", "-n", "demo", "-w", f],
+                             env=dict(ENV, TAPKIT_RUNTIME_DIR=run), stderr=subprocess.PIPE)
+        wait_streaming(t, 2)
+        cp.terminate()
+        cp.wait(20)
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 2, err)
+        self.assertIn("ended the tap", err.decode())
         r = subprocess.run([TAPCAT, "--info", f], capture_output=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Trailer:          present", r.stdout.decode())

@@ -4,10 +4,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "format/program.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -34,7 +36,8 @@ TEST(Taprec, WritesWhatTapcatReads) {
   std::string tap = absl::StrCat(::testing::TempDir(), "/pipelined.tap");
   Result w = Sh(Taprec("-r '" + kFixture + "' -w '" + tap + "'"));
   EXPECT_EQ(w.rc, 0) << w.err;
-  EXPECT_EQ(w.err, "");
+  // The live tap's summary, though stderr is no terminal here (tshark reads 3 requests).
+  EXPECT_EQ(w.err, "taprec: 3 exchanges recorded, 0 dropped\n");
   testing::ReadResult r = testing::ReadAll(testing::ReadFileBytes(tap));
   ASSERT_TRUE(r.open.ok());
   ASSERT_EQ(r.exchanges.size(), 3u);
@@ -174,8 +177,9 @@ TEST(Taprec, InterruptWhileWaitingOnAPipe) {
   std::string pidfile = absl::StrCat(::testing::TempDir(), "/interrupted.pid");
   std::string script = absl::StrCat(::testing::TempDir(), "/interrupted.sh");
   // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
+  std::string errfile = absl::StrCat(::testing::TempDir(), "/interrupted.err");
   std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' -r - -w '"
-                        << tap << "'\n";
+                        << tap << "' 2> '" << errfile << "'\n";
   Result r =
       Sh(absl::StrCat("rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
                       "' & sleep 1; start=$(date +%s%N); kill -INT $(cat '", pidfile,
@@ -186,6 +190,8 @@ TEST(Taprec, InterruptWhileWaitingOnAPipe) {
   size_t at = r.out.find("took_ms=");
   ASSERT_NE(at, std::string::npos) << r.out << r.err;
   EXPECT_LT(std::stol(r.out.substr(at + 8)), 1500) << r.out << r.err;
+  // The summary, on SIGINT too.
+  EXPECT_EQ(testing::ReadFileBytes(errfile), "taprec: 3 exchanges recorded, 0 dropped\n");
   Result info = Sh(absl::StrCat("'", TAPCAT_BIN, "' --info '", tap, "'"));
   EXPECT_NE(info.out.find("Exchanges:        3"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
@@ -275,6 +281,94 @@ TEST(Taprec, MixedLinkPcapngOnStdin) {
   EXPECT_EQ(piped.out, direct.out);
   Result plain = Sh("cat '" + kFixture + "' | " + Taprec("-r - -o json"));
   EXPECT_EQ(std::count(plain.out.begin(), plain.out.end(), '\n'), 3) << plain.err;
+}
+
+// A directory of the calling test's own (mkdtemp).
+std::string OwnDir() {
+  std::string t = absl::StrCat(::testing::TempDir(), "/taprec-XXXXXX");
+  EXPECT_NE(::mkdtemp(t.data()), nullptr);
+  return t;
+}
+
+// -r and -i record every exchange: the live tap's selection and limit flags, and -o beside -w,
+// would do nothing there, so they are refused, naming the flag (before any capture opens: -i
+// needs no root for this).
+TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
+  std::string dir = OwnDir();
+  for (const char* source : {"-r '" TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap'",
+                             "-i lo"}) {
+    for (const std::pair<const char*, const char*>& f :
+         std::vector<std::pair<const char*, const char*>>{
+             {"--method GET", "--method"},     {"--path /api", "--path"},
+             {"--authority x", "--authority"}, {"-l app=web", "-l"},
+             {"--to deploy/x", "--to"},        {"--from deploy/y", "--from"},
+             {"-n demo", "-n"},                {"--to-namespace a", "--to-namespace"},
+             {"--from-namespace b", "--from-namespace"},
+             {"--max-requests 5", "--max-requests"},
+             {"--max-rps 10", "--max-rps"}}) {
+      Result r = Sh(Taprec(absl::StrCat(source, " ", f.first, " -w '", dir, "/out.tap'")));
+      EXPECT_EQ(r.rc, 2) << source << " " << f.first;
+      EXPECT_EQ(r.err.rfind(absl::StrCat("taprec: ", f.second, " goes with a live tap (TARGET)"),
+                            0),
+                0u)
+          << r.err;
+    }
+  }
+  Result o = Sh(Taprec("-r '" + kFixture + "' -o json -w '" + dir + "/out.tap'"));
+  EXPECT_EQ(o.rc, 2);
+  EXPECT_NE(o.err.find("-o chooses how exchanges are printed; with -w"), std::string::npos)
+      << o.err;
+  Result live = Sh(Taprec("deploy/x -o wide -w '" + dir + "/out.tap'"));
+  EXPECT_EQ(live.rc, 2);
+  EXPECT_NE(live.err.find("-o chooses"), std::string::npos) << live.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.tap")) << "nothing refused writes a file";
+}
+
+// -C <= 0, -G < 1 s and -W < 1 are refused (-G -5 once wrote a file per exchange).
+TEST(Taprec, RefusesRotationValuesBelowOne) {
+  std::string dir = OwnDir();
+  for (const std::pair<const char*, const char*>& f :
+       std::vector<std::pair<const char*, const char*>>{{"-C 0", "-C 0: not a size above 0"},
+                                                        {"-C -3", "-C -3: not a size above 0"},
+                                                        {"-C lots", "-C lots: not a size"},
+                                                        {"-G -5", "-G -5: the period is 1 second"},
+                                                        {"-G 0", "-G 0: the period is 1 second"},
+                                                        {"-C 1 -W 0", "-W 0: 1 file or more"},
+                                                        {"-G 1 -W -2", "-W -2: 1 file or more"}}) {
+    Result r = Sh(Taprec("-r '" + kFixture + "' -w '" + dir + "/out.tap' " + f.first));
+    EXPECT_EQ(r.rc, 2) << f.first;
+    EXPECT_EQ(r.err.rfind(absl::StrCat("taprec: ", f.second), 0), 0u) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.tap"));
+}
+
+TEST(Taprec, VersionAndUsage) {
+  Result v = Sh(Taprec("--version"));
+  EXPECT_EQ(v.rc, 0);
+  EXPECT_EQ(v.out, "taprec (tapkit) " + std::string(kVersion) + "\n");
+  Result h = Sh(Taprec("--help"));
+  EXPECT_EQ(h.rc, 0);
+  EXPECT_EQ(h.out.rfind("Usage: taprec TARGET [options]", 0), 0u) << h.out;
+  EXPECT_NE(h.out.find("--version"), std::string::npos);
+}
+
+// Methods are case-sensitive (RFC 9110 section 9.1): --method post would match nothing. The
+// warning comes before the tap starts, so an unreachable control plane shows it too; and the
+// refused tap leaves no file at the -w path.
+TEST(Taprec, LowerCaseMethodWarnsAndARefusedTapLeavesNoFile) {
+  std::string dir = OwnDir();
+  Result r = Sh(Taprec("deploy/backend --method post --controlplane 'unix:" + dir +
+                       "/nothing.sock' -w '" + dir + "/out.tap'"));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("--method post matches no request: methods are case-sensitive (RFC 9110 "
+                       "section 9.1); did you mean --method POST?"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("cannot reach the control plane"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.tap"));
+  Result upper = Sh(Taprec("deploy/backend --method PURGE --controlplane 'unix:" + dir +
+                           "/nothing.sock'"));
+  EXPECT_EQ(upper.err.find("warning"), std::string::npos) << upper.err;
 }
 
 }  // namespace

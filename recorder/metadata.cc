@@ -1,0 +1,32 @@
+#include "recorder/metadata.h"
+
+#include <unistd.h>
+
+#include "absl/time/clock.h"
+#include "format/program.h"
+#include "format/redact.h"
+
+namespace tapkit {
+
+CaptureMetadata BuildMetadata(const RecordingSetup& s) {
+  CaptureMetadata m;
+  m.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
+  m.writer_name = "taprec";
+  m.writer_version = std::string(kVersion);
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) m.host = host;
+  m.command_line = s.command_line;
+  m.target = s.target;
+  if (!s.target.empty()) m.ns = s.ns.empty() ? "default" : s.ns;
+  for (const auto& [name, value] : s.filters) {
+    if (!value.empty()) m.filters.emplace_back(name, value);
+  }
+  m.body_limit = s.body_limit;
+  m.redaction.enabled = s.redact;
+  if (s.redact) m.redaction.headers = DefaultRedactedHeaders();
+  m.redaction.keyed = s.redact && s.redaction_keyed;
+  m.capture_points = s.capture_points;
+  return m;
+}
+
+}  // namespace tapkit

@@ -1,0 +1,40 @@
+// metadata.h: the header of every file taprec writes (format/metadata.h CaptureMetadata), built
+// in one place for offline recording (-r, -i; record_capture.h) and live taps (tap_client.h):
+// writer "taprec" at tapkit::kVersion, this host, the start time, the command line, the filters,
+// the body limit and the redaction policy.
+//
+// Thread-safety: a pure function of its argument (but for the clock and the host name).
+#ifndef TAPKIT_RECORDER_METADATA_H_
+#define TAPKIT_RECORDER_METADATA_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "format/format.h"
+#include "format/metadata.h"
+
+namespace tapkit {
+
+// What a recording is: the parts of the header that differ between runs.
+struct RecordingSetup {
+  std::vector<std::string> command_line;  // argv as given
+  std::string target;                     // live: "deploy/backend"; empty offline
+  std::string ns;                         // live: the target's namespace ("" = "default")
+  // (name, value) in the order given; pairs with an empty value are left out.
+  std::vector<std::pair<std::string, std::string>> filters;
+  uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
+  bool redact = true;                               // secret header values replaced
+  bool redaction_keyed = false;                     // with a key from --redact-key-file
+  std::vector<CapturePointInfo> capture_points;     // offline: the file or interface
+};
+
+// The header: start_time_ns now (wall clock, nanoseconds since the epoch), writer_name "taprec",
+// writer_version kVersion, host gethostname(2) (empty if it fails), redaction headers the
+// default list (format/redact.h) when `redact`, none otherwise; the rest copied from `setup`.
+CaptureMetadata BuildMetadata(const RecordingSetup& setup);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_RECORDER_METADATA_H_

@@ -1,0 +1,307 @@
+#include "recorder/record_capture.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/inventory.h"
+#include "format/codec.h"
+#include "format/exchange_view.h"
+#include "format/redact.h"
+#include "format/render.h"
+#include "recorder/metadata.h"
+#include "sidecar/engine.h"
+#include "sidecar/live_capture.h"
+#include "sidecar/packet_source.h"
+#include "sidecar/privileges.h"
+
+namespace tapkit {
+namespace {
+
+std::atomic<bool> g_signalled{false};
+void OnStopSignal(int) { g_signalled = true; }
+
+// SIGINT and SIGTERM set g_signalled while it lives; the previous handlers come back after.
+class StopSignals {
+ public:
+  // `restart`: SA_RESTART. Without it a read blocked on a pipe or FIFO (-r -) is interrupted.
+  explicit StopSignals(bool restart) {
+    g_signalled = false;
+    struct sigaction sa {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_{};
+};
+
+uint64_t Sum(const std::map<std::string, uint64_t>& m) {
+  uint64_t n = 0;
+  for (const auto& [k, v] : m) n += v;
+  return n;
+}
+
+}  // namespace
+
+absl::Status RecordCapture(const CaptureRecording& o) {
+  const bool live = !o.interface_name.empty();
+  if (live == !o.read_path.empty()) {
+    return absl::InvalidArgumentError(live ? "-r and -i: one source at a time"
+                                           : "give -r FILE or -i IFACE");
+  }
+  if (o.output != "text" && o.output != "wide" && o.output != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("-o ", o.output, ": unknown output (text, wide, json)"));
+  }
+  if (!o.write_path.empty() && o.write_path != "-" && !live) {
+    // Writing over the capture being read (by name, or as standard input) would destroy it.
+    struct stat in {
+    }, out{};
+    int in_ok = o.read_path == "-" ? ::fstat(STDIN_FILENO, &in) : ::stat(o.read_path.c_str(), &in);
+    if (in_ok == 0 && ::stat(o.write_path.c_str(), &out) == 0 && S_ISREG(in.st_mode) &&
+        in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "-w ", o.write_path, ": is the capture being read (-r); refusing to overwrite it"));
+    }
+  }
+  // -Z, before any thread starts (the source's, the writer's): no_new_privs and the capability
+  // bounding set are per thread (sidecar/privileges.h).
+  std::optional<PrivilegeDrop> drop;
+  if (o.relinquish_user) {
+    absl::StatusOr<PrivilegeDrop> d = PrivilegeDrop::Prepare(*o.relinquish_user, "-Z");
+    if (!d.ok()) return d.status();
+    drop = *std::move(d);
+  }
+  std::optional<Inventory> inventory;
+  if (!o.inventory_path.empty()) {
+    absl::StatusOr<Inventory> inv = Inventory::Load(o.inventory_path);
+    if (!inv.ok()) return absl::Status(inv.status().code(), absl::StrCat("--inventory ", inv.status().message()));
+    inventory = *std::move(inv);
+  }
+  std::optional<Redactor> redactor;
+  if (o.redact) {
+    std::string key;
+    if (!o.redact_key_file.empty()) {
+      absl::StatusOr<std::string> k = ReadRedactionKey(o.redact_key_file);
+      if (!k.ok()) {
+        return absl::Status(k.status().code(),
+                            absl::StrCat("--redact-key-file ", k.status().message()));
+      }
+      key = *k;
+    }
+    redactor.emplace(std::vector<std::string>{}, key);
+  }
+
+  // -i runs until Ctrl+C or SIGTERM (or -c), like tcpdump; -r until the file ends, and Ctrl+C
+  // stops reading: what was read is written, with index and trailer.
+  std::optional<StopSignals> signals;
+  if (!o.stop) signals.emplace(/*restart=*/live);
+  std::atomic<bool>* stop_flag = o.stop ? o.stop : &g_signalled;
+  absl::StatusOr<std::unique_ptr<PacketSource>> opened;
+  if (live) {
+    LiveOptions lo;
+    if (o.buffer_bytes > 0) lo.buffer_bytes = o.buffer_bytes;
+    absl::StatusOr<std::unique_ptr<LiveCapture>> c =
+        LiveCapture::Open({o.interface_name}, o.bpf, lo);
+    if (!c.ok()) return c.status();
+    opened = NewLivePacketSource(*std::move(c), stop_flag);
+  } else {
+    opened = OpenCaptureFile(o.read_path, o.bpf);
+  }
+  if (!opened.ok()) return opened.status();
+  PacketSource& source = **opened;
+
+  RecordingSetup setup;
+  setup.command_line = o.command_line;
+  setup.filters = {{"bpf", o.bpf}, {"inventory", o.inventory_path}};
+  setup.body_limit = o.body_limit;
+  setup.redact = o.redact;
+  setup.redaction_keyed = !o.redact_key_file.empty();
+  setup.capture_points = {
+      live ? CapturePointInfo{0, "interface", o.interface_name, {}, {}}
+           : CapturePointInfo{0, "file", o.read_path == "-" ? "<stdin>" : o.read_path, {}, {}}};
+  const CaptureMetadata meta = BuildMetadata(setup);
+
+  // Encoding and compression run on the writer's own thread, off the packet path. Each file's
+  // trailer has the counters as they stood.
+  CaptureEngine* engine_ptr = nullptr;
+  absl::Status source_status;
+  // -i: the kernel's counts as they stood when the capture ended, so that the last trailer and
+  // the summary give the same numbers; until then each trailer asks anew.
+  std::optional<KernelStats> final_kernel;
+  auto trailer = [&]() {
+    TrailerInput t;
+    if (!engine_ptr) return t;
+    t.drops = engine_ptr->Drops();
+    // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
+    if (!source_status.ok()) t.drops["input_read_error"] = 1;
+    t.counters = engine_ptr->Counters();
+    // -i: what the kernel dropped never reached the engine; it is named here, as the live tap's
+    // recorder names its sidecars' (the same thread as Next(): this runs in Tick, Append, Close).
+    std::optional<KernelStats> k = final_kernel ? final_kernel : source.kernel_stats();
+    if (k) AddKernelDrops(*k, &t.drops);
+    CapturePointInfo cp = meta.capture_points[0];
+    cp.link_types = engine_ptr->link_types();
+    t.capture_points = {cp};
+    return t;
+  };
+  RotationOptions rotation = o.rotation;
+  rotation.live = live;
+  rotation.capture_clock = !live;  // -G of a capture file follows its timestamps
+  if (!rotation.notice) {
+    rotation.notice = [err = o.err](const std::string& m) {
+      std::fprintf(err, "taprec: %s\n", m.c_str());
+    };
+  }
+  std::unique_ptr<RotatingWriter> writer;
+  if (!o.write_path.empty()) {
+    writer = std::make_unique<RotatingWriter>(o.write_path, meta, rotation, trailer);
+    if (absl::Status s = writer->Open(); !s.ok()) return s;
+  }
+  if (drop) {
+    // The input and the first file are open: nothing after this needs root. Rotated files are
+    // the -Z user's, the first one too (a -W ring reopens it), as with tcpdump.
+    const bool rotating = writer && (rotation.max_bytes || rotation.seconds);
+    if (rotating && drop->will_drop() &&
+        ::chown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat("-w ", writer->current(), ": chown to ",
+                                                      drop->user(), ": ", std::strerror(errno)));
+    }
+    if (absl::Status s = drop->Apply(); !s.ok()) return s;
+    if (rotating && drop->will_drop()) {
+      size_t slash = o.write_path.find_last_of('/');
+      std::string dir = slash == std::string::npos ? "."
+                        : slash == 0               ? "/"
+                                                   : o.write_path.substr(0, slash);
+      if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "-w ", o.write_path, ": -C and -G create the next files as user ", drop->user(),
+            " (-Z), who cannot write in ", dir, " (", std::strerror(errno),
+            "): use a directory ", drop->user(), " can write, or -Z root"));
+      }
+    }
+  }
+
+  int64_t written = 0;
+  absl::Status write_error;
+  bool done = o.count == 0;  // -c 0: read nothing, write an empty capture
+  bool print_error = false;
+  std::string text;
+  flatbuffers::FlatBufferBuilder builder;
+  std::string bodies;
+  EngineOptions eo;
+  eo.http.body_limit = o.body_limit;
+  CaptureEngine engine(eo, [&](Exchange&& x) {
+    if (done || !write_error.ok()) return;
+    if (redactor) redactor->Apply(&x);
+    if (inventory) {
+      // Offline there is no tapped workload, so no direction; the labels come by address.
+      x.source.labels = inventory->LabelsFor(x.source.ip.ToString());
+      x.destination.labels = inventory->LabelsFor(x.destination.ip.ToString());
+    }
+    if (writer) {
+      write_error = writer->Append(std::move(x));
+    } else {
+      // Printed by the code tapcat prints stored exchanges with, from a view of the encoding.
+      absl::StatusOr<ExchangeView> v = ViewOfExchange(x, &builder, &bodies);
+      if (v.ok()) {
+        if (o.output == "json") {
+          AppendJson(*v, &text);
+        } else {
+          AppendText(*v, o.output == "wide", &text);
+        }
+        if (std::fwrite(text.data(), 1, text.size(), o.out) != text.size()) print_error = true;
+        if (live) std::fflush(o.out);  // live: each exchange as it ends
+        text.clear();
+      }
+    }
+    ++written;
+    if (o.count >= 0 && written >= o.count) done = true;
+  });
+  engine_ptr = &engine;
+
+  const bool tty = isatty(fileno(o.err));
+  auto started = std::chrono::steady_clock::now();
+  auto last = started;
+  Frame frame;
+  uint64_t last_ts = 0;
+  while (!done && !*stop_flag && !print_error && write_error.ok() && source.Next(&frame)) {
+    engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
+    last_ts = std::max(last_ts, frame.ts_ns);
+    // The flush timer needs a clock read; once per 256 frames is often enough for a 1 s interval.
+    if (writer && (live || (source.frames() & 0xff) == 0)) write_error = writer->Tick();
+    if (tty && (source.frames() & 0xfff) == 0) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - last > std::chrono::seconds(1)) {
+        last = now;
+        double secs = std::chrono::duration<double>(now - started).count();
+        std::string kernel;
+        if (std::optional<KernelStats> k = source.kernel_stats(); k && k->dropped) {
+          kernel = absl::StrCat(", ", k->dropped, " dropped by kernel");
+        }
+        std::fprintf(o.err, "\rtaprec: %llu frames, %lld exchanges (%.0f/s)%s   ",
+                     static_cast<unsigned long long>(source.frames()),
+                     static_cast<long long>(written), written / std::max(secs, 1e-9),
+                     kernel.c_str());
+      }
+    }
+  }
+  if (!done) engine.Finish(last_ts);
+  if (tty) std::fprintf(o.err, "\r%60s\r", "");
+  final_kernel = source.kernel_stats();
+
+  absl::Status src = source.status();
+  if (*stop_flag && !src.ok()) src = absl::OkStatus();  // the read a stop interrupted: not damage
+  source_status = src;
+  absl::Status result = src;
+  if (!writer && (print_error || std::fflush(o.out) != 0 || std::ferror(o.out))) {
+    result = absl::UnavailableError(
+        absl::StrCat("write error on standard output: ", std::strerror(errno ? errno : EIO)));
+  }
+  TrailerInput totals = trailer();
+  if (writer) {
+    absl::Status s = writer->Close();
+    if (!write_error.ok() && !absl::IsOutOfRange(write_error)) s = write_error;
+    if (absl::IsOutOfRange(write_error)) {
+      std::fprintf(o.err, "taprec: %s\n", std::string(write_error.message()).c_str());
+    }
+    if (!s.ok()) result = s;
+  }
+  if (final_kernel) {
+    // tcpdump's summary: frames handed to the engine, packets that passed the filter
+    // (pcap_stats ps_recv), packets the capture buffer had no room for (ps_drop).
+    std::string line = absl::StrCat("taprec: ", source.frames(), " packets captured, ",
+                                    final_kernel->received, " packets received by filter, ",
+                                    final_kernel->dropped, " packets dropped by kernel");
+    if (final_kernel->interface_dropped) {
+      absl::StrAppend(&line, ", ", final_kernel->interface_dropped,
+                      " packets dropped by interface");
+    }
+    std::fprintf(o.err, "%s\n", line.c_str());
+  }
+  // The live tap's summary (tap_client.h), always, terminal or not.
+  uint64_t drops = Sum(totals.drops);
+  std::string line = absl::StrCat("taprec: ", written, " exchanges recorded, ", drops, " dropped");
+  if (drops && writer) absl::StrAppend(&line, " (tapcat --info for why)");
+  std::fprintf(o.err, "%s\n", line.c_str());
+  std::fflush(o.out);
+  return result;
+}
+
+}  // namespace tapkit

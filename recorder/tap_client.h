@@ -1,0 +1,79 @@
+// tap_client.h: taprec TARGET: a live tap of a workload through the control plane
+// (`taprec deploy/backend -n demo -w out.tap`): Tap.Watch over gRPC (controlplane/api/tap.proto),
+// printed as it happens (linkerd's req, rsp and end lines, or JSON) or written to .tap files by a
+// Recorder (recorder.h), which opens its file only once the tap has started (TapStarted), so
+// that a refused tap (unknown target, wrong token, no control plane) leaves no file behind.
+//
+// How the tap ends, and what RunTap returns:
+//   OK           the user or taprec's own limits ended it: a stop request (Ctrl+C, SIGINT or
+//                SIGTERM to taprec: Tap.Stop, then the stream ends; a second request or 5 s
+//                without an end cancels it), -c or --max-requests reached, -W files written
+//                (-G), or the reader of standard output went away (`taprec ... | head`).
+//   Unavailable  the control plane ended it on its own: "the control plane ended the tap" (a
+//                stream ended with trailing metadata tapkit-ended-by, or one that ended OK
+//                though nobody asked and no limit was reached: a control plane stopped with
+//                SIGTERM), "lost the control plane at ADDR" (the stream dropped), "cannot reach
+//                the control plane at ADDR".
+//   others       the control plane's refusal (NotFound for an unknown target, Unauthenticated,
+//                InvalidArgument...), with its message; a write error (the file's, or
+//                "standard output: ..."); --token-file or --redact-key-file unreadable.
+// The file, once opened, is always finished (trailer written). With a file, the end prints
+// "taprec: N exchanges recorded, M dropped" on `err`.
+//
+// Thread-safety: RunTap runs on the calling thread and starts one thread of its own (the stop
+// watcher); without `stop` it owns SIGINT, SIGTERM and SIGPIPE for its duration. One call at a
+// time per process.
+#ifndef TAPKIT_RECORDER_TAP_CLIENT_H_
+#define TAPKIT_RECORDER_TAP_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "format/format.h"
+#include "recorder/rotating_writer.h"
+
+namespace tapkit {
+
+struct TapOptions {
+  std::string target;  // "deploy/backend", "pod/x", "svc/y", "ns/z", ...
+  std::string ns;      // the target's namespace ("" = "default")
+  std::string selector;
+  std::string to, to_namespace, from, from_namespace;
+  std::string method, authority, path;  // path: a prefix
+  uint64_t max_requests = 0;            // exchanges in all (--max-requests, -c); 0 = no limit
+  double max_rps = 0;                   // exchanges per second, all pods together; 0 = no limit
+  std::string write_path;               // -w ("-" = standard output); empty = print
+  std::string output = "text";          // printing: text, wide, json
+  std::string controlplane;             // gRPC target; empty = DefaultControlPlaneAddress()
+  std::string token_file;               // bearer token (a control plane on TCP)
+  uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
+  bool redact = true;
+  std::string redact_key_file;
+  std::vector<std::string> command_line;  // for the file's header
+  RotationOptions rotation;               // -C, -G (wall clock), -W; `notice` goes to `err`
+  // At the end, the delay from each exchange's last captured packet to its arrival here (p50,
+  // p99, max; wall clock): the tap's delivery latency (bench/live_tap.sh).
+  bool delay_report = false;
+  // Stop requests, counted (from another thread or a signal handler): 1 stops the tap
+  // gracefully, 2 cancels it. Null: SIGINT and SIGTERM count into an internal counter.
+  std::atomic<int>* stop = nullptr;
+  std::FILE* out = stdout;  // printed exchanges
+  std::FILE* err = stderr;  // "tapping pod", warnings, progress (a terminal), the summary
+};
+
+// Taps until one of the ends above; see there for the Status.
+absl::Status RunTap(const TapOptions& options);
+
+// HTTP methods are case-sensitive (RFC 9110 section 9.1): "post" matches no client's POST. The
+// registered method (GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH) that `method`
+// upper-cases to when `method` is not already it ("post" -> "POST"); empty otherwise.
+std::string SuggestMethod(std::string_view method);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_RECORDER_TAP_CLIENT_H_
