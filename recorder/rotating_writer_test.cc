@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -16,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string Dir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "/rotate-" + name;
+  std::string d = testing::TestDir() + "/rotate-" + name;
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
