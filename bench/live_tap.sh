@@ -160,6 +160,9 @@ for rate in dict.fromkeys(r[1] for r in rows):
           f"{f'{o[5]:.2f} / {n[5]:.2f}':>15} {n[5] / o[5]:>8.2f} {f'{o[3]} / {n[3]}':>21}")
     print(f"{'':>8}   each run's p99 (ms): old {o[4]}; new {n[4]}; "
           f"highest load average {max(o[6], n[6]):.2f}")
+    met = n[1] >= 100 and n[2] <= 1.2 * o[2]
+    print(f"{'':>8}   issue 10 (new: 100% in the file, p99 at most 1.2x old's): "
+          f"{'met' if met else 'NOT met'}")
 PY
   exit 0
 fi
