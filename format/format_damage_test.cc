@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -389,7 +390,7 @@ TEST(Damage, BytesAfterFooter) {
 TEST(Damage, RebuildIndexAfterCrash) {
   SmallFile f = MakeSmallFile(false);
   std::string torn = f.bytes.substr(0, f.bytes.size() - 10);
-  std::string path = absl::StrCat(::testing::TempDir(), "/crashed.tap");
+  std::string path = absl::StrCat(testing::TestDir(), "/crashed.tap");
   std::ofstream(path, std::ios::binary) << torn;
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
@@ -414,7 +415,7 @@ TEST(Damage, RebuildIndexAfterCrash) {
 // A trailer whose footer was cut (killed while writing the last 16 bytes) is replaced.
 TEST(Damage, RebuildIndexAfterCutFooter) {
   SmallFile f = MakeSmallFile();
-  std::string path = absl::StrCat(::testing::TempDir(), "/cut-footer.tap");
+  std::string path = absl::StrCat(testing::TestDir(), "/cut-footer.tap");
   std::ofstream(path, std::ios::binary) << f.bytes.substr(0, f.bytes.size() - 5);
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
@@ -433,7 +434,7 @@ TEST(Damage, RebuildKeepsSegmentsAfterABadFooter) {
   std::string joined = a.bytes;
   joined[joined.size() - 3] ^= 1;         // a's footer is damaged
   joined += b.bytes.substr(b.blocks[0]);  // b's segments, without b's file header
-  std::string path = absl::StrCat(::testing::TempDir(), "/joined.tap");
+  std::string path = absl::StrCat(testing::TestDir(), "/joined.tap");
   std::ofstream(path, std::ios::binary) << joined;
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());
@@ -454,7 +455,7 @@ TEST(Damage, RebuildIndexKeepsCorruptRanges) {
   SmallFile f = MakeSmallFile(false);
   std::string bad = f.bytes;
   bad[f.blocks[1] + 80] ^= 1;
-  std::string path = absl::StrCat(::testing::TempDir(), "/corrupt-middle.tap");
+  std::string path = absl::StrCat(testing::TestDir(), "/corrupt-middle.tap");
   std::ofstream(path, std::ios::binary) << bad;
   bool rebuilt = false;
   ASSERT_TRUE(RebuildIndex(path, nullptr, &rebuilt).ok());

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "format/codec.h"
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -295,7 +296,7 @@ TEST(Writer, FullDiskKeepsWholeSegments) {
 
 // Files are created with mode 0600, even over an existing file with a wider mode.
 TEST(File, CreatedOwnerOnly) {
-  std::string path = absl::StrCat(::testing::TempDir(), "/mode.tap");
+  std::string path = absl::StrCat(testing::TestDir(), "/mode.tap");
   FILE* f = fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
   fclose(f);

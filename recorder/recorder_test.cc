@@ -11,6 +11,7 @@
 #include "format/codec.h"
 #include "format/file.h"
 #include "format/reader.h"
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -47,7 +48,7 @@ v1::ExchangeEnded Event(uint64_t i, uint32_t capture_point) {
 }
 
 TEST(Recorder, LabelsTrailerAndPodsLost) {
-  std::string path = ::testing::TempDir() + "/recorder.tap";
+  std::string path = testing::TestDir() + "/recorder.tap";
   std::filesystem::remove(path);
   Recorder r(path, testing::SampleMetadata(), {});
   ASSERT_TRUE(r.Open().ok());
@@ -108,7 +109,7 @@ TEST(Recorder, LabelsTrailerAndPodsLost) {
 // the kernel's losses under the names taprec -i gives its own (kernel_dropped_packets,
 // interface_dropped_packets); nothing is dropped for being zero or unknown to the recorder.
 TEST(Recorder, EveryNamedDropOfEverySidecarReachesTheTrailer) {
-  std::string path = ::testing::TempDir() + "/recorder-drops.tap";
+  std::string path = testing::TestDir() + "/recorder-drops.tap";
   std::filesystem::remove(path);
   Recorder r(path, testing::SampleMetadata(), {});
   ASSERT_TRUE(r.Open().ok());

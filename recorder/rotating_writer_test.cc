@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -19,7 +20,7 @@ namespace fs = std::filesystem;
 
 // A directory of this test's own (mkdtemp), under the test temporary directory.
 std::string Dir(const std::string& name) {
-  std::string tmpl = ::testing::TempDir() + "/rotate-" + name + "-XXXXXX";
+  std::string tmpl = testing::TestDir() + "/rotate-" + name + "-XXXXXX";
   EXPECT_NE(::mkdtemp(tmpl.data()), nullptr) << tmpl;
   return tmpl;
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "format/test_dir.h"
 #include "sidecar/engine.h"
 #include "sidecar/packet_source.h"
 #include "sidecar/testutil.h"
@@ -184,7 +185,7 @@ TEST(Fixtures, MappedPcapReaderAgreesWithLibpcapOnDamage) {
     variants.emplace_back("record over the maximum", big);
     for (auto& [what, data] : variants) {
       SCOPED_TRACE(std::string(name) + ": " + what);
-      std::string tmp = ::testing::TempDir() + "/mapped-vs-libpcap.pcap";
+      std::string tmp = testing::TestDir() + "/mapped-vs-libpcap.pcap";
       FILE* o = std::fopen(tmp.c_str(), "wb");
       std::fwrite(data.data(), 1, data.size(), o);
       std::fclose(o);
@@ -221,7 +222,7 @@ TEST(Fixtures, FileCutWhileReadEndsInAnError) {
     while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) one.append(buf, n);
     std::fclose(f);
   }
-  std::string path = ::testing::TempDir() + "/cut-while-read.pcap";
+  std::string path = testing::TestDir() + "/cut-while-read.pcap";
   {
     FILE* o = std::fopen(path.c_str(), "wb");
     std::fwrite(one.data(), 1, one.size(), o);

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "format/test_dir.h"
 #include "sidecar/decode.h"
 #include "sidecar/engine.h"
 #include "sidecar/http1.h"
@@ -696,7 +697,7 @@ std::string WriteBigEndianPcapng(const std::string& name, uint16_t link_type, co
   b.insert(b.end(), frame.begin(), frame.end());
   b.resize(b.size() + padded - frame.size(), 0);
   Put32(b, 32 + padded);
-  std::string path = ::testing::TempDir() + "/" + name;
+  std::string path = testing::TestDir() + "/" + name;
   FILE* f = std::fopen(path.c_str(), "wb");
   std::fwrite(b.data(), 1, b.size(), f);
   std::fclose(f);

@@ -10,6 +10,7 @@ from what curl received (status, body, the X-Pod header naming the backend pod t
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def tearDownModule():
     if WORK:
         subprocess.run([MESH, "down", os.path.join(WORK, "mesh")], stdout=subprocess.DEVNULL)
     subprocess.run(["pkill", "-f", "tap-sidecar --listen unix:" + (WORK or "/nonexistent")])
+    if WORK:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 def curl(path, method="GET", data=None, headers=()):

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "format/block.h"
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -21,7 +22,7 @@ struct CmdResult {
 };
 
 std::string Temp(const std::string& name, const std::string& content) {
-  std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::string path = absl::StrCat(testing::TestDir(), "/", name);
   std::ofstream(path, std::ios::binary) << content;
   return path;
 }
@@ -29,7 +30,7 @@ std::string Temp(const std::string& name, const std::string& content) {
 // Runs tapcat with `args` (shell words) and standard input from `in`.
 CmdResult Tapcat(const std::string& args, const std::string& in = "/dev/null") {
   // One pair of files per test: ctest runs the tests of this binary in parallel processes.
-  std::string base = absl::StrCat(::testing::TempDir(), "/tapcat.",
+  std::string base = absl::StrCat(testing::TestDir(), "/tapcat.",
                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   std::string out = base + ".out";
   std::string err = base + ".err";
@@ -70,8 +71,8 @@ TEST(Tapcat, StdinCountAndJson) {
 
 // A capture written to a pipe (`-w -`) is read from a pipe (`-`): every exchange, no notice.
 TEST(Tapcat, PipeToPipe) {
-  std::string out = absl::StrCat(::testing::TempDir(), "/pipe.out");
-  std::string err = absl::StrCat(::testing::TempDir(), "/pipe.err");
+  std::string out = absl::StrCat(testing::TestDir(), "/pipe.out");
+  std::string err = absl::StrCat(testing::TestDir(), "/pipe.err");
   std::string cmd = absl::StrCat("'", TAPSYNTH_BIN, "' -n 3000 --seed 5 -w - | '", TAPCAT_BIN,
                                  "' -o json - > '", out, "' 2> '", err, "'");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << testing::ReadFileBytes(err);
@@ -113,7 +114,7 @@ TEST(Tapcat, ForeignEmptyAndMissingFiles) {
 
 // A write error on standard output (a full disk) is an error, not a silent success.
 TEST(Tapcat, WriteErrorOnStdout) {
-  std::string err = absl::StrCat(::testing::TempDir(), "/full.err");
+  std::string err = absl::StrCat(testing::TestDir(), "/full.err");
   std::string cmd = absl::StrCat("'", TAPCAT_BIN, "' '", kGolden, "' > /dev/full 2> '", err, "'");
   int status = std::system(cmd.c_str());
   EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "format/program.h"
+#include "format/test_dir.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -23,7 +24,7 @@ struct Result {
 };
 
 Result Sh(const std::string& cmd) {
-  std::string base = absl::StrCat(::testing::TempDir(), "/taprec.",
+  std::string base = absl::StrCat(testing::TestDir(), "/taprec.",
                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   int status = std::system(absl::StrCat(cmd, " > '", base, ".out' 2> '", base, ".err'").c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testing::ReadFileBytes(base + ".out"),
@@ -33,7 +34,7 @@ Result Sh(const std::string& cmd) {
 std::string Taprec(const std::string& args) { return absl::StrCat("'", TAPREC_BIN, "' ", args); }
 
 TEST(Taprec, WritesWhatTapcatReads) {
-  std::string tap = absl::StrCat(::testing::TempDir(), "/pipelined.tap");
+  std::string tap = absl::StrCat(testing::TestDir(), "/pipelined.tap");
   Result w = Sh(Taprec("-r '" + kFixture + "' -w '" + tap + "'"));
   EXPECT_EQ(w.rc, 0) << w.err;
   // The live tap's summary, though stderr is no terminal here (tshark reads 3 requests).
@@ -64,7 +65,7 @@ TEST(Taprec, InputErrors) {
   Result missing = Sh(Taprec("-r /nonexistent.pcap"));
   EXPECT_EQ(missing.rc, 2);
   EXPECT_NE(missing.err.find("/nonexistent.pcap"), std::string::npos);
-  std::string text = absl::StrCat(::testing::TempDir(), "/notes.txt");
+  std::string text = absl::StrCat(testing::TestDir(), "/notes.txt");
   std::ofstream(text) << "not a capture\n";
   Result not_pcap = Sh(Taprec("-r '" + text + "'"));
   EXPECT_EQ(not_pcap.rc, 2);
@@ -94,7 +95,7 @@ TEST(Taprec, BufferSizeIsValidated) {
 }
 
 TEST(Taprec, RefusesToOverwriteItsInput) {
-  std::string copy = absl::StrCat(::testing::TempDir(), "/input.pcap");
+  std::string copy = absl::StrCat(testing::TestDir(), "/input.pcap");
   std::ofstream(copy, std::ios::binary) << testing::ReadFileBytes(kFixture);
   Result r = Sh(Taprec("-r '" + copy + "' -w '" + copy + "'"));
   EXPECT_EQ(r.rc, 2);
@@ -104,7 +105,7 @@ TEST(Taprec, RefusesToOverwriteItsInput) {
 
 // ... nor when it comes as standard input.
 TEST(Taprec, RefusesToOverwriteItsStandardInput) {
-  std::string copy = absl::StrCat(::testing::TempDir(), "/stdin-input.pcap");
+  std::string copy = absl::StrCat(testing::TestDir(), "/stdin-input.pcap");
   std::ofstream(copy, std::ios::binary) << testing::ReadFileBytes(kFixture);
   Result r = Sh(Taprec("-r - -w '" + copy + "' < '" + copy + "'"));
   EXPECT_EQ(r.rc, 2);
@@ -114,7 +115,7 @@ TEST(Taprec, RefusesToOverwriteItsStandardInput) {
 // A FIFO is opened once: a writer that sends everything and leaves before taprec reads loses
 // nothing, many times over (the open-stat-close-reopen it once did lost data or hung).
 TEST(Taprec, FifoInputIsReadOnce) {
-  std::string fifo = absl::StrCat(::testing::TempDir(), "/capture.fifo");
+  std::string fifo = absl::StrCat(testing::TestDir(), "/capture.fifo");
   ::unlink(fifo.c_str());
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   Result whole = Sh(Taprec("-r '" + kFixture + "'"));
@@ -130,7 +131,7 @@ TEST(Taprec, FifoInputIsReadOnce) {
 // A file cut while it is read ends in a torn-record error (exit 2, the trailer written), never a
 // crash: the reader reads, it does not map the file.
 TEST(Taprec, FileTruncatedWhileReadIsAnError) {
-  std::string big = absl::StrCat(::testing::TempDir(), "/big.pcap");
+  std::string big = absl::StrCat(testing::TestDir(), "/big.pcap");
   std::string one = testing::ReadFileBytes(kFixture);
   {
     std::ofstream out(big, std::ios::binary);
@@ -138,7 +139,7 @@ TEST(Taprec, FileTruncatedWhileReadIsAnError) {
     std::string records = one.substr(24);
     for (int i = 0; i < 20000; ++i) out << records;  // the same packets again: many exchanges
   }
-  std::string tap = absl::StrCat(::testing::TempDir(), "/big.tap");
+  std::string tap = absl::StrCat(testing::TestDir(), "/big.tap");
   Result r = Sh(absl::StrCat("(sleep 0.05; truncate -s 100000 '", big, "') & ",
                              Taprec("-r '" + big + "' -w '" + tap + "'"), "; echo rc=$?"));
   // Either taprec finished before the cut, or it reports the torn record; never a signal.
@@ -151,7 +152,7 @@ TEST(Taprec, FileTruncatedWhileReadIsAnError) {
 
 // --inventory labels the endpoints of an offline capture by address (the local runtime's file).
 TEST(Taprec, InventoryLabelsOfflineEndpoints) {
-  std::string inv = absl::StrCat(::testing::TempDir(), "/inventory.yaml");
+  std::string inv = absl::StrCat(testing::TestDir(), "/inventory.yaml");
   std::ofstream(inv) << "apiVersion: apps/v1\nkind: Deployment\n"
                         "metadata: {name: web, namespace: shop}\n"
                         "spec: {selector: {matchLabels: {app: web}}}\n---\n"
@@ -173,11 +174,11 @@ TEST(Taprec, InventoryLabelsOfflineEndpoints) {
 // Ctrl+C while taprec waits on a pipe that is still open: it stops at once and the file is
 // finished, not when the writer closes the pipe.
 TEST(Taprec, InterruptWhileWaitingOnAPipe) {
-  std::string tap = absl::StrCat(::testing::TempDir(), "/interrupted.tap");
-  std::string pidfile = absl::StrCat(::testing::TempDir(), "/interrupted.pid");
-  std::string script = absl::StrCat(::testing::TempDir(), "/interrupted.sh");
+  std::string tap = absl::StrCat(testing::TestDir(), "/interrupted.tap");
+  std::string pidfile = absl::StrCat(testing::TestDir(), "/interrupted.pid");
+  std::string script = absl::StrCat(testing::TestDir(), "/interrupted.sh");
   // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
-  std::string errfile = absl::StrCat(::testing::TempDir(), "/interrupted.err");
+  std::string errfile = absl::StrCat(testing::TestDir(), "/interrupted.err");
   std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' -r - -w '"
                         << tap << "' 2> '" << errfile << "'\n";
   Result r =
@@ -202,7 +203,7 @@ TEST(Taprec, InterruptWhileWaitingOnAPipe) {
 TEST(Taprec, DamagedCaptureKeepsWhatCameBefore) {
   std::string corpus = testing::CorpusDir();
   TAPKIT_REQUIRE_CORPUS(corpus);
-  std::string tap = absl::StrCat(::testing::TempDir(), "/corrupted.tap");
+  std::string tap = absl::StrCat(testing::TestDir(), "/corrupted.tap");
   Result r = Sh(Taprec("-r '" + corpus + "/pcaps/pcapfileex__corrupted.pcap' -w '" + tap + "'"));
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("after 27 frames"), std::string::npos) << r.err;
@@ -222,9 +223,9 @@ TEST(Taprec, InfoAsJsonThroughJq) {
   std::string pcap = TAPKIT_SOURCE_DIR "/fixtures/captures/lost-body-segment.pcap";
   std::string bytes = testing::ReadFileBytes(pcap);
   ASSERT_GT(bytes.size(), 10u);
-  std::string cut = absl::StrCat(::testing::TempDir(), "/lost-body-segment-cut.pcap");
+  std::string cut = absl::StrCat(testing::TestDir(), "/lost-body-segment-cut.pcap");
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() - 10);
-  std::string tap = absl::StrCat(::testing::TempDir(), "/lost-body-segment-cut.tap");
+  std::string tap = absl::StrCat(testing::TestDir(), "/lost-body-segment-cut.tap");
   Result w = Sh(Taprec("-r '" + cut + "' -w '" + tap + "'"));
   ASSERT_EQ(w.rc, 2) << "a cut capture is an input error: " << w.err;
   std::string tapcat = absl::StrCat("'", TAPCAT_BIN, "' ");
@@ -259,7 +260,7 @@ TEST(Taprec, InfoAsJsonThroughJq) {
   EXPECT_EQ(as_json.out, want + "\n");
 
   // A file without a trailer (writer killed): drops and counters are unknown, null.
-  std::string torn = absl::StrCat(::testing::TempDir(), "/torn.tap");
+  std::string torn = absl::StrCat(testing::TestDir(), "/torn.tap");
   std::string whole = testing::ReadFileBytes(tap);
   std::ofstream(torn, std::ios::binary) << whole.substr(0, whole.size() / 2);
   Result t = Sh("(" + tapcat + "--info -o json '" + torn +
