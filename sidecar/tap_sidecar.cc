@@ -13,68 +13,24 @@
 // keeps its open capture and its listening socket, which are all it needs. SIGTERM or SIGINT: every
 // stream gets its last stats and ends, then the process exits 0. Exit 2: bad arguments; exit 1:
 // capture could not start or failed.
-#include <grpcpp/grpcpp.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <boost/program_options.hpp>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/time/clock.h"
-#include "controlplane/api/tap.grpc.pb.h"
 #include "format/format.h"
 #include "format/program.h"
-#include "sidecar/live_capture.h"
-#include "sidecar/observer.h"
-#include "sidecar/privileges.h"
+#include "sidecar/sidecar_server.h"
 
 namespace po = boost::program_options;
-namespace v1 = tapkit::tap::v1;
 
 namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
-
-// About this many bytes of exchanges per message at most (tap.proto: batches).
-constexpr size_t kBatchBytes = 1 << 20;
-
-class SidecarService final : public v1::Sidecar::Service {
- public:
-  explicit SidecarService(tapkit::Observer* observer) : observer_(observer) {}
-
-  grpc::Status Observe(grpc::ServerContext* ctx, const v1::ObserveRequest* request,
-                       grpc::ServerWriter<v1::ObserveEvents>* writer) override {
-    absl::StatusOr<std::shared_ptr<tapkit::Subscription>> sub = observer_->Subscribe(*request);
-    if (!sub.ok()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(sub.status().message()));
-    }
-    v1::ObserveEvents batch;
-    for (;;) {
-      bool ended = false;
-      bool any = (*sub)->Next(100, kBatchBytes, &batch, &ended);
-      if (ctx->IsCancelled()) {
-        (*sub)->Cancel();
-        return grpc::Status::CANCELLED;
-      }
-      if (any && !writer->Write(batch)) {  // the client went away
-        (*sub)->Cancel();
-        return grpc::Status::CANCELLED;
-      }
-      if (ended) return grpc::Status::OK;
-    }
-  }
-
- private:
-  tapkit::Observer* observer_;
-};
 
 }  // namespace
 
@@ -121,72 +77,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tap-sidecar: %s (try --help)\n", e.what());
     return tapkit::kExitError;
   }
-  if (capture_point.empty()) capture_point = interfaces.front();
-  // Before any thread starts (gRPC's, below): no_new_privs and the bounding set are per thread.
-  absl::StatusOr<tapkit::PrivilegeDrop> drop = tapkit::PrivilegeDrop::Prepare(user, "-Z");
-  if (!drop.ok()) {
-    std::fprintf(stderr, "tap-sidecar: %s\n", std::string(drop.status().message()).c_str());
-    return 2;
-  }
-
-  std::string bpf = tapkit::PodFilter(addresses);
-  absl::StatusOr<std::unique_ptr<tapkit::LiveCapture>> capture =
-      tapkit::LiveCapture::Open(interfaces, bpf, live);
-  if (!capture.ok()) {
-    std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
-                 std::string(capture.status().message()).c_str());
-    return 1;
-  }
-
-  tapkit::ObserverOptions oo;
-  oo.capture_point = capture_point;
-  oo.capture_point_id = capture_point_id;
-  oo.pod_addresses = addresses;
-  oo.engine.http.body_limit = body_limit;
-  tapkit::Observer observer(oo);
-
+  tapkit::SidecarServerOptions o;
+  o.listen = listen;
+  o.interfaces = interfaces;
+  o.pod_addresses = addresses;
+  o.capture_point = capture_point;
+  o.capture_point_id = capture_point_id;
+  o.body_limit = body_limit;
+  o.live = live;
+  o.user = user;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
-
-  SidecarService service(&observer);
-  grpc::ServerBuilder builder;
-  ::umask(077);  // the unix socket: owner only
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server) {
-    std::fprintf(stderr, "tap-sidecar %s: cannot listen on %s\n", capture_point.c_str(),
-                 listen.c_str());
-    return 1;
-  }
-  // All that needs root is done: the capture is open, the socket is bound and listens. What
-  // is left works as any user: reading the capture's descriptors, accepting on the socket.
-  // At exit gRPC's unlink of the socket fails (its directory is root's, mode 0700); the control
-  // plane that made the directory removes it (controlplane/runtime.cc).
-  if (absl::Status s = drop->Apply(); !s.ok()) {
-    std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
-                 std::string(s.message()).c_str());
-    return 1;
-  }
-  std::string as = drop->will_drop() ? " as user " + drop->user() : "";
-  std::fprintf(stderr, "tap-sidecar %s: capturing %zu interface(s) (%s), serving %s%s\n",
-               capture_point.c_str(), interfaces.size(), bpf.empty() ? "no filter" : bpf.c_str(),
-               listen.c_str(), as.c_str());
-
-  int rc = 0;
-  while (!g_stop) {
-    absl::StatusOr<size_t> n =
-        (*capture)->Poll(20, [&](const tapkit::Frame& f) { observer.OnFrame(f); });
-    if (!n.ok()) {
-      std::fprintf(stderr, "tap-sidecar %s: %s\n", capture_point.c_str(),
-                   std::string(n.status().message()).c_str());
-      rc = 1;
-      break;
-    }
-    observer.Tick(static_cast<uint64_t>(absl::GetCurrentTimeNanos()), (*capture)->Stats());
-  }
-  observer.Finish(static_cast<uint64_t>(absl::GetCurrentTimeNanos()), (*capture)->Stats());
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  return rc;
+  absl::Status s = tapkit::RunSidecar(o, g_stop);
+  if (s.ok()) return tapkit::kExitOk;
+  // Exit 2: bad arguments; 1: the capture failed (its messages begin with the capture point).
+  bool usage = absl::IsInvalidArgument(s);
+  std::fprintf(stderr, "tap-sidecar%s %s\n", usage ? ":" : "", std::string(s.message()).c_str());
+  return usage ? tapkit::kExitError : 1;
 }
