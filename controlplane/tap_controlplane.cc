@@ -77,16 +77,7 @@ int main(int argc, char** argv) {
   } catch (const po::error& e) {
     return Fail(std::string(e.what()) + " (tap-controlplane --help for usage)");
   }
-  // The runtime directory: created 0700 and checked (another user must not control it).
-  if (runtime_dir.empty()) {
-    absl::StatusOr<std::string> dir = tapkit::SecureRuntimeDir(/*create=*/true);
-    if (!dir.ok()) return Fail(std::string(dir.status().message()));
-    runtime_dir = *dir;
-  } else if (absl::Status s = tapkit::CheckRuntimeDir(runtime_dir, /*create=*/true); !s.ok()) {
-    return Fail(absl::StrCat("--runtime-dir: ", s.message()));
-  }
-  if (listen.empty()) listen = "unix:" + runtime_dir + "/controlplane.sock";
-  bool tcp = listen.rfind("unix:", 0) != 0;
+  bool tcp = !listen.empty() && listen.rfind("unix:", 0) != 0;
   std::string token;
   if (tcp) {
     if (token_file.empty()) {
@@ -98,6 +89,15 @@ int main(int argc, char** argv) {
     if (!t.ok()) return Fail(absl::StrCat("--token-file: ", t.status().message()));
     token = *std::move(t);
   }
+  // The runtime directory: created 0700 and checked (another user must not control it).
+  if (runtime_dir.empty()) {
+    absl::StatusOr<std::string> dir = tapkit::SecureRuntimeDir(/*create=*/true);
+    if (!dir.ok()) return Fail(std::string(dir.status().message()));
+    runtime_dir = *dir;
+  } else if (absl::Status s = tapkit::CheckRuntimeDir(runtime_dir, /*create=*/true); !s.ok()) {
+    return Fail(absl::StrCat("--runtime-dir: ", s.message()));
+  }
+  if (listen.empty()) listen = "unix:" + runtime_dir + "/controlplane.sock";
   tapkit::LocalRuntimeOptions ro;
   ro.inventory_path = inventory;
   ro.sidecar_binary = sidecar.empty() ? tapkit::FindSidecarBinary("/proc/self/exe") : sidecar;
