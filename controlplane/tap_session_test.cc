@@ -632,8 +632,11 @@ TEST_F(SessionTest, MaxRequestsDrainsAndEndsOk) {
   pa->Send(Exchange(*pa, 1, "127.0.30.1", "127.0.10.2"));
   pb->Send(Exchange(*pb, 1, "127.0.30.1", "127.0.10.3"));
   ASSERT_TRUE(tap.WaitCount(2, IsExchange));
-  pa->Send(Exchange(*pa, 2, "127.0.30.1", "127.0.10.2"));
-  pa->Send(Exchange(*pa, 3, "127.0.30.1", "127.0.10.2"));  // over the limit
+  // One message: the third reaches the limit, the fourth is over it (sent in one, so that it
+  // is on its way before the tap can drain and end).
+  v1::ObserveEvents two = Exchange(*pa, 2, "127.0.30.1", "127.0.10.2");
+  *two.add_events() = Exchange(*pa, 3, "127.0.30.1", "127.0.10.2").events(0);
+  pa->Send(two);
   std::optional<TapEnd> end = tap.End();
   ASSERT_TRUE(end);
   EXPECT_EQ(end->reason, TapEndReason::kLimitReached);
