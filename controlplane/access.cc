@@ -36,9 +36,9 @@ absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_pa
       std::filesystem::path parent = std::filesystem::path(dir).parent_path();
       if (!parent.empty()) std::filesystem::create_directories(parent, ec);
       if (ec) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "runtime directory ", dir, ": cannot create its parent ", parent.string(), ": ",
-            ec.message()));
+        return absl::FailedPreconditionError(absl::StrCat("runtime directory ", dir,
+                                                          ": cannot create its parent ",
+                                                          parent.string(), ": ", ec.message()));
       }
     }
     // mkdir applies the umask, which can only take bits away from 0700.
@@ -105,8 +105,7 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
-    return absl::PermissionDeniedError(
-        absl::StrCat("token file ", path, ": ", std::strerror(e)));
+    return absl::PermissionDeniedError(absl::StrCat("token file ", path, ": ", std::strerror(e)));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -126,8 +125,7 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
     if (n < 0) {
       int e = errno;
       ::close(fd);
-      return absl::PermissionDeniedError(
-          absl::StrCat("token file ", path, ": ", std::strerror(e)));
+      return absl::PermissionDeniedError(absl::StrCat("token file ", path, ": ", std::strerror(e)));
     }
     if (n == 0) break;
     token.append(buf, static_cast<size_t>(n));

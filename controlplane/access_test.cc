@@ -5,8 +5,8 @@
 // socket). The tap-controlplane binary's refusals are in tap_controlplane_test.py.
 #include "controlplane/access.h"
 
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -145,9 +145,8 @@ TEST(RuntimeDir, LookupOrder) {
   {
     Env a("TAPKIT_RUNTIME_DIR", nullptr);
     Env b("XDG_RUNTIME_DIR", nullptr);
-    EXPECT_EQ(DefaultRuntimeDir(), ::geteuid() == 0
-                                       ? std::string("/run/tapkit")
-                                       : "/tmp/tapkit-" + std::to_string(::geteuid()));
+    EXPECT_EQ(DefaultRuntimeDir(), ::geteuid() == 0 ? std::string("/run/tapkit")
+                                                    : "/tmp/tapkit-" + std::to_string(::geteuid()));
   }
 }
 
@@ -249,7 +248,8 @@ TEST(BearerToken, WrongTokenIsUnauthenticated) {
   b.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = b.BuildAndStart();
   ASSERT_TRUE(server);
-  auto stub = tap::v1::Tap::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      tap::v1::Tap::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   tap::v1::TapRequest req;
   req.set_target("deploy/backend");
   auto watch = [&](const char* auth) {
@@ -267,8 +267,7 @@ TEST(BearerToken, WrongTokenIsUnauthenticated) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_THAT(s.error_message(), HasSubstr("bearer token"));
   EXPECT_EQ(watch(nullptr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(watch("Bearer s3cret-token-and-more").error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(watch("Bearer s3cret-token-and-more").error_code(), grpc::StatusCode::UNAUTHENTICATED);
   s = watch("Bearer s3cret-token");  // through: the target is what fails now
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   {

@@ -42,7 +42,7 @@ class Sidecar {
 };
 
 struct SidecarSpec {
-  uint32_t capture_point_id = 0;   // number of the capture point in the tap (files, events)
+  uint32_t capture_point_id = 0;  // number of the capture point in the tap (files, events)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body the sidecar keeps
 };
 

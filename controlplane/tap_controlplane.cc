@@ -29,8 +29,8 @@
 #include "absl/strings/str_cat.h"
 #include "controlplane/access.h"
 #include "controlplane/runtime.h"
-#include "format/program.h"
 #include "controlplane/tap_service.h"
+#include "format/program.h"
 
 namespace po = boost::program_options;
 
@@ -47,13 +47,14 @@ int Fail(const std::string& msg) {
 int main(int argc, char** argv) {
   std::string inventory, listen, token_file, sidecar, runtime_dir;
   po::options_description opts("Options");
-  opts.add_options()("help,h", "this help")("version", "print the version and exit")("inventory", po::value(&inventory)->required(),
-                                            "the local runtime's inventory (YAML)")(
+  opts.add_options()("help,h", "this help")("version", "print the version and exit")(
+      "inventory", po::value(&inventory)->required(), "the local runtime's inventory (YAML)")(
       "listen", po::value(&listen),
       "unix:PATH (default RUNTIME_DIR/controlplane.sock) or HOST:PORT (needs --token-file)")(
       "token-file", po::value(&token_file), "bearer token clients must present (TCP)")(
       "sidecar", po::value(&sidecar), "the tap-sidecar binary (default: beside this one)")(
-      "runtime-dir", po::value(&runtime_dir), "sockets of the control plane and its sidecars (default: see above)");
+      "runtime-dir", po::value(&runtime_dir),
+      "sockets of the control plane and its sidecars (default: see above)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);

@@ -103,8 +103,8 @@ grpc::Status TapService::Watch(grpc::ServerContext* ctx, const v1::TapRequest* r
   } unregister{this, o.tap_id};
 
   TapSession session(runtime_, std::move(o), *std::move(pods));
-  TapEnd end = session.Run([writer](const v1::TapEvents& e) { return writer->Write(e); },
-                           &control, [ctx] { return ctx->IsCancelled(); });
+  TapEnd end = session.Run([writer](const v1::TapEvents& e) { return writer->Write(e); }, &control,
+                           [ctx] { return ctx->IsCancelled(); });
   return end.Status(req->target(), ns);
 }
 

@@ -51,8 +51,8 @@ class TapService final : public tapkit::tap::v1::Tap::Service {
   Runtime* runtime_;
   std::string token_;
   std::mutex taps_mu_;
-  std::optional<std::string> stopping_;          // StopAll's why, under taps_mu_
-  std::map<std::string, TapControl*> taps_;      // running taps by id, under taps_mu_
+  std::optional<std::string> stopping_;      // StopAll's why, under taps_mu_
+  std::map<std::string, TapControl*> taps_;  // running taps by id, under taps_mu_
 };
 
 // absl status code -> gRPC status, message kept.

@@ -416,7 +416,7 @@ void TapSession::Resync(v1::TapEvents* out) {
     pods = *std::move(now);
   } else if (!absl::IsNotFound(now.status())) {
     return;  // the resolver cannot say now: the tap keeps its pods until it can
-  }  // NotFound: the target has no pods now
+  }          // NotFound: the target has no pods now
   std::set<std::string> want;
   for (const PodInfo& p : pods) want.insert(PodKey(p));
   std::set<std::string> have;
@@ -505,7 +505,8 @@ TapEnd TapSession::Run(const Sink& sink, TapControl* control,
     auto now = Steady::now();
     if (draining && now - *draining > std::chrono::milliseconds(options_.drain_ms)) break;
     if (open_pods() == 0) break;
-    if (!draining && now - last_resolve >= std::chrono::milliseconds(options_.resolve_interval_ms)) {
+    if (!draining &&
+        now - last_resolve >= std::chrono::milliseconds(options_.resolve_interval_ms)) {
       last_resolve = now;
       if (uint64_t v = resolver_->Version(); v != version_) {
         version_ = v;

@@ -254,16 +254,16 @@ class TapControl {
 // The session.
 
 struct TapSessionOptions {
-  std::string tap_id;              // TapStarted.tap_id
-  tapv1::TapRequest request;       // as validated by TapService
-  tapv1::ObserveRequest observe;   // BuildObserveRequest
-  uint64_t resolved_version = 0;   // Resolver::Version() before the target was first resolved
-  int drain_ms = 3000;             // longest drain (milliseconds)
-  int stats_interval_ms = 1000;    // the tap's own Stats (milliseconds)
-  int resolve_interval_ms = 100;   // how often the resolver's version is polled (milliseconds)
-  size_t batch_bytes = 1 << 20;    // about this many bytes of exchanges per message at most
-  size_t queue_capacity = 65536;   // MergeQueue capacity (events)
-  Clock* clock = nullptr;          // for --max-rps; null = Clock::Steady()
+  std::string tap_id;             // TapStarted.tap_id
+  tapv1::TapRequest request;      // as validated by TapService
+  tapv1::ObserveRequest observe;  // BuildObserveRequest
+  uint64_t resolved_version = 0;  // Resolver::Version() before the target was first resolved
+  int drain_ms = 3000;            // longest drain (milliseconds)
+  int stats_interval_ms = 1000;   // the tap's own Stats (milliseconds)
+  int resolve_interval_ms = 100;  // how often the resolver's version is polled (milliseconds)
+  size_t batch_bytes = 1 << 20;   // about this many bytes of exchanges per message at most
+  size_t queue_capacity = 65536;  // MergeQueue capacity (events)
+  Clock* clock = nullptr;         // for --max-rps; null = Clock::Steady()
 };
 
 // The match and extraction every sidecar of a tap gets, from the request: --to/--from resolved
@@ -293,7 +293,7 @@ class TapSession {
  private:
   struct Pod {
     PodInfo info;
-    bool open = true;     // its stream has not ended
+    bool open = true;      // its stream has not ended
     bool removed = false;  // it left the target
   };
   void AddPod(const PodInfo& p, tapv1::TapEvents* out);

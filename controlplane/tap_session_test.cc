@@ -5,8 +5,8 @@
 // waits are on conditions, with generous timeouts.
 #include "controlplane/tap_session.h"
 
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -134,9 +134,8 @@ class FakeSidecarService final : public v1::Sidecar::Service {
       bool fail, terminated;
       {
         std::unique_lock<std::mutex> l(pod_->mu);
-        pod_->cv.wait_for(l, std::chrono::milliseconds(20), [&] {
-          return !pod_->to_send.empty() || pod_->fail || pod_->terminated;
-        });
+        pod_->cv.wait_for(l, std::chrono::milliseconds(20),
+                          [&] { return !pod_->to_send.empty() || pod_->fail || pod_->terminated; });
         batch.swap(pod_->to_send);
         fail = pod_->fail;
         terminated = pod_->terminated;
@@ -298,8 +297,9 @@ v1::ObserveEvents Exchange(const FakePod& pod, uint64_t stream_id, const std::st
 // What a session wrote to its client, and a thread running it.
 class RunningTap {
  public:
-  RunningTap(FakeRuntime* runtime, v1::TapRequest req, std::vector<PodInfo> pods,
-             std::function<bool()> client_gone = [] { return false; }) {
+  RunningTap(
+      FakeRuntime* runtime, v1::TapRequest req, std::vector<PodInfo> pods,
+      std::function<bool()> client_gone = [] { return false; }) {
     TapSessionOptions o;
     o.tap_id = "0123456789abcdef";
     o.request = req;
@@ -367,8 +367,7 @@ class RunningTap {
   std::thread thread_;
 };
 
-std::function<bool(const v1::TapEvent&)> IsStatus(const std::string& pod,
-                                                  v1::PodStatus::State s) {
+std::function<bool(const v1::TapEvent&)> IsStatus(const std::string& pod, v1::PodStatus::State s) {
   return [pod, s](const v1::TapEvent& e) {
     return e.has_pod_status() && e.pod_status().pod() == pod && e.pod_status().state() == s;
   };
@@ -468,7 +467,7 @@ TEST(Admission, DecidedAtTheRequestKeptToTheEnd) {
   EXPECT_TRUE(a.OnResponse(Id(1, 7)));
   EXPECT_FALSE(a.OnResponse(Id(2, 7)));
   EXPECT_FALSE(a.OnResponse(Id(1, 8)));  // never seen
-  EXPECT_FALSE(a.LimitReached());         // admitted, not yet sent
+  EXPECT_FALSE(a.LimitReached());        // admitted, not yet sent
   EXPECT_FALSE(a.OnExchange(Id(2, 7)));
   EXPECT_TRUE(a.OnExchange(Id(1, 7)));
   EXPECT_EQ(a.sent(), 1u);
@@ -533,10 +532,10 @@ TEST(EndpointLabeller, LabelsByAddressCachedUntilCleared) {
   v1::Endpoint e;
   e.set_ip("127.0.10.2");
   l.Label(&e);
-  EXPECT_THAT(e.labels(), UnorderedElementsAre(Pair("namespace", "demo"), Pair("pod", "backend-1"),
-                                               Pair("workload_kind", "deployment"),
-                                               Pair("workload", "backend"),
-                                               Pair("service", "backend")));
+  EXPECT_THAT(e.labels(),
+              UnorderedElementsAre(Pair("namespace", "demo"), Pair("pod", "backend-1"),
+                                   Pair("workload_kind", "deployment"), Pair("workload", "backend"),
+                                   Pair("service", "backend")));
   v1::Endpoint again;
   again.set_ip("127.0.10.2");
   l.Label(&again);
