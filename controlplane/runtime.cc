@@ -90,9 +90,9 @@ class LocalSidecar final : public Sidecar {
 
 class LocalRuntime final : public Runtime {
  public:
-  LocalRuntime(Inventory inventory, LocalRuntimeOptions options)
-      : inventory_(std::move(inventory)), options_(std::move(options)) {}
-  const Inventory& inventory() const override { return inventory_; }
+  LocalRuntime(std::unique_ptr<InventoryFileResolver> resolver, LocalRuntimeOptions options)
+      : resolver_(std::move(resolver)), options_(std::move(options)) {}
+  Resolver* resolver() override { return resolver_.get(); }
 
   absl::StatusOr<std::unique_ptr<Sidecar>> StartSidecar(const PodInfo& pod,
                                                         const SidecarSpec& spec) override {
@@ -178,17 +178,12 @@ class LocalRuntime final : public Runtime {
   }
 
  private:
-  Inventory inventory_;
+  std::unique_ptr<InventoryFileResolver> resolver_;
   LocalRuntimeOptions options_;
   std::atomic<uint64_t> next_{0};
 };
 
 }  // namespace
-
-std::string DefaultRuntimeDir() {
-  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
-  return absl::StrCat("/tmp/tapkit-", ::getuid());
-}
 
 std::string DefaultControlPlaneAddress() {
   return absl::StrCat("unix:", DefaultRuntimeDir(), "/controlplane.sock");
@@ -214,18 +209,17 @@ std::string FindSidecarBinary(const std::string& self) {
 }
 
 absl::StatusOr<std::unique_ptr<Runtime>> NewLocalRuntime(const LocalRuntimeOptions& options) {
-  absl::StatusOr<Inventory> inv = Inventory::Load(options.inventory_path);
-  if (!inv.ok()) return inv.status();
+  absl::StatusOr<std::unique_ptr<InventoryFileResolver>> resolver =
+      InventoryFileResolver::Open(options.inventory_path);
+  if (!resolver.ok()) return resolver.status();
   LocalRuntimeOptions o = options;
   if (o.sidecar_binary.empty() || ::access(o.sidecar_binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat(
         "tap-sidecar binary ", o.sidecar_binary.empty() ? "not found" : o.sidecar_binary,
         o.sidecar_binary.empty() ? "" : ": not executable", "; pass --sidecar PATH"));
   }
-  std::error_code ec;
-  fs::create_directories(o.runtime_dir, ec);
-  ::chmod(o.runtime_dir.c_str(), 0700);
-  return std::unique_ptr<Runtime>(new LocalRuntime(*std::move(inv), std::move(o)));
+  if (absl::Status s = CheckRuntimeDir(o.runtime_dir, /*create=*/true); !s.ok()) return s;
+  return std::unique_ptr<Runtime>(new LocalRuntime(*std::move(resolver), std::move(o)));
 }
 
 }  // namespace tapkit

@@ -1,7 +1,9 @@
 // runtime.h: where the control plane finds pods and how it starts and stops their tap sidecars
 // (docs/architecture.md section 5). LocalRuntime is the default: an inventory file in Kubernetes'
 // shape (inventory.h) and sidecars as child processes on this machine; a Kubernetes runtime
-// would implement the same interface with the API server and ephemeral containers.
+// would implement the same interface with the API server and ephemeral containers. Which pods
+// exist, and their labels, a Runtime answers through its Resolver (resolver.h), which may change
+// its answers while taps run.
 //
 // Thread-safety: a Runtime is called from many RPC threads at once; implementations lock what
 // they share. A Sidecar handle belongs to one tap.
@@ -16,7 +18,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/access.h"  // DefaultRuntimeDir
 #include "controlplane/inventory.h"
+#include "controlplane/resolver.h"
 #include "format/format.h"  // kDefaultBodyLimit
 
 namespace tapkit {
@@ -38,14 +42,16 @@ class Sidecar {
 };
 
 struct SidecarSpec {
-  uint32_t capture_point_id = 0;   // number of the capture point in the tap (files, events)
+  uint32_t capture_point_id = 0;  // number of the capture point in the tap (files, events)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body the sidecar keeps
 };
 
 class Runtime {
  public:
   virtual ~Runtime() = default;
-  virtual const Inventory& inventory() const = 0;
+  // Where pods are found (target resolution, labels, pods joining and leaving); lives as long
+  // as the Runtime.
+  virtual Resolver* resolver() = 0;
   // Starts the sidecar for `pod`, ready to serve when this returns. Errors: Unavailable with
   // what went wrong (no binary, it exited at once, its socket never came up).
   virtual absl::StatusOr<std::unique_ptr<Sidecar>> StartSidecar(const PodInfo& pod,
@@ -55,7 +61,7 @@ class Runtime {
 struct LocalRuntimeOptions {
   std::string inventory_path;
   std::string sidecar_binary;  // tap-sidecar; empty = beside this program's binary, then PATH
-  std::string runtime_dir;     // where sidecar sockets go (created mode 0700)
+  std::string runtime_dir;     // where sidecar sockets go (created mode 0700, CheckRuntimeDir)
   int ready_timeout_ms = 5000;
   int sidecar_nice = 10;  // the sidecars' nice value (setpriority): below the pods they tap
   // The user a sidecar started as root becomes once its capture is open (tap-sidecar -Z,
@@ -63,12 +69,14 @@ struct LocalRuntimeOptions {
   std::string sidecar_user;
 };
 
-// Where the local runtime keeps its sockets: $TAPKIT_RUNTIME_DIR, else /tmp/tapkit-UID.
-std::string DefaultRuntimeDir();
-// The control plane's default address there: "unix:DIR/controlplane.sock".
+// The control plane's default address in DefaultRuntimeDir() (access.h), unchecked:
+// "unix:DIR/controlplane.sock". Clients call ControlPlaneAddressForClient() (access.h), which
+// verifies the directory first.
 std::string DefaultControlPlaneAddress();
 
-// Loads the inventory (Inventory::Load errors) and checks the sidecar binary (NotFound).
+// Loads the inventory (Inventory::Load errors; the file is then reloaded when it changes, see
+// InventoryFileResolver), checks the sidecar binary (NotFound) and creates or checks the runtime
+// directory (CheckRuntimeDir errors).
 absl::StatusOr<std::unique_ptr<Runtime>> NewLocalRuntime(const LocalRuntimeOptions& options);
 
 // The tap-sidecar binary beside `self` (a program's path) or in ../sidecar/ of a build tree,

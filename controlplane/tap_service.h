@@ -1,30 +1,29 @@
-// tap_service.h: the control plane's public API, Tap.Watch (controlplane/api/tap.proto).
+// tap_service.h: the control plane's public API, Tap.Watch and Tap.Stop
+// (controlplane/api/tap.proto).
 //
-// One Watch call is one tap: the target resolves to pods through the Runtime; a sidecar starts
-// per pod, all at once (each pod streams as soon as its own sidecar is up); each gets the same
-// Observe request (the match built from --to/--from, method, authority and path; extraction;
-// redaction with one key for the whole tap); their streams are merged in arrival order; endpoints
-// are labelled with namespace, pod and workload by address;
-// --max-requests is enforced exactly and --max-rps across all pods (exchanges over the rate are
-// held back and counted). Both decide when the tap first hears of an exchange (its RequestSeen
-// in a live view, else its ExchangeEnded), so a live view never shows a request whose end is
-// then held back. Events go out in batches (tap.proto). A sidecar that fails is reported (PodStatus
-// LOST) and the tap goes on with the others. The sidecars stop when the tap ends: limit reached,
-// Tap.Stop, client gone, shutdown. At the limit and at Tap.Stop the tap drains first: the sidecars
-// are asked to finish and their open exchanges and last stats are read before the stream ends.
+// One Watch call is one tap: it is authenticated (the bearer token, compared in constant time),
+// its request validated and its target resolved through the Runtime's Resolver, then a
+// TapSession (tap_session.h) runs it: a sidecar per pod, their streams merged, the limits
+// enforced, endpoints labelled, pods joining and leaving followed, and an end that says why.
+// Every Watch ends with the trailing metadata "tapkit-ended-by: controlplane", so that a client
+// tells "the control plane ended the tap" from "the connection to it was lost"; the status is OK
+// when the client or the tap's limit ended it, UNAVAILABLE with the reason when the control plane
+// did on its own (tap_session.h has the table).
 //
 // Thread-safety: TapService is a gRPC service; any number of Watch calls run at once, each on
-// its own thread, sharing only the Runtime.
+// its own thread, sharing only the Runtime. StopAll may be called from any thread.
 #ifndef TAPKIT_CONTROLPLANE_TAP_SERVICE_H_
 #define TAPKIT_CONTROLPLANE_TAP_SERVICE_H_
 
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "controlplane/api/tap.grpc.pb.h"
 #include "controlplane/runtime.h"
+#include "controlplane/tap_session.h"
 
 namespace tapkit {
 
@@ -41,17 +40,19 @@ class TapService final : public tapkit::tap::v1::Tap::Service {
   grpc::Status Stop(grpc::ServerContext* context, const tapkit::tap::v1::StopRequest* request,
                     tapkit::tap::v1::StopResponse* response) override;
 
-  // Ends every running tap (their streams finish OK after a last Stats); for shutdown.
-  void StopAll() { stopping_ = true; }
+  // Ends every running tap, and every tap that starts from now on, at once: each stream gets a
+  // last Stats and ends UNAVAILABLE "the control plane is shutting down (WHY)"; for shutdown.
+  // `why`: e.g. "SIGTERM".
+  void StopAll(const std::string& why);
 
  private:
   grpc::Status Authenticate(grpc::ServerContext* context) const;
 
   Runtime* runtime_;
   std::string token_;
-  std::atomic<bool> stopping_{false};
   std::mutex taps_mu_;
-  std::map<std::string, std::atomic<bool>*> drain_;  // running taps by id -> their drain flag
+  std::optional<std::string> stopping_;      // StopAll's why, under taps_mu_
+  std::map<std::string, TapControl*> taps_;  // running taps by id, under taps_mu_
 };
 
 // absl status code -> gRPC status, message kept.

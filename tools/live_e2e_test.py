@@ -551,6 +551,7 @@ class LiveTap(unittest.TestCase):
         token = os.path.join(self.dir, "token")
         with open(token, "w") as fh:
             fh.write("s3cret-" + str(uuid.uuid4()) + "\n")
+        os.chmod(token, 0o600)  # tap-controlplane refuses a token file others can read
         cp = subprocess.Popen([CONTROLPLANE, "--inventory", INVENTORY, "--listen", port,
                                "--token-file", token, "--runtime-dir",
                                os.path.join(self.dir, "run3")], stderr=subprocess.DEVNULL)

@@ -1,0 +1,152 @@
+#include "controlplane/access.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tapkit {
+namespace {
+
+std::string Mode(mode_t m) { return absl::StrFormat("%04o", m & 07777); }
+
+}  // namespace
+
+std::string DefaultRuntimeDir() {
+  if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return absl::StrCat(x, "/tapkit");
+  if (::geteuid() == 0) return "/run/tapkit";
+  return absl::StrCat("/tmp/tapkit-", ::geteuid());
+}
+
+absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_parents) {
+  if (dir.empty()) return absl::InvalidArgumentError("the runtime directory is an empty path");
+  if (create) {
+    if (create_parents) {
+      std::error_code ec;
+      std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        return absl::FailedPreconditionError(absl::StrCat("runtime directory ", dir,
+                                                          ": cannot create its parent ",
+                                                          parent.string(), ": ", ec.message()));
+      }
+    }
+    // mkdir applies the umask, which can only take bits away from 0700.
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("runtime directory ", dir, ": cannot create it: ", std::strerror(errno)));
+    }
+  }
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    int e = errno;
+    std::string msg = absl::StrCat("runtime directory ", dir, ": ", std::strerror(e));
+    if (e == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat(msg, " (is the control plane running? tap-controlplane creates it)"));
+    }
+    return absl::FailedPreconditionError(msg);
+  }
+  std::string refuse = absl::StrCat("runtime directory ", dir, " is refused: ");
+  if (S_ISLNK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(refuse, "it is a symbolic link (another user may control where it points)"));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(refuse, "it is not a directory"));
+  }
+  if (st.st_uid != ::geteuid()) {
+    return absl::FailedPreconditionError(absl::StrCat(refuse, "it is owned by uid ", st.st_uid,
+                                                      ", not by uid ", ::geteuid(),
+                                                      " (this user); remove it"));
+  }
+  if (st.st_mode & 077) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(refuse, "it has mode ", Mode(st.st_mode),
+                     ": group or others have access (chmod 700 it, or remove it)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SecureRuntimeDir(bool create) {
+  std::string dir = DefaultRuntimeDir();
+  const char* tapkit_dir = std::getenv("TAPKIT_RUNTIME_DIR");
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  bool xdg_case = !(tapkit_dir && *tapkit_dir) && xdg && *xdg;
+  if (absl::Status s = CheckRuntimeDir(dir, create, create && xdg_case); !s.ok()) return s;
+  return dir;
+}
+
+absl::StatusOr<std::string> ControlPlaneAddressForClient() {
+  absl::StatusOr<std::string> dir = SecureRuntimeDir(false);
+  if (!dir.ok()) return dir.status();
+  return absl::StrCat("unix:", *dir, "/controlplane.sock");
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    int e = errno;
+    std::string msg = absl::StrCat("token file ", path, ": ", std::strerror(e));
+    if (e == ENOENT) return absl::NotFoundError(msg);
+    return absl::PermissionDeniedError(msg);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return absl::PermissionDeniedError(absl::StrCat("token file ", path, ": ", std::strerror(e)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is not a regular file"));
+  }
+  if (st.st_mode & 077) {
+    ::close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat("token file ", path, " has mode ", Mode(st.st_mode),
+                     ": group or others can read or write it; chmod 600 it"));
+  }
+  std::string token;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return absl::PermissionDeniedError(absl::StrCat("token file ", path, ": ", std::strerror(e)));
+    }
+    if (n == 0) break;
+    token.append(buf, static_cast<size_t>(n));
+    if (token.size() > (1 << 16)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file ", path, " is over 64 KiB: not a token"));
+    }
+  }
+  ::close(fd);
+  absl::StripAsciiWhitespace(&token);
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("token file ", path, " holds no token"));
+  }
+  return token;
+}
+
+bool TokenMatches(const std::string& presented, const std::string& expected) {
+  // The length is not secret (tokens have a known shape); the bytes are.
+  if (presented.size() != expected.size()) return false;
+  return CRYPTO_memcmp(presented.data(), expected.data(), expected.size()) == 0;
+}
+
+}  // namespace tapkit
