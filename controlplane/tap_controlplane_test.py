@@ -14,21 +14,27 @@ message (exit 2, tapkit::kExitError, for every error, as in every tapkit program
 Everything happens in the test's own temporary directory. Sidecars are never started (--sidecar
 /bin/true only has to be executable).
 
-  tap_controlplane_test.py TAP_CONTROLPLANE INVENTORY
+The client side (taprec, which root runs): a runtime directory another user made first, holding
+their own listening controlplane.sock, is refused before anything connects to that socket (exit
+2, names the directory); a token file others can read is refused the same way.
+
+  tap_controlplane_test.py TAP_CONTROLPLANE INVENTORY TAPREC
 """
 
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
-BIN = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 2 else None
-INVENTORY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
+BIN = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 3 else None
+INVENTORY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 2 else None
+TAPREC = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else None
 WAIT = 20.0  # seconds, any single wait
 
 
@@ -145,8 +151,68 @@ class ControlPlaneCli(unittest.TestCase):
         self.assertIn("chmod 600", err)
 
 
+
+class TaprecClient(unittest.TestCase):
+    """The other user's planted socket, seen from root's taprec."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="tap_controlplane_test.")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.env = dict(os.environ, TAPKIT_RUNTIME_DIR=self.run_dir)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def taprec(self, *args):
+        return subprocess.run([TAPREC, "deploy/backend", "-n", "demo", "-w",
+                               os.path.join(self.dir, "out.tap"), *args],
+                              capture_output=True, timeout=WAIT, env=self.env)
+
+    def test_planted_socket_of_another_user_is_never_used(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to play the other user (chown to nobody)")
+        os.mkdir(self.run_dir, 0o700)
+        planted = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        planted.bind(os.path.join(self.run_dir, "controlplane.sock"))
+        planted.listen(8)
+        planted.setblocking(False)
+        os.chown(os.path.join(self.run_dir, "controlplane.sock"), 65534, 65534)
+        os.chown(self.run_dir, 65534, 65534)
+        try:
+            r = self.taprec()
+            self.assertEqual(r.returncode, 2, r.stderr)
+            err = r.stderr.decode()
+            self.assertIn(self.run_dir, err)
+            self.assertIn("owned by uid 65534, not by uid 0", err)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            with self.assertRaises(BlockingIOError):
+                planted.accept()  # taprec never connected
+        finally:
+            planted.close()
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "out.tap")))
+
+    def test_runtime_dir_open_to_others_is_refused(self):
+        os.mkdir(self.run_dir)
+        os.chmod(self.run_dir, 0o777)
+        r = self.taprec()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("mode 0777", r.stderr.decode())
+
+    def test_token_file_readable_by_others_is_refused(self):
+        token = os.path.join(self.dir, "token")
+        with open(token, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(token, 0o640)
+        r = self.taprec("--controlplane", "127.0.0.1:9", "--token-file", token)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("--token-file", err)
+        self.assertIn(token + " has mode 0640", err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "out.tap")))
+
+
 if __name__ == "__main__":
-    if not BIN or not INVENTORY:
+    if not BIN or not INVENTORY or not TAPREC:
         print(__doc__)
         sys.exit(2)
     unittest.main(verbosity=2)

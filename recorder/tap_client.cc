@@ -19,6 +19,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "controlplane/access.h"
 #include "controlplane/api/tap.grpc.pb.h"
 #include "controlplane/runtime.h"
 #include "format/codec.h"
@@ -62,19 +63,6 @@ class TapSignals {
  private:
   struct sigaction old_int_ {}, old_term_{}, old_pipe_{};
 };
-
-// The bearer token in `path`, surrounding white space removed. The one place taprec reads it:
-// controlplane's ReadTokenFile (which also refuses a file others can read) can replace it.
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  std::ifstream in(path);
-  std::string token(std::istreambuf_iterator<char>(in), {});
-  absl::StripAsciiWhitespace(&token);
-  if (!in && !in.eof()) token.clear();
-  if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": cannot read a token"));
-  }
-  return token;
-}
 
 v1::TapRequest RequestFor(const TapOptions& a) {
   v1::TapRequest req;
@@ -139,7 +127,14 @@ absl::Status RunTap(const TapOptions& a) {
     return absl::InvalidArgumentError(
         absl::StrCat("-o ", a.output, ": unknown output (text, wide, json)"));
   }
-  std::string address = a.controlplane.empty() ? DefaultControlPlaneAddress() : a.controlplane;
+  // The default socket only after its directory proved to be this user's own (access.h): a
+  // directory another user made first could hold their socket.
+  std::string address = a.controlplane;
+  if (address.empty()) {
+    absl::StatusOr<std::string> found = ControlPlaneAddressForClient();
+    if (!found.ok()) return found.status();
+    address = *std::move(found);
+  }
   const bool json = a.output == "json", wide = a.output == "wide";
   if (std::string m = SuggestMethod(a.method); !m.empty()) {
     std::fprintf(a.err,
@@ -159,8 +154,10 @@ absl::Status RunTap(const TapOptions& a) {
   }
   std::string token;
   if (!a.token_file.empty()) {
-    absl::StatusOr<std::string> t = ReadToken(a.token_file);
-    if (!t.ok()) return t.status();
+    absl::StatusOr<std::string> t = ReadTokenFile(a.token_file);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("--token-file: ", t.status().message()));
+    }
     token = *std::move(t);
   }
 

@@ -49,7 +49,7 @@ struct TapOptions {
   double max_rps = 0;                   // exchanges per second, all pods together; 0 = no limit
   std::string write_path;               // -w ("-" = standard output); empty = print
   std::string output = "text";          // printing: text, wide, json
-  std::string controlplane;             // gRPC target; empty = DefaultControlPlaneAddress()
+  std::string controlplane;             // gRPC target; empty = ControlPlaneAddressForClient()
   std::string token_file;               // bearer token (a control plane on TCP)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   bool redact = true;
