@@ -17,26 +17,17 @@
 #include <string>
 
 #include "controlplane/tap_service.h"
+#include "format/test_dir.h"
 
 namespace tapkit {
 namespace {
 
 using ::testing::HasSubstr;
 
-class TempDir {
+// A directory of this test's own (mkdtemp under TestDir()), removed at the end.
+class TempDir : public tapkit::testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "access_test.XXXXXX").string();
-    path_ = ::mkdtemp(t.data()) ? t : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("access_test") {}
 };
 
 // Sets an environment variable for the life of the object.

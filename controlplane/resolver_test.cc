@@ -2,6 +2,7 @@
 // removed from the file is seen after the change (a new version); a file that no longer loads
 // keeps the last good inventory, says why, and keeps the version.
 #include "controlplane/resolver.h"
+#include "format/test_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -18,20 +19,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class TempDir {
+// A directory of this test's own (mkdtemp under TestDir()), removed at the end.
+class TempDir : public tapkit::testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "resolver_test.XXXXXX").string();
-    path_ = ::mkdtemp(t.data()) ? t : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("resolver_test") {}
 };
 
 std::string PodYaml(const std::string& name, const std::string& ip) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "format/test_dir.h"
 
 namespace tapkit {
 namespace {
@@ -47,20 +48,10 @@ bool WaitFor(const std::function<bool()>& cond) {
   return cond();
 }
 
-class TempDir {
+// A directory of this test's own (mkdtemp under TestDir()), removed at the end.
+class TempDir : public tapkit::testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "tap_session_test.XXXXXX").string();
-    path_ = ::mkdtemp(t.data()) ? t : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("tap_session_test") {}
 };
 
 PodInfo Pod(const std::string& name, const std::string& ip) {

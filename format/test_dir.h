@@ -45,6 +45,31 @@ inline const std::string& TestDir() {
   return dir.path;
 }
 
+// A fresh directory (mkdtemp) under TestDir() for one test or fixture, named PREFIX.XXXXXX,
+// removed with everything in it when the object goes. path() is empty if mkdtemp failed (the
+// constructor then records a test failure).
+class ScopedTempDir {
+ public:
+  explicit ScopedTempDir(const std::string& prefix = "dir") {
+    std::string t = TestDir() + "/" + prefix + ".XXXXXX";
+    if (::mkdtemp(t.data()) != nullptr) {
+      path_ = t;
+    } else {
+      ADD_FAILURE() << "mkdtemp " << t << " failed";
+    }
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace tapkit::testing
 
 #endif  // TAPKIT_FORMAT_TEST_DIR_H_

@@ -14,6 +14,7 @@
 #include "format/reader.h"
 #include "format/testutil.h"
 #include "recorder/metadata.h"
+#include "format/test_dir.h"
 
 namespace tapkit {
 namespace {
@@ -22,19 +23,10 @@ namespace fs = std::filesystem;
 
 const std::string kFixture = TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap";
 
-// A directory of this test's own (mkdtemp), removed at the end.
-class TempDir {
+// A directory of this test's own (mkdtemp under TestDir()), removed at the end.
+class TempDir : public tapkit::testing::ScopedTempDir {
  public:
-  TempDir() {
-    std::string t = ::testing::TempDir() + "/record-capture-XXXXXX";
-    EXPECT_NE(::mkdtemp(t.data()), nullptr);
-    path_ = t;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : ScopedTempDir("record_capture_test") {}
 };
 
 std::string ReadAllOf(std::FILE* f) {
