@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/rand.h>
+
 #include "absl/strings/str_cat.h"
 #include "format/test_dir.h"
 
@@ -593,6 +595,36 @@ TEST(BuildObserveRequest, PeersLimitAndRedactionKey) {
   o = BuildObserveRequest(&r, req);
   ASSERT_FALSE(o.ok());
   EXPECT_THAT(std::string(o.status().message()), HasSubstr("--to: deployment \"nosuch\""));
+}
+
+// When OpenSSL's generator fails, the tap fails: it never redacts with an all-zero key. The
+// failure is OpenSSL's own (a RAND_METHOD whose bytes() reports failure, as an exhausted or
+// broken entropy source makes RAND_bytes return 0), not a seam of ours.
+TEST(BuildObserveRequest, RandomGeneratorFailureFailsTheTap) {
+  OPENSSL_SUPPRESS_DEPRECATED_START
+  static RAND_METHOD failing = {};
+  failing.bytes = [](unsigned char*, int) { return 0; };
+  failing.status = [] { return 0; };
+  const RAND_METHOD* saved = RAND_get_rand_method();
+  ASSERT_EQ(RAND_set_rand_method(&failing), 1);
+  unsigned char probe[4];
+  EXPECT_NE(RAND_bytes(probe, sizeof probe), 1);  // the premise: RAND_bytes now fails
+  FakeResolver r;
+  r.SetPods({Pod("backend-1", "127.0.10.2")});
+  v1::TapRequest req = Request(0);
+  req.mutable_redaction()->set_enabled(true);
+  absl::StatusOr<v1::ObserveRequest> o = BuildObserveRequest(&r, req);
+  // A key the user gave needs no generator.
+  v1::TapRequest keyed = req;
+  keyed.mutable_redaction()->set_key(std::string(32, 'k'));
+  absl::StatusOr<v1::ObserveRequest> k = BuildObserveRequest(&r, keyed);
+  RAND_set_rand_method(saved);
+  OPENSSL_SUPPRESS_DEPRECATED_END
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("cannot make a redaction key"));
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_EQ(k->redaction().key(), std::string(32, 'k'));
 }
 
 // ---------------------------------------------------------------------------------------------

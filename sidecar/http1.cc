@@ -346,6 +346,16 @@ struct Http1Callbacks {
   // returns: 0, 1 (no body follows) or 2 (no body, and the connection becomes a tunnel).
   static int HeadersComplete(Http1Connection::Side& s, const Facts& f) {
     s.PushField();
+    if (s.parser.uses_transfer_encoding) {
+      // http-parser 2.9 marks a message as framed by Transfer-Encoding once a field name begins
+      // with "transfer-encoding": "Transfer-Encodingu: x" too, whose Content-Length it then
+      // ignores, reading the body to the connection's end. Only the field named exactly so
+      // frames a message (RFC 9112 sections 6.1 and 6.3); http-parser decides the body after
+      // this callback, so the mark is cleared here when no such field came.
+      bool present = false;
+      for (const Header& h : s.headers) present |= EqualsIgnoreCase(h.name, "transfer-encoding");
+      if (!present) s.parser.uses_transfer_encoding = 0;
+    }
     Http1Connection& c = *s.conn;
     Http1Connection::Pending* t = s.target;
     if (t->written) return 0;  // answered before its headers ended; nothing more to record

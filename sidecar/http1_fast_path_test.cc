@@ -116,6 +116,33 @@ std::vector<Exchange> Converse(const Conversation& c, bool fast, size_t cut,
   return out;
 }
 
+// RFC 9112 section 6.1: only the field named Transfer-Encoding frames a message. A request
+// with "Transfer-Encodingx: chunked" and Content-Length: 5 has a 5-byte body, and the GET after
+// it is a request of its own (http-parser 2.9 alone reads the body to the connection's end).
+TEST(Http1FastPath, FieldNameThatOnlyBeginsWithTransferEncodingFramesNothing) {
+  Conversation c{"te prefix",
+                 "POST /p HTTP/1.1\r\nTransfer-Encodingx: chunked\r\nContent-Length: 5\r\n\r\n"
+                 "helloGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\n"
+                 "Content-Length: 0\r\n\r\n",
+                 true};
+  for (bool fast : {false, true}) {
+    SCOPED_TRACE(fast ? "fast path" : "http-parser");
+    Http1Counters counters;
+    std::vector<Exchange> x = Converse(c, fast, 0, &counters);
+    ASSERT_EQ(x.size(), 2u);
+    ASSERT_TRUE(x[0].request && x[0].response);
+    EXPECT_EQ(x[0].request->method, "POST");
+    EXPECT_EQ(x[0].request->body.data, "hello");
+    EXPECT_EQ(x[0].request->body.length, 5u);
+    EXPECT_EQ(x[0].response->status, 200);
+    ASSERT_TRUE(x[1].request && x[1].response);
+    EXPECT_EQ(x[1].request->path, "/a");
+    EXPECT_EQ(x[1].response->status, 404);
+    EXPECT_EQ(x[1].completion, Completion::kComplete);
+  }
+}
+
 TEST(Http1FastPath, SameExchangesOnTrickyMessagesCutAnywhere) {
   const std::string get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
   const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -178,6 +205,11 @@ TEST(Http1FastPath, SameExchangesOnTrickyMessagesCutAnywhere) {
       {"huge Content-Length", get,
        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", true},
       {"header with tab", "GET / HTTP/1.1\r\nX-T:\tv\tw\r\n\r\n", ok, true},
+      // A field whose name only begins with Transfer-Encoding frames nothing (the fuzzer's
+      // regression-transfer-encoding-name-prefix.bin).
+      {"Transfer-Encoding name prefix",
+       "POST /p HTTP/1.1\r\nTransfer-Encodingx: chunked\r\nContent-Length: 5\r\n\r\nhello" + get,
+       ok + ok, true},
   };
   for (const Conversation& c : cases) {
     SCOPED_TRACE(c.name);
