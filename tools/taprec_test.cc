@@ -361,6 +361,9 @@ TEST(Taprec, LowerCaseMethodWarnsAndARefusedTapLeavesNoFile) {
   Result r = Sh(Taprec("deploy/backend --method post --controlplane 'unix:" + dir +
                        "/nothing.sock' -w '" + dir + "/out.tap'"));
   EXPECT_EQ(r.rc, 2);
+  if (r.err.find("this build has no live taps") != std::string::npos) {
+    GTEST_SKIP() << "taprec built without gRPC (TAPKIT_WITH_GRPC=OFF): no live taps to warn in";
+  }
   EXPECT_NE(r.err.find("--method post matches no request: methods are case-sensitive (RFC 9110 "
                        "section 9.1); did you mean --method POST?"),
             std::string::npos)
