@@ -26,6 +26,9 @@
 #include <thread>
 #include <vector>
 
+// RAND_set_rand_method is deprecated in OpenSSL 3 (providers replace it) but is still the way to
+// make RAND_bytes fail in a test without a seam in the code under test.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/rand.h>
 
 #include "absl/strings/str_cat.h"
@@ -601,7 +604,6 @@ TEST(BuildObserveRequest, PeersLimitAndRedactionKey) {
 // failure is OpenSSL's own (a RAND_METHOD whose bytes() reports failure, as an exhausted or
 // broken entropy source makes RAND_bytes return 0), not a seam of ours.
 TEST(BuildObserveRequest, RandomGeneratorFailureFailsTheTap) {
-  OPENSSL_SUPPRESS_DEPRECATED_START
   static RAND_METHOD failing = {};
   failing.bytes = [](unsigned char*, int) { return 0; };
   failing.status = [] { return 0; };
@@ -619,7 +621,6 @@ TEST(BuildObserveRequest, RandomGeneratorFailureFailsTheTap) {
   keyed.mutable_redaction()->set_key(std::string(32, 'k'));
   absl::StatusOr<v1::ObserveRequest> k = BuildObserveRequest(&r, keyed);
   RAND_set_rand_method(saved);
-  OPENSSL_SUPPRESS_DEPRECATED_END
   ASSERT_FALSE(o.ok());
   EXPECT_EQ(o.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(std::string(o.status().message()), HasSubstr("cannot make a redaction key"));
