@@ -169,6 +169,26 @@ absl::Status RecordCapture(const CaptureRecording& o) {
       std::fprintf(err, "taprec: %s\n", m.c_str());
     };
   }
+  // Rotated files are created after the privilege drop, as the -Z user: a directory that user
+  // cannot write is refused now, before the -w file is opened (an existing capture there is left
+  // as it was).
+  const bool rotating = !o.write_path.empty() && o.write_path != "-" &&
+                        (rotation.max_bytes || rotation.seconds);
+  std::string out_dir;
+  if (rotating) {
+    size_t slash = o.write_path.find_last_of('/');
+    out_dir = slash == std::string::npos ? "."
+              : slash == 0               ? "/"
+                                         : o.write_path.substr(0, slash);
+  }
+  if (rotating && drop && drop->will_drop()) {
+    if (absl::Status s = drop->CanWriteDirectory(out_dir); !s.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "-w ", o.write_path, ": -C and -G create the next files as user ", drop->user(),
+          " (-Z), who cannot write in ", out_dir, " (", s.message(), "): use a directory ",
+          drop->user(), " can write, or -Z root"));
+    }
+  }
   std::unique_ptr<RotatingWriter> writer;
   if (!o.write_path.empty()) {
     writer = std::make_unique<RotatingWriter>(o.write_path, meta, rotation, trailer);
@@ -177,24 +197,18 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   if (drop) {
     // The input and the first file are open: nothing after this needs root. Rotated files are
     // the -Z user's, the first one too (a -W ring reopens it), as with tcpdump.
-    const bool rotating = writer && (rotation.max_bytes || rotation.seconds);
     if (rotating && drop->will_drop() &&
         ::chown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
       return absl::PermissionDeniedError(absl::StrCat("-w ", writer->current(), ": chown to ",
                                                       drop->user(), ": ", std::strerror(errno)));
     }
     if (absl::Status s = drop->Apply(); !s.ok()) return s;
-    if (rotating && drop->will_drop()) {
-      size_t slash = o.write_path.find_last_of('/');
-      std::string dir = slash == std::string::npos ? "."
-                        : slash == 0               ? "/"
-                                                   : o.write_path.substr(0, slash);
-      if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "-w ", o.write_path, ": -C and -G create the next files as user ", drop->user(),
-            " (-Z), who cannot write in ", dir, " (", std::strerror(errno),
-            "): use a directory ", drop->user(), " can write, or -Z root"));
-      }
+    if (rotating && drop->will_drop() && ::access(out_dir.c_str(), W_OK | X_OK) != 0) {
+      // What the mode bits allowed, an ACL or a read-only mount may still refuse.
+      return absl::PermissionDeniedError(absl::StrCat(
+          "-w ", o.write_path, ": -C and -G create the next files as user ", drop->user(),
+          " (-Z), who cannot write in ", out_dir, " (", std::strerror(errno), "): use a directory ",
+          drop->user(), " can write, or -Z root"));
     }
   }
 

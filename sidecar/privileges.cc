@@ -1,5 +1,9 @@
 #include "sidecar/privileges.h"
 
+#include <algorithm>
+
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <grp.h>
 #include <pwd.h>
@@ -15,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -174,6 +179,31 @@ absl::StatusOr<PrivilegeDrop> PrivilegeDrop::Prepare(const std::string& user_fla
     return absl::InternalError(absl::StrCat("cap_reset_ambient: ", Errno(errno)));
   }
   return d;
+}
+
+absl::Status PrivilegeDrop::CanWriteDirectory(const std::string& dir) const {
+  if (!will_drop_) return absl::OkStatus();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    int e = errno;
+    return absl::ErrnoToStatus(e, absl::StrCat(dir, ": ", Errno(e)));
+  }
+  if (!S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(dir, ": not a directory"));
+  mode_t need;  // write and search, in the class of permission bits that applies to the user
+  if (st.st_uid == uid_) {
+    need = S_IWUSR | S_IXUSR;
+  } else if (st.st_gid == gid_ ||
+             std::find(groups_.begin(), groups_.end(), st.st_gid) != groups_.end()) {
+    need = S_IWGRP | S_IXGRP;
+  } else {
+    need = S_IWOTH | S_IXOTH;
+  }
+  if ((st.st_mode & need) != need) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        dir, " (mode ", absl::StrFormat("%04o", st.st_mode & 07777), ", owner uid ", st.st_uid,
+        ") gives ", user_, " no write permission"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PrivilegeDrop::Apply() {

@@ -75,6 +75,11 @@ class PrivilegeDrop {
   const std::string& user() const { return user_; }
   uid_t uid() const { return uid_; }
   gid_t gid() const { return gid_; }
+  // Whether the user may create files in directory `dir` (write and search permission by its
+  // mode bits for the user's uid, groups, or others; ACLs are not read), asked before Apply so
+  // that a run refused for it has touched nothing. OK, or PermissionDenied naming the directory
+  // and why; the stat error otherwise. True of everything when will_drop() is false.
+  absl::Status CanWriteDirectory(const std::string& dir) const;
   // Prepare emptied the bounding set (false when the process lacked CAP_SETPCAP; harmless with
   // no_new_privs, which already stops execve from granting anything).
   bool bounding_set_cleared() const { return bounding_cleared_; }

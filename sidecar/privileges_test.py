@@ -293,14 +293,21 @@ p.wait()
 
     def test_taprec_rotation_needs_a_directory_the_user_can_write(self):
         # self.tmp is root's, mode 0700: the first file opens as root, the next ones would not.
+        # The refusal comes before the -w file is opened: a capture already there stays as it was.
         tap = os.path.join(self.tmp, "rot.tap")
-        p = self.spawn([TAPREC, "-r", FIXTURE, "-w", tap, "-C", "1k"])
-        self.assertEqual(p.wait(WAIT), 2)
-        self.assertEqual(
-            self.stderr_of(p),
-            f"taprec: -w {tap}: -C and -G create the next files as user nobody (-Z), who cannot "
-            f"write in {self.tmp} (Permission denied): use a directory nobody can write, or "
-            f"-Z root\n")
+        with open(tap, "wb") as f:
+            f.write(b"an earlier capture")
+        for rotate in (["-C", "1k"], ["-G", "2"]):
+            p = self.spawn([TAPREC, "-r", FIXTURE, "-w", tap, *rotate])
+            self.assertEqual(p.wait(WAIT), 2)
+            self.assertEqual(
+                self.stderr_of(p),
+                f"taprec: -w {tap}: -C and -G create the next files as user nobody (-Z), who "
+                f"cannot write in {self.tmp} ({self.tmp} (mode 0700, owner uid 0) gives nobody "
+                f"no write permission): use a directory nobody can write, or -Z root\n")
+            with open(tap, "rb") as f:
+                self.assertEqual(f.read(), b"an earlier capture")
+            self.assertEqual(os.stat(tap).st_uid, 0)
         # In a directory nobody can write, every file is nobody's, the first one included.
         # tcpdump's -G 1 -W 2 on lo: a second file a second later, then the capture ends.
         os.chmod(self.tmp, 0o777)
