@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,28 @@ int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// About the bytes `x` takes in a segment before compression: header fields and kept bodies,
+// plus the fixed fields. An overestimate of what it adds to the file once compressed.
+uint64_t RoughSize(const Exchange& x) {
+  uint64_t n = 128;
+  auto fields = [&n](const std::vector<Header>& hs) {
+    for (const Header& h : hs) n += h.name.size() + h.value.size() + 8;
+  };
+  if (x.request) {
+    n += x.request->method.size() + x.request->path.size() + x.request->authority.size() +
+         x.request->body.data.size();
+    fields(x.request->headers);
+    fields(x.request->trailers);
+  }
+  for (const InterimResponse& i : x.interim) fields(i.headers);
+  if (x.response) {
+    n += x.response->reason.size() + x.response->body.data.size();
+    fields(x.response->headers);
+    fields(x.response->trailers);
+  }
+  return n;
 }
 
 }  // namespace
@@ -61,7 +84,11 @@ std::string RotatingWriter::NameFor(uint64_t index, int64_t time_ns) const {
 }
 
 bool RotatingWriter::Due(int64_t now_ns) const {
-  return options_.seconds && now_ns - opened_at_ >= int64_t(options_.seconds) * 1'000'000'000;
+  // Saturating: a period past the clock's range is never due (taprec refuses -G over 1e9 s).
+  constexpr uint64_t kMaxSeconds = INT64_MAX / 1'000'000'000;
+  if (!options_.seconds) return false;
+  if (options_.seconds > kMaxSeconds) return false;
+  return now_ns - opened_at_ >= static_cast<int64_t>(options_.seconds) * 1'000'000'000;
 }
 
 absl::Status RotatingWriter::Open() {
@@ -87,6 +114,7 @@ absl::Status RotatingWriter::Open() {
   auto w = AsyncWriter::Open(*std::move(file), m, wo, queue, batch);
   if (!w.ok()) return w.status();
   writer_ = *std::move(w);
+  unwritten_bytes_ = 0;
   ++files_;
   if (!options_.capture_clock) opened_at_ = NowNs();
   return absl::OkStatus();
@@ -104,7 +132,19 @@ absl::Status RotatingWriter::Rotate() {
 
 absl::Status RotatingWriter::Append(Exchange&& x) {
   if (!writer_) return absl::FailedPreconditionError("the capture is over");
-  bool due = options_.max_bytes && writer_->stats().file_bytes >= options_.max_bytes;
+  bool due = false;
+  if (options_.max_bytes) {
+    // The file's size is known only for segments written, and a fast producer (taprec -r) may
+    // have many exchanges in flight: once what is in flight could reach the limit, they are
+    // written first, so the file ends within about one exchange of -C, as tcpdump's does.
+    uint64_t known = writer_->stats().file_bytes;
+    if (known < options_.max_bytes && known + unwritten_bytes_ >= options_.max_bytes) {
+      if (absl::Status s = writer_->Flush(); !s.ok()) return s;
+      unwritten_bytes_ = 0;
+      known = writer_->stats().file_bytes;
+    }
+    due = known >= options_.max_bytes;
+  }
   if (options_.capture_clock && options_.seconds) {
     // Capture time: the period starts at the first exchange, and each new file at the exchange
     // that opened it (a capture with a long silence gets no empty files for it).
@@ -122,6 +162,7 @@ absl::Status RotatingWriter::Append(Exchange&& x) {
   if (due) {
     if (absl::Status s = Rotate(); !s.ok()) return s;
   }
+  if (options_.max_bytes) unwritten_bytes_ += RoughSize(x);
   return writer_->Append(std::move(x));
 }
 

@@ -81,6 +81,9 @@ class RotatingWriter {
   uint64_t files_ = 0;
   int64_t opened_at_ = 0;      // steady clock, or capture time with capture_clock; nanoseconds
   bool clock_started_ = false;  // capture_clock: an exchange has set opened_at_
+  // -C: bytes of the exchanges handed to the writer since the file's size was last known
+  // (before compression, so at least what they will add to the file).
+  uint64_t unwritten_bytes_ = 0;
 };
 
 }  // namespace tapkit

@@ -57,6 +57,45 @@ TEST(RotatingWriter, SizeRotationNamesFilesLikeTcpdump) {
   EXPECT_EQ(total, 6000u) << "every exchange in exactly one file";
 }
 
+// tcpdump's -C: a file is closed once it reaches the size, so each file but the last is at least
+// the size and at most the size plus what one exchange adds. A producer much faster than the
+// writer (taprec -r) once overshot -C 5k by 380 times: the size was known only for segments
+// already written, with dozens of large exchanges in flight.
+TEST(RotatingWriter, SizeRotationHoldsAFastProducerToTheSize) {
+  std::string d = Dir("fast");
+  RotationOptions o;
+  o.max_bytes = 20 << 10;
+  RotatingWriter w(d + "/out.tap", testing::SampleMetadata(), o, [] { return TrailerInput{}; });
+  ASSERT_TRUE(w.Open().ok());
+  uint64_t largest = 0;  // the most one exchange can add: its kept bytes, uncompressed
+  for (uint64_t i = 0; i < 400; ++i) {
+    Exchange x = testing::RichExchange(i);
+    // Bodies that barely compress (a simple LCG), 3 KiB each way.
+    std::string body(3 << 10, '\0');
+    uint32_t state = static_cast<uint32_t>(i) * 2654435761u + 1;
+    for (char& c : body) c = static_cast<char>((state = state * 1664525u + 1013904223u) >> 24);
+    x.request->body.data = body;
+    x.request->body.length = body.size();
+    x.response->body.data = body;
+    x.response->body.length = body.size();
+    largest = std::max<uint64_t>(largest, 2 * body.size() + 4096);
+    ASSERT_TRUE(w.Append(std::move(x)).ok());
+  }
+  ASSERT_TRUE(w.Close().ok());
+  std::vector<std::string> files = Files(d);
+  ASSERT_GE(files.size(), 10u);
+  uint64_t total = 0;
+  for (const std::string& f : files) {
+    uint64_t size = fs::file_size(d + "/" + f);
+    total += Exchanges(d + "/" + f);
+    EXPECT_LE(size, o.max_bytes + largest) << f;
+    if (f != "out" + std::to_string(files.size() - 1) + ".tap") {
+      EXPECT_GE(size, o.max_bytes) << f;  // a file closes only once it reached -C
+    }
+  }
+  EXPECT_EQ(total, 400u);
+}
+
 TEST(RotatingWriter, RingOfCountFiles) {
   std::string d = Dir("ring");
   RotationOptions o;

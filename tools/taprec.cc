@@ -189,8 +189,11 @@ int main(int argc, char** argv) {
     }
   }
   if (vm.count("rotate-seconds")) {
-    if (rotate_seconds < 1) {
-      return Usage("-G " + std::to_string(rotate_seconds) + ": the period is 1 second or more");
+    // Up to about 31 years: a period in nanoseconds must fit the 64-bit clocks it is added to.
+    constexpr int64_t kMaxRotateSeconds = 1'000'000'000;
+    if (rotate_seconds < 1 || rotate_seconds > kMaxRotateSeconds) {
+      return Usage("-G " + std::to_string(rotate_seconds) +
+                   ": the period is from 1 second to " + std::to_string(kMaxRotateSeconds));
     }
     rotation.seconds = static_cast<uint64_t>(rotate_seconds);
   }

@@ -325,15 +325,18 @@ TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.tap")) << "nothing refused writes a file";
 }
 
-// -C <= 0, -G < 1 s and -W < 1 are refused (-G -5 once wrote a file per exchange).
+// -C <= 0, -G < 1 s (or past the clock's range) and -W < 1 are refused (-G -5 once wrote a file
+// per exchange).
 TEST(Taprec, RefusesRotationValuesBelowOne) {
   std::string dir = OwnDir();
   for (const std::pair<const char*, const char*>& f :
        std::vector<std::pair<const char*, const char*>>{{"-C 0", "-C 0: not a size above 0"},
                                                         {"-C -3", "-C -3: not a size above 0"},
                                                         {"-C lots", "-C lots: not a size"},
-                                                        {"-G -5", "-G -5: the period is 1 second"},
-                                                        {"-G 0", "-G 0: the period is 1 second"},
+                                                        {"-G -5", "-G -5: the period is from 1 second"},
+                                                        {"-G 0", "-G 0: the period is from 1 second"},
+                                                        // Once overflowed to a file per exchange.
+                                                        {"-G 9223372037", "-G 9223372037: the period is from 1 second to 1000000000"},
                                                         {"-C 1 -W 0", "-W 0: 1 file or more"},
                                                         {"-G 1 -W -2", "-W -2: 1 file or more"}}) {
     Result r = Sh(Taprec("-r '" + kFixture + "' -w '" + dir + "/out.tap' " + f.first));
