@@ -47,8 +47,13 @@ absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_pa
           absl::StrCat("runtime directory ", dir, ": cannot create it: ", std::strerror(errno)));
     }
   }
+  // lstat sees the last component itself only in a path that ends in it: "link/", "link/." and
+  // "link//" are looked up through the link. The check is made on the path written plainly, and
+  // the path as given must name that same directory.
+  std::string plain = std::filesystem::path(dir).lexically_normal().string();
+  while (plain.size() > 1 && plain.back() == '/') plain.pop_back();
   struct stat st;
-  if (::lstat(dir.c_str(), &st) != 0) {
+  if (::lstat(plain.c_str(), &st) != 0) {
     int e = errno;
     std::string msg = absl::StrCat("runtime directory ", dir, ": ", std::strerror(e));
     if (e == ENOENT) {
@@ -64,6 +69,11 @@ absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_pa
   }
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(refuse, "it is not a directory"));
+  }
+  struct stat named;
+  if (::stat(dir.c_str(), &named) != 0 || named.st_dev != st.st_dev || named.st_ino != st.st_ino) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        refuse, "it leads through a symbolic link (to another directory than ", plain, ")"));
   }
   if (st.st_uid != ::geteuid()) {
     return absl::FailedPreconditionError(absl::StrCat(refuse, "it is owned by uid ", st.st_uid,

@@ -109,6 +109,18 @@ TEST(RuntimeDir, SymlinkAndFileAreRefused) {
   absl::Status s = CheckRuntimeDir(link, true);
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("symbolic link"));
+  // Written so that lstat would follow it: a trailing slash, "/.", "//", or ".." after it.
+  ASSERT_EQ(::mkdir((real + "/sub").c_str(), 0700), 0);
+  for (const std::string& through :
+       {link + "/", link + "/.", link + "//", link + "/sub/..", link + "/../run/"}) {
+    s = CheckRuntimeDir(through, false);
+    EXPECT_TRUE(absl::IsFailedPrecondition(s)) << through << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("symbolic link")) << through;
+  }
+  // The real directory, however written, is accepted.
+  for (const std::string& plain : {real, real + "/", real + "/.", real + "/sub/.."}) {
+    EXPECT_TRUE(CheckRuntimeDir(plain, false).ok()) << plain;
+  }
   std::string file = t.path() + "/file";
   WriteFile(file, "", 0600);
   s = CheckRuntimeDir(file, false);

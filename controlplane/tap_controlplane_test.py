@@ -122,6 +122,14 @@ class ControlPlaneCli(unittest.TestCase):
         os.symlink(real, self.env["TAPKIT_RUNTIME_DIR"])
         self.refused("symbolic link")
 
+    def test_runtime_dir_symlink_with_a_trailing_slash_is_refused(self):
+        # lstat("link/") follows the link: the check must not.
+        real = os.path.join(self.dir, "elsewhere")
+        os.mkdir(real, 0o700)
+        os.symlink(real, self.env["TAPKIT_RUNTIME_DIR"])
+        self.env["TAPKIT_RUNTIME_DIR"] += "/"
+        self.refused("symbolic link")
+
     def test_runtime_dir_is_created_private(self):
         p = subprocess.Popen([BIN, "--inventory", INVENTORY, "--sidecar", "/bin/true"],
                              env=self.env, stderr=subprocess.PIPE)
