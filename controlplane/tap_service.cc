@@ -26,10 +26,15 @@ TapService::TapService(Runtime* runtime, std::string token)
 grpc::Status TapService::Authenticate(grpc::ServerContext* ctx) const {
   if (token_.empty()) return grpc::Status::OK;
   auto it = ctx->client_metadata().find("authorization");
-  if (it == ctx->client_metadata().end() ||
-      !TokenMatches(std::string(it->second.data(), it->second.size()), "Bearer " + token_)) {
+  if (it == ctx->client_metadata().end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "this control plane needs a bearer token (taprec --token-file FILE)");
+  }
+  if (!TokenMatches(std::string(it->second.data(), it->second.size()), "Bearer " + token_)) {
+    // Which part was wrong is not said: the comparison is the only thing a client learns from.
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "the bearer token was refused (--token-file holds another token than the "
+                        "control plane's)");
   }
   return grpc::Status::OK;
 }

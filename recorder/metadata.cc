@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "format/program.h"
 #include "format/redact.h"
@@ -27,6 +28,15 @@ CaptureMetadata BuildMetadata(const RecordingSetup& s) {
   m.redaction.keyed = s.redact && s.redaction_keyed;
   m.capture_points = s.capture_points;
   return m;
+}
+
+std::string SummaryLine(uint64_t exchanges, uint64_t drops, uint64_t held_back, bool wrote_file) {
+  std::string line = absl::StrCat("taprec: ", exchanges, exchanges == 1 ? " exchange" : " exchanges",
+                                  " recorded, ", drops, " dropped");
+  if (held_back) absl::StrAppend(&line, ", ", held_back, " held back by --max-rps");
+  if (drops && wrote_file) absl::StrAppend(&line, " (tapcat --info for why)");
+  line += '\n';
+  return line;
 }
 
 }  // namespace tapkit

@@ -35,6 +35,12 @@ struct RecordingSetup {
 // default list (format/redact.h) when `redact`, none otherwise; the rest copied from `setup`.
 CaptureMetadata BuildMetadata(const RecordingSetup& setup);
 
+// The line every recording ends with on stderr, offline or live, as tcpdump's "N packets
+// captured": "taprec: 3 exchanges recorded, 0 dropped\n" ("1 exchange"; with held_back, ", 2 held
+// back by --max-rps"; with drops and a file written, " (tapcat --info for why)"). `drops` sums the
+// trailer's drop counters, which count packets, bytes or exchanges each (docs/json.md).
+std::string SummaryLine(uint64_t exchanges, uint64_t drops, uint64_t held_back, bool wrote_file);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_RECORDER_METADATA_H_

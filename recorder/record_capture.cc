@@ -310,10 +310,9 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     std::fprintf(o.err, "%s\n", line.c_str());
   }
   // The live tap's summary (tap_client.h), always, terminal or not.
-  uint64_t drops = Sum(totals.drops);
-  std::string line = absl::StrCat("taprec: ", written, " exchanges recorded, ", drops, " dropped");
-  if (drops && writer) absl::StrAppend(&line, " (tapcat --info for why)");
-  std::fprintf(o.err, "%s\n", line.c_str());
+  std::fputs(SummaryLine(static_cast<uint64_t>(written), Sum(totals.drops), 0, writer != nullptr)
+                 .c_str(),
+             o.err);
   std::fflush(o.out);
   return result;
 }

@@ -174,5 +174,15 @@ TEST(RecordingMetadata, BuiltOnceForBothModes) {
   EXPECT_EQ(o.capture_points, offline.capture_points);
 }
 
+// The summary line, as the live tap and -r/-i both print it.
+TEST(SummaryLine, CountsHeldBackAndPointerToInfo) {
+  EXPECT_EQ(SummaryLine(3, 0, 0, true), "taprec: 3 exchanges recorded, 0 dropped\n");
+  EXPECT_EQ(SummaryLine(1, 0, 0, true), "taprec: 1 exchange recorded, 0 dropped\n");
+  EXPECT_EQ(SummaryLine(5, 7, 2, true),
+            "taprec: 5 exchanges recorded, 7 dropped, 2 held back by --max-rps (tapcat --info for "
+            "why)\n");
+  EXPECT_EQ(SummaryLine(5, 7, 0, false), "taprec: 5 exchanges recorded, 7 dropped\n");
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -409,12 +409,7 @@ absl::Status RunTap(const TapOptions& a) {
   if (writer) {
     uint64_t drops = writer->drops(), held_back = writer->held_back();
     if (absl::Status s = writer->Close(); !s.ok() && result.ok()) result = s;
-    // As tcpdump's "N packets captured ... dropped by kernel".
-    std::string line =
-        absl::StrCat("taprec: ", exchanges, " exchanges recorded, ", drops, " dropped");
-    if (held_back) absl::StrAppend(&line, ", ", held_back, " held back by --max-rps");
-    if (drops) absl::StrAppend(&line, " (tapcat --info for why)");
-    std::fprintf(a.err, "%s\n", line.c_str());
+    std::fputs(SummaryLine(exchanges, drops, held_back, true).c_str(), a.err);
   }
   if (a.delay_report && !delays.empty()) {
     std::sort(delays.begin(), delays.end());

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_cat.h"
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
@@ -270,6 +271,11 @@ int main(int argc, char** argv) {
     return Usage(bpf_words.empty()
                      ? "give a TARGET to tap (deploy/NAME, pod/NAME, ...), -r FILE or -i IFACE"
                      : "one TARGET only (a BPF expression goes with -r)");
+  }
+  // A word that names no resource type is a mistake here, not something to ask the control
+  // plane about (which first needs its runtime directory and socket).
+  if (absl::StatusOr<tapkit::TargetRef> ref = tapkit::ParseTarget(bpf_words[0]); !ref.ok()) {
+    return Usage(absl::StrCat("TARGET ", bpf_words[0], ": ", ref.status().message()));
   }
   if (max_requests < 0) {
     return Usage("--max-requests " + std::to_string(max_requests) +

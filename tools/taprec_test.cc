@@ -378,5 +378,13 @@ TEST(Taprec, LowerCaseMethodWarnsAndARefusedTapLeavesNoFile) {
   EXPECT_EQ(upper.err.find("warning"), std::string::npos) << upper.err;
 }
 
+// A word that names no resource type is refused before any control plane is asked.
+TEST(Taprec, WordThatIsNoTargetIsAUsageError) {
+  Result r = Sh(Taprec("aaaa"));
+  EXPECT_EQ(r.rc, 2);
+  if (r.err.find("this build has no live taps") != std::string::npos) GTEST_SKIP();
+  EXPECT_EQ(r.err.rfind("taprec: TARGET aaaa: unknown resource type \"aaaa\"", 0), 0u) << r.err;
+}
+
 }  // namespace
 }  // namespace tapkit
