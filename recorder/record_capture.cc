@@ -18,6 +18,7 @@
 #include "format/redact.h"
 #include "format/render.h"
 #include "recorder/metadata.h"
+#include "sidecar/decode.h"
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
 #include "sidecar/packet_source.h"
@@ -289,6 +290,25 @@ absl::Status RecordCapture(const CaptureRecording& o) {
         absl::StrCat("write error on standard output: ", std::strerror(errno ? errno : EIO)));
   }
   TrailerInput totals = trailer();
+  // Frames of a link type the engine cannot decode are a named drop; say so, naming the input
+  // and the link types. When no frame at all could be decoded the capture is of no use to
+  // taprec: an error (exit 2), the file still written with its trailer.
+  if (auto u = totals.drops.find("unknown_link_type"); u != totals.drops.end() && u->second) {
+    const std::string& source_name = meta.capture_points[0].name;
+    std::string types;
+    for (uint16_t lt : engine.link_types()) {
+      if (!IsSupportedLinkType(lt)) absl::StrAppend(&types, types.empty() ? "" : ", ", lt);
+    }
+    std::string what = absl::StrCat(
+        source_name, ": ", u->second, " of ", source.frames(), " frames have a link type taprec "
+        "does not decode (", types, "; https://www.tcpdump.org/linktypes.html), counted as "
+        "unknown_link_type");
+    if (u->second == source.frames() && result.ok()) {
+      result = absl::InvalidArgumentError(what);
+    } else {
+      std::fprintf(o.err, "taprec: warning: %s\n", what.c_str());
+    }
+  }
   if (writer) {
     absl::Status s = writer->Close();
     if (!write_error.ok() && !absl::IsOutOfRange(write_error)) s = write_error;

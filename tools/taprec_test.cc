@@ -386,5 +386,30 @@ TEST(Taprec, WordThatIsNoTargetIsAUsageError) {
   EXPECT_EQ(r.err.rfind("taprec: TARGET aaaa: unknown resource type \"aaaa\"", 0), 0u) << r.err;
 }
 
+// A capture whose every frame has a link type the engine does not decode (the header of a
+// classic pcap patched to LINKTYPE_USER0, 147) is an error naming the file and the link type;
+// the .tap is still written, its trailer counting every frame as unknown_link_type.
+TEST(Taprec, CaptureOfAnUndecodableLinkTypeIsAnError) {
+  std::string dir = OwnDir();
+  std::string bytes = testing::ReadFileBytes(kFixture);
+  ASSERT_GT(bytes.size(), 24u);
+  ASSERT_EQ(bytes.substr(0, 4), std::string("\xd4\xc3\xb2\xa1", 4));  // little-endian pcap
+  bytes[20] = static_cast<char>(147);
+  bytes[21] = bytes[22] = bytes[23] = 0;
+  std::string in = dir + "/user0.pcap";
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << bytes;
+  }
+  Result r = Sh(Taprec("-r '" + in + "' -w '" + dir + "/out.tap'"));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("taprec: " + in + ": "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("frames have a link type taprec does not decode (147;"), std::string::npos)
+      << r.err;
+  Result info = Sh(std::string(TAPCAT_BIN) + " --info -o json '" + dir + "/out.tap'");
+  EXPECT_EQ(info.rc, 0) << info.err;
+  EXPECT_NE(info.out.find("\"unknown_link_type\":"), std::string::npos) << info.out;
+}
+
 }  // namespace
 }  // namespace tapkit
