@@ -174,9 +174,15 @@ class FaultInjectingWritableFile final : public WritableFile {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<WritableFile>> OpenWritableFile(const std::string& path) {
+absl::StatusOr<std::unique_ptr<WritableFile>> OpenWritableFile(const std::string& path,
+                                                               bool no_follow) {
   if (path == "-") return std::make_unique<PosixWritableFile>(STDOUT_FILENO, "<stdout>", false);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (no_follow ? O_NOFOLLOW : 0),
+                  0600);
+  if (fd < 0 && no_follow && errno == ELOOP) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": is a symbolic link; refusing to write through it"));
+  }
   if (fd < 0) return ErrnoError(path, "open for writing", errno);
   // An existing file keeps its mode through O_TRUNC; captures hold secrets, so narrow it.
   struct stat st {};

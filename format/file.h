@@ -45,7 +45,11 @@ class ReadableFile {
 };
 
 // Creates or truncates `path` with mode 0600 (capture files hold secrets); "-" is standard output.
-absl::StatusOr<std::unique_ptr<WritableFile>> OpenWritableFile(const std::string& path);
+// `no_follow`: a symbolic link at `path` is refused (O_NOFOLLOW; FailedPrecondition naming the
+// file), for a file in a directory that a less trusted user can write (taprec -Z with -C/-G),
+// who could otherwise point it at any file the opener may write.
+absl::StatusOr<std::unique_ptr<WritableFile>> OpenWritableFile(const std::string& path,
+                                                               bool no_follow = false);
 // Opens `path` for appending at its end (index rebuilds); mode unchanged.
 absl::StatusOr<std::unique_ptr<WritableFile>> OpenAppendableFile(const std::string& path);
 // Opens `path` for reading; "-" is standard input.

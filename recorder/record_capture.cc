@@ -190,6 +190,9 @@ absl::Status RecordCapture(const CaptureRecording& o) {
           drop->user(), " can write, or -Z root"));
     }
   }
+  // The -Z user can write that directory: it must not be able to point a file's name at
+  // another file for root to truncate and hand over.
+  rotation.no_follow = rotating && drop && drop->will_drop();
   std::unique_ptr<RotatingWriter> writer;
   if (!o.write_path.empty()) {
     writer = std::make_unique<RotatingWriter>(o.write_path, meta, rotation, trailer);
@@ -199,7 +202,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     // The input and the first file are open: nothing after this needs root. Rotated files are
     // the -Z user's, the first one too (a -W ring reopens it), as with tcpdump.
     if (rotating && drop->will_drop() &&
-        ::chown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
+        ::lchown(writer->current().c_str(), drop->uid(), drop->gid()) != 0) {
       return absl::PermissionDeniedError(absl::StrCat("-w ", writer->current(), ": chown to ",
                                                       drop->user(), ": ", std::strerror(errno)));
     }

@@ -98,7 +98,7 @@ absl::Status RotatingWriter::Open() {
     options_.notice(absl::StrCat("-W ", options_.count, ": overwriting ", current_,
                                  ", the oldest file of the ring"));
   }
-  auto file = OpenWritableFile(current_);
+  auto file = OpenWritableFile(current_, options_.no_follow);
   if (!file.ok()) return file.status();
   CaptureMetadata m = metadata_;
   WriterOptions wo;

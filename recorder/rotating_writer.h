@@ -38,6 +38,9 @@ struct RotationOptions {
   // -G counts capture time (each exchange's sort_key_ns) instead of the wall clock; Tick() then
   // never rotates.
   bool capture_clock = false;
+  // Refuse to write through a symbolic link at a file's name (OpenWritableFile's no_follow):
+  // set when a less trusted user can write the directory (taprec -Z with -C or -G).
+  bool no_follow = false;
   // Told, in one line without a program prefix, what the user should know: a ring about to
   // overwrite its oldest file. Null: said nowhere.
   std::function<void(const std::string&)> notice;

@@ -308,10 +308,26 @@ p.wait()
             with open(tap, "rb") as f:
                 self.assertEqual(f.read(), b"an earlier capture")
             self.assertEqual(os.stat(tap).st_uid, 0)
-        # In a directory nobody can write, every file is nobody's, the first one included.
-        # tcpdump's -G 1 -W 2 on lo: a second file a second later, then the capture ends.
+        # In a directory nobody can write, nobody could have put a symbolic link at the -w name
+        # (a parser it compromised in an earlier run): root must not truncate and hand over the
+        # file it points to.
         os.chmod(self.tmp, 0o777)
         os.unlink(tap)
+        precious = os.path.join(self.tmp, "precious")
+        with open(precious, "wb") as f:
+            f.write(b"root's own file")
+        os.symlink(precious, tap)
+        p = self.spawn([TAPREC, "-r", FIXTURE, "-w", tap, "-C", "1k"])
+        self.assertEqual(p.wait(WAIT), 2)
+        self.assertIn(f"{tap}: is a symbolic link; refusing to write through it",
+                      self.stderr_of(p))
+        with open(precious, "rb") as f:
+            self.assertEqual(f.read(), b"root's own file")
+        self.assertEqual(os.stat(precious).st_uid, 0)
+        os.unlink(tap)
+        os.unlink(precious)
+        # Every file is nobody's, the first one included.
+        # tcpdump's -G 1 -W 2 on lo: a second file a second later, then the capture ends.
         p = self.spawn([TAPREC, "-i", "lo", "-w", tap, "-G", "1", "-W", "2",
                         f"tcp port {self.port} and host {ADDRESS}"])
         wait_for(lambda: uid_of(p.pid) != "0" or p.poll() is not None, "taprec's drop")
