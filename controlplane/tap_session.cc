@@ -369,7 +369,10 @@ absl::StatusOr<v1::ObserveRequest> BuildObserveRequest(Resolver* resolver,
   if (!req.method().empty()) all->add_matches()->mutable_http()->set_method(req.method());
   if (!req.authority().empty()) all->add_matches()->mutable_http()->set_authority(req.authority());
   if (!req.path().empty()) all->add_matches()->mutable_http()->set_path_prefix(req.path());
-  observe.set_limit(req.max_requests());
+  // Each sidecar may stop at the tap's limit, since it matches no fewer than the tap admits;
+  // not under --max-rps, which holds some matched exchanges back here: a sidecar that stopped at
+  // N would end the tap with fewer than N.
+  observe.set_limit(req.max_rps() > 0 ? 0 : req.max_requests());
   *observe.mutable_extract() = req.extract();
   *observe.mutable_redaction() = req.redaction();
   if (req.redaction().enabled() && req.redaction().key().empty()) {
@@ -585,7 +588,7 @@ TapEnd TapSession::Run(const Sink& sink, TapControl* control,
   if (end) return *end;
   if (draining) return TapEnd{drain_reason, ""};
   // Every stream ended without the tap asking.
-  if (req.max_requests() && lost == 0 && ended_removed == 0) {
+  if (req.max_requests() && req.max_rps() <= 0 && lost == 0 && ended_removed == 0) {
     // Each sidecar reached its own limit (ObserveRequest.limit) while some of its exchanges
     // were held back here: the tap's limit, as far as its pods go.
     return TapEnd{TapEndReason::kLimitReached, ""};

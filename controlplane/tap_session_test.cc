@@ -594,6 +594,14 @@ TEST(BuildObserveRequest, PeersLimitAndRedactionKey) {
   EXPECT_EQ(o->redaction().key().size(), 32u);
   EXPECT_NE(o->redaction().key(), std::string(32, '\0'));
 
+  // Under --max-rps the control plane holds matched exchanges back: a sidecar stopping at the
+  // tap's limit would end the tap short of it, so the sidecars get none.
+  v1::TapRequest paced = req;
+  paced.set_max_rps(1);
+  absl::StatusOr<v1::ObserveRequest> p = BuildObserveRequest(&r, paced);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->limit(), 0u);
+
   req.set_to("deploy/nosuch");
   o = BuildObserveRequest(&r, req);
   ASSERT_FALSE(o.ok());

@@ -10,9 +10,10 @@
 //                without an end cancels it), -c or --max-requests reached, -W files written
 //                (-G), or the reader of standard output went away (`taprec ... | head`).
 //   Unavailable  the control plane ended it on its own: "the control plane ended the tap" (a
-//                stream ended with trailing metadata tapkit-ended-by, or one that ended OK
-//                though nobody asked and no limit was reached: a control plane stopped with
-//                SIGTERM), "lost the control plane at ADDR" (the stream dropped), "cannot reach
+//                stream ended with an error and trailing metadata tapkit-ended-by, as at its
+//                shutdown; or one that ended OK though nobody asked and no limit was reached, as
+//                an older control plane ends at SIGTERM), "lost the control plane at ADDR" (the
+//                stream dropped), "cannot reach
 //                the control plane at ADDR".
 //   others       the control plane's refusal (NotFound for an unknown target, Unauthenticated,
 //                InvalidArgument...), with its message; a write error (the file's, or

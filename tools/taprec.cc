@@ -11,6 +11,7 @@
 // Exit status: 0 success (a live tap the user or a limit ended), 2 a usage error, an input,
 // output or capture error, or a live tap the control plane refused or ended on its own.
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +65,8 @@ uint64_t ParseFileSize(const std::string& text) {
                                             : 0;
   }
   if (!(v > 0) || unit == 0 || end == text.c_str()) return 0;
+  // A size past what a file can be (2^63 bytes) is not a size either (and would overflow).
+  if (!std::isfinite(v) || v * static_cast<double>(unit) >= 0x1p63) return 0;
   return static_cast<uint64_t>(v * unit);
 }
 
@@ -186,7 +189,8 @@ int main(int argc, char** argv) {
   if (vm.count("file-size")) {
     rotation.max_bytes = ParseFileSize(rotate_size);
     if (rotation.max_bytes == 0) {
-      return Usage("-C " + rotate_size + ": not a size above 0 (N million bytes, or Nk, Nm, Ng)");
+      return Usage("-C " + rotate_size +
+                   ": not a size above 0 and below 2^63 bytes (N million bytes, or Nk, Nm, Ng)");
     }
   }
   if (vm.count("rotate-seconds")) {
@@ -292,6 +296,11 @@ int main(int argc, char** argv) {
   t.method = method;
   t.authority = authority;
   t.path = path;
+  if (vm.count("count") && count == 0) {
+    // --max-requests 0 means no limit: -c 0 cannot be passed on as it, and a tap of nothing
+    // would only start sidecars to stop them.
+    return Usage("-c 0 with a TARGET: a live tap records at least one exchange (-c N, N >= 1)");
+  }
   t.max_requests = static_cast<uint64_t>(vm.count("count") ? count : max_requests);
   t.max_rps = max_rps;
   t.write_path = write_path;

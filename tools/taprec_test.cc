@@ -333,6 +333,8 @@ TEST(Taprec, RefusesRotationValuesBelowOne) {
        std::vector<std::pair<const char*, const char*>>{{"-C 0", "-C 0: not a size above 0"},
                                                         {"-C -3", "-C -3: not a size above 0"},
                                                         {"-C lots", "-C lots: not a size"},
+                                                        {"-C 1e30", "-C 1e30: not a size above 0 and below 2^63"},
+                                                        {"-C inf", "-C inf: not a size"},
                                                         {"-G -5", "-G -5: the period is from 1 second"},
                                                         {"-G 0", "-G 0: the period is from 1 second"},
                                                         // Once overflowed to a file per exchange.
@@ -409,6 +411,15 @@ TEST(Taprec, CaptureOfAnUndecodableLinkTypeIsAnError) {
   Result info = Sh(std::string(TAPCAT_BIN) + " --info -o json '" + dir + "/out.tap'");
   EXPECT_EQ(info.rc, 0) << info.err;
   EXPECT_NE(info.out.find("\"unknown_link_type\":"), std::string::npos) << info.out;
+}
+
+// -c 0 offline writes an empty capture; a live tap has no "none": refused, not a tap forever.
+TEST(Taprec, CountZeroWithATargetIsRefused) {
+  Result r = Sh(Taprec("deploy/backend -c 0"));
+  EXPECT_EQ(r.rc, 2);
+  if (r.err.find("this build has no live taps") != std::string::npos) GTEST_SKIP();
+  EXPECT_EQ(r.err, "taprec: -c 0 with a TARGET: a live tap records at least one exchange (-c N, "
+                   "N >= 1)\n");
 }
 
 }  // namespace
