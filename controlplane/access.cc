@@ -104,7 +104,8 @@ absl::StatusOr<std::string> ControlPlaneAddressForClient() {
 }
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK: a FIFO at the path must not hold the program forever (it is refused below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     std::string msg = absl::StrCat("token file ", path, ": ", std::strerror(e));
@@ -120,6 +121,13 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
     return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is not a regular file"));
+  }
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    // As ssh with a private key: another user who owns the file can read or replace the token.
+    ::close(fd);
+    return absl::PermissionDeniedError(absl::StrCat("token file ", path, " is owned by uid ",
+                                                    st.st_uid, ", not by uid ", ::geteuid(),
+                                                    " (this user) or root"));
   }
   if (st.st_mode & 077) {
     ::close(fd);

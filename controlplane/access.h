@@ -48,8 +48,9 @@ absl::StatusOr<std::string> ControlPlaneAddressForClient();
 
 // The bearer token in the file at `path`. Errors: NotFound/PermissionDenied with the errno
 // text; PermissionDenied when group or others may read or write it ("token file T has mode 0644:
-// group or others can read it; chmod 600 it"); InvalidArgument when it holds no token. Every
-// message names the file.
+// group or others can read it; chmod 600 it") or when it is owned by another user than this
+// one or root (as ssh refuses such a key); InvalidArgument when it is not a regular file (a FIFO
+// is refused without waiting on it) or holds no token. Every message names the file.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Whether `presented` equals `expected`, in time that depends only on their lengths

@@ -204,6 +204,26 @@ TEST(TokenFile, ReadableByOthersIsRefused) {
   EXPECT_THAT(std::string(tok.status().message()), HasSubstr("chmod 600"));
 }
 
+// A token file another user owns (who can read or replace it) is refused, even mode 0600, as
+// ssh refuses such a key; a FIFO is refused at once, not waited on.
+TEST(TokenFile, OwnedByAnotherUserOrAFifoIsRefused) {
+  TempDir t;
+  std::string f = t.path() + "/token";
+  WriteFile(f, "s3cret-token\n", 0600);
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(f.c_str(), 65534, 65534), 0);
+    absl::StatusOr<std::string> tok = ReadTokenFile(f);
+    ASSERT_FALSE(tok.ok());
+    EXPECT_TRUE(absl::IsPermissionDenied(tok.status())) << tok.status();
+    EXPECT_THAT(std::string(tok.status().message()), HasSubstr("owned by uid 65534"));
+  }
+  std::string fifo = t.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  absl::StatusOr<std::string> tok = ReadTokenFile(fifo);
+  EXPECT_TRUE(absl::IsInvalidArgument(tok.status())) << tok.status();
+  EXPECT_THAT(std::string(tok.status().message()), HasSubstr("not a regular file"));
+}
+
 // Missing or empty token files are errors naming the file.
 TEST(TokenFile, MissingOrEmpty) {
   TempDir t;

@@ -113,7 +113,11 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
         AppendText(x, o.format == OutputFormat::kWide, &out);
       }
       ++printed;
-      if (out.size() > (1 << 16) && !Flush(&out, to)) break;
+      if (out.size() > (1 << 16) && !Flush(&out, to)) {
+        std::fprintf(err, "%s: write error on standard output: %s\n", program,
+                     std::strerror(errno));
+        return false;  // nothing more is printed
+      }
     }
     if (o.info) {
       if (counts.exchanges == 0) counts.min_key = 0;

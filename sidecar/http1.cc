@@ -858,7 +858,13 @@ void Http1Connection::Hold(Side& side, std::span<const uint8_t> data, const Stre
   constexpr size_t kMaxHeld = 256 << 10;
   size_t room = kMaxHeld - std::min(kMaxHeld, side.held_bytes.size());
   size_t keep = std::min(room, data.size());
-  if (keep > 0) side.held_at.emplace_back(side.held_bytes.size(), at);
+  // Where each held piece began, for a hand-off after a 101 (only then): at most kMaxPieces
+  // entries, so that a peer sending one-byte segments cannot grow the list past the bytes'
+  // bound; past it, pieces join the last one (their bytes stay; their own times are lost).
+  constexpr size_t kMaxPieces = 1024;
+  if (keep > 0 && options_.hand_off_upgrades && side.held_at.size() < kMaxPieces) {
+    side.held_at.emplace_back(side.held_bytes.size(), at);
+  }
   side.held_bytes.append(reinterpret_cast<const char*>(data.data()), keep);
   counters_->held_bytes_dropped += data.size() - keep;
 }

@@ -311,6 +311,32 @@ TEST(ProtocolSeam, WebSocketGetsHeldClientBytesAndServerTail) {
   EXPECT_EQ(declined.counters, none.counters);
 }
 
+// Client bytes held before the 101 keep every byte, but the list of where each piece began is
+// bounded: 3000 one-byte segments (a peer growing the engine's memory by segment count) are
+// handed over whole, in at most 1024 pieces, the first at its own offset.
+TEST(ProtocolSeam, ManyTinyHeldSegmentsAreBoundedInPieces) {
+  WebSocket w;  // only for its request and 101
+  Conversation c;
+  c.Client(w.request);
+  for (int i = 0; i < 3000; ++i) c.Client(std::string(1, static_cast<char>('a' + i % 26)));
+  c.Server(w.head);
+  c.Fins();
+  Registry reg{{"websocket"}};
+  RunFrames(c.frames, c.ts, reg.Factory());
+  ASSERT_EQ(reg.started.size(), 1u);
+  std::string held;
+  size_t pieces = 0;
+  for (const auto& call : reg.started[0]->calls) {
+    if (call.what != "client") continue;
+    if (pieces == 0) EXPECT_EQ(call.offset, w.request.size());
+    ++pieces;
+    held += call.data;
+  }
+  ASSERT_EQ(held.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(held[i], 'a' + i % 26) << i;
+  EXPECT_LE(pieces, 1024u);
+}
+
 // A connection that begins with the HTTP/2 preface (prior knowledge, RFC 9113 section 3.4).
 TEST(ProtocolSeam, PrefaceGoesToTheH2cParserOrIsCounted) {
   Conversation c;
