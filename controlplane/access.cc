@@ -21,9 +21,48 @@ std::string Mode(mode_t m) { return absl::StrFormat("%04o", m & 07777); }
 
 }  // namespace
 
+// Whether $XDG_RUNTIME_DIR `x` may hold this user's runtime directory. For root only when root
+// owns it (or it does not exist yet): `sudo -E` and `su` pass the invoking user's, whom root's
+// sockets must not be handed to.
+bool XdgUsable(const char* x) {
+  if (::geteuid() != 0) return true;
+  struct stat st;
+  return ::stat(x, &st) != 0 || st.st_uid == 0;
+}
+
+// Every directory above `dir` (made absolute) must be owned by root or this user and writable by
+// no one else unless sticky (as /tmp): otherwise its owner or writers could rename the runtime
+// directory away and put their own in its place between the check and its use (as OpenSSH's
+// secure_permissions walks a path).
+absl::Status CheckAncestors(const std::string& dir, const std::string& refuse) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (ec) return absl::OkStatus();  // no working directory: the later lstat reports it
+  for (p = p.parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) {
+      if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            refuse, "the directory above it, ", p.string(), ", is owned by uid ", st.st_uid,
+            " (another user could replace it); use a directory of root's or this user's "
+            "(TAPKIT_RUNTIME_DIR)"));
+      }
+      if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            refuse, "the directory above it, ", p.string(), ", has mode ", Mode(st.st_mode),
+            ": others may write there and could replace it"));
+      }
+    }
+    if (p == p.root_path()) break;
+  }
+  return absl::OkStatus();
+}
+
 std::string DefaultRuntimeDir() {
   if (const char* d = std::getenv("TAPKIT_RUNTIME_DIR"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return absl::StrCat(x, "/tapkit");
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x && XdgUsable(x)) {
+    return absl::StrCat(x, "/tapkit");
+  }
   if (::geteuid() == 0) return "/run/tapkit";
   return absl::StrCat("/tmp/tapkit-", ::geteuid());
 }
@@ -70,6 +109,7 @@ absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_pa
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(refuse, "it is not a directory"));
   }
+  if (absl::Status a = CheckAncestors(plain, refuse); !a.ok()) return a;
   struct stat named;
   if (::stat(dir.c_str(), &named) != 0 || named.st_dev != st.st_dev || named.st_ino != st.st_ino) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -92,7 +132,7 @@ absl::StatusOr<std::string> SecureRuntimeDir(bool create) {
   std::string dir = DefaultRuntimeDir();
   const char* tapkit_dir = std::getenv("TAPKIT_RUNTIME_DIR");
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  bool xdg_case = !(tapkit_dir && *tapkit_dir) && xdg && *xdg;
+  bool xdg_case = !(tapkit_dir && *tapkit_dir) && xdg && *xdg && XdgUsable(xdg);
   if (absl::Status s = CheckRuntimeDir(dir, create, create && xdg_case); !s.ok()) return s;
   return dir;
 }

@@ -5,15 +5,19 @@
 // The runtime directory. Whoever controls it controls which controlplane.sock a client connects
 // to: another local user who created it first could put their own socket there and receive root's
 // taps. So it is looked up in a fixed order and checked before use:
-//   $TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit, else /run/tapkit for root (euid 0), else
+//   $TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit (for root only an $XDG_RUNTIME_DIR root
+//   owns: `sudo -E` passes the invoking user's), else /run/tapkit for root (euid 0), else
 //   /tmp/tapkit-EUID;
 // the control plane creates it (mode 0700; missing parents only under $XDG_RUNTIME_DIR), and both
-// sides verify with lstat that it is a directory, not a symbolic link, owned by the caller's
-// effective uid, with no group or other permission bits. Anything else is refused with a message
-// naming the directory and what is wrong.
+// sides verify with lstat, on the path written plainly ("dir/" and "dir/." name dir itself), that
+// it is a directory, not a symbolic link, owned by the caller's effective uid, with no group or
+// other permission bits; and that every directory above it is owned by root or the caller and
+// writable by no one else unless sticky (as /tmp), so that nobody can swap it between the check
+// and its use. Anything else is refused with a message naming the directory and what is wrong.
 //
 // The token file: its whole content, surrounding white space stripped, is the token. Like ssh
-// with a private key, a token file readable or writable by group or others is refused.
+// with a private key, a token file readable or writable by group or others, or owned by another
+// user than the caller or root, is refused.
 //
 // Thread-safety: the functions are safe to call from any thread (they read the environment).
 #ifndef TAPKIT_CONTROLPLANE_ACCESS_H_

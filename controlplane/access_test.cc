@@ -127,6 +127,33 @@ TEST(RuntimeDir, SymlinkAndFileAreRefused) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("not a directory"));
 }
 
+// A runtime directory under a directory another user owns, or others may write without the
+// sticky bit, is refused: they could swap it between the check and the socket's use.
+TEST(RuntimeDir, ParentAnotherUserControlsIsRefused) {
+  TempDir t;
+  std::string parent = t.path() + "/shared", dir = parent + "/run";
+  ASSERT_EQ(::mkdir(parent.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  EXPECT_TRUE(CheckRuntimeDir(dir, false).ok());
+  ASSERT_EQ(::chmod(parent.c_str(), 0777), 0);
+  absl::Status s = CheckRuntimeDir(dir, false);
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("the directory above it, " + parent +
+                                                  ", has mode 0777"));
+  ASSERT_EQ(::chmod(parent.c_str(), 01777), 0);  // sticky, as /tmp: only owners rename
+  EXPECT_TRUE(CheckRuntimeDir(dir, false).ok());
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chmod(parent.c_str(), 0755), 0);
+    ASSERT_EQ(::chown(parent.c_str(), 65534, 65534), 0);
+    s = CheckRuntimeDir(dir, false);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("is owned by uid 65534"));
+    // root ignores an $XDG_RUNTIME_DIR another user owns (sudo -E passes it on).
+    Env a("TAPKIT_RUNTIME_DIR", nullptr);
+    Env b("XDG_RUNTIME_DIR", parent.c_str());
+    EXPECT_EQ(DefaultRuntimeDir(), "/run/tapkit");
+  }
+}
+
 // The lookup order: $TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit (parents created), else
 // /run/tapkit for root, else /tmp/tapkit-EUID.
 TEST(RuntimeDir, LookupOrder) {
