@@ -218,6 +218,34 @@ void PodFanOut::DrainAll() {
   }
 }
 
+void PodFanOut::Release(uint32_t id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  released_.push_back(std::move(it->second));
+  streams_.erase(it);
+}
+
+void PodFanOut::Reap() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto it = released_.begin(); it != released_.end();) {
+    Stream& st = **it;
+    // Its last act was pushing the ENDED or LOST the session has seen: the join is immediate.
+    if (st.thread.joinable()) st.thread.join();
+    std::string how;
+    if (st.sidecar && st.sidecar->Running(&how)) {
+      ++it;  // still finishing: a later Reap, or StopAll, lets it go
+      continue;
+    }
+    it = released_.erase(it);  // ~Sidecar: reaped; its socket and log removed
+  }
+}
+
+size_t PodFanOut::held() {
+  std::lock_guard<std::mutex> l(mu_);
+  return streams_.size() + released_.size();
+}
+
 void PodFanOut::StopAll() {
   stopping_ = true;
   merged_->Close();
@@ -225,6 +253,10 @@ void PodFanOut::StopAll() {
   // Cancelling a call that has not started yet cancels it as it starts (grpc::ClientContext).
   for (auto& [id, st] : streams_) st->context.TryCancel();
   for (auto& [id, st] : streams_) {
+    if (st->thread.joinable()) st->thread.join();
+    if (st->sidecar) st->sidecar->Stop(2000);
+  }
+  for (auto& st : released_) {
     if (st->thread.joinable()) st->thread.join();
     if (st->sidecar) st->sidecar->Stop(2000);
   }
@@ -511,6 +543,7 @@ TapEnd TapSession::Run(const Sink& sink, TapControl* control,
     if (!draining &&
         now - last_resolve >= std::chrono::milliseconds(options_.resolve_interval_ms)) {
       last_resolve = now;
+      fanout_.Reap();  // streams that ended, their sidecars exited since
       if (uint64_t v = resolver_->Version(); v != version_) {
         version_ = v;
         labeller.Clear();
@@ -549,8 +582,10 @@ TapEnd TapSession::Run(const Sink& sink, TapControl* control,
         case v1::TapEvent::kPodStatus:
           if (e.pod_status().state() == v1::PodStatus::ENDED ||
               e.pod_status().state() == v1::PodStatus::LOST) {
-            // Its admitted exchanges that never ended give their places back.
+            // Its admitted exchanges that never ended give their places back; its thread and
+            // sidecar go once the sidecar has exited (Reap, below).
             admission.ForgetCapturePoint(me.capture_point_id);
+            fanout_.Release(me.capture_point_id);
             auto it = pods_.find(me.capture_point_id);
             if (it != pods_.end() && it->second.open) {
               it->second.open = false;

@@ -190,10 +190,18 @@ class PodFanOut {
   void Remove(uint32_t capture_point_id);
   // Asks every sidecar (those still starting too) to finish.
   void DrainAll();
+  // The pod's stream has ended (its ENDED or LOST came out of the queue): its thread, sidecar
+  // and the sidecar's socket and log are let go by Reap once the sidecar has exited, instead of
+  // at the tap's end (a long tap of a deployment that rolls would otherwise keep them all).
+  void Release(uint32_t capture_point_id);
+  // Joins and frees the released streams whose sidecar has exited; never waits on a sidecar.
+  void Reap();
   // Ends every stream now (cancels, joins the threads, stops the sidecars). Idempotent.
   void StopAll();
   // Sidecars that started.
   size_t started() const { return started_; }
+  // Streams held: running, or released and not yet reaped.
+  size_t held();
 
  private:
   struct Stream;
@@ -207,6 +215,7 @@ class PodFanOut {
   std::atomic<bool> stopping_{false};
   std::mutex mu_;  // guards streams_ (the map; each Stream locks itself)
   std::map<uint32_t, std::unique_ptr<Stream>> streams_;
+  std::vector<std::unique_ptr<Stream>> released_;  // guarded by mu_
   uint32_t next_id_ = 0;
 };
 

@@ -99,6 +99,17 @@ struct FakePod {
     terminated = true;
     cv.notify_all();
   }
+  // The tap let its handle go (~Sidecar: the real one's process reaped, socket removed).
+  void MarkReleased() {
+    std::lock_guard<std::mutex> l(mu);
+    released = true;
+    cv.notify_all();
+  }
+  bool WaitReleased(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, limit, [this] { return released; });
+  }
+  bool released = false;
   bool is_observing() {
     std::lock_guard<std::mutex> l(mu);
     return observing;
@@ -163,6 +174,7 @@ class FakeSidecar final : public Sidecar {
   }
   ~FakeSidecar() override {
     state_->Terminate();
+    state_->MarkReleased();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
   bool ok() const { return server_ != nullptr; }
@@ -170,10 +182,12 @@ class FakeSidecar final : public Sidecar {
   const PodInfo& pod() const override { return pod_; }
   void Stop(int) override { state_->Terminate(); }
   void Terminate() override { state_->Terminate(); }
+  // A sidecar told to finish exits once its stream has ended, as the real one does.
   bool Running(std::string* how) override {
     std::lock_guard<std::mutex> l(state_->mu);
     if (state_->fail && how) *how = "exited with status 1";
-    return !state_->fail;
+    if (!state_->fail && state_->terminated && how) *how = "exited with status 0";
+    return !state_->fail && !state_->terminated;
   }
 
  private:
@@ -824,6 +838,9 @@ TEST_F(SessionTest, PodsJoinAndLeaveARunningTap) {
   EXPECT_TRUE(pa->is_terminated());
   EXPECT_EQ(tap.Count(IsStatus("backend-1", v1::PodStatus::LOST)), 0);
   EXPECT_FALSE(pb->is_terminated());  // the other pod streams on
+  // The pod that left is let go while the tap runs (its thread joined, its sidecar handle
+  // destroyed), not kept to the tap's end.
+  EXPECT_TRUE(pa->WaitReleased(std::chrono::seconds(20)));
 
   tap.control().Stop();
   std::optional<TapEnd> end = tap.End();
