@@ -137,10 +137,14 @@ absl::StatusOr<std::string> SecureRuntimeDir(bool create) {
   return dir;
 }
 
+std::string ControlPlaneAddressIn(const std::string& dir) {
+  return absl::StrCat("unix:", dir, "/controlplane.sock");
+}
+
 absl::StatusOr<std::string> ControlPlaneAddressForClient() {
   absl::StatusOr<std::string> dir = SecureRuntimeDir(false);
   if (!dir.ok()) return dir.status();
-  return absl::StrCat("unix:", *dir, "/controlplane.sock");
+  return ControlPlaneAddressIn(*dir);
 }
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {

@@ -45,9 +45,14 @@ absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_pa
 // the $XDG_RUNTIME_DIR case).
 absl::StatusOr<std::string> SecureRuntimeDir(bool create);
 
+// The control plane's unix socket in runtime directory `dir`: "unix:DIR/controlplane.sock" (a
+// gRPC target). Where the control plane listens by default and where clients look.
+std::string ControlPlaneAddressIn(const std::string& dir);
+
 // For a client: the control plane's default address, "unix:DIR/controlplane.sock", after
 // SecureRuntimeDir(false) verified DIR. A client calls this instead of
-// DefaultControlPlaneAddress() so that it never talks to a socket another user planted.
+// ControlPlaneAddressIn(DefaultRuntimeDir()) so that it never talks to a socket another user
+// planted.
 absl::StatusOr<std::string> ControlPlaneAddressForClient();
 
 // The bearer token in the file at `path`. Errors: NotFound/PermissionDenied with the errno

@@ -185,10 +185,6 @@ class LocalRuntime final : public Runtime {
 
 }  // namespace
 
-std::string DefaultControlPlaneAddress() {
-  return absl::StrCat("unix:", DefaultRuntimeDir(), "/controlplane.sock");
-}
-
 std::string FindSidecarBinary(const std::string& self) {
   std::error_code ec;
   fs::path dir = fs::canonical(self, ec).parent_path();

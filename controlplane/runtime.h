@@ -69,10 +69,6 @@ struct LocalRuntimeOptions {
   std::string sidecar_user;
 };
 
-// The control plane's default address in DefaultRuntimeDir() (access.h), unchecked:
-// "unix:DIR/controlplane.sock". Clients call ControlPlaneAddressForClient() (access.h), which
-// verifies the directory first.
-std::string DefaultControlPlaneAddress();
 
 // Loads the inventory (Inventory::Load errors; the file is then reloaded when it changes, see
 // InventoryFileResolver), checks the sidecar binary (NotFound) and creates or checks the runtime

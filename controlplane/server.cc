@@ -51,7 +51,7 @@ absl::Status RunControlPlane(const ControlPlaneOptions& o, const std::atomic<int
   } else if (absl::Status s = CheckRuntimeDir(runtime_dir, /*create=*/true); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("--runtime-dir: ", s.message()));
   }
-  if (listen.empty()) listen = "unix:" + runtime_dir + "/controlplane.sock";
+  if (listen.empty()) listen = ControlPlaneAddressIn(runtime_dir);
   LocalRuntimeOptions ro;
   ro.sidecar_user = o.sidecar_user;
   ro.inventory_path = o.inventory;

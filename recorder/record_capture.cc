@@ -18,6 +18,7 @@
 #include "format/redact.h"
 #include "format/render.h"
 #include "recorder/metadata.h"
+#include "recorder/stop_signals.h"
 #include "sidecar/decode.h"
 #include "sidecar/engine.h"
 #include "sidecar/live_capture.h"
@@ -26,31 +27,6 @@
 
 namespace tapkit {
 namespace {
-
-std::atomic<bool> g_signalled{false};
-void OnStopSignal(int) { g_signalled = true; }
-
-// SIGINT and SIGTERM set g_signalled while it lives; the previous handlers come back after.
-class StopSignals {
- public:
-  // `restart`: SA_RESTART. Without it a read blocked on a pipe or FIFO (-r -) is interrupted.
-  explicit StopSignals(bool restart) {
-    g_signalled = false;
-    struct sigaction sa {};
-    sa.sa_handler = OnStopSignal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = restart ? SA_RESTART : 0;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {}, old_term_{};
-};
 
 uint64_t Sum(const std::map<std::string, uint64_t>& m) {
   uint64_t n = 0;
@@ -112,8 +88,8 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   // -i runs until Ctrl+C or SIGTERM (or -c), like tcpdump; -r until the file ends, and Ctrl+C
   // stops reading: what was read is written, with index and trailer.
   std::optional<StopSignals> signals;
-  if (!o.stop) signals.emplace(/*restart=*/live);
-  std::atomic<bool>* stop_flag = o.stop ? o.stop : &g_signalled;
+  if (!o.stop) signals.emplace(/*restart=*/live, /*ignore_sigpipe=*/false);
+  std::atomic<bool>* stop_flag = o.stop ? o.stop : &StopSignals::stopped();
   absl::StatusOr<std::unique_ptr<PacketSource>> opened;
   if (live) {
     LiveOptions lo;

@@ -27,6 +27,7 @@
 #include "format/redact.h"
 #include "format/render.h"
 #include "recorder/metadata.h"
+#include "recorder/stop_signals.h"
 #include "recorder/recorder.h"
 
 namespace tapkit {
@@ -34,35 +35,6 @@ namespace {
 
 namespace v1 = tapkit::tap::v1;
 
-std::atomic<int> g_signals{0};
-void OnSignal(int) { ++g_signals; }
-
-// SIGINT and SIGTERM count into g_signals, SIGPIPE is ignored (a closed output is a write error,
-// EPIPE); the previous dispositions come back after.
-class TapSignals {
- public:
-  TapSignals() {
-    g_signals = 0;
-    struct sigaction sa {};
-    sa.sa_handler = OnSignal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    struct sigaction ign {};
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    ::sigaction(SIGPIPE, &ign, &old_pipe_);
-  }
-  ~TapSignals() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGPIPE, &old_pipe_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {}, old_term_{}, old_pipe_{};
-};
 
 v1::TapRequest RequestFor(const TapOptions& a) {
   v1::TapRequest req;
@@ -195,9 +167,9 @@ absl::Status RunTap(const TapOptions& a) {
   // as "capture ended", and the stream ends; the loop below then finishes the file. If that
   // takes over kStopWaitMs, or at a second request, the call is cancelled instead.
   constexpr int kStopWaitMs = 5000;
-  std::optional<TapSignals> signals;
-  if (!a.stop) signals.emplace();
-  std::atomic<int>& stops = a.stop ? *a.stop : g_signals;
+  std::optional<StopSignals> signals;
+  if (!a.stop) signals.emplace(/*restart=*/true, /*ignore_sigpipe=*/true);
+  std::atomic<int>& stops = a.stop ? *a.stop : StopSignals::received();
   std::atomic<bool> done{false};
   std::mutex tap_id_mu;
   std::string tap_id;  // from the stream's TapStarted
