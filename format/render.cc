@@ -10,6 +10,14 @@
 #include "absl/time/time.h"
 
 namespace tapkit {
+
+absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view word) {
+  if (word == "text") return OutputFormat::kText;
+  if (word == "wide") return OutputFormat::kWide;
+  if (word == "json") return OutputFormat::kJson;
+  return absl::InvalidArgumentError(
+      absl::StrCat("-o ", std::string(word), ": unknown output (text, wide, json)"));
+}
 namespace {
 
 using nlohmann::json;

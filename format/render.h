@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
 #include "format/exchange_view.h"
 #include "format/metadata.h"
 #include "format/reader.h"
@@ -15,6 +16,10 @@
 namespace tapkit {
 
 enum class OutputFormat { kText, kWide, kJson };
+
+// The -o word of every tool: "text", "wide" or "json". Errors: InvalidArgument "-o WORD: unknown
+// output (text, wide, json)".
+absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view word);
 
 // Appends the exchange's `req`, interim `rsp`, final `rsp` and `end` lines (each ending in '\n')
 // in linkerd tap's layout; `wide` adds the source and destination resources.

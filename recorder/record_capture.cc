@@ -42,10 +42,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     return absl::InvalidArgumentError(live ? "-r and -i: one source at a time"
                                            : "give -r FILE or -i IFACE");
   }
-  if (o.output != "text" && o.output != "wide" && o.output != "json") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("-o ", o.output, ": unknown output (text, wide, json)"));
-  }
+
   if (!o.write_path.empty() && o.write_path != "-" && !live) {
     // Writing over the capture being read (by name, or as standard input) would destroy it.
     struct stat in {
@@ -215,10 +212,10 @@ absl::Status RecordCapture(const CaptureRecording& o) {
       // Printed by the code tapcat prints stored exchanges with, from a view of the encoding.
       absl::StatusOr<ExchangeView> v = ViewOfExchange(x, &builder, &bodies);
       if (v.ok()) {
-        if (o.output == "json") {
+        if (o.output == OutputFormat::kJson) {
           AppendJson(*v, &text);
         } else {
-          AppendText(*v, o.output == "wide", &text);
+          AppendText(*v, o.output == OutputFormat::kWide, &text);
         }
         if (std::fwrite(text.data(), 1, text.size(), o.out) != text.size()) print_error = true;
         if (live) std::fflush(o.out);  // live: each exchange as it ends

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "format/format.h"
+#include "format/render.h"
 #include "recorder/rotating_writer.h"
 
 namespace tapkit {
@@ -36,7 +37,7 @@ struct CaptureRecording {
   std::string bpf;             // BPF expression; empty = every packet
 
   std::string write_path;       // -w: a .tap file ("-" = standard output); empty = print
-  std::string output = "text";  // printing: text, wide or json (tapcat's -o)
+  OutputFormat output = OutputFormat::kText;  // printing (tapcat's -o; ParseOutputFormat)
   int64_t count = -1;           // -c: stop after this many exchanges; -1 = no limit, 0 = none
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   bool redact = true;

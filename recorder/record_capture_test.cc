@@ -110,7 +110,7 @@ TEST(RecordCapture, PrintsAndSummarises) {
   std::atomic<bool> stop{false};
   CaptureRecording o;
   o.read_path = kFixture;
-  o.output = "json";
+  o.output = OutputFormat::kJson;
   o.count = 2;
   o.stop = &stop;
   o.out = out;

@@ -36,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "format/format.h"
+#include "format/render.h"
 #include "recorder/rotating_writer.h"
 
 namespace tapkit {
@@ -49,7 +50,7 @@ struct TapOptions {
   uint64_t max_requests = 0;            // exchanges in all (--max-requests, -c); 0 = no limit
   double max_rps = 0;                   // exchanges per second, all pods together; 0 = no limit
   std::string write_path;               // -w ("-" = standard output); empty = print
-  std::string output = "text";          // printing: text, wide, json
+  OutputFormat output = OutputFormat::kText;  // printing (ParseOutputFormat)
   std::string controlplane;             // gRPC target; empty = ControlPlaneAddressForClient()
   std::string token_file;               // bearer token (a control plane on TCP)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept

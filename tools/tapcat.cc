@@ -64,15 +64,9 @@ int main(int argc, char** argv) {
                  "(damage included).\n";
     return kExitOk;
   }
-  tapkit::OutputFormat format;
-  if (output == "text") {
-    format = tapkit::OutputFormat::kText;
-  } else if (output == "wide") {
-    format = tapkit::OutputFormat::kWide;
-  } else if (output == "json") {
-    format = tapkit::OutputFormat::kJson;
-  } else {
-    std::fprintf(stderr, "tapcat: -o %s: unknown output (text, wide, json)\n", output.c_str());
+  absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
+  if (!format.ok()) {
+    std::fprintf(stderr, "tapcat: %s\n", std::string(format.status().message()).c_str());
     return kExitError;
   }
   if (files.empty()) {
@@ -85,7 +79,7 @@ int main(int argc, char** argv) {
   }
   tapkit::PrintOptions print;
   print.files = files;
-  print.format = format;
+  print.format = *format;
   print.count = count;
   print.info = vm.count("info") > 0;
   print.reindex = vm.count("reindex") > 0;

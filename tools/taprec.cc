@@ -170,6 +170,8 @@ int main(int argc, char** argv) {
     return Usage("-o chooses how exchanges are printed; with -w they go to the file (tapcat -o "
                  "prints it)");
   }
+  absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
+  if (!format.ok()) return Usage(std::string(format.status().message()));
   if (offline) {
     for (const char* flag :
          {"namespace", "selector", "to", "to-namespace", "from", "from-namespace", "method",
@@ -259,7 +261,7 @@ int main(int argc, char** argv) {
     o.buffer_bytes = static_cast<int>(buffer_kib * 1024);
     o.bpf = absl::StrJoin(bpf_words, " ");
     o.write_path = write_path;
-    o.output = output;
+    o.output = *format;
     o.count = vm.count("count") ? count : -1;
     o.body_limit = static_cast<uint64_t>(body_limit);
     o.redact = !vm.count("no-redact");
@@ -304,7 +306,7 @@ int main(int argc, char** argv) {
   t.max_requests = static_cast<uint64_t>(vm.count("count") ? count : max_requests);
   t.max_rps = max_rps;
   t.write_path = write_path;
-  t.output = output;
+  t.output = *format;
   t.controlplane = controlplane;
   t.token_file = token_file;
   t.body_limit = static_cast<uint64_t>(body_limit);
