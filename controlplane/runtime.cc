@@ -125,8 +125,10 @@ class LocalRuntime final : public Runtime {
     if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
     if (pid == 0) {
       // The child: its own process group, so a terminal's Ctrl+C reaches the control plane,
-      // which stops its sidecars in order; and SIGTERM when the control plane dies, however it
-      // dies (kill -9 included), so that no sidecar outlives it.
+      // which stops its sidecars in order; and SIGTERM when the thread that forked it ends
+      // (prctl(2): the parent *thread*), which is the pod's stream thread: it ends with the
+      // stream, and with the control plane however it dies (kill -9 included), so no sidecar
+      // outlives either. Start sidecars only from a thread that lives as long as their stream.
       ::setpgid(0, 0);
       // Below the pods it taps: CPU goes to the workload first, and the capture buffer
       // (seconds of traffic) absorbs the wait. A Kubernetes runtime would give the ephemeral

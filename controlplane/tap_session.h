@@ -73,7 +73,9 @@ struct MergedEvent {
   tapv1::TapEvent event;
 };
 
-// The events of every pod of one tap, in arrival order, at most `capacity` waiting.
+// The events of every pod of one tap, in arrival order. A pusher waits while `capacity` or more
+// are waiting, then adds its whole batch: at most `capacity` plus one batch per pod stream wait
+// (a sidecar's message holds up to about 1 MiB of exchanges).
 class MergeQueue {
  public:
   explicit MergeQueue(size_t capacity = 65536) : capacity_(capacity) {}

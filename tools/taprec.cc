@@ -135,7 +135,9 @@ int main(int argc, char** argv) {
       "at most R exchanges per second, all pods together, in bursts of up to R (0: no limit); "
       "the rest are counted as held back")(
       "controlplane", po::value(&controlplane),
-      "the control plane (default unix:$TAPKIT_RUNTIME_DIR/controlplane.sock)")(
+      "the control plane (default unix:RUNTIME_DIR/controlplane.sock, RUNTIME_DIR being "
+      "$TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit, else /run/tapkit for root, else "
+      "/tmp/tapkit-UID; it must be this user's own)")(
       "token-file", po::value(&token_file), "bearer token for a control plane on TCP")(
       "delay-report", po::bool_switch(&delay_report),
       "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
