@@ -6,6 +6,9 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <thread>
+#include <unistd.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include <condition_variable>
@@ -219,6 +222,41 @@ TEST_F(TapClientTest, StopRequestIsSuccess) {
   EXPECT_TRUE(RunTap(o).ok());
   EXPECT_EQ(fake_.stopped_ids(), std::vector<std::string>{"tap-7"});
   EXPECT_EQ(ExchangesIn(o.write_path), 2u);
+}
+
+// Printing into a pipe whose reader went away (`taprec deploy/x | head -1`): the tap ends, quietly
+// and with success, as tcpdump's does; the control plane sees the call cancelled.
+TEST_F(TapClientTest, ClosedOutputPipeEndsTheTapWithSuccess) {
+  std::atomic<bool> cancelled{false};
+  fake_.watch = [&cancelled](grpc::ServerContext* ctx, Writer* w) {
+    w->Write(Started("tap-1"));
+    for (uint64_t i = 0; i < 2000 && !ctx->IsCancelled(); ++i) w->Write(Exchanges(i, 1));
+    while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    cancelled = true;
+    return grpc::Status::CANCELLED;
+  };
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);  // the reader is gone
+  // RunTap given `stop` leaves the signals alone: SIGPIPE is ignored here, as taprec does.
+  struct sigaction ign {}, old {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, &old);
+  std::FILE* pipe_out = ::fdopen(fds[1], "w");
+  ASSERT_NE(pipe_out, nullptr);
+  TapOptions o = Options();
+  o.write_path.clear();  // print
+  o.out = pipe_out;
+  absl::Status s = RunTap(o);
+  std::fclose(pipe_out);
+  ::sigaction(SIGPIPE, &old, nullptr);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(Err(), "") << "no word: the reader chose to stop reading";
+  // The server learns of the cancel on its own schedule: wait for it (bounded), not assume it.
+  for (int i = 0; i < 1000 && !cancelled; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(cancelled);
 }
 
 // Refused (an unknown target): the control plane's message, and no file at the -w path.
