@@ -43,13 +43,13 @@ absl::Status CheckAncestors(const std::string& dir, const std::string& refuse) {
     if (::stat(p.c_str(), &st) == 0) {
       if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            refuse, "the directory above it, ", p.string(), ", is owned by uid ", st.st_uid,
+            refuse, "a directory above it, ", p.string(), ", is owned by uid ", st.st_uid,
             " (another user could replace it); use a directory of root's or this user's "
             "(TAPKIT_RUNTIME_DIR)"));
       }
       if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
         return absl::FailedPreconditionError(absl::StrCat(
-            refuse, "the directory above it, ", p.string(), ", has mode ", Mode(st.st_mode),
+            refuse, "a directory above it, ", p.string(), ", has mode ", Mode(st.st_mode),
             ": others may write there and could replace it"));
       }
     }
@@ -70,6 +70,14 @@ std::string DefaultRuntimeDir() {
 absl::Status CheckRuntimeDir(const std::string& dir, bool create, bool create_parents) {
   if (dir.empty()) return absl::InvalidArgumentError("the runtime directory is an empty path");
   if (create) {
+    // Checked before anything is made: a refused directory is not left behind.
+    std::string plain = std::filesystem::path(dir).lexically_normal().string();
+    while (plain.size() > 1 && plain.back() == '/') plain.pop_back();
+    if (absl::Status a =
+            CheckAncestors(plain, absl::StrCat("runtime directory ", dir, " is refused: "));
+        !a.ok()) {
+      return a;
+    }
     if (create_parents) {
       std::error_code ec;
       std::filesystem::path parent = std::filesystem::path(dir).parent_path();

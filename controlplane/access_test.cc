@@ -138,8 +138,12 @@ TEST(RuntimeDir, ParentAnotherUserControlsIsRefused) {
   ASSERT_EQ(::chmod(parent.c_str(), 0777), 0);
   absl::Status s = CheckRuntimeDir(dir, false);
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("the directory above it, " + parent +
+  EXPECT_THAT(std::string(s.message()), HasSubstr("a directory above it, " + parent +
                                                   ", has mode 0777"));
+  // Refused before anything is made: no directory is left behind.
+  std::string fresh = parent + "/new";
+  EXPECT_TRUE(absl::IsFailedPrecondition(CheckRuntimeDir(fresh, true)));
+  EXPECT_FALSE(std::filesystem::exists(fresh));
   ASSERT_EQ(::chmod(parent.c_str(), 01777), 0);  // sticky, as /tmp: only owners rename
   EXPECT_TRUE(CheckRuntimeDir(dir, false).ok());
   if (::geteuid() == 0) {

@@ -3,15 +3,17 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace tapkit {
 
@@ -87,15 +89,48 @@ size_t Redactor::Apply(Exchange* x) const {
 }
 
 absl::StatusOr<std::string> ReadRedactionKey(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
+  constexpr size_t kMinKey = 16, kMaxKey = 64 << 10;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(e)));
   }
-  std::string key((std::istreambuf_iterator<char>(in)), {});
-  if (key.size() < 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": a redaction key needs at least 16 bytes, the file has ", key.size()));
+  auto fail = [fd](absl::Status s) {
+    ::close(fd);
+    return s;
+  };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return fail(absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno))));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file")));
+  }
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return fail(absl::PermissionDeniedError(absl::StrCat(
+        path, ": owned by uid ", st.st_uid, ", not by uid ", ::geteuid(), " (this user) or root")));
+  }
+  if (st.st_mode & 077) {
+    return fail(absl::PermissionDeniedError(
+        absl::StrCat(path, ": mode ", absl::StrFormat("%04o", st.st_mode & 07777),
+                     ": group or others can read or write the key; chmod 600 it")));
+  }
+  std::string key;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno))));
+    if (n == 0) break;
+    key.append(buf, static_cast<size_t>(n));
+    if (key.size() > kMaxKey) break;
+  }
+  ::close(fd);
+  if (key.size() < kMinKey || key.size() > kMaxKey) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": a redaction key is 16 bytes to 64 KiB, the file has ",
+        key.size() > kMaxKey ? std::string("more") : std::to_string(key.size())));
   }
   return key;
 }

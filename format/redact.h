@@ -47,8 +47,12 @@ class Redactor {
   std::string key_;
 };
 
-// Reads a key file (at least 16 bytes of key material; the whole file is the key). Errors name
-// the file: NotFound, PermissionDenied, InvalidArgument when shorter than 16 bytes.
+// Reads a key file (16 bytes to 64 KiB of key material; the whole file is the key). The key is
+// a secret (whoever has it can check a guess against a marker), so, as ssh with a private key,
+// a file that group or others may read or write, or that another user than the caller or root
+// owns, is refused. Errors name the file: NotFound; PermissionDenied (unreadable, its mode or
+// owner); InvalidArgument when not a regular file (a FIFO or a directory: refused without
+// waiting on it) or of the wrong size. Never throws.
 absl::StatusOr<std::string> ReadRedactionKey(const std::string& path);
 
 }  // namespace tapkit

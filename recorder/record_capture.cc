@@ -43,13 +43,18 @@ absl::Status RecordCapture(const CaptureRecording& o) {
                                            : "give -r FILE or -i IFACE");
   }
 
+  // Writing over the capture being read (by name, or as standard input) would destroy it: the
+  // first -w file is checked here, the ones -C and -G open later as they open (RotatingWriter).
+  std::optional<FileId> input_file;
   if (!o.write_path.empty() && o.write_path != "-" && !live) {
-    // Writing over the capture being read (by name, or as standard input) would destroy it.
     struct stat in {
     }, out{};
     int in_ok = o.read_path == "-" ? ::fstat(STDIN_FILENO, &in) : ::stat(o.read_path.c_str(), &in);
-    if (in_ok == 0 && ::stat(o.write_path.c_str(), &out) == 0 && S_ISREG(in.st_mode) &&
-        in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+    if (in_ok == 0 && S_ISREG(in.st_mode)) {
+      input_file = FileId{static_cast<uint64_t>(in.st_dev), static_cast<uint64_t>(in.st_ino)};
+    }
+    if (input_file && ::stat(o.write_path.c_str(), &out) == 0 && in.st_dev == out.st_dev &&
+        in.st_ino == out.st_ino) {
       return absl::InvalidArgumentError(absl::StrCat(
           "-w ", o.write_path, ": is the capture being read (-r); refusing to overwrite it"));
     }
@@ -166,6 +171,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   // The -Z user can write that directory: it must not be able to point a file's name at
   // another file for root to truncate and hand over.
   rotation.no_follow = rotating && drop && drop->will_drop();
+  rotation.never_overwrite = input_file;
   std::unique_ptr<RotatingWriter> writer;
   if (!o.write_path.empty()) {
     writer = std::make_unique<RotatingWriter>(o.write_path, meta, rotation, trailer);

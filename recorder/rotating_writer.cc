@@ -1,5 +1,7 @@
 #include "recorder/rotating_writer.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -97,6 +99,15 @@ absl::Status RotatingWriter::Open() {
   if (options_.max_bytes && options_.count && files_ >= options_.count && options_.notice) {
     options_.notice(absl::StrCat("-W ", options_.count, ": overwriting ", current_,
                                  ", the oldest file of the ring"));
+  }
+  if (options_.never_overwrite) {
+    struct stat st {};
+    if (::stat(current_.c_str(), &st) == 0 &&
+        static_cast<uint64_t>(st.st_dev) == options_.never_overwrite->device &&
+        static_cast<uint64_t>(st.st_ino) == options_.never_overwrite->inode) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "-w ", current_, ": is the capture being read (-r); refusing to overwrite it"));
+    }
   }
   auto file = OpenWritableFile(current_, options_.no_follow);
   if (!file.ok()) return file.status();

@@ -23,12 +23,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "format/async_writer.h"
 
 namespace tapkit {
+
+// A file's identity (st_dev, st_ino).
+struct FileId {
+  uint64_t device = 0, inode = 0;
+};
 
 struct RotationOptions {
   uint64_t max_bytes = 0;  // -C, bytes (already multiplied out); 0 = no size rotation
@@ -41,6 +47,9 @@ struct RotationOptions {
   // Refuse to write through a symbolic link at a file's name (OpenWritableFile's no_follow):
   // set when a less trusted user can write the directory (taprec -Z with -C or -G).
   bool no_follow = false;
+  // A file no name of the rotation may overwrite (the capture taprec -r reads): opening it is
+  // refused, FailedPrecondition naming it.
+  std::optional<FileId> never_overwrite;
   // Told, in one line without a program prefix, what the user should know: a ring about to
   // overwrite its oldest file. Null: said nowhere.
   std::function<void(const std::string&)> notice;

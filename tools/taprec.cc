@@ -172,6 +172,12 @@ int main(int argc, char** argv) {
     return Usage("-o chooses how exchanges are printed; with -w they go to the file (tapcat -o "
                  "prints it)");
   }
+  if (vm.count("write") && write_path.empty()) {
+    return Usage("-w: give a file name (or - for standard output)");
+  }
+  if (vm.count("no-redact") && !redact_key_file.empty()) {
+    return Usage("--redact-key-file goes with redaction; --no-redact turns it off");
+  }
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) return Usage(std::string(format.status().message()));
   if (offline) {

@@ -422,5 +422,35 @@ TEST(Taprec, CountZeroWithATargetIsRefused) {
                    "N >= 1)\n");
 }
 
+// The files -C opens later are checked too: a rotated name that is the capture being read
+// (o1.tap read while writing o.tap) is refused, never overwritten.
+TEST(Taprec, RotationNeverOverwritesTheCaptureBeingRead) {
+  std::string dir = OwnDir();
+  std::string in = dir + "/o1.tap";
+  std::string bytes =
+      testing::ReadFileBytes(TAPKIT_SOURCE_DIR "/fixtures/captures/keepalive-10-gets.pcap");
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << bytes;
+  }
+  Result r = Sh(Taprec("-r '" + in + "' -w '" + dir + "/o.tap' -C 1k -Z root"));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("taprec: -w " + in + ": is the capture being read (-r); refusing to "
+                       "overwrite it"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(testing::ReadFileBytes(in), bytes);
+}
+
+// An empty -w name, and a key for redaction that --no-redact turns off, are refused.
+TEST(Taprec, EmptyOutputNameAndUnusedKeyAreRefused) {
+  Result r = Sh(Taprec("-r '" + kFixture + "' -w ''"));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.err, "taprec: -w: give a file name (or - for standard output)\n");
+  r = Sh(Taprec("-r '" + kFixture + "' --no-redact --redact-key-file /dev/null"));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.err, "taprec: --redact-key-file goes with redaction; --no-redact turns it off\n");
+}
+
 }  // namespace
 }  // namespace tapkit
