@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -189,6 +190,26 @@ absl::Status PrivilegeDrop::CanWriteDirectory(const std::string& dir) const {
     return absl::ErrnoToStatus(e, absl::StrCat(dir, ": ", Errno(e)));
   }
   if (!S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(dir, ": not a directory"));
+  // The user must also reach it: search permission on every directory above (a root whose / is
+  // root's only, as in a chroot made by mktemp -d, lets nobody reach anything).
+  std::error_code ec;
+  std::filesystem::path above = std::filesystem::absolute(dir, ec).lexically_normal();
+  for (above = above.parent_path(); !ec && !above.empty(); above = above.parent_path()) {
+    struct stat a {};
+    if (::stat(above.c_str(), &a) == 0) {
+      mode_t x = a.st_uid == uid_ ? S_IXUSR
+                 : (a.st_gid == gid_ ||
+                    std::find(groups_.begin(), groups_.end(), a.st_gid) != groups_.end())
+                     ? S_IXGRP
+                     : S_IXOTH;
+      if (!(a.st_mode & x)) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            above.string(), " (mode ", absl::StrFormat("%04o", a.st_mode & 07777),
+            ", owner uid ", a.st_uid, ") lets ", user_, " not reach ", dir));
+      }
+    }
+    if (above == above.root_path()) break;
+  }
   mode_t need;  // write and search, in the class of permission bits that applies to the user
   if (st.st_uid == uid_) {
     need = S_IWUSR | S_IXUSR;
@@ -244,6 +265,12 @@ absl::Status PrivilegeDrop::Apply() {
   // permitted, effective and ambient sets (capabilities(7)); check rather than trust.
   std::string want_uid = std::to_string(uid_), want_gid = std::to_string(gid_);
   DIR* dir = ::opendir("/proc/self/task");
+  if (!dir && (errno == EACCES || errno == EPERM)) {
+    // A /proc mounted with hidepid, or a process the uid change made non-dumpable where /proc
+    // then hides its own task list from it: this thread is checked through the system calls,
+    // and the others rest on nptl's setxid, which changes every thread or aborts the process.
+    return CheckThisThread();
+  }
   if (!dir) return fail("opendir /proc/self/task", errno);
   absl::Status st;
   int threads = 0;
@@ -287,6 +314,29 @@ absl::Status PrivilegeDrop::Apply() {
     st = absl::InternalError(absl::StrCat(flag_, " ", user_, ": /proc/self/task lists no thread"));
   }
   return st;
+}
+
+absl::Status PrivilegeDrop::CheckThisThread() const {
+  auto bad = [&](const std::string& what) {
+    return absl::InternalError(absl::StrCat(flag_, " ", user_, ": after the drop, ", what));
+  };
+  uid_t r, e, su;
+  gid_t rg, eg, sg;
+  if (::getresuid(&r, &e, &su) != 0 || r != uid_ || e != uid_ || su != uid_) {
+    return bad(absl::StrCat("uids ", r, " ", e, " ", su));
+  }
+  if (::getresgid(&rg, &eg, &sg) != 0 || rg != gid_ || eg != gid_ || sg != gid_) {
+    return bad(absl::StrCat("gids ", rg, " ", eg, " ", sg));
+  }
+  if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) return bad("no_new_privs is off");
+  cap_t caps = cap_get_proc();
+  if (!caps) return bad(absl::StrCat("cap_get_proc: ", Errno(errno)));
+  cap_t none = cap_init();
+  bool clear = none && cap_compare(caps, none) == 0;
+  cap_free(none);
+  cap_free(caps);
+  if (!clear) return bad("capabilities are left");
+  return absl::OkStatus();
 }
 
 absl::Status DropPrivileges(const std::string& user, const std::string& flag) {

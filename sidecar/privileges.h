@@ -86,6 +86,8 @@ class PrivilegeDrop {
 
  private:
   PrivilegeDrop() = default;
+  // Apply's check of the calling thread alone, where /proc hides the task list.
+  absl::Status CheckThisThread() const;
 
   bool will_drop_ = false;
   bool applied_ = false;

@@ -30,6 +30,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -281,14 +282,27 @@ p.wait()
             os.setgroups([])
             os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
             os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
-        p = self.spawn([TAPREC, "-r", FIXTURE, "-Z", "daemon"],
+        # nobody must reach the program and the capture: a clone in a directory only root can
+        # search (as CI's may be) leaves nothing to test here.
+        try:
+            probe = subprocess.run([TAPREC, "--version"], preexec_fn=become_nobody,
+                                   capture_output=True, timeout=WAIT)
+        except PermissionError:
+            self.skipTest(f"nobody cannot run {TAPREC} (a directory on its path is root's only)")
+        self.assertEqual(probe.returncode, 0, probe.stderr)
+        readable = tempfile.mkdtemp(prefix="privileges_test.")
+        self.addCleanup(shutil.rmtree, readable, True)
+        os.chmod(readable, 0o755)
+        fixture = shutil.copy(FIXTURE, os.path.join(readable, "in.pcap"))
+        os.chmod(fixture, 0o644)
+        p = self.spawn([TAPREC, "-r", fixture, "-Z", "daemon"],
                        preexec_fn=become_nobody)
         self.assertEqual(p.wait(WAIT), 2)
         self.assertIn("-Z daemon: only root can change to another user (running as uid "
                       f"{nobody.pw_uid} (nobody))", self.stderr_of(p))
         # Its own name, or none: nothing to change.
         for z in (["-Z", "nobody"], []):
-            p = self.spawn([TAPREC, "-r", FIXTURE, "-c", "1", *z], preexec_fn=become_nobody)
+            p = self.spawn([TAPREC, "-r", fixture, "-c", "1", *z], preexec_fn=become_nobody)
             self.assertEqual(p.wait(WAIT), 0, self.stderr_of(p))
 
     def test_taprec_rotation_needs_a_directory_the_user_can_write(self):
@@ -312,6 +326,12 @@ p.wait()
         # (a parser it compromised in an earlier run): root must not truncate and hand over the
         # file it points to.
         os.chmod(self.tmp, 0o777)
+        nobody = pwd.getpwnam("nobody")
+        for d in [os.path.dirname(self.tmp)] + [os.path.dirname(p) for p in parents(self.tmp)]:
+            st = os.stat(d)
+            if not st.st_mode & 0o001 and st.st_uid != nobody.pw_uid:
+                self.skipTest(f"nobody cannot reach {self.tmp}: {d} has mode "
+                              f"{st.st_mode & 0o7777:04o} (a root whose / is root's only?)")
         os.unlink(tap)
         precious = os.path.join(self.tmp, "precious")
         with open(precious, "wb") as f:
@@ -341,6 +361,17 @@ p.wait()
         for f in files:
             self.assertEqual(os.stat(os.path.join(self.tmp, f)).st_uid,
                              pwd.getpwnam("nobody").pw_uid, f)
+
+
+def parents(path):
+    """Every directory above `path`, nearest first, up to /."""
+    out = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return out
+        out.append(parent)
+        path = parent
 
 
 def main():

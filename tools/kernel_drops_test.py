@@ -129,7 +129,7 @@ def attempt(build, work, port, total, pause_after):
     try:
         with open(errpath, "wb") as err:
             rec = subprocess.Popen(
-                [taprec, "-i", "lo", "-B", "512", "-w", tap,
+                [taprec, "-i", "lo", "-Z", "root", "-B", "512", "-w", tap,
                  f"tcp and host {ADDRESS} and port {port}"],
                 stdout=subprocess.DEVNULL, stderr=err)
         # The file is created once the capture is open (taprec opens the interface first).

@@ -299,10 +299,9 @@ class LiveTap(unittest.TestCase):
 
     def test_interface_capture_with_bpf_and_rotation(self):
         base = os.path.join(self.dir, "lo.tap")
-        # taprec gives up root for nobody once lo and the first file are open (-Z): the files
-        # after it are created as nobody, in a directory nobody can write.
-        os.chmod(self.dir, 0o777)
-        t = subprocess.Popen([TAPREC, "-i", "lo", "-w", base, "-C", "3k",
+        # -Z root: this test is about rotation (privileges_test covers the drop; as nobody the
+        # files after the first would need a directory nobody can reach and write).
+        t = subprocess.Popen([TAPREC, "-i", "lo", "-Z", "root", "-w", base, "-C", "3k",
                               "tcp port 8080 and host 127.0.20.1"], stderr=subprocess.PIPE)
         time.sleep(0.5)
         answered = 0
@@ -360,8 +359,7 @@ class LiveTap(unittest.TestCase):
         # third. Nothing is lost between files: each request carries a sequence number, and
         # the files together hold an unbroken run of them from the first.
         base = os.path.join(self.dir, "g.tap")
-        os.chmod(self.dir, 0o777)  # the files after the first are nobody's (taprec -Z)
-        t = subprocess.Popen([TAPREC, "-i", "lo", "-w", base, "-G", "1", "-W", "3",
+        t = subprocess.Popen([TAPREC, "-i", "lo", "-Z", "root", "-w", base, "-G", "1", "-W", "3",
                               "tcp port 8080 and host 127.0.10.1"], stderr=subprocess.PIPE)
         time.sleep(0.5)
         sent, started = 0, {}
