@@ -190,6 +190,21 @@ absl::Status PrivilegeDrop::CanWriteDirectory(const std::string& dir) const {
     return absl::ErrnoToStatus(e, absl::StrCat(dir, ": ", Errno(e)));
   }
   if (!S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(dir, ": not a directory"));
+
+  mode_t need;  // write and search, in the class of permission bits that applies to the user
+  if (st.st_uid == uid_) {
+    need = S_IWUSR | S_IXUSR;
+  } else if (st.st_gid == gid_ ||
+             std::find(groups_.begin(), groups_.end(), st.st_gid) != groups_.end()) {
+    need = S_IWGRP | S_IXGRP;
+  } else {
+    need = S_IWOTH | S_IXOTH;
+  }
+  if ((st.st_mode & need) != need) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        dir, " (mode ", absl::StrFormat("%04o", st.st_mode & 07777), ", owner uid ", st.st_uid,
+        ") gives ", user_, " no write permission"));
+  }
   // The user must also reach it: search permission on every directory above (a root whose / is
   // root's only, as in a chroot made by mktemp -d, lets nobody reach anything).
   std::error_code ec;
@@ -209,20 +224,6 @@ absl::Status PrivilegeDrop::CanWriteDirectory(const std::string& dir) const {
       }
     }
     if (above == above.root_path()) break;
-  }
-  mode_t need;  // write and search, in the class of permission bits that applies to the user
-  if (st.st_uid == uid_) {
-    need = S_IWUSR | S_IXUSR;
-  } else if (st.st_gid == gid_ ||
-             std::find(groups_.begin(), groups_.end(), st.st_gid) != groups_.end()) {
-    need = S_IWGRP | S_IXGRP;
-  } else {
-    need = S_IWOTH | S_IXOTH;
-  }
-  if ((st.st_mode & need) != need) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        dir, " (mode ", absl::StrFormat("%04o", st.st_mode & 07777), ", owner uid ", st.st_uid,
-        ") gives ", user_, " no write permission"));
   }
   return absl::OkStatus();
 }
