@@ -189,8 +189,10 @@ TEST(Taprec, InterruptWhileWaitingOnAPipe) {
   std::string script = absl::StrCat(testing::TestDir(), "/interrupted.sh");
   // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
   std::string errfile = absl::StrCat(testing::TestDir(), "/interrupted.err");
-  std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' -r - -w '"
-                        << tap << "' 2> '" << errfile << "'\n";
+  // (-Z root as Taprec() adds it: the subject here is the signal, not the privilege drop.)
+  std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' "
+                        << (::geteuid() == 0 ? "-Z root " : "") << "-r - -w '" << tap << "' 2> '"
+                        << errfile << "'\n";
   Result r =
       Sh(absl::StrCat("rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
                       "' & sleep 1; start=$(date +%s%N); kill -INT $(cat '", pidfile,
