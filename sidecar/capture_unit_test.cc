@@ -448,28 +448,7 @@ TEST(Http1, UpgradeEndsHttp) {
 
 TEST(Tls, ClientHelloServerName) {
   // A ClientHello with only a server_name extension for "api.example" (RFC 8446 4.1.2, RFC 6066).
-  std::string name = "api.example";
-  Bytes ext = {0, 0};  // type server_name
-  Put16(ext, static_cast<uint16_t>(name.size() + 5));
-  Put16(ext, static_cast<uint16_t>(name.size() + 3));
-  ext.push_back(0);
-  Put16(ext, static_cast<uint16_t>(name.size()));
-  ext.insert(ext.end(), name.begin(), name.end());
-  Bytes body = {3, 3};
-  body.resize(2 + 32, 7);
-  body.push_back(0);  // session id
-  Put16(body, 2);     // cipher suites
-  Put16(body, 0x1301);
-  body.push_back(1);  // compression
-  body.push_back(0);
-  Put16(body, static_cast<uint16_t>(ext.size()));
-  body.insert(body.end(), ext.begin(), ext.end());
-  Bytes hs = {1, 0};
-  Put16(hs, static_cast<uint16_t>(body.size()));
-  hs.insert(hs.end(), body.begin(), body.end());
-  Bytes rec = {0x16, 3, 1};
-  Put16(rec, static_cast<uint16_t>(hs.size()));
-  rec.insert(rec.end(), hs.begin(), hs.end());
+  Bytes rec = testing::TlsClientHello("api.example");
   EXPECT_EQ(TlsClientHelloSni(rec), "api.example");
   for (size_t n = 0; n < rec.size(); ++n) {
     EXPECT_EQ(TlsClientHelloSni(std::span<const uint8_t>(rec.data(), n)), "") << n;

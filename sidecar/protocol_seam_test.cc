@@ -21,7 +21,6 @@ namespace {
 using testing::Bytes;
 using testing::Ethernet;
 using testing::Ipv4Tcp;
-using testing::Put16;
 
 // What a FakeParser was told, in order.
 struct Call {
@@ -378,29 +377,8 @@ TEST(ProtocolSeam, PrefaceGoesToTheH2cParserOrIsCounted) {
   EXPECT_EQ(declined.counters, none.counters);
 }
 
-// A TLS ClientHello naming `name` (RFC 8446 section 4.1.2, RFC 6066 section 3).
 std::string ClientHello(const std::string& name) {
-  Bytes ext = {0, 0};
-  Put16(ext, static_cast<uint16_t>(name.size() + 5));
-  Put16(ext, static_cast<uint16_t>(name.size() + 3));
-  ext.push_back(0);
-  Put16(ext, static_cast<uint16_t>(name.size()));
-  ext.insert(ext.end(), name.begin(), name.end());
-  Bytes body = {3, 3};
-  body.resize(2 + 32, 7);
-  body.push_back(0);
-  Put16(body, 2);
-  Put16(body, 0x1301);
-  body.push_back(1);
-  body.push_back(0);
-  Put16(body, static_cast<uint16_t>(ext.size()));
-  body.insert(body.end(), ext.begin(), ext.end());
-  Bytes hs = {1, 0};
-  Put16(hs, static_cast<uint16_t>(body.size()));
-  hs.insert(hs.end(), body.begin(), body.end());
-  Bytes rec = {0x16, 3, 1};
-  Put16(rec, static_cast<uint16_t>(hs.size()));
-  rec.insert(rec.end(), hs.begin(), hs.end());
+  Bytes rec = testing::TlsClientHello(name);
   return std::string(rec.begin(), rec.end());
 }
 

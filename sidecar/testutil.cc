@@ -32,6 +32,31 @@ void Put16(Bytes& b, uint16_t v) {
   b.push_back(static_cast<uint8_t>(v & 0xff));
 }
 
+Bytes TlsClientHello(const std::string& name) {
+  Bytes ext = {0, 0};  // type server_name
+  Put16(ext, static_cast<uint16_t>(name.size() + 5));
+  Put16(ext, static_cast<uint16_t>(name.size() + 3));
+  ext.push_back(0);  // host_name
+  Put16(ext, static_cast<uint16_t>(name.size()));
+  ext.insert(ext.end(), name.begin(), name.end());
+  Bytes body = {3, 3};
+  body.resize(2 + 32, 7);  // legacy_version, random
+  body.push_back(0);       // session id
+  Put16(body, 2);          // cipher suites
+  Put16(body, 0x1301);
+  body.push_back(1);  // compression
+  body.push_back(0);
+  Put16(body, static_cast<uint16_t>(ext.size()));
+  body.insert(body.end(), ext.begin(), ext.end());
+  Bytes hs = {1, 0};  // client_hello, 24-bit length
+  Put16(hs, static_cast<uint16_t>(body.size()));
+  hs.insert(hs.end(), body.begin(), body.end());
+  Bytes rec = {0x16, 3, 1};  // handshake record
+  Put16(rec, static_cast<uint16_t>(hs.size()));
+  rec.insert(rec.end(), hs.begin(), hs.end());
+  return rec;
+}
+
 void Put32(Bytes& b, uint32_t v) {
   Put16(b, static_cast<uint16_t>(v >> 16));
   Put16(b, static_cast<uint16_t>(v & 0xffff));

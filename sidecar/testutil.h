@@ -39,6 +39,10 @@ Bytes Ipv4Tcp(std::array<uint8_t, 4> src, std::array<uint8_t, 4> dst, uint16_t s
               uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload,
               uint16_t total_override = 0xffff, uint16_t frag = 0);
 
+// A TLS 1.3 ClientHello record whose only extension is server_name `name` (RFC 8446 section
+// 4.1.2, RFC 6066 section 3).
+Bytes TlsClientHello(const std::string& name);
+
 // `ip` in an Ethernet II frame (after 802.1Q/802.1ad tags with these TPIDs), padded to 60 bytes.
 Bytes Ethernet(const Bytes& ip, std::vector<uint16_t> vlans = {});
 
