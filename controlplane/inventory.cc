@@ -129,6 +129,7 @@ struct Inventory::Data {
   std::map<std::string, size_t> pod_by_ip;  // canonical address -> index in pods
   std::map<WorkloadKey, WorkloadData> workloads;
   std::map<NamespacedName, ServiceInfo> services;
+  std::vector<Labels> labels;  // pods[i]'s endpoint labels (LabelsFor), worked out once at load
 };
 
 namespace {
@@ -804,7 +805,13 @@ absl::StatusOr<Inventory> Inventory::Load(const std::string& path) {
 absl::StatusOr<Inventory> Inventory::Parse(const std::string& yaml, const std::string& name) {
   Parser parser(name);
   if (absl::Status s = parser.Run(yaml); !s.ok()) return s;
-  return Inventory(parser.Result());
+  // Every pod's labels now: the inventory never changes afterwards, and LabelsFor runs for both
+  // endpoints of every exchange recorded with --inventory.
+  std::shared_ptr<Inventory::Data> d = parser.Result();
+  Inventory inv(d);
+  d->labels.reserve(d->pods.size());
+  for (const PodInfo& p : d->pods) d->labels.push_back(inv.LabelsOf(p));
+  return inv;
 }
 
 namespace {
@@ -895,9 +902,13 @@ const PodInfo* Inventory::PodByIp(const std::string& ip) const {
 }
 
 Labels Inventory::LabelsFor(const std::string& ip) const {
+  auto it = data_->pod_by_ip.find(CanonicalIp(ip));
+  return it == data_->pod_by_ip.end() ? Labels{} : data_->labels[it->second];
+}
+
+Labels Inventory::LabelsOf(const PodInfo& pod) const {
+  const PodInfo* p = &pod;
   Labels l;
-  const PodInfo* p = PodByIp(ip);
-  if (!p) return l;
   l.ns = p->namespace_;
   l.pod = p->name;
   l.workload_kind = p->workload_kind;

@@ -136,7 +136,7 @@ class Inventory {
   // namespace, name and workload (kind and name), and the first service of that namespace, in
   // name order, whose selector matches the pod. Empty Labels when no pod has the address. The
   // one labelling of endpoints by address: live taps (the control plane) and offline recording
-  // (`taprec -r --inventory`) both use it.
+  // (`taprec -r --inventory`) both use it. Worked out for every pod when the inventory is read.
   Labels LabelsFor(const std::string& ip) const;
 
   // Whether `pod` is one of the pods `resource` (ParseTarget syntax) names in `ns` (the
@@ -161,6 +161,8 @@ class Inventory {
 
  private:
   explicit Inventory(std::shared_ptr<const Data> data) : data_(std::move(data)) {}
+  // LabelsFor's answer for `pod`, worked out (Parse does it once per pod).
+  Labels LabelsOf(const PodInfo& pod) const;
 
   std::shared_ptr<const Data> data_;
 };
