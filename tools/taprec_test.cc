@@ -183,31 +183,36 @@ TEST(Taprec, InventoryLabelsOfflineEndpoints) {
 
 // Ctrl+C while taprec waits on a pipe that is still open: it stops at once and the file is
 // finished, not when the writer closes the pipe.
+// SIGINT (Ctrl+C) and SIGTERM alike, as tcpdump: reading stops, what was read is written, and
+// the summary line comes.
 TEST(Taprec, InterruptWhileWaitingOnAPipe) {
-  std::string tap = absl::StrCat(testing::TestDir(), "/interrupted.tap");
-  std::string pidfile = absl::StrCat(testing::TestDir(), "/interrupted.pid");
-  std::string script = absl::StrCat(testing::TestDir(), "/interrupted.sh");
-  // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
-  std::string errfile = absl::StrCat(testing::TestDir(), "/interrupted.err");
-  // (-Z root as Taprec() adds it: the subject here is the signal, not the privilege drop.)
-  std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' "
-                        << (::geteuid() == 0 ? "-Z root " : "") << "-r - -w '" << tap << "' 2> '"
-                        << errfile << "'\n";
-  Result r =
-      Sh(absl::StrCat("rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '", script,
-                      "' & sleep 1; start=$(date +%s%N); kill -INT $(cat '", pidfile,
-                      "'); while kill -0 $(cat '", pidfile, "') 2>/dev/null; do sleep 0.05; done; ",
-                      "echo took_ms=$(( ($(date +%s%N) - start) / 1000000 ))"));
-  // Gone at once, not when the writer of the pipe finishes 3 s later. (Whole seconds of `date`
-  // made this flaky: an exit 0.1 s after the signal could straddle a second boundary.)
-  size_t at = r.out.find("took_ms=");
-  ASSERT_NE(at, std::string::npos) << r.out << r.err;
-  EXPECT_LT(std::stol(r.out.substr(at + 8)), 1500) << r.out << r.err;
-  // The summary, on SIGINT too.
-  EXPECT_EQ(testing::ReadFileBytes(errfile), "taprec: 3 exchanges recorded, 0 dropped\n");
-  Result info = Sh(absl::StrCat("'", TAPCAT_BIN, "' --info '", tap, "'"));
-  EXPECT_NE(info.out.find("Exchanges:        3"), std::string::npos) << info.out;
-  EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
+  for (const char* sig : {"INT", "TERM"}) {
+    SCOPED_TRACE(sig);
+    std::string tap = absl::StrCat(testing::TestDir(), "/interrupted.tap");
+    std::string pidfile = absl::StrCat(testing::TestDir(), "/interrupted.pid");
+    std::string script = absl::StrCat(testing::TestDir(), "/interrupted.sh");
+    // taprec writes its own pid (the script execs it), so the signal reaches it and nothing else.
+    std::string errfile = absl::StrCat(testing::TestDir(), "/interrupted.err");
+    // (-Z root as Taprec() adds it: the subject here is the signal, not the privilege drop.)
+    std::ofstream(script) << "echo $$ > '" << pidfile << "'\nexec '" << TAPREC_BIN << "' "
+                          << (::geteuid() == 0 ? "-Z root " : "") << "-r - -w '" << tap << "' 2> '"
+                          << errfile << "'\n";
+    Result r = Sh(absl::StrCat("rm -f '", pidfile, "'; (cat '", kFixture, "'; sleep 4) | sh '",
+                               script, "' & sleep 1; start=$(date +%s%N); kill -", sig, " $(cat '",
+                               pidfile, "'); while kill -0 $(cat '", pidfile,
+                               "') 2>/dev/null; do sleep 0.05; done; ",
+                               "echo took_ms=$(( ($(date +%s%N) - start) / 1000000 ))"));
+    // Gone at once, not when the writer of the pipe finishes 3 s later. (Whole seconds of `date`
+    // made this flaky: an exit 0.1 s after the signal could straddle a second boundary.)
+    size_t at = r.out.find("took_ms=");
+    ASSERT_NE(at, std::string::npos) << r.out << r.err;
+    EXPECT_LT(std::stol(r.out.substr(at + 8)), 1500) << r.out << r.err;
+    // The summary, on a signal too.
+    EXPECT_EQ(testing::ReadFileBytes(errfile), "taprec: 3 exchanges recorded, 0 dropped\n");
+    Result info = Sh(absl::StrCat("'", TAPCAT_BIN, "' --info '", tap, "'"));
+    EXPECT_NE(info.out.find("Exchanges:        3"), std::string::npos) << info.out;
+    EXPECT_NE(info.out.find("Trailer:          present"), std::string::npos) << info.out;
+  }
 }
 
 // A capture damaged mid-file: what came before is written, the damage is named, exit 2, and the
@@ -308,22 +313,25 @@ std::string OwnDir() {
 // needs no root for this).
 TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
   std::string dir = OwnDir();
-  for (const char* source : {"-r '" TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap'",
-                             "-i lo"}) {
+  for (const char* source :
+       {"-r '" TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap'", "-i lo"}) {
     for (const std::pair<const char*, const char*>& f :
          std::vector<std::pair<const char*, const char*>>{
-             {"--method GET", "--method"},     {"--path /api", "--path"},
-             {"--authority x", "--authority"}, {"-l app=web", "-l"},
-             {"--to deploy/x", "--to"},        {"--from deploy/y", "--from"},
-             {"-n demo", "-n"},                {"--to-namespace a", "--to-namespace"},
+             {"--method GET", "--method"},
+             {"--path /api", "--path"},
+             {"--authority x", "--authority"},
+             {"-l app=web", "-l"},
+             {"--to deploy/x", "--to"},
+             {"--from deploy/y", "--from"},
+             {"-n demo", "-n"},
+             {"--to-namespace a", "--to-namespace"},
              {"--from-namespace b", "--from-namespace"},
              {"--max-requests 5", "--max-requests"},
              {"--max-rps 10", "--max-rps"}}) {
       Result r = Sh(Taprec(absl::StrCat(source, " ", f.first, " -w '", dir, "/out.tap'")));
       EXPECT_EQ(r.rc, 2) << source << " " << f.first;
-      EXPECT_EQ(r.err.rfind(absl::StrCat("taprec: ", f.second, " goes with a live tap (TARGET)"),
-                            0),
-                0u)
+      EXPECT_EQ(
+          r.err.rfind(absl::StrCat("taprec: ", f.second, " goes with a live tap (TARGET)"), 0), 0u)
           << r.err;
     }
   }
@@ -342,17 +350,18 @@ TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
 TEST(Taprec, RefusesRotationValuesBelowOne) {
   std::string dir = OwnDir();
   for (const std::pair<const char*, const char*>& f :
-       std::vector<std::pair<const char*, const char*>>{{"-C 0", "-C 0: not a size above 0"},
-                                                        {"-C -3", "-C -3: not a size above 0"},
-                                                        {"-C lots", "-C lots: not a size"},
-                                                        {"-C 1e30", "-C 1e30: not a size above 0 and below 2^63"},
-                                                        {"-C inf", "-C inf: not a size"},
-                                                        {"-G -5", "-G -5: the period is from 1 second"},
-                                                        {"-G 0", "-G 0: the period is from 1 second"},
-                                                        // Once overflowed to a file per exchange.
-                                                        {"-G 9223372037", "-G 9223372037: the period is from 1 second to 1000000000"},
-                                                        {"-C 1 -W 0", "-W 0: 1 file or more"},
-                                                        {"-G 1 -W -2", "-W -2: 1 file or more"}}) {
+       std::vector<std::pair<const char*, const char*>>{
+           {"-C 0", "-C 0: not a size above 0"},
+           {"-C -3", "-C -3: not a size above 0"},
+           {"-C lots", "-C lots: not a size"},
+           {"-C 1e30", "-C 1e30: not a size above 0 and below 2^63"},
+           {"-C inf", "-C inf: not a size"},
+           {"-G -5", "-G -5: the period is from 1 second"},
+           {"-G 0", "-G 0: the period is from 1 second"},
+           // Once overflowed to a file per exchange.
+           {"-G 9223372037", "-G 9223372037: the period is from 1 second to 1000000000"},
+           {"-C 1 -W 0", "-W 0: 1 file or more"},
+           {"-G 1 -W -2", "-W -2: 1 file or more"}}) {
     Result r = Sh(Taprec("-r '" + kFixture + "' -w '" + dir + "/out.tap' " + f.first));
     EXPECT_EQ(r.rc, 2) << f.first;
     EXPECT_EQ(r.err.rfind(absl::StrCat("taprec: ", f.second), 0), 0u) << r.err;
@@ -387,8 +396,8 @@ TEST(Taprec, LowerCaseMethodWarnsAndARefusedTapLeavesNoFile) {
       << r.err;
   EXPECT_NE(r.err.find("cannot reach the control plane"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.tap"));
-  Result upper = Sh(Taprec("deploy/backend --method PURGE --controlplane 'unix:" + dir +
-                           "/nothing.sock'"));
+  Result upper =
+      Sh(Taprec("deploy/backend --method PURGE --controlplane 'unix:" + dir + "/nothing.sock'"));
   EXPECT_EQ(upper.err.find("warning"), std::string::npos) << upper.err;
 }
 
@@ -430,8 +439,9 @@ TEST(Taprec, CountZeroWithATargetIsRefused) {
   Result r = Sh(Taprec("deploy/backend -c 0"));
   EXPECT_EQ(r.rc, 2);
   if (r.err.find("this build has no live taps") != std::string::npos) GTEST_SKIP();
-  EXPECT_EQ(r.err, "taprec: -c 0 with a TARGET: a live tap records at least one exchange (-c N, "
-                   "N >= 1)\n");
+  EXPECT_EQ(r.err,
+            "taprec: -c 0 with a TARGET: a live tap records at least one exchange (-c N, "
+            "N >= 1)\n");
 }
 
 // The files -C opens later are checked too: a rotated name that is the capture being read
@@ -447,7 +457,8 @@ TEST(Taprec, RotationNeverOverwritesTheCaptureBeingRead) {
   }
   Result r = Sh(Taprec("-r '" + in + "' -w '" + dir + "/o.tap' -C 1k -Z root"));
   EXPECT_EQ(r.rc, 2);
-  EXPECT_NE(r.err.find("taprec: -w " + in + ": is the capture being read (-r); refusing to "
+  EXPECT_NE(r.err.find("taprec: -w " + in +
+                       ": is the capture being read (-r); refusing to "
                        "overwrite it"),
             std::string::npos)
       << r.err;
