@@ -43,20 +43,14 @@ absl::Status RecordCapture(const CaptureRecording& o) {
                                            : "give -r FILE or -i IFACE");
   }
 
-  // Writing over the capture being read (by name, or as standard input) would destroy it: the
-  // first -w file is checked here, the ones -C and -G open later as they open (RotatingWriter).
+  // Writing over the capture being read (by name, or as standard input) would destroy it: every
+  // -w file, the first and those -C and -G open later, is checked as it opens (RotatingWriter).
   std::optional<FileId> input_file;
   if (!o.write_path.empty() && o.write_path != "-" && !live) {
-    struct stat in {
-    }, out{};
+    struct stat in {};
     int in_ok = o.read_path == "-" ? ::fstat(STDIN_FILENO, &in) : ::stat(o.read_path.c_str(), &in);
     if (in_ok == 0 && S_ISREG(in.st_mode)) {
       input_file = FileId{static_cast<uint64_t>(in.st_dev), static_cast<uint64_t>(in.st_ino)};
-    }
-    if (input_file && ::stat(o.write_path.c_str(), &out) == 0 && in.st_dev == out.st_dev &&
-        in.st_ino == out.st_ino) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "-w ", o.write_path, ": is the capture being read (-r); refusing to overwrite it"));
     }
   }
   // -Z, before any thread starts (the source's, the writer's): no_new_privs and the capability

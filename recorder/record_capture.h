@@ -61,7 +61,8 @@ struct CaptureRecording {
 
 // Records until the source ends, `count` exchanges, or a stop. Errors (the messages name the
 // file, flag or input; the caller prints them as "taprec: MESSAGE" and exits 2): InvalidArgument
-// for a bad option (two sources or none, an unknown output, -w over the capture being read);
+// for a bad option (two sources or none, an unknown output); FailedPrecondition for a -w file
+// (the first or a rotated one) that is the capture being read;
 // the inventory's, the key file's, the source's opening errors (NotFound, InvalidArgument for a
 // BPF expression); DataLoss or the reader's error for a capture damaged midway (what came before
 // it is written, and the trailer counts input_read_error); the writer's; "write error on
