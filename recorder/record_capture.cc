@@ -208,6 +208,8 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     }
     if (writer) {
       write_error = writer->Append(std::move(x));
+      // Not written: -G with -W had written its files (OutOfRange), or the writer failed.
+      if (!write_error.ok()) return;
     } else {
       // Printed by the code tapcat prints stored exchanges with, from a view of the encoding.
       absl::StatusOr<ExchangeView> v = ViewOfExchange(x, &builder, &bodies);

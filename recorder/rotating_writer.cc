@@ -136,7 +136,8 @@ absl::Status RotatingWriter::Rotate() {
   writer_.reset();
   if (!s.ok()) return s;
   if (options_.seconds && options_.count && files_ >= options_.count) {
-    return absl::OutOfRangeError(absl::StrCat("-W ", options_.count, " files written"));
+    return absl::OutOfRangeError(
+        absl::StrCat("-W ", options_.count, options_.count == 1 ? " file" : " files", " written"));
   }
   return Open();
 }

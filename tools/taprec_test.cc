@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -473,6 +474,53 @@ TEST(Taprec, EmptyOutputNameAndUnusedKeyAreRefused) {
   r = Sh(Taprec("-r '" + kFixture + "' --no-redact --redact-key-file /dev/null"));
   EXPECT_EQ(r.rc, 2);
   EXPECT_EQ(r.err, "taprec: --redact-key-file goes with redaction; --no-redact turns it off\n");
+}
+
+// Classic little-endian pcap helpers: the records after the 24-byte header, and their first
+// and last second (each record header: ts_sec, ts_usec, incl_len, orig_len).
+struct PcapRecords {
+  std::string header, records;
+};
+PcapRecords SplitPcap(const std::string& file) {
+  return {file.substr(0, 24), file.substr(24)};
+}
+std::string ShiftSeconds(std::string records, uint32_t by, uint32_t* last) {
+  for (size_t at = 0; at + 16 <= records.size();) {
+    uint32_t sec, len;
+    std::memcpy(&sec, &records[at], 4);
+    std::memcpy(&len, &records[at + 8], 4);
+    sec += by;
+    std::memcpy(&records[at], &sec, 4);
+    *last = sec;
+    at += 16 + len;
+  }
+  return records;
+}
+
+// -G with -W stops once its files are written: the summary counts the exchanges written, not
+// the one that would have opened the next file. Two captures (different connections), the
+// second moved to 5 s after the first ends, give two -G 1 periods.
+TEST(Taprec, RotationStopCountsOnlyWhatWasWritten) {
+  std::string dir = OwnDir();
+  std::string fix = TAPKIT_SOURCE_DIR "/fixtures/captures/";
+  PcapRecords a = SplitPcap(testing::ReadFileBytes(fix + "keepalive-4-gets.pcap"));
+  PcapRecords b = SplitPcap(testing::ReadFileBytes(fix + "keepalive-two-gets.pcap"));
+  ASSERT_EQ(a.header, b.header) << "same link type and snaplen, so one header serves both";
+  uint32_t a_last = 0, b_first = 0, unused = 0;
+  ShiftSeconds(a.records, 0, &a_last);
+  std::memcpy(&b_first, b.records.data(), 4);
+  std::string merged = a.header + a.records + ShiftSeconds(b.records, a_last + 5 - b_first, &unused);
+  {
+    std::ofstream f(dir + "/two.pcap", std::ios::binary);
+    f << merged;
+  }
+  Result all = Sh(Taprec("-r '" + dir + "/two.pcap' -w '" + dir + "/all.tap'"));
+  ASSERT_EQ(all.err, "taprec: 6 exchanges recorded, 0 dropped\n");
+  Result r = Sh(Taprec("-r '" + dir + "/two.pcap' -w '" + dir + "/g.tap' -G 1 -W 1"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  testing::ReadResult written = testing::ReadAll(testing::ReadFileBytes(dir + "/g.tap"));
+  EXPECT_EQ(written.exchanges.size(), 4u) << "the first capture's period only";
+  EXPECT_EQ(r.err, "taprec: -W 1 file written\ntaprec: 4 exchanges recorded, 0 dropped\n");
 }
 
 }  // namespace
