@@ -39,6 +39,9 @@ packages=(
   libabsl-dev libxxhash-dev nlohmann-json3-dev
   # The control plane's inventory (YAML); HMAC-SHA256 for redaction markers.
   libyaml-cpp-dev libssl-dev
+  # Selection flags' regexes (--path-regex, --header): RE2, linear time and no exceptions on
+  # untrusted patterns (format/select.h).
+  libre2-dev
   # The demo mesh and the live tests: nginx pods, curl clients, Python for the test driver.
   nginx-light curl python3
   # The h2c Upgrade fixture (scripts/make-capture-fixtures.py h2c): nghttp, nghttpd, nghttpx.
