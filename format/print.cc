@@ -78,6 +78,14 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   bool ok = true;
   std::string out;
   int64_t printed = 0;
+  // Every file is opened first: the selection binds to all of them (a +30s offset counts from
+  // the earliest start).
+  struct Input {
+    std::unique_ptr<LineReporter> reporter;
+    std::unique_ptr<Reader> reader;
+  };
+  std::vector<Input> inputs;
+  std::vector<SelectionInput> bind;
   for (const std::string& path : o.files) {
     absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(path);
     if (!file.ok()) {
@@ -85,9 +93,9 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       ok = false;
       continue;
     }
-    LineReporter reporter(o.program, (*file)->name(), &out, to, err);
+    auto reporter = std::make_unique<LineReporter>(o.program, (*file)->name(), &out, to, err);
     ReaderOptions ro;
-    ro.reporter = &reporter;
+    ro.reporter = reporter.get();
     // Text lines need no body bytes: they skip decompressing them (and so do not check body
     // frames). --info reads everything, so the damage it reports is all the damage there is.
     ro.headers_only = !o.info && o.format != OutputFormat::kJson;
@@ -97,6 +105,16 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       ok = false;
       continue;
     }
+    bind.push_back(SelectionInputOf((*reader)->name(), (*reader)->metadata(), (*reader)->summary()));
+    inputs.push_back({std::move(reporter), *std::move(reader)});
+  }
+  Selection selection = o.selection;
+  if (absl::Status s = selection.Bind(bind); !s.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+    return false;
+  }
+  for (Input& input : inputs) {
+    std::unique_ptr<Reader>* reader = &input.reader;
     ExchangeView x;
     InfoCounts counts;
     counts.min_key = UINT64_MAX;
@@ -107,6 +125,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
         counts.max_key = std::max(counts.max_key, x.sort_key_ns());
         continue;
       }
+      if (!selection.Matches(x)) continue;
       if (o.format == OutputFormat::kJson) {
         AppendJson(x, &out);
       } else {

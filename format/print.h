@@ -16,13 +16,17 @@
 #include <vector>
 
 #include "format/render.h"
+#include "format/select.h"
 
 namespace tapkit {
 
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
-  int64_t count = -1;    // at most this many exchanges over all files; -1: no limit
+  // Only the exchanges this selects are printed (select.h); it is bound to the files first
+  // (SelectionInputOf), and a bind error (a workload on unlabelled files) is an error line.
+  Selection selection;
+  int64_t count = -1;    // at most this many selected exchanges over all files; -1: no limit
   bool info = false;     // the --info report per file instead of the exchanges
   bool reindex = false;  // write the index and trailer of files that lack them (RebuildIndex)
   std::string program = "tapcat";  // the name error lines begin with

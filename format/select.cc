@@ -6,6 +6,7 @@
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -427,12 +428,18 @@ void AddSelectionOptions(boost::program_options::options_description* opts, Sele
       "header", po::value<Strings>(&f->header),
       "'NAME: REGEX' on a request or response field; 'req:NAME: RE' or 'rsp:NAME: RE' picks one")(
       "grpc-status", po::value<Strings>(&f->grpc_status), "gRPC status: 0..16 or UNAVAILABLE, ...")(
-      "incomplete", po::value<Strings>(&f->incomplete)->implicit_value(Strings{""}, ""),
-      "exchanges that did not complete; =gap,reset,... picks those completions")(
-      "count,c", po::value(&f->count), "stop after N selected exchanges");
+      "incomplete", po::value<Strings>(&f->incomplete)->value_name("[=LIST]"),
+      "exchanges that did not complete; --incomplete=gap,reset,... picks those completions")(
+      "count,c", po::value(&f->count)->notifier([f](int64_t) { f->count_given = true; }),
+      "stop after N selected exchanges");
   if (with_namespace) {
     add("namespace,n", po::value<Strings>(&f->ns), "exchanges with an endpoint in namespace NS");
   }
+}
+
+std::pair<std::string, std::string> SelectionExtraParser(const std::string& token) {
+  if (token == "--incomplete") return {"incomplete", "any"};
+  return {"", ""};
 }
 
 SelectionInput SelectionInputOf(std::string name, const CaptureMetadata& m,
@@ -572,9 +579,13 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
   }
   if (!f.incomplete.empty()) {
     r.incomplete = true;
+    bool any = false;
     for (const std::string& given : f.incomplete) {
-      if (given.empty()) continue;
       for (const std::string& v : Values({given}, true)) {
+        if (v == "any") {
+          any = true;
+          continue;
+        }
         std::optional<Completion> found;
         std::string names;
         for (int i = 0; i <= static_cast<int>(Completion::kAmbiguousPairing); ++i) {
@@ -585,13 +596,14 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
         }
         if (!found) {
           return Bad("--incomplete", v.empty() ? "\"\"" : v,
-                     absl::StrCat("not a way an exchange ends incomplete (", names, ")"));
+                     absl::StrCat("not a way an exchange ends incomplete (any, ", names, ")"));
         }
         r.completions.push_back(*found);
       }
     }
+    if (any) r.completions.clear();
   }
-  if (f.count < -1) return Bad("-c", std::to_string(f.count), "must be 0 or more");
+  if (f.count < -1 || (f.count_given && f.count < 0)) return Bad("-c", std::to_string(f.count), "must be 0 or more");
   r.count = f.count;
   return s;
 }
@@ -737,6 +749,35 @@ bool Selection::Matches(const Exchange& x) const {
   return rules_->empty() || MatchesImpl(OwnedAccess{x});
 }
 
+TapPushdown Selection::ForTap() const {
+  const Rules& r = *rules_;
+  TapPushdown p;
+  SelectionFlags rest = r.flags;
+  rest.count = -1;
+  rest.count_given = false;
+  // One value, which the sidecars' match tree takes as it is: moved from `rest` to the request.
+  auto push = [](std::vector<std::string>* given, bool pushable, std::string* out) {
+    std::vector<std::string> values = Values(*given, true);
+    if (values.size() == 1 && pushable) {
+      *out = values[0];
+      given->clear();
+    }
+  };
+  push(&rest.to, r.to.addresses.empty() && r.to.resources.size() == 1 && r.namespaces.empty(),
+       &p.to);
+  if (!p.to.empty()) p.to_namespace = std::exchange(rest.to_namespace, "");
+  push(&rest.from,
+       r.from.addresses.empty() && r.from.resources.size() == 1 && r.namespaces.empty(), &p.from);
+  if (!p.from.empty()) p.from_namespace = std::exchange(rest.from_namespace, "");
+  push(&rest.method, true, &p.method);
+  push(&rest.authority, true, &p.authority);
+  if (rest.path.size() == 1) p.path = std::exchange(rest.path, {})[0];
+  // Every value was checked by Parse already; a subset of them parses the same.
+  absl::StatusOr<Selection> parsed = Parse(rest);
+  if (parsed.ok()) p.rest = *std::move(parsed);
+  return p;
+}
+
 std::vector<std::pair<std::string, std::string>> Selection::Describe() const {
   const SelectionFlags& f = rules_->flags;
   std::vector<std::pair<std::string, std::string>> out;
@@ -763,7 +804,7 @@ std::vector<std::pair<std::string, std::string>> Selection::Describe() const {
   one("until", f.until);
   each("header", f.header);
   each("grpc-status", f.grpc_status);
-  for (const std::string& v : f.incomplete) out.emplace_back("incomplete", v.empty() ? "any" : v);
+  each("incomplete", f.incomplete);
   return out;
 }
 

@@ -26,8 +26,8 @@
 //   --header 'NAME: RE'  a request or final-response field NAME (any case) whose value RE2
 //                        partially matches; 'req:NAME: RE' or 'rsp:NAME: RE' picks one side.
 //   --grpc-status C      0..16 or a code name (UNAVAILABLE, any case); none never matches.
-//   --incomplete[=LIST]  completion other than complete, or one of LIST (CompletionName's names:
-//                        gap, reset, no-response, ...).
+//   --incomplete[=LIST]  completion other than complete (=any, the bare flag), or one of LIST
+//                        (CompletionName's names: gap, reset, no-response, ...).
 //   -n NS                either endpoint's namespace label is NS.
 //   -c N                 at most N selected exchanges (the caller counts: count()).
 //
@@ -64,10 +64,11 @@ struct SelectionFlags {
   std::vector<std::string> direction, method, authority, path, path_regex, status;
   std::string min_latency, max_latency, since, until;
   std::vector<std::string> header, grpc_status;
-  // --incomplete: each occurrence's value, "" for the bare flag.
+  // --incomplete: each occurrence's value, "any" for the bare flag (SelectionExtraParser).
   std::vector<std::string> incomplete;
   std::vector<std::string> ns;  // -n/--namespace
   int64_t count = -1;           // -c N; -1 when not given
+  bool count_given = false;     // -c was given (so -c -1 is refused, not "no limit")
 };
 
 // Registers the selection flags on `opts`, storing into `*flags` (which must outlive parsing):
@@ -75,6 +76,11 @@ struct SelectionFlags {
 // taprec names its target's namespace with -n and registers it itself).
 void AddSelectionOptions(boost::program_options::options_description* opts, SelectionFlags* flags,
                          bool with_namespace = true);
+// Give this to command_line_parser::extra_parser wherever AddSelectionOptions is used: it reads a
+// bare "--incomplete" as the flag without a list, so that the word after it stays a positional
+// argument (Boost 1.74 would take `--incomplete FILE` as the list FILE): it is --incomplete=any.
+// A list is given as --incomplete=gap,reset. Other tokens: {"", ""} (not handled here).
+std::pair<std::string, std::string> SelectionExtraParser(const std::string& token);
 
 // What Bind needs to know of one input.
 struct SelectionInput {
@@ -88,6 +94,8 @@ struct SelectionInput {
 // with an inventory (the header's target, or its "inventory" filter).
 SelectionInput SelectionInputOf(std::string name, const CaptureMetadata& metadata,
                                 const std::optional<FileSummary>& summary);
+
+struct TapPushdown;
 
 class Selection {
  public:
@@ -120,6 +128,11 @@ class Selection {
   bool Matches(const ExchangeView& x) const;
   bool Matches(const Exchange& x) const;  // the same predicate for owned exchanges
 
+  // Splits the selection for a live tap: what its sidecars evaluate themselves (TapRequest's to,
+  // from, method, authority and path in controlplane/api/tap.proto: one value each, --to/--from
+  // as TYPE/NAME), and the rest for the tap client to match on ended exchanges.
+  TapPushdown ForTap() const;
+
   // The flags as given, one (name, value) pair per value ("status", "5xx"), for
   // CaptureMetadata::filters of a file written through this selection. -c is left out.
   std::vector<std::pair<std::string, std::string>> Describe() const;
@@ -131,6 +144,13 @@ class Selection {
   bool MatchesImpl(const Access& a) const;
 
   std::unique_ptr<Rules> rules_;
+};
+
+// Selection::ForTap's answer. The pushed values are as given ("" = not pushed); `rest` holds
+// every other flag (-c aside: the caller counts) and is empty() when the sidecars decide alone.
+struct TapPushdown {
+  std::string to, to_namespace, from, from_namespace, method, authority, path;
+  Selection rest;
 };
 
 }  // namespace tapkit

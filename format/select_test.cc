@@ -58,7 +58,10 @@ SelectionFlags FlagsOf(std::vector<std::string> args, bool with_namespace = true
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
   po::variables_map vm;
-  po::store(po::command_line_parser(static_cast<int>(argv.size()), argv.data()).options(opts).run(),
+  po::store(po::command_line_parser(static_cast<int>(argv.size()), argv.data())
+                .options(opts)
+                .extra_parser(SelectionExtraParser)
+                .run(),
             vm);
   po::notify(vm);
   return f;
@@ -265,11 +268,13 @@ TEST(Select, Incomplete) {
   EXPECT_TRUE(Sel({"--incomplete=gap,reset"}, reset));
   EXPECT_FALSE(Sel({"--incomplete=gap"}, reset));
   EXPECT_TRUE(Sel({"--incomplete=gap", "--incomplete=reset"}, reset));
+  EXPECT_TRUE(Sel({"--incomplete=any"}, reset));
+  EXPECT_FALSE(Sel({"--incomplete=any"}, Base()));
   Exchange amb = Base();
   amb.completion = Completion::kAmbiguousPairing;
   EXPECT_TRUE(Sel({"--incomplete=ambiguous-pairing"}, amb));
   EXPECT_EQ(Error({"--incomplete=gaps"}),
-            "--incomplete gaps: not a way an exchange ends incomplete (no-response, no-request, "
+            "--incomplete gaps: not a way an exchange ends incomplete (any, no-response, no-request, "
             "reset, gap, truncated, capture-ended, malformed, timeout, ambiguous-pairing)");
   EXPECT_FALSE(Error({"--incomplete=complete"}).empty());
 }
@@ -398,6 +403,7 @@ TEST(Select, CountAndDescribe) {
       {"header", "req:X-A: b,c"}, {"incomplete", "any"}};
   EXPECT_EQ(s->Describe(), want);
   EXPECT_EQ(Error({"-c", "-2"}), "-c -2: must be 0 or more");
+  EXPECT_EQ(Error({"-c", "-1"}), "-c -1: must be 0 or more");
 }
 
 TEST(Select, WithoutNamespaceFlag) {
@@ -406,6 +412,75 @@ TEST(Select, WithoutNamespaceFlag) {
   AddSelectionOptions(&opts, &f, /*with_namespace=*/false);
   EXPECT_EQ(opts.find_nothrow("namespace", false), nullptr);
   EXPECT_NE(opts.find_nothrow("status", false), nullptr);
+}
+
+}  // namespace
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+TEST(Select, ForTapPushesWhatSidecarsEvaluate) {
+  absl::StatusOr<Selection> s = ParseArgs({"--to", "deploy/web", "--to-namespace", "shop",
+                                           "--method", "GET", "--path", "/api", "-c", "5"});
+  ASSERT_TRUE(s.ok());
+  TapPushdown p = s->ForTap();
+  EXPECT_EQ(p.to, "deploy/web");
+  EXPECT_EQ(p.to_namespace, "shop");
+  EXPECT_EQ(p.method, "GET");
+  EXPECT_EQ(p.path, "/api");
+  EXPECT_TRUE(p.rest.empty()) << "the sidecars decide alone";
+  EXPECT_EQ(p.rest.count(), -1) << "-c is the caller's";
+
+  absl::StatusOr<Selection> mixed =
+      ParseArgs({"--to", "10.0.1.7", "--from", "deploy/a,deploy/web", "--method", "POST",
+                 "--status", "5xx", "--authority", "api.example:8080"});
+  ASSERT_TRUE(mixed.ok());
+  TapPushdown q = mixed->ForTap();
+  EXPECT_EQ(q.to, "") << "an address is not a TapRequest's to";
+  EXPECT_EQ(q.from, "") << "two values";
+  EXPECT_EQ(q.method, "POST");
+  EXPECT_EQ(q.authority, "api.example:8080");
+  EXPECT_FALSE(q.rest.empty());
+  ASSERT_TRUE(q.rest.Bind({{"live", 0, true}}).ok());
+  EXPECT_TRUE(q.rest.Matches(Base()));
+  Exchange other = Base();
+  other.response->status = 200;
+  EXPECT_FALSE(q.rest.Matches(other));
+  other = Base();
+  other.source.labels.workload_name = "b";
+  EXPECT_FALSE(q.rest.Matches(other)) << "--from stays local";
+  other = Base();
+  other.request->method = "GET";
+  EXPECT_TRUE(q.rest.Matches(other)) << "--method was pushed, not matched again";
+}
+
+}  // namespace
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// `--incomplete FILE`: FILE stays a positional argument (the list needs '=').
+TEST(Select, BareIncompleteLeavesTheNextWord) {
+  SelectionFlags f;
+  std::vector<std::string> files;
+  po::options_description opts;
+  AddSelectionOptions(&opts, &f);
+  opts.add_options()("file", po::value(&files));
+  po::positional_options_description pos;
+  pos.add("file", -1);
+  const char* argv[] = {"tapcat", "--incomplete", "a.tap", "--incomplete=gap", "b.tap"};
+  po::variables_map vm;
+  po::store(po::command_line_parser(5, argv)
+                .options(opts)
+                .positional(pos)
+                .extra_parser(SelectionExtraParser)
+                .run(),
+            vm);
+  po::notify(vm);
+  EXPECT_EQ(files, (std::vector<std::string>{"a.tap", "b.tap"}));
+  EXPECT_EQ(f.incomplete, (std::vector<std::string>{"any", "gap"}));
 }
 
 }  // namespace

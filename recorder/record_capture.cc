@@ -81,6 +81,15 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     redactor.emplace(std::vector<std::string>{}, key);
   }
 
+  // The selection's labels are checked now, before anything opens; its start is the first frame's.
+  Selection selection = o.selection;
+  const std::string source_name =
+      live ? o.interface_name : o.read_path == "-" ? "<stdin>" : o.read_path;
+  const bool labelled = inventory.has_value();
+  if (absl::Status s = selection.Bind({{source_name, 0, labelled}}); !s.ok()) return s;
+  bool bound = false;
+  absl::Status bind_error;
+
   // -i runs until Ctrl+C or SIGTERM (or -c), like tcpdump; -r until the file ends, and Ctrl+C
   // stops reading: what was read is written, with index and trailer.
   std::optional<StopSignals> signals;
@@ -103,12 +112,13 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   RecordingSetup setup;
   setup.command_line = o.command_line;
   setup.filters = {{"bpf", o.bpf}, {"inventory", o.inventory_path}};
+  for (auto& f : selection.Describe()) setup.filters.push_back(std::move(f));
   setup.body_limit = o.body_limit;
   setup.redact = o.redact;
   setup.redaction_keyed = !o.redact_key_file.empty();
   setup.capture_points = {
       live ? CapturePointInfo{0, "interface", o.interface_name, {}, {}}
-           : CapturePointInfo{0, "file", o.read_path == "-" ? "<stdin>" : o.read_path, {}, {}}};
+                : CapturePointInfo{0, "file", source_name, {}, {}}};
   const CaptureMetadata meta = BuildMetadata(setup);
 
   // Encoding and compression run on the writer's own thread, off the packet path. Each file's
@@ -200,12 +210,14 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   eo.http.body_limit = o.body_limit;
   CaptureEngine engine(eo, [&](Exchange&& x) {
     if (done || !write_error.ok()) return;
-    if (redactor) redactor->Apply(&x);
     if (inventory) {
       // Offline there is no tapped workload, so no direction; the labels come by address.
       x.source.labels = inventory->LabelsFor(x.source.ip.ToString());
       x.destination.labels = inventory->LabelsFor(x.destination.ip.ToString());
     }
+    // Selected on what was sent (a --header on a cookie sees its value), then redacted.
+    if (!selection.Matches(x)) return;
+    if (redactor) redactor->Apply(&x);
     if (writer) {
       write_error = writer->Append(std::move(x));
       // Not written: -G with -W had written its files (OutOfRange), or the writer failed.
@@ -235,6 +247,12 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   Frame frame;
   uint64_t last_ts = 0;
   while (!done && !*stop_flag && !print_error && write_error.ok() && source.Next(&frame)) {
+    if (!bound) {
+      // The capture's start, for --since/--until +D: the first frame's time.
+      bound = true;
+      bind_error = selection.Bind({{source_name, frame.ts_ns, labelled}});
+      if (!bind_error.ok()) break;
+    }
     engine.OnPacket(frame.link_type, frame.ts_ns, frame.data, frame.wire_length);
     last_ts = std::max(last_ts, frame.ts_ns);
     // The flush timer needs a clock read; once per 256 frames is often enough for a 1 s interval.
@@ -262,7 +280,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   absl::Status src = source.status();
   if (*stop_flag && !src.ok()) src = absl::OkStatus();  // the read a stop interrupted: not damage
   source_status = src;
-  absl::Status result = src;
+  absl::Status result = bind_error.ok() ? src : bind_error;
   if (!writer && (print_error || std::fflush(o.out) != 0 || std::ferror(o.out))) {
     result = absl::UnavailableError(
         absl::StrCat("write error on standard output: ", std::strerror(errno ? errno : EIO)));

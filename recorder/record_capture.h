@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "format/format.h"
 #include "format/render.h"
+#include "format/select.h"
 #include "recorder/rotating_writer.h"
 
 namespace tapkit {
@@ -38,7 +39,12 @@ struct CaptureRecording {
 
   std::string write_path;       // -w: a .tap file ("-" = standard output); empty = print
   OutputFormat output = OutputFormat::kText;  // printing (tapcat's -o; ParseOutputFormat)
-  int64_t count = -1;           // -c: stop after this many exchanges; -1 = no limit, 0 = none
+  // Only the exchanges this selects are recorded or printed (format/select.h), matched before
+  // redaction, after the inventory's labels; the file's header lists it in its filters. Its
+  // +30s offsets count from the first frame's time; a workload in --to/--from, or -n, without
+  // `inventory_path` is FailedPrecondition before the source opens.
+  Selection selection;
+  int64_t count = -1;           // -c: stop after this many selected exchanges; -1 = no limit
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   bool redact = true;
   std::string redact_key_file;  // HMAC key; empty = random, never stored

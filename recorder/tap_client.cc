@@ -55,7 +55,8 @@ v1::TapRequest RequestFor(const TapOptions& a) {
   req.mutable_extract()->set_body_limit(a.body_limit);
   req.mutable_redaction()->set_enabled(a.redact);
   // Printing live shows req and rsp lines as they happen; a file keeps whole exchanges only.
-  req.set_phases(a.write_path.empty() && a.output != OutputFormat::kJson);
+  // A selection matched here decides at the end, so nothing is printed before it.
+  req.set_phases(a.write_path.empty() && a.output != OutputFormat::kJson && a.selection.empty());
   return req;
 }
 
@@ -74,6 +75,8 @@ CaptureMetadata MetadataFor(const TapOptions& a) {
                {"path", a.path},
                {"max_requests", a.max_requests ? std::to_string(a.max_requests) : ""},
                {"max_rps", a.max_rps > 0 ? absl::StrCat(a.max_rps) : ""}};
+  for (auto& f : a.selection.Describe()) s.filters.push_back(std::move(f));
+  if (a.count) s.filters.emplace_back("count", std::to_string(a.count));
   s.body_limit = a.body_limit;
   s.redact = a.redact;
   s.redaction_keyed = !a.redact_key_file.empty();
@@ -112,6 +115,13 @@ absl::Status RunTap(const TapOptions& a) {
                  a.method.c_str(), m.c_str());
   }
 
+  // +D in --since/--until counts from now, the tap's start.
+  Selection selection = a.selection;
+  if (absl::Status s = selection.Bind(
+          {{a.target, static_cast<uint64_t>(absl::GetCurrentTimeNanos()), true}});
+      !s.ok()) {
+    return s;
+  }
   v1::TapRequest req = RequestFor(a);
   if (a.redact && !a.redact_key_file.empty()) {
     absl::StatusOr<std::string> key = ReadRedactionKey(a.redact_key_file);
@@ -244,13 +254,19 @@ absl::Status RunTap(const TapOptions& a) {
         }
         case v1::TapEvent::kExchange: {
           const v1::ExchangeEnded& e = ev.exchange();
+          if (a.count && exchanges >= a.count) break;  // -c reached; the tap is stopping
           absl::StatusOr<Exchange> x = ExchangeFromEvent(e);
           if (!x.ok()) {
             std::fprintf(a.err, "taprec: an exchange from %s failed its check: %s\n",
                          e.id().capture_point().c_str(), std::string(x.status().message()).c_str());
             break;
           }
+          if (!selection.Matches(*x)) {
+            heads.erase(key(e.id()));
+            break;
+          }
           ++exchanges;
+          if (a.count && exchanges >= a.count && stops == 0) ++stops;  // Tap.Stop, as Ctrl+C
           bytes += e.exchange().size() + e.bodies().size();
           if (a.delay_report && delays.size() < (1u << 22)) {
             uint64_t last = x->sort_key_ns + x->response_end_ns;
@@ -343,7 +359,8 @@ absl::Status RunTap(const TapOptions& a) {
   if (tty && writer) std::fprintf(a.err, "\r%70s\r", "");
 
   // How the tap ended decides the status (see tap_client.h).
-  const bool limit_reached = a.max_requests && exchanges >= a.max_requests;
+  const bool limit_reached = (a.max_requests && exchanges >= a.max_requests) ||
+                             (a.count && exchanges >= a.count);
   absl::Status result;
   if (stdout_error == EPIPE) {
     // The reader of our output went away: done, as tcpdump | head is.

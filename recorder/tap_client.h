@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "format/format.h"
 #include "format/render.h"
+#include "format/select.h"
 #include "recorder/rotating_writer.h"
 
 namespace tapkit {
@@ -47,6 +48,12 @@ struct TapOptions {
   std::string selector;
   std::string to, to_namespace, from, from_namespace;
   std::string method, authority, path;  // path: a prefix
+  // What the sidecars cannot evaluate (Selection::ForTap's rest: --status, latency, headers,
+  // --since/--until, --incomplete, ...), matched here on each ended exchange, bound to the tap's
+  // start. When it is not empty, req and rsp lines wait for the end (whether an exchange is
+  // selected is known only then), and -c counts here (`count`), not at the control plane.
+  Selection selection;
+  uint64_t count = 0;                   // -c with a selection here: selected exchanges; 0 = none
   uint64_t max_requests = 0;            // exchanges in all (--max-requests, -c); 0 = no limit
   double max_rps = 0;                   // exchanges per second, all pods together; 0 = no limit
   std::string write_path;               // -w ("-" = standard output); empty = print

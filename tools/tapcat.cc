@@ -1,8 +1,9 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-c N] [--info] [--reindex] FILE|- ...
+//   tapcat [-o text|wide|json] [-c N] [selection] [--info] [--reindex] FILE|- ...
 //
-// --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
+// --info prints a report per file; with -o json, one JSON object per file (docs/json.md). The
+// selection flags (--status 5xx, --path /api, ...) are format/select.h's.
 //
 // Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "format/program.h"
 #include "format/print.h"
+#include "format/select.h"
 
 namespace po = boost::program_options;
 
@@ -27,19 +29,22 @@ using tapkit::kExitOk;
 
 int main(int argc, char** argv) {
   std::string output = "text";
-  int64_t count = -1;
   std::vector<std::string> files;
+  tapkit::SelectionFlags selection_flags;
   po::options_description opts(
       "Usage: tapcat [options] FILE|- ...\n"
       "Prints the HTTP exchanges of .tap capture files, linkerd-tap style.\n\nOptions");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-      "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
+      "docs/json.md)")(
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
       "json: one JSON object per file, docs/json.md)")(
       "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
+  po::options_description select_opts("Selection (ANDed; a repeated flag or a comma list ORs)");
+  tapkit::AddSelectionOptions(&select_opts, &selection_flags);
+  opts.add(select_opts);
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
   po::options_description all;
@@ -48,7 +53,12 @@ int main(int argc, char** argv) {
   pos.add("file", -1);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::store(po::command_line_parser(argc, argv)
+                  .options(all)
+                  .positional(pos)
+                  .extra_parser(tapkit::SelectionExtraParser)
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::fprintf(stderr, "tapcat: %s (try --help)\n", e.what());
@@ -73,14 +83,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: no input file (give FILE, or - for standard input)\n");
     return kExitError;
   }
-  if (vm.count("count") && count < 0) {
-    std::fprintf(stderr, "tapcat: -c %lld: must be 0 or more\n", static_cast<long long>(count));
+  absl::StatusOr<tapkit::Selection> selection = tapkit::Selection::Parse(selection_flags);
+  if (!selection.ok()) {
+    std::fprintf(stderr, "tapcat: %s\n", std::string(selection.status().message()).c_str());
+    return kExitError;
+  }
+  if ((vm.count("info") || vm.count("reindex")) && (!selection->empty() || vm.count("count"))) {
+    std::fprintf(stderr, "tapcat: %s reports on whole files; the selection flags and -c go with "
+                 "printing exchanges\n", vm.count("info") ? "--info" : "--reindex");
     return kExitError;
   }
   tapkit::PrintOptions print;
   print.files = files;
   print.format = *format;
-  print.count = count;
+  print.count = selection->count();
+  print.selection = *std::move(selection);
   print.info = vm.count("info") > 0;
   print.reindex = vm.count("reindex") > 0;
   return tapkit::PrintCaptures(print, stdout, stderr) ? kExitOk : kExitError;

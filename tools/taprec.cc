@@ -3,13 +3,17 @@
 //   taprec TARGET [-n NS] [-l SELECTOR] [-w FILE|-] [--to R] [--to-namespace NS] [--from R]
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
 //          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
-//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
-//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [-Z USER] [...] [BPF expression ...]
+//   taprec -r FILE|- [-w FILE|-] [-c N] [selection] [--snaplen-body N] [--no-redact] [BPF ...]
+//   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [selection] [-Z USER] [...] [BPF expression ...]
+//
+// The selection flags (format/select.h) work with -r and -i; -n there selects a namespace (with
+// --inventory), with a TARGET it names the target's.
 //
 // Option parsing only: a TARGET is tapped by RunTap (recorder/tap_client.h), -r and -i are
 // recorded by RecordCapture (recorder/record_capture.h); what each does, and when, is said there.
 // Exit status: 0 success (a live tap the user or a limit ended), 2 a usage error, an input,
 // output or capture error, or a live tap the control plane refused or ended on its own.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdint>
@@ -25,6 +29,7 @@
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
+#include "format/select.h"
 #include "recorder/record_capture.h"
 #include "recorder/rotating_writer.h"
 #ifdef TAPREC_LIVE
@@ -74,12 +79,12 @@ uint64_t ParseFileSize(const std::string& text) {
 
 int main(int argc, char** argv) {
   std::string read_path, write_path, output = "text";
-  int64_t count = -1;
   int64_t body_limit = tapkit::format::kDefaultBodyLimit;
   int64_t buffer_kib = 0, rotate_seconds = 0, file_count = 0, max_requests = 0;
   std::vector<std::string> bpf_words;
   std::string redact_key_file, interface_name, rotate_size, inventory_path;
-  std::string ns, selector, to, to_namespace, from, from_namespace, method, authority, path;
+  std::string ns, selector;
+  tapkit::SelectionFlags selection_flags;
   std::string controlplane, token_file, user;
   double max_rps = 0;
   bool delay_report = false;
@@ -94,7 +99,6 @@ int main(int argc, char** argv) {
       "write,w", po::value(&write_path), "write a .tap file (- for stdout); without it, print")(
       "output,o", po::value(&output)->default_value("text"),
       "without -w: text, wide or json (as tapcat)")(
-      "count,c", po::value(&count), "stop after N exchanges (-c 0: an empty capture)")(
       "snaplen-body", po::value(&body_limit)->default_value(body_limit),
       "bytes of each body to keep (the rest is counted)")(
       "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
@@ -121,15 +125,15 @@ int main(int argc, char** argv) {
       "uid, gid and groups, no capabilities), as tcpdump -Z. Default nobody; -Z root keeps "
       "root. Files -C and -G open later are created as USER, in a directory USER can write");
   po::options_description live_opts("Live taps (TARGET)");
-  live_opts.add_options()("namespace,n", po::value(&ns), "the target's namespace")(
+  po::options_description select_opts(
+      "Selection (ANDed; a repeated flag or a comma list ORs; -c counts selected exchanges)");
+  tapkit::AddSelectionOptions(&select_opts, &selection_flags, /*with_namespace=*/false);
+  opts.add(select_opts);
+  live_opts.add_options()(
+      "namespace,n", po::value(&ns),
+      "the target's namespace; with -r or -i (and --inventory), keep exchanges with an "
+      "endpoint in it")(
       "selector,l", po::value(&selector), "label selector narrowing the pods (kubectl -l)")(
-      "to", po::value(&to), "keep requests to this resource (deploy/x, svc/y, pod/z, ns/w)")(
-      "to-namespace", po::value(&to_namespace), "namespace of --to (default -n)")(
-      "from", po::value(&from), "keep requests from this resource")(
-      "from-namespace", po::value(&from_namespace), "namespace of --from (default -n)")(
-      "method", po::value(&method), "keep requests with this method (case-sensitive: POST)")(
-      "authority", po::value(&authority), "keep requests to this authority")(
-      "path", po::value(&path), "keep requests whose path starts with this")(
       "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
       "max-rps", po::value(&max_rps),
       "at most R exchanges per second, all pods together, in bursts of up to R (0: no limit); "
@@ -150,7 +154,12 @@ int main(int argc, char** argv) {
   pos.add("bpf", -1);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::store(po::command_line_parser(argc, argv)
+                  .options(all)
+                  .positional(pos)
+                  .extra_parser(tapkit::SelectionExtraParser)
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::fprintf(stderr, "taprec: %s (try --help)\n", e.what());
@@ -182,19 +191,20 @@ int main(int argc, char** argv) {
   if (!format.ok()) return Usage(std::string(format.status().message()));
   if (offline) {
     for (const char* flag :
-         {"namespace", "selector", "to", "to-namespace", "from", "from-namespace", "method",
-          "authority", "path", "max-requests", "max-rps", "controlplane", "token-file",
-          "delay-report"}) {
+         {"selector", "max-requests", "max-rps", "controlplane", "token-file", "delay-report"}) {
       if (given(flag)) {
-        std::string name = flag == std::string("namespace") ? "-n"
-                           : flag == std::string("selector") ? "-l"
-                                                             : std::string("--") + flag;
+        std::string name = flag == std::string("selector") ? "-l" : std::string("--") + flag;
         return Usage(name + " goes with a live tap (TARGET), not with " +
                      (read_path.empty() ? "-i" : "-r") +
-                     ": -r and -i record every HTTP exchange the BPF expression lets through");
+                     ": a capture file stores no pod labels to select pods by, and -c counts "
+                     "the exchanges recorded");
       }
     }
+    if (!ns.empty()) selection_flags.ns.push_back(ns);
   }
+  absl::StatusOr<tapkit::Selection> selection = tapkit::Selection::Parse(selection_flags);
+  if (!selection.ok()) return Usage(std::string(selection.status().message()));
+  const int64_t count = selection_flags.count;
   tapkit::RotationOptions rotation;
   if (vm.count("file-size")) {
     rotation.max_bytes = ParseFileSize(rotate_size);
@@ -250,9 +260,6 @@ int main(int argc, char** argv) {
   if (body_limit < 0) {
     return Usage("--snaplen-body " + std::to_string(body_limit) + ": must be 0 or more");
   }
-  if (vm.count("count") && count < 0) {
-    return Usage("-c " + std::to_string(count) + ": must be 0 or more");
-  }
   if (offline) {
     // "taprec deploy/x -i lo": the words after the options are a BPF filter there, and a
     // workload is tapped through the control plane, without -r or -i.
@@ -270,7 +277,8 @@ int main(int argc, char** argv) {
     o.bpf = absl::StrJoin(bpf_words, " ");
     o.write_path = write_path;
     o.output = *format;
-    o.count = vm.count("count") ? count : -1;
+    o.count = count;
+    o.selection = *selection;
     o.body_limit = static_cast<uint64_t>(body_limit);
     o.redact = !vm.count("no-redact");
     o.redact_key_file = redact_key_file;
@@ -299,19 +307,28 @@ int main(int argc, char** argv) {
   t.target = bpf_words[0];
   t.ns = ns;
   t.selector = selector;
-  t.to = to;
-  t.to_namespace = to_namespace;
-  t.from = from;
-  t.from_namespace = from_namespace;
-  t.method = method;
-  t.authority = authority;
-  t.path = path;
-  if (vm.count("count") && count == 0) {
+  // The sidecars evaluate what they can; the rest is matched on ended exchanges.
+  tapkit::TapPushdown pushed = selection->ForTap();
+  t.to = pushed.to;
+  t.to_namespace = pushed.to_namespace;
+  t.from = pushed.from;
+  t.from_namespace = pushed.from_namespace;
+  t.method = pushed.method;
+  t.authority = pushed.authority;
+  t.path = pushed.path;
+  t.selection = pushed.rest;
+  if (count == 0) {
     // --max-requests 0 means no limit: -c 0 cannot be passed on as it, and a tap of nothing
     // would only start sidecars to stop them.
     return Usage("-c 0 with a TARGET: a live tap records at least one exchange (-c N, N >= 1)");
   }
-  t.max_requests = static_cast<uint64_t>(vm.count("count") ? count : max_requests);
+  if (t.selection.empty()) {
+    t.max_requests = static_cast<uint64_t>(count > 0 ? count : max_requests);
+  } else {
+    // Selected exchanges are counted here; --max-requests still bounds the tap as a whole.
+    t.max_requests = static_cast<uint64_t>(max_requests);
+    t.count = static_cast<uint64_t>(std::max<int64_t>(count, 0));
+  }
   t.max_rps = max_rps;
   t.write_path = write_path;
   t.output = *format;

@@ -309,31 +309,39 @@ std::string OwnDir() {
   return t;
 }
 
-// -r and -i record every exchange: the live tap's selection and limit flags, and -o beside -w,
-// would do nothing there, so they are refused, naming the flag (before any capture opens: -i
-// needs no root for this).
+// -r and -i take the selection flags, but not the live tap's pod selector and limits, nor -o
+// beside -w: those would do nothing there, so they are refused, naming the flag (before any
+// capture opens: -i needs no root for this). So are bad selections, and a workload or -n without
+// --inventory (the endpoints would carry no labels to match).
 TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
   std::string dir = OwnDir();
   for (const char* source :
        {"-r '" TAPKIT_SOURCE_DIR "/fixtures/captures/pipelined-3-gets.pcap'", "-i lo"}) {
     for (const std::pair<const char*, const char*>& f :
-         std::vector<std::pair<const char*, const char*>>{
-             {"--method GET", "--method"},
-             {"--path /api", "--path"},
-             {"--authority x", "--authority"},
-             {"-l app=web", "-l"},
-             {"--to deploy/x", "--to"},
-             {"--from deploy/y", "--from"},
-             {"-n demo", "-n"},
-             {"--to-namespace a", "--to-namespace"},
-             {"--from-namespace b", "--from-namespace"},
-             {"--max-requests 5", "--max-requests"},
-             {"--max-rps 10", "--max-rps"}}) {
+         std::vector<std::pair<const char*, const char*>>{{"-l app=web", "-l"},
+                                                          {"--max-requests 5", "--max-requests"},
+                                                          {"--max-rps 10", "--max-rps"}}) {
       Result r = Sh(Taprec(absl::StrCat(source, " ", f.first, " -w '", dir, "/out.tap'")));
       EXPECT_EQ(r.rc, 2) << source << " " << f.first;
       EXPECT_EQ(
           r.err.rfind(absl::StrCat("taprec: ", f.second, " goes with a live tap (TARGET)"), 0), 0u)
           << r.err;
+    }
+    std::string name = std::string(source).substr(0, 2) == "-i" ? "lo" : kFixture;
+    for (const std::pair<const char*, std::string>& f :
+         std::vector<std::pair<const char*, std::string>>{
+             {"--status 7xx", "taprec: --status 7xx: unknown status class (1xx..5xx)\n"},
+             {"--min-latency 5", "taprec: --min-latency 5: not a duration (a number and ns, us, "
+                                 "ms, s, m or h: 250ms, 1.5s)\n"},
+             {"--to deploy/x", "taprec: --to deploy/x: " + name +
+                                   " has no endpoint labels (recorded without --inventory): "
+                                   "select by address instead\n"},
+             {"-n demo", "taprec: -n demo: " + name +
+                             " has no endpoint labels (recorded without --inventory): select by "
+                             "address instead\n"}}) {
+      Result r = Sh(Taprec(absl::StrCat(source, " ", f.first, " -w '", dir, "/out.tap'")));
+      EXPECT_EQ(r.rc, 2) << source << " " << f.first;
+      EXPECT_EQ(r.err, f.second);
     }
   }
   Result o = Sh(Taprec("-r '" + kFixture + "' -o json -w '" + dir + "/out.tap'"));
