@@ -48,6 +48,8 @@ packages=(
   nghttp2-client nghttp2-server nghttp2-proxy
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
+  # The independent reading of the fixture pcaps in tests (tools/select_capture_test.py).
+  tshark
 )
 
 # Extra packages from the environment and the command line.
