@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -129,11 +130,13 @@ v1::TapEvents Started(const std::string& id) {
   return b;
 }
 
-v1::TapEvents Exchanges(uint64_t first, uint64_t n) {
+v1::TapEvents Exchanges(uint64_t first, uint64_t n,
+                        const std::function<void(Exchange*)>& edit = {}) {
   v1::TapEvents b;
   for (uint64_t i = first; i < first + n; ++i) {
     Exchange x = testing::RichExchange(i);
     x.capture_point = 1;
+    if (edit) edit(&x);
     flatbuffers::FlatBufferBuilder fb;
     std::string bodies;
     EXPECT_TRUE(EncodeExchange(x, &fb, &bodies).ok());
@@ -206,6 +209,67 @@ TEST_F(TapClientTest, LimitReachedIsSuccess) {
   EXPECT_TRUE(RunTap(o).ok());
   EXPECT_EQ(fake_.request().max_requests(), 3u);
   EXPECT_EQ(ExchangesIn(o.write_path), 3u);
+}
+
+// What the sidecars cannot evaluate (--status) is matched here on ended exchanges: only those
+// are written and counted, -c counts them here (not pushed as max_requests) and stops the tap
+// with Tap.Stop once reached; what the sidecars can evaluate (--method) is pushed.
+TEST_F(TapClientTest, SelectionTheSidecarsCannotEvaluateIsMatchedHere) {
+  auto status_by_parity = [](Exchange* x) {
+    x->response->status = x->stream_id % 2 ? 503 : 200;
+  };
+  fake_.watch = [this, status_by_parity](grpc::ServerContext*, Writer* w) {
+    w->Write(Started("tap-5"));
+    w->Write(Exchanges(0, 6, status_by_parity));  // 503 at 1, 3, 5: -c 2 is reached at 3
+    fake_.WaitForStop();
+    w->Write(Exchanges(6, 2, status_by_parity));  // still open: past -c, not written
+    return grpc::Status::OK;
+  };
+  SelectionFlags flags;
+  flags.status = {"5xx"};
+  flags.method = {"GET"};
+  absl::StatusOr<Selection> sel = Selection::Parse(flags);
+  ASSERT_TRUE(sel.ok());
+  TapPushdown pushed = sel->ForTap();
+  TapOptions o = Options();
+  o.method = pushed.method;
+  o.selection = pushed.rest;
+  o.count = 2;
+  EXPECT_TRUE(RunTap(o).ok()) << Err();
+  EXPECT_EQ(fake_.request().method(), "GET");
+  EXPECT_EQ(fake_.request().max_requests(), 0u) << "-c counts selected exchanges, here";
+  EXPECT_EQ(fake_.stopped_ids(), std::vector<std::string>{"tap-5"});
+  testing::ReadResult r = testing::ReadAll(testing::ReadFileBytes(o.write_path));
+  ASSERT_EQ(r.exchanges.size(), 2u);
+  EXPECT_EQ(r.exchanges[0].stream_id, 1001u);  // RichExchange(i): stream 1000 + i
+  EXPECT_EQ(r.exchanges[1].stream_id, 1003u);
+  EXPECT_EQ(r.exchanges[1].response->status, 503);
+  EXPECT_NE(Err().find("taprec: 2 exchanges recorded"), std::string::npos) << Err();
+  auto reader = Reader::Open(NewStringReadableFile(testing::ReadFileBytes(o.write_path)));
+  ASSERT_TRUE(reader.ok());
+  const auto& filters = (*reader)->metadata().filters;
+  EXPECT_NE(std::find(filters.begin(), filters.end(),
+                      std::pair<std::string, std::string>{"status", "5xx"}),
+            filters.end());
+}
+
+// Printing with a selection matched here: no req/rsp lines before the end (phases off).
+TEST_F(TapClientTest, LocalSelectionPrintsAtTheEnd) {
+  fake_.watch = [](grpc::ServerContext*, Writer* w) {
+    w->Write(Started("tap-6"));
+    return grpc::Status::OK;
+  };
+  TapOptions o = Options();
+  o.write_path.clear();
+  EXPECT_FALSE(RunTap(o).ok());  // ended on its own
+  EXPECT_TRUE(fake_.request().phases()) << "without a selection, lines as they happen";
+  SelectionFlags flags;
+  flags.min_latency = "1s";
+  absl::StatusOr<Selection> sel = Selection::Parse(flags);
+  ASSERT_TRUE(sel.ok());
+  o.selection = *sel;
+  (void)RunTap(o);
+  EXPECT_FALSE(fake_.request().phases());
 }
 
 // A stop request (Ctrl+C): Tap.Stop with the tap's id, the stream ends OK, exit 0.
