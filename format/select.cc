@@ -461,8 +461,12 @@ Selection& Selection::operator=(const Selection& o) {
   rules_ = std::make_unique<Rules>(*o.rules_);
   return *this;
 }
-Selection::Selection(Selection&&) noexcept = default;
-Selection& Selection::operator=(Selection&&) noexcept = default;
+// A moved-from Selection selects everything, as a new one (never a null rules_).
+Selection::Selection(Selection&& o) : rules_(std::exchange(o.rules_, std::make_unique<Rules>())) {}
+Selection& Selection::operator=(Selection&& o) {
+  rules_ = std::exchange(o.rules_, std::make_unique<Rules>());
+  return *this;
+}
 
 absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
   Selection s;

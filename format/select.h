@@ -103,8 +103,8 @@ class Selection {
   ~Selection();
   Selection(const Selection&);
   Selection& operator=(const Selection&);
-  Selection(Selection&&) noexcept;
-  Selection& operator=(Selection&&) noexcept;
+  Selection(Selection&&);  // leaves `other` selecting everything
+  Selection& operator=(Selection&&);
 
   // Parses and checks every flag. Errors: InvalidArgument with one line naming the flag and the
   // value, e.g. "--status 7xx: unknown status class (1xx..5xx)": an unknown status class or a

@@ -209,9 +209,24 @@ def main():
                 tshark_paths(taps["keepalive-4-gets"][0], 'http.request.uri matches "^/[bc]$"',
                              "req"))
 
+        # Usage errors: one line naming the flag, exit 2, nothing printed.
+        for args, line in [
+            (["--status", "7xx", all_taps[0]], "tapcat: --status 7xx: unknown status class (1xx..5xx)\n"),
+            (["--to", "deploy/web", all_taps[0]],
+             f"tapcat: --to deploy/web: {all_taps[0]} has no endpoint labels (recorded without "
+             "--inventory): select by address instead\n"),
+            (["--info", "--status", "5xx", all_taps[0]],
+             "tapcat: --info reports on whole files; the selection flags and -c go with printing "
+             "exchanges\n"),
+        ]:
+            c = run([tapcat, *args])
+            checks += 1
+            if c.returncode != 2 or c.stderr != line or c.stdout:
+                failures.append(f"tapcat {' '.join(args)}: exit {c.returncode}, {c.stderr!r}")
+
     for f in failures:
         print(f"FAIL: {f}")
-    print(f"{checks} selections checked against tshark, {len(failures)} failures")
+    print(f"{checks} checks (selections against tshark, usage errors), {len(failures)} failures")
     return 1 if failures else 0
 
 
