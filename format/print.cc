@@ -70,14 +70,17 @@ bool Reindex(const PrintOptions& o, std::FILE* out, std::FILE* err) {
   return ok;
 }
 
-}  // namespace
+bool WriteError(const PrintOptions& o, std::FILE* err) {
+  std::fprintf(err, "%s: write error on standard output: %s\n", o.program.c_str(),
+               std::strerror(errno));
+  return false;
+}
 
-bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
-  if (o.reindex) return Reindex(o, to, err);
+// --info: one report per file, each read whole in file order.
+bool PrintInfo(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   const char* program = o.program.c_str();
   bool ok = true;
   std::string out;
-  int64_t printed = 0;
   for (const std::string& path : o.files) {
     absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(path);
     if (!file.ok()) {
@@ -88,9 +91,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     LineReporter reporter(o.program, (*file)->name(), &out, to, err);
     ReaderOptions ro;
     ro.reporter = &reporter;
-    // Text lines need no body bytes: they skip decompressing them (and so do not check body
-    // frames). --info reads everything, so the damage it reports is all the damage there is.
-    ro.headers_only = !o.info && o.format != OutputFormat::kJson;
+    // --info reads everything, bodies included, so the damage it reports is all there is.
     absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(*std::move(file), ro);
     if (!reader.ok()) {
       std::fprintf(err, "%s: %s\n", program, std::string(reader.status().message()).c_str());
@@ -100,35 +101,16 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     ExchangeView x;
     InfoCounts counts;
     counts.min_key = UINT64_MAX;
-    while ((o.count < 0 || printed < o.count || o.info) && (*reader)->Next(&x)) {
-      if (o.info) {
-        ++counts.exchanges;
-        counts.min_key = std::min(counts.min_key, x.sort_key_ns());
-        counts.max_key = std::max(counts.max_key, x.sort_key_ns());
-        continue;
-      }
-      if (o.format == OutputFormat::kJson) {
-        AppendJson(x, &out);
-      } else {
-        AppendText(x, o.format == OutputFormat::kWide, &out);
-      }
-      ++printed;
-      if (out.size() > (1 << 16) && !Flush(&out, to)) {
-        std::fprintf(err, "%s: write error on standard output: %s\n", program,
-                     std::strerror(errno));
-        return false;  // nothing more is printed
-      }
+    while ((*reader)->Next(&x)) {
+      ++counts.exchanges;
+      counts.min_key = std::min(counts.min_key, x.sort_key_ns());
+      counts.max_key = std::max(counts.max_key, x.sort_key_ns());
     }
-    if (o.info) {
-      if (counts.exchanges == 0) counts.min_key = 0;
-      // JSON: one object per file (JSON Lines, as the exchanges); text and wide: the report.
-      out += o.format == OutputFormat::kJson ? FormatInfoJson(**reader, counts)
-                                             : FormatInfo(**reader, counts);
-    }
-    if (!Flush(&out, to)) {
-      std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
-      return false;
-    }
+    if (counts.exchanges == 0) counts.min_key = 0;
+    // JSON: one object per file (JSON Lines, as the exchanges); text and wide: the report.
+    out += o.format == OutputFormat::kJson ? FormatInfoJson(**reader, counts)
+                                           : FormatInfo(**reader, counts);
+    if (!Flush(&out, to)) return WriteError(o, err);
     absl::Status s = (*reader)->status();
     if (!s.ok()) {
       // DataLoss: the damage was reported line by line already.
@@ -137,12 +119,78 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       }
       ok = false;
     }
-    if (o.count >= 0 && printed >= o.count && !o.info) break;
   }
-  if (std::fflush(to) != 0 || std::ferror(to)) {
-    std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
+  return ok;
+}
+
+}  // namespace
+
+bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
+  if (o.reindex) return Reindex(o, to, err);
+  if (o.info) return PrintInfo(o, to, err) && (std::fflush(to) == 0 || WriteError(o, err));
+  const char* program = o.program.c_str();
+  bool ok = true;
+  std::string out;
+  std::vector<std::unique_ptr<LineReporter>> reporters;
+  OrderOptions order;
+  order.files = o.files;
+  order.file_order = o.file_order;
+  order.reorder_window_ns = o.reorder_window_ns;
+  // Text lines need no body bytes: they skip decompressing them (and so do not check body
+  // frames).
+  order.headers_only = o.format != OutputFormat::kJson;
+  order.follow = o.follow;
+  order.stop = o.stop;
+  order.keep = o.keep;
+  order.reporter_for = [&](const std::string& name) {
+    reporters.push_back(std::make_unique<LineReporter>(o.program, name, &out, to, err));
+    return reporters.back().get();
+  };
+  order.open_error = [&](const absl::Status& s) {
+    if (!Flush(&out, to)) ok = false;
+    std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+    ok = false;
+  };
+  absl::StatusOr<std::unique_ptr<ExchangeSource>> source = ExchangeSource::Open(order);
+  if (!source.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(source.status().message()).c_str());
     return false;
   }
+  ExchangeView x;
+  int64_t printed = 0;
+  while ((o.count < 0 || printed < o.count) && (*source)->Next(&x)) {
+    if (o.format == OutputFormat::kJson) {
+      AppendJson(x, &out);
+    } else {
+      AppendText(x, o.format == OutputFormat::kWide, &out);
+    }
+    ++printed;
+    // Following, each exchange is out as soon as it prints.
+    if ((o.follow || out.size() > (1 << 16)) && !Flush(&out, to)) {
+      return WriteError(o, err);  // nothing more is printed
+    }
+  }
+  if (!Flush(&out, to)) return WriteError(o, err);
+  for (size_t i = 0; i < (*source)->inputs(); ++i) {
+    const Reader* r = (*source)->reader(i);
+    if (!r) continue;
+    absl::Status s = r->status();
+    if (!s.ok()) {
+      // DataLoss: the damage was reported line by line already.
+      if (!absl::IsDataLoss(s)) {
+        std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+      }
+      ok = false;
+    }
+  }
+  if (uint64_t late = (*source)->late(); late > 0) {
+    std::fprintf(err,
+                 "%s: notice: %llu exchange%s arrived after the %s reorder window and printed "
+                 "out of order\n",
+                 program, static_cast<unsigned long long>(late), late == 1 ? "" : "s",
+                 FormatDurationNs(o.reorder_window_ns).c_str());
+  }
+  if (std::fflush(to) != 0 || std::ferror(to)) return WriteError(o, err);
   return ok;
 }
 

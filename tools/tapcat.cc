@@ -1,11 +1,14 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-c N] [--info] [--reindex] FILE|- ...
+//   tapcat [-o text|wide|json] [-c N] [--file-order | --reorder-window D] [-f] FILE|- ...
+//   tapcat --info [-o json] FILE|- ...      tapcat --reindex FILE ...
 //
-// --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
+// Exchanges print in sort-key (request-start) order, files merged (format/order.h); --info prints
+// a report per file; with -o json, one JSON object per file (docs/json.md).
 //
 // Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -25,9 +28,26 @@ namespace po = boost::program_options;
 using tapkit::kExitError;
 using tapkit::kExitOk;
 
+namespace {
+
+// -f ends at SIGINT or SIGTERM, with exit 0 (as tail -f). A second signal kills as usual.
+volatile sig_atomic_t g_stop = 0;
+void OnStop(int) { g_stop = 1; }
+void CatchStopSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStop;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string output = "text";
   int64_t count = -1;
+  std::string window;
   std::vector<std::string> files;
   po::options_description opts(
       "Usage: tapcat [options] FILE|- ...\n"
@@ -39,7 +59,12 @@ int main(int argc, char** argv) {
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
       "json: one JSON object per file, docs/json.md)")(
-      "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
+      "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)")(
+      "file-order", "print exchanges as stored (completion order), file after file")(
+      "reorder-window", po::value(&window),
+      "for a pipe or a file without an index: hold exchanges this long (10s, 500ms; default "
+      "10s, with -f 0) to print them in sort-key order; a later one prints at once, counted")(
+      "follow,f", "follow growing files as tail -f; Ctrl+C ends (exit 0)");
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
   po::options_description all;
@@ -77,7 +102,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: -c %lld: must be 0 or more\n", static_cast<long long>(count));
     return kExitError;
   }
+  bool follow = vm.count("follow") > 0;
+  int64_t window_ns = follow ? 0 : tapkit::kDefaultReorderWindowNs;
+  if (vm.count("reorder-window")) {
+    absl::StatusOr<int64_t> w = tapkit::ParseDurationNs(window);
+    if (!w.ok()) {
+      std::fprintf(stderr, "tapcat: --reorder-window %s\n", std::string(w.status().message()).c_str());
+      return kExitError;
+    }
+    window_ns = *w;
+  }
+  int modes = (vm.count("info") > 0) + (vm.count("reindex") > 0) + follow;
+  if (modes > 1) {
+    std::fprintf(stderr, "tapcat: --info, --reindex and -f exclude each other\n");
+    return kExitError;
+  }
+  if (vm.count("file-order") && vm.count("reorder-window")) {
+    std::fprintf(stderr, "tapcat: --file-order and --reorder-window exclude each other\n");
+    return kExitError;
+  }
+  if (follow) CatchStopSignals();
   tapkit::PrintOptions print;
+  print.file_order = vm.count("file-order") > 0;
+  print.reorder_window_ns = window_ns;
+  print.follow = follow;
+  print.stop = [] { return g_stop != 0; };
   print.files = files;
   print.format = *format;
   print.count = count;
