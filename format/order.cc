@@ -293,6 +293,11 @@ uint64_t ExchangeSource::selected_out() const { return impl_->selected_out; }
 uint64_t ExchangeSource::max_held_exchanges() const { return impl_->max_held; }
 uint64_t ExchangeSource::max_held_segments() const { return impl_->max_segments; }
 
+std::string LateNotice(uint64_t late, int64_t window_ns) {
+  return absl::StrCat(late, late == 1 ? " exchange" : " exchanges", " arrived after the ",
+                      FormatDurationNs(window_ns), " reorder window and printed out of order");
+}
+
 absl::StatusOr<int64_t> ParseDurationNs(std::string_view text) {
   auto bad = [&] {
     return absl::InvalidArgumentError(

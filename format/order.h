@@ -96,6 +96,10 @@ class ExchangeSource {
   std::unique_ptr<Impl> impl_;
 };
 
+// The notice about late exchanges, without a program prefix: "3 exchanges arrived after the 10s
+// reorder window and printed out of order".
+std::string LateNotice(uint64_t late, int64_t window_ns);
+
 // A duration as tapcat's flags take it: a decimal number and a unit, ns, us, ms, s, m or h
 // ("10s", "500ms", "1.5s", "0"; a bare 0 needs no unit). Nanoseconds; InvalidArgument naming
 // the text otherwise (negative, no unit, over 2^63 ns).

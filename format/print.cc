@@ -9,6 +9,33 @@
 #include "format/reader.h"
 
 namespace tapkit {
+
+LineReporter::LineReporter(const std::string& program, std::string file, std::string* pending,
+                           std::FILE* out, std::FILE* err)
+    : program_(program), file_(std::move(file)), pending_(pending), out_(out), err_(err) {}
+
+void LineReporter::Corruption(uint64_t offset, uint64_t length, std::string_view reason) {
+  ++damage_;
+  if (pending_) FlushPending();
+  std::fprintf(err_, "%s: %s: offset %llu: %.*s (%llu bytes skipped)\n", program_.c_str(),
+               file_.c_str(), static_cast<unsigned long long>(offset),
+               static_cast<int>(reason.size()), reason.data(),
+               static_cast<unsigned long long>(length));
+}
+
+void LineReporter::Notice(uint64_t offset, std::string_view message) {
+  if (pending_) FlushPending();
+  std::fprintf(err_, "%s: %s: offset %llu: notice: %.*s\n", program_.c_str(), file_.c_str(),
+               static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
+               message.data());
+}
+
+void LineReporter::FlushPending() {
+  if (!pending_->empty()) std::fwrite(pending_->data(), 1, pending_->size(), out_);
+  pending_->clear();
+  std::fflush(out_);
+}
+
 namespace {
 
 // Writes `out` to `to` and empties it. False on a write error (a full disk, a closed pipe with
@@ -18,37 +45,6 @@ bool Flush(std::string* out, std::FILE* to) {
   out->clear();
   return ok && std::fflush(to) == 0;
 }
-
-// Prints each skipped range and notice as one line naming the file and offset, after the
-// exchanges printed so far (so lines keep file order). Counts the damage.
-class LineReporter final : public Reporter {
- public:
-  LineReporter(const std::string& program, std::string file, std::string* pending, std::FILE* out,
-               std::FILE* err)
-      : program_(program), file_(std::move(file)), pending_(pending), out_(out), err_(err) {}
-  void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
-    ++damage;
-    if (pending_) Flush(pending_, out_);
-    std::fprintf(err_, "%s: %s: offset %llu: %.*s (%llu bytes skipped)\n", program_.c_str(),
-                 file_.c_str(), static_cast<unsigned long long>(offset),
-                 static_cast<int>(reason.size()), reason.data(),
-                 static_cast<unsigned long long>(length));
-  }
-  void Notice(uint64_t offset, std::string_view message) override {
-    if (pending_) Flush(pending_, out_);
-    std::fprintf(err_, "%s: %s: offset %llu: notice: %.*s\n", program_.c_str(), file_.c_str(),
-                 static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
-                 message.data());
-  }
-  int damage = 0;
-
- private:
-  const std::string& program_;
-  std::string file_;
-  std::string* pending_;
-  std::FILE* out_;
-  std::FILE* err_;
-};
 
 bool Reindex(const PrintOptions& o, std::FILE* out, std::FILE* err) {
   bool ok = true;
@@ -64,7 +60,7 @@ bool Reindex(const PrintOptions& o, std::FILE* out, std::FILE* err) {
     } else {
       std::fprintf(err, "%s: %s: %s\n", o.program.c_str(), f.c_str(),
                    rebuilt ? "index and trailer written" : "already has a trailer; unchanged");
-      if (rep.damage) ok = false;
+      if (rep.damage()) ok = false;
     }
   }
   return ok;
@@ -184,11 +180,8 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     }
   }
   if (uint64_t late = (*source)->late(); late > 0) {
-    std::fprintf(err,
-                 "%s: notice: %llu exchange%s arrived after the %s reorder window and printed "
-                 "out of order\n",
-                 program, static_cast<unsigned long long>(late), late == 1 ? "" : "s",
-                 FormatDurationNs(o.reorder_window_ns).c_str());
+    std::fprintf(err, "%s: notice: %s\n", program,
+                 LateNotice(late, o.reorder_window_ns).c_str());
   }
   if (std::fflush(to) != 0 || std::ferror(to)) return WriteError(o, err);
   return ok;

@@ -19,6 +19,7 @@
 
 #include "format/exchange_view.h"
 #include "format/order.h"
+#include "format/reader.h"
 #include "format/render.h"
 
 namespace tapkit {
@@ -40,6 +41,29 @@ struct PrintOptions {
   // Which exchanges to print (the selection); null prints all. Runs before an exchange is held.
   std::function<bool(const ExchangeView&)> keep;
   std::string program = "tapcat";  // the name error lines begin with
+};
+
+// A Reporter that prints each skipped range and notice as one line on `err`, naming the program,
+// the file and the offset ("tapcat: out.tap: offset 4096: reason (812 bytes skipped)", "...:
+// offset N: notice: torn tail..."). Output still pending in `*pending` (may be null) is written
+// to `out` first, so the lines follow what was printed before them. Counts the damage.
+class LineReporter final : public Reporter {
+ public:
+  // `program` must outlive the reporter.
+  LineReporter(const std::string& program, std::string file, std::string* pending, std::FILE* out,
+               std::FILE* err);
+  void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override;
+  void Notice(uint64_t offset, std::string_view message) override;
+  int damage() const { return damage_; }
+
+ private:
+  void FlushPending();
+  const std::string& program_;
+  std::string file_;
+  std::string* pending_;
+  std::FILE* out_;
+  std::FILE* err_;
+  int damage_ = 0;
 };
 
 // Prints to `out`; errors, damage and notices go to `err`, one line each. Returns true when

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
@@ -62,6 +64,23 @@ RotatingWriter::RotatingWriter(std::string path, CaptureMetadata metadata, Rotat
       metadata_(std::move(metadata)),
       options_(options),
       trailer_(std::move(trailer)) {}
+
+uint64_t ParseRotationSize(const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  uint64_t unit = 1000000;
+  if (end && *end) {
+    std::string suffix(end);
+    unit = suffix == "k" || suffix == "K"   ? 1024
+           : suffix == "m" || suffix == "M" ? 1048576
+           : suffix == "g" || suffix == "G" ? 1073741824
+                                            : 0;
+  }
+  if (!(v > 0) || unit == 0 || end == text.c_str()) return 0;
+  // A size past what a file can be (2^63 bytes) is not a size either (and would overflow).
+  if (!std::isfinite(v) || v * static_cast<double>(unit) >= 0x1p63) return 0;
+  return static_cast<uint64_t>(v * unit);
+}
 
 RotatingWriter::~RotatingWriter() {
   if (writer_) (void)writer_->Close(trailer_ ? trailer_() : TrailerInput{});

@@ -59,6 +59,10 @@ struct RotationOptions {
 // ("out.tap", 3 -> "out3.tap"; "out", 3 -> "out3"), padded with zeros to `width` digits.
 std::string NumberedName(const std::string& path, uint64_t index, size_t width = 0);
 
+// tcpdump's -C SIZE (taprec, tapfilter): millions of bytes, or a number with k, m or g
+// (1024-based: "500k", "1.5m"). Bytes; 0 when the text is not a size above 0 and below 2^63.
+uint64_t ParseRotationSize(const std::string& text);
+
 class RotatingWriter {
  public:
   // `trailer` is asked for the trailer of each file as it closes.
