@@ -1,8 +1,6 @@
 // ExchangeSource (order.h): sort-key order on indexed files, the reorder window on files without
 // an index, merging, the keep predicate. The expected order is computed here independently, by
 // sorting the exchanges that were written.
-#include "format/order.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "format/order.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
 

@@ -65,7 +65,7 @@ struct ExchangeSource::Impl {
   OrderOptions o;
   std::vector<Input> in;
   std::vector<Held> heap;
-  std::deque<Held> now;  // late arrivals, released before anything else
+  std::deque<Held> now;                  // late arrivals, released before anything else
   std::shared_ptr<HeldSegment> current;  // holds the bytes of the view last returned
   uint64_t segments_held = 0;
   uint64_t seq = 0;
@@ -282,8 +282,7 @@ absl::StatusOr<std::unique_ptr<ExchangeSource>> ExchangeSource::Open(OrderOption
 }
 
 bool ExchangeSource::Next(ExchangeView* out, size_t* input) {
-  return impl_->o.file_order ? impl_->NextInFileOrder(out, input)
-                             : impl_->NextSorted(out, input);
+  return impl_->o.file_order ? impl_->NextInFileOrder(out, input) : impl_->NextSorted(out, input);
 }
 
 size_t ExchangeSource::inputs() const { return impl_->in.size(); }
@@ -300,8 +299,8 @@ std::string LateNotice(uint64_t late, int64_t window_ns) {
 
 absl::StatusOr<int64_t> ParseDurationNs(std::string_view text) {
   auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", std::string(text), "': not a duration (a number and a unit: 10s, 500ms, 1.5s)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", std::string(text), "': not a duration (a number and a unit: 10s, 500ms, 1.5s)"));
   };
   if (text == "0") return 0;
   size_t unit_at = text.find_first_not_of("0123456789.");
@@ -324,8 +323,8 @@ absl::StatusOr<int64_t> ParseDurationNs(std::string_view text) {
     return bad();
   }
   double v;
-  if (std::count(number.begin(), number.end(), '.') > 1 || !absl::SimpleAtod(std::string(number), &v) ||
-      !std::isfinite(v) || v < 0) {
+  if (std::count(number.begin(), number.end(), '.') > 1 ||
+      !absl::SimpleAtod(std::string(number), &v) || !std::isfinite(v) || v < 0) {
     return bad();
   }
   double ns = std::round(v * scale);

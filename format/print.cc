@@ -180,8 +180,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     }
   }
   if (uint64_t late = (*source)->late(); late > 0) {
-    std::fprintf(err, "%s: notice: %s\n", program,
-                 LateNotice(late, o.reorder_window_ns).c_str());
+    std::fprintf(err, "%s: notice: %s\n", program, LateNotice(late, o.reorder_window_ns).c_str());
   }
   if (std::fflush(to) != 0 || std::ferror(to)) return WriteError(o, err);
   return ok;

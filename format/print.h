@@ -27,9 +27,9 @@ namespace tapkit {
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
-  int64_t count = -1;    // at most this many exchanges over all files; -1: no limit
-  bool info = false;     // the --info report per file instead of the exchanges
-  bool reindex = false;  // write the index and trailer of files that lack them (RebuildIndex)
+  int64_t count = -1;       // at most this many exchanges over all files; -1: no limit
+  bool info = false;        // the --info report per file instead of the exchanges
+  bool reindex = false;     // write the index and trailer of files that lack them (RebuildIndex)
   bool file_order = false;  // as stored, file after file, instead of sort-key order
   // For files without an index (order.h); a late exchange prints at once and is counted in one
   // notice line at the end.

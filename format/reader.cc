@@ -513,10 +513,9 @@ struct Reader::Impl {
     }
     // The header verified, so its length is trusted from here on. A block that runs past the end
     // of the data is a torn tail (or, before a footer, damage): Resync decides which.
-    if (Following() && !in->HasAtLeast(length + (h.type == static_cast<uint8_t>(
-                                                           BlockType::kTrailer)
-                                                       ? format::kFooterSize
-                                                       : 0))) {
+    if (Following() && !in->HasAtLeast(length + (h.type == static_cast<uint8_t>(BlockType::kTrailer)
+                                                     ? format::kFooterSize
+                                                     : 0))) {
       waiting = true;  // the rest of the block (and a trailer's footer) is not written yet
       return;
     }
@@ -535,8 +534,7 @@ struct Reader::Impl {
     if (h.type == static_cast<uint8_t>(BlockType::kTrailer)) {
       std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &scratch);
       FileSummary s;
-      if (err.empty() && !DecodeFileSummary(scratch.view(), &s))
-        err = "trailer fails verification";
+      if (err.empty() && !DecodeFileSummary(scratch.view(), &s)) err = "trailer fails verification";
       if (!err.empty()) {
         Corrupt(at, h.length(), absl::StrCat("trailer: ", err));
         in->Skip(h.length());

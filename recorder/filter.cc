@@ -16,7 +16,8 @@ namespace tapkit {
 namespace {
 
 bool SameFile(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
+  struct stat sa {
+  }, sb{};
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
          sa.st_ino == sb.st_ino;
 }
@@ -120,7 +121,8 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   }
   if (first) {
     // No input opened: nothing to write, and the errors were told.
-    return absl::DataLossError(absl::StrCat("no input could be read (", unreadable, " unreadable)"));
+    return absl::DataLossError(
+        absl::StrCat("no input could be read (", unreadable, " unreadable)"));
   }
   if (!same_target) meta.target.clear(), meta.ns.clear();
   if (same_filters) meta.filters = input_filters;
@@ -213,10 +215,10 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
     }
   }
   if (damaged || unreadable) {
-    return absl::DataLossError(absl::StrCat(
-        damaged + unreadable, damaged + unreadable == 1 ? " input" : " inputs",
-        " damaged or unreadable; what could be read was written (", summary->exchanges,
-        summary->exchanges == 1 ? " exchange)" : " exchanges)"));
+    return absl::DataLossError(
+        absl::StrCat(damaged + unreadable, damaged + unreadable == 1 ? " input" : " inputs",
+                     " damaged or unreadable; what could be read was written (", summary->exchanges,
+                     summary->exchanges == 1 ? " exchange)" : " exchanges)"));
   }
   return absl::OkStatus();
 }

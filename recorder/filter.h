@@ -76,8 +76,7 @@ struct FilterSummary {
 // -C with standard output, "-" read twice); FailedPrecondition when the output is one of the
 // inputs; the output's errors; DataLoss (after writing whatever could be read) when an input was
 // damaged or could not be opened, its message counting them (the lines were printed already).
-absl::Status FilterCaptures(const FilterOptions& options, std::FILE* err,
-                            FilterSummary* summary);
+absl::Status FilterCaptures(const FilterOptions& options, std::FILE* err, FilterSummary* summary);
 
 }  // namespace tapkit
 

@@ -102,10 +102,9 @@ TEST(Filter, MergeIsTheSortOfTheUnionWithDropsSummedAndPointsRenumbered) {
   std::sort(want.begin(), want.end());
   EXPECT_EQ(Keys(r.xs), want) << "written in sort-key order";
   ASSERT_TRUE(r.summary);
-  EXPECT_EQ(r.summary->drops,
-            (std::map<std::string, uint64_t>{{"http1_parse_error_bytes", 7},
-                                             {"kernel_dropped_packets", 3},
-                                             {"tcp_gap_bytes", 123}}));
+  EXPECT_EQ(r.summary->drops, (std::map<std::string, uint64_t>{{"http1_parse_error_bytes", 7},
+                                                               {"kernel_dropped_packets", 3},
+                                                               {"tcp_gap_bytes", 123}}));
   EXPECT_EQ(r.summary->counters,
             (std::map<std::string, uint64_t>{{"opaque_connections", 2}, {"selected_out", 0}}));
   EXPECT_EQ(r.meta.capture_points.size(), 2 * sample.capture_points.size());
@@ -115,8 +114,8 @@ TEST(Filter, MergeIsTheSortOfTheUnionWithDropsSummedAndPointsRenumbered) {
   for (const auto& e : r.meta.extra) {
     if (e.first == "tapfilter.source") sources.push_back(e);
   }
-  EXPECT_EQ(sources, (std::vector<std::pair<std::string, std::string>>{
-                         {"tapfilter.source", pa}, {"tapfilter.source", pb}}));
+  EXPECT_EQ(sources, (std::vector<std::pair<std::string, std::string>>{{"tapfilter.source", pa},
+                                                                       {"tapfilter.source", pb}}));
 }
 
 TEST(Filter, SelectionIsCountedAsSelectedOutAndRecorded) {
@@ -153,8 +152,7 @@ TEST(Filter, SelectionIsCountedAsSelectedOutAndRecorded) {
   want_filters.emplace_back("stream-mod-10", "3");
   EXPECT_EQ(r.meta.filters, want_filters);
   EXPECT_TRUE(r.meta.redaction.enabled);
-  EXPECT_NE(std::find(r.meta.redaction.headers.begin(), r.meta.redaction.headers.end(),
-                      "x-secret"),
+  EXPECT_NE(std::find(r.meta.redaction.headers.begin(), r.meta.redaction.headers.end(), "x-secret"),
             r.meta.redaction.headers.end());
   EXPECT_NE(std::find(r.meta.extra.begin(), r.meta.extra.end(),
                       std::pair<std::string, std::string>{"tapfilter.redact-test", "path"}),

@@ -95,7 +95,7 @@ class RotatingWriter {
   std::unique_ptr<AsyncWriter> writer_;
   std::string current_;
   uint64_t files_ = 0;
-  int64_t opened_at_ = 0;      // steady clock, or capture time with capture_clock; nanoseconds
+  int64_t opened_at_ = 0;       // steady clock, or capture time with capture_clock; nanoseconds
   bool clock_started_ = false;  // capture_clock: an exchange has set opened_at_
   // -C: bytes of the exchanges handed to the writer since the file's size was last known
   // (before compression, so at least what they will add to the file).

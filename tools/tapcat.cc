@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "format/program.h"
 #include "format/print.h"
+#include "format/program.h"
 
 namespace po = boost::program_options;
 
@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   if (vm.count("reorder-window")) {
     absl::StatusOr<int64_t> w = tapkit::ParseDurationNs(window);
     if (!w.ok()) {
-      std::fprintf(stderr, "tapcat: --reorder-window %s\n", std::string(w.status().message()).c_str());
+      std::fprintf(stderr, "tapcat: --reorder-window %s\n",
+                   std::string(w.status().message()).c_str());
       return kExitError;
     }
     window_ns = *w;

@@ -5,10 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <thread>
-
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -220,11 +219,9 @@ TEST(Tapcat, SortKeyOrderIsFileOrderSortedByRequestTime) {
   ASSERT_EQ(Lines(stored), 5000u);
   EXPECT_EQ(SortedLines(sorted), SortedLines(stored)) << "the same exchanges, nothing missing";
   EXPECT_EQ(piped, sorted) << "the 10 s window puts a pipe in the same order";
-  std::string stored_keys =
-      Shell(tapcat + "--file-order '" + tap + "' | jq -c '" + kJqKey + "'");
-  std::string want =
-      Shell(tapcat + "--file-order '" + tap + "' | jq -c -s 'sort_by(" + kJqKey + ")[] | " +
-            kJqKey + "'");
+  std::string stored_keys = Shell(tapcat + "--file-order '" + tap + "' | jq -c '" + kJqKey + "'");
+  std::string want = Shell(tapcat + "--file-order '" + tap + "' | jq -c -s 'sort_by(" + kJqKey +
+                           ")[] | " + kJqKey + "'");
   ASSERT_NE(stored_keys, want) << "completion order must differ from request-start order here";
   EXPECT_EQ(Shell(tapcat + "'" + tap + "' | jq -c '" + kJqKey + "'"), want);
 }
@@ -260,9 +257,9 @@ TEST(Tapcat, LateExchangeOnAPipeIsCounted) {
   // Standard input must be a pipe: a file there is seekable and read through its index.
   std::string out = path + ".out", err = path + ".err";
   CmdResult r;
-  int status = std::system(absl::StrCat("cat '", path, "' | '", TAPCAT_BIN, "' -o json - > '",
-                                        out, "' 2> '", err, "'")
-                               .c_str());
+  int status = std::system(
+      absl::StrCat("cat '", path, "' | '", TAPCAT_BIN, "' -o json - > '", out, "' 2> '", err, "'")
+          .c_str());
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = testing::ReadFileBytes(out);
   r.err = testing::ReadFileBytes(err);
