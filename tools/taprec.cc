@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_cat.h"
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
@@ -92,8 +92,9 @@ int main(int argc, char** argv) {
       "packets that find it full are dropped by the kernel and counted)")(
       "file-size,C", po::value(&rotate_size),
       "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB): out.tap, "
-      "out1.tap, out2.tap, ...")("rotate-seconds,G", po::value(&rotate_seconds),
-                                 "with -w: a new file every N seconds (of capture time with -r)")(
+      "out1.tap, out2.tap, ...")(
+      "rotate-seconds,G", po::value(&rotate_seconds),
+      "with -w: a new file every N seconds (of capture time with -r)")(
       "file-count,W", po::value(&file_count),
       "with -C: a ring of N files (out0.tap ..), overwritten in turn; with -G: stop after N "
       "files")(
@@ -118,8 +119,8 @@ int main(int argc, char** argv) {
       "controlplane", po::value(&controlplane),
       "the control plane (default unix:RUNTIME_DIR/controlplane.sock, RUNTIME_DIR being "
       "$TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit, else /run/tapkit for root, else "
-      "/tmp/tapkit-UID; it must be this user's own)")("token-file", po::value(&token_file),
-                                                      "bearer token for a control plane on TCP")(
+      "/tmp/tapkit-UID; it must be this user's own)")(
+      "token-file", po::value(&token_file), "bearer token for a control plane on TCP")(
       "delay-report", po::bool_switch(&delay_report),
       "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
   opts.add(live_opts);
@@ -150,9 +151,8 @@ int main(int argc, char** argv) {
 
   // Flags that do nothing in this mode are refused, never silently ignored.
   if (given("output") && !write_path.empty()) {
-    return Usage(
-        "-o chooses how exchanges are printed; with -w they go to the file (tapcat -o "
-        "prints it)");
+    return Usage("-o chooses how exchanges are printed; with -w they go to the file (tapcat -o "
+                 "prints it)");
   }
   if (vm.count("write") && write_path.empty()) {
     return Usage("-w: give a file name (or - for standard output)");
@@ -163,11 +163,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) return Usage(std::string(format.status().message()));
   if (offline) {
-    for (const char* flag : {"namespace", "selector", "to", "to-namespace", "from",
-                             "from-namespace", "method", "authority", "path", "max-requests",
-                             "max-rps", "controlplane", "token-file", "delay-report"}) {
+    for (const char* flag :
+         {"namespace", "selector", "to", "to-namespace", "from", "from-namespace", "method",
+          "authority", "path", "max-requests", "max-rps", "controlplane", "token-file",
+          "delay-report"}) {
       if (given(flag)) {
-        std::string name = flag == std::string("namespace")  ? "-n"
+        std::string name = flag == std::string("namespace") ? "-n"
                            : flag == std::string("selector") ? "-l"
                                                              : std::string("--") + flag;
         return Usage(name + " goes with a live tap (TARGET), not with " +
@@ -188,8 +189,8 @@ int main(int argc, char** argv) {
     // Up to about 31 years: a period in nanoseconds must fit the 64-bit clocks it is added to.
     constexpr int64_t kMaxRotateSeconds = 1'000'000'000;
     if (rotate_seconds < 1 || rotate_seconds > kMaxRotateSeconds) {
-      return Usage("-G " + std::to_string(rotate_seconds) + ": the period is from 1 second to " +
-                   std::to_string(kMaxRotateSeconds));
+      return Usage("-G " + std::to_string(rotate_seconds) +
+                   ": the period is from 1 second to " + std::to_string(kMaxRotateSeconds));
     }
     rotation.seconds = static_cast<uint64_t>(rotate_seconds);
   }
@@ -208,17 +209,15 @@ int main(int argc, char** argv) {
     return Usage("--inventory: give the inventory file");
   }
   if (!inventory_path.empty() && !offline) {
-    return Usage(
-        "--inventory goes with -r or -i; a live tap's labels come from the control "
-        "plane's inventory");
+    return Usage("--inventory goes with -r or -i; a live tap's labels come from the control "
+                 "plane's inventory");
   }
   if (!read_path.empty() && !interface_name.empty()) {
     return Usage("-r and -i: one source at a time");
   }
   if (vm.count("relinquish-privileges") && !offline) {
-    return Usage(
-        "-Z goes with -r or -i (a live tap needs no root: its sidecars take "
-        "tap-controlplane --sidecar-user)");
+    return Usage("-Z goes with -r or -i (a live tap needs no root: its sidecars take "
+                 "tap-controlplane --sidecar-user)");
   }
   if (vm.count("buffer-size")) {
     if (interface_name.empty()) {
@@ -242,10 +241,8 @@ int main(int argc, char** argv) {
     // TYPE/NAME in the inventory's own syntax (ParseTarget); no BPF primitive has a '/' there.
     if (!bpf_words.empty() && bpf_words[0].find('/') != std::string::npos &&
         tapkit::ParseTarget(bpf_words[0]).ok()) {
-      return Usage(bpf_words[0] +
-                   " is a TARGET: a workload is tapped through the control "
-                   "plane, without " +
-                   (read_path.empty() ? "-i" : "-r") +
+      return Usage(bpf_words[0] + " is a TARGET: a workload is tapped through the control "
+                   "plane, without " + (read_path.empty() ? "-i" : "-r") +
                    " (with it, the words after the options are a BPF filter)");
     }
     tapkit::CaptureRecording o;
