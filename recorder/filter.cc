@@ -172,6 +172,9 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   };
   RotationOptions rotation;
   rotation.max_bytes = o.max_bytes;
+  // A few batches in flight keep the writer thread busy; more would only hold memory (the
+  // inputs may be far larger than memory).
+  rotation.queue_batches = 4;
   RotatingWriter writer(o.output, meta, rotation, trailer);
   if (absl::Status s = writer.Open(); !s.ok()) return s;
 

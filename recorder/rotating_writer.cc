@@ -132,14 +132,15 @@ absl::Status RotatingWriter::Open() {
   if (!file.ok()) return file.status();
   CaptureMetadata m = metadata_;
   WriterOptions wo;
-  size_t batch = options_.live ? 1 : AsyncWriter::kBatch, queue = 64;
+  size_t batch = options_.live ? 1 : AsyncWriter::kBatch;
+  size_t queue = options_.queue_batches ? options_.queue_batches : 64;
   if (options_.max_bytes) {
     // The size is known only when a segment reaches the file: segments of at most half the
     // limit (before compression), and few exchanges in flight to the writer thread, keep a
     // file within about one segment of -C.
     wo.segment_bytes = std::clamp<uint64_t>(options_.max_bytes / 2, 2 << 10, 1 << 20);
     batch = std::min<size_t>(batch, 16);
-    queue = 4;
+    queue = std::min<size_t>(queue, 4);
   }
   auto w = AsyncWriter::Open(*std::move(file), m, wo, queue, batch);
   if (!w.ok()) return w.status();

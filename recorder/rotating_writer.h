@@ -50,6 +50,9 @@ struct RotationOptions {
   // A file no name of the rotation may overwrite (the capture taprec -r reads): opening it is
   // refused, FailedPrecondition naming it.
   std::optional<FileId> never_overwrite;
+  // Full batches of exchanges that may wait for the writer thread (AsyncWriter's max_batches);
+  // 0: 64. A bulk copy (tapfilter) keeps a few, so its memory stays flat whatever it copies.
+  size_t queue_batches = 0;
   // Told, in one line without a program prefix, what the user should know: a ring about to
   // overwrite its oldest file. Null: said nowhere.
   std::function<void(const std::string&)> notice;
