@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "format/file.h"
+#include "format/output.h"
 #include "format/reader.h"
 
 namespace tapkit {
@@ -78,6 +79,14 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   bool ok = true;
   std::string out;
   int64_t printed = 0;
+  OutputOptions oo;
+  oo.format = o.format;
+  absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
+  if (!output.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
+    return false;
+  }
+  bool begun = false;
   for (const std::string& path : o.files) {
     absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(path);
     if (!file.ok()) {
@@ -90,7 +99,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     ro.reporter = &reporter;
     // Text lines need no body bytes: they skip decompressing them (and so do not check body
     // frames). --info reads everything, so the damage it reports is all the damage there is.
-    ro.headers_only = !o.info && o.format != OutputFormat::kJson;
+    ro.headers_only = !o.info && !(*output)->NeedsBodies();
     absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(*std::move(file), ro);
     if (!reader.ok()) {
       std::fprintf(err, "%s: %s\n", program, std::string(reader.status().message()).c_str());
@@ -107,11 +116,14 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
         counts.max_key = std::max(counts.max_key, x.sort_key_ns());
         continue;
       }
-      if (o.format == OutputFormat::kJson) {
-        AppendJson(x, &out);
-      } else {
-        AppendText(x, o.format == OutputFormat::kWide, &out);
+      if (!begun) {
+        OutputContext context;
+        context.inputs.push_back(&(*reader)->metadata());
+        context.capture_start_ns = (*reader)->metadata().start_time_ns;
+        (*output)->Begin(context, &out);
+        begun = true;
       }
+      (*output)->Add(x, &out);
       ++printed;
       if (out.size() > (1 << 16) && !Flush(&out, to)) {
         std::fprintf(err, "%s: write error on standard output: %s\n", program,
@@ -138,6 +150,14 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       ok = false;
     }
     if (o.count >= 0 && printed >= o.count && !o.info) break;
+  }
+  if (!o.info) {
+    if (!begun) (*output)->Begin(OutputContext{}, &out);
+    (*output)->Finish(&out);
+    if (!Flush(&out, to)) {
+      std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
+      return false;
+    }
   }
   if (std::fflush(to) != 0 || std::ferror(to)) {
     std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
