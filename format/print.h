@@ -15,13 +15,18 @@
 #include <string>
 #include <vector>
 
+#include "format/line_time.h"
 #include "format/render.h"
+#include "format/stats.h"
 
 namespace tapkit {
 
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
+  TimeFormat time = TimeFormat::kAbsolute;  // text and wide lines' time column (line_time.h)
+  bool stat = false;                        // --stat: the table of stats.h instead of exchanges
+  StatKey stat_by = StatKey::kRoute;        // --by
   int64_t count = -1;    // at most this many exchanges over all files; -1: no limit
   bool info = false;     // the --info report per file instead of the exchanges
   bool reindex = false;  // write the index and trailer of files that lack them (RebuildIndex)

@@ -213,6 +213,10 @@ std::string H2ErrorName(uint32_t code) {
 
 }  // namespace
 
+std::string TextField(std::string_view s) { return Printable(s); }
+
+void PutJsonText(json& obj, const std::string& key, std::string_view s) { PutText(obj, key, s); }
+
 bool IsUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t n = s.size(), i = 0;
@@ -270,21 +274,30 @@ void AppendResponseLine(const LineHead& h, uint16_t status, uint64_t latency_ns,
                   wide ? WideSuffix(h.source, h.destination) : "", "\n");
 }
 
-void AppendText(const ExchangeView& x, bool wide, std::string* out) {
+void AppendText(const ExchangeView& x, bool wide, std::string* out, LineClock* clock) {
   std::string prefix = Prefix(x);
   std::string suffix = wide ? WideSuffix(x) : "";
+  // Each line's event time (line_time.h).
+  uint64_t start = x.sort_key_ns();
+  auto stamp = [&](uint64_t offset_ns) {
+    if (clock) clock->Stamp(start + offset_ns, out);
+  };
   if (x.has_request()) {
     RequestView q = x.request();
+    stamp(0);
     AppendRequestLine(HeadOf(x), q.method(), q.authority(), q.path(), wide, out);
   }
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
+    stamp(v.offset_ns());
     absl::StrAppend(out, "rsp ", prefix, " :status=", v.status(),
                     " interim latency=", Us(v.offset_ns()), suffix, "\n");
   }
   if (x.has_response()) {
+    stamp(x.response_start_ns());
     AppendResponseLine(HeadOf(x), x.response().status(), x.latency_ns(), wide, out);
   }
+  stamp(std::max({x.request_end_ns(), x.response_start_ns(), x.response_end_ns()}));
   AppendEndLine(x, wide, out);
 }
 
