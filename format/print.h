@@ -1,5 +1,6 @@
 // print.h: printing .tap files whole, as tapcat does: each file's exchanges in file order (text,
-// wide or JSON, render.h), or its --info report, or rebuilding the index of a file whose writer
+// wide or JSON, render.h; text lines after a time column, line_time.h), or one --stat table over
+// them (stats.h), or its --info report, or rebuilding the index of a file whose writer
 // was killed (--reindex). tapcat's main is option parsing plus one call of PrintCaptures.
 //
 // Damage is reported as it is met, one line on `err` per skipped range or notice, naming the
