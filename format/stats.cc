@@ -110,8 +110,8 @@ absl::StatusOr<StatKey> ParseStatKey(std::string_view word) {
   if (word == "path") return StatKey::kPath;
   if (word == "status") return StatKey::kStatus;
   if (word == "direction") return StatKey::kDirection;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--by ", std::string(word), ": unknown key (authority, path, status, direction)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--by ", std::string(word), ": unknown key (authority, path, status, direction)"));
 }
 
 uint64_t NearestRank(const std::vector<uint64_t>& sorted, double p) {
@@ -143,7 +143,8 @@ void StatsTable::Add(const ExchangeView& x) {
               x.response().status() < 500 && (!grpc || *grpc == 0);
   if (x.has_request() && x.has_response()) s.latency_ns = x.latency_ns();
   s.first_ns = x.sort_key_ns();
-  s.last_ns = s.first_ns + std::max({x.request_end_ns(), x.response_start_ns(), x.response_end_ns()});
+  s.last_ns =
+      s.first_ns + std::max({x.request_end_ns(), x.response_start_ns(), x.response_end_ns()});
   AddSample(s);
 }
 
@@ -295,8 +296,7 @@ std::string StatsTable::FormatText() const {
       break;
   }
   const size_t keys = head.size();  // left-aligned key columns; the numbers are right-aligned
-  head.insert(head.end(),
-              {"COUNT", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"});
+  head.insert(head.end(), {"COUNT", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"});
   std::vector<std::vector<std::string>> cells{head};
   for (const StatRow& r : rows) {
     std::vector<std::string> line;
@@ -321,8 +321,8 @@ std::string StatsTable::FormatText() const {
     }
     std::optional<double> rate = Rate(r.count);
     line.push_back(absl::StrCat(r.count));
-    line.push_back(absl::StrFormat("%.2f%%", 100.0 * static_cast<double>(r.successes) /
-                                                 static_cast<double>(r.count)));
+    line.push_back(absl::StrFormat(
+        "%.2f%%", 100.0 * static_cast<double>(r.successes) / static_cast<double>(r.count)));
     line.push_back(rate ? absl::StrFormat("%.2frps", *rate) : "-");
     for (const std::optional<uint64_t>& p : {r.p50_ns, r.p95_ns, r.p99_ns}) {
       line.push_back(p ? Millis(*p) : "-");

@@ -106,9 +106,9 @@ class StatsTable {
   std::vector<StatRow> Rows() const;
 
   // The table as text: a header line and one line per row, columns aligned as kubectl and
-  // linkerd print them (NAMESPACE only when some row has one):
-  //   WORKLOAD        ROUTE             COUNT  SUCCESS      RPS  LATENCY_P50  LATENCY_P95  LATENCY_P99
-  //   deployment/web  GET /users/{id}     120   99.17%  12.00rps     1.203ms      4.870ms      9.112ms
+  // linkerd print them (NAMESPACE only when some row has one), e.g. (latency columns cut here):
+  //   WORKLOAD         ROUTE             COUNT   SUCCESS        RPS   LATENCY_P50   ...
+  //   deployment/web   GET /users/{id}     120    99.17%   12.00rps       1.203ms   ...
   // Success with two decimals; rates with two decimals; latencies in milliseconds with
   // microsecond digits (cut, as text lines print whole microseconds); "-" where there is none.
   std::string FormatText() const;

@@ -19,23 +19,23 @@ namespace tapkit {
 namespace {
 
 TEST(Route, IdSegments) {
-  for (const char* id : {"0", "42", "18446744073709551616",                  // decimal
-                         "123e4567-e89b-12d3-a456-426614174000",            // RFC 9562 UUID
-                         "123E4567-E89B-12D3-A456-426614174000",            // upper case
-                         "507f1f77bcf86cd799439011",                        // 24 hex: ObjectId
-                         "da39a3ee5e6b4b0d3255bfef95601890afd80709",        // SHA-1 of ""
-                         "dGhpcyBpcyBhIHRva2VuIDEyMw==",                    // base64
-                         "eyJhbGciOiJIUzI1NiJ9-x_Y2"}) {                     // base64url
+  for (const char* id : {"0", "42", "18446744073709551616",           // decimal
+                         "123e4567-e89b-12d3-a456-426614174000",      // RFC 9562 UUID
+                         "123E4567-E89B-12D3-A456-426614174000",      // upper case
+                         "507f1f77bcf86cd799439011",                  // 24 hex: ObjectId
+                         "da39a3ee5e6b4b0d3255bfef95601890afd80709",  // SHA-1 of ""
+                         "dGhpcyBpcyBhIHRva2VuIDEyMw==",              // base64
+                         "eyJhbGciOiJIUzI1NiJ9-x_Y2"}) {              // base64url
     EXPECT_TRUE(IsIdSegment(id)) << id;
   }
   for (const char* name : {"", "users", "v1", "v2beta1", "api", "healthz", "n01",
-                           "deadbeefcafebabe",          // 16 hex letters, no digit: a word
-                           "0123456789abcde",           // 15 hex: too short
-                           "items.json", "12.5",        // a '.' makes a name
-                           "caf%C3%A9", "user:42",      // '%', ':'
+                           "deadbeefcafebabe",         // 16 hex letters, no digit: a word
+                           "0123456789abcde",          // 15 hex: too short
+                           "items.json", "12.5",       // a '.' makes a name
+                           "caf%C3%A9", "user:42",     // '%', ':'
                            "authentication-services",  // long, but no digit
-                           "release-2024",                         // 12 < 20
-                           "order_2024_summary"}) {                 // 18 < 20
+                           "release-2024",             // 12 < 20
+                           "order_2024_summary"}) {    // 18 < 20
     EXPECT_FALSE(IsIdSegment(name)) << name;
   }
 }
@@ -231,8 +231,7 @@ TEST(LineClock, Formats) {
   EXPECT_EQ(stamp(TimeFormat::kEpoch, 0, {t}), "1764460800.123456 ");
   EXPECT_EQ(stamp(TimeFormat::kNone, 0, {t}), "");
   // Relative to a recorded start one second before.
-  EXPECT_EQ(stamp(TimeFormat::kRelative, t - 1'000'000'000, {t, t + 1'500}),
-            "1.000000 1.000001 ");
+  EXPECT_EQ(stamp(TimeFormat::kRelative, t - 1'000'000'000, {t, t + 1'500}), "1.000000 1.000001 ");
   // A start after the first line (taprec -r records when it ran) or none: the first line is 0.
   EXPECT_EQ(stamp(TimeFormat::kRelative, t + 5, {t, t + 2'000'000'000}), "0.000000 2.000000 ");
   EXPECT_EQ(stamp(TimeFormat::kRelative, 0, {t, t - 1'000}), "0.000000 -0.000001 ");

@@ -75,16 +75,16 @@ std::string FindConflict(const std::vector<std::string_view>& given, const std::
   };
   for (const Conflict& c : kConflicts) {
     if (has(c.a) && has(c.b)) {
-      return absl::StrCat(std::string(c.a), " and ", std::string(c.b),
-                          " cannot be used together (", std::string(c.why), ")");
+      return absl::StrCat(std::string(c.a), " and ", std::string(c.b), " cannot be used together (",
+                          std::string(c.why), ")");
     }
   }
   if (output) {
     for (const OutputRule& r : kOutputRules) {
       if (has(r.flag) &&
           std::find(r.outputs.begin(), r.outputs.end(), *output) == r.outputs.end()) {
-        return absl::StrCat(std::string(r.flag), " and -o ", *output,
-                            " cannot be used together (", std::string(r.what), ")");
+        return absl::StrCat(std::string(r.flag), " and -o ", *output, " cannot be used together (",
+                            std::string(r.what), ")");
       }
     }
   }

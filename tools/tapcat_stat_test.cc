@@ -35,7 +35,8 @@ struct Result {
 Result Sh(const std::string& cmd) {
   std::string base = absl::StrCat(testing::TestDir(), "/tapcat_stat.",
                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  int status = std::system(absl::StrCat("(", cmd, ") > '", base, ".out' 2> '", base, ".err'").c_str());
+  int status =
+      std::system(absl::StrCat("(", cmd, ") > '", base, ".out' 2> '", base, ".err'").c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testing::ReadFileBytes(base + ".out"),
           testing::ReadFileBytes(base + ".err")};
 }
@@ -50,12 +51,12 @@ std::vector<std::string> SplitLines(const std::string& s) {
   return absl::StrSplit(s, '\n', absl::SkipEmpty());
 }
 
-#define REQUIRE_TOOL(tool)                                                              \
-  do {                                                                                  \
-    if (std::system("command -v " tool " > /dev/null") != 0) {                          \
+#define REQUIRE_TOOL(tool)                                                                    \
+  do {                                                                                        \
+    if (std::system("command -v " tool " > /dev/null") != 0) {                                \
       if (::tapkit::testing::InCi()) FAIL() << tool " is missing (scripts/deps.sh); CI=true"; \
-      GTEST_SKIP() << tool " is missing: scripts/deps.sh installs it; skipping";        \
-    }                                                                                   \
+      GTEST_SKIP() << tool " is missing: scripts/deps.sh installs it; skipping";              \
+    }                                                                                         \
   } while (0)
 
 constexpr int kSynthExchanges = 3000;
@@ -63,7 +64,9 @@ constexpr int kSynthExchanges = 3000;
 // A tapsynth capture: kSynthExchanges exchanges of a shop backend (ids in paths, queries, 1% 500s).
 std::string SynthCapture() {
   std::string tap = Path("synth.tap");
-  EXPECT_EQ(std::system(absl::StrCat("'", TAPSYNTH_BIN, "' -n ", kSynthExchanges, " --seed 11 -w '", tap, "'").c_str()),
+  EXPECT_EQ(std::system(absl::StrCat("'", TAPSYNTH_BIN, "' -n ", kSynthExchanges, " --seed 11 -w '",
+                                     tap, "'")
+                            .c_str()),
             0);
   return tap;
 }
@@ -114,7 +117,6 @@ std::string StatRows(const std::string& tap, const std::string& flags, const std
   EXPECT_EQ(r.rc, 0) << r.err;
   return r.out;
 }
-
 
 TEST(TapcatStat, SynthRoutesMatchJq) {
   REQUIRE_TOOL("jq");
@@ -175,9 +177,9 @@ TEST(TapcatStat, SpanAndRate) {
     ASSERT_FALSE(j.is_discarded());
     uint64_t t = j["requestTimeNs"].get<uint64_t>();
     first = std::min(first, t);
-    last = std::max(last, t + std::max({j["requestEndNs"].get<uint64_t>(),
-                                        j["responseStartNs"].get<uint64_t>(),
-                                        j["responseEndNs"].get<uint64_t>()}));
+    last = std::max(
+        last, t + std::max({j["requestEndNs"].get<uint64_t>(), j["responseStartNs"].get<uint64_t>(),
+                            j["responseEndNs"].get<uint64_t>()}));
   }
   Result stat = Sh(Tapcat("--stat --by direction -o json '" + tap + "'"));
   ASSERT_EQ(stat.rc, 0) << stat.err;
@@ -197,9 +199,11 @@ TEST(TapcatStat, FixtureMatchesTshark) {
   REQUIRE_TOOL("jq");
   const std::string pcap = "keepalive-10-gets-third-and-fourth-responses-lost.pcap";
   std::string tap = Recorded(pcap);
-  Result requests = Sh("tshark -r '" + kCaptures + pcap + "' -Y http.request -T fields -e "
+  Result requests = Sh("tshark -r '" + kCaptures + pcap +
+                       "' -Y http.request -T fields -e "
                        "http.request.uri | wc -l");
-  Result responses = Sh("tshark -r '" + kCaptures + pcap + "' -Y http.response -T fields -e "
+  Result responses = Sh("tshark -r '" + kCaptures + pcap +
+                        "' -Y http.response -T fields -e "
                         "http.response.code -e http.time");
   ASSERT_EQ(responses.rc, 0) << responses.err;
   std::vector<uint64_t> latencies;
@@ -300,8 +304,8 @@ void CheckTimeModes(const std::string& tap) {
         if (!dates.count(s)) {
           dates[s] = Sh(absl::StrCat("date -u -d @", s, " +%Y-%m-%dT%H:%M:%S | tr -d '\\n'")).out;
         }
-        want = absl::StrCat(dates[s], ".", absl::Dec(times[i] % 1'000'000'000 / 1000,
-                                                      absl::kZeroPad6), "Z");
+        want = absl::StrCat(dates[s], ".",
+                            absl::Dec(times[i] % 1'000'000'000 / 1000, absl::kZeroPad6), "Z");
       }
       ASSERT_EQ(stamp, want) << mode << " line " << i << ": " << lines[i];
     }
@@ -312,8 +316,8 @@ TEST(TapcatTime, ModesMatchStoredTimesGolden) { CheckTimeModes(kGolden); }
 
 TEST(TapcatTime, ModesMatchStoredTimesSynth) {
   std::string tap = Path("synth300.tap");
-  ASSERT_EQ(std::system(absl::StrCat("'", TAPSYNTH_BIN, "' -n 300 --seed 4 -w '", tap, "'").c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(absl::StrCat("'", TAPSYNTH_BIN, "' -n 300 --seed 4 -w '", tap, "'").c_str()), 0);
   CheckTimeModes(tap);
 }
 
