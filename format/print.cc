@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "format/file.h"
+#include "format/output.h"
 #include "format/reader.h"
 
 namespace tapkit {
@@ -127,6 +128,16 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   const char* program = o.program.c_str();
   bool ok = true;
   std::string out;
+  OutputOptions oo;
+  oo.format = o.format;
+  oo.time = o.time;
+  oo.stat = o.stat;
+  oo.stat_by = o.stat_by;
+  absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
+  if (!output.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
+    return false;
+  }
   std::vector<std::unique_ptr<LineReporter>> reporters;
   OrderOptions order;
   order.files = o.files;
@@ -134,7 +145,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   order.reorder_window_ns = o.reorder_window_ns;
   // Text lines need no body bytes: they skip decompressing them (and so do not check body
   // frames).
-  order.headers_only = o.format != OutputFormat::kJson;
+  order.headers_only = !(*output)->NeedsBodies();
   order.follow = o.follow;
   order.stop = o.stop;
   order.keep = o.keep;
@@ -152,20 +163,35 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     std::fprintf(err, "%s: %s\n", program, std::string(source.status().message()).c_str());
     return false;
   }
+  // The inputs opened so far (all of them, but with --file-order) tell the output where the
+  // capture starts.
+  bool begun = false;
+  auto begin = [&] {
+    OutputContext context;
+    context.capture_start_ns = UINT64_MAX;
+    for (size_t i = 0; i < (*source)->inputs(); ++i) {
+      if (const Reader* r = (*source)->reader(i)) {
+        context.inputs.push_back(&r->metadata());
+        context.capture_start_ns = std::min(context.capture_start_ns, r->metadata().start_time_ns);
+      }
+    }
+    if (context.inputs.empty()) context.capture_start_ns = 0;
+    (*output)->Begin(context, &out);
+    begun = true;
+  };
   ExchangeView x;
   int64_t printed = 0;
   while ((o.count < 0 || printed < o.count) && (*source)->Next(&x)) {
-    if (o.format == OutputFormat::kJson) {
-      AppendJson(x, &out);
-    } else {
-      AppendText(x, o.format == OutputFormat::kWide, &out);
-    }
+    if (!begun) begin();
+    (*output)->Add(x, &out);
     ++printed;
     // Following, each exchange is out as soon as it prints.
     if ((o.follow || out.size() > (1 << 16)) && !Flush(&out, to)) {
       return WriteError(o, err);  // nothing more is printed
     }
   }
+  if (!begun) begin();
+  (*output)->Finish(&out);
   if (!Flush(&out, to)) return WriteError(o, err);
   for (size_t i = 0; i < (*source)->inputs(); ++i) {
     const Reader* r = (*source)->reader(i);

@@ -1,7 +1,9 @@
 // print.h: printing .tap files whole, as tapcat does: the exchanges of every file in sort-key
 // (request-start) order, merged across files (format/order.h), or each file as stored
-// (--file-order); or each file's --info report; or rebuilding the index of a file whose writer was
-// killed (--reindex). tapcat's main is option parsing plus one call of PrintCaptures.
+// (--file-order), through one output (output.h: text, wide or JSON, render.h; text lines after a
+// time column, line_time.h; or one --stat table over them, stats.h); or each file's --info
+// report; or rebuilding the index of a file whose writer was killed (--reindex). tapcat's main is
+// option parsing plus one call of PrintCaptures.
 //
 // Damage is reported as it is met, one line on `err` per skipped range or notice, naming the
 // file and the byte offset ("tapcat: out.tap: offset 4096: ... (812 bytes skipped)"), after the
@@ -18,15 +20,20 @@
 #include <vector>
 
 #include "format/exchange_view.h"
+#include "format/line_time.h"
 #include "format/order.h"
 #include "format/reader.h"
 #include "format/render.h"
+#include "format/stats.h"
 
 namespace tapkit {
 
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
+  TimeFormat time = TimeFormat::kAbsolute;  // text and wide lines' time column (line_time.h)
+  bool stat = false;                        // --stat: the table of stats.h instead of exchanges
+  StatKey stat_by = StatKey::kRoute;        // --by
   int64_t count = -1;       // at most this many exchanges over all files; -1: no limit
   bool info = false;        // the --info report per file instead of the exchanges
   bool reindex = false;     // write the index and trailer of files that lack them (RebuildIndex)
