@@ -336,6 +336,19 @@ void FollowOnce(int signal) {
   ASSERT_TRUE((*writer)->Close().ok());
 }
 
+// The ordering flags that would silently ignore another exit 2 naming both.
+TEST(Tapcat, OrderingFlagConflicts) {
+  for (auto [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"-f --info", "-f and --info cannot be used together"},
+           {"--file-order --reorder-window 1s", "--file-order and --reorder-window cannot"},
+           {"--reindex --file-order", "--file-order and --reindex cannot"}}) {
+    CmdResult r = Tapcat(args + " '" + kGolden + "'");
+    EXPECT_EQ(r.rc, 2) << args;
+    EXPECT_NE(r.err.find(want), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+}
+
 TEST(Tapcat, FollowPrintsAppendedExchangeAndEndsOnSigint) { FollowOnce(SIGINT); }
 TEST(Tapcat, FollowEndsOnSigterm) { FollowOnce(SIGTERM); }
 
