@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "controlplane/inventory.h"
+#include "format/order.h"
 
 namespace tapkit {
 
@@ -109,29 +110,11 @@ bool IsToken(std::string_view s) {
   return true;
 }
 
-// A duration: a decimal number and a unit (ns, us, µs, ms, s, m, h). Nanoseconds, or nullopt.
+// A duration as every tapkit flag takes it (format/order.h ParseDurationNs): nanoseconds.
 std::optional<uint64_t> ParseDuration(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size() && (absl::ascii_isdigit(static_cast<unsigned char>(text[i])) ||
-                             text[i] == '.')) {
-    ++i;
-  }
-  std::string_view number = text.substr(0, i), unit = text.substr(i);
-  if (number.empty() || number == "." || std::count(number.begin(), number.end(), '.') > 1) {
-    return std::nullopt;
-  }
-  double scale = unit == "ns"                  ? 1
-                 : unit == "us" || unit == "µs" ? 1e3
-                 : unit == "ms"                 ? 1e6
-                 : unit == "s"                  ? 1e9
-                 : unit == "m"                  ? 60e9
-                 : unit == "h"                  ? 3600e9
-                                                : 0;
-  double v = 0;
-  if (scale == 0 || !absl::SimpleAtod(AV(number), &v)) return std::nullopt;
-  double ns = std::round(v * scale);
-  if (!std::isfinite(ns) || ns < 0 || ns >= 0x1p63) return std::nullopt;
-  return static_cast<uint64_t>(ns);
+  absl::StatusOr<int64_t> ns = ParseDurationNs(text);
+  if (!ns.ok()) return std::nullopt;
+  return static_cast<uint64_t>(*ns);
 }
 
 constexpr const char* kDurationHelp = "not a duration (a number and ns, us, ms, s, m or h: 250ms, 1.5s)";
@@ -653,6 +636,14 @@ absl::Status Selection::Bind(const std::vector<SelectionInput>& inputs) {
     if (!r.namespaces.empty()) return refuse("-n", r.namespaces[0]);
   }
   return absl::OkStatus();
+}
+
+absl::Status Selection::Bind(const std::vector<const Reader*>& readers) {
+  std::vector<SelectionInput> inputs;
+  for (const Reader* r : readers) {
+    if (r) inputs.push_back(SelectionInputOf(r->name(), r->metadata(), r->summary()));
+  }
+  return Bind(inputs);
 }
 
 template <typename Access>

@@ -50,6 +50,7 @@
 #include "format/exchange.h"
 #include "format/exchange_view.h"
 #include "format/metadata.h"
+#include "format/reader.h"
 
 namespace boost::program_options {
 class options_description;
@@ -123,6 +124,8 @@ class Selection {
   // naming the flag and the input ("--to deploy/web: FILE has no endpoint labels (record with
   // --inventory)"). Until bound, relative times count from 0. Call again to rebind.
   absl::Status Bind(const std::vector<SelectionInput>& inputs);
+  // Bind over open .tap readers (SelectionInputOf each; null ones are skipped).
+  absl::Status Bind(const std::vector<const Reader*>& readers);
 
   // The predicate; never touches body bytes.
   bool Matches(const ExchangeView& x) const;

@@ -46,10 +46,15 @@ packages=(
   nginx-light curl python3
   # The h2c Upgrade fixture (scripts/make-capture-fixtures.py h2c): nghttp, nghttpd, nghttpx.
   nghttp2-client nghttp2-server nghttp2-proxy
+  # Content codings (gzip, deflate, br) undone for showing, redacting and comparing bodies; the
+  # gzip and brotli tools as the tests' independent encoders.
+  zlib1g-dev libbrotli-dev brotli gzip
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
-  # The independent reading of the fixture pcaps in tests (tools/select_capture_test.py).
-  tshark
+  # Independent readers of the fixture pcaps in tests: tshark (requests, codes, http.time for
+  # tapcat --stat and the selection flags, tools/select_capture_test.py) and tcpdump (packet
+  # times for tapcat's time column).
+  tshark tcpdump
 )
 
 # Extra packages from the environment and the command line.

@@ -209,6 +209,26 @@ def main():
                 tshark_paths(taps["keepalive-4-gets"][0], 'http.request.uri matches "^/[bc]$"',
                              "req"))
 
+        # tapfilter selects with the same flags: two inputs merged, the selected ones written,
+        # the rest counted as selected_out, the selection in the header.
+        tapfilter = f"{build}/tools/tapfilter"
+        merged = f"{tmp}/merged.tap"
+        pair = ["keepalive-10-gets-third-response-lost", "head-and-304"]
+        r = run([tapfilter, "--status", "200", "-w", merged, *[taps[n][1] for n in pair]])
+        checks += 1
+        if r.returncode != 0:
+            failures.append(f"tapfilter --status 200: exit {r.returncode}: {r.stderr.strip()}")
+        want = [p for n in pair for p in tshark_paths(
+            taps[n][0], "http.response.code == 200", "rsp")]
+        compare("tapfilter --status 200", json_paths(run([tapcat, "-o", "json", merged]).stdout),
+                want)
+        info = run([tapcat, "--info", "-o", "json", merged]).stdout
+        total = sum(len(tshark_paths(taps[n][0], "http.request", "req")) for n in pair)
+        checks += 1
+        if ('{"name":"status","value":"200"}' not in info
+                or f'"selected_out":{total - len(want)}' not in info):
+            failures.append(f"tapfilter's header or selected_out: {info}")
+
         # Usage errors: one line naming the flag, exit 2, nothing printed.
         for args, line in [
             (["--status", "7xx", all_taps[0]], "tapcat: --status 7xx: unknown status class (1xx..5xx)\n"),
@@ -216,7 +236,7 @@ def main():
              f"tapcat: --to deploy/web: {all_taps[0]} has no endpoint labels (recorded without "
              "--inventory): select by address instead\n"),
             (["--info", "--status", "5xx", all_taps[0]],
-             "tapcat: --info reports on whole files; the selection flags and -c go with printing "
+             "tapcat: --info works on whole files; the selection flags go with printing "
              "exchanges\n"),
         ]:
             c = run([tapcat, *args])
