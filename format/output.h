@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "format/content_coding.h"
 #include "format/exchange_view.h"
 #include "format/metadata.h"
 #include "format/render.h"
@@ -30,6 +31,12 @@ struct OutputContext {
 
 struct OutputOptions {
   OutputFormat format = OutputFormat::kText;
+  // tapcat -V: one block per exchange for a person (verbose.h); only with the text format.
+  bool verbose = false;
+  // tapcat --body: -o json bodies gain `decoded` (docs/json.md); only with the JSON format.
+  bool decoded_bodies = false;
+  // At most this many decoded bytes per body, for -V and --body (content_coding.h).
+  size_t decode_cap = kDefaultDecodeCap;
 };
 
 class ExchangeOutput {
@@ -45,7 +52,8 @@ class ExchangeOutput {
   virtual void Finish(std::string* out) { (void)out; }
 };
 
-// The output `options` describe. Errors: InvalidArgument for combinations that cannot print.
+// The output `options` describe. Errors: InvalidArgument for combinations that cannot print
+// ("-V prints its own blocks; it does not combine with -o json", "--body: only with -o json").
 absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& options);
 
 }  // namespace tapkit

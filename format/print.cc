@@ -81,6 +81,8 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   int64_t printed = 0;
   OutputOptions oo;
   oo.format = o.format;
+  oo.verbose = o.verbose;
+  oo.decoded_bodies = o.decoded_bodies;
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
   if (!output.ok()) {
     std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());

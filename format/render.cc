@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "format/decoded_body.h"
 
 namespace tapkit {
 
@@ -138,7 +139,26 @@ json Headers(const HeaderListView& h) {
   return arr;
 }
 
-json BodyJson(const BodyView& b) {
+// --body: the body with its Content-Encoding undone (docs/json.md, `*.body.decoded`).
+json DecodedJson(const BodyView& b, const HeaderListView& headers, size_t cap) {
+  DecodedBody d = DecodeBody(b.data(), headers, b.truncated(), cap);
+  json o = json::object();
+  PutText(o, "contentEncoding", d.content_encoding);
+  if (!d.status.ok()) {
+    PutText(o, "error", std::string(d.status.message()));
+    return o;
+  }
+  o["length"] = d.data.size();
+  o["complete"] = d.complete;
+  o["kind"] = BodyKindName(d.kind);
+  if (d.kind != BodyKind::kBinary) {
+    // A UTF-8 sequence cut at the end of a cut body is left out of the text.
+    o["text"] = d.data.substr(0, Utf8CompletePrefix(d.data));
+  }
+  return o;
+}
+
+json BodyJson(const BodyView& b, const HeaderListView& headers, const JsonOptions& options) {
   json o = json::object();
   o["length"] = b.length();
   o["stored"] = b.stored();
@@ -146,6 +166,7 @@ json BodyJson(const BodyView& b) {
   if (b.loaded()) {
     o = TextOrBase64(b.data(), std::move(o), "data");
     if (!o.contains("encoding")) o["encoding"] = "utf8";
+    if (options.decoded_bodies) o["decoded"] = DecodedJson(b, headers, options.decode_cap);
   }
   return o;
 }
@@ -180,7 +201,8 @@ json EndpointJson(const Endpoint& e) {
   return o;
 }
 
-// gRPC status code names as linkerd prints them (grpc/doc/statuscodes.md).
+}  // namespace
+
 std::string GrpcName(int32_t code) {
   static const char* const kNames[] = {
       "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
@@ -210,8 +232,6 @@ std::string H2ErrorName(uint32_t code) {
   if (code < 14) return kNames[code];
   return absl::StrCat("0x", absl::Hex(code));
 }
-
-}  // namespace
 
 bool IsUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -305,7 +325,9 @@ void AppendEndLine(const ExchangeView& x, bool wide, std::string* out) {
   absl::StrAppend(out, end, suffix, "\n");
 }
 
-void AppendJson(const ExchangeView& x, std::string* out) {
+void AppendJson(const ExchangeView& x, std::string* out) { AppendJson(x, JsonOptions(), out); }
+
+void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* out) {
   json o = json::object();
   o["id"] = {{"capturePoint", x.capture_point()}, {"stream", x.stream_id()}};
   o["source"] = EndpointJson(x.source());
@@ -338,7 +360,7 @@ void AppendJson(const ExchangeView& x, std::string* out) {
     PutText(r, "authority", q.authority());
     PutText(r, "path", q.path());
     r["headers"] = Headers(q.headers());
-    if (q.body().present()) r["body"] = BodyJson(q.body());
+    if (q.body().present()) r["body"] = BodyJson(q.body(), q.headers(), options);
     r["trailers"] = Headers(q.trailers());
     o["request"] = std::move(r);
   } else {
@@ -360,7 +382,7 @@ void AppendJson(const ExchangeView& x, std::string* out) {
               {"httpStatus", s.status()},
               {"headers", Headers(s.headers())}};
     PutText(r, "reason", s.reason());
-    if (s.body().present()) r["body"] = BodyJson(s.body());
+    if (s.body().present()) r["body"] = BodyJson(s.body(), s.headers(), options);
     r["trailers"] = Headers(s.trailers());
     o["response"] = std::move(r);
   } else {

@@ -1,8 +1,10 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-c N] [--info] [--reindex] FILE|- ...
+//   tapcat [-o text|wide|json] [-V] [--body] [-c N] [--info] [--reindex] FILE|- ...
 //
 // --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
+// -V prints one block per exchange for a person (format/verbose.h); --body adds the decoded bodies
+// to -o json.
 //
 // Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
@@ -35,7 +37,12 @@ int main(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-      "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
+      "docs/json.md)")(
+      "verbose,V",
+      "one block per exchange: timing, endpoints, every header, interim responses, trailers, "
+      "and the bodies decoded (gzip, deflate, br) and shown as pretty JSON, text or a hex dump")(
+      "body", "with -o json: each body gains `decoded`, its Content-Encoding undone (docs/json.md)")(
+      "count,c", po::value(&count), "stop after N exchanges")(
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
       "json: one JSON object per file, docs/json.md)")(
@@ -69,6 +76,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: %s\n", std::string(format.status().message()).c_str());
     return kExitError;
   }
+  bool verbose = vm.count("verbose") > 0, body = vm.count("body") > 0;
+  if ((verbose || body) && (vm.count("info") || vm.count("reindex"))) {
+    std::fprintf(stderr, "tapcat: %s prints exchanges; it does not combine with %s\n",
+                 verbose ? "-V" : "--body", vm.count("info") ? "--info" : "--reindex");
+    return kExitError;
+  }
+  // -V with -o wide or json, and --body without -o json, are refused by MakeOutput (output.h).
   if (files.empty()) {
     std::fprintf(stderr, "tapcat: no input file (give FILE, or - for standard input)\n");
     return kExitError;
@@ -80,6 +94,8 @@ int main(int argc, char** argv) {
   tapkit::PrintOptions print;
   print.files = files;
   print.format = *format;
+  print.verbose = verbose;
+  print.decoded_bodies = body;
   print.count = count;
   print.info = vm.count("info") > 0;
   print.reindex = vm.count("reindex") > 0;
