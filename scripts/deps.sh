@@ -46,8 +46,10 @@ packages=(
   # Content codings (gzip, deflate, br) undone for showing, redacting and comparing bodies; the
   # gzip and brotli tools as the tests' independent encoders.
   zlib1g-dev libbrotli-dev brotli gzip
-  # JSON checks in tests (tapcat --info -o json | jq).
+  # JSON checks in tests (tapcat --info -o json | jq; jq's pretty-printing checks tapcat -V's).
   jq
+  # hexdump -C, the independent printer tapcat -V's hex dumps are checked against (verbose_test).
+  bsdextrautils
 )
 
 # Extra packages from the environment and the command line.
