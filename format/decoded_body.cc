@@ -84,9 +84,8 @@ std::string_view BodyKindName(BodyKind k) {
 }
 
 bool IsJsonMediaType(std::string_view media_type) {
-  return media_type == "application/json" ||
-         (media_type.find('/') != std::string_view::npos &&
-          absl::EndsWith(AV(media_type), "+json"));
+  return media_type == "application/json" || (media_type.find('/') != std::string_view::npos &&
+                                              absl::EndsWith(AV(media_type), "+json"));
 }
 
 size_t Utf8CompletePrefix(std::string_view s) {
@@ -95,8 +94,11 @@ size_t Utf8CompletePrefix(std::string_view s) {
   for (size_t back = 1; back <= 4 && back <= n; ++back) {
     unsigned char c = static_cast<unsigned char>(s[n - back]);
     if ((c & 0xc0) == 0x80) continue;  // continuation byte
-    size_t need = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                : (c & 0xf8) == 0xf0 ? 4 : 1;
+    size_t need = c < 0x80             ? 1
+                  : (c & 0xe0) == 0xc0 ? 2
+                  : (c & 0xf0) == 0xe0 ? 3
+                  : (c & 0xf8) == 0xf0 ? 4
+                                       : 1;
     return back < need ? n - back : n;
   }
   return n;

@@ -1,4 +1,5 @@
-// decoded_body.h: a stored body as a person reads it (tapcat -V) or a script wants it (tapcat -o json
+// decoded_body.h: a stored body as a person reads it (tapcat -V) or a script wants it (tapcat -o
+// json
 // --body): its Content-Encoding undone with content_coding.h under a cap, then classified as JSON,
 // text or binary. Bodies are stored as sent (docs/architecture.md section 2); this is the one place
 // that decides what they show as, so every output that decodes them agrees.

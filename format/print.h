@@ -22,8 +22,9 @@ namespace tapkit {
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
-  bool verbose = false;         // -V: one block per exchange (verbose.h)
-  bool decoded_bodies = false;  // --body: -o json bodies gain `decoded` (docs/json.md)
+  // -V: one block per exchange (verbose.h); --body: -o json bodies gain `decoded` (docs/json.md).
+  bool verbose = false;
+  bool decoded_bodies = false;
   int64_t count = -1;    // at most this many exchanges over all files; -1: no limit
   bool info = false;     // the --info report per file instead of the exchanges
   bool reindex = false;  // write the index and trailer of files that lack them (RebuildIndex)

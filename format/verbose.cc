@@ -42,8 +42,10 @@ std::string Visible(std::string_view s, bool keep_tab = false) {
       ++i;
       continue;
     }
-    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4
-                                                                                                  : 0;
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
     if (len == 0 || i + len > n || !IsUtf8(s.substr(i, len))) {
       AppendEscapedByte(c, &out);
       ++i;
@@ -146,9 +148,9 @@ size_t TextLines(std::string_view text, std::string* out) {
 
 // Why a cut body is cut (see VerboseOptions::body_limits).
 std::string CutReason(const ExchangeView& x, const BodyView& b, const VerboseOptions& o) {
-  bool at_limit = x.completion() == Completion::kComplete ||
-                  std::find(o.body_limits.begin(), o.body_limits.end(), b.stored()) !=
-                      o.body_limits.end();
+  bool at_limit =
+      x.completion() == Completion::kComplete ||
+      std::find(o.body_limits.begin(), o.body_limits.end(), b.stored()) != o.body_limits.end();
   if (at_limit) return "truncated at the body limit";
   std::string why = absl::StrCat("cut: the exchange ended ", AV(CompletionName(x.completion())));
   if (!x.reason().empty()) absl::StrAppend(&why, " (", Visible(x.reason()), ")");
@@ -156,7 +158,7 @@ std::string CutReason(const ExchangeView& x, const BodyView& b, const VerboseOpt
 }
 
 void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
-          const HeaderListView& headers, const VerboseOptions& o, std::string* out) {
+              const HeaderListView& headers, const VerboseOptions& o, std::string* out) {
   if (!b.present() || (b.length() == 0 && b.stored() == 0 && !b.truncated())) return;
   std::string head = absl::StrCat("  ", AV(which), " body: ", b.length(), " bytes");
   if (!b.loaded()) {
@@ -174,11 +176,11 @@ void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
 
   if (b.truncated()) {
     if (b.stored() < b.length()) {
-      absl::StrAppend(out, "  ! stored ", b.stored(), " of ", b.length(), " bytes: ",
-                      CutReason(x, b, o), "\n");
+      absl::StrAppend(out, "  ! stored ", b.stored(), " of ", b.length(),
+                      " bytes: ", CutReason(x, b, o), "\n");
     } else {
-      absl::StrAppend(out, "  ! ", b.stored(), " bytes seen, the full length is unknown: ",
-                      CutReason(x, b, o), "\n");
+      absl::StrAppend(out, "  ! ", b.stored(),
+                      " bytes seen, the full length is unknown: ", CutReason(x, b, o), "\n");
     }
   }
   if (!d.status.ok()) {
@@ -343,8 +345,8 @@ void AppendVerbose(const ExchangeView& x, const VerboseOptions& o, std::string* 
   }
   if (x.has_response()) {
     ResponseView s = x.response();
-    absl::StrAppend(out, "  < ", AV(VersionText(s.version())), " ", s.status(),
-                    Reason(s.reason()), "\n");
+    absl::StrAppend(out, "  < ", AV(VersionText(s.version())), " ", s.status(), Reason(s.reason()),
+                    "\n");
     Fields(s.headers(), "< ", out);
     absl::StrAppend(out, "  <\n");
     ShowBody(x, "response", s.body(), s.headers(), o, out);

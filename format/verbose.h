@@ -1,9 +1,9 @@
 // verbose.h: tapcat -V, one block per exchange for a person at a terminal, as `tshark -V` or
 // `curl -v` show a message: timing, endpoints, direction and completion, then every header field
 // of the request, the interim responses, the final response and the trailers in wire order
-// (duplicates kept, `>` for what the client sent, `<` for what the server sent), and the bodies with
-// their Content-Encoding undone (decoded_body.h): JSON pretty-printed, text as text, anything else
-// as a hex dump in `hexdump -C` layout. A body that is cut, cut short in its coding, over the
+// (duplicates kept, `>` for what the client sent, `<` for what the server sent), and the bodies
+// with their Content-Encoding undone (decoded_body.h): JSON pretty-printed, text as text, anything
+// else as a hex dump in `hexdump -C` layout. A body that is cut, cut short in its coding, over the
 // decoding cap or not decodable gets a line beginning with "! " that says so.
 //
 //   exchange 0:1: GET backend.demo /api/items?id=7 -> 200 OK

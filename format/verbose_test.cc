@@ -72,7 +72,8 @@ struct ShownBody {
   // The text the lines stand for (a text body's bytes when no CR was dropped).
   std::string Text() const {
     std::string t;
-    for (size_t i = 0; i < lines.size(); ++i) t += lines[i] + (i + 1 < lines.size() || !no_newline ? "\n" : "");
+    for (size_t i = 0; i < lines.size(); ++i)
+      t += lines[i] + (i + 1 < lines.size() || !no_newline ? "\n" : "");
     return t;
   }
 };
@@ -191,8 +192,9 @@ TEST_F(VerboseTest, DeflateBrotliAndStackedCodingsShowTheText) {
     std::string block = Verbose(WithResponseBody(coded, headers));
     ShownBody b = FindBody(block, "response");
     ASSERT_TRUE(b.found) << block;
-    std::string decoded =
-        c.coding.empty() ? "" : ", " + c.coding + " decoded to " + std::to_string(SampleText().size()) + " bytes";
+    std::string decoded = c.coding.empty() ? ""
+                                           : ", " + c.coding + " decoded to " +
+                                                 std::to_string(SampleText().size()) + " bytes";
     EXPECT_EQ(b.head, "response body: " + std::to_string(coded.size()) + " bytes" + decoded +
                           ", text (text/plain)")
         << c.file;
@@ -254,9 +256,11 @@ TEST_F(VerboseTest, CutJsonSaysSoAndShowsText) {
   x.response->body.length = json.size();
   x.response->body.truncated = true;
   ShownBody b = FindBody(Verbose(x), "response");
-  EXPECT_EQ(b.head, "response body: " + std::to_string(json.size()) + " bytes, text (application/json)");
+  EXPECT_EQ(b.head,
+            "response body: " + std::to_string(json.size()) + " bytes, text (application/json)");
   ASSERT_EQ(b.notes.size(), 2u);
-  EXPECT_EQ(b.notes[1], "Content-Type says JSON, but the body is not JSON (it is cut): shown as text");
+  EXPECT_EQ(b.notes[1],
+            "Content-Type says JSON, but the body is not JSON (it is cut): shown as text");
   EXPECT_EQ(b.Text(), json.substr(0, 100));
 }
 
@@ -279,13 +283,16 @@ TEST_F(VerboseTest, BinaryIsAHexDumpAsHexdumpPrintsIt) {
 TEST_F(VerboseTest, UndecodableBodiesSayWhyAndShowTheStoredBytesInHex) {
   std::string gz = Make("gzip -c text > text.gz", "text.gz");
   // A gzip header naming compression method 7: RFC 1952 section 2.3.1 defines only 8 (deflate).
-  WriteAll(dir_ + "/bad.gz", "\x1f\x8b\x07" "garbage, not deflate");
+  WriteAll(dir_ + "/bad.gz",
+           "\x1f\x8b\x07"
+           "garbage, not deflate");
   std::string bad = ReadAll(dir_ + "/bad.gz");
   std::string hexdump = Make("hexdump -C -v bad.gz > bad.hex", "bad.hex");
   std::vector<std::string> hex_lines = absl::StrSplit(hexdump, '\n');
   hex_lines.resize(hex_lines.size() - 2);  // the total-length line and the empty one after it
 
-  ShownBody b = FindBody(Verbose(WithResponseBody(bad, {{"Content-Encoding", "gzip"}})), "response");
+  ShownBody b =
+      FindBody(Verbose(WithResponseBody(bad, {{"Content-Encoding", "gzip"}})), "response");
   EXPECT_EQ(b.head, "response body: " + std::to_string(bad.size()) + " bytes, binary");
   ASSERT_EQ(b.notes.size(), 1u);
   EXPECT_EQ(b.notes[0].rfind("not decoded: gzip: not a valid stream at input byte ", 0), 0u)
@@ -314,8 +321,12 @@ TEST_F(VerboseTest, UndecodableBodiesSayWhyAndShowTheStoredBytesInHex) {
 TEST_F(VerboseTest, TerminalControlBytesAreEscaped) {
   Exchange x = WithResponseBody("red \x1b[31mtext\x1b[0m\n", {{"Content-Type", "text/plain"}});
   x.response->headers.push_back({"X-Esc", "\x1b]0;title\x07"});
-  x.response->headers.push_back({"X-C1", "a\xc2\x9b" "31mb"});       // U+009B CSI
-  x.response->headers.push_back({"X-Bidi", "ab\xe2\x80\xae" "cd"});  // U+202E RIGHT-TO-LEFT OVERRIDE
+  x.response->headers.push_back({"X-C1",
+                                 "a\xc2\x9b"
+                                 "31mb"});  // U+009B CSI
+  x.response->headers.push_back({"X-Bidi",
+                                 "ab\xe2\x80\xae"
+                                 "cd"});  // U+202E RIGHT-TO-LEFT OVERRIDE
   x.response->headers.push_back({"X-Latin1", "caf\xe9"});
   x.response->headers.push_back({"X-Utf8", "caf\xc3\xa9\tok"});
   std::string block = Verbose(x);
@@ -347,7 +358,8 @@ TEST_F(VerboseTest, EveryHeaderInWireOrderAndTheTiming) {
   x.request->headers = {{"Host", "example"}, {"Accept", "a"}, {"Accept", "b"}};
   x.request->trailers = {{"X-Sum", "1"}};
   x.interim.push_back(InterimResponse{100, "Continue", {{"X-I", "1"}}, 1'200});
-  x.interim.push_back(InterimResponse{103, "Early Hints", {{"Link", "</a>"}, {"Link", "</b>"}}, 2'000});
+  x.interim.push_back(
+      InterimResponse{103, "Early Hints", {{"Link", "</a>"}, {"Link", "</b>"}}, 2'000});
   x.response->headers = {{"Set-Cookie", "a=1"}, {"Content-Length", "12"}, {"Set-Cookie", "b=2"}};
   x.response->trailers = {{"grpc-status", "0"}};
   std::string want =
@@ -422,7 +434,8 @@ TEST_F(VerboseTest, NoRequestAndNoResponse) {
 // --body: -o json bodies gain `decoded`; without it the schema is as before.
 TEST_F(VerboseTest, JsonBodyGainsDecoded) {
   std::string gz = Make("gzip -c json > json.gz", "json.gz");
-  Exchange x = WithResponseBody(gz, {{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}});
+  Exchange x =
+      WithResponseBody(gz, {{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}});
   x.request->headers.push_back({"Content-Type", "text/plain"});
   x.request->body.data = "caf\xc3\xa9";
   x.request->body.length = 5;
@@ -451,7 +464,9 @@ TEST_F(VerboseTest, JsonBodyGainsDecoded) {
   EXPECT_EQ(plain.find("decoded"), std::string::npos);
 
   // A body that does not decode: the reason, no text.
-  x.response->body.data = "\x1f\x8b\x07" "garbage";
+  x.response->body.data =
+      "\x1f\x8b\x07"
+      "garbage";
   j = JsonWithBodies(x);
   const nlohmann::json& bad = j["response"]["body"]["decoded"];
   EXPECT_FALSE(bad.contains("text"));
@@ -476,8 +491,8 @@ TEST(DecodedBody, Classification) {
   EXPECT_TRUE(IsJsonMediaType("application/problem+json"));  // RFC 9457
   EXPECT_FALSE(IsJsonMediaType("text/plain"));
   EXPECT_FALSE(IsJsonMediaType("+json"));
-  EXPECT_EQ(ClassifyBody("{\"a\":1}", "", false), BodyKind::kJson);   // by parse
-  EXPECT_EQ(ClassifyBody("123", "", false), BodyKind::kText);         // JSON, but not by its start
+  EXPECT_EQ(ClassifyBody("{\"a\":1}", "", false), BodyKind::kJson);  // by parse
+  EXPECT_EQ(ClassifyBody("123", "", false), BodyKind::kText);        // JSON, but not by its start
   EXPECT_EQ(ClassifyBody("123", "application/json", false), BodyKind::kJson);
   EXPECT_EQ(ClassifyBody("{\"a\":", "application/json", false), BodyKind::kText);
   EXPECT_EQ(ClassifyBody(std::string("a\0b", 3), "", false), BodyKind::kBinary);

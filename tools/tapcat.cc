@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
       "verbose,V",
       "one block per exchange: timing, endpoints, every header, interim responses, trailers, "
       "and the bodies decoded (gzip, deflate, br) and shown as pretty JSON, text or a hex dump")(
-      "body", "with -o json: each body gains `decoded`, its Content-Encoding undone (docs/json.md)")(
+      "body",
+      "with -o json: each body gains `decoded`, its Content-Encoding undone (docs/json.md)")(
       "count,c", po::value(&count), "stop after N exchanges")(
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
