@@ -57,8 +57,11 @@ bool NestingWithin(std::string_view s, size_t limit) {
 }
 
 bool IsJson(std::string_view s) {
-  // accept() runs the parser without building values and reports failure without throwing.
-  return NestingWithin(s, kMaxJsonDepth) && nlohmann::json::accept(s);
+  // nlohmann's lexer takes a NUL byte for the end of its input, so "[1]\0anything" would pass and
+  // print as "[1]". JSON text holds no raw NUL (RFC 8259 sections 2 and 7), so such bytes are not
+  // JSON. accept() runs the parser without building values and reports failure without throwing.
+  return s.find('\0') == std::string_view::npos && NestingWithin(s, kMaxJsonDepth) &&
+         nlohmann::json::accept(s);
 }
 
 bool LooksLikeJson(std::string_view s) {

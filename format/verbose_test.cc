@@ -496,6 +496,9 @@ TEST(DecodedBody, Classification) {
   EXPECT_EQ(ClassifyBody("123", "application/json", false), BodyKind::kJson);
   EXPECT_EQ(ClassifyBody("{\"a\":", "application/json", false), BodyKind::kText);
   EXPECT_EQ(ClassifyBody(std::string("a\0b", 3), "", false), BodyKind::kBinary);
+  // fuzz_verbose: nlohmann's parser stops at a NUL byte and took "[1]\0..." for JSON.
+  EXPECT_EQ(ClassifyBody(std::string("[1]\0\xda]", 6), "application/json", false),
+            BodyKind::kBinary);
   EXPECT_EQ(ClassifyBody("caf\xc3", "", false), BodyKind::kBinary);
   EXPECT_EQ(ClassifyBody("caf\xc3", "", true), BodyKind::kText);  // a cut sequence at the end
   EXPECT_EQ(Utf8CompletePrefix("caf\xc3"), 3u);
