@@ -8,9 +8,9 @@
 //
 //   exchange 0:1: GET backend.demo /api/items?id=7 -> 200 OK
 //     request start   2025-11-30T00:00:00.123456789Z
-//     request end     +1us
-//     response start  +312us
-//     response end    +350.5us
+//     request end     2025-11-30T00:00:00.123457789Z (+1us)
+//     response start  2025-11-30T00:00:00.123768789Z (+312us)
+//     response end    2025-11-30T00:00:00.123807289Z (+350.5us)
 //     latency         312us
 //     duration        38.5us
 //     source          127.0.10.1:41234 (namespace demo, pod frontend-0, deployment/frontend)
@@ -18,22 +18,24 @@
 //     direction       inbound
 //     tls             no
 //     completion      complete
-//   > GET /api/items?id=7 HTTP/1.1
-//   > Host: backend.demo
-//   >
-//   < HTTP/1.1 200 OK
-//   < Content-Type: application/json
-//   < Content-Encoding: gzip
-//   <
-//     response body: 46 bytes, gzip decoded to 27 bytes, json (application/json)
+//     > GET /api/items?id=7 HTTP/1.1
+//     > Host: backend.demo
+//     >
+//     < HTTP/1.1 200 OK
+//     < Content-Type: application/json
+//     < Content-Encoding: gzip
+//     <
+//     response body: 47 bytes, gzip decoded to 27 bytes, json (application/json)
 //       {
 //         "id": 7,
 //         "name": "sprocket"
 //       }
 //
-// Times are docs/architecture.md section 2's: the request's first byte as RFC 3339 (UTC, ns), the
-// other instants as offsets from it, latency = response first byte - request first byte, duration
-// = response last byte - response first byte, each in absl::FormatDuration's units. Bytes that
+// (The golden file's first exchange with its body gzipped; header fields shortened.) Times are
+// docs/architecture.md section 2's: each instant in RFC 3339 (UTC, nanoseconds) with its offset
+// from the sort key (the request's first byte, or the response's when there is no request);
+// latency = response first byte - request first byte, duration = response last byte - response
+// first byte; durations in absl::FormatDuration's units. Bytes that
 // could move a terminal's cursor or change its state (C0 and C1 controls, DEL, bidirectional
 // overrides) and bytes that are not UTF-8 are shown as \xHH; in text bodies TAB and line ends stay.
 // Body lines are indented by four spaces; a text body that does not end in a line feed is followed
