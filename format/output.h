@@ -16,8 +16,10 @@
 #include "absl/status/statusor.h"
 #include "format/content_coding.h"
 #include "format/exchange_view.h"
+#include "format/line_time.h"
 #include "format/metadata.h"
 #include "format/render.h"
+#include "format/stats.h"
 
 namespace tapkit {
 
@@ -31,6 +33,13 @@ struct OutputContext {
 
 struct OutputOptions {
   OutputFormat format = OutputFormat::kText;
+  // The time column of text and wide lines (line_time.h); kRelative counts from
+  // OutputContext::capture_start_ns. Only text and wide print it.
+  TimeFormat time = TimeFormat::kAbsolute;
+  // --stat: one table (stats.h) in Finish instead of the exchanges, as text or, with kJson, JSON
+  // lines; grouped by workload and route, or by `stat_by`. kWide does not apply.
+  bool stat = false;
+  StatKey stat_by = StatKey::kRoute;
   // tapcat -V: one block per exchange for a person (verbose.h); only with the text format.
   bool verbose = false;
   // tapcat --body: -o json bodies gain `decoded` (docs/json.md); only with the JSON format.
@@ -53,7 +62,8 @@ class ExchangeOutput {
 };
 
 // The output `options` describe. Errors: InvalidArgument for combinations that cannot print
-// ("-V prints its own blocks; it does not combine with -o json", "--body: only with -o json").
+// (--stat with -o wide; -V with -o wide or json, or with --stat; --body without -o json, or
+// with --stat).
 absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& options);
 
 }  // namespace tapkit

@@ -81,6 +81,9 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   int64_t printed = 0;
   OutputOptions oo;
   oo.format = o.format;
+  oo.time = o.time;
+  oo.stat = o.stat;
+  oo.stat_by = o.stat_by;
   oo.verbose = o.verbose;
   oo.decoded_bodies = o.decoded_bodies;
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);

@@ -519,7 +519,7 @@ TEST(VerboseOutput, RefusesOtherFormatsAndBodyWithoutJson) {
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> bad = MakeOutput(o);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
-            "-V prints its own blocks; it does not combine with -o wide or -o json");
+            "-V prints its own blocks; it does not combine with -o wide, -o json or --stat");
   OutputOptions b;
   b.decoded_bodies = true;
   bad = MakeOutput(b);

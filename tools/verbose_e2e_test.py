@@ -294,10 +294,10 @@ def main():
         run = subprocess.run([tapcat, "-V", "-c", "2", tap], stdout=subprocess.PIPE, check=True)
         if len(blocks(run.stdout.decode())) != 2:
             fail("tapcat -V -c 2 did not print 2 blocks")
-        for args, msg in ((["-V", "--info"], "-V prints exchanges; it does not combine with "
-                           "--info"),
-                          (["-V", "-o", "json"], "-V prints its own blocks; it does not combine "
-                           "with -o wide or -o json"),
+        for args, msg in ((["-V", "--info"], "-V and --info cannot be used together"),
+                          (["-V", "-o", "json"], "-V and -o json cannot be used together"),
+                          (["-V", "--stat"], "-V and --stat cannot be used together"),
+                          (["--body", "-o", "text"], "--body and -o text cannot be used together"),
                           (["--body"], "--body: only with -o json")):
             run = subprocess.run([tapcat, *args, tap], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
