@@ -131,7 +131,11 @@ nlohmann::json JsonWithBodies(const Exchange& x, size_t cap = kDefaultDecodeCap)
   o.decode_cap = cap;
   std::string line;
   AppendJson(*v, o, &line);
-  return nlohmann::json::parse(line, nullptr, false);
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  // Members in byte order, as every -o json object (json_writer.h): nlohmann prints it back the
+  // same.
+  EXPECT_EQ(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", line);
+  return j;
 }
 
 class VerboseTest : public ::testing::Test {
