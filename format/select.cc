@@ -59,9 +59,9 @@ struct Selection::Rules {
   uint64_t start_ns = 0;
   std::vector<HeaderRule> headers;
   std::vector<int32_t> grpc_statuses;
-  bool incomplete = false;                // --incomplete given
-  std::vector<Completion> completions;    // empty with `incomplete`: any but complete
-  std::vector<std::string> namespaces;    // -n
+  bool incomplete = false;              // --incomplete given
+  std::vector<Completion> completions;  // empty with `incomplete`: any but complete
+  std::vector<std::string> namespaces;  // -n
   int64_t count = -1;
 
   bool empty() const {
@@ -117,7 +117,8 @@ std::optional<uint64_t> ParseDuration(std::string_view text) {
   return static_cast<uint64_t>(*ns);
 }
 
-constexpr const char* kDurationHelp = "not a duration (a number and ns, us, ms, s, m or h: 250ms, 1.5s)";
+constexpr const char* kDurationHelp =
+    "not a duration (a number and ns, us, ms, s, m or h: 250ms, 1.5s)";
 
 // RFC 3339 date-time (section 5.6), or "+D" from the capture's start.
 absl::Status ParseTimeFlag(std::string_view flag, const std::string& text,
@@ -148,9 +149,11 @@ absl::Status ParseTimeFlag(std::string_view flag, const std::string& text,
 
 absl::Status ParseStatus(const std::string& v, std::vector<std::pair<int, int>>* out) {
   auto code = [](std::string_view s, int* c) {
-    return s.size() == 3 && std::all_of(s.begin(), s.end(), [](char ch) {
-             return absl::ascii_isdigit(static_cast<unsigned char>(ch));
-           }) && absl::SimpleAtoi(AV(s), c);
+    return s.size() == 3 &&
+           std::all_of(
+               s.begin(), s.end(),
+               [](char ch) { return absl::ascii_isdigit(static_cast<unsigned char>(ch)); }) &&
+           absl::SimpleAtoi(AV(s), c);
   };
   const std::string lower = absl::AsciiStrToLower(v);
   int a = 0, b = 0;
@@ -182,16 +185,18 @@ absl::Status ParseStatus(const std::string& v, std::vector<std::pair<int, int>>*
 // grpc/include/grpcpp/impl/codegen/status_code_enum.h, as the gRPC status codes document names
 // them (doc/statuscodes.md).
 constexpr std::string_view kGrpcCodes[] = {
-    "OK",        "CANCELLED",      "UNKNOWN",         "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",   "INTERNAL",           "UNAVAILABLE",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
 // The bits of an address from `prefix` on are zero.
 bool HostBitsClear(const IpAddress& ip, int prefix) {
   for (size_t i = 0; i < ip.size(); ++i) {
     int first = static_cast<int>(i) * 8;
-    uint8_t mask = prefix >= first + 8 ? 0xff : prefix <= first ? 0 : uint8_t(0xff << (8 - (prefix - first)));
+    uint8_t mask = prefix >= first + 8 ? 0xff
+                   : prefix <= first   ? 0
+                                       : uint8_t(0xff << (8 - (prefix - first)));
     if (ip.bytes[i] & ~mask) return false;
   }
   return true;
@@ -282,7 +287,8 @@ absl::Status ParseEndpoint(std::string_view flag, const std::string& v, const st
 }
 
 bool LabelsMatch(const Labels& l, const ResourceRule& r) {
-  if (r.ref.type == ResourceType::kNamespace) return r.ref.name.empty() ? !l.ns.empty() : l.ns == r.ref.name;
+  if (r.ref.type == ResourceType::kNamespace)
+    return r.ref.name.empty() ? !l.ns.empty() : l.ns == r.ref.name;
   if (!r.ns.empty() && l.ns != r.ns) return false;
   switch (r.ref.type) {
     case ResourceType::kPod:
@@ -406,8 +412,8 @@ void AddSelectionOptions(boost::program_options::options_description* opts, Sele
       "max-latency", po::value(&f->max_latency), "latency at most D")(
       "since", po::value(&f->since),
       "requests starting at or after T: RFC 3339 (2026-12-04T10:00:00Z) or +D from the "
-      "capture's start (+30s)")(
-      "until", po::value(&f->until), "requests starting before T (as --since)")(
+      "capture's start (+30s)")("until", po::value(&f->until),
+                                "requests starting before T (as --since)")(
       "header", po::value<Strings>(&f->header),
       "'NAME: REGEX' on a request or response field; 'req:NAME: RE' or 'rsp:NAME: RE' picks one")(
       "grpc-status", po::value<Strings>(&f->grpc_status), "gRPC status: 0..16 or UNAVAILABLE, ...")(
@@ -470,10 +476,13 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
     return Bad("--from-namespace", f.from_namespace, "goes with --from TYPE/NAME");
   }
   for (const std::string& v : Values(f.to, true)) {
-    if (absl::Status st = ParseEndpoint("--to", v, resource_ns(f.to_namespace), &r.to); !st.ok()) return st;
+    if (absl::Status st = ParseEndpoint("--to", v, resource_ns(f.to_namespace), &r.to); !st.ok())
+      return st;
   }
   for (const std::string& v : Values(f.from, true)) {
-    if (absl::Status st = ParseEndpoint("--from", v, resource_ns(f.from_namespace), &r.from); !st.ok()) return st;
+    if (absl::Status st = ParseEndpoint("--from", v, resource_ns(f.from_namespace), &r.from);
+        !st.ok())
+      return st;
   }
   for (const std::string& v : Values(f.direction, true)) {
     if (v == "in" || v == "inbound") {
@@ -485,7 +494,8 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
     }
   }
   for (const std::string& v : Values(f.method, true)) {
-    if (!IsToken(v)) return Bad("--method", v.empty() ? "\"\"" : v, "not a method token (RFC 9110 section 9.1)");
+    if (!IsToken(v))
+      return Bad("--method", v.empty() ? "\"\"" : v, "not a method token (RFC 9110 section 9.1)");
     r.methods.push_back(v);
   }
   for (const std::string& v : Values(f.authority, true)) {
@@ -521,11 +531,14 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
       *out = d;
     }
     if (r.min_latency && r.max_latency && *r.min_latency > *r.max_latency) {
-      return Bad("--min-latency", f.min_latency, absl::StrCat("above --max-latency ", f.max_latency));
+      return Bad("--min-latency", f.min_latency,
+                 absl::StrCat("above --max-latency ", f.max_latency));
     }
   }
-  if (absl::Status st = ParseTimeFlag("--since", f.since, &r.since, &r.since_relative); !st.ok()) return st;
-  if (absl::Status st = ParseTimeFlag("--until", f.until, &r.until, &r.until_relative); !st.ok()) return st;
+  if (absl::Status st = ParseTimeFlag("--since", f.since, &r.since, &r.since_relative); !st.ok())
+    return st;
+  if (absl::Status st = ParseTimeFlag("--until", f.until, &r.until, &r.until_relative); !st.ok())
+    return st;
   if (r.since && r.until && r.since_relative == r.until_relative && *r.since > *r.until) {
     return Bad("--since", f.since, absl::StrCat("after --until ", f.until));
   }
@@ -541,7 +554,8 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
     }
     size_t colon = rest.find(':');
     if (colon == std::string_view::npos || !IsToken(rest.substr(0, colon))) {
-      return Bad("--header", v, "not 'NAME: REGEX' (NAME a field name; req: or rsp: first to pick a side)");
+      return Bad("--header", v,
+                 "not 'NAME: REGEX' (NAME a field name; req: or rsp: first to pick a side)");
     }
     h.name = std::string(rest.substr(0, colon));
     std::string_view pattern = SV(absl::StripLeadingAsciiWhitespace(AV(rest.substr(colon + 1))));
@@ -561,7 +575,9 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
         if (absl::EqualsIgnoreCase(v, AV(kGrpcCodes[i]))) code = i;
       }
     }
-    if (code < 0) return Bad("--grpc-status", v.empty() ? "\"\"" : v, "not a gRPC status code (0..16, OK, CANCELLED, ..., UNAVAILABLE, ...)");
+    if (code < 0)
+      return Bad("--grpc-status", v.empty() ? "\"\"" : v,
+                 "not a gRPC status code (0..16, OK, CANCELLED, ..., UNAVAILABLE, ...)");
     r.grpc_statuses.push_back(code);
   }
   if (!f.incomplete.empty()) {
@@ -590,7 +606,8 @@ absl::StatusOr<Selection> Selection::Parse(const SelectionFlags& f) {
     }
     if (any) r.completions.clear();
   }
-  if (f.count < -1 || (f.count_given && f.count < 0)) return Bad("-c", std::to_string(f.count), "must be 0 or more");
+  if (f.count < -1 || (f.count_given && f.count < 0))
+    return Bad("-c", std::to_string(f.count), "must be 0 or more");
   r.count = f.count;
   return s;
 }
@@ -683,17 +700,17 @@ bool Selection::MatchesImpl(const Access& a) const {
     std::optional<int32_t> g = a.grpc_status();
     if (!g || !Contains(r.grpc_statuses, *g)) return false;
   }
-  if (!r.methods.empty() || !r.authorities.empty() || !r.paths.empty() ||
-      !r.path_regexes.empty()) {
+  if (!r.methods.empty() || !r.authorities.empty() || !r.paths.empty() || !r.path_regexes.empty()) {
     if (!a.has_request()) return false;
     if (!r.methods.empty() &&
         std::none_of(r.methods.begin(), r.methods.end(),
                      [m = a.method()](const std::string& x) { return x == m; })) {
       return false;
     }
-    if (!r.authorities.empty() &&
-        std::none_of(r.authorities.begin(), r.authorities.end(),
-                     [au = a.authority()](const std::string& x) { return AuthorityEquals(x, au); })) {
+    if (!r.authorities.empty() && std::none_of(r.authorities.begin(), r.authorities.end(),
+                                               [au = a.authority()](const std::string& x) {
+                                                 return AuthorityEquals(x, au);
+                                               })) {
       return false;
     }
     std::string_view path = a.path();
@@ -761,8 +778,8 @@ TapPushdown Selection::ForTap() const {
   push(&rest.to, r.to.addresses.empty() && r.to.resources.size() == 1 && r.namespaces.empty(),
        &p.to);
   if (!p.to.empty()) p.to_namespace = std::exchange(rest.to_namespace, "");
-  push(&rest.from,
-       r.from.addresses.empty() && r.from.resources.size() == 1 && r.namespaces.empty(), &p.from);
+  push(&rest.from, r.from.addresses.empty() && r.from.resources.size() == 1 && r.namespaces.empty(),
+       &p.from);
   if (!p.from.empty()) p.from_namespace = std::exchange(rest.from_namespace, "");
   push(&rest.method, true, &p.method);
   push(&rest.authority, true, &p.authority);

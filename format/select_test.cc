@@ -27,16 +27,15 @@ Exchange Base() {
   x.response_end_ns = 310'000'000;
   x.stream_id = 1;
   x.source = {*IpAddress::Parse("10.0.0.1"), 5555, {"shop", "web-1", "deployment", "web", "web"}};
-  x.destination = {*IpAddress::Parse("10.0.1.7"), 8080,
-                   {"shop", "api-0", "statefulset", "api", "api"}};
+  x.destination = {
+      *IpAddress::Parse("10.0.1.7"), 8080, {"shop", "api-0", "statefulset", "api", "api"}};
   x.direction = Direction::kOutbound;
   Request q;
   q.version = HttpVersion::kHttp11;
   q.method = "POST";
   q.authority = "Api.Example:8080";
   q.path = "/v1/users/42?verbose=1";
-  q.headers = {{"Host", "Api.Example:8080"}, {"User-Agent", "curl/7.88.1"},
-               {"X-Trace", "abc-123"}};
+  q.headers = {{"Host", "Api.Example:8080"}, {"User-Agent", "curl/7.88.1"}, {"X-Trace", "abc-123"}};
   q.body.data = "{\"secret\":1}";
   q.body.length = q.body.data.size();
   x.request = q;
@@ -114,7 +113,8 @@ TEST(Select, Method) {
   Exchange no_request = Base();
   no_request.request.reset();
   EXPECT_FALSE(Sel({"--method", "POST"}, no_request));
-  EXPECT_EQ(Error({"--method", "GE T"}), "--method GE T: not a method token (RFC 9110 section 9.1)");
+  EXPECT_EQ(Error({"--method", "GE T"}),
+            "--method GE T: not a method token (RFC 9110 section 9.1)");
 }
 
 TEST(Select, Authority) {
@@ -148,8 +148,7 @@ TEST(Select, Status) {
   no_response.completion = Completion::kNoResponse;
   EXPECT_FALSE(Sel({"--status", "1xx,2xx,3xx,4xx,5xx"}, no_response));
   EXPECT_EQ(Error({"--status", "7xx"}), "--status 7xx: unknown status class (1xx..5xx)");
-  EXPECT_EQ(Error({"--status", "500-400"}),
-            "--status 500-400: the range's start is above its end");
+  EXPECT_EQ(Error({"--status", "500-400"}), "--status 500-400: the range's start is above its end");
   EXPECT_EQ(Error({"--status", "abc"}),
             "--status abc: not a status (500), class (5xx) or range (400-499) of 100..599");
   EXPECT_EQ(Error({"--status", "99"}),
@@ -204,7 +203,8 @@ TEST(Select, SinceUntil) {
   EXPECT_EQ(Error({"--until", "+x"}),
             "--until +x: not a duration (a number and ns, us, ms, s, m or h: 250ms, 1.5s)");
   // Mixed forms are checked once the capture's start is known.
-  absl::StatusOr<Selection> mixed = ParseArgs({"--since", "+10s", "--until", "2026-12-04T10:00:05Z"});
+  absl::StatusOr<Selection> mixed =
+      ParseArgs({"--since", "+10s", "--until", "2026-12-04T10:00:05Z"});
   ASSERT_TRUE(mixed.ok());
   absl::Status bound = mixed->Bind({{"a.tap", kT0, false}});
   EXPECT_EQ(bound.message(), "--since +10s: after --until 2026-12-04T10:00:05Z");
@@ -273,9 +273,10 @@ TEST(Select, Incomplete) {
   Exchange amb = Base();
   amb.completion = Completion::kAmbiguousPairing;
   EXPECT_TRUE(Sel({"--incomplete=ambiguous-pairing"}, amb));
-  EXPECT_EQ(Error({"--incomplete=gaps"}),
-            "--incomplete gaps: not a way an exchange ends incomplete (any, no-response, no-request, "
-            "reset, gap, truncated, capture-ended, malformed, timeout, ambiguous-pairing)");
+  EXPECT_EQ(
+      Error({"--incomplete=gaps"}),
+      "--incomplete gaps: not a way an exchange ends incomplete (any, no-response, no-request, "
+      "reset, gap, truncated, capture-ended, malformed, timeout, ambiguous-pairing)");
   EXPECT_FALSE(Error({"--incomplete=complete"}).empty());
 }
 
@@ -398,9 +399,11 @@ TEST(Select, CountAndDescribe) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->count(), 3);
   EXPECT_FALSE(s->empty());
-  std::vector<std::pair<std::string, std::string>> want = {
-      {"to", "deploy/web"}, {"status", "5xx,404"}, {"since", "+1s"},
-      {"header", "req:X-A: b,c"}, {"incomplete", "any"}};
+  std::vector<std::pair<std::string, std::string>> want = {{"to", "deploy/web"},
+                                                           {"status", "5xx,404"},
+                                                           {"since", "+1s"},
+                                                           {"header", "req:X-A: b,c"},
+                                                           {"incomplete", "any"}};
   EXPECT_EQ(s->Describe(), want);
   EXPECT_EQ(Error({"-c", "-2"}), "-c -2: must be 0 or more");
   EXPECT_EQ(Error({"-c", "-1"}), "-c -1: must be 0 or more");
