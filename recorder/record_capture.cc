@@ -83,8 +83,9 @@ absl::Status RecordCapture(const CaptureRecording& o) {
 
   // The selection's labels are checked now, before anything opens; its start is the first frame's.
   Selection selection = o.selection;
-  const std::string source_name =
-      live ? o.interface_name : o.read_path == "-" ? "<stdin>" : o.read_path;
+  const std::string source_name = live                 ? o.interface_name
+                                  : o.read_path == "-" ? "<stdin>"
+                                                       : o.read_path;
   const bool labelled = inventory.has_value();
   if (absl::Status s = selection.Bind({{source_name, 0, labelled}}); !s.ok()) return s;
   bool bound = false;
@@ -116,9 +117,8 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   setup.body_limit = o.body_limit;
   setup.redact = o.redact;
   setup.redaction_keyed = !o.redact_key_file.empty();
-  setup.capture_points = {
-      live ? CapturePointInfo{0, "interface", o.interface_name, {}, {}}
-                : CapturePointInfo{0, "file", source_name, {}, {}}};
+  setup.capture_points = {live ? CapturePointInfo{0, "interface", o.interface_name, {}, {}}
+                               : CapturePointInfo{0, "file", source_name, {}, {}}};
   const CaptureMetadata meta = BuildMetadata(setup);
 
   // Encoding and compression run on the writer's own thread, off the packet path. Each file's

@@ -44,7 +44,7 @@ struct CaptureRecording {
   // +30s offsets count from the first frame's time; a workload in --to/--from, or -n, without
   // `inventory_path` is FailedPrecondition before the source opens.
   Selection selection;
-  int64_t count = -1;           // -c: stop after this many selected exchanges; -1 = no limit
+  int64_t count = -1;  // -c: stop after this many selected exchanges; -1 = no limit
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   bool redact = true;
   std::string redact_key_file;  // HMAC key; empty = random, never stored

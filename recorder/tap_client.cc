@@ -117,8 +117,8 @@ absl::Status RunTap(const TapOptions& a) {
 
   // +D in --since/--until counts from now, the tap's start.
   Selection selection = a.selection;
-  if (absl::Status s = selection.Bind(
-          {{a.target, static_cast<uint64_t>(absl::GetCurrentTimeNanos()), true}});
+  if (absl::Status s =
+          selection.Bind({{a.target, static_cast<uint64_t>(absl::GetCurrentTimeNanos()), true}});
       !s.ok()) {
     return s;
   }
@@ -359,8 +359,8 @@ absl::Status RunTap(const TapOptions& a) {
   if (tty && writer) std::fprintf(a.err, "\r%70s\r", "");
 
   // How the tap ended decides the status (see tap_client.h).
-  const bool limit_reached = (a.max_requests && exchanges >= a.max_requests) ||
-                             (a.count && exchanges >= a.count);
+  const bool limit_reached =
+      (a.max_requests && exchanges >= a.max_requests) || (a.count && exchanges >= a.count);
   absl::Status result;
   if (stdout_error == EPIPE) {
     // The reader of our output went away: done, as tcpdump | head is.

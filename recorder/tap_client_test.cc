@@ -6,10 +6,9 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <thread>
-#include <unistd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -17,9 +16,10 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <thread>
 
-#include "controlplane/api/tap.grpc.pb.h"
 #include "absl/strings/match.h"
+#include "controlplane/api/tap.grpc.pb.h"
 #include "format/codec.h"
 #include "format/testutil.h"
 
@@ -215,9 +215,7 @@ TEST_F(TapClientTest, LimitReachedIsSuccess) {
 // are written and counted, -c counts them here (not pushed as max_requests) and stops the tap
 // with Tap.Stop once reached; what the sidecars can evaluate (--method) is pushed.
 TEST_F(TapClientTest, SelectionTheSidecarsCannotEvaluateIsMatchedHere) {
-  auto status_by_parity = [](Exchange* x) {
-    x->response->status = x->stream_id % 2 ? 503 : 200;
-  };
+  auto status_by_parity = [](Exchange* x) { x->response->status = x->stream_id % 2 ? 503 : 200; };
   fake_.watch = [this, status_by_parity](grpc::ServerContext*, Writer* w) {
     w->Write(Started("tap-5"));
     w->Write(Exchanges(0, 6, status_by_parity));  // 503 at 1, 3, 5: -c 2 is reached at 3

@@ -258,8 +258,10 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   if ((vm.count("info") || vm.count("reindex")) && !selection->empty()) {
-    std::fprintf(stderr, "tapcat: %s works on whole files; the selection flags go with printing "
-                 "exchanges\n", vm.count("info") ? "--info" : "--reindex");
+    std::fprintf(stderr,
+                 "tapcat: %s works on whole files; the selection flags go with printing "
+                 "exchanges\n",
+                 vm.count("info") ? "--info" : "--reindex");
     return kExitError;
   }
   bool follow = vm.count("follow") > 0;

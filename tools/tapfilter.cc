@@ -37,10 +37,9 @@ int main(int argc, char** argv) {
       "write,w", po::value(&f.output), "the output .tap file, - for standard output")(
       "file-size,C", po::value(&size),
       "a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB): out.tap, out1.tap, "
-      "...")(
-      "reorder-window", po::value(&window),
-      "for a pipe or a file without an index: hold exchanges this long (10s, 500ms; default "
-      "10s) to merge them in order; a later one is written at once, counted");
+      "...")("reorder-window", po::value(&window),
+             "for a pipe or a file without an index: hold exchanges this long (10s, 500ms; default "
+             "10s) to merge them in order; a later one is written at once, counted");
   po::options_description select_opts(
       "Selection (ANDed; a repeated flag or a comma list ORs; -c counts selected exchanges)");
   tapkit::AddSelectionOptions(&select_opts, &selection_flags);

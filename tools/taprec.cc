@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
@@ -96,9 +96,8 @@ int main(int argc, char** argv) {
       "packets that find it full are dropped by the kernel and counted)")(
       "file-size,C", po::value(&rotate_size),
       "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB): out.tap, "
-      "out1.tap, out2.tap, ...")(
-      "rotate-seconds,G", po::value(&rotate_seconds),
-      "with -w: a new file every N seconds (of capture time with -r)")(
+      "out1.tap, out2.tap, ...")("rotate-seconds,G", po::value(&rotate_seconds),
+                                 "with -w: a new file every N seconds (of capture time with -r)")(
       "file-count,W", po::value(&file_count),
       "with -C: a ring of N files (out0.tap ..), overwritten in turn; with -G: stop after N "
       "files")(
@@ -114,8 +113,8 @@ int main(int argc, char** argv) {
   live_opts.add_options()(
       "namespace,n", po::value(&ns),
       "the target's namespace; with -r or -i (and --inventory), keep exchanges with an "
-      "endpoint in it")(
-      "selector,l", po::value(&selector), "label selector narrowing the pods (kubectl -l)")(
+      "endpoint in it")("selector,l", po::value(&selector),
+                        "label selector narrowing the pods (kubectl -l)")(
       "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
       "max-rps", po::value(&max_rps),
       "at most R exchanges per second, all pods together, in bursts of up to R (0: no limit); "
@@ -123,8 +122,8 @@ int main(int argc, char** argv) {
       "controlplane", po::value(&controlplane),
       "the control plane (default unix:RUNTIME_DIR/controlplane.sock, RUNTIME_DIR being "
       "$TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit, else /run/tapkit for root, else "
-      "/tmp/tapkit-UID; it must be this user's own)")(
-      "token-file", po::value(&token_file), "bearer token for a control plane on TCP")(
+      "/tmp/tapkit-UID; it must be this user's own)")("token-file", po::value(&token_file),
+                                                      "bearer token for a control plane on TCP")(
       "delay-report", po::bool_switch(&delay_report),
       "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
   opts.add(live_opts);

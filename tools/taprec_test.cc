@@ -331,8 +331,9 @@ TEST(Taprec, RefusesFlagsThatWouldDoNothing) {
     for (const std::pair<const char*, std::string>& f :
          std::vector<std::pair<const char*, std::string>>{
              {"--status 7xx", "taprec: --status 7xx: unknown status class (1xx..5xx)\n"},
-             {"--min-latency 5", "taprec: --min-latency 5: not a duration (a number and ns, us, "
-                                 "ms, s, m or h: 250ms, 1.5s)\n"},
+             {"--min-latency 5",
+              "taprec: --min-latency 5: not a duration (a number and ns, us, "
+              "ms, s, m or h: 250ms, 1.5s)\n"},
              {"--to deploy/x", "taprec: --to deploy/x: " + name +
                                    " has no endpoint labels (recorded without --inventory): "
                                    "select by address instead\n"},
