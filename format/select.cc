@@ -19,6 +19,7 @@
 #include "format/order.h"
 
 namespace tapkit {
+namespace {
 
 // An address form of --to/--from: a network (CIDR; a single IP is a /32 or /128) and a port.
 struct AddressRule {
@@ -44,6 +45,8 @@ struct HeaderRule {
   std::string name;
   std::shared_ptr<const RE2> value;
 };
+
+}  // namespace
 
 struct Selection::Rules {
   SelectionFlags flags;  // as given, for Describe
