@@ -169,6 +169,30 @@ class LiveTap(unittest.TestCase):
         self.assertEqual(x["destination"]["metadata"].get("deployment"), "backend")
         self.assertEqual(x["destination"]["metadata"]["namespace"], "demo")
 
+    def test_selection_the_sidecars_cannot_evaluate_is_matched_by_taprec(self):
+        # --status, --direction and --path-regex are matched by taprec on ended exchanges; -c
+        # counts what they select and ends the tap (Tap.Stop), exit 0.
+        f = os.path.join(self.dir, "selected.tap")
+        t = taprec("deploy/frontend", "-n", "demo", "-w", f, "--status", "2xx", "--direction",
+                   "in", "--path-regex", "^/api/items/[24]$", "-c", "2")
+        wait_streaming(t, 1)
+        want = []
+        for i in range(1, 7):
+            status, _, _ = curl("/api/items/%d" % i)
+            if i in (2, 4) and 200 <= status <= 299:
+                want.append("/api/items/%d" % i)
+        self.assertEqual(want, ["/api/items/2", "/api/items/4"])
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 0, err)
+        xs = exchanges(f)
+        self.assertEqual([x["request"]["path"] for x in xs], want)
+        for x in xs:
+            self.assertEqual(x["proxyDirection"], "INBOUND")
+        info = json.loads(subprocess.run([TAPCAT, "--info", "-o", "json", f], check=True,
+                                         capture_output=True).stdout)
+        self.assertIn({"name": "path-regex", "value": "^/api/items/[24]$"},
+                      info["metadata"]["filters"])
+
     def test_to_and_from_keep_exactly_the_right_exchanges(self):
         f_to = os.path.join(self.dir, "to.tap")
         t = taprec("deploy/frontend", "-n", "demo", "-w", f_to, "--max-requests", "4", "--to",
