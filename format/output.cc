@@ -1,5 +1,9 @@
 #include "format/output.h"
 
+#include "format/curl_export.h"
+#include "format/har.h"
+#include "format/pcap_export.h"
+
 namespace tapkit {
 namespace {
 
@@ -31,6 +35,12 @@ absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& 
       return std::make_unique<TextOutput>(true);
     case OutputFormat::kJson:
       return std::make_unique<JsonOutput>();
+    case OutputFormat::kHar:
+      return MakeHarOutput();
+    case OutputFormat::kCurl:
+      return MakeCurlOutput();
+    case OutputFormat::kPcap:
+      return MakePcapOutput();
   }
   return absl::InvalidArgumentError("unknown output format");
 }

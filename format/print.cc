@@ -1,5 +1,7 @@
 #include "format/print.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -84,6 +86,11 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
   if (!output.ok()) {
     std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
+    return false;
+  }
+  if (o.format == OutputFormat::kPcap && !o.info && isatty(fileno(to))) {
+    // As tshark -w - refuses a terminal: packets would only garble it.
+    std::fprintf(err, "%s: pcap output is binary; redirect it to a file or pipe\n", program);
     return false;
   }
   bool begun = false;

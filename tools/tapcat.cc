@@ -1,6 +1,6 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-c N] [--info] [--reindex] FILE|- ...
+//   tapcat [-o text|wide|json|har|curl|pcap] [-c N] [--info] [--reindex] FILE|- ...
 //
 // --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
 //
@@ -34,8 +34,9 @@ int main(int argc, char** argv) {
       "Prints the HTTP exchanges of .tap capture files, linkerd-tap style.\n\nOptions");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
-      "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-      "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
+      "text (req/rsp/end lines), wide (with resources), json (one object per exchange; "
+      "docs/json.md); exports: har (one HAR 1.2 document), curl (a curl command per request), "
+      "pcap (the exchanges as TCP/IP packets; binary)")("count,c", po::value(&count), "stop after N exchanges")(
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
       "json: one JSON object per file, docs/json.md)")(
@@ -67,6 +68,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) {
     std::fprintf(stderr, "tapcat: %s\n", std::string(format.status().message()).c_str());
+    return kExitError;
+  }
+  if (vm.count("info") && (*format == tapkit::OutputFormat::kHar ||
+                           *format == tapkit::OutputFormat::kCurl ||
+                           *format == tapkit::OutputFormat::kPcap)) {
+    std::fprintf(stderr, "tapcat: --info reports as text or json, not -o %s\n", output.c_str());
     return kExitError;
   }
   if (files.empty()) {
