@@ -48,6 +48,10 @@ packages=(
   zlib1g-dev libbrotli-dev brotli gzip
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
+  # tapcat's exports checked by real consumers: tshark reads -o pcap back; har-validator (a
+  # node library, no CLI: scripts/har/validate.js calls it) checks -o har against HAR 1.2's schema.
+  # httpsnippet comes from npm, pinned in scripts/har/package-lock.json (installed below).
+  tshark node-har-validator
 )
 
 # Extra packages from the environment and the command line.
@@ -66,10 +70,7 @@ for pkg in "${packages[@]}"; do
   fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  log "all packages installed"
-  exit 0
-fi
+install_missing() {
 
 sudo_cmd=()
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -88,3 +89,22 @@ log "installing ${missing[*]}"
 "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 log "done"
+}
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  log "all packages installed"
+else
+  install_missing
+fi
+
+# httpsnippet, the HAR consumer of tools/export_test.py, pinned by scripts/har/package-lock.json.
+# npm comes with Debian's nodejs (or a newer nodejs that bundles it); without npm the test skips.
+har_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/har"
+if command -v npm >/dev/null 2>&1; then
+  if [[ ! -d "${har_dir}/node_modules/httpsnippet" ]]; then
+    log "npm ci in ${har_dir}"
+    (cd "${har_dir}" && npm ci --no-audit --no-fund >&2)
+  fi
+else
+  log "npm not found: the HAR consumer test (export) will skip; install npm and rerun"
+fi
