@@ -1,7 +1,6 @@
 #include "format/har.h"
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -14,19 +13,16 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "format/content_coding.h"
+#include "format/json_writer.h"
 #include "format/program.h"
 #include "format/render.h"
 
 namespace tapkit {
 namespace {
 
-using nlohmann::json;
-
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 std::string_view SV(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 std::string Trim(std::string_view s) { return std::string(absl::StripAsciiWhitespace(AV(s))); }
-
-double Ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 // application/x-www-form-urlencoded parsing as the WHATWG URL standard defines it: '&'-separated
 // pairs, the first '=' splits name from value, '+' is a space and %XX a byte.
@@ -49,38 +45,66 @@ std::string FormDecode(std::string_view s) {
   return out;
 }
 
-json FormPairs(std::string_view s) {
-  json arr = json::array();
+// Name/value pairs of a query or a form body as HAR's [{"name","value"}] array.
+void FormPairs(JsonWriter& w, std::string_view s) {
+  w.BeginArray();
   for (absl::string_view part : absl::StrSplit(AV(s), '&', absl::SkipEmpty())) {
     size_t eq = part.find('=');
     std::string_view name = SV(part.substr(0, eq));
     std::string_view value = eq == absl::string_view::npos ? "" : SV(part.substr(eq + 1));
-    arr.push_back({{"name", FormDecode(name)}, {"value", FormDecode(value)}});
+    w.BeginObject();
+    w.Member("name", FormDecode(name));
+    w.Member("value", FormDecode(value));
+    w.EndObject();
   }
-  return arr;
+  w.EndArray();
 }
 
-json Headers(const HeaderListView& h) {
-  json arr = json::array();
+// The fields an entry needs besides the header list, found while writing it (one pass).
+struct KnownFields {
+  std::optional<std::string_view> content_type, content_encoding, location;
+  bool cookie = false, set_cookie = false;
+};
+
+void Headers(JsonWriter& w, const HeaderListView& h, KnownFields* known = nullptr) {
+  w.BeginArray();
   for (const HeaderListView::Field& f : h) {
-    arr.push_back({{"name", std::string(f.name)}, {"value", std::string(f.value)}});
+    w.BeginObject();
+    w.Member("name", f.name);
+    w.Member("value", f.value);
+    w.EndObject();
+    if (!known) continue;
+    absl::string_view name = AV(f.name);
+    if (!known->content_type && absl::EqualsIgnoreCase(name, "content-type")) {
+      known->content_type = f.value;
+    } else if (!known->content_encoding && absl::EqualsIgnoreCase(name, "content-encoding")) {
+      known->content_encoding = f.value;
+    } else if (!known->location && absl::EqualsIgnoreCase(name, "location")) {
+      known->location = f.value;
+    } else if (absl::EqualsIgnoreCase(name, "cookie")) {
+      known->cookie = true;
+    } else if (absl::EqualsIgnoreCase(name, "set-cookie")) {
+      known->set_cookie = true;
+    }
   }
-  return arr;
+  w.EndArray();
 }
 
 // Cookie: name=value pairs separated by "; " (RFC 6265 section 4.2.1), from every Cookie field.
-json RequestCookies(const HeaderListView& h) {
-  json arr = json::array();
+void RequestCookies(JsonWriter& w, const HeaderListView& h) {
+  w.BeginArray();
   for (const HeaderListView::Field& f : h) {
     if (!absl::EqualsIgnoreCase(AV(f.name), "cookie")) continue;
     for (absl::string_view pair : absl::StrSplit(AV(f.value), ';', absl::SkipWhitespace())) {
       size_t eq = pair.find('=');
       if (eq == absl::string_view::npos) continue;
-      arr.push_back({{"name", Trim(SV(pair.substr(0, eq)))},
-                     {"value", Trim(SV(pair.substr(eq + 1)))}});
+      w.BeginObject();
+      w.Member("name", Trim(SV(pair.substr(0, eq))));
+      w.Member("value", Trim(SV(pair.substr(eq + 1))));
+      w.EndObject();
     }
   }
-  return arr;
+  w.EndArray();
 }
 
 // A cookie-date (RFC 6265 section 5.1.1) in the forms servers send: IMF-fixdate (RFC 9110
@@ -102,15 +126,16 @@ std::string Iso(absl::Time t) {
 // Set-Cookie fields as RFC 6265 section 5.2 parses them: the name-value pair before the first
 // ';' (a pair without '=' is ignored), then attributes. Max-Age wins over Expires (5.3 step 3),
 // counted from `start_ns`.
-json ResponseCookies(const HeaderListView& h, uint64_t start_ns) {
-  json arr = json::array();
+void ResponseCookies(JsonWriter& w, const HeaderListView& h, uint64_t start_ns) {
+  w.BeginArray();
   for (const HeaderListView::Field& f : h) {
     if (!absl::EqualsIgnoreCase(AV(f.name), "set-cookie")) continue;
     std::vector<absl::string_view> parts = absl::StrSplit(AV(f.value), ';');
     size_t eq = parts[0].find('=');
     if (eq == absl::string_view::npos) continue;
-    json c = {{"name", Trim(SV(parts[0].substr(0, eq)))},
-              {"value", Trim(SV(parts[0].substr(eq + 1)))}};
+    w.BeginObject();
+    w.Member("name", Trim(SV(parts[0].substr(0, eq))));
+    w.Member("value", Trim(SV(parts[0].substr(eq + 1))));
     std::optional<absl::Time> expires, max_age;
     std::string unparsed;
     for (size_t i = 1; i < parts.size(); ++i) {
@@ -118,13 +143,15 @@ json ResponseCookies(const HeaderListView& h, uint64_t start_ns) {
       std::string name = absl::AsciiStrToLower(Trim(SV(parts[i].substr(0, aeq))));
       std::string value = aeq == absl::string_view::npos ? "" : Trim(SV(parts[i].substr(aeq + 1)));
       if (name == "path") {
-        c["path"] = value;
+        w.Member("path", value);
       } else if (name == "domain") {
-        c["domain"] = value;
+        w.Member("domain", value);
       } else if (name == "secure") {
-        c["secure"] = true;
+        w.Key("secure");
+        w.Bool(true);
       } else if (name == "httponly") {
-        c["httpOnly"] = true;
+        w.Key("httpOnly");
+        w.Bool(true);
       } else if (name == "expires") {
         expires = CookieDate(value);
         if (!expires) unparsed = absl::StrCat("Expires=", value, " is not a date tapkit reads");
@@ -135,184 +162,258 @@ json ResponseCookies(const HeaderListView& h, uint64_t start_ns) {
           max_age = seconds <= 0 ? absl::UnixEpoch() : start + absl::Seconds(seconds);
         }
       } else if (name == "samesite") {
-        c["_sameSite"] = value;
+        w.Member("_sameSite", value);
       }
     }
     if (max_age) {
-      c["expires"] = Iso(*max_age);
+      w.Member("expires", Iso(*max_age));
     } else if (expires) {
-      c["expires"] = Iso(*expires);
+      w.Member("expires", Iso(*expires));
     }
-    if (!unparsed.empty()) c["comment"] = unparsed;
-    arr.push_back(std::move(c));
+    if (!unparsed.empty()) w.Member("comment", unparsed);
+    w.EndObject();
   }
-  return arr;
+  w.EndArray();
 }
 
 // The header section's size as HTTP/1.1 writes it: start line, "Name: value\r\n" per field, and
 // the blank line. -1 for HTTP/2 and later, whose header blocks are compressed frames.
-int64_t HeadersSize(HttpVersion v, std::string_view start_line, const HeaderListView& h) {
+int64_t HeadersSize(HttpVersion v, size_t start_line, const HeaderListView& h) {
   if (v == HttpVersion::kHttp2 || v == HttpVersion::kHttp3) return -1;
-  int64_t n = static_cast<int64_t>(start_line.size()) + 2;
+  int64_t n = static_cast<int64_t>(start_line) + 2;
   for (const HeaderListView::Field& f : h) n += f.name.size() + 2 + f.value.size() + 2;
   return n + 2;
 }
 
-std::string VersionName(HttpVersion v) {
-  return v == HttpVersion::kUnknown ? std::string() : std::string(HttpVersionName(v));
+std::string_view VersionName(HttpVersion v) {
+  return v == HttpVersion::kUnknown ? std::string_view() : HttpVersionName(v);
 }
 
 // A body after undoing its Content-Encoding: what HAR's content.text and postData.text hold.
 struct Content {
-  std::string text;  // decoded bytes (or stored ones when decoding failed)
-  uint64_t size = 0;
+  std::string decoded;  // owns the text when a coding was undone
+  std::string_view text;  // the decoded bytes, or the stored ones
   int64_t compression = 0;
   std::string comment;
 };
 
-Content Decode(const BodyView& body, const HeaderListView& headers, size_t cap) {
-  Content c;
+void Decode(const BodyView& body, std::optional<std::string_view> coding, size_t cap,
+            Content* c) {
   std::string_view data = body.data();
-  std::vector<std::string> notes;
+  c->text = data;
   if (body.truncated() || body.stored() < body.length()) {
-    notes.push_back(absl::StrCat("body cut at ", body.stored(), " of ", body.length(),
-                                 " bytes (body limit or capture loss)"));
+    c->comment = absl::StrCat("body cut at ", body.stored(), " of ", body.length(),
+                              " bytes (body limit or capture loss)");
   }
-  std::string_view coding = headers.Find("content-encoding").value_or("");
-  absl::StatusOr<DecodedContent> decoded = DecodeContent(data, coding, cap);
-  if (decoded.ok()) {
-    c.text = std::move(decoded->data);
-    if (!decoded->complete) notes.push_back("coded stream cut: the text is what the bytes decode to");
-  } else {
-    c.text = std::string(data);
-    notes.push_back(absl::StrCat("Content-Encoding not undone: ", decoded.status().message()));
+  if (!coding || coding->empty()) return;
+  auto note = [&](std::string_view n) {
+    absl::StrAppend(&c->comment, c->comment.empty() ? "" : "; ", AV(n));
+  };
+  absl::StatusOr<DecodedContent> decoded = DecodeContent(data, *coding, cap);
+  if (!decoded.ok()) {
+    note(absl::StrCat("Content-Encoding not undone: ", decoded.status().message()));
+    return;
   }
-  c.size = c.text.size();
-  if (!coding.empty() && decoded.ok()) {
-    c.compression = static_cast<int64_t>(c.size) - static_cast<int64_t>(data.size());
-  }
-  for (const std::string& n : notes) {
-    if (!c.comment.empty()) c.comment += "; ";
-    c.comment += n;
-  }
-  return c;
+  if (!decoded->complete) note("coded stream cut: the text is what the bytes decode to");
+  c->decoded = std::move(decoded->data);
+  c->text = c->decoded;
+  c->compression = static_cast<int64_t>(c->text.size()) - static_cast<int64_t>(data.size());
 }
 
-json Timings(const ExchangeView& x) {
-  double send = -1, wait = -1, receive = -1;
-  if (x.has_request()) send = Ms(x.request_end_ns());
+// The text of a body: UTF-8 as it is, anything else in base64 (`*base64` set).
+void BodyText(JsonWriter& w, std::string_view text, bool* base64) {
+  w.Key("text");
+  *base64 = !w.Utf8String(text);
+  if (*base64) w.String(absl::Base64Escape(AV(text)));
+}
+
+void Timings(JsonWriter& w, const ExchangeView& x, uint64_t* total_ns) {
+  auto put = [&](std::string_view key, std::optional<uint64_t> ns) {
+    w.Key(key);
+    if (ns) {
+      w.Milliseconds(*ns);
+      *total_ns += *ns;
+    } else {
+      w.Int(-1);
+    }
+  };
+  std::optional<uint64_t> send, wait, receive;
+  if (x.has_request()) send = x.request_end_ns();
   if (x.has_response()) {
-    receive = Ms(x.duration_ns());
+    receive = x.duration_ns();
     if (x.has_request()) {
       // A response that began before the request ended (an early 413, say) waited for nothing.
       uint64_t start = x.response_start_ns(), end = x.request_end_ns();
-      wait = Ms(start > end ? start - end : 0);
+      wait = start > end ? start - end : 0;
     }
   }
-  return {{"blocked", -1}, {"dns", -1},        {"connect", -1}, {"ssl", -1},
-          {"send", send},  {"wait", wait},     {"receive", receive}};
+  w.BeginObject();
+  for (const char* k : {"blocked", "dns", "connect", "ssl"}) put(k, std::nullopt);
+  put("send", send);
+  put("wait", wait);
+  put("receive", receive);
+  w.EndObject();
 }
 
-json RequestJson(const ExchangeView& x, const HarOptions& o) {
-  json r = json::object();
+void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
+  w.BeginObject();
   if (!x.has_request()) {
-    r = {{"method", ""},          {"url", RequestUrl(x)}, {"httpVersion", ""},
-         {"cookies", json::array()}, {"headers", json::array()}, {"queryString", json::array()},
-         {"headersSize", -1},     {"bodySize", -1},        {"comment", "no request captured"}};
-    return r;
+    w.Member("method", "");
+    w.Member("url", RequestUrl(x));
+    w.Member("httpVersion", "");
+    for (const char* k : {"cookies", "headers", "queryString"}) {
+      w.Key(k);
+      w.BeginArray();
+      w.EndArray();
+    }
+    w.Key("headersSize");
+    w.Int(-1);
+    w.Key("bodySize");
+    w.Int(-1);
+    w.Member("comment", "no request captured");
+    w.EndObject();
+    return;
   }
   RequestView q = x.request();
   std::string_view path = q.path();
-  r["method"] = std::string(q.method());
-  r["url"] = RequestUrl(x);
-  r["httpVersion"] = VersionName(q.version());
-  r["cookies"] = RequestCookies(q.headers());
-  r["headers"] = Headers(q.headers());
+  w.Member("method", q.method());
+  w.Member("url", RequestUrl(x));
+  w.Member("httpVersion", VersionName(q.version()));
+  KnownFields known;
+  w.Key("headers");
+  Headers(w, q.headers(), &known);
+  w.Key("cookies");
+  if (known.cookie) {
+    RequestCookies(w, q.headers());
+  } else {
+    w.Raw("[]");
+  }
   size_t qm = path.find('?');
   std::string_view query = qm == std::string_view::npos ? "" : path.substr(qm + 1);
   query = query.substr(0, query.find('#'));
-  r["queryString"] = FormPairs(query);
+  w.Key("queryString");
+  FormPairs(w, query);
   BodyView body = q.body();
   if (body.present() && body.length() > 0) {
-    std::string_view type = q.headers().Find("content-type").value_or("");
-    json post = {{"mimeType", std::string(type)}};
+    std::string_view type = known.content_type.value_or("");
+    w.Key("postData");
+    w.BeginObject();
+    w.Member("mimeType", type);
     if (body.loaded()) {
-      Content c = Decode(body, q.headers(), o.decode_cap);
-      std::string comment = c.comment;
-      if (IsUtf8(c.text)) {
-        post["text"] = c.text;
-        std::string_view mime = type.substr(0, type.find(';'));
-        if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(AV(mime)),
-                                   "application/x-www-form-urlencoded")) {
-          post["params"] = FormPairs(c.text);
-        }
-      } else {
-        post["text"] = absl::Base64Escape(c.text);
-        post["_encoding"] = "base64";
-        comment = absl::StrCat("text is the body in base64 (not UTF-8)",
-                               comment.empty() ? "" : "; ", comment);
+      Content c;
+      Decode(body, known.content_encoding, o.decode_cap, &c);
+      bool base64;
+      BodyText(w, c.text, &base64);
+      std::string_view mime = type.substr(0, type.find(';'));
+      if (!base64 && absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(AV(mime)),
+                                            "application/x-www-form-urlencoded")) {
+        w.Key("params");
+        FormPairs(w, c.text);
       }
-      if (!comment.empty()) post["comment"] = comment;
+      if (base64) {
+        w.Member("_encoding", "base64");
+        c.comment = absl::StrCat("text is the body in base64 (not UTF-8)",
+                                 c.comment.empty() ? "" : "; ", c.comment);
+      }
+      if (!c.comment.empty()) w.Member("comment", c.comment);
     } else {
-      post["comment"] = "body not read";
+      w.Member("comment", "body not read");
     }
-    r["postData"] = std::move(post);
+    w.EndObject();
   }
-  std::string start_line = absl::StrCat(AV(q.method()), " ", AV(path), " ",
-                                        AV(HttpVersionName(q.version())));
-  r["headersSize"] = HeadersSize(q.version(), start_line, q.headers());
-  r["bodySize"] = body.present() ? static_cast<int64_t>(body.length()) : 0;
-  if (!q.trailers().empty()) r["_trailers"] = Headers(q.trailers());
-  return r;
+  w.Key("headersSize");
+  w.Int(HeadersSize(q.version(),
+                    q.method().size() + 1 + path.size() + 1 + HttpVersionName(q.version()).size(),
+                    q.headers()));
+  w.Key("bodySize");
+  w.Int(body.present() ? static_cast<int64_t>(body.length()) : 0);
+  if (!q.trailers().empty()) {
+    w.Key("_trailers");
+    Headers(w, q.trailers());
+  }
+  w.EndObject();
 }
 
-json ResponseJson(const ExchangeView& x, const HarOptions& o) {
+void ResponseJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
+  w.BeginObject();
   if (!x.has_response()) {
-    return {{"status", 0},
-            {"statusText", ""},
-            {"httpVersion", ""},
-            {"cookies", json::array()},
-            {"headers", json::array()},
-            {"content", {{"size", 0}, {"mimeType", "x-unknown"}}},
-            {"redirectURL", ""},
-            {"headersSize", -1},
-            {"bodySize", -1},
-            {"comment", "no response captured"}};
+    w.Key("status");
+    w.Int(0);
+    w.Member("statusText", "");
+    w.Member("httpVersion", "");
+    for (const char* k : {"cookies", "headers"}) {
+      w.Key(k);
+      w.BeginArray();
+      w.EndArray();
+    }
+    w.Key("content");
+    w.BeginObject();
+    w.Key("size");
+    w.Int(0);
+    w.Member("mimeType", "x-unknown");
+    w.EndObject();
+    w.Member("redirectURL", "");
+    w.Key("headersSize");
+    w.Int(-1);
+    w.Key("bodySize");
+    w.Int(-1);
+    w.Member("comment", "no response captured");
+    w.EndObject();
+    return;
   }
   ResponseView s = x.response();
-  json r = {{"status", s.status()},
-            {"statusText", std::string(s.reason())},
-            {"httpVersion", VersionName(s.version())},
-            {"cookies", ResponseCookies(s.headers(), x.sort_key_ns())},
-            {"headers", Headers(s.headers())}};
-  std::string_view type = s.headers().Find("content-type").value_or("");
-  json content = {{"size", 0}, {"mimeType", type.empty() ? "x-unknown" : std::string(type)}};
-  BodyView body = s.body();
-  if (body.present() && body.length() > 0) {
-    if (body.loaded()) {
-      Content c = Decode(body, s.headers(), o.decode_cap);
-      content["size"] = c.size;
-      if (c.compression != 0) content["compression"] = c.compression;
-      if (IsUtf8(c.text)) {
-        content["text"] = std::move(c.text);
-      } else {
-        content["text"] = absl::Base64Escape(c.text);
-        content["encoding"] = "base64";
-      }
-      if (!c.comment.empty()) content["comment"] = c.comment;
-    } else {
-      content["size"] = body.length();
-      content["comment"] = "body not read";
-    }
+  w.Key("status");
+  w.Int(s.status());
+  w.Member("statusText", s.reason());
+  w.Member("httpVersion", VersionName(s.version()));
+  KnownFields known;
+  w.Key("headers");
+  Headers(w, s.headers(), &known);
+  w.Key("cookies");
+  if (known.set_cookie) {
+    ResponseCookies(w, s.headers(), x.sort_key_ns());
+  } else {
+    w.Raw("[]");
   }
-  r["content"] = std::move(content);
-  r["redirectURL"] = std::string(s.headers().Find("location").value_or(""));
-  std::string start_line = absl::StrCat(AV(HttpVersionName(s.version())), " ", s.status(), " ",
-                                        AV(s.reason()));
-  r["headersSize"] = HeadersSize(s.version(), start_line, s.headers());
-  r["bodySize"] = body.present() ? static_cast<int64_t>(body.length()) : 0;
-  if (!s.trailers().empty()) r["_trailers"] = Headers(s.trailers());
-  return r;
+  std::string_view type = known.content_type.value_or("");
+  w.Key("content");
+  w.BeginObject();
+  w.Member("mimeType", type.empty() ? std::string_view("x-unknown") : type);
+  BodyView body = s.body();
+  if (body.present() && body.length() > 0 && body.loaded()) {
+    Content c;
+    Decode(body, known.content_encoding, o.decode_cap, &c);
+    w.Key("size");
+    w.Int(static_cast<int64_t>(c.text.size()));
+    if (c.compression != 0) {
+      w.Key("compression");
+      w.Int(c.compression);
+    }
+    bool base64;
+    BodyText(w, c.text, &base64);
+    if (base64) w.Member("encoding", "base64");
+    if (!c.comment.empty()) w.Member("comment", c.comment);
+  } else if (body.present() && body.length() > 0) {
+    w.Key("size");
+    w.Int(static_cast<int64_t>(body.length()));
+    w.Member("comment", "body not read");
+  } else {
+    w.Key("size");
+    w.Int(0);
+  }
+  w.EndObject();
+  w.Member("redirectURL", known.location.value_or(""));
+  w.Key("headersSize");
+  w.Int(HeadersSize(s.version(),
+                    HttpVersionName(s.version()).size() + 1 + 3 + 1 + s.reason().size(),
+                    s.headers()));
+  w.Key("bodySize");
+  w.Int(body.present() ? static_cast<int64_t>(body.length()) : 0);
+  if (!s.trailers().empty()) {
+    w.Key("_trailers");
+    Headers(w, s.trailers());
+  }
+  w.EndObject();
 }
 
 class HarOutput final : public ExchangeOutput {
@@ -320,17 +421,16 @@ class HarOutput final : public ExchangeOutput {
   explicit HarOutput(HarOptions o) : o_(std::move(o)) {}
   bool NeedsBodies() const override { return true; }
   void Begin(const OutputContext&, std::string* out) override {
-    json creator = {{"name", o_.creator_name},
-                    {"version", o_.creator_version.empty() ? std::string(kVersion)
-                                                           : o_.creator_version}};
-    absl::StrAppend(out, "{\"log\":{\"version\":\"1.2\",\"creator\":",
-                    creator.dump(-1, ' ', false, json::error_handler_t::replace),
-                    ",\"entries\":[");
+    out->append("{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":");
+    AppendJsonString(o_.creator_name, out);
+    out->append(",\"version\":");
+    AppendJsonString(o_.creator_version.empty() ? kVersion : o_.creator_version, out);
+    out->append("},\"entries\":[");
   }
   void Add(const ExchangeView& x, std::string* out) override {
     out->append(first_ ? "\n" : ",\n");
     first_ = false;
-    out->append(HarEntry(x, o_));
+    AppendHarEntry(x, o_, out);
   }
   void Finish(std::string* out) override { out->append("\n]}}\n"); }
 
@@ -341,30 +441,41 @@ class HarOutput final : public ExchangeOutput {
 
 }  // namespace
 
-std::string HarEntry(const ExchangeView& x, const HarOptions& o) {
-  json e = json::object();
-  e["startedDateTime"] = Rfc3339(x.sort_key_ns());
-  json timings = Timings(x);
-  double time = 0;
-  for (const char* k : {"send", "wait", "receive"}) {
-    if (timings[k].get<double>() > 0) time += timings[k].get<double>();
-  }
-  e["time"] = time;
-  e["request"] = RequestJson(x, o);
-  e["response"] = ResponseJson(x, o);
-  e["cache"] = json::object();
-  e["timings"] = std::move(timings);
-  if (x.destination().ip.family != 0) e["serverIPAddress"] = x.destination().ip.ToString();
-  e["connection"] = absl::StrCat(x.capture_point(), ":", x.source().ToString());
-  e["_id"] = absl::StrCat(x.capture_point(), ":", x.stream_id());
+void AppendHarEntry(const ExchangeView& x, const HarOptions& o, std::string* out) {
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Member("startedDateTime", Rfc3339(x.sort_key_ns()));
+  // "time" is the sum of the known timings: the timings are written aside first.
+  uint64_t total_ns = 0;
+  std::string timings;
+  JsonWriter t(&timings);
+  Timings(t, x, &total_ns);
+  w.Key("time");
+  w.Milliseconds(total_ns);
+  w.Key("request");
+  RequestJson(w, x, o);
+  w.Key("response");
+  ResponseJson(w, x, o);
+  w.Key("cache");
+  w.BeginObject();
+  w.EndObject();
+  w.Key("timings");
+  w.Raw(timings);
+  if (x.destination().ip.family != 0) w.Member("serverIPAddress", x.destination().ip.ToString());
+  w.Member("connection", absl::StrCat(x.capture_point(), ":", x.source().ToString()));
+  w.Member("_id", absl::StrCat(x.capture_point(), ":", x.stream_id()));
   if (x.completion() != Completion::kComplete) {
     std::string why = absl::StrCat("incomplete: ", AV(CompletionName(x.completion())));
     if (!x.reason().empty()) absl::StrAppend(&why, ": ", AV(x.reason()));
-    e["comment"] = why;
+    w.Member("comment", why);
   }
-  // Header values and reasons are raw bytes: bytes that are not UTF-8 become U+FFFD here (HAR
-  // strings are JSON strings); bodies that are not UTF-8 went to base64 above.
-  return e.dump(-1, ' ', false, json::error_handler_t::replace);
+  w.EndObject();
+}
+
+std::string HarEntry(const ExchangeView& x, const HarOptions& o) {
+  std::string out;
+  AppendHarEntry(x, o, &out);
+  return out;
 }
 
 std::unique_ptr<ExchangeOutput> MakeHarOutput(const HarOptions& options) {

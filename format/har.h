@@ -49,8 +49,10 @@ struct HarOptions {
   size_t decode_cap = size_t{64} << 20;
 };
 
-// One HAR entry as compact JSON text (no newline). Bodies are included when the Reader loaded
-// them; otherwise content and postData say so in a comment.
+// Appends one HAR entry as compact JSON text (no newline). Bodies are included when the Reader
+// loaded them; otherwise content and postData say so in a comment.
+void AppendHarEntry(const ExchangeView& x, const HarOptions& options, std::string* out);
+// The same, returned.
 std::string HarEntry(const ExchangeView& x, const HarOptions& options = {});
 
 // The `-o har` output: one HAR document over all the exchanges.
