@@ -14,7 +14,8 @@ scripts/make-capture-fixtures.py), recorded with taprec -r into .tap files. Then
      (http.file_data) as tshark reads from the original capture, every TCP checksum is one tshark
      calls good, and taprec -r of the exported
      pcap gives back the same exchanges (tapcat -o json, all but the exchange ids) as the original;
-  4. -o pcap to a terminal is refused with exit 2.
+  4. -o pcap to a terminal is refused with exit 2, and so are tapcat --info -o har and taprec -o
+     pcap (taprec prints; exports wrap a whole file).
 
 A missing tool (nginx, curl, tshark, node, the npm packages) skips with a message (exit 77),
 except under CI=true, where it fails.
@@ -245,6 +246,15 @@ def main():
         if os.waitstatus_to_exitcode(status) != 2 or b"pcap output is binary" not in text:
             fail(f"tapcat -o pcap to a terminal: exit {status}, {text!r}")
         print("ok: -o pcap to a terminal refused")
+
+        # 5. Exports where they cannot work are refused with one line and exit 2.
+        for cmd, words in (([tapcat, "--info", "-o", "har", complete[0]], "--info reports"),
+                           ([taprec, "-o", "pcap", "-r", os.path.join(captures, "ipv6-get.pcap")],
+                            "taprec prints text, wide or json")):
+            r = run(*cmd, text=True)
+            if r.returncode != 2 or words not in r.stderr or r.stdout:
+                fail(f"{' '.join(cmd)}: exit {r.returncode}, {r.stderr!r}")
+        print("ok: --info -o har and taprec -o pcap refused")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
