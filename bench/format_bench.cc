@@ -10,7 +10,6 @@
 
 #include "bench/synth.h"
 #include "format/codec.h"
-#include "format/output.h"
 #include "format/reader.h"
 #include "format/writer.h"
 
@@ -127,42 +126,6 @@ void BM_ReadWhole(benchmark::State& state) { ReadBench(state, false); }
 void BM_ReadHeadersOnly(benchmark::State& state) { ReadBench(state, true); }
 BENCHMARK(BM_ReadWhole)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ReadHeadersOnly)->Unit(benchmark::kMillisecond);
-
-// tapcat's exports (-o har, curl, pcap) of the whole file: the reader with bodies, each exchange
-// through the output, its bytes discarded as tapcat would hand them to stdout every 64 KiB.
-// Issue 11's target: -o har at least 0.3x BM_ReadWhole.
-void ExportBench(benchmark::State& state, OutputFormat format) {
-  const std::string& file = File3();
-  uint64_t bytes = 0;
-  for (auto _ : state) {
-    OutputOptions oo;
-    oo.format = format;
-    auto out = MakeOutput(oo);
-    auto r = Reader::Open(NewStringReadableFile(file));
-    std::string text;
-    (*out)->Begin(OutputContext{}, &text);
-    ExchangeView v;
-    while ((*r)->Next(&v)) {
-      (*out)->Add(v, &text);
-      if (text.size() > (1 << 16)) {
-        bytes += text.size();
-        text.clear();
-      }
-    }
-    (*out)->Finish(&text);
-    bytes += text.size();
-  }
-  benchmark::DoNotOptimize(bytes);
-  state.SetItemsProcessed(state.iterations() * kExchanges);
-}
-void BM_ExportHar(benchmark::State& state) { ExportBench(state, OutputFormat::kHar); }
-void BM_ExportJson(benchmark::State& state) { ExportBench(state, OutputFormat::kJson); }
-BENCHMARK(BM_ExportJson)->Unit(benchmark::kMillisecond);
-void BM_ExportCurl(benchmark::State& state) { ExportBench(state, OutputFormat::kCurl); }
-void BM_ExportPcap(benchmark::State& state) { ExportBench(state, OutputFormat::kPcap); }
-BENCHMARK(BM_ExportHar)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_ExportCurl)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_ExportPcap)->Unit(benchmark::kMillisecond);
 
 void BM_DecompressOnly(benchmark::State& state) {
   std::vector<std::pair<std::string, std::string>> compressed;

@@ -53,11 +53,6 @@ def main():
                  ratio("BM_ReadHeadersOnly", "BM_ReadWhole"), 2.0,
                  f"{med['BM_ReadHeadersOnly']/1e3:.0f}k vs {med['BM_ReadWhole']/1e3:.0f}k "
                  "exchanges/s"))
-    # Issue 11: -o har at least 0.3x the whole read; curl, pcap and json measured beside it.
-    for name, target in (("har", 0.3), ("curl", None), ("pcap", None), ("json", None)):
-        b = f"BM_Export{name.capitalize()}"
-        rows.append((f"tapcat -o {name} / whole reader", ratio(b, "BM_ReadWhole"), target or 0.0,
-                     f"{med[b]/1e3:.0f}k vs {med['BM_ReadWhole']/1e3:.0f}k exchanges/s"))
     ok = True
     print(f"median of {reps} interleaved runs; synthetic mix median exchange "
           f"{counters['BM_Write/3']['median_wire_bytes']:.0f} bytes on the wire")

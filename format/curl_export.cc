@@ -98,8 +98,8 @@ std::string ShellQuote(std::string_view word) {
 void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   std::string id = absl::StrCat(x.capture_point(), ":", x.stream_id());
   if (!x.has_request()) {
-    absl::StrAppend(out, "# id=", id, ": no request captured (",
-                    AV(CompletionName(x.completion())), ")\n");
+    absl::StrAppend(out, "# id=", id, ": no request captured (", AV(CompletionName(x.completion())),
+                    ")\n");
     return;
   }
   RequestView q = x.request();

@@ -24,6 +24,36 @@ absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.
 std::string_view SV(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 std::string Trim(std::string_view s) { return std::string(absl::StripAsciiWhitespace(AV(s))); }
 
+// `s` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD: HAR's strings are
+// JSON strings, and header values and reasons are raw bytes.
+std::string ReplaceNonUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (len && i + len <= s.size() && IsUtf8(s.substr(i, len))) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xef\xbf\xbd");
+      ++i;
+    }
+  }
+  return out;
+}
+
+// "key": "value", the value made UTF-8 where it is not.
+void Put(JsonWriter& w, std::string_view key, std::string_view value) {
+  w.Key(key);
+  if (IsUtf8(value)) {
+    w.Str(value);
+  } else {
+    w.Str(ReplaceNonUtf8(value));
+  }
+}
+
 // application/x-www-form-urlencoded parsing as the WHATWG URL standard defines it: '&'-separated
 // pairs, the first '=' splits name from value, '+' is a space and %XX a byte.
 std::string FormDecode(std::string_view s) {
@@ -47,17 +77,17 @@ std::string FormDecode(std::string_view s) {
 
 // Name/value pairs of a query or a form body as HAR's [{"name","value"}] array.
 void FormPairs(JsonWriter& w, std::string_view s) {
-  w.BeginArray();
+  w.Open('[');
   for (absl::string_view part : absl::StrSplit(AV(s), '&', absl::SkipEmpty())) {
     size_t eq = part.find('=');
     std::string_view name = SV(part.substr(0, eq));
     std::string_view value = eq == absl::string_view::npos ? "" : SV(part.substr(eq + 1));
-    w.BeginObject();
-    w.Member("name", FormDecode(name));
-    w.Member("value", FormDecode(value));
-    w.EndObject();
+    w.Open('{');
+    Put(w, "name", FormDecode(name));
+    Put(w, "value", FormDecode(value));
+    w.Close('}');
   }
-  w.EndArray();
+  w.Close(']');
 }
 
 // The fields an entry needs besides the header list, found while writing it (one pass).
@@ -67,12 +97,12 @@ struct KnownFields {
 };
 
 void Headers(JsonWriter& w, const HeaderListView& h, KnownFields* known = nullptr) {
-  w.BeginArray();
+  w.Open('[');
   for (const HeaderListView::Field& f : h) {
-    w.BeginObject();
-    w.Member("name", f.name);
-    w.Member("value", f.value);
-    w.EndObject();
+    w.Open('{');
+    Put(w, "name", f.name);
+    Put(w, "value", f.value);
+    w.Close('}');
     if (!known) continue;
     absl::string_view name = AV(f.name);
     if (!known->content_type && absl::EqualsIgnoreCase(name, "content-type")) {
@@ -87,24 +117,24 @@ void Headers(JsonWriter& w, const HeaderListView& h, KnownFields* known = nullpt
       known->set_cookie = true;
     }
   }
-  w.EndArray();
+  w.Close(']');
 }
 
 // Cookie: name=value pairs separated by "; " (RFC 6265 section 4.2.1), from every Cookie field.
 void RequestCookies(JsonWriter& w, const HeaderListView& h) {
-  w.BeginArray();
+  w.Open('[');
   for (const HeaderListView::Field& f : h) {
     if (!absl::EqualsIgnoreCase(AV(f.name), "cookie")) continue;
     for (absl::string_view pair : absl::StrSplit(AV(f.value), ';', absl::SkipWhitespace())) {
       size_t eq = pair.find('=');
       if (eq == absl::string_view::npos) continue;
-      w.BeginObject();
-      w.Member("name", Trim(SV(pair.substr(0, eq))));
-      w.Member("value", Trim(SV(pair.substr(eq + 1))));
-      w.EndObject();
+      w.Open('{');
+      Put(w, "name", Trim(SV(pair.substr(0, eq))));
+      Put(w, "value", Trim(SV(pair.substr(eq + 1))));
+      w.Close('}');
     }
   }
-  w.EndArray();
+  w.Close(']');
 }
 
 // A cookie-date (RFC 6265 section 5.1.1) in the forms servers send: IMF-fixdate (RFC 9110
@@ -127,15 +157,15 @@ std::string Iso(absl::Time t) {
 // ';' (a pair without '=' is ignored), then attributes. Max-Age wins over Expires (5.3 step 3),
 // counted from `start_ns`.
 void ResponseCookies(JsonWriter& w, const HeaderListView& h, uint64_t start_ns) {
-  w.BeginArray();
+  w.Open('[');
   for (const HeaderListView::Field& f : h) {
     if (!absl::EqualsIgnoreCase(AV(f.name), "set-cookie")) continue;
     std::vector<absl::string_view> parts = absl::StrSplit(AV(f.value), ';');
     size_t eq = parts[0].find('=');
     if (eq == absl::string_view::npos) continue;
-    w.BeginObject();
-    w.Member("name", Trim(SV(parts[0].substr(0, eq))));
-    w.Member("value", Trim(SV(parts[0].substr(eq + 1))));
+    w.Open('{');
+    Put(w, "name", Trim(SV(parts[0].substr(0, eq))));
+    Put(w, "value", Trim(SV(parts[0].substr(eq + 1))));
     std::optional<absl::Time> expires, max_age;
     std::string unparsed;
     for (size_t i = 1; i < parts.size(); ++i) {
@@ -143,9 +173,9 @@ void ResponseCookies(JsonWriter& w, const HeaderListView& h, uint64_t start_ns) 
       std::string name = absl::AsciiStrToLower(Trim(SV(parts[i].substr(0, aeq))));
       std::string value = aeq == absl::string_view::npos ? "" : Trim(SV(parts[i].substr(aeq + 1)));
       if (name == "path") {
-        w.Member("path", value);
+        Put(w, "path", value);
       } else if (name == "domain") {
-        w.Member("domain", value);
+        Put(w, "domain", value);
       } else if (name == "secure") {
         w.Key("secure");
         w.Bool(true);
@@ -162,18 +192,18 @@ void ResponseCookies(JsonWriter& w, const HeaderListView& h, uint64_t start_ns) 
           max_age = seconds <= 0 ? absl::UnixEpoch() : start + absl::Seconds(seconds);
         }
       } else if (name == "samesite") {
-        w.Member("_sameSite", value);
+        Put(w, "_sameSite", value);
       }
     }
     if (max_age) {
-      w.Member("expires", Iso(*max_age));
+      Put(w, "expires", Iso(*max_age));
     } else if (expires) {
-      w.Member("expires", Iso(*expires));
+      Put(w, "expires", Iso(*expires));
     }
-    if (!unparsed.empty()) w.Member("comment", unparsed);
-    w.EndObject();
+    if (!unparsed.empty()) Put(w, "comment", unparsed);
+    w.Close('}');
   }
-  w.EndArray();
+  w.Close(']');
 }
 
 // The header section's size as HTTP/1.1 writes it: start line, "Name: value\r\n" per field, and
@@ -191,14 +221,13 @@ std::string_view VersionName(HttpVersion v) {
 
 // A body after undoing its Content-Encoding: what HAR's content.text and postData.text hold.
 struct Content {
-  std::string decoded;  // owns the text when a coding was undone
+  std::string decoded;    // owns the text when a coding was undone
   std::string_view text;  // the decoded bytes, or the stored ones
   int64_t compression = 0;
   std::string comment;
 };
 
-void Decode(const BodyView& body, std::optional<std::string_view> coding, size_t cap,
-            Content* c) {
+void Decode(const BodyView& body, std::optional<std::string_view> coding, size_t cap, Content* c) {
   std::string_view data = body.data();
   c->text = data;
   if (body.truncated() || body.stored() < body.length()) {
@@ -223,62 +252,70 @@ void Decode(const BodyView& body, std::optional<std::string_view> coding, size_t
 // The text of a body: UTF-8 as it is, anything else in base64 (`*base64` set).
 void BodyText(JsonWriter& w, std::string_view text, bool* base64) {
   w.Key("text");
-  *base64 = !w.Utf8String(text);
-  if (*base64) w.String(absl::Base64Escape(AV(text)));
+  *base64 = !IsUtf8(text);
+  w.Str(*base64 ? std::string_view(absl::Base64Escape(AV(text))) : text);
 }
 
-void Timings(JsonWriter& w, const ExchangeView& x, uint64_t* total_ns) {
+struct Timing {
+  std::optional<uint64_t> send, wait, receive;  // nanoseconds; empty: not seen
+  uint64_t total() const { return send.value_or(0) + wait.value_or(0) + receive.value_or(0); }
+};
+
+Timing TimingOf(const ExchangeView& x) {
+  Timing t;
+  if (x.has_request()) t.send = x.request_end_ns();
+  if (x.has_response()) {
+    t.receive = x.duration_ns();
+    if (x.has_request()) {
+      // A response that began before the request ended (an early 413, say) waited for nothing.
+      uint64_t start = x.response_start_ns(), end = x.request_end_ns();
+      t.wait = start > end ? start - end : 0;
+    }
+  }
+  return t;
+}
+
+void Timings(JsonWriter& w, const Timing& t) {
   auto put = [&](std::string_view key, std::optional<uint64_t> ns) {
     w.Key(key);
     if (ns) {
       w.Milliseconds(*ns);
-      *total_ns += *ns;
     } else {
       w.Int(-1);
     }
   };
-  std::optional<uint64_t> send, wait, receive;
-  if (x.has_request()) send = x.request_end_ns();
-  if (x.has_response()) {
-    receive = x.duration_ns();
-    if (x.has_request()) {
-      // A response that began before the request ended (an early 413, say) waited for nothing.
-      uint64_t start = x.response_start_ns(), end = x.request_end_ns();
-      wait = start > end ? start - end : 0;
-    }
-  }
-  w.BeginObject();
+  w.Open('{');
   for (const char* k : {"blocked", "dns", "connect", "ssl"}) put(k, std::nullopt);
-  put("send", send);
-  put("wait", wait);
-  put("receive", receive);
-  w.EndObject();
+  put("send", t.send);
+  put("wait", t.wait);
+  put("receive", t.receive);
+  w.Close('}');
 }
 
 void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
-  w.BeginObject();
+  w.Open('{');
   if (!x.has_request()) {
-    w.Member("method", "");
-    w.Member("url", RequestUrl(x));
-    w.Member("httpVersion", "");
+    Put(w, "method", "");
+    Put(w, "url", RequestUrl(x));
+    Put(w, "httpVersion", "");
     for (const char* k : {"cookies", "headers", "queryString"}) {
       w.Key(k);
-      w.BeginArray();
-      w.EndArray();
+      w.Open('[');
+      w.Close(']');
     }
     w.Key("headersSize");
     w.Int(-1);
     w.Key("bodySize");
     w.Int(-1);
-    w.Member("comment", "no request captured");
-    w.EndObject();
+    Put(w, "comment", "no request captured");
+    w.Close('}');
     return;
   }
   RequestView q = x.request();
   std::string_view path = q.path();
-  w.Member("method", q.method());
-  w.Member("url", RequestUrl(x));
-  w.Member("httpVersion", VersionName(q.version()));
+  Put(w, "method", q.method());
+  Put(w, "url", RequestUrl(x));
+  Put(w, "httpVersion", VersionName(q.version()));
   KnownFields known;
   w.Key("headers");
   Headers(w, q.headers(), &known);
@@ -286,7 +323,8 @@ void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
   if (known.cookie) {
     RequestCookies(w, q.headers());
   } else {
-    w.Raw("[]");
+    w.Open('[');
+    w.Close(']');
   }
   size_t qm = path.find('?');
   std::string_view query = qm == std::string_view::npos ? "" : path.substr(qm + 1);
@@ -297,8 +335,8 @@ void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
   if (body.present() && body.length() > 0) {
     std::string_view type = known.content_type.value_or("");
     w.Key("postData");
-    w.BeginObject();
-    w.Member("mimeType", type);
+    w.Open('{');
+    Put(w, "mimeType", type);
     if (body.loaded()) {
       Content c;
       Decode(body, known.content_encoding, o.decode_cap, &c);
@@ -311,15 +349,15 @@ void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
         FormPairs(w, c.text);
       }
       if (base64) {
-        w.Member("_encoding", "base64");
+        Put(w, "_encoding", "base64");
         c.comment = absl::StrCat("text is the body in base64 (not UTF-8)",
                                  c.comment.empty() ? "" : "; ", c.comment);
       }
-      if (!c.comment.empty()) w.Member("comment", c.comment);
+      if (!c.comment.empty()) Put(w, "comment", c.comment);
     } else {
-      w.Member("comment", "body not read");
+      Put(w, "comment", "body not read");
     }
-    w.EndObject();
+    w.Close('}');
   }
   w.Key("headersSize");
   w.Int(HeadersSize(q.version(),
@@ -331,41 +369,41 @@ void RequestJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
     w.Key("_trailers");
     Headers(w, q.trailers());
   }
-  w.EndObject();
+  w.Close('}');
 }
 
 void ResponseJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
-  w.BeginObject();
+  w.Open('{');
   if (!x.has_response()) {
     w.Key("status");
     w.Int(0);
-    w.Member("statusText", "");
-    w.Member("httpVersion", "");
+    Put(w, "statusText", "");
+    Put(w, "httpVersion", "");
     for (const char* k : {"cookies", "headers"}) {
       w.Key(k);
-      w.BeginArray();
-      w.EndArray();
+      w.Open('[');
+      w.Close(']');
     }
     w.Key("content");
-    w.BeginObject();
+    w.Open('{');
     w.Key("size");
     w.Int(0);
-    w.Member("mimeType", "x-unknown");
-    w.EndObject();
-    w.Member("redirectURL", "");
+    Put(w, "mimeType", "x-unknown");
+    w.Close('}');
+    Put(w, "redirectURL", "");
     w.Key("headersSize");
     w.Int(-1);
     w.Key("bodySize");
     w.Int(-1);
-    w.Member("comment", "no response captured");
-    w.EndObject();
+    Put(w, "comment", "no response captured");
+    w.Close('}');
     return;
   }
   ResponseView s = x.response();
   w.Key("status");
   w.Int(s.status());
-  w.Member("statusText", s.reason());
-  w.Member("httpVersion", VersionName(s.version()));
+  Put(w, "statusText", s.reason());
+  Put(w, "httpVersion", VersionName(s.version()));
   KnownFields known;
   w.Key("headers");
   Headers(w, s.headers(), &known);
@@ -373,12 +411,13 @@ void ResponseJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
   if (known.set_cookie) {
     ResponseCookies(w, s.headers(), x.sort_key_ns());
   } else {
-    w.Raw("[]");
+    w.Open('[');
+    w.Close(']');
   }
   std::string_view type = known.content_type.value_or("");
   w.Key("content");
-  w.BeginObject();
-  w.Member("mimeType", type.empty() ? std::string_view("x-unknown") : type);
+  w.Open('{');
+  Put(w, "mimeType", type.empty() ? std::string_view("x-unknown") : type);
   BodyView body = s.body();
   if (body.present() && body.length() > 0 && body.loaded()) {
     Content c;
@@ -391,18 +430,18 @@ void ResponseJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
     }
     bool base64;
     BodyText(w, c.text, &base64);
-    if (base64) w.Member("encoding", "base64");
-    if (!c.comment.empty()) w.Member("comment", c.comment);
+    if (base64) Put(w, "encoding", "base64");
+    if (!c.comment.empty()) Put(w, "comment", c.comment);
   } else if (body.present() && body.length() > 0) {
     w.Key("size");
     w.Int(static_cast<int64_t>(body.length()));
-    w.Member("comment", "body not read");
+    Put(w, "comment", "body not read");
   } else {
     w.Key("size");
     w.Int(0);
   }
-  w.EndObject();
-  w.Member("redirectURL", known.location.value_or(""));
+  w.Close('}');
+  Put(w, "redirectURL", known.location.value_or(""));
   w.Key("headersSize");
   w.Int(HeadersSize(s.version(),
                     HttpVersionName(s.version()).size() + 1 + 3 + 1 + s.reason().size(),
@@ -413,7 +452,7 @@ void ResponseJson(JsonWriter& w, const ExchangeView& x, const HarOptions& o) {
     w.Key("_trailers");
     Headers(w, s.trailers());
   }
-  w.EndObject();
+  w.Close('}');
 }
 
 class HarOutput final : public ExchangeOutput {
@@ -421,11 +460,18 @@ class HarOutput final : public ExchangeOutput {
   explicit HarOutput(HarOptions o) : o_(std::move(o)) {}
   bool NeedsBodies() const override { return true; }
   void Begin(const OutputContext&, std::string* out) override {
-    out->append("{\"log\":{\"version\":\"1.2\",\"creator\":{\"name\":");
-    AppendJsonString(o_.creator_name, out);
-    out->append(",\"version\":");
-    AppendJsonString(o_.creator_version.empty() ? kVersion : o_.creator_version, out);
-    out->append("},\"entries\":[");
+    JsonWriter w(out);
+    w.Open('{');
+    w.Key("log");
+    w.Open('{');
+    Put(w, "version", "1.2");
+    w.Key("creator");
+    w.Open('{');
+    Put(w, "name", o_.creator_name);
+    Put(w, "version", o_.creator_version.empty() ? kVersion : o_.creator_version);
+    w.Close('}');
+    w.Key("entries");
+    w.Open('[');  // closed by Finish
   }
   void Add(const ExchangeView& x, std::string* out) override {
     out->append(first_ ? "\n" : ",\n");
@@ -443,33 +489,29 @@ class HarOutput final : public ExchangeOutput {
 
 void AppendHarEntry(const ExchangeView& x, const HarOptions& o, std::string* out) {
   JsonWriter w(out);
-  w.BeginObject();
-  w.Member("startedDateTime", Rfc3339(x.sort_key_ns()));
-  // "time" is the sum of the known timings: the timings are written aside first.
-  uint64_t total_ns = 0;
-  std::string timings;
-  JsonWriter t(&timings);
-  Timings(t, x, &total_ns);
-  w.Key("time");
-  w.Milliseconds(total_ns);
+  w.Open('{');
+  Put(w, "startedDateTime", Rfc3339(x.sort_key_ns()));
+  Timing timing = TimingOf(x);
+  w.Key("time");  // the sum of the known timings
+  w.Milliseconds(timing.total());
   w.Key("request");
   RequestJson(w, x, o);
   w.Key("response");
   ResponseJson(w, x, o);
   w.Key("cache");
-  w.BeginObject();
-  w.EndObject();
+  w.Open('{');
+  w.Close('}');
   w.Key("timings");
-  w.Raw(timings);
-  if (x.destination().ip.family != 0) w.Member("serverIPAddress", x.destination().ip.ToString());
-  w.Member("connection", absl::StrCat(x.capture_point(), ":", x.source().ToString()));
-  w.Member("_id", absl::StrCat(x.capture_point(), ":", x.stream_id()));
+  Timings(w, timing);
+  if (x.destination().ip.family != 0) Put(w, "serverIPAddress", x.destination().ip.ToString());
+  Put(w, "connection", absl::StrCat(x.capture_point(), ":", x.source().ToString()));
+  Put(w, "_id", absl::StrCat(x.capture_point(), ":", x.stream_id()));
   if (x.completion() != Completion::kComplete) {
     std::string why = absl::StrCat("incomplete: ", AV(CompletionName(x.completion())));
     if (!x.reason().empty()) absl::StrAppend(&why, ": ", AV(x.reason()));
-    w.Member("comment", why);
+    Put(w, "comment", why);
   }
-  w.EndObject();
+  w.Close('}');
 }
 
 std::string HarEntry(const ExchangeView& x, const HarOptions& o) {

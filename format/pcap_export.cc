@@ -288,8 +288,8 @@ class PcapOutput final : public ExchangeOutput {
 std::string SerializeRequest(const ExchangeView& x) {
   if (!x.has_request()) return "";
   RequestView q = x.request();
-  std::string out = absl::StrCat(AV(q.method()), " ", AV(q.path()), " ",
-                                 AV(Version(q.version())), "\r\n");
+  std::string out =
+      absl::StrCat(AV(q.method()), " ", AV(q.path()), " ", AV(Version(q.version())), "\r\n");
   AppendMessage(q.headers(), q.body(), q.trailers(), &out);
   return out;
 }
@@ -304,8 +304,8 @@ std::vector<std::string> SerializeResponses(const ExchangeView& x) {
   }
   if (x.has_response()) {
     ResponseView s = x.response();
-    std::string m = absl::StrCat(AV(Version(s.version())), " ", s.status(), " ",
-                                 AV(s.reason()), "\r\n");
+    std::string m =
+        absl::StrCat(AV(Version(s.version())), " ", s.status(), " ", AV(s.reason()), "\r\n");
     AppendMessage(s.headers(), s.body(), s.trailers(), &m);
     out.push_back(std::move(m));
   }

@@ -83,6 +83,9 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   int64_t printed = 0;
   OutputOptions oo;
   oo.format = o.format;
+  oo.time = o.time;
+  oo.stat = o.stat;
+  oo.stat_by = o.stat_by;
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
   if (!output.ok()) {
     std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());

@@ -1,5 +1,6 @@
 // print.h: printing .tap files whole, as tapcat does: each file's exchanges in file order (text,
-// wide or JSON, render.h), or its --info report, or rebuilding the index of a file whose writer
+// wide or JSON, render.h; text lines after a time column, line_time.h), or one --stat table over
+// them (stats.h), or its --info report, or rebuilding the index of a file whose writer
 // was killed (--reindex). tapcat's main is option parsing plus one call of PrintCaptures.
 //
 // Damage is reported as it is met, one line on `err` per skipped range or notice, naming the
@@ -15,13 +16,18 @@
 #include <string>
 #include <vector>
 
+#include "format/line_time.h"
 #include "format/render.h"
+#include "format/stats.h"
 
 namespace tapkit {
 
 struct PrintOptions {
   std::vector<std::string> files;  // paths; "-" is standard input
   OutputFormat format = OutputFormat::kText;
+  TimeFormat time = TimeFormat::kAbsolute;  // text and wide lines' time column (line_time.h)
+  bool stat = false;                        // --stat: the table of stats.h instead of exchanges
+  StatKey stat_by = StatKey::kRoute;        // --by
   int64_t count = -1;    // at most this many exchanges over all files; -1: no limit
   bool info = false;     // the --info report per file instead of the exchanges
   bool reindex = false;  // write the index and trailer of files that lack them (RebuildIndex)

@@ -48,10 +48,13 @@ packages=(
   zlib1g-dev libbrotli-dev brotli gzip
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
-  # tapcat's exports checked by real consumers: tshark reads -o pcap back; har-validator (a
-  # node library, no CLI: scripts/har/validate.js calls it) checks -o har against HAR 1.2's schema.
-  # httpsnippet comes from npm, pinned in scripts/har/package-lock.json (installed below).
-  tshark node-har-validator
+  # Independent readers of the fixture pcaps in tests: tshark (requests, codes, http.time for
+  # tapcat --stat) and tcpdump (packet times for tapcat's time column).
+  tshark tcpdump
+  # -o har checked against HAR 1.2's schema by har-validator (a node library with no CLI:
+  # scripts/har/check.js calls it; httpsnippet comes from npm, pinned in
+  # scripts/har/package-lock.json and installed below). tshark (above) reads -o pcap back.
+  node-har-validator
 )
 
 # Extra packages from the environment and the command line.

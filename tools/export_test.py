@@ -248,7 +248,7 @@ def main():
         print("ok: -o pcap to a terminal refused")
 
         # 5. Exports where they cannot work are refused with one line and exit 2.
-        for cmd, words in (([tapcat, "--info", "-o", "har", complete[0]], "--info reports"),
+        for cmd, words in (([tapcat, "--info", "-o", "har", complete[0]], "cannot be used together"),
                            ([taprec, "-o", "pcap", "-r", os.path.join(captures, "ipv6-get.pcap")],
                             "taprec prints text, wide or json")):
             r = run(*cmd, text=True)

@@ -51,7 +51,12 @@ TEST(Tapcat, PrintsGoldenFile) {
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(Lines(r.out), 14u);  // 3 + 4 + 2 + 2 + 3 lines for the five exchanges
-  EXPECT_EQ(r.out.substr(0, 4), "req ");
+  // The time column: absolute by default, the request's first byte (json.md's example
+  // requestTime 2025-11-30T00:00:00.123456789Z) cut to microseconds.
+  EXPECT_EQ(r.out.substr(0, 32), "2025-11-30T00:00:00.123456Z req ");
+  CmdResult bare = Tapcat("-t '" + kGolden + "'");
+  EXPECT_EQ(bare.rc, 0) << bare.err;
+  EXPECT_EQ(bare.out.substr(0, 4), "req ") << "-t: linkerd's layout";
 }
 
 TEST(Tapcat, StdinCountAndJson) {
