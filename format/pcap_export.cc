@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -94,8 +95,30 @@ constexpr uint8_t kFin = 0x01, kSyn = 0x02, kPsh = 0x08, kAck = 0x10;
 struct Side {
   IpAddress ip;
   uint16_t port = 0;
-  uint32_t seq = 0;
+  uint32_t seq = 0;  // the next byte's sequence number
   uint16_t ip_id = 0;
+  uint64_t last_ns = 0;  // the time of the latest segment
+  // Recent segments as (time, sequence number after them), in time order, and the sequence
+  // number before the oldest one kept: what the peer can acknowledge at a given time.
+  std::vector<std::pair<uint64_t, uint32_t>> sent;
+  uint32_t floor = 0;
+
+  // The acknowledgement number the peer sends at `ns`: every byte this side sent by then.
+  uint32_t AckAt(uint64_t ns) const {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it) {
+      if (it->first <= ns) return it->second;
+    }
+    return floor;
+  }
+  // Forgets segments that no lookup at `ns` or later needs (all but the last before it).
+  void Forget(uint64_t ns) {
+    size_t keep = 0;
+    while (keep + 1 < sent.size() && sent[keep + 1].first <= ns) ++keep;
+    if (keep > 0) {
+      floor = sent[keep - 1].second;
+      sent.erase(sent.begin(), sent.begin() + static_cast<std::ptrdiff_t>(keep));
+    }
+  }
 };
 
 struct Connection {
@@ -153,39 +176,61 @@ class PcapOutput final : public ExchangeOutput {
       c.server = {dst.ip, dst.port, 0x80000000u + static_cast<uint32_t>(order_.size()) * 0x1000u};
       uint64_t t = t0 >= 3000 ? t0 - 3000 : 0;
       Packet(c.client, c.server, kSyn, 0, "", t, true);
-      ++c.client.seq;
+      c.client.floor = ++c.client.seq;
       Packet(c.server, c.client, kSyn | kAck, c.client.seq, "", t + 1000, true);
-      ++c.server.seq;
+      c.server.floor = ++c.server.seq;
       Packet(c.client, c.server, kAck, c.server.seq, "", t + 2000, false);
+      c.client.last_ns = c.server.last_ns = t + 2000;
     }
-    if (x.has_request()) {
-      Send(&c, true, SerializeRequest(x), t0, t0 + x.request_end_ns());
-    }
+    // The exchange's messages cut into segments with their times, each direction's in byte order,
+    // then sent in time order, so that every acknowledgement covers what the peer had sent by
+    // then (a request body sent after its 100 Continue acknowledges it, and not the reverse).
     std::vector<std::string> messages = SerializeResponses(x);
+    std::string request = SerializeRequest(x);
+    std::vector<Segment> segments;
+    if (x.has_request()) Cut(c.client, true, request, t0, t0 + x.request_end_ns(), &segments);
     for (size_t i = 0; i < x.interim_count(); ++i) {
       uint64_t at = t0 + x.interim(i).offset_ns();
-      Send(&c, false, messages[i], at, at);
+      Cut(c.server, false, messages[i], at, at, &segments);
     }
     if (x.has_response()) {
-      Send(&c, false, messages.back(), t0 + x.response_start_ns(), t0 + x.response_end_ns());
+      Cut(c.server, false, messages.back(), t0 + x.response_start_ns(), t0 + x.response_end_ns(),
+          &segments);
     }
-    c.last_ns = std::max(c.last_ns, t0 + std::max(x.request_end_ns(), x.response_end_ns()));
+    std::stable_sort(segments.begin(), segments.end(),
+                     [](const Segment& a, const Segment& b) { return a.ns < b.ns; });
+    for (const Segment& g : segments) {
+      Side& from = g.from_client ? c.client : c.server;
+      Side& to = g.from_client ? c.server : c.client;
+      Packet(from, to, g.last ? (kAck | kPsh) : kAck, to.AckAt(g.ns), g.bytes, g.ns, false);
+      from.seq += static_cast<uint32_t>(g.bytes.size());
+      from.sent.emplace_back(g.ns, from.seq);
+    }
+    c.last_ns = std::max({c.last_ns, c.client.last_ns, c.server.last_ns});
+    end_ns_ = std::max(end_ns_, c.last_ns);
+    // Exchanges come in sort-key order, so no later packet is before this exchange's handshake.
+    const uint64_t watermark = t0 >= 3000 ? t0 - 3000 : 0;
+    c.client.Forget(watermark);
+    c.server.Forget(watermark);
+    Release(watermark);
     Flush();
   }
 
   void Finish(std::string* out) override {
     if (!dumper_) return;
     target_ = out;
+    // The capture does not say when connections closed: all close after the last byte of the
+    // output, which keeps the file in time order.
     for (Connection* c : order_) {
-      uint64_t t = c->last_ns;
-      Packet(c->client, c->server, kFin | kAck, c->server.seq, "", t + 1000, false);
+      Packet(c->client, c->server, kFin | kAck, c->server.seq, "", end_ns_ + 1000, false);
       ++c->client.seq;
-      Packet(c->server, c->client, kFin | kAck, c->client.seq, "", t + 2000, false);
+      Packet(c->server, c->client, kFin | kAck, c->client.seq, "", end_ns_ + 2000, false);
       ++c->server.seq;
-      Packet(c->client, c->server, kAck, c->server.seq, "", t + 3000, false);
+      Packet(c->client, c->server, kAck, c->server.seq, "", end_ns_ + 3000, false);
     }
     order_.clear();
     connections_.clear();
+    Release(UINT64_MAX);
     Flush();
   }
 
@@ -194,21 +239,26 @@ class PcapOutput final : public ExchangeOutput {
 
   void Flush() { pcap_dump_flush(dumper_); }
 
-  // `bytes` from one side to the other in MSS-sized segments spread over [first_ns, last_ns].
-  void Send(Connection* c, bool from_client, std::string_view bytes, uint64_t first_ns,
-            uint64_t last_ns) {
-    Side& from = from_client ? c->client : c->server;
-    Side& to = from_client ? c->server : c->client;
+  struct Segment {
+    uint64_t ns;
+    bool from_client;
+    bool last;  // a message's last segment (PSH)
+    std::string_view bytes;
+  };
+
+  // `bytes` from `from` in MSS-sized segments spread evenly over [first_ns, last_ns], never
+  // before that side's previous segment (its bytes are in time order).
+  static void Cut(Side& from, bool from_client, std::string_view bytes, uint64_t first_ns,
+                  uint64_t last_ns, std::vector<Segment>* out) {
     const size_t mss = from.ip.family == 4 ? 1460 : 1440;
     const size_t n = bytes.empty() ? 0 : (bytes.size() + mss - 1) / mss;
-    if (last_ns < first_ns) last_ns = first_ns;
+    first_ns = std::max(first_ns, from.last_ns);
+    last_ns = std::max(last_ns, first_ns);
     for (size_t i = 0; i < n; ++i) {
-      std::string_view piece = bytes.substr(i * mss, mss);
       uint64_t t = n == 1 ? first_ns : first_ns + (last_ns - first_ns) * i / (n - 1);
-      Packet(from, to, i + 1 == n ? (kAck | kPsh) : kAck, to.seq, piece, t, false);
-      from.seq += static_cast<uint32_t>(piece.size());
+      out->push_back({t, from_client, i + 1 == n, bytes.substr(i * mss, mss)});
     }
-    c->last_ns = std::max(c->last_ns, last_ns);
+    if (n) from.last_ns = last_ns;
   }
 
   // One IPv4 or IPv6 packet with a TCP segment from `from` to `to`.
@@ -265,13 +315,38 @@ class PcapOutput final : public ExchangeOutput {
     }
     std::string frame = ip + tcp;
     frame.append(payload);
-    pcap_pkthdr h{};
-    h.ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-    h.ts.tv_usec = static_cast<suseconds_t>(ns % 1'000'000'000);  // nanoseconds: nano precision
-    h.caplen = h.len = static_cast<bpf_u_int32>(frame.size());
-    pcap_dump(reinterpret_cast<u_char*>(dumper_), &h,
-              reinterpret_cast<const u_char*>(frame.data()));
+    pending_.push_back({ns, next_++, std::move(frame)});
+    std::push_heap(pending_.begin(), pending_.end(), Later);
   }
+
+  // Writes the held packets stamped before `before_ns`, earliest first (equal times in the order
+  // they were made).
+  void Release(uint64_t before_ns) {
+    while (!pending_.empty() && pending_.front().ns < before_ns) {
+      std::pop_heap(pending_.begin(), pending_.end(), Later);
+      const Pending& p = pending_.back();
+      pcap_pkthdr h{};
+      h.ts.tv_sec = static_cast<time_t>(p.ns / 1'000'000'000);
+      h.ts.tv_usec = static_cast<suseconds_t>(p.ns % 1'000'000'000);  // nano precision
+      h.caplen = h.len = static_cast<bpf_u_int32>(p.frame.size());
+      pcap_dump(reinterpret_cast<u_char*>(dumper_), &h,
+                reinterpret_cast<const u_char*>(p.frame.data()));
+      pending_.pop_back();
+    }
+  }
+
+  // A packet made but not yet written: held until no later exchange can come before it.
+  struct Pending {
+    uint64_t ns;
+    uint64_t order;
+    std::string frame;
+  };
+  static bool Later(const Pending& a, const Pending& b) {
+    return a.ns != b.ns ? a.ns > b.ns : a.order > b.order;
+  }
+  std::vector<Pending> pending_;  // a min-heap by (ns, order)
+  uint64_t next_ = 0;
+  uint64_t end_ns_ = 0;  // the latest byte of any exchange
 
   pcap_t* pcap_ = nullptr;
   FILE* file_ = nullptr;

@@ -9,7 +9,8 @@
 //     port (the file keeps no connection id), in the order they are added; its first exchange
 //     opens it with SYN (with an MSS option), SYN-ACK and ACK, 3, 2 and 1 microseconds before its
 //     first byte; Finish closes every connection with FIN from the client, FIN-ACK from the server
-//     and the client's ACK, 1, 2 and 3 microseconds after its last byte;
+//     and the client's ACK, 1, 2 and 3 microseconds after the last byte of the whole output (the
+//     capture does not record when a connection closed);
 //   - data goes in segments of at most the MSS (1460 bytes for IPv4, 1440 for IPv6: a 1500-byte
 //     MTU less the headers), ACK on every one and PSH on a message's last; sequence and
 //     acknowledgement numbers follow the bytes sent each way; IPv4 header and TCP checksums are
@@ -17,8 +18,10 @@
 //   - times: a request's segments are spread evenly from its first to its last recorded byte, an
 //     interim response's sit at its recorded offset, the final response's are spread from its
 //     first to its last byte.
-// Packets are written exchange by exchange, so the timestamps of exchanges that overlapped in time
-// (on different connections, or pipelined) are not in file order; `reordercap` sorts them.
+// Packets are written in time order: each is held until an exchange starting after it arrives
+// (exchanges come in sort-key order, tapcat's default), so memory holds only the packets of
+// exchanges still in progress at the latest start. Exchanges given out of that order (tapcat
+// --file-order) are still exported, with the late ones' packets out of time order.
 //
 // Thread-safety: an output from MakePcapOutput is used by one thread at a time; the Serialize
 // functions are free functions over their arguments.

@@ -12,7 +12,7 @@ scripts/make-capture-fixtures.py), recorded with taprec -r into .tap files. Then
   2. each -o curl command, run the same way, gets the recorded status too;
   3. -o pcap read by tshark gives the same requests (method, URI), responses (status) and bodies
      (http.file_data) as tshark reads from the original capture, every TCP checksum is one tshark
-     calls good, and taprec -r of the exported
+     calls good, packets are in time order and tshark's TCP analysis flags none, and taprec -r of the exported
      pcap gives back the same exchanges (tapcat -o json, all but the exchange ids) as the original;
   4. -o pcap to a terminal is refused with exit 2, and so are tapcat --info -o har and taprec -o
      pcap (taprec prints; exports wrap a whole file).
@@ -214,6 +214,14 @@ def main():
             sums = r.stdout.split()
             if r.returncode != 0 or not sums or set(sums) != {"1"}:  # 1: tshark's "Good"
                 fail(f"{name}: TCP checksums tshark does not call good: {sums}")
+            # In time order, and nothing tshark's TCP analysis flags (retransmission, ACKed
+            # unseen segment, ...).
+            r = run("tshark", "-r", pcap, "-T", "fields", "-e", "frame.time_delta", text=True)
+            if any(d.startswith("-") for d in r.stdout.split()):
+                fail(f"{name}: packets out of time order")
+            r = run("tshark", "-r", pcap, "-Y", "tcp.analysis.flags", text=True)
+            if r.stdout.strip():
+                fail(f"{name}: tshark's TCP analysis flags:\n{r.stdout}")
             got = tshark_messages(pcap)
             if name in FIXTURES:
                 want = tshark_messages(os.path.join(captures, name + ".pcap"))
