@@ -174,8 +174,9 @@ def main():
             with open(har_path) as f:
                 har = json.load(f)
             entries = har["log"]["entries"]
-            in_order = [x["response"]["httpStatus"] for t in complete for x in
-                        (json.loads(l) for l in run(tapcat, "-o", "json", t, text=True).stdout.splitlines())]
+            # tapcat merges the files in request-start order, for every -o alike.
+            in_order = [json.loads(l)["response"]["httpStatus"] for l in
+                        run(tapcat, "-o", "json", *complete, text=True).stdout.splitlines()]
             if [e["response"]["status"] for e in entries] != in_order:
                 fail("HAR statuses differ from tapcat -o json's")
             if len(snippets) != len(recorded):

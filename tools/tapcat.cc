@@ -1,14 +1,18 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
 //   tapcat [-o text|wide|json|har|curl|pcap] [-c N] [-t | --time FORMAT] [--stat [--by KEY]]
-//          [--info] [--reindex] FILE|- ...
+//          [--file-order | --reorder-window D] [-f] FILE|- ...
+//   tapcat --info [-o json] FILE|- ...      tapcat --reindex FILE ...
 //
-// --info prints a report per file; with -o json, one JSON object per file (docs/json.md).
-// --stat prints a table per workload and route (format/stats.h); -t and --time pick the time
-// column of text and wide lines (format/line_time.h).
+// Exchanges print in sort-key (request-start) order, files merged (format/order.h); -f follows
+// growing files until SIGINT or SIGTERM (exit 0). --info prints a report per file; with -o json,
+// one JSON object per file (docs/json.md). --stat prints a table per workload and route
+// (format/stats.h); -t and --time pick the time column of text and wide lines
+// (format/line_time.h).
 //
 // Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,8 +26,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "format/program.h"
 #include "format/print.h"
+#include "format/program.h"
 
 namespace po = boost::program_options;
 
@@ -31,6 +35,18 @@ using tapkit::kExitError;
 using tapkit::kExitOk;
 
 namespace {
+
+// -f ends at SIGINT or SIGTERM, with exit 0 (as tail -f). A second signal kills as usual.
+volatile sig_atomic_t g_stop = 0;
+void OnStop(int) { g_stop = 1; }
+void CatchStopSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStop;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 // Flags that cannot be given together: one of them would be silently ignored. Each is named as
 // the user wrote it ("-o WORD" for an explicit -o); the first pair found is reported on one line,
@@ -51,6 +67,13 @@ constexpr Conflict kConflicts[] = {
     {"--time", "--info", "--info prints no exchange lines"},
     {"-t", "--reindex", "--reindex prints no exchange lines"},
     {"--time", "--reindex", "--reindex prints no exchange lines"},
+    {"-f", "--info", "--info reports on files as they are"},
+    {"-f", "--reindex", "--reindex rewrites a finished file's tail"},
+    {"--file-order", "--reorder-window", "--file-order prints as stored"},
+    {"--file-order", "--info", "--info prints no exchanges"},
+    {"--reorder-window", "--info", "--info prints no exchanges"},
+    {"--file-order", "--reindex", "--reindex prints no exchanges"},
+    {"--reorder-window", "--reindex", "--reindex prints no exchanges"},
 };
 // The -o words each flag can print; an explicit -o outside its list would be ignored. --reindex
 // prints nothing, so takes none.
@@ -98,6 +121,7 @@ int main(int argc, char** argv) {
   std::string time = "absolute";
   std::string by;
   int64_t count = -1;
+  std::string window;
   std::vector<std::string> files;
   po::options_description opts(
       "Usage: tapcat [options] FILE|- ...\n"
@@ -120,7 +144,12 @@ int main(int argc, char** argv) {
       "info",
       "print the file's metadata, counts, time range, compression, drops and damage (with -o "
       "json: one JSON object per file, docs/json.md)")(
-      "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)");
+      "reindex", "give a file whose writer was killed its index and trailer (rewrites its tail)")(
+      "file-order", "print exchanges as stored (completion order), file after file")(
+      "reorder-window", po::value(&window),
+      "for a pipe or a file without an index: hold exchanges this long (10s, 500ms; default "
+      "10s, with -f 0) to print them in sort-key order; a later one prints at once, counted")(
+      "follow,f", "follow growing files as tail -f; Ctrl+C ends (exit 0)");
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
   po::options_description all;
@@ -158,7 +187,10 @@ int main(int argc, char** argv) {
                               {"by", "--by"},
                               {"time", "--time"},
                               {"-t", "-t"},
-                              {"count", "-c"}}) {
+                              {"count", "-c"},
+                              {"follow", "-f"},
+                              {"file-order", "--file-order"},
+                              {"reorder-window", "--reorder-window"}}) {
     if (vm.count(option)) given.push_back(flag);
   }
   const std::string* explicit_output = vm["output"].defaulted() ? nullptr : &output;
@@ -196,7 +228,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: -c %lld: must be 0 or more\n", static_cast<long long>(count));
     return kExitError;
   }
+  bool follow = vm.count("follow") > 0;
+  int64_t window_ns = follow ? 0 : tapkit::kDefaultReorderWindowNs;
+  if (vm.count("reorder-window")) {
+    absl::StatusOr<int64_t> w = tapkit::ParseDurationNs(window);
+    if (!w.ok()) {
+      std::fprintf(stderr, "tapcat: --reorder-window %s\n",
+                   std::string(w.status().message()).c_str());
+      return kExitError;
+    }
+    window_ns = *w;
+  }
+  if (follow) CatchStopSignals();
   tapkit::PrintOptions print;
+  print.file_order = vm.count("file-order") > 0;
+  print.reorder_window_ns = window_ns;
+  print.follow = follow;
+  print.stop = [] { return g_stop != 0; };
   print.files = files;
   print.format = *format;
   print.time = time_format;
