@@ -146,7 +146,10 @@ TEST(Har, IncompleteAndBinary) {
   no_response.reason = "connection closed";
   no_response.response_start_ns = no_response.response_end_ns = 0;
   Exchange binary = Base();
-  binary.response->headers = {{"Content-Type", "application/octet-stream"}};
+  binary.response->headers = {{"Content-Type", "application/octet-stream"},
+                              {"X-Raw", std::string("a\xff"
+                                                    "b",
+                                                    3)}};
   binary.response->body.data = std::string("\x00\xff\x10", 3);
   binary.response->body.length = 3;
   std::vector<json> got;
@@ -161,6 +164,10 @@ TEST(Har, IncompleteAndBinary) {
   EXPECT_EQ(got[1]["response"]["content"]["text"], "AP8Q");  // base64 of 00 ff 10
   EXPECT_EQ(got[1]["response"]["content"]["encoding"], "base64");
   EXPECT_EQ(got[1]["response"]["content"]["size"], 3);
+  // A header value that is not UTF-8: the byte becomes U+FFFD (HAR strings are JSON strings).
+  EXPECT_EQ(got[1]["response"]["headers"][1]["value"],
+            "a\xef\xbf\xbd"
+            "b");
 }
 
 TEST(Har, OneDocument) {

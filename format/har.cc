@@ -47,11 +47,7 @@ std::string ReplaceNonUtf8(std::string_view s) {
 // "key": "value", the value made UTF-8 where it is not.
 void Put(JsonWriter& w, std::string_view key, std::string_view value) {
   w.Key(key);
-  if (IsUtf8(value)) {
-    w.Str(value);
-  } else {
-    w.Str(ReplaceNonUtf8(value));
-  }
+  if (!w.StrIfUtf8(value)) w.Str(ReplaceNonUtf8(value));
 }
 
 // application/x-www-form-urlencoded parsing as the WHATWG URL standard defines it: '&'-separated
@@ -252,8 +248,8 @@ void Decode(const BodyView& body, std::optional<std::string_view> coding, size_t
 // The text of a body: UTF-8 as it is, anything else in base64 (`*base64` set).
 void BodyText(JsonWriter& w, std::string_view text, bool* base64) {
   w.Key("text");
-  *base64 = !IsUtf8(text);
-  w.Str(*base64 ? std::string_view(absl::Base64Escape(AV(text))) : text);
+  *base64 = !w.StrIfUtf8(text);
+  if (*base64) w.Str(absl::Base64Escape(AV(text)));
 }
 
 struct Timing {
