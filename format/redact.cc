@@ -353,6 +353,8 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
 
 bool Redactor::RedactUrl(std::string* url, RedactionStats* stats) const {
   if (query_params_.empty()) return false;
+  RedactionStats ignored;
+  if (!stats) stats = &ignored;
   bool changed = false;
   // The query (RFC 3986 section 3.4), then the fragment (section 3.5), which carries parameters
   // too in redirects (OAuth 2.0's implicit grant puts access_token there, RFC 6749 4.2.2).
@@ -500,7 +502,10 @@ bool RedactionEnabled(const RedactionFlags& f) {
          !f.json_fields.empty() || !f.key_file.empty();
 }
 
-absl::StatusOr<std::optional<Redactor>> BuildRedactor(const RedactionFlags& f) {
+namespace {
+
+// Checks `f` and, when `rules`, fills them in.
+absl::Status CheckFlags(const RedactionFlags& f, RedactionRules* rules) {
   if (f.no_redact) {
     const std::pair<const char*, bool> given[] = {{"--redact-key-file", !f.key_file.empty()},
                                                   {"--redact-header", !f.headers.empty()},
@@ -513,27 +518,24 @@ absl::StatusOr<std::optional<Redactor>> BuildRedactor(const RedactionFlags& f) {
       }
     }
     if (f.redact) return absl::InvalidArgumentError("--redact and --no-redact: give one");
-    return std::optional<Redactor>();
+    return absl::OkStatus();
   }
-  if (!RedactionEnabled(f)) return std::optional<Redactor>();
-  RedactionRules rules;
-  rules.headers = DefaultRedactedHeaders();
+  RedactionRules r;
+  r.headers = DefaultRedactedHeaders();
   for (const std::string& h : SplitCommas(f.headers)) {
     if (!IsToken(h)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--redact-header \"", absl::CHexEscape(h),
           "\": not a header field name (a token, RFC 9110 section 5.6.2)"));
     }
-    if (!ContainsLower(rules.headers, h)) rules.headers.push_back(absl::AsciiStrToLower(h));
+    if (!ContainsLower(r.headers, h)) r.headers.push_back(absl::AsciiStrToLower(h));
   }
-  rules.query_params = DefaultRedactedQueryParams();
+  r.query_params = DefaultRedactedQueryParams();
   for (const std::string& q : SplitCommas(f.query_params)) {
     if (q.empty()) {
       return absl::InvalidArgumentError("--redact-query-param: an empty parameter name");
     }
-    if (!ContainsLower(rules.query_params, q)) {
-      rules.query_params.push_back(absl::AsciiStrToLower(q));
-    }
+    if (!ContainsLower(r.query_params, q)) r.query_params.push_back(absl::AsciiStrToLower(q));
   }
   for (const std::string& text : f.json_fields) {
     absl::StatusOr<JsonPointer> p = ParseJsonPointer(text);
@@ -541,9 +543,21 @@ absl::StatusOr<std::optional<Redactor>> BuildRedactor(const RedactionFlags& f) {
       return absl::InvalidArgumentError(absl::StrCat("--redact-json-field ", p.status().message()));
     }
     bool seen = false;
-    for (const JsonPointer& q : rules.json_fields) seen = seen || q.text == p->text;
-    if (!seen) rules.json_fields.push_back(*std::move(p));
+    for (const JsonPointer& q : r.json_fields) seen = seen || q.text == p->text;
+    if (!seen) r.json_fields.push_back(*std::move(p));
   }
+  if (rules) *rules = std::move(r);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckRedactionFlags(const RedactionFlags& f) { return CheckFlags(f, nullptr); }
+
+absl::StatusOr<std::optional<Redactor>> BuildRedactor(const RedactionFlags& f) {
+  RedactionRules rules;
+  if (absl::Status s = CheckFlags(f, &rules); !s.ok()) return s;
+  if (!RedactionEnabled(f)) return std::optional<Redactor>();
   std::string key;
   if (!f.key_file.empty()) {
     absl::StatusOr<std::string> k = ReadRedactionKey(f.key_file);

@@ -112,6 +112,11 @@ class Redactor {
   size_t Apply(Exchange* x, RedactionStats* stats = nullptr) const;
   // The marker for one value.
   std::string Redact(std::string_view value) const;
+  // Redacts the query parameters of a URL or request target (its query, RFC 3986 section 3.4,
+  // and its fragment, section 3.5, where redirects carry parameters too: RFC 6749 section
+  // 4.2.2), as Apply does for the request's path: for a view that shows the target before the
+  // exchange ends (the sidecar's RequestSeen). True when it changed.
+  bool RedactUrl(std::string* url, RedactionStats* stats = nullptr) const;
 
   // The rules as the file header records them (format/metadata.h): enabled, the header and
   // query parameter names, the JSON pointers as given, `keyed` when a key was passed in.
@@ -128,8 +133,6 @@ class Redactor {
   bool SecretParam(std::string_view decoded_name) const;
   // Redacts the parameters of a query (no "?"); true when it changed.
   bool RedactQuery(std::string* query, RedactionStats* stats) const;
-  // Redacts the query of a URL or request target; true when it changed.
-  bool RedactUrl(std::string* url, RedactionStats* stats) const;
   // A body and the header list that describes it; `which` is "request" or "response".
   void RedactBody(Body* body, std::vector<Header>* headers, std::string_view which, Exchange* x,
                   RedactionStats* stats) const;
@@ -175,6 +178,8 @@ bool RedactionEnabled(const RedactionFlags& flags);
 // empty query parameter name; a bad JSON pointer ("--redact-json-field /a~2: JSON pointer ...");
 // the key file's errors from ReadRedactionKey, prefixed "--redact-key-file ".
 absl::StatusOr<std::optional<Redactor>> BuildRedactor(const RedactionFlags& flags);
+// BuildRedactor's checks without reading the key file: for a tool to refuse bad flags at once.
+absl::Status CheckRedactionFlags(const RedactionFlags& flags);
 
 // The policy of an unconfigured recording: enabled, the default headers and query parameters, a
 // random key.

@@ -2,9 +2,11 @@
 //
 //   taprec TARGET [-n NS] [-l SELECTOR] [-w FILE|-] [--to R] [--to-namespace NS] [--from R]
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
-//          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
-//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [--no-redact] [BPF expression ...]
+//          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [redaction]
+//   taprec -r FILE|- [-w FILE|-] [-c N] [--snaplen-body N] [redaction] [BPF expression ...]
 //   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [-Z USER] [...] [BPF expression ...]
+// redaction: --no-redact, or --redact-header NAME, --redact-query-param NAME,
+// --redact-json-field POINTER, --redact-key-file FILE (format/redact_options.h).
 //
 // Option parsing only: a TARGET is tapped by RunTap (recorder/tap_client.h), -r and -i are
 // recorded by RecordCapture (recorder/record_capture.h); what each does, and when, is said there.
@@ -25,6 +27,7 @@
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
+#include "format/redact_options.h"
 #include "recorder/record_capture.h"
 #include "recorder/rotating_writer.h"
 #ifdef TAPREC_LIVE
@@ -78,7 +81,8 @@ int main(int argc, char** argv) {
   int64_t body_limit = tapkit::format::kDefaultBodyLimit;
   int64_t buffer_kib = 0, rotate_seconds = 0, file_count = 0, max_requests = 0;
   std::vector<std::string> bpf_words;
-  std::string redact_key_file, interface_name, rotate_size, inventory_path;
+  std::string interface_name, rotate_size, inventory_path;
+  tapkit::RedactionFlags redaction{.on_by_default = true};
   std::string ns, selector, to, to_namespace, from, from_namespace, method, authority, path;
   std::string controlplane, token_file, user;
   double max_rps = 0;
@@ -97,9 +101,6 @@ int main(int argc, char** argv) {
       "count,c", po::value(&count), "stop after N exchanges (-c 0: an empty capture)")(
       "snaplen-body", po::value(&body_limit)->default_value(body_limit),
       "bytes of each body to keep (the rest is counted)")(
-      "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
-      "redact-key-file", po::value(&redact_key_file),
-      "HMAC key for redaction markers (default: random, never stored)")(
       "inventory", po::value(&inventory_path),
       "with -r or -i: label endpoints with namespace, pod, workload and service from this "
       "inventory (the local runtime's, controlplane/inventory.h)")(
@@ -141,6 +142,10 @@ int main(int argc, char** argv) {
       "token-file", po::value(&token_file), "bearer token for a control plane on TCP")(
       "delay-report", po::bool_switch(&delay_report),
       "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
+  po::options_description redaction_opts(
+      "Redaction (on unless --no-redact; -r, -i and live taps alike; docs/security.md)");
+  tapkit::AddRedactionOptions(&redaction_opts, &redaction);
+  opts.add(redaction_opts);
   opts.add(live_opts);
   po::options_description hidden;
   hidden.add_options()("bpf", po::value(&bpf_words));
@@ -175,8 +180,8 @@ int main(int argc, char** argv) {
   if (vm.count("write") && write_path.empty()) {
     return Usage("-w: give a file name (or - for standard output)");
   }
-  if (vm.count("no-redact") && !redact_key_file.empty()) {
-    return Usage("--redact-key-file goes with redaction; --no-redact turns it off");
+  if (absl::Status s = tapkit::CheckRedactionFlags(redaction); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) return Usage(std::string(format.status().message()));
@@ -272,8 +277,7 @@ int main(int argc, char** argv) {
     o.output = *format;
     o.count = vm.count("count") ? count : -1;
     o.body_limit = static_cast<uint64_t>(body_limit);
-    o.redact = !vm.count("no-redact");
-    o.redact_key_file = redact_key_file;
+    o.redaction = redaction;
     o.inventory_path = inventory_path;
     o.rotation = rotation;
     o.command_line.assign(argv, argv + argc);
@@ -318,8 +322,7 @@ int main(int argc, char** argv) {
   t.controlplane = controlplane;
   t.token_file = token_file;
   t.body_limit = static_cast<uint64_t>(body_limit);
-  t.redact = !vm.count("no-redact");
-  t.redact_key_file = redact_key_file;
+  t.redaction = redaction;
   t.command_line.assign(argv, argv + argc);
   t.rotation = rotation;
   t.delay_report = delay_report;
