@@ -287,9 +287,6 @@ Redactor::Redactor(RedactionRules rules, std::string key)
   }
 }
 
-Redactor::Redactor(std::vector<std::string> headers, std::string key)
-    : Redactor(RedactionRules{std::move(headers), {}, {}, kDefaultDecodeCap}, std::move(key)) {}
-
 RedactionPolicy Redactor::policy() const {
   RedactionPolicy p;
   p.enabled = true;

@@ -79,10 +79,9 @@ struct RedactionStats {
 class Redactor {
  public:
   // `key`: the HMAC key (bytes); empty = 32 random bytes from the system's generator, never
-  // stored anywhere. Rule names are lower-cased here.
+  // stored anywhere. Rule names are lower-cased here. Redactor({}, key) redacts the default
+  // headers only.
   Redactor(RedactionRules rules, std::string key);
-  // Header values only (the rules' other fields empty).
-  Redactor(std::vector<std::string> headers, std::string key);
 
   // Redacts `x` in place; returns the number of values replaced (headers, query parameters and
   // JSON fields together), and adds the details to `*stats` when given.

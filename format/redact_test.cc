@@ -433,6 +433,27 @@ TEST(RedactionFlags, BuildCheckAndDescribe) {
       << "without a key file, each run has its own random key";
 }
 
+// The policy the header records (format 1.2): both new lists survive the FlatBuffer; a
+// header-only policy encodes as 1.1 did (no empty vectors), and reads back with empty lists.
+TEST(RedactionPolicy, RecordedInTheHeader) {
+  CaptureMetadata m = testing::SampleMetadata();
+  m.redaction = RedactionPolicy{true, {"authorization"}, true, {"token", "api_key"},
+                                {"/password", "/users/*/token"}};
+  CaptureMetadata back;
+  ASSERT_TRUE(DecodeCaptureMetadata(EncodeCaptureMetadata(m), &back));
+  EXPECT_EQ(back.redaction, m.redaction);
+  CaptureMetadata old = testing::SampleMetadata();
+  old.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false};
+  const std::string bytes = EncodeCaptureMetadata(old);
+  ASSERT_TRUE(DecodeCaptureMetadata(bytes, &back));
+  EXPECT_EQ(back.redaction, old.redaction);
+  m.redaction.query_params.clear();
+  m.redaction.json_fields.clear();
+  m.redaction.headers = old.redaction.headers;
+  m.redaction.keyed = false;
+  EXPECT_EQ(EncodeCaptureMetadata(m), bytes);
+}
+
 // Every zstd frame in `file`, found by its magic number (RFC 8878 section 3.1.1) and
 // decompressed with libzstd directly, not through the Reader: the bytes a reader of the file
 // could see.
