@@ -225,7 +225,8 @@ TEST_F(TapClientTest, RedactionFlagsGoToTheSidecarsAndTheHeader) {
   o.redaction.query_params = {"sid"};
   o.redaction.json_fields = {"/password"};
   ASSERT_TRUE(RunTap(o).ok());
-  const v1::Redaction& r = fake_.request().redaction();
+  const v1::TapRequest sent = fake_.request();
+  const v1::Redaction& r = sent.redaction();
   EXPECT_TRUE(r.enabled());
   EXPECT_TRUE(r.key().empty()) << "no key file: the control plane makes the tap's key";
   std::vector<std::string> headers = DefaultRedactedHeaders(), params = DefaultRedactedQueryParams();
