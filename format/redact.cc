@@ -1,9 +1,9 @@
 #include "format/redact.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,10 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -188,8 +187,9 @@ bool IsUrlHeader(std::string_view name) {
 bool IsToken(std::string_view s) {
   if (s.empty()) return false;
   for (unsigned char c : s) {
-    if (!(absl::ascii_isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                                        std::string_view::npos)) {
+    if (!(absl::ascii_isalnum(c) ||
+          std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+              std::string_view::npos)) {
       return false;
     }
   }
@@ -216,9 +216,9 @@ const std::vector<std::string>& DefaultRedactedHeaders() {
 }
 
 const std::vector<std::string>& DefaultRedactedQueryParams() {
-  static const std::vector<std::string> names = {"access_token", "token",    "api_key",
-                                                 "apikey",       "key",      "password",
-                                                 "secret",       "sig",      "signature"};
+  static const std::vector<std::string> names = {"access_token", "token", "api_key",
+                                                 "apikey",       "key",   "password",
+                                                 "secret",       "sig",   "signature"};
   return names;
 }
 
@@ -328,11 +328,12 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
   for (size_t pos = 0;;) {
     size_t amp = q.find('&', pos);
     std::string_view piece = q.substr(pos, amp == std::string_view::npos ? amp : amp - pos);
+    // NAME=VALUE with a value (an empty one hides nothing), not a marker already.
     size_t eq = piece.find('=');
-    std::string value;
-    if (eq != std::string_view::npos && eq + 1 < piece.size() &&
-        SecretParam(FormDecode(piece.substr(0, eq))) &&
-        !(value = FormDecode(piece.substr(eq + 1))).starts_with(kRedactedPrefix)) {
+    bool secret = eq != std::string_view::npos && eq + 1 < piece.size() &&
+                  SecretParam(FormDecode(piece.substr(0, eq)));
+    std::string value = secret ? FormDecode(piece.substr(eq + 1)) : std::string();
+    if (secret && !value.starts_with(kRedactedPrefix)) {
       out.append(piece.substr(0, eq + 1));
       out += Redact(value);
       ++stats->query_values;
@@ -391,7 +392,8 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
     body->data.clear();
     body->truncated = true;
     ++stats->bodies_dropped;
-    std::string note = absl::StrCat(std::string(which), " body dropped by redaction: ", std::string(why));
+    std::string note =
+        absl::StrCat(std::string(which), " body dropped by redaction: ", std::string(why));
     x->reason = x->reason.empty() ? note : absl::StrCat(x->reason, "; ", note);
   };
   auto decode_error = [&](const absl::Status& s) {
@@ -404,7 +406,8 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
     std::string encoded = text;
     if (!coding.empty()) {
       absl::StatusOr<std::string> e = EncodeContent(text, coding);
-      if (!e.ok()) return drop(absl::StrCat("it cannot be encoded again (", e.status().message(), ")"));
+      if (!e.ok())
+        return drop(absl::StrCat("it cannot be encoded again (", e.status().message(), ")"));
       encoded = *std::move(e);
     }
     body->data = std::move(encoded);
@@ -442,7 +445,8 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   if (JsonDepth(decoded->data, kMaxJsonDepth) > kMaxJsonDepth) {
     return drop(absl::StrCat("its JSON nests deeper than ", kMaxJsonDepth, " levels"));
   }
-  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
+  nlohmann::ordered_json doc =
+      nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
     if (json_type) drop("it does not parse as JSON");
     return;
@@ -521,9 +525,9 @@ absl::Status CheckFlags(const RedactionFlags& f, RedactionRules* rules) {
   r.headers = DefaultRedactedHeaders();
   for (const std::string& h : SplitCommas(f.headers)) {
     if (!IsToken(h)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--redact-header \"", absl::CHexEscape(h),
-          "\": not a header field name (a token, RFC 9110 section 5.6.2)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--redact-header \"", absl::CHexEscape(h),
+                       "\": not a header field name (a token, RFC 9110 section 5.6.2)"));
     }
     if (!ContainsLower(r.headers, h)) r.headers.push_back(absl::AsciiStrToLower(h));
   }
@@ -600,16 +604,17 @@ absl::StatusOr<std::string> ReadRedactionKey(const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno))));
+    if (n < 0)
+      return fail(absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno))));
     if (n == 0) break;
     key.append(buf, static_cast<size_t>(n));
     if (key.size() > kMaxKey) break;
   }
   ::close(fd);
   if (key.size() < kMinKey || key.size() > kMaxKey) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": a redaction key is 16 bytes to 64 KiB, the file has ",
-        key.size() > kMaxKey ? std::string("more") : std::to_string(key.size())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a redaction key is 16 bytes to 64 KiB, the file has ",
+                     key.size() > kMaxKey ? std::string("more") : std::to_string(key.size())));
   }
   return key;
 }

@@ -158,8 +158,8 @@ struct RedactionFlags {
   // taprec and the live tap redact unless --no-redact; tapfilter only with --redact (or any
   // other redaction flag).
   bool on_by_default = false;
-  bool redact = false;     // --redact
-  bool no_redact = false;  // --no-redact
+  bool redact = false;                    // --redact
+  bool no_redact = false;                 // --no-redact
   std::vector<std::string> headers;       // --redact-header NAME (comma lists allowed)
   std::vector<std::string> query_params;  // --redact-query-param NAME (comma lists allowed)
   std::vector<std::string> json_fields;   // --redact-json-field POINTER

@@ -75,7 +75,6 @@ TEST(RedactionKey, BadFilesAreRefusedNamingThem) {
   }
 }
 
-
 const std::string kKey = "a redaction key, thirty-two bytes";
 
 Body BodyOf(std::string data) {
@@ -140,10 +139,12 @@ TEST(JsonPointer, ParsesRfc6901Section5Pointers) {
 TEST(JsonPointer, BadPointersSayWhere) {
   const std::pair<std::string, std::string> cases[] = {
       {"foo", "JSON pointer \"foo\": must be empty or start with \"/\" (RFC 6901 section 3)"},
-      {"/a~2", "JSON pointer \"/a~2\": offset 2: \"~\" must be followed by 0 or 1 (RFC 6901 "
-               "section 3)"},
-      {"/a/~", "JSON pointer \"/a/~\": offset 3: \"~\" must be followed by 0 or 1 (RFC 6901 "
-               "section 3)"},
+      {"/a~2",
+       "JSON pointer \"/a~2\": offset 2: \"~\" must be followed by 0 or 1 (RFC 6901 "
+       "section 3)"},
+      {"/a/~",
+       "JSON pointer \"/a/~\": offset 3: \"~\" must be followed by 0 or 1 (RFC 6901 "
+       "section 3)"},
   };
   for (const auto& [text, message] : cases) {
     absl::StatusOr<JsonPointer> p = ParseJsonPointer(text);
@@ -170,7 +171,8 @@ TEST(RedactJson, Rfc6901Section5DocumentEveryPointer) {
       "m~n": 8
    })";
   const std::pair<std::string, std::string> cases[] = {
-      {"", R"({"foo":["bar","baz"],"":0,"a/b":1,"c%d":2,"e^f":3,"g|h":4,"i\\j":5,"k\"l":6," ":7,"m~n":8})"},
+      {"",
+       R"({"foo":["bar","baz"],"":0,"a/b":1,"c%d":2,"e^f":3,"g|h":4,"i\\j":5,"k\"l":6," ":7,"m~n":8})"},
       {"/foo", R"(["bar","baz"])"},
       {"/foo/0", "bar"},
       {"/", "0"},
@@ -203,8 +205,8 @@ TEST(RedactJson, WildcardsIndexesAndDash) {
   const std::string doc =
       R"({"users":[{"token":"a","n":1},{"token":"b"},{"n":2}],"-":"dash","list":[10,20,30],)"
       R"("t":"tapkit-redacted:000000000000"})";
-  Redactor r = JsonRedactor({"/users/*/token", "/list/-", "/list/01", "/-", "/list/2", "/t",
-                             "/missing/x", "/users/9"});
+  Redactor r = JsonRedactor(
+      {"/users/*/token", "/list/-", "/list/01", "/-", "/list/2", "/t", "/missing/x", "/users/9"});
   Exchange x = Post("/");
   x.response->body = BodyOf(doc);
   RedactionStats st;
@@ -245,10 +247,12 @@ TEST(RedactQuery, PathRefererLocationAndFormBodies) {
   EXPECT_EQ(x.request->path, "/login?user=ann&token=" + r.Redact("s e cret") + "&TOKEN=" + abc +
                                  "&%6Bey=" + r.Redact("k1") + "&key&sig=&next=%2Fhome" +
                                  "#access_token=" + r.Redact("frag"));
-  EXPECT_EQ(Field(x.request->headers, "Referer"), "https://app.example/cb?code=1&access_token=" + abc);
+  EXPECT_EQ(Field(x.request->headers, "Referer"),
+            "https://app.example/cb?code=1&access_token=" + abc);
   EXPECT_EQ(x.request->body.data, "user=ann&password=" + hunter + "&api_key=" + abc);
   EXPECT_EQ(x.request->body.length, x.request->body.data.size());
-  EXPECT_EQ(Field(x.request->headers, "Content-Length"), std::to_string(x.request->body.data.size()));
+  EXPECT_EQ(Field(x.request->headers, "Content-Length"),
+            std::to_string(x.request->body.data.size()));
   EXPECT_EQ(Field(x.response->headers, "location"), "/next?password=" + hunter + "&page=2");
   EXPECT_EQ(Field(x.request->headers, "Authorization"), r.Redact("Bearer abc"));
   // The marker needs no escaping in a query: RFC 3986 section 3.4's characters only.
@@ -300,8 +304,7 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
        "a JSON body stored cut short (the body limit) cannot be checked whole"},
       {"cut, looks like JSON", "", "", R"({"token":"ab)", true,
        "a JSON body stored cut short (the body limit) cannot be checked whole"},
-      {"does not parse", "application/json", "", "{not json", false,
-       "it does not parse as JSON"},
+      {"does not parse", "application/json", "", "{not json", false, "it does not parse as JSON"},
       {"too deep", "application/json", "", deep, false, "its JSON nests deeper than 256 levels"},
       {"not gzip", "application/json", "gzip", "plain bytes", false, "it does not decode ("},
       {"unknown coding", "application/json", "zstd", "whatever", false, "it does not decode ("},
@@ -334,8 +337,8 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
     EXPECT_TRUE(x.response->body.data.empty()) << c.name;
     EXPECT_TRUE(x.response->body.truncated) << c.name;
     EXPECT_EQ(x.response->body.length, before.length) << c.name;
-    EXPECT_TRUE(x.reason.starts_with("gap in the response; response body dropped by redaction: " +
-                                     c.why))
+    EXPECT_TRUE(
+        x.reason.starts_with("gap in the response; response body dropped by redaction: " + c.why))
         << c.name << ": " << x.reason;
   }
   // A request's form cut at the body limit, with no reason before it.
@@ -429,7 +432,8 @@ TEST(RedactionFlags, BuildCheckAndDescribe) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ((*a)->Redact("abc"), (*b)->Redact("abc"));
   EXPECT_TRUE((*a)->policy().keyed);
-  EXPECT_NE(BuildRedactor(taprec).value()->Redact("abc"), BuildRedactor(taprec).value()->Redact("abc"))
+  EXPECT_NE(BuildRedactor(taprec).value()->Redact("abc"),
+            BuildRedactor(taprec).value()->Redact("abc"))
       << "without a key file, each run has its own random key";
 }
 
@@ -437,8 +441,8 @@ TEST(RedactionFlags, BuildCheckAndDescribe) {
 // header-only policy encodes as 1.1 did (no empty vectors), and reads back with empty lists.
 TEST(RedactionPolicy, RecordedInTheHeader) {
   CaptureMetadata m = testing::SampleMetadata();
-  m.redaction = RedactionPolicy{true, {"authorization"}, true, {"token", "api_key"},
-                                {"/password", "/users/*/token"}};
+  m.redaction = RedactionPolicy{
+      true, {"authorization"}, true, {"token", "api_key"}, {"/password", "/users/*/token"}};
   CaptureMetadata back;
   ASSERT_TRUE(DecodeCaptureMetadata(EncodeCaptureMetadata(m), &back));
   EXPECT_EQ(back.redaction, m.redaction);
@@ -508,9 +512,10 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
     x.response->body = BodyOf(body);
     return x;
   };
-  const std::string json = R"({"data":{"token":")" + secret + R"(","id":7},"items":[{"sig":")" +
-                           secret + R"("}]})";
-  for (std::string coding : {"", "gzip", "deflate", "br"}) xs.push_back(json_response(coding, json));
+  const std::string json =
+      R"({"data":{"token":")" + secret + R"(","id":7},"items":[{"sig":")" + secret + R"("}]})";
+  for (std::string coding : {"", "gzip", "deflate", "br"})
+    xs.push_back(json_response(coding, json));
   Exchange form = Post("/login");
   form.request->headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
   form.request->body = BodyOf("user=ann&password=" + secret);
@@ -545,7 +550,8 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
     for (const Exchange& x : rr.exchanges) {
       for (const auto* m : {&x.response->headers, &x.request->headers}) {
         const Body& b = m == &x.response->headers ? x.response->body : x.request->body;
-        absl::StatusOr<DecodedContent> d = DecodeContent(b.data, Field(*m, "Content-Encoding") == "<none>" ? "" : Field(*m, "Content-Encoding"));
+        absl::StatusOr<DecodedContent> d = DecodeContent(
+            b.data, Field(*m, "Content-Encoding") == "<none>" ? "" : Field(*m, "Content-Encoding"));
         if (d.ok()) all += d->data;
       }
     }

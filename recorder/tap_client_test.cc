@@ -229,7 +229,8 @@ TEST_F(TapClientTest, RedactionFlagsGoToTheSidecarsAndTheHeader) {
   const v1::Redaction& r = sent.redaction();
   EXPECT_TRUE(r.enabled());
   EXPECT_TRUE(r.key().empty()) << "no key file: the control plane makes the tap's key";
-  std::vector<std::string> headers = DefaultRedactedHeaders(), params = DefaultRedactedQueryParams();
+  std::vector<std::string> headers = DefaultRedactedHeaders();
+  std::vector<std::string> params = DefaultRedactedQueryParams();
   headers.push_back("x-secret");
   params.push_back("sid");
   EXPECT_EQ(std::vector<std::string>(r.headers().begin(), r.headers().end()), headers);
