@@ -19,15 +19,15 @@ void AddRedactionOptions(po::options_description* options, RedactionFlags* flags
         "query parameters access_token, token, api_key, apikey, key, password, secret, sig and "
         "signature");
   }
-  add("redact-header", po::value(&flags->headers)->composing(),
+  add("redact-header", po::value(&flags->headers)->composing()->value_name("NAME"),
       "also redact this header field's values (repeatable, or NAME,NAME)");
-  add("redact-query-param", po::value(&flags->query_params)->composing(),
+  add("redact-query-param", po::value(&flags->query_params)->composing()->value_name("NAME"),
       "also redact this query parameter (compared percent-decoded, in any case) in the request "
       "target, Referer, Location and form bodies (repeatable, or NAME,NAME)");
-  add("redact-json-field", po::value(&flags->json_fields)->composing(),
+  add("redact-json-field", po::value(&flags->json_fields)->composing()->value_name("POINTER"),
       "redact this field of JSON request and response bodies: an RFC 6901 JSON pointer such as "
       "/password or /users/0/token, with * for every member or element (repeatable)");
-  add("redact-key-file", po::value(&flags->key_file),
+  add("redact-key-file", po::value(&flags->key_file)->value_name("FILE"),
       "HMAC key for the markers (16 bytes to 64 KiB, mode 0600; default: random, never "
       "stored): equal secrets get equal markers across captures made with the same key");
 }
