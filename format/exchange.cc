@@ -109,7 +109,19 @@ std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
 
 std::string IpAddress::ToString() const {
   char buf[INET6_ADDRSTRLEN] = {};
-  if (family == 4 && inet_ntop(AF_INET, bytes.data(), buf, sizeof buf)) return buf;
+  if (family == 4) {
+    // Dotted decimal by hand: glibc's inet_ntop formats IPv4 with sprintf, which showed in
+    // tapcat -o json's profile.
+    char* w = buf;
+    for (int i = 0; i < 4; ++i) {
+      unsigned v = bytes[i];
+      if (v >= 100) *w++ = static_cast<char>('0' + v / 100);
+      if (v >= 10) *w++ = static_cast<char>('0' + v / 10 % 10);
+      *w++ = static_cast<char>('0' + v % 10);
+      if (i < 3) *w++ = '.';
+    }
+    return std::string(buf, static_cast<size_t>(w - buf));
+  }
   // inet_ntop follows RFC 5952 (lower case, longest zero run compressed).
   if (family == 6 && inet_ntop(AF_INET6, bytes.data(), buf, sizeof buf)) return buf;
   return "-";

@@ -15,8 +15,10 @@
 
 #include "absl/status/statusor.h"
 #include "format/exchange_view.h"
+#include "format/line_time.h"
 #include "format/metadata.h"
 #include "format/render.h"
+#include "format/stats.h"
 
 namespace tapkit {
 
@@ -30,6 +32,13 @@ struct OutputContext {
 
 struct OutputOptions {
   OutputFormat format = OutputFormat::kText;
+  // The time column of text and wide lines (line_time.h); kRelative counts from
+  // OutputContext::capture_start_ns. Only text and wide print it.
+  TimeFormat time = TimeFormat::kAbsolute;
+  // --stat: one table (stats.h) in Finish instead of the exchanges, as text or, with kJson, JSON
+  // lines; grouped by workload and route, or by `stat_by`. kWide does not apply.
+  bool stat = false;
+  StatKey stat_by = StatKey::kRoute;
 };
 
 class ExchangeOutput {
@@ -45,7 +54,8 @@ class ExchangeOutput {
   virtual void Finish(std::string* out) { (void)out; }
 };
 
-// The output `options` describe. Errors: InvalidArgument for combinations that cannot print.
+// The output `options` describe. Errors: InvalidArgument for combinations that cannot print
+// (--stat with -o wide).
 absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& options);
 
 }  // namespace tapkit

@@ -10,6 +10,33 @@
 #include "format/reader.h"
 
 namespace tapkit {
+
+LineReporter::LineReporter(const std::string& program, std::string file, std::string* pending,
+                           std::FILE* out, std::FILE* err)
+    : program_(program), file_(std::move(file)), pending_(pending), out_(out), err_(err) {}
+
+void LineReporter::Corruption(uint64_t offset, uint64_t length, std::string_view reason) {
+  ++damage_;
+  if (pending_) FlushPending();
+  std::fprintf(err_, "%s: %s: offset %llu: %.*s (%llu bytes skipped)\n", program_.c_str(),
+               file_.c_str(), static_cast<unsigned long long>(offset),
+               static_cast<int>(reason.size()), reason.data(),
+               static_cast<unsigned long long>(length));
+}
+
+void LineReporter::Notice(uint64_t offset, std::string_view message) {
+  if (pending_) FlushPending();
+  std::fprintf(err_, "%s: %s: offset %llu: notice: %.*s\n", program_.c_str(), file_.c_str(),
+               static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
+               message.data());
+}
+
+void LineReporter::FlushPending() {
+  if (!pending_->empty()) std::fwrite(pending_->data(), 1, pending_->size(), out_);
+  pending_->clear();
+  std::fflush(out_);
+}
+
 namespace {
 
 // Writes `out` to `to` and empties it. False on a write error (a full disk, a closed pipe with
@@ -19,37 +46,6 @@ bool Flush(std::string* out, std::FILE* to) {
   out->clear();
   return ok && std::fflush(to) == 0;
 }
-
-// Prints each skipped range and notice as one line naming the file and offset, after the
-// exchanges printed so far (so lines keep file order). Counts the damage.
-class LineReporter final : public Reporter {
- public:
-  LineReporter(const std::string& program, std::string file, std::string* pending, std::FILE* out,
-               std::FILE* err)
-      : program_(program), file_(std::move(file)), pending_(pending), out_(out), err_(err) {}
-  void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
-    ++damage;
-    if (pending_) Flush(pending_, out_);
-    std::fprintf(err_, "%s: %s: offset %llu: %.*s (%llu bytes skipped)\n", program_.c_str(),
-                 file_.c_str(), static_cast<unsigned long long>(offset),
-                 static_cast<int>(reason.size()), reason.data(),
-                 static_cast<unsigned long long>(length));
-  }
-  void Notice(uint64_t offset, std::string_view message) override {
-    if (pending_) Flush(pending_, out_);
-    std::fprintf(err_, "%s: %s: offset %llu: notice: %.*s\n", program_.c_str(), file_.c_str(),
-                 static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
-                 message.data());
-  }
-  int damage = 0;
-
- private:
-  const std::string& program_;
-  std::string file_;
-  std::string* pending_;
-  std::FILE* out_;
-  std::FILE* err_;
-};
 
 bool Reindex(const PrintOptions& o, std::FILE* out, std::FILE* err) {
   bool ok = true;
@@ -65,28 +61,23 @@ bool Reindex(const PrintOptions& o, std::FILE* out, std::FILE* err) {
     } else {
       std::fprintf(err, "%s: %s: %s\n", o.program.c_str(), f.c_str(),
                    rebuilt ? "index and trailer written" : "already has a trailer; unchanged");
-      if (rep.damage) ok = false;
+      if (rep.damage()) ok = false;
     }
   }
   return ok;
 }
 
-}  // namespace
+bool WriteError(const PrintOptions& o, std::FILE* err) {
+  std::fprintf(err, "%s: write error on standard output: %s\n", o.program.c_str(),
+               std::strerror(errno));
+  return false;
+}
 
-bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
-  if (o.reindex) return Reindex(o, to, err);
+// --info: one report per file, each read whole in file order.
+bool PrintInfo(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   const char* program = o.program.c_str();
   bool ok = true;
   std::string out;
-  int64_t printed = 0;
-  OutputOptions oo;
-  oo.format = o.format;
-  absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
-  if (!output.ok()) {
-    std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
-    return false;
-  }
-  bool begun = false;
   for (const std::string& path : o.files) {
     absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(path);
     if (!file.ok()) {
@@ -97,9 +88,7 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     LineReporter reporter(o.program, (*file)->name(), &out, to, err);
     ReaderOptions ro;
     ro.reporter = &reporter;
-    // Text lines need no body bytes: they skip decompressing them (and so do not check body
-    // frames). --info reads everything, so the damage it reports is all the damage there is.
-    ro.headers_only = !o.info && !(*output)->NeedsBodies();
+    // --info reads everything, bodies included, so the damage it reports is all there is.
     absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(*std::move(file), ro);
     if (!reader.ok()) {
       std::fprintf(err, "%s: %s\n", program, std::string(reader.status().message()).c_str());
@@ -109,38 +98,16 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
     ExchangeView x;
     InfoCounts counts;
     counts.min_key = UINT64_MAX;
-    while ((o.count < 0 || printed < o.count || o.info) && (*reader)->Next(&x)) {
-      if (o.info) {
-        ++counts.exchanges;
-        counts.min_key = std::min(counts.min_key, x.sort_key_ns());
-        counts.max_key = std::max(counts.max_key, x.sort_key_ns());
-        continue;
-      }
-      if (!begun) {
-        OutputContext context;
-        context.inputs.push_back(&(*reader)->metadata());
-        context.capture_start_ns = (*reader)->metadata().start_time_ns;
-        (*output)->Begin(context, &out);
-        begun = true;
-      }
-      (*output)->Add(x, &out);
-      ++printed;
-      if (out.size() > (1 << 16) && !Flush(&out, to)) {
-        std::fprintf(err, "%s: write error on standard output: %s\n", program,
-                     std::strerror(errno));
-        return false;  // nothing more is printed
-      }
+    while ((*reader)->Next(&x)) {
+      ++counts.exchanges;
+      counts.min_key = std::min(counts.min_key, x.sort_key_ns());
+      counts.max_key = std::max(counts.max_key, x.sort_key_ns());
     }
-    if (o.info) {
-      if (counts.exchanges == 0) counts.min_key = 0;
-      // JSON: one object per file (JSON Lines, as the exchanges); text and wide: the report.
-      out += o.format == OutputFormat::kJson ? FormatInfoJson(**reader, counts)
-                                             : FormatInfo(**reader, counts);
-    }
-    if (!Flush(&out, to)) {
-      std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
-      return false;
-    }
+    if (counts.exchanges == 0) counts.min_key = 0;
+    // JSON: one object per file (JSON Lines, as the exchanges); text and wide: the report.
+    out += o.format == OutputFormat::kJson ? FormatInfoJson(**reader, counts)
+                                           : FormatInfo(**reader, counts);
+    if (!Flush(&out, to)) return WriteError(o, err);
     absl::Status s = (*reader)->status();
     if (!s.ok()) {
       // DataLoss: the damage was reported line by line already.
@@ -149,20 +116,99 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       }
       ok = false;
     }
-    if (o.count >= 0 && printed >= o.count && !o.info) break;
   }
-  if (!o.info) {
-    if (!begun) (*output)->Begin(OutputContext{}, &out);
-    (*output)->Finish(&out);
-    if (!Flush(&out, to)) {
-      std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
-      return false;
-    }
-  }
-  if (std::fflush(to) != 0 || std::ferror(to)) {
-    std::fprintf(err, "%s: write error on standard output: %s\n", program, std::strerror(errno));
+  return ok;
+}
+
+}  // namespace
+
+bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
+  if (o.reindex) return Reindex(o, to, err);
+  if (o.info) return PrintInfo(o, to, err) && (std::fflush(to) == 0 || WriteError(o, err));
+  const char* program = o.program.c_str();
+  bool ok = true;
+  std::string out;
+  OutputOptions oo;
+  oo.format = o.format;
+  oo.time = o.time;
+  oo.stat = o.stat;
+  oo.stat_by = o.stat_by;
+  absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
+  if (!output.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
     return false;
   }
+  std::vector<std::unique_ptr<LineReporter>> reporters;
+  OrderOptions order;
+  order.files = o.files;
+  order.file_order = o.file_order;
+  order.reorder_window_ns = o.reorder_window_ns;
+  // Text lines need no body bytes: they skip decompressing them (and so do not check body
+  // frames).
+  order.headers_only = !(*output)->NeedsBodies();
+  order.follow = o.follow;
+  order.stop = o.stop;
+  order.keep = o.keep;
+  order.reporter_for = [&](const std::string& name) {
+    reporters.push_back(std::make_unique<LineReporter>(o.program, name, &out, to, err));
+    return reporters.back().get();
+  };
+  order.open_error = [&](const absl::Status& s) {
+    if (!Flush(&out, to)) ok = false;
+    std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+    ok = false;
+  };
+  absl::StatusOr<std::unique_ptr<ExchangeSource>> source = ExchangeSource::Open(order);
+  if (!source.ok()) {
+    std::fprintf(err, "%s: %s\n", program, std::string(source.status().message()).c_str());
+    return false;
+  }
+  // The inputs opened so far (all of them, but with --file-order) tell the output where the
+  // capture starts.
+  bool begun = false;
+  auto begin = [&] {
+    OutputContext context;
+    context.capture_start_ns = UINT64_MAX;
+    for (size_t i = 0; i < (*source)->inputs(); ++i) {
+      if (const Reader* r = (*source)->reader(i)) {
+        context.inputs.push_back(&r->metadata());
+        context.capture_start_ns = std::min(context.capture_start_ns, r->metadata().start_time_ns);
+      }
+    }
+    if (context.inputs.empty()) context.capture_start_ns = 0;
+    (*output)->Begin(context, &out);
+    begun = true;
+  };
+  ExchangeView x;
+  int64_t printed = 0;
+  while ((o.count < 0 || printed < o.count) && (*source)->Next(&x)) {
+    if (!begun) begin();
+    (*output)->Add(x, &out);
+    ++printed;
+    // Following, each exchange is out as soon as it prints.
+    if ((o.follow || out.size() > (1 << 16)) && !Flush(&out, to)) {
+      return WriteError(o, err);  // nothing more is printed
+    }
+  }
+  if (!begun) begin();
+  (*output)->Finish(&out);
+  if (!Flush(&out, to)) return WriteError(o, err);
+  for (size_t i = 0; i < (*source)->inputs(); ++i) {
+    const Reader* r = (*source)->reader(i);
+    if (!r) continue;
+    absl::Status s = r->status();
+    if (!s.ok()) {
+      // DataLoss: the damage was reported line by line already.
+      if (!absl::IsDataLoss(s)) {
+        std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+      }
+      ok = false;
+    }
+  }
+  if (uint64_t late = (*source)->late(); late > 0) {
+    std::fprintf(err, "%s: notice: %s\n", program, LateNotice(late, o.reorder_window_ns).c_str());
+  }
+  if (std::fflush(to) != 0 || std::ferror(to)) return WriteError(o, err);
   return ok;
 }
 

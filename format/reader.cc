@@ -136,6 +136,11 @@ class Input {
     return Fill(n);
   }
 
+  // After the end of the input: look again (a file that is still growing).
+  void Rearm() {
+    if (io_.ok()) eof_ = false;
+  }
+
   // Repositions a seekable input.
   bool SeekTo(uint64_t off) {
     if (!f_->seekable() || !f_->Seek(off).ok()) return false;
@@ -204,6 +209,14 @@ class NullReporter final : public Reporter {
 
 }  // namespace
 
+struct Segment::Buffers {
+  ByteBuffer meta_raw, body_raw;
+  std::string aligned;  // records copied to 8-byte alignment when the frame does not keep it
+};
+
+Segment::Segment() : buffers_(std::make_unique<Buffers>()) {}
+Segment::~Segment() = default;
+
 struct Reader::Impl {
   std::unique_ptr<ReadableFile> file;
   ReaderOptions options;
@@ -227,12 +240,41 @@ struct Reader::Impl {
   bool index_mode = false;
   std::deque<SegmentInfo> queue;
 
-  // The current segment.
-  ByteBuffer meta_raw, body_raw;
-  std::string aligned;
-  std::vector<const fb::Exchange*> records;
+  // Follow mode: stopped at the end of what is written so far.
+  bool waiting = false;
+
+  // The current segment is pool[cur]. A segment a caller still holds (NextSegment, ReadSegment)
+  // is never written again: the next block goes into a free one of the pool, or a new one.
+  std::vector<std::shared_ptr<Segment>> pool;
+  size_t cur = 0;
   size_t next_record = 0;
-  bool bodies_loaded = false;
+  uint64_t loads = 0;  // segments parsed into pool[cur] so far
+  ByteBuffer scratch;  // trailer frames
+
+  Impl() { pool.push_back(std::shared_ptr<Segment>(new Segment())); }
+  Segment& seg() { return *pool[cur]; }
+  std::vector<const fb::Exchange*>& records() { return pool[cur]->records_; }
+
+  // Makes pool[cur] a segment nobody else holds.
+  void FreshSegment() {
+    if (pool[cur].use_count() == 1) return;
+    for (size_t i = 0; i < pool.size(); ++i) {
+      if (pool[i].use_count() == 1) {
+        cur = i;
+        return;
+      }
+    }
+    std::shared_ptr<Segment> fresh(new Segment());
+    if (pool.size() < 8) {
+      pool.push_back(std::move(fresh));
+      cur = pool.size() - 1;
+    } else {
+      pool[cur] = std::move(fresh);  // the held one lives on with its holder
+    }
+  }
+
+  // Follow mode on a seekable file: the data ends (for now) at the input's position.
+  bool Following() const { return options.follow && file->seekable(); }
 
   void Corrupt(uint64_t offset, uint64_t length, const std::string& reason) {
     ++stats.corrupt_ranges;
@@ -373,6 +415,9 @@ struct Reader::Impl {
 
   // Parses the records of a segment whose headers frame is in meta_raw. Empty string when good.
   std::string ParseRecords(const BlockHeader& h) {
+    std::vector<const fb::Exchange*>& records = seg().records_;
+    ByteBuffer& meta_raw = seg().buffers_->meta_raw;
+    std::string& aligned = seg().buffers_->aligned;
     records.clear();
     next_record = 0;
     // Records are read in place when each starts 8-aligned (what tapkit writes); otherwise they
@@ -444,6 +489,10 @@ struct Reader::Impl {
       done = true;
       return;
     }
+    if (Following() && (p == Probe::kEnd || p == Probe::kTruncated)) {
+      waiting = true;
+      return;
+    }
     if (p == Probe::kEnd) {
       done = true;
       if (!stats.trailer_read) {
@@ -464,6 +513,12 @@ struct Reader::Impl {
     }
     // The header verified, so its length is trusted from here on. A block that runs past the end
     // of the data is a torn tail (or, before a footer, damage): Resync decides which.
+    if (Following() && !in->HasAtLeast(length + (h.type == static_cast<uint8_t>(BlockType::kTrailer)
+                                                     ? format::kFooterSize
+                                                     : 0))) {
+      waiting = true;  // the rest of the block (and a trailer's footer) is not written yet
+      return;
+    }
     if (!in->HasAtLeast(length)) return Resync(at, "block cut short", true);
     if (h.codec > static_cast<uint8_t>(Codec::kZstd)) {
       Corrupt(at, length, absl::StrCat("unknown codec ", h.codec));
@@ -477,10 +532,9 @@ struct Reader::Impl {
     std::string_view meta_stored(in->data() + hl, h.meta_stored);
 
     if (h.type == static_cast<uint8_t>(BlockType::kTrailer)) {
-      std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw);
+      std::string err = DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &scratch);
       FileSummary s;
-      if (err.empty() && !DecodeFileSummary(meta_raw.view(), &s))
-        err = "trailer fails verification";
+      if (err.empty() && !DecodeFileSummary(scratch.view(), &s)) err = "trailer fails verification";
       if (!err.empty()) {
         Corrupt(at, h.length(), absl::StrCat("trailer: ", err));
         in->Skip(h.length());
@@ -500,6 +554,11 @@ struct Reader::Impl {
 
     bool skip = h.max_key < floor;
     bool want_bodies = !options.headers_only && !skip;
+    FreshSegment();
+    ByteBuffer& meta_raw = seg().buffers_->meta_raw;
+    ByteBuffer& body_raw = seg().buffers_->body_raw;
+    seg().records_.clear();
+    seg().offset_ = at;
     if (want_bodies) {
       if (!in->Fill(length)) return Resync(at, "block cut short", true);
       meta_stored = std::string_view(in->data() + hl, h.meta_stored);
@@ -524,14 +583,16 @@ struct Reader::Impl {
       ++stats.segments_decompressed;
       if (err.empty()) err = ParseRecords(h);
       if (!err.empty()) {
-        records.clear();
+        seg().records_.clear();
         // If the body frame was reported already, report only what it did not cover.
         Corrupt(at, want_bodies || options.headers_only ? length : hl + h.meta_stored, err);
         if (!in->Skip(length)) done = true;
         return;
       }
-      bodies_loaded = want_bodies;
+      seg().bodies_loaded_ = want_bodies;
       if (!want_bodies) body_raw.clear();
+      seg().bodies_ = body_raw.view();
+      ++loads;
     } else {
       ++stats.segments_skipped;
     }
@@ -565,8 +626,8 @@ struct Reader::Impl {
       }
       done = false;
       ReadBlock();
-      done = queue.empty() && next_record >= records.size() ? done : false;
-      if (!records.empty()) return;
+      done = queue.empty() && next_record >= records().size() ? done : false;
+      if (!records().empty()) return;
     }
     done = true;
   }
@@ -592,8 +653,8 @@ struct Reader::Impl {
     }
     std::string_view meta_stored(in->data() + h.header_length, h.meta_stored);
     FileSummary s;
-    if (!DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &meta_raw).empty() ||
-        !DecodeFileSummary(meta_raw.view(), &s)) {
+    if (!DecodeFrame(dctx.get(), h.codec, meta_stored, h.meta_raw, &scratch).empty() ||
+        !DecodeFileSummary(scratch.view(), &s)) {
       return false;
     }
     for (const SegmentInfo& e : s.index) {
@@ -691,33 +752,88 @@ const ReaderStats& Reader::stats() const { return impl_->stats; }
 const std::vector<SegmentInfo>& Reader::segments_seen() const { return impl_->seen; }
 absl::Status Reader::status() const { return impl_->status; }
 
+bool Reader::waiting() const { return impl_->waiting; }
+
 bool Reader::Next(ExchangeView* out) {
   Impl& m = *impl_;
+  if (m.waiting) {
+    m.waiting = false;
+    m.in->Rearm();
+  }
   for (;;) {
-    while (m.next_record < m.records.size()) {
-      const fb::Exchange* e = m.records[m.next_record++];
+    std::vector<const fb::Exchange*>& records = m.records();
+    while (m.next_record < records.size()) {
+      const fb::Exchange* e = records[m.next_record++];
       if (e->sort_key() < m.floor) continue;
-      *out = ExchangeView(e, m.body_raw.view(), m.bodies_loaded);
+      *out = ExchangeView(e, m.seg().bodies_, m.seg().bodies_loaded_);
       ++m.stats.exchanges;
       return true;
     }
-    m.records.clear();
-    m.next_record = 0;
     if (m.index_mode) {
       if (m.queue.empty()) return false;
       m.ReadIndexed();
       continue;
     }
-    if (m.done) return false;
+    if (m.done || m.waiting) return false;
     m.ReadBlock();
   }
+}
+
+std::shared_ptr<const Segment> Reader::NextSegment() {
+  Impl& m = *impl_;
+  if (m.waiting) {
+    m.waiting = false;
+    m.in->Rearm();
+  }
+  m.next_record = m.records().size();
+  for (;;) {
+    uint64_t loads = m.loads;
+    if (m.index_mode) {
+      if (m.queue.empty()) return nullptr;
+      m.ReadIndexed();
+    } else {
+      if (m.done || m.waiting) return nullptr;
+      m.ReadBlock();
+    }
+    if (m.loads != loads && !m.records().empty()) {
+      m.next_record = m.records().size();
+      m.stats.exchanges += m.records().size();
+      return m.pool[m.cur];
+    }
+  }
+}
+
+std::shared_ptr<const Segment> Reader::ReadSegment(const SegmentInfo& row) {
+  Impl& m = *impl_;
+  m.next_record = m.records().size();
+  if (!m.in->SeekTo(row.offset)) {
+    m.status = absl::InternalError(absl::StrCat(m.file->name(), ": cannot seek to ", row.offset));
+    return nullptr;
+  }
+  BlockHeader h;
+  std::string why;
+  Probe p = m.ProbeBlock(&h, &why);
+  if (p != Probe::kOk || h.type != static_cast<uint8_t>(BlockType::kSegment)) {
+    m.Corrupt(row.offset, row.length,
+              p == Probe::kOk
+                  ? "index points at a block that is not a segment"
+                  : absl::StrCat("indexed segment: ", why.empty() ? "block cut short" : why));
+    return nullptr;
+  }
+  bool done = m.done;
+  uint64_t loads = m.loads;
+  m.ReadBlock();
+  m.done = done;
+  if (m.loads == loads || m.records().empty()) return nullptr;
+  m.next_record = m.records().size();
+  m.stats.exchanges += m.records().size();
+  return m.pool[m.cur];
 }
 
 absl::Status Reader::Seek(uint64_t sort_key_ns) {
   Impl& m = *impl_;
   m.floor = sort_key_ns;
-  m.records.clear();
-  m.next_record = 0;
+  m.next_record = m.records().size();
   if (!m.file->seekable()) return absl::OkStatus();
   if (m.summary_from_footer && m.summary) {
     m.index_mode = true;

@@ -40,6 +40,40 @@ class Reporter {
 struct ReaderOptions {
   bool headers_only = false;     // skip body frames: BodyView::data() is empty
   Reporter* reporter = nullptr;  // may be null; must outlive the Reader
+  // Follow a file that is still being written (tapcat -f): on a seekable file, the end of the data
+  // and a block cut short at it are "not yet written", neither a torn tail nor a missing trailer:
+  // Next() returns false with waiting() true, and a later Next() reads on from that block. A
+  // pipe's end is its end.
+  bool follow = false;
+};
+
+// One segment block's exchanges, decompressed and verified, in file order. It owns its buffers:
+// the views it gives stay valid for as long as it lives, whatever its Reader does next, so a
+// caller that puts exchanges in another order keeps the segments whose exchanges are pending.
+//
+// Thread-safety: immutable once handed out; may be read from any thread, and may outlive its
+// Reader.
+class Segment {
+ public:
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+  size_t size() const { return records_.size(); }
+  // Exchange `i` (< size()), in the order the block stores them.
+  ExchangeView exchange(size_t i) const {
+    return ExchangeView(records_[i], bodies_, bodies_loaded_);
+  }
+  uint64_t offset() const { return offset_; }  // file offset of the block header
+
+ private:
+  friend class Reader;
+  Segment();
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+  std::vector<const fb::Exchange*> records_;
+  std::string_view bodies_;
+  bool bodies_loaded_ = false;
+  uint64_t offset_ = 0;
 };
 
 struct ReaderStats {
@@ -85,6 +119,22 @@ class Reader {
   // without decompression, through the trailer's index when there is one, else through the block
   // headers. On a pipe the data cannot be rewound: the floor applies from the current position.
   absl::Status Seek(uint64_t sort_key_ns);
+
+  // Whole segments instead of single exchanges; not to be mixed with Next() on one Reader.
+  //
+  // The next segment in file order that holds exchanges, every one of them (the Seek floor is not
+  // applied), or null at the end of the data, while waiting() or after a read error. Damaged
+  // blocks are skipped and reported as Next() reports them.
+  std::shared_ptr<const Segment> NextSegment();
+  // The segment an index row of summary() names (format/SPEC.md section 6: the block at
+  // `row.offset` is checked as a seek through the index checks it). Null when it is damaged or
+  // not a segment (reported as an error to the Reporter and in status(), as "indexed segment:
+  // ..."), or holds no exchange. Needs a seekable file.
+  std::shared_ptr<const Segment> ReadSegment(const SegmentInfo& row);
+
+  // With ReaderOptions::follow: the last Next() or NextSegment() stopped at the end of what has
+  // been written so far, not at the end of the capture.
+  bool waiting() const;
 
   // The trailer: found at Open() on a seekable file with a valid footer, else once Next() has met
   // it. Absent for files whose writer did not finish.

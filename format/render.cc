@@ -1,6 +1,13 @@
 #include "format/render.h"
 
+#include "format/json_writer.h"
+
 #include <algorithm>
+#include <array>
+#include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -99,16 +106,6 @@ std::string Quoted(std::string_view s) {
   return out;
 }
 
-json TextOrBase64(std::string_view s, json obj, const char* key) {
-  if (IsUtf8(s)) {
-    obj[key] = std::string(s);
-  } else {
-    obj[key] = absl::Base64Escape(AV(s));
-    obj["encoding"] = "base64";
-  }
-  return obj;
-}
-
 // Sets obj[key] to `s` as text, or, when `s` is not UTF-8, to its base64 with a sibling
 // "<key>Encoding": "base64" (docs/json.md).
 void PutText(json& obj, const std::string& key, std::string_view s) {
@@ -118,36 +115,6 @@ void PutText(json& obj, const std::string& key, std::string_view s) {
     obj[key] = absl::Base64Escape(AV(s));
     obj[key + "Encoding"] = "base64";
   }
-}
-
-json Headers(const HeaderListView& h) {
-  json arr = json::array();
-  for (const HeaderListView::Field& f : h) {
-    std::string_view n = f.name, v = f.value;
-    json o = json::object();
-    if (IsUtf8(n) && IsUtf8(v)) {
-      o["name"] = std::string(n);
-      o["value"] = std::string(v);
-    } else {
-      o["name"] = absl::Base64Escape(AV(n));
-      o["value"] = absl::Base64Escape(AV(v));
-      o["encoding"] = "base64";
-    }
-    arr.push_back(std::move(o));
-  }
-  return arr;
-}
-
-json BodyJson(const BodyView& b) {
-  json o = json::object();
-  o["length"] = b.length();
-  o["stored"] = b.stored();
-  o["truncated"] = b.truncated();
-  if (b.loaded()) {
-    o = TextOrBase64(b.data(), std::move(o), "data");
-    if (!o.contains("encoding")) o["encoding"] = "utf8";
-  }
-  return o;
 }
 
 bool IsKindName(std::string_view k) {
@@ -172,12 +139,6 @@ json LabelsJson(const Labels& l) {
   }
   if (!l.service.empty()) PutText(meta, "service", l.service);
   return meta;
-}
-
-json EndpointJson(const Endpoint& e) {
-  json o = {{"ip", e.ip.ToString()}, {"port", e.port}};
-  o["metadata"] = LabelsJson(e.labels);
-  return o;
 }
 
 // gRPC status code names as linkerd prints them (grpc/doc/statuscodes.md).
@@ -211,12 +172,153 @@ std::string H2ErrorName(uint32_t code) {
   return absl::StrCat("0x", absl::Hex(code));
 }
 
+
+void HeadersOut(JsonWriter& j, const HeaderListView& h) {
+  j.Open('[');
+  for (const HeaderListView::Field& f : h) {
+    j.Open('{');
+    if (IsUtf8(f.name) && IsUtf8(f.value)) {
+      j.Key("name");
+      j.Str(f.name);
+      j.Key("value");
+      j.Str(f.value);
+    } else {
+      j.Key("encoding");
+      j.Str("base64");
+      j.Key("name");
+      j.Str(absl::Base64Escape(AV(f.name)));
+      j.Key("value");
+      j.Str(absl::Base64Escape(AV(f.value)));
+    }
+    j.Close('}');
+  }
+  j.Close(']');
+}
+
+void BodyOut(JsonWriter& j, const BodyView& b) {
+  j.Open('{');
+  if (b.loaded()) {
+    std::string_view d = b.data();
+    bool text = IsUtf8(d);
+    j.Key("data");
+    if (text) {
+      j.Str(d);
+    } else {
+      j.Str(absl::Base64Escape(AV(d)));
+    }
+    j.Key("encoding");
+    j.Str(text ? "utf8" : "base64");
+  }
+  j.Key("length");
+  j.Uint(b.length());
+  j.Key("stored");
+  j.Uint(b.stored());
+  j.Key("truncated");
+  j.Bool(b.truncated());
+  j.Close('}');
+}
+
+void LabelsOut(JsonWriter& j, const Labels& l) {
+  // The common case: every value UTF-8, so the members are the fixed names and the kind's name.
+  if (IsUtf8(l.ns) && IsUtf8(l.pod) && IsUtf8(l.workload_kind) && IsUtf8(l.workload_name) &&
+      IsUtf8(l.service)) {
+    std::pair<std::string_view, std::string_view> m[5];
+    size_t n = 0;
+    if (!l.ns.empty()) m[n++] = {"namespace", l.ns};
+    if (!l.pod.empty()) m[n++] = {"pod", l.pod};
+    if (!l.service.empty()) m[n++] = {"service", l.service};
+    if (IsKindName(l.workload_kind)) {
+      m[n++] = {l.workload_kind, l.workload_name};
+    } else if (!l.workload_kind.empty() || !l.workload_name.empty()) {
+      m[n++] = {"workloadKind", l.workload_kind};
+      m[n++] = {"workloadName", l.workload_name};
+    }
+    for (size_t a = 1; a < n; ++a) {  // insertion sort, at most 5 members
+      for (size_t b = a; b > 0 && m[b].first < m[b - 1].first; --b) std::swap(m[b], m[b - 1]);
+    }
+    j.Open('{');
+    for (size_t a = 0; a < n; ++a) {
+      j.Key(m[a].first);
+      j.Str(m[a].second);
+    }
+    j.Close('}');
+    return;
+  }
+  // The kind's key is dynamic (docs/json.md), and a value that is not UTF-8 brings a
+  // "<key>Encoding" member: sort the few members as std::map would.
+  struct Member {
+    std::string_view key, value;
+    bool base64;  // `value` is to be written in base64
+    bool encoding_marker;  // the "<key>Encoding": "base64" member
+  };
+  Member m[12];
+  std::string keys[6];  // "<key>Encoding" names
+  size_t n = 0, nkeys = 0;
+  auto add = [&](std::string_view key, std::string_view value) {
+    bool text = IsUtf8(value);
+    m[n] = {key, value, !text, false};
+    ++n;
+    if (!text) {
+      std::string& name = keys[nkeys++];
+      name = std::string(key) + "Encoding";
+      m[n] = {name, "base64", false, true};
+      ++n;
+    }
+  };
+  if (!l.ns.empty()) add("namespace", l.ns);
+  if (!l.pod.empty()) add("pod", l.pod);
+  if (IsKindName(l.workload_kind)) {
+    add(l.workload_kind, l.workload_name);
+  } else if (!l.workload_kind.empty() || !l.workload_name.empty()) {
+    add("workloadKind", l.workload_kind);
+    add("workloadName", l.workload_name);
+  }
+  if (!l.service.empty()) add("service", l.service);
+  // Insertion sort: at most 12 members.
+  for (size_t a = 1; a < n; ++a) {
+    for (size_t b = a; b > 0 && m[b].key < m[b - 1].key; --b) std::swap(m[b], m[b - 1]);
+  }
+  j.Open('{');
+  for (size_t a = 0; a < n; ++a) {
+    j.Key(m[a].key);
+    if (m[a].base64) {
+      j.Str(absl::Base64Escape(AV(m[a].value)));
+    } else {
+      j.Str(m[a].value);
+    }
+  }
+  j.Close('}');
+}
+
+void EndpointOut(JsonWriter& j, const Endpoint& e) {
+  j.Open('{');
+  j.Key("ip");
+  j.Str(e.ip.ToString());
+  j.Key("metadata");
+  LabelsOut(j, e.labels);
+  j.Key("port");
+  j.Uint(e.port);
+  j.Close('}');
+}
+
 }  // namespace
+
+std::string TextField(std::string_view s) { return Printable(s); }
+
+void PutJsonText(json& obj, const std::string& key, std::string_view s) { PutText(obj, key, s); }
 
 bool IsUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t n = s.size(), i = 0;
   while (i < n) {
+    // ASCII runs, 8 bytes at a time (most of what tapkit prints).
+    while (i + 8 <= n) {
+      uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      if (word & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
     unsigned char c = p[i];
     if (c < 0x80) {
       ++i;
@@ -251,10 +353,46 @@ bool IsUtf8(std::string_view s) {
 }
 
 std::string Rfc3339(uint64_t unix_ns) {
-  // Split so that times past 2^63 ns (year 2262) still print rather than wrap negative.
-  absl::Time t = absl::FromUnixSeconds(static_cast<int64_t>(unix_ns / 1'000'000'000)) +
-                 absl::Nanoseconds(static_cast<int64_t>(unix_ns % 1'000'000'000));
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone());
+  // Hand-formatted (it is on the JSON hot path): the civil date from days since the epoch by the
+  // proleptic Gregorian calendar, as absl::FormatTime's "%Y-%m-%dT%H:%M:%E9SZ" in UTC would
+  // print it (render_test compares the two). uint64 nanoseconds reach the year 2554 at most.
+  uint64_t secs = unix_ns / 1'000'000'000;
+  uint32_t nanos = static_cast<uint32_t>(unix_ns % 1'000'000'000);
+  int64_t days = static_cast<int64_t>(secs / 86400);
+  uint32_t sod = static_cast<uint32_t>(secs % 86400);
+  // Days to civil (H. Hinnant's algorithm, eras of 400 years from 0000-03-01).
+  int64_t z = days + 719468;
+  int64_t era = z / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = yoe + era * 400;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2) ++y;
+  char buf[32];
+  auto put = [&buf](int at, uint64_t v, int width) {
+    for (int k = width - 1; k >= 0; --k) {
+      buf[at + k] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+  };
+  put(0, static_cast<uint64_t>(y), 4);
+  buf[4] = '-';
+  put(5, static_cast<uint64_t>(m), 2);
+  buf[7] = '-';
+  put(8, static_cast<uint64_t>(d), 2);
+  buf[10] = 'T';
+  put(11, sod / 3600, 2);
+  buf[13] = ':';
+  put(14, sod / 60 % 60, 2);
+  buf[16] = ':';
+  put(17, sod % 60, 2);
+  buf[19] = '.';
+  put(20, nanos, 9);
+  buf[29] = 'Z';
+  return std::string(buf, 30);
 }
 
 void AppendRequestLine(const LineHead& h, std::string_view method, std::string_view authority,
@@ -270,21 +408,30 @@ void AppendResponseLine(const LineHead& h, uint16_t status, uint64_t latency_ns,
                   wide ? WideSuffix(h.source, h.destination) : "", "\n");
 }
 
-void AppendText(const ExchangeView& x, bool wide, std::string* out) {
+void AppendText(const ExchangeView& x, bool wide, std::string* out, LineClock* clock) {
   std::string prefix = Prefix(x);
   std::string suffix = wide ? WideSuffix(x) : "";
+  // Each line's event time (line_time.h).
+  uint64_t start = x.sort_key_ns();
+  auto stamp = [&](uint64_t offset_ns) {
+    if (clock) clock->Stamp(start + offset_ns, out);
+  };
   if (x.has_request()) {
     RequestView q = x.request();
+    stamp(0);
     AppendRequestLine(HeadOf(x), q.method(), q.authority(), q.path(), wide, out);
   }
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
+    stamp(v.offset_ns());
     absl::StrAppend(out, "rsp ", prefix, " :status=", v.status(),
                     " interim latency=", Us(v.offset_ns()), suffix, "\n");
   }
   if (x.has_response()) {
+    stamp(x.response_start_ns());
     AppendResponseLine(HeadOf(x), x.response().status(), x.latency_ns(), wide, out);
   }
+  stamp(std::max({x.request_end_ns(), x.response_start_ns(), x.response_end_ns()}));
   AppendEndLine(x, wide, out);
 }
 
@@ -306,76 +453,125 @@ void AppendEndLine(const ExchangeView& x, bool wide, std::string* out) {
 }
 
 void AppendJson(const ExchangeView& x, std::string* out) {
-  json o = json::object();
-  o["id"] = {{"capturePoint", x.capture_point()}, {"stream", x.stream_id()}};
-  o["source"] = EndpointJson(x.source());
-  o["destination"] = EndpointJson(x.destination());
-  switch (x.direction()) {
-    case Direction::kInbound:
-      o["proxyDirection"] = "INBOUND";
-      break;
-    case Direction::kOutbound:
-      o["proxyDirection"] = "OUTBOUND";
-      break;
-    default:
-      o["proxyDirection"] = "UNKNOWN";
-      break;
+  // Members in byte order (see JsonWriter).
+  JsonWriter j(out);
+  j.Open('{');
+  j.Key("destination");
+  EndpointOut(j, x.destination());
+  j.Key("durationNs");
+  j.Uint(x.duration_ns());
+  j.Key("end");
+  j.Open('{');
+  j.Key("completion");
+  j.Str(CompletionName(x.completion()));
+  if (!x.grpc_message().empty()) j.TextMember("grpcMessage", x.grpc_message());
+  if (x.grpc_status()) {
+    j.Key("grpcStatusCode");
+    j.Int(*x.grpc_status());
   }
-  o["tls"] = x.tls() == TlsState::kUnknown ? json(nullptr) : json(x.tls() == TlsState::kYes);
-  if (x.h2_stream_id()) o["h2StreamId"] = x.h2_stream_id();
-  o["requestTime"] = Rfc3339(x.sort_key_ns());
-  o["requestTimeNs"] = x.sort_key_ns();
-  o["requestEndNs"] = x.request_end_ns();
-  o["responseStartNs"] = x.response_start_ns();
-  o["responseEndNs"] = x.response_end_ns();
-  o["latencyNs"] = x.latency_ns();
-  o["durationNs"] = x.duration_ns();
-  if (x.has_request()) {
-    RequestView q = x.request();
-    json r = {{"httpVersion", HttpVersionName(q.version())}};
-    PutText(r, "method", q.method());
-    PutText(r, "scheme", q.scheme());
-    PutText(r, "authority", q.authority());
-    PutText(r, "path", q.path());
-    r["headers"] = Headers(q.headers());
-    if (q.body().present()) r["body"] = BodyJson(q.body());
-    r["trailers"] = Headers(q.trailers());
-    o["request"] = std::move(r);
-  } else {
-    o["request"] = nullptr;
+  if (!x.reason().empty()) j.TextMember("reason", x.reason());
+  if (x.h2_reset_code()) {
+    j.Key("resetErrorCode");
+    j.Uint(*x.h2_reset_code());
   }
-  json interim = json::array();
+  j.Key("responseBytes");
+  j.Uint(x.has_response() ? x.response().body().length() : 0);
+  j.Close('}');
+  if (x.h2_stream_id()) {
+    j.Key("h2StreamId");
+    j.Uint(x.h2_stream_id());
+  }
+  j.Key("id");
+  j.Open('{');
+  j.Key("capturePoint");
+  j.Uint(x.capture_point());
+  j.Key("stream");
+  j.Uint(x.stream_id());
+  j.Close('}');
+  j.Key("interim");
+  j.Open('[');
   for (size_t i = 0; i < x.interim_count(); ++i) {
     InterimView v = x.interim(i);
-    json one = {{"httpStatus", v.status()},
-                {"headers", Headers(v.headers())},
-                {"sinceRequestInitNs", v.offset_ns()}};
-    PutText(one, "reason", v.reason());
-    interim.push_back(std::move(one));
+    j.Open('{');
+    j.Key("headers");
+    HeadersOut(j, v.headers());
+    j.Key("httpStatus");
+    j.Uint(v.status());
+    j.TextMember("reason", v.reason());
+    j.Key("sinceRequestInitNs");
+    j.Uint(v.offset_ns());
+    j.Close('}');
   }
-  o["interim"] = std::move(interim);
+  j.Close(']');
+  j.Key("latencyNs");
+  j.Uint(x.latency_ns());
+  j.Key("proxyDirection");
+  j.Str(x.direction() == Direction::kInbound    ? "INBOUND"
+        : x.direction() == Direction::kOutbound ? "OUTBOUND"
+                                                : "UNKNOWN");
+  j.Key("request");
+  if (x.has_request()) {
+    RequestView q = x.request();
+    j.Open('{');
+    j.TextMember("authority", q.authority());
+    if (q.body().present()) {
+      j.Key("body");
+      BodyOut(j, q.body());
+    }
+    j.Key("headers");
+    HeadersOut(j, q.headers());
+    j.Key("httpVersion");
+    j.Str(HttpVersionName(q.version()));
+    j.TextMember("method", q.method());
+    j.TextMember("path", q.path());
+    j.TextMember("scheme", q.scheme());
+    j.Key("trailers");
+    HeadersOut(j, q.trailers());
+    j.Close('}');
+  } else {
+    j.Null();
+  }
+  j.Key("requestEndNs");
+  j.Uint(x.request_end_ns());
+  j.Key("requestTime");
+  j.Str(Rfc3339(x.sort_key_ns()));
+  j.Key("requestTimeNs");
+  j.Uint(x.sort_key_ns());
+  j.Key("response");
   if (x.has_response()) {
     ResponseView s = x.response();
-    json r = {{"httpVersion", HttpVersionName(s.version())},
-              {"httpStatus", s.status()},
-              {"headers", Headers(s.headers())}};
-    PutText(r, "reason", s.reason());
-    if (s.body().present()) r["body"] = BodyJson(s.body());
-    r["trailers"] = Headers(s.trailers());
-    o["response"] = std::move(r);
+    j.Open('{');
+    if (s.body().present()) {
+      j.Key("body");
+      BodyOut(j, s.body());
+    }
+    j.Key("headers");
+    HeadersOut(j, s.headers());
+    j.Key("httpStatus");
+    j.Uint(s.status());
+    j.Key("httpVersion");
+    j.Str(HttpVersionName(s.version()));
+    j.TextMember("reason", s.reason());
+    j.Key("trailers");
+    HeadersOut(j, s.trailers());
+    j.Close('}');
   } else {
-    o["response"] = nullptr;
+    j.Null();
   }
-  json end = {{"completion", CompletionName(x.completion())}};
-  if (!x.reason().empty()) PutText(end, "reason", x.reason());
-  if (x.grpc_status()) end["grpcStatusCode"] = *x.grpc_status();
-  if (!x.grpc_message().empty()) PutText(end, "grpcMessage", x.grpc_message());
-  if (x.h2_reset_code()) end["resetErrorCode"] = *x.h2_reset_code();
-  end["responseBytes"] = x.has_response() ? x.response().body().length() : 0;
-  o["end"] = std::move(end);
-  // Every string above is UTF-8 by construction; the handler is a last guard, never a crash.
-  out->append(o.dump(-1, ' ', false, json::error_handler_t::replace));
-  out->push_back('\n');
+  j.Key("responseEndNs");
+  j.Uint(x.response_end_ns());
+  j.Key("responseStartNs");
+  j.Uint(x.response_start_ns());
+  j.Key("source");
+  EndpointOut(j, x.source());
+  j.Key("tls");
+  if (x.tls() == TlsState::kUnknown) {
+    j.Null();
+  } else {
+    j.Bool(x.tls() == TlsState::kYes);
+  }
+  j.Close('}');
+  j.Newline();
 }
 
 std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts) {

@@ -5,11 +5,13 @@
 #ifndef TAPKIT_FORMAT_RENDER_H_
 #define TAPKIT_FORMAT_RENDER_H_
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "format/exchange_view.h"
+#include "format/line_time.h"
 #include "format/metadata.h"
 #include "format/reader.h"
 
@@ -26,8 +28,10 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view word);
 //   req id=0:1 proxy=in  src=10.0.0.1:4000 dst=10.0.0.2:80 tls=false :method=GET ...
 //   rsp id=0:1 proxy=in  src=... :status=200 latency=312µs
 //   end id=0:1 proxy=in  src=... duration=38µs response-length=27B
-// Latency and duration are docs/architecture.md section 2's, in whole microseconds.
-void AppendText(const ExchangeView& x, bool wide, std::string* out);
+// Latency and duration are docs/architecture.md section 2's, in whole microseconds. With a `clock`,
+// each line starts with its event's time (line_time.h: tapcat's time column); taprec's views pass
+// none and print linkerd's layout exactly.
+void AppendText(const ExchangeView& x, bool wide, std::string* out, LineClock* clock = nullptr);
 
 // A live tap prints an exchange's lines as its phases come (docs/architecture.md section 2): `req`
 // when the request's headers were seen, `rsp` when the response's were, `end` when it ended.
@@ -52,6 +56,14 @@ void AppendJson(const ExchangeView& x, std::string* out);
 
 // True when `s` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or values past U+10FFFF).
 bool IsUtf8(std::string_view s);
+
+// Raw bytes as a text line prints them (the :path= of AppendText): bytes up to and including the
+// space, DEL and bytes >= 0x80 as \xHH; "-" for the empty string.
+std::string TextField(std::string_view s);
+
+// Sets obj[key] to `s` as text when it is UTF-8, else to its base64 with a sibling
+// "<key>Encoding": "base64" (docs/json.md's rule for strings from the wire).
+void PutJsonText(nlohmann::json& obj, const std::string& key, std::string_view s);
 
 // RFC 3339 with nanoseconds, UTC: "2025-11-30T00:00:00.123456789Z".
 std::string Rfc3339(uint64_t unix_ns);

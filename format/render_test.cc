@@ -5,7 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+
 #include <nlohmann/json.hpp>
+
+#include "absl/time/time.h"
 
 #include "format/codec.h"
 #include "format/testutil.h"
@@ -293,6 +297,86 @@ TEST(InfoJson, NonUtf8DropNameAndNoTrailer) {
   EXPECT_TRUE(n["drops"].is_null());
   EXPECT_TRUE(n["counters"].is_null());
   EXPECT_TRUE(n["firstRequest"].is_null());
+}
+
+}  // namespace
+}  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// AppendJson writes its JSON by hand for speed (render.cc, JsonOut); its bytes must be what
+// nlohmann-json prints for the same document (members sorted, the same escapes), so parsing a
+// line and printing it again gives the line back. Checked on rich exchanges, on bytes that need
+// every kind of escape, on text that is not UTF-8, and on long bodies that cross the 16-byte blocks.
+TEST(Json, HandWrittenOutputIsNlohmannsCanonicalForm) {
+  std::vector<Exchange> xs;
+  for (uint64_t i = 0; i < 30; ++i) xs.push_back(testing::RichExchange(i));
+  Exchange odd = testing::SmallExchange(100, 1);
+  std::string every_byte;
+  for (int c = 0; c < 0x80; ++c) every_byte.push_back(static_cast<char>(c));
+  odd.request->path = "/q?" + every_byte;
+  odd.request->headers.push_back({"x-ctl", std::string("a\x01\x1f\"\\\b\f\n\r\t\x7f z", 14)});
+  odd.request->headers.push_back({"x-latin1", "caf\xe9"});
+  odd.response->body.data = "{\"k\":\"" + std::string(1000, '"') + every_byte + "\"}\u00e9\u4e16";
+  odd.response->body.length = odd.response->body.data.size();
+  odd.source.labels = Labels{"shop", "web-1", "deployment", "web", "web"};
+  odd.destination.labels = Labels{"shop", "", "weird kind", "x", ""};
+  odd.reason = "r\x00s";
+  xs.push_back(odd);
+  Exchange binary = testing::SmallExchange(101, 2);
+  binary.response->body.data = std::string("\x1f\x8b\x08\x00\xff\xfe", 6) + every_byte;
+  binary.response->body.length = binary.response->body.data.size();
+  xs.push_back(binary);
+  std::string file = testing::WriteToString(xs);
+  auto reader = Reader::Open(NewStringReadableFile(file));
+  ASSERT_TRUE(reader.ok());
+  ExchangeView v;
+  size_t n = 0;
+  while ((*reader)->Next(&v)) {
+    std::string line;
+    AppendJson(v, &line);
+    ASSERT_FALSE(line.empty());
+    ASSERT_EQ(line.back(), '\n');
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_EQ(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict) + "\n", line);
+    ++n;
+  }
+  EXPECT_EQ(n, xs.size());
+}
+
+// Rfc3339 formats by hand; absl::FormatTime is the independent reference.
+TEST(Render, Rfc3339MatchesAbslFormatTime) {
+  std::vector<uint64_t> times = {0, 1, 999'999'999, 1'000'000'000, 951'782'400'000'000'000,
+                                 // 2000-02-29, 2100-03-01, 2400-02-29 (leap-year rules)
+                                 951'782'400'123'456'789, 4'107'542'400'000'000'000,
+                                 13'574'563'200'000'000'000ull, UINT64_MAX};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000; ++i) {  // xorshift: dates all over the range
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    times.push_back(x);
+  }
+  for (uint64_t t : times) {
+    absl::Time at = absl::FromUnixSeconds(static_cast<int64_t>(t / 1'000'000'000)) +
+                    absl::Nanoseconds(static_cast<int64_t>(t % 1'000'000'000));
+    ASSERT_EQ(Rfc3339(t), absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", at, absl::UTCTimeZone())) << t;
+  }
+}
+
+// IPv4 addresses are formatted by hand; inet_ntop is the reference.
+TEST(Render, Ipv4ToStringMatchesInetNtop) {
+  for (int a : {0, 1, 9, 10, 99, 100, 127, 199, 200, 255}) {
+    for (int b : {0, 8, 10, 250}) {
+      IpAddress ip = IpAddress::V4(static_cast<uint8_t>(a), static_cast<uint8_t>(b), 0,
+                                   static_cast<uint8_t>(255 - a));
+      char buf[INET_ADDRSTRLEN];
+      ASSERT_NE(inet_ntop(AF_INET, ip.bytes.data(), buf, sizeof buf), nullptr);
+      EXPECT_EQ(ip.ToString(), buf);
+    }
+  }
 }
 
 }  // namespace

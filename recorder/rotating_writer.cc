@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -63,6 +65,23 @@ RotatingWriter::RotatingWriter(std::string path, CaptureMetadata metadata, Rotat
       options_(options),
       trailer_(std::move(trailer)) {}
 
+uint64_t ParseRotationSize(const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  uint64_t unit = 1000000;
+  if (end && *end) {
+    std::string suffix(end);
+    unit = suffix == "k" || suffix == "K"   ? 1024
+           : suffix == "m" || suffix == "M" ? 1048576
+           : suffix == "g" || suffix == "G" ? 1073741824
+                                            : 0;
+  }
+  if (!(v > 0) || unit == 0 || end == text.c_str()) return 0;
+  // A size past what a file can be (2^63 bytes) is not a size either (and would overflow).
+  if (!std::isfinite(v) || v * static_cast<double>(unit) >= 0x1p63) return 0;
+  return static_cast<uint64_t>(v * unit);
+}
+
 RotatingWriter::~RotatingWriter() {
   if (writer_) (void)writer_->Close(trailer_ ? trailer_() : TrailerInput{});
 }
@@ -113,14 +132,15 @@ absl::Status RotatingWriter::Open() {
   if (!file.ok()) return file.status();
   CaptureMetadata m = metadata_;
   WriterOptions wo;
-  size_t batch = options_.live ? 1 : AsyncWriter::kBatch, queue = 64;
+  size_t batch = options_.live ? 1 : AsyncWriter::kBatch;
+  size_t queue = options_.queue_batches ? options_.queue_batches : 64;
   if (options_.max_bytes) {
     // The size is known only when a segment reaches the file: segments of at most half the
     // limit (before compression), and few exchanges in flight to the writer thread, keep a
     // file within about one segment of -C.
     wo.segment_bytes = std::clamp<uint64_t>(options_.max_bytes / 2, 2 << 10, 1 << 20);
     batch = std::min<size_t>(batch, 16);
-    queue = 4;
+    queue = std::min<size_t>(queue, 4);
   }
   auto w = AsyncWriter::Open(*std::move(file), m, wo, queue, batch);
   if (!w.ok()) return w.status();

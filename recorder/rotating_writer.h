@@ -50,6 +50,9 @@ struct RotationOptions {
   // A file no name of the rotation may overwrite (the capture taprec -r reads): opening it is
   // refused, FailedPrecondition naming it.
   std::optional<FileId> never_overwrite;
+  // Full batches of exchanges that may wait for the writer thread (AsyncWriter's max_batches);
+  // 0: 64. A bulk copy (tapfilter) keeps a few, so its memory stays flat whatever it copies.
+  size_t queue_batches = 0;
   // Told, in one line without a program prefix, what the user should know: a ring about to
   // overwrite its oldest file. Null: said nowhere.
   std::function<void(const std::string&)> notice;
@@ -58,6 +61,10 @@ struct RotationOptions {
 // The name of file number `index` (0 = the first) of `path` with the number before the extension
 // ("out.tap", 3 -> "out3.tap"; "out", 3 -> "out3"), padded with zeros to `width` digits.
 std::string NumberedName(const std::string& path, uint64_t index, size_t width = 0);
+
+// tcpdump's -C SIZE (taprec, tapfilter): millions of bytes, or a number with k, m or g
+// (1024-based: "500k", "1.5m"). Bytes; 0 when the text is not a size above 0 and below 2^63.
+uint64_t ParseRotationSize(const std::string& text);
 
 class RotatingWriter {
  public:
@@ -91,7 +98,7 @@ class RotatingWriter {
   std::unique_ptr<AsyncWriter> writer_;
   std::string current_;
   uint64_t files_ = 0;
-  int64_t opened_at_ = 0;      // steady clock, or capture time with capture_clock; nanoseconds
+  int64_t opened_at_ = 0;       // steady clock, or capture time with capture_clock; nanoseconds
   bool clock_started_ = false;  // capture_clock: an exchange has set opened_at_
   // -C: bytes of the exchanges handed to the writer since the file's size was last known
   // (before compression, so at least what they will add to the file).

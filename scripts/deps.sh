@@ -48,6 +48,9 @@ packages=(
   zlib1g-dev libbrotli-dev brotli gzip
   # JSON checks in tests (tapcat --info -o json | jq).
   jq
+  # Independent readers of the fixture pcaps in tests: tshark (requests, codes, http.time for
+  # tapcat --stat) and tcpdump (packet times for tapcat's time column).
+  tshark tcpdump
 )
 
 # Extra packages from the environment and the command line.

@@ -16,6 +16,7 @@ import sys
 PROGRAMS = {  # name -> path under the build directory
     "taprec": "tools/taprec",
     "tapcat": "tools/tapcat",
+    "tapfilter": "tools/tapfilter",
     "tap-sidecar": "sidecar/tap-sidecar",
     "tap-controlplane": "controlplane/tap-controlplane",
     "tapsynth": "bench/tapsynth",

@@ -1,15 +1,20 @@
 // tapcat as a user runs it: exit codes, stdout and stderr on good, damaged and foreign input.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "format/block.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
+#include "format/writer.h"
 
 namespace tapkit {
 namespace {
@@ -51,7 +56,12 @@ TEST(Tapcat, PrintsGoldenFile) {
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(Lines(r.out), 14u);  // 3 + 4 + 2 + 2 + 3 lines for the five exchanges
-  EXPECT_EQ(r.out.substr(0, 4), "req ");
+  // The time column: absolute by default, the request's first byte (json.md's example
+  // requestTime 2025-11-30T00:00:00.123456789Z) cut to microseconds.
+  EXPECT_EQ(r.out.substr(0, 32), "2025-11-30T00:00:00.123456Z req ");
+  CmdResult bare = Tapcat("-t '" + kGolden + "'");
+  EXPECT_EQ(bare.rc, 0) << bare.err;
+  EXPECT_EQ(bare.out.substr(0, 4), "req ") << "-t: linkerd's layout";
 }
 
 TEST(Tapcat, StdinCountAndJson) {
@@ -176,6 +186,171 @@ TEST(Tapcat, TornTailIsANotice) {
   EXPECT_EQ(again.err, "");
   EXPECT_EQ(again.out, r.out);
 }
+
+// Runs a shell command; its standard output, or "" (and a test failure) when it fails.
+std::string Shell(const std::string& cmd) {
+  std::string out = absl::StrCat(testing::TestDir(), "/shell.out");
+  int status = std::system(absl::StrCat("(", cmd, ") > '", out, "'").c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+  return testing::ReadFileBytes(out);
+}
+
+std::vector<std::string> SortedLines(const std::string& s) {
+  std::vector<std::string> v = absl::StrSplit(s, '\n', absl::SkipEmpty());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+void RequireJq() {
+  if (std::system("command -v jq > /dev/null") != 0) {
+    if (testing::InCi()) FAIL() << "jq missing (scripts/deps.sh installs it); CI=true";
+    GTEST_SKIP() << "jq not installed (scripts/deps.sh); skipping";
+  }
+}
+
+// The order key jq sorts by: requestTime (RFC 3339 with nanoseconds, fixed width), then the id.
+constexpr char kJqKey[] = "[.requestTime,.id.capturePoint,.id.stream]";
+
+// On a file whose completion order differs from request-start order, tapcat's output is the
+// --file-order output sorted by requestTime (jq), with nothing missing; the same from a pipe.
+TEST(Tapcat, SortKeyOrderIsFileOrderSortedByRequestTime) {
+  RequireJq();
+  std::string tap = absl::StrCat(testing::TestDir(), "/synth.tap");
+  Shell(absl::StrCat("'", TAPSYNTH_BIN, "' -n 5000 --seed 3 -w '", tap, "'"));
+  std::string tapcat = absl::StrCat("'", TAPCAT_BIN, "' -o json ");
+  std::string stored = Shell(tapcat + "--file-order '" + tap + "'");
+  std::string sorted = Shell(tapcat + "'" + tap + "'");
+  std::string piped = Shell("cat '" + tap + "' | " + tapcat + "-");
+  ASSERT_EQ(Lines(stored), 5000u);
+  EXPECT_EQ(SortedLines(sorted), SortedLines(stored)) << "the same exchanges, nothing missing";
+  EXPECT_EQ(piped, sorted) << "the 10 s window puts a pipe in the same order";
+  std::string stored_keys = Shell(tapcat + "--file-order '" + tap + "' | jq -c '" + kJqKey + "'");
+  std::string want = Shell(tapcat + "--file-order '" + tap + "' | jq -c -s 'sort_by(" + kJqKey +
+                           ")[] | " + kJqKey + "'");
+  ASSERT_NE(stored_keys, want) << "completion order must differ from request-start order here";
+  EXPECT_EQ(Shell(tapcat + "'" + tap + "' | jq -c '" + kJqKey + "'"), want);
+}
+
+// Two captures merged equal the sort of their union.
+TEST(Tapcat, MergeOfTwoCapturesIsTheSortOfTheirUnion) {
+  RequireJq();
+  std::string a = absl::StrCat(testing::TestDir(), "/a.tap");
+  std::string b = absl::StrCat(testing::TestDir(), "/b.tap");
+  Shell(absl::StrCat("'", TAPSYNTH_BIN, "' -n 3000 --seed 1 -w '", a, "'"));
+  Shell(absl::StrCat("'", TAPSYNTH_BIN, "' -n 2000 --seed 2 -w '", b, "'"));
+  std::string tapcat = absl::StrCat("'", TAPCAT_BIN, "' -o json ");
+  std::string merged = Shell(tapcat + "'" + a + "' '" + b + "'");
+  std::string both = Shell(tapcat + "--file-order '" + a + "' '" + b + "'");
+  EXPECT_EQ(Lines(merged), 5000u);
+  EXPECT_EQ(SortedLines(merged), SortedLines(both));
+  // Ties between the files (same requestTime, capture point and stream) keep the input order,
+  // as jq's stable sort of the concatenation does.
+  EXPECT_EQ(Shell(tapcat + "'" + a + "' '" + b + "' | jq -c '" + kJqKey + "'"),
+            Shell(tapcat + "--file-order '" + a + "' '" + b + "' | jq -c -s 'sort_by(" + kJqKey +
+                  ")[] | " + kJqKey + "'"));
+}
+
+// From a pipe, an exchange that arrives after the window has passed it prints at once, and one
+// notice line at the end counts it.
+TEST(Tapcat, LateExchangeOnAPipeIsCounted) {
+  std::vector<uint64_t> secs = {0, 30, 25, 40, 5, 45};
+  std::vector<Exchange> xs;
+  for (size_t i = 0; i < secs.size(); ++i) {
+    xs.push_back(testing::SmallExchange(i, 1'764'460'800'000'000'000 + secs[i] * 1'000'000'000));
+  }
+  std::string path = Temp("late.tap", testing::WriteToString(xs, 1, true));
+  // Standard input must be a pipe: a file there is seekable and read through its index.
+  std::string out = path + ".out", err = path + ".err";
+  CmdResult r;
+  int status = std::system(
+      absl::StrCat("cat '", path, "' | '", TAPCAT_BIN, "' -o json - > '", out, "' 2> '", err, "'")
+          .c_str());
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = testing::ReadFileBytes(out);
+  r.err = testing::ReadFileBytes(err);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err,
+            "tapcat: notice: 1 exchange arrived after the 10s reorder window and printed out of "
+            "order\n");
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  std::vector<std::string> got;
+  for (const std::string& l : lines) got.push_back(l.substr(l.find("\"requestTime\":") + 32, 2));
+  EXPECT_EQ(got, (std::vector<std::string>{"00", "25", "30", "05", "40", "45"})) << r.out;
+  // The file itself has an index: exact order, no notice.
+  CmdResult exact = Tapcat("-o json '" + path + "'");
+  EXPECT_EQ(exact.err, "");
+  // A window wide enough for the pipe too.
+  EXPECT_EQ(Shell(absl::StrCat("cat '", path, "' | '", TAPCAT_BIN,
+                               "' -o json --reorder-window 1m - 2>&1")),
+            exact.out);
+  CmdResult bad = Tapcat("--reorder-window 10 -", path);
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("--reorder-window '10': not a duration"), std::string::npos) << bad.err;
+}
+
+// tapcat -f prints an exchange a running writer appends within the flush interval, and SIGINT
+// (or SIGTERM) ends it with exit 0.
+void FollowOnce(int signal) {
+  std::string path = absl::StrCat(testing::TestDir(), "/growing", signal, ".tap");
+  std::string out = path + ".out", err = path + ".err";
+  auto file = OpenWritableFile(path);
+  ASSERT_TRUE(file.ok());
+  WriterOptions wo;
+  wo.flush_interval_ns = 200'000'000;
+  auto writer = Writer::Open(*std::move(file), testing::SampleMetadata(), wo);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Append(testing::SmallExchange(1, 1'764'460'800'000'000'000)).ok());
+  ASSERT_TRUE((*writer)->Flush().ok());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
+    execl(TAPCAT_BIN, "tapcat", "-f", "-o", "json", path.c_str(), nullptr);
+    _exit(127);
+  }
+  auto wait_for_lines = [&](size_t n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (Lines(testing::ReadFileBytes(out)) < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Lines(testing::ReadFileBytes(out));
+  };
+  EXPECT_EQ(wait_for_lines(1), 1u) << testing::ReadFileBytes(err);
+  // The writer appends, and its flush timer writes the segment (Tick, as a live writer does).
+  auto appended = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*writer)->Append(testing::SmallExchange(2, 1'764'460'801'000'000'000)).ok());
+  while (std::chrono::steady_clock::now() - appended < std::chrono::milliseconds(250)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE((*writer)->Tick().ok());
+  }
+  EXPECT_EQ(wait_for_lines(2), 2u) << testing::ReadFileBytes(err);
+  // Flush interval (200 ms) plus tapcat's poll (100 ms), with room for a loaded machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - appended, std::chrono::milliseconds(1500));
+  kill(pid, signal);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by the signal instead of ending cleanly";
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+  EXPECT_EQ(testing::ReadFileBytes(err), "") << "a growing file is no torn tail";
+  EXPECT_NE(testing::ReadFileBytes(out).find("\"stream\":2"), std::string::npos);
+  ASSERT_TRUE((*writer)->Close().ok());
+}
+
+// The ordering flags that would silently ignore another exit 2 naming both.
+TEST(Tapcat, OrderingFlagConflicts) {
+  for (auto [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"-f --info", "-f and --info cannot be used together"},
+           {"--file-order --reorder-window 1s", "--file-order and --reorder-window cannot"},
+           {"--reindex --file-order", "--file-order and --reindex cannot"}}) {
+    CmdResult r = Tapcat(args + " '" + kGolden + "'");
+    EXPECT_EQ(r.rc, 2) << args;
+    EXPECT_NE(r.err.find(want), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+}
+
+TEST(Tapcat, FollowPrintsAppendedExchangeAndEndsOnSigint) { FollowOnce(SIGINT); }
+TEST(Tapcat, FollowEndsOnSigterm) { FollowOnce(SIGTERM); }
 
 }  // namespace
 }  // namespace tapkit

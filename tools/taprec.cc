@@ -55,24 +55,6 @@ int Exit(const absl::Status& s) {
   return kExitError;
 }
 
-// tcpdump's -C: millions of bytes, or a number with k, m or g (1024-based); 0 when not a size.
-uint64_t ParseFileSize(const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  uint64_t unit = 1000000;
-  if (end && *end) {
-    std::string suffix(end);
-    unit = suffix == "k" || suffix == "K"   ? 1024
-           : suffix == "m" || suffix == "M" ? 1048576
-           : suffix == "g" || suffix == "G" ? 1073741824
-                                            : 0;
-  }
-  if (!(v > 0) || unit == 0 || end == text.c_str()) return 0;
-  // A size past what a file can be (2^63 bytes) is not a size either (and would overflow).
-  if (!std::isfinite(v) || v * static_cast<double>(unit) >= 0x1p63) return 0;
-  return static_cast<uint64_t>(v * unit);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,7 +184,7 @@ int main(int argc, char** argv) {
   }
   tapkit::RotationOptions rotation;
   if (vm.count("file-size")) {
-    rotation.max_bytes = ParseFileSize(rotate_size);
+    rotation.max_bytes = tapkit::ParseRotationSize(rotate_size);
     if (rotation.max_bytes == 0) {
       return Usage("-C " + rotate_size +
                    ": not a size above 0 and below 2^63 bytes (N million bytes, or Nk, Nm, Ng)");

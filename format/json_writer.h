@@ -1,0 +1,234 @@
+// json_writer.h: a fast streaming JSON writer, for the outputs that print one JSON document per
+// exchange at reading speed (tapcat -o json and -o har; issue 11 asks them to keep up with the
+// reader: an nlohmann::json tree per exchange ran at 0.06x the reader's rate).
+//
+// The writer appends to a std::string through a raw pointer, grown ahead so that no single write
+// checks capacity, and escapes strings 16 bytes at a time. Its escapes are nlohmann-json's dump()
+// (\" \\ \b \f \n \r \t, other control bytes as \u00xx, UTF-8 passed through): a caller that
+// emits members in std::map (byte) order gets byte for byte what nlohmann prints for the same
+// document (render_test checks AppendJson so). It does not check UTF-8: strings given to Str must
+// be UTF-8 (IsUtf8, render.h); TextMember writes base64 otherwise.
+//
+// Usage: Open('{'), Key("a"), Uint(1), Key("b"), Str("x"), Close('}'), Newline(). The writer places
+// the commas; balancing Open and Close is the caller's.
+//
+// Thread-safety: one writer per string, used by one thread; the string must not be touched while
+// a writer on it lives (the destructor trims it to what was written).
+#ifndef TAPKIT_FORMAT_JSON_WRITER_H_
+#define TAPKIT_FORMAT_JSON_WRITER_H_
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "absl/strings/escaping.h"
+#include "format/render.h"
+
+namespace tapkit {
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string* out) : out_(out), at_(out->size()) {
+    out_->resize(at_ + 4096);
+    Rebase(at_);
+  }
+  ~JsonWriter() { out_->resize(static_cast<size_t>(w_ - out_->data())); }
+  JsonWriter(const JsonWriter&) = delete;
+  JsonWriter& operator=(const JsonWriter&) = delete;
+
+  void Open(char c) {
+    Reserve(2);
+    Comma();
+    *w_++ = c;
+    first_ = true;
+  }
+  void Close(char c) {
+    Reserve(1);
+    *w_++ = c;
+    first_ = false;
+  }
+  // "key": (the value follows). Keys are docs/json.md's member names: ASCII letters only (a kind
+  // name is checked by IsKindName), so they need no escaping.
+  void Key(std::string_view k) {
+    Reserve(k.size() + 4);
+    Comma();
+    *w_++ = '"';
+    std::memcpy(w_, k.data(), k.size());
+    w_ += k.size();
+    *w_++ = '"';
+    *w_++ = ':';
+    first_ = true;  // no comma before the value
+  }
+  void Str(std::string_view s) {
+    Reserve(1);
+    Comma();
+    String(s);
+  }
+  void Uint(uint64_t v) {
+    Reserve(22);
+    Comma();
+    char buf[24];
+    char* e = buf + sizeof buf;
+    char* p = e;
+    do {
+      *--p = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v);
+    std::memcpy(w_, p, static_cast<size_t>(e - p));
+    w_ += e - p;
+  }
+  void Int(int64_t v) {
+    if (v < 0) {
+      Reserve(2);
+      Comma();
+      *w_++ = '-';
+      first_ = true;
+      Uint(static_cast<uint64_t>(-(v + 1)) + 1);
+    } else {
+      Uint(static_cast<uint64_t>(v));
+    }
+  }
+  void Newline() {
+    Reserve(1);
+    *w_++ = '\n';
+  }
+  void Bool(bool b) { Raw(b ? std::string_view("true") : std::string_view("false")); }
+  void Null() { Raw("null"); }
+  // A member under docs/json.md's text-or-base64 rule: "key": text, or "key": base64 followed by
+  // "keyEncoding": "base64" (no member name sorts between the two).
+  void TextMember(std::string_view key, std::string_view s) {
+    Key(key);
+    if (IsUtf8(s)) {
+      Str(s);
+    } else {
+      Str(absl::Base64Escape(absl::string_view(s.data(), s.size())));
+      Key(std::string(key) + "Encoding");
+      Str("base64");
+    }
+  }
+
+ private:
+  void Rebase(size_t at) {
+    w_ = out_->data() + at;
+    limit_ = out_->data() + out_->size();
+  }
+  // Makes room for `n` more bytes at the write position.
+  void Reserve(size_t n) {
+    if (static_cast<size_t>(limit_ - w_) >= n) return;
+    size_t at = static_cast<size_t>(w_ - out_->data());
+    out_->resize(std::max(out_->size() * 2, at + n + 4096));
+    Rebase(at);
+  }
+  void Raw(std::string_view s) {
+    Reserve(s.size() + 1);
+    Comma();
+    std::memcpy(w_, s.data(), s.size());
+    w_ += s.size();
+  }
+  void Comma() {
+    if (!first_) *w_++ = ',';
+    first_ = false;
+  }
+  // Escapes `s` quoted. 16 bytes at a time are tested for anything needing an escape (SSE2 where
+  // there is one: every x86-64 has it), and escapes are written without a call per byte.
+  void String(std::string_view s) {
+    static constexpr auto kEscape = [] {
+      // 1: escape as \u00xx; other non-zero: the letter after the backslash.
+      std::array<char, 256> t{};
+      for (int c = 0; c < 0x20; ++c) t[c] = 1;
+      t['"'] = '"';
+      t['\\'] = '\\';
+      t['\b'] = 'b';
+      t['\f'] = 'f';
+      t['\n'] = 'n';
+      t['\r'] = 'r';
+      t['\t'] = 't';
+      return t;
+    }();
+    static constexpr char kHex[] = "0123456789abcdef";
+    const char* p = s.data();
+    const char* end = p + s.size();
+    // Room for every byte escaped with two bytes (quotes, backslashes, \n...), the quotes and 16
+    // bytes of over-copy, reserved once so that the loop keeps the write pointer in a register;
+    // only the rare six-byte escapes (\u00xx) check for more.
+    Reserve(s.size() * 2 + 2 + 16);
+    char* w = w_;
+    auto six = [&](size_t left) {  // room for a \u00xx escape and `left` more input bytes
+      w_ = w;
+      Reserve(left * 2 + 6 + 2 + 16);
+      w = w_;
+    };
+    *w++ = '"';
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      __m128i ctl = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8(static_cast<char>(0xe0))),
+                                   _mm_setzero_si128());
+      __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+      __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+      unsigned mask =
+          static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, b))));
+      unsigned i = 0;
+      while (mask != 0) {
+        unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
+        mask &= mask - 1;
+        std::memcpy(w, p + i, 16);  // a fixed-size move; only n - i bytes count
+        w += n - i;
+        unsigned char c = static_cast<unsigned char>(p[n]);
+        char e = kEscape[c];
+        if (e != 1) {
+          w[0] = '\\';
+          w[1] = e;
+          w += 2;
+        } else {
+          six(static_cast<size_t>(end - p));
+          std::memcpy(w, "\\u00", 4);
+          w[4] = kHex[c >> 4];
+          w[5] = kHex[c & 15];
+          w += 6;
+        }
+        i = n + 1;
+      }
+      std::memcpy(w, p + i, 16);
+      w += 16 - i;
+      p += 16;
+    }
+#endif
+    for (; p != end; ++p) {
+      unsigned char c = static_cast<unsigned char>(*p);
+      char e = kEscape[c];
+      if (e == 0) {
+        *w++ = static_cast<char>(c);
+      } else if (e != 1) {
+        w[0] = '\\';
+        w[1] = e;
+        w += 2;
+      } else {
+        six(static_cast<size_t>(end - p));
+        std::memcpy(w, "\\u00", 4);
+        w[4] = kHex[c >> 4];
+        w[5] = kHex[c & 15];
+        w += 6;
+      }
+    }
+    *w++ = '"';
+    w_ = w;
+  }
+
+  std::string* out_;
+  size_t at_;
+  char* w_ = nullptr;
+  char* limit_ = nullptr;
+  bool first_ = true;
+};
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_FORMAT_JSON_WRITER_H_

@@ -1,0 +1,229 @@
+#include "recorder/filter.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "format/print.h"
+#include "format/program.h"
+#include "recorder/rotating_writer.h"
+
+namespace tapkit {
+namespace {
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa {
+  }, sb{};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+std::string HostName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "";
+  return host;
+}
+
+// The capture points of one input as its trailer (else its header) lists them.
+const std::vector<CapturePointInfo>& PointsOf(const Reader& r) {
+  if (r.summary() && !r.summary()->capture_points.empty()) return r.summary()->capture_points;
+  return r.metadata().capture_points;
+}
+
+}  // namespace
+
+absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummary* summary) {
+  *summary = {};
+  const char* program = o.program.c_str();
+  if (o.inputs.empty()) return absl::InvalidArgumentError("no input file (give FILE, or -)");
+  if (o.output.empty()) return absl::InvalidArgumentError("-w FILE is required (- for stdout)");
+  if (o.output == "-" && o.max_bytes) {
+    return absl::InvalidArgumentError("-C needs -w FILE: standard output cannot be split");
+  }
+  if (o.count < -1) return absl::InvalidArgumentError("-c: must be 0 or more");
+  if (o.output != "-") {
+    for (const std::string& in : o.inputs) {
+      if (in != "-" && SameFile(in, o.output)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("-w ", o.output, ": is the input ", in, "; refusing to overwrite it"));
+      }
+    }
+  }
+
+  int unreadable = 0;
+  std::vector<std::unique_ptr<LineReporter>> reporters;
+  OrderOptions order;
+  order.files = o.inputs;
+  order.reorder_window_ns = o.reorder_window_ns;
+  order.keep = o.keep;
+  order.reporter_for = [&](const std::string& name) {
+    reporters.push_back(std::make_unique<LineReporter>(o.program, name, nullptr, nullptr, err));
+    return reporters.back().get();
+  };
+  order.open_error = [&](const absl::Status& s) {
+    ++unreadable;
+    std::fprintf(err, "%s: %s\n", program, std::string(s.message()).c_str());
+  };
+  absl::StatusOr<std::unique_ptr<ExchangeSource>> opened = ExchangeSource::Open(order);
+  if (!opened.ok()) return opened.status();
+  ExchangeSource& source = **opened;
+
+  // The header, from the inputs' headers (filter.h says how).
+  CaptureMetadata meta;
+  meta.writer_name = "tapfilter";
+  meta.writer_version = std::string(kVersion);
+  meta.host = HostName();
+  meta.command_line = o.command_line;
+  meta.body_limit = 0;
+  std::vector<uint32_t> base(source.inputs(), 0);
+  bool first = true, all_redacted = true, all_keyed = true;
+  std::vector<std::string> redacted_headers;
+  std::vector<std::pair<std::string, std::string>> input_filters;
+  bool same_filters = true, same_target = true;
+  uint32_t next_base = 0;
+  for (size_t i = 0; i < source.inputs(); ++i) {
+    const std::string name = o.inputs[i] == "-" ? "<stdin>" : o.inputs[i];
+    meta.extra.emplace_back("tapfilter.source", name);
+    const Reader* r = source.reader(i);
+    if (!r) continue;
+    const CaptureMetadata& m = r->metadata();
+    base[i] = next_base;
+    uint32_t top = 0;
+    bool any = false;
+    for (const CapturePointInfo& cp : PointsOf(*r)) {
+      top = std::max(top, cp.id);
+      any = true;
+    }
+    next_base += any ? top + 1 : 0;
+    if (first) {
+      meta.start_time_ns = m.start_time_ns;
+      meta.target = m.target;
+      meta.ns = m.ns;
+      input_filters = m.filters;
+      redacted_headers = m.redaction.headers;
+    } else {
+      meta.start_time_ns = std::min(meta.start_time_ns, m.start_time_ns);
+      same_target = same_target && meta.target == m.target && meta.ns == m.ns;
+      same_filters = same_filters && input_filters == m.filters;
+      std::erase_if(redacted_headers, [&](const std::string& h) {
+        return std::find(m.redaction.headers.begin(), m.redaction.headers.end(), h) ==
+               m.redaction.headers.end();
+      });
+    }
+    first = false;
+    all_redacted = all_redacted && m.redaction.enabled;
+    all_keyed = all_keyed && m.redaction.keyed;
+    meta.body_limit = std::max(meta.body_limit, m.body_limit);
+  }
+  if (first) {
+    // No input opened: nothing to write, and the errors were told.
+    return absl::DataLossError(
+        absl::StrCat("no input could be read (", unreadable, " unreadable)"));
+  }
+  if (!same_target) meta.target.clear(), meta.ns.clear();
+  if (same_filters) meta.filters = input_filters;
+  for (const auto& f : o.selection) {
+    if (!f.second.empty()) meta.filters.push_back(f);
+  }
+  meta.redaction.enabled = all_redacted || static_cast<bool>(o.redaction.apply);
+  if (all_redacted) meta.redaction.headers = redacted_headers;
+  meta.redaction.keyed = all_redacted && all_keyed;
+  if (o.redaction.apply) {
+    for (const std::string& h : o.redaction.headers) {
+      if (std::find(meta.redaction.headers.begin(), meta.redaction.headers.end(), h) ==
+          meta.redaction.headers.end()) {
+        meta.redaction.headers.push_back(h);
+      }
+    }
+    meta.redaction.keyed = (all_redacted ? all_keyed : true) && o.redaction.keyed;
+    meta.extra.insert(meta.extra.end(), o.redaction.description.begin(),
+                      o.redaction.description.end());
+  }
+  auto renumbered = [&](const std::vector<CapturePointInfo>& points, size_t input) {
+    std::vector<CapturePointInfo> out = points;
+    for (CapturePointInfo& cp : out) cp.id += base[input];
+    return out;
+  };
+  for (size_t i = 0; i < source.inputs(); ++i) {
+    if (const Reader* r = source.reader(i)) {
+      std::vector<CapturePointInfo> p = renumbered(r->metadata().capture_points, i);
+      meta.capture_points.insert(meta.capture_points.end(), p.begin(), p.end());
+    }
+  }
+
+  auto trailer = [&]() {
+    TrailerInput t;
+    for (size_t i = 0; i < source.inputs(); ++i) {
+      const Reader* r = source.reader(i);
+      if (!r) continue;
+      if (r->summary()) {
+        for (const auto& [k, v] : r->summary()->drops) t.drops[k] += v;
+        for (const auto& [k, v] : r->summary()->counters) t.counters[k] += v;
+      }
+      std::vector<CapturePointInfo> p = renumbered(PointsOf(*r), i);
+      t.capture_points.insert(t.capture_points.end(), p.begin(), p.end());
+    }
+    t.counters["selected_out"] += source.selected_out();
+    return t;
+  };
+  RotationOptions rotation;
+  rotation.max_bytes = o.max_bytes;
+  // A few batches in flight keep the writer thread busy; more would only hold memory (the
+  // inputs may be far larger than memory).
+  rotation.queue_batches = 4;
+  RotatingWriter writer(o.output, meta, rotation, trailer);
+  if (absl::Status s = writer.Open(); !s.ok()) return s;
+
+  absl::Status failed;
+  ExchangeView v;
+  size_t input = 0;
+  while ((o.count < 0 || static_cast<int64_t>(summary->exchanges) < o.count) &&
+         source.Next(&v, &input)) {
+    Exchange x = v.ToExchange();
+    x.capture_point += base[input];
+    if (o.redaction.apply) {
+      if (absl::Status s = o.redaction.apply(&x); !s.ok()) {
+        failed = s;
+        break;
+      }
+    }
+    if (absl::Status s = writer.Append(std::move(x)); !s.ok()) {
+      failed = s;
+      break;
+    }
+    ++summary->exchanges;
+  }
+  summary->selected_out = source.selected_out();
+  summary->late = source.late();
+  summary->files = writer.files();
+  absl::Status closed = writer.Close();
+  if (!failed.ok()) return failed;
+  if (!closed.ok()) return closed;
+  if (summary->late > 0) {
+    std::fprintf(err, "%s: notice: %s\n", program,
+                 LateNotice(summary->late, o.reorder_window_ns).c_str());
+  }
+  int damaged = 0;
+  for (size_t i = 0; i < source.inputs(); ++i) {
+    const Reader* r = source.reader(i);
+    if (!r || r->status().ok()) continue;
+    ++damaged;
+    // DataLoss was reported line by line already; a read error was not.
+    if (!absl::IsDataLoss(r->status())) {
+      std::fprintf(err, "%s: %s\n", program, std::string(r->status().message()).c_str());
+    }
+  }
+  if (damaged || unreadable) {
+    return absl::DataLossError(
+        absl::StrCat(damaged + unreadable, damaged + unreadable == 1 ? " input" : " inputs",
+                     " damaged or unreadable; what could be read was written (", summary->exchanges,
+                     summary->exchanges == 1 ? " exchange)" : " exchanges)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tapkit

@@ -1,0 +1,105 @@
+// tapfilter as a user runs it: standard input and output, exit codes, error lines.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "format/test_dir.h"
+#include "format/testutil.h"
+
+namespace tapkit {
+namespace {
+
+struct CmdResult {
+  int rc = -1;
+  std::string out, err;
+};
+
+// Runs `cmd` under sh with stdout and stderr captured.
+CmdResult Sh(const std::string& cmd) {
+  std::string out = absl::StrCat(testing::TestDir(), "/sh.out");
+  std::string err = absl::StrCat(testing::TestDir(), "/sh.err");
+  int status = std::system(absl::StrCat("(", cmd, ") > '", out, "' 2> '", err, "'").c_str());
+  CmdResult r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = testing::ReadFileBytes(out);
+  r.err = testing::ReadFileBytes(err);
+  return r;
+}
+
+std::string Q(const std::string& s) { return "'" + s + "'"; }
+const std::string kTapfilter = Q(TAPFILTER_BIN), kTapcat = Q(TAPCAT_BIN),
+                  kTapsynth = Q(TAPSYNTH_BIN);
+
+std::vector<std::string> SortedLines(const std::string& s) {
+  std::vector<std::string> v = absl::StrSplit(s, '\n', absl::SkipEmpty());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// `-` reads a pipe and writes one; merged with a file, the result is the sort of the union, the
+// same as tapcat's merge of the two.
+TEST(Tapfilter, StdinToStdoutMerged) {
+  std::string a = absl::StrCat(testing::TestDir(), "/a.tap");
+  std::string b = absl::StrCat(testing::TestDir(), "/b.tap");
+  ASSERT_EQ(Sh(kTapsynth + " -n 2000 --seed 1 -w " + Q(a)).rc, 0);
+  ASSERT_EQ(Sh(kTapsynth + " -n 1500 --seed 2 -w " + Q(b)).rc, 0);
+  CmdResult piped = Sh("cat " + Q(a) + " | " + kTapfilter + " - " + Q(b) + " -w - | " + kTapcat +
+                       " -o json --file-order -");
+  EXPECT_EQ(piped.rc, 0) << piped.err;
+  EXPECT_EQ(piped.err, "");
+  CmdResult merged = Sh(kTapcat + " -o json " + Q(a) + " " + Q(b));
+  ASSERT_EQ(merged.rc, 0);
+  // tapcat numbers nothing: the capture points of the second input differ after tapfilter's
+  // renumbering, so compare what does not name them.
+  auto strip = [](const std::string& s) {
+    std::string o;
+    for (const std::string& l :
+         std::vector<std::string>(absl::StrSplit(s, '\n', absl::SkipEmpty()))) {
+      size_t at = l.find("\"id\":{\"capturePoint\":");
+      size_t end = l.find(',', at);
+      o += absl::StrCat(l.substr(0, at), l.substr(end), "\n");
+    }
+    return o;
+  };
+  EXPECT_EQ(strip(piped.out), strip(merged.out));
+  EXPECT_EQ(SortedLines(piped.out).size(), 3500u);
+}
+
+TEST(Tapfilter, BadInputAndUsage) {
+  std::string bad = absl::StrCat(testing::TestDir(), "/bad.tap");
+  std::ofstream(bad) << "hello";
+  std::string out = absl::StrCat(testing::TestDir(), "/o.tap");
+  CmdResult r = Sh(kTapfilter + " " + Q(bad) + " -w " + Q(out));
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find(bad + ": offset 0: not a .tap file"), std::string::npos) << r.err;
+  CmdResult none = Sh(kTapfilter + " -w " + Q(out));
+  EXPECT_EQ(none.rc, 2);
+  EXPECT_NE(none.err.find("no input file"), std::string::npos) << none.err;
+  CmdResult split = Sh(kTapfilter + " " + Q(bad) + " -C 1 -w -");
+  EXPECT_EQ(split.rc, 2);
+  EXPECT_NE(split.err.find("-C needs -w FILE"), std::string::npos) << split.err;
+  CmdResult size = Sh(kTapfilter + " " + Q(bad) + " -C lots -w " + Q(out));
+  EXPECT_EQ(size.rc, 2);
+  EXPECT_NE(size.err.find("-C lots: not a size"), std::string::npos) << size.err;
+}
+
+// -c N keeps the first N in sort-key order, and the header says so.
+TEST(Tapfilter, CountIsRecorded) {
+  std::string a = absl::StrCat(testing::TestDir(), "/c.tap");
+  std::string out = absl::StrCat(testing::TestDir(), "/c-out.tap");
+  ASSERT_EQ(Sh(kTapsynth + " -n 500 -w " + Q(a)).rc, 0);
+  ASSERT_EQ(Sh(kTapfilter + " -c 10 " + Q(a) + " -w " + Q(out)).rc, 0);
+  CmdResult first = Sh(kTapcat + " -o json -c 10 " + Q(a));
+  CmdResult got = Sh(kTapcat + " -o json " + Q(out));
+  EXPECT_EQ(got.out, first.out);
+  CmdResult info = Sh(kTapcat + " --info " + Q(out));
+  EXPECT_NE(info.out.find("count=10"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("selected_out=0"), std::string::npos) << info.out;
+}
+
+}  // namespace
+}  // namespace tapkit
