@@ -166,6 +166,13 @@ struct RedactionFlags {
   std::string key_file;                   // --redact-key-file FILE
 };
 
+// The flags of a tool that redacts unless told not to (taprec, the live tap).
+inline RedactionFlags RedactionOnByDefault() {
+  RedactionFlags f;
+  f.on_by_default = true;
+  return f;
+}
+
 // Whether the flags ask for redaction at all.
 bool RedactionEnabled(const RedactionFlags& flags);
 

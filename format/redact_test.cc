@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -277,7 +278,9 @@ TEST(RedactJson, EncodedBodiesEncodedAgainWithTheirCoding) {
     EXPECT_EQ(b.length, b.data.size());
     EXPECT_FALSE(b.truncated);
     EXPECT_EQ(Field(x.response->headers, "Content-Length"), std::to_string(b.data.size()));
-    if (coding == "gzip") EXPECT_EQ(b.data.substr(0, 2), "\x1f\x8b") << "still gzip";
+    if (coding == "gzip") {
+      EXPECT_EQ(b.data.substr(0, 2), "\x1f\x8b") << "still gzip";
+    }
     absl::StatusOr<DecodedContent> dec = DecodeContent(b.data, coding);
     ASSERT_TRUE(dec.ok()) << coding << ": " << dec.status();
     EXPECT_TRUE(dec->complete);
@@ -396,20 +399,32 @@ TEST(RedactionFlags, BuildCheckAndDescribe) {
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ((*r)->policy(), DefaultRedactionPolicy());
 
+  auto flags = [](std::function<void(RedactionFlags&)> set) {
+    RedactionFlags f;
+    set(f);
+    return f;
+  };
   const std::pair<RedactionFlags, std::string> bad[] = {
-      {{.headers = {"x y"}},
+      {flags([](RedactionFlags& f) { f.headers = {"x y"}; }),
        "--redact-header \"x y\": not a header field name (a token, RFC 9110 section 5.6.2)"},
-      {{.headers = {"a,"}},
+      {flags([](RedactionFlags& f) { f.headers = {"a,"}; }),
        "--redact-header \"\": not a header field name (a token, RFC 9110 section 5.6.2)"},
-      {{.query_params = {""}}, "--redact-query-param: an empty parameter name"},
-      {{.json_fields = {"password"}},
+      {flags([](RedactionFlags& f) { f.query_params = {""}; }),
+       "--redact-query-param: an empty parameter name"},
+      {flags([](RedactionFlags& f) { f.json_fields = {"password"}; }),
        "--redact-json-field JSON pointer \"password\": must be empty or start with \"/\" (RFC "
        "6901 section 3)"},
-      {{.on_by_default = true, .no_redact = true, .query_params = {"x"}},
+      {flags([](RedactionFlags& f) {
+         f.on_by_default = f.no_redact = true;
+         f.query_params = {"x"};
+       }),
        "--redact-query-param goes with redaction; --no-redact turns it off"},
-      {{.on_by_default = true, .no_redact = true, .key_file = "k"},
+      {flags([](RedactionFlags& f) {
+         f.on_by_default = f.no_redact = true;
+         f.key_file = "k";
+       }),
        "--redact-key-file goes with redaction; --no-redact turns it off"},
-      {{.key_file = d.path() + "/missing"},
+      {flags([&](RedactionFlags& f) { f.key_file = d.path() + "/missing"; }),
        "--redact-key-file " + d.path() + "/missing: no such file"},
   };
   for (const auto& [flags, message] : bad) {
@@ -447,7 +462,7 @@ TEST(RedactionPolicy, RecordedInTheHeader) {
   ASSERT_TRUE(DecodeCaptureMetadata(EncodeCaptureMetadata(m), &back));
   EXPECT_EQ(back.redaction, m.redaction);
   CaptureMetadata old = testing::SampleMetadata();
-  old.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false};
+  old.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false, {}, {}};
   const std::string bytes = EncodeCaptureMetadata(old);
   ASSERT_TRUE(DecodeCaptureMetadata(bytes, &back));
   EXPECT_EQ(back.redaction, old.redaction);

@@ -44,7 +44,7 @@ struct CaptureRecording {
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   // --no-redact, --redact-header, --redact-query-param, --redact-json-field, --redact-key-file
   // (format/redact.h BuildRedactor); on unless --no-redact.
-  RedactionFlags redaction{.on_by_default = true};
+  RedactionFlags redaction = RedactionOnByDefault();
   std::string inventory_path;   // label endpoints by address; empty = no labels
   RotationOptions rotation;     // -C, -G (capture time with -r), -W; `notice` goes to `err`
   std::vector<std::string> command_line;  // for the file's header

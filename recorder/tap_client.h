@@ -57,7 +57,7 @@ struct TapOptions {
   std::string token_file;               // bearer token (a control plane on TCP)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
   // Sent to the sidecars, which redact (format/redact.h BuildRedactor); on unless --no-redact.
-  RedactionFlags redaction{.on_by_default = true};
+  RedactionFlags redaction = RedactionOnByDefault();
   std::vector<std::string> command_line;  // for the file's header
   RotationOptions rotation;               // -C, -G (wall clock), -W; `notice` goes to `err`
   // At the end, the delay from each exchange's last captured packet to its arrival here (p50,

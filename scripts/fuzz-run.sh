@@ -5,7 +5,7 @@
 #
 #   scripts/fuzz-run.sh TARGET BINARY WORKDIR [libFuzzer flags...]
 #
-# TARGET is capture, http1, pcap, pcapng or reader (the fixtures/fuzz/ folder of its committed
+# TARGET is capture, http1, pcap, pcapng, reader or redact (the fixtures/fuzz/ folder of its committed
 # seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working corpus (its first
 # folder, the only one it writes to) and the seeds made from captures for this run. The seed
 # folders after it are read only:
@@ -36,6 +36,7 @@ case "${target}" in
   pcapng) max_len=8192 ;;
   http1) max_len=4096 ;;
   reader) max_len=65536 ;;
+  redact) max_len=4096 ;;
   *)
     echo "fuzz-run.sh: unknown target ${target}" >&2
     exit 2

@@ -42,7 +42,9 @@ TEST(Redact, SecretFieldsOnlyCaseInsensitiveEqualValuesEqual) {
   EXPECT_NE(padded.request->headers[0].value, "SECRET9");
   Redactor other({}, "another key, sixteen bytes+");
   EXPECT_NE(other.Redact("Bearer abc"), r.Redact("Bearer abc")) << "the key matters";
-  Redactor only(RedactionRules{.headers = {"X-Request-Id"}}, "a key of sixteen+ bytes");
+  RedactionRules request_id;
+  request_id.headers = {"X-Request-Id"};
+  Redactor only(request_id, "a key of sixteen+ bytes");
   Exchange y;
   y.request.emplace().headers = {{"Authorization", "a"}, {"x-request-id", "2"}};
   EXPECT_EQ(only.Apply(&y), 1u);

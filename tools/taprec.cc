@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   int64_t buffer_kib = 0, rotate_seconds = 0, file_count = 0, max_requests = 0;
   std::vector<std::string> bpf_words;
   std::string interface_name, rotate_size, inventory_path;
-  tapkit::RedactionFlags redaction{.on_by_default = true};
+  tapkit::RedactionFlags redaction = tapkit::RedactionOnByDefault();
   std::string ns, selector, to, to_namespace, from, from_namespace, method, authority, path;
   std::string controlplane, token_file, user;
   double max_rps = 0;
