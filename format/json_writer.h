@@ -56,6 +56,18 @@ class JsonWriter {
   }
   // "key": (the value follows). Keys are docs/json.md's member names: ASCII letters only (a kind
   // name is checked by IsKindName), so they need no escaping.
+  // A literal key: its length is known, so the copy is a fixed-size move.
+  template <size_t N>
+  void Key(const char (&k)[N]) {
+    Reserve(N + 4);
+    Comma();
+    *w_++ = '"';
+    std::memcpy(w_, k, N - 1);
+    w_ += N - 1;
+    *w_++ = '"';
+    *w_++ = ':';
+    first_ = true;
+  }
   void Key(std::string_view k) {
     Reserve(k.size() + 4);
     Comma();
@@ -70,6 +82,29 @@ class JsonWriter {
     Reserve(1);
     Comma();
     String(s);
+  }
+  // Writes `s` as a string when it is UTF-8 and returns true; otherwise writes nothing and returns
+  // false. The UTF-8 check runs only when the escape pass met a byte >= 0x80, so ASCII (nearly all
+  // of HTTP) is scanned once.
+  bool StrIfUtf8(std::string_view s) {
+    Mark m = Here();
+    Reserve(1);
+    Comma();
+    if (String(s) && !IsUtf8(s)) {
+      Rewind(m);
+      return false;
+    }
+    return true;
+  }
+  // A position to come back to (the output since then is dropped).
+  struct Mark {
+    size_t offset;
+    bool first;
+  };
+  Mark Here() const { return {static_cast<size_t>(w_ - out_->data()), first_}; }
+  void Rewind(const Mark& m) {
+    w_ = out_->data() + m.offset;
+    first_ = m.first;
   }
   void Uint(uint64_t v) {
     Reserve(22);
@@ -105,9 +140,7 @@ class JsonWriter {
   // "keyEncoding": "base64" (no member name sorts between the two).
   void TextMember(std::string_view key, std::string_view s) {
     Key(key);
-    if (IsUtf8(s)) {
-      Str(s);
-    } else {
+    if (!StrIfUtf8(s)) {
       Str(absl::Base64Escape(absl::string_view(s.data(), s.size())));
       Key(std::string(key) + "Encoding");
       Str("base64");
@@ -137,8 +170,9 @@ class JsonWriter {
     first_ = false;
   }
   // Escapes `s` quoted. 16 bytes at a time are tested for anything needing an escape (SSE2 where
-  // there is one: every x86-64 has it), and escapes are written without a call per byte.
-  void String(std::string_view s) {
+  // there is one: every x86-64 has it), and escapes are written without a call per byte. Returns
+  // true when `s` holds a byte >= 0x80.
+  bool String(std::string_view s) {
     static constexpr auto kEscape = [] {
       // 1: escape as \u00xx; other non-zero: the letter after the backslash.
       std::array<char, 256> t{};
@@ -166,9 +200,12 @@ class JsonWriter {
       w = w_;
     };
     *w++ = '"';
+    unsigned high = 0;
 #if defined(__SSE2__)
+    __m128i high_bits = _mm_setzero_si128();
     while (end - p >= 16) {
       __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      high_bits = _mm_or_si128(high_bits, v);
       __m128i ctl = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8(static_cast<char>(0xe0))),
                                    _mm_setzero_si128());
       __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
@@ -182,8 +219,11 @@ class JsonWriter {
         std::memcpy(w, p + i, 16);  // a fixed-size move; only n - i bytes count
         w += n - i;
         unsigned char c = static_cast<unsigned char>(p[n]);
-        char e = kEscape[c];
-        if (e != 1) {
+        if (c == '"' || c == '\\') {  // most escapes, without the table
+          w[0] = '\\';
+          w[1] = static_cast<char>(c);
+          w += 2;
+        } else if (char e = kEscape[c]; e != 1) {
           w[0] = '\\';
           w[1] = e;
           w += 2;
@@ -200,9 +240,11 @@ class JsonWriter {
       w += 16 - i;
       p += 16;
     }
+    high = static_cast<unsigned>(_mm_movemask_epi8(high_bits));
 #endif
     for (; p != end; ++p) {
       unsigned char c = static_cast<unsigned char>(*p);
+      high |= c & 0x80;
       char e = kEscape[c];
       if (e == 0) {
         *w++ = static_cast<char>(c);
@@ -220,6 +262,7 @@ class JsonWriter {
     }
     *w++ = '"';
     w_ = w;
+    return high != 0;
   }
 
   std::string* out_;

@@ -176,20 +176,25 @@ std::string H2ErrorName(uint32_t code) {
 void HeadersOut(JsonWriter& j, const HeaderListView& h) {
   j.Open('[');
   for (const HeaderListView::Field& f : h) {
+    // Written as text first; a name or value that is not UTF-8 rewinds it (rare).
+    JsonWriter::Mark m = j.Here();
     j.Open('{');
-    if (IsUtf8(f.name) && IsUtf8(f.value)) {
-      j.Key("name");
-      j.Str(f.name);
+    j.Key("name");
+    if (j.StrIfUtf8(f.name)) {
       j.Key("value");
-      j.Str(f.value);
-    } else {
-      j.Key("encoding");
-      j.Str("base64");
-      j.Key("name");
-      j.Str(absl::Base64Escape(AV(f.name)));
-      j.Key("value");
-      j.Str(absl::Base64Escape(AV(f.value)));
+      if (j.StrIfUtf8(f.value)) {
+        j.Close('}');
+        continue;
+      }
     }
+    j.Rewind(m);
+    j.Open('{');
+    j.Key("encoding");
+    j.Str("base64");
+    j.Key("name");
+    j.Str(absl::Base64Escape(AV(f.name)));
+    j.Key("value");
+    j.Str(absl::Base64Escape(AV(f.value)));
     j.Close('}');
   }
   j.Close(']');
@@ -199,13 +204,9 @@ void BodyOut(JsonWriter& j, const BodyView& b) {
   j.Open('{');
   if (b.loaded()) {
     std::string_view d = b.data();
-    bool text = IsUtf8(d);
     j.Key("data");
-    if (text) {
-      j.Str(d);
-    } else {
-      j.Str(absl::Base64Escape(AV(d)));
-    }
+    bool text = j.StrIfUtf8(d);
+    if (!text) j.Str(absl::Base64Escape(AV(d)));
     j.Key("encoding");
     j.Str(text ? "utf8" : "base64");
   }
