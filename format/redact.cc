@@ -445,8 +445,14 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   if (JsonDepth(decoded->data, kMaxJsonDepth) > kMaxJsonDepth) {
     return drop(absl::StrCat("its JSON nests deeper than ", kMaxJsonDepth, " levels"));
   }
-  nlohmann::ordered_json doc =
-      nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
+  // A NUL byte is never in JSON text (RFC 8259 section 7 escapes control characters), and
+  // nlohmann's parser stops at one: what follows it would pass unseen.
+  nlohmann::ordered_json doc;
+  if (decoded->data.find('\0') == std::string::npos) {
+    doc = nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
+  } else {
+    doc = nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded);
+  }
   if (doc.is_discarded()) {
     if (json_type) drop("it does not parse as JSON");
     return;

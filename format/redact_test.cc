@@ -308,6 +308,9 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
       {"cut, looks like JSON", "", "", R"({"token":"ab)", true,
        "a JSON body stored cut short (the body limit) cannot be checked whole"},
       {"does not parse", "application/json", "", "{not json", false, "it does not parse as JSON"},
+      // nlohmann's parser stops at a NUL byte: what follows one must not pass unseen.
+      {"NUL inside", "application/json", "", std::string("{\"a\":1}\0{\"token\":\"s\"}", 22),
+       false, "it does not parse as JSON"},
       {"too deep", "application/json", "", deep, false, "its JSON nests deeper than 256 levels"},
       {"not gzip", "application/json", "gzip", "plain bytes", false, "it does not decode ("},
       {"unknown coding", "application/json", "zstd", "whatever", false, "it does not decode ("},
