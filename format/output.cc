@@ -1,5 +1,7 @@
 #include "format/output.h"
 
+#include "format/verbose.h"
+
 namespace tapkit {
 namespace {
 
@@ -40,16 +42,29 @@ class StatsOutput final : public ExchangeOutput {
   bool json_;
 };
 
-// One JSON object per exchange (docs/json.md), bodies included.
+// One JSON object per exchange (docs/json.md), bodies included (decoded too with --body).
 class JsonOutput final : public ExchangeOutput {
  public:
+  explicit JsonOutput(const JsonOptions& options) : options_(options) {}
   bool NeedsBodies() const override { return true; }
-  void Add(const ExchangeView& x, std::string* out) override { AppendJson(x, out); }
+  void Add(const ExchangeView& x, std::string* out) override { AppendJson(x, options_, out); }
+
+ private:
+  JsonOptions options_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& options) {
+  if (options.verbose && (options.format != OutputFormat::kText || options.stat)) {
+    return absl::InvalidArgumentError(
+        "-V prints its own blocks; it does not combine with -o wide, -o json or --stat");
+  }
+  if (options.decoded_bodies && (options.format != OutputFormat::kJson || options.stat)) {
+    return absl::InvalidArgumentError(
+        "--body: only with -o json (-V shows the decoded bodies by itself)");
+  }
+  if (options.verbose) return MakeVerboseOutput(options.decode_cap);
   if (options.stat) {
     if (options.format == OutputFormat::kWide) {
       return absl::InvalidArgumentError("--stat prints text or json, not -o wide");
@@ -61,8 +76,12 @@ absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& 
       return std::make_unique<TextOutput>(false, options.time);
     case OutputFormat::kWide:
       return std::make_unique<TextOutput>(true, options.time);
-    case OutputFormat::kJson:
-      return std::make_unique<JsonOutput>();
+    case OutputFormat::kJson: {
+      JsonOptions json;
+      json.decoded_bodies = options.decoded_bodies;
+      json.decode_cap = options.decode_cap;
+      return std::make_unique<JsonOutput>(json);
+    }
   }
   return absl::InvalidArgumentError("unknown output format");
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "format/content_coding.h"
 #include "format/exchange_view.h"
 #include "format/line_time.h"
 #include "format/metadata.h"
@@ -39,6 +40,12 @@ struct OutputOptions {
   // lines; grouped by workload and route, or by `stat_by`. kWide does not apply.
   bool stat = false;
   StatKey stat_by = StatKey::kRoute;
+  // tapcat -V: one block per exchange for a person (verbose.h); only with the text format.
+  bool verbose = false;
+  // tapcat --body: -o json bodies gain `decoded` (docs/json.md); only with the JSON format.
+  bool decoded_bodies = false;
+  // At most this many decoded bytes per body, for -V and --body (content_coding.h).
+  size_t decode_cap = kDefaultDecodeCap;
 };
 
 class ExchangeOutput {
@@ -55,7 +62,8 @@ class ExchangeOutput {
 };
 
 // The output `options` describe. Errors: InvalidArgument for combinations that cannot print
-// (--stat with -o wide).
+// (--stat with -o wide; -V with -o wide or json, or with --stat; --body without -o json, or
+// with --stat).
 absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& options);
 
 }  // namespace tapkit

@@ -133,6 +133,8 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   oo.time = o.time;
   oo.stat = o.stat;
   oo.stat_by = o.stat_by;
+  oo.verbose = o.verbose;
+  oo.decoded_bodies = o.decoded_bodies;
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
   if (!output.ok()) {
     std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());

@@ -34,6 +34,9 @@ struct PrintOptions {
   TimeFormat time = TimeFormat::kAbsolute;  // text and wide lines' time column (line_time.h)
   bool stat = false;                        // --stat: the table of stats.h instead of exchanges
   StatKey stat_by = StatKey::kRoute;        // --by
+  // -V: one block per exchange (verbose.h); --body: -o json bodies gain `decoded` (docs/json.md).
+  bool verbose = false;
+  bool decoded_bodies = false;
   int64_t count = -1;       // at most this many exchanges over all files; -1: no limit
   bool info = false;        // the --info report per file instead of the exchanges
   bool reindex = false;     // write the index and trailer of files that lack them (RebuildIndex)

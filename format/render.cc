@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "format/decoded_body.h"
 
 namespace tapkit {
 
@@ -141,7 +142,8 @@ json LabelsJson(const Labels& l) {
   return meta;
 }
 
-// gRPC status code names as linkerd prints them (grpc/doc/statuscodes.md).
+}  // namespace
+
 std::string GrpcName(int32_t code) {
   static const char* const kNames[] = {
       "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
@@ -172,6 +174,7 @@ std::string H2ErrorName(uint32_t code) {
   return absl::StrCat("0x", absl::Hex(code));
 }
 
+namespace {
 
 void HeadersOut(JsonWriter& j, const HeaderListView& h) {
   j.Open('[');
@@ -200,13 +203,44 @@ void HeadersOut(JsonWriter& j, const HeaderListView& h) {
   j.Close(']');
 }
 
-void BodyOut(JsonWriter& j, const BodyView& b) {
+// --body: the body with its Content-Encoding undone (docs/json.md, `*.body.decoded`); members in
+// byte order.
+void DecodedOut(JsonWriter& j, const BodyView& b, const HeaderListView& headers, size_t cap) {
+  DecodedBody d = DecodeBody(b.data(), headers, b.truncated(), cap);
+  j.Open('{');
+  if (d.status.ok()) {
+    j.Key("complete");
+    j.Bool(d.complete);
+  }
+  j.TextMember("contentEncoding", d.content_encoding);
+  if (!d.status.ok()) {
+    j.TextMember("error", std::string(d.status.message()));
+  } else {
+    j.Key("kind");
+    j.Str(BodyKindName(d.kind));
+    j.Key("length");
+    j.Uint(d.data.size());
+    if (d.kind != BodyKind::kBinary) {
+      // A UTF-8 sequence cut at the end of a cut body is left out of the text.
+      j.Key("text");
+      j.Str(std::string_view(d.data).substr(0, Utf8CompletePrefix(d.data)));
+    }
+  }
+  j.Close('}');
+}
+
+void BodyOut(JsonWriter& j, const BodyView& b, const HeaderListView& headers,
+             const JsonOptions& options) {
   j.Open('{');
   if (b.loaded()) {
     std::string_view d = b.data();
     j.Key("data");
     bool text = j.StrIfUtf8(d);
     if (!text) j.Str(absl::Base64Escape(AV(d)));
+    if (options.decoded_bodies) {
+      j.Key("decoded");
+      DecodedOut(j, b, headers, options.decode_cap);
+    }
     j.Key("encoding");
     j.Str(text ? "utf8" : "base64");
   }
@@ -453,7 +487,9 @@ void AppendEndLine(const ExchangeView& x, bool wide, std::string* out) {
   absl::StrAppend(out, end, suffix, "\n");
 }
 
-void AppendJson(const ExchangeView& x, std::string* out) {
+void AppendJson(const ExchangeView& x, std::string* out) { AppendJson(x, JsonOptions(), out); }
+
+void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* out) {
   // Members in byte order (see JsonWriter).
   JsonWriter j(out);
   j.Open('{');
@@ -517,7 +553,7 @@ void AppendJson(const ExchangeView& x, std::string* out) {
     j.TextMember("authority", q.authority());
     if (q.body().present()) {
       j.Key("body");
-      BodyOut(j, q.body());
+      BodyOut(j, q.body(), q.headers(), options);
     }
     j.Key("headers");
     HeadersOut(j, q.headers());
@@ -544,7 +580,7 @@ void AppendJson(const ExchangeView& x, std::string* out) {
     j.Open('{');
     if (s.body().present()) {
       j.Key("body");
-      BodyOut(j, s.body());
+      BodyOut(j, s.body(), s.headers(), options);
     }
     j.Key("headers");
     HeadersOut(j, s.headers());

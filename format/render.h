@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "format/content_coding.h"
 #include "format/exchange_view.h"
 #include "format/line_time.h"
 #include "format/metadata.h"
@@ -53,6 +54,20 @@ void AppendEndLine(const ExchangeView& x, bool wide, std::string* out);
 
 // Appends one JSON object and '\n'. Bodies are included when the reader loaded them.
 void AppendJson(const ExchangeView& x, std::string* out);
+
+struct JsonOptions {
+  // tapcat --body: each loaded body gains `decoded` (docs/json.md), its Content-Encoding undone
+  // (decoded_body.h) with at most `decode_cap` decoded bytes.
+  bool decoded_bodies = false;
+  size_t decode_cap = kDefaultDecodeCap;
+};
+void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* out);
+
+// A gRPC status code's name as linkerd prints it ("NotFound"; grpc/doc/statuscodes.md), or the
+// number for codes past 16.
+std::string GrpcName(int32_t code);
+// An HTTP/2 error code's name ("CANCEL"; RFC 9113 section 7), or "0x..." for unknown codes.
+std::string H2ErrorName(uint32_t code);
 
 // True when `s` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or values past U+10FFFF).
 bool IsUtf8(std::string_view s);

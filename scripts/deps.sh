@@ -46,11 +46,13 @@ packages=(
   # Content codings (gzip, deflate, br) undone for showing, redacting and comparing bodies; the
   # gzip and brotli tools as the tests' independent encoders.
   zlib1g-dev libbrotli-dev brotli gzip
-  # JSON checks in tests (tapcat --info -o json | jq).
+  # JSON checks in tests (tapcat --info -o json | jq; jq's pretty-printing checks tapcat -V's).
   jq
   # Independent readers of the fixture pcaps in tests: tshark (requests, codes, http.time for
   # tapcat --stat) and tcpdump (packet times for tapcat's time column).
   tshark tcpdump
+  # hexdump -C, the independent printer tapcat -V's hex dumps are checked against (verbose_test).
+  bsdextrautils
 )
 
 # Extra packages from the environment and the command line.

@@ -1,6 +1,6 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-c N] [-t | --time FORMAT] [--stat [--by KEY]]
+//   tapcat [-o text|wide|json] [-V] [--body] [-c N] [-t | --time FORMAT] [--stat [--by KEY]]
 //          [--file-order | --reorder-window D] [-f] FILE|- ...
 //   tapcat --info [-o json] FILE|- ...      tapcat --reindex FILE ...
 //
@@ -8,7 +8,8 @@
 // growing files until SIGINT or SIGTERM (exit 0). --info prints a report per file; with -o json,
 // one JSON object per file (docs/json.md). --stat prints a table per workload and route
 // (format/stats.h); -t and --time pick the time column of text and wide lines
-// (format/line_time.h).
+// (format/line_time.h). -V prints one block per exchange for a person (format/verbose.h); --body
+// adds the decoded bodies to -o json.
 //
 // Exit status (docs/architecture.md section 4): 0 success (a torn tail is only a notice), 2 usage
 // or input error, including damage found in a file (whatever could be read is still printed).
@@ -50,7 +51,7 @@ void CatchStopSignals() {
 
 // Flags that cannot be given together: one of them would be silently ignored. Each is named as
 // the user wrote it ("-o WORD" for an explicit -o); the first pair found is reported on one line,
-// exit 2. When a flag lands, its row goes here (-V with -o json, once -V exists).
+// exit 2. When a flag lands, its row goes here.
 struct Conflict {
   std::string_view a, b, why;
 };
@@ -74,6 +75,15 @@ constexpr Conflict kConflicts[] = {
     {"--reorder-window", "--info", "--info prints no exchanges"},
     {"--file-order", "--reindex", "--reindex prints no exchanges"},
     {"--reorder-window", "--reindex", "--reindex prints no exchanges"},
+    {"-V", "--info", "--info reports on files, -V on their exchanges"},
+    {"-V", "--reindex", "--reindex prints no exchanges"},
+    {"-V", "--stat", "--stat prints a table, -V each exchange"},
+    {"-V", "--body", "-V shows the decoded bodies by itself"},
+    {"-V", "-t", "-V prints its own times"},
+    {"-V", "--time", "-V prints its own times"},
+    {"--body", "--info", "--info prints no bodies"},
+    {"--body", "--reindex", "--reindex prints no exchanges"},
+    {"--body", "--stat", "--stat prints no bodies"},
 };
 // The -o words each flag can print; an explicit -o outside its list would be ignored. --reindex
 // prints nothing, so takes none.
@@ -88,6 +98,8 @@ const OutputRule kOutputRules[] = {
     {"--reindex", {}, "--reindex prints no exchanges"},
     {"-t", {"text", "wide"}, "only text and wide lines have a time column"},
     {"--time", {"text", "wide"}, "only text and wide lines have a time column"},
+    {"-V", {"text"}, "-V prints its own blocks"},
+    {"--body", {"json"}, "--body adds decoded bodies to -o json"},
 };
 
 // The first conflict among the flags given (`given`: names as in kConflicts; `output`: the -o
@@ -129,7 +141,13 @@ int main(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
       "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-      "docs/json.md)")("count,c", po::value(&count), "stop after N exchanges")(
+      "docs/json.md)")(
+      "verbose,V",
+      "one block per exchange: timing, endpoints, every header, interim responses, trailers, "
+      "and the bodies decoded (gzip, deflate, br) and shown as pretty JSON, text or a hex dump")(
+      "body",
+      "with -o json: each body gains `decoded`, its Content-Encoding undone (docs/json.md)")(
+      "count,c", po::value(&count), "stop after N exchanges")(
       ",t", "no time column: linkerd tap's lines exactly (as tcpdump -t)")(
       "time", po::value(&time),
       "the time column of text and wide lines: absolute (default; RFC 3339 UTC, microseconds), "
@@ -186,6 +204,8 @@ int main(int argc, char** argv) {
                               {"time", "--time"},
                               {"-t", "-t"},
                               {"count", "-c"},
+                              {"verbose", "-V"},
+                              {"body", "--body"},
                               {"follow", "-f"},
                               {"file-order", "--file-order"},
                               {"reorder-window", "--reorder-window"}}) {
@@ -246,6 +266,8 @@ int main(int argc, char** argv) {
   print.files = files;
   print.format = *format;
   print.time = time_format;
+  print.verbose = vm.count("verbose") > 0;
+  print.decoded_bodies = vm.count("body") > 0;
   print.stat = vm.count("stat") > 0;
   print.stat_by = stat_by;
   print.count = count;
