@@ -6,8 +6,9 @@
 #   scripts/fuzz-run.sh TARGET BINARY WORKDIR [libFuzzer flags...]
 #
 # TARGET is capture, http1, pcap, pcapng, reader, redact or verbose (the fixtures/fuzz/ folder of
-# its committed seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working corpus (its first
-# folder, the only one it writes to) and the seeds made from captures for this run. The seed
+# its committed seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working
+# corpus (its first folder, the only one it writes to) and the seeds made from captures for this
+# run. The seed
 # folders after it are read only:
 #   fixtures/fuzz/TARGET                      committed seeds and regression inputs
 #   fixtures/captures, $TAPKIT_CORPUS/pcaps   the project's captures and the shared corpus: as they
