@@ -8,8 +8,7 @@
 # TARGET is capture, http1, pcap, pcapng, reader, redact or verbose (the fixtures/fuzz/ folder of
 # its committed seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working
 # corpus (its first folder, the only one it writes to) and the seeds made from captures for this
-# run. The seed
-# folders after it are read only:
+# run. The seed folders after it are read only:
 #   fixtures/fuzz/TARGET                      committed seeds and regression inputs
 #   fixtures/captures, $TAPKIT_CORPUS/pcaps   the project's captures and the shared corpus: as they
 #                                             are for pcap (and the corpus's pcapng files for
