@@ -130,6 +130,22 @@ class JsonWriter {
       Uint(static_cast<uint64_t>(v));
     }
   }
+  // Nanoseconds as an exact number of milliseconds ("2", "1.5", "0.000001"), as HAR's times.
+  void Milliseconds(uint64_t ns) {
+    Uint(ns / 1'000'000);
+    uint64_t frac = ns % 1'000'000;
+    if (frac == 0) return;
+    char digits[7] = {'.'};
+    int last = 0;
+    for (int k = 6; k >= 1; --k) {
+      digits[k] = static_cast<char>('0' + frac % 10);
+      if (!last && frac % 10) last = k;
+      frac /= 10;
+    }
+    Reserve(7);
+    std::memcpy(w_, digits, static_cast<size_t>(last + 1));
+    w_ += last + 1;
+  }
   void Newline() {
     Reserve(1);
     *w_++ = '\n';

@@ -1,6 +1,9 @@
 #include "format/output.h"
 
 #include "format/verbose.h"
+#include "format/curl_export.h"
+#include "format/har.h"
+#include "format/pcap_export.h"
 
 namespace tapkit {
 namespace {
@@ -82,6 +85,12 @@ absl::StatusOr<std::unique_ptr<ExchangeOutput>> MakeOutput(const OutputOptions& 
       json.decode_cap = options.decode_cap;
       return std::make_unique<JsonOutput>(json);
     }
+    case OutputFormat::kHar:
+      return MakeHarOutput();
+    case OutputFormat::kCurl:
+      return MakeCurlOutput();
+    case OutputFormat::kPcap:
+      return MakePcapOutput();
   }
   return absl::InvalidArgumentError("unknown output format");
 }

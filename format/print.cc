@@ -1,5 +1,7 @@
 #include "format/print.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -10,32 +12,6 @@
 #include "format/reader.h"
 
 namespace tapkit {
-
-LineReporter::LineReporter(const std::string& program, std::string file, std::string* pending,
-                           std::FILE* out, std::FILE* err)
-    : program_(program), file_(std::move(file)), pending_(pending), out_(out), err_(err) {}
-
-void LineReporter::Corruption(uint64_t offset, uint64_t length, std::string_view reason) {
-  ++damage_;
-  if (pending_) FlushPending();
-  std::fprintf(err_, "%s: %s: offset %llu: %.*s (%llu bytes skipped)\n", program_.c_str(),
-               file_.c_str(), static_cast<unsigned long long>(offset),
-               static_cast<int>(reason.size()), reason.data(),
-               static_cast<unsigned long long>(length));
-}
-
-void LineReporter::Notice(uint64_t offset, std::string_view message) {
-  if (pending_) FlushPending();
-  std::fprintf(err_, "%s: %s: offset %llu: notice: %.*s\n", program_.c_str(), file_.c_str(),
-               static_cast<unsigned long long>(offset), static_cast<int>(message.size()),
-               message.data());
-}
-
-void LineReporter::FlushPending() {
-  if (!pending_->empty()) std::fwrite(pending_->data(), 1, pending_->size(), out_);
-  pending_->clear();
-  std::fflush(out_);
-}
 
 namespace {
 
@@ -138,6 +114,11 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
   absl::StatusOr<std::unique_ptr<ExchangeOutput>> output = MakeOutput(oo);
   if (!output.ok()) {
     std::fprintf(err, "%s: %s\n", program, std::string(output.status().message()).c_str());
+    return false;
+  }
+  if (o.format == OutputFormat::kPcap && isatty(fileno(to))) {
+    // As tshark -w - refuses a terminal: packets would only garble it.
+    std::fprintf(err, "%s: pcap output is binary; redirect it to a file or pipe\n", program);
     return false;
   }
   std::vector<std::unique_ptr<LineReporter>> reporters;

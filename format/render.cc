@@ -23,8 +23,11 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view word) {
   if (word == "text") return OutputFormat::kText;
   if (word == "wide") return OutputFormat::kWide;
   if (word == "json") return OutputFormat::kJson;
-  return absl::InvalidArgumentError(
-      absl::StrCat("-o ", std::string(word), ": unknown output (text, wide, json)"));
+  if (word == "har") return OutputFormat::kHar;
+  if (word == "curl") return OutputFormat::kCurl;
+  if (word == "pcap") return OutputFormat::kPcap;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "-o ", std::string(word), ": unknown output (text, wide, json, har, curl, pcap)"));
 }
 namespace {
 
@@ -385,6 +388,30 @@ bool IsUtf8(std::string_view s) {
     i += len;
   }
   return true;
+}
+
+std::string RequestUrl(const ExchangeView& x) {
+  std::string_view scheme, authority, path;
+  if (x.has_request()) {
+    RequestView q = x.request();
+    scheme = q.scheme();
+    authority = q.authority();
+    path = q.path();
+  }
+  if (path.find("://") != std::string_view::npos && !path.empty() && path[0] != '/') {
+    return std::string(path);
+  }
+  std::string url(scheme.empty() ? (x.tls() == TlsState::kYes ? "https" : "http") : scheme);
+  url += "://";
+  if (authority.empty()) {
+    url += x.destination().ToString();
+  } else {
+    url.append(authority);
+  }
+  // "*" (OPTIONS *) and an empty path name the server itself.
+  if (path.empty() || path == "*") return url + "/";
+  url.append(path);
+  return url;
 }
 
 std::string Rfc3339(uint64_t unix_ns) {

@@ -18,10 +18,12 @@
 
 namespace tapkit {
 
-enum class OutputFormat { kText, kWide, kJson };
+// text, wide and json print here; har, curl and pcap are tapcat's exports (format/har.h,
+// format/curl_export.h, format/pcap_export.h), which a live view does not print.
+enum class OutputFormat { kText, kWide, kJson, kHar, kCurl, kPcap };
 
-// The -o word of every tool: "text", "wide" or "json". Errors: InvalidArgument "-o WORD: unknown
-// output (text, wide, json)".
+// The -o word of every tool: "text", "wide", "json", "har", "curl" or "pcap". Errors:
+// InvalidArgument "-o WORD: unknown output (text, wide, json, har, curl, pcap)".
 absl::StatusOr<OutputFormat> ParseOutputFormat(std::string_view word);
 
 // Appends the exchange's `req`, interim `rsp`, final `rsp` and `end` lines (each ending in '\n')
@@ -68,6 +70,12 @@ void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* 
 std::string GrpcName(int32_t code);
 // An HTTP/2 error code's name ("CANCEL"; RFC 9113 section 7), or "0x..." for unknown codes.
 std::string H2ErrorName(uint32_t code);
+
+// The request's URL as HAR and curl write it: scheme "://" authority path. The scheme is the
+// recorded one, else "https" when the capture point saw TLS and "http" otherwise; the authority is
+// the recorded one (Host or the absolute-form target, RFC 9112 section 3.2), else the server's
+// address and port; an absolute-form path ("http://...") is the URL itself. Bytes as recorded.
+std::string RequestUrl(const ExchangeView& x);
 
 // True when `s` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or values past U+10FFFF).
 bool IsUtf8(std::string_view s);

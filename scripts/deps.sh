@@ -53,6 +53,10 @@ packages=(
   tshark tcpdump
   # hexdump -C, the independent printer tapcat -V's hex dumps are checked against (verbose_test).
   bsdextrautils
+  # -o har checked against HAR 1.2's schema by har-validator (a node library with no CLI:
+  # scripts/har/check.js calls it; httpsnippet comes from npm, pinned in
+  # scripts/har/package-lock.json and installed below). tshark (above) reads -o pcap back.
+  node-har-validator
 )
 
 # Extra packages from the environment and the command line.
@@ -71,10 +75,7 @@ for pkg in "${packages[@]}"; do
   fi
 done
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  log "all packages installed"
-  exit 0
-fi
+install_missing() {
 
 sudo_cmd=()
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -93,3 +94,28 @@ log "installing ${missing[*]}"
 "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 log "done"
+}
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  log "all packages installed"
+else
+  install_missing
+fi
+
+# httpsnippet, the HAR consumer of tools/export_test.py, pinned by scripts/har/package-lock.json.
+# npm comes with Debian's nodejs (or a newer nodejs that bundles it); without npm the test skips.
+har_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/har"
+if ! command -v npm >/dev/null 2>&1; then
+  # A machine whose nodejs came from elsewhere (NodeSource) has its npm already; on plain Debian
+  # npm is a package of its own.
+  missing=(npm)
+  install_missing
+fi
+if command -v npm >/dev/null 2>&1; then
+  if [[ ! -d "${har_dir}/node_modules/httpsnippet" ]]; then
+    log "npm ci in ${har_dir}"
+    (cd "${har_dir}" && npm ci --no-audit --no-fund >&2)
+  fi
+else
+  log "npm not found: the HAR consumer test (export) will skip; install npm and rerun"
+fi

@@ -1,6 +1,7 @@
 // tapcat: prints the exchanges of .tap capture files.
 //
-//   tapcat [-o text|wide|json] [-V] [--body] [-c N] [-t | --time FORMAT] [--stat [--by KEY]]
+//   tapcat [-o text|wide|json|har|curl|pcap] [-V] [--body] [-c N] [-t | --time FORMAT]
+//          [--stat [--by KEY]]
 //          [--file-order | --reorder-window D] [-f] FILE|- ...
 //   tapcat --info [-o json] FILE|- ...      tapcat --reindex FILE ...
 //
@@ -140,8 +141,9 @@ int main(int argc, char** argv) {
       "Prints the HTTP exchanges of .tap capture files, linkerd-tap style.\n\nOptions");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "output,o", po::value(&output)->default_value("text"),
-      "text (req/rsp/end lines), wide (with resources), or json (one object per exchange; "
-      "docs/json.md)")(
+      "text (req/rsp/end lines), wide (with resources), json (one object per exchange; "
+      "docs/json.md); exports: har (one HAR 1.2 document), curl (a curl command per request), "
+      "pcap (the exchanges as TCP/IP packets; binary)")(
       "verbose,V",
       "one block per exchange: timing, endpoints, every header, interim responses, trailers, "
       "and the bodies decoded (gzip, deflate, br) and shown as pretty JSON, text or a hex dump")(

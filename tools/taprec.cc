@@ -167,6 +167,12 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) return Usage(std::string(format.status().message()));
+  if (*format != tapkit::OutputFormat::kText && *format != tapkit::OutputFormat::kWide &&
+      *format != tapkit::OutputFormat::kJson) {
+    // Exports wrap the whole capture (a HAR log, a pcap file): they are tapcat's, from a file.
+    return Usage("-o " + output + ": taprec prints text, wide or json; record with -w FILE and " +
+                 "export it with tapcat -o " + output);
+  }
   if (offline) {
     for (const char* flag :
          {"namespace", "selector", "to", "to-namespace", "from", "from-namespace", "method",
