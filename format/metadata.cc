@@ -115,7 +115,17 @@ std::string EncodeCaptureMetadata(const CaptureMetadata& m) {
   auto ns = OptStr(b, m.ns);
   auto filters = MakePairs(b, m.filters);
   auto red_headers = b.CreateVectorOfStrings(m.redaction.headers);
-  auto redaction = fb::CreateRedaction(b, m.redaction.enabled, red_headers, m.redaction.keyed);
+  // Written only when there are some, so that a header-only policy encodes as in 1.1.
+  using Strings = Offset<Vector<Offset<flatbuffers::String>>>;
+  Strings red_params, red_fields;
+  if (!m.redaction.query_params.empty()) {
+    red_params = b.CreateVectorOfStrings(m.redaction.query_params);
+  }
+  if (!m.redaction.json_fields.empty()) {
+    red_fields = b.CreateVectorOfStrings(m.redaction.json_fields);
+  }
+  auto redaction = fb::CreateRedaction(b, m.redaction.enabled, red_headers, m.redaction.keyed,
+                                       red_params, red_fields);
   auto points = MakePoints(b, m.capture_points);
   auto extra = MakePairs(b, m.extra);
   b.Finish(fb::CreateCaptureHeader(b, m.start_time_ns, writer_name, writer_version, host, cmd,
@@ -143,6 +153,16 @@ bool DecodeCaptureMetadata(std::string_view bytes, CaptureMetadata* out) {
     m.redaction.keyed = r->keyed();
     if (r->headers()) {
       for (const flatbuffers::String* s : *r->headers()) m.redaction.headers.push_back(Str(s));
+    }
+    if (r->query_params()) {
+      for (const flatbuffers::String* s : *r->query_params()) {
+        m.redaction.query_params.push_back(Str(s));
+      }
+    }
+    if (r->json_fields()) {
+      for (const flatbuffers::String* s : *r->json_fields()) {
+        m.redaction.json_fields.push_back(Str(s));
+      }
     }
   }
   m.capture_points = ReadPoints(h->capture_points());

@@ -25,10 +25,15 @@ struct CapturePointInfo {
   bool operator==(const CapturePointInfo&) const = default;
 };
 
+// What was redacted before the exchanges were stored (format/redact.h).
 struct RedactionPolicy {
   bool enabled = false;
   std::vector<std::string> headers;  // lower-case names
   bool keyed = false;                // key from a key file, else a random key never stored
+  // Format 1.2: lower-case query parameter names, and JSON pointers (RFC 6901, "*" a wildcard)
+  // of body fields. Empty in older files.
+  std::vector<std::string> query_params;
+  std::vector<std::string> json_fields;
   bool operator==(const RedactionPolicy&) const = default;
 };
 

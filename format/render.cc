@@ -697,6 +697,8 @@ std::string FormatInfoJson(const Reader& reader, const InfoCounts& counts) {
   meta["bodyLimit"] = m.body_limit;
   json red = {{"enabled", m.redaction.enabled}, {"keyed", m.redaction.keyed}};
   put_list(red, "headers", m.redaction.headers);
+  put_list(red, "queryParams", m.redaction.query_params);
+  put_list(red, "jsonFields", m.redaction.json_fields);
   meta["redaction"] = std::move(red);
   meta["extra"] = pairs(m.extra);
   o["metadata"] = std::move(meta);
@@ -785,12 +787,23 @@ std::string FormatInfo(const Reader& reader, const InfoCounts& counts) {
   }
   if (!m.filters.empty()) line("Filters:", pairs(m.filters));
   line("Body limit:", absl::StrCat(m.body_limit, " bytes"));
-  std::vector<std::string> redacted;
-  for (const std::string& h : m.redaction.headers) redacted.push_back(q(h));
-  line("Redaction:", m.redaction.enabled
-                         ? absl::StrCat("on (", absl::StrJoin(redacted, ", "), "; ",
-                                        m.redaction.keyed ? "key file" : "random key", ")")
-                         : "off");
+  auto quoted = [&](const std::vector<std::string>& words) {
+    std::vector<std::string> out;
+    for (const std::string& w : words) out.push_back(q(w));
+    return absl::StrJoin(out, ", ");
+  };
+  std::string redaction = "off";
+  if (m.redaction.enabled) {
+    redaction = absl::StrCat("on (", quoted(m.redaction.headers), "; ");
+    if (!m.redaction.query_params.empty()) {
+      absl::StrAppend(&redaction, "query parameters ", quoted(m.redaction.query_params), "; ");
+    }
+    if (!m.redaction.json_fields.empty()) {
+      absl::StrAppend(&redaction, "JSON fields ", quoted(m.redaction.json_fields), "; ");
+    }
+    absl::StrAppend(&redaction, m.redaction.keyed ? "key file" : "random key", ")");
+  }
+  line("Redaction:", redaction);
   const std::vector<CapturePointInfo>& points =
       sum && !sum->capture_points.empty() ? sum->capture_points : m.capture_points;
   for (const CapturePointInfo& p : points) {

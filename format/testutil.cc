@@ -106,7 +106,7 @@ CaptureMetadata SampleMetadata() {
   m.ns = "shop";
   m.filters = {{"method", "POST"}, {"to", "deploy/db"}};
   m.body_limit = 65536;
-  m.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false};
+  m.redaction = RedactionPolicy{true, {"authorization", "cookie"}, false, {}, {}};
   m.capture_points = {
       CapturePointInfo{
           0, "pod", "backend-1", Labels{"shop", "backend-1", "deployment", "backend", ""}, {1}},

@@ -23,9 +23,7 @@ CaptureMetadata BuildMetadata(const RecordingSetup& s) {
     if (!value.empty()) m.filters.emplace_back(name, value);
   }
   m.body_limit = s.body_limit;
-  m.redaction.enabled = s.redact;
-  if (s.redact) m.redaction.headers = DefaultRedactedHeaders();
-  m.redaction.keyed = s.redact && s.redaction_keyed;
+  m.redaction = s.redaction;
   m.capture_points = s.capture_points;
   return m;
 }

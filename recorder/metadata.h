@@ -14,6 +14,7 @@
 
 #include "format/format.h"
 #include "format/metadata.h"
+#include "format/redact.h"
 
 namespace tapkit {
 
@@ -25,14 +26,14 @@ struct RecordingSetup {
   // (name, value) in the order given; pairs with an empty value are left out.
   std::vector<std::pair<std::string, std::string>> filters;
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
-  bool redact = true;                               // secret header values replaced
-  bool redaction_keyed = false;                     // with a key from --redact-key-file
+  // What is redacted (Redactor::policy(), format/redact.h); {} when redaction is off.
+  RedactionPolicy redaction = DefaultRedactionPolicy();
   std::vector<CapturePointInfo> capture_points;     // offline: the file or interface
 };
 
 // The header: start_time_ns now (wall clock, nanoseconds since the epoch), writer_name "taprec",
-// writer_version kVersion, host gethostname(2) (empty if it fails), redaction headers the
-// default list (format/redact.h) when `redact`, none otherwise; the rest copied from `setup`.
+// writer_version kVersion, host gethostname(2) (empty if it fails); the rest, the redaction
+// policy included, copied from `setup`.
 CaptureMetadata BuildMetadata(const RecordingSetup& setup);
 
 // The line every recording ends with on stderr, offline or live, as tcpdump's "N packets

@@ -67,19 +67,10 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     if (!inv.ok()) return absl::Status(inv.status().code(), absl::StrCat("--inventory ", inv.status().message()));
     inventory = *std::move(inv);
   }
-  std::optional<Redactor> redactor;
-  if (o.redact) {
-    std::string key;
-    if (!o.redact_key_file.empty()) {
-      absl::StatusOr<std::string> k = ReadRedactionKey(o.redact_key_file);
-      if (!k.ok()) {
-        return absl::Status(k.status().code(),
-                            absl::StrCat("--redact-key-file ", k.status().message()));
-      }
-      key = *k;
-    }
-    redactor.emplace(std::vector<std::string>{}, key);
-  }
+  absl::StatusOr<std::optional<Redactor>> built = BuildRedactor(o.redaction);
+  if (!built.ok()) return built.status();
+  const std::optional<Redactor> redactor = *std::move(built);
+  RedactionStats redacted;
 
   // The selection's labels are checked now, before anything opens; its start is the first frame's.
   Selection selection = o.selection;
@@ -115,8 +106,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
   setup.filters = {{"bpf", o.bpf}, {"inventory", o.inventory_path}};
   for (auto& f : selection.Describe()) setup.filters.push_back(std::move(f));
   setup.body_limit = o.body_limit;
-  setup.redact = o.redact;
-  setup.redaction_keyed = !o.redact_key_file.empty();
+  setup.redaction = redactor ? redactor->policy() : RedactionPolicy{};
   setup.capture_points = {live ? CapturePointInfo{0, "interface", o.interface_name, {}, {}}
                                : CapturePointInfo{0, "file", source_name, {}, {}}};
   const CaptureMetadata meta = BuildMetadata(setup);
@@ -135,6 +125,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     // The capture file was damaged: say so in the .tap too (tapcat --info shows it).
     if (!source_status.ok()) t.drops["input_read_error"] = 1;
     t.counters = engine_ptr->Counters();
+    if (redacted.bodies_dropped) t.counters["redaction_bodies_dropped"] = redacted.bodies_dropped;
     // -i: what the kernel dropped never reached the engine; it is named here, as the live tap's
     // recorder names its sidecars' (the same thread as Next(): this runs in Tick, Append, Close).
     std::optional<KernelStats> k = final_kernel ? final_kernel : source.kernel_stats();
@@ -217,7 +208,7 @@ absl::Status RecordCapture(const CaptureRecording& o) {
     }
     // Selected on what was sent (a --header on a cookie sees its value), then redacted.
     if (!selection.Matches(x)) return;
-    if (redactor) redactor->Apply(&x);
+    if (redactor) redactor->Apply(&x, &redacted);
     if (writer) {
       write_error = writer->Append(std::move(x));
       // Not written: -G with -W had written its files (OutOfRange), or the writer failed.

@@ -1,6 +1,7 @@
 // record_capture.h: taprec -r and taprec -i: HTTP exchanges from a packet source (a pcap or
 // pcapng file, or an interface; sidecar/packet_source.h, live_capture.h) through the capture
-// engine (sidecar/engine.h), redacted (format/redact.h), labelled by address from an inventory
+// engine (sidecar/engine.h), redacted (format/redact.h: bodies that redaction drops are counted
+// in the trailer as redaction_bodies_dropped), labelled by address from an inventory
 // (Inventory::LabelsFor: namespace, pod, workload, service), then written to .tap files
 // (rotating_writer.h, header from metadata.h) or printed as tapcat prints (format/render.h). On a
 // terminal it shows progress; at the end it says "taprec: N exchanges recorded, M dropped" on
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "format/format.h"
+#include "format/redact.h"
 #include "format/render.h"
 #include "format/select.h"
 #include "recorder/rotating_writer.h"
@@ -46,8 +48,9 @@ struct CaptureRecording {
   Selection selection;
   int64_t count = -1;  // -c: stop after this many selected exchanges; -1 = no limit
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
-  bool redact = true;
-  std::string redact_key_file;  // HMAC key; empty = random, never stored
+  // --no-redact, --redact-header, --redact-query-param, --redact-json-field, --redact-key-file
+  // (format/redact.h BuildRedactor); on unless --no-redact.
+  RedactionFlags redaction = RedactionOnByDefault();
   std::string inventory_path;   // label endpoints by address; empty = no labels
   RotationOptions rotation;     // -C, -G (capture time with -r), -W; `notice` goes to `err`
   std::vector<std::string> command_line;  // for the file's header
@@ -69,7 +72,7 @@ struct CaptureRecording {
 // file, flag or input; the caller prints them as "taprec: MESSAGE" and exits 2): InvalidArgument
 // for a bad option (two sources or none, an unknown output); FailedPrecondition for a -w file
 // (the first or a rotated one) that is the capture being read;
-// the inventory's, the key file's, the source's opening errors (NotFound, InvalidArgument for a
+// the inventory's, the redaction flags' (BuildRedactor), the source's opening errors (NotFound, InvalidArgument for a
 // BPF expression); DataLoss or the reader's error for a capture damaged midway (what came before
 // it is written, and the trailer counts input_read_error); the writer's; "write error on
 // standard output". A stop by signal is not an error.

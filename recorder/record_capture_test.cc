@@ -150,7 +150,7 @@ TEST(RecordingMetadata, BuiltOnceForBothModes) {
   live.target = "deploy/backend";
   live.filters = {{"selector", ""}, {"method", "POST"}, {"path", "/api"}};
   live.body_limit = 1024;
-  live.redact = false;
+  live.redaction = {};
   CaptureMetadata m = BuildMetadata(live);
   EXPECT_EQ(m.writer_name, "taprec");
   EXPECT_EQ(m.writer_version, std::string(kVersion));
@@ -169,8 +169,7 @@ TEST(RecordingMetadata, BuiltOnceForBothModes) {
   offline.capture_points = {{0, "interface", "lo", {}, {}}};
   CaptureMetadata o = BuildMetadata(offline);
   EXPECT_EQ(o.ns, "") << "no target, no namespace";
-  EXPECT_TRUE(o.redaction.enabled);
-  EXPECT_FALSE(o.redaction.headers.empty());
+  EXPECT_EQ(o.redaction, DefaultRedactionPolicy());
   EXPECT_EQ(o.capture_points, offline.capture_points);
 }
 

@@ -36,7 +36,8 @@ namespace {
 namespace v1 = tapkit::tap::v1;
 
 
-v1::TapRequest RequestFor(const TapOptions& a) {
+// `redactor`: BuildRedactor's answer for a.redaction (nullopt: redaction off).
+v1::TapRequest RequestFor(const TapOptions& a, const std::optional<Redactor>& redactor) {
   v1::TapRequest req;
   req.set_target(a.target);
   req.set_namespace_(a.ns);
@@ -53,14 +54,23 @@ v1::TapRequest RequestFor(const TapOptions& a) {
   req.mutable_extract()->set_headers(true);
   req.mutable_extract()->set_bodies(true);
   req.mutable_extract()->set_body_limit(a.body_limit);
-  req.mutable_redaction()->set_enabled(a.redact);
+  if (redactor) {
+    // The sidecars redact: every name and pointer goes with the request, and a key file's key;
+    // without one the control plane makes a random key for the whole tap.
+    v1::Redaction* r = req.mutable_redaction();
+    r->set_enabled(true);
+    for (const std::string& h : redactor->headers()) r->add_headers(h);
+    for (const std::string& q : redactor->query_params()) r->add_query_params(q);
+    for (const JsonPointer& j : redactor->json_fields()) r->add_json_fields(j.text);
+    if (redactor->keyed()) r->set_key(redactor->key());
+  }
   // Printing live shows req and rsp lines as they happen; a file keeps whole exchanges only.
   // A selection matched here decides at the end, so nothing is printed before it.
   req.set_phases(a.write_path.empty() && a.output != OutputFormat::kJson && a.selection.empty());
   return req;
 }
 
-CaptureMetadata MetadataFor(const TapOptions& a) {
+CaptureMetadata MetadataFor(const TapOptions& a, const std::optional<Redactor>& redactor) {
   RecordingSetup s;
   s.command_line = a.command_line;
   s.target = a.target;
@@ -78,8 +88,7 @@ CaptureMetadata MetadataFor(const TapOptions& a) {
   for (auto& f : a.selection.Describe()) s.filters.push_back(std::move(f));
   if (a.count) s.filters.emplace_back("count", std::to_string(a.count));
   s.body_limit = a.body_limit;
-  s.redact = a.redact;
-  s.redaction_keyed = !a.redact_key_file.empty();
+  s.redaction = redactor ? redactor->policy() : RedactionPolicy{};
   return BuildMetadata(s);
 }
 
@@ -122,15 +131,9 @@ absl::Status RunTap(const TapOptions& a) {
       !s.ok()) {
     return s;
   }
-  v1::TapRequest req = RequestFor(a);
-  if (a.redact && !a.redact_key_file.empty()) {
-    absl::StatusOr<std::string> key = ReadRedactionKey(a.redact_key_file);
-    if (!key.ok()) {
-      return absl::Status(key.status().code(),
-                          absl::StrCat("--redact-key-file ", key.status().message()));
-    }
-    req.mutable_redaction()->set_key(*key);
-  }
+  absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(a.redaction);
+  if (!redactor.ok()) return redactor.status();
+  v1::TapRequest req = RequestFor(a, *redactor);
   std::string token;
   if (!a.token_file.empty()) {
     absl::StatusOr<std::string> t = ReadTokenFile(a.token_file);
@@ -142,7 +145,7 @@ absl::Status RunTap(const TapOptions& a) {
 
   // The file opens once the tap has started (TapStarted; or the first event that needs it, from
   // a control plane that sends none): a refused tap leaves nothing behind.
-  const CaptureMetadata meta = MetadataFor(a);
+  const CaptureMetadata meta = MetadataFor(a, *redactor);
   RotationOptions rotation = a.rotation;
   if (!rotation.notice) {
     rotation.notice = [err = a.err](const std::string& m) {

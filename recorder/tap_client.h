@@ -17,7 +17,8 @@
 //                the control plane at ADDR".
 //   others       the control plane's refusal (NotFound for an unknown target, Unauthenticated,
 //                InvalidArgument...), with its message; a write error (the file's, or
-//                "standard output: ..."); --token-file or --redact-key-file unreadable.
+//                "standard output: ..."); --token-file unreadable; the redaction flags'
+//                errors (BuildRedactor: a bad JSON pointer, the key file).
 // The file, once opened, is always finished (trailer written). With a file, the end prints
 // "taprec: N exchanges recorded, M dropped" on `err`.
 //
@@ -36,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "format/format.h"
+#include "format/redact.h"
 #include "format/render.h"
 #include "format/select.h"
 #include "recorder/rotating_writer.h"
@@ -61,8 +63,8 @@ struct TapOptions {
   std::string controlplane;             // gRPC target; empty = ControlPlaneAddressForClient()
   std::string token_file;               // bearer token (a control plane on TCP)
   uint64_t body_limit = format::kDefaultBodyLimit;  // bytes of each body kept
-  bool redact = true;
-  std::string redact_key_file;
+  // Sent to the sidecars, which redact (format/redact.h BuildRedactor); on unless --no-redact.
+  RedactionFlags redaction = RedactionOnByDefault();
   std::vector<std::string> command_line;  // for the file's header
   RotationOptions rotation;               // -C, -G (wall clock), -W; `notice` goes to `err`
   // At the end, the delay from each exchange's last captured packet to its arrival here (p50,

@@ -21,6 +21,9 @@
 #include "absl/strings/match.h"
 #include "controlplane/api/tap.grpc.pb.h"
 #include "format/codec.h"
+#include "format/file.h"
+#include "format/reader.h"
+#include "format/redact.h"
 #include "format/testutil.h"
 
 namespace tapkit {
@@ -268,6 +271,47 @@ TEST_F(TapClientTest, LocalSelectionPrintsAtTheEnd) {
   o.selection = *sel;
   (void)RunTap(o);
   EXPECT_FALSE(fake_.request().phases());
+
+// The redaction flags travel to the sidecars in full (the defaults and what was added), the
+// file's header says the same, and a bad pointer stops the tap before it is asked for.
+TEST_F(TapClientTest, RedactionFlagsGoToTheSidecarsAndTheHeader) {
+  fake_.watch = [](grpc::ServerContext*, Writer* w) {
+    w->Write(Started("tap-1"));
+    w->Write(Exchanges(0, 1));
+    return grpc::Status::OK;
+  };
+  TapOptions o = Options();
+  o.max_requests = 1;
+  o.redaction.headers = {"X-Secret"};
+  o.redaction.query_params = {"sid"};
+  o.redaction.json_fields = {"/password"};
+  ASSERT_TRUE(RunTap(o).ok());
+  const v1::TapRequest sent = fake_.request();
+  const v1::Redaction& r = sent.redaction();
+  EXPECT_TRUE(r.enabled());
+  EXPECT_TRUE(r.key().empty()) << "no key file: the control plane makes the tap's key";
+  std::vector<std::string> headers = DefaultRedactedHeaders();
+  std::vector<std::string> params = DefaultRedactedQueryParams();
+  headers.push_back("x-secret");
+  params.push_back("sid");
+  EXPECT_EQ(std::vector<std::string>(r.headers().begin(), r.headers().end()), headers);
+  EXPECT_EQ(std::vector<std::string>(r.query_params().begin(), r.query_params().end()), params);
+  EXPECT_EQ(std::vector<std::string>(r.json_fields().begin(), r.json_fields().end()),
+            std::vector<std::string>{"/password"});
+  auto file = OpenReadableFile(o.write_path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto reader = Reader::Open(*std::move(file));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ((*reader)->metadata().redaction,
+            (RedactionPolicy{true, headers, false, params, {"/password"}}));
+
+  TapOptions bad = Options();
+  bad.redaction.json_fields = {"password"};
+  absl::Status s = RunTap(bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "--redact-json-field JSON pointer \"password\": must be empty or start with \"/\" "
+            "(RFC 6901 section 3)");
 }
 
 // A stop request (Ctrl+C): Tap.Stop with the tap's id, the stream ends OK, exit 0.

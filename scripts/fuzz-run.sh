@@ -5,10 +5,10 @@
 #
 #   scripts/fuzz-run.sh TARGET BINARY WORKDIR [libFuzzer flags...]
 #
-# TARGET is capture, http1, pcap, pcapng, reader or verbose (the fixtures/fuzz/ folder of its committed
-# seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working corpus (its first
-# folder, the only one it writes to) and the seeds made from captures for this run. The seed
-# folders after it are read only:
+# TARGET is capture, http1, pcap, pcapng, reader, redact or verbose (the fixtures/fuzz/ folder of
+# its committed seeds and regression inputs). WORKDIR is emptied and holds libFuzzer's working
+# corpus (its first folder, the only one it writes to) and the seeds made from captures for this
+# run. The seed folders after it are read only:
 #   fixtures/fuzz/TARGET                      committed seeds and regression inputs
 #   fixtures/captures, $TAPKIT_CORPUS/pcaps   the project's captures and the shared corpus: as they
 #                                             are for pcap (and the corpus's pcapng files for
@@ -36,6 +36,7 @@ case "${target}" in
   pcapng) max_len=8192 ;;
   http1) max_len=4096 ;;
   reader) max_len=65536 ;;
+  redact) max_len=4096 ;;
   verbose) max_len=2048 ;;
   *)
     echo "fuzz-run.sh: unknown target ${target}" >&2

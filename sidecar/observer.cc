@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "format/codec.h"
 
 namespace tapkit {
@@ -107,10 +108,20 @@ absl::StatusOr<std::shared_ptr<Subscription>> Observer::Subscribe(
   auto s = std::make_shared<Subscription>();
   s->request = request;
   s->match = *std::move(m);
-  if (request.redaction().enabled()) {
-    std::vector<std::string> names(request.redaction().headers().begin(),
-                                   request.redaction().headers().end());
-    s->redactor.emplace(std::move(names), request.redaction().key());
+  if (const v1::Redaction& red = request.redaction(); red.enabled()) {
+    RedactionRules rules;
+    rules.headers.assign(red.headers().begin(), red.headers().end());
+    rules.query_params.assign(red.query_params().begin(), red.query_params().end());
+    if (rules.query_params.empty()) rules.query_params = DefaultRedactedQueryParams();
+    for (const std::string& text : red.json_fields()) {
+      absl::StatusOr<JsonPointer> p = ParseJsonPointer(text);
+      if (!p.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("redaction.json_fields: ", p.status().message()));
+      }
+      rules.json_fields.push_back(*std::move(p));
+    }
+    s->redactor.emplace(std::move(rules), red.key());
   }
   std::lock_guard<std::mutex> l(mu_);
   subs_.push_back(s);
@@ -175,7 +186,9 @@ void Observer::OnRequestHeaders(const Exchange& x, uint64_t id, uint64_t ts) {
       r->set_method(x.request->method);
       r->set_scheme(x.request->scheme);
       r->set_authority(x.request->authority);
-      r->set_path(x.request->path);
+      std::string path = x.request->path;
+      if (s.redactor) s.redactor->RedactUrl(&path);
+      r->set_path(std::move(path));
     }
     Push(s, std::move(e));
   }

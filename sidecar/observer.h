@@ -5,8 +5,9 @@
 // match is evaluated when a request's headers are seen, before any event is built, and again at
 // the end for exchanges whose request was not captured. Events go into a bounded queue per
 // subscriber: the capture thread never waits for a slow client; what does not fit is dropped and
-// counted (Stats.events_dropped). Stats are kept in a slot of their own, never dropped. Secret
-// header values are redacted (redact.h) before an event is built, as each subscriber asked.
+// counted (Stats.events_dropped). Stats are kept in a slot of their own, never dropped. Secrets
+// (header values, query parameters, JSON body fields; format/redact.h) are redacted before an
+// event is built, as each subscriber asked: a RequestSeen's path too.
 //
 // Thread-safety: OnFrame, Tick, Finish and Subscribe belong to the capture thread (Subscribe may
 // also be called from others: it takes the lock); a Subscription's Next and Cancel may be called

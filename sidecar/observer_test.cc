@@ -42,7 +42,9 @@ TEST(Redact, SecretFieldsOnlyCaseInsensitiveEqualValuesEqual) {
   EXPECT_NE(padded.request->headers[0].value, "SECRET9");
   Redactor other({}, "another key, sixteen bytes+");
   EXPECT_NE(other.Redact("Bearer abc"), r.Redact("Bearer abc")) << "the key matters";
-  Redactor only({"X-Request-Id"}, "a key of sixteen+ bytes");
+  RedactionRules request_id;
+  request_id.headers = {"X-Request-Id"};
+  Redactor only(request_id, "a key of sixteen+ bytes");
   Exchange y;
   y.request.emplace().headers = {{"Authorization", "a"}, {"x-request-id", "2"}};
   EXPECT_EQ(only.Apply(&y), 1u);
@@ -167,6 +169,59 @@ void CrossedExchanges(Observer& obs) {
   server(b, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nb!");
   server(a, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na!");
   obs.Finish(ts, {});
+}
+
+// The sidecar redacts before anything leaves it, as the request asks: query parameters in the
+// RequestSeen path as in the exchange, JSON fields by pointer; a bad pointer refuses the
+// subscription.
+TEST(Observer, RedactsQueryParametersAndJsonFieldsBeforeEventsLeave) {
+  v1::ObserveRequest req;
+  req.set_phases(true);
+  req.mutable_extract()->set_headers(true);
+  req.mutable_extract()->set_bodies(true);
+  v1::Redaction* red = req.mutable_redaction();
+  red->set_enabled(true);
+  red->set_key("a key of sixteen+ bytes");
+  red->add_json_fields("/token");  // query_params empty: the default list
+  Observer obs(PodOptions("10.0.0.2"));
+  auto sub = obs.Subscribe(req);
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  uint64_t ts = 1'000'000'000'000ull;
+  uint32_t cseq = 1000, sseq = 5000;
+  auto send = [&](bool from_client, const std::string& p) {
+    testing::Bytes f = from_client
+        ? testing::Ethernet(testing::Ipv4Tcp({10, 0, 0, 1}, {10, 0, 0, 2}, 40001, 80, cseq, sseq,
+                                             0x18, p))
+        : testing::Ethernet(testing::Ipv4Tcp({10, 0, 0, 2}, {10, 0, 0, 1}, 80, 40001, sseq, cseq,
+                                             0x18, p));
+    obs.OnFrame(Frame{1, ts += 1000, static_cast<uint32_t>(f.size()), f});
+    (from_client ? cseq : sseq) += static_cast<uint32_t>(p.size());
+  };
+  const std::string body = R"({"token":"abc","n":1})";
+  send(true, "GET /login?token=abc&x=1 HTTP/1.1\r\nHost: web\r\n\r\n");
+  send(false, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  obs.Finish(ts, {});
+  Redactor r({}, "a key of sixteen+ bytes");
+  const std::string marker = r.Redact("abc");
+  std::vector<v1::ObserveEvent> ev = Drain(**sub, 1 << 20, nullptr);
+  ASSERT_EQ(ev.size(), 3u);
+  ASSERT_TRUE(ev[0].has_request());
+  EXPECT_EQ(ev[0].request().path(), "/login?token=" + marker + "&x=1");
+  ASSERT_TRUE(ev[2].has_exchange());
+  auto x = DecodeExchange(ev[2].exchange().exchange(), ev[2].exchange().bodies());
+  ASSERT_TRUE(x.ok()) << x.status();
+  EXPECT_EQ(x->request->path, "/login?token=" + marker + "&x=1");
+  EXPECT_EQ(x->response->body.data, R"({"token":")" + marker + R"(","n":1})");
+
+  red->clear_json_fields();
+  red->add_json_fields("token");
+  auto bad = obs.Subscribe(req);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "redaction.json_fields: JSON pointer \"token\": must be empty or start with \"/\" "
+            "(RFC 6901 section 3)");
 }
 
 TEST(Observer, ThreePhasesInOrderWithTheEnginesExchanges) {

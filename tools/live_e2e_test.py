@@ -193,6 +193,36 @@ class LiveTap(unittest.TestCase):
         self.assertIn({"name": "path-regex", "value": "^/api/items/[24]$"},
                       info["metadata"]["filters"])
 
+    def test_sidecars_redact_query_parameters_and_json_fields(self):
+        # A secret in a query parameter, a JSON field and a secret header, through the frontend
+        # to the backend: the sidecars redact it before it leaves them, with one marker for all.
+        f = os.path.join(self.dir, "redacted.tap")
+        secret = "S" + uuid.uuid4().hex
+        t = taprec("deploy/backend", "-n", "demo", "-w", f, "--max-requests", "1", "--path",
+                   "/api/orders", "--redact-query-param", "sid", "--redact-json-field", "/item")
+        wait_streaming(t, 2)
+        status, _, _ = curl("/api/orders?sid=%s&page=2" % secret, "POST",
+                            '{"item": "%s", "qty": 2}' % secret, ["X-Api-Key: " + secret])
+        _, err = t.communicate(timeout=20)
+        self.assertEqual(t.returncode, 0, err)
+        with open(f, "rb") as fh:
+            self.assertNotIn(secret.encode(), fh.read())
+        printed = subprocess.run([TAPCAT, "-o", "json", f], check=True,
+                                 capture_output=True).stdout.decode()
+        self.assertNotIn(secret, printed)
+        x = json.loads(printed.splitlines()[0])
+        self.assertEqual(x["response"]["httpStatus"], status)
+        m = re.fullmatch(r"/api/orders\?sid=(tapkit-redacted:[0-9a-f]{12})&page=2",
+                         x["request"]["path"])
+        self.assertTrue(m, x["request"]["path"])
+        body = json.loads(x["request"]["body"]["data"])
+        self.assertEqual(body, {"item": m.group(1), "qty": 2})
+        self.assertEqual(header(x["request"]["headers"], "X-Api-Key"), m.group(1))
+        info = json.loads(subprocess.run([TAPCAT, "--info", "-o", "json", f], check=True,
+                                         capture_output=True).stdout)
+        self.assertEqual(info["metadata"]["redaction"]["jsonFields"], ["/item"])
+        self.assertIn("sid", info["metadata"]["redaction"]["queryParams"])
+
     def test_to_and_from_keep_exactly_the_right_exchanges(self):
         f_to = os.path.join(self.dir, "to.tap")
         t = taprec("deploy/frontend", "-n", "demo", "-w", f_to, "--max-requests", "4", "--to",

@@ -2,9 +2,11 @@
 //
 //   taprec TARGET [-n NS] [-l SELECTOR] [-w FILE|-] [--to R] [--to-namespace NS] [--from R]
 //          [--from-namespace NS] [--method M] [--authority A] [--path P] [--max-requests N]
-//          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [--no-redact]
-//   taprec -r FILE|- [-w FILE|-] [-c N] [selection] [--snaplen-body N] [--no-redact] [BPF ...]
+//          [--max-rps R] [-o json|wide] [--controlplane ADDR] [--snaplen-body N] [redaction]
+//   taprec -r FILE|- [-w FILE|-] [-c N] [selection] [--snaplen-body N] [redaction] [BPF ...]
 //   taprec -i IFACE [-B KiB] [-w FILE|-] [-c N] [selection] [-Z USER] [...] [BPF expression ...]
+// redaction: --no-redact, or --redact-header NAME, --redact-query-param NAME,
+// --redact-json-field POINTER, --redact-key-file FILE (format/redact_options.h).
 //
 // The selection flags (format/select.h) work with -r and -i; -n there selects a namespace (with
 // --inventory), with a TARGET it names the target's.
@@ -29,6 +31,7 @@
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
+#include "format/redact_options.h"
 #include "format/select.h"
 #include "recorder/record_capture.h"
 #include "recorder/rotating_writer.h"
@@ -64,7 +67,8 @@ int main(int argc, char** argv) {
   int64_t body_limit = tapkit::format::kDefaultBodyLimit;
   int64_t buffer_kib = 0, rotate_seconds = 0, file_count = 0, max_requests = 0;
   std::vector<std::string> bpf_words;
-  std::string redact_key_file, interface_name, rotate_size, inventory_path;
+  std::string interface_name, rotate_size, inventory_path;
+  tapkit::RedactionFlags redaction = tapkit::RedactionOnByDefault();
   std::string ns, selector;
   tapkit::SelectionFlags selection_flags;
   std::string controlplane, token_file, user;
@@ -83,9 +87,6 @@ int main(int argc, char** argv) {
       "without -w: text, wide or json (as tapcat)")(
       "snaplen-body", po::value(&body_limit)->default_value(body_limit),
       "bytes of each body to keep (the rest is counted)")(
-      "no-redact", "keep secret header values (authorization, cookie, ...) as they are")(
-      "redact-key-file", po::value(&redact_key_file),
-      "HMAC key for redaction markers (default: random, never stored)")(
       "inventory", po::value(&inventory_path),
       "with -r or -i: label endpoints with namespace, pod, workload and service from this "
       "inventory (the local runtime's, controlplane/inventory.h)")(
@@ -96,8 +97,9 @@ int main(int argc, char** argv) {
       "packets that find it full are dropped by the kernel and counted)")(
       "file-size,C", po::value(&rotate_size),
       "with -w: a new file every SIZE million bytes (suffix k, m, g: KiB, MiB, GiB): out.tap, "
-      "out1.tap, out2.tap, ...")("rotate-seconds,G", po::value(&rotate_seconds),
-                                 "with -w: a new file every N seconds (of capture time with -r)")(
+      "out1.tap, out2.tap, ...")(
+      "rotate-seconds,G", po::value(&rotate_seconds),
+      "with -w: a new file every N seconds (of capture time with -r)")(
       "file-count,W", po::value(&file_count),
       "with -C: a ring of N files (out0.tap ..), overwritten in turn; with -G: stop after N "
       "files")(
@@ -113,8 +115,8 @@ int main(int argc, char** argv) {
   live_opts.add_options()(
       "namespace,n", po::value(&ns),
       "the target's namespace; with -r or -i (and --inventory), keep exchanges with an "
-      "endpoint in it")("selector,l", po::value(&selector),
-                        "label selector narrowing the pods (kubectl -l)")(
+      "endpoint in it")(
+      "selector,l", po::value(&selector), "label selector narrowing the pods (kubectl -l)")(
       "max-requests", po::value(&max_requests), "stop after exactly N exchanges (0: no limit)")(
       "max-rps", po::value(&max_rps),
       "at most R exchanges per second, all pods together, in bursts of up to R (0: no limit); "
@@ -122,10 +124,14 @@ int main(int argc, char** argv) {
       "controlplane", po::value(&controlplane),
       "the control plane (default unix:RUNTIME_DIR/controlplane.sock, RUNTIME_DIR being "
       "$TAPKIT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/tapkit, else /run/tapkit for root, else "
-      "/tmp/tapkit-UID; it must be this user's own)")("token-file", po::value(&token_file),
-                                                      "bearer token for a control plane on TCP")(
+      "/tmp/tapkit-UID; it must be this user's own)")(
+      "token-file", po::value(&token_file), "bearer token for a control plane on TCP")(
       "delay-report", po::bool_switch(&delay_report),
       "at the end, the delay from each exchange's last packet to its arrival (p50, p99)");
+  po::options_description redaction_opts(
+      "Redaction (on unless --no-redact; -r, -i and live taps alike; docs/security.md)");
+  tapkit::AddRedactionOptions(&redaction_opts, &redaction);
+  opts.add(redaction_opts);
   opts.add(live_opts);
   po::options_description hidden;
   hidden.add_options()("bpf", po::value(&bpf_words));
@@ -165,8 +171,8 @@ int main(int argc, char** argv) {
   if (vm.count("write") && write_path.empty()) {
     return Usage("-w: give a file name (or - for standard output)");
   }
-  if (vm.count("no-redact") && !redact_key_file.empty()) {
-    return Usage("--redact-key-file goes with redaction; --no-redact turns it off");
+  if (absl::Status s = tapkit::CheckRedactionFlags(redaction); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) return Usage(std::string(format.status().message()));
@@ -267,8 +273,7 @@ int main(int argc, char** argv) {
     o.count = count;
     o.selection = *selection;
     o.body_limit = static_cast<uint64_t>(body_limit);
-    o.redact = !vm.count("no-redact");
-    o.redact_key_file = redact_key_file;
+    o.redaction = redaction;
     o.inventory_path = inventory_path;
     o.rotation = rotation;
     o.command_line.assign(argv, argv + argc);
@@ -322,8 +327,7 @@ int main(int argc, char** argv) {
   t.controlplane = controlplane;
   t.token_file = token_file;
   t.body_limit = static_cast<uint64_t>(body_limit);
-  t.redact = !vm.count("no-redact");
-  t.redact_key_file = redact_key_file;
+  t.redaction = redaction;
   t.command_line.assign(argv, argv + argc);
   t.rotation = rotation;
   t.delay_report = delay_report;

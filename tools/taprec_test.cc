@@ -293,8 +293,9 @@ TEST(Taprec, MixedLinkPcapngOnStdin) {
   std::string corpus = testing::CorpusDir();
   TAPKIT_REQUIRE_CORPUS(corpus);
   std::string file = corpus + "/pcaps/pcapfileex__sample_multi_nanosecond.pcap";
-  Result piped = Sh("cat '" + file + "' | " + Taprec("-r - -o json"));
-  Result direct = Sh(Taprec("-r '" + file + "' -o json"));
+  // Without redaction: its random key differs per run, and the capture holds a form password.
+  Result piped = Sh("cat '" + file + "' | " + Taprec("-r - -o json --no-redact"));
+  Result direct = Sh(Taprec("-r '" + file + "' -o json --no-redact"));
   EXPECT_EQ(piped.rc, 0) << piped.err;
   EXPECT_EQ(std::count(piped.out.begin(), piped.out.end(), '\n'), 4);
   EXPECT_EQ(piped.out, direct.out);
@@ -483,6 +484,40 @@ TEST(Taprec, EmptyOutputNameAndUnusedKeyAreRefused) {
   r = Sh(Taprec("-r '" + kFixture + "' --no-redact --redact-key-file /dev/null"));
   EXPECT_EQ(r.rc, 2);
   EXPECT_EQ(r.err, "taprec: --redact-key-file goes with redaction; --no-redact turns it off\n");
+  // The redaction flags are checked before anything is opened, with one line naming the flag.
+  const std::pair<std::string, std::string> bad[] = {
+      {"--no-redact --redact-query-param sid",
+       "taprec: --redact-query-param goes with redaction; --no-redact turns it off\n"},
+      {"--redact-json-field password",
+       "taprec: --redact-json-field JSON pointer \"password\": must be empty or start with "
+       "\"/\" (RFC 6901 section 3)\n"},
+      {"--redact-header 'x y'",
+       "taprec: --redact-header \"x y\": not a header field name (a token, RFC 9110 section "
+       "5.6.2)\n"},
+  };
+  for (const auto& [flags, message] : bad) {
+    r = Sh(Taprec("-r /nonexistent.pcap " + flags));
+    EXPECT_EQ(r.rc, 2) << flags;
+    EXPECT_EQ(r.err, message);
+  }
+}
+
+// -r with the new redaction flags: a header added to the default set, a query parameter, and
+// the policy in the file's header (tapcat --info -o json, read with jq).
+TEST(Taprec, RedactionFlagsReachTheFileAndItsHeader) {
+  std::string tap = absl::StrCat(testing::TestDir(), "/redact-flags.tap");
+  Result r = Sh(Taprec("-r '" + kFixture + "' --redact-header Host,User-Agent --redact-query-param "
+                       "sid --redact-json-field /a/0 -w '" + tap + "'"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Result info = Sh(std::string(TAPCAT_BIN) + " --info -o json '" + tap +
+                   "' | jq -c '.metadata.redaction | [.headers[-2:], .queryParams[-1], "
+                   ".jsonFields, .keyed, .enabled]'");
+  EXPECT_EQ(info.out, "[[\"host\",\"user-agent\"],\"sid\",[\"/a/0\"],false,true]\n") << info.err;
+  Result hosts = Sh(std::string(TAPCAT_BIN) + " -o json '" + tap +
+                    "' | jq -r '.request.headers[] | select(.name | ascii_downcase == \"host\") "
+                    "| .value' | sort -u");
+  EXPECT_EQ(hosts.out.substr(0, 16), "tapkit-redacted:") << hosts.out << hosts.err;
+  EXPECT_EQ(std::count(hosts.out.begin(), hosts.out.end(), '\n'), 1) << "one host, one marker";
 }
 
 // Classic little-endian pcap helpers: the records after the 24-byte header, and their first
