@@ -271,6 +271,7 @@ TEST_F(TapClientTest, LocalSelectionPrintsAtTheEnd) {
   o.selection = *sel;
   (void)RunTap(o);
   EXPECT_FALSE(fake_.request().phases());
+}
 
 // The redaction flags travel to the sidecars in full (the defaults and what was added), the
 // file's header says the same, and a bad pointer stops the tap before it is asked for.
