@@ -86,7 +86,18 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   meta.body_limit = 0;
   std::vector<uint32_t> base(source.inputs(), 0);
   bool first = true, all_redacted = true, all_keyed = true;
-  std::vector<std::string> redacted_headers;
+  // What every input redacted (intersections), to which the redaction here adds its own.
+  std::vector<std::string> redacted_headers, redacted_params, redacted_fields;
+  auto keep_common = [](std::vector<std::string>* mine, const std::vector<std::string>& theirs) {
+    std::erase_if(*mine, [&](const std::string& h) {
+      return std::find(theirs.begin(), theirs.end(), h) == theirs.end();
+    });
+  };
+  auto add_missing = [](std::vector<std::string>* to, const std::vector<std::string>& more) {
+    for (const std::string& h : more) {
+      if (std::find(to->begin(), to->end(), h) == to->end()) to->push_back(h);
+    }
+  };
   std::vector<std::pair<std::string, std::string>> input_filters;
   bool same_filters = true, same_target = true;
   uint32_t next_base = 0;
@@ -110,14 +121,15 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
       meta.ns = m.ns;
       input_filters = m.filters;
       redacted_headers = m.redaction.headers;
+      redacted_params = m.redaction.query_params;
+      redacted_fields = m.redaction.json_fields;
     } else {
       meta.start_time_ns = std::min(meta.start_time_ns, m.start_time_ns);
       same_target = same_target && meta.target == m.target && meta.ns == m.ns;
       same_filters = same_filters && input_filters == m.filters;
-      std::erase_if(redacted_headers, [&](const std::string& h) {
-        return std::find(m.redaction.headers.begin(), m.redaction.headers.end(), h) ==
-               m.redaction.headers.end();
-      });
+      keep_common(&redacted_headers, m.redaction.headers);
+      keep_common(&redacted_params, m.redaction.query_params);
+      keep_common(&redacted_fields, m.redaction.json_fields);
     }
     first = false;
     all_redacted = all_redacted && m.redaction.enabled;
@@ -135,16 +147,17 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
     if (!f.second.empty()) meta.filters.push_back(f);
   }
   meta.redaction.enabled = all_redacted || static_cast<bool>(o.redaction.apply);
-  if (all_redacted) meta.redaction.headers = redacted_headers;
+  if (all_redacted) {
+    meta.redaction.headers = redacted_headers;
+    meta.redaction.query_params = redacted_params;
+    meta.redaction.json_fields = redacted_fields;
+  }
   meta.redaction.keyed = all_redacted && all_keyed;
   if (o.redaction.apply) {
-    for (const std::string& h : o.redaction.headers) {
-      if (std::find(meta.redaction.headers.begin(), meta.redaction.headers.end(), h) ==
-          meta.redaction.headers.end()) {
-        meta.redaction.headers.push_back(h);
-      }
-    }
-    meta.redaction.keyed = (all_redacted ? all_keyed : true) && o.redaction.keyed;
+    add_missing(&meta.redaction.headers, o.redaction.policy.headers);
+    add_missing(&meta.redaction.query_params, o.redaction.policy.query_params);
+    add_missing(&meta.redaction.json_fields, o.redaction.policy.json_fields);
+    meta.redaction.keyed = (all_redacted ? all_keyed : true) && o.redaction.policy.keyed;
     meta.extra.insert(meta.extra.end(), o.redaction.description.begin(),
                       o.redaction.description.end());
   }
@@ -173,6 +186,7 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
       t.capture_points.insert(t.capture_points.end(), p.begin(), p.end());
     }
     t.counters["selected_out"] += source.selected_out();
+    if (o.redaction.counters) o.redaction.counters(&t.counters);
     return t;
   };
   RotationOptions rotation;

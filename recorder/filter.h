@@ -8,8 +8,8 @@
 //   filters: the inputs' own filters when they all agree, then the selection applied here;
 //   extra: ("tapfilter.source", name) for every input in order (standard input is "<stdin>"),
 //   then FilterRedaction::description;
-//   redaction: on when every input was redacted (with the headers they all redacted) or when a
-//   redaction is applied here (its headers added);
+//   redaction: on when every input was redacted (with the header names, query parameters and
+//   JSON pointers they all redacted) or when a redaction is applied here (its lists added);
 //   capture_points: every input's, renumbered when several inputs are merged so that ids stay
 //   unique: input k's ids are shifted by the ids the inputs before it used (its largest id + 1);
 //   the exchanges' capture_point moves with them.
@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "absl/status/status.h"
 #include "format/exchange.h"
 #include "format/exchange_view.h"
+#include "format/metadata.h"
 #include "format/order.h"
 
 namespace tapkit {
@@ -42,8 +44,12 @@ struct FilterRedaction {
   // Applied to every exchange kept, before it is written; null applies none. An error ends the
   // run (nothing after it is written; the output gets its trailer).
   std::function<absl::Status(Exchange*)> apply;
-  std::vector<std::string> headers;  // header names it replaces (lower case), for the header
-  bool keyed = false;                // with a key from a key file
+  // What it redacts, for the output header: header names, query parameters, JSON pointers, and
+  // whether its key came from a key file (format/redact.h Redactor::policy()).
+  RedactionPolicy policy;
+  // Adds its totals (e.g. "redaction_bodies_dropped") to the trailer's counters; may be null.
+  // Called on the thread that calls FilterCaptures.
+  std::function<void(std::map<std::string, uint64_t>*)> counters;
   // Recorded in the header's extra, e.g. {"tapfilter.redact-query-param", "token"}.
   std::vector<std::pair<std::string, std::string>> description;
 };

@@ -131,7 +131,7 @@ TEST(Filter, SelectionIsCountedAsSelectedOutAndRecorded) {
     x->request->path = "/redacted";
     return absl::OkStatus();
   };
-  o.redaction.headers = {"x-secret"};
+  o.redaction.policy.headers = {"x-secret"};
   o.redaction.description = {{"tapfilter.redact-test", "path"}};
   FilterSummary s;
   absl::Status st;

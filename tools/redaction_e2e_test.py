@@ -193,6 +193,68 @@ def decoded_bodies(build, tap):
     return out, r.stdout
 
 
+def verify(build, red, who):
+    """Scans `red` (written by `who`) for the secret and checks its markers and policy."""
+    secret = SECRET.encode()
+    data = open(red, "rb").read()
+    found = frames(data)
+    if len(found) < 2:
+        fail(f"{who}: only {len(found)} frames found in {red}")
+    for name, hay in (("the file's bytes", data), ("its decompressed frames", b"".join(found))):
+        if secret in hay:
+            at = hay.find(secret)
+            fail(f"{who}: the secret is in {name}: ...{hay[max(0, at - 80):at + 40]!r}")
+    bodies, printed = decoded_bodies(build, red)
+    if secret in printed:
+        fail(f"{who}: the secret is in tapcat -o json's output")
+    for x, which, raw, m in bodies:
+        if secret in raw:
+            fail(f"{who}: the secret is in the decoded {which} body of {x['request']['path']}: {raw[:200]!r}")
+
+    # One marker for the secret wherever it was a value.
+    markers = {}
+    for line in printed.decode().splitlines():
+        x = json.loads(line)
+        path = x["request"]["path"]
+        for key in ("token", "access_token", "api_key"):
+            for source, text in (("path", path),
+                                 ("Referer", header(x["request"]["headers"], "referer") or ""),
+                                 ("Location", header(x["response"]["headers"], "location") or "")):
+                m = re.search(rf"[?&]{key}=({MARKER.pattern})", text)
+                if m:
+                    markers[f"{source} {key}"] = m.group(1)
+    for x, which, raw, m in bodies:
+        text = raw.decode()
+        if which == "request" and "password=" in text:
+            markers["form password"] = re.search(rf"password=({MARKER.pattern})", text).group(1)
+        elif text.startswith("{"):
+            doc = json.loads(text)
+            if "password" in doc:
+                markers["JSON request password"] = doc["password"]
+            if "data" in doc:
+                coding = header(m["headers"], "content-encoding")
+                markers[f"{coding} JSON data.token"] = doc["data"]["token"]
+                for i, item in enumerate(doc["items"]):
+                    markers[f"{coding} JSON items[{i}].sig"] = item["sig"]
+                if coding == "br":
+                    length = int(header(m["headers"], "content-length"))
+                    if length != m["body"]["length"] or m["body"]["truncated"]:
+                        fail(f"{who}: br body: Content-Length {length}, body {m['body']}")
+    want = {"path token", "Referer api_key", "Location access_token", "form password",
+            "JSON request password", "gzip JSON data.token", "br JSON data.token",
+            "gzip JSON items[2].sig", "br JSON items[0].sig"}
+    if not want <= set(markers):
+        fail(f"{who}: markers missing: {sorted(want - set(markers))}; found {markers}")
+    if len(set(markers.values())) != 1 or not MARKER.fullmatch(next(iter(markers.values()))):
+        fail(f"{who}: equal secrets with different markers: {markers}")
+    info = run([os.path.join(build, "tools", "tapcat"), "--info", "-o", "json", red])
+    red_policy = json.loads(info.stdout)["metadata"]["redaction"]
+    if red_policy["jsonFields"] != ["/data/token", "/items/*/sig", "/password"] or \
+            "x-unused" not in red_policy["headers"] or "token" not in red_policy["queryParams"]:
+        fail(f"{who}: the header's redaction policy: {red_policy}")
+    return len(found), len(bodies), len(markers)
+
+
 def main():
     if len(sys.argv) != 2:
         fail("usage: redaction_e2e_test.py BUILD_DIR")
@@ -234,65 +296,18 @@ def main():
     if sum(raw.count(secret) for _, _, raw, _ in plain_bodies) < 8:
         fail("control: the secret is not in the unredacted decoded bodies")
 
-    data = open(red, "rb").read()
-    found = frames(data)
-    if len(found) < 2:
-        fail(f"only {len(found)} frames found in {red}")
-    for name, hay in (("the file's bytes", data), ("its decompressed frames", b"".join(found))):
-        if secret in hay:
-            at = hay.find(secret)
-            fail(f"the secret is in {name}: ...{hay[max(0, at - 80):at + 40]!r}")
-    bodies, printed = decoded_bodies(build, red)
-    if secret in printed:
-        fail("the secret is in tapcat -o json's output")
-    for x, which, raw, m in bodies:
-        if secret in raw:
-            fail(f"the secret is in the decoded {which} body of {x['request']['path']}: {raw[:200]!r}")
-
-    # One marker for the secret wherever it was a value.
-    markers = {}
-    for line in printed.decode().splitlines():
-        x = json.loads(line)
-        path = x["request"]["path"]
-        for key in ("token", "access_token", "api_key"):
-            for source, text in (("path", path),
-                                 ("Referer", header(x["request"]["headers"], "referer") or ""),
-                                 ("Location", header(x["response"]["headers"], "location") or "")):
-                m = re.search(rf"[?&]{key}=({MARKER.pattern})", text)
-                if m:
-                    markers[f"{source} {key}"] = m.group(1)
-    for x, which, raw, m in bodies:
-        text = raw.decode()
-        if which == "request" and "password=" in text:
-            markers["form password"] = re.search(rf"password=({MARKER.pattern})", text).group(1)
-        elif text.startswith("{"):
-            doc = json.loads(text)
-            if "password" in doc:
-                markers["JSON request password"] = doc["password"]
-            if "data" in doc:
-                coding = header(m["headers"], "content-encoding")
-                markers[f"{coding} JSON data.token"] = doc["data"]["token"]
-                for i, item in enumerate(doc["items"]):
-                    markers[f"{coding} JSON items[{i}].sig"] = item["sig"]
-                if coding == "br":
-                    length = int(header(m["headers"], "content-length"))
-                    if length != m["body"]["length"] or m["body"]["truncated"]:
-                        fail(f"br body: Content-Length {length}, body {m['body']}")
-    want = {"path token", "Referer api_key", "Location access_token", "form password",
-            "JSON request password", "gzip JSON data.token", "br JSON data.token",
-            "gzip JSON items[2].sig", "br JSON items[0].sig"}
-    if not want <= set(markers):
-        fail(f"markers missing: {sorted(want - set(markers))}; found {markers}")
-    if len(set(markers.values())) != 1 or not MARKER.fullmatch(next(iter(markers.values()))):
-        fail(f"equal secrets with different markers: {markers}")
-    info = run([os.path.join(build, "tools", "tapcat"), "--info", "-o", "json", red])
-    red_policy = json.loads(info.stdout)["metadata"]["redaction"]
-    if red_policy["jsonFields"] != ["/data/token", "/items/*/sig", "/password"] or \
-            "x-unused" not in red_policy["headers"] or "token" not in red_policy["queryParams"]:
-        fail(f"the header's redaction policy: {red_policy}")
+    found, bodies, markers = verify(build, red, "taprec -r")
+    # tapfilter redacts a capture recorded without redaction the same way (issue 11).
+    filtered = os.path.join(work, "filtered.tap")
+    r = run([os.path.join(build, "tools", "tapfilter"), "--redact", "--redact-json-field",
+             "/data/token", "--redact-json-field", "/items/*/sig", "--redact-json-field",
+             "/password", "--redact-header", "X-Unused", plain, "-w", filtered])
+    if r.returncode != 0:
+        fail(f"tapfilter --redact: {r.stderr.decode()}")
+    verify(build, filtered, "tapfilter --redact")
     shutil.rmtree(work, ignore_errors=True)
-    print(f"ok: {len(found)} frames and {len(bodies)} bodies scanned, no secret; one marker in "
-          f"{len(markers)} places")
+    print(f"ok: {found} frames and {bodies} bodies scanned in each of taprec's and tapfilter's "
+          f"output, no secret; one marker in {markers} places")
 
 
 if __name__ == "__main__":

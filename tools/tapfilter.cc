@@ -1,21 +1,25 @@
 // tapfilter: writes new .tap files from existing ones: inputs merged in sort-key order, the
 // selected exchanges, redacted, split with -C (recorder/filter.h).
 //
-//   tapfilter [-c N] [selection] [-C SIZE] [--reorder-window D] -w OUT.tap|- IN.tap|- ...
+//   tapfilter [-c N] [selection] [redaction] [-C SIZE] [--reorder-window D] -w OUT.tap|- IN.tap|-...
 //
 // The selection flags (--status 5xx, --path /api, ...; -c counts what they select) are
-// format/select.h's.
+// format/select.h's; the redaction flags (--redact, --redact-header, --redact-query-param,
+// --redact-json-field, --redact-key-file) format/redact_options.h's, as taprec's.
 //
 // Exit status (docs/architecture.md section 4): 0 success, 2 usage or input error, including
 // damage found in an input (whatever could be read is still written).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <memory>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "format/order.h"
 #include "format/program.h"
+#include "format/redact.h"
+#include "format/redact_options.h"
 #include "format/select.h"
 #include "recorder/filter.h"
 #include "recorder/rotating_writer.h"
@@ -44,6 +48,12 @@ int main(int argc, char** argv) {
       "Selection (ANDed; a repeated flag or a comma list ORs; -c counts selected exchanges)");
   tapkit::AddSelectionOptions(&select_opts, &selection_flags);
   opts.add(select_opts);
+  // tapfilter copies values as they are unless asked: --redact, or any other redaction flag.
+  tapkit::RedactionFlags redaction_flags;
+  po::options_description redact_opts(
+      "Redaction (--redact: the default headers and query parameters; each flag adds to it)");
+  tapkit::AddRedactionOptions(&redact_opts, &redaction_flags);
+  opts.add(redact_opts);
   po::options_description hidden;
   hidden.add_options()("input", po::value(&f.inputs));
   po::options_description all;
@@ -87,6 +97,25 @@ int main(int argc, char** argv) {
   if (selection->needs_inputs()) {
     f.bind = [&](const std::vector<const tapkit::Reader*>& readers) {
       return selection->Bind(readers);
+    };
+  }
+  absl::StatusOr<std::optional<tapkit::Redactor>> redactor =
+      tapkit::BuildRedactor(redaction_flags);
+  if (!redactor.ok()) {
+    std::fprintf(stderr, "tapfilter: %s\n", std::string(redactor.status().message()).c_str());
+    return kExitError;
+  }
+  // Totals for the trailer, counted on FilterCaptures' thread.
+  auto redaction_stats = std::make_shared<tapkit::RedactionStats>();
+  if (redactor->has_value()) {
+    const tapkit::Redactor& r = **redactor;
+    f.redaction.apply = [&r, redaction_stats](tapkit::Exchange* x) {
+      r.Apply(x, redaction_stats.get());
+      return absl::OkStatus();
+    };
+    f.redaction.policy = r.policy();
+    f.redaction.counters = [redaction_stats](std::map<std::string, uint64_t>* counters) {
+      (*counters)["redaction_bodies_dropped"] += redaction_stats->bodies_dropped;
     };
   }
   if (vm.count("file-size")) {
