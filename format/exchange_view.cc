@@ -240,6 +240,33 @@ uint64_t ExchangeView::duration_ns() const {
   return end >= start ? end - start : 0;
 }
 
+namespace {
+EndpointView ToEndpointView(const fb::Endpoint* e) {
+  EndpointView out;
+  if (!e) return out;
+  out.port = e->port();
+  if (const auto* ip = e->ip()) {
+    if (ip->size() == 4 || ip->size() == 16) {
+      out.ip.family = ip->size() == 4 ? 4 : 6;
+      std::memcpy(out.ip.bytes.data(), ip->data(), ip->size());
+    }
+  }
+  if (const auto* l = e->labels()) {
+    std::string_view packed = Bytes(l);
+    std::string_view* parts[] = {&out.labels.ns, &out.labels.pod, &out.labels.workload_kind,
+                                 &out.labels.workload_name, &out.labels.service};
+    for (std::string_view* part : parts) {
+      if (!NextPackedString(&packed, part)) break;
+    }
+  }
+  return out;
+}
+}  // namespace
+
+EndpointView ExchangeView::source_view() const { return ToEndpointView(e_->source()); }
+EndpointView ExchangeView::destination_view() const {
+  return ToEndpointView(e_->destination());
+}
 Endpoint ExchangeView::source() const { return ToEndpoint(e_->source()); }
 Endpoint ExchangeView::destination() const { return ToEndpoint(e_->destination()); }
 std::string_view ExchangeView::reason() const { return Str(e_->reason()); }

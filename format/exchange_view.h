@@ -146,6 +146,17 @@ class InterimView {
   const fb::Interim* i_;
 };
 
+// An endpoint's labels as views into the stored bytes (Labels without the copies), for printing
+// at reading speed. Valid as long as the ExchangeView it came from.
+struct LabelsView {
+  std::string_view ns, pod, workload_kind, workload_name, service;
+};
+struct EndpointView {
+  IpAddress ip;
+  uint16_t port = 0;
+  LabelsView labels;
+};
+
 class ExchangeView {
  public:
   ExchangeView() = default;
@@ -169,6 +180,9 @@ class ExchangeView {
   uint32_t h2_stream_id() const { return e_->h2_stream_id(); }
   Endpoint source() const;
   Endpoint destination() const;
+  // The same without copying the labels.
+  EndpointView source_view() const;
+  EndpointView destination_view() const;
   Direction direction() const { return static_cast<Direction>(e_->direction()); }
   TlsState tls() const { return static_cast<TlsState>(e_->tls()); }
 

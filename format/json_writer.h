@@ -36,7 +36,7 @@ namespace tapkit {
 class JsonWriter {
  public:
   explicit JsonWriter(std::string* out) : out_(out), at_(out->size()) {
-    out_->resize(at_ + 4096);
+    out_->resize(at_ + 2048);
     Rebase(at_);
   }
   ~JsonWriter() { out_->resize(static_cast<size_t>(w_ - out_->data())); }
@@ -172,7 +172,8 @@ class JsonWriter {
   void Reserve(size_t n) {
     if (static_cast<size_t>(limit_ - w_) >= n) return;
     size_t at = static_cast<size_t>(w_ - out_->data());
-    out_->resize(std::max(out_->size() * 2, at + n + 4096));
+    // std::string grows its capacity geometrically itself; only the bytes asked for are zeroed.
+    out_->resize(at + n + 2048);
     Rebase(at);
   }
   void Raw(std::string_view s) {
@@ -185,101 +186,8 @@ class JsonWriter {
     if (!first_) *w_++ = ',';
     first_ = false;
   }
-  // Escapes `s` quoted. 16 bytes at a time are tested for anything needing an escape (SSE2 where
-  // there is one: every x86-64 has it), and escapes are written without a call per byte. Returns
-  // true when `s` holds a byte >= 0x80.
-  bool String(std::string_view s) {
-    static constexpr auto kEscape = [] {
-      // 1: escape as \u00xx; other non-zero: the letter after the backslash.
-      std::array<char, 256> t{};
-      for (int c = 0; c < 0x20; ++c) t[c] = 1;
-      t['"'] = '"';
-      t['\\'] = '\\';
-      t['\b'] = 'b';
-      t['\f'] = 'f';
-      t['\n'] = 'n';
-      t['\r'] = 'r';
-      t['\t'] = 't';
-      return t;
-    }();
-    static constexpr char kHex[] = "0123456789abcdef";
-    const char* p = s.data();
-    const char* end = p + s.size();
-    // Room for every byte escaped with two bytes (quotes, backslashes, \n...), the quotes and 16
-    // bytes of over-copy, reserved once so that the loop keeps the write pointer in a register;
-    // only the rare six-byte escapes (\u00xx) check for more.
-    Reserve(s.size() * 2 + 2 + 16);
-    char* w = w_;
-    auto six = [&](size_t left) {  // room for a \u00xx escape and `left` more input bytes
-      w_ = w;
-      Reserve(left * 2 + 6 + 2 + 16);
-      w = w_;
-    };
-    *w++ = '"';
-    unsigned high = 0;
-#if defined(__SSE2__)
-    __m128i high_bits = _mm_setzero_si128();
-    while (end - p >= 16) {
-      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      high_bits = _mm_or_si128(high_bits, v);
-      __m128i ctl = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8(static_cast<char>(0xe0))),
-                                   _mm_setzero_si128());
-      __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
-      __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
-      unsigned mask =
-          static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, b))));
-      unsigned i = 0;
-      while (mask != 0) {
-        unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
-        mask &= mask - 1;
-        std::memcpy(w, p + i, 16);  // a fixed-size move; only n - i bytes count
-        w += n - i;
-        unsigned char c = static_cast<unsigned char>(p[n]);
-        if (c == '"' || c == '\\') {  // most escapes, without the table
-          w[0] = '\\';
-          w[1] = static_cast<char>(c);
-          w += 2;
-        } else if (char e = kEscape[c]; e != 1) {
-          w[0] = '\\';
-          w[1] = e;
-          w += 2;
-        } else {
-          six(static_cast<size_t>(end - p));
-          std::memcpy(w, "\\u00", 4);
-          w[4] = kHex[c >> 4];
-          w[5] = kHex[c & 15];
-          w += 6;
-        }
-        i = n + 1;
-      }
-      std::memcpy(w, p + i, 16);
-      w += 16 - i;
-      p += 16;
-    }
-    high = static_cast<unsigned>(_mm_movemask_epi8(high_bits));
-#endif
-    for (; p != end; ++p) {
-      unsigned char c = static_cast<unsigned char>(*p);
-      high |= c & 0x80;
-      char e = kEscape[c];
-      if (e == 0) {
-        *w++ = static_cast<char>(c);
-      } else if (e != 1) {
-        w[0] = '\\';
-        w[1] = e;
-        w += 2;
-      } else {
-        six(static_cast<size_t>(end - p));
-        std::memcpy(w, "\\u00", 4);
-        w[4] = kHex[c >> 4];
-        w[5] = kHex[c & 15];
-        w += 6;
-      }
-    }
-    *w++ = '"';
-    w_ = w;
-    return high != 0;
-  }
+  // Escapes `s` quoted (json_writer.cc). Returns true when `s` holds a byte >= 0x80.
+  bool String(std::string_view s);
 
   std::string* out_;
   size_t at_;

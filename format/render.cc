@@ -256,7 +256,8 @@ void BodyOut(JsonWriter& j, const BodyView& b, const HeaderListView& headers,
   j.Close('}');
 }
 
-void LabelsOut(JsonWriter& j, const Labels& l) {
+template <typename L>  // Labels or LabelsView
+void LabelsOut(JsonWriter& j, const L& l) {
   // The common case: every value UTF-8, so the members are the fixed names and the kind's name.
   if (IsUtf8(l.ns) && IsUtf8(l.pod) && IsUtf8(l.workload_kind) && IsUtf8(l.workload_name) &&
       IsUtf8(l.service)) {
@@ -328,10 +329,24 @@ void LabelsOut(JsonWriter& j, const Labels& l) {
   j.Close('}');
 }
 
-void EndpointOut(JsonWriter& j, const Endpoint& e) {
+void EndpointOut(JsonWriter& j, const EndpointView& e) {
   j.Open('{');
   j.Key("ip");
-  j.Str(e.ip.ToString());
+  if (e.ip.family == 4) {
+    // Dotted decimal without a std::string (this runs twice per exchange).
+    char buf[16];
+    char* w = buf;
+    for (int i = 0; i < 4; ++i) {
+      unsigned v = e.ip.bytes[i];
+      if (v >= 100) *w++ = static_cast<char>('0' + v / 100);
+      if (v >= 10) *w++ = static_cast<char>('0' + v / 10 % 10);
+      *w++ = static_cast<char>('0' + v % 10);
+      if (i < 3) *w++ = '.';
+    }
+    j.Str(std::string_view(buf, static_cast<size_t>(w - buf)));
+  } else {
+    j.Str(e.ip.ToString());
+  }
   j.Key("metadata");
   LabelsOut(j, e.labels);
   j.Key("port");
@@ -521,7 +536,7 @@ void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* 
   JsonWriter j(out);
   j.Open('{');
   j.Key("destination");
-  EndpointOut(j, x.destination());
+  EndpointOut(j, x.destination_view());
   j.Key("durationNs");
   j.Uint(x.duration_ns());
   j.Key("end");
@@ -627,7 +642,7 @@ void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* 
   j.Key("responseStartNs");
   j.Uint(x.response_start_ns());
   j.Key("source");
-  EndpointOut(j, x.source());
+  EndpointOut(j, x.source_view());
   j.Key("tls");
   if (x.tls() == TlsState::kUnknown) {
     j.Null();

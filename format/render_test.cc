@@ -324,6 +324,18 @@ TEST(Json, HandWrittenOutputIsNlohmannsCanonicalForm) {
   odd.destination.labels = Labels{"shop", "", "weird kind", "x", ""};
   odd.reason = "r\x00s";
   xs.push_back(odd);
+  // Strings of every length around the 16-byte blocks, all control bytes (six bytes each as
+  // \u00xx: the writer's room grows mid-string), all quotes, and mixes.
+  for (size_t len : {1, 15, 16, 17, 31, 32, 33, 100, 5000}) {
+    Exchange c = testing::SmallExchange(200 + len, 3);
+    c.request->path = "/" + std::string(len, '\x01');
+    c.request->headers.push_back({"x-q", std::string(len, '"')});
+    std::string mix;
+    for (size_t i = 0; i < len; ++i) mix.push_back("a\"\x02\\\n\x1f\xc3\xa9"[i % 8]);
+    c.response->body.data = std::string(len, '\x1f') + mix + std::string(len, '\\');
+    c.response->body.length = c.response->body.data.size();
+    xs.push_back(c);
+  }
   Exchange binary = testing::SmallExchange(101, 2);
   binary.response->body.data = std::string("\x1f\x8b\x08\x00\xff\xfe", 6) + every_byte;
   binary.response->body.length = binary.response->body.data.size();
