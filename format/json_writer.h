@@ -109,13 +109,26 @@ class JsonWriter {
   void Uint(uint64_t v) {
     Reserve(22);
     Comma();
+    // Two digits at a time (a division per pair).
+    static constexpr char kPairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
     char buf[24];
     char* e = buf + sizeof buf;
     char* p = e;
-    do {
-      *--p = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v);
+    while (v >= 100) {
+      unsigned pair = static_cast<unsigned>(v % 100);
+      v /= 100;
+      p -= 2;
+      std::memcpy(p, kPairs + 2 * pair, 2);
+    }
+    if (v >= 10) {
+      p -= 2;
+      std::memcpy(p, kPairs + 2 * v, 2);
+    } else {
+      *--p = static_cast<char>('0' + v);
+    }
     std::memcpy(w_, p, static_cast<size_t>(e - p));
     w_ += e - p;
   }

@@ -429,7 +429,19 @@ std::string RequestUrl(const ExchangeView& x) {
   return url;
 }
 
+namespace {
+// Rfc3339 into `buf` (30 bytes), without a std::string: the JSON writer calls it per exchange.
+void FormatRfc3339(uint64_t unix_ns, char* buf);
+}  // namespace
+
 std::string Rfc3339(uint64_t unix_ns) {
+  char buf[32];
+  FormatRfc3339(unix_ns, buf);
+  return std::string(buf, 30);
+}
+
+namespace {
+void FormatRfc3339(uint64_t unix_ns, char* buf) {
   // Hand-formatted (it is on the JSON hot path): the civil date from days since the epoch by the
   // proleptic Gregorian calendar, as absl::FormatTime's "%Y-%m-%dT%H:%M:%E9SZ" in UTC would
   // print it (render_test compares the two). uint64 nanoseconds reach the year 2554 at most.
@@ -448,8 +460,7 @@ std::string Rfc3339(uint64_t unix_ns) {
   int64_t d = doy - (153 * mp + 2) / 5 + 1;
   int64_t m = mp < 10 ? mp + 3 : mp - 9;
   if (m <= 2) ++y;
-  char buf[32];
-  auto put = [&buf](int at, uint64_t v, int width) {
+  auto put = [buf](int at, uint64_t v, int width) {
     for (int k = width - 1; k >= 0; --k) {
       buf[at + k] = static_cast<char>('0' + v % 10);
       v /= 10;
@@ -469,8 +480,8 @@ std::string Rfc3339(uint64_t unix_ns) {
   buf[19] = '.';
   put(20, nanos, 9);
   buf[29] = 'Z';
-  return std::string(buf, 30);
 }
+}  // namespace
 
 void AppendRequestLine(const LineHead& h, std::string_view method, std::string_view authority,
                        std::string_view path, bool wide, std::string* out) {
@@ -613,7 +624,11 @@ void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* 
   j.Key("requestEndNs");
   j.Uint(x.request_end_ns());
   j.Key("requestTime");
-  j.Str(Rfc3339(x.sort_key_ns()));
+  {
+    char when[32];
+    FormatRfc3339(x.sort_key_ns(), when);
+    j.Str(std::string_view(when, 30));
+  }
   j.Key("requestTimeNs");
   j.Uint(x.sort_key_ns());
   j.Key("response");
