@@ -93,32 +93,24 @@ inline char* EscapeBlock(__m128i v, unsigned mask, char* w) {
   return w + (16 - i);
 }
 
-// The last `len` (< 16) bytes at `p`, through a zero-padded copy so that no read passes the end
-// of the input: most header names and values are shorter than a block.
-inline char* EscapeTail(const char** pp, const char* end, char* w, const char* limit,
+// The bytes from `*pp` to `end` one at a time: a string shorter than a block, or a tail with a
+// control byte. Stops at a control byte that would not fit (RoomForControl), leaving `*pp` there.
+inline char* ScalarTail(const char** pp, const char* end, char* w, const char* limit,
                         unsigned* high) {
   const char* p = *pp;
-  size_t len = static_cast<size_t>(end - p);
-  alignas(16) char block[32] = {};
-  std::memcpy(block, p, len);
-  __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(block));
-  unsigned valid = (1u << len) - 1;  // the padding's zeros are control bytes: masked off
-  unsigned control;
-  unsigned mask = NeedsEscape(v, &control) & valid;
-  if ((control & valid) != 0 && !RoomForControl(p, end, w, limit)) return w;  // *pp stays
-  *high |= static_cast<unsigned>(_mm_movemask_epi8(v)) & valid;
-  *pp = end;
-  unsigned i = 0;
-  while (mask != 0) {
-    unsigned n = static_cast<unsigned>(__builtin_ctz(mask));
-    mask &= mask - 1;
-    std::memcpy(w, block + i, 16);  // block + i + 16 stays inside the 32 bytes
-    w += n - i;
-    w = Escape(static_cast<unsigned char>(block[n]), w);
-    i = n + 1;
+  for (; p != end; ++p) {
+    unsigned char c = static_cast<unsigned char>(*p);
+    *high |= c & 0x80;
+    if (kEscape[c] == 0) {
+      *w++ = static_cast<char>(c);
+    } else if (kEscape[c] != 1 || RoomForControl(p, end, w, limit)) {
+      w = Escape(c, w);
+    } else {
+      break;
+    }
   }
-  std::memcpy(w, block + i, 16);
-  return w + (len - i);
+  *pp = p;
+  return w;
 }
 
 // pshufb controls that put a backslash before each byte of 8 whose bit is set in the index:
@@ -136,12 +128,21 @@ constexpr auto kExpand = [] {
   return t;
 }();
 
+// pshufb controls that move bytes k..15 down to 0..15-k (zeros above): index k.
+constexpr auto kShiftDown = [] {
+  std::array<std::array<uint8_t, 16>, 17> t{};
+  for (int k = 0; k <= 16; ++k) {
+    for (int i = 0; i < 16; ++i) t[k][i] = i + k < 16 ? static_cast<uint8_t>(i + k) : 0x80;
+  }
+  return t;
+}();
+
 // JSON bodies put a quote every few bytes; escaping them one by one was most of tapcat -o json's
 // time. With SSSE3, a block whose escapes are all '"' or '\\' (a backslash before the byte) is
 // expanded 8 bytes at a time by a byte shuffle instead; control bytes take EscapeBlock.
-__attribute__((target("ssse3,popcnt"))) char* EscapeSsse3(const char** pp, const char* end,
-                                                           char* w, const char* limit,
-                                                           unsigned* high_out) {
+__attribute__((target("ssse3,popcnt"))) char* EscapeSsse3(const char* begin, const char** pp,
+                                                           const char* end, char* w,
+                                                           const char* limit, unsigned* high_out) {
   const char* p = *pp;
   __m128i high = _mm_setzero_si128();
   const __m128i backslashes = _mm_set1_epi8('\\');
@@ -175,7 +176,33 @@ __attribute__((target("ssse3,popcnt"))) char* EscapeSsse3(const char** pp, const
   *high_out |= static_cast<unsigned>(_mm_movemask_epi8(high));
   *pp = p;
   if (p == end || end - p >= 16) return w;  // done, or stopped for room
-  return EscapeTail(pp, end, w, limit, high_out);
+  if (end - begin < 16) return ScalarTail(pp, end, w, limit, high_out);
+  // The tail of a string of a block or more: its last 16 bytes, read where they are (no copy,
+  // so no store-forwarding stall) and shifted down so that the tail starts at byte 0.
+  unsigned len = static_cast<unsigned>(end - p);
+  __m128i v = _mm_shuffle_epi8(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(end - 16)),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(kShiftDown[16 - len].data())));
+  unsigned valid = (1u << len) - 1;  // the zeros shifted in are control bytes: masked off
+  unsigned control;
+  unsigned mask = NeedsEscape(v, &control) & valid;
+  if ((control & valid) != 0) return ScalarTail(pp, end, w, limit, high_out);
+  *high_out |= static_cast<unsigned>(_mm_movemask_epi8(v)) & valid;
+  unsigned lo = mask & 0xff, hi = mask >> 8;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(w),
+                   _mm_shuffle_epi8(_mm_unpacklo_epi64(v, backslashes),
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                        kExpand[lo].data()))));
+  w += std::min(len, 8u) + __builtin_popcount(lo);
+  if (len > 8) {
+    __m128i src_hi = _mm_unpacklo_epi64(_mm_unpackhi_epi64(v, backslashes), backslashes);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w),
+                     _mm_shuffle_epi8(src_hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                                  kExpand[hi].data()))));
+    w += (len - 8) + __builtin_popcount(hi);
+  }
+  *pp = end;
+  return w;
 }
 
 char* EscapeSse2(const char** pp, const char* end, char* w, const char* limit,
@@ -199,7 +226,7 @@ char* EscapeSse2(const char** pp, const char* end, char* w, const char* limit,
   *high_out |= static_cast<unsigned>(_mm_movemask_epi8(high));
   *pp = p;
   if (p == end || end - p >= 16) return w;  // done, or stopped for room
-  return EscapeTail(pp, end, w, limit, high_out);
+  return ScalarTail(pp, end, w, limit, high_out);
 }
 
 const bool kHaveSsse3 = (__builtin_cpu_init(), __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt"));
@@ -219,7 +246,7 @@ bool JsonWriter::String(std::string_view s) {
   unsigned high = 0;
 #if defined(__SSE2__)
   for (;;) {
-    w = kHaveSsse3 ? EscapeSsse3(&p, end, w, limit_, &high)
+    w = kHaveSsse3 ? EscapeSsse3(s.data(), &p, end, w, limit_, &high)
                    : EscapeSse2(&p, end, w, limit_, &high);
     if (p == end) break;
     w_ = w;
