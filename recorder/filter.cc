@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "format/print.h"
 #include "format/program.h"
+#include "format/select.h"
 #include "recorder/rotating_writer.h"
 
 namespace tapkit {
@@ -101,7 +102,7 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   meta.command_line = o.command_line;
   meta.body_limit = 0;
   std::vector<uint32_t> base(source.inputs(), 0);
-  bool first = true, all_redacted = true, all_keyed = true;
+  bool first = true, all_redacted = true, all_keyed = true, all_labelled = true;
   // What every input redacted (intersections), to which the redaction here adds its own.
   std::vector<std::string> redacted_headers, redacted_params, redacted_fields;
   auto keep_common = [](std::vector<std::string>* mine, const std::vector<std::string>& theirs) {
@@ -148,6 +149,7 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
       keep_common(&redacted_fields, m.redaction.json_fields);
     }
     first = false;
+    all_labelled = all_labelled && EndpointsLabelled(m);
     all_redacted = all_redacted && m.redaction.enabled;
     all_keyed = all_keyed && m.redaction.keyed;
     meta.body_limit = std::max(meta.body_limit, m.body_limit);
@@ -158,6 +160,9 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
         absl::StrCat("no input could be read (", unreadable, " unreadable)"));
   }
   if (!same_target) meta.target.clear(), meta.ns.clear();
+  // Merged inputs with different targets or inventories lose those header fields, not the
+  // labels on their exchanges: say so, for a workload selection on the output (select.h).
+  if (all_labelled) meta.extra.emplace_back("endpoint-labels", "yes");
   if (same_filters) meta.filters = input_filters;
   for (const auto& f : o.selection) {
     if (!f.second.empty()) meta.filters.push_back(f);
