@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
       "write,w", po::value(&out), "output .tap file, - for standard output");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::store(po::parse_command_line(argc, argv, opts, tapkit::kCommandLineStyle), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::fprintf(stderr, "tapsynth: %s (try --help)\n", e.what());
