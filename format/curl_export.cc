@@ -26,15 +26,18 @@ bool PlainText(std::string_view s) {
 
 // `data` as a printf format string that prints exactly `data`: printable ASCII as itself ('%' as
 // "%%", '\\' as "\\\\"), every other byte as a three-digit octal escape (POSIX printf), quoted.
+// A leading '-' is written as the escape too: bash's and dash's printf would take "-..." as an
+// option, fail, and print nothing.
 std::string PrintfWord(std::string_view data) {
   std::string fmt;
   fmt.reserve(data.size() * 2);
-  for (unsigned char c : data) {
+  for (size_t i = 0; i < data.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(data[i]);
     if (c == '%') {
       fmt += "%%";
     } else if (c == '\\') {
       fmt += "\\\\";
-    } else if (c >= 0x20 && c < 0x7f) {
+    } else if (c >= 0x20 && c < 0x7f && !(i == 0 && c == '-')) {
       fmt.push_back(static_cast<char>(c));
     } else {
       fmt.push_back('\\');

@@ -5,7 +5,13 @@
 // exports against har-validator, httpsnippet, curl with nginx, tshark and taprec.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "format/curl_export.h"
@@ -188,19 +194,29 @@ TEST(Curl, ShellQuote) {
   EXPECT_EQ(ShellQuote(""), "''");
 }
 
-// What `sh -c SCRIPT` prints.
-std::string Shell(const std::string& script) {
+// What `SHELL SCRIPT` prints on stdout (stderr dropped); `*status` gets the wait status.
+std::string Shell(const std::string& script, const std::string& shell = "sh",
+                  int* status = nullptr) {
   std::string path = ::testing::TempDir() + "/export_test.sh";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fwrite(script.data(), 1, script.size(), f);
   std::fclose(f);
-  FILE* p = popen(("sh " + path).c_str(), "r");
+  FILE* p = popen((shell + " " + path + " 2>/dev/null").c_str(), "r");
   std::string out;
   char buf[4096];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
+  int st = pclose(p);
+  if (status != nullptr) *status = st;
   return out;
+}
+
+// True when `tool` runs; a missing tool fails the test under CI=true (the caller skips otherwise).
+bool Have(const std::string& tool) {
+  bool have = std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0;
+  const char* ci = std::getenv("CI");
+  if (!have && ci != nullptr && std::string(ci) == "true") ADD_FAILURE() << tool << " missing";
+  return have;
 }
 
 TEST(Curl, CommandLines) {
@@ -224,6 +240,26 @@ TEST(Curl, CommandLines) {
   EXPECT_EQ(Shell(text.substr(0, pipe)), body);
   EXPECT_NE(text.find(" -X 'PUT' "), std::string::npos) << text;
   EXPECT_NE(text.find(" --data-binary @-\n"), std::string::npos) << text;
+}
+
+// A binary body starting with '-': bash's and dash's printf take a leading '-' as an option,
+// fail and print nothing, so the body must not reach printf as "-...".
+TEST(Curl, BinaryBodyStartingWithDash) {
+  Exchange bin = Base();
+  std::string body("-\x01-%-", 5);
+  bin.request->body.data = body;
+  bin.request->body.length = body.size();
+  std::string text;
+  ForEachView({bin}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  size_t pipe = text.find(" | curl ");
+  ASSERT_NE(pipe, std::string::npos) << text;
+  for (std::string shell : {"sh", "dash", "bash"}) {
+    if (!Have(shell)) {
+      std::printf("SKIP %s: not installed\n", shell.c_str());
+      continue;
+    }
+    EXPECT_EQ(Shell(text.substr(0, pipe), shell), body) << shell << ": " << text;
+  }
 }
 
 TEST(Pcap, ChunkedBodyReframed) {
