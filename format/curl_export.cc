@@ -139,7 +139,8 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   std::string url = RequestUrl(x);
   if (HasDotSegment(q.path())) cmd += " --path-as-is";
   if (url.find_first_of("[]{}") != std::string::npos) cmd += " -g";
-  absl::StrAppend(&cmd, " ", ShellQuote(url));
+  // --url, not a bare word: a recorded absolute-form path is used verbatim and may start with '-'.
+  absl::StrAppend(&cmd, " --url ", ShellQuote(url));
   bool user_agent = false, accept = false, content_type = false, expect = false, host = false;
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;

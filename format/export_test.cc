@@ -219,11 +219,24 @@ bool Have(const std::string& tool) {
   return have;
 }
 
+// The words the shell passes to curl for the export's one command, one per line.
+std::vector<std::string> CurlWords(const std::string& command) {
+  std::string words = Shell("curl() { for w in \"$@\"; do printf '%s\\n' \"$w\"; done; }\n" +
+                            command);
+  std::vector<std::string> out;
+  size_t i = 0, nl;
+  while ((nl = words.find('\n', i)) != std::string::npos) {
+    out.push_back(words.substr(i, nl - i));
+    i = nl + 1;
+  }
+  return out;
+}
+
 TEST(Curl, CommandLines) {
   std::string text;
   ForEachView({Base()}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
   EXPECT_EQ(text,
-            "curl 'http://api.example:8080/login?next=%2Fhome&q=a+b&flag' -H 'Host: "
+            "curl --url 'http://api.example:8080/login?next=%2Fhome&q=a+b&flag' -H 'Host: "
             "api.example:8080' -H 'Cookie: SID=31d4d96e407aad42; lang=en-US' -H 'Content-Type: "
             "application/x-www-form-urlencoded' -H 'User-Agent:' -H 'Accept:' -H 'Expect:' "
             "--data-binary 'user=ann+lee&pass=p%26w'\\''d'\n");
@@ -260,6 +273,29 @@ TEST(Curl, BinaryBodyStartingWithDash) {
     }
     EXPECT_EQ(Shell(text.substr(0, pipe), shell), body) << shell << ": " << text;
   }
+}
+
+// An absolute-form path is the URL verbatim (RequestUrl); one starting with '-' must reach curl as
+// the URL, not as options. Real curl: "-vhttp" is an unsupported protocol (exit 1), where the
+// bare word would be -v -h and print curl's help (exit 0).
+TEST(Curl, UrlStartingWithDash) {
+  Exchange x = Base();
+  x.request->method = "GET";
+  x.request->path = "-vhttp://127.0.0.1:1/";
+  x.request->body = {};
+  x.request->headers = {{"Host", "h"}};
+  std::string text;
+  ForEachView({x}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  std::vector<std::string> words = CurlWords(text);
+  auto url = std::find(words.begin(), words.end(), "-vhttp://127.0.0.1:1/");
+  ASSERT_NE(url, words.end()) << text;
+  ASSERT_NE(url, words.begin());
+  EXPECT_EQ(*(url - 1), "--url") << text;
+  if (!Have("curl")) GTEST_SKIP() << "curl not installed";
+  int status = 0;
+  std::string out = Shell(text.substr(0, text.size() - 1) + " -s -m 2\n", "sh", &status);
+  EXPECT_EQ(out, "") << text;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << " " << text;
 }
 
 TEST(Pcap, ChunkedBodyReframed) {
