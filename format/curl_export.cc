@@ -62,6 +62,19 @@ std::string CommentText(std::string_view s) {
   return out;
 }
 
+// RFC 9110 section 5.6.2: a token (1*tchar), which is what a field name must be (section 5.1).
+// curl's -H would read a file for a name starting with '@' and mangle one holding ':' or ';'.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c)) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Dot segments ("/./", "/../", a trailing "/." or "/..") in the path part of a URL, which curl
 // would squash without --path-as-is (RFC 3986 section 5.2.4).
 bool HasDotSegment(std::string_view path) {
@@ -142,8 +155,13 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   // --url, not a bare word: a recorded absolute-form path is used verbatim and may start with '-'.
   absl::StrAppend(&cmd, " --url ", ShellQuote(url));
   bool user_agent = false, accept = false, content_type = false, expect = false, host = false;
+  std::string unsent;
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;
+    if (!IsToken(f.name)) {
+      absl::StrAppend(&unsent, " ", CommentText(f.name), ": ", CommentText(f.value), ";");
+      continue;
+    }
     user_agent |= NameIs(f.name, "user-agent");
     accept |= NameIs(f.name, "accept");
     content_type |= NameIs(f.name, "content-type");
@@ -165,6 +183,10 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   if (send_body) {
     cmd += PlainText(body.data()) ? absl::StrCat(" --data-binary ", ShellQuote(body.data()))
                                   : std::string(" --data-binary @-");
+  }
+  if (!unsent.empty()) {
+    absl::StrAppend(out, "# id=", id, ": request headers not sent (name not an RFC 9110 token)",
+                    unsent, "\n");
   }
   out->append(cmd);
   out->push_back('\n');

@@ -298,6 +298,28 @@ TEST(Curl, UrlStartingWithDash) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << " " << text;
 }
 
+// A field name that is not an RFC 9110 token (section 5.1, 5.6.2): "@NAME" would make curl's -H
+// read the file NAME. Such fields go into a '#' comment, the others still reach curl.
+TEST(Curl, HeaderNameNotToken) {
+  Exchange x = Base();
+  x.request->headers = {{"Host", "h"}, {"@/etc/passwd", "x"}, {"X:Y", "z"}, {"X-Ok", "1"}};
+  std::string text;
+  ForEachView({x}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  size_t nl = text.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  EXPECT_EQ(text.substr(0, nl + 1),
+            "# id=0:7: request headers not sent (name not an RFC 9110 token) @/etc/passwd: x; "
+            "X:Y: z;\n");
+  std::vector<std::string> words = CurlWords(text.substr(nl + 1));
+  std::vector<std::string> headers;
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    if (words[i] == "-H") headers.push_back(words[i + 1]);
+  }
+  EXPECT_EQ(headers, (std::vector<std::string>{"Host: h", "X-Ok: 1", "User-Agent:", "Accept:",
+                                               "Content-Type:", "Expect:"}))
+      << text;
+}
+
 TEST(Pcap, ChunkedBodyReframed) {
   Exchange x = Base();
   x.request->headers = {{"Host", "h"}, {"Transfer-Encoding", "chunked"}};
