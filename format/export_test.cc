@@ -4,15 +4,14 @@
 // chunked framing written out from RFC 9112 section 7.1. tools/export_test.py checks the same
 // exports against har-validator, httpsnippet, curl with nginx, tshark and taprec.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "format/curl_export.h"
 #include "format/file.h"
@@ -221,8 +220,8 @@ bool Have(const std::string& tool) {
 
 // The words the shell passes to curl for the export's one command, one per line.
 std::vector<std::string> CurlWords(const std::string& command) {
-  std::string words = Shell("curl() { for w in \"$@\"; do printf '%s\\n' \"$w\"; done; }\n" +
-                            command);
+  std::string words =
+      Shell("curl() { for w in \"$@\"; do printf '%s\\n' \"$w\"; done; }\n" + command);
   std::vector<std::string> out;
   size_t i = 0, nl;
   while ((nl = words.find('\n', i)) != std::string::npos) {
