@@ -341,7 +341,10 @@ TEST(Tapcat, OrderingFlagConflicts) {
   for (auto [args, want] : std::vector<std::pair<std::string, std::string>>{
            {"-f --info", "-f and --info cannot be used together"},
            {"--file-order --reorder-window 1s", "--file-order and --reorder-window cannot"},
-           {"--reindex --file-order", "--file-order and --reindex cannot"}}) {
+           {"--reindex --file-order", "--file-order and --reindex cannot"},
+           {"-o pcap --file-order",
+            "tapcat: --file-order and -o pcap cannot be used together (-o pcap writes packets in "
+            "time order, --file-order gives exchanges as stored)\n"}}) {
     CmdResult r = Tapcat(args + " '" + kGolden + "'");
     EXPECT_EQ(r.rc, 2) << args;
     EXPECT_NE(r.err.find(want), std::string::npos) << args << ": " << r.err;
