@@ -319,6 +319,41 @@ TEST(Curl, HeaderNameNotToken) {
       << text;
 }
 
+// An exchange that comes after the reorder window (a pipe) starts before one already exported:
+// its packets would go back in time and its connection's acknowledgement history is forgotten,
+// so it is left out with a notice. tshark reads the rest with no TCP analysis flag, in time order.
+TEST(Pcap, LateExchangeLeftOut) {
+  std::vector<Exchange> xs(5, Base());
+  const uint64_t t = xs[0].sort_key_ns;
+  xs[1].sort_key_ns = t + 1'000'000'000;
+  xs[2].sort_key_ns = t + 1'000'000;  // late, on the same connection
+  xs[3].sort_key_ns = t + 1'000'000;  // late, on a connection of its own
+  xs[3].source.port = 40001;
+  xs[4].sort_key_ns = t + 2'000'000'000;
+  for (size_t i = 0; i < xs.size(); ++i) xs[i].request->path = "/x" + std::to_string(i);
+  absl::StatusOr<std::unique_ptr<ExchangeOutput>> out = MakePcapOutput();
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::string pcap;
+  (*out)->Begin(OutputContext{}, &pcap);
+  ForEachView(xs, [&](const ExchangeView& v) { (*out)->Add(v, &pcap); });
+  (*out)->Finish(&pcap);
+  EXPECT_EQ((*out)->Notices(),
+            std::vector<std::string>{"pcap: left out 2 exchanges that came after the reorder "
+                                     "window (their packets would go back in time); a larger "
+                                     "--reorder-window keeps them"});
+  if (!Have("tshark")) GTEST_SKIP() << "tshark not installed";
+  std::string path = ::testing::TempDir() + "/late.pcap";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fwrite(pcap.data(), 1, pcap.size(), f);
+  std::fclose(f);
+  EXPECT_EQ(Shell("tshark -r " + path + " -Y tcp.analysis.flags"), "");
+  EXPECT_EQ(Shell("tshark -r " + path + " -Y 'frame.time_delta < 0'"), "");
+  EXPECT_EQ(Shell("tshark -r " + path +
+                  " -d tcp.port==8080,http -Y http.request -T fields -e "
+                  "http.request.uri"),
+            "/x0\n/x1\n/x4\n");
+}
+
 TEST(Pcap, ChunkedBodyReframed) {
   Exchange x = Base();
   x.request->headers = {{"Host", "h"}, {"Transfer-Encoding", "chunked"}};
