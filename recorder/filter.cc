@@ -46,10 +46,26 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   }
   if (o.count < -1) return absl::InvalidArgumentError("-c: must be 0 or more");
   if (o.output != "-") {
-    for (const std::string& in : o.inputs) {
-      if (in != "-" && SameFile(in, o.output)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("-w ", o.output, ": is the input ", in, "; refusing to overwrite it"));
+    // With -C the output is out.tap, out1.tap, out2.tap, ...: none of them may be an input. The
+    // files cannot outnumber the inputs' bytes over the size (plus slack for redaction markers
+    // and the last, partial file), so that many names are checked.
+    uint64_t names = 1;
+    if (o.max_bytes) {
+      uint64_t total = 0;
+      for (const std::string& in : o.inputs) {
+        struct stat st {};
+        if (in != "-" && ::stat(in.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
+      }
+      names = std::min<uint64_t>(2 * (total / o.max_bytes) + 2, 1'000'000);
+    }
+    for (uint64_t k = 0; k < names; ++k) {
+      std::string name = k == 0 ? o.output : NumberedName(o.output, k);
+      for (const std::string& in : o.inputs) {
+        if (in != "-" && SameFile(in, name)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "-w ", o.output, ": ", k ? absl::StrCat("its -C file ", name, " ") : "",
+              "is the input ", in, "; refusing to overwrite it"));
+        }
       }
     }
   }
