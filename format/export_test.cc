@@ -196,7 +196,9 @@ TEST(Curl, ShellQuote) {
 // What `SHELL SCRIPT` prints on stdout (stderr dropped); `*status` gets the wait status.
 std::string Shell(const std::string& script, const std::string& shell = "sh",
                   int* status = nullptr) {
-  std::string path = ::testing::TempDir() + "/export_test.sh";
+  // One script per test: ctest runs this binary's tests in parallel processes.
+  std::string path = ::testing::TempDir() + "/export_test." +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".sh";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fwrite(script.data(), 1, script.size(), f);
   std::fclose(f);
@@ -342,7 +344,7 @@ TEST(Pcap, LateExchangeLeftOut) {
                                      "window (their packets would go back in time); a larger "
                                      "--reorder-window keeps them"});
   if (!Have("tshark")) GTEST_SKIP() << "tshark not installed";
-  std::string path = ::testing::TempDir() + "/late.pcap";
+  std::string path = ::testing::TempDir() + "/export_test.late.pcap";
   FILE* f = std::fopen(path.c_str(), "wb");
   std::fwrite(pcap.data(), 1, pcap.size(), f);
   std::fclose(f);
