@@ -26,15 +26,18 @@ bool PlainText(std::string_view s) {
 
 // `data` as a printf format string that prints exactly `data`: printable ASCII as itself ('%' as
 // "%%", '\\' as "\\\\"), every other byte as a three-digit octal escape (POSIX printf), quoted.
+// A leading '-' is written as the escape too: bash's and dash's printf would take "-..." as an
+// option, fail, and print nothing.
 std::string PrintfWord(std::string_view data) {
   std::string fmt;
   fmt.reserve(data.size() * 2);
-  for (unsigned char c : data) {
+  for (size_t i = 0; i < data.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(data[i]);
     if (c == '%') {
       fmt += "%%";
     } else if (c == '\\') {
       fmt += "\\\\";
-    } else if (c >= 0x20 && c < 0x7f) {
+    } else if (c >= 0x20 && c < 0x7f && !(i == 0 && c == '-')) {
       fmt.push_back(static_cast<char>(c));
     } else {
       fmt.push_back('\\');
@@ -57,6 +60,19 @@ std::string CommentText(std::string_view s) {
     }
   }
   return out;
+}
+
+// RFC 9110 section 5.6.2: a token (1*tchar), which is what a field name must be (section 5.1).
+// curl's -H would read a file for a name starting with '@' and mangle one holding ':' or ';'.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c)) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // Dot segments ("/./", "/../", a trailing "/." or "/..") in the path part of a URL, which curl
@@ -136,10 +152,16 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   std::string url = RequestUrl(x);
   if (HasDotSegment(q.path())) cmd += " --path-as-is";
   if (url.find_first_of("[]{}") != std::string::npos) cmd += " -g";
-  absl::StrAppend(&cmd, " ", ShellQuote(url));
+  // --url, not a bare word: a recorded absolute-form path is used verbatim and may start with '-'.
+  absl::StrAppend(&cmd, " --url ", ShellQuote(url));
   bool user_agent = false, accept = false, content_type = false, expect = false, host = false;
+  std::string unsent;
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;
+    if (!IsToken(f.name)) {
+      absl::StrAppend(&unsent, " ", CommentText(f.name), ": ", CommentText(f.value), ";");
+      continue;
+    }
     user_agent |= NameIs(f.name, "user-agent");
     accept |= NameIs(f.name, "accept");
     content_type |= NameIs(f.name, "content-type");
@@ -161,6 +183,10 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   if (send_body) {
     cmd += PlainText(body.data()) ? absl::StrCat(" --data-binary ", ShellQuote(body.data()))
                                   : std::string(" --data-binary @-");
+  }
+  if (!unsent.empty()) {
+    absl::StrAppend(out, "# id=", id, ": request headers not sent (name not an RFC 9110 token)",
+                    unsent, "\n");
   }
   out->append(cmd);
   out->push_back('\n');

@@ -120,6 +120,15 @@ std::optional<uint64_t> ParseDuration(std::string_view text) {
   return static_cast<uint64_t>(*ns);
 }
 
+// A --since/--until bound in nanoseconds since the Unix epoch: `t` itself, or for a relative one
+// `start_ns` + `t`, saturating at UINT64_MAX rather than wrapping (durations reach INT64_MAX and a
+// hostile file's start may be near 2^64). `t` >= 0: ParseTimeFlag accepts no negative value.
+uint64_t BoundNs(uint64_t start_ns, int64_t t, bool relative) {
+  uint64_t u = static_cast<uint64_t>(std::max<int64_t>(t, 0));
+  if (!relative) return u;
+  return u > UINT64_MAX - start_ns ? UINT64_MAX : start_ns + u;
+}
+
 constexpr const char* kDurationHelp =
     "not a duration (a number and ns, us, ms, s, m or h: 250ms, 1.5s)";
 
@@ -641,8 +650,8 @@ absl::Status Selection::Bind(const std::vector<SelectionInput>& inputs) {
   for (const SelectionInput& in : inputs) start = std::min(start, in.start_ns);
   r.start_ns = inputs.empty() ? 0 : start;
   if (r.since && r.until && r.since_relative != r.until_relative) {
-    auto at = [&](int64_t t, bool relative) { return relative ? int64_t(r.start_ns) + t : t; };
-    if (at(*r.since, r.since_relative) > at(*r.until, r.until_relative)) {
+    if (BoundNs(r.start_ns, *r.since, r.since_relative) >
+        BoundNs(r.start_ns, *r.until, r.until_relative)) {
       return Bad("--since", r.flags.since, absl::StrCat("after --until ", r.flags.until));
     }
   }
@@ -682,12 +691,9 @@ bool Selection::MatchesImpl(const Access& a) const {
   const Rules& r = *rules_;
   // Cheapest first: fixed fields, then strings, then regexes and endpoints.
   if (r.since || r.until) {
-    int64_t key = static_cast<int64_t>(std::min<uint64_t>(a.sort_key_ns(), INT64_MAX));
-    auto at = [&](int64_t t, bool relative) {
-      return relative ? static_cast<int64_t>(std::min<uint64_t>(r.start_ns + t, INT64_MAX)) : t;
-    };
-    if (r.since && key < at(*r.since, r.since_relative)) return false;
-    if (r.until && key >= at(*r.until, r.until_relative)) return false;
+    uint64_t key = a.sort_key_ns();
+    if (r.since && key < BoundNs(r.start_ns, *r.since, r.since_relative)) return false;
+    if (r.until && key >= BoundNs(r.start_ns, *r.until, r.until_relative)) return false;
   }
   if (!r.statuses.empty()) {
     if (!a.has_response()) return false;
