@@ -94,8 +94,8 @@ class Redactor {
   //   parameter "NAME=VALUE" becomes "NAME=" + the marker of VALUE percent-decoded; the marker
   //   needs no escaping in a query (RFC 3986 section 3.4 allows ":").
   // - JSON fields: in request and response bodies whose Content-Type is JSON
-  //   (application/json, text/json, any "+json" type), or whose bytes, once decoded, start as
-  //   a JSON object or array and parse. The field's value becomes the marker as a JSON string:
+  //   (IsJsonMediaType, http_text.h: application/json, text/json, any "+json" type), or whose
+  //   bytes, once decoded, start as a JSON object or array (LooksLikeJson). The field's value becomes the marker as a JSON string:
   //   for a string, the marker of its (unescaped) text, so that a token gets the same marker
   //   in a query, a form and a JSON body; for any other type, the marker of its compact
   //   serialization. A changed body is serialized compactly.
@@ -106,8 +106,11 @@ class Redactor {
   //   flag set (its length kept), and the exchange's reason says so ("response body dropped by
   //   redaction: ..."; appended after "; " to a reason already there). That is a JSON-typed
   //   body that was stored cut short (the body limit), decodes past the cap, does not decode,
-  //   nests deeper than 256 levels or does not parse; a JSON-looking body of another type
-  //   stored cut short or past the cap; a form body stored cut short or that does not decode.
+  //   or that CheckJsonText (http_text.h) refuses: does not parse, nests deeper than
+  //   kMaxJsonDepth, has an object of more than kMaxJsonMembers members, or repeats a member name
+  //   in an object (nlohmann keeps only the last, so a secret in an earlier one would be neither
+  //   seen nor written back); a JSON-looking body of another type stored cut short, past the cap
+  //   or refused by CheckJsonText; a form body stored cut short or that does not decode.
   size_t Apply(Exchange* x, RedactionStats* stats = nullptr) const;
   // The marker for one value.
   std::string Redact(std::string_view value) const;

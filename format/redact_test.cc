@@ -314,7 +314,18 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
       {"too deep", "application/json", "", deep, false, "its JSON nests deeper than 256 levels"},
       {"not gzip", "application/json", "gzip", "plain bytes", false, "it does not decode ("},
       {"unknown coding", "application/json", "zstd", "whatever", false, "it does not decode ("},
-      {"html", "text/html", "", "[not json, a page", false, ""},
+      // Duplicate names: nlohmann keeps the last "user", so "/user/password" would match
+      // nothing and the stored bytes, secret and all, would stay.
+      {"repeated member name", "application/json", "",
+       R"({"user":{"password":"hunter2"},"user":null})", false,
+       "an object in its JSON repeats a member name"},
+      {"repeated name, any type", "text/plain", "", R"([{"a":1,"b":2,"a":3}])", false,
+       "an object in its JSON repeats a member name"},
+      // Looks like JSON, another type, does not parse (a trailing comma, RFC 8259 section 4).
+      {"looks like JSON, does not parse", "text/plain", "", R"({"password":"x",})", false,
+       "it does not parse as JSON"},
+      {"html", "text/html", "", "[not json, a page", false, "it does not parse as JSON"},
+      {"html, not JSON-looking", "text/html", "", "<p>{\"token\":1}</p>", false, ""},
       {"html, cut", "text/html", "", "<html>", true, ""},
   };
   for (const Case& c : cases) {
@@ -509,6 +520,42 @@ size_t Count(std::string_view hay, std::string_view needle) {
   return n;
 }
 
+// An object of 50,000 members: building it with nlohmann's ordered_json costs O(N^2) (80,000
+// took 7.6 s), so over kMaxJsonMembers the body is dropped and flagged, not parsed. (The time is
+// bench/'s to measure; here the outcome.)
+TEST(RedactJson, ObjectWithTooManyMembersIsDropped) {
+  std::string many = "{\"token\":\"hunter2\"";
+  for (int i = 0; i < 50000; ++i) many += ",\"k" + std::to_string(i) + "\":0";
+  many += "}";
+  ASSERT_TRUE(nlohmann::json::accept(many));  // JSON text, only large
+  Exchange x = Post("/");
+  x.response->body = BodyOf(many);
+  RedactionStats st;
+  JsonRedactor({"/token"}).Apply(&x, &st);
+  EXPECT_EQ(st.bodies_dropped, 1u);
+  EXPECT_EQ(st.json_values, 0u);
+  EXPECT_TRUE(x.response->body.data.empty());
+  EXPECT_TRUE(x.response->body.truncated);
+  EXPECT_EQ(x.response->body.length, many.size());
+  EXPECT_EQ(x.reason,
+            "response body dropped by redaction: an object in its JSON has more than 10000 members");
+  // At the cap exactly it is parsed and redacted.
+  std::string at_cap = "{\"token\":\"hunter2\"";
+  for (int i = 1; i < 10000; ++i) at_cap += ",\"k" + std::to_string(i) + "\":0";
+  at_cap += "}";
+  Exchange y = Post("/");
+  y.response->body = BodyOf(at_cap);
+  RedactionStats st2;
+  Redactor r = JsonRedactor({"/token"});
+  r.Apply(&y, &st2);
+  EXPECT_EQ(st2.bodies_dropped, 0u);
+  EXPECT_EQ(st2.json_values, 1u);
+  nlohmann::json got = nlohmann::json::parse(y.response->body.data, nullptr, false);
+  ASSERT_FALSE(got.is_discarded());
+  EXPECT_EQ(got.size(), 10000u);
+  EXPECT_EQ(got["token"], r.Redact("hunter2"));
+}
+
 // The issue's test: a secret planted in headers, query strings, a form and JSON bodies
 // (identity, gzip, deflate, br), written to a file with redaction, occurs nowhere in the file's
 // decompressed bytes nor in its bodies decoded; without redaction the same scan finds it.
@@ -540,6 +587,13 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
   form.response->status = 302;
   form.response->headers = {{"Location", "/home#access_token=" + secret}};
   xs.push_back(form);
+  // A repeated member name hiding the secret from the pointer: nlohmann keeps the last "data".
+  xs.push_back(json_response("", R"({"data":{"token":")" + secret + R"("},"data":null})"));
+  // JSON-looking text of another type that does not parse: the pointers cannot be applied.
+  Exchange plain = json_response("", "");
+  plain.response->headers = {{"Content-Type", "text/plain"}};
+  plain.response->body = BodyOf(R"({"data":{"token":")" + secret + R"("},})");
+  xs.push_back(plain);
   // A gzip bomb with the secret inside: over the cap, dropped.
   xs.push_back(json_response(
       "gzip", R"({"pad":")" + std::string(200000, ' ') + R"(","token":")" + secret + R"("})"));
@@ -557,7 +611,7 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
   Redactor redactor(rules, r->key());
   RedactionStats st;
   for (Exchange& x : xs) redactor.Apply(&x, &st);
-  EXPECT_EQ(st.bodies_dropped, 1u);
+  EXPECT_EQ(st.bodies_dropped, 3u);
   const std::string file = testing::WriteToString(xs);
   ASSERT_FALSE(file.empty());
 
