@@ -104,7 +104,8 @@ std::string Field(const std::vector<Header>& hs, std::string_view name) {
   return "<none>";
 }
 
-Redactor JsonRedactor(std::vector<std::string> pointers, size_t cap = kDefaultDecodeCap) {
+Redactor JsonRedactor(std::vector<std::string> pointers,
+                      size_t cap = kDefaultRedactionDecodeCap) {
   RedactionRules rules;
   for (const std::string& p : pointers) rules.json_fields.push_back(*ParseJsonPointer(p));
   rules.decode_cap = cap;
@@ -518,6 +519,35 @@ size_t Count(std::string_view hay, std::string_view needle) {
     ++n;
   }
   return n;
+}
+
+// Redaction's own decode cap (4 MiB, not -V's 64 MiB): the sidecar redacts on its capture
+// thread, so a small gzip body inflating to 5 MiB is dropped unexamined; 3 MiB is redacted.
+TEST(RedactJson, DefaultDecodeCapIsFourMebibytes) {
+  RedactionRules defaults;
+  EXPECT_EQ(defaults.decode_cap, size_t{4} << 20);
+  for (size_t pad : {size_t{3} << 20, size_t{5} << 20}) {
+    const std::string json = R"({"pad":")" + std::string(pad, ' ') + R"(","token":"hunter2"})";
+    Exchange x = Post("/");
+    x.response->headers.push_back({"Content-Encoding", "gzip"});
+    x.response->body = BodyOf(*EncodeContent(json, "gzip"));
+    EXPECT_LT(x.response->body.data.size(), 10u << 10) << "a small body on the wire";
+    RedactionRules rules;
+    rules.json_fields = {*ParseJsonPointer("/token")};
+    RedactionStats st;
+    Redactor(rules, kKey).Apply(&x, &st);
+    if (pad > (size_t{4} << 20)) {
+      EXPECT_EQ(st.bodies_dropped, 1u);
+      EXPECT_TRUE(x.response->body.data.empty());
+      EXPECT_EQ(x.reason,
+                "response body dropped by redaction: it decodes to more than the cap of 4194304 "
+                "bytes");
+    } else {
+      EXPECT_EQ(st.bodies_dropped, 0u);
+      EXPECT_EQ(st.json_values, 1u);
+      EXPECT_EQ(x.reason, "");
+    }
+  }
 }
 
 // An object of 50,000 members: building it with nlohmann's ordered_json costs O(N^2) (80,000
