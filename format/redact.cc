@@ -123,7 +123,43 @@ std::vector<std::string> SplitCommas(const std::vector<std::string>& values) {
   return out;
 }
 
+// The authority of a URL with one (RFC 3986 section 3.2: after "scheme://" or a leading "//"),
+// as an offset and a length into `url`; false when it has none.
+bool FindAuthority(std::string_view url, size_t* begin, size_t* length) {
+  size_t start;
+  if (url.starts_with("//")) {
+    start = 2;
+  } else {
+    // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (section 3.1)
+    size_t i = 0;
+    while (i < url.size() && (absl::ascii_isalnum(static_cast<unsigned char>(url[i])) ||
+                              url[i] == '+' || url[i] == '-' || url[i] == '.')) {
+      ++i;
+    }
+    if (i == 0 || !absl::ascii_isalpha(static_cast<unsigned char>(url[0])) ||
+        url.substr(i, 3) != "://") {
+      return false;
+    }
+    start = i + 3;
+  }
+  size_t end = url.find_first_of("/?#", start);
+  if (end == std::string_view::npos) end = url.size();
+  *begin = start;
+  *length = end - start;
+  return true;
+}
+
 }  // namespace
+
+bool IsRedactionMarker(std::string_view value) {
+  if (value.size() != kRedactedPrefix.size() + 12 || !value.starts_with(kRedactedPrefix)) {
+    return false;
+  }
+  for (char c : value.substr(kRedactedPrefix.size())) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 const std::vector<std::string>& DefaultRedactedHeaders() {
   static const std::vector<std::string> names = {
@@ -250,7 +286,7 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
     bool secret = eq != std::string_view::npos && eq + 1 < piece.size() &&
                   SecretParam(FormDecode(piece.substr(0, eq)));
     std::string value = secret ? FormDecode(piece.substr(eq + 1)) : std::string();
-    if (secret && !value.starts_with(kRedactedPrefix)) {
+    if (secret && !IsRedactionMarker(value)) {
       out.append(piece.substr(0, eq + 1));
       out += Redact(value);
       ++stats->query_values;
@@ -266,11 +302,27 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
   return changed;
 }
 
+bool Redactor::RedactUserinfo(std::string* url, RedactionStats* stats) const {
+  size_t begin = 0, length = 0;
+  if (!FindAuthority(*url, &begin, &length)) return false;
+  std::string_view authority = std::string_view(*url).substr(begin, length);
+  size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return false;
+  std::string_view userinfo = authority.substr(0, at);
+  size_t colon = userinfo.find(':');
+  if (colon == std::string_view::npos || colon + 1 == userinfo.size()) return false;
+  std::string password(userinfo.substr(colon + 1));
+  if (IsRedactionMarker(password)) return false;
+  url->replace(begin + colon + 1, at - colon - 1, Redact(password));
+  ++stats->query_values;
+  return true;
+}
+
 bool Redactor::RedactUrl(std::string* url, RedactionStats* stats) const {
-  if (query_params_.empty()) return false;
   RedactionStats ignored;
   if (!stats) stats = &ignored;
-  bool changed = false;
+  bool changed = RedactUserinfo(url, stats);
+  if (query_params_.empty()) return changed;
   // The query (RFC 3986 section 3.4), then the fragment (section 3.5), which carries parameters
   // too in redirects (OAuth 2.0's implicit grant puts access_token there, RFC 6749 4.2.2).
   size_t question = url->find('?');
@@ -380,7 +432,7 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   uint64_t n = 0;
   for (const JsonPointer& p : json_fields_) {
     Visit(doc, p.tokens, 0, [&](nlohmann::ordered_json& v) {
-      if (v.is_string() && v.get_ref<const std::string&>().starts_with(kRedactedPrefix)) return;
+      if (v.is_string() && IsRedactionMarker(v.get_ref<const std::string&>())) return;
       std::string plain =
           v.is_string() ? v.get_ref<const std::string&>()
                         : v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -398,7 +450,7 @@ size_t Redactor::Apply(Exchange* x, RedactionStats* stats) const {
   auto list = [&](std::vector<Header>& hs) {
     for (Header& h : hs) {
       if (Secret(h.name)) {
-        if (!h.value.starts_with(kRedactedPrefix)) {
+        if (!IsRedactionMarker(h.value)) {
           h.value = Redact(h.value);
           ++st.header_values;
         }

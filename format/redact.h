@@ -7,7 +7,8 @@
 // HMAC-SHA256(key, value): equal values stay equal within one capture (one key), so a reader can
 // still see that two requests carried the same token, and without the key the value cannot be
 // guessed or checked. The key is random per capture unless a key file gives one. A value that
-// already is a marker is left alone, so redacting twice changes nothing.
+// already is a marker (IsRedactionMarker: the whole value) is left alone, so redacting twice
+// changes nothing.
 //
 // Thread-safety: a Redactor is immutable after construction; Apply may run on many threads.
 // BuildRedactor and ReadRedactionKey read files and are safe from any thread.
@@ -36,6 +37,11 @@ const std::vector<std::string>& DefaultRedactedHeaders();
 const std::vector<std::string>& DefaultRedactedQueryParams();
 
 inline constexpr std::string_view kRedactedPrefix = "tapkit-redacted:";
+
+// True when `value` is a marker as Redactor::Redact writes it, whole: kRedactedPrefix and then
+// exactly 12 lower-case hex digits. Only such a value is left alone when redacting again; any
+// other value that merely begins with the prefix is redacted like any other.
+bool IsRedactionMarker(std::string_view value);
 
 // A JSON Pointer (RFC 6901): "" is the whole document, otherwise "/" followed by reference
 // tokens separated by "/", in which "~1" stands for "/" and "~0" for "~" (section 4). tapkit adds
@@ -75,7 +81,7 @@ struct RedactionRules {
 // What one Apply did.
 struct RedactionStats {
   uint64_t header_values = 0;   // header and trailer values replaced
-  uint64_t query_values = 0;    // query parameter values (URLs and form bodies)
+  uint64_t query_values = 0;    // query parameter values (URLs and form bodies), URL passwords
   uint64_t json_values = 0;     // JSON fields replaced
   uint64_t bodies_dropped = 0;  // bodies emptied because they could not be examined
   RedactionStats& operator+=(const RedactionStats& o);
@@ -93,6 +99,9 @@ class Redactor {
   //
   // - Header values: every header list (request and response headers and trailers, interim
   //   responses).
+  // - URL passwords: the password of the userinfo ("scheme://user:PASSWORD@host", RFC 3986
+  //   section 3.2.1) of an absolute-form request target (RFC 9112 section 3.2.2) and of the
+  //   Referer, Location and Content-Location URLs becomes its marker; the user name stays.
   // - Query parameters: in the request's path (the query, RFC 3986 section 3.4: after the first
   //   "?", up to a "#"), in the URLs of Referer, Location and Content-Location header values,
   //   and in request and response bodies of type application/x-www-form-urlencoded. A
@@ -119,9 +128,9 @@ class Redactor {
   size_t Apply(Exchange* x, RedactionStats* stats = nullptr) const;
   // The marker for one value.
   std::string Redact(std::string_view value) const;
-  // Redacts the query parameters of a URL or request target (its query, RFC 3986 section 3.4,
-  // and its fragment, section 3.5, where redirects carry parameters too: RFC 6749 section
-  // 4.2.2), as Apply does for the request's path: for a view that shows the target before the
+  // Redacts a URL or request target: the userinfo's password (RFC 3986 section 3.2.1), the
+  // query parameters of its query (section 3.4) and of its fragment (section 3.5, where
+  // redirects carry parameters too: RFC 6749 section 4.2.2), as Apply does for the request's path: for a view that shows the target before the
   // exchange ends (the sidecar's RequestSeen). True when it changed.
   bool RedactUrl(std::string* url, RedactionStats* stats = nullptr) const;
 
@@ -138,6 +147,9 @@ class Redactor {
  private:
   bool Secret(std::string_view name) const;
   bool SecretParam(std::string_view decoded_name) const;
+  // Replaces the password of a URL's userinfo ("http://user:PASSWORD@host", RFC 3986 section
+  // 3.2.1, which deprecates it) by its marker (of its text as written); true when it changed.
+  bool RedactUserinfo(std::string* url, RedactionStats* stats) const;
   // Redacts the parameters of a query (no "?"); true when it changed.
   bool RedactQuery(std::string* query, RedactionStats* stats) const;
   // A body and the header list that describes it; `which` is "request" or "response".

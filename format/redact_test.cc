@@ -261,6 +261,60 @@ TEST(RedactQuery, PathRefererLocationAndFormBodies) {
   EXPECT_EQ(abc.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-:"), std::string::npos);
 }
 
+// Userinfo passwords (RFC 3986 section 3.2.1 deprecates "user:password@"): in an absolute-form
+// request target (RFC 9112 section 3.2.2) and in Referer and Location URLs the password becomes
+// its marker, the user name stays; a URL without one, or a path, is left alone.
+TEST(RedactQuery, UserinfoPasswordsInUrls) {
+  Redactor r(RedactionRules{}, kKey);  // no query parameter rules: passwords all the same
+  Exchange x = Post("http://ann:hunter2@proxy.example:8080/a?b=1");
+  x.request->headers = {{"Referer", "https://bob:s3cret@app.example/home#x"},
+                        {"X-Other", "https://carl:pw@elsewhere.example/"}};
+  x.response->headers = {{"Location", "//dave:pw2@cdn.example/f"},
+                         {"Content-Location", "/no/authority@here:x"}};
+  RedactionStats st;
+  r.Apply(&x, &st);
+  EXPECT_EQ(st.query_values, 3u);
+  EXPECT_EQ(x.request->path, "http://ann:" + r.Redact("hunter2") + "@proxy.example:8080/a?b=1");
+  EXPECT_EQ(Field(x.request->headers, "Referer"),
+            "https://bob:" + r.Redact("s3cret") + "@app.example/home#x");
+  EXPECT_EQ(Field(x.request->headers, "X-Other"), "https://carl:pw@elsewhere.example/");
+  EXPECT_EQ(Field(x.response->headers, "Location"), "//dave:" + r.Redact("pw2") + "@cdn.example/f");
+  EXPECT_EQ(Field(x.response->headers, "Content-Location"), "/no/authority@here:x");
+  // Redacting again changes nothing.
+  Exchange again = x;
+  RedactionStats st2;
+  r.Apply(&again, &st2);
+  EXPECT_EQ(st2.query_values, 0u);
+  EXPECT_EQ(again.request->path, x.request->path);
+  // The sidecar's view of the target goes through RedactUrl.
+  std::string target = "http://u:p@h/";
+  EXPECT_TRUE(r.RedactUrl(&target));
+  EXPECT_EQ(target, "http://u:" + r.Redact("p") + "@h/");
+}
+
+// Only a whole marker is left alone: a value that merely begins "tapkit-redacted:" is a secret
+// like any other (a client could send one to keep its token out of redaction).
+TEST(RedactQuery, OnlyWholeMarkersAreLeftAlone) {
+  Redactor r(RedactionRules{{}, DefaultRedactedQueryParams(), {*ParseJsonPointer("/token")}}, kKey);
+  const std::string marker = r.Redact("x");
+  EXPECT_TRUE(IsRedactionMarker(marker));
+  EXPECT_TRUE(IsRedactionMarker("tapkit-redacted:0123456789ab"));
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789AB"));   // upper case
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789a"));    // 11 digits
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789abc"));  // 13
+  const std::string fake = "tapkit-redacted:hunter2";
+  Exchange x = Post("/?token=" + fake + "&key=" + marker);
+  x.request->headers = {{"Authorization", fake}, {"Cookie", marker}};
+  x.response->body = BodyOf(R"({"token":")" + fake + R"("})");
+  RedactionStats st;
+  r.Apply(&x, &st);
+  EXPECT_EQ(x.request->path, "/?token=" + r.Redact(fake) + "&key=" + marker);
+  EXPECT_EQ(Field(x.request->headers, "Authorization"), r.Redact(fake));
+  EXPECT_EQ(Field(x.request->headers, "Cookie"), marker);
+  EXPECT_EQ(x.response->body.data, R"({"token":")" + r.Redact(fake) + R"("})");
+  EXPECT_EQ(st.header_values + st.query_values + st.json_values, 3u);
+}
+
 // gzip, deflate, br and a stack of two: decoded, redacted, encoded again the same way, with
 // Content-Length and Body.length the new size.
 TEST(RedactJson, EncodedBodiesEncodedAgainWithTheirCoding) {
