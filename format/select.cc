@@ -423,15 +423,26 @@ std::pair<std::string, std::string> SelectionExtraParser(const std::string& toke
   return {"", ""};
 }
 
+bool EndpointsLabelled(const CaptureMetadata& m) {
+  if (!m.target.empty()) return true;
+  for (const auto& [k, v] : m.filters) {
+    if (k == "inventory" && !v.empty()) return true;
+  }
+  for (const CapturePointInfo& cp : m.capture_points) {
+    if (!cp.labels.empty()) return true;
+  }
+  for (const auto& [k, v] : m.extra) {
+    if (k == "endpoint-labels" && v == "yes") return true;
+  }
+  return false;
+}
+
 SelectionInput SelectionInputOf(std::string name, const CaptureMetadata& m,
                                 const std::optional<FileSummary>& summary) {
   SelectionInput in;
   in.name = std::move(name);
   in.start_ns = summary && summary->exchanges ? summary->min_sort_key : m.start_time_ns;
-  in.labelled = !m.target.empty();
-  for (const auto& [k, v] : m.filters) {
-    if (k == "inventory" && !v.empty()) in.labelled = true;
-  }
+  in.labelled = EndpointsLabelled(m);
   return in;
 }
 
