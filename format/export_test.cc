@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "format/content_coding.h"
 #include "format/curl_export.h"
 #include "format/file.h"
 #include "format/har.h"
@@ -173,6 +174,24 @@ TEST(Har, IncompleteAndBinary) {
   EXPECT_EQ(got[1]["response"]["headers"][1]["value"],
             "a\xef\xbf\xbd"
             "b");
+}
+
+// Content-Encoding in two field lines, "gzip" then "br": one list (RFC 9110 section 5.3), as
+// -V and --body join it (decoded_body.h); the body is br over `gzip -n`'s bytes.
+TEST(Har, ContentEncodingLinesJoined) {
+  Exchange x = Base();
+  const std::string gz(reinterpret_cast<const char*>(kGzip), sizeof(kGzip));
+  x.response->headers = {{"Content-Type", "text/plain"},
+                         {"Content-Encoding", "gzip"},
+                         {"Content-Encoding", "br"}};
+  x.response->body.data = *EncodeContent(gz, "br");
+  x.response->body.length = x.response->body.data.size();
+  std::vector<json> got;
+  ForEachView({x}, [&](const ExchangeView& v) { got.push_back(json::parse(HarEntry(v))); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]["response"]["content"]["text"], "hello hello hello\n");
+  EXPECT_EQ(got[0]["response"]["content"]["size"], 18);
+  EXPECT_FALSE(got[0]["response"]["content"].contains("encoding"));
 }
 
 TEST(Har, OneDocument) {

@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "controlplane/inventory.h"
+#include "format/http_text.h"
 #include "format/order.h"
 
 namespace tapkit {
@@ -99,18 +100,6 @@ std::vector<std::string> Values(const std::vector<std::string>& given, bool comm
     }
   }
   return out;
-}
-
-// RFC 9110 section 5.6.2: tchar.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos)) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // A duration as every tapkit flag takes it (format/order.h ParseDurationNs): nanoseconds.
