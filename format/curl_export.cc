@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "format/http_text.h"
 #include "format/render.h"
 
 namespace tapkit {
@@ -60,19 +61,6 @@ std::string CommentText(std::string_view s) {
     }
   }
   return out;
-}
-
-// RFC 9110 section 5.6.2: a token (1*tchar), which is what a field name must be (section 5.1).
-// curl's -H would read a file for a name starting with '@' and mangle one holding ':' or ';'.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c)) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // Dot segments ("/./", "/../", a trailing "/." or "/..") in the path part of a URL, which curl
@@ -158,6 +146,8 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   std::string unsent;
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;
+    // A field name must be a token (RFC 9110 section 5.1; http_text.h): curl's -H would read a
+    // file for a name starting with '@' and mangle one holding ':' or ';'.
     if (!IsToken(f.name)) {
       absl::StrAppend(&unsent, " ", CommentText(f.name), ": ", CommentText(f.value), ";");
       continue;
