@@ -147,8 +147,11 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;
     // A field name must be a token (RFC 9110 section 5.1; http_text.h): curl's -H would read a
-    // file for a name starting with '@' and mangle one holding ':' or ';'.
-    if (!IsToken(f.name)) {
+    // file for a name starting with '@' and mangle one holding ':' or ';'. A value holding NUL
+    // cannot be a command-line word (curl got "ab" for "a\0b"), and CR or LF would make curl send
+    // a header line the recording did not hold (RFC 9110 section 5.5).
+    if (!IsToken(f.name) ||
+        f.value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
       absl::StrAppend(&unsent, " ", CommentText(f.name), ": ", CommentText(f.value), ";");
       continue;
     }
@@ -175,7 +178,9 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
                                   : std::string(" --data-binary @-");
   }
   if (!unsent.empty()) {
-    absl::StrAppend(out, "# id=", id, ": request headers not sent (name not an RFC 9110 token)",
+    absl::StrAppend(out, "# id=", id,
+                    ": request headers not sent (name not an RFC 9110 token, or NUL, CR or LF in "
+                    "the value)",
                     unsent, "\n");
   }
   out->append(cmd);

@@ -322,14 +322,20 @@ TEST(Curl, UrlStartingWithDash) {
 // read the file NAME. Such fields go into a '#' comment, the others still reach curl.
 TEST(Curl, HeaderNameNotToken) {
   Exchange x = Base();
-  x.request->headers = {{"Host", "h"}, {"@/etc/passwd", "x"}, {"X:Y", "z"}, {"X-Ok", "1"}};
+  x.request->headers = {{"Host", "h"},
+                        {"@/etc/passwd", "x"},
+                        {"X:Y", "z"},
+                        {"X-Ok", "1"},
+                        {"X-Nul", std::string("a\0b", 3)},
+                        {"X-Crlf", "a\r\nX-Injected: 1"}};
   std::string text;
   ForEachView({x}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
   size_t nl = text.find('\n');
   ASSERT_NE(nl, std::string::npos);
   EXPECT_EQ(text.substr(0, nl + 1),
-            "# id=0:7: request headers not sent (name not an RFC 9110 token) @/etc/passwd: x; "
-            "X:Y: z;\n");
+            "# id=0:7: request headers not sent (name not an RFC 9110 token, or NUL, CR or LF in "
+            "the value) @/etc/passwd: x; X:Y: z; X-Nul: a\\x00b; X-Crlf: a\\x0d\\x0aX-Injected: "
+            "1;\n");
   std::vector<std::string> words = CurlWords(text.substr(nl + 1));
   std::vector<std::string> headers;
   for (size_t i = 0; i + 1 < words.size(); ++i) {

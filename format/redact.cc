@@ -357,6 +357,15 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   const std::string coding = ContentEncodingOf(*headers);
   const bool cut = body->truncated || body->data.size() < body->length;
 
+  // Why a cut body cannot be checked: how much of it was stored (the body limit, a gap, an early
+  // answer or the end of the capture may have cut it; the exchange's completion says which).
+  auto CutWhy = [&](std::string_view what) {
+    std::string stored =
+        body->length > body->data.size()
+            ? absl::StrCat("stored ", body->data.size(), " of ", body->length, " bytes")
+            : absl::StrCat("stored ", body->data.size(), " bytes, the rest not seen");
+    return absl::StrCat(std::string(what), " cut short (", stored, ") cannot be checked whole");
+  };
   auto drop = [&](std::string_view why) {
     body->data.clear();
     body->truncated = true;
@@ -389,7 +398,7 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
 
   absl::StatusOr<DecodedContent> decoded = DecodeContent(body->data, coding, decode_cap_);
   if (form_type) {
-    if (cut) return drop("a form stored cut short (the body limit) cannot be checked whole");
+    if (cut) return drop(CutWhy("a form"));
     if (!decoded.ok()) return drop(decode_error(decoded.status()));
     if (!decoded->complete) return drop("its coded stream ends early");
     std::string text = std::move(decoded->data);
@@ -409,7 +418,7 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
     return drop(decode_error(decoded.status()));
   }
   if (cut || !decoded->complete) {
-    return drop("a JSON body stored cut short (the body limit) cannot be checked whole");
+    return drop(CutWhy("a JSON body"));
   }
   switch (CheckJsonText(decoded->data)) {
     case JsonText::kOk:

@@ -359,9 +359,9 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
       {"over the cap, any type", "text/plain", "gzip", gz_big, false,
        "it decodes to more than the cap of 4096 bytes"},
       {"cut at the body limit", "application/json", "", R"({"token":"ab)", true,
-       "a JSON body stored cut short (the body limit) cannot be checked whole"},
+       "a JSON body cut short (stored 12 of 112 bytes) cannot be checked whole"},
       {"cut, looks like JSON", "", "", R"({"token":"ab)", true,
-       "a JSON body stored cut short (the body limit) cannot be checked whole"},
+       "a JSON body cut short (stored 12 of 112 bytes) cannot be checked whole"},
       {"does not parse", "application/json", "", "{not json", false, "it does not parse as JSON"},
       // nlohmann's parser stops at a NUL byte: what follows one must not pass unseen.
       {"NUL inside", "application/json", "", std::string("{\"a\":1}\0{\"token\":\"s\"}", 22),
@@ -425,8 +425,8 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
   r.Apply(&x, &st);
   EXPECT_EQ(st.bodies_dropped, 1u);
   EXPECT_EQ(x.reason,
-            "request body dropped by redaction: a form stored cut short (the body limit) cannot "
-            "be checked whole");
+            "request body dropped by redaction: a form cut short (stored 21 bytes, the rest not "
+            "seen) cannot be checked whole");
   // A JSON-looking body of another type is examined; one without the field is left as it was.
   Redactor j = JsonRedactor({"/token"});
   Exchange y = Post("/");
