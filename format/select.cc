@@ -432,6 +432,31 @@ std::pair<std::string, std::string> SelectionExtraParser(const std::string& toke
   return {"", ""};
 }
 
+std::string SuggestMethod(std::string_view method) {
+  static constexpr std::string_view kRegistered[] = {"GET",     "HEAD",    "POST",
+                                                     "PUT",     "DELETE",  "CONNECT",
+                                                     "OPTIONS", "TRACE",   "PATCH"};
+  std::string upper = absl::AsciiStrToUpper(std::string(method));
+  if (upper == method) return "";
+  for (std::string_view m : kRegistered) {
+    if (upper == m) return upper;
+  }
+  return "";
+}
+
+std::vector<std::string> Selection::Warnings() const {
+  std::vector<std::string> out;
+  for (const std::string& m : rules_->methods) {
+    if (std::string suggested = SuggestMethod(m); !suggested.empty()) {
+      out.push_back(absl::StrCat("--method ", m,
+                                 " matches no request: methods are case-sensitive (RFC 9110 "
+                                 "section 9.1); did you mean --method ",
+                                 suggested, "?"));
+    }
+  }
+  return out;
+}
+
 bool EndpointsLabelled(const CaptureMetadata& m) {
   if (!m.target.empty()) return true;
   for (const auto& [k, v] : m.filters) {

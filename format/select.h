@@ -90,6 +90,11 @@ struct SelectionInput {
   bool labelled = false;  // its endpoints carry resource labels (a live tap, or --inventory)
 };
 
+// HTTP methods are case-sensitive (RFC 9110 section 9.1): "post" matches no client's POST. The
+// registered method (GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH) that `method`
+// upper-cases to when `method` is not already it ("post" -> "POST"); empty otherwise.
+std::string SuggestMethod(std::string_view method);
+
 // Whether a file's endpoints carry resource labels, from its header: it was recorded from a
 // target (a live tap) or with an inventory ("inventory" filter), a capture point is labelled (a
 // pod), or a tool that copied labelled files said so (extra "endpoint-labels" = "yes", which
@@ -144,6 +149,11 @@ class Selection {
   // The flags as given, one (name, value) pair per value ("status", "5xx"), for
   // CaptureMetadata::filters of a file written through this selection. -c is left out.
   std::vector<std::pair<std::string, std::string>> Describe() const;
+
+  // Lines a tool prints as warnings before it starts: flags that are valid but cannot match
+  // what the user likely meant ("--method post matches no request: methods are case-sensitive
+  // (RFC 9110 section 9.1); did you mean --method POST?"). Empty for most selections.
+  std::vector<std::string> Warnings() const;
 
   struct Rules;  // the parsed flags (select.cc)
 

@@ -117,6 +117,21 @@ TEST(Select, Method) {
             "--method GE T: not a method token (RFC 9110 section 9.1)");
 }
 
+// A lower-case registered method is valid (a method is any token) but matches no real request:
+// every tool prints this warning before it reads (tapcat, tapfilter, taprec -r/-i; the live tap).
+TEST(Select, LowerCaseMethodWarns) {
+  absl::StatusOr<Selection> s = ParseArgs({"--method", "post,GET", "--method", "Patch"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->Warnings(),
+            (std::vector<std::string>{
+                "--method post matches no request: methods are case-sensitive (RFC 9110 section "
+                "9.1); did you mean --method POST?",
+                "--method Patch matches no request: methods are case-sensitive (RFC 9110 section "
+                "9.1); did you mean --method PATCH?"}));
+  EXPECT_TRUE(ParseArgs({"--method", "GET", "--method", "purge"})->Warnings().empty())
+      << "an unregistered method is not second-guessed";
+}
+
 TEST(Select, Authority) {
   EXPECT_TRUE(Sel({"--authority", "api.example:8080"}, Base())) << "host without case";
   EXPECT_TRUE(Sel({"--authority", "API.EXAMPLE:8080"}, Base()));

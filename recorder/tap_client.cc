@@ -94,18 +94,6 @@ CaptureMetadata MetadataFor(const TapOptions& a, const std::optional<Redactor>& 
 
 }  // namespace
 
-std::string SuggestMethod(std::string_view method) {
-  static constexpr std::string_view kRegistered[] = {"GET",     "HEAD",    "POST",
-                                                     "PUT",     "DELETE",  "CONNECT",
-                                                     "OPTIONS", "TRACE",   "PATCH"};
-  std::string upper = absl::AsciiStrToUpper(std::string(method));
-  if (upper == method) return "";
-  for (std::string_view m : kRegistered) {
-    if (upper == m) return upper;
-  }
-  return "";
-}
-
 absl::Status RunTap(const TapOptions& a) {
 
   // The default socket only after its directory proved to be this user's own (access.h): a

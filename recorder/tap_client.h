@@ -80,10 +80,7 @@ struct TapOptions {
 // Taps until one of the ends above; see there for the Status.
 absl::Status RunTap(const TapOptions& options);
 
-// HTTP methods are case-sensitive (RFC 9110 section 9.1): "post" matches no client's POST. The
-// registered method (GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH) that `method`
-// upper-cases to when `method` is not already it ("post" -> "POST"); empty otherwise.
-std::string SuggestMethod(std::string_view method);
+// SuggestMethod, which RunTap's warning uses, is format/select.h's.
 
 }  // namespace tapkit
 

@@ -263,6 +263,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapcat: %s\n", std::string(selection.status().message()).c_str());
     return kExitError;
   }
+  for (const std::string& w : selection->Warnings()) {
+    std::fprintf(stderr, "tapcat: warning: %s\n", w.c_str());
+  }
   if ((vm.count("info") || vm.count("reindex")) && !selection->empty()) {
     std::fprintf(stderr,
                  "tapcat: %s works on whole files; the selection flags go with printing "

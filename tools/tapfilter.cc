@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tapfilter: %s\n", std::string(selection.status().message()).c_str());
     return kExitError;
   }
+  for (const std::string& w : selection->Warnings()) {
+    std::fprintf(stderr, "tapfilter: warning: %s\n", w.c_str());
+  }
   f.count = selection->count();
   f.selection = selection->Describe();
   if (!selection->empty()) {

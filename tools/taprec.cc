@@ -198,6 +198,12 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<tapkit::Selection> selection = tapkit::Selection::Parse(selection_flags);
   if (!selection.ok()) return Usage(std::string(selection.status().message()));
+  // A live tap warns itself (RunTap); -r and -i here.
+  if (offline) {
+    for (const std::string& w : selection->Warnings()) {
+      std::fprintf(stderr, "taprec: warning: %s\n", w.c_str());
+    }
+  }
   const int64_t count = selection_flags.count;
   tapkit::RotationOptions rotation;
   if (vm.count("file-size")) {
