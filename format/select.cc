@@ -444,6 +444,12 @@ std::string SuggestMethod(std::string_view method) {
   return "";
 }
 
+std::vector<std::string> Selection::HeaderNames() const {
+  std::vector<std::string> out;
+  for (const HeaderRule& h : rules_->headers) out.push_back(absl::AsciiStrToLower(h.name));
+  return out;
+}
+
 std::vector<std::string> Selection::Warnings() const {
   std::vector<std::string> out;
   for (const std::string& m : rules_->methods) {

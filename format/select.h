@@ -150,6 +150,10 @@ class Selection {
   // CaptureMetadata::filters of a file written through this selection. -c is left out.
   std::vector<std::pair<std::string, std::string>> Describe() const;
 
+  // The header field names --header looks at, lower case (a live tap refuses the ones its
+  // sidecars redact before matching).
+  std::vector<std::string> HeaderNames() const;
+
   // Lines a tool prints as warnings before it starts: flags that are valid but cannot match
   // what the user likely meant ("--method post matches no request: methods are case-sensitive
   // (RFC 9110 section 9.1); did you mean --method POST?"). Empty for most selections.

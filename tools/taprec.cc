@@ -26,8 +26,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
@@ -288,6 +290,23 @@ int main(int argc, char** argv) {
     return Exit(tapkit::RecordCapture(o));
   }
 #ifdef TAPREC_LIVE
+  // A live tap's sidecars redact before the tap matches what they send (-r and -i match first):
+  // --header on a redacted field would compare with the marker and select nothing.
+  if (tapkit::RedactionEnabled(redaction)) {
+    std::vector<std::string> redacted = tapkit::DefaultRedactedHeaders();
+    for (const std::string& h : redaction.headers) {
+      for (absl::string_view part : absl::StrSplit(h, ',')) {
+        redacted.push_back(absl::AsciiStrToLower(part));
+      }
+    }
+    for (const std::string& name : selection->HeaderNames()) {
+      if (std::find(redacted.begin(), redacted.end(), name) != redacted.end()) {
+        return Usage("--header " + name + ": a live tap's sidecars redact " + name +
+                     " before the tap sees it, so it would match the marker only; add "
+                     "--no-redact, or select on another field");
+      }
+    }
+  }
   if (bpf_words.size() != 1) {
     return Usage(bpf_words.empty()
                      ? "give a TARGET to tap (deploy/NAME, pod/NAME, ...), -r FILE or -i IFACE"

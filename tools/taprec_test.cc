@@ -390,6 +390,27 @@ TEST(Taprec, VersionAndUsage) {
   EXPECT_NE(h.out.find("--version"), std::string::npos);
 }
 
+// A live tap's sidecars redact before the tap matches (taprec -r and -i match first): --header on
+// a redacted field is refused rather than silently matching the marker only.
+TEST(Taprec, LiveHeaderSelectionOnARedactedFieldIsRefused) {
+  std::string dir = OwnDir();
+  Result r = Sh(Taprec("deploy/backend --header 'Cookie: session=1' --controlplane 'unix:" + dir +
+                       "/nothing.sock' -w '" + dir + "/out.tap'"));
+  EXPECT_EQ(r.rc, 2);
+  if (r.err.find("this build has no live taps") != std::string::npos) {
+    GTEST_SKIP() << "taprec built without gRPC (TAPKIT_WITH_GRPC=OFF): no live taps";
+  }
+  EXPECT_NE(r.err.find("--header cookie: a live tap's sidecars redact cookie"), std::string::npos)
+      << r.err;
+  Result extra = Sh(Taprec("deploy/backend --redact-header X-Tenant --header 'x-tenant: a' "
+                           "--controlplane 'unix:" + dir + "/nothing.sock'"));
+  EXPECT_NE(extra.err.find("--header x-tenant: a live tap's sidecars redact"), std::string::npos)
+      << extra.err;
+  Result off = Sh(Taprec("deploy/backend --no-redact --header 'Cookie: session=1' "
+                         "--controlplane 'unix:" + dir + "/nothing.sock'"));
+  EXPECT_EQ(off.err.find("sidecars redact"), std::string::npos) << off.err;
+}
+
 // Methods are case-sensitive (RFC 9110 section 9.1): --method post would match nothing. The
 // warning comes before the tap starts, so an unreachable control plane shows it too; and the
 // refused tap leaves no file at the -w path.
