@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
       "write,w", po::value(&out), "output .tap file, - for standard output");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::store(po::parse_command_line(argc, argv, opts, tapkit::kCommandLineStyle), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::fprintf(stderr, "tapsynth: %s (try --help)\n", e.what());
@@ -52,9 +52,11 @@ int main(int argc, char** argv) {
   meta.writer_version = std::string(tapkit::kVersion);
   meta.command_line.assign(argv, argv + argc);
   meta.start_time_ns = 1'764'460'800'000'000'000ull;
-  meta.capture_points = {{0, "pod", "backend-0", {}, {1}},
-                         {1, "pod", "backend-1", {}, {1}},
-                         {2, "pod", "backend-2", {}, {1}}};
+  // The pods tapped, labelled as the control plane labels them (synth.cc labels the endpoints).
+  meta.capture_points = {
+      {0, "pod", "backend-0", {"shop", "backend-0", "deployment", "backend", "backend"}, {1}},
+      {1, "pod", "backend-1", {"shop", "backend-1", "deployment", "backend", "backend"}, {1}},
+      {2, "pod", "backend-2", {"shop", "backend-2", "deployment", "backend", "backend"}, {1}}};
   meta.extra = {{"synthetic", "bench/synth.h"}, {"seed", std::to_string(seed)}};
   // The generator writes Authorization values as redaction markers, as a recorder would.
   meta.redaction = {true, {"authorization", "proxy-authorization", "cookie", "set-cookie"}, false};

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
       "nobody, root keeps root)");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::store(po::parse_command_line(argc, argv, opts, tapkit::kCommandLineStyle), vm);
     if (vm.count("help")) {
       std::cout << "Usage: tap-controlplane [options]\n"
                    "The tapkit control plane of the local runtime: serves Tap.Watch to taprec,\n"

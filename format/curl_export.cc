@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "format/http_text.h"
 #include "format/render.h"
 
 namespace tapkit {
@@ -26,15 +27,18 @@ bool PlainText(std::string_view s) {
 
 // `data` as a printf format string that prints exactly `data`: printable ASCII as itself ('%' as
 // "%%", '\\' as "\\\\"), every other byte as a three-digit octal escape (POSIX printf), quoted.
+// A leading '-' is written as the escape too: bash's and dash's printf would take "-..." as an
+// option, fail, and print nothing.
 std::string PrintfWord(std::string_view data) {
   std::string fmt;
   fmt.reserve(data.size() * 2);
-  for (unsigned char c : data) {
+  for (size_t i = 0; i < data.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(data[i]);
     if (c == '%') {
       fmt += "%%";
     } else if (c == '\\') {
       fmt += "\\\\";
-    } else if (c >= 0x20 && c < 0x7f) {
+    } else if (c >= 0x20 && c < 0x7f && !(i == 0 && c == '-')) {
       fmt.push_back(static_cast<char>(c));
     } else {
       fmt.push_back('\\');
@@ -136,10 +140,21 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   std::string url = RequestUrl(x);
   if (HasDotSegment(q.path())) cmd += " --path-as-is";
   if (url.find_first_of("[]{}") != std::string::npos) cmd += " -g";
-  absl::StrAppend(&cmd, " ", ShellQuote(url));
+  // --url, not a bare word: a recorded absolute-form path is used verbatim and may start with '-'.
+  absl::StrAppend(&cmd, " --url ", ShellQuote(url));
   bool user_agent = false, accept = false, content_type = false, expect = false, host = false;
+  std::string unsent;
   for (const HeaderListView::Field& f : q.headers()) {
     if (NameIs(f.name, "content-length") && send_body) continue;
+    // A field name must be a token (RFC 9110 section 5.1; http_text.h): curl's -H would read a
+    // file for a name starting with '@' and mangle one holding ':' or ';'. A value holding NUL
+    // cannot be a command-line word (curl got "ab" for "a\0b"), and CR or LF would make curl send
+    // a header line the recording did not hold (RFC 9110 section 5.5).
+    if (!IsToken(f.name) ||
+        f.value.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
+      absl::StrAppend(&unsent, " ", CommentText(f.name), ": ", CommentText(f.value), ";");
+      continue;
+    }
     user_agent |= NameIs(f.name, "user-agent");
     accept |= NameIs(f.name, "accept");
     content_type |= NameIs(f.name, "content-type");
@@ -161,6 +176,12 @@ void AppendCurlCommand(const ExchangeView& x, std::string* out) {
   if (send_body) {
     cmd += PlainText(body.data()) ? absl::StrCat(" --data-binary ", ShellQuote(body.data()))
                                   : std::string(" --data-binary @-");
+  }
+  if (!unsent.empty()) {
+    absl::StrAppend(out, "# id=", id,
+                    ": request headers not sent (name not an RFC 9110 token, or NUL, CR or LF in "
+                    "the value)",
+                    unsent, "\n");
   }
   out->append(cmd);
   out->push_back('\n');

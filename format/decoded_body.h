@@ -18,20 +18,17 @@
 #include "absl/status/status.h"
 #include "format/content_coding.h"
 #include "format/exchange_view.h"
+#include "format/http_text.h"
 
 namespace tapkit {
 
 enum class BodyKind {
-  kJson,    // parses as JSON (RFC 8259), nested at most kMaxJsonDepth deep
+  kJson,    // parses as JSON (RFC 8259) within kMaxJsonDepth and kMaxJsonMembers (http_text.h)
   kText,    // UTF-8 text (RFC 3629) without control bytes other than TAB, LF, VT, FF, CR, ESC
   kBinary,  // anything else, or bytes that could not be decoded
 };
 // "json", "text", "binary".
 std::string_view BodyKindName(BodyKind k);
-
-// JSON nested deeper than this is shown as text: pretty-printing is recursive, and the bodies are
-// untrusted.
-inline constexpr size_t kMaxJsonDepth = 512;
 
 struct DecodedBody {
   // The message's Content-Encoding field lines joined with ", " (RFC 9110 section 5.3), as sent;
@@ -55,6 +52,10 @@ struct DecodedBody {
   // True when `media_type` names JSON (IsJsonMediaType) but `data` is not JSON (a cut body, or
   // one nested deeper than kMaxJsonDepth).
   bool json_expected = false;
+  // What CheckJsonText said of `data` when it was checked as JSON (a JSON media type, or bytes
+  // that LooksLikeJson); kNotJson when it was not checked. kTooDeep and kTooManyMembers mean JSON
+  // shown as text.
+  JsonText json_text = JsonText::kNotJson;
 };
 
 // Undoes the Content-Encoding that `headers` (the body's own message headers) name on `stored`
@@ -64,15 +65,17 @@ struct DecodedBody {
 DecodedBody DecodeBody(std::string_view stored, const HeaderListView& headers, bool cut,
                        size_t max_output = kDefaultDecodeCap);
 
-// True for application/json (RFC 8259 section 11) and any media type with the +json structured
-// syntax suffix (RFC 6839 section 3.1). `media_type` is lower case without parameters.
-bool IsJsonMediaType(std::string_view media_type);
+// Every field line of `headers` named `name` (case-insensitive), values in order joined with ", "
+// as RFC 9110 section 5.3 allows for list-based fields such as Content-Encoding; "" when none.
+std::string JoinedFieldValues(const HeaderListView& headers, std::string_view name);
 
-// What `data` is: kJson when it parses as JSON within kMaxJsonDepth and either `media_type` is JSON
-// or the first byte after white space is '{' or '['; kText when it is UTF-8 without other control
-// bytes than those BodyKind lists (with `cut`, up to 3 trailing bytes may be the start of a cut
-// UTF-8 sequence); kBinary otherwise.
-BodyKind ClassifyBody(std::string_view data, std::string_view media_type, bool cut);
+// What `data` is: kJson when CheckJsonText (http_text.h) accepts it (kOk or kDuplicateNames) and
+// either `media_type` is JSON or the bytes LooksLikeJson; kText when it is UTF-8 without other
+// control bytes than those BodyKind lists (with `cut`, up to 3 trailing bytes may be the start of
+// a cut UTF-8 sequence); kBinary otherwise. `json_text`, when given, gets CheckJsonText's answer
+// (kNotJson when the data was not checked as JSON).
+BodyKind ClassifyBody(std::string_view data, std::string_view media_type, bool cut,
+                      JsonText* json_text = nullptr);
 
 // The length of the longest prefix of `s` that is whole UTF-8 when `s` may end inside a sequence:
 // s.size() when it ends on a boundary, else the offset of the cut sequence's first byte.

@@ -4,10 +4,16 @@
 // chunked framing written out from RFC 9112 section 7.1. tools/export_test.py checks the same
 // exports against har-validator, httpsnippet, curl with nginx, tshark and taprec.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
+#include "format/content_coding.h"
 #include "format/curl_export.h"
 #include "format/file.h"
 #include "format/har.h"
@@ -170,6 +176,24 @@ TEST(Har, IncompleteAndBinary) {
             "b");
 }
 
+// Content-Encoding in two field lines, "gzip" then "br": one list (RFC 9110 section 5.3), as
+// -V and --body join it (decoded_body.h); the body is br over `gzip -n`'s bytes.
+TEST(Har, ContentEncodingLinesJoined) {
+  Exchange x = Base();
+  const std::string gz(reinterpret_cast<const char*>(kGzip), sizeof(kGzip));
+  x.response->headers = {{"Content-Type", "text/plain"},
+                         {"Content-Encoding", "gzip"},
+                         {"Content-Encoding", "br"}};
+  x.response->body.data = *EncodeContent(gz, "br");
+  x.response->body.length = x.response->body.data.size();
+  std::vector<json> got;
+  ForEachView({x}, [&](const ExchangeView& v) { got.push_back(json::parse(HarEntry(v))); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]["response"]["content"]["text"], "hello hello hello\n");
+  EXPECT_EQ(got[0]["response"]["content"]["size"], 18);
+  EXPECT_FALSE(got[0]["response"]["content"].contains("encoding"));
+}
+
 TEST(Har, OneDocument) {
   auto out = MakeHarOutput({"tapcat", "9.9", size_t{1} << 20});
   std::string doc;
@@ -188,18 +212,43 @@ TEST(Curl, ShellQuote) {
   EXPECT_EQ(ShellQuote(""), "''");
 }
 
-// What `sh -c SCRIPT` prints.
-std::string Shell(const std::string& script) {
-  std::string path = ::testing::TempDir() + "/export_test.sh";
+// What `SHELL SCRIPT` prints on stdout (stderr dropped); `*status` gets the wait status.
+std::string Shell(const std::string& script, const std::string& shell = "sh",
+                  int* status = nullptr) {
+  // One script per test: ctest runs this binary's tests in parallel processes.
+  std::string path = ::testing::TempDir() + "/export_test." +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".sh";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fwrite(script.data(), 1, script.size(), f);
   std::fclose(f);
-  FILE* p = popen(("sh " + path).c_str(), "r");
+  FILE* p = popen((shell + " " + path + " 2>/dev/null").c_str(), "r");
   std::string out;
   char buf[4096];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
+  int st = pclose(p);
+  if (status != nullptr) *status = st;
+  return out;
+}
+
+// True when `tool` runs; a missing tool fails the test under CI=true (the caller skips otherwise).
+bool Have(const std::string& tool) {
+  bool have = std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0;
+  const char* ci = std::getenv("CI");
+  if (!have && ci != nullptr && std::string(ci) == "true") ADD_FAILURE() << tool << " missing";
+  return have;
+}
+
+// The words the shell passes to curl for the export's one command, one per line.
+std::vector<std::string> CurlWords(const std::string& command) {
+  std::string words =
+      Shell("curl() { for w in \"$@\"; do printf '%s\\n' \"$w\"; done; }\n" + command);
+  std::vector<std::string> out;
+  size_t i = 0, nl;
+  while ((nl = words.find('\n', i)) != std::string::npos) {
+    out.push_back(words.substr(i, nl - i));
+    i = nl + 1;
+  }
   return out;
 }
 
@@ -207,7 +256,7 @@ TEST(Curl, CommandLines) {
   std::string text;
   ForEachView({Base()}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
   EXPECT_EQ(text,
-            "curl 'http://api.example:8080/login?next=%2Fhome&q=a+b&flag' -H 'Host: "
+            "curl --url 'http://api.example:8080/login?next=%2Fhome&q=a+b&flag' -H 'Host: "
             "api.example:8080' -H 'Cookie: SID=31d4d96e407aad42; lang=en-US' -H 'Content-Type: "
             "application/x-www-form-urlencoded' -H 'User-Agent:' -H 'Accept:' -H 'Expect:' "
             "--data-binary 'user=ann+lee&pass=p%26w'\\''d'\n");
@@ -224,6 +273,112 @@ TEST(Curl, CommandLines) {
   EXPECT_EQ(Shell(text.substr(0, pipe)), body);
   EXPECT_NE(text.find(" -X 'PUT' "), std::string::npos) << text;
   EXPECT_NE(text.find(" --data-binary @-\n"), std::string::npos) << text;
+}
+
+// A binary body starting with '-': bash's and dash's printf take a leading '-' as an option,
+// fail and print nothing, so the body must not reach printf as "-...".
+TEST(Curl, BinaryBodyStartingWithDash) {
+  Exchange bin = Base();
+  std::string body("-\x01-%-", 5);
+  bin.request->body.data = body;
+  bin.request->body.length = body.size();
+  std::string text;
+  ForEachView({bin}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  size_t pipe = text.find(" | curl ");
+  ASSERT_NE(pipe, std::string::npos) << text;
+  for (std::string shell : {"sh", "dash", "bash"}) {
+    if (!Have(shell)) {
+      std::printf("SKIP %s: not installed\n", shell.c_str());
+      continue;
+    }
+    EXPECT_EQ(Shell(text.substr(0, pipe), shell), body) << shell << ": " << text;
+  }
+}
+
+// An absolute-form path is the URL verbatim (RequestUrl); one starting with '-' must reach curl as
+// the URL, not as options. Real curl: "-vhttp" is an unsupported protocol (exit 1), where the
+// bare word would be -v -h and print curl's help (exit 0).
+TEST(Curl, UrlStartingWithDash) {
+  Exchange x = Base();
+  x.request->method = "GET";
+  x.request->path = "-vhttp://127.0.0.1:1/";
+  x.request->body = {};
+  x.request->headers = {{"Host", "h"}};
+  std::string text;
+  ForEachView({x}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  std::vector<std::string> words = CurlWords(text);
+  auto url = std::find(words.begin(), words.end(), "-vhttp://127.0.0.1:1/");
+  ASSERT_NE(url, words.end()) << text;
+  ASSERT_NE(url, words.begin());
+  EXPECT_EQ(*(url - 1), "--url") << text;
+  if (!Have("curl")) GTEST_SKIP() << "curl not installed";
+  int status = 0;
+  std::string out = Shell(text.substr(0, text.size() - 1) + " -s -m 2\n", "sh", &status);
+  EXPECT_EQ(out, "") << text;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << " " << text;
+}
+
+// A field name that is not an RFC 9110 token (section 5.1, 5.6.2): "@NAME" would make curl's -H
+// read the file NAME. Such fields go into a '#' comment, the others still reach curl.
+TEST(Curl, HeaderNameNotToken) {
+  Exchange x = Base();
+  x.request->headers = {{"Host", "h"},
+                        {"@/etc/passwd", "x"},
+                        {"X:Y", "z"},
+                        {"X-Ok", "1"},
+                        {"X-Nul", std::string("a\0b", 3)},
+                        {"X-Crlf", "a\r\nX-Injected: 1"}};
+  std::string text;
+  ForEachView({x}, [&](const ExchangeView& v) { AppendCurlCommand(v, &text); });
+  size_t nl = text.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  EXPECT_EQ(text.substr(0, nl + 1),
+            "# id=0:7: request headers not sent (name not an RFC 9110 token, or NUL, CR or LF in "
+            "the value) @/etc/passwd: x; X:Y: z; X-Nul: a\\x00b; X-Crlf: a\\x0d\\x0aX-Injected: "
+            "1;\n");
+  std::vector<std::string> words = CurlWords(text.substr(nl + 1));
+  std::vector<std::string> headers;
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    if (words[i] == "-H") headers.push_back(words[i + 1]);
+  }
+  EXPECT_EQ(headers, (std::vector<std::string>{"Host: h", "X-Ok: 1", "User-Agent:", "Accept:",
+                                               "Content-Type:", "Expect:"}))
+      << text;
+}
+
+// An exchange that comes after the reorder window (a pipe) starts before one already exported:
+// its packets would go back in time and its connection's acknowledgement history is forgotten,
+// so it is left out with a notice. tshark reads the rest with no TCP analysis flag, in time order.
+TEST(Pcap, LateExchangeLeftOut) {
+  std::vector<Exchange> xs(5, Base());
+  const uint64_t t = xs[0].sort_key_ns;
+  xs[1].sort_key_ns = t + 1'000'000'000;
+  xs[2].sort_key_ns = t + 1'000'000;  // late, on the same connection
+  xs[3].sort_key_ns = t + 1'000'000;  // late, on a connection of its own
+  xs[3].source.port = 40001;
+  xs[4].sort_key_ns = t + 2'000'000'000;
+  for (size_t i = 0; i < xs.size(); ++i) xs[i].request->path = "/x" + std::to_string(i);
+  absl::StatusOr<std::unique_ptr<ExchangeOutput>> out = MakePcapOutput();
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::string pcap;
+  (*out)->Begin(OutputContext{}, &pcap);
+  ForEachView(xs, [&](const ExchangeView& v) { (*out)->Add(v, &pcap); });
+  (*out)->Finish(&pcap);
+  EXPECT_EQ((*out)->Notices(),
+            std::vector<std::string>{"pcap: left out 2 exchanges that came after the reorder "
+                                     "window (their packets would go back in time); a larger "
+                                     "--reorder-window keeps them"});
+  if (!Have("tshark")) GTEST_SKIP() << "tshark not installed";
+  std::string path = ::testing::TempDir() + "/export_test.late.pcap";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fwrite(pcap.data(), 1, pcap.size(), f);
+  std::fclose(f);
+  EXPECT_EQ(Shell("tshark -r " + path + " -Y tcp.analysis.flags"), "");
+  EXPECT_EQ(Shell("tshark -r " + path + " -Y 'frame.time_delta < 0'"), "");
+  EXPECT_EQ(Shell("tshark -r " + path +
+                  " -d tcp.port==8080,http -Y http.request -T fields -e "
+                  "http.request.uri"),
+            "/x0\n/x1\n/x4\n");
 }
 
 TEST(Pcap, ChunkedBodyReframed) {

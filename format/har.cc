@@ -13,6 +13,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "format/content_coding.h"
+#include "format/decoded_body.h"
+#include "format/http_text.h"
 #include "format/json_writer.h"
 #include "format/program.h"
 #include "format/render.h"
@@ -50,27 +52,6 @@ void Put(JsonWriter& w, std::string_view key, std::string_view value) {
   if (!w.StrIfUtf8(value)) w.Str(ReplaceNonUtf8(value));
 }
 
-// application/x-www-form-urlencoded parsing as the WHATWG URL standard defines it: '&'-separated
-// pairs, the first '=' splits name from value, '+' is a space and %XX a byte.
-std::string FormDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '+') {
-      out.push_back(' ');
-    } else if (c == '%' && i + 2 < s.size() && absl::ascii_isxdigit(s[i + 1]) &&
-               absl::ascii_isxdigit(s[i + 2])) {
-      auto hex = [](char h) { return absl::ascii_isdigit(h) ? h - '0' : (h | 0x20) - 'a' + 10; };
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
 // Name/value pairs of a query or a form body as HAR's [{"name","value"}] array.
 void FormPairs(JsonWriter& w, std::string_view s) {
   w.Open('[');
@@ -88,7 +69,9 @@ void FormPairs(JsonWriter& w, std::string_view s) {
 
 // The fields an entry needs besides the header list, found while writing it (one pass).
 struct KnownFields {
-  std::optional<std::string_view> content_type, content_encoding, location;
+  std::optional<std::string_view> content_type, location;
+  // Every Content-Encoding field line, joined as decoded_body.h's JoinedFieldValues joins them.
+  std::optional<std::string> content_encoding;
   bool cookie = false, set_cookie = false;
 };
 
@@ -103,8 +86,8 @@ void Headers(JsonWriter& w, const HeaderListView& h, KnownFields* known = nullpt
     absl::string_view name = AV(f.name);
     if (!known->content_type && absl::EqualsIgnoreCase(name, "content-type")) {
       known->content_type = f.value;
-    } else if (!known->content_encoding && absl::EqualsIgnoreCase(name, "content-encoding")) {
-      known->content_encoding = f.value;
+    } else if (absl::EqualsIgnoreCase(name, "content-encoding")) {
+      known->content_encoding = JoinedFieldValues(h, "content-encoding");
     } else if (!known->location && absl::EqualsIgnoreCase(name, "location")) {
       known->location = f.value;
     } else if (absl::EqualsIgnoreCase(name, "cookie")) {

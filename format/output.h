@@ -59,6 +59,9 @@ class ExchangeOutput {
   virtual void Add(const ExchangeView& x, std::string* out) = 0;
   // After the last exchange (also when there were none).
   virtual void Finish(std::string* out) { (void)out; }
+  // After Finish: notices for the user, one line each without the program's name (what an
+  // export had to leave out). None by default.
+  virtual std::vector<std::string> Notices() const { return {}; }
 };
 
 // The output `options` describe. Errors: InvalidArgument for combinations that cannot print

@@ -228,13 +228,18 @@ class PcapOutput final : public ExchangeOutput {
   void Add(const ExchangeView& x, std::string* out) override {
     if (!dumper_) return;
     target_ = out;
+    const uint64_t t0 = x.sort_key_ns();
+    if (t0 < latest_start_ns_) {  // late: see the header
+      ++late_;
+      return;
+    }
+    latest_start_ns_ = t0;
     Endpoint src = x.source(), dst = x.destination();
     if ((src.ip.family != 4 && src.ip.family != 6) || src.ip.family != dst.ip.family) return;
     auto key = std::make_tuple(x.capture_point(), src.ip.bytes, src.ip.family, src.port,
                                dst.ip.bytes, dst.port);
     auto [it, fresh] = connections_.try_emplace(key);
     Connection& c = it->second;
-    const uint64_t t0 = x.sort_key_ns();
     if (fresh) {
       order_.push_back(&c);
       c.client = {src.ip, src.port, 0x10000000u + static_cast<uint32_t>(order_.size()) * 0x1000u};
@@ -291,6 +296,13 @@ class PcapOutput final : public ExchangeOutput {
     c.server.Forget(watermark);
     Release(watermark);
     Flush();
+  }
+
+  std::vector<std::string> Notices() const override {
+    if (late_ == 0) return {};
+    return {absl::StrCat("pcap: left out ", late_, late_ == 1 ? " exchange" : " exchanges",
+                         " that came after the reorder window (their packets would go back "
+                         "in time); a larger --reorder-window keeps them")};
   }
 
   void Finish(std::string* out) override {
@@ -427,6 +439,8 @@ class PcapOutput final : public ExchangeOutput {
   std::vector<Pending> pending_;  // a min-heap by (ns, order)
   uint64_t next_ = 0;
   uint64_t end_ns_ = 0;  // the latest byte of any exchange
+  uint64_t latest_start_ns_ = 0;  // the latest sort key added
+  uint64_t late_ = 0;             // exchanges left out for starting before it
 
   pcap_t* pcap_ = nullptr;
   FILE* file_ = nullptr;

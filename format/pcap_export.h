@@ -25,8 +25,10 @@
 //     first to its last byte.
 // Packets are written in time order: each is held until an exchange starting after it arrives
 // (exchanges come in sort-key order, tapcat's default), so memory holds only the packets of
-// exchanges still in progress at the latest start. Exchanges given out of that order (tapcat
-// --file-order) are still exported, with the late ones' packets out of time order.
+// exchanges still in progress at the latest start. An exchange starting before one already added
+// (one that came after tapcat's reorder window) is left out and counted in Notices: its packets
+// would go back in time, and the acknowledgement history its connection would need is gone
+// (tapcat refuses --file-order with -o pcap for the same reason).
 //
 // Thread-safety: an output from MakePcapOutput is used by one thread at a time; the Serialize
 // functions are free functions over their arguments.

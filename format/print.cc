@@ -199,6 +199,9 @@ bool PrintCaptures(const PrintOptions& o, std::FILE* to, std::FILE* err) {
       ok = false;
     }
   }
+  for (const std::string& notice : (*output)->Notices()) {
+    std::fprintf(err, "%s: notice: %s\n", program, notice.c_str());
+  }
   if (uint64_t late = (*source)->late(); late > 0) {
     std::fprintf(err, "%s: notice: %s\n", program, LateNotice(late, o.reorder_window_ns).c_str());
   }

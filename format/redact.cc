@@ -21,12 +21,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "format/content_coding.h"
+#include "format/http_text.h"
 
 namespace tapkit {
 
 namespace {
-
-constexpr size_t kMaxJsonDepth = 256;
 
 // `lower` (lower case) equals `s` ignoring ASCII case.
 bool EqualsLower(std::string_view lower, std::string_view s) {
@@ -51,41 +50,10 @@ std::string_view TrimBlanks(std::string_view s) {
   return s;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decoding (RFC 3986 section 2.1) with "+" as a space, as application/
-// x-www-form-urlencoded parsing does (WHATWG URL standard, section 5.1); a "%" without two hex
-// digits after it stays as it is.
-std::string FormDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
-               HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-// The first Content-Type's media type, lower case, without parameters (RFC 9110 section 8.3.1).
+// The first Content-Type's media type (http_text.h).
 std::string MediaType(const std::vector<Header>& hs) {
   for (const Header& h : hs) {
-    if (EqualsLower("content-type", TrimBlanks(h.name))) {
-      std::string_view v = h.value;
-      v = TrimBlanks(v.substr(0, v.find(';')));
-      return absl::AsciiStrToLower(std::string(v));
-    }
+    if (EqualsLower("content-type", TrimBlanks(h.name))) return MediaTypeOf(h.value);
   }
   return "";
 }
@@ -100,44 +68,6 @@ std::string ContentEncodingOf(const std::vector<Header>& hs) {
     }
   }
   return out;
-}
-
-bool IsJsonType(std::string_view t) {
-  return t == "application/json" || t == "text/json" || t.ends_with("+json");
-}
-
-// The first byte that is not JSON whitespace (RFC 8259 section 2) opens an object or array.
-bool LooksLikeJson(std::string_view s) {
-  for (char c : s) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    return c == '{' || c == '[';
-  }
-  return false;
-}
-
-// The deepest nesting of arrays and objects in JSON text (strings skipped), counted up to
-// `limit` + 1: nlohmann's serializer recurses once per level.
-size_t JsonDepth(std::string_view s, size_t limit) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
 }
 
 // An array index token: "0", or digits without a leading zero (RFC 6901 section 4).
@@ -183,19 +113,6 @@ bool IsUrlHeader(std::string_view name) {
          EqualsLower("content-location", name);
 }
 
-// The characters of a field name: a token (RFC 9110 section 5.6.2).
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (!(absl::ascii_isalnum(c) ||
-          std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-              std::string_view::npos)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::vector<std::string> SplitCommas(const std::vector<std::string>& values) {
   std::vector<std::string> out;
   for (const std::string& v : values) {
@@ -206,7 +123,43 @@ std::vector<std::string> SplitCommas(const std::vector<std::string>& values) {
   return out;
 }
 
+// The authority of a URL with one (RFC 3986 section 3.2: after "scheme://" or a leading "//"),
+// as an offset and a length into `url`; false when it has none.
+bool FindAuthority(std::string_view url, size_t* begin, size_t* length) {
+  size_t start;
+  if (url.starts_with("//")) {
+    start = 2;
+  } else {
+    // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (section 3.1)
+    size_t i = 0;
+    while (i < url.size() && (absl::ascii_isalnum(static_cast<unsigned char>(url[i])) ||
+                              url[i] == '+' || url[i] == '-' || url[i] == '.')) {
+      ++i;
+    }
+    if (i == 0 || !absl::ascii_isalpha(static_cast<unsigned char>(url[0])) ||
+        url.substr(i, 3) != "://") {
+      return false;
+    }
+    start = i + 3;
+  }
+  size_t end = url.find_first_of("/?#", start);
+  if (end == std::string_view::npos) end = url.size();
+  *begin = start;
+  *length = end - start;
+  return true;
+}
+
 }  // namespace
+
+bool IsRedactionMarker(std::string_view value) {
+  if (value.size() != kRedactedPrefix.size() + 12 || !value.starts_with(kRedactedPrefix)) {
+    return false;
+  }
+  for (char c : value.substr(kRedactedPrefix.size())) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 const std::vector<std::string>& DefaultRedactedHeaders() {
   static const std::vector<std::string> names = {
@@ -333,7 +286,7 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
     bool secret = eq != std::string_view::npos && eq + 1 < piece.size() &&
                   SecretParam(FormDecode(piece.substr(0, eq)));
     std::string value = secret ? FormDecode(piece.substr(eq + 1)) : std::string();
-    if (secret && !value.starts_with(kRedactedPrefix)) {
+    if (secret && !IsRedactionMarker(value)) {
       out.append(piece.substr(0, eq + 1));
       out += Redact(value);
       ++stats->query_values;
@@ -349,11 +302,27 @@ bool Redactor::RedactQuery(std::string* query, RedactionStats* stats) const {
   return changed;
 }
 
+bool Redactor::RedactUserinfo(std::string* url, RedactionStats* stats) const {
+  size_t begin = 0, length = 0;
+  if (!FindAuthority(*url, &begin, &length)) return false;
+  std::string_view authority = std::string_view(*url).substr(begin, length);
+  size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return false;
+  std::string_view userinfo = authority.substr(0, at);
+  size_t colon = userinfo.find(':');
+  if (colon == std::string_view::npos || colon + 1 == userinfo.size()) return false;
+  std::string password(userinfo.substr(colon + 1));
+  if (IsRedactionMarker(password)) return false;
+  url->replace(begin + colon + 1, at - colon - 1, Redact(password));
+  ++stats->query_values;
+  return true;
+}
+
 bool Redactor::RedactUrl(std::string* url, RedactionStats* stats) const {
-  if (query_params_.empty()) return false;
   RedactionStats ignored;
   if (!stats) stats = &ignored;
-  bool changed = false;
+  bool changed = RedactUserinfo(url, stats);
+  if (query_params_.empty()) return changed;
   // The query (RFC 3986 section 3.4), then the fragment (section 3.5), which carries parameters
   // too in redirects (OAuth 2.0's implicit grant puts access_token there, RFC 6749 4.2.2).
   size_t question = url->find('?');
@@ -382,12 +351,21 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   const bool want_json = !json_fields_.empty(), want_form = !query_params_.empty();
   if ((!want_json && !want_form) || body->data.empty()) return;
   const std::string type = MediaType(*headers);
-  const bool json_type = IsJsonType(type);
+  const bool json_type = IsJsonMediaType(type);
   const bool form_type = type == "application/x-www-form-urlencoded";
   if (form_type ? !want_form : !want_json) return;
   const std::string coding = ContentEncodingOf(*headers);
   const bool cut = body->truncated || body->data.size() < body->length;
 
+  // Why a cut body cannot be checked: how much of it was stored (the body limit, a gap, an early
+  // answer or the end of the capture may have cut it; the exchange's completion says which).
+  auto CutWhy = [&](std::string_view what) {
+    std::string stored =
+        body->length > body->data.size()
+            ? absl::StrCat("stored ", body->data.size(), " of ", body->length, " bytes")
+            : absl::StrCat("stored ", body->data.size(), " bytes, the rest not seen");
+    return absl::StrCat(std::string(what), " cut short (", stored, ") cannot be checked whole");
+  };
   auto drop = [&](std::string_view why) {
     body->data.clear();
     body->truncated = true;
@@ -420,7 +398,7 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
 
   absl::StatusOr<DecodedContent> decoded = DecodeContent(body->data, coding, decode_cap_);
   if (form_type) {
-    if (cut) return drop("a form stored cut short (the body limit) cannot be checked whole");
+    if (cut) return drop(CutWhy("a form"));
     if (!decoded.ok()) return drop(decode_error(decoded.status()));
     if (!decoded->complete) return drop("its coded stream ends early");
     std::string text = std::move(decoded->data);
@@ -440,27 +418,30 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
     return drop(decode_error(decoded.status()));
   }
   if (cut || !decoded->complete) {
-    return drop("a JSON body stored cut short (the body limit) cannot be checked whole");
+    return drop(CutWhy("a JSON body"));
   }
-  if (JsonDepth(decoded->data, kMaxJsonDepth) > kMaxJsonDepth) {
-    return drop(absl::StrCat("its JSON nests deeper than ", kMaxJsonDepth, " levels"));
+  switch (CheckJsonText(decoded->data)) {
+    case JsonText::kOk:
+      break;
+    case JsonText::kDuplicateNames:
+      // nlohmann keeps the last of a repeated name, so the earlier one (and a secret in it)
+      // would be neither seen by the pointers nor written back: what was stored would stay.
+      return drop("an object in its JSON repeats a member name");
+    case JsonText::kNotJson:
+      return drop("it does not parse as JSON");
+    case JsonText::kTooDeep:
+      return drop(absl::StrCat("its JSON nests deeper than ", kMaxJsonDepth, " levels"));
+    case JsonText::kTooManyMembers:
+      return drop(absl::StrCat("an object in its JSON has more than ", kMaxJsonMembers,
+                               " members"));
   }
-  // A NUL byte is never in JSON text (RFC 8259 section 7 escapes control characters), and
-  // nlohmann's parser stops at one: what follows it would pass unseen.
-  nlohmann::ordered_json doc;
-  if (decoded->data.find('\0') == std::string::npos) {
-    doc = nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
-  } else {
-    doc = nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded);
-  }
-  if (doc.is_discarded()) {
-    if (json_type) drop("it does not parse as JSON");
-    return;
-  }
+  nlohmann::ordered_json doc =
+      nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return drop("it does not parse as JSON");
   uint64_t n = 0;
   for (const JsonPointer& p : json_fields_) {
     Visit(doc, p.tokens, 0, [&](nlohmann::ordered_json& v) {
-      if (v.is_string() && v.get_ref<const std::string&>().starts_with(kRedactedPrefix)) return;
+      if (v.is_string() && IsRedactionMarker(v.get_ref<const std::string&>())) return;
       std::string plain =
           v.is_string() ? v.get_ref<const std::string&>()
                         : v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -478,7 +459,7 @@ size_t Redactor::Apply(Exchange* x, RedactionStats* stats) const {
   auto list = [&](std::vector<Header>& hs) {
     for (Header& h : hs) {
       if (Secret(h.name)) {
-        if (!h.value.starts_with(kRedactedPrefix)) {
+        if (!IsRedactionMarker(h.value)) {
           h.value = Redact(h.value);
           ++st.header_values;
         }

@@ -7,7 +7,8 @@
 // HMAC-SHA256(key, value): equal values stay equal within one capture (one key), so a reader can
 // still see that two requests carried the same token, and without the key the value cannot be
 // guessed or checked. The key is random per capture unless a key file gives one. A value that
-// already is a marker is left alone, so redacting twice changes nothing.
+// already is a marker (IsRedactionMarker: the whole value) is left alone, so redacting twice
+// changes nothing.
 //
 // Thread-safety: a Redactor is immutable after construction; Apply may run on many threads.
 // BuildRedactor and ReadRedactionKey read files and are safe from any thread.
@@ -37,6 +38,11 @@ const std::vector<std::string>& DefaultRedactedQueryParams();
 
 inline constexpr std::string_view kRedactedPrefix = "tapkit-redacted:";
 
+// True when `value` is a marker as Redactor::Redact writes it, whole: kRedactedPrefix and then
+// exactly 12 lower-case hex digits. Only such a value is left alone when redacting again; any
+// other value that merely begins with the prefix is redacted like any other.
+bool IsRedactionMarker(std::string_view value);
+
 // A JSON Pointer (RFC 6901): "" is the whole document, otherwise "/" followed by reference
 // tokens separated by "/", in which "~1" stands for "/" and "~0" for "~" (section 4). tapkit adds
 // one thing: a token "*" is a wildcard for every member of an object or element of an array (so a
@@ -53,6 +59,11 @@ struct JsonPointer {
 // start with "/", or a "~" not followed by "0" or "1" (RFC 6901 section 3), naming the offset.
 absl::StatusOr<JsonPointer> ParseJsonPointer(std::string_view text);
 
+// Redaction's default cap on a body's decoded bytes: 4 MiB, below kDefaultDecodeCap (64 MiB, for
+// showing bodies) because the sidecar redacts on its capture thread, where a 65 KB gzip body that
+// inflates to 64 MiB costs about 0.2 s. A body over it is dropped and flagged (Apply).
+inline constexpr size_t kDefaultRedactionDecodeCap = size_t{4} << 20;
+
 // What to redact.
 struct RedactionRules {
   // Header field names, compared case-insensitively (RFC 9110 section 5.1); empty =
@@ -64,13 +75,13 @@ struct RedactionRules {
   // Fields of JSON bodies; empty = bodies are left alone as JSON.
   std::vector<JsonPointer> json_fields;
   // Bytes a body may decode to (Content-Encoding undone) before it is dropped unexamined.
-  size_t decode_cap = kDefaultDecodeCap;
+  size_t decode_cap = kDefaultRedactionDecodeCap;
 };
 
 // What one Apply did.
 struct RedactionStats {
   uint64_t header_values = 0;   // header and trailer values replaced
-  uint64_t query_values = 0;    // query parameter values (URLs and form bodies)
+  uint64_t query_values = 0;    // query parameter values (URLs and form bodies), URL passwords
   uint64_t json_values = 0;     // JSON fields replaced
   uint64_t bodies_dropped = 0;  // bodies emptied because they could not be examined
   RedactionStats& operator+=(const RedactionStats& o);
@@ -88,14 +99,17 @@ class Redactor {
   //
   // - Header values: every header list (request and response headers and trailers, interim
   //   responses).
+  // - URL passwords: the password of the userinfo ("scheme://user:PASSWORD@host", RFC 3986
+  //   section 3.2.1) of an absolute-form request target (RFC 9112 section 3.2.2) and of the
+  //   Referer, Location and Content-Location URLs becomes its marker; the user name stays.
   // - Query parameters: in the request's path (the query, RFC 3986 section 3.4: after the first
   //   "?", up to a "#"), in the URLs of Referer, Location and Content-Location header values,
   //   and in request and response bodies of type application/x-www-form-urlencoded. A
   //   parameter "NAME=VALUE" becomes "NAME=" + the marker of VALUE percent-decoded; the marker
   //   needs no escaping in a query (RFC 3986 section 3.4 allows ":").
   // - JSON fields: in request and response bodies whose Content-Type is JSON
-  //   (application/json, text/json, any "+json" type), or whose bytes, once decoded, start as
-  //   a JSON object or array and parse. The field's value becomes the marker as a JSON string:
+  //   (IsJsonMediaType, http_text.h: application/json, text/json, any "+json" type), or whose
+  //   bytes, once decoded, start as a JSON object or array (LooksLikeJson). The field's value becomes the marker as a JSON string:
   //   for a string, the marker of its (unescaped) text, so that a token gets the same marker
   //   in a query, a form and a JSON body; for any other type, the marker of its compact
   //   serialization. A changed body is serialized compactly.
@@ -106,14 +120,17 @@ class Redactor {
   //   flag set (its length kept), and the exchange's reason says so ("response body dropped by
   //   redaction: ..."; appended after "; " to a reason already there). That is a JSON-typed
   //   body that was stored cut short (the body limit), decodes past the cap, does not decode,
-  //   nests deeper than 256 levels or does not parse; a JSON-looking body of another type
-  //   stored cut short or past the cap; a form body stored cut short or that does not decode.
+  //   or that CheckJsonText (http_text.h) refuses: does not parse, nests deeper than
+  //   kMaxJsonDepth, has an object of more than kMaxJsonMembers members, or repeats a member name
+  //   in an object (nlohmann keeps only the last, so a secret in an earlier one would be neither
+  //   seen nor written back); a JSON-looking body of another type stored cut short, past the cap
+  //   or refused by CheckJsonText; a form body stored cut short or that does not decode.
   size_t Apply(Exchange* x, RedactionStats* stats = nullptr) const;
   // The marker for one value.
   std::string Redact(std::string_view value) const;
-  // Redacts the query parameters of a URL or request target (its query, RFC 3986 section 3.4,
-  // and its fragment, section 3.5, where redirects carry parameters too: RFC 6749 section
-  // 4.2.2), as Apply does for the request's path: for a view that shows the target before the
+  // Redacts a URL or request target: the userinfo's password (RFC 3986 section 3.2.1), the
+  // query parameters of its query (section 3.4) and of its fragment (section 3.5, where
+  // redirects carry parameters too: RFC 6749 section 4.2.2), as Apply does for the request's path: for a view that shows the target before the
   // exchange ends (the sidecar's RequestSeen). True when it changed.
   bool RedactUrl(std::string* url, RedactionStats* stats = nullptr) const;
 
@@ -130,6 +147,9 @@ class Redactor {
  private:
   bool Secret(std::string_view name) const;
   bool SecretParam(std::string_view decoded_name) const;
+  // Replaces the password of a URL's userinfo ("http://user:PASSWORD@host", RFC 3986 section
+  // 3.2.1, which deprecates it) by its marker (of its text as written); true when it changed.
+  bool RedactUserinfo(std::string* url, RedactionStats* stats) const;
   // Redacts the parameters of a query (no "?"); true when it changed.
   bool RedactQuery(std::string* query, RedactionStats* stats) const;
   // A body and the header list that describes it; `which` is "request" or "response".

@@ -104,7 +104,8 @@ std::string Field(const std::vector<Header>& hs, std::string_view name) {
   return "<none>";
 }
 
-Redactor JsonRedactor(std::vector<std::string> pointers, size_t cap = kDefaultDecodeCap) {
+Redactor JsonRedactor(std::vector<std::string> pointers,
+                      size_t cap = kDefaultRedactionDecodeCap) {
   RedactionRules rules;
   for (const std::string& p : pointers) rules.json_fields.push_back(*ParseJsonPointer(p));
   rules.decode_cap = cap;
@@ -260,6 +261,60 @@ TEST(RedactQuery, PathRefererLocationAndFormBodies) {
   EXPECT_EQ(abc.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-:"), std::string::npos);
 }
 
+// Userinfo passwords (RFC 3986 section 3.2.1 deprecates "user:password@"): in an absolute-form
+// request target (RFC 9112 section 3.2.2) and in Referer and Location URLs the password becomes
+// its marker, the user name stays; a URL without one, or a path, is left alone.
+TEST(RedactQuery, UserinfoPasswordsInUrls) {
+  Redactor r(RedactionRules{}, kKey);  // no query parameter rules: passwords all the same
+  Exchange x = Post("http://ann:hunter2@proxy.example:8080/a?b=1");
+  x.request->headers = {{"Referer", "https://bob:s3cret@app.example/home#x"},
+                        {"X-Other", "https://carl:pw@elsewhere.example/"}};
+  x.response->headers = {{"Location", "//dave:pw2@cdn.example/f"},
+                         {"Content-Location", "/no/authority@here:x"}};
+  RedactionStats st;
+  r.Apply(&x, &st);
+  EXPECT_EQ(st.query_values, 3u);
+  EXPECT_EQ(x.request->path, "http://ann:" + r.Redact("hunter2") + "@proxy.example:8080/a?b=1");
+  EXPECT_EQ(Field(x.request->headers, "Referer"),
+            "https://bob:" + r.Redact("s3cret") + "@app.example/home#x");
+  EXPECT_EQ(Field(x.request->headers, "X-Other"), "https://carl:pw@elsewhere.example/");
+  EXPECT_EQ(Field(x.response->headers, "Location"), "//dave:" + r.Redact("pw2") + "@cdn.example/f");
+  EXPECT_EQ(Field(x.response->headers, "Content-Location"), "/no/authority@here:x");
+  // Redacting again changes nothing.
+  Exchange again = x;
+  RedactionStats st2;
+  r.Apply(&again, &st2);
+  EXPECT_EQ(st2.query_values, 0u);
+  EXPECT_EQ(again.request->path, x.request->path);
+  // The sidecar's view of the target goes through RedactUrl.
+  std::string target = "http://u:p@h/";
+  EXPECT_TRUE(r.RedactUrl(&target));
+  EXPECT_EQ(target, "http://u:" + r.Redact("p") + "@h/");
+}
+
+// Only a whole marker is left alone: a value that merely begins "tapkit-redacted:" is a secret
+// like any other (a client could send one to keep its token out of redaction).
+TEST(RedactQuery, OnlyWholeMarkersAreLeftAlone) {
+  Redactor r(RedactionRules{{}, DefaultRedactedQueryParams(), {*ParseJsonPointer("/token")}}, kKey);
+  const std::string marker = r.Redact("x");
+  EXPECT_TRUE(IsRedactionMarker(marker));
+  EXPECT_TRUE(IsRedactionMarker("tapkit-redacted:0123456789ab"));
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789AB"));   // upper case
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789a"));    // 11 digits
+  EXPECT_FALSE(IsRedactionMarker("tapkit-redacted:0123456789abc"));  // 13
+  const std::string fake = "tapkit-redacted:hunter2";
+  Exchange x = Post("/?token=" + fake + "&key=" + marker);
+  x.request->headers = {{"Authorization", fake}, {"Cookie", marker}};
+  x.response->body = BodyOf(R"({"token":")" + fake + R"("})");
+  RedactionStats st;
+  r.Apply(&x, &st);
+  EXPECT_EQ(x.request->path, "/?token=" + r.Redact(fake) + "&key=" + marker);
+  EXPECT_EQ(Field(x.request->headers, "Authorization"), r.Redact(fake));
+  EXPECT_EQ(Field(x.request->headers, "Cookie"), marker);
+  EXPECT_EQ(x.response->body.data, R"({"token":")" + r.Redact(fake) + R"("})");
+  EXPECT_EQ(st.header_values + st.query_values + st.json_values, 3u);
+}
+
 // gzip, deflate, br and a stack of two: decoded, redacted, encoded again the same way, with
 // Content-Length and Body.length the new size.
 TEST(RedactJson, EncodedBodiesEncodedAgainWithTheirCoding) {
@@ -304,9 +359,9 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
       {"over the cap, any type", "text/plain", "gzip", gz_big, false,
        "it decodes to more than the cap of 4096 bytes"},
       {"cut at the body limit", "application/json", "", R"({"token":"ab)", true,
-       "a JSON body stored cut short (the body limit) cannot be checked whole"},
+       "a JSON body cut short (stored 12 of 112 bytes) cannot be checked whole"},
       {"cut, looks like JSON", "", "", R"({"token":"ab)", true,
-       "a JSON body stored cut short (the body limit) cannot be checked whole"},
+       "a JSON body cut short (stored 12 of 112 bytes) cannot be checked whole"},
       {"does not parse", "application/json", "", "{not json", false, "it does not parse as JSON"},
       // nlohmann's parser stops at a NUL byte: what follows one must not pass unseen.
       {"NUL inside", "application/json", "", std::string("{\"a\":1}\0{\"token\":\"s\"}", 22),
@@ -314,7 +369,18 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
       {"too deep", "application/json", "", deep, false, "its JSON nests deeper than 256 levels"},
       {"not gzip", "application/json", "gzip", "plain bytes", false, "it does not decode ("},
       {"unknown coding", "application/json", "zstd", "whatever", false, "it does not decode ("},
-      {"html", "text/html", "", "[not json, a page", false, ""},
+      // Duplicate names: nlohmann keeps the last "user", so "/user/password" would match
+      // nothing and the stored bytes, secret and all, would stay.
+      {"repeated member name", "application/json", "",
+       R"({"user":{"password":"hunter2"},"user":null})", false,
+       "an object in its JSON repeats a member name"},
+      {"repeated name, any type", "text/plain", "", R"([{"a":1,"b":2,"a":3}])", false,
+       "an object in its JSON repeats a member name"},
+      // Looks like JSON, another type, does not parse (a trailing comma, RFC 8259 section 4).
+      {"looks like JSON, does not parse", "text/plain", "", R"({"password":"x",})", false,
+       "it does not parse as JSON"},
+      {"html", "text/html", "", "[not json, a page", false, "it does not parse as JSON"},
+      {"html, not JSON-looking", "text/html", "", "<p>{\"token\":1}</p>", false, ""},
       {"html, cut", "text/html", "", "<html>", true, ""},
   };
   for (const Case& c : cases) {
@@ -359,8 +425,8 @@ TEST(RedactJson, BodiesThatCannotBeExaminedAreDroppedAndFlagged) {
   r.Apply(&x, &st);
   EXPECT_EQ(st.bodies_dropped, 1u);
   EXPECT_EQ(x.reason,
-            "request body dropped by redaction: a form stored cut short (the body limit) cannot "
-            "be checked whole");
+            "request body dropped by redaction: a form cut short (stored 21 bytes, the rest not "
+            "seen) cannot be checked whole");
   // A JSON-looking body of another type is examined; one without the field is left as it was.
   Redactor j = JsonRedactor({"/token"});
   Exchange y = Post("/");
@@ -509,6 +575,71 @@ size_t Count(std::string_view hay, std::string_view needle) {
   return n;
 }
 
+// Redaction's own decode cap (4 MiB, not -V's 64 MiB): the sidecar redacts on its capture
+// thread, so a small gzip body inflating to 5 MiB is dropped unexamined; 3 MiB is redacted.
+TEST(RedactJson, DefaultDecodeCapIsFourMebibytes) {
+  RedactionRules defaults;
+  EXPECT_EQ(defaults.decode_cap, size_t{4} << 20);
+  for (size_t pad : {size_t{3} << 20, size_t{5} << 20}) {
+    const std::string json = R"({"pad":")" + std::string(pad, ' ') + R"(","token":"hunter2"})";
+    Exchange x = Post("/");
+    x.response->headers.push_back({"Content-Encoding", "gzip"});
+    x.response->body = BodyOf(*EncodeContent(json, "gzip"));
+    EXPECT_LT(x.response->body.data.size(), 10u << 10) << "a small body on the wire";
+    RedactionRules rules;
+    rules.json_fields = {*ParseJsonPointer("/token")};
+    RedactionStats st;
+    Redactor(rules, kKey).Apply(&x, &st);
+    if (pad > (size_t{4} << 20)) {
+      EXPECT_EQ(st.bodies_dropped, 1u);
+      EXPECT_TRUE(x.response->body.data.empty());
+      EXPECT_EQ(x.reason,
+                "response body dropped by redaction: it decodes to more than the cap of 4194304 "
+                "bytes");
+    } else {
+      EXPECT_EQ(st.bodies_dropped, 0u);
+      EXPECT_EQ(st.json_values, 1u);
+      EXPECT_EQ(x.reason, "");
+    }
+  }
+}
+
+// An object of 50,000 members: building it with nlohmann's ordered_json costs O(N^2) (80,000
+// took 7.6 s), so over kMaxJsonMembers the body is dropped and flagged, not parsed. (The time is
+// bench/'s to measure; here the outcome.)
+TEST(RedactJson, ObjectWithTooManyMembersIsDropped) {
+  std::string many = "{\"token\":\"hunter2\"";
+  for (int i = 0; i < 50000; ++i) many += ",\"k" + std::to_string(i) + "\":0";
+  many += "}";
+  ASSERT_TRUE(nlohmann::json::accept(many));  // JSON text, only large
+  Exchange x = Post("/");
+  x.response->body = BodyOf(many);
+  RedactionStats st;
+  JsonRedactor({"/token"}).Apply(&x, &st);
+  EXPECT_EQ(st.bodies_dropped, 1u);
+  EXPECT_EQ(st.json_values, 0u);
+  EXPECT_TRUE(x.response->body.data.empty());
+  EXPECT_TRUE(x.response->body.truncated);
+  EXPECT_EQ(x.response->body.length, many.size());
+  EXPECT_EQ(x.reason,
+            "response body dropped by redaction: an object in its JSON has more than 10000 members");
+  // At the cap exactly it is parsed and redacted.
+  std::string at_cap = "{\"token\":\"hunter2\"";
+  for (int i = 1; i < 10000; ++i) at_cap += ",\"k" + std::to_string(i) + "\":0";
+  at_cap += "}";
+  Exchange y = Post("/");
+  y.response->body = BodyOf(at_cap);
+  RedactionStats st2;
+  Redactor r = JsonRedactor({"/token"});
+  r.Apply(&y, &st2);
+  EXPECT_EQ(st2.bodies_dropped, 0u);
+  EXPECT_EQ(st2.json_values, 1u);
+  nlohmann::json got = nlohmann::json::parse(y.response->body.data, nullptr, false);
+  ASSERT_FALSE(got.is_discarded());
+  EXPECT_EQ(got.size(), 10000u);
+  EXPECT_EQ(got["token"], r.Redact("hunter2"));
+}
+
 // The issue's test: a secret planted in headers, query strings, a form and JSON bodies
 // (identity, gzip, deflate, br), written to a file with redaction, occurs nowhere in the file's
 // decompressed bytes nor in its bodies decoded; without redaction the same scan finds it.
@@ -540,6 +671,13 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
   form.response->status = 302;
   form.response->headers = {{"Location", "/home#access_token=" + secret}};
   xs.push_back(form);
+  // A repeated member name hiding the secret from the pointer: nlohmann keeps the last "data".
+  xs.push_back(json_response("", R"({"data":{"token":")" + secret + R"("},"data":null})"));
+  // JSON-looking text of another type that does not parse: the pointers cannot be applied.
+  Exchange plain = json_response("", "");
+  plain.response->headers = {{"Content-Type", "text/plain"}};
+  plain.response->body = BodyOf(R"({"data":{"token":")" + secret + R"("},})");
+  xs.push_back(plain);
   // A gzip bomb with the secret inside: over the cap, dropped.
   xs.push_back(json_response(
       "gzip", R"({"pad":")" + std::string(200000, ' ') + R"(","token":")" + secret + R"("})"));
@@ -557,7 +695,7 @@ TEST(RedactFile, PlantedSecretOccursNowhereInTheDecompressedFile) {
   Redactor redactor(rules, r->key());
   RedactionStats st;
   for (Exchange& x : xs) redactor.Apply(&x, &st);
-  EXPECT_EQ(st.bodies_dropped, 1u);
+  EXPECT_EQ(st.bodies_dropped, 3u);
   const std::string file = testing::WriteToString(xs);
   ASSERT_FALSE(file.empty());
 

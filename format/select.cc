@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "controlplane/inventory.h"
+#include "format/http_text.h"
 #include "format/order.h"
 
 namespace tapkit {
@@ -101,23 +102,20 @@ std::vector<std::string> Values(const std::vector<std::string>& given, bool comm
   return out;
 }
 
-// RFC 9110 section 5.6.2: tchar.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // A duration as every tapkit flag takes it (format/order.h ParseDurationNs): nanoseconds.
 std::optional<uint64_t> ParseDuration(std::string_view text) {
   absl::StatusOr<int64_t> ns = ParseDurationNs(text);
   if (!ns.ok()) return std::nullopt;
   return static_cast<uint64_t>(*ns);
+}
+
+// A --since/--until bound in nanoseconds since the Unix epoch: `t` itself, or for a relative one
+// `start_ns` + `t`, saturating at UINT64_MAX rather than wrapping (durations reach INT64_MAX and a
+// hostile file's start may be near 2^64). `t` >= 0: ParseTimeFlag accepts no negative value.
+uint64_t BoundNs(uint64_t start_ns, int64_t t, bool relative) {
+  uint64_t u = static_cast<uint64_t>(std::max<int64_t>(t, 0));
+  if (!relative) return u;
+  return u > UINT64_MAX - start_ns ? UINT64_MAX : start_ns + u;
 }
 
 constexpr const char* kDurationHelp =
@@ -434,15 +432,26 @@ std::pair<std::string, std::string> SelectionExtraParser(const std::string& toke
   return {"", ""};
 }
 
+bool EndpointsLabelled(const CaptureMetadata& m) {
+  if (!m.target.empty()) return true;
+  for (const auto& [k, v] : m.filters) {
+    if (k == "inventory" && !v.empty()) return true;
+  }
+  for (const CapturePointInfo& cp : m.capture_points) {
+    if (!cp.labels.empty()) return true;
+  }
+  for (const auto& [k, v] : m.extra) {
+    if (k == "endpoint-labels" && v == "yes") return true;
+  }
+  return false;
+}
+
 SelectionInput SelectionInputOf(std::string name, const CaptureMetadata& m,
                                 const std::optional<FileSummary>& summary) {
   SelectionInput in;
   in.name = std::move(name);
   in.start_ns = summary && summary->exchanges ? summary->min_sort_key : m.start_time_ns;
-  in.labelled = !m.target.empty();
-  for (const auto& [k, v] : m.filters) {
-    if (k == "inventory" && !v.empty()) in.labelled = true;
-  }
+  in.labelled = EndpointsLabelled(m);
   return in;
 }
 
@@ -630,8 +639,8 @@ absl::Status Selection::Bind(const std::vector<SelectionInput>& inputs) {
   for (const SelectionInput& in : inputs) start = std::min(start, in.start_ns);
   r.start_ns = inputs.empty() ? 0 : start;
   if (r.since && r.until && r.since_relative != r.until_relative) {
-    auto at = [&](int64_t t, bool relative) { return relative ? int64_t(r.start_ns) + t : t; };
-    if (at(*r.since, r.since_relative) > at(*r.until, r.until_relative)) {
+    if (BoundNs(r.start_ns, *r.since, r.since_relative) >
+        BoundNs(r.start_ns, *r.until, r.until_relative)) {
       return Bad("--since", r.flags.since, absl::StrCat("after --until ", r.flags.until));
     }
   }
@@ -671,12 +680,9 @@ bool Selection::MatchesImpl(const Access& a) const {
   const Rules& r = *rules_;
   // Cheapest first: fixed fields, then strings, then regexes and endpoints.
   if (r.since || r.until) {
-    int64_t key = static_cast<int64_t>(std::min<uint64_t>(a.sort_key_ns(), INT64_MAX));
-    auto at = [&](int64_t t, bool relative) {
-      return relative ? static_cast<int64_t>(std::min<uint64_t>(r.start_ns + t, INT64_MAX)) : t;
-    };
-    if (r.since && key < at(*r.since, r.since_relative)) return false;
-    if (r.until && key >= at(*r.until, r.until_relative)) return false;
+    uint64_t key = a.sort_key_ns();
+    if (r.since && key < BoundNs(r.start_ns, *r.since, r.since_relative)) return false;
+    if (r.until && key >= BoundNs(r.start_ns, *r.until, r.until_relative)) return false;
   }
   if (!r.statuses.empty()) {
     if (!a.has_response()) return false;

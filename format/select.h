@@ -90,9 +90,14 @@ struct SelectionInput {
   bool labelled = false;  // its endpoints carry resource labels (a live tap, or --inventory)
 };
 
+// Whether a file's endpoints carry resource labels, from its header: it was recorded from a
+// target (a live tap) or with an inventory ("inventory" filter), a capture point is labelled (a
+// pod), or a tool that copied labelled files said so (extra "endpoint-labels" = "yes", which
+// tapfilter writes when every input was labelled).
+bool EndpointsLabelled(const CaptureMetadata& metadata);
+
 // The input a .tap file is: start is the trailer's smallest sort key when the file has a trailer
-// with exchanges, else the header's start time; labelled when it was recorded from a target or
-// with an inventory (the header's target, or its "inventory" filter).
+// with exchanges, else the header's start time; labelled as EndpointsLabelled says.
 SelectionInput SelectionInputOf(std::string name, const CaptureMetadata& metadata,
                                 const std::optional<FileSummary>& summary);
 

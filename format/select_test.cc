@@ -220,6 +220,36 @@ TEST(Select, RelativeTimesCountFromTheEarliestInput) {
   EXPECT_TRUE(s->Matches(Base()));
 }
 
+// Relative bounds far out: durations reach INT64_MAX ns (year 2262 from the epoch), and a hostile
+// file's start may be near 2^64. The sums saturate instead of wrapping to an early time.
+TEST(Select, RelativeTimesDoNotWrap) {
+  // kT0 + 2100000 h is past INT64_MAX ns: the --since is after any RFC 3339 --until.
+  absl::StatusOr<Selection> far =
+      ParseArgs({"--since", "+2100000h", "--until", "2026-12-04T10:00:06Z"});
+  ASSERT_TRUE(far.ok()) << far.status();
+  EXPECT_EQ(far->Bind({{"a.tap", kT0, false}}).message(),
+            "--since +2100000h: after --until 2026-12-04T10:00:06Z");
+  absl::StatusOr<Selection> since = ParseArgs({"--since", "+2100000h"});
+  ASSERT_TRUE(since.ok());
+  ASSERT_TRUE(since->Bind({{"a.tap", kT0, false}}).ok());
+  EXPECT_FALSE(since->Matches(Base())) << "the bound is after the exchange";
+
+  // A start 1 s before 2^64: "+2s" is past the end of time, not 1 s after the epoch.
+  const uint64_t late = UINT64_MAX - 1'000'000'000;
+  Exchange x = Base();
+  x.sort_key_ns = late + 500'000'000;
+  absl::StatusOr<Selection> s = ParseArgs({"--since", "+2s"});
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(s->Bind({{"hostile.tap", late, false}}).ok());
+  EXPECT_FALSE(s->Matches(x));
+  EXPECT_FALSE(s->Matches(Base()));
+  absl::StatusOr<Selection> u = ParseArgs({"--since", "+0.5s", "--until", "+1s"});
+  ASSERT_TRUE(u.ok());
+  ASSERT_TRUE(u->Bind({{"hostile.tap", late, false}}).ok());
+  EXPECT_TRUE(u->Matches(x)) << "0.5 s after the start is inside [start+0.5s, start+1s)";
+  EXPECT_FALSE(u->Matches(Base()));
+}
+
 TEST(Select, Header) {
   EXPECT_TRUE(Sel({"--header", "user-agent: ^curl/"}, Base())) << "name without case";
   EXPECT_TRUE(Sel({"--header", "Retry-After: 5"}, Base())) << "a response field";

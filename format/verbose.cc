@@ -198,6 +198,10 @@ void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
     absl::StrAppend(out, "  ! the ", Visible(d.content_encoding),
                     " stream ends early: shown is what the stored bytes decode to\n");
   }
+  if (d.json_text == JsonText::kTooManyMembers) {
+    absl::StrAppend(out, "  ! an object in the JSON has more than ", kMaxJsonMembers,
+                    " members, too many to lay out: shown as text\n");
+  }
   if (d.json_expected) {
     absl::StrAppend(out, "  ! Content-Type says JSON, but the body is not JSON",
                     b.truncated() || !d.complete ? " (it is cut)" : "",

@@ -565,6 +565,38 @@ TEST(DecodedBody, Classification) {
   EXPECT_EQ(ClassifyBody(ok, "application/json", false), BodyKind::kJson);
 }
 
+// One rule for JSON media types, redaction's and -V's alike (http_text.h): text/json counts.
+TEST(DecodedBody, TextJsonIsJsonAsInRedaction) {
+  EXPECT_TRUE(IsJsonMediaType("text/json"));
+  EXPECT_EQ(ClassifyBody("123", "text/json", false), BodyKind::kJson);
+  DecodedBody d = DecodeBody("{\"a\":", HeaderListView(), false);
+  EXPECT_FALSE(d.json_expected);
+  std::string out = Verbose(WithResponseBody("{\"a\":", {{"Content-Type", "text/json"}}));
+  EXPECT_NE(out.find("  ! Content-Type says JSON, but the body is not JSON: shown as text\n"),
+            std::string::npos)
+      << out;
+}
+
+// An object of 50,000 members: laying it out with nlohmann's ordered_json costs O(N^2), so -V
+// shows it as text and says why. (The time is bench/'s; here the outcome.)
+TEST(DecodedBody, ObjectWithTooManyMembersIsShownAsText) {
+  std::string many = "{";
+  for (int i = 0; i < 50000; ++i) many += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  many += "}";
+  ASSERT_TRUE(nlohmann::json::accept(many));
+  JsonText j = JsonText::kOk;
+  EXPECT_EQ(ClassifyBody(many, "application/json", false, &j), BodyKind::kText);
+  EXPECT_EQ(j, JsonText::kTooManyMembers);
+  std::string out = Verbose(WithResponseBody(many, {{"Content-Type", "application/json"}}));
+  EXPECT_NE(out.find("  ! an object in the JSON has more than 10000 members, too many to lay out: "
+                     "shown as text\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("    " + many + "\n"), std::string::npos);  // the text line, as stored
+  // Repeated names are still JSON to look at (nlohmann shows the last), as before.
+  EXPECT_EQ(ClassifyBody("{\"a\":1,\"a\":2}", "", false, &j), BodyKind::kJson);
+  EXPECT_EQ(j, JsonText::kDuplicateNames);
+}
+
 TEST(VerboseOutput, RefusesOtherFormatsAndBodyWithoutJson) {
   OutputOptions o;
   o.verbose = true;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "format/print.h"
 #include "format/program.h"
+#include "format/select.h"
 #include "recorder/rotating_writer.h"
 #include "recorder/stop_signals.h"
 
@@ -48,10 +49,26 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   }
   if (o.count < -1) return absl::InvalidArgumentError("-c: must be 0 or more");
   if (o.output != "-") {
-    for (const std::string& in : o.inputs) {
-      if (in != "-" && SameFile(in, o.output)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("-w ", o.output, ": is the input ", in, "; refusing to overwrite it"));
+    // With -C the output is out.tap, out1.tap, out2.tap, ...: none of them may be an input. The
+    // files cannot outnumber the inputs' bytes over the size (plus slack for redaction markers
+    // and the last, partial file), so that many names are checked.
+    uint64_t names = 1;
+    if (o.max_bytes) {
+      uint64_t total = 0;
+      for (const std::string& in : o.inputs) {
+        struct stat st {};
+        if (in != "-" && ::stat(in.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
+      }
+      names = std::min<uint64_t>(2 * (total / o.max_bytes) + 2, 1'000'000);
+    }
+    for (uint64_t k = 0; k < names; ++k) {
+      std::string name = k == 0 ? o.output : NumberedName(o.output, k);
+      for (const std::string& in : o.inputs) {
+        if (in != "-" && SameFile(in, name)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "-w ", o.output, ": ", k ? absl::StrCat("its -C file ", name, " ") : "",
+              "is the input ", in, "; refusing to overwrite it"));
+        }
       }
     }
   }
@@ -87,7 +104,7 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   meta.command_line = o.command_line;
   meta.body_limit = 0;
   std::vector<uint32_t> base(source.inputs(), 0);
-  bool first = true, all_redacted = true, all_keyed = true;
+  bool first = true, all_redacted = true, all_keyed = true, all_labelled = true;
   // What every input redacted (intersections), to which the redaction here adds its own.
   std::vector<std::string> redacted_headers, redacted_params, redacted_fields;
   auto keep_common = [](std::vector<std::string>* mine, const std::vector<std::string>& theirs) {
@@ -134,6 +151,7 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
       keep_common(&redacted_fields, m.redaction.json_fields);
     }
     first = false;
+    all_labelled = all_labelled && EndpointsLabelled(m);
     all_redacted = all_redacted && m.redaction.enabled;
     all_keyed = all_keyed && m.redaction.keyed;
     meta.body_limit = std::max(meta.body_limit, m.body_limit);
@@ -144,6 +162,9 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
         absl::StrCat("no input could be read (", unreadable, " unreadable)"));
   }
   if (!same_target) meta.target.clear(), meta.ns.clear();
+  // Merged inputs with different targets or inventories lose those header fields, not the
+  // labels on their exchanges: say so, for a workload selection on the output (select.h).
+  if (all_labelled) meta.extra.emplace_back("endpoint-labels", "yes");
   if (same_filters) meta.filters = input_filters;
   for (const auto& f : o.selection) {
     if (!f.second.empty()) meta.filters.push_back(f);

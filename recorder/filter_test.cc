@@ -188,6 +188,31 @@ TEST(Filter, SplitsWithDashC) {
   EXPECT_EQ(Keys(all), Keys(xs)) << "every exchange, in order, across the files";
 }
 
+// Regression (fresh-user trial): with -C, an input named as one of the later output files
+// (a1.tap for -w a.tap) was overwritten while it was read, and its exchanges lost.
+TEST(Filter, NoFileOfTheSplitMayBeAnInput) {
+  std::vector<Exchange> xs;
+  for (int i = 0; i < 400; ++i) {
+    Exchange x = testing::RichExchange(i);
+    x.sort_key_ns = 1'000'000'000 + i * 1'000'000;
+    xs.push_back(std::move(x));
+  }
+  std::string out = Path("part.tap");
+  std::string in = WriteFile("part3.tap", testing::WriteToString(xs, 16 << 10));
+  ASSERT_EQ(in, NumberedName(out, 3));
+  FilterOptions o;
+  o.inputs = {in};
+  o.output = out;
+  o.max_bytes = 8 << 10;
+  FilterSummary s;
+  absl::Status st;
+  EXPECT_EQ(Filter(o, &s, &st), "");
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_NE(st.message().find("part3.tap"), std::string_view::npos) << st;
+  EXPECT_EQ(ReadBack(in).xs.size(), 400u) << "left as it was";
+  EXPECT_FALSE(std::filesystem::exists(out)) << "refused before anything was written";
+}
+
 TEST(Filter, BadInputNamesTheFileAndTheRestIsWritten) {
   std::string good = WriteFile("good.tap", testing::WriteToString(Jittered(20, 0, 9)));
   std::string bad = WriteFile("bad.tap", "this is no capture");

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       "(its uid, gid and groups; no capabilities left). Default nobody; -Z root keeps root");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::store(po::parse_command_line(argc, argv, opts, tapkit::kCommandLineStyle), vm);
     if (vm.count("help")) {
       std::cout << opts << "\n";
       return tapkit::kExitOk;

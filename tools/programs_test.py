@@ -50,6 +50,12 @@ def main():
         u = subprocess.run([path, "--no-such-option"], capture_output=True, text=True, timeout=30)
         if u.returncode != 2 or "no-such-option" not in u.stderr or u.stderr.count("\n") != 1:
             failures.append(f"{name} --no-such-option: exit {u.returncode}, stderr {u.stderr!r}")
+        # An abbreviated long option is an error, not a guess (--stat is not --status): here
+        # --vers for --version.
+        a = subprocess.run([path, "--vers"], capture_output=True, text=True, timeout=30)
+        if a.returncode != 2 or "unrecognised option '--vers'" not in a.stderr:
+            failures.append(f"{name} --vers: exit {a.returncode}, stderr {a.stderr!r}, "
+                            f"stdout {a.stdout[:40]!r}")
     for f in failures:
         print(f"FAIL: {f}")
     if ran == 0:

@@ -103,6 +103,9 @@ const OutputRule kOutputRules[] = {
     {"--time", {"text", "wide"}, "only text and wide lines have a time column"},
     {"-V", {"text"}, "-V prints its own blocks"},
     {"--body", {"json"}, "--body adds decoded bodies to -o json"},
+    {"--file-order",
+     {"text", "wide", "json", "har", "curl"},
+     "-o pcap writes packets in time order, --file-order gives exchanges as stored"},
 };
 
 // The first conflict among the flags given (`given`: names as in kConflicts; `output`: the -o
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv)
+                  .style(tapkit::kCommandLineStyle)
                   .options(all)
                   .positional(pos)
                   .extra_parser(tapkit::SelectionExtraParser)

@@ -277,6 +277,12 @@ TEST(Tapcat, LateExchangeOnAPipeIsCounted) {
   std::vector<std::string> got;
   for (const std::string& l : lines) got.push_back(l.substr(l.find("\"requestTime\":") + 32, 2));
   EXPECT_EQ(got, (std::vector<std::string>{"00", "25", "30", "05", "40", "45"})) << r.out;
+  // -o pcap leaves the late one out (its packets would go back in time), and says so.
+  EXPECT_EQ(Shell(absl::StrCat("cat '", path, "' | '", TAPCAT_BIN, "' -o pcap - 2>&1 >/dev/null")),
+            "tapcat: notice: pcap: left out 1 exchange that came after the reorder window (their "
+            "packets would go back in time); a larger --reorder-window keeps them\n"
+            "tapcat: notice: 1 exchange arrived after the 10s reorder window and printed out of "
+            "order\n");
   // The file itself has an index: exact order, no notice.
   CmdResult exact = Tapcat("-o json '" + path + "'");
   EXPECT_EQ(exact.err, "");
@@ -342,7 +348,10 @@ TEST(Tapcat, OrderingFlagConflicts) {
   for (auto [args, want] : std::vector<std::pair<std::string, std::string>>{
            {"-f --info", "-f and --info cannot be used together"},
            {"--file-order --reorder-window 1s", "--file-order and --reorder-window cannot"},
-           {"--reindex --file-order", "--file-order and --reindex cannot"}}) {
+           {"--reindex --file-order", "--file-order and --reindex cannot"},
+           {"-o pcap --file-order",
+            "tapcat: --file-order and -o pcap cannot be used together (-o pcap writes packets in "
+            "time order, --file-order gives exchanges as stored)\n"}}) {
     CmdResult r = Tapcat(args + " '" + kGolden + "'");
     EXPECT_EQ(r.rc, 2) << args;
     EXPECT_NE(r.err.find(want), std::string::npos) << args << ": " << r.err;

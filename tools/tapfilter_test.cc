@@ -147,3 +147,32 @@ TEST(Tapfilter, SignalFinishesTheOutput) {
 
 }  // namespace
 }  // namespace tapkit
+
+namespace tapkit {
+namespace {
+
+// Regression (fresh-user trial): a workload selection on tapfilter's merge of labelled captures
+// was refused as "no endpoint labels" once the merge had dropped the inputs' differing targets.
+// The output says its endpoints are labelled, and the selection counts what jq counts.
+TEST(Tapfilter, MergedLabelledCapturesKeepWorkloadSelection) {
+  std::string a = absl::StrCat(testing::TestDir(), "/la.tap");
+  std::string b = absl::StrCat(testing::TestDir(), "/lb.tap");
+  std::string ab = absl::StrCat(testing::TestDir(), "/lab.tap");
+  ASSERT_EQ(Sh(kTapsynth + " -n 800 --seed 5 -w " + Q(a)).rc, 0);
+  ASSERT_EQ(Sh(kTapsynth + " -n 600 --seed 6 -w " + Q(b)).rc, 0);
+  ASSERT_EQ(Sh(kTapfilter + " " + Q(a) + " " + Q(b) + " -w " + Q(ab)).rc, 0);
+  CmdResult info = Sh(kTapcat + " --info -o json " + Q(ab) +
+                      " | jq -r '.metadata.extra[] | select(.name == \"endpoint-labels\") | .value'");
+  EXPECT_EQ(info.out, "yes\n") << info.err;
+  CmdResult selected = Sh(kTapcat + " -o json --to deploy/backend --method POST " + Q(ab) +
+                          " | wc -l");
+  ASSERT_EQ(selected.rc, 0) << selected.err;
+  CmdResult want = Sh(kTapcat + " -o json " + Q(a) + " " + Q(b) +
+                      " | jq -c 'select(.destination.metadata.deployment == \"backend\" and "
+                      ".request.method == \"POST\")' | wc -l");
+  EXPECT_EQ(selected.out, want.out);
+  EXPECT_NE(want.out, "0\n");
+}
+
+}  // namespace
+}  // namespace tapkit

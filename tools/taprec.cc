@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv)
+                  .style(tapkit::kCommandLineStyle)
                   .options(all)
                   .positional(pos)
                   .extra_parser(tapkit::SelectionExtraParser)
