@@ -394,5 +394,35 @@ TEST(Pcap, ChunkedBodyReframed) {
             "chunked\r\n\r\nc\r\nhello, world\r\n0\r\nX-Checksum: 12345\r\n\r\n");
 }
 
+// A body cut short (a gap: 10 of 29 bytes stored) keeps its recorded Content-Length and is sent
+// as stored, so a reader sees a short message, not a whole one (issue 11 follow-up).
+TEST(Pcap, CutBodyKeepsRecordedLength) {
+  Exchange x = Base();
+  x.response->body.data.resize(10);
+  x.response->body.truncated = true;
+  x.completion = Completion::kGap;
+  std::vector<std::string> got;
+  ForEachView({x}, [&](const ExchangeView& v) { got = SerializeResponses(v); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].find("\r\nContent-Length: 29\r\n\r\n"), std::string::npos) << got[0];
+  EXPECT_EQ(got[0].substr(got[0].size() - 10),
+            std::string(reinterpret_cast<const char*>(kGzip), 10));
+}
+
+// A cut chunked body gets its stored bytes as one chunk and no last chunk (RFC 9112 section 7.1:
+// the message is not finished).
+TEST(Pcap, CutChunkedBodyHasNoLastChunk) {
+  Exchange x = Base();
+  x.request->headers = {{"Host", "h"}, {"Transfer-Encoding", "chunked"}};
+  x.request->body.data = "hello";
+  x.request->body.length = 12;
+  x.request->body.truncated = true;
+  std::string got;
+  ForEachView({x}, [&](const ExchangeView& v) { got = SerializeRequest(v); });
+  EXPECT_EQ(got,
+            "POST /login?next=%2Fhome&q=a+b&flag HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n5\r\nhello\r\n");
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -75,21 +75,43 @@ struct ExchangeSource::Impl {
   uint64_t late = 0, selected_out = 0, max_held = 0, max_segments = 0;
   size_t file_at = 0;  // file_order: the input being read
 
+  // Following: true (and the source stopped) when `stop` says so.
+  bool StopNow(bool follow) {
+    if (follow && o.stop && o.stop()) stopped = true;
+    return stopped;
+  }
+
   void OpenInput(size_t i, bool follow) {
     Input& x = in[i];
     x.tried = true;
-    absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(x.path);
-    if (!file.ok()) {
-      x.ended = true;
-      if (o.open_error) o.open_error(file.status());
-      return;
+    absl::StatusOr<std::unique_ptr<Reader>> r;
+    Reporter* reporter = nullptr;
+    bool named = false;
+    for (;;) {
+      // Opening a FIFO blocks until a writer opens it; a stop signal interrupts it (EINTR).
+      absl::StatusOr<std::unique_ptr<ReadableFile>> file = OpenReadableFile(x.path);
+      if (!file.ok()) {
+        x.ended = true;
+        if (!StopNow(follow) && o.open_error) o.open_error(file.status());
+        return;
+      }
+      ReaderOptions ro;
+      ro.headers_only = o.headers_only;
+      ro.follow = follow;
+      if (!named) {  // one Reporter per input, however often its header is waited for
+        named = true;
+        reporter = o.reporter_for ? o.reporter_for((*file)->name()) : nullptr;
+      }
+      ro.reporter = reporter;
+      r = Reader::Open(*std::move(file), ro);
+      // Following, a file whose header is not all written yet is waited for (reader.h).
+      if (!follow || !absl::IsUnavailable(r.status())) break;
+      if (StopNow(follow)) {
+        x.ended = true;
+        return;
+      }
+      SleepNs(o.poll_interval_ns);
     }
-    ReaderOptions ro;
-    ro.headers_only = o.headers_only;
-    ro.follow = follow;
-    std::string name = (*file)->name();
-    ro.reporter = o.reporter_for ? o.reporter_for(name) : nullptr;
-    absl::StatusOr<std::unique_ptr<Reader>> r = Reader::Open(*std::move(file), ro);
     if (!r.ok()) {
       x.ended = true;
       if (o.open_error) o.open_error(r.status());

@@ -51,7 +51,10 @@ struct OrderOptions {
   bool headers_only = false;  // ReaderOptions::headers_only for every input
   // Follow growing files (tapcat -f): every input in sort-key order, the last one with
   // file_order. Next() then waits for more data, polling every `poll_interval_ns`, until `stop`
-  // returns true; whatever is still held is then released and Next() returns false.
+  // returns true; whatever is still held is then released and Next() returns false. An input
+  // whose file header is not yet written (empty, cut short: reader.h) is waited for at Open,
+  // polling as above until `stop`; an open that `stop` interrupted (a FIFO without a writer,
+  // EINTR) ends that input with no error.
   bool follow = false;
   int64_t poll_interval_ns = 100'000'000;
   std::function<bool()> stop;  // may be null (never stop)

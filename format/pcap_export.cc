@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -34,22 +35,41 @@ bool Chunked(const HeaderListView& h) {
   return chunked;
 }
 
-// Header fields, blank line and body after a start line already in `out`.
-void AppendMessage(const HeaderListView& headers, const BodyView& body,
-                   const HeaderListView& trailers, std::string* out) {
+// How a serialized message ends on its connection.
+struct Framing {
+  // Bytes of a cut message that were not stored, left out of the stream as a hole in the
+  // sequence space, as a capture that lost segments shows it: a reader sees a short message
+  // (a gap) and finds the next message after the hole. With a recorded Content-Length the hole
+  // is the rest of it; otherwise (chunked, close-delimited, header section cut) the unstored
+  // part of the recorded length, at least one byte.
+  uint64_t hole = 0;
+};
+
+// Header fields, blank line and body after a start line already in `out`. The recorded framing
+// is kept: a cut body (fewer bytes stored than sent, or marked truncated) keeps its recorded
+// Content-Length, and a cut chunked body gets no last chunk, so the reader sees a short message.
+Framing AppendMessage(const HeaderListView& headers, const BodyView& body,
+                      const HeaderListView& trailers, std::string* out) {
   std::string_view data = body.present() ? body.data() : std::string_view();
-  const bool cut = body.present() && body.stored() < body.length();
+  const bool cut = body.present() && (body.stored() < body.length() || body.truncated());
   const bool chunked = Chunked(headers);
+  uint64_t content_length = 0;
+  bool has_length = false;
   for (const HeaderListView::Field& f : headers) {
-    if (cut && !chunked && absl::EqualsIgnoreCase(AV(f.name), "content-length")) {
-      absl::StrAppend(out, AV(f.name), ": ", data.size(), "\r\n");
-      continue;
+    if (absl::EqualsIgnoreCase(AV(f.name), "content-length")) {
+      has_length = absl::SimpleAtoi(absl::StripAsciiWhitespace(AV(f.value)), &content_length);
     }
     absl::StrAppend(out, AV(f.name), ": ", AV(f.value), "\r\n");
   }
   out->append("\r\n");
+  Framing framing;
   if (chunked) {
     if (!data.empty()) absl::StrAppend(out, absl::Hex(data.size()), "\r\n", AV(data), "\r\n");
+    if (cut) {
+      framing.hole =
+          std::max<uint64_t>(body.length() > data.size() ? body.length() - data.size() : 0, 1);
+      return framing;
+    }
     out->append("0\r\n");
     for (const HeaderListView::Field& f : trailers) {
       absl::StrAppend(out, AV(f.name), ": ", AV(f.value), "\r\n");
@@ -57,7 +77,52 @@ void AppendMessage(const HeaderListView& headers, const BodyView& body,
     out->append("\r\n");
   } else {
     out->append(data);
+    if (cut) {
+      if (has_length && content_length > data.size()) {
+        framing.hole = content_length - data.size();
+      } else {
+        framing.hole =
+            std::max<uint64_t>(body.length() > data.size() ? body.length() - data.size() : 0, 1);
+      }
+    }
   }
+  return framing;
+}
+
+// A message as HTTP/1 bytes and how it ends (SerializeRequest, SerializeResponses).
+struct FramedMessage {
+  std::string bytes;
+  Framing framing;
+};
+
+FramedMessage FramedRequest(const ExchangeView& x) {
+  FramedMessage m;
+  if (!x.has_request()) return m;
+  RequestView q = x.request();
+  m.bytes =
+      absl::StrCat(AV(q.method()), " ", AV(q.path()), " ", AV(Version(q.version())), "\r\n");
+  m.framing = AppendMessage(q.headers(), q.body(), q.trailers(), &m.bytes);
+  return m;
+}
+
+std::vector<FramedMessage> FramedResponses(const ExchangeView& x) {
+  std::vector<FramedMessage> out;
+  for (size_t i = 0; i < x.interim_count(); ++i) {
+    InterimView v = x.interim(i);
+    FramedMessage m;
+    m.bytes = absl::StrCat("HTTP/1.1 ", v.status(), " ", AV(v.reason()), "\r\n");
+    m.framing = AppendMessage(v.headers(), BodyView(), HeaderListView(), &m.bytes);
+    out.push_back(std::move(m));
+  }
+  if (x.has_response()) {
+    ResponseView s = x.response();
+    FramedMessage m;
+    m.bytes =
+        absl::StrCat(AV(Version(s.version())), " ", s.status(), " ", AV(s.reason()), "\r\n");
+    m.framing = AppendMessage(s.headers(), s.body(), s.trailers(), &m.bytes);
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 // Internet checksum (RFC 1071) over `parts`, one's complement sum of 16-bit big-endian words.
@@ -190,10 +255,12 @@ class PcapOutput final : public ExchangeOutput {
     // The exchange's messages cut into segments with their times, each direction's in byte order,
     // then sent in time order, so that every acknowledgement covers what the peer had sent by
     // then (a request body sent after its 100 Continue acknowledges it, and not the reverse).
-    std::vector<std::string> messages = SerializeResponses(x);
-    std::string request = SerializeRequest(x);
+    std::vector<FramedMessage> messages = FramedResponses(x);
+    FramedMessage request = FramedRequest(x);
     std::vector<Segment> segments;
-    if (x.has_request()) Cut(c.client, true, request, t0, t0 + x.request_end_ns(), &segments);
+    if (x.has_request()) {
+      Cut(c.client, true, request, t0, t0 + x.request_end_ns(), &segments);
+    }
     for (size_t i = 0; i < x.interim_count(); ++i) {
       uint64_t at = t0 + x.interim(i).offset_ns();
       Cut(c.server, false, messages[i], at, at, &segments);
@@ -201,14 +268,24 @@ class PcapOutput final : public ExchangeOutput {
     if (x.has_response()) {
       Cut(c.server, false, messages.back(), t0 + x.response_start_ns(), t0 + x.response_end_ns(),
           &segments);
+    } else if (x.has_request() && x.completion() == Completion::kGap) {
+      // The response was lost in a gap: a hole in the server's stream where it was (its size
+      // is not recorded; one byte), so the next response still answers the next request.
+      uint64_t at = std::max(t0 + x.request_end_ns(), c.server.last_ns);
+      segments.push_back({at, false, true, std::string_view(), 1});
     }
     std::stable_sort(segments.begin(), segments.end(),
                      [](const Segment& a, const Segment& b) { return a.ns < b.ns; });
     for (const Segment& g : segments) {
       Side& from = g.from_client ? c.client : c.server;
       Side& to = g.from_client ? c.server : c.client;
+      if (g.bytes.empty()) {  // only a hole
+        from.seq += static_cast<uint32_t>(g.hole);
+        from.sent.emplace_back(g.ns, from.seq);  // the peer got it: the capture lost it
+        continue;
+      }
       Packet(from, to, g.last ? (kAck | kPsh) : kAck, to.AckAt(g.ns), g.bytes, g.ns, false);
-      from.seq += static_cast<uint32_t>(g.bytes.size());
+      from.seq += static_cast<uint32_t>(g.bytes.size() + g.hole);
       from.sent.emplace_back(g.ns, from.seq);
     }
     c.last_ns = std::max({c.last_ns, c.client.last_ns, c.server.last_ns});
@@ -256,19 +333,22 @@ class PcapOutput final : public ExchangeOutput {
     bool from_client;
     bool last;  // a message's last segment (PSH)
     std::string_view bytes;
+    uint64_t hole;  // bytes left out after this segment (the message's hole, on its last)
   };
 
   // `bytes` from `from` in MSS-sized segments spread evenly over [first_ns, last_ns], never
   // before that side's previous segment (its bytes are in time order).
-  static void Cut(Side& from, bool from_client, std::string_view bytes, uint64_t first_ns,
+  static void Cut(Side& from, bool from_client, const FramedMessage& m, uint64_t first_ns,
                   uint64_t last_ns, std::vector<Segment>* out) {
+    std::string_view bytes = m.bytes;
     const size_t mss = from.ip.family == 4 ? 1460 : 1440;
     const size_t n = bytes.empty() ? 0 : (bytes.size() + mss - 1) / mss;
     first_ns = std::max(first_ns, from.last_ns);
     last_ns = std::max(last_ns, first_ns);
     for (size_t i = 0; i < n; ++i) {
       uint64_t t = n == 1 ? first_ns : first_ns + (last_ns - first_ns) * i / (n - 1);
-      out->push_back({t, from_client, i + 1 == n, bytes.substr(i * mss, mss)});
+      const bool last = i + 1 == n;
+      out->push_back({t, from_client, last, bytes.substr(i * mss, mss), last ? m.framing.hole : 0});
     }
     if (n) from.last_ns = last_ns;
   }
@@ -374,30 +454,11 @@ class PcapOutput final : public ExchangeOutput {
 
 }  // namespace
 
-std::string SerializeRequest(const ExchangeView& x) {
-  if (!x.has_request()) return "";
-  RequestView q = x.request();
-  std::string out =
-      absl::StrCat(AV(q.method()), " ", AV(q.path()), " ", AV(Version(q.version())), "\r\n");
-  AppendMessage(q.headers(), q.body(), q.trailers(), &out);
-  return out;
-}
+std::string SerializeRequest(const ExchangeView& x) { return FramedRequest(x).bytes; }
 
 std::vector<std::string> SerializeResponses(const ExchangeView& x) {
   std::vector<std::string> out;
-  for (size_t i = 0; i < x.interim_count(); ++i) {
-    InterimView v = x.interim(i);
-    std::string m = absl::StrCat("HTTP/1.1 ", v.status(), " ", AV(v.reason()), "\r\n");
-    AppendMessage(v.headers(), BodyView(), HeaderListView(), &m);
-    out.push_back(std::move(m));
-  }
-  if (x.has_response()) {
-    ResponseView s = x.response();
-    std::string m =
-        absl::StrCat(AV(Version(s.version())), " ", s.status(), " ", AV(s.reason()), "\r\n");
-    AppendMessage(s.headers(), s.body(), s.trailers(), &m);
-    out.push_back(std::move(m));
-  }
+  for (FramedMessage& m : FramedResponses(x)) out.push_back(std::move(m.bytes));
   return out;
 }
 

@@ -15,6 +15,11 @@
 //     MTU less the headers), ACK on every one and PSH on a message's last; sequence and
 //     acknowledgement numbers follow the bytes sent each way; IPv4 header and TCP checksums are
 //     computed (RFC 791, RFC 9293 section 3.1, RFC 8200 section 8.1);
+//   - a cut message (SerializeRequest) is followed by a hole in its sender's sequence numbers
+//     for the bytes not stored (the rest of its Content-Length; one byte when that is unknown),
+//     and a response lost in a gap (completion gap, no response) by a one-byte hole, as in a
+//     capture that lost segments: readers see the message short (tshark: "previous segment not
+//     captured"; taprec -r: gap) and the next message where it starts;
 //   - times: a request's segments are spread evenly from its first to its last recorded byte, an
 //     interim response's sit at its recorded offset, the final response's are spread from its
 //     first to its last byte.
@@ -43,8 +48,9 @@ namespace tapkit {
 // later), the header fields in recorded order, the blank line, and the body as stored. Bodies are
 // stored de-chunked: a request whose Transfer-Encoding ends in chunked gets its body back as one
 // chunk, the last chunk, its trailers and the blank line (RFC 9112 section 7.1); a body cut at
-// the body limit is sent as stored, with Content-Length (when there is one) saying the stored
-// length, so that the next message on the connection still parses. Empty without a request.
+// the body limit, by a gap or by the snaplen (fewer bytes stored than sent, or marked truncated)
+// keeps the recorded framing (Content-Length as recorded; chunked without the last chunk) and
+// gets only the stored bytes, so it is not made to look whole. Empty without a request.
 std::string SerializeRequest(const ExchangeView& x);
 
 // The interim responses, then the final response, framed as SerializeRequest frames the request.

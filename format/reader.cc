@@ -682,6 +682,12 @@ absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::unique_ptr<ReadableFil
 
   in.Fill(format::kFileHeaderSize);
   if (!in.io_status().ok()) return in.io_status();
+  // Following a file being written, a header not all there yet is not damage: wait for it.
+  const bool may_grow = options.follow && m.file->seekable();
+  auto not_yet = [&](const char* what) {
+    return absl::UnavailableError(absl::StrCat(name, ": ", what, " (not yet written)"));
+  };
+  if (in.avail() == 0 && may_grow) return not_yet("empty file");
   if (in.avail() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": empty file, not a .tap capture"));
   }
@@ -698,6 +704,7 @@ absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::unique_ptr<ReadableFil
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": offset 0: not a .tap file (bad magic)", hint));
   }
+  if (in.avail() < format::kFileHeaderSize && may_grow) return not_yet("file header cut short");
   if (in.avail() < format::kFileHeaderSize) {
     return absl::DataLossError(absl::StrCat(name, ": file header cut short at ", in.avail(), " of ",
                                             format::kFileHeaderSize, " bytes"));
@@ -718,6 +725,7 @@ absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::unique_ptr<ReadableFil
                                             " over the cap of ", format::kMaxMetadataSize));
   }
   if (!in.Fill(format::kFileHeaderSize + meta_len)) {
+    if (in.io_status().ok() && may_grow) return not_yet("file header cut short");
     return absl::DataLossError(absl::StrCat(name, ": file header cut short: metadata of ", meta_len,
                                             " bytes, ", in.avail() - format::kFileHeaderSize,
                                             " present"));

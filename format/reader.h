@@ -43,7 +43,8 @@ struct ReaderOptions {
   // Follow a file that is still being written (tapcat -f): on a seekable file, the end of the data
   // and a block cut short at it are "not yet written", neither a torn tail nor a missing trailer:
   // Next() returns false with waiting() true, and a later Next() reads on from that block. A
-  // pipe's end is its end.
+  // pipe's end is its end. An empty file or a file header cut short is "not yet written" too
+  // (Open's Unavailable).
   bool follow = false;
 };
 
@@ -98,7 +99,10 @@ class Reader {
  public:
   // Reads and checks the file header. Errors, each naming the file and offset:
   // InvalidArgument for an empty or non-.tap file, FailedPrecondition for a newer major version,
-  // DataLoss for a damaged file header, the file's own read errors.
+  // DataLoss for a damaged file header, the file's own read errors. With ReaderOptions::follow on
+  // a seekable file, an empty file or one that ends inside its file header (a prefix of the magic,
+  // or the header or its metadata cut short) is Unavailable instead: not yet written, open it
+  // again later (tapcat -f waits for it, as tail -f waits for data).
   static absl::StatusOr<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file,
                                                       ReaderOptions options = {});
   ~Reader();

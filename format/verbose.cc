@@ -146,6 +146,14 @@ size_t TextLines(std::string_view text, std::string* out) {
   return crlf;
 }
 
+// The start of `text` of at most `cap` bytes, ending at a line end when one is in it.
+std::string_view TextUpTo(std::string_view text, size_t cap) {
+  if (text.size() <= cap) return text;
+  std::string_view head = text.substr(0, cap);
+  size_t nl = head.rfind('\n');
+  return nl == std::string_view::npos ? head : head.substr(0, nl + 1);
+}
+
 // Why a cut body is cut (see VerboseOptions::body_limits).
 std::string CutReason(const ExchangeView& x, const BodyView& b, const VerboseOptions& o) {
   bool at_limit =
@@ -200,27 +208,46 @@ void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
                     d.kind == BodyKind::kText ? ": shown as text" : ": shown in hex", "\n");
   }
 
+  // What is shown stops at o.show_cap bytes (a text's at the line end before it), with a line
+  // saying how much more there is: a small body that decodes to a great many bytes cannot flood
+  // the terminal.
+  std::string_view shown;
+  size_t total = 0;
+  std::string pretty;
   switch (d.kind) {
     case BodyKind::kJson: {
       nlohmann::ordered_json j = nlohmann::ordered_json::parse(d.data, nullptr, false);
       if (!j.is_discarded()) {
-        TextLines(j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace), out);
+        pretty = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+        shown = TextUpTo(pretty, o.show_cap);
+        total = pretty.size();
+        TextLines(shown, out);
         break;
       }
       // ClassifyBody accepted it, so this does not happen; fall back to the text.
       [[fallthrough]];
     }
     case BodyKind::kText: {
-      size_t crlf = TextLines(d.data, out);
+      shown = TextUpTo(d.data, o.show_cap);
+      total = d.data.size();
+      size_t crlf = TextLines(shown, out);
       if (crlf) absl::StrAppend(out, "  ! ", crlf, " CR LF line ends shown as line ends\n");
-      if (!d.data.empty() && d.data.back() != '\n') {
+      if (shown.size() == total && !d.data.empty() && d.data.back() != '\n') {
         absl::StrAppend(out, "  \\ no newline at end of body\n");
       }
       break;
     }
     case BodyKind::kBinary:
-      AppendHexDump(d.data, "    ", out);
+      shown = std::string_view(d.data).substr(0, o.show_cap);
+      total = d.data.size();
+      AppendHexDump(shown, "    ", out);
       break;
+  }
+  if (shown.size() < total) {
+    absl::StrAppend(out, "  ! shown the first ", shown.size(), " of ", total,
+                    d.kind == BodyKind::kJson && !pretty.empty() ? " bytes of pretty-printed JSON"
+                                                                 : " bytes",
+                    "; ", total - shown.size(), " more not shown\n");
   }
 }
 
@@ -251,8 +278,15 @@ class VerboseOutput final : public ExchangeOutput {
 
 void AppendHexDump(std::string_view data, std::string_view indent, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
+  bool starred = false;  // the previous row repeated the one before it, and "*" is out
   for (size_t at = 0; at < data.size(); at += 16) {
     std::string_view row = data.substr(at, 16);
+    if (at >= 16 && row.size() == 16 && row == data.substr(at - 16, 16)) {
+      if (!starred) absl::StrAppend(out, AV(indent), "*\n");
+      starred = true;
+      continue;
+    }
+    starred = false;
     std::string line(indent);
     absl::StrAppend(&line, absl::Hex(at, absl::kZeroPad8), "  ");
     for (size_t i = 0; i < 16; ++i) {

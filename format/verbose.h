@@ -58,10 +58,17 @@
 
 namespace tapkit {
 
+// What tapcat -V shows of one body at most, bytes (VerboseOptions::show_cap): 64 KiB.
+inline constexpr size_t kVerboseShowCap = size_t{64} << 10;
+
 struct VerboseOptions {
   // At most this many decoded bytes per body (content_coding.h); past it the body is shown as the
   // hex dump of its stored bytes, with a line naming the cap.
   size_t decode_cap = kDefaultDecodeCap;
+  // At most this many bytes of one body are shown (a text's or pretty-printed JSON's cut back to
+  // the line end before it, a hex dump's of the decoded bytes), then a line
+  // "! shown the first N of M bytes; K more not shown".
+  size_t show_cap = kVerboseShowCap;
   // The inputs' body limits (CaptureMetadata::body_limit, bytes): a cut body whose stored size is
   // one of them, or the body of an exchange that completed, is said to be cut at the body limit;
   // any other cut body is said to be cut by how its exchange ended.
@@ -71,8 +78,9 @@ struct VerboseOptions {
 // Appends the exchange's block and an empty line.
 void AppendVerbose(const ExchangeView& x, const VerboseOptions& options, std::string* out);
 
-// Appends `data` as `hexdump -C -v` prints it, each line after `indent`: the offset (8 hex digits),
+// Appends `data` as `hexdump -C` prints it, each line after `indent`: the offset (8 hex digits),
 // 16 bytes in hex in two groups of 8, and the printable ASCII ('.' for other bytes) between bars;
+// a run of 16-byte lines equal to the one before them is one line "*" (hexdump(1) without -v);
 // without hexdump's closing line of the total length.
 void AppendHexDump(std::string_view data, std::string_view indent, std::string* out);
 

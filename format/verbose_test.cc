@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -272,7 +273,7 @@ TEST_F(VerboseTest, BinaryIsAHexDumpAsHexdumpPrintsIt) {
   std::string bin;
   for (int i = 0; i < 300; ++i) bin.push_back(static_cast<char>((i * 37 + 11) & 0xff));
   WriteAll(dir_ + "/bin", bin);
-  std::string hexdump = Make("hexdump -C -v bin > bin.hex", "bin.hex");
+  std::string hexdump = Make("hexdump -C bin > bin.hex", "bin.hex");
   std::string block =
       Verbose(WithResponseBody(bin, {{"Content-Type", "application/octet-stream"}}));
   ShownBody b = FindBody(block, "response");
@@ -282,6 +283,55 @@ TEST_F(VerboseTest, BinaryIsAHexDumpAsHexdumpPrintsIt) {
   while (!want.empty() && (want.back().empty() || want.back() == "0000012c")) want.pop_back();
   EXPECT_EQ(b.lines, want) << block;
   EXPECT_FALSE(b.no_newline);
+}
+
+// Repeated 16-byte lines collapse into one "*" line, as hexdump -C (without -v) prints them: runs
+// in the middle, a run reaching a short last line, and a run at the end.
+TEST_F(VerboseTest, RepeatedHexLinesCollapseAsHexdumpDoes) {
+  std::string bin = std::string(16, 'a') + std::string(64, '\0') + std::string(16, 'b') +
+                    std::string(16, 'a') + std::string(48, '\0') + std::string(5, '\0') +
+                    "xyz" + std::string(40, 'c');
+  bin += std::string(16, 'c');
+  WriteAll(dir_ + "/rep", bin);
+  std::string hexdump = Make("hexdump -C rep > rep.hex", "rep.hex");
+  std::vector<std::string> want = absl::StrSplit(hexdump, '\n');
+  want.resize(want.size() - 2);  // the total-length line and the empty one after it
+  ASSERT_NE(std::find(want.begin(), want.end(), "*"), want.end()) << hexdump;
+  ShownBody b = FindBody(
+      Verbose(WithResponseBody(bin, {{"Content-Type", "application/octet-stream"}})), "response");
+  EXPECT_EQ(b.lines, want);
+  EXPECT_TRUE(b.notes.empty());
+}
+
+// A small gzip body that decodes to 8 MiB of zeros: the first 64 KiB decoded are shown (as
+// hexdump -C shows them: one line and "*"), then a line saying how much more there is.
+TEST_F(VerboseTest, ABodyShowsAtMost64KiB) {
+  std::string gz = Make("head -c 8388608 /dev/zero | gzip -c > zeros.gz", "zeros.gz");
+  std::string hexdump = Make("head -c 65536 /dev/zero | hexdump -C > zeros.hex", "zeros.hex");
+  std::vector<std::string> want = absl::StrSplit(hexdump, '\n');
+  want.resize(want.size() - 2);
+  ShownBody b = FindBody(Verbose(WithResponseBody(gz, {{"Content-Encoding", "gzip"}})),
+                         "response");
+  EXPECT_EQ(b.head, "response body: " + std::to_string(gz.size()) +
+                        " bytes, gzip decoded to 8388608 bytes, binary");
+  EXPECT_EQ(b.lines, want);
+  ASSERT_EQ(b.notes.size(), 1u);
+  EXPECT_EQ(b.notes[0], "shown the first 65536 of 8388608 bytes; 8323072 more not shown");
+
+  // A text body over the cap stops at the line end before it, without the "no newline" line.
+  VerboseOptions small;
+  small.show_cap = 100;
+  std::string text = SampleText();
+  ASSERT_GT(text.size(), 100u);
+  size_t cut = text.rfind('\n', 99) + 1;
+  b = FindBody(Verbose(WithResponseBody(text, {{"Content-Type", "text/plain"}}), small),
+               "response");
+  EXPECT_EQ(b.Text(), text.substr(0, cut));
+  EXPECT_FALSE(b.no_newline);
+  ASSERT_EQ(b.notes.size(), 1u);
+  EXPECT_EQ(b.notes[0], "shown the first " + std::to_string(cut) + " of " +
+                            std::to_string(text.size()) + " bytes; " +
+                            std::to_string(text.size() - cut) + " more not shown");
 }
 
 TEST_F(VerboseTest, UndecodableBodiesSayWhyAndShowTheStoredBytesInHex) {
@@ -541,7 +591,12 @@ TEST(DecodedBody, ObjectWithTooManyMembersIsShownAsText) {
   EXPECT_NE(out.find("  ! an object in the JSON has more than 10000 members, too many to lay out: "
                      "shown as text\n"),
             std::string::npos);
-  EXPECT_NE(out.find("    " + many + "\n"), std::string::npos);  // the text line, as stored
+  // The text line as stored, up to -V's 64 KiB display cap (one line: cut at the cap).
+  ASSERT_GT(many.size(), kVerboseShowCap);
+  EXPECT_NE(out.find("    " + many.substr(0, kVerboseShowCap) + "\n  ! shown the first 65536 of " +
+                     std::to_string(many.size()) + " bytes; " +
+                     std::to_string(many.size() - kVerboseShowCap) + " more not shown\n"),
+            std::string::npos);
   // Repeated names are still JSON to look at (nlohmann shows the last), as before.
   EXPECT_EQ(ClassifyBody("{\"a\":1,\"a\":2}", "", false, &j), BodyKind::kJson);
   EXPECT_EQ(j, JsonText::kDuplicateNames);

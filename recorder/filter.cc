@@ -1,5 +1,6 @@
 #include "recorder/filter.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "format/program.h"
 #include "format/select.h"
 #include "recorder/rotating_writer.h"
+#include "recorder/stop_signals.h"
 
 namespace tapkit {
 namespace {
@@ -221,8 +223,15 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   absl::Status failed;
   ExchangeView v;
   size_t input = 0;
-  while ((o.count < 0 || static_cast<int64_t>(summary->exchanges) < o.count) &&
-         source.Next(&v, &input)) {
+  // SA_RESTART: a read goes on after the signal, and the loop stops at the next exchange.
+  StopSignals signals(/*restart=*/true, /*ignore_sigpipe=*/false);
+  bool interrupted = false;
+  while (o.count < 0 || static_cast<int64_t>(summary->exchanges) < o.count) {
+    if (StopSignals::stopped()) {
+      interrupted = true;
+      break;
+    }
+    if (!source.Next(&v, &input)) break;
     Exchange x = v.ToExchange();
     x.capture_point += base[input];
     if (o.redaction.apply) {
@@ -243,6 +252,13 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   absl::Status closed = writer.Close();
   if (!failed.ok()) return failed;
   if (!closed.ok()) return closed;
+  if (interrupted) {
+    const int sig = StopSignals::last_signal();
+    return absl::CancelledError(absl::StrCat(
+        "interrupted by ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ": ", summary->exchanges,
+        summary->exchanges == 1 ? " exchange" : " exchanges",
+        " written; the output ends there, with its index and trailer"));
+  }
   if (summary->late > 0) {
     std::fprintf(err, "%s: notice: %s\n", program,
                  LateNotice(summary->late, o.reorder_window_ns).c_str());

@@ -19,7 +19,9 @@
 // (an indexed input's at the start, a streamed input's once its trailer was read) and
 // selected_out so far.
 //
-// Thread-safety: FilterCaptures uses only its arguments (the writer has a thread of its own).
+// Thread-safety: FilterCaptures uses only its arguments (the writer has a thread of its own) and,
+// while it runs, the process's SIGINT and SIGTERM handlers: one call at a time per process, on
+// the main thread (stop_signals.h).
 #ifndef TAPKIT_RECORDER_FILTER_H_
 #define TAPKIT_RECORDER_FILTER_H_
 
@@ -80,11 +82,14 @@ struct FilterSummary {
   uint64_t late = 0;          // released after the reorder window (order.h)
 };
 
-// Runs tapfilter. Damage in an input is reported on `err` as it is met (print.h LineReporter:
-// one line naming the file and offset) and what can be read is written; an input that cannot be
-// opened is reported there too and left out. Errors: InvalidArgument for bad options (no input,
-// -C with standard output, "-" read twice); FailedPrecondition when the output is one of the
-// inputs; the output's errors; DataLoss (after writing whatever could be read) when an input was
+// Runs tapfilter. While it runs, SIGINT and SIGTERM stop it cleanly (stop_signals.h): no more
+// exchanges are read, the output is finished (index, trailer) and the result is Cancelled,
+// "interrupted by SIGINT: N exchanges written; the output ends there, with its index and
+// trailer" (an interrupted copy is incomplete, so it is an error: exit 2). Damage in an input
+// is reported on `err` as it is met (print.h LineReporter: one line naming the file and offset)
+// and what can be read is written; an input that cannot be opened is reported there too and left
+// out. Errors: InvalidArgument for bad options (no input, -C with standard output, "-" read
+// twice); FailedPrecondition when the output is one of the inputs; the output's errors; DataLoss (after writing whatever could be read) when an input was
 // damaged or could not be opened, its message counting them (the lines were printed already).
 absl::Status FilterCaptures(const FilterOptions& options, std::FILE* err, FilterSummary* summary);
 

@@ -1,6 +1,6 @@
 // stop_signals.h: how a recording learns that SIGINT or SIGTERM came (taprec -r, -i and a live
 // tap): while a StopSignals lives, both signals are counted, and the dispositions before it come
-// back when it goes. Internal to recorder/ (record_capture.cc, tap_client.cc).
+// back when it goes. Internal to recorder/ (record_capture.cc, tap_client.cc, filter.cc).
 //
 // Thread-safety: one StopSignals at a time per process, made and destroyed on the main thread;
 // the counters are lock-free atomics, read from any thread (the handler only stores to them,
@@ -27,6 +27,8 @@ class StopSignals {
   // the first.
   static std::atomic<int>& received();
   static std::atomic<bool>& stopped();
+  // The latest of them (SIGINT or SIGTERM); 0 before the first.
+  static std::atomic<int>& last_signal();
 
  private:
   bool ignore_sigpipe_;

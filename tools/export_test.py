@@ -40,9 +40,11 @@ ADDRESS = "127.0.0.97"
 # keep-alive.
 FIXTURES = ["expect-100-continue", "head-and-304", "ipv6-get", "chunked-request-trailers",
             "keepalive-4-gets", "pipelined-3-gets"]
-# Incomplete ones: exported without error and read back by tshark.
+# Incomplete ones: exported without error and read back by tshark; taprec reads back the same
+# requests with the same completion (complete or not, no-response kept) and response lengths: a
+# cut message stays cut (a hole in the sequence space where the unstored bytes were).
 INCOMPLETE = ["keepalive-10-gets-third-response-lost", "keepalive-10-gets-third-request-lost",
-              "lost-body-segment", "early-response-cuts-request"]
+              "lost-body-segment", "early-response-cuts-request", "snaplen-96"]
 
 
 def fail(msg):
@@ -220,8 +222,9 @@ def main():
             r = run("tshark", "-r", pcap, "-T", "fields", "-e", "frame.time_delta", text=True)
             if any(d.startswith("-") for d in r.stdout.split()):
                 fail(f"{name}: packets out of time order")
+            # (A cut message's hole is flagged as a lost segment, as in a capture that lost one.)
             r = run("tshark", "-r", pcap, "-Y", "tcp.analysis.flags", text=True)
-            if r.stdout.strip():
+            if r.stdout.strip() and name in FIXTURES:
                 fail(f"{name}: tshark's TCP analysis flags:\n{r.stdout}")
             got = tshark_messages(pcap)
             if name in FIXTURES:
@@ -236,6 +239,17 @@ def main():
                 fail(f"taprec -r {name}.export.pcap: {r.stderr}")
             if name in FIXTURES and exchanges(tapcat, back) != exchanges(tapcat, taps[name]):
                 fail(f"{name}: taprec -r of the export gives other exchanges than the capture")
+            if name in INCOMPLETE:
+                def states(tap):
+                    return [(x["request"]["path"] if x.get("request") else None,
+                             x.get("end", {}).get("completion", "complete") == "complete",
+                             x.get("end", {}).get("completion") == "no-response",
+                             x["response"]["body"]["length"] if x.get("response") else None)
+                            for x in exchanges(tapcat, tap)]
+                got, want = states(back), states(taps[name])
+                if got != want:
+                    fail(f"{name}: taprec -r of the export reads (path, complete, no-response, "
+                         f"response length)\n{got}\nand of the capture\n{want}")
             print(f"ok: {name}: pcap export read back by tshark and taprec")
 
         # 4. Binary output to a terminal is refused.

@@ -1,6 +1,7 @@
 // tapcat as a user runs it: exit codes, stdout and stderr on good, damaged and foreign input.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -360,6 +361,78 @@ TEST(Tapcat, OrderingFlagConflicts) {
 
 TEST(Tapcat, FollowPrintsAppendedExchangeAndEndsOnSigint) { FollowOnce(SIGINT); }
 TEST(Tapcat, FollowEndsOnSigterm) { FollowOnce(SIGTERM); }
+
+// Starts `tapcat -f -o json PATH` with stdout and stderr to PATH.out and PATH.err.
+pid_t StartFollowing(const std::string& path) {
+  std::string out = path + ".out", err = path + ".err";
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
+    execl(TAPCAT_BIN, "tapcat", "-f", "-o", "json", path.c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Still running after `ms` milliseconds (not exited at once with an error).
+bool RunsAfter(pid_t pid, int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  int status = 0;
+  return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+// The exit status after `signal`; -1 when a signal killed it.
+int StopWith(pid_t pid, int signal) {
+  kill(pid, signal);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -2;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// tapcat -f on an empty file, then on one whose file header is cut short, waits for the header
+// as tail -f waits for data (no error), then prints what the writer appends; Ctrl+C: exit 0.
+TEST(Tapcat, FollowWaitsForAnEmptyOrShortFile) {
+  std::string path = Temp("not-yet.tap", "");
+  pid_t pid = StartFollowing(path);
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(RunsAfter(pid, 300)) << testing::ReadFileBytes(path + ".err");
+  // 10 bytes: a prefix of the 24-byte file header (magic, version, metadata length).
+  std::string whole =
+      testing::WriteToString({testing::SmallExchange(1, 1'764'460'800'000'000'000)});
+  std::ofstream(path, std::ios::binary | std::ios::app) << whole.substr(0, 10);
+  EXPECT_TRUE(RunsAfter(pid, 300)) << testing::ReadFileBytes(path + ".err");
+  // A writer that has not finished its file: header and one flushed segment, no trailer.
+  auto file = OpenWritableFile(path);
+  ASSERT_TRUE(file.ok());
+  auto writer = Writer::Open(*std::move(file), testing::SampleMetadata(), WriterOptions());
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Append(testing::SmallExchange(1, 1'764'460'800'000'000'000)).ok());
+  ASSERT_TRUE((*writer)->Flush().ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (Lines(testing::ReadFileBytes(path + ".out")) < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Lines(testing::ReadFileBytes(path + ".out")), 1u);
+  EXPECT_EQ(StopWith(pid, SIGINT), 0);
+  EXPECT_EQ(testing::ReadFileBytes(path + ".err"), "");
+  ASSERT_TRUE((*writer)->Close().ok());
+}
+
+// tapcat -f on a FIFO no writer has opened yet: Ctrl+C (or SIGTERM) ends the wait with exit 0
+// and nothing on stderr, as the README says of -f.
+TEST(Tapcat, FollowFifoWithoutWriterEndsOnSignal) {
+  for (int signal : {SIGINT, SIGTERM}) {
+    std::string path = absl::StrCat(testing::TestDir(), "/fifo", signal);
+    unlink(path.c_str());
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    pid_t pid = StartFollowing(path);
+    ASSERT_GT(pid, 0);
+    EXPECT_TRUE(RunsAfter(pid, 300));
+    EXPECT_EQ(StopWith(pid, signal), 0) << signal;
+    EXPECT_EQ(testing::ReadFileBytes(path + ".err"), "") << signal;
+  }
+}
 
 }  // namespace
 }  // namespace tapkit

@@ -8,7 +8,8 @@
 // --redact-json-field, --redact-key-file) format/redact_options.h's, as taprec's.
 //
 // Exit status (docs/architecture.md section 4): 0 success, 2 usage or input error, including
-// damage found in an input (whatever could be read is still written).
+// damage found in an input (whatever could be read is still written), or stopped by SIGINT or
+// SIGTERM (the output is finished, with its trailer, and holds what was written by then).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <memory>
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
     std::cout << opts
               << "\nThe output header names the inputs; their drops are summed into its trailer, "
                  "and exchanges left out are counted as selected_out.\n"
-                 "Exit status: 0 ok, 2 usage or input error (damage included).\n";
+                 "Exit status: 0 ok, 2 usage or input error (damage included) or interrupted "
+                 "(SIGINT, SIGTERM: the output is finished up to there).\n";
     return kExitOk;
   }
   absl::StatusOr<tapkit::Selection> selection = tapkit::Selection::Parse(selection_flags);

@@ -101,6 +101,50 @@ TEST(Tapfilter, CountIsRecorded) {
   EXPECT_NE(info.out.find("selected_out=0"), std::string::npos) << info.out;
 }
 
+// SIGINT or SIGTERM in the middle of a run: the output is finished (tapcat --info reads its
+// trailer), one line says how many exchanges were written, and the exit status is 2. The input
+// takes seconds to copy (300000 exchanges, about 120 MB); the signal goes once the output has
+// grown past 1 MB.
+TEST(Tapfilter, SignalFinishesTheOutput) {
+  std::string in = absl::StrCat(testing::TestDir(), "/big.tap");
+  ASSERT_EQ(Sh(kTapsynth + " -n 300000 --seed 3 -w " + Q(in)).rc, 0);
+  for (const char* sig : {"INT", "TERM"}) {
+    std::string out = absl::StrCat(testing::TestDir(), "/cut-", sig, ".tap");
+    std::string err = absl::StrCat(testing::TestDir(), "/cut-", sig, ".err");
+    // sh: start tapfilter, wait for its output to pass 1 MB, signal it, print its exit status.
+    CmdResult r = Sh(absl::StrCat(
+        kTapfilter, " ", Q(in), " -w ", Q(out), " 2> ", Q(err), " & p=$!; ",
+        "while [ \"$(stat -c %s ", Q(out), " 2>/dev/null || echo 0)\" -lt 1000000 ]; do ",
+        "sleep 0.01; done; kill -", sig, " $p; wait $p; echo $?"));
+    EXPECT_EQ(r.out, "2\n") << sig << ": " << r.err;
+    std::string said = testing::ReadFileBytes(err);
+    std::vector<std::string> lines = absl::StrSplit(said, '\n', absl::SkipEmpty());
+    ASSERT_EQ(lines.size(), 1u) << said;
+    const std::string prefix = absl::StrCat("tapfilter: interrupted by SIG", sig, ": ");
+    ASSERT_EQ(lines[0].rfind(prefix, 0), 0u) << said;
+    uint64_t written = std::stoull(lines[0].substr(prefix.size()));
+    EXPECT_GT(written, 0u);
+    EXPECT_LT(written, 300000u);
+    EXPECT_NE(lines[0].find(" exchanges written; the output ends there, with its index and "
+                            "trailer"),
+              std::string::npos)
+        << said;
+    // The output reads back whole: a trailer, and as many exchanges as the line says.
+    CmdResult info = Sh(kTapcat + " --info " + Q(out));
+    EXPECT_EQ(info.rc, 0) << info.err;
+    EXPECT_EQ(info.err, "");
+    EXPECT_NE(info.out.find("\nTrailer:          present, closed "), std::string::npos)
+        << info.out;
+    EXPECT_NE(info.out.find("\nDamage:           none\n"), std::string::npos) << info.out;
+    EXPECT_NE(info.out.find(absl::StrCat("\nExchanges:        ", written, "\n")),
+              std::string::npos)
+        << info.out;
+    CmdResult n = Sh(kTapcat + " -o json " + Q(out) + " | wc -l");
+    EXPECT_EQ(n.rc, 0);
+    EXPECT_EQ(std::stoull(n.out), written);
+  }
+}
+
 }  // namespace
 }  // namespace tapkit
 
