@@ -17,8 +17,8 @@ std::string_view Bytes(const flatbuffers::Vector<uint8_t>* v) {
            : std::string_view();
 }
 
-Endpoint ToEndpoint(const fb::Endpoint* e) {
-  Endpoint out;
+EndpointView ToEndpointView(const fb::Endpoint* e) {
+  EndpointView out;
   if (!e) return out;
   out.port = e->port();
   if (const auto* ip = e->ip()) {
@@ -27,7 +27,25 @@ Endpoint ToEndpoint(const fb::Endpoint* e) {
       std::memcpy(out.ip.bytes.data(), ip->data(), ip->size());
     }
   }
-  if (const auto* l = e->labels()) out.labels = UnpackLabels(Bytes(l));
+  if (const auto* l = e->labels()) {
+    std::string_view packed = Bytes(l);
+    std::string_view* parts[] = {&out.labels.ns, &out.labels.pod, &out.labels.workload_kind,
+                                 &out.labels.workload_name, &out.labels.service};
+    for (std::string_view* part : parts) {
+      if (!NextPackedString(&packed, part)) break;
+    }
+  }
+  return out;
+}
+
+Endpoint ToEndpoint(const fb::Endpoint* e) {
+  EndpointView v = ToEndpointView(e);
+  Endpoint out;
+  out.ip = v.ip;
+  out.port = v.port;
+  out.labels = Labels{std::string(v.labels.ns), std::string(v.labels.pod),
+                      std::string(v.labels.workload_kind), std::string(v.labels.workload_name),
+                      std::string(v.labels.service)};
   return out;
 }
 
@@ -240,28 +258,6 @@ uint64_t ExchangeView::duration_ns() const {
   return end >= start ? end - start : 0;
 }
 
-namespace {
-EndpointView ToEndpointView(const fb::Endpoint* e) {
-  EndpointView out;
-  if (!e) return out;
-  out.port = e->port();
-  if (const auto* ip = e->ip()) {
-    if (ip->size() == 4 || ip->size() == 16) {
-      out.ip.family = ip->size() == 4 ? 4 : 6;
-      std::memcpy(out.ip.bytes.data(), ip->data(), ip->size());
-    }
-  }
-  if (const auto* l = e->labels()) {
-    std::string_view packed = Bytes(l);
-    std::string_view* parts[] = {&out.labels.ns, &out.labels.pod, &out.labels.workload_kind,
-                                 &out.labels.workload_name, &out.labels.service};
-    for (std::string_view* part : parts) {
-      if (!NextPackedString(&packed, part)) break;
-    }
-  }
-  return out;
-}
-}  // namespace
 
 EndpointView ExchangeView::source_view() const { return ToEndpointView(e_->source()); }
 EndpointView ExchangeView::destination_view() const {
