@@ -15,6 +15,11 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures',
 ADDR, PORT = '127.0.0.91', 8091
 ADDR2 = '127.0.0.92' 
 
+# As root, nginx's workers would run as nobody, who may not enter the directories above the
+# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
+NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
+
+
 def run(*cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
@@ -37,7 +42,7 @@ def start_nginx(work, prefix=(), addr=ADDR, v6=True, files=None):
     conf = os.path.join(work, 'nginx.conf')
     listen6 = f'listen [::1]:{PORT};' if v6 else ''
     with open(conf, 'w') as f:
-        f.write(f'''worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
+        f.write(f'''{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; default_type application/octet-stream; etag on;
   server {{ listen {addr}:{PORT}; {listen6} root {www};

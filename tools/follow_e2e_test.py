@@ -36,6 +36,11 @@ WAIT = 30.0  # seconds, any single wait for a process or file
 PRINT_WITHIN = 8.0
 
 
+# As root, nginx's workers would run as nobody, who may not enter the directories above the
+# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
+NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
+
+
 def fail(msg):
     print(f"FAIL: {msg}", flush=True)
     sys.exit(1)
@@ -83,7 +88,7 @@ def start_nginx(work, port):
     os.chmod(os.path.join(www, "hello.json"), 0o644)
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
+        f.write(f"""{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; default_type application/json;
   server {{ listen {ADDRESS}:{port}; root {www}; }}
@@ -160,6 +165,8 @@ def main():
                 if line is None:
                     fail(f"request {i}: tapcat -f printed nothing within {PRINT_WITHIN:.0f}s "
                          f"(tapcat: {open(os.path.join(work, 'tapcat.err')).read()!r})")
+                if got != "200":
+                    fail(f"request {i}: nginx answered {got}, not 200 ({work}/error.log)")
                 x = json.loads(line)
                 if x["request"]["path"] != path or str(x["response"]["httpStatus"]) != got:
                     fail(f"request {i}: printed {x['request']['path']} "

@@ -45,6 +45,11 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 WAIT = 30
 
 
+# As root, nginx's workers would run as nobody, who may not enter the directories above the
+# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
+NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
+
+
 def fail(msg):
     print(f"FAIL: {msg}", flush=True)
     sys.exit(1)
@@ -86,7 +91,7 @@ def start_nginx(work, port):
             os.chmod(os.path.join(root, name), 0o644)
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
+        f.write(f"""{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; types {{ }} default_type application/json;
   gzip on; gzip_types application/json; gzip_min_length 1;

@@ -38,6 +38,11 @@ ADDRESS = "127.0.97.1"
 WAIT = 30.0  # seconds, any single wait
 
 
+# As root, nginx's workers would run as nobody, who may not enter the directories above the
+# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
+NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
+
+
 def fail(msg):
     print(f"FAIL: {msg}", flush=True)
     sys.exit(1)
@@ -126,7 +131,7 @@ def start_nginx(work, port):
                                     ("deflated.txt", "text/x-coded", "deflate"),
                                     ("stacked.txt", "text/x-coded", "gzip, br")))
     with open(conf, "w") as f:
-        f.write(f"""worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
+        f.write(f"""{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid; error_log {work}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off;
   types {{ application/json json; text/plain txt; application/octet-stream bin; }}
