@@ -195,7 +195,8 @@ TEST(StatsTable, ViewsAsOwned) {
   xs[0].destination.labels = Labels{};  // no labels: the workload is the address
   StatsTable owned, viewed;
   for (const Exchange& x : xs) owned.Add(x);
-  auto reader = Reader::Open(NewStringReadableFile(testing::WriteToString(xs)));
+  const std::string file = testing::WriteToString(xs);  // outlives the reader that reads it
+  auto reader = Reader::Open(NewStringReadableFile(file));
   ASSERT_TRUE(reader.ok());
   ExchangeView v;
   while ((*reader)->Next(&v)) viewed.Add(v);
