@@ -28,54 +28,13 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+from e2e_support import NGINX_USER, SKIP, WAIT, can_capture, fail, skip, wait_for
+import e2e_support
+
 ADDRESS = "127.0.96.1"
-WAIT = 30.0  # seconds, any single wait for a process or file
 # The writer's flush interval is 1 s (format/format.h) and AsyncWriter wakes about 100 ms after
 # it; the rest is margin for a shared, loaded machine.
 PRINT_WITHIN = 8.0
-
-
-# As root, nginx's workers would run as nobody, who may not enter the directories above the
-# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
-NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
-def skip(msg):
-    if os.environ.get("CI") == "true":
-        fail(f"{msg} (CI=true: scripts/deps.sh installs what the test needs)")
-    print(f"SKIP: follow_e2e_test: {msg}", flush=True)
-    sys.exit(SKIP)
-
-
-def can_capture():
-    if os.geteuid() != 0:
-        return "not root"
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:") and not int(line.split()[1], 16) & (1 << 13):
-                return "CAP_NET_RAW is missing"
-    return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((ADDRESS, 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, what):
-    end = time.monotonic() + WAIT
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    fail(f"timed out after {WAIT:.0f}s waiting for {what}")
 
 
 def start_nginx(work, port):
@@ -135,10 +94,10 @@ def main():
         return SKIP
     for tool in ("nginx", "curl"):
         if not shutil.which(tool):
-            skip(f"{tool} is missing")
+            skip("follow_e2e_test", f"{tool} is missing")
     taprec = os.path.join(build, "tools", "taprec")
     tapcat = os.path.join(build, "tools", "tapcat")
-    port = free_port()
+    port = e2e_support.free_port(ADDRESS)
     with tempfile.TemporaryDirectory(prefix="tapkit-follow.") as work:
         conf = start_nginx(work, port)
         rec = cat = None

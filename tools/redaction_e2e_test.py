@@ -36,36 +36,14 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+from e2e_support import NGINX_USER, WAIT, fail, skip
+import e2e_support
+
 ADDR = "127.0.95.1"
 SECRET = "S3cr3tPl4ntedT0ken"
 MARKER = re.compile(r"tapkit-redacted:[0-9a-f]{12}")
 SYNC = bytes.fromhex("D37A61705345479C")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-WAIT = 30
-
-
-# As root, nginx's workers would run as nobody, who may not enter the directories above the
-# served files (a fresh Debian root's / is 0700): they stay root, as in deploy/demo/mesh.sh.
-NGINX_USER = "user root root; " if os.geteuid() == 0 else ""
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
-def skip(msg):
-    if os.environ.get("CI") == "true":
-        fail(f"{msg} (CI=true: a missing prerequisite is a failure)")
-    print(f"SKIP: {msg}", flush=True)
-    sys.exit(SKIP)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((ADDR, 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, **kw):
@@ -265,12 +243,12 @@ def main():
         fail("usage: redaction_e2e_test.py BUILD_DIR")
     build = sys.argv[1]
     if os.geteuid() != 0:
-        skip("needs root for tcpdump -i lo")
+        skip("redaction_e2e_test", "needs root for tcpdump -i lo")
     for tool in ("nginx", "curl", "tcpdump", "zstd", "brotli"):
         if not shutil.which(tool):
-            skip(f"{tool} is not installed (scripts/deps.sh)")
+            skip("redaction_e2e_test", f"{tool} is not installed (scripts/deps.sh)")
     work = tempfile.mkdtemp(prefix="redaction_e2e.")
-    port = free_port()
+    port = e2e_support.free_port(ADDR)
     pid_file = start_nginx(work, port)
     try:
         pcap = capture(work, port)
