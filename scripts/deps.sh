@@ -61,6 +61,10 @@ packages=(
   # scripts/har/check.js calls it; httpsnippet comes from npm, pinned in
   # scripts/har/package-lock.json and installed below). tshark (above) reads -o pcap back.
   node-har-validator
+  # tapreplay (replay/): libcurl's multi interface sends the recorded requests; dtl (a header-only
+  # diff library) makes the unified diffs of mismatched bodies; wrk is the load generator
+  # bench/ compares tapreplay --max with.
+  libcurl4-openssl-dev libdtl-dev wrk
 )
 
 # Extra packages from the environment and the command line.
