@@ -1,0 +1,57 @@
+// report.h: what tapreplay tells its user about a replay: a readable report, JSON lines, JUnit
+// XML, or the live exchanges as a capture. One interface so the tool and the C++ API can send a
+// replay to any number of them.
+//
+// Thread-safety: a report is used from one thread (Replay's observer).
+#ifndef TAPKIT_REPLAY_REPORT_H_
+#define TAPKIT_REPLAY_REPORT_H_
+
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "replay/replay.h"
+
+namespace tapkit::replay {
+
+class ReplayReport {
+ public:
+  virtual ~ReplayReport() = default;
+  // Called for every replayed exchange, in completion order.
+  virtual void Add(const ReplayedExchange& x) = 0;
+  // Called once at the end (also after an error or a stop, with what was done). An error
+  // names the file the report writes.
+  virtual absl::Status Finish(const ReplaySummary& summary) = 0;
+};
+
+struct TextReportOptions {
+  bool show_matches = false;  // also a line for each exchange that matched (-v)
+  int diff_context = 3;       // unified diff context lines
+};
+
+// The readable report: for each exchange that differs, a line naming it (method, path, the
+// recorded exchange's id, recorded and live status), a line per differing field, and a unified
+// diff of the bodies (JSON pretty-printed); for each failed request, a line with the error; at
+// the end one summary line.
+std::unique_ptr<ReplayReport> MakeTextReport(std::ostream& out, TextReportOptions options = {});
+
+// One JSON object per line for each exchange that differs or failed, and a final summary object
+// (the shapes are in docs/json.md, "tapreplay -o json").
+std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out);
+
+// A JUnit XML file (the shape Jenkins, GitLab and GitHub's test reporters read): one testsuite,
+// one testcase per replayed exchange, a <failure> with the differences for each mismatch, an
+// <error> for each failed request. Written by Finish (to a temporary file renamed into place).
+std::unique_ptr<ReplayReport> MakeJUnitReport(const std::string& path);
+
+// The live exchanges (ReplayedExchange::live) written to `path` ("-" is standard output) as an
+// ordinary capture (format/SPEC.md), each carrying the recorded exchange's id (replay_of). The
+// header names the target and the inputs. Errors name the file.
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
+                                                                 const ReplayOptions& options);
+
+}  // namespace tapkit::replay
+
+#endif  // TAPKIT_REPLAY_REPORT_H_
