@@ -133,6 +133,13 @@ struct Response {
   bool operator==(const Response&) const = default;
 };
 
+// Names one exchange within a capture: the capture point that saw it and its stream id.
+struct ExchangeId {
+  uint32_t capture_point = 0;
+  uint64_t stream_id = 0;
+  bool operator==(const ExchangeId&) const = default;
+};
+
 struct Exchange {
   // Time: sort_key_ns is the request's first byte (the response's first byte when there is no
   // request), nanoseconds since the Unix epoch; the rest are nanoseconds after it.
@@ -159,6 +166,9 @@ struct Exchange {
   std::optional<int32_t> grpc_status;
   std::string grpc_message;
   std::optional<uint32_t> h2_reset_code;
+  // Format 1.3: the exchange was sent by tapreplay, re-sending this recorded exchange (its id
+  // in the capture that was replayed).
+  std::optional<ExchangeId> replay_of;
 
   // linkerd's latency: response first byte - request first byte, nanoseconds (0 without both).
   uint64_t latency_ns() const { return request && response ? response_start_ns : 0; }
