@@ -24,8 +24,8 @@ set(_tapkit_core_roots tapkit_replay tapkit_compare tapkit_report tapkit_replay_
 # The GoogleTest helper: exported on its own, so a user without GoogleTest still finds tapkit.
 set(_tapkit_testing_roots tapkit_replay_testing)
 
-# Public headers of each library (project-relative). The project headers they include are added
-# by following their #include lines.
+# Public headers of each root library (project-relative). The project headers they include are
+# added by following their #include lines.
 set(_tapkit_headers_tapkit_format
     format/async_writer.h format/codec.h format/exchange.h format/exchange_view.h format/file.h
     format/format.h format/metadata.h format/order.h format/reader.h format/writer.h
@@ -34,11 +34,6 @@ set(_tapkit_headers_tapkit_select format/select.h)
 set(_tapkit_headers_tapkit_redact format/redact.h)
 set(_tapkit_headers_tapkit_content format/content_coding.h)
 set(_tapkit_headers_tapkit_http_text format/http_text.h)
-set(_tapkit_headers_tapkit_inventory
-    controlplane/inventory.h controlplane/label_selector.h controlplane/resolver.h)
-set(_tapkit_headers_tapkit_render
-    format/render.h format/json_writer.h format/line_time.h format/stats.h format/verbose.h
-    format/decoded_body.h)
 set(_tapkit_headers_tapkit_replay replay/replay.h replay/compare.h)
 set(_tapkit_headers_tapkit_compare replay/compare.h)
 set(_tapkit_headers_tapkit_report replay/report.h)
@@ -208,9 +203,16 @@ if(core_deps)
   list(REMOVE_ITEM testing_deps ${core_deps})
 endif()
 
-set(public_headers "")
 foreach(t IN LISTS all_libs)
   _tapkit_prepare_export(${t})
+endforeach()
+# Headers of the libraries users link; the libraries only linked through them (tapkit_render
+# behind the reports, say) are installed as archives without their headers.
+set(public_headers "")
+foreach(t IN LISTS core_roots testing_roots)
+  if(NOT DEFINED _tapkit_headers_${t})
+    message(FATAL_ERROR "cmake/TapkitPackage.cmake: list the public headers of ${t}")
+  endif()
   list(APPEND public_headers ${_tapkit_headers_${t}})
 endforeach()
 _tapkit_header_closure(installed_headers ${public_headers})
