@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from e2e_support import NGINX_USER, SKIP, fail, free_port, skip, wait_for  # noqa: E402
+from e2e_support import NGINX_USER, fail, free_port, skip, wait_for  # noqa: E402
 
 ADDRESS = "127.0.98.3"
 
@@ -121,7 +121,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="tapkit-outside.") as work:
         os.chmod(work, 0o755)
         prefix = os.path.join(work, "prefix")
-        run("cmake --install", ["cmake", "--install", build, "--prefix", prefix])
+        installed = subprocess.run(["cmake", "--install", build, "--prefix", prefix],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if installed.returncode != 0:
+            fail(f"cmake --install {build}: exit {installed.returncode} (is the tapkit_package "
+                 f"target built?):\n{installed.stdout[-2000:]}")
         count = check_install(prefix)
         print(f"installed: {count} headers", flush=True)
 
