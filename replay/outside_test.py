@@ -91,6 +91,12 @@ def start_nginx(source, work):
     return path, f"http://{ADDRESS}:{port}"
 
 
+def logged(work):
+    """The request lines in nginx's access log."""
+    with open(os.path.join(work, "access.log")) as f:
+        return [line.split('"')[1] for line in f if '"' in line]
+
+
 def readme_region(text, begin, end):
     start = text.find(begin)
     stop = text.find(end, start)
@@ -142,13 +148,14 @@ def main():
             env = dict(os.environ, TAPKIT_TARGET=target, TEST_TMPDIR=work + "/")
             out = run("the outside project's test",
                       [os.path.join(work, "build", "capture_test")], env=env)
+            # nginx logs a request once its response is out: wait for the last line.
+            wait_for(lambda: len(logged(work)) >= 2, "nginx's access log")
         finally:
             subprocess.run(["nginx", "-e", os.path.join(work, "error.log"), "-c", conf, "-s",
                             "stop"], check=False)
         if "[  PASSED  ] 2 tests." not in out:
             fail(f"the outside project's test did not pass its 2 tests:\n{out}")
-        with open(os.path.join(work, "access.log")) as f:
-            requests = [line.split('"')[1] for line in f if '"' in line]
+        requests = logged(work)
         if requests != ["GET /health HTTP/1.1"] * 2:
             fail(f"nginx did not receive the two replayed GET /health: {requests}")
     print("ok: installed, found, built and replayed", flush=True)
