@@ -10,6 +10,7 @@
 // skips with a message (and fails under CI=true). nginx listens on 127.0.98.1 and 127.0.98.2.
 #include "replay/testing.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -17,7 +18,6 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +25,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>

@@ -1,6 +1,8 @@
 #include "replay/testing.h"
 
 #include <algorithm>
+#include <iterator>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <utility>
