@@ -512,7 +512,7 @@ TEST(Damage, ReplayOfOutsideTheRecord) {
   uint32_t slot = vtable + fb::Exchange::VT_REPLAY_OF;  // VT_ values are byte positions
   uint16_t field = format::Get16(good.data() + slot);
   ASSERT_NE(field, 0) << "the encoded record should hold replay_of";
-  EXPECT_EQ(format::Get32(good.data() + table + field), 4u);  // capture_point, then padding
+  EXPECT_EQ(format::Get32(good.data() + table + field), 4u);       // capture_point, then padding
   EXPECT_EQ(format::Get32(good.data() + table + field + 8), 77u);  // stream_id, low half
 
   std::string past = good;

@@ -182,7 +182,8 @@ TrailerInput GoldenTrailer() {
 }
 
 std::string WriteGolden(const CaptureMetadata& m, const std::vector<Exchange>& xs,
-                        const TrailerInput& t, uint64_t end_time_ns = 1'764'460'900'000'000'000ull) {
+                        const TrailerInput& t,
+                        uint64_t end_time_ns = 1'764'460'900'000'000'000ull) {
   std::string out;
   WriterOptions o;
   o.segment_bytes = 600;  // several segments
@@ -274,14 +275,15 @@ std::vector<Exchange> GoldenExchanges13() {
     x.source = {IpAddress::V4(127, 0, 0, 1), 45678, {}};
     x.destination = {IpAddress::V4(127, 0, 0, 1), 8080, {}};
     x.tls = TlsState::kNo;
-    x.request = Request{HttpVersion::kHttp11,
-                        "GET",
-                        "http",
-                        "127.0.0.1:8080",
-                        "/api/items?id=7",
-                        {{"Host", "127.0.0.1:8080"}, {"User-Agent", "curl/7.88.1"}, {"Accept", "*/*"}},
-                        {},
-                        {}};
+    x.request =
+        Request{HttpVersion::kHttp11,
+                "GET",
+                "http",
+                "127.0.0.1:8080",
+                "/api/items?id=7",
+                {{"Host", "127.0.0.1:8080"}, {"User-Agent", "curl/7.88.1"}, {"Accept", "*/*"}},
+                {},
+                {}};
     x.response = Response{HttpVersion::kHttp11,
                           200,
                           "OK",
@@ -330,14 +332,9 @@ std::vector<Exchange> GoldenExchanges13() {
     x.source = {IpAddress::V4(127, 0, 0, 1), 45680, {}};
     x.destination = {IpAddress::V4(127, 0, 0, 1), 8080, {}};
     x.tls = TlsState::kNo;
-    x.request = Request{HttpVersion::kHttp11,
-                        "DELETE",
-                        "http",
-                        "127.0.0.1:8080",
-                        "/api/orders/99",
-                        {{"Host", "127.0.0.1:8080"}},
-                        {},
-                        {}};
+    x.request =
+        Request{HttpVersion::kHttp11,         "DELETE", "http", "127.0.0.1:8080", "/api/orders/99",
+                {{"Host", "127.0.0.1:8080"}}, {},       {}};
     x.completion = Completion::kNoResponse;
     x.reason = "Operation timed out after 30000 milliseconds with 0 bytes received";
     x.replay_of = ExchangeId{1, 9'007'199'254'740'993ull};  // 2^53 + 1
@@ -353,10 +350,8 @@ std::vector<Exchange> GoldenExchanges13() {
     x.stream_id = 1;
     x.source = {IpAddress::V4(127, 0, 10, 1), 41300, {}};
     x.destination = {IpAddress::V4(127, 0, 20, 1), 80, {}};
-    x.request = Request{
-        HttpVersion::kHttp11, "GET", "http", "backend.demo", "/healthz", {{"Host", "backend.demo"}},
-        {},
-        {}};
+    x.request = Request{HttpVersion::kHttp11,       "GET", "http", "backend.demo", "/healthz",
+                        {{"Host", "backend.demo"}}, {},    {}};
     x.response = Response{HttpVersion::kHttp11, 204, "No Content", {}, {}, {}};
     xs.push_back(x);
   }
@@ -369,8 +364,7 @@ CaptureMetadata GoldenMetadata13() {
   m.writer_name = "tapreplay";
   m.writer_version = "0.1.0";
   m.host = "golden-host";
-  m.command_line = {"tapreplay", "v1.0.tap", "--target", "http://127.0.0.1:8080", "-w",
-                    "v1.3.tap"};
+  m.command_line = {"tapreplay", "v1.0.tap", "--target", "http://127.0.0.1:8080", "-w", "v1.3.tap"};
   m.target = "http://127.0.0.1:8080";
   m.body_limit = 65536;
   m.capture_points = {CapturePointInfo{0, "replay", "http://127.0.0.1:8080", {}, {}},
@@ -447,7 +441,7 @@ TEST(Golden, V1_3ReadsExactly) {
   ExchangeView v;
   while ((*reader)->Next(&v)) ids.push_back(v.replay_of());
   EXPECT_EQ(ids, (std::vector<std::optional<ExchangeId>>{ExchangeId{1, 9'007'199'254'740'993ull},
-                                                          std::nullopt}));
+                                                         std::nullopt}));
 }
 
 }  // namespace

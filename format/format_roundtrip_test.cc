@@ -273,7 +273,8 @@ TEST(RoundTrip, ReplayOfAsFlatcReadsIt) {
     std::ofstream out(bin, std::ios::binary);
     out.write(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
   }
-  std::string cmd = std::string(TAPKIT_FLATC) + " --json --strict-json --raw-binary --size-prefixed" +
+  std::string cmd = std::string(TAPKIT_FLATC) +
+                    " --json --strict-json --raw-binary --size-prefixed" +
                     " --root-type tapkit.fb.Exchange -o " + dir + " " + TAPKIT_SOURCE_DIR +
                     "/format/tap.fbs -- " + bin + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;

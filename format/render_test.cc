@@ -18,7 +18,8 @@ namespace tapkit {
 namespace {
 
 std::vector<std::string> Render(bool json, bool wide = false,
-                                const char* golden = TAPKIT_SOURCE_DIR "/fixtures/golden/v1.0.tap") {
+                                const char* golden = TAPKIT_SOURCE_DIR
+                                "/fixtures/golden/v1.0.tap") {
   auto reader = Reader::Open(*OpenReadableFile(golden));
   EXPECT_TRUE(reader.ok());
   std::vector<std::string> out;

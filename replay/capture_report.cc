@@ -128,9 +128,9 @@ class CaptureReport final : public ReplayReport {
     if (!status_.ok()) return status_;
     if (absl::Status s = writer_->Close(t); !s.ok()) return Named(writer_->name(), s);
     if (oversized_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          writer_->name(), ": ", oversized_, " exchange", oversized_ == 1 ? "" : "s",
-          " left out, over the format's caps (the first: ", first_oversized_, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(writer_->name(), ": ", oversized_, " exchange", oversized_ == 1 ? "" : "s",
+                       " left out, over the format's caps (the first: ", first_oversized_, ")"));
     }
     return absl::OkStatus();
   }
@@ -147,7 +147,7 @@ class CaptureReport final : public ReplayReport {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
-                                                                 const ReplayOptions& options) {
+                                                                const ReplayOptions& options) {
   if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
   absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
   if (!file.ok()) return file.status();

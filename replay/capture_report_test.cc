@@ -36,8 +36,8 @@ Exchange Recorded(uint32_t capture_point, uint64_t stream_id, std::string path) 
   x.sort_key_ns = kT - 86'400'000'000'000ull;
   x.capture_point = capture_point;
   x.stream_id = stream_id;
-  x.request = Request{HttpVersion::kHttp11, "GET", "http", "backend.demo", std::move(path),
-                      {{"Host", "backend.demo"}}, {}, {}};
+  x.request = Request{HttpVersion::kHttp11,       "GET", "http", "backend.demo", std::move(path),
+                      {{"Host", "backend.demo"}}, {},    {}};
   x.response = Response{HttpVersion::kHttp11, 200, "OK", {}, {}, {}};
   return x;
 }
@@ -92,10 +92,14 @@ Case MakeCase() {
     x.stream_id = 0;
     x.source = {IpAddress::V4(127, 0, 0, 1), 45680, {}};
     x.destination = {IpAddress::V4(127, 0, 0, 2), 8080, {}};
-    x.request = Request{HttpVersion::kHttp11, "GET", "http", "127.0.0.2:8080", "/big",
-                        {{"Host", "127.0.0.2:8080"}}, {}, {}};
-    x.response = Response{HttpVersion::kHttp11, 200, "OK", {{"Content-Length", "100000"}},
-                          Body{std::string(100'000, 'b'), 100'000, false}, {}};
+    x.request = Request{HttpVersion::kHttp11,         "GET", "http", "127.0.0.2:8080", "/big",
+                        {{"Host", "127.0.0.2:8080"}}, {},    {}};
+    x.response = Response{HttpVersion::kHttp11,
+                          200,
+                          "OK",
+                          {{"Content-Length", "100000"}},
+                          Body{std::string(100'000, 'b'), 100'000, false},
+                          {}};
   }
   {  // A transport error: whatever response the engine had is not written.
     ReplayedExchange& r = c.replayed[2];
@@ -109,8 +113,9 @@ Case MakeCase() {
     x.stream_id = 1;  // the same as the first one's number in the file
     x.source = {IpAddress::V4(127, 0, 0, 1), 45682, {}};
     x.destination = {IpAddress::V4(127, 0, 0, 2), 8080, {}};
-    x.request = Request{HttpVersion::kHttp11, "DELETE", "http", "127.0.0.2:8080", "/api/orders/99",
-                        {{"Host", "127.0.0.2:8080"}}, {}, {}};
+    x.request =
+        Request{HttpVersion::kHttp11,         "DELETE", "http", "127.0.0.2:8080", "/api/orders/99",
+                {{"Host", "127.0.0.2:8080"}}, {},       {}};
     x.response = Response{HttpVersion::kHttp11, 200, "OK", {}, Body{"partial", 7, true}, {}};
     x.replay_of = ExchangeId{1, 9'007'199'254'740'993ull};
   }
@@ -137,8 +142,9 @@ std::vector<Exchange> Expected(const Case& c) {
   e.stream_id = 3;
   e.source = {IpAddress::V4(127, 0, 0, 1), 45682, {}};
   e.destination = {IpAddress::V4(127, 0, 0, 2), 8080, {}};
-  e.request = Request{HttpVersion::kHttp11, "DELETE", "http", "127.0.0.2:8080", "/api/orders/99",
-                      {{"Host", "127.0.0.2:8080"}}, {}, {}};
+  e.request =
+      Request{HttpVersion::kHttp11,         "DELETE", "http", "127.0.0.2:8080", "/api/orders/99",
+              {{"Host", "127.0.0.2:8080"}}, {},       {}};
   e.completion = Completion::kNoResponse;
   e.reason = "Operation timed out after 30000 milliseconds with 0 bytes received";
   e.replay_of = ExchangeId{1, 9'007'199'254'740'993ull};
@@ -212,7 +218,8 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
   EXPECT_FALSE(m.redaction.enabled);
   EXPECT_EQ(m.capture_points,
             (std::vector<CapturePointInfo>{{0, "replay", "http://127.0.0.2:8080", {}, {}}}));
-  EXPECT_EQ(m.extra, (Pairs{{"tapreplay.source", "recorded.tap"}, {"tapreplay.source", "<stdin>"}}));
+  EXPECT_EQ(m.extra,
+            (Pairs{{"tapreplay.source", "recorded.tap"}, {"tapreplay.source", "<stdin>"}}));
 
   std::vector<Exchange> got;
   ExchangeView v;
