@@ -8,8 +8,6 @@
 //
 // Capturing on lo needs root with CAP_NET_RAW: without it, and without nginx or curl, the test
 // skips with a message (and fails under CI=true). nginx listens on 127.0.98.1 and 127.0.98.2.
-#include "replay/testing.h"
-
 #include <arpa/inet.h>
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
@@ -35,15 +33,16 @@
 #include "absl/strings/str_split.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
+#include "replay/testing.h"
 
 namespace tapkit::replay {
 namespace {
 
+using tapkit::replay::testing::AllMatched;
+using tapkit::replay::testing::OnlyDiffersOn;
 using ::testing::ElementsAre;
 using ::testing::Not;
 using ::testing::SizeIs;
-using tapkit::replay::testing::AllMatched;
-using tapkit::replay::testing::OnlyDiffersOn;
 
 const std::string kFixtures = TAPKIT_SOURCE_DIR "/fixtures/replay";
 constexpr char kRecordedAddress[] = "127.0.98.1";
@@ -100,10 +99,13 @@ class Nginx {
   Nginx(const std::string& conf_in, const std::string& address, const std::string& name)
       : port_(FreePort(address.c_str())), work_(tapkit::testing::TestDir() + "/" + name) {
     std::filesystem::create_directories(work_);
-    std::string conf = absl::StrReplaceAll(
-        tapkit::testing::ReadFileBytes(kFixtures + "/" + conf_in),
-        {{"@NGINX_USER@", "user root root;"}, {"@WORK@", work_}, {"@WWW@", kFixtures + "/www"},
-         {"@ADDRESS@", address}, {"@PORT@", std::to_string(port_)}});
+    std::string conf =
+        absl::StrReplaceAll(tapkit::testing::ReadFileBytes(kFixtures + "/" + conf_in),
+                            {{"@NGINX_USER@", "user root root;"},
+                             {"@WORK@", work_},
+                             {"@WWW@", kFixtures + "/www"},
+                             {"@ADDRESS@", address},
+                             {"@PORT@", std::to_string(port_)}});
     conf_ = work_ + "/nginx.conf";
     std::ofstream(conf_) << conf;
     started_ = Sh(absl::StrCat("nginx -e '", work_, "/error.log' -c '", conf_, "'")) == 0 &&
@@ -145,9 +147,8 @@ class Nginx {
     return ::testing::AssertionFailure() << "cannot start " << TAPREC_BIN;
   }
   int status = 0;
-  bool open = WaitFor([&] {
-    return std::filesystem::exists(tap) || ::waitpid(pid, &status, WNOHANG) == pid;
-  });
+  bool open = WaitFor(
+      [&] { return std::filesystem::exists(tap) || ::waitpid(pid, &status, WNOHANG) == pid; });
   if (!open || !std::filesystem::exists(tap)) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -218,8 +219,8 @@ TEST(ReplayExample, ExactlyTheChangedRouteIsReported) {
   // The failure message a user reads: the route, the recorded id, the field and both values.
   ::testing::StringMatchResultListener why;
   EXPECT_FALSE(::testing::ExplainMatchResult(AllMatched(), *result, &why));
-  for (const char* part : {"GET /api/price", "GET /api/price?sku=A-1", "body /price/amount",
-                           "1999", "1499"}) {
+  for (const char* part :
+       {"GET /api/price", "GET /api/price?sku=A-1", "body /price/amount", "1999", "1499"}) {
     EXPECT_NE(why.str().find(part), std::string::npos) << part << " not in:\n" << why.str();
   }
   for (const ReplayedExchange& x : result->mismatches) {

@@ -65,23 +65,23 @@ std::string RouteOf(const ReplayedExchange& x);
 // ASSERT_REPLAY_MATCHES(capture, target[, options]): replays and fails the test, returning from
 // the current function, unless every exchange matched (ReplayMatches). EXPECT_REPLAY_MATCHES
 // records the failure and goes on.
-#define ASSERT_REPLAY_MATCHES(...)                                                       \
-  switch (0)                                                                             \
-  case 0:                                                                                \
-  default:                                                                               \
-    if (const ::testing::AssertionResult tapkit_replay_result_ =                         \
-            ::tapkit::replay::testing::ReplayMatches(__VA_ARGS__)) {                     \
-    } else                                                                               \
+#define ASSERT_REPLAY_MATCHES(...)                                   \
+  switch (0)                                                         \
+  case 0:                                                            \
+  default:                                                           \
+    if (const ::testing::AssertionResult tapkit_replay_result_ =     \
+            ::tapkit::replay::testing::ReplayMatches(__VA_ARGS__)) { \
+    } else                                                           \
       FAIL() << "ASSERT_REPLAY_MATCHES(" #__VA_ARGS__ ")\n" << tapkit_replay_result_.message()
 
-#define EXPECT_REPLAY_MATCHES(...)                                                       \
-  switch (0)                                                                             \
-  case 0:                                                                                \
-  default:                                                                               \
-    if (const ::testing::AssertionResult tapkit_replay_result_ =                         \
-            ::tapkit::replay::testing::ReplayMatches(__VA_ARGS__)) {                     \
-    } else                                                                               \
-      ADD_FAILURE() << "EXPECT_REPLAY_MATCHES(" #__VA_ARGS__ ")\n"                       \
+#define EXPECT_REPLAY_MATCHES(...)                                   \
+  switch (0)                                                         \
+  case 0:                                                            \
+  default:                                                           \
+    if (const ::testing::AssertionResult tapkit_replay_result_ =     \
+            ::tapkit::replay::testing::ReplayMatches(__VA_ARGS__)) { \
+    } else                                                           \
+      ADD_FAILURE() << "EXPECT_REPLAY_MATCHES(" #__VA_ARGS__ ")\n"   \
                     << tapkit_replay_result_.message()
 
 #endif  // TAPKIT_REPLAY_TESTING_H_

@@ -14,13 +14,13 @@
 namespace tapkit::replay {
 namespace {
 
+using tapkit::replay::testing::AllMatched;
+using tapkit::replay::testing::OnlyDiffersOn;
+using tapkit::replay::testing::RouteOf;
 using ::testing::ExplainMatchResult;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StringMatchResultListener;
-using tapkit::replay::testing::AllMatched;
-using tapkit::replay::testing::OnlyDiffersOn;
-using tapkit::replay::testing::RouteOf;
 
 // A result of `sent` exchanges of which the listed ones differ (a status 200 -> 500) or failed.
 class ResultBuilder {
@@ -90,8 +90,8 @@ TEST(ReplayTesting, OnlyDiffersOnExactlyTheRoutesListed) {
   EXPECT_THAT(extra.str(), Not(HasSubstr("does not differ")));
 
   StringMatchResultListener missing;
-  EXPECT_FALSE(ExplainMatchResult(
-      OnlyDiffersOn({"GET /api/price", "POST /cart", "GET /api/stock"}), r, &missing));
+  EXPECT_FALSE(ExplainMatchResult(OnlyDiffersOn({"GET /api/price", "POST /cart", "GET /api/stock"}),
+                                  r, &missing));
   EXPECT_THAT(missing.str(), HasSubstr("does not differ on GET /api/stock;"));
   EXPECT_THAT(missing.str(), Not(HasSubstr("unexpectedly")));
 
@@ -110,8 +110,8 @@ TEST(ReplayTesting, AFailedRequestIsNeverTheExpectedDifference) {
 }
 
 TEST(ReplayTesting, TheExplanationIsTheTextReport) {
-  ReplayResult r = ResultBuilder(4).Differs("GET", "/api/price", 17).Fails("GET", "/slow", 18)
-                       .Build();
+  ReplayResult r =
+      ResultBuilder(4).Differs("GET", "/api/price", 17).Fails("GET", "/slow", 18).Build();
   std::ostringstream report_out;
   std::unique_ptr<ReplayReport> report = MakeTextReport(report_out);
   for (const ReplayedExchange& x : r.mismatches) report->Add(x);
@@ -124,8 +124,8 @@ TEST(ReplayTesting, TheExplanationIsTheTextReport) {
   StringMatchResultListener why;
   EXPECT_FALSE(ExplainMatchResult(AllMatched(), r, &why));
   EXPECT_EQ(why.str(), "\n" + report_text);
-  for (const char* part : {"GET /api/price", "0:17", "status", "200", "500", "GET /slow",
-                           "Operation timed out"}) {
+  for (const char* part :
+       {"GET /api/price", "0:17", "status", "200", "500", "GET /slow", "Operation timed out"}) {
     EXPECT_THAT(why.str(), HasSubstr(part));
   }
   // What gtest prints as the value: the summary line alone.

@@ -31,19 +31,31 @@ std::string WriteCapture(const std::string& name, const std::string& body) {
   x.stream_id = 1;
   x.source = {tapkit::IpAddress::V4(127, 0, 0, 1), 40000, {}};
   x.destination = {tapkit::IpAddress::V4(127, 0, 0, 1), 8080, {}};
-  x.request = tapkit::Request{tapkit::HttpVersion::kHttp11, "GET", "http", "127.0.0.1:8080",
-                              "/health", {{"Host", "127.0.0.1:8080"}}, {}, {}};
-  x.response = tapkit::Response{tapkit::HttpVersion::kHttp11, 200, "OK",
-                                {{"Content-Type", "application/json"},
-                                 {"Content-Length", std::to_string(body.size())}},
-                                {body, body.size(), false}, {}};
+  tapkit::Request& request = x.request.emplace();
+  request.version = tapkit::HttpVersion::kHttp11;
+  request.method = "GET";
+  request.path = "/health";
+  request.headers = {{"Host", "127.0.0.1:8080"}};
+  tapkit::Response& response = x.response.emplace();
+  response.version = tapkit::HttpVersion::kHttp11;
+  response.status = 200;
+  response.reason = "OK";
+  response.headers = {{"Content-Type", "application/json"},
+                      {"Content-Length", std::to_string(body.size())}};
+  response.body = {body, body.size(), false};
   auto file = tapkit::OpenWritableFile(path);
-  if (!file.ok()) ADD_FAILURE() << file.status();
+  if (!file.ok()) {
+    ADD_FAILURE() << file.status();
+    return path;
+  }
   tapkit::CaptureMetadata metadata;
   metadata.writer_name = "capture_test";
   metadata.capture_points = {{0, "file", "shop", {}, {}}};
   auto writer = tapkit::Writer::Open(std::move(*file), metadata);
-  if (!writer.ok()) ADD_FAILURE() << writer.status();
+  if (!writer.ok()) {
+    ADD_FAILURE() << writer.status();
+    return path;
+  }
   if (absl::Status s = (*writer)->Append(x); !s.ok()) ADD_FAILURE() << s;
   if (absl::Status s = (*writer)->Close(); !s.ok()) ADD_FAILURE() << s;
   return path;
