@@ -302,15 +302,16 @@ std::string CookieName(std::string_view v) {
   return std::string(absl::StripAsciiWhitespace(AV(v.substr(0, eq == std::string_view::npos ? 0 : eq))));
 }
 
-// Pairs the recorded values with the live ones, each used once: exact matches first, then
+// Pairs the recorded values with the live ones, each used once: `same` pairs first, then
 // `loose` ones (patterns, markers). True when every value on both sides found a partner.
-template <typename T, typename Loose>
-bool MultisetMatch(const std::vector<T>& rec, const std::vector<T>& live, const Loose& loose) {
+template <typename Same, typename Loose>
+bool MultisetMatch(const std::vector<std::string>& rec, const std::vector<std::string>& live,
+                   const Same& same, const Loose& loose) {
   if (rec.size() != live.size()) return false;
   std::vector<bool> rec_used(rec.size()), live_used(live.size());
   for (size_t i = 0; i < rec.size(); ++i) {
     for (size_t j = 0; j < live.size(); ++j) {
-      if (!live_used[j] && rec[i] == live[j]) {
+      if (!live_used[j] && same(rec[i], live[j])) {
         rec_used[i] = live_used[j] = true;
         break;
       }
@@ -506,13 +507,19 @@ class Applied {
                       std::vector<std::string>* path, std::vector<FieldDiff>* out) const {
     std::vector<bool> live_used(live.size());
     std::vector<size_t> rec_left;
-    // Equal elements first, then elements equal under the rules (patterns, markers, ignores).
+    // Equal elements first (by their compact text: nlohmann's objects are sorted, so equal
+    // values print alike; n log n), then elements equal under the rules (patterns, markers,
+    // ignores), pair by pair.
+    std::multimap<std::string, size_t> live_by_text;
+    for (size_t j = 0; j < live.size(); ++j) live_by_text.emplace(Compact(live[j]), j);
     for (size_t i = 0; i < rec.size(); ++i) {
-      bool found = false;
-      for (size_t j = 0; j < live.size() && !found; ++j) {
-        if (!live_used[j] && rec[i] == live[j]) live_used[j] = found = true;
+      auto it = live_by_text.find(Compact(rec[i]));
+      if (it == live_by_text.end()) {
+        rec_left.push_back(i);
+        continue;
       }
-      if (!found) rec_left.push_back(i);
+      live_used[it->second] = true;
+      live_by_text.erase(it);
     }
     std::vector<size_t> rec_unmatched;
     for (size_t i : rec_left) {
@@ -737,19 +744,19 @@ void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
       return pattern && RE2::FullMatch(r, *pattern) && RE2::FullMatch(l, *pattern);
     };
     if (default_ignore_ && name == "set-cookie") {
-      // Names only; a redacted value (the whole line is the marker) stands for any cookie.
-      auto names_of = [](const std::vector<std::string>& vs) {
-        std::vector<std::string> n;
-        for (const std::string& v : vs) n.push_back(IsRedactionMarker(v) ? v : CookieName(v));
-        return n;
-      };
-      std::vector<std::string> rn = names_of(rv), ln = names_of(lv);
-      same = MultisetMatch(rn, ln, [&](const std::string& r, const std::string&) {
-        return IsRedactionMarker(r) && !redactor_;
-      });
-      if (!same && redactor_) same = MultisetMatch(rv, lv, loose);
+      // Cookie names only (RFC 6265 section 4.1.1); redaction makes the whole line a marker,
+      // which stands for any cookie, or with the key for the line it was made from.
+      same = MultisetMatch(
+          rv, lv,
+          [](const std::string& r, const std::string& l) {
+            return !IsRedactionMarker(r) && CookieName(r) == CookieName(l);
+          },
+          [&](const std::string& r, const std::string& l) {
+            return IsRedactionMarker(r) && MarkerMatches(r, l);
+          });
     } else {
-      same = MultisetMatch(rv, lv, loose);
+      same = MultisetMatch(
+          rv, lv, [](const std::string& r, const std::string& l) { return r == l; }, loose);
     }
     if (same) continue;
     out->push_back(FieldDiff{

@@ -244,6 +244,16 @@ TEST(Compare, RedactedSetCookieWithKey) {
                   ->Compare(Recorded({{"Set-Cookie", marker}}, ""),
                             Live({{"Set-Cookie", "sid=xyz; Path=/"}}, ""))
                   .matched());
+  // Beside an unredacted cookie, whose value still does not count.
+  std::vector<Header> rec = {{"Set-Cookie", "lang=en"}, {"Set-Cookie", marker}};
+  EXPECT_TRUE(Make(o)
+                  ->Compare(Recorded(rec, ""), Live({{"Set-Cookie", "sid=abc; Path=/"},
+                                                     {"Set-Cookie", "lang=de"}}, ""))
+                  .matched());
+  EXPECT_FALSE(Make(o)
+                   ->Compare(Recorded(rec, ""), Live({{"Set-Cookie", "sid=abd; Path=/"},
+                                                      {"Set-Cookie", "lang=de"}}, ""))
+                   .matched());
 }
 
 TEST(Compare, RedactedJsonField) {
