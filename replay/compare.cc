@@ -32,9 +32,9 @@ const std::vector<std::string>& DefaultIgnoredHeaders() {
       "server", "via", "x-powered-by", "x-runtime", "x-response-time", "server-timing",
       "x-envoy-upstream-service-time", "cf-ray",
       // Per-request ids and tracing (W3C Trace Context, Zipkin B3, AWS X-Ray).
-      "x-request-id", "x-correlation-id", "x-trace-id", "traceparent", "tracestate",
-      "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3",
-      "x-amzn-trace-id", "x-amzn-requestid",
+      "x-request-id", "x-correlation-id", "x-trace-id", "traceparent", "tracestate", "x-b3-traceid",
+      "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3", "x-amzn-trace-id",
+      "x-amzn-requestid",
       // Framing that follows the body (RFC 9110 section 8.6, RFC 9112 section 6 and 9.6).
       "content-length", "transfer-encoding", "connection", "keep-alive"};
   return kNames;
@@ -89,9 +89,6 @@ struct RouteRules {
   CompiledRules rules;
 };
 
-// Where a rule came from, for error messages: a flag, or a place in the rules file.
-using Namer = std::function<std::string(std::string_view key, int index)>;
-
 absl::StatusOr<std::unique_ptr<RE2>> CompileRegex(const std::string& regex,
                                                   const std::string& where) {
   RE2::Options opts;
@@ -105,9 +102,8 @@ absl::StatusOr<std::unique_ptr<RE2>> CompileRegex(const std::string& regex,
 }
 
 // Compiles one NoiseRules; `where(key, i)` names element i of key (a flag or a file place).
-absl::StatusOr<CompiledRules> Compile(const NoiseRules& in,
-                                      const std::function<std::string(std::string_view, size_t)>&
-                                          where) {
+absl::StatusOr<CompiledRules> Compile(
+    const NoiseRules& in, const std::function<std::string(std::string_view, size_t)>& where) {
   CompiledRules out;
   out.ignore_status = in.ignore_status;
   out.ignore_body = in.ignore_body;
@@ -119,9 +115,9 @@ absl::StatusOr<CompiledRules> Compile(const NoiseRules& in,
       if (!re.ok()) return re.status();
       out.ignore_header_regexes.push_back(*std::move(re));
     } else if (!IsToken(h)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where("ignore_headers", i), ": \"", absl::CHexEscape(h),
-          "\" is neither a header field name (RFC 9110 section 5.1) nor a /REGEX/"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where("ignore_headers", i), ": \"", absl::CHexEscape(h),
+                       "\" is neither a header field name (RFC 9110 section 5.1) nor a /REGEX/"));
     } else {
       out.ignore_header_names.push_back(absl::AsciiStrToLower(h));
     }
@@ -130,7 +126,8 @@ absl::StatusOr<CompiledRules> Compile(const NoiseRules& in,
                       std::vector<JsonPointer>* dst) -> absl::Status {
     for (size_t i = 0; i < texts.size(); ++i) {
       absl::StatusOr<JsonPointer> p = ParseJsonPointer(texts[i]);
-      if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(where(key, i), ": ", p.status().message()));
+      if (!p.ok())
+        return absl::InvalidArgumentError(absl::StrCat(where(key, i), ": ", p.status().message()));
       dst->push_back(*std::move(p));
     }
     return absl::OkStatus();
@@ -195,11 +192,10 @@ class RulesFileParser {
 
   // One block of rules (global, a route, an exchange); `extra` are the keys the block may have
   // besides the rules' (route: method, path; exchange: id), handed to `on_extra`.
-  absl::Status Block(const YAML::Node& node, std::string_view where,
-                     const std::vector<std::string>& extra,
-                     const std::function<absl::Status(const std::string&, const YAML::Node&)>&
-                         on_extra,
-                     CompiledRules* out) {
+  absl::Status Block(
+      const YAML::Node& node, std::string_view where, const std::vector<std::string>& extra,
+      const std::function<absl::Status(const std::string&, const YAML::Node&)>& on_extra,
+      CompiledRules* out) {
     if (!node.IsMap()) {
       return Error(node, where, absl::StrCat("must be a mapping, not ", TypeWord(node)));
     }
@@ -299,7 +295,8 @@ std::string JoinedField(const std::vector<Header>& headers, std::string_view low
 // The cookie name of a Set-Cookie value (RFC 6265 section 4.1.1: before the first "=").
 std::string CookieName(std::string_view v) {
   size_t eq = v.find('=');
-  return std::string(absl::StripAsciiWhitespace(AV(v.substr(0, eq == std::string_view::npos ? 0 : eq))));
+  return std::string(
+      absl::StripAsciiWhitespace(AV(v.substr(0, eq == std::string_view::npos ? 0 : eq))));
 }
 
 // Pairs the recorded values with the live ones, each used once: `same` pairs first, then
@@ -356,9 +353,7 @@ std::string Preview(std::string_view s) {
   return absl::StrCat(out, " (", s.size(), " bytes)");
 }
 
-std::string TextForDiff(std::string_view s) {
-  return LooksBinary(s) ? HexDump(s) : std::string(s);
-}
+std::string TextForDiff(std::string_view s) { return LooksBinary(s) ? HexDump(s) : std::string(s); }
 
 // A body as JSON when its type says so or it looks like it, and it is JSON text within the
 // limits with distinct member names (else nullopt: compared as bytes).
@@ -607,8 +602,9 @@ class ComparerImpl : public Comparer {
     try {
       root = YAML::Load(ss.str());
     } catch (const YAML::Exception& e) {
-      std::string at =
-          e.mark.is_null() ? file : absl::StrCat(file, ":", e.mark.line + 1, ":", e.mark.column + 1);
+      std::string at = e.mark.is_null()
+                           ? file
+                           : absl::StrCat(file, ":", e.mark.line + 1, ":", e.mark.column + 1);
       return absl::InvalidArgumentError(absl::StrCat(at, ": invalid YAML: ", e.msg));
     }
     try {
@@ -652,19 +648,19 @@ class ComparerImpl : public Comparer {
 
   absl::Status Route(RulesFileParser& p, const YAML::Node& item, const std::string& where) {
     RouteRules route;
-    std::optional<std::string> path;
     absl::Status s = p.Block(
         item, where, {"method", "path"},
         [&](const std::string& key, const YAML::Node& v) -> absl::Status {
           std::string at = absl::StrCat(where, ".", key);
           if (!v.IsScalar()) return p.Error(v, at, "must be a string");
           if (key == "method") {
-            if (!IsToken(v.Scalar())) return p.Error(v, at, "is not a method (RFC 9110 section 9.1)");
+            if (!IsToken(v.Scalar()))
+              return p.Error(v, at, "is not a method (RFC 9110 section 9.1)");
             route.method = v.Scalar();
             return absl::OkStatus();
           }
-          absl::StatusOr<std::unique_ptr<RE2>> re = CompileRegex(
-              v.Scalar(), absl::StrCat(p.file_, ":", LineOf(v), ": ", at));
+          absl::StatusOr<std::unique_ptr<RE2>> re =
+              CompileRegex(v.Scalar(), absl::StrCat(p.file_, ":", LineOf(v), ": ", at));
           if (!re.ok()) return re.status();
           route.path = *std::move(re);
           return absl::OkStatus();
@@ -689,7 +685,8 @@ class ComparerImpl : public Comparer {
           uint64_t stream = 0;
           if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &cp) ||
               !absl::SimpleAtoi(parts[1], &stream)) {
-            return p.Error(v, at, "must be \"CAPTURE_POINT:STREAM\" as tapcat -o json's id shows it");
+            return p.Error(v, at,
+                           "must be \"CAPTURE_POINT:STREAM\" as tapcat -o json's id shows it");
           }
           id = IdText(cp, stream);
           return absl::OkStatus();
@@ -701,8 +698,8 @@ class ComparerImpl : public Comparer {
     return absl::OkStatus();
   }
 
-  void Headers(const Applied& a, const std::vector<Header>& rec_h, const std::vector<Header>& live_h,
-               std::vector<FieldDiff>* out) const;
+  void Headers(const Applied& a, const std::vector<Header>& rec_h,
+               const std::vector<Header>& live_h, std::vector<FieldDiff>* out) const;
   void BodyCompare(const Applied& a, const Exchange& recorded, const Response& live,
                    Comparison* out) const;
 
@@ -759,10 +756,9 @@ void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
           rv, lv, [](const std::string& r, const std::string& l) { return r == l; }, loose);
     }
     if (same) continue;
-    out->push_back(FieldDiff{
-        FieldDiff::Kind::kHeader, "header " + name,
-        rv.empty() ? std::nullopt : std::optional(absl::StrJoin(rv, ", ")),
-        lv.empty() ? std::nullopt : std::optional(absl::StrJoin(lv, ", "))});
+    out->push_back(FieldDiff{FieldDiff::Kind::kHeader, "header " + name,
+                             rv.empty() ? std::nullopt : std::optional(absl::StrJoin(rv, ", ")),
+                             lv.empty() ? std::nullopt : std::optional(absl::StrJoin(lv, ", "))});
   }
 }
 
@@ -829,8 +825,8 @@ Comparison ComparerImpl::DoCompare(const Exchange& recorded, const Response& liv
   Applied a(*this, std::move(rules));
 
   if (!recorded.response) {  // nothing to compare with: every live field is new
-    out.diffs.push_back(FieldDiff{FieldDiff::Kind::kStatus, "status", std::nullopt,
-                                  std::to_string(live.status)});
+    out.diffs.push_back(
+        FieldDiff{FieldDiff::Kind::kStatus, "status", std::nullopt, std::to_string(live.status)});
     return out;
   }
   const Response& rec = *recorded.response;
@@ -882,7 +878,9 @@ void ShiftBoundaries(const std::vector<std::string_view>& lines, std::vector<boo
   auto ch = [&](long i) { return i >= 0 && i < n && changed[static_cast<size_t>(i)]; };
   auto och = [&](long j) { return j >= 0 && j < on && other_v[static_cast<size_t>(j)]; };
   auto set = [&](long i, bool v) { changed[static_cast<size_t>(i)] = v; };
-  auto eq = [&](long x, long y) { return lines[static_cast<size_t>(x)] == lines[static_cast<size_t>(y)]; };
+  auto eq = [&](long x, long y) {
+    return lines[static_cast<size_t>(x)] == lines[static_cast<size_t>(y)];
+  };
   long i = 0, j = 0;
   for (;;) {
     while (i < n && !ch(i)) {

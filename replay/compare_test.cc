@@ -43,13 +43,13 @@ bool HaveTool(const std::string& tool) {
 }
 
 // Skips the test when `tool` is missing, but under CI=true a missing tool fails it.
-#define REQUIRE_TOOL(tool)                                                     \
-  do {                                                                         \
-    if (!HaveTool(tool)) {                                                     \
-      const char* ci = std::getenv("CI");                                      \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing";    \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";     \
-    }                                                                          \
+#define REQUIRE_TOOL(tool)                                                  \
+  do {                                                                      \
+    if (!HaveTool(tool)) {                                                  \
+      const char* ci = std::getenv("CI");                                   \
+      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
+      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
+    }                                                                       \
   } while (0)
 
 std::string WriteFile(const std::string& name, const std::string& data) {
@@ -111,12 +111,15 @@ TEST(Compare, Status) {
 }
 
 TEST(Compare, DefaultIgnoredHeaders) {
-  std::vector<Header> rec = {{"Date", "Mon, 01 Dec 2025 10:00:00 GMT"}, {"Server", "nginx/1.22"},
-                             {"ETag", "\"abc\""}, {"Content-Length", "1"},
-                             {"X-Request-Id", "1111"}, {"Last-Modified", "yesterday"}};
-  std::vector<Header> live = {{"date", "Tue, 02 Dec 2025 11:00:00 GMT"}, {"Server", "nginx/1.25"},
-                              {"ETag", "\"def\""}, {"Transfer-Encoding", "chunked"},
-                              {"X-Request-Id", "2222"}, {"Age", "5"}};
+  std::vector<Header> rec = {{"Date", "Mon, 01 Dec 2025 10:00:00 GMT"},
+                             {"Server", "nginx/1.22"},
+                             {"ETag", "\"abc\""},
+                             {"Content-Length", "1"},
+                             {"X-Request-Id", "1111"},
+                             {"Last-Modified", "yesterday"}};
+  std::vector<Header> live = {
+      {"date", "Tue, 02 Dec 2025 11:00:00 GMT"}, {"Server", "nginx/1.25"}, {"ETag", "\"def\""},
+      {"Transfer-Encoding", "chunked"},          {"X-Request-Id", "2222"}, {"Age", "5"}};
   EXPECT_TRUE(Make()->Compare(Recorded(rec, "x"), Live(live, "x")).matched());
 
   CompareOptions o;
@@ -124,10 +127,10 @@ TEST(Compare, DefaultIgnoredHeaders) {
   Comparison r = Make(o)->Compare(Recorded(rec, "x"), Live(live, "x"));
   std::vector<std::string> fields;
   for (const FieldDiff& d : r.diffs) fields.push_back(d.field);
-  EXPECT_EQ(fields, (std::vector<std::string>{"header age", "header content-length", "header date",
-                                              "header etag", "header last-modified",
-                                              "header server", "header transfer-encoding",
-                                              "header x-request-id"}));
+  EXPECT_EQ(fields,
+            (std::vector<std::string>{"header age", "header content-length", "header date",
+                                      "header etag", "header last-modified", "header server",
+                                      "header transfer-encoding", "header x-request-id"}));
   EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kHeader, "header age", std::nullopt, "5"}));
   EXPECT_EQ(r.diffs[1], (FieldDiff{Kind::kHeader, "header content-length", "1", std::nullopt}));
 }
@@ -140,7 +143,8 @@ TEST(Compare, HeadersAreMultisetsByLowerCaseName) {
   std::vector<Header> other = {{"vary", "Origin"}, {"x-a", "1"}, {"vary", "Origin"}};
   Comparison r = c->Compare(Recorded(rec, ""), Live(other, ""));
   ASSERT_EQ(r.diffs.size(), 1u);
-  EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kHeader, "header vary", "Accept, Origin", "Origin, Origin"}));
+  EXPECT_EQ(r.diffs[0],
+            (FieldDiff{Kind::kHeader, "header vary", "Accept, Origin", "Origin, Origin"}));
 }
 
 TEST(Compare, SetCookieNamesNotValues) {
@@ -201,8 +205,8 @@ TEST(Compare, RedactedHeaderWithoutKeyMatchesAnyValue) {
   std::string marker = Redactor({}, kKey).Redact("token-1");
   ASSERT_TRUE(IsRedactionMarker(marker));
   auto c = Make();
-  EXPECT_TRUE(c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "anything"}}, ""))
-                  .matched());
+  EXPECT_TRUE(
+      c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "anything"}}, "")).matched());
   // A marker stands for a value, not for an absent field.
   EXPECT_FALSE(c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({}, "")).matched());
 }
@@ -212,10 +216,9 @@ TEST(Compare, RedactedHeaderWithKeyMatchesOnlyItsValue) {
   CompareOptions o;
   o.redaction_key = kKey;
   auto c = Make(o);
-  EXPECT_TRUE(c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "token-1"}}, ""))
-                  .matched());
-  Comparison r =
-      c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "token-2"}}, ""));
+  EXPECT_TRUE(
+      c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "token-1"}}, "")).matched());
+  Comparison r = c->Compare(Recorded({{"X-Auth", marker}}, ""), Live({{"X-Auth", "token-2"}}, ""));
   ASSERT_EQ(r.diffs.size(), 1u);
   EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kHeader, "header x-auth", marker, "token-2"}));
   // The wrong key: the live value's marker differs.
@@ -246,14 +249,16 @@ TEST(Compare, RedactedSetCookieWithKey) {
                   .matched());
   // Beside an unredacted cookie, whose value still does not count.
   std::vector<Header> rec = {{"Set-Cookie", "lang=en"}, {"Set-Cookie", marker}};
-  EXPECT_TRUE(Make(o)
-                  ->Compare(Recorded(rec, ""), Live({{"Set-Cookie", "sid=abc; Path=/"},
-                                                     {"Set-Cookie", "lang=de"}}, ""))
-                  .matched());
-  EXPECT_FALSE(Make(o)
-                   ->Compare(Recorded(rec, ""), Live({{"Set-Cookie", "sid=abd; Path=/"},
-                                                      {"Set-Cookie", "lang=de"}}, ""))
-                   .matched());
+  EXPECT_TRUE(
+      Make(o)
+          ->Compare(Recorded(rec, ""),
+                    Live({{"Set-Cookie", "sid=abc; Path=/"}, {"Set-Cookie", "lang=de"}}, ""))
+          .matched());
+  EXPECT_FALSE(
+      Make(o)
+          ->Compare(Recorded(rec, ""),
+                    Live({{"Set-Cookie", "sid=abd; Path=/"}, {"Set-Cookie", "lang=de"}}, ""))
+          .matched());
 }
 
 TEST(Compare, RedactedJsonField) {
@@ -292,8 +297,8 @@ TEST(Compare, JsonMemberOrderIgnoredAndLeafDiffs) {
   EXPECT_EQ(r.diffs, want);
   // A body that is JSON by its bytes only (text/plain) is compared as JSON too.
   std::vector<Header> text = {{"Content-Type", "text/plain"}};
-  EXPECT_TRUE(c->Compare(Recorded(text, R"({"a":1,"b":2})"), Live(text, R"({"b":2,"a":1})"))
-                  .matched());
+  EXPECT_TRUE(
+      c->Compare(Recorded(text, R"({"a":1,"b":2})"), Live(text, R"({"b":2,"a":1})")).matched());
   // A type change is one diff at that pointer.
   r = c->Compare(Recorded(kJson, R"({"a":{"b":1}})"), Live(kJson, R"({"a":[1]})"));
   ASSERT_EQ(r.diffs.size(), 1u);
@@ -315,8 +320,12 @@ TEST(Compare, IgnoreJsonPathsWithWildcards) {
   o.flags.ignore_json_paths = {"/meta/generated_at", "/items/*/updated"};
   auto c = Make(o);
   Comparison r = c->Compare(
-      Recorded(kJson, R"({"meta":{"generated_at":"t1","n":2},"items":[{"id":1,"updated":"a"},{"id":2,"updated":"b"}]})"),
-      Live(kJson, R"({"meta":{"generated_at":"t2","n":2},"items":[{"id":1,"updated":"c"},{"id":3,"updated":"d"}]})"));
+      Recorded(
+          kJson,
+          R"({"meta":{"generated_at":"t1","n":2},"items":[{"id":1,"updated":"a"},{"id":2,"updated":"b"}]})"),
+      Live(
+          kJson,
+          R"({"meta":{"generated_at":"t2","n":2},"items":[{"id":1,"updated":"c"},{"id":3,"updated":"d"}]})"));
   ASSERT_EQ(r.diffs.size(), 1u);
   EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kJsonValue, "body /items/1/id", "2", "3"}));
 }
@@ -325,9 +334,9 @@ TEST(Compare, UnorderedArraysWithDuplicates) {
   CompareOptions o;
   o.flags.unordered_json_paths = {"/tags", "/rows"};
   auto c = Make(o);
-  EXPECT_TRUE(c->Compare(Recorded(kJson, R"({"tags":[1,2,2,"x"]})"),
-                         Live(kJson, R"({"tags":["x",2,1,2]})"))
-                  .matched());
+  EXPECT_TRUE(
+      c->Compare(Recorded(kJson, R"({"tags":[1,2,2,"x"]})"), Live(kJson, R"({"tags":["x",2,1,2]})"))
+          .matched());
   Comparison r =
       c->Compare(Recorded(kJson, R"({"tags":[1,2,2]})"), Live(kJson, R"({"tags":[2,1,1]})"));
   std::vector<FieldDiff> want = {{Kind::kJsonValue, "body /tags/2", "2", std::nullopt},
@@ -340,7 +349,8 @@ TEST(Compare, UnorderedArraysWithDuplicates) {
                             Live(kJson, R"({"rows":[{"at":9,"id":2},{"id":1,"at":8}]})"))
                   .matched());
   // Without the rule, order counts.
-  EXPECT_FALSE(Make()->Compare(Recorded(kJson, R"({"tags":[1,2]})"), Live(kJson, R"({"tags":[2,1]})"))
+  EXPECT_FALSE(Make()
+                   ->Compare(Recorded(kJson, R"({"tags":[1,2]})"), Live(kJson, R"({"tags":[2,1]})"))
                    .matched());
 }
 
@@ -353,8 +363,9 @@ TEST(Compare, JsonPatterns) {
                   .matched());
   Comparison r = c->Compare(Recorded(kJson, R"({"id":17,"items":[{"ref":"ref-ab"}]})"),
                             Live(kJson, R"({"id":"4x","items":[{"ref":"ref-1"}]})"));
-  std::vector<FieldDiff> want = {{Kind::kJsonValue, "body /id", "17", "\"4x\""},
-                                 {Kind::kJsonValue, "body /items/0/ref", "\"ref-ab\"", "\"ref-1\""}};
+  std::vector<FieldDiff> want = {
+      {Kind::kJsonValue, "body /id", "17", "\"4x\""},
+      {Kind::kJsonValue, "body /items/0/ref", "\"ref-ab\"", "\"ref-1\""}};
   EXPECT_EQ(r.diffs, want);
 }
 
@@ -389,7 +400,8 @@ TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
   auto c = Make();
   // The live side encoded by tapkit (different bytes from the tools'), members reordered.
   std::string reordered = R"({"a":"text","b":[1,2,3]})";
-  EXPECT_TRUE(c->Compare(Recorded(gzh, gz), Live(gzh, *EncodeContent(reordered, "gzip"))).matched());
+  EXPECT_TRUE(
+      c->Compare(Recorded(gzh, gz), Live(gzh, *EncodeContent(reordered, "gzip"))).matched());
   EXPECT_TRUE(c->Compare(Recorded(brh, br), Live(brh, *EncodeContent(reordered, "br"))).matched());
   Comparison r = c->Compare(Recorded(gzh, gz),
                             Live(gzh, *EncodeContent(R"({"a":"text","b":[1,2,4]})", "gzip")));
@@ -413,8 +425,8 @@ TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {
   EXPECT_TRUE(r.body_prefix_only);
   r = c->Compare(rec, Live(text, "01234X6789abcdefghij"));
   ASSERT_EQ(r.diffs.size(), 1u);
-  EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kBody, "body", "0123456789 (10 bytes)",
-                                   "01234X6789 (10 bytes)"}));
+  EXPECT_EQ(r.diffs[0],
+            (FieldDiff{Kind::kBody, "body", "0123456789 (10 bytes)", "01234X6789 (10 bytes)"}));
   // Shorter live body than the stored prefix: differs.
   EXPECT_FALSE(c->Compare(rec, Live(text, "01234")).matched());
   // A JSON body cut short is compared on its prefix too, as bytes.
@@ -473,10 +485,12 @@ exchanges:
     ignore_status: true
 )");
   ASSERT_TRUE(c.ok()) << c.status();
-  std::vector<Header> rh = {{"Content-Type", "application/json"}, {"X-Trace-Id", "1"},
+  std::vector<Header> rh = {{"Content-Type", "application/json"},
+                            {"X-Trace-Id", "1"},
                             {"X-B3-SpanId", "1"},
                             {"X-Order", "123e4567-e89b-12d3-a456-426614174000"}};
-  std::vector<Header> lh = {{"Content-Type", "application/json"}, {"X-Trace-Id", "2"},
+  std::vector<Header> lh = {{"Content-Type", "application/json"},
+                            {"X-Trace-Id", "2"},
                             {"X-B3-SpanId", "2"},
                             {"X-Order", "00000000-e89b-12d3-a456-426614174999"}};
   std::string rb = R"({"id":1,"meta":{"generated_at":"a"},"tags":["x","y"],"eta":5})";
@@ -524,7 +538,8 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
   std::vector<Case> cases = {
       {"global:\n  ignore_header: [a]\n", "2: global.ignore_header: unknown key"},
       {"global: {}\nextra: 1\n", "2: extra: unknown key (expected global, routes, exchanges)"},
-      {"global:\n  ignore_headers: x-a\n", "2: global.ignore_headers: must be a list, not a scalar"},
+      {"global:\n  ignore_headers: x-a\n",
+       "2: global.ignore_headers: must be a list, not a scalar"},
       {"global:\n  ignore_status: maybe\n", "2: global.ignore_status: must be true or false"},
       {"global:\n  ignore_headers:\n    - a\n    - /x-(/\n",
        "4: global.ignore_headers: bad regex \"x-(\": missing ): x-("},
@@ -548,7 +563,8 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
     EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
     std::string want = TestDir() + "/rules.yaml:" + k.message;
     EXPECT_TRUE(absl::StartsWith(c.status().message(), want))
-        << "yaml:\n" << k.yaml << "got:  " << c.status().message() << "\nwant: " << want;
+        << "yaml:\n"
+        << k.yaml << "got:  " << c.status().message() << "\nwant: " << want;
   }
   CompareOptions o;
   o.rules_file = TestDir() + "/missing.yaml";
@@ -562,7 +578,7 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
 std::string GnuDiff(const std::string& a, const std::string& b, int context = 3) {
   std::string pa = WriteFile("a.txt", a), pb = WriteFile("b.txt", b);
   return Shell("diff -U " + std::to_string(context) + " --label recorded --label live " + pa + " " +
-             pb);
+               pb);
 }
 
 TEST(UnifiedDiff, EqualTextsGiveNothing) {
@@ -586,16 +602,16 @@ TEST(UnifiedDiff, HandPickedPairsMatchGnuDiff) {
       {"a\nb\nc\n", "a\nB\nc\n"},
       {"", "a\nb\n"},
       {"a\nb\n", ""},
-      {"a\nb\nc", "a\nb\nc\n"},      // a missing newline at the end
+      {"a\nb\nc", "a\nb\nc\n"},  // a missing newline at the end
       {"a\nb\nc\n", "a\nb\nd"},
       {"x\n", "y"},
       {ten, edit({{0, "first\n"}})},
       {ten, edit({{29, "last\n"}})},
-      {ten, edit({{3, "x\n"}, {25, "y\n"}})},          // two hunks
-      {ten, edit({{3, "x\n"}, {10, "y\n"}})},          // six common lines apart: one hunk
-      {ten, edit({{3, "x\n"}, {11, "y\n"}})},          // seven apart: two hunks
+      {ten, edit({{3, "x\n"}, {25, "y\n"}})},  // two hunks
+      {ten, edit({{3, "x\n"}, {10, "y\n"}})},  // six common lines apart: one hunk
+      {ten, edit({{3, "x\n"}, {11, "y\n"}})},  // seven apart: two hunks
       {ten, edit({{3, ""}, {4, ""}, {20, "a\nb\nc\n"}})},
-      {"a\nb\na\nb\na\n", "a\nb\na\n"},                // where the deletion sits is a choice
+      {"a\nb\na\nb\na\n", "a\nb\na\n"},  // where the deletion sits is a choice
       {"a\na\na\n", "a\na\na\na\na\n"},
       {"}\n}\n}\n", "}\n]\n}\n}\n"},
       {"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}\n",

@@ -1,4 +1,6 @@
 // The text, JSON lines and JUnit reports of report.h (the capture report lives apart).
+#include "replay/report.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,7 +15,6 @@
 #include "absl/strings/str_format.h"
 #include "format/json_writer.h"
 #include "format/render.h"
-#include "replay/report.h"
 
 namespace tapkit::replay {
 namespace {
@@ -69,6 +70,10 @@ std::optional<uint16_t> LiveStatus(const ReplayedExchange& x) {
 
 std::string StatusText(std::optional<uint16_t> s) { return s ? std::to_string(*s) : "-"; }
 
+// Bodies are diffed up to this size of text each: a line diff's time grows with the lines times
+// the differences, and a report of megabytes of diff helps nobody.
+constexpr size_t kMaxDiffBytes = size_t{1} << 20;
+
 // The field lines and the body diff of a mismatch, each line indented by `indent`.
 std::string Details(const ReplayedExchange& x, int context, const std::string& indent) {
   std::string out;
@@ -81,7 +86,10 @@ std::string Details(const ReplayedExchange& x, int context, const std::string& i
     absl::StrAppend(&out, indent, "(the recorded body was cut at the body limit: compared on its ",
                     "stored prefix)\n");
   }
-  if (c.recorded_body_text != c.live_body_text) {
+  if (c.recorded_body_text.size() > kMaxDiffBytes || c.live_body_text.size() > kMaxDiffBytes) {
+    absl::StrAppend(&out, indent, "(no body diff: ", c.recorded_body_text.size(), " and ",
+                    c.live_body_text.size(), " bytes of text, over ", kMaxDiffBytes, ")\n");
+  } else if (c.recorded_body_text != c.live_body_text) {
     std::string diff =
         UnifiedDiff(c.recorded_body_text, c.live_body_text, "recorded", "live", context);
     for (size_t at = 0; at < diff.size();) {
@@ -95,10 +103,10 @@ std::string Details(const ReplayedExchange& x, int context, const std::string& i
 }
 
 std::string SummaryLine(const ReplaySummary& s) {
-  std::string out = absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched,
-                                 " differ, ", s.errors, " failed; skipped: ", s.skipped_incomplete,
-                                 " incomplete, ", s.sampled_out, " sampled out, ", s.selected_out,
-                                 " selected out");
+  std::string out =
+      absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched, " differ, ",
+                   s.errors, " failed; skipped: ", s.skipped_incomplete, " incomplete, ",
+                   s.sampled_out, " sampled out, ", s.selected_out, " selected out");
   if (s.body_prefix_compared > 0) {
     absl::StrAppend(&out, "; ", s.body_prefix_compared, " bodies compared on their stored prefix");
   }
@@ -347,12 +355,13 @@ class JUnitReport : public ReplayReport {
       target += x.live.request->authority;
     }
     uint64_t ns = x.live.response_end_ns;
-    std::string c = absl::StrCat("    <testcase name=\"", Xml(Name(x)), "\" classname=\"", Xml(target),
-                                 "\" time=\"", Seconds(static_cast<int64_t>(ns)), "\"");
+    std::string c =
+        absl::StrCat("    <testcase name=\"", Xml(Name(x)), "\" classname=\"", Xml(target),
+                     "\" time=\"", Seconds(static_cast<int64_t>(ns)), "\"");
     if (Failed(x)) {
       ++errors_;
-      absl::StrAppend(&c, ">\n      <error type=\"transport\" message=\"", Xml(x.error),
-                      "\">", Xml(x.error), "</error>\n    </testcase>\n");
+      absl::StrAppend(&c, ">\n      <error type=\"transport\" message=\"", Xml(x.error), "\">",
+                      Xml(x.error), "</error>\n    </testcase>\n");
     } else if (Differs(x)) {
       ++failures_;
       std::string message;
@@ -361,8 +370,8 @@ class JUnitReport : public ReplayReport {
         message += d.field;
       }
       std::optional<uint16_t> r = RecordedStatus(x), l = LiveStatus(x);
-      std::string text = absl::StrCat("status ", StatusText(r), " -> ", StatusText(l), "\n",
-                                      Details(x, 3, "  "));
+      std::string text =
+          absl::StrCat("status ", StatusText(r), " -> ", StatusText(l), "\n", Details(x, 3, "  "));
       absl::StrAppend(&c, ">\n      <failure type=\"mismatch\" message=\"differs: ", Xml(message),
                       "\">", Xml(text), "</failure>\n    </testcase>\n");
     } else {
@@ -372,12 +381,13 @@ class JUnitReport : public ReplayReport {
   }
 
   absl::Status Finish(const ReplaySummary& summary) override {
-    std::string counts = absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_,
-                                      "\" errors=\"", errors_, "\" skipped=\"0\" time=\"",
-                                      Seconds(summary.elapsed_ns), "\"");
-    std::string doc = absl::StrCat(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapreplay\" ", counts,
-        ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n", cases_, "  </testsuite>\n</testsuites>\n");
+    std::string counts =
+        absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_, "\" errors=\"", errors_,
+                     "\" skipped=\"0\" time=\"", Seconds(summary.elapsed_ns), "\"");
+    std::string doc =
+        absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapreplay\" ",
+                     counts, ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n", cases_,
+                     "  </testsuite>\n</testsuites>\n");
     // Written beside the target and renamed into place: a reader never sees half a file.
     std::string tmp = path_ + ".XXXXXX";
     int fd = ::mkstemp(tmp.data());

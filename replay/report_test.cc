@@ -40,13 +40,13 @@ bool HaveTool(const std::string& tool) {
   return st == 0;
 }
 
-#define REQUIRE_TOOL(tool)                                                     \
-  do {                                                                         \
-    if (!HaveTool(tool)) {                                                     \
-      const char* ci = std::getenv("CI");                                      \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing";    \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";     \
-    }                                                                          \
+#define REQUIRE_TOOL(tool)                                                  \
+  do {                                                                      \
+    if (!HaveTool(tool)) {                                                  \
+      const char* ci = std::getenv("CI");                                   \
+      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
+      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
+    }                                                                       \
   } while (0)
 
 std::string WriteFile(const std::string& name, const std::string& data) {
@@ -274,8 +274,9 @@ print(json.dumps(out, sort_keys=True))
   EXPECT_EQ(c0["time"], "0.001500");
   EXPECT_EQ(c0["failure"]["message"], "differs: status, header x-v, body /a");
   std::string text = c0["failure"]["text"];
-  EXPECT_TRUE(text.starts_with("status 200 -> 500\n  status: 200 -> 500\n  header x-v: 1 -> 2\n"
-                               "  body /a: 1 -> 2\n    --- recorded\n    +++ live\n"))
+  EXPECT_TRUE(
+      text.starts_with("status 200 -> 500\n  status: 200 -> 500\n  header x-v: 1 -> 2\n"
+                       "  body /a: 1 -> 2\n    --- recorded\n    +++ live\n"))
       << text;
   EXPECT_EQ(j["cases"][1]["error"]["message"], "reset \\x01]]>&<\"' \\xff caf\xc3\xa9");
   EXPECT_EQ(j["cases"][1]["error"]["text"], "reset \\x01]]>&<\"' \\xff caf\xc3\xa9");
