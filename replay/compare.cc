@@ -272,6 +272,9 @@ class RulesFileParser {
     return absl::OkStatus();
   }
 
+  const std::string& file() const { return file_; }
+
+ private:
   std::string file_;
 };
 
@@ -384,10 +387,10 @@ class Applied {
   Applied(const ComparerImpl& c, std::vector<const CompiledRules*> rules)
       : c_(c), rules_(std::move(rules)) {}
 
-  bool ignore_status() const {
+  bool IgnoreStatus() const {
     return std::any_of(rules_.begin(), rules_.end(), [](auto* r) { return r->ignore_status; });
   }
-  bool ignore_body() const {
+  bool IgnoreBody() const {
     return std::any_of(rules_.begin(), rules_.end(), [](auto* r) { return r->ignore_body; });
   }
   bool IgnoredHeader(const std::string& lower) const {
@@ -660,7 +663,7 @@ class ComparerImpl : public Comparer {
             return absl::OkStatus();
           }
           absl::StatusOr<std::unique_ptr<RE2>> re =
-              CompileRegex(v.Scalar(), absl::StrCat(p.file_, ":", LineOf(v), ": ", at));
+              CompileRegex(v.Scalar(), absl::StrCat(p.file(), ":", LineOf(v), ": ", at));
           if (!re.ok()) return re.status();
           route.path = *std::move(re);
           return absl::OkStatus();
@@ -719,6 +722,7 @@ void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
                            const std::vector<Header>& live_h, std::vector<FieldDiff>* out) const {
   std::map<std::string, std::vector<std::string>> rec = ByName(rec_h), live = ByName(live_h);
   std::vector<std::string> names;
+  names.reserve(rec.size() + live.size());
   for (const auto& [n, v] : rec) names.push_back(n);
   for (const auto& [n, v] : live) {
     if (!rec.count(n)) names.push_back(n);
@@ -830,12 +834,12 @@ Comparison ComparerImpl::DoCompare(const Exchange& recorded, const Response& liv
     return out;
   }
   const Response& rec = *recorded.response;
-  if (!a.ignore_status() && rec.status != live.status) {
+  if (!a.IgnoreStatus() && rec.status != live.status) {
     out.diffs.push_back(FieldDiff{FieldDiff::Kind::kStatus, "status", std::to_string(rec.status),
                                   std::to_string(live.status)});
   }
   Headers(a, rec.headers, live.headers, &out.diffs);
-  if (!a.ignore_body()) BodyCompare(a, recorded, live, &out);
+  if (!a.IgnoreBody()) BodyCompare(a, recorded, live, &out);
   return out;
 }
 
