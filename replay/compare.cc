@@ -1,14 +1,17 @@
 #include "replay/compare.h"
 
+#include <fcntl.h>
 #include <re2/re2.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -184,10 +187,13 @@ class RulesFileParser {
  public:
   explicit RulesFileParser(std::string file) : file_(std::move(file)) {}
 
-  absl::Status Error(const YAML::Node& at, std::string_view key, std::string_view problem) const {
+  // "FILE:LINE: KEY" for the node `at`.
+  std::string Where(const YAML::Node& at, std::string_view key) const {
     int line = LineOf(at);
-    return absl::InvalidArgumentError(absl::StrCat(file_, line > 0 ? absl::StrCat(":", line) : "",
-                                                   ": ", AV(key), ": ", AV(problem)));
+    return absl::StrCat(file_, line > 0 ? absl::StrCat(":", line) : "", ": ", AV(key));
+  }
+  absl::Status Error(const YAML::Node& at, std::string_view key, std::string_view problem) const {
+    return absl::InvalidArgumentError(absl::StrCat(Where(at, key), ": ", AV(problem)));
   }
 
   // One block of rules (global, a route, an exchange); `extra` are the keys the block may have
@@ -271,8 +277,6 @@ class RulesFileParser {
     *out = *std::move(compiled);
     return absl::OkStatus();
   }
-
-  const std::string& file() const { return file_; }
 
  private:
   std::string file_;
@@ -596,14 +600,43 @@ class ComparerImpl : public Comparer {
 
  private:
   absl::Status LoadRules(const std::string& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("--rules ", file, ": cannot be read"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) return absl::DataLossError(absl::StrCat("--rules ", file, ": read failed"));
+    // A rules file is small: read whole, at most kMaxRulesBytes, a regular file only (a FIFO
+    // or a directory is refused without waiting on it).
+    constexpr size_t kMaxRulesBytes = size_t{16} << 20;
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+      int err = errno;
+      std::string why = std::strerror(err);
+      return err == ENOENT ? absl::NotFoundError(absl::StrCat("--rules ", file, ": ", why))
+                           : absl::PermissionDeniedError(absl::StrCat("--rules ", file, ": ", why));
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat("--rules ", file, ": not a regular file"));
+    }
+    std::string text;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::close(fd);
+        return absl::DataLossError(absl::StrCat("--rules ", file, ": ", std::strerror(err)));
+      }
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
+      if (text.size() > kMaxRulesBytes) {
+        ::close(fd);
+        return absl::InvalidArgumentError(
+            absl::StrCat("--rules ", file, ": larger than ", kMaxRulesBytes, " bytes"));
+      }
+    }
+    ::close(fd);
     YAML::Node root;
     try {
-      root = YAML::Load(ss.str());
+      root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
       std::string at = e.mark.is_null()
                            ? file
@@ -662,8 +695,7 @@ class ComparerImpl : public Comparer {
             route.method = v.Scalar();
             return absl::OkStatus();
           }
-          absl::StatusOr<std::unique_ptr<RE2>> re =
-              CompileRegex(v.Scalar(), absl::StrCat(p.file(), ":", LineOf(v), ": ", at));
+          absl::StatusOr<std::unique_ptr<RE2>> re = CompileRegex(v.Scalar(), p.Where(v, at));
           if (!re.ok()) return re.status();
           route.path = *std::move(re);
           return absl::OkStatus();

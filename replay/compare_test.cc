@@ -570,7 +570,11 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
   o.rules_file = TestDir() + "/missing.yaml";
   absl::StatusOr<std::shared_ptr<const Comparer>> c = Comparer::Create(o);
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().message(), "--rules " + o.rules_file + ": cannot be read");
+  EXPECT_EQ(c.status().message(), "--rules " + o.rules_file + ": No such file or directory");
+  o.rules_file = TestDir();
+  c = Comparer::Create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "--rules " + o.rules_file + ": not a regular file");
 }
 
 // ---- UnifiedDiff against GNU diff -u ----
