@@ -79,6 +79,20 @@ struct Job {
   uint64_t conn_key = 0;
 };
 
+// An endpoint libcurl reports as text, parsed once per distinct text (a lane's connection
+// keeps its endpoints for many requests).
+struct CachedEndpoint {
+  std::string text;
+  std::optional<IpAddress> ip;
+  const std::optional<IpAddress>& Get(const char* now) {
+    if (text != now) {
+      text = now;
+      ip = IpAddress::Parse(text);
+    }
+    return ip;
+  }
+};
+
 struct Lane {
   CURL* easy = nullptr;
   CURLSH* share = nullptr;
@@ -96,14 +110,20 @@ struct Lane {
   int64_t sent_steady_ns = 0;  // for interim offsets
   int64_t sent_wall_ns = 0;
   uint64_t stream_id = 0;
+  CachedEndpoint local, remote;
+  std::vector<Header> fields_of;  // the fields `fields` was built from
 };
+
+uint64_t SinceSent(const void* lane) {
+  return static_cast<uint64_t>(MonotonicNs() - static_cast<const Lane*>(lane)->sent_steady_ns);
+}
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* lane = static_cast<Lane*>(user);
-  lane->response.HeaderLine(std::string_view(data, size * n),
-                            static_cast<uint64_t>(MonotonicNs() - lane->sent_steady_ns));
+  lane->response.HeaderLine(std::string_view(data, size * n), SinceSent, lane);
   return size * n;
 }
+
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   static_cast<Lane*>(user)->response.BodyBytes(std::string_view(data, size * n));
@@ -180,9 +200,9 @@ class Engine {
   void TakeInput();
   void Route(Job job);
   size_t RouteDue();
-  void StartIdle();
+  bool StartIdle();
   void Send(Lane* lane, Job job);
-  void Pump();
+  size_t Pump();  // completions handled
   void Finish(Lane* lane, CURLcode code);
   void Deliver(ReplayedExchange& rx);
   int64_t DueOf(const Job& job);
@@ -190,6 +210,8 @@ class Engine {
   const ReplayOptions& o_;
   const ReplayObserver& observer_;
   ReplayClock* clock_;
+  bool steady_ = false;         // clock_ is SteadyClock(): its time is MonotonicNs()
+  int64_t wall_offset_ns_ = 0;  // CLOCK_REALTIME - CLOCK_MONOTONIC at the start
   internal::RequestPlan plan_;
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
@@ -228,6 +250,8 @@ Engine::~Engine() {
 
 absl::Status Engine::Setup() {
   if (absl::Status s = CheckOptions(o_); !s.ok()) return s;
+  steady_ = clock_ == SteadyClock();
+  wall_offset_ns_ = RealtimeNs() - MonotonicNs();
   absl::StatusOr<internal::Target> target = internal::ParseTarget(o_.target);
   if (!target.ok()) return target.status();
   absl::StatusOr<internal::RequestPlan> plan = internal::MakeRequestPlan(o_, *std::move(target));
@@ -398,7 +422,7 @@ size_t Engine::RouteDue() {
   return routed;
 }
 
-void Engine::StartIdle() {
+bool Engine::StartIdle() {
   bool added = false;
   if (o_.concurrency > 0) {
     for (auto& lane : lanes_) {
@@ -420,9 +444,27 @@ void Engine::StartIdle() {
       added = true;
     }
   }
-  if (added) {
-    int running = 0;
-    curl_multi_perform(multi_, &running);
+  // Sent at once; a fast answer may complete within this very call, and its completion must be
+  // collected before the loop sleeps (nothing would wake it).
+  return added && Pump() > 0;
+}
+
+// The lane's request fields as libcurl takes them. libcurl's syntax: "Name;" sends an empty
+// value, "Name:" suppresses a field libcurl would add.
+void BuildFieldList(Lane* lane) {
+  std::string line;
+  for (const Header& h : lane->request.headers) {
+    line.assign(h.name);
+    if (h.value.empty()) {
+      line += ';';
+    } else {
+      line += ": ";
+      line += h.value;
+    }
+    lane->fields = curl_slist_append(lane->fields, line.c_str());
+  }
+  for (const std::string& s : lane->request.suppress) {
+    lane->fields = curl_slist_append(lane->fields, s.c_str());
   }
 }
 
@@ -432,8 +474,8 @@ void Engine::Send(Lane* lane, Job job) {
   internal::BuildRequest(plan_, *rec.request, &lane->request);
   lane->stream_id = ++stream_ids_;
   lane->sent_ns = clock_->NowNs();
-  lane->sent_wall_ns = RealtimeNs();
-  lane->sent_steady_ns = MonotonicNs();
+  lane->sent_steady_ns = steady_ ? lane->sent_ns : MonotonicNs();
+  lane->sent_wall_ns = lane->sent_steady_ns + wall_offset_ns_;
   summary_.redacted_headers_dropped += lane->request.redacted_dropped;
   if (!lane->request.error.empty()) {
     ReplayedExchange rx;
@@ -454,21 +496,13 @@ void Engine::Send(Lane* lane, Job job) {
   }
   const internal::OutgoingRequest& r = lane->request;
   CURL* e = lane->easy;
-  curl_slist_free_all(lane->fields);
-  lane->fields = nullptr;
-  std::string line;
-  for (const Header& h : r.headers) {
-    // libcurl's custom-field syntax: "Name;" sends an empty value, "Name:" suppresses one.
-    line.assign(h.name);
-    if (h.value.empty()) {
-      line += ';';
-    } else {
-      line += ": ";
-      line += h.value;
-    }
-    lane->fields = curl_slist_append(lane->fields, line.c_str());
+  // Replayed traffic repeats its fields: the list is rebuilt only when they changed.
+  if (!lane->fields || lane->fields_of != r.headers) {
+    curl_slist_free_all(lane->fields);
+    lane->fields = nullptr;
+    lane->fields_of = r.headers;
+    BuildFieldList(lane);
   }
-  for (const std::string& s : r.suppress) lane->fields = curl_slist_append(lane->fields, s.c_str());
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, lane->fields);
   curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, r.target.c_str());
   if (r.method == "HEAD") {
@@ -495,9 +529,10 @@ void Engine::Send(Lane* lane, Job job) {
   curl_multi_add_handle(multi_, e);
 }
 
-void Engine::Pump() {
+size_t Engine::Pump() {
   int running = 0;
   curl_multi_perform(multi_, &running);
+  size_t done = 0;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -506,8 +541,10 @@ void Engine::Pump() {
     CURLcode code = msg->data.result;
     curl_multi_remove_handle(multi_, msg->easy_handle);
     Finish(lane, code);
-    if (!fatal_.ok()) return;
+    ++done;
+    if (!fatal_.ok()) break;
   }
+  return done;
 }
 
 void Engine::Finish(Lane* lane, CURLcode code) {
@@ -542,13 +579,13 @@ void Engine::Finish(Lane* lane, CURLcode code) {
   char* ip = nullptr;
   long port = 0;
   if (curl_easy_getinfo(e, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip) {
-    if (auto a = IpAddress::Parse(ip)) live.source.ip = *a;
+    if (const auto& a = lane->local.Get(ip)) live.source.ip = *a;
   }
   if (curl_easy_getinfo(e, CURLINFO_LOCAL_PORT, &port) == CURLE_OK) {
     live.source.port = static_cast<uint16_t>(port);
   }
   if (curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip) {
-    if (auto a = IpAddress::Parse(ip)) live.destination.ip = *a;
+    if (const auto& a = lane->remote.Get(ip)) live.destination.ip = *a;
   }
   if (curl_easy_getinfo(e, CURLINFO_PRIMARY_PORT, &port) == CURLE_OK) {
     live.destination.port = static_cast<uint16_t>(port);
@@ -618,7 +655,8 @@ absl::StatusOr<ReplaySummary> Engine::Run() {
     if (!fatal_.ok()) break;
     RouteDue();
     if (!fatal_.ok()) break;
-    StartIdle();
+    if (StartIdle()) continue;  // answers collected freed lanes for more
+    if (!fatal_.ok()) break;
     if (input_ended_ && items_.empty() && queued_ == 0 && in_flight_ == 0) break;
     if (!items_.empty() && queued_ < kMaxQueued && o_.pacing != Pacing::kMax) {
       // The head of the line waits for its due time (its lane may be busy meanwhile).

@@ -79,7 +79,9 @@ struct InputReader::State {
     space.wait(lock, [&] { return cancelled || queue.size() < kInputQueueLimit; });
     if (cancelled) return false;
     queue.push_back(std::move(item));
-    if (wake) wake();
+    // The engine polls the queue after every round of I/O: it needs waking only when it may
+    // have found the queue empty and gone to sleep (a wakeup is a system call).
+    if (queue.size() == 1 && wake) wake();
     return true;
   }
   bool Cancelled() {
@@ -233,7 +235,11 @@ size_t InputReader::Take(std::deque<InputItem>* out, size_t max) {
     state_->queue.pop_front();
     ++n;
   }
-  if (n > 0) state_->space.notify_all();
+  // The reader waits for room at a full queue: wake it once half is free, not at every take.
+  if (n > 0 && state_->queue.size() <= kInputQueueLimit / 2 &&
+      state_->queue.size() + n > kInputQueueLimit / 2) {
+    state_->space.notify_all();
+  }
   return n;
 }
 

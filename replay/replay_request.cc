@@ -253,7 +253,8 @@ void ResponseReader::Reset() {
   final_started_ = in_headers_ = final_done_ = false;
 }
 
-void ResponseReader::HeaderLine(std::string_view line, uint64_t offset_ns) {
+void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(const void*),
+                                const void* arg) {
   EatSuffix(&line, "\n");
   EatSuffix(&line, "\r");
   if (!in_headers_ && !final_done_ && line.substr(0, 5) == "HTTP/") {
@@ -279,7 +280,7 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t offset_ns) {
       i.status = response_.status;
       i.reason = std::move(response_.reason);
       i.headers = std::move(response_.headers);
-      i.offset_ns = offset_ns;
+      i.offset_ns = offset_ns(arg);
       interim_.push_back(std::move(i));
       response_ = Response();
     } else {

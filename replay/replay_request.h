@@ -76,9 +76,9 @@ class ResponseReader {
   static constexpr uint64_t kMaxBodyBytes = 64ull << 20;  // kept; the rest only counted
 
   void Reset();
-  // One header line as libcurl hands it (with its CRLF). `offset_ns` is the time since the
-  // request was sent (for interim responses).
-  void HeaderLine(std::string_view line, uint64_t offset_ns);
+  // One header line as libcurl hands it (with its CRLF). `offset_ns` is called, once per
+  // interim response, for the time since the request was sent.
+  void HeaderLine(std::string_view line, uint64_t (*offset_ns)(const void*), const void* arg);
   void BodyBytes(std::string_view data);
 
   bool has_status() const { return final_started_; }
