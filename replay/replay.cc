@@ -77,6 +77,7 @@ struct Job {
   int64_t due_ns = 0;
   bool due_set = false;  // kMax: due is the moment it is routed
   uint64_t conn_key = 0;
+  internal::OutgoingRequest request;  // built ahead, when taken from the input
 };
 
 // An endpoint libcurl reports as text, parsed once per distinct text (a lane's connection
@@ -331,6 +332,8 @@ void Engine::TakeInput() {
         Job job;
         job.recorded = std::move(item.exchange);
         job.round = item.round;
+        // Built before it is due, so that at its due time only libcurl's hand-off remains.
+        internal::BuildRequest(plan_, *job.recorded->request, &job.request);
         items_.push_back(std::move(job));
         break;
       }
@@ -471,7 +474,7 @@ void BuildFieldList(Lane* lane) {
 void Engine::Send(Lane* lane, Job job) {
   lane->job = std::move(job);
   const Exchange& rec = *lane->job.recorded;
-  internal::BuildRequest(plan_, *rec.request, &lane->request);
+  lane->request = std::move(lane->job.request);
   lane->stream_id = ++stream_ids_;
   lane->sent_ns = clock_->NowNs();
   lane->sent_steady_ns = steady_ ? lane->sent_ns : MonotonicNs();
@@ -661,7 +664,12 @@ absl::StatusOr<ReplaySummary> Engine::Run() {
     if (!items_.empty() && queued_ < kMaxQueued && o_.pacing != Pacing::kMax) {
       // The head of the line waits for its due time (its lane may be busy meanwhile).
       const Job& head = items_.front();
-      if (head.due_set && head.due_ns > clock_->NowNs()) clock_->WaitUntil(head.due_ns, poll_io);
+      if (head.due_set && head.due_ns > clock_->NowNs()) {
+        clock_->WaitUntil(head.due_ns, poll_io);
+        // Due now (or I/O came first): sent before anything else is looked at.
+        RouteDue();
+        StartIdle();
+      }
       continue;
     }
     if (!items_.empty() && queued_ < kMaxQueued) continue;  // kMax: route at once

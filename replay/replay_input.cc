@@ -1,5 +1,8 @@
 #include "replay/replay_input.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -219,6 +222,10 @@ std::unique_ptr<InputReader> InputReader::Start(const ReplayOptions& options,
   state->wake = std::move(wake);
   reader->state_ = state;
   std::thread([state] {
+    // Reading runs ahead of the sends (a queue of kInputQueueLimit); below the engine's thread
+    // in priority, its bursts (a segment decompressed, the queue refilled) do not delay a due
+    // request on a busy machine. Raising one's own nice value needs no privilege.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
     state->Run();
     std::lock_guard<std::mutex> lock(state->mu);
     state->finished = true;
