@@ -609,6 +609,77 @@ TEST_F(ReceivedTest, SampleReplaysTheSameExchangesTwice) {
   EXPECT_LT(a.summary->sent, 40u);
 }
 
+TEST_F(ReceivedTest, InterimResponseKeptInOrder) {
+  // A recorded Expect: 100-continue is sent as recorded; nginx answers 100 Continue before
+  // reading the body (RFC 9110 section 10.1.1), and the live exchange keeps it as interim.
+  Exchange x = Recorded(1, kBase, 9401, "POST", "/upload");
+  x.request->headers = {{"Host", "shop.example"}, {"Expect", "100-continue"},
+                        {"Content-Type", "text/plain"}};
+  x.request->body.data = "payload";
+  x.request->body.length = 7;
+  std::string path = WriteCapture({x}, "interim");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  ASSERT_EQ(r.seen.size(), 1u);
+  const Exchange& live = r.seen[0].live;
+  ASSERT_EQ(live.interim.size(), 1u);
+  EXPECT_EQ(live.interim[0].status, 100);
+  EXPECT_EQ(live.interim[0].reason, "Continue");
+  ASSERT_TRUE(live.response.has_value());
+  EXPECT_EQ(live.response->status, 200);
+  EXPECT_EQ(live.response->reason, "OK");
+  EXPECT_EQ(live.response->version, HttpVersion::kHttp11);
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].expect, "100-continue");
+  EXPECT_EQ(log[0].body, "payload");
+}
+
+TEST_F(ReceivedTest, StdinStreamIsSentAsItArrives) {
+  // taprec -w - flushes a segment about every second: the first exchange's segment arrives, the
+  // second's 700 ms later. The first request must be answered before the second segment is
+  // written (no reorder window held on a live stream), and the replay ends with the stream.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 9501), Recorded(2, kBase + 10 * kMs, 9502)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 2u);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  int saved_stdin = dup(STDIN_FILENO);
+  ASSERT_EQ(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+  close(fds[0]);
+  std::chrono::steady_clock::time_point rest_written;
+  std::thread writer([&] {
+    std::string_view all(file);
+    (void)!write(fds[1], all.data(), blocks[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    rest_written = std::chrono::steady_clock::now();
+    (void)!write(fds[1], all.data() + blocks[1], all.size() - blocks[1]);
+    close(fds[1]);
+  });
+  ReplayOptions o;
+  o.inputs = {"-"};
+  o.target = nginx_.url();
+  o.compare = false;
+  std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> answered;
+  absl::StatusOr<ReplaySummary> summary = Replay(o, [&](const ReplayedExchange& x) {
+    answered.emplace_back(x.recorded->stream_id, std::chrono::steady_clock::now());
+  });
+  writer.join();
+  dup2(saved_stdin, STDIN_FILENO);
+  close(saved_stdin);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->sent, 2u);
+  ASSERT_EQ(answered.size(), 2u);
+  EXPECT_EQ(answered[0].first, 1u);
+  EXPECT_LT(answered[0].second, rest_written);
+  EXPECT_EQ(nginx_.Log(2).size(), 2u);
+}
+
 // ---- comparison, the one-call API ----
 
 TEST_F(ReceivedTest, ReplayCaptureCollectsMismatches) {
