@@ -1,6 +1,11 @@
 // The replay engine (replay.h): one thread drives libcurl's multi interface; the recorded
 // exchanges come from replay_input.h's reader thread; requests are built by replay_request.h.
 //
+// I/O: libcurl's socket interface (curl_multi_socket_action) over an epoll set of the engine's
+// own, with an eventfd the input thread writes when it queued exchanges: each readiness is
+// handed to libcurl for just that socket, and libcurl reads and writes without polling every
+// transfer again (curl_multi_perform would).
+//
 // Lanes: each lane is one easy handle with a connection cache of its own (a CURLSH sharing
 // CURL_LOCK_DATA_CONNECT), so a lane's requests always travel on the lane's keep-alive
 // connection and never on another lane's: the multi handle's shared cache would otherwise hand
@@ -8,7 +13,10 @@
 #include "replay/replay.h"
 
 #include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -204,6 +212,9 @@ class Engine {
   bool StartIdle();
   void Send(Lane* lane, Job job);
   size_t Pump();  // completions handled
+  void PollIo(int timeout_ms);
+  static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* engine, void* assigned);
+  static int OnTimer(CURLM* multi, long timeout_ms, void* engine);
   void Finish(Lane* lane, CURLcode code);
   void Deliver(ReplayedExchange& rx);
   int64_t DueOf(const Job& job);
@@ -216,6 +227,9 @@ class Engine {
   internal::RequestPlan plan_;
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;           // eventfd: the input thread queued exchanges
+  int64_t curl_timer_ns_ = -1; // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
   std::deque<Job> waiting_;                       // concurrency N: routed, for the next free lane
@@ -247,6 +261,61 @@ Engine::~Engine() {
     curl_slist_free_all(lane->fields);
   }
   if (multi_) curl_multi_cleanup(multi_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void* assigned) {
+  auto* self = static_cast<Engine*>(user);
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // may be closed already: no matter
+    return 0;
+  }
+  epoll_event ev{};
+  ev.data.fd = fd;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ev.events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ev.events |= EPOLLOUT;
+  if (assigned) {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  } else {
+    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    }
+    curl_multi_assign(self->multi_, fd, self);
+  }
+  return 0;
+}
+
+int Engine::OnTimer(CURLM*, long timeout_ms, void* user) {
+  auto* self = static_cast<Engine*>(user);
+  self->curl_timer_ns_ = timeout_ms < 0 ? -1 : MonotonicNs() + int64_t{timeout_ms} * 1'000'000;
+  return 0;
+}
+
+// Waits up to `timeout_ms` (shortened to libcurl's timer) for I/O or the input's wakeup, and
+// hands what is ready to libcurl.
+void Engine::PollIo(int timeout_ms) {
+  int timeout = std::max(0, timeout_ms);
+  if (curl_timer_ns_ >= 0) {
+    int64_t left = curl_timer_ns_ - MonotonicNs();
+    timeout = std::min<int64_t>(timeout, left <= 0 ? 0 : (left + 999'999) / 1'000'000);
+  }
+  epoll_event events[64];
+  int n = epoll_wait(epoll_fd_, events, 64, timeout);
+  int running = 0;
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    if (fd == wake_fd_) {
+      uint64_t count;
+      (void)!read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    int flags = 0;
+    if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+    if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+    if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(multi_, fd, flags, &running);
+  }
 }
 
 absl::Status Engine::Setup() {
@@ -268,14 +337,29 @@ absl::Status Engine::Setup() {
     return absl::InternalError(absl::StrCat("libcurl: ", curl_easy_strerror(global)));
   }
   multi_ = curl_multi_init();
-  if (!multi_) return absl::InternalError("libcurl: curl_multi_init failed");
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!multi_ || epoll_fd_ < 0 || wake_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("replay: cannot set up I/O: ", std::strerror(errno)));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Engine::OnSocket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Engine::OnTimer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   if (o_.concurrency > 0) {
     for (int i = 0; i < o_.concurrency; ++i) {
       if (!NewLane()) return absl::InternalError("libcurl: curl_easy_init failed");
     }
   }
-  CURLM* multi = multi_;
-  input_ = internal::InputReader::Start(o_, [multi] { curl_multi_wakeup(multi); });
+  int wake = wake_fd_;
+  input_ = internal::InputReader::Start(o_, [wake] {
+    uint64_t one = 1;
+    (void)!write(wake, &one, sizeof one);
+  });
   return absl::OkStatus();
 }
 
@@ -291,6 +375,7 @@ Lane* Engine::NewLane() {
   curl_easy_setopt(e, CURLOPT_URL, plan_.target.url.c_str());
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+  curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
@@ -532,9 +617,16 @@ void Engine::Send(Lane* lane, Job job) {
   curl_multi_add_handle(multi_, e);
 }
 
+// Hands libcurl the sockets that are ready (without waiting) and runs its timer when it is due
+// (a transfer just added is due at once: that sends it), then hands out the transfers that
+// ended.
 size_t Engine::Pump() {
+  PollIo(0);
   int running = 0;
-  curl_multi_perform(multi_, &running);
+  if (curl_timer_ns_ >= 0 && curl_timer_ns_ <= MonotonicNs()) {
+    curl_timer_ns_ = -1;
+    curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
   size_t done = 0;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
@@ -644,9 +736,7 @@ void Engine::Deliver(ReplayedExchange& rx) {
 absl::StatusOr<ReplaySummary> Engine::Run() {
   if (absl::Status s = Setup(); !s.ok()) return s;
   const int64_t began = clock_->NowNs();
-  auto poll_io = [this](int timeout_ms) {
-    curl_multi_poll(multi_, nullptr, 0, std::max(0, timeout_ms), nullptr);
-  };
+  auto poll_io = [this](int timeout_ms) { PollIo(timeout_ms); };
   for (;;) {
     Pump();
     if (!fatal_.ok()) break;
