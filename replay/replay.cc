@@ -295,7 +295,8 @@ int Engine::OnTimer(CURLM*, long timeout_ms, void* user) {
 // Waits up to `timeout_ms` (shortened to libcurl's timer) for I/O or the input's wakeup, and
 // hands what is ready to libcurl.
 void Engine::PollIo(int timeout_ms) {
-  int timeout = std::max(0, timeout_ms);
+  // At most 100 ms, so that options.stop is polled that often during a long recorded gap.
+  int timeout = std::clamp(timeout_ms, 0, 100);
   if (curl_timer_ns_ >= 0) {
     int64_t left = curl_timer_ns_ - MonotonicNs();
     timeout = std::min<int64_t>(timeout, left <= 0 ? 0 : (left + 999'999) / 1'000'000);

@@ -701,6 +701,46 @@ TEST_F(ReceivedTest, ReplayCaptureCollectsMismatches) {
   EXPECT_EQ(r->mismatches[0].live.response->status, 404);
 }
 
+TEST_F(ReceivedTest, CutRecordedBodyComparedOnItsPrefix) {
+  // The recording kept 2 of the body's 3 bytes (the body limit): compared on "ok", it matches
+  // nginx's "ok\n", and the summary counts it.
+  Exchange x = Recorded(1, kBase, 8101);
+  x.response->body.data = "ok";
+  x.response->body.length = 3;
+  x.response->body.truncated = true;
+  std::string path = WriteCapture({x}, "prefix");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->matched, 1u);
+  EXPECT_EQ(r.summary->body_prefix_compared, 1u);
+  ASSERT_EQ(r.seen.size(), 1u);
+  ASSERT_TRUE(r.seen[0].comparison.has_value());
+  EXPECT_TRUE(r.seen[0].comparison->body_prefix_only);
+}
+
+TEST_F(ReceivedTest, StopEndsTheReplay) {
+  // Recorded 200 ms apart: stop() turns true once the first answer is in, so the second is
+  // never sent.
+  std::string path = WriteCapture({Recorded(1, kBase, 8201), Recorded(2, kBase + 200 * kMs, 8202)},
+                                  "stop");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  bool answered = false;
+  o.stop = [&] { return answered; };
+  absl::StatusOr<ReplaySummary> s =
+      Replay(o, [&](const ReplayedExchange&) { answered = true; });
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->stopped);
+  EXPECT_EQ(s->sent, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(nginx_.Log(1).size(), 1u);
+}
+
 // ---- failures ----
 
 TEST(FailureTest, TargetDownIsAnErrorNamingIt) {
