@@ -62,7 +62,8 @@ class SteadyReplayClock final : public ReplayClock {
     }
     if (left > 150'000) {
       int64_t wake = deadline_ns - 100'000;
-      timespec ts{static_cast<time_t>(wake / 1'000'000'000), static_cast<long>(wake % 1'000'000'000)};
+      timespec ts{static_cast<time_t>(wake / 1'000'000'000),
+                  static_cast<long>(wake % 1'000'000'000)};
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
       }
     }
@@ -132,7 +133,6 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   lane->response.HeaderLine(std::string_view(data, size * n), SinceSent, lane);
   return size * n;
 }
-
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   static_cast<Lane*>(user)->response.BodyBytes(std::string_view(data, size * n));
@@ -228,8 +228,8 @@ class Engine {
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;           // eventfd: the input thread queued exchanges
-  int64_t curl_timer_ns_ = -1; // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
+  int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
+  int64_t curl_timer_ns_ = -1;  // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
   std::deque<Job> waiting_;                       // concurrency N: routed, for the next free lane
@@ -393,9 +393,9 @@ Lane* Engine::NewLane() {
 int64_t Engine::DueOf(const Job& job) {
   switch (o_.pacing) {
     case Pacing::kRecorded: {
-      double offset = static_cast<double>(static_cast<int64_t>(job.recorded->sort_key_ns -
-                                                               origin_key_ns_)) +
-                      job.round * round_period_ns_;
+      double offset =
+          static_cast<double>(static_cast<int64_t>(job.recorded->sort_key_ns - origin_key_ns_)) +
+          job.round * round_period_ns_;
       return start_ns_ + std::llround(offset / o_.speed);
     }
     case Pacing::kRate:
@@ -764,7 +764,7 @@ absl::StatusOr<ReplaySummary> Engine::Run() {
       continue;
     }
     if (!items_.empty() && queued_ < kMaxQueued) continue;  // kMax: route at once
-    poll_io(100);  // responses, or the input's wakeup
+    poll_io(100);                                           // responses, or the input's wakeup
   }
   summary_.elapsed_ns = clock_->NowNs() - began;
   if (!fatal_.ok()) return fatal_;

@@ -98,8 +98,7 @@ struct InputReader::State {
   void Run();
 };
 
-bool InputReader::State::ReadRound(int round,
-                                   std::vector<std::shared_ptr<const Exchange>>* cache,
+bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const Exchange>>* cache,
                                    bool* cache_ok, RoundCounts* counts) {
   auto fail = [&](absl::Status s) {
     InputItem item;

@@ -41,8 +41,8 @@ struct RoundCounts {
   uint64_t selected_out = 0;
   uint64_t sampled_out = 0;
   uint64_t skipped_incomplete = 0;
-  uint64_t taken = 0;          // handed to the engine
-  uint64_t first_key_ns = 0;   // smallest and largest sort key taken (0 when none)
+  uint64_t taken = 0;         // handed to the engine
+  uint64_t first_key_ns = 0;  // smallest and largest sort key taken (0 when none)
   uint64_t last_key_ns = 0;
 };
 

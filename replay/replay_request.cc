@@ -118,8 +118,8 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
           absl::StrCat("--set-header '", h.name, ": ", h.value, "': the name is not a token"));
     }
     if (HasLineBreakOrNul(h.value)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--set-header '", h.name, "': the value holds a CR, LF or NUL byte"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set-header '", h.name, "': the value holds a CR, LF or NUL byte"));
     }
     plan.set_headers.push_back(h);
     plan.set_lower.push_back(absl::AsciiStrToLower(h.name));
@@ -133,8 +133,8 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
   for (const PathRewrite& r : options.path_rewrites) {
     auto re = std::make_shared<const re2::RE2>(r.regex, re2::RE2::Quiet);
     if (!re->ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--rewrite-path '", r.regex, "=",
-                                                     r.replacement, "': ", re->error()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rewrite-path '", r.regex, "=", r.replacement, "': ", re->error()));
     }
     std::string why;
     if (!re->CheckRewriteString(r.replacement, &why)) {
@@ -208,8 +208,7 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
     if (lower == "host") {
       if (host_seen) continue;  // one Host (RFC 9112 section 3.2)
       host_seen = true;
-      out->headers.push_back(
-          {h.name, plan.keep_authority ? h.value : plan.target.authority});
+      out->headers.push_back({h.name, plan.keep_authority ? h.value : plan.target.authority});
       continue;
     }
     if (IsRedactionMarker(h.value)) {
@@ -229,7 +228,7 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   }
   if (!host_seen && !Contains(plan.drop_lower, "host")) {
     std::string host = plan.keep_authority && !recorded.authority.empty() ? recorded.authority
-                                                                           : plan.target.authority;
+                                                                          : plan.target.authority;
     out->headers.insert(out->headers.begin(), Header{"Host", std::move(host)});
     host_seen = true;
   }
@@ -288,8 +287,9 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
     }
     return;
   }
-  std::vector<Header>* fields =
-      in_headers_ ? &response_.headers : final_done_ ? &response_.trailers : nullptr;
+  std::vector<Header>* fields = in_headers_   ? &response_.headers
+                                : final_done_ ? &response_.trailers
+                                              : nullptr;
   if (!fields) return;
   if ((line.front() == ' ' || line.front() == '\t') && !fields->empty()) {
     // obs-fold (RFC 9112 section 5.2): a continuation of the previous value.
@@ -298,8 +298,8 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
   }
   size_t colon = line.find(':');
   if (colon == std::string_view::npos) return;
-  fields->push_back({std::string(line.substr(0, colon)),
-                     std::string(TrimOws(line.substr(colon + 1)))});
+  fields->push_back(
+      {std::string(line.substr(0, colon)), std::string(TrimOws(line.substr(colon + 1)))});
 }
 
 void ResponseReader::BodyBytes(std::string_view data) {

@@ -23,9 +23,9 @@ class RE2;
 
 namespace tapkit::replay::internal {
 
-// --target checked: "http://HOST[:PORT][/]". `url` is what libcurl connects to ("http://HOST:PORT/"),
-// `authority` the Host value sent unless keep_authority ("HOST:PORT" as given, RFC 9110 section
-// 7.2: the port is left out when the target left it out).
+// --target checked: "http://HOST[:PORT][/]". `url` is what libcurl connects to
+// ("http://HOST:PORT/"), `authority` the Host value sent unless keep_authority ("HOST:PORT" as
+// given, RFC 9110 section 7.2: the port is left out when the target left it out).
 struct Target {
   std::string url;
   std::string authority;

@@ -1,8 +1,8 @@
 // Tests of the replay engine (replay.h) against a real nginx that the test starts on its own
 // loopback addresses (127.0.96.0/24). What nginx received is read from its access log (the
-// independent source; escape=json logs a missing field as ""): the request line, chosen fields, the body, and $connection /
-// $connection_requests for the order per connection. Pacing is checked exactly with FakeClock
-// against due times computed by hand from the recorded sort keys.
+// independent source; escape=json logs a missing field as ""): the request line, chosen fields, the
+// body, and $connection / $connection_requests for the order per connection. Pacing is checked
+// exactly with FakeClock against due times computed by hand from the recorded sort keys.
 //
 // Without nginx the nginx tests skip with a message (they fail under CI=true).
 #include "replay/replay.h"
@@ -66,8 +66,8 @@ bool HaveNginx() { return std::system("command -v nginx >/dev/null 2>&1") == 0; 
 struct Logged {
   int connection = 0;
   int connection_requests = 0;
-  std::string request, host, accept, expect, user_agent, content_type, x_keep, x_set, x_drop,
-      x_hop, authorization, te, content_length, body;
+  std::string request, host, accept, expect, user_agent, content_type, x_keep, x_set, x_drop, x_hop,
+      authorization, te, content_length, body;
 };
 
 // nginx on ADDR:PORT: "/" and everything else answer 200 "ok\n" (text/plain) after reading the
@@ -87,7 +87,8 @@ class Nginx {
     port_ = FreePort(addr_);
     backend_port_ = FreePort(addr_);
     std::string user = geteuid() == 0 ? "user root root; " : "";
-    std::ofstream(dir_ / "nginx.conf") << user << "worker_processes 1; daemon on; pid " << dir_.string()
+    std::ofstream(dir_ / "nginx.conf")
+        << user << "worker_processes 1; daemon on; pid " << dir_.string()
         << "/nginx.pid; error_log " << dir_.string() << "/error.log;\n"
         << "events { worker_connections 256; }\n"
         << "http { default_type text/plain; client_body_temp_path " << dir_.string() << "/body;\n"
@@ -120,8 +121,8 @@ class Nginx {
   }
   void Stop() {
     if (!started_) return;
-    std::system(absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " -s stop 2>/dev/null")
-                    .c_str());
+    std::system(
+        absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " -s stop 2>/dev/null").c_str());
     started_ = false;
     for (int i = 0; i < 100 && fs::exists(dir_ / "nginx.pid"); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -178,13 +179,13 @@ class Nginx {
   bool started_ = false;
 };
 
-#define REQUIRE_NGINX(nginx)                                                              \
-  do {                                                                                    \
-    if (!HaveNginx()) {                                                                   \
+#define REQUIRE_NGINX(nginx)                                                               \
+  do {                                                                                     \
+    if (!HaveNginx()) {                                                                    \
       if (::tapkit::testing::InCi()) FAIL() << "nginx missing; CI=true (scripts/deps.sh)"; \
-      GTEST_SKIP() << "nginx not installed (scripts/deps.sh installs it); skipping";      \
-    }                                                                                     \
-    ASSERT_TRUE((nginx).Start()) << "nginx did not start";                                \
+      GTEST_SKIP() << "nginx not installed (scripts/deps.sh installs it); skipping";       \
+    }                                                                                      \
+    ASSERT_TRUE((nginx).Start()) << "nginx did not start";                                 \
   } while (0)
 
 // A recorded exchange: `conn` picks the recorded client port (one TCP connection per value).
@@ -217,7 +218,8 @@ Exchange Recorded(uint64_t id, uint64_t key_ns, uint16_t conn, std::string metho
 }
 
 std::string WriteCapture(const std::vector<Exchange>& xs, const std::string& name) {
-  fs::path p = fs::temp_directory_path() / absl::StrCat("replay_test_", getpid(), "_", name, ".tap");
+  fs::path p =
+      fs::temp_directory_path() / absl::StrCat("replay_test_", getpid(), "_", name, ".tap");
   std::ofstream(p, std::ios::binary) << tapkit::testing::WriteToString(xs);
   return p.string();
 }
@@ -380,8 +382,8 @@ TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
   a2.request->body.length = a2.request->body.data.size();
   Exchange b2 = Recorded(4, kBase + 3 * kMs, 2002, "DELETE", "/v1/items/7");
   Exchange a3 = Recorded(5, kBase + 4 * kMs, 2001, "GET", "/other/./path");
-  a3.request->headers = {{"Host", "shop.example"}, {"Accept", "application/json"},
-                         {"User-Agent", "recorded-agent/1"}};
+  a3.request->headers = {
+      {"Host", "shop.example"}, {"Accept", "application/json"}, {"User-Agent", "recorded-agent/1"}};
   xs = {a1, b1, a2, b2, a3};
   std::string path = WriteCapture(xs, "received");
 
@@ -407,7 +409,7 @@ TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
 
   const Logged& l1 = by_request["GET /v2/items?x=1&y=%2F..%2F HTTP/1.1"];
   EXPECT_EQ(l1.host, host);
-  EXPECT_EQ(l1.x_hop, "");          // named by Connection: hop-by-hop
+  EXPECT_EQ(l1.x_hop, "");  // named by Connection: hop-by-hop
   EXPECT_EQ(l1.te, "");
   EXPECT_EQ(l1.authorization, "");  // a redaction marker is not sent
   EXPECT_EQ(l1.x_drop, "");
@@ -424,7 +426,7 @@ TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
 
   const Logged& l3 = by_request["PUT /v2/items/7 HTTP/1.1"];
   EXPECT_EQ(l3.body, "{\\\"name\\\":\\\"seven\\\",\\\"n\\\":7}");  // nginx's JSON escaping
-  EXPECT_EQ(l3.content_length, "22");                                   // re-framed
+  EXPECT_EQ(l3.content_length, "22");                              // re-framed
   EXPECT_EQ(l3.content_type, "application/json");
 
   const Logged& l4 = by_request["DELETE /v2/items/7 HTTP/1.1"];
@@ -533,8 +535,8 @@ TEST_F(ReceivedTest, IncompleteSkippedOrIncluded) {
 TEST_F(ReceivedTest, SelectionAndCount) {
   std::vector<Exchange> xs;
   for (uint64_t i = 1; i <= 6; ++i) {
-    xs.push_back(Recorded(i, kBase + i * kMs, 6000 + i, i % 2 ? "GET" : "POST",
-                          absl::StrCat("/sel/", i)));
+    xs.push_back(
+        Recorded(i, kBase + i * kMs, 6000 + i, i % 2 ? "GET" : "POST", absl::StrCat("/sel/", i)));
   }
   std::string path = WriteCapture(xs, "selection");
   SelectionFlags flags;
@@ -613,8 +615,8 @@ TEST_F(ReceivedTest, InterimResponseKeptInOrder) {
   // A recorded Expect: 100-continue is sent as recorded; nginx answers 100 Continue before
   // reading the body (RFC 9110 section 10.1.1), and the live exchange keeps it as interim.
   Exchange x = Recorded(1, kBase, 9401, "POST", "/upload");
-  x.request->headers = {{"Host", "shop.example"}, {"Expect", "100-continue"},
-                        {"Content-Type", "text/plain"}};
+  x.request->headers = {
+      {"Host", "shop.example"}, {"Expect", "100-continue"}, {"Content-Type", "text/plain"}};
   x.request->body.data = "payload";
   x.request->body.length = 7;
   std::string path = WriteCapture({x}, "interim");
@@ -724,16 +726,15 @@ TEST_F(ReceivedTest, CutRecordedBodyComparedOnItsPrefix) {
 TEST_F(ReceivedTest, StopEndsTheReplay) {
   // Recorded 200 ms apart: stop() turns true once the first answer is in, so the second is
   // never sent.
-  std::string path = WriteCapture({Recorded(1, kBase, 8201), Recorded(2, kBase + 200 * kMs, 8202)},
-                                  "stop");
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 8201), Recorded(2, kBase + 200 * kMs, 8202)}, "stop");
   ReplayOptions o;
   o.inputs = {path};
   o.target = nginx_.url();
   o.compare = false;
   bool answered = false;
   o.stop = [&] { return answered; };
-  absl::StatusOr<ReplaySummary> s =
-      Replay(o, [&](const ReplayedExchange&) { answered = true; });
+  absl::StatusOr<ReplaySummary> s = Replay(o, [&](const ReplayedExchange&) { answered = true; });
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_TRUE(s->stopped);
   EXPECT_EQ(s->sent, 1u);
@@ -810,11 +811,13 @@ TEST(OptionsTest, BadOptionsNameTheFlag) {
               o.loop = 2;
             }),
             "--loop 2: a stream on standard input is replayed once");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.path_rewrites = {{"(", "x"}}; }).substr(0, 22),
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.path_rewrites = {{"(", "x"}};
+            }).substr(0, 22),
             "--rewrite-path '(=x': ");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.inputs = {"/nonexistent/x.tap"}; }).find(
-                "/nonexistent/x.tap"),
-            0u);
+  EXPECT_EQ(
+      error([](ReplayOptions& o) { o.inputs = {"/nonexistent/x.tap"}; }).find("/nonexistent/x.tap"),
+      0u);
 }
 
 }  // namespace
