@@ -647,7 +647,7 @@ void Engine::Finish(Lane* lane, CURLcode code) {
   lane->busy = false;
   --in_flight_;
   const Exchange& rec = *lane->job.recorded;
-  const internal::OutgoingRequest& r = lane->request;
+  internal::OutgoingRequest& r = lane->request;  // moved from below: the next Send rebuilds it
   ReplayedExchange rx;
   rx.recorded = &rec;
   rx.round = lane->job.round;
@@ -662,11 +662,11 @@ void Engine::Finish(Lane* lane, CURLcode code) {
   live.tls = TlsState::kNo;
   Request& req = live.request.emplace();
   req.version = HttpVersion::kHttp11;
-  req.method = r.method;
+  req.method = std::move(r.method);
   req.scheme = "http";
-  req.authority = r.authority;
-  req.path = r.target;
-  req.headers = r.headers;
+  req.authority = std::move(r.authority);
+  req.path = std::move(r.target);
+  req.headers = std::move(r.headers);
   if (r.has_body) {
     req.body.data = *r.body;
     req.body.length = r.body->size();
