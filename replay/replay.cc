@@ -108,8 +108,7 @@ struct Lane {
   CURLSH* share = nullptr;
   std::deque<Job> queue;  // concurrency 0: this lane's recorded connection(s), in order
   bool busy = false;
-  uint64_t owner = 0;       // the recorded connection it serves (concurrency 0)
-  bool fresh_next = false;  // the next request opens a new connection (lane changed owner)
+  uint64_t owner = 0;  // the recorded connection it serves (concurrency 0)
   // The transfer in flight.
   Job job;
   internal::OutgoingRequest request;
@@ -206,6 +205,7 @@ class Engine {
  private:
   absl::Status Setup();
   Lane* NewLane();
+  bool OpenLane(Lane* lane);
   void TakeInput();
   void Route(Job job);
   size_t RouteDue();
@@ -366,13 +366,27 @@ absl::Status Engine::Setup() {
 
 Lane* Engine::NewLane() {
   auto lane = std::make_unique<Lane>();
+  if (!OpenLane(lane.get())) return nullptr;
+  lanes_.push_back(std::move(lane));
+  return lanes_.back().get();
+}
+
+// (Re)creates the lane's easy handle and connection cache; a lane given to another recorded
+// connection starts over, so the connection it kept for the previous one is closed, not left
+// idle on the target.
+bool Engine::OpenLane(Lane* lane) {
+  if (lane->easy) curl_easy_cleanup(lane->easy);
+  if (lane->share) curl_share_cleanup(lane->share);
+  curl_slist_free_all(lane->fields);
+  lane->fields = nullptr;
+  lane->fields_of.clear();
   lane->share = curl_share_init();
   lane->easy = curl_easy_init();
-  if (!lane->share || !lane->easy) return nullptr;
+  if (!lane->share || !lane->easy) return false;
   curl_share_setopt(lane->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   CURL* e = lane->easy;
   curl_easy_setopt(e, CURLOPT_SHARE, lane->share);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, lane.get());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, lane);
   curl_easy_setopt(e, CURLOPT_URL, plan_.target.url.c_str());
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
@@ -380,14 +394,13 @@ Lane* Engine::NewLane() {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, lane.get());
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, lane);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, lane.get());
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, lane);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, lane->error);
   long timeout_ms = static_cast<long>(std::max<int64_t>(1, (o_.timeout_ns + 999'999) / 1'000'000));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-  lanes_.push_back(std::move(lane));
-  return lanes_.back().get();
+  return true;
 }
 
 int64_t Engine::DueOf(const Job& job) {
@@ -470,7 +483,7 @@ void Engine::Route(Job job) {
       if (lane) {
         auto old = lane_of_.find(lane->owner);
         if (old != lane_of_.end() && old->second == lane) lane_of_.erase(old);
-        lane->fresh_next = true;
+        if (!OpenLane(lane)) lane = nullptr;
       } else {
         lane = lanes_[job.conn_key % lanes_.size()].get();  // shared, order still kept
       }
@@ -608,8 +621,6 @@ void Engine::Send(Lane* lane, Job job) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
                      r.method == "GET" && !r.has_body ? nullptr : r.method.c_str());
   }
-  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, lane->fresh_next ? 1L : 0L);
-  lane->fresh_next = false;
   lane->response.Reset();
   lane->error[0] = '\0';
   lane->busy = true;

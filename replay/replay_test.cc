@@ -90,7 +90,7 @@ class Nginx {
     std::ofstream(dir_ / "nginx.conf")
         << user << "worker_processes 1; daemon on; pid " << dir_.string()
         << "/nginx.pid; error_log " << dir_.string() << "/error.log;\n"
-        << "events { worker_connections 256; }\n"
+        << "events { worker_connections 1024; }\n"
         << "http { default_type text/plain; client_body_temp_path " << dir_.string() << "/body;\n"
         << "  proxy_temp_path " << dir_.string() << "/proxy;\n"
         << "  log_format replay escape=json '$connection|$connection_requests|$request|$http_host|"
@@ -494,6 +494,32 @@ TEST_F(ReceivedTest, ConcurrencySpreadsConnections) {
   for (const Logged& l : nginx_.Log(6)) conns.insert(l.connection);
   EXPECT_LE(conns.size(), 3u);
   EXPECT_EQ(nginx_.Log(6).size(), 6u);
+}
+
+TEST_F(ReceivedTest, MoreRecordedConnectionsThanLanes) {
+  // 300 recorded connections, one request each, 1 ms apart: past kMaxLanes (256) an idle lane
+  // is given to the new connection and opens a new one, so nginx sees 300 connections.
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(10000 + i)));
+  }
+  std::string path = WriteCapture(xs, "lanes");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 300u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  std::vector<Logged> log = nginx_.Log(300);
+  ASSERT_EQ(log.size(), 300u);
+  std::set<int> conns;
+  for (const Logged& l : log) {
+    conns.insert(l.connection);
+    EXPECT_EQ(l.connection_requests, 1);
+  }
+  EXPECT_EQ(conns.size(), 300u);
 }
 
 // ---- what is replayed ----
