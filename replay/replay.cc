@@ -724,10 +724,16 @@ void Engine::Finish(Lane* lane, CURLcode code) {
     long os_errno = 0;
     curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
     if (code == CURLE_OK) code = CURLE_WEIRD_SERVER_REPLY;
-    if (!answered_ && IsConnectFailure(code)) {
+    curl_off_t connected_us = 0;
+    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connected_us);
+    bool never_connected =
+        IsConnectFailure(code) || (code == CURLE_OPERATION_TIMEDOUT && connected_us == 0);
+    if (!answered_ && never_connected) {
       // The target is not there: nothing more is sent.
-      fatal_ = absl::UnavailableError(
-          absl::StrCat("--target ", o_.target, ": ", ConnectError(code, os_errno, lane->error)));
+      fatal_ = absl::UnavailableError(absl::StrCat(
+          "--target ", o_.target, ": ",
+          code == CURLE_OPERATION_TIMEDOUT ? "connection timed out"
+                                           : ConnectError(code, os_errno, lane->error)));
       lane->job = Job();
       return;
     }

@@ -814,6 +814,38 @@ TEST(FailureTest, SilentServerTimesOut) {
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
+TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
+  // A listener whose backlog is full drops new SYNs: the connection is never made, so the
+  // first request's timeout names the target as unreachable, as a refusal does.
+  const std::string addr = "127.0.96.6";
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(fd, 0), 0);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {  // fill the backlog; the ones past it stay half-open
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    fillers.push_back(c);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string path = WriteCapture({Recorded(1, kBase, 9151)}, "backlog");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
+  o.timeout_ns = 300'000'000;
+  ReplayRun r = DoReplay(o);
+  for (int c : fillers) close(c);
+  close(fd);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target, ": connection timed out"));
+}
+
 TEST(OptionsTest, BadOptionsNameTheFlag) {
   std::string path = WriteCapture({Recorded(1, kBase, 9201)}, "options");
   auto error = [&](auto edit) {
