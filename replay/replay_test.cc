@@ -34,6 +34,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Everything a test run writes (captures, nginx's files) lives here and is removed at the end.
+fs::path TestDir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / absl::StrCat("replay_test_", getpid());
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+class RemoveTestDir : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(TestDir(), ec);
+  }
+};
+const auto* const kRemoveTestDir = ::testing::AddGlobalTestEnvironment(new RemoveTestDir);
+
 constexpr uint64_t kBase = 1'790'000'000'000'000'000ull;  // recorded sort keys start here
 constexpr uint64_t kMs = 1'000'000;
 
@@ -79,8 +98,7 @@ class Nginx {
 
   bool Start() {
     static int started = 0;
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("replay_test_nginx_", getpid(), "_", addr_, "_", ++started);
+    dir_ = TestDir() / absl::StrCat("nginx_", addr_, "_", ++started);
     std::error_code ec;
     fs::remove_all(dir_, ec);
     fs::create_directories(dir_);
@@ -218,8 +236,7 @@ Exchange Recorded(uint64_t id, uint64_t key_ns, uint16_t conn, std::string metho
 }
 
 std::string WriteCapture(const std::vector<Exchange>& xs, const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / absl::StrCat("replay_test_", getpid(), "_", name, ".tap");
+  fs::path p = TestDir() / absl::StrCat(name, ".tap");
   std::ofstream(p, std::ios::binary) << tapkit::testing::WriteToString(xs);
   return p.string();
 }
@@ -653,7 +670,7 @@ TEST(InputTest, DamageIsAnErrorNamingFileAndOffset) {
   std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
   ASSERT_GE(blocks.size(), 3u);
   file[blocks[1] + (blocks[2] - blocks[1]) / 2 + 8] ^= 0x55;
-  fs::path p = fs::temp_directory_path() / absl::StrCat("replay_test_", getpid(), "_damaged.tap");
+  fs::path p = TestDir() / "damaged.tap";
   std::ofstream(p, std::ios::binary) << file;
   ReplayOptions o;
   o.inputs = {p.string()};
