@@ -7,7 +7,7 @@
 #
 # What is installed is computed, not listed: the link closure of the root libraries below (the
 # libraries are static, so private dependencies are part of what a user links), the public
-# headers of each library in it and every project header those include, and one
+# headers of the root libraries and every project header those include, and one
 # find_dependency (or pkg_check_modules) per third-party target in the closure. A third-party
 # target this file cannot map, or a library linked by file path, stops the configuration with a
 # message naming it: the installed package would not link otherwise.
@@ -17,8 +17,8 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# The libraries users link: the replay API and the format libraries it exposes. Those that do not
-# exist (yet, or in this configuration) are left out.
+# The libraries users link: the replay API and the format libraries it exposes. One that does not
+# exist in this configuration is left out.
 set(_tapkit_core_roots tapkit_replay tapkit_compare tapkit_report tapkit_replay_capture
     tapkit_format tapkit_select tapkit_redact tapkit_content tapkit_http_text)
 # The GoogleTest helper: exported on its own, so a user without GoogleTest still finds tapkit.
