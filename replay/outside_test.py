@@ -13,7 +13,10 @@
 A missing nginx, cmake or ninja is a skip (exit 77), a failure under CI=true. No root needed.
 Build the installed targets first: `cmake --build BUILD_DIR --target tapkit_package`.
 
-  outside_test.py SOURCE_DIR BUILD_DIR
+  outside_test.py SOURCE_DIR BUILD_DIR [CMAKE_ARG...]
+
+CMAKE_ARGs go to the outside project's configuration (ctest passes the build's compiler and its
+sanitizer flags).
 """
 
 import os
@@ -106,10 +109,11 @@ def readme_region(text, begin, end):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         print(__doc__)
         return 2
-    source, build = (os.path.abspath(a) for a in sys.argv[1:])
+    source, build = (os.path.abspath(a) for a in sys.argv[1:3])
+    cmake_args = sys.argv[3:]
     for tool in ("nginx", "cmake", "ninja"):
         if not shutil.which(tool):
             skip("outside_test", f"{tool} is missing")
@@ -136,7 +140,7 @@ def main():
         print(f"installed: {count} headers", flush=True)
 
         configure = ["cmake", "-S", example, "-B", os.path.join(work, "build"), "-G", "Ninja",
-                     f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"]
+                     f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"] + cmake_args
         if shutil.which("ccache"):
             configure.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
         run("configuring the outside project", configure)
