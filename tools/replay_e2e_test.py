@@ -552,7 +552,11 @@ def check_shadow():
     live_build = os.environ.get("REPLAY_E2E_LIVE_BUILD", BUILD)
     taprec = os.path.join(live_build, "tools", "taprec")
     cp_bin = os.path.join(live_build, "controlplane", "tap-controlplane")
-    probe = run([taprec, "deploy/frontend", "-n", "demo", "-w", os.devnull], timeout=WAIT)
+    # No control plane in an empty runtime directory: a live build says so, a build without
+    # gRPC says it has no live taps.
+    empty = tempfile.mkdtemp(dir=WORK)
+    probe = run([taprec, "deploy/frontend", "-n", "demo", "-w", os.devnull], timeout=WAIT,
+                env=dict(os.environ, TAPKIT_RUNTIME_DIR=empty))
     if "no live taps" in probe.stderr.decode() or not os.path.exists(cp_bin):
         return ("SKIPPED shadowing: this build's taprec has no live mode (gRPC off); run with the "
                 "gRPC build, or set REPLAY_E2E_LIVE_BUILD")
