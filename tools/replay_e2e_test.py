@@ -126,7 +126,7 @@ http {{
   server {{
     listen {addr}:{port}; root {www};
     location = /status {{ return {status} "ok\\n"; }}
-    location = /header {{ add_header X-Version {version}; add_header X-Trace-Id {trace};
+    location = /header {{ add_header X-Version {version}; add_header X-Instance-Id {trace};
                           return 200 "header\\n"; }}
     location = /form {{ return 200 "form\\n"; }}
     location = /auth {{ add_header Set-Cookie "sid={uuid.uuid4().hex}; Path=/"; return 200 "auth\\n"; }}
@@ -388,7 +388,7 @@ def check_rules(tap, recorded):
     # The noise nginx: three differences, then the rules that hide them.
     objs, _, _ = replay_json(tap, noise, code=1, what="noise")
     got = diffs_of(objs)
-    want = {"/header": {"header x-trace-id"}, "/data.json": {"body /updated"},
+    want = {"/header": {"header x-instance-id"}, "/data.json": {"body /updated"},
             "/list.json": {"body /items/0", "body /items/1", "body /items/2"}}
     if got != want:
         fail(f"noise: reported {got}, expected {want}")
@@ -401,7 +401,7 @@ def check_rules(tap, recorded):
     rules = os.path.join(WORK, "rules.yaml")
     with open(rules, "w") as f:
         f.write(f"""global:
-  header_patterns: {{x-trace-id: "[0-9a-f]{{32}}"}}
+  header_patterns: {{x-instance-id: "[0-9a-f]{{32}}"}}
   json_patterns: {{/updated: "[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}Z"}}
 routes:
   - method: GET
