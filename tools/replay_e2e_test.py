@@ -478,7 +478,16 @@ def check_capture(tap, recorded):
             fail(f"-w: {x['request']['path']} names recorded {rec[of]['request']['path']}")
         if x["request"]["path"] == "/status" and x["response"]["httpStatus"] != 503:
             fail(f"-w: /status answered {x['response']['httpStatus']}")
-    return f"-w: {len(live)} live exchanges, replayOf the recorded ids"
+    # -w - takes standard output; the JSON report goes to standard error.
+    r = replay(tap, "--target", url("diff"), "-w", "-", "-o", "json")
+    expect(r, 1, "-w -")
+    piped = run([tool("tapcat"), "-o", "json", "-"], input=r.stdout)
+    if piped.returncode != 0 or len(piped.stdout.decode().splitlines()) != len(recorded):
+        fail(f"-w -: tapcat read {piped.stdout.decode()!r}, {piped.stderr.decode()!r}")
+    objs, _ = json_report(subprocess.CompletedProcess([], 1, r.stderr, b""), "-w - -o json")
+    if diffs_of(objs) != FOUR:
+        fail(f"-w - -o json: the report on standard error says {diffs_of(objs)}")
+    return f"-w: {len(live)} live exchanges, replayOf the recorded ids; -w -: report on stderr"
 
 
 def check_errors(tap, recorded):
