@@ -86,7 +86,8 @@ std::string Written(std::string_view name) {
 
 bool SameFile(const std::string& a, const std::string& b) {
   if (a == b) return true;
-  struct stat sa {}, sb {};
+  struct stat sa {
+  }, sb{};
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
          sa.st_ino == sb.st_ino;
 }
@@ -203,10 +204,10 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
     return Bad("--sample-seed", Shown(f.sample_seed), "goes with --sample PERCENT");
   }
   if (!f.selection.incomplete.empty() && !f.include_incomplete) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--incomplete ", absl::StrJoin(f.selection.incomplete, ","),
-        ": selects exchanges that did not complete, which tapreplay skips unless "
-        "--include-incomplete is given too"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--incomplete ", absl::StrJoin(f.selection.incomplete, ","),
+                     ": selects exchanges that did not complete, which tapreplay skips unless "
+                     "--include-incomplete is given too"));
   }
   if (f.inputs.empty()) {
     return absl::InvalidArgumentError("no input file (give IN.tap, or - for standard input)");
@@ -300,8 +301,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   if (given("redact-key-file")) {
     absl::StatusOr<std::string> key = ReadRedactionKey(f.redact_key_file);
     if (!key.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--redact-key-file ", key.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("--redact-key-file ", key.status().message()));
     }
     c.redaction_key = *std::move(key);
   }
@@ -314,19 +314,21 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   plan.show_matches = f.verbose;
   if (given("junit")) {
     if (f.junit.empty() || f.junit == "-") {
-      return Bad("--junit", Shown(f.junit), "give a file name (the XML is written whole at the end)");
+      return Bad("--junit", Shown(f.junit),
+                 "give a file name (the XML is written whole at the end)");
     }
     plan.junit_path = f.junit;
   }
   if (given("write")) {
-    if (f.write.empty()) return Bad("-w", Shown(f.write), "give a file name, or - for standard output");
+    if (f.write.empty())
+      return Bad("-w", Shown(f.write), "give a file name, or - for standard output");
     plan.capture_path = f.write;
   }
   for (const std::string& in : f.inputs) {
     if (in == "-") continue;
-    for (const auto& [flag, out] : {std::pair<std::string_view, const std::string*>{
-                                        "-w", &plan.capture_path},
-                                    {"--junit", &plan.junit_path}}) {
+    for (const auto& [flag, out] :
+         {std::pair<std::string_view, const std::string*>{"-w", &plan.capture_path},
+          {"--junit", &plan.junit_path}}) {
       if (!out->empty() && *out != "-" && SameFile(in, *out)) {
         return Bad(flag, *out, "is an input; it would be overwritten");
       }

@@ -42,9 +42,9 @@ struct ReplayToolFlags {
   bool keep_authority = false;      // --keep-authority
 
   // Pacing: at most one of --speed X, --rate N, --max.
-  std::string speed;  // --speed: a number above 0 (recorded gaps are divided by it)
-  std::string rate;   // --rate: requests per second, above 0
-  bool max = false;   // --max
+  std::string speed;        // --speed: a number above 0 (recorded gaps are divided by it)
+  std::string rate;         // --rate: requests per second, above 0
+  bool max = false;         // --max
   std::string concurrency;  // --concurrency N: 1..kMaxLanes lanes (absent: a lane per connection)
   std::string loop;         // --loop N >= 1
   std::string sample;       // --sample PERCENT: (0, 100], an optional trailing "%"
@@ -72,7 +72,7 @@ struct ReplayToolFlags {
   std::string write;            // -w FILE ("-": standard output)
   bool verbose = false;         // -v: a line for each exchange that matched too
 
-  SelectionFlags selection;   // format/select.h's flags
+  SelectionFlags selection;  // format/select.h's flags
   std::set<std::string> given;
 };
 
@@ -83,8 +83,8 @@ struct ReplayPlan {
   ReplayOptions replay;  // clock and stop left unset
   ReplayOutput output = ReplayOutput::kText;
   bool show_matches = false;
-  std::string junit_path;    // empty: no JUnit file
-  std::string capture_path;  // empty: no capture; "-": standard output
+  std::string junit_path;             // empty: no JUnit file
+  std::string capture_path;           // empty: no capture; "-": standard output
   std::vector<std::string> warnings;  // lines to print before replaying (the selection's)
 };
 

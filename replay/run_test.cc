@@ -121,16 +121,18 @@ TEST(PlanReplay, PacingValues) {
   EXPECT_EQ(p->replay.pacing, Pacing::kRecorded);
   EXPECT_EQ(p->replay.speed, 0.5);
 
-  p = PlanReplay(Flags({{"rate", "250"}, {"concurrency", "8"}, {"loop", "3"},
-                        {"no-compare", ""}}));
+  p = PlanReplay(Flags({{"rate", "250"}, {"concurrency", "8"}, {"loop", "3"}, {"no-compare", ""}}));
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->replay.pacing, Pacing::kRate);
   EXPECT_EQ(p->replay.rate, 250.0);
   EXPECT_EQ(p->replay.concurrency, 8);
   EXPECT_EQ(p->replay.loop, 3);
 
-  p = PlanReplay(Flags({{"max", ""}, {"sample", "12.5%"}, {"sample-seed", "18446744073709551615"},
-                        {"timeout", "250ms"}, {"no-compare", ""}}));
+  p = PlanReplay(Flags({{"max", ""},
+                        {"sample", "12.5%"},
+                        {"sample-seed", "18446744073709551615"},
+                        {"timeout", "250ms"},
+                        {"no-compare", ""}}));
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->replay.pacing, Pacing::kMax);
   EXPECT_EQ(p->replay.sample_percent, 12.5);
@@ -206,8 +208,8 @@ TEST(PlanReplay, InputsTargetAndOutputs) {
   EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"junit", "a.xml"}, {"write", "a.xml"}})),
             "--junit a.xml: is -w's file too");
 
-  EXPECT_EQ(Error(Flags({{"redact-key-file", std::string(dir) + "/nokey"}})).rfind(
-                "--redact-key-file " + std::string(dir) + "/nokey", 0),
+  EXPECT_EQ(Error(Flags({{"redact-key-file", std::string(dir) + "/nokey"}}))
+                .rfind("--redact-key-file " + std::string(dir) + "/nokey", 0),
             0u);
 
   f = Flags({{"no-compare", ""}, {"write", "-"}, {"junit", std::string(dir) + "/r.xml"}});
@@ -237,8 +239,7 @@ TEST(PlanReplay, RequestEditsAndSelection) {
   EXPECT_FALSE(p->replay.selection.empty());
 
   f.drop_headers = {"X Debug"};
-  EXPECT_EQ(Error(f),
-            "--drop-header X Debug: not a field name (RFC 9110 section 5.6.2: a token)");
+  EXPECT_EQ(Error(f), "--drop-header X Debug: not a field name (RFC 9110 section 5.6.2: a token)");
   f.drop_headers.clear();
   f.selection.status = {"7xx"};
   EXPECT_EQ(Error(f), "--status 7xx: unknown status class (1xx..5xx)");

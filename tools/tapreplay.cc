@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
       "Sends the recorded requests to a live service and reports where its answers differ.\n\n"
       "Options");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
-      "target", po::value(&f.target)->value_name("URL"), "where to send the requests: http://HOST:PORT (required)")(
+      "target", po::value(&f.target)->value_name("URL"),
+      "where to send the requests: http://HOST:PORT (required)")(
       "keep-authority", po::bool_switch(&f.keep_authority),
       "send the recorded Host instead of the target's authority");
   po::options_description pacing("Pacing (one of --speed, --rate, --max; default: --speed 1)");
@@ -45,14 +46,16 @@ int main(int argc, char** argv) {
       "loop", po::value(&f.loop)->value_name("N"), "replay the input N times")(
       "sample", po::value(&f.sample)->value_name("PERCENT"),
       "replay PERCENT of the exchanges, picked by a hash of their ids (the same on every run)")(
-      "sample-seed", po::value(&f.sample_seed)->value_name("N"), "another seed for --sample picks another sample")(
+      "sample-seed", po::value(&f.sample_seed)->value_name("N"),
+      "another seed for --sample picks another sample")(
       "timeout", po::value(&f.timeout)->value_name("D"),
       "a request without its whole response after D (5s, 500ms; default 30s) failed");
   po::options_description edits("Requests");
   edits.add_options()(
       "set-header", po::value<Strings>(&f.set_headers)->value_name("'NAME: VALUE'"),
       "'Name: value' replaces (or adds) the field; it also supplies a recorded redacted one")(
-      "drop-header", po::value<Strings>(&f.drop_headers)->value_name("NAME"), "leave the field NAME out")(
+      "drop-header", po::value<Strings>(&f.drop_headers)->value_name("NAME"),
+      "leave the field NAME out")(
       "rewrite-path", po::value<Strings>(&f.rewrite_paths)->value_name("'REGEX=REPL'"),
       "'REGEX=REPLACEMENT' on the path with query, every match (RE2; \\1 a group, \\= a literal "
       "= in REGEX)")("include-incomplete", po::bool_switch(&f.include_incomplete),
