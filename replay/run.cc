@@ -1,9 +1,12 @@
 #include "replay/run.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -97,6 +100,12 @@ bool SameFile(const std::string& a, const std::string& b) {
 class Reports {
  public:
   explicit Reports(std::ostream* stream) : stream_(stream) {}
+  // The report printed to `stream` (text or JSON lines).
+  void PushStream(std::unique_ptr<ReplayReport> r) {
+    stream_report_ = r.get();
+    reports_.push_back(std::move(r));
+  }
+  // A report written to a file (JUnit, the -w capture).
   void Push(std::unique_ptr<ReplayReport> r) { reports_.push_back(std::move(r)); }
 
   void Add(const ReplayedExchange& x) {
@@ -112,10 +121,14 @@ class Reports {
     }
   }
 
-  // Finishes every report; the first error is returned, the others are still finished.
-  absl::Status Finish(const ReplaySummary& summary) {
+  // Finishes every report; the first error is returned, the others are still finished. Without
+  // `with_stream`, the stream report is left unfinished (no summary after an error that came
+  // before anything was replayed: the error line says it all); files are always finished, so
+  // none is left half-written.
+  absl::Status Finish(const ReplaySummary& summary, bool with_stream) {
     absl::Status first;
     for (auto& r : reports_) {
+      if (!with_stream && r.get() == stream_report_) continue;
       absl::Status s = r->Finish(summary);
       if (first.ok() && !s.ok()) first = s;
     }
@@ -127,6 +140,7 @@ class Reports {
 
  private:
   std::ostream* stream_;
+  ReplayReport* stream_report_ = nullptr;
   std::vector<std::unique_ptr<ReplayReport>> reports_;
   ReplaySummary tally_;
 };
@@ -353,13 +367,26 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
   std::ostream& stream = plan->capture_path == "-" ? err : out;
   Reports reports(&stream);
   if (plan->output == ReplayOutput::kJson) {
-    reports.Push(MakeJsonReport(stream));
+    reports.PushStream(MakeJsonReport(stream));
   } else {
     TextReportOptions text;
     text.show_matches = plan->show_matches;
-    reports.Push(MakeTextReport(stream, text));
+    reports.PushStream(MakeTextReport(stream, text));
   }
-  if (!plan->junit_path.empty()) reports.Push(MakeJUnitReport(plan->junit_path));
+  if (!plan->junit_path.empty()) {
+    // The XML is written at the end: a directory it cannot be written to is found now, not
+    // after the whole replay.
+    const size_t slash = plan->junit_path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : plan->junit_path.substr(0, slash);
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      err << "tapreplay: --junit " << plan->junit_path
+          << ": cannot create: " << std::strerror(errno) << "\n";
+      return kExitError;
+    }
+    reports.Push(MakeJUnitReport(plan->junit_path));
+  }
   if (!plan->capture_path.empty()) {
     absl::StatusOr<std::unique_ptr<ReplayReport>> capture =
         MakeCaptureReport(plan->capture_path, plan->replay);
@@ -379,7 +406,7 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
       Replay(plan->replay, [&](const ReplayedExchange& x) { reports.Add(x); });
   ReplaySummary summary = result.ok() ? *result : reports.tally();
   if (!result.ok()) summary.stopped = StopSignals::stopped();
-  absl::Status finished = reports.Finish(summary);
+  absl::Status finished = reports.Finish(summary, result.ok() || summary.sent > 0);
   if (!result.ok()) {
     err << "tapreplay: " << result.status().message() << "\n";
     return kExitError;

@@ -110,7 +110,10 @@ absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text);
 // Runs tapreplay: PlanReplay, then Replay with the reports the plan names. The readable or JSON
 // report goes to `out` (to `err` when -w - takes standard output), flushed after each exchange
 // so a shadowing run shows differences as they happen; error lines, prefixed "tapreplay: ", go
-// to `err`. Returns the exit code (see the top of this file).
+// to `err`. A --junit directory that cannot be written is refused before anything is sent. After
+// an error that came before any exchange was replayed, the error line is all that is printed
+// (the files given to --junit and -w are still finished). Returns the exit code (see the top of
+// this file).
 int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream& err);
 
 }  // namespace tapkit::replay

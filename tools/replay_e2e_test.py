@@ -497,8 +497,16 @@ def check_errors(tap, recorded):
     r = replay(tap, "--target", target)
     expect(r, 2, "a target that is down")
     lines = r.stderr.decode().splitlines()
-    if len(lines) != 1 or not lines[0].startswith("tapreplay: --target " + target):
-        fail(f"a target that is down: stderr {lines}")
+    if len(lines) != 1 or not lines[0].startswith("tapreplay: --target " + target) or r.stdout:
+        fail(f"a target that is down: stderr {lines}, stdout {r.stdout.decode()!r}")
+    # A JUnit file that cannot be written is refused before anything is sent.
+    clear_log("same")
+    r = replay(tap, "--target", url("same"), "--junit", os.path.join(WORK, "no", "r.xml"))
+    expect(r, 2, "--junit in a missing directory")
+    if r.stderr.decode().splitlines() != [
+            f"tapreplay: --junit {WORK}/no/r.xml: cannot create: No such file or directory"] or \
+            access_log("same"):
+        fail(f"--junit in a missing directory: {r.stderr.decode()!r}, sent {access_log('same')}")
     # A bad flag: exit 2, one line naming both.
     r = replay(tap, "--target", url("same"), "--speed", "2", "--max")
     expect(r, 2, "--speed with --max")
