@@ -68,6 +68,7 @@ uint64_t FootprintBytes(const Exchange& x) {
 struct InputReader::State {
   ReplayOptions options;
   bool stdin_input = false;
+  uint64_t cache_limit = kRoundCacheBytes;
 
   std::mutex mu;
   std::condition_variable space;  // signalled when the engine takes items or cancels
@@ -159,7 +160,7 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
     ++counts->taken;
     if (keep_cache && *cache_ok) {
       cache_bytes += FootprintBytes(*x);
-      if (cache_bytes < kRoundCacheBytes) {
+      if (cache_bytes < cache_limit) {
         cache->push_back(x);
       } else {
         *cache_ok = false;  // later rounds read the inputs again
@@ -212,13 +213,14 @@ void InputReader::State::Run() {
 }
 
 std::unique_ptr<InputReader> InputReader::Start(const ReplayOptions& options,
-                                                std::function<void()> wake) {
+                                                std::function<void()> wake, uint64_t cache_limit) {
   std::unique_ptr<InputReader> reader(new InputReader());
   auto state = std::make_shared<State>();
   state->options = options;
   state->stdin_input =
       std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
   state->wake = std::move(wake);
+  state->cache_limit = cache_limit;
   reader->state_ = state;
   std::thread([state] {
     // Reading runs ahead of the sends (a queue of kInputQueueLimit); below the engine's thread

@@ -59,8 +59,10 @@ class InputReader {
  public:
   // Starts the reader's thread over options.inputs (options is copied). `wake` is called after
   // items were queued (the engine's curl_multi_wakeup); it must stay callable until Cancel.
+  // `cache_limit` is kRoundCacheBytes but in tests.
   static std::unique_ptr<InputReader> Start(const ReplayOptions& options,
-                                            std::function<void()> wake);
+                                            std::function<void()> wake,
+                                            uint64_t cache_limit = kRoundCacheBytes);
   ~InputReader();  // Cancel()
 
   // Moves up to `max` queued items to `out`; never blocks.

@@ -34,6 +34,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Everything a test run writes (captures, nginx's files) lives here and is removed at the end.
+fs::path TestDir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / absl::StrCat("replay_test_", getpid());
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+class RemoveTestDir : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(TestDir(), ec);
+  }
+};
+const auto* const kRemoveTestDir = ::testing::AddGlobalTestEnvironment(new RemoveTestDir);
+
 constexpr uint64_t kBase = 1'790'000'000'000'000'000ull;  // recorded sort keys start here
 constexpr uint64_t kMs = 1'000'000;
 
@@ -79,8 +98,7 @@ class Nginx {
 
   bool Start() {
     static int started = 0;
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("replay_test_nginx_", getpid(), "_", addr_, "_", ++started);
+    dir_ = TestDir() / absl::StrCat("nginx_", addr_, "_", ++started);
     std::error_code ec;
     fs::remove_all(dir_, ec);
     fs::create_directories(dir_);
@@ -218,8 +236,7 @@ Exchange Recorded(uint64_t id, uint64_t key_ns, uint16_t conn, std::string metho
 }
 
 std::string WriteCapture(const std::vector<Exchange>& xs, const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / absl::StrCat("replay_test_", getpid(), "_", name, ".tap");
+  fs::path p = TestDir() / absl::StrCat(name, ".tap");
   std::ofstream(p, std::ios::binary) << tapkit::testing::WriteToString(xs);
   return p.string();
 }
@@ -596,6 +613,74 @@ TEST_F(ReceivedTest, SelectionAndCount) {
   EXPECT_EQ(r.summary->sent, 2u);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // nothing more may come
   EXPECT_EQ(nginx_.Log(2).size(), 2u);
+}
+
+// Everything an InputReader hands out until its end or error.
+std::vector<internal::InputItem> ReadAllItems(const ReplayOptions& o, uint64_t cache_limit) {
+  std::unique_ptr<internal::InputReader> in = internal::InputReader::Start(
+      o, [] {}, cache_limit);
+  std::deque<internal::InputItem> got;
+  for (int i = 0; i < 5000; ++i) {
+    in->Take(&got, 1024);
+    if (!got.empty() && (got.back().kind == internal::InputItem::Kind::kEnd ||
+                         got.back().kind == internal::InputItem::Kind::kError)) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return {got.begin(), got.end()};
+}
+
+TEST(InputTest, LoopsFromMemoryOrReadAgainAlike) {
+  // Three rounds of a capture whose third exchange is incomplete: served from round 0's copy in
+  // memory, or (a cache limit of 0) read again each round, the items are the same.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + 5 * kMs, 2),
+                              Recorded(3, kBase + 9 * kMs, 3)};
+  xs[2].completion = Completion::kGap;
+  ReplayOptions o;
+  o.inputs = {WriteCapture(xs, "input_loop")};
+  o.loop = 3;
+  for (uint64_t limit : {internal::kRoundCacheBytes, uint64_t{0}}) {
+    SCOPED_TRACE(limit);
+    std::vector<internal::InputItem> items = ReadAllItems(o, limit);
+    ASSERT_EQ(items.size(), 3u * 3 + 1);  // per round: 2 exchanges and its end; then the end
+    for (int round = 0; round < 3; ++round) {
+      const internal::InputItem* r = &items[round * 3];
+      EXPECT_EQ(r[0].kind, internal::InputItem::Kind::kExchange);
+      EXPECT_EQ(r[0].round, round);
+      EXPECT_EQ(r[0].exchange->stream_id, 1u);
+      EXPECT_EQ(r[1].exchange->stream_id, 2u);
+      ASSERT_EQ(r[2].kind, internal::InputItem::Kind::kRoundEnd);
+      EXPECT_EQ(r[2].counts.read, 3u);
+      EXPECT_EQ(r[2].counts.taken, 2u);
+      EXPECT_EQ(r[2].counts.skipped_incomplete, 1u);
+      EXPECT_EQ(r[2].counts.first_key_ns, kBase);
+      EXPECT_EQ(r[2].counts.last_key_ns, kBase + 5 * kMs);
+    }
+    EXPECT_EQ(items.back().kind, internal::InputItem::Kind::kEnd);
+  }
+}
+
+TEST(InputTest, DamageIsAnErrorNamingFileAndOffset) {
+  // A byte of the second segment's body changed: its checksum fails, and the reader's error
+  // names the file and the block's offset (as BlockOffsets finds it).
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + kMs, 2),
+                              Recorded(3, kBase + 2 * kMs, 3)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 3u);
+  file[blocks[1] + (blocks[2] - blocks[1]) / 2 + 8] ^= 0x55;
+  fs::path p = TestDir() / "damaged.tap";
+  std::ofstream(p, std::ios::binary) << file;
+  ReplayOptions o;
+  o.inputs = {p.string()};
+  std::vector<internal::InputItem> items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_FALSE(items.empty());
+  ASSERT_EQ(items.back().kind, internal::InputItem::Kind::kError);
+  EXPECT_EQ(items.back().error.message().substr(
+                0, p.string().size() + 9 + std::to_string(blocks[1]).size()),
+            absl::StrCat(p.string(), ": offset ", blocks[1]))
+      << items.back().error;
 }
 
 TEST(SamplingTest, StableAndInProportion) {
