@@ -136,7 +136,7 @@ class Reports {
     return first;
   }
 
-  const ReplaySummary& tally() const { return tally_; }
+  const ReplaySummary& Tally() const { return tally_; }
 
  private:
   std::ostream* stream_;
@@ -404,7 +404,7 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
 
   absl::StatusOr<ReplaySummary> result =
       Replay(plan->replay, [&](const ReplayedExchange& x) { reports.Add(x); });
-  ReplaySummary summary = result.ok() ? *result : reports.tally();
+  ReplaySummary summary = result.ok() ? *result : reports.Tally();
   if (!result.ok()) summary.stopped = StopSignals::stopped();
   absl::Status finished = reports.Finish(summary, result.ok() || summary.sent > 0);
   if (!result.ok()) {
