@@ -28,7 +28,7 @@ under CI=true; so does a missing nginx, curl or tcpdump). Every nginx listens on
      the results so far give.
   4. Shadowing: `taprec deploy/frontend -n demo -w - | tapreplay - --target ...` through the demo
      mesh (deploy/demo/mesh.sh): each request curl sends to the frontend reaches the shadow nginx
-     while the tap still runs. Needs taprec's live mode (the gRPC build): skipped with a message
+     while the tap still runs, and its answer matches the frontend's. Needs taprec's live mode (the gRPC build): skipped with a message
      when BUILD_DIR's taprec has none (REPLAY_E2E_LIVE_BUILD names another build for taprec and
      tap-controlplane).
 
@@ -602,9 +602,9 @@ def check_shadow():
         tap = subprocess.Popen([taprec, "deploy/frontend", "-n", "demo", "-w", "-", "--path",
                                 "/healthz"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-        rep = subprocess.Popen([tool("tapreplay"), "-", "--target", url("shadow"),
-                                "--no-compare", "-o", "json"], stdin=tap.stdout,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The shadow nginx answers /healthz as the frontend does: every answer matches.
+        rep = subprocess.Popen([tool("tapreplay"), "-", "--target", url("shadow"), "-o", "json"],
+                               stdin=tap.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         tap.stdout.close()
         line = tap.stderr.readline().decode()
         if not line.startswith("taprec: tapping pod"):
@@ -625,7 +625,8 @@ def check_shadow():
         if rep.returncode != 0:
             fail(f"tapreplay - (shadowing): exit {rep.returncode}: {stderr.decode()!r}")
         summary = json.loads(stdout.decode().splitlines()[-1])
-        if summary.get("type") != "summary" or summary["sent"] != len(tags):
+        if summary.get("type") != "summary" or summary["sent"] != len(tags) or \
+                summary["matched"] != len(tags):
             fail(f"shadowing: summary {summary}")
     finally:
         for p in (tap, rep, cp):
@@ -633,7 +634,8 @@ def check_shadow():
                 p.terminate()
                 p.wait(WAIT)
         run([mesh, "down", mesh_dir], timeout=120)
-    return f"shadowing: {len(tags)} requests through the demo mesh reached the shadow target"
+    return (f"shadowing: {len(tags)} requests through the demo mesh reached the shadow target "
+            "and matched")
 
 
 def main():
