@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The installed tapkit as an outside project uses it (issue 12, "Regression tests in C++").
 
-  1. `cmake --install BUILD_DIR --prefix TMP/prefix`: the tools in bin/ (no test programs), the
+  1. `cmake --install BUILD_DIR --prefix TMP/prefix`: the tools in bin/ (tapreplay among them; no
+     test programs), the
      libraries, the headers under the paths users write (every project header an installed header
      includes is installed too), lib/cmake/tapkit with its config, version and targets files;
   2. nginx from fixtures/replay/nginx-base.conf.in on 127.0.98.3 and a free port;
@@ -44,7 +45,7 @@ def check_install(prefix):
     """The installed tree: tools, no tests, headers closed under their includes, the package."""
     bin_dir = os.path.join(prefix, "bin")
     tools = sorted(os.listdir(bin_dir))
-    for tool in ("tapcat", "taprec", "tapfilter"):
+    for tool in ("tapcat", "taprec", "tapfilter", "tapreplay"):
         if tool not in tools:
             fail(f"{tool} is not installed in {bin_dir}: {tools}")
     tests = [t for t in tools if "test" in t or "bench" in t or t.startswith("fuzz_")]
