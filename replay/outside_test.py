@@ -2,9 +2,9 @@
 """The installed tapkit as an outside project uses it (issue 12, "Regression tests in C++").
 
   1. `cmake --install BUILD_DIR --prefix TMP/prefix`: the tools in bin/ (tapreplay among them; no
-     test programs), the
-     libraries, the headers under the paths users write (every project header an installed header
-     includes is installed too), lib/cmake/tapkit with its config, version and targets files;
+     test programs), the libraries, the headers under the paths users write (every project header
+     an installed header includes is installed too), lib/cmake/tapkit with its config, version and
+     targets files;
   2. nginx from fixtures/replay/nginx-base.conf.in on 127.0.98.3 and a free port;
   3. replay/examples/outside configured with CMAKE_PREFIX_PATH=TMP/prefix (find_package(tapkit)),
      built (one file), and run: its tests replay captures they write against that nginx, one
