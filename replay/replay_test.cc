@@ -34,6 +34,7 @@
 #include "format/testutil.h"
 #include "replay/replay_input.h"
 #include "replay/replay_request.h"
+#include "replay/run.h"
 
 namespace tapkit::replay {
 namespace {
@@ -917,6 +918,23 @@ TEST_F(ReceivedTest, RedactionMarkersInPathAndBodyAreSentAndCounted) {
   EXPECT_EQ(log[0].request, "POST /q?token=" + m1 + "&n=tapkit-redacted:xyz HTTP/1.1");
   // escape=json writes the body's quotes as \".
   EXPECT_EQ(log[0].body, "{\\\"password\\\":\\\"" + m2 + "\\\",\\\"key\\\":\\\"" + m1 + "\\\"}");
+}
+
+TEST_F(ReceivedTest, TheToolWarnsOnceAboutMarkersSent) {
+  const std::string m = "tapkit-redacted:0123456789ab";
+  std::vector<Exchange> xs = {Recorded(1, kBase, 8351, "GET", "/a?token=" + m),
+                              Recorded(2, kBase + kMs, 8351, "GET", "/b?token=" + m),
+                              Recorded(3, kBase + 2 * kMs, 8351, "GET", "/c")};
+  ReplayToolFlags f;
+  f.inputs = {WriteCapture(xs, "warn")};
+  f.target = nginx_.url();
+  f.max = true;
+  f.given = {"max"};
+  std::ostringstream out, err;
+  EXPECT_EQ(RunReplayTool(f, out, err), 0) << err.str();
+  EXPECT_EQ(err.str(),
+            "tapreplay: warning: redaction markers (tapkit-redacted:...) in a recorded path or body "
+            "are sent as recorded; the target sees the markers, not the original values\n");
 }
 
 TEST_F(ReceivedTest, ReplayCaptureKeepsAtMostTheCapOfMismatches) {
