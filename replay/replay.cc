@@ -214,6 +214,9 @@ class Engine {
   size_t Pump();  // completions handled
   void PollIo(int timeout_ms);
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* engine, void* assigned);
+  static int OnClose(void* engine, curl_socket_t fd);
+  void Watch(curl_socket_t fd, uint32_t events);
+  void Unwatch(curl_socket_t fd);
   static int OnTimer(CURLM* multi, long timeout_ms, void* engine);
   void Finish(Lane* lane, CURLcode code);
   void Deliver(ReplayedExchange& rx);
@@ -229,6 +232,10 @@ class Engine {
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
+  // Per socket: the events it is in the epoll set for (0: not in it), and whether libcurl
+  // watches it now (false: parked, see OnSocket).
+  std::vector<uint32_t> watched_;
+  std::vector<bool> wanted_;
   int64_t curl_timer_ns_ = -1;  // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
@@ -265,25 +272,58 @@ Engine::~Engine() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void* assigned) {
-  auto* self = static_cast<Engine*>(user);
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // may be closed already: no matter
-    return 0;
-  }
+// libcurl asks to stop watching a connection's socket whenever a transfer on it ends, and to
+// watch it again when the lane's next request goes out on it: two epoll_ctl calls per request.
+// Instead a socket it stops watching stays in the epoll set ("parked"): watched again for the
+// same events, it costs nothing. A parked socket that turns ready (the target closed the idle
+// connection) is dropped from the set then; one libcurl closes is forgotten in OnClose.
+void Engine::Watch(curl_socket_t fd, uint32_t events) {
+  if (fd < 0) return;
+  if (static_cast<size_t>(fd) >= watched_.size()) watched_.resize(static_cast<size_t>(fd) + 1, 0);
+  uint32_t& now = watched_[static_cast<size_t>(fd)];
+  if (now == events) return;
   epoll_event ev{};
   ev.data.fd = fd;
-  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ev.events |= EPOLLIN;
-  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ev.events |= EPOLLOUT;
-  if (assigned) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
-  } else {
-    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  ev.events = events;
+  if (now == 0) {
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
     }
-    curl_multi_assign(self->multi_, fd, self);
+  } else if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   }
+  now = events;
+}
+
+void Engine::Unwatch(curl_socket_t fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= watched_.size() || watched_[fd] == 0) return;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < wanted_.size()) wanted_[fd] = false;
+}
+
+int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void*) {
+  auto* self = static_cast<Engine*>(user);
+  if (fd < 0) return 0;
+  if (static_cast<size_t>(fd) >= self->wanted_.size()) {
+    self->wanted_.resize(static_cast<size_t>(fd) + 1, false);
+  }
+  if (what == CURL_POLL_REMOVE) {
+    self->wanted_[fd] = false;  // parked: still in the epoll set
+    return 0;
+  }
+  uint32_t events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= EPOLLOUT;
+  self->wanted_[fd] = true;
+  self->Watch(fd, events);
   return 0;
+}
+
+int Engine::OnClose(void* user, curl_socket_t fd) {
+  auto* self = static_cast<Engine*>(user);
+  self->Unwatch(fd);
+  return close(fd);
 }
 
 int Engine::OnTimer(CURLM*, long timeout_ms, void* user) {
@@ -309,6 +349,10 @@ void Engine::PollIo(int timeout_ms) {
     if (fd == wake_fd_) {
       uint64_t count;
       (void)!read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    if (static_cast<size_t>(fd) >= wanted_.size() || !wanted_[fd]) {
+      Unwatch(fd);  // parked, and the target closed it (or sent what nobody asked for)
       continue;
     }
     int flags = 0;
@@ -392,6 +436,8 @@ bool Engine::OpenLane(Lane* lane) {
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Engine::OnClose);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, lane);
