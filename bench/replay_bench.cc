@@ -7,9 +7,12 @@
 // then, `--reps` times interleaved: wrk -t1 -c8 with a Lua script sending the same requests in the
 // same order, replay::Replay with Pacing::kMax, concurrency 8, loop enough rounds for
 // `--requests`, comparison off, and the same with comparison on. It prints each measurement and
-// the medians' ratios. `--only off|on` runs just the engine (for perf record).
+// the medians' ratios. `--only off|on` runs just the engine (for perf record), `--only wrk` just
+// wrk, `--only bare` a bare libcurl multi loop over the same routes (the floor libcurl sets),
+// `--only two` two engines at once with 4 lanes each (the most two threads could give).
 //
-//   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3] [--only off|on]
+//   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3]
+//                            [--only off|on|wrk|bare|two]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,6 +28,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <curl/curl.h>
 
 #include "absl/strings/str_cat.h"
 #include "format/file.h"
@@ -161,6 +166,92 @@ double RunReplay(const std::string& capture, int port, int loop, bool compare) {
   return static_cast<double>(seen) / secs;
 }
 
+// The floor libcurl's multi interface sets: 8 easy handles, each sending the routes in turn on
+// its keep-alive connection (its own CURLSH cache, as the engine's lanes), the body discarded,
+// curl_multi_perform and curl_multi_poll: no capture, no pacing, no exchanges built.
+size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+double RunBareCurl(int port, int total) {
+  std::string base = absl::StrCat("http://", kAddr, ":", port, "/");
+  CURLM* multi = curl_multi_init();
+  struct Handle {
+    CURL* easy;
+    CURLSH* share;
+    curl_slist* fields;
+  };
+  std::vector<Handle> hs(8);
+  int sent = 0, done = 0;
+  auto start_next = [&](Handle& h) {
+    curl_easy_setopt(h.easy, CURLOPT_REQUEST_TARGET, kRoutes[sent % std::size(kRoutes)].path);
+    ++sent;
+    curl_multi_add_handle(multi, h.easy);
+  };
+  for (Handle& h : hs) {
+    h.share = curl_share_init();
+    curl_share_setopt(h.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    h.easy = curl_easy_init();
+    h.fields = curl_slist_append(nullptr, "User-Agent: bench/1");
+    h.fields = curl_slist_append(h.fields, "Accept: */*");
+    curl_easy_setopt(h.easy, CURLOPT_SHARE, h.share);
+    curl_easy_setopt(h.easy, CURLOPT_URL, base.c_str());
+    curl_easy_setopt(h.easy, CURLOPT_HTTPHEADER, h.fields);
+    curl_easy_setopt(h.easy, CURLOPT_PROXY, "");
+    curl_easy_setopt(h.easy, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h.easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h.easy, CURLOPT_WRITEFUNCTION, Discard);
+    curl_easy_setopt(h.easy, CURLOPT_PRIVATE, &h);
+  }
+  auto start = std::chrono::steady_clock::now();
+  for (Handle& h : hs) start_next(h);
+  int running = 1;
+  while (done < total) {
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      Handle* h = nullptr;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &h);
+      curl_multi_remove_handle(multi, m->easy_handle);
+      ++done;
+      if (sent < total) start_next(*h);
+    }
+    if (done < total) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (Handle& h : hs) {
+    curl_easy_cleanup(h.easy);
+    curl_share_cleanup(h.share);
+    curl_slist_free_all(h.fields);
+  }
+  curl_multi_cleanup(multi);
+  return done / secs;
+}
+
+// Two engines at once, each with 4 lanes and half the rounds: what spreading the lanes over two
+// threads could give at most on this machine.
+double RunTwoEngines(const std::string& capture, int port, int loop) {
+  double a = 0, b = 0;
+  auto start = std::chrono::steady_clock::now();
+  auto one = [&](double* rate) {
+    tapkit::replay::ReplayOptions o;
+    o.inputs = {capture};
+    o.target = absl::StrCat("http://", kAddr, ":", port);
+    o.pacing = tapkit::replay::Pacing::kMax;
+    o.concurrency = 4;
+    o.loop = std::max(1, loop / 2);
+    o.compare = false;
+    uint64_t seen = 0;
+    auto s = tapkit::replay::Replay(o, [&](const tapkit::replay::ReplayedExchange&) { ++seen; });
+    *rate = s.ok() ? static_cast<double>(seen) : 0;
+  };
+  std::thread t([&] { one(&b); });
+  one(&a);
+  t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return (a + b) / secs;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -234,6 +325,13 @@ int main(int argc, char** argv) {
     if (only.empty() || only == "off") {
       off.push_back(RunReplay(capture, port, loop, false));
       std::printf("rep %d replay compare off %9.0f req/s\n", r, off.back());
+    }
+    if (only == "wrk") std::printf("rep %d wrk -t1 -c8        %9.0f req/s\n", r, RunWrk(dir, port, seconds));
+    if (only == "bare") {
+      std::printf("rep %d bare libcurl multi  %9.0f req/s\n", r, RunBareCurl(port, requests));
+    }
+    if (only == "two") {
+      std::printf("rep %d two engines x 4     %9.0f req/s\n", r, RunTwoEngines(capture, port, loop));
     }
     if (only.empty() || only == "on") {
       on.push_back(RunReplay(capture, port, loop, true));
