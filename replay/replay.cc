@@ -230,6 +230,7 @@ class Engine {
   internal::RequestPlan plan_;
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
+  CURLU* url_ = nullptr;  // the target, parsed once for every lane
   int epoll_fd_ = -1;
   int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
   // Per socket: the events it is in the epoll set for (0: not in it), and whether libcurl
@@ -268,6 +269,7 @@ Engine::~Engine() {
     curl_slist_free_all(lane->fields);
   }
   if (multi_) curl_multi_cleanup(multi_);
+  if (url_) curl_url_cleanup(url_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
@@ -382,6 +384,10 @@ absl::Status Engine::Setup() {
     return absl::InternalError(absl::StrCat("libcurl: ", curl_easy_strerror(global)));
   }
   multi_ = curl_multi_init();
+  url_ = curl_url();
+  if (!url_ || curl_url_set(url_, CURLUPART_URL, plan_.target.url.c_str(), 0) != CURLUE_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("--target ", o_.target, ": libcurl cannot parse it"));
+  }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (!multi_ || epoll_fd_ < 0 || wake_fd_ < 0) {
@@ -431,7 +437,8 @@ bool Engine::OpenLane(Lane* lane) {
   CURL* e = lane->easy;
   curl_easy_setopt(e, CURLOPT_SHARE, lane->share);
   curl_easy_setopt(e, CURLOPT_PRIVATE, lane);
-  curl_easy_setopt(e, CURLOPT_URL, plan_.target.url.c_str());
+  // The target parsed once (a CURLU handle), not from text at every transfer.
+  curl_easy_setopt(e, CURLOPT_CURLU, url_);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
