@@ -9,10 +9,11 @@
 // `--requests`, comparison off, and the same with comparison on. It prints each measurement and
 // the medians' ratios. `--only off|on` runs just the engine (for perf record), `--only wrk` just
 // wrk, `--only bare` a bare libcurl multi loop over the same routes (the floor libcurl sets),
-// `--only two` two engines at once with 4 lanes each (the most two threads could give).
+// `--only two` two engines at once with 4 lanes each (the most two threads could give),
+// `--only pacing` one round at the recorded 1 ms gaps (sent - due percentiles).
 //
 //   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3]
-//                            [--only off|on|wrk|bare|two]
+//                            [--only off|on|wrk|bare|two|pacing]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -252,6 +253,25 @@ double RunTwoEngines(const std::string& capture, int port, int loop) {
   return (a + b) / secs;
 }
 
+// Pacing at --speed 1 over the capture's 1 ms recorded gaps: the p50 and p99 of sent - due, in
+// microseconds (the engine's own lateness; the target is measured at nginx).
+void RunPacing(const std::string& capture, int port) {
+  tapkit::replay::ReplayOptions o;
+  o.inputs = {capture};
+  o.target = absl::StrCat("http://", kAddr, ":", port);
+  o.pacing = tapkit::replay::Pacing::kRecorded;
+  o.concurrency = 8;
+  o.compare = false;
+  std::vector<double> late;
+  auto s = tapkit::replay::Replay(o, [&](const tapkit::replay::ReplayedExchange& x) {
+    late.push_back(static_cast<double>(x.sent_ns - x.due_ns) / 1000.0);
+  });
+  if (!s.ok() || late.empty()) return;
+  std::sort(late.begin(), late.end());
+  std::printf("pacing at 1 ms gaps: %zu requests, sent - due p50 %.1f us, p99 %.1f us, max %.1f us\n",
+              late.size(), late[late.size() / 2], late[late.size() * 99 / 100], late.back());
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -330,6 +350,7 @@ int main(int argc, char** argv) {
     if (only == "bare") {
       std::printf("rep %d bare libcurl multi  %9.0f req/s\n", r, RunBareCurl(port, requests));
     }
+    if (only == "pacing") RunPacing(capture, port);
     if (only == "two") {
       std::printf("rep %d two engines x 4     %9.0f req/s\n", r, RunTwoEngines(capture, port, loop));
     }
