@@ -12,7 +12,9 @@
 // `--only two` two engines at once with 4 lanes each (the most two threads could give),
 // `--only pacing` one round at the recorded 1 ms gaps (sent - due percentiles).
 //
-//   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3]
+// `--tool build/tools/tapreplay` adds the tool itself to each repetition (same flags, loop).
+//
+//   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3] [--tool TAPREPLAY]
 //                            [--only off|on|wrk|bare|two|pacing]
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -272,6 +274,20 @@ void RunPacing(const std::string& capture, int port) {
               late.size(), late[late.size() / 2], late[late.size() * 99 / 100], late.back());
 }
 
+// The tool itself: `tapreplay --max --concurrency 8 --loop L [--no-compare]`, its report to
+// /dev/null, timed from start to exit.
+double RunTool(const std::string& tool, const std::string& capture, int port, int loop,
+               bool compare) {
+  std::string cmd = absl::StrCat(tool, " --target http://", kAddr, ":", port,
+                                 " --max --concurrency 8 --loop ", loop,
+                                 compare ? "" : " --no-compare", " ", capture, " >/dev/null 2>&1");
+  auto start = std::chrono::steady_clock::now();
+  int rc = std::system(cmd.c_str());
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (rc != 0) std::fprintf(stderr, "replay_bench: %s: exit status %d\n", cmd.c_str(), rc);
+  return 1000.0 * loop / secs;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -281,13 +297,14 @@ double Median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   int requests = 150000, reps = 3, seconds = 3;
-  std::string only;
+  std::string only, tool;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--requests") requests = std::atoi(argv[i + 1]);
     else if (f == "--reps") reps = std::atoi(argv[i + 1]);
     else if (f == "--seconds") seconds = std::atoi(argv[i + 1]);
     else if (f == "--only") only = argv[i + 1];
+    else if (f == "--tool") tool = argv[i + 1];
     else {
       std::fprintf(stderr, "replay_bench: unknown flag %s\n", f.c_str());
       return 2;
@@ -336,7 +353,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   int loop = std::max(1, requests / per_round);
-  std::vector<double> wrk, off, on;
+  std::vector<double> wrk, off, on, tool_off, tool_on;
   for (int r = 0; r < reps; ++r) {
     if (only.empty()) {
       wrk.push_back(RunWrk(dir, port, seconds));
@@ -358,6 +375,12 @@ int main(int argc, char** argv) {
       on.push_back(RunReplay(capture, port, loop, true));
       std::printf("rep %d replay compare on  %9.0f req/s\n", r, on.back());
     }
+    if (!tool.empty() && only.empty()) {
+      tool_off.push_back(RunTool(tool, capture, port, loop, false));
+      std::printf("rep %d tapreplay --no-compare %7.0f req/s\n", r, tool_off.back());
+      tool_on.push_back(RunTool(tool, capture, port, loop, true));
+      std::printf("rep %d tapreplay compare on %9.0f req/s\n", r, tool_on.back());
+    }
     std::fflush(stdout);
   }
   std::system(("nginx -c " + dir + "/nginx.conf -s stop").c_str());
@@ -369,6 +392,10 @@ int main(int argc, char** argv) {
     std::printf("median wrk %.0f, compare off %.0f (%.2f of wrk, target 0.80), compare on %.0f "
                 "(%.2f, target 0.60)\n",
                 w, Median(off), Median(off) / w, Median(on), Median(on) / w);
+    if (!tool.empty()) {
+      std::printf("median tapreplay --no-compare %.0f (%.2f of wrk), compare on %.0f (%.2f)\n",
+                  Median(tool_off), Median(tool_off) / w, Median(tool_on), Median(tool_on) / w);
+    }
   }
   return 0;
 }
