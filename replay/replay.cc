@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,6 +215,7 @@ class Engine {
   size_t Pump(bool poll = true);  // completions handled
   void PollIo(int timeout_ms);
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* engine, void* assigned);
+  static curl_socket_t OnOpen(void* engine, curlsocktype purpose, curl_sockaddr* address);
   static int OnClose(void* engine, curl_socket_t fd);
   void Watch(curl_socket_t fd, uint32_t events);
   void Unwatch(curl_socket_t fd);
@@ -320,6 +322,17 @@ int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void*) {
   self->wanted_[fd] = true;
   self->Watch(fd, events);
   return 0;
+}
+
+// A socket libcurl opens may reuse the number of one closed earlier (and so dropped from the
+// epoll set by the kernel): whatever was noted for that number is forgotten.
+curl_socket_t Engine::OnOpen(void* user, curlsocktype, curl_sockaddr* address) {
+  auto* self = static_cast<Engine*>(user);
+  int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  if (static_cast<size_t>(fd) < self->watched_.size()) self->watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < self->wanted_.size()) self->wanted_[fd] = false;
+  return fd;
 }
 
 int Engine::OnClose(void* user, curl_socket_t fd) {
@@ -444,6 +457,8 @@ bool Engine::OpenLane(Lane* lane) {
   curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
   curl_easy_setopt(e, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Engine::OnOpen);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Engine::OnClose);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
