@@ -17,6 +17,7 @@
 //   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3] [--tool TAPREPLAY]
 //                            [--only off|on|wrk|bare|two|pacing]
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,8 +32,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <curl/curl.h>
 
 #include "absl/strings/str_cat.h"
 #include "format/file.h"
@@ -53,7 +52,8 @@ struct Route {
 // Small JSON answers, as an API's hot routes give.
 const Route kRoutes[] = {
     {"/api/v1/users/42", R"({"id":42,"name":"user 42","email":"u42@example.com"})"},
-    {"/api/v1/products?page=3", R"({"page":3,"items":[{"id":1,"price":1.5},{"id":2,"price":3.0}]})"},
+    {"/api/v1/products?page=3",
+     R"({"page":3,"items":[{"id":1,"price":1.5},{"id":2,"price":3.0}]})"},
     {"/healthz", "ok"},
     {"/api/v1/recommendations?user=7", R"({"user":7,"recommended":[3,5,8,13,21]})"},
 };
@@ -270,17 +270,18 @@ void RunPacing(const std::string& capture, int port) {
   });
   if (!s.ok() || late.empty()) return;
   std::sort(late.begin(), late.end());
-  std::printf("pacing at 1 ms gaps: %zu requests, sent - due p50 %.1f us, p99 %.1f us, max %.1f us\n",
-              late.size(), late[late.size() / 2], late[late.size() * 99 / 100], late.back());
+  std::printf(
+      "pacing at 1 ms gaps: %zu requests, sent - due p50 %.1f us, p99 %.1f us, max %.1f us\n",
+      late.size(), late[late.size() / 2], late[late.size() * 99 / 100], late.back());
 }
 
 // The tool itself: `tapreplay --max --concurrency 8 --loop L [--no-compare]`, its report to
 // /dev/null, timed from start to exit.
 double RunTool(const std::string& tool, const std::string& capture, int port, int loop,
                bool compare) {
-  std::string cmd = absl::StrCat(tool, " --target http://", kAddr, ":", port,
-                                 " --max --concurrency 8 --loop ", loop,
-                                 compare ? "" : " --no-compare", " ", capture, " >/dev/null 2>&1");
+  std::string cmd =
+      absl::StrCat(tool, " --target http://", kAddr, ":", port, " --max --concurrency 8 --loop ",
+                   loop, compare ? "" : " --no-compare", " ", capture, " >/dev/null 2>&1");
   auto start = std::chrono::steady_clock::now();
   int rc = std::system(cmd.c_str());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -300,11 +301,16 @@ int main(int argc, char** argv) {
   std::string only, tool;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
-    if (f == "--requests") requests = std::atoi(argv[i + 1]);
-    else if (f == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (f == "--seconds") seconds = std::atoi(argv[i + 1]);
-    else if (f == "--only") only = argv[i + 1];
-    else if (f == "--tool") tool = argv[i + 1];
+    if (f == "--requests")
+      requests = std::atoi(argv[i + 1]);
+    else if (f == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (f == "--seconds")
+      seconds = std::atoi(argv[i + 1]);
+    else if (f == "--only")
+      only = argv[i + 1];
+    else if (f == "--tool")
+      tool = argv[i + 1];
     else {
       std::fprintf(stderr, "replay_bench: unknown flag %s\n", f.c_str());
       return 2;
@@ -363,13 +369,15 @@ int main(int argc, char** argv) {
       off.push_back(RunReplay(capture, port, loop, false));
       std::printf("rep %d replay compare off %9.0f req/s\n", r, off.back());
     }
-    if (only == "wrk") std::printf("rep %d wrk -t1 -c8        %9.0f req/s\n", r, RunWrk(dir, port, seconds));
+    if (only == "wrk")
+      std::printf("rep %d wrk -t1 -c8        %9.0f req/s\n", r, RunWrk(dir, port, seconds));
     if (only == "bare") {
       std::printf("rep %d bare libcurl multi  %9.0f req/s\n", r, RunBareCurl(port, requests));
     }
     if (only == "pacing") RunPacing(capture, port);
     if (only == "two") {
-      std::printf("rep %d two engines x 4     %9.0f req/s\n", r, RunTwoEngines(capture, port, loop));
+      std::printf("rep %d two engines x 4     %9.0f req/s\n", r,
+                  RunTwoEngines(capture, port, loop));
     }
     if (only.empty() || only == "on") {
       on.push_back(RunReplay(capture, port, loop, true));
@@ -389,9 +397,10 @@ int main(int argc, char** argv) {
   fs::remove_all(dir, ec);
   if (only.empty()) {
     double w = Median(wrk);
-    std::printf("median wrk %.0f, compare off %.0f (%.2f of wrk, target 0.80), compare on %.0f "
-                "(%.2f, target 0.60)\n",
-                w, Median(off), Median(off) / w, Median(on), Median(on) / w);
+    std::printf(
+        "median wrk %.0f, compare off %.0f (%.2f of wrk, target 0.80), compare on %.0f "
+        "(%.2f, target 0.60)\n",
+        w, Median(off), Median(off) / w, Median(on), Median(on) / w);
     if (!tool.empty()) {
       std::printf("median tapreplay --no-compare %.0f (%.2f of wrk), compare on %.0f (%.2f)\n",
                   Median(tool_off), Median(tool_off) / w, Median(tool_on), Median(tool_on) / w);

@@ -14,8 +14,8 @@
 
 #include <curl/curl.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -234,7 +234,7 @@ class Engine {
   CURLM* multi_ = nullptr;
   CURLU* url_ = nullptr;  // the target, parsed once for every lane
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
+  int wake_fd_ = -1;  // eventfd: the input thread queued exchanges
   // Per socket: the events it is in the epoll set for (0: not in it), and whether libcurl
   // watches it now (false: parked, see OnSocket).
   std::vector<uint32_t> watched_;
@@ -399,7 +399,8 @@ absl::Status Engine::Setup() {
   multi_ = curl_multi_init();
   url_ = curl_url();
   if (!url_ || curl_url_set(url_, CURLUPART_URL, plan_.target.url.c_str(), 0) != CURLUE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("--target ", o_.target, ": libcurl cannot parse it"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--target ", o_.target, ": libcurl cannot parse it"));
   }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

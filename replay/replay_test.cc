@@ -492,10 +492,10 @@ class IdleCloseTest : public ::testing::Test {
 };
 
 TEST_F(IdleCloseTest, ClosedIdleConnectionIsReplaced) {
-  std::string path = WriteCapture(
-      {Recorded(1, kBase, 5001), Recorded(2, kBase + 50 * kMs, 5001),
-       Recorded(3, kBase + 750 * kMs, 5001), Recorded(4, kBase + 800 * kMs, 5001)},
-      "idle_close");
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 5001), Recorded(2, kBase + 50 * kMs, 5001),
+                    Recorded(3, kBase + 750 * kMs, 5001), Recorded(4, kBase + 800 * kMs, 5001)},
+                   "idle_close");
   ReplayOptions o;
   o.inputs = {path};
   o.target = nginx_.url();
