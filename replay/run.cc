@@ -374,18 +374,12 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
     reports.PushStream(MakeTextReport(stream, text));
   }
   if (!plan->junit_path.empty()) {
-    // The XML is written at the end: a directory it cannot be written to is found now, not
-    // after the whole replay.
-    const size_t slash = plan->junit_path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "."
-                            : slash == 0               ? "/"
-                                                       : plan->junit_path.substr(0, slash);
-    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-      err << "tapreplay: --junit " << plan->junit_path
-          << ": cannot create: " << std::strerror(errno) << "\n";
+    absl::StatusOr<std::unique_ptr<ReplayReport>> junit = MakeJUnitReport(plan->junit_path);
+    if (!junit.ok()) {
+      err << "tapreplay: " << junit.status().message() << "\n";
       return kExitError;
     }
-    reports.Push(MakeJUnitReport(plan->junit_path));
+    reports.Push(*std::move(junit));
   }
   if (!plan->capture_path.empty()) {
     absl::StatusOr<std::unique_ptr<ReplayReport>> capture =
