@@ -7,11 +7,13 @@
 #define TAPKIT_REPLAY_REPORT_H_
 
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "format/redact.h"
 #include "replay/replay.h"
 
 namespace tapkit::replay {
@@ -57,9 +59,13 @@ absl::StatusOr<std::unique_ptr<ReplayReport>> MakeJUnitReport(const std::string&
 
 // The live exchanges (ReplayedExchange::live) written to `path` ("-" is standard output) as an
 // ordinary capture (format/SPEC.md), each carrying the recorded exchange's id (replay_of). The
-// header names the target and the inputs. Errors name the file.
-absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
-                                                                 const ReplayOptions& options);
+// header names the target and the inputs. With `redactor` (tapreplay passes the default one,
+// BuildRedactor(RedactionOnByDefault()), unless --no-redact) each exchange is redacted before
+// it is written and the header records the policy: the live requests carry what --set-header
+// added (an Authorization token) and the live answers fresh Set-Cookie values. nullopt writes
+// them in clear. Errors name the file.
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(
+    const std::string& path, const ReplayOptions& options, std::optional<Redactor> redactor);
 
 }  // namespace tapkit::replay
 
