@@ -25,7 +25,7 @@ under CI=true; so does a missing nginx, curl or tcpdump). Every nginx listens on
      and counted; --set-header supplies one (the log shows it). `-w out.tap` holds the live
      exchanges, and `tapcat -o json` shows each one's replayOf equal to a recorded id. SIGINT and
      SIGTERM end a long replay with the JUnit file and the -w capture whole, and exit 2 (not all
-     was sent) whatever the results so far.
+     was sent) whatever the results so far; reading a stream on stdin, the results decide.
   4. Shadowing: `taprec deploy/frontend -n demo -w - | tapreplay - --target ...` through the demo
      mesh (deploy/demo/mesh.sh): each request curl sends to the frontend reaches the shadow nginx
      while the tap still runs, and its answer matches the frontend's. Needs taprec's live mode (the gRPC build): skipped with a message
@@ -577,7 +577,22 @@ def check_verbose_and_sigint(tap, recorded):
         if info["trailer"]["state"] != "present":
             fail(f"{name}: the -w capture was not closed with its trailer: {info['trailer']}")
         counts.append(f"{name} after {len(live)} requests")
-    return f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole"
+    # A stream on standard input (as shadowing reads one) ends by an interrupt: the results
+    # decide (all matched: 0). The pipe stays open, as a tap's does.
+    p = subprocess.Popen([tool("tapreplay"), "-", "--target", url("same"), "--max"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(tap, "rb") as f:
+        p.stdin.write(f.read())
+    p.stdin.flush()
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=WAIT)
+    n = len(recorded)
+    if p.returncode != 0 or stderr.decode() != f"tapreplay: interrupted by SIGINT: {n} requests " \
+                                              "sent; the reports hold those\n":
+        fail(f"SIGINT on a stream on stdin: exit {p.returncode}, {stderr.decode()!r}")
+    return (f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole, exit 2; on a "
+            "stream on stdin: exit 0 from the results")
 
 
 # ---------------------------------------------------------------------------------------------
