@@ -156,8 +156,9 @@ class CaptureReport final : public ReplayReport {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(
-    const std::string& path, const ReplayOptions& options, std::optional<Redactor> redactor) {
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
+                                                                const ReplayOptions& options,
+                                                                std::optional<Redactor> redactor) {
   if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
   absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
   if (!file.ok()) return file.status();

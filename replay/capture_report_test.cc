@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -192,7 +192,8 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
   Case c = MakeCase();
   std::string path = testing::TestDir() + "/live.tap";
   uint64_t before = WallNs();
-  absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport(path, Options(), std::nullopt);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+      MakeCaptureReport(path, Options(), std::nullopt);
   ASSERT_TRUE(report.ok()) << report.status();
   uint64_t after = WallNs();
   for (const ReplayedExchange& x : c.replayed) (*report)->Add(x);
@@ -298,7 +299,8 @@ TEST(CaptureReport, DashIsStandardOutput) {
   ASSERT_EQ(::dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
   absl::Status finished;
   {
-    absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport("-", Options(), std::nullopt);
+    absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+        MakeCaptureReport("-", Options(), std::nullopt);
     if (report.ok()) {
       for (const ReplayedExchange& x : c.replayed) (*report)->Add(x);
       finished = (*report)->Finish(Summary());
@@ -320,13 +322,15 @@ TEST(CaptureReport, DashIsStandardOutput) {
 // Errors name the file; a report finishes once.
 TEST(CaptureReport, ErrorsNameTheFile) {
   std::string missing = testing::TestDir() + "/no/such/dir/out.tap";
-  absl::StatusOr<std::unique_ptr<ReplayReport>> bad = MakeCaptureReport(missing, Options(), std::nullopt);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> bad =
+      MakeCaptureReport(missing, Options(), std::nullopt);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find(missing), std::string::npos) << bad.status();
   EXPECT_FALSE(MakeCaptureReport("", Options(), std::nullopt).ok());
 
   // /dev/full takes the header into its buffer and fails the first write that reaches it.
-  absl::StatusOr<std::unique_ptr<ReplayReport>> full = MakeCaptureReport("/dev/full", Options(), std::nullopt);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> full =
+      MakeCaptureReport("/dev/full", Options(), std::nullopt);
   if (full.ok()) {
     Case c = MakeCase();
     for (const ReplayedExchange& x : c.replayed) (*full)->Add(x);
@@ -338,7 +342,8 @@ TEST(CaptureReport, ErrorsNameTheFile) {
   }
 
   std::string path = testing::TestDir() + "/twice.tap";
-  absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport(path, Options(), std::nullopt);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+      MakeCaptureReport(path, Options(), std::nullopt);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE((*report)->Finish(Summary()).ok());
   absl::Status again = (*report)->Finish(Summary());

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -406,8 +406,8 @@ class JUnitReport : public ReplayReport {
 
   absl::Status Finish(const ReplaySummary& summary) override {
     if (spool_error_ != 0) {
-      return absl::DataLossError(absl::StrCat("--junit ", path_, ": the temporary file: ",
-                                              std::strerror(spool_error_)));
+      return absl::DataLossError(
+          absl::StrCat("--junit ", path_, ": the temporary file: ", std::strerror(spool_error_)));
     }
     std::string counts =
         absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_, "\" errors=\"", errors_,
@@ -423,9 +423,8 @@ class JUnitReport : public ReplayReport {
     int fd = in_place ? ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
                       : ::mkstemp(tmp.data());
     if (fd < 0) {
-      return absl::PermissionDeniedError(absl::StrCat("--junit ", path_, in_place ? ": open: "
-                                                                                  : ": cannot create: ",
-                                                      std::strerror(errno)));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "--junit ", path_, in_place ? ": open: " : ": cannot create: ", std::strerror(errno)));
     }
     if (!in_place) ::fchmod(fd, 0644);
     int err = WriteAll(fd, head);

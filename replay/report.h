@@ -64,8 +64,9 @@ absl::StatusOr<std::unique_ptr<ReplayReport>> MakeJUnitReport(const std::string&
 // it is written and the header records the policy: the live requests carry what --set-header
 // added (an Authorization token) and the live answers fresh Set-Cookie values. nullopt writes
 // them in clear. Errors name the file.
-absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(
-    const std::string& path, const ReplayOptions& options, std::optional<Redactor> redactor);
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
+                                                                const ReplayOptions& options,
+                                                                std::optional<Redactor> redactor);
 
 }  // namespace tapkit::replay
 

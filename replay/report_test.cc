@@ -336,8 +336,7 @@ TEST(JUnitReport, FifoIsWrittenIntoNotReplaced) {
   if (release >= 0) ::close(release);
   reader.join();
   ASSERT_TRUE(finished.ok()) << finished;
-  EXPECT_TRUE(got.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "))
-      << got;
+  EXPECT_TRUE(got.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites ")) << got;
   EXPECT_NE(got.find("<testcase name=\"GET /api/items?id=7 [0:17]\""), std::string::npos);
   EXPECT_TRUE(got.ends_with("</testsuites>\n")) << got;
 }

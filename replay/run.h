@@ -91,10 +91,10 @@ struct ReplayPlan {
   bool show_matches = false;
   std::string junit_path;             // empty: no JUnit file
   std::string capture_path;           // empty: no capture; "-": standard output
+  std::vector<std::string> warnings;  // lines to print before replaying (the selection's)
   // -w's redaction: the default one (format/redact.h), keyed with --redact-key-file when given;
   // nullopt with --no-redact.
   std::optional<Redactor> capture_redactor;
-  std::vector<std::string> warnings;  // lines to print before replaying (the selection's)
 };
 
 // Checks every flag and builds the plan. Errors (InvalidArgument, one line naming the flag and

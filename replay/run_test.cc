@@ -290,9 +290,7 @@ TEST(PlanReplay, CaptureIsRedactedUnlessNoRedact) {
   char dir[] = "/tmp/run_test.XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string key = std::string(dir) + "/key";
-  {
-    std::ofstream(key) << std::string(32, 'k');
-  }
+  { std::ofstream(key) << std::string(32, 'k'); }
   ::chmod(key.c_str(), 0600);
   p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}, {"redact-key-file", key}}));
   ASSERT_TRUE(p.ok()) << p.status();
