@@ -9,7 +9,8 @@
 //   kExitMismatch  at least one exchange differs, or a request failed after the target had
 //                  answered an earlier one (a timeout, a reset): the service misbehaved;
 //   kExitError     a bad flag, an input that cannot be read, a target that cannot be reached on
-//                  the first request, a report file that cannot be written: one line naming it.
+//                  the first request, a report file that cannot be written: one line naming it;
+//                  also a run stopped by SIGINT or SIGTERM (below).
 // SIGINT or SIGTERM stops sending; the reports are finished with what was replayed (the JUnit
 // file and the -w capture are whole), a line says how many requests were sent, and the exit
 // code is kExitError: the rest of the capture was never sent. When an input is a stream on
