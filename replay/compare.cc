@@ -375,10 +375,10 @@ bool IsUrlField(std::string_view lower_name) {
 // A marker inside a URL as Redactor::RedactUrl writes it: after "NAME=" and up to "&", "#" or
 // the end (a query or fragment parameter's value), or after "user:" up to "@" (a password).
 struct UrlMarker {
-  size_t at = 0;            // offset of kRedactedPrefix
-  size_t end = 0;           // offset past the marker
-  bool password = false;    // a userinfo password, else a parameter value
-  std::string param_name;   // a parameter's name, form-decoded
+  size_t at = 0;           // offset of kRedactedPrefix
+  size_t end = 0;          // offset past the marker
+  bool password = false;   // a userinfo password, else a parameter value
+  std::string param_name;  // a parameter's name, form-decoded
 };
 
 std::vector<UrlMarker> UrlMarkers(std::string_view url) {
@@ -393,8 +393,10 @@ std::vector<UrlMarker> UrlMarkers(std::string_view url) {
     char after = end < url.size() ? url[end] : '&';
     UrlMarker m{at, end, false, {}};
     if (before == '=' && (after == '&' || after == '#')) {
+      // Only in the query or the fragment (RFC 3986 sections 3.4, 3.5), as RedactUrl does.
+      size_t query = url.find_first_of("?#");
+      if (query == std::string_view::npos || query > at) continue;
       size_t piece = url.find_last_of("?&#", at - 1);
-      if (piece == std::string_view::npos) continue;
       std::string_view name = url.substr(piece + 1, at - 1 - (piece + 1));
       if (name.find('=') != std::string_view::npos) continue;  // the marker is not the value
       m.param_name = FormDecode(name);
@@ -963,8 +965,8 @@ void ComparerImpl::BodyCompare(const Applied& a, const Exchange& recorded, const
       uint64_t rlen = rec.body.length, llen = live.body.length;
       bool full_known = rec.body.data.size() < rlen;
       if (llen < rlen || (full_known && llen != rlen)) {
-        out->diffs.push_back(FieldDiff{FieldDiff::Kind::kBody, "body length",
-                                       std::to_string(rlen), std::to_string(llen)});
+        out->diffs.push_back(FieldDiff{FieldDiff::Kind::kBody, "body length", std::to_string(rlen),
+                                       std::to_string(llen)});
       }
     }
   } else {
