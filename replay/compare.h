@@ -57,8 +57,9 @@ struct NoiseRules {
   std::vector<std::string> ignore_json_paths;
   // Pointers of arrays compared as multisets, order ignored (--unordered-json-path).
   std::vector<std::string> unordered_json_paths;
-  // Header NAME -> RE2 regex: two different values are equal when both fully match it (a
-  // request id's shape, say). Rules file only.
+  // Header NAME -> RE2 regex: two different values (list elements, field lines or the combined
+  // values, as above) are equal when both fully match it (a request id's shape, say). Rules
+  // file only.
   std::vector<std::pair<std::string, std::string>> header_patterns;
   // JSON pointer -> RE2 regex on the value's text (a string's contents, or a number's or
   // literal's JSON text): two different values are equal when both fully match. Rules file only.
