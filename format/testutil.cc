@@ -1,7 +1,9 @@
 #include "format/testutil.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -164,6 +166,27 @@ std::string CorpusDir() {
   struct stat st {};
   if (::stat((dir + "/MANIFEST.tsv").c_str(), &st) != 0) return {};
   return dir;
+}
+
+std::string Shell(const std::string& command, int* status) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) {
+    if (status != nullptr) *status = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (status != nullptr) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+bool HaveTool(const std::string& tool) {
+  int st = 0;
+  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
+  return st == 0;
 }
 
 bool InCi() {

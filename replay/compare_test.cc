@@ -4,7 +4,6 @@
 #include "replay/compare.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,41 +15,14 @@
 #include "format/content_coding.h"
 #include "format/redact.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
 using Kind = FieldDiff::Kind;
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-// Runs `cmd` with /bin/sh and returns its standard output; *status gets the exit status.
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-// Skips the test when `tool` is missing, but under CI=true a missing tool fails it.
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
 
 std::string WriteFile(const std::string& name, const std::string& data) {
   std::string path = TestDir() + "/" + name;
@@ -306,7 +278,7 @@ TEST(Compare, JsonMemberOrderIgnoredAndLeafDiffs) {
 }
 
 TEST(Compare, JsonPrettyTextIsJqSorted) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string rec = R"({"z":[1,{"b":2,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   std::string live = R"({"z":[1,{"b":3,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   Comparison r = Make()->Compare(Recorded(kJson, rec), Live(kJson, live));
@@ -388,8 +360,8 @@ TEST(Compare, TextBodyPreviewAndTexts) {
 }
 
 TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
-  REQUIRE_TOOL("gzip");
-  REQUIRE_TOOL("brotli");
+  TAPKIT_REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("brotli");
   std::string json = R"({"b":[1,2,3],"a":"text"})";
   std::string gz = Shell("gzip -c " + WriteFile("body.json", json));
   std::string br = Shell("brotli -c " + WriteFile("body2.json", json));
@@ -436,7 +408,7 @@ TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {
 }
 
 TEST(Compare, TruncatedGzipBodyComparedOnDecodedPrefix) {
-  REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("gzip");
   std::string text;
   for (int i = 0; i < 2000; ++i) text += "line " + std::to_string(i) + "\n";
   std::string gz = Shell("gzip -c " + WriteFile("big.txt", text));
@@ -591,7 +563,7 @@ TEST(UnifiedDiff, EqualTextsGiveNothing) {
 }
 
 TEST(UnifiedDiff, HandPickedPairsMatchGnuDiff) {
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("diff");
   std::string ten;
   for (int i = 1; i <= 30; ++i) ten += "line " + std::to_string(i) + "\n";
   auto edit = [&](std::vector<std::pair<int, std::string>> repl) {
@@ -649,8 +621,8 @@ std::pair<int, int> Changes(const std::string& diff) {
 // checked to be as short as diff -u's, to turn a into b under patch(1), and, in most rounds,
 // to be diff -u's own.
 TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
-  REQUIRE_TOOL("diff");
-  REQUIRE_TOOL("patch");
+  TAPKIT_REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("patch");
   std::mt19937 rng(12);
   const char* words[] = {"a\n", "b\n", "c\n", "{\n", "}\n", "  x\n"};
   int same = 0;

@@ -4,10 +4,7 @@
 #include "replay/report.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -16,38 +13,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
 
 std::string WriteFile(const std::string& name, const std::string& data) {
   std::string path = TestDir() + "/" + name;
@@ -124,8 +96,8 @@ ReplaySummary Summary() {
 }
 
 TEST(TextReport, MismatchFailureMatchAndSummary) {
-  REQUIRE_TOOL("jq");
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("diff");
   Scenario s = Mixed();
   std::ostringstream out;
   std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.show_matches = true});
@@ -188,7 +160,7 @@ TEST(TextReport, MatchesHiddenByDefaultRoundsAndExtras) {
 }
 
 TEST(JsonReport, LinesAndSummary) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   Scenario s = Mixed();
   // A path that is not UTF-8 goes as base64.
   ReplayedExchange& d = s.Add(20, "GET", "/caf\xe9", 200, {}, "a");
@@ -233,7 +205,7 @@ TEST(JsonReport, LinesAndSummary) {
 }
 
 TEST(JUnitReport, ParsedByPythonsXmlReader) {
-  REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("python3");
   Scenario s = Mixed();
   // Bytes XML cannot hold, markup, and a CDATA end in the error and the path.
   s.replayed[1].error = "reset \x01]]>&<\"' \xff caf\xc3\xa9";
