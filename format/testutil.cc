@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
+#include "format/test_dir.h"
 
 namespace tapkit::testing {
 
@@ -153,6 +154,13 @@ ReadResult ReadAll(std::string_view data, bool headers_only, bool seekable) {
   r.status = (*reader)->status();
   r.stats = (*reader)->stats();
   return r;
+}
+
+std::string WriteTestFile(const std::string& name, std::string_view bytes) {
+  std::string path = TestDir() + "/" + name;
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return path;
 }
 
 std::string ReadFileBytes(const std::string& path) {

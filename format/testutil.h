@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "format/exchange.h"
@@ -92,6 +93,9 @@ bool HaveTool(const std::string& tool);
       GTEST_SKIP() << (tool) << " is missing (scripts/deps.sh installs it); skipping"; \
     }                                                                                  \
   } while (0)
+
+// Writes `bytes` to the file NAME in TestDir() (format/test_dir.h), replacing it; returns its path.
+std::string WriteTestFile(const std::string& name, std::string_view bytes);
 
 // The whole content of the file at `path` (empty when it cannot be read).
 std::string ReadFileBytes(const std::string& path);

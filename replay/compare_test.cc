@@ -23,12 +23,7 @@ namespace {
 using Kind = FieldDiff::Kind;
 using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 Exchange Recorded(std::vector<Header> headers, std::string body, uint16_t status = 200,
                   std::string method = "GET", std::string path = "/api/items") {
@@ -283,8 +278,8 @@ TEST(Compare, JsonPrettyTextIsJqSorted) {
   std::string live = R"({"z":[1,{"b":3,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   Comparison r = Make()->Compare(Recorded(kJson, rec), Live(kJson, live));
   ASSERT_EQ(r.diffs.size(), 1u);
-  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteFile("rec.json", rec)));
-  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteFile("live.json", live)));
+  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteTestFile("rec.json", rec)));
+  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteTestFile("live.json", live)));
 }
 
 TEST(Compare, IgnoreJsonPathsWithWildcards) {
@@ -363,8 +358,8 @@ TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
   TAPKIT_REQUIRE_TOOL("gzip");
   TAPKIT_REQUIRE_TOOL("brotli");
   std::string json = R"({"b":[1,2,3],"a":"text"})";
-  std::string gz = Shell("gzip -c " + WriteFile("body.json", json));
-  std::string br = Shell("brotli -c " + WriteFile("body2.json", json));
+  std::string gz = Shell("gzip -c " + WriteTestFile("body.json", json));
+  std::string br = Shell("brotli -c " + WriteTestFile("body2.json", json));
   ASSERT_FALSE(gz.empty());
   ASSERT_FALSE(br.empty());
   std::vector<Header> gzh = {{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}};
@@ -411,7 +406,7 @@ TEST(Compare, TruncatedGzipBodyComparedOnDecodedPrefix) {
   TAPKIT_REQUIRE_TOOL("gzip");
   std::string text;
   for (int i = 0; i < 2000; ++i) text += "line " + std::to_string(i) + "\n";
-  std::string gz = Shell("gzip -c " + WriteFile("big.txt", text));
+  std::string gz = Shell("gzip -c " + WriteTestFile("big.txt", text));
   ASSERT_GT(gz.size(), 600u);
   std::vector<Header> h = {{"Content-Type", "text/plain"}, {"Content-Encoding", "gzip"}};
   Exchange rec = Recorded(h, gz.substr(0, 600));
@@ -434,7 +429,7 @@ TEST(Compare, TruncatedGzipBodyComparedOnDecodedPrefix) {
 
 absl::StatusOr<std::shared_ptr<const Comparer>> FromRules(const std::string& yaml) {
   CompareOptions o;
-  o.rules_file = WriteFile("rules.yaml", yaml);
+  o.rules_file = WriteTestFile("rules.yaml", yaml);
   return Comparer::Create(o);
 }
 
@@ -552,7 +547,7 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
 // ---- UnifiedDiff against GNU diff -u ----
 
 std::string GnuDiff(const std::string& a, const std::string& b, int context = 3) {
-  std::string pa = WriteFile("a.txt", a), pb = WriteFile("b.txt", b);
+  std::string pa = WriteTestFile("a.txt", a), pb = WriteTestFile("b.txt", b);
   return Shell("diff -U " + std::to_string(context) + " --label recorded --label live " + pa + " " +
                pb);
 }
@@ -657,7 +652,7 @@ TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
       continue;
     }
     EXPECT_EQ(Changes(mine), Changes(gnu)) << "a:\n" << a << "b:\n" << b << mine << gnu;
-    std::string pa = WriteFile("p.txt", a), pd = WriteFile("p.diff", mine);
+    std::string pa = WriteTestFile("p.txt", a), pd = WriteTestFile("p.diff", mine);
     int st = 0;
     Shell("patch -s " + pa + " " + pd + " 2>&1", &st);
     EXPECT_EQ(st, 0);

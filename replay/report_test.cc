@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -20,12 +19,7 @@ namespace {
 
 using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 // Owns the recorded exchanges the ReplayedExchanges point into.
 struct Scenario {
@@ -105,8 +99,8 @@ TEST(TextReport, MismatchFailureMatchAndSummary) {
   ASSERT_TRUE(r->Finish(Summary()).ok());
 
   // The body diff, made independently: jq -S pretty-prints with sorted members, diff -u.
-  std::string rec = WriteFile("r.json", R"({"b":[1,2],"a":1})");
-  std::string live = WriteFile("l.json", R"({"a":2,"b":[1,2]})");
+  std::string rec = WriteTestFile("r.json", R"({"b":[1,2],"a":1})");
+  std::string live = WriteTestFile("l.json", R"({"a":2,"b":[1,2]})");
   Shell("jq -S . " + rec + " > " + rec + ".pretty && jq -S . " + live + " > " + live + ".pretty");
   std::string gnu =
       Shell("diff -u --label recorded --label live " + rec + ".pretty " + live + ".pretty");
@@ -176,7 +170,7 @@ TEST(JsonReport, LinesAndSummary) {
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out.str();
   // Each line is compact JSON with its members sorted: jq -cS prints it unchanged.
-  std::string path = WriteFile("report.jsonl", out.str());
+  std::string path = WriteTestFile("report.jsonl", out.str());
   EXPECT_EQ(Shell("jq -cS . " + path), out.str());
 
   nlohmann::json diff = nlohmann::json::parse(lines[0], nullptr, false);
@@ -216,7 +210,7 @@ TEST(JUnitReport, ParsedByPythonsXmlReader) {
   for (const ReplayedExchange& x : s.replayed) r->Add(x);
   ReplaySummary sum = Summary();
   ASSERT_TRUE(r->Finish(sum).ok());
-  std::string script = WriteFile("read.py", R"(
+  std::string script = WriteTestFile("read.py", R"(
 import json, sys
 import xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
