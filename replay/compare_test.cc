@@ -4,7 +4,6 @@
 #include "replay/compare.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,47 +15,15 @@
 #include "format/content_coding.h"
 #include "format/redact.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
 using Kind = FieldDiff::Kind;
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-// Runs `cmd` with /bin/sh and returns its standard output; *status gets the exit status.
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-// Skips the test when `tool` is missing, but under CI=true a missing tool fails it.
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 Exchange Recorded(std::vector<Header> headers, std::string body, uint16_t status = 200,
                   std::string method = "GET", std::string path = "/api/items") {
@@ -451,13 +418,13 @@ TEST(Compare, JsonMemberOrderIgnoredAndLeafDiffs) {
 }
 
 TEST(Compare, JsonPrettyTextIsJqSorted) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string rec = R"({"z":[1,{"b":2,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   std::string live = R"({"z":[1,{"b":3,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   Comparison r = Make()->Compare(Recorded(kJson, rec), Live(kJson, live));
   ASSERT_EQ(r.diffs.size(), 1u);
-  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteFile("rec.json", rec)));
-  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteFile("live.json", live)));
+  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteTestFile("rec.json", rec)));
+  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteTestFile("live.json", live)));
 }
 
 TEST(Compare, IgnoreJsonPathsWithWildcards) {
@@ -533,11 +500,11 @@ TEST(Compare, TextBodyPreviewAndTexts) {
 }
 
 TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
-  REQUIRE_TOOL("gzip");
-  REQUIRE_TOOL("brotli");
+  TAPKIT_REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("brotli");
   std::string json = R"({"b":[1,2,3],"a":"text"})";
-  std::string gz = Shell("gzip -c " + WriteFile("body.json", json));
-  std::string br = Shell("brotli -c " + WriteFile("body2.json", json));
+  std::string gz = Shell("gzip -c " + WriteTestFile("body.json", json));
+  std::string br = Shell("brotli -c " + WriteTestFile("body2.json", json));
   ASSERT_FALSE(gz.empty());
   ASSERT_FALSE(br.empty());
   std::vector<Header> gzh = {{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}};
@@ -581,11 +548,13 @@ TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {
 }
 
 TEST(Compare, TruncatedGzipBodyComparedOnDecodedPrefix) {
-  REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("gzip");
   std::string text;
   for (int i = 0; i < 2000; ++i) text += "line " + std::to_string(i) + "\n";
   // gzip -n: no name or time in the header, so equal texts give equal bytes (equal lengths).
-  auto gzip = [](const std::string& t) { return Shell("gzip -n -c " + WriteFile("big.txt", t)); };
+  auto gzip = [](const std::string& t) {
+    return Shell("gzip -n -c " + WriteTestFile("big.txt", t));
+  };
   std::string gz = gzip(text);
   ASSERT_GT(gz.size(), 600u);
   std::vector<Header> h = {{"Content-Type", "text/plain"}, {"Content-Encoding", "gzip"}};
@@ -656,7 +625,7 @@ TEST(Compare, TruncatedRecordedBodyWireLength) {
 
 absl::StatusOr<std::shared_ptr<const Comparer>> FromRules(const std::string& yaml) {
   CompareOptions o;
-  o.rules_file = WriteFile("rules.yaml", yaml);
+  o.rules_file = WriteTestFile("rules.yaml", yaml);
   return Comparer::Create(o);
 }
 
@@ -774,7 +743,7 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
 // ---- UnifiedDiff against GNU diff -u ----
 
 std::string GnuDiff(const std::string& a, const std::string& b, int context = 3) {
-  std::string pa = WriteFile("a.txt", a), pb = WriteFile("b.txt", b);
+  std::string pa = WriteTestFile("a.txt", a), pb = WriteTestFile("b.txt", b);
   return Shell("diff -U " + std::to_string(context) + " --label recorded --label live " + pa + " " +
                pb);
 }
@@ -785,7 +754,7 @@ TEST(UnifiedDiff, EqualTextsGiveNothing) {
 }
 
 TEST(UnifiedDiff, HandPickedPairsMatchGnuDiff) {
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("diff");
   std::string ten;
   for (int i = 1; i <= 30; ++i) ten += "line " + std::to_string(i) + "\n";
   auto edit = [&](std::vector<std::pair<int, std::string>> repl) {
@@ -843,8 +812,8 @@ std::pair<int, int> Changes(const std::string& diff) {
 // checked to be as short as diff -u's, to turn a into b under patch(1), and, in most rounds,
 // to be diff -u's own.
 TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
-  REQUIRE_TOOL("diff");
-  REQUIRE_TOOL("patch");
+  TAPKIT_REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("patch");
   std::mt19937 rng(12);
   const char* words[] = {"a\n", "b\n", "c\n", "{\n", "}\n", "  x\n"};
   int same = 0;
@@ -879,7 +848,7 @@ TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
       continue;
     }
     EXPECT_EQ(Changes(mine), Changes(gnu)) << "a:\n" << a << "b:\n" << b << mine << gnu;
-    std::string pa = WriteFile("p.txt", a), pd = WriteFile("p.diff", mine);
+    std::string pa = WriteTestFile("p.txt", a), pd = WriteTestFile("p.diff", mine);
     int st = 0;
     Shell("patch -s " + pa + " " + pd + " 2>&1", &st);
     EXPECT_EQ(st, 0);

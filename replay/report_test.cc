@@ -23,44 +23,14 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 // Owns the recorded exchanges the ReplayedExchanges point into.
 struct Scenario {
@@ -131,8 +101,8 @@ ReplaySummary Summary() {
 }
 
 TEST(TextReport, MismatchFailureMatchAndSummary) {
-  REQUIRE_TOOL("jq");
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("diff");
   Scenario s = Mixed();
   std::ostringstream out;
   std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.show_matches = true});
@@ -140,8 +110,8 @@ TEST(TextReport, MismatchFailureMatchAndSummary) {
   ASSERT_TRUE(r->Finish(Summary()).ok());
 
   // The body diff, made independently: jq -S pretty-prints with sorted members, diff -u.
-  std::string rec = WriteFile("r.json", R"({"b":[1,2],"a":1})");
-  std::string live = WriteFile("l.json", R"({"a":2,"b":[1,2]})");
+  std::string rec = WriteTestFile("r.json", R"({"b":[1,2],"a":1})");
+  std::string live = WriteTestFile("l.json", R"({"a":2,"b":[1,2]})");
   Shell("jq -S . " + rec + " > " + rec + ".pretty && jq -S . " + live + " > " + live + ".pretty");
   std::string gnu =
       Shell("diff -u --label recorded --label live " + rec + ".pretty " + live + ".pretty");
@@ -195,7 +165,7 @@ TEST(TextReport, MatchesHiddenByDefaultRoundsAndExtras) {
 }
 
 TEST(JsonReport, LinesAndSummary) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   Scenario s = Mixed();
   // A path that is not UTF-8 goes as base64.
   ReplayedExchange& d = s.Add(20, "GET", "/caf\xe9", 200, {}, "a");
@@ -211,7 +181,7 @@ TEST(JsonReport, LinesAndSummary) {
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out.str();
   // Each line is compact JSON with its members sorted: jq -cS prints it unchanged.
-  std::string path = WriteFile("report.jsonl", out.str());
+  std::string path = WriteTestFile("report.jsonl", out.str());
   EXPECT_EQ(Shell("jq -cS . " + path), out.str());
 
   nlohmann::json diff = nlohmann::json::parse(lines[0], nullptr, false);
@@ -240,7 +210,7 @@ TEST(JsonReport, LinesAndSummary) {
 }
 
 TEST(JUnitReport, ParsedByPythonsXmlReader) {
-  REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("python3");
   Scenario s = Mixed();
   // Bytes XML cannot hold, markup, and a CDATA end in the error and the path.
   s.replayed[1].error = "reset \x01]]>&<\"' \xff caf\xc3\xa9";
@@ -252,7 +222,7 @@ TEST(JUnitReport, ParsedByPythonsXmlReader) {
   for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
   ReplaySummary sum = Summary();
   ASSERT_TRUE((*r)->Finish(sum).ok());
-  std::string script = WriteFile("read.py", R"(
+  std::string script = WriteTestFile("read.py", R"(
 import json, sys
 import xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()

@@ -11,10 +11,12 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "format/program.h"
+#include "format/program_options.h"
 #include "format/select.h"
 #include "replay/run.h"
 
@@ -96,34 +98,19 @@ int main(int argc, char** argv) {
   opts.add(pacing).add(edits).add(compare).add(reports).add(select_opts);
   po::options_description hidden;
   hidden.add_options()("input", po::value(&f.inputs));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("input", -1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .style(tapkit::kCommandLineStyle)
-                  .options(all)
-                  .positional(pos)
-                  .extra_parser(tapkit::SelectionExtraParser)
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "tapreplay: %s (try --help)\n", e.what());
-    return kExitError;
-  }
-  if (vm.count("version")) {
-    std::cout << tapkit::VersionLine("tapreplay");
-    return kExitOk;
-  }
-  if (vm.count("help")) {
-    std::cout << opts
-              << "\nExit status: 0 every exchange matched, 1 an exchange differed or a request "
-                 "failed after the target had answered, 2 usage or input error or a target that "
-                 "cannot be reached. Ctrl+C stops sending; the reports hold what was replayed.\n";
-    return kExitOk;
+  if (std::optional<int> done = tapkit::ParseCommandLine(
+          {.program = "tapreplay",
+           .visible = &opts,
+           .hidden = &hidden,
+           .positional = "input",
+           .extra_parser = tapkit::SelectionExtraParser,
+           .help_epilogue =
+               "Exit status: 0 every exchange matched, 1 an exchange differed or a request failed "
+               "after the target had answered, 2 usage or input error or a target that cannot be "
+               "reached. Ctrl+C stops sending; the reports hold what was replayed.\n"},
+          argc, argv, &vm, std::cout, std::cerr)) {
+    return *done;
   }
   // The flags given (bool_switch values count only when set), for the conflict checks.
   for (const auto& [name, value] : vm) {
