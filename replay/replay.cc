@@ -161,25 +161,34 @@ absl::Status CheckOptions(const ReplayOptions& o) {
   if (std::count(o.inputs.begin(), o.inputs.end(), "-") > 1) {
     return absl::InvalidArgumentError("standard input ('-') given twice");
   }
-  bool stdin_input = std::count(o.inputs.begin(), o.inputs.end(), "-") > 0;
   if (o.loop < 1) return absl::InvalidArgumentError(absl::StrCat("--loop ", o.loop, ": below 1"));
-  if (o.loop > 1 && stdin_input) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--loop ", o.loop, ": a stream on standard input is replayed once"));
+  if (o.loop > 1) {
+    for (const std::string& in : o.inputs) {
+      if (in == "-") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--loop ", o.loop, ": a stream on standard input is replayed once"));
+      }
+      if (internal::IsStreamInput(in)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--loop ", o.loop, ": ", in, " is a stream (not a regular file); it is replayed once"));
+      }
+    }
   }
   if (!(o.sample_percent > 0 && o.sample_percent <= 100)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--sample ", o.sample_percent, ": not a percentage in (0, 100]"));
   }
-  if (o.pacing == Pacing::kRecorded && !(o.speed > 0 && std::isfinite(o.speed))) {
-    return absl::InvalidArgumentError(absl::StrCat("--speed ", o.speed, ": not above 0"));
-  }
-  if (o.pacing == Pacing::kRate && !(o.rate > 0 && std::isfinite(o.rate))) {
-    return absl::InvalidArgumentError(absl::StrCat("--rate ", o.rate, ": not above 0"));
-  }
-  if (o.concurrency < 0 || o.concurrency > 4096) {
+  if (o.pacing == Pacing::kRecorded && !(o.speed >= kMinSpeed && o.speed <= kMaxSpeed)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--concurrency ", o.concurrency, ": not in 0..4096"));
+        absl::StrCat("--speed ", o.speed, ": not in ", kMinSpeed, "..", kMaxSpeed));
+  }
+  if (o.pacing == Pacing::kRate && !(o.rate >= kMinRate && o.rate <= kMaxRate)) {
+    return absl::InvalidArgumentError(absl::StrCat("--rate ", o.rate, ": not in ", kMinRate, "..",
+                                                   static_cast<int64_t>(kMaxRate)));
+  }
+  if (o.concurrency < 0 || o.concurrency > kMaxLanes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--concurrency ", o.concurrency, ": not in 0..", kMaxLanes));
   }
   if (o.timeout_ns <= 0) return absl::InvalidArgumentError("--timeout: not above 0");
   return absl::OkStatus();
@@ -417,16 +426,28 @@ bool Engine::OpenLane(Lane* lane) {
   return true;
 }
 
+// start + offset, the offset held within [0, kMaxDueOffsetNs] (about 146 years): a gap that
+// long waits "forever", and llround or the sum never overflows (a NaN counts as 0).
+constexpr double kMaxDueOffsetNs = 4.611686018427387904e18;  // 2^62
+int64_t DueAfter(int64_t start_ns, double offset_ns) {
+  if (!(offset_ns > 0)) return start_ns;
+  int64_t offset = offset_ns >= kMaxDueOffsetNs ? int64_t{1} << 62 : std::llround(offset_ns);
+  return offset > std::numeric_limits<int64_t>::max() - start_ns
+             ? std::numeric_limits<int64_t>::max()
+             : start_ns + offset;
+}
+
 int64_t Engine::DueOf(const Job& job) {
   switch (o_.pacing) {
     case Pacing::kRecorded: {
-      double offset =
-          static_cast<double>(static_cast<int64_t>(job.recorded->sort_key_ns - origin_key_ns_)) +
-          job.round * round_period_ns_;
-      return start_ns_ + std::llround(offset / o_.speed);
+      // Sorted input: a key before the origin (a later file's reorder) is due at once.
+      const uint64_t key = job.recorded->sort_key_ns;
+      double offset = key > origin_key_ns_ ? static_cast<double>(key - origin_key_ns_) : 0.0;
+      offset += job.round * round_period_ns_;
+      return DueAfter(start_ns_, offset / o_.speed);
     }
     case Pacing::kRate:
-      return start_ns_ + std::llround(static_cast<double>(index_++) * 1e9 / o_.rate);
+      return DueAfter(start_ns_, static_cast<double>(index_++) * 1e9 / o_.rate);
     case Pacing::kMax:
       break;
   }
@@ -604,6 +625,7 @@ void Engine::Send(Lane* lane, Job job) {
   lane->sent_wall_ns = lane->sent_steady_ns + wall_offset_ns_;
   summary_.redacted_headers_dropped += lane->request.redacted_dropped;
   if (!lane->request.error.empty()) {
+    lane->request.redacted_sent = 0;  // nothing was sent
     ReplayedExchange rx;
     rx.recorded = &rec;
     rx.round = lane->job.round;
@@ -645,7 +667,8 @@ void Engine::Send(Lane* lane, Job job) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
                      r.method == "GET" && !r.has_body ? nullptr : r.method.c_str());
   }
-  lane->response.Reset();
+  summary_.redacted_values_sent += r.redacted_sent;
+  lane->response.Reset(internal::LiveBodyLimit(rec));
   lane->error[0] = '\0';
   lane->busy = true;
   ++in_flight_;
@@ -689,6 +712,7 @@ void Engine::Finish(Lane* lane, CURLcode code) {
   rx.due_ns = lane->job.due_ns;
   rx.sent_ns = lane->sent_ns;
   rx.redacted_headers_dropped = r.redacted_dropped;
+  rx.redacted_values_sent = r.redacted_sent;
   Exchange& live = rx.live;
   live.capture_point = 0;
   live.stream_id = lane->stream_id;
@@ -847,6 +871,10 @@ absl::StatusOr<ReplayResult> ReplayCapture(const std::string& capture, const std
   absl::StatusOr<ReplaySummary> summary = Replay(options, [&](const ReplayedExchange& x) {
     bool failed = !x.error.empty() || (x.comparison && !x.comparison->matched());
     if (!failed) return;
+    if (result.mismatches.size() >= kMaxKeptMismatches) {
+      ++result.mismatches_not_kept;
+      return;
+    }
     result.recorded.push_back(std::make_unique<Exchange>(*x.recorded));
     ReplayedExchange kept = x;
     kept.recorded = result.recorded.back().get();

@@ -16,7 +16,10 @@
 //     its length: cut at the body limit, or emptied by redaction, format/redact.h) is skipped
 //     and counted unless send_truncated_bodies, which sends its stored bytes;
 //   - pacing: the recorded gaps divided by `speed`, or `rate` requests per second, or as fast as
-//     the target answers; at most `concurrency` requests in flight.
+//     the target answers (the C++ API's default, kMax; tapreplay's default is kRecorded); at
+//     most `concurrency` requests in flight. A due time past about 146 years is held there;
+//   - redaction markers in the path or the body cannot be undone: they are sent as recorded and
+//     counted (redacted_values_sent).
 // Ordering: with concurrency 0 the requests of one recorded TCP connection are sent in their
 // recorded order, one at a time, on one lane (one easy handle, hence one keep-alive connection
 // at a time), and lanes for different recorded connections run in parallel (at most
@@ -84,9 +87,16 @@ struct PathRewrite {
 };
 
 inline constexpr int kMaxLanes = 256;
+// The pacing bounds (--speed, --rate): outside them a due time is meaningless (a 1 s gap at
+// speed 1e-10 is 317 years).
+inline constexpr double kMinSpeed = 0.001;
+inline constexpr double kMaxSpeed = 1000;
+inline constexpr double kMinRate = 0.001;  // requests per second
+inline constexpr double kMaxRate = 10'000'000;
 
 struct ReplayOptions {
   // Inputs: .tap paths; "-" is standard input (at most once; a live stream is read as it grows).
+  // A path that is not a regular file (a pipe, bash's <(...)) is read as a stream too.
   std::vector<std::string> inputs;
   // "http://HOST:PORT" (a path prefix is not allowed). Required.
   std::string target;
@@ -102,13 +112,14 @@ struct ReplayOptions {
   bool send_truncated_bodies = false;
   double sample_percent = 100.0;    // (0, 100]: a hash of the exchange id and sample_seed decides
   uint64_t sample_seed = 0;
-  int loop = 1;  // rounds (>= 1); a stream on standard input allows 1 only
+  int loop = 1;  // rounds (>= 1); a stream (stdin, a pipe) allows 1 only
 
-  // Pacing.
-  Pacing pacing = Pacing::kRecorded;
-  double speed = 1.0;  // kRecorded: recorded gaps are divided by it (> 0)
-  double rate = 0;     // kRate: requests per second (> 0)
-  int concurrency = 0; // 0: a lane per recorded connection; N > 0: N lanes, requests spread
+  // Pacing. The default sends as fast as the target answers, so that a test replaying a capture
+  // with long recorded gaps does not sleep through them; kRecorded replays the gaps.
+  Pacing pacing = Pacing::kMax;
+  double speed = 1.0;  // kRecorded: recorded gaps are divided by it, kMinSpeed..kMaxSpeed
+  double rate = 0;     // kRate: requests per second, kMinRate..kMaxRate
+  int concurrency = 0; // 0..kMaxLanes. 0: a lane per recorded connection; N: N lanes, spread
 
   // Request edits for environment differences.
   std::vector<Header> set_headers;       // replace (or add) these fields
@@ -144,6 +155,7 @@ struct ReplayedExchange {
   int64_t due_ns = 0;   // clock time the pacing asked for
   int64_t sent_ns = 0;  // clock time the request was handed to libcurl
   uint64_t redacted_headers_dropped = 0;  // marker-valued request fields left out
+  uint64_t redacted_values_sent = 0;      // markers sent in the path and the body
 };
 
 struct ReplaySummary {
@@ -157,6 +169,7 @@ struct ReplaySummary {
   uint64_t mismatched = 0;
   uint64_t errors = 0;               // transport errors (timeouts, resets)
   uint64_t redacted_headers_dropped = 0;
+  uint64_t redacted_values_sent = 0; // redaction markers sent in paths and bodies (as recorded)
   uint64_t body_prefix_compared = 0; // recorded bodies cut at the body limit, compared on prefix
   int64_t elapsed_ns = 0;
   bool stopped = false;              // options.stop ended it
@@ -174,17 +187,20 @@ using ReplayObserver = std::function<void(const ReplayedExchange&)>;
 // reported per exchange.
 absl::StatusOr<ReplaySummary> Replay(const ReplayOptions& options, const ReplayObserver& observer);
 
-// What the C++ API's callers want in one call: every replayed exchange that did not match (or
-// failed), with the summary. Holds the mismatches only.
+// What the C++ API's callers want in one call: the replayed exchanges that did not match (or
+// failed), with the summary. Holds the first kMaxKeptMismatches of them only (each holds both
+// exchanges and the diff texts); the rest are counted in mismatches_not_kept.
+inline constexpr size_t kMaxKeptMismatches = 1000;
 struct ReplayResult {
   ReplaySummary summary;
   std::vector<ReplayedExchange> mismatches;  // recorded points into `recorded` below
   std::vector<std::unique_ptr<Exchange>> recorded;
+  uint64_t mismatches_not_kept = 0;  // past kMaxKeptMismatches
   bool ok() const { return summary.mismatched == 0 && summary.errors == 0; }
 };
 
 // Replays `capture` (a .tap path) against `target` with `options` (inputs and target are set
-// from the arguments).
+// from the arguments). Default options send as fast as the target answers (Pacing::kMax).
 absl::StatusOr<ReplayResult> ReplayCapture(const std::string& capture, const std::string& target,
                                            ReplayOptions options = {});
 

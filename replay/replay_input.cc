@@ -1,6 +1,7 @@
 #include "replay/replay_input.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -26,6 +27,12 @@ bool SampledIn(const ExchangeId& id, double percent, uint64_t seed) {
   for (int i = 0; i < 8; ++i) key[4 + i] = static_cast<unsigned char>(id.stream_id >> (8 * i));
   uint64_t h = XXH3_64bits_withSeed(key, sizeof key, seed);
   return static_cast<double>(h % 1'000'000) < percent * 10'000.0;
+}
+
+bool IsStreamInput(const std::string& path) {
+  if (path == "-") return true;
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
 }
 
 namespace {
@@ -86,7 +93,7 @@ uint64_t FootprintBytes(const Exchange& x) {
 
 struct InputReader::State {
   ReplayOptions options;
-  bool stdin_input = false;
+  bool stream_input = false;
   uint64_t cache_limit = kRoundCacheBytes;
 
   std::mutex mu;
@@ -134,7 +141,7 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
   OrderOptions order;
   order.files = options.inputs;
   // A live stream is shadowed as it arrives: no reorder window to wait out.
-  order.reorder_window_ns = stdin_input ? 0 : kDefaultReorderWindowNs;
+  order.reorder_window_ns = stream_input ? 0 : kDefaultReorderWindowNs;
   if (!selection.empty()) {
     order.keep = [&selection](const ExchangeView& v) { return selection.Matches(v); };
   }
@@ -261,8 +268,8 @@ std::unique_ptr<InputReader> InputReader::Start(const ReplayOptions& options,
   std::unique_ptr<InputReader> reader(new InputReader());
   auto state = std::make_shared<State>();
   state->options = options;
-  state->stdin_input =
-      std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
+  state->stream_input =
+      std::any_of(options.inputs.begin(), options.inputs.end(), IsStreamInput);
   state->wake = std::move(wake);
   state->cache_limit = cache_limit;
   reader->state_ = state;
@@ -302,8 +309,9 @@ void InputReader::Cancel() {
   state_->wake = nullptr;
   state_->space.notify_all();
   // A file input notices the cancel at its next exchange: wait for that. A thread blocked reading
-  // standard input owns its state (shared) and ends when the stream does or the process exits.
-  if (!state_->stdin_input) {
+  // a stream (standard input, a pipe: IsStreamInput) owns its state (shared) and ends when the
+  // stream does or the process exits.
+  if (!state_->stream_input) {
     state_->space.wait(lock, [&] { return state_->finished; });
   }
   lock.unlock();

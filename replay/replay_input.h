@@ -38,6 +38,12 @@ inline constexpr size_t kInputQueueLimit = 1024;
 // across runs, hosts and versions: a rerun with the same seed replays the same sample.
 bool SampledIn(const ExchangeId& id, double percent, uint64_t seed);
 
+// True when `path` is read as a stream: "-" (standard input) or anything that is not a regular
+// file (a pipe such as bash's <(...), a FIFO, a character device), by stat(2). A stream has no
+// reorder window (it is replayed as it arrives), is read once (no --loop) and is not waited for
+// when the replay ends early: a blocked read() cannot be interrupted.
+bool IsStreamInput(const std::string& path);
+
 // What one round read, sent at its end.
 struct RoundCounts {
   uint64_t read = 0;
@@ -73,7 +79,7 @@ class InputReader {
   // Moves up to `max` queued items to `out`; never blocks.
   size_t Take(std::deque<InputItem>* out, size_t max);
   // Stops the reader: joins its thread, or leaves it to end on its own when it is blocked
-  // reading standard input (it owns everything it touches). `wake` is not called afterwards.
+  // reading a stream (IsStreamInput; it owns everything it touches). `wake` is not called afterwards.
   void Cancel();
 
   struct State;

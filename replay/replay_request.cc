@@ -125,8 +125,15 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
       return absl::InvalidArgumentError(
           absl::StrCat("--set-header '", h.name, "': the value holds a CR, LF or NUL byte"));
     }
+    std::string lower = absl::AsciiStrToLower(h.name);
+    if (IsHopByHop(lower)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--set-header '", h.name, ": ", h.value,
+          "': the replay frames the request itself; ", h.name,
+          " cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
+    }
     plan.set_headers.push_back(h);
-    plan.set_lower.push_back(absl::AsciiStrToLower(h.name));
+    plan.set_lower.push_back(std::move(lower));
   }
   for (const std::string& d : options.drop_headers) {
     if (!IsToken(d)) {
@@ -154,6 +161,24 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
 bool IsHopByHop(std::string_view n) {
   return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" ||
          n == "trailer" || n == "transfer-encoding" || n == "upgrade" || n == "content-length";
+}
+
+uint64_t CountRedactionMarkers(std::string_view text) {
+  uint64_t n = 0;
+  const size_t whole = kRedactedPrefix.size() + 12;
+  for (size_t at = text.find(kRedactedPrefix); at != std::string_view::npos;
+       at = text.find(kRedactedPrefix, at + 1)) {
+    if (text.size() - at >= whole && IsRedactionMarker(text.substr(at, whole))) {
+      ++n;
+      at += whole - 1;
+    }
+  }
+  return n;
+}
+
+uint64_t LiveBodyLimit(const Exchange& recorded) {
+  uint64_t need = recorded.response ? recorded.response->body.data.size() + 1 : 0;
+  return std::max(kLiveBodyFloorBytes, need);
 }
 
 void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequest* out) {
@@ -252,8 +277,10 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   for (const Header& h : out->headers) {
     if (absl::EqualsIgnoreCase(h.name, "host")) out->authority = h.value;
   }
+  out->redacted_sent = CountRedactionMarkers(out->target);
   out->has_body = had_length || recorded.body.length > 0 || !recorded.body.data.empty();
   if (out->has_body) {
+    out->redacted_sent += CountRedactionMarkers(recorded.body.data);
     out->body = &recorded.body.data;
     out->headers.push_back({"Content-Length", absl::StrCat(recorded.body.data.size())});
   }
@@ -263,8 +290,9 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   if (out->has_body && !content_type) out->suppress.push_back("Content-Type:");
 }
 
-void ResponseReader::Reset() {
+void ResponseReader::Reset(uint64_t max_body) {
   response_ = Response();
+  max_body_ = max_body;
   interim_.clear();
   final_started_ = in_headers_ = final_done_ = false;
 }
@@ -322,7 +350,7 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
 void ResponseReader::BodyBytes(std::string_view data) {
   Body& b = response_.body;
   b.length += data.size();
-  size_t room = b.data.size() < kMaxBodyBytes ? kMaxBodyBytes - b.data.size() : 0;
+  size_t room = b.data.size() < max_body_ ? max_body_ - b.data.size() : 0;
   if (data.size() > room) b.truncated = true;
   b.data.append(data.substr(0, std::min(room, data.size())));
 }

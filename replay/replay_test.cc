@@ -8,12 +8,17 @@
 #include "replay/replay.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +34,8 @@
 #include "format/redact.h"
 #include "format/testutil.h"
 #include "replay/replay_input.h"
+#include "replay/replay_request.h"
+#include "replay/run.h"
 
 namespace tapkit::replay {
 namespace {
@@ -277,6 +284,7 @@ class PacingTest : public ::testing::Test {
     o.target = nginx_.url();
     o.clock = &clock_;
     o.compare = false;
+    o.pacing = Pacing::kRecorded;  // the C++ API's default is kMax
     return o;
   }
   // due (and sent) per recorded stream id.
@@ -366,6 +374,37 @@ TEST_F(PacingTest, MaxSendsAtOnce) {
     EXPECT_EQ(x.sent_ns, 5'000'000'000);
   }
   EXPECT_EQ(r.summary->elapsed_ns, 0);
+}
+
+TEST_F(PacingTest, DueTimesSaturateInsteadOfOverflowing) {
+  // Recorded 10^16 ns (about 116 days) apart at the lowest speed: 10^19 ns does not fit an
+  // int64 (llround's result is undefined; it was LLONG_MIN, so the request went at once). The
+  // due time is held at start + 2^62 ns, and the fake clock jumps there.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1101), Recorded(2, kBase + 10'000'000'000'000'000ull, 1102)};
+  ReplayOptions o = Options();
+  o.inputs = {WriteCapture(xs, "saturate")};
+  o.speed = kMinSpeed;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  auto t = Times(r);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1].first, 5'000'000'000);
+  EXPECT_EQ(t[2].first, 5'000'000'000 + (int64_t{1} << 62));
+  EXPECT_EQ(t[2].second, t[2].first);
+}
+
+TEST_F(PacingTest, TheApiDefaultSendsAtOnce) {
+  // A bug-report capture with an hour between its requests: ReplayCapture's default options do
+  // not wait for it (tapreplay's default, run_test's PacingValues, does).
+  EXPECT_EQ(ReplayOptions().pacing, Pacing::kMax);
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1201),
+                              Recorded(2, kBase + 3'600'000 * kMs, 1202)};
+  ReplayOptions o;
+  o.clock = &clock_;
+  absl::StatusOr<ReplayResult> r = ReplayCapture(WriteCapture(xs, "hour"), nginx_.url(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->summary.sent, 2u);
+  EXPECT_EQ(r->summary.elapsed_ns, 0);  // the fake clock never waited
 }
 
 // ---- what nginx received ----
@@ -844,6 +883,7 @@ TEST_F(ReceivedTest, StopEndsTheReplay) {
   o.inputs = {path};
   o.target = nginx_.url();
   o.compare = false;
+  o.pacing = Pacing::kRecorded;
   bool answered = false;
   o.stop = [&] { return answered; };
   absl::StatusOr<ReplaySummary> s = Replay(o, [&](const ReplayedExchange&) { answered = true; });
@@ -1030,6 +1070,96 @@ class ResettingServer {
   std::thread thread_;
 };
 
+TEST_F(ReceivedTest, RedactionMarkersInPathAndBodyAreSentAndCounted) {
+  // taprec rewrote a query value and two JSON values into markers; they cannot be undone, so
+  // they go out as recorded (nginx logs them) and are counted: 1 in the path, 2 in the body. A
+  // string that merely starts like a marker ("...:xyz") is not one.
+  const std::string m1 = "tapkit-redacted:0123456789ab", m2 = "tapkit-redacted:ba9876543210";
+  Exchange x = Recorded(1, kBase, 8301, "POST", "/q?token=" + m1 + "&n=tapkit-redacted:xyz");
+  x.request->headers = {{"Host", "shop.example"}, {"Content-Type", "application/json"}};
+  x.request->body.data = "{\"password\":\"" + m2 + "\",\"key\":\"" + m1 + "\"}";
+  x.request->body.length = x.request->body.data.size();
+  Exchange plain = Recorded(2, kBase + kMs, 8301);
+  ReplayOptions o;
+  o.inputs = {WriteCapture({x, plain}, "markers")};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->redacted_values_sent, 3u);
+  ASSERT_EQ(r.seen.size(), 2u);
+  EXPECT_EQ(r.seen[0].redacted_values_sent, 3u);
+  EXPECT_EQ(r.seen[1].redacted_values_sent, 0u);
+  std::vector<Logged> log = nginx_.Log(2);
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].request, "POST /q?token=" + m1 + "&n=tapkit-redacted:xyz HTTP/1.1");
+  // escape=json writes the body's quotes as \".
+  EXPECT_EQ(log[0].body, "{\\\"password\\\":\\\"" + m2 + "\\\",\\\"key\\\":\\\"" + m1 + "\\\"}");
+}
+
+TEST_F(ReceivedTest, TheToolWarnsOnceAboutMarkersSent) {
+  const std::string m = "tapkit-redacted:0123456789ab";
+  std::vector<Exchange> xs = {Recorded(1, kBase, 8351, "GET", "/a?token=" + m),
+                              Recorded(2, kBase + kMs, 8351, "GET", "/b?token=" + m),
+                              Recorded(3, kBase + 2 * kMs, 8351, "GET", "/c")};
+  ReplayToolFlags f;
+  f.inputs = {WriteCapture(xs, "warn")};
+  f.target = nginx_.url();
+  f.max = true;
+  f.given = {"max"};
+  std::ostringstream out, err;
+  EXPECT_EQ(RunReplayTool(f, out, err), 0) << err.str();
+  EXPECT_EQ(err.str(),
+            "tapreplay: warning: redaction markers (tapkit-redacted:...) in a recorded path or body "
+            "are sent as recorded; the target sees the markers, not the original values\n");
+}
+
+TEST_F(ReceivedTest, ReplayCaptureKeepsAtMostTheCapOfMismatches) {
+  // kMaxKeptMismatches + 1 requests for nginx's 404, on one recorded connection (one lane).
+  std::vector<Exchange> xs;
+  for (uint64_t i = 0; i <= kMaxKeptMismatches; ++i) {
+    xs.push_back(Recorded(i + 1, kBase + i * kMs, 8401, "GET", "/missing"));
+  }
+  absl::StatusOr<ReplayResult> r = ReplayCapture(WriteCapture(xs, "many"), nginx_.url());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->summary.mismatched, kMaxKeptMismatches + 1);
+  EXPECT_EQ(r->mismatches.size(), kMaxKeptMismatches);
+  EXPECT_EQ(r->recorded.size(), kMaxKeptMismatches);
+  EXPECT_EQ(r->mismatches_not_kept, 1u);
+  EXPECT_EQ(r->mismatches.back().recorded->stream_id, kMaxKeptMismatches);  // the first ones kept
+}
+
+// ---- live bodies ----
+
+TEST(LiveBodyTest, KeptUpToTheLimitAndCountedPastIt) {
+  // The limit: the recorded stored body plus one, at least kLiveBodyFloorBytes.
+  Exchange small = Recorded(1, kBase, 1);
+  EXPECT_EQ(internal::LiveBodyLimit(small), internal::kLiveBodyFloorBytes);
+  Exchange big = Recorded(2, kBase, 1);
+  big.response->body.data.assign(300'000, 'x');
+  EXPECT_EQ(internal::LiveBodyLimit(big), 300'001u);
+  Exchange none = Recorded(3, kBase, 1);
+  none.response.reset();
+  EXPECT_EQ(internal::LiveBodyLimit(none), internal::kLiveBodyFloorBytes);
+
+  // 4 x 100 000 bytes against the 300 001-byte limit: 300 001 kept, 400 000 counted.
+  internal::ResponseReader reader;
+  reader.Reset(internal::LiveBodyLimit(big));
+  auto zero = [](const void*) -> uint64_t { return 0; };
+  reader.HeaderLine("HTTP/1.1 200 OK\r\n", zero, nullptr);
+  reader.HeaderLine("\r\n", zero, nullptr);
+  const std::string chunk(100'000, 'y');
+  for (int i = 0; i < 4; ++i) reader.BodyBytes(chunk);
+  EXPECT_EQ(reader.response().body.data.size(), 300'001u);
+  EXPECT_EQ(reader.response().body.length, 400'000u);
+  EXPECT_TRUE(reader.response().body.truncated);
+  // Reset starts the next response with its own limit.
+  reader.Reset(10);
+  reader.BodyBytes("0123456789");
+  EXPECT_EQ(reader.response().body.data, "0123456789");
+  EXPECT_FALSE(reader.response().body.truncated);
+}
+
 // ---- failures ----
 
 TEST(FailureTest, TargetDownIsAnErrorNamingIt) {
@@ -1143,6 +1273,45 @@ TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
             absl::StrCat("--target ", o.target, ": connection timed out"));
 }
 
+TEST(FailureTest, PipeInputDoesNotHoldUpAnError) {
+  // A FIFO (as bash's <(...) gives) whose writer stays open: the target is down, and Replay
+  // returns its error at once; it must not wait for the reader thread blocked in read(). The
+  // writer holds the pipe open 10 s at most, then records that it had to give up.
+  const std::string addr = "127.0.96.3";
+  const std::string fifo = (TestDir() / "input.fifo").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string file = tapkit::testing::WriteToString({Recorded(1, kBase, 9301)});
+  std::mutex mu;
+  std::condition_variable cv;
+  bool replay_done = false, writer_gave_up = false;
+  std::thread writer([&] {
+    int fd = open(fifo.c_str(), O_WRONLY);
+    (void)!write(fd, file.data(), file.size());
+    std::unique_lock<std::mutex> lock(mu);
+    writer_gave_up = !cv.wait_for(lock, std::chrono::seconds(10), [&] { return replay_done; });
+    close(fd);
+  });
+  ReplayOptions o;
+  o.inputs = {fifo};
+  o.target = absl::StrCat("http://", addr, ":", FreePort(addr));
+  absl::StatusOr<ReplaySummary> s = Replay(o, nullptr);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    replay_done = true;
+  }
+  cv.notify_all();
+  writer.join();
+  EXPECT_FALSE(writer_gave_up) << "Replay waited for the pipe's writer to close";
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(), absl::StrCat("--target ", o.target, ": connection refused"));
+  o.loop = 2;  // a stream is read once
+  EXPECT_EQ(Replay(o, nullptr).status().message(),
+            absl::StrCat("--loop 2: ", fifo, " is a stream (not a regular file); it is replayed once"));
+  EXPECT_TRUE(internal::IsStreamInput(fifo));
+  EXPECT_TRUE(internal::IsStreamInput("-"));
+  EXPECT_FALSE(internal::IsStreamInput(WriteCapture({Recorded(1, kBase, 9302)}, "regular")));
+}
+
 TEST(OptionsTest, BadOptionsNameTheFlag) {
   std::string path = WriteCapture({Recorded(1, kBase, 9201)}, "options");
   auto error = [&](auto edit) {
@@ -1159,8 +1328,31 @@ TEST(OptionsTest, BadOptionsNameTheFlag) {
             "--target http://127.0.96.5:99999: the port is not a number in 1..65535");
   EXPECT_EQ(error([](ReplayOptions& o) { o.target = "https://127.0.96.5:1"; }).substr(0, 46),
             "--target https://127.0.96.5:1: not an http:// ");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }), "--rate 0: not above 0");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.speed = 0; }), "--speed 0: not above 0");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }),
+            "--rate 0: not in 0.001..10000000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRecorded;
+              o.speed = 0;
+            }),
+            "--speed 0: not in 0.001..1000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRecorded;
+              o.speed = 1e-10;
+            }),
+            "--speed 1e-10: not in 0.001..1000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRate;
+              o.rate = 1e-12;
+            }),
+            "--rate 1e-12: not in 0.001..10000000");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.concurrency = kMaxLanes + 1; }),
+            "--concurrency 257: not in 0..256");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.set_headers = {{"Content-Length", "10"}}; }),
+            "--set-header 'Content-Length: 10': the replay frames the request itself; "
+            "Content-Length cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.set_headers = {{"Transfer-Encoding", "chunked"}}; })
+                .substr(0, 44),
+            "--set-header 'Transfer-Encoding: chunked': t");
   EXPECT_EQ(error([](ReplayOptions& o) { o.sample_percent = 0; }),
             "--sample 0: not a percentage in (0, 100]");
   EXPECT_EQ(error([](ReplayOptions& o) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +26,7 @@
 #include "re2/re2.h"
 #include "recorder/stop_signals.h"
 #include "replay/compare.h"
+#include "replay/replay_request.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {
@@ -42,10 +44,15 @@ std::string Shown(std::string_view value) {
   return value.empty() ? std::string("\"\"") : std::string(value);
 }
 
-absl::StatusOr<double> PositiveNumber(std::string_view flag, std::string_view text) {
+// A number from lo to hi. The bounds are shown as written (1000, 10000000, 0.001).
+absl::StatusOr<double> NumberIn(std::string_view flag, std::string_view text, double lo,
+                                double hi) {
+  auto shown = [](double v) {
+    return v == std::floor(v) ? absl::StrCat(static_cast<int64_t>(v)) : absl::StrCat(v);
+  };
   double v = 0;
-  if (!absl::SimpleAtod(A(text), &v) || !std::isfinite(v) || v <= 0) {
-    return Bad(flag, Shown(text), "not a number above 0");
+  if (!absl::SimpleAtod(A(text), &v) || !std::isfinite(v) || v < lo || v > hi) {
+    return Bad(flag, Shown(text), absl::StrCat("not a number from ", shown(lo), " to ", shown(hi)));
   }
   return v;
 }
@@ -113,6 +120,7 @@ class Reports {
     if (stream_) stream_->flush();
     ++tally_.sent;
     tally_.redacted_headers_dropped += x.redacted_headers_dropped;
+    tally_.redacted_values_sent += x.redacted_values_sent;
     if (!x.error.empty()) {
       ++tally_.errors;
     } else if (x.comparison) {
@@ -156,6 +164,11 @@ absl::StatusOr<Header> ParseSetHeader(std::string_view text) {
   if (!IsToken(name)) {
     return Bad("--set-header", Shown(text),
                "the name is not a field name (RFC 9110 section 5.6.2: a token)");
+  }
+  if (internal::IsHopByHop(absl::AsciiStrToLower(A(name)))) {
+    return Bad("--set-header", Shown(text),
+               "tapreplay frames each request itself; a framing or hop-by-hop field cannot be "
+               "set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
   }
   std::string_view value = text.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
@@ -242,13 +255,14 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   plan.warnings = selection->Warnings();
   o.selection = *std::move(selection);
 
+  o.pacing = Pacing::kRecorded;  // the tool's default (the C++ API's is kMax)
   if (given("speed")) {
-    absl::StatusOr<double> v = PositiveNumber("--speed", f.speed);
+    absl::StatusOr<double> v = NumberIn("--speed", f.speed, kMinSpeed, kMaxSpeed);
     if (!v.ok()) return v.status();
     o.pacing = Pacing::kRecorded;
     o.speed = *v;
   } else if (given("rate")) {
-    absl::StatusOr<double> v = PositiveNumber("--rate", f.rate);
+    absl::StatusOr<double> v = NumberIn("--rate", f.rate, kMinRate, kMaxRate);
     if (!v.ok()) return v.status();
     o.pacing = Pacing::kRate;
     o.rate = *v;
@@ -256,7 +270,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
     o.pacing = Pacing::kMax;
   }
   if (given("concurrency")) {
-    absl::StatusOr<int64_t> v = Integer("--concurrency", f.concurrency, 1, kMaxLanes);
+    absl::StatusOr<int64_t> v = Integer("--concurrency", f.concurrency, 0, kMaxLanes);
     if (!v.ok()) return v.status();
     o.concurrency = static_cast<int>(*v);
   }
@@ -404,8 +418,16 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
   plan->replay.stop = [] { return StopSignals::stopped().load(); };
   plan->replay.notice = [&err](const std::string& line) { err << "tapreplay: " << line << "\n"; };
 
-  absl::StatusOr<ReplaySummary> result =
-      Replay(plan->replay, [&](const ReplayedExchange& x) { reports.Add(x); });
+  bool warned_markers = false;
+  absl::StatusOr<ReplaySummary> result = Replay(plan->replay, [&](const ReplayedExchange& x) {
+    if (x.redacted_values_sent > 0 && !warned_markers) {
+      warned_markers = true;
+      err << "tapreplay: warning: redaction markers (" << kRedactedPrefix
+          << "...) in a recorded path or body are sent as recorded; the target sees the markers, "
+             "not the original values\n";
+    }
+    reports.Add(x);
+  });
   ReplaySummary summary = result.ok() ? *result : reports.Tally();
   if (!result.ok()) summary.stopped = StopSignals::stopped();
   absl::Status finished = reports.Finish(summary, result.ok() || summary.sent > 0);

@@ -42,10 +42,10 @@ struct ReplayToolFlags {
   bool keep_authority = false;      // --keep-authority
 
   // Pacing: at most one of --speed X, --rate N, --max.
-  std::string speed;        // --speed: a number above 0 (recorded gaps are divided by it)
-  std::string rate;         // --rate: requests per second, above 0
+  std::string speed;        // --speed: kMinSpeed..kMaxSpeed (recorded gaps are divided by it)
+  std::string rate;         // --rate: requests per second, kMinRate..kMaxRate
   bool max = false;         // --max
-  std::string concurrency;  // --concurrency N: 1..kMaxLanes lanes (absent: a lane per connection)
+  std::string concurrency;  // --concurrency N: 0..kMaxLanes lanes (0 or absent: one per connection)
   std::string loop;         // --loop N >= 1
   std::string sample;       // --sample PERCENT: (0, 100], an optional trailing "%"
   std::string sample_seed;  // --sample-seed N: 0..2^64-1

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace tapkit::replay {
 namespace {
 
@@ -72,6 +74,24 @@ TEST(ParseSetHeader, RefusesWhatIsNotAFieldLine) {
             "--set-header X-A: the value holds CR, LF or NUL (RFC 9110 section 5.5 forbids them)");
 }
 
+TEST(ParseSetHeader, RefusesFramingAndHopByHopFields) {
+  // The replay frames the body with a Content-Length of its own: a second one, or a
+  // Transfer-Encoding beside it (RFC 9112 section 6.1), would break the request.
+  for (std::string_view name : {"Content-Length", "transfer-encoding", "Connection", "Upgrade",
+                                "TE", "Trailer", "Keep-Alive", "Proxy-Connection"}) {
+    SCOPED_TRACE(name);
+    std::string line = std::string(name) + ": 10";
+    EXPECT_EQ(ParseSetHeader(line).status().message(),
+              absl::StrCat("--set-header ", line,
+                           ": tapreplay frames each request itself; a framing or hop-by-hop "
+                           "field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
+  }
+  // Host replaces the Host sent (a virtual host); --keep-authority keeps the recorded one.
+  absl::StatusOr<Header> h = ParseSetHeader("Host: shop.example");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->name, "Host");
+}
+
 TEST(ParsePathRewrite, SplitsAtTheFirstUnescapedEquals) {
   absl::StatusOr<PathRewrite> rw = ParsePathRewrite("^/v1/=/v2/");
   ASSERT_TRUE(rw.ok()) << rw.status();
@@ -128,6 +148,17 @@ TEST(PlanReplay, PacingValues) {
   EXPECT_EQ(p->replay.concurrency, 8);
   EXPECT_EQ(p->replay.loop, 3);
 
+  // --concurrency 0 is the default written out (a lane per recorded connection), as
+  // ReplayOptions::concurrency and docs/architecture.md have it; the bounds ends are taken.
+  p = PlanReplay(Flags({{"concurrency", "0"}, {"speed", "0.001"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.concurrency, 0);
+  EXPECT_EQ(p->replay.speed, 0.001);
+  p = PlanReplay(Flags({{"concurrency", "256"}, {"rate", "10000000"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.concurrency, 256);
+  EXPECT_EQ(p->replay.rate, 1e7);
+
   p = PlanReplay(Flags({{"max", ""},
                         {"sample", "12.5%"},
                         {"sample-seed", "18446744073709551615"},
@@ -141,13 +172,20 @@ TEST(PlanReplay, PacingValues) {
 }
 
 TEST(PlanReplay, BadValuesNameTheirFlag) {
-  EXPECT_EQ(Error(Flags({{"speed", "0"}})), "--speed 0: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"speed", "inf"}})), "--speed inf: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"concurrency", "0"}})),
-            "--concurrency 0: not a whole number from 1 to 256");
+  EXPECT_EQ(Error(Flags({{"speed", "0"}})), "--speed 0: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"speed", "inf"}})), "--speed inf: not a number from 0.001 to 1000");
+  // Past the bounds a due time overflows: a 1 s gap at 1e-10 is 1e19 ns.
+  EXPECT_EQ(Error(Flags({{"speed", "1e-10"}})), "--speed 1e-10: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"speed", "1001"}})), "--speed 1001: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"rate", "1e-12"}})),
+            "--rate 1e-12: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"rate", "10000001"}})),
+            "--rate 10000001: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"concurrency", "-1"}})),
+            "--concurrency -1: not a whole number from 0 to 256");
   EXPECT_EQ(Error(Flags({{"concurrency", "257"}})),
-            "--concurrency 257: not a whole number from 1 to 256");
+            "--concurrency 257: not a whole number from 0 to 256");
   EXPECT_EQ(Error(Flags({{"loop", "0"}})), "--loop 0: not a whole number from 1 to 1000000000");
   EXPECT_EQ(Error(Flags({{"sample", "0"}})),
             "--sample 0: not a percentage above 0 and at most 100");
