@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -234,9 +235,13 @@ class Engine {
   size_t RouteDue();
   bool StartIdle();
   void Send(Lane* lane, Job job);
-  size_t Pump();  // completions handled
+  size_t Pump(bool poll = true);  // completions handled
   void PollIo(int timeout_ms);
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* engine, void* assigned);
+  static curl_socket_t OnOpen(void* engine, curlsocktype purpose, curl_sockaddr* address);
+  static int OnClose(void* engine, curl_socket_t fd);
+  void Watch(curl_socket_t fd, uint32_t events);
+  void Unwatch(curl_socket_t fd);
   static int OnTimer(CURLM* multi, long timeout_ms, void* engine);
   void Finish(Lane* lane, CURLcode code);
   void Deliver(ReplayedExchange& rx);
@@ -250,8 +255,13 @@ class Engine {
   internal::RequestPlan plan_;
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
+  CURLU* url_ = nullptr;  // the target, parsed once for every lane
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
+  int wake_fd_ = -1;  // eventfd: the input thread queued exchanges
+  // Per socket: the events it is in the epoll set for (0: not in it), and whether libcurl
+  // watches it now (false: parked, see OnSocket).
+  std::vector<uint32_t> watched_;
+  std::vector<bool> wanted_;
   int64_t curl_timer_ns_ = -1;  // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
@@ -284,29 +294,74 @@ Engine::~Engine() {
     curl_slist_free_all(lane->fields);
   }
   if (multi_) curl_multi_cleanup(multi_);
+  if (url_) curl_url_cleanup(url_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void* assigned) {
-  auto* self = static_cast<Engine*>(user);
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // may be closed already: no matter
-    return 0;
-  }
+// libcurl asks to stop watching a connection's socket whenever a transfer on it ends, and to
+// watch it again when the lane's next request goes out on it: two epoll_ctl calls per request.
+// Instead a socket it stops watching stays in the epoll set ("parked"): watched again for the
+// same events, it costs nothing. A parked socket that turns ready (the target closed the idle
+// connection) is dropped from the set then; one libcurl closes is forgotten in OnClose.
+void Engine::Watch(curl_socket_t fd, uint32_t events) {
+  if (fd < 0) return;
+  if (static_cast<size_t>(fd) >= watched_.size()) watched_.resize(static_cast<size_t>(fd) + 1, 0);
+  uint32_t& now = watched_[static_cast<size_t>(fd)];
+  if (now == events) return;
   epoll_event ev{};
   ev.data.fd = fd;
-  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ev.events |= EPOLLIN;
-  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ev.events |= EPOLLOUT;
-  if (assigned) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
-  } else {
-    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  ev.events = events;
+  if (now == 0) {
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
     }
-    curl_multi_assign(self->multi_, fd, self);
+  } else if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   }
+  now = events;
+}
+
+void Engine::Unwatch(curl_socket_t fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= watched_.size() || watched_[fd] == 0) return;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < wanted_.size()) wanted_[fd] = false;
+}
+
+int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void*) {
+  auto* self = static_cast<Engine*>(user);
+  if (fd < 0) return 0;
+  if (static_cast<size_t>(fd) >= self->wanted_.size()) {
+    self->wanted_.resize(static_cast<size_t>(fd) + 1, false);
+  }
+  if (what == CURL_POLL_REMOVE) {
+    self->wanted_[fd] = false;  // parked: still in the epoll set
+    return 0;
+  }
+  uint32_t events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= EPOLLOUT;
+  self->wanted_[fd] = true;
+  self->Watch(fd, events);
   return 0;
+}
+
+// A socket libcurl opens may reuse the number of one closed earlier (and so dropped from the
+// epoll set by the kernel): whatever was noted for that number is forgotten.
+curl_socket_t Engine::OnOpen(void* user, curlsocktype, curl_sockaddr* address) {
+  auto* self = static_cast<Engine*>(user);
+  int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  if (static_cast<size_t>(fd) < self->watched_.size()) self->watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < self->wanted_.size()) self->wanted_[fd] = false;
+  return fd;
+}
+
+int Engine::OnClose(void* user, curl_socket_t fd) {
+  auto* self = static_cast<Engine*>(user);
+  self->Unwatch(fd);
+  return close(fd);
 }
 
 int Engine::OnTimer(CURLM*, long timeout_ms, void* user) {
@@ -332,6 +387,10 @@ void Engine::PollIo(int timeout_ms) {
     if (fd == wake_fd_) {
       uint64_t count;
       (void)!read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    if (static_cast<size_t>(fd) >= wanted_.size() || !wanted_[fd]) {
+      Unwatch(fd);  // parked, and the target closed it (or sent what nobody asked for)
       continue;
     }
     int flags = 0;
@@ -361,6 +420,11 @@ absl::Status Engine::Setup() {
     return absl::InternalError(absl::StrCat("libcurl: ", curl_easy_strerror(global)));
   }
   multi_ = curl_multi_init();
+  url_ = curl_url();
+  if (!url_ || curl_url_set(url_, CURLUPART_URL, plan_.target.url.c_str(), 0) != CURLUE_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--target ", o_.target, ": libcurl cannot parse it"));
+  }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (!multi_ || epoll_fd_ < 0 || wake_fd_ < 0) {
@@ -410,11 +474,17 @@ bool Engine::OpenLane(Lane* lane) {
   CURL* e = lane->easy;
   curl_easy_setopt(e, CURLOPT_SHARE, lane->share);
   curl_easy_setopt(e, CURLOPT_PRIVATE, lane);
-  curl_easy_setopt(e, CURLOPT_URL, plan_.target.url.c_str());
+  // The target parsed once (a CURLU handle), not from text at every transfer.
+  curl_easy_setopt(e, CURLOPT_CURLU, url_);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
+  curl_easy_setopt(e, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Engine::OnOpen);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Engine::OnClose);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, lane);
@@ -592,8 +662,10 @@ bool Engine::StartIdle() {
     }
   }
   // Sent at once; a fast answer may complete within this very call, and its completion must be
-  // collected before the loop sleeps (nothing would wake it).
-  return added && Pump() > 0;
+  // collected before the loop sleeps (nothing would wake it). The sockets are not polled here:
+  // answers to requests just sent are rarely in yet, and the epoll set is level-triggered, so
+  // the loop's next wait sees whatever came (one epoll_wait less per batch of requests).
+  return added && Pump(/*poll=*/false) > 0;
 }
 
 // The lane's request fields as libcurl takes them. libcurl's syntax: "Name;" sends an empty
@@ -678,9 +750,9 @@ void Engine::Send(Lane* lane, Job job) {
 
 // Hands libcurl the sockets that are ready (without waiting) and runs its timer when it is due
 // (a transfer just added is due at once: that sends it), then hands out the transfers that
-// ended.
-size_t Engine::Pump() {
-  PollIo(0);
+// ended. `poll` false: the timer and the ended transfers only.
+size_t Engine::Pump(bool poll) {
+  if (poll) PollIo(0);
   int running = 0;
   if (curl_timer_ns_ >= 0 && curl_timer_ns_ <= MonotonicNs()) {
     curl_timer_ns_ = -1;

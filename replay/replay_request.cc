@@ -222,6 +222,9 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
     }
     if (lower == "content-length" || lower == "transfer-encoding") had_length = true;
   }
+  // One allocation each for the fields and the suppressed names (they would grow 1, 2, 4, ...).
+  out->headers.reserve(recorded.headers.size() + plan.set_headers.size() + 2);
+  out->suppress.reserve(4);
   std::vector<bool> set_done(plan.set_headers.size(), false);
   auto emit_set = [&](std::string_view lower) {
     for (size_t i = 0; i < plan.set_headers.size(); ++i) {
@@ -290,8 +293,20 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   if (out->has_body && !content_type) out->suppress.push_back("Content-Type:");
 }
 
+namespace {
+// An empty response that keeps the room its fields vector had: a typical answer's fields then
+// take one allocation, not one per doubling.
+void ClearKeepingRoom(Response* r) {
+  std::vector<Header> fields = std::move(r->headers);
+  fields.clear();
+  if (fields.capacity() < 16) fields.reserve(16);
+  *r = Response();
+  r->headers = std::move(fields);
+}
+}  // namespace
+
 void ResponseReader::Reset(uint64_t max_body) {
-  response_ = Response();
+  ClearKeepingRoom(&response_);
   max_body_ = max_body;
   interim_.clear();
   final_started_ = in_headers_ = final_done_ = false;
@@ -303,7 +318,7 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
   EatSuffix(&line, "\r");
   if (!in_headers_ && !final_done_ && line.substr(0, 5) == "HTTP/") {
     // RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
-    response_ = Response();
+    ClearKeepingRoom(&response_);
     std::string_view version = line.substr(0, line.find(' '));
     response_.version = VersionOf(version);
     std::string_view rest = line.substr(std::min(line.size(), version.size() + 1));

@@ -101,7 +101,9 @@ struct Logged {
 // request body (proxied to a second server, so $request_body holds it); /missing answers 404.
 class Nginx {
  public:
-  explicit Nginx(std::string addr) : addr_(std::move(addr)) {}
+  // `http_extra`: more directives for the http block (e.g. "keepalive_timeout 300ms;").
+  explicit Nginx(std::string addr, std::string http_extra = "")
+      : addr_(std::move(addr)), http_extra_(std::move(http_extra)) {}
   ~Nginx() { Stop(); }
 
   bool Start() {
@@ -123,7 +125,7 @@ class Nginx {
            "$http_accept|$http_expect|$http_user_agent|$http_content_type|$http_x_keep|"
            "$http_x_set|$http_x_drop|$http_x_hop|$http_authorization|$http_te|"
            "$content_length|$request_body';\n"
-        << "  keepalive_requests 10000;\n"
+        << "  keepalive_requests 10000; " << http_extra_ << "\n"
         << "  server { listen " << addr_ << ":" << port_ << "; access_log " << dir_.string()
         << "/access.log replay;\n"
         << "    location = /missing { return 404 \"no\\n\"; }\n"
@@ -200,6 +202,7 @@ class Nginx {
 
  private:
   std::string addr_;
+  std::string http_extra_;
   fs::path dir_;
   int port_ = 0, backend_port_ = 0;
   bool started_ = false;
@@ -516,6 +519,50 @@ TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
     ASSERT_TRUE(x.live.replay_of.has_value());
     EXPECT_EQ(x.live.replay_of->capture_point, 1u);
   }
+}
+
+// A lane's idle keep-alive connection that the target closes (nginx's keepalive_timeout, 300 ms,
+// inside a 700 ms recorded gap) is seen closed and replaced: the next request goes out on a new
+// connection and is answered, with no transport error. The engine keeps an idle lane's socket in
+// its epoll set (replay.cc, OnSocket), so this is the case where that socket turns readable.
+class IdleCloseTest : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_NGINX(nginx_); }
+  Nginx nginx_{"127.0.96.3", "keepalive_timeout 300ms;"};
+};
+
+TEST_F(IdleCloseTest, ClosedIdleConnectionIsReplaced) {
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 5001), Recorded(2, kBase + 50 * kMs, 5001),
+                    Recorded(3, kBase + 750 * kMs, 5001), Recorded(4, kBase + 800 * kMs, 5001)},
+                   "idle_close");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 4u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  for (const ReplayedExchange& x : r.seen) {
+    EXPECT_EQ(x.error, "");
+    ASSERT_TRUE(x.live.response.has_value());
+    EXPECT_EQ(x.live.response->status, 200);
+  }
+  // nginx's view: requests 1 and 2 on one connection, 3 and 4 on a second one.
+  std::vector<Logged> log = nginx_.Log(4);
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[0].connection, log[1].connection);
+  EXPECT_EQ(log[1].connection_requests, 2);
+  EXPECT_NE(log[1].connection, log[2].connection);
+  EXPECT_EQ(log[2].connection, log[3].connection);
+  EXPECT_EQ(log[2].connection_requests, 1);
+  EXPECT_EQ(log[3].connection_requests, 2);
+  // The live source ports say the same.
+  ASSERT_EQ(r.seen.size(), 4u);
+  EXPECT_EQ(r.seen[0].live.source.port, r.seen[1].live.source.port);
+  EXPECT_NE(r.seen[1].live.source.port, r.seen[2].live.source.port);
+  EXPECT_EQ(r.seen[2].live.source.port, r.seen[3].live.source.port);
 }
 
 TEST_F(ReceivedTest, KeepAuthority) {
