@@ -3,15 +3,22 @@
 // lines' member order) and Python's xml.etree (the JUnit file).
 #include "replay/report.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
@@ -240,10 +247,11 @@ TEST(JUnitReport, ParsedByPythonsXmlReader) {
   ReplayedExchange& e = s.Add(21, "GET", "/q?a=1&b=<2>", 200, {}, "");
   e.error = "timeout";
   std::string path = TestDir() + "/junit.xml";
-  std::unique_ptr<ReplayReport> r = MakeJUnitReport(path);
-  for (const ReplayedExchange& x : s.replayed) r->Add(x);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
   ReplaySummary sum = Summary();
-  ASSERT_TRUE(r->Finish(sum).ok());
+  ASSERT_TRUE((*r)->Finish(sum).ok());
   std::string script = WriteFile("read.py", R"(
 import json, sys
 import xml.etree.ElementTree as ET
@@ -287,11 +295,109 @@ print(json.dumps(out, sort_keys=True))
 }
 
 TEST(JUnitReport, UnwritablePathNamesTheFile) {
-  std::unique_ptr<ReplayReport> r = MakeJUnitReport(TestDir() + "/no/such/dir/junit.xml");
-  absl::Status s = r->Finish(ReplaySummary{});
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.message(), "--junit " + TestDir() +
-                             "/no/such/dir/junit.xml: cannot create: No such file or directory");
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r =
+      MakeJUnitReport(TestDir() + "/no/such/dir/junit.xml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "--junit " + TestDir() +
+                                      "/no/such/dir/junit.xml: cannot create: No such file or "
+                                      "directory");
+}
+
+// A path that exists and is not a regular file (a FIFO, a device, /dev/stdout) is written
+// into, never replaced: the FIFO stays a FIFO and its reader gets the whole XML.
+TEST(JUnitReport, FifoIsWrittenIntoNotReplaced) {
+  std::string fifo = TestDir() + "/junit.fifo";
+  std::string keep = TestDir() + "/junit.fifo.keep";  // a second name, to free a stuck reader
+  ::unlink(fifo.c_str());
+  ::unlink(keep.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  ASSERT_EQ(::link(fifo.c_str(), keep.c_str()), 0) << std::strerror(errno);
+  std::string got;
+  std::thread reader([&] {
+    int fd = ::open(fifo.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+  });
+  Scenario s = Mixed();
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(fifo);
+  absl::Status finished = r.status();
+  if (r.ok()) {
+    for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+    finished = (*r)->Finish(Summary());
+  }
+  struct stat st {};
+  EXPECT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  // Had the FIFO been replaced, the reader still waits in open(): release it.
+  int release = ::open(keep.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (release >= 0) ::close(release);
+  reader.join();
+  ASSERT_TRUE(finished.ok()) << finished;
+  EXPECT_TRUE(got.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites ")) << got;
+  EXPECT_NE(got.find("<testcase name=\"GET /api/items?id=7 [0:17]\""), std::string::npos);
+  EXPECT_TRUE(got.ends_with("</testsuites>\n")) << got;
+}
+
+// /dev/full, reached through a symbolic link in the test's directory (so that even a broken
+// writer could only replace the link, never the device): the error names the path given, the
+// link stays a link and the device a character device.
+TEST(JUnitReport, DeviceBehindALinkGivesAnErrorAndStaysADevice) {
+  struct stat dev {};
+  if (::stat("/dev/full", &dev) != 0 || !S_ISCHR(dev.st_mode)) {
+    GTEST_SKIP() << "no /dev/full character device here";
+  }
+  std::string link = TestDir() + "/full";
+  ::unlink(link.c_str());
+  ASSERT_EQ(::symlink("/dev/full", link.c_str()), 0) << std::strerror(errno);
+  Scenario s = Mixed();
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(link);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+  absl::Status finished = (*r)->Finish(Summary());
+  EXPECT_EQ(finished.message(), "--junit " + link + ": write failed: No space left on device");
+  struct stat st {};
+  ASSERT_EQ(::lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link was replaced";
+  ASSERT_EQ(::stat("/dev/full", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, dev.st_rdev);
+}
+
+// The test cases go to a spool file as they come: the heap does not grow with the failures'
+// diffs (40 of about 800 KB each were held until Finish before).
+TEST(JUnitReport, CasesAreNotKeptInMemory) {
+  Scenario s;
+  constexpr int kCases = 40;
+  s.replayed.reserve(kCases);
+  const std::vector<Header> text = {{"Content-Type", "text/plain"}};
+  for (int i = 0; i < kCases; ++i) {
+    ReplayedExchange& x =
+        s.Add(100 + i, "GET", "/big/" + std::to_string(i), 200, text, std::string(400'000, 'a'));
+    s.Answer(x, 200, text, std::string(400'000, 'b'));
+    ASSERT_FALSE(x.comparison->matched());
+  }
+  std::string path = TestDir() + "/big.xml";
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // In use: the arena's chunks and the mmap'd ones (large strings).
+  auto heap = [] {
+    struct mallinfo2 m = ::mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  const size_t before = heap();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+  const size_t after = heap();
+  EXPECT_LT(after, before + (size_t{4} << 20)) << "heap grew by " << (after - before) << " bytes";
+  ASSERT_TRUE((*r)->Finish(Summary()).ok());
+  std::ifstream in(path, std::ios::binary);
+  std::string xml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_GT(xml.size(), size_t{kCases} * 800'000);
+  EXPECT_NE(xml.find("tests=\"40\" failures=\"40\""), std::string::npos);
+  EXPECT_NE(xml.find("<testcase name=\"GET /big/39 [0:139]\""), std::string::npos);
+  EXPECT_TRUE(xml.ends_with("</testsuites>\n"));
 }
 
 }  // namespace

@@ -153,6 +153,16 @@ class Reports {
   ReplaySummary tally_;
 };
 
+// Whether an input is standard input and a stream (a pipe from taprec -w -, a terminal): its
+// end, or the Ctrl+C that ends the tap feeding it, is how such a replay ends.
+bool ReadsAStreamOnStdin(const std::vector<std::string>& inputs) {
+  struct stat st {};
+  for (const std::string& in : inputs) {
+    if (in == "-") return ::fstat(STDIN_FILENO, &st) == 0 && !S_ISREG(st.st_mode);
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Header> ParseSetHeader(std::string_view text) {
@@ -209,6 +219,8 @@ absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text) {
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
   for (const Conflict& c : kConflicts) {
+    // With -w the key file keys the capture's redaction too: not ignored.
+    if (c.b == "redact-key-file" && given("write") && !f.no_redact) continue;
     if (given(c.a) && given(c.b)) {
       return absl::InvalidArgumentError(absl::StrCat(Written(c.a), " and ", Written(c.b),
                                                      " cannot be used together (", A(c.why), ")"));
@@ -367,6 +379,18 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
       SameFile(plan.junit_path, plan.capture_path)) {
     return Bad("--junit", plan.junit_path, "is -w's file too");
   }
+  if (f.no_redact && plan.capture_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--no-redact goes with -w (only the -w capture is redacted; the reports show values as "
+        "they are)");
+  }
+  if (!plan.capture_path.empty() && !f.no_redact) {
+    RedactionFlags redaction = RedactionOnByDefault();
+    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
+    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+    if (!redactor.ok()) return redactor.status();
+    plan.capture_redactor = *std::move(redactor);
+  }
   return plan;
 }
 
@@ -389,22 +413,16 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
     reports.PushStream(MakeTextReport(stream, text));
   }
   if (!plan->junit_path.empty()) {
-    // The XML is written at the end: a directory it cannot be written to is found now, not
-    // after the whole replay.
-    const size_t slash = plan->junit_path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "."
-                            : slash == 0               ? "/"
-                                                       : plan->junit_path.substr(0, slash);
-    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-      err << "tapreplay: --junit " << plan->junit_path
-          << ": cannot create: " << std::strerror(errno) << "\n";
+    absl::StatusOr<std::unique_ptr<ReplayReport>> junit = MakeJUnitReport(plan->junit_path);
+    if (!junit.ok()) {
+      err << "tapreplay: " << junit.status().message() << "\n";
       return kExitError;
     }
-    reports.Push(MakeJUnitReport(plan->junit_path));
+    reports.Push(*std::move(junit));
   }
   if (!plan->capture_path.empty()) {
     absl::StatusOr<std::unique_ptr<ReplayReport>> capture =
-        MakeCaptureReport(plan->capture_path, plan->replay);
+        MakeCaptureReport(plan->capture_path, plan->replay, plan->capture_redactor);
     if (!capture.ok()) {
       err << "tapreplay: " << capture.status().message() << "\n";
       return kExitError;
@@ -444,6 +462,9 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
     err << "tapreplay: interrupted by " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": "
         << summary.sent << (summary.sent == 1 ? " request" : " requests")
         << " sent; the reports hold those\n";
+    // Most of the capture may never have been sent: not a pass. A live stream on standard
+    // input (shadowing) has no end but an interrupt: its results decide.
+    if (!ReadsAStreamOnStdin(plan->replay.inputs)) return kExitError;
   }
   return summary.mismatched > 0 || summary.errors > 0 ? kExitMismatch : kExitOk;
 }

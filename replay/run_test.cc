@@ -3,6 +3,7 @@
 #include "replay/run.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -37,6 +38,7 @@ ReplayToolFlags Flags(std::initializer_list<std::pair<std::string, std::string>>
     if (name == "write") f.write = value;
     if (name == "junit") f.junit = value;
     if (name == "redact-key-file") f.redact_key_file = value;
+    if (name == "no-redact") f.no_redact = true;
     if (name == "ignore-header") f.ignore_headers.push_back(value);
   }
   return f;
@@ -303,6 +305,40 @@ TEST(PlanReplay, ComparisonFlagsReachTheComparer) {
   f = Flags({{"rules", std::string(dir) + "/none.yaml"}});
   std::string e = Error(f);
   EXPECT_NE(e.find(std::string(dir) + "/none.yaml"), std::string::npos) << e;
+  rmdir(dir);
+}
+
+// -w redacts by default (review finding 10): the default policy, keyed with --redact-key-file
+// (which then goes with --no-compare too); --no-redact turns it off and needs -w.
+TEST(PlanReplay, CaptureIsRedactedUnlessNoRedact) {
+  absl::StatusOr<ReplayPlan> p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->capture_redactor.has_value());
+  EXPECT_EQ(p->capture_redactor->policy(), DefaultRedactionPolicy());
+
+  p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}, {"no-redact", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->capture_redactor.has_value());
+  EXPECT_FALSE(PlanReplay(Flags({{"no-compare", ""}})).value().capture_redactor.has_value());
+
+  EXPECT_EQ(Error(Flags({{"no-redact", ""}})),
+            "--no-redact goes with -w (only the -w capture is redacted; the reports show values "
+            "as they are)");
+
+  char dir[] = "/tmp/run_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string key = std::string(dir) + "/key";
+  { std::ofstream(key) << std::string(32, 'k'); }
+  ::chmod(key.c_str(), 0600);
+  p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}, {"redact-key-file", key}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->capture_redactor.has_value());
+  EXPECT_TRUE(p->capture_redactor->policy().keyed);
+  EXPECT_EQ(p->capture_redactor->key(), std::string(32, 'k'));
+  // Without -w (or with --no-redact) the key file keys nothing when nothing is compared.
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"redact-key-file", key}})).substr(0, 56),
+            "--no-compare and --redact-key-file cannot be used togeth");
+  std::remove(key.c_str());
   rmdir(dir);
 }
 

@@ -24,8 +24,8 @@ under CI=true; so does a missing nginx, curl or tcpdump). Every nginx listens on
   3. The redacted Authorization and Cookie are dropped (the target's access log shows neither)
      and counted; --set-header supplies one (the log shows it). `-w out.tap` holds the live
      exchanges, and `tapcat -o json` shows each one's replayOf equal to a recorded id. SIGINT and
-     SIGTERM end a long replay with the JUnit file and the -w capture whole, and the exit code
-     the results so far give.
+     SIGTERM end a long replay with the JUnit file and the -w capture whole, and exit 2 (not all
+     was sent) whatever the results so far; reading a stream on stdin, the results decide.
   4. Shadowing: `taprec deploy/frontend -n demo -w - | tapreplay - --target ...` through the demo
      mesh (deploy/demo/mesh.sh): each request curl sends to the frontend reaches the shadow nginx
      while the tap still runs, and its answer matches the frontend's. Needs taprec's live mode (the gRPC build): skipped with a message
@@ -459,7 +459,18 @@ def check_redaction(tap, recorded):
         fail(f"--set-header Authorization: the target saw {log}")
     if summary["redactedHeadersDropped"] != 1:
         fail(f"--set-header Authorization: summary {summary}")
-    return "redacted Authorization and Cookie dropped and counted (2); --set-header sends one"
+    # -w redacts as taprec does: the token --set-header sent is a marker in the capture, unless
+    # --no-redact.
+    for extra, clear in (([], False), (["--no-redact"], True)):
+        out = os.path.join(WORK, f"auth{len(extra)}.tap")
+        r = replay(tap, "--target", same, "--path", "/auth", "--set-header",
+                   "Authorization: Bearer fresh", "-w", out, *extra)
+        expect(r, 0, f"-w {' '.join(extra)}")
+        text = json.dumps(exchanges(out))
+        if ("Bearer fresh" in text) != clear or (not clear and "tapkit-redacted:" not in text):
+            fail(f"-w {' '.join(extra)}: the capture holds {text}")
+    return ("redacted Authorization and Cookie dropped and counted (2); --set-header sends one; "
+            "-w redacts it unless --no-redact")
 
 
 def check_capture(tap, recorded):
@@ -544,9 +555,10 @@ def check_verbose_and_sigint(tap, recorded):
         if x["request"]["path"] not in text:
             fail(f"-v: {x['request']['path']} is not shown: {text}")
     # SIGINT or SIGTERM during a long replay: the reports are finished with what was sent, and
-    # the exit code is what those results say (the differing nginx's /status: 1).
+    # the exit code is 2 (most of the capture was never sent), after matches (the same nginx) as
+    # after differences (the differing nginx's /status).
     counts = []
-    for sig, target, code in ((signal.SIGINT, "same", 0), (signal.SIGTERM, "diff", 1)):
+    for sig, target, code in ((signal.SIGINT, "same", 2), (signal.SIGTERM, "diff", 2)):
         name = signal.Signals(sig).name
         junit, out = os.path.join(WORK, f"{name}.xml"), os.path.join(WORK, f"{name}.tap")
         p = subprocess.Popen([tool("tapreplay"), tap, "--target", url(target), "--rate", "10",
@@ -568,7 +580,22 @@ def check_verbose_and_sigint(tap, recorded):
         if info["trailer"]["state"] != "present":
             fail(f"{name}: the -w capture was not closed with its trailer: {info['trailer']}")
         counts.append(f"{name} after {len(live)} requests")
-    return f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole"
+    # A stream on standard input (as shadowing reads one) ends by an interrupt: the results
+    # decide (all matched: 0). The pipe stays open, as a tap's does.
+    p = subprocess.Popen([tool("tapreplay"), "-", "--target", url("same"), "--max"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(tap, "rb") as f:
+        p.stdin.write(f.read())
+    p.stdin.flush()
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=WAIT)
+    n = len(recorded)
+    if p.returncode != 0 or stderr.decode() != f"tapreplay: interrupted by SIGINT: {n} requests " \
+                                              "sent; the reports hold those\n":
+        fail(f"SIGINT on a stream on stdin: exit {p.returncode}, {stderr.decode()!r}")
+    return (f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole, exit 2; on a "
+            "stream on stdin: exit 0 from the results")
 
 
 # ---------------------------------------------------------------------------------------------

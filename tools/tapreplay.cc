@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
       "junit", po::value(&f.junit)->value_name("FILE"), "also write a JUnit XML report to FILE")(
       "write,w", po::value(&f.write)->value_name("FILE"),
       "also write the live exchanges as a capture, each naming the recorded one (- for standard "
-      "output; the report then goes to standard error)")(
+      "output; the report then goes to standard error), redacted as taprec's (docs/security.md)")(
+      "no-redact", po::bool_switch(&f.no_redact),
+      "-w writes the live exchanges unredacted (Authorization, Cookie, Set-Cookie, tokens...)")(
       "verbose,v", po::bool_switch(&f.verbose), "a line for each exchange that matched too");
   po::options_description select_opts(
       "Selection of what to replay (ANDed; a repeated flag or a comma list ORs; -c counts "
