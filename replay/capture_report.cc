@@ -124,6 +124,7 @@ class CaptureReport final : public ReplayReport {
                   {"replay_selected_out", summary.selected_out},
                   {"replay_sampled_out", summary.sampled_out},
                   {"replay_skipped_incomplete", summary.skipped_incomplete},
+                  {"replay_skipped_truncated_body", summary.skipped_truncated_body},
                   {"replay_sent", summary.sent},
                   {"replay_matched", summary.matched},
                   {"replay_mismatched", summary.mismatched},

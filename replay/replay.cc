@@ -205,6 +205,20 @@ std::string ConnectError(CURLcode code, long os_errno, const char* words) {
   return words[0] ? words : curl_easy_strerror(code);
 }
 
+// Why the first request got no answer from a target it connected to.
+std::string FirstRequestError(CURLcode code, long os_errno, const char* words, int64_t timeout_ns) {
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    return absl::StrCat("none within ", timeout_ns / 1'000'000, " ms (--timeout)");
+  }
+  if (code == CURLE_GOT_NOTHING) return "the connection was closed without a response";
+  if ((code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR) && os_errno != 0) {
+    std::string s = std::strerror(static_cast<int>(os_errno));
+    if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
+    return s;
+  }
+  return words[0] ? words : curl_easy_strerror(code);
+}
+
 class Engine {
  public:
   Engine(const ReplayOptions& o, const ReplayObserver& observer)
@@ -524,6 +538,12 @@ void Engine::TakeInput() {
         job.round = item.round;
         // Built before it is due, so that at its due time only libcurl's hand-off remains.
         internal::BuildRequest(plan_, *job.recorded->request, &job.request);
+        if (!job.request.usage_error.empty()) {
+          // A --rewrite-path that breaks a recorded target is the command line's mistake.
+          fatal_ = absl::InvalidArgumentError(job.request.usage_error);
+          input_ended_ = true;
+          return;
+        }
         items_.push_back(std::move(job));
         break;
       }
@@ -533,6 +553,7 @@ void Engine::TakeInput() {
         summary_.selected_out += c.selected_out;
         summary_.sampled_out += c.sampled_out;
         summary_.skipped_incomplete += c.skipped_incomplete;
+        summary_.skipped_truncated_body += c.skipped_truncated_body;
         if (item.round == 0 && c.taken > 0) {
           // docs: round r + 1 starts one mean recorded gap after round r's last request.
           double span = static_cast<double>(c.last_key_ns - c.first_key_ns);
@@ -541,6 +562,9 @@ void Engine::TakeInput() {
         }
         break;
       }
+      case internal::InputItem::Kind::kNotice:
+        if (o_.notice) o_.notice(item.notice);
+        break;
       case internal::InputItem::Kind::kEnd:
         input_ended_ = true;
         break;
@@ -833,6 +857,16 @@ void Engine::Finish(Lane* lane, CURLcode code) {
       lane->job = Job();
       return;
     }
+    if (!answered_ && !lane->response.has_status()) {
+      // Connected, but reset, closed or silent before a single answer: the target cannot be
+      // reached either (a service that answered once and then fails is counted per exchange).
+      fatal_ = absl::UnavailableError(
+          absl::StrCat("--target ", o_.target, ": no answer to the first request: ",
+                       FirstRequestError(code, os_errno, lane->error, o_.timeout_ns)));
+      lane->job = Job();
+      return;
+    }
+    if (lane->response.has_status()) answered_ = true;  // an answer began, then broke off
     rx.error = lane->error[0] ? lane->error : curl_easy_strerror(code);
     live.completion =
         code == CURLE_OPERATION_TIMEDOUT ? Completion::kTimeout : Completion::kNoResponse;

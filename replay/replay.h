@@ -11,8 +11,10 @@
 //   - a request field whose value is a redaction marker is dropped (and counted) unless
 //     set_headers supplies that field;
 //   - incomplete recorded exchanges (no response, gap, reset, ...) are skipped and counted
-//     unless include_incomplete (one without a request is always skipped); a request body cut
-//     at the body limit is sent as its stored prefix;
+//     unless include_incomplete (one without a request is always skipped);
+//   - a recorded request body that was not stored whole (Body::truncated, or fewer bytes than
+//     its length: cut at the body limit, or emptied by redaction, format/redact.h) is skipped
+//     and counted unless send_truncated_bodies, which sends its stored bytes;
 //   - pacing: the recorded gaps divided by `speed`, or `rate` requests per second, or as fast as
 //     the target answers (the C++ API's default, kMax; tapreplay's default is kRecorded); at
 //     most `concurrency` requests in flight. A due time past about 146 years is held there;
@@ -105,6 +107,9 @@ struct ReplayOptions {
   // incomplete rule and the sampling).
   Selection selection;
   bool include_incomplete = false;  // also replay exchanges that did not complete
+  // Also send requests whose recorded body was not stored whole, as their stored bytes (a
+  // prefix, or nothing when redaction dropped the body).
+  bool send_truncated_bodies = false;
   double sample_percent = 100.0;    // (0, 100]: a hash of the exchange id and sample_seed decides
   uint64_t sample_seed = 0;
   int loop = 1;  // rounds (>= 1); a stream (stdin, a pipe) allows 1 only
@@ -126,6 +131,11 @@ struct ReplayOptions {
   CompareOptions compare_options;
 
   int64_t timeout_ns = 30'000'000'000;  // per request, from send to the response's last byte
+
+  // Input notices that are not errors, as tapcat prints them ("FILE: offset N: notice: torn
+  // tail: ..."), one line each without the program name; called on Replay's thread, round 0
+  // only. Null: not reported.
+  std::function<void(const std::string&)> notice;
 
   // Seams.
   ReplayClock* clock = nullptr;  // null: SteadyClock()
@@ -153,6 +163,7 @@ struct ReplaySummary {
   uint64_t selected_out = 0;         // refused by the selection
   uint64_t sampled_out = 0;          // left out by --sample
   uint64_t skipped_incomplete = 0;   // incomplete and not include_incomplete
+  uint64_t skipped_truncated_body = 0;  // request body not stored whole, not send_truncated_bodies
   uint64_t sent = 0;
   uint64_t matched = 0;
   uint64_t mismatched = 0;
@@ -168,9 +179,12 @@ using ReplayObserver = std::function<void(const ReplayedExchange&)>;
 
 // Runs the replay. Errors (the status; nothing more is sent): bad options (naming the field as
 // its flag: "--target", "--rate", ...), an input that cannot be read (naming the file and
-// offset), a target that refuses or cannot be reached on the first request ("--target
-// http://127.0.0.1:9: connection refused"). Transport errors after the first answer are counted
-// in `errors` and reported per exchange.
+// offset; also a file of which not one segment could be read, as a torn tail right after its
+// header), a target that refuses, resets or does not answer the first request before any answer
+// came ("--target http://127.0.0.1:9: connection refused"), a --rewrite-path that turns a valid
+// recorded request target into an invalid one (empty, a space, CR, LF or NUL, or no longer
+// starting with "/"). Transport errors after the first answer are counted in `errors` and
+// reported per exchange.
 absl::StatusOr<ReplaySummary> Replay(const ReplayOptions& options, const ReplayObserver& observer);
 
 // What the C++ API's callers want in one call: the replayed exchanges that did not match (or

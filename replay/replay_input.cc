@@ -37,22 +37,41 @@ bool IsStreamInput(const std::string& path) {
 
 namespace {
 
-// The first damage an input reports, as one line naming the file and offset.
-class FirstDamage final : public Reporter {
+// One input's reports: the first damage as one line naming the file and offset, and its notices
+// (a torn tail, a missing trailer) as tapcat prints them (format/print.h's LineReporter).
+class InputReporter final : public Reporter {
  public:
-  FirstDamage(std::string name, std::string* first) : name_(std::move(name)), first_(first) {}
+  InputReporter(std::string name, std::string* first) : name_(std::move(name)), first_(first) {}
   void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
     if (first_->empty()) {
       *first_ = absl::StrCat(name_, ": offset ", offset, ": ", std::string(reason), " (", length,
                              " bytes skipped)");
     }
   }
-  void Notice(uint64_t, std::string_view) override {}  // a torn tail ends the input quietly
+  // A torn tail ends the input with a notice, not an error.
+  void Notice(uint64_t offset, std::string_view message) override {
+    notices_.push_back(absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
+    if (first_notice_.empty()) {
+      first_notice_ = absl::StrCat(name_, ": offset ", offset, ": ", std::string(message));
+    }
+  }
+  const std::string& name() const { return name_; }
+  std::vector<std::string>& notices() { return notices_; }
+  const std::string& first_notice() const { return first_notice_; }
 
  private:
   std::string name_;
   std::string* first_;
+  std::vector<std::string> notices_;
+  std::string first_notice_;
 };
+
+// The recorded request body was not stored whole: cut at the body limit or by the capture, or
+// emptied by redaction (format/redact.h sets `truncated` and keeps the length).
+bool RequestBodyCut(const Exchange& x) {
+  const Body& b = x.request->body;
+  return b.truncated || b.data.size() < b.length;
+}
 
 uint64_t FootprintBytes(const Exchange& x) {
   uint64_t n = sizeof(Exchange) + x.reason.size();
@@ -117,7 +136,7 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
   };
   Selection selection = options.selection;
   std::string damage;
-  std::vector<std::unique_ptr<FirstDamage>> reporters;
+  std::vector<std::unique_ptr<InputReporter>> reporters;
   absl::Status open_error;
   OrderOptions order;
   order.files = options.inputs;
@@ -127,7 +146,7 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
     order.keep = [&selection](const ExchangeView& v) { return selection.Matches(v); };
   }
   order.reporter_for = [&](const std::string& name) {
-    reporters.push_back(std::make_unique<FirstDamage>(name, &damage));
+    reporters.push_back(std::make_unique<InputReporter>(name, &damage));
     return reporters.back().get();
   };
   order.open_error = [&](const absl::Status& s) {
@@ -160,6 +179,10 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
       continue;
     }
     auto x = std::make_shared<const Exchange>(view.ToExchange());
+    if (!options.send_truncated_bodies && RequestBodyCut(*x)) {
+      ++counts->skipped_truncated_body;
+      continue;
+    }
     if (counts->taken == 0 || x->sort_key_ns < counts->first_key_ns) {
       counts->first_key_ns = x->sort_key_ns;
     }
@@ -184,6 +207,27 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
   for (size_t i = 0; i < (*source)->inputs(); ++i) {
     const Reader* r = (*source)->reader(i);
     if (r && !r->status().ok()) return fail(r->status());
+  }
+  for (const std::unique_ptr<InputReporter>& rep : reporters) {
+    // Nothing at all could be read (a torn tail right after the file header): an input that
+    // cannot be read, not an empty replay.
+    const Reader* r = nullptr;
+    for (size_t i = 0; i < (*source)->inputs() && !r; ++i) {
+      const Reader* c = (*source)->reader(i);
+      if (c && c->name() == rep->name()) r = c;
+    }
+    if (r && r->stats().segments == 0 && !rep->first_notice().empty()) {
+      return fail(absl::DataLossError(
+          absl::StrCat(rep->first_notice(), " (no exchange could be read)")));
+    }
+    if (round != 0) continue;
+    for (std::string& line : rep->notices()) {
+      InputItem item;
+      item.kind = InputItem::Kind::kNotice;
+      item.round = round;
+      item.notice = std::move(line);
+      if (!Push(std::move(item))) return false;
+    }
   }
   counts->selected_out = (*source)->selected_out();
   counts->read += counts->selected_out;

@@ -4,7 +4,9 @@
 // The reader opens the inputs (format/order.h's ExchangeSource), binds the selection, and for
 // each round hands the engine the exchanges to send, in sort-key order, as owned exchanges:
 // selected (Selection::Matches, -c counted on what is sent), complete unless include_incomplete,
-// and sampled in (SampledIn). Round 0 is kept in memory when it holds less than
+// sampled in (SampledIn), and with the request body stored whole unless send_truncated_bodies.
+// Round 0 hands over the inputs' notices (a torn tail) as kNotice items; an input of which not
+// one segment could be read, though it reported a notice, is a kError naming it. Round 0 is kept in memory when it holds less than
 // kRoundCacheBytes, and later rounds are served from there; otherwise each round reads the inputs
 // again. A stream on standard input is read without a reorder window (file order), so a shadowed
 // request goes out as soon as its exchange arrives.
@@ -18,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "format/exchange.h"
@@ -47,18 +50,20 @@ struct RoundCounts {
   uint64_t selected_out = 0;
   uint64_t sampled_out = 0;
   uint64_t skipped_incomplete = 0;
+  uint64_t skipped_truncated_body = 0;
   uint64_t taken = 0;         // handed to the engine
   uint64_t first_key_ns = 0;  // smallest and largest sort key taken (0 when none)
   uint64_t last_key_ns = 0;
 };
 
 struct InputItem {
-  enum class Kind : uint8_t { kExchange, kRoundEnd, kEnd, kError };
+  enum class Kind : uint8_t { kExchange, kRoundEnd, kEnd, kError, kNotice };
   Kind kind = Kind::kExchange;
   int round = 0;
   std::shared_ptr<const Exchange> exchange;  // kExchange
   RoundCounts counts;                        // kRoundEnd
   absl::Status error;                        // kError: names the file (and offset)
+  std::string notice;                        // kNotice: "FILE: offset N: notice: ..."
 };
 
 class InputReader {

@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -71,9 +73,11 @@ absl::StatusOr<Target> ParseTarget(std::string_view text) {
   };
   if (text.empty()) return absl::InvalidArgumentError("--target is required (http://HOST:PORT)");
   std::string_view rest = text;
-  if (!EatPrefix(&rest, "http://")) {
+  // RFC 3986 section 3.1: the scheme is case-insensitive ("HTTP://" is "http://").
+  if (!absl::StartsWithIgnoreCase(A(rest), "http://")) {
     return bad("not an http:// URL (http://HOST:PORT; replay speaks HTTP/1.1 in clear text)");
   }
+  rest.remove_prefix(7);
   EatSuffix(&rest, "/");
   if (rest.find_first_of("/?#") != std::string_view::npos) {
     return bad("a path prefix is not allowed (http://HOST:PORT)");
@@ -181,15 +185,28 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   *out = OutgoingRequest();
   out->method = recorded.method;
   out->target = recorded.path.empty() ? "/" : recorded.path;
+  auto invalid = [](const std::string& t) {
+    return t.empty() || t.find_first_of(std::string_view(" \r\n\0", 4)) != std::string::npos;
+  };
   for (size_t i = 0; i < plan.rewrite_regex.size(); ++i) {
+    const bool was_valid = !invalid(out->target);
+    const bool was_origin = !out->target.empty() && out->target.front() == '/';
     re2::RE2::GlobalReplace(&out->target, *plan.rewrite_regex[i], plan.rewrite_replacement[i]);
+    // RFC 9112 section 3.2.1: an origin-form target starts with "/".
+    if ((was_valid && invalid(out->target)) ||
+        (was_origin && (out->target.empty() || out->target.front() != '/'))) {
+      out->usage_error = absl::StrCat(
+          "--rewrite-path '", plan.rewrite_regex[i]->pattern(), "=", plan.rewrite_replacement[i],
+          "': turns the recorded path ", absl::CHexEscape(recorded.path.empty() ? "/" : recorded.path), " into '",
+          absl::CHexEscape(out->target), "', not a request target (RFC 9112 section 3.2)");
+      return;
+    }
   }
   if (!IsToken(out->method)) {
     out->error = "the recorded method is not a token";
     return;
   }
-  if (out->target.empty() ||
-      out->target.find_first_of(std::string_view(" \r\n\0", 4)) != std::string::npos) {
+  if (invalid(out->target)) {
     out->error = "the request target holds a space, CR, LF or NUL byte";
     return;
   }

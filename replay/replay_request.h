@@ -23,7 +23,7 @@ class RE2;
 
 namespace tapkit::replay::internal {
 
-// --target checked: "http://HOST[:PORT][/]". `url` is what libcurl connects to
+// --target checked: "http://HOST[:PORT][/]", the scheme in any case (RFC 3986 section 3.1). `url` is what libcurl connects to
 // ("http://HOST:PORT/"), `authority` the Host value sent unless keep_authority ("HOST:PORT" as
 // given, RFC 9110 section 7.2: the port is left out when the target left it out).
 struct Target {
@@ -66,6 +66,9 @@ struct OutgoingRequest {
   // the recording replaced those values, the target receives the markers.
   uint64_t redacted_sent = 0;
   std::string error;  // the request cannot be sent as recorded (a CR, LF or NUL in the target)
+  // A --rewrite-path turned the recorded target, valid as recorded, into an invalid one: a
+  // mistake on the command line, naming the flag and the recorded path.
+  std::string usage_error;
 };
 
 // Builds `*out` from `recorded` (which must outlive `*out`: the body is not copied).

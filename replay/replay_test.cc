@@ -31,6 +31,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "format/redact.h"
 #include "format/testutil.h"
 #include "replay/replay_input.h"
 #include "replay/replay_request.h"
@@ -941,6 +942,182 @@ TEST_F(ReceivedTest, StopEndsTheReplay) {
   EXPECT_EQ(nginx_.Log(1).size(), 1u);
 }
 
+TEST_F(ReceivedTest, RequestBodyNotStoredWholeSkippedUnlessAsked) {
+  // Three POSTs: one whole body; one cut at the body limit (3 of 10 bytes stored); one form body
+  // that format/redact.cc's Redactor drops (it cannot decode it: a "gzip" body that is not).
+  Exchange whole = Recorded(1, kBase, 8301, "POST", "/whole");
+  whole.request->headers.push_back({"Content-Type", "text/plain"});
+  whole.request->body.data = "whole";
+  whole.request->body.length = 5;
+  Exchange cut = Recorded(2, kBase + kMs, 8302, "POST", "/cut");
+  cut.request->headers.push_back({"Content-Type", "application/octet-stream"});
+  cut.request->body.data = "abc";
+  cut.request->body.length = 10;
+  cut.request->body.truncated = true;
+  Exchange form = Recorded(3, kBase + 2 * kMs, 8303, "POST", "/form");
+  form.request->headers.push_back({"Content-Type", "application/x-www-form-urlencoded"});
+  form.request->headers.push_back({"Content-Encoding", "gzip"});
+  form.request->body.data = "password=hunter2";
+  form.request->body.length = 16;
+  RedactionRules rules;
+  rules.query_params = {"password"};
+  RedactionStats stats;
+  Redactor(rules, "key").Apply(&form, &stats);
+  ASSERT_EQ(stats.bodies_dropped, 1u) << form.reason;
+  ASSERT_TRUE(form.request->body.data.empty());
+  std::string path = WriteCapture({whole, cut, form}, "cut_request_bodies");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->read, 3u);
+  EXPECT_EQ(r.summary->sent, 1u);
+  EXPECT_EQ(r.summary->skipped_truncated_body, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // nothing more may come
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].request, "POST /whole HTTP/1.1");
+  EXPECT_EQ(log[0].body, "whole");
+
+  // Asked for: the stored bytes go out, with their own Content-Length.
+  nginx_.ClearLog();
+  o.send_truncated_bodies = true;
+  r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 3u);
+  EXPECT_EQ(r.summary->skipped_truncated_body, 0u);
+  std::map<std::string, std::pair<std::string, std::string>> got;  // request -> length, body
+  for (const Logged& l : nginx_.Log(3)) got[l.request] = {l.content_length, l.body};
+  EXPECT_EQ(got["POST /cut HTTP/1.1"], (std::pair<std::string, std::string>{"3", "abc"}));
+  EXPECT_EQ(got["POST /form HTTP/1.1"].first, "0");
+}
+
+TEST_F(ReceivedTest, UppercaseSchemeInTarget) {
+  // RFC 3986 section 3.1: "HTTP://" names the same scheme as "http://".
+  std::string path = WriteCapture({Recorded(1, kBase, 8401)}, "upper_scheme");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("HTTP://", nginx_.authority());
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->matched, 1u);
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].host, nginx_.authority());
+}
+
+TEST_F(ReceivedTest, RewriteThatBreaksTheTargetIsAUsageError) {
+  // '.*=' empties every path: the command line's mistake, named with the recorded path, and
+  // nothing is sent.
+  std::string path = WriteCapture({Recorded(1, kBase, 8501, "GET", "/api/v1?x=1")}, "rewrite");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.path_rewrites = {{".*", ""}};
+  ReplayRun r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.summary.status().message(),
+            "--rewrite-path '.*=': turns the recorded path /api/v1?x=1 into '', not a request "
+            "target (RFC 9112 section 3.2)");
+  // A rewrite that drops the leading "/" breaks the origin form too.
+  o.path_rewrites = {{"^/api/", "api/"}};
+  r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            "--rewrite-path '^/api/=api/': turns the recorded path /api/v1?x=1 into 'api/v1?x=1', "
+            "not a request target (RFC 9112 section 3.2)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(nginx_.ReadLog().empty());
+}
+
+TEST(InputTest, TornTailIsANoticeOrAnErrorWhenNothingIsRead) {
+  // Two segments: cut inside the second, the first is read and the torn tail is a notice as
+  // tapcat prints it; cut inside the first, nothing could be read: an error naming the file.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + kMs, 2)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 2u);
+  const uint64_t cut_second = blocks[1] + 20, cut_first = blocks[0] + 20;
+  fs::path half = TestDir() / "torn_half.tap", none = TestDir() / "torn_none.tap";
+  std::ofstream(half, std::ios::binary) << file.substr(0, cut_second);
+  std::ofstream(none, std::ios::binary) << file.substr(0, cut_first);
+  const std::string torn = absl::StrCat("torn tail: the data ends inside a block (");
+  ReplayOptions o;
+  o.inputs = {half.string()};
+  std::vector<internal::InputItem> items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_EQ(items.size(), 4u);  // the exchange, the notice, the round's end, the end
+  EXPECT_EQ(items[0].exchange->stream_id, 1u);
+  ASSERT_EQ(items[1].kind, internal::InputItem::Kind::kNotice);
+  EXPECT_EQ(items[1].notice.substr(0, half.string().size() + 30),
+            absl::StrCat(half.string(), ": offset ", blocks[1], ": notice: ", torn).substr(
+                0, half.string().size() + 30));
+  EXPECT_NE(items[1].notice.find(absl::StrCat("(", cut_second - blocks[1], " bytes ignored)")),
+            std::string::npos)
+      << items[1].notice;
+  EXPECT_EQ(items[2].kind, internal::InputItem::Kind::kRoundEnd);
+
+  o.inputs = {none.string()};
+  items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_FALSE(items.empty());
+  ASSERT_EQ(items.back().kind, internal::InputItem::Kind::kError);
+  EXPECT_EQ(items.back().error.message().substr(0, none.string().size() + 9 +
+                                                       std::to_string(blocks[0]).size()),
+            absl::StrCat(none.string(), ": offset ", blocks[0]))
+      << items.back().error;
+  EXPECT_NE(items.back().error.message().find("(no exchange could be read)"), std::string::npos)
+      << items.back().error;
+}
+
+// A server on ADDR that accepts `answers` connections, answers one request on each (a 200 "ok\n"
+// without keep-alive), then resets every later connection (SO_LINGER 0) once its request came.
+class ResettingServer {
+ public:
+  ResettingServer(const std::string& addr, int answers) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    listen(fd_, 16);
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this, answers] {
+      for (int n = 0;; ++n) {
+        int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        char buf[4096];
+        (void)!recv(c, buf, sizeof buf, 0);  // the request arrived: the connection was made
+        if (n < answers) {
+          const char kAnswer[] =
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+              "Connection: close\r\n\r\nok\n";
+          (void)!send(c, kAnswer, sizeof kAnswer - 1, MSG_NOSIGNAL);
+        } else {
+          linger l{1, 0};
+          setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        close(c);
+      }
+    });
+  }
+  ~ResettingServer() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
 TEST_F(ReceivedTest, RedactionMarkersInPathAndBodyAreSentAndCounted) {
   // taprec rewrote a query value and two JSON values into markers; they cannot be undone, so
   // they go out as recorded (nginx logs them) and are counted: 1 in the path, 2 in the body. A
@@ -1047,8 +1224,9 @@ TEST(FailureTest, TargetDownIsAnErrorNamingIt) {
   EXPECT_TRUE(r.seen.empty());
 }
 
-TEST(FailureTest, SilentServerTimesOut) {
+TEST(FailureTest, SilentServerOnTheFirstRequestIsAnError) {
   // A listening socket that never accepts: the kernel completes the handshake, nothing answers.
+  // No answer has come yet, so the target cannot be reached: an error naming --target.
   const std::string addr = "127.0.96.4";
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
@@ -1058,23 +1236,57 @@ TEST(FailureTest, SilentServerTimesOut) {
   ASSERT_EQ(listen(fd, 8), 0);
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  std::string path = WriteCapture({Recorded(1, kBase, 9101)}, "silent");
+  std::string path = WriteCapture({Recorded(1, kBase, 9101), Recorded(2, kBase, 9102)}, "silent");
   ReplayOptions o;
   o.inputs = {path};
   o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
   o.timeout_ns = 300'000'000;
+  o.concurrency = 1;
   auto begin = std::chrono::steady_clock::now();
   ReplayRun r = DoReplay(o);
   auto took = std::chrono::steady_clock::now() - begin;
   close(fd);
-  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
-  EXPECT_EQ(r.summary->errors, 1u);
-  EXPECT_EQ(r.summary->sent, 1u);
-  ASSERT_EQ(r.seen.size(), 1u);
-  EXPECT_NE(r.seen[0].error.find("timed out"), std::string::npos) << r.seen[0].error;
-  EXPECT_EQ(r.seen[0].live.completion, Completion::kTimeout);
-  EXPECT_FALSE(r.seen[0].live.response.has_value());
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target,
+                         ": no answer to the first request: none within 300 ms (--timeout)"));
+  EXPECT_TRUE(r.seen.empty());
   EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(FailureTest, ResetOnTheFirstRequestIsAnError) {
+  ResettingServer server("127.0.96.7", /*answers=*/0);
+  std::string path = WriteCapture({Recorded(1, kBase, 9111)}, "reset_first");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.7:", server.port());
+  ReplayRun r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target,
+                         ": no answer to the first request: connection reset by peer"))
+      << r.summary.status();
+  EXPECT_TRUE(r.seen.empty());
+}
+
+TEST(FailureTest, ResetAfterAnAnswerIsCountedPerExchange) {
+  // The first request is answered, the second reset: the service misbehaved, the replay goes on.
+  ResettingServer server("127.0.96.8", /*answers=*/1);
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 9121), Recorded(2, kBase + kMs, 9122)}, "reset_later");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.8:", server.port());
+  o.concurrency = 1;
+  o.pacing = Pacing::kMax;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 2u);
+  EXPECT_EQ(r.summary->matched, 1u);
+  EXPECT_EQ(r.summary->errors, 1u);
+  ASSERT_EQ(r.seen.size(), 2u);
+  EXPECT_EQ(r.seen[1].live.completion, Completion::kNoResponse);
+  EXPECT_FALSE(r.seen[1].error.empty());
 }
 
 TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
@@ -1162,6 +1374,8 @@ TEST(OptionsTest, BadOptionsNameTheFlag) {
             "--target http://127.0.96.5:1/api: a path prefix is not allowed (http://HOST:PORT)");
   EXPECT_EQ(error([](ReplayOptions& o) { o.target = "http://127.0.96.5:99999"; }),
             "--target http://127.0.96.5:99999: the port is not a number in 1..65535");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.target = "https://127.0.96.5:1"; }).substr(0, 46),
+            "--target https://127.0.96.5:1: not an http:// ");
   EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }),
             "--rate 0: not in 0.001..10000000");
   EXPECT_EQ(error([](ReplayOptions& o) {

@@ -108,6 +108,10 @@ std::string SummaryLine(const ReplaySummary& s) {
       absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched, " differ, ",
                    s.errors, " failed; skipped: ", s.skipped_incomplete, " incomplete, ",
                    s.sampled_out, " sampled out, ", s.selected_out, " selected out");
+  if (s.skipped_truncated_body > 0) {
+    absl::StrAppend(&out, "; ", s.skipped_truncated_body,
+                    " with a request body not stored whole skipped (--send-truncated-bodies)");
+  }
   if (s.body_prefix_compared > 0) {
     absl::StrAppend(&out, "; ", s.body_prefix_compared, " bodies compared on their stored prefix");
   }
@@ -239,6 +243,8 @@ class JsonReport : public ReplayReport {
       w.Uint(s.sent);
       w.Key("skippedIncomplete");
       w.Uint(s.skipped_incomplete);
+      w.Key("skippedTruncatedBody");
+      w.Uint(s.skipped_truncated_body);
       w.Key("stopped");
       w.Bool(s.stopped);
       w.Key("type");

@@ -260,6 +260,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   o.target = f.target;
   o.keep_authority = f.keep_authority;
   o.include_incomplete = f.include_incomplete;
+  o.send_truncated_bodies = f.send_truncated_bodies;
 
   absl::StatusOr<Selection> selection = Selection::Parse(f.selection);
   if (!selection.ok()) return selection.status();
@@ -433,6 +434,7 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
   // next check; SIGPIPE ignored: a closed standard output is a write error, the reports finish.
   StopSignals signals(/*restart=*/true, /*ignore_sigpipe=*/true);
   plan->replay.stop = [] { return StopSignals::stopped().load(); };
+  plan->replay.notice = [&err](const std::string& line) { err << "tapreplay: " << line << "\n"; };
 
   bool warned_markers = false;
   absl::StatusOr<ReplaySummary> result = Replay(plan->replay, [&](const ReplayedExchange& x) {

@@ -61,6 +61,7 @@ struct ReplayToolFlags {
   std::vector<std::string> drop_headers;   // --drop-header NAME
   std::vector<std::string> rewrite_paths;  // --rewrite-path 'REGEX=REPLACEMENT'
   bool include_incomplete = false;         // --include-incomplete
+  bool send_truncated_bodies = false;      // --send-truncated-bodies
 
   // Comparison.
   bool no_compare = false;                        // --no-compare

@@ -39,9 +39,12 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -665,6 +668,100 @@ def check_shadow():
             "and matched")
 
 
+def check_inputs_and_edits(tap, recorded):
+    same = url("same")
+    # A request body not stored whole: taprec -r with --snaplen-body 3 keeps 3 of /form's 7 bytes,
+    # and its redaction drops a form it cannot check whole (tapcat shows it: stored 0,
+    # truncated). tapreplay skips and counts it; --send-truncated-bodies sends the stored bytes.
+    cut = os.path.join(WORK, "cut.tap")
+    r = run([tool("taprec"), "-r", os.path.join(WORK, "rec.pcap"), "-Z", "root",
+             "--snaplen-body", "3", "-w", cut])
+    if r.returncode != 0:
+        fail(f"taprec --snaplen-body 3: {r.stderr.decode()}")
+    form = next(x for x in exchanges(cut) if x["request"]["path"] == "/form")
+    body = form["request"]["body"]
+    if (body["length"], body["stored"], body["truncated"]) != (7, 0, True):
+        fail(f"recorded /form with --snaplen-body 3: body {body}, end {form['end']}")
+    clear_log("same")
+    _, summary, _ = replay_json(cut, same, "--path", "/form", code=0, what="a cut request body")
+    if summary["sent"] != 0 or summary["skippedTruncatedBody"] != 1 or access_log("same"):
+        fail(f"a cut request body: summary {summary}, sent {access_log('same')}")
+    r = replay(cut, "--target", same, "--path", "/form")
+    if "1 with a request body not stored whole skipped (--send-truncated-bodies)" not in \
+            r.stdout.decode():
+        fail(f"a cut request body: the summary line says {r.stdout.decode()!r}")
+    _, summary, _ = replay_json(cut, same, "--path", "/form", "--send-truncated-bodies", code=0,
+                                what="--send-truncated-bodies")
+    if summary["sent"] != 1 or summary["skippedTruncatedBody"] != 0 or \
+            [l.split()[0] for l in access_log("same")] != ["/form"]:
+        fail(f"--send-truncated-bodies: summary {summary}, sent {access_log('same')}")
+
+    # A capture torn inside its first segment: nothing can be read, exit 2 on one line that
+    # names the file with tapcat's notice for it.
+    with open(tap, "rb") as f:
+        data = f.read()
+    torn = os.path.join(WORK, "torn.tap")
+    with open(torn, "wb") as f:
+        f.write(data[:len(data) // 2])
+    r = run([tool("tapcat"), "-o", "json", torn])
+    notices = r.stderr.decode().splitlines()
+    if r.returncode != 0 or r.stdout or len(notices) != 1 or ": notice: torn tail" not in notices[0]:
+        fail(f"tapcat on half of the capture: exit {r.returncode}, stdout {r.stdout[:200]!r}, "
+             f"stderr {notices}")
+    want = notices[0].replace("tapcat: ", "tapreplay: ", 1).replace(": notice: ", ": ", 1) + \
+        " (no exchange could be read)"
+    clear_log("same")
+    r = replay(torn, "--target", same)
+    expect(r, 2, "a capture torn inside its first segment")
+    if r.stderr.decode().splitlines() != [want] or access_log("same"):
+        fail(f"a torn capture: stderr {r.stderr.decode()!r}, wanted {want!r}")
+
+    # A --rewrite-path that empties the request target: the command line's mistake, exit 2.
+    r = replay(tap, "--target", same, "--path", "/status", "--rewrite-path", ".*=")
+    expect(r, 2, "--rewrite-path '.*='")
+    if r.stderr.decode().splitlines() != [
+            "tapreplay: --rewrite-path '.*=': turns the recorded path /status into '', not a "
+            "request target (RFC 9112 section 3.2)"] or access_log("same"):
+        fail(f"--rewrite-path '.*=': {r.stderr.decode()!r}, sent {access_log('same')}")
+
+    # The scheme in capitals (RFC 3986 section 3.1).
+    _, summary, _ = replay_json(tap, same.replace("http://", "HTTP://"), "--path", "/status",
+                                code=0, what="an HTTP:// target")
+    if summary["sent"] != 1 or summary["matched"] != 1:
+        fail(f"an HTTP:// target: summary {summary}")
+
+    # A target that resets the first request: it cannot be reached, exit 2, one line.
+    addr = ADDRS["down"]
+    listener = socket.socket()
+    listener.bind((addr, 0))
+    listener.listen(8)
+    target = f"http://{addr}:{listener.getsockname()[1]}"
+
+    def reset_all():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+    t = threading.Thread(target=reset_all, daemon=True)
+    t.start()
+    try:
+        r = replay(tap, "--target", target, "--path", "/status")
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+    expect(r, 2, "a target that resets the first request")
+    if r.stderr.decode().splitlines() != [
+            f"tapreplay: --target {target}: no answer to the first request: connection reset "
+            "by peer"] or r.stdout:
+        fail(f"a target that resets: stderr {r.stderr.decode()!r}, stdout {r.stdout.decode()!r}")
+    return ("a cut request body skipped and counted, sent with --send-truncated-bodies; a torn "
+            "capture, a breaking --rewrite-path, a resetting target: exit 2, one line; HTTP://")
+
+
 def main():
     global BUILD, WORK
     if len(sys.argv) != 2:
@@ -686,7 +783,7 @@ def main():
         time.sleep(1.1)
         results = [check(tap, recorded) for check in (
             check_identical, check_four, check_rules, check_redaction, check_capture,
-            check_errors, check_verbose_and_sigint)]
+            check_errors, check_inputs_and_edits, check_verbose_and_sigint)]
         results.append(check_shadow())
     finally:
         stop_all_nginx()

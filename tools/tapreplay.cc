@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
       "'REGEX=REPLACEMENT' on the path with query, every match (RE2; \\1 a group, \\= a literal "
       "= in REGEX)")("include-incomplete", po::bool_switch(&f.include_incomplete),
                      "also replay exchanges recorded without their whole response (skipped and "
-                     "counted otherwise)");
+                     "counted otherwise)")(
+      "send-truncated-bodies", po::bool_switch(&f.send_truncated_bodies),
+      "also send requests whose recorded body was not stored whole (cut at the body limit, or "
+      "dropped by redaction) with the bytes stored (skipped and counted otherwise)");
   po::options_description compare("Comparison");
   compare.add_options()("no-compare", po::bool_switch(&f.no_compare),
                         "send only (load, shadowing): compare nothing")(
