@@ -159,8 +159,12 @@ bool IsConnectFailure(CURLcode code) {
 
 absl::Status CheckOptions(const ReplayOptions& o) {
   if (o.inputs.empty()) return absl::InvalidArgumentError("no input capture given");
-  if (std::count(o.inputs.begin(), o.inputs.end(), "-") > 1) {
-    return absl::InvalidArgumentError("standard input ('-') given twice");
+  // Exchange ids (capture point, stream) are unique within one capture only: two inputs would
+  // report two exchanges under one id (and replay_of, a rule's `exchanges:` would be ambiguous).
+  if (o.inputs.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.inputs[1], ": tapreplay takes one capture (or -); merge several first: tapfilter ",
+        "a.tap b.tap -w - | tapreplay - ..."));
   }
   if (o.loop < 1) return absl::InvalidArgumentError(absl::StrCat("--loop ", o.loop, ": below 1"));
   if (o.loop > 1) {
@@ -839,6 +843,8 @@ void Engine::Finish(Lane* lane, CURLcode code) {
         ++summary_.mismatched;
       }
       if (rx.comparison->body_prefix_only) ++summary_.body_prefix_compared;
+    } else {
+      ++summary_.not_compared;  // comparison off, or recorded without a response
     }
   } else {
     long os_errno = 0;

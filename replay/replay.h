@@ -60,7 +60,8 @@ class ReplayClock {
   // Waits until NowNs() >= deadline_ns, or earlier when I/O may be ready: a real clock calls
   // poll_io once with the milliseconds left (libcurl's curl_multi_poll); a fake clock calls it
   // with 0 and then moves its time to deadline_ns.
-  virtual void WaitUntil(int64_t deadline_ns, const std::function<void(int timeout_ms)>& poll_io) = 0;
+  virtual void WaitUntil(int64_t deadline_ns,
+                         const std::function<void(int timeout_ms)>& poll_io) = 0;
 };
 
 // The process's steady clock. Thread-safe.
@@ -95,8 +96,10 @@ inline constexpr double kMinRate = 0.001;  // requests per second
 inline constexpr double kMaxRate = 10'000'000;
 
 struct ReplayOptions {
-  // Inputs: .tap paths; "-" is standard input (at most once; a live stream is read as it grows).
-  // A path that is not a regular file (a pipe, bash's <(...)) is read as a stream too.
+  // The input: one .tap path, or "-" for standard input (a live stream is read as it grows).
+  // A path that is not a regular file (a pipe, bash's <(...)) is read as a stream too. More than
+  // one is refused (exchange ids are unique within one capture only; merge several with
+  // tapfilter a.tap b.tap -w - first). A vector for the capture report's header.
   std::vector<std::string> inputs;
   // "http://HOST:PORT" (a path prefix is not allowed). Required.
   std::string target;
@@ -110,20 +113,20 @@ struct ReplayOptions {
   // Also send requests whose recorded body was not stored whole, as their stored bytes (a
   // prefix, or nothing when redaction dropped the body).
   bool send_truncated_bodies = false;
-  double sample_percent = 100.0;    // (0, 100]: a hash of the exchange id and sample_seed decides
+  double sample_percent = 100.0;  // (0, 100]: a hash of the exchange id and sample_seed decides
   uint64_t sample_seed = 0;
   int loop = 1;  // rounds (>= 1); a stream (stdin, a pipe) allows 1 only
 
   // Pacing. The default sends as fast as the target answers, so that a test replaying a capture
   // with long recorded gaps does not sleep through them; kRecorded replays the gaps.
   Pacing pacing = Pacing::kMax;
-  double speed = 1.0;  // kRecorded: recorded gaps are divided by it, kMinSpeed..kMaxSpeed
-  double rate = 0;     // kRate: requests per second, kMinRate..kMaxRate
-  int concurrency = 0; // 0..kMaxLanes. 0: a lane per recorded connection; N: N lanes, spread
+  double speed = 1.0;   // kRecorded: recorded gaps are divided by it, kMinSpeed..kMaxSpeed
+  double rate = 0;      // kRate: requests per second, kMinRate..kMaxRate
+  int concurrency = 0;  // 0..kMaxLanes. 0: a lane per recorded connection; N: N lanes, spread
 
   // Request edits for environment differences.
-  std::vector<Header> set_headers;       // replace (or add) these fields
-  std::vector<std::string> drop_headers; // remove these fields (any case)
+  std::vector<Header> set_headers;        // replace (or add) these fields
+  std::vector<std::string> drop_headers;  // remove these fields (any case)
   std::vector<PathRewrite> path_rewrites;
 
   // Comparison (off: only send, as a load or shadow tool).
@@ -150,40 +153,43 @@ struct ReplayedExchange {
   // ("replay"), replay_of = the recorded exchange's id. No response when `error` is set.
   Exchange live;
   std::string error;  // a transport error (libcurl's words), empty when a response came
-  std::optional<Comparison> comparison;  // when comparison is on and a response came
-  int round = 0;        // 0-based loop round
-  int64_t due_ns = 0;   // clock time the pacing asked for
-  int64_t sent_ns = 0;  // clock time the request was handed to libcurl
+  std::optional<Comparison> comparison;   // when comparison is on and a response came
+  int round = 0;                          // 0-based loop round
+  int64_t due_ns = 0;                     // clock time the pacing asked for
+  int64_t sent_ns = 0;                    // clock time the request was handed to libcurl
   uint64_t redacted_headers_dropped = 0;  // marker-valued request fields left out
   uint64_t redacted_values_sent = 0;      // markers sent in the path and the body
 };
 
 struct ReplaySummary {
-  uint64_t read = 0;                 // exchanges read from the inputs, every round
-  uint64_t selected_out = 0;         // refused by the selection
-  uint64_t sampled_out = 0;          // left out by --sample
-  uint64_t skipped_incomplete = 0;   // incomplete and not include_incomplete
+  uint64_t read = 0;                    // exchanges read from the inputs, every round
+  uint64_t selected_out = 0;            // refused by the selection
+  uint64_t sampled_out = 0;             // left out by --sample
+  uint64_t skipped_incomplete = 0;      // incomplete and not include_incomplete
   uint64_t skipped_truncated_body = 0;  // request body not stored whole, not send_truncated_bodies
   uint64_t sent = 0;
   uint64_t matched = 0;
   uint64_t mismatched = 0;
-  uint64_t errors = 0;               // transport errors (timeouts, resets)
+  uint64_t errors = 0;  // transport errors (timeouts, resets)
+  // Answered but not compared: comparison off, or recorded without a response (sent with
+  // include_incomplete). sent = matched + mismatched + errors + not_compared.
+  uint64_t not_compared = 0;
   uint64_t redacted_headers_dropped = 0;
-  uint64_t redacted_values_sent = 0; // redaction markers sent in paths and bodies (as recorded)
-  uint64_t body_prefix_compared = 0; // recorded bodies cut at the body limit, compared on prefix
+  uint64_t redacted_values_sent = 0;  // redaction markers sent in paths and bodies (as recorded)
+  uint64_t body_prefix_compared = 0;  // recorded bodies not stored whole, compared on their bytes
   int64_t elapsed_ns = 0;
-  bool stopped = false;              // options.stop ended it
+  bool stopped = false;  // options.stop ended it
 };
 
 using ReplayObserver = std::function<void(const ReplayedExchange&)>;
 
 // Runs the replay. Errors (the status; nothing more is sent): bad options (naming the field as
-// its flag: "--target", "--rate", ...), an input that cannot be read (naming the file and
-// offset; also a file of which not one segment could be read, as a torn tail right after its
-// header), a target that refuses, resets or does not answer the first request before any answer
-// came ("--target http://127.0.0.1:9: connection refused"), a --rewrite-path that turns a valid
-// recorded request target into an invalid one (empty, a space, CR, LF or NUL, or no longer
-// starting with "/"). Transport errors after the first answer are counted in `errors` and
+// its flag: "--target", "--rate", ...; a second input, named), an input that cannot be read
+// (naming the file and offset; also a file of which not one segment could be read, as a torn tail
+// right after its header), a target that refuses, resets or does not answer the first request
+// before any answer came ("--target http://127.0.0.1:9: connection refused"), a --rewrite-path that
+// turns a valid recorded request target into an invalid one (empty, a space, CR, LF or NUL, or no
+// longer starting with "/"). Transport errors after the first answer are counted in `errors` and
 // reported per exchange.
 absl::StatusOr<ReplaySummary> Replay(const ReplayOptions& options, const ReplayObserver& observer);
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,12 @@ std::string Name(const ReplayedExchange& x) {
 }
 
 bool Failed(const ReplayedExchange& x) { return !x.error.empty(); }
+
+// Why an exchange that was answered has no comparison.
+std::string_view NotComparedWhy(const ReplayedExchange& x) {
+  return x.recorded && !x.recorded->response ? "not compared: recorded without a response"
+                                             : "not compared: comparison off";
+}
 bool Differs(const ReplayedExchange& x) { return x.comparison && !x.comparison->matched(); }
 
 std::optional<uint16_t> RecordedStatus(const ReplayedExchange& x) {
@@ -75,6 +82,90 @@ std::string StatusText(std::optional<uint16_t> s) { return s ? std::to_string(*s
 // the differences, and a report of megabytes of diff helps nobody.
 constexpr size_t kMaxDiffBytes = size_t{1} << 20;
 
+// A diff line is cut to this many bytes around its first difference (a one-line 10 KB body
+// that changed in one place would otherwise be printed whole twice).
+constexpr size_t kMaxDiffLineBytes = 512;
+
+// One line of text for a terminal: C0 control bytes but tab, DEL and the C1 controls (U+0080 to
+// U+009F, UTF-8 C2 80..C2 9F; ESC [ and its one-byte form CSI start terminal escape sequences)
+// as \xHH; other bytes as they are.
+std::string Escaped(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      absl::StrAppendFormat(&out, "\\x%02x", c);
+    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+      absl::StrAppendFormat(&out, "\\x%02x\\x%02x", c, static_cast<unsigned char>(s[i + 1]));
+      ++i;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// `text` (a diff line's content) cut to kMaxDiffLineBytes around byte `at` (where it first
+// differs from its counterpart), on UTF-8 character boundaries, with "..." where bytes were
+// left out.
+std::string Window(std::string_view text, size_t at) {
+  if (text.size() <= kMaxDiffLineBytes) return std::string(text);
+  at = std::min(at, text.size());
+  size_t begin = at > kMaxDiffLineBytes / 2 ? at - kMaxDiffLineBytes / 2 : 0;
+  begin = std::min(begin, text.size() - kMaxDiffLineBytes);
+  size_t end = begin + kMaxDiffLineBytes;
+  auto continuation = [&](size_t i) {
+    return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xc0) == 0x80;
+  };
+  while (begin > 0 && continuation(begin)) ++begin;
+  while (end < text.size() && continuation(end)) --end;
+  return absl::StrCat(begin > 0 ? "..." : "", AV(text.substr(begin, end - begin)),
+                      end < text.size() ? "..." : "");
+}
+
+// A unified diff's lines, each escaped (Escaped) and cut (Window): a removed line is cut around
+// where it first differs from the added line at its place in the hunk, and the other way round.
+std::string ReadableDiff(const std::string& diff, const std::string& indent) {
+  std::vector<std::string_view> lines;
+  for (size_t at = 0; at < diff.size();) {
+    size_t nl = diff.find('\n', at);
+    size_t end = nl == std::string::npos ? diff.size() : nl;
+    lines.push_back(std::string_view(diff).substr(at, end - at));
+    at = end + 1;
+  }
+  // The first difference of each changed line with its counterpart (0 without one).
+  std::vector<size_t> first(lines.size(), 0);
+  for (size_t i = 0; i < lines.size();) {
+    if (lines[i].empty() || lines[i][0] != '-' || lines[i].substr(0, 3) == "---") {
+      ++i;
+      continue;
+    }
+    size_t minus = i;
+    while (i < lines.size() && !lines[i].empty() && lines[i][0] == '-') ++i;
+    size_t plus = i;
+    while (plus < lines.size() && lines[plus].substr(0, 1) == "\\") ++plus;  // "\ No newline"
+    size_t p = plus;
+    for (size_t m = minus; m < i && p < lines.size() && lines[p].substr(0, 1) == "+"; ++m) {
+      std::string_view a = lines[m].substr(1), b = lines[p].substr(1);
+      size_t k = 0;
+      while (k < a.size() && k < b.size() && a[k] == b[k]) ++k;
+      first[m] = first[p] = k;
+      ++p;
+      while (p < lines.size() && lines[p].substr(0, 1) == "\\") ++p;
+    }
+  }
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string_view l = lines[i];
+    std::string shown =
+        l.empty() ? std::string()
+                  : absl::StrCat(AV(l.substr(0, 1)), Escaped(Window(l.substr(1), first[i])));
+    absl::StrAppend(&out, indent, indent, shown, "\n");
+  }
+  return out;
+}
+
 // The field lines and the body diff of a mismatch, each line indented by `indent`.
 std::string Details(const ReplayedExchange& x, int context, const std::string& indent) {
   std::string out;
@@ -84,8 +175,17 @@ std::string Details(const ReplayedExchange& x, int context, const std::string& i
                     "\n");
   }
   if (c.body_prefix_only) {
-    absl::StrAppend(&out, indent, "(the recorded body was cut at the body limit: compared on its ",
-                    "stored prefix)\n");
+    // A complete exchange whose body was not stored whole was cut at the body limit; otherwise
+    // the recording's own cause (the connection closed, a gap, ...) is named.
+    if (x.recorded == nullptr || x.recorded->completion == Completion::kComplete) {
+      absl::StrAppend(&out, indent, "(the recorded body was cut at the body limit: compared on ",
+                      "its stored prefix)\n");
+    } else {
+      absl::StrAppend(&out, indent, "(recorded body incomplete (",
+                      AV(CompletionName(x.recorded->completion)),
+                      x.recorded->reason.empty() ? "" : ": ", Shown(x.recorded->reason),
+                      "): compared on its stored bytes)\n");
+    }
   }
   if (c.recorded_body_text.size() > kMaxDiffBytes || c.live_body_text.size() > kMaxDiffBytes) {
     absl::StrAppend(&out, indent, "(no body diff: ", c.recorded_body_text.size(), " and ",
@@ -93,21 +193,17 @@ std::string Details(const ReplayedExchange& x, int context, const std::string& i
   } else if (c.recorded_body_text != c.live_body_text) {
     std::string diff =
         UnifiedDiff(c.recorded_body_text, c.live_body_text, "recorded", "live", context);
-    for (size_t at = 0; at < diff.size();) {
-      size_t nl = diff.find('\n', at);
-      size_t end = nl == std::string::npos ? diff.size() : nl + 1;
-      absl::StrAppend(&out, indent, indent, AV(std::string_view(diff).substr(at, end - at)));
-      at = end;
-    }
+    absl::StrAppend(&out, ReadableDiff(diff, indent));
   }
   return out;
 }
 
 std::string SummaryLine(const ReplaySummary& s) {
-  std::string out =
-      absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched, " differ, ",
-                   s.errors, " failed; skipped: ", s.skipped_incomplete, " incomplete, ",
-                   s.sampled_out, " sampled out, ", s.selected_out, " selected out");
+  std::string out = absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched,
+                                 " differ, ", s.errors, " failed");
+  if (s.not_compared > 0) absl::StrAppend(&out, ", ", s.not_compared, " not compared");
+  absl::StrAppend(&out, "; skipped: ", s.skipped_incomplete, " incomplete, ", s.sampled_out,
+                  " sampled out, ", s.selected_out, " selected out");
   if (s.skipped_truncated_body > 0) {
     absl::StrAppend(&out, "; ", s.skipped_truncated_body,
                     " with a request body not stored whole skipped (--send-truncated-bodies)");
@@ -117,6 +213,9 @@ std::string SummaryLine(const ReplaySummary& s) {
   }
   if (s.redacted_headers_dropped > 0) {
     absl::StrAppend(&out, "; ", s.redacted_headers_dropped, " redacted request fields dropped");
+  }
+  if (s.redacted_values_sent > 0) {
+    absl::StrAppend(&out, "; ", s.redacted_values_sent, " redaction markers sent as recorded");
   }
   if (s.stopped) out += "; stopped";
   return out;
@@ -134,8 +233,12 @@ class TextReport : public ReplayReport {
       out_ << "DIFF " << Name(x) << " status " << StatusText(r);
       if (r != l) out_ << " -> " << StatusText(l);
       out_ << "\n" << Details(x, options_.diff_context, "  ");
-    } else if (options_.show_matches) {
+    } else if (!options_.show_matches) {
+    } else if (x.comparison) {
       out_ << "OK " << Name(x) << " status " << StatusText(LiveStatus(x)) << "\n";
+    } else {
+      out_ << "SENT " << Name(x) << " status " << StatusText(LiveStatus(x)) << " ("
+           << NotComparedWhy(x) << ")\n";
     }
   }
 
@@ -231,10 +334,14 @@ class JsonReport : public ReplayReport {
       w.Uint(s.matched);
       w.Key("mismatched");
       w.Uint(s.mismatched);
+      w.Key("notCompared");
+      w.Uint(s.not_compared);
       w.Key("read");
       w.Uint(s.read);
       w.Key("redactedHeadersDropped");
       w.Uint(s.redacted_headers_dropped);
+      w.Key("redactedValuesSent");
+      w.Uint(s.redacted_values_sent);
       w.Key("sampledOut");
       w.Uint(s.sampled_out);
       w.Key("selectedOut");
@@ -404,6 +511,10 @@ class JUnitReport : public ReplayReport {
           absl::StrCat("status ", StatusText(r), " -> ", StatusText(l), "\n", Details(x, 3, "  "));
       absl::StrAppend(&c, ">\n      <failure type=\"mismatch\" message=\"differs: ", Xml(message),
                       "\">", Xml(text), "</failure>\n    </testcase>\n");
+    } else if (!x.comparison) {
+      ++skipped_;
+      absl::StrAppend(&c, ">\n      <skipped message=\"", Xml(NotComparedWhy(x)),
+                      "\"/>\n    </testcase>\n");
     } else {
       c += "/>\n";
     }
@@ -417,7 +528,7 @@ class JUnitReport : public ReplayReport {
     }
     std::string counts =
         absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_, "\" errors=\"", errors_,
-                     "\" skipped=\"0\" time=\"", Seconds(summary.elapsed_ns), "\"");
+                     "\" skipped=\"", skipped_, "\" time=\"", Seconds(summary.elapsed_ns), "\"");
     const std::string head =
         absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapreplay\" ",
                      counts, ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n");
@@ -462,7 +573,7 @@ class JUnitReport : public ReplayReport {
   std::string path_;
   int spool_;
   int spool_error_ = 0;
-  uint64_t tests_ = 0, failures_ = 0, errors_ = 0;
+  uint64_t tests_ = 0, failures_ = 0, errors_ = 0, skipped_ = 0;
 };
 
 // The directory TMPDIR names, else /tmp.

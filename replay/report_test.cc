@@ -156,12 +156,129 @@ TEST(TextReport, MatchesHiddenByDefaultRoundsAndExtras) {
             "    --- recorded\n"
             "    +++ live\n"
             "    @@ -1 +1 @@\n"
-            "    -x\x01\n"
+            "    -x\\x01\n"
             "    \\ No newline at end of file\n"
-            "    +y\x01\n"
+            "    +y\\x01\n"
             "    \\ No newline at end of file\n"
             "replayed 2: 1 matched, 1 differ, 0 failed; skipped: 0 incomplete, 0 sampled out, 0 "
             "selected out; 3 redacted request fields dropped; stopped\n");
+}
+
+// Terminal escapes in a body reach the report as text (ESC, and the C1 CSI as UTF-8), and a
+// one-line body that changed in one place shows 512 bytes around the change, not the whole line.
+TEST(TextReport, DiffEscapesControlBytesAndCutsLongLines) {
+  TAPKIT_REQUIRE_TOOL("diff");
+  Scenario s;
+  s.replayed.reserve(2);
+  const std::vector<Header> text = {{"Content-Type", "text/plain"}};
+  ReplayedExchange& a = s.Add(1, "GET", "/color", 200, text,
+                              "\x1b[31mred\x1b[0m\n\xc2\x9b"
+                              "2J\n");
+  s.Answer(a, 200, text,
+           "\x1b[32mgreen\x1b[0m\n\xc2\x9b"
+           "2J\n");
+  // 9500 bytes on one line, differing at byte 5000.
+  const std::string rec = std::string(5000, 'a') + "X" + std::string(4499, 'a');
+  const std::string live = std::string(5000, 'a') + "Y" + std::string(4499, 'a');
+  ReplayedExchange& b = s.Add(2, "GET", "/long", 200, text, rec);
+  s.Answer(b, 200, text, live);
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.diff_context = 0});
+  r->Add(s.replayed[0]);
+  r->Add(s.replayed[1]);
+  const std::string report = out.str();
+  EXPECT_EQ(report.find('\x1b'), std::string::npos) << report;
+  EXPECT_EQ(report.find("\xc2\x9b"), std::string::npos) << report;
+  EXPECT_NE(report.find("    -\\x1b[31mred\\x1b[0m\n    +\\x1b[32mgreen\\x1b[0m\n"),
+            std::string::npos)
+      << report;
+  // The long lines: bytes 4744..5255 of each (256 before the change), "..." both sides.
+  const std::string cut_rec =
+      "    -..." + std::string(256, 'a') + "X" + std::string(255, 'a') + "...\n";
+  const std::string cut_live =
+      "    +..." + std::string(256, 'a') + "Y" + std::string(255, 'a') + "...\n";
+  EXPECT_NE(report.find(cut_rec + "    \\ No newline at end of file\n" + cut_live),
+            std::string::npos)
+      << report;
+  EXPECT_LT(report.size(), size_t{2000});
+  // GNU diff -u agrees on the lines before the cut: the kept part is a piece of its line.
+  std::string gnu =
+      Shell("diff -u " + WriteTestFile("rec.txt", rec) + " " + WriteTestFile("live.txt", live));
+  EXPECT_NE(gnu.find("-" + rec.substr(0, 5000) + "X"), std::string::npos);
+  EXPECT_NE(gnu.find(rec.substr(4744, 512)), std::string::npos);
+}
+
+// An exchange recorded without a response (sent with --include-incomplete) is answered but not
+// compared: not "OK", not a passed JUnit case, and counted apart so the summary adds up.
+TEST(TextReport, NotComparedIsNotAPass) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  Scenario s;
+  ReplayedExchange& a = s.Add(3, "GET", "/hang", 200, {}, "");
+  s.recorded.back()->response.reset();
+  s.recorded.back()->completion = Completion::kNoResponse;
+  a.live.response.emplace();
+  a.live.response->status = 200;
+  ReplaySummary sum;
+  sum.sent = 1;
+  sum.not_compared = 1;
+  sum.redacted_values_sent = 2;
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> text = MakeTextReport(out, {.show_matches = true});
+  text->Add(a);
+  ASSERT_TRUE(text->Finish(sum).ok());
+  EXPECT_EQ(out.str(),
+            "SENT GET /hang [0:3] status 200 (not compared: recorded without a response)\n"
+            "replayed 1: 0 matched, 0 differ, 0 failed, 1 not compared; skipped: 0 incomplete, 0 "
+            "sampled out, 0 selected out; 2 redaction markers sent as recorded\n");
+
+  std::string path = TestDir() + "/skipped.xml";
+  absl::StatusOr<std::unique_ptr<ReplayReport>> junit = MakeJUnitReport(path);
+  ASSERT_TRUE(junit.ok()) << junit.status();
+  (*junit)->Add(a);
+  ASSERT_TRUE((*junit)->Finish(sum).ok());
+  std::string script = WriteTestFile("skipped.py", R"(
+import sys
+import xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot().find('testsuite')
+case = suite.find('testcase')
+print(suite.get('tests'), suite.get('skipped'), suite.get('failures'), suite.get('errors'),
+      case.find('skipped').get('message'))
+)");
+  EXPECT_EQ(Shell("python3 " + script + " " + path),
+            "1 1 0 0 not compared: recorded without a response\n");
+}
+
+// A recorded body cut by the connection's end (not the body limit) is named by its cause.
+TEST(TextReport, IncompleteRecordedBodyNamesItsCause) {
+  Scenario s;
+  s.replayed.reserve(2);
+  ReplayedExchange& a = s.Add(4, "GET", "/partial", 200, {}, "abc");
+  s.recorded.back()->completion = Completion::kGap;
+  s.recorded.back()->response->body.truncated = true;
+  s.recorded.back()->response->body.length = 10;
+  s.Answer(a, 500, {}, "abcdefghij");
+  a.live.response->body.length = 10;
+  a.comparison = s.comparer->Compare(*a.recorded, *a.live.response);
+  ReplayedExchange& b = s.Add(5, "GET", "/limit", 200, {}, "abc");
+  s.recorded.back()->response->body.truncated = true;
+  s.recorded.back()->response->body.length = 10;
+  s.Answer(b, 500, {}, "abcdefghij");
+  b.live.response->body.length = 10;
+  b.comparison = s.comparer->Compare(*b.recorded, *b.live.response);
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> r = MakeTextReport(out);
+  r->Add(a);
+  r->Add(b);
+  const std::string report = out.str();
+  const size_t limit = report.find("DIFF GET /limit");
+  ASSERT_NE(limit, std::string::npos) << report;
+  EXPECT_EQ(report.substr(0, limit),
+            "DIFF GET /partial [0:4] status 200 -> 500\n"
+            "  status: 200 -> 500\n"
+            "  (recorded body incomplete (gap): compared on its stored bytes)\n");
+  EXPECT_TRUE(report.ends_with(
+      "  (the recorded body was cut at the body limit: compared on its stored prefix)\n"))
+      << report;
 }
 
 TEST(JsonReport, LinesAndSummary) {
@@ -177,6 +294,7 @@ TEST(JsonReport, LinesAndSummary) {
   sum.sampled_out = 5;
   sum.redacted_headers_dropped = 6;
   sum.body_prefix_compared = 7;
+  sum.redacted_values_sent = 8;
   ASSERT_TRUE(r->Finish(sum).ok());
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out.str();
@@ -206,7 +324,7 @@ TEST(JsonReport, LinesAndSummary) {
   EXPECT_EQ(summary, nlohmann::json::parse(R"({"type":"summary","read":9,"selectedOut":4,
       "sampledOut":5,"skippedIncomplete":2,"sent":3,"matched":1,"mismatched":1,"errors":1,
       "redactedHeadersDropped":6,"bodyPrefixCompared":7,"elapsedNs":2500000000,
-      "stopped":false})"));
+      "stopped":false,"notCompared":0,"redactedValuesSent":8,"skippedTruncatedBody":0})"));
 }
 
 TEST(JUnitReport, ParsedByPythonsXmlReader) {
@@ -344,9 +462,15 @@ TEST(JUnitReport, CasesAreNotKeptInMemory) {
   s.replayed.reserve(kCases);
   const std::vector<Header> text = {{"Content-Type", "text/plain"}};
   for (int i = 0; i < kCases; ++i) {
-    ReplayedExchange& x =
-        s.Add(100 + i, "GET", "/big/" + std::to_string(i), 200, text, std::string(400'000, 'a'));
-    s.Answer(x, 200, text, std::string(400'000, 'b'));
+    // 4000 lines of 100 bytes each side (a diff line is cut at 512 bytes: long lines would not
+    // make a big diff).
+    auto lines = [](char c) {
+      std::string body;
+      for (int l = 0; l < 4000; ++l) body += std::string(99, c) + "\n";
+      return body;
+    };
+    ReplayedExchange& x = s.Add(100 + i, "GET", "/big/" + std::to_string(i), 200, text, lines('a'));
+    s.Answer(x, 200, text, lines('b'));
     ASSERT_FALSE(x.comparison->matched());
   }
   std::string path = TestDir() + "/big.xml";
