@@ -116,8 +116,9 @@ class Reports {
   void Push(std::unique_ptr<ReplayReport> r) { reports_.push_back(std::move(r)); }
 
   void Add(const ReplayedExchange& x) {
+    errno = 0;
     for (auto& r : reports_) r->Add(x);
-    if (stream_) stream_->flush();
+    FlushStream();
     ++tally_.sent;
     tally_.redacted_headers_dropped += x.redacted_headers_dropped;
     tally_.redacted_values_sent += x.redacted_values_sent;
@@ -126,6 +127,8 @@ class Reports {
     } else if (x.comparison) {
       ++(x.comparison->matched() ? tally_.matched : tally_.mismatched);
       if (x.comparison->body_prefix_only) ++tally_.body_prefix_compared;
+    } else {
+      ++tally_.not_compared;
     }
   }
 
@@ -133,21 +136,46 @@ class Reports {
   // `with_stream`, the stream report is left unfinished (no summary after an error that came
   // before anything was replayed: the error line says it all); files are always finished, so
   // none is left half-written.
-  absl::Status Finish(const ReplaySummary& summary, bool with_stream) {
+  // A failed write to the stream is "write error on standard output: REASON" (as tapcat's),
+  // `stream_name` naming it.
+  absl::Status Finish(const ReplaySummary& summary, bool with_stream,
+                      std::string_view stream_name) {
     absl::Status first;
     for (auto& r : reports_) {
       if (!with_stream && r.get() == stream_report_) continue;
+      errno = 0;
       absl::Status s = r->Finish(summary);
+      if (r.get() == stream_report_) {
+        FlushStream();
+        if (stream_errno_ != 0) {
+          s = absl::DataLossError(
+              absl::StrCat("write error on ", A(stream_name), ": ", std::strerror(stream_errno_)));
+        }
+      }
       if (first.ok() && !s.ok()) first = s;
     }
-    if (stream_) stream_->flush();
+    FlushStream();
     return first;
   }
 
   const ReplaySummary& Tally() const { return tally_; }
 
  private:
+  // Flushes the stream (its buffer goes to the descriptor: a full disk shows here) and keeps
+  // the errno of its first failure (the stream's write, or a report's flush just before).
+  void FlushStream() {
+    if (stream_ == nullptr) return;
+    if (!*stream_) {  // a report's own flush failed just before: its errno is still set
+      if (stream_errno_ == 0) stream_errno_ = errno != 0 ? errno : EIO;
+      return;
+    }
+    errno = 0;
+    stream_->flush();
+    if (!*stream_ && stream_errno_ == 0) stream_errno_ = errno != 0 ? errno : EIO;
+  }
+
   std::ostream* stream_;
+  int stream_errno_ = 0;
   ReplayReport* stream_report_ = nullptr;
   std::vector<std::unique_ptr<ReplayReport>> reports_;
   ReplaySummary tally_;
@@ -250,6 +278,12 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   }
   if (f.inputs.empty()) {
     return absl::InvalidArgumentError("no input file (give IN.tap, or - for standard input)");
+  }
+  if (f.inputs.size() > 1) {
+    // Exchange ids are unique within one capture only (replay.h, ReplayOptions::inputs).
+    return absl::InvalidArgumentError(absl::StrCat(
+        Shown(f.inputs[1]), ": tapreplay takes one capture (or -); merge several first: ",
+        "tapfilter a.tap b.tap -w - | tapreplay - ..."));
   }
   if (f.target.empty()) {
     return absl::InvalidArgumentError("--target is required (--target http://HOST:PORT)");
@@ -448,7 +482,9 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
   });
   ReplaySummary summary = result.ok() ? *result : reports.Tally();
   if (!result.ok()) summary.stopped = StopSignals::stopped();
-  absl::Status finished = reports.Finish(summary, result.ok() || summary.sent > 0);
+  absl::Status finished =
+      reports.Finish(summary, result.ok() || summary.sent > 0,
+                     plan->capture_path == "-" ? "standard error" : "standard output");
   if (!result.ok()) {
     err << "tapreplay: " << result.status().message() << "\n";
     return kExitError;

@@ -1,9 +1,11 @@
-// run_test: tapreplay's flags as PlanReplay checks them (replay/run.h). The replay itself, the
+// run_test: tapreplay's flags as PlanReplay checks them (replay/run.h), and the tool's process
+// where only a process shows it (a write error on standard output). The replay itself, the
 // reports and the exit codes against real nginx servers are tools/replay_e2e_test.py's.
 #include "replay/run.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +13,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
@@ -180,8 +184,7 @@ TEST(PlanReplay, BadValuesNameTheirFlag) {
   EXPECT_EQ(Error(Flags({{"speed", "1e-10"}})), "--speed 1e-10: not a number from 0.001 to 1000");
   EXPECT_EQ(Error(Flags({{"speed", "1001"}})), "--speed 1001: not a number from 0.001 to 1000");
   EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number from 0.001 to 10000000");
-  EXPECT_EQ(Error(Flags({{"rate", "1e-12"}})),
-            "--rate 1e-12: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"rate", "1e-12"}})), "--rate 1e-12: not a number from 0.001 to 10000000");
   EXPECT_EQ(Error(Flags({{"rate", "10000001"}})),
             "--rate 10000001: not a number from 0.001 to 10000000");
   EXPECT_EQ(Error(Flags({{"concurrency", "-1"}})),
@@ -340,6 +343,45 @@ TEST(PlanReplay, CaptureIsRedactedUnlessNoRedact) {
             "--no-compare and --redact-key-file cannot be used togeth");
   std::remove(key.c_str());
   rmdir(dir);
+}
+
+// Exchange ids are unique within one capture only: two inputs would report two exchanges as
+// [0:1]. The tool and the engine refuse a second input, naming it and saying how to merge.
+TEST(PlanReplay, OneInputOnly) {
+  ReplayToolFlags f = Flags();
+  f.inputs = {"seg.tap", "gaps.tap"};
+  EXPECT_EQ(Error(f),
+            "gaps.tap: tapreplay takes one capture (or -); merge several first: tapfilter a.tap "
+            "b.tap -w - | tapreplay - ...");
+  f.inputs = {"-", "-"};
+  EXPECT_EQ(Error(f).rfind("-: tapreplay takes one capture", 0), 0u);
+
+  ReplayOptions o;
+  o.inputs = {"seg.tap", "gaps.tap"};
+  o.target = "http://127.0.0.1:9";
+  absl::StatusOr<ReplaySummary> s = Replay(o, [](const ReplayedExchange&) {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(),
+            "gaps.tap: tapreplay takes one capture (or -); merge several first: tapfilter a.tap "
+            "b.tap -w - | tapreplay - ...");
+}
+
+// A full disk under standard output (the kernel's /dev/full: every write fails with ENOSPC) is
+// an error with tapcat's words, not a silent success: the report's last lines sit in the stdio
+// buffer until the final flush. Nothing is selected, so nothing is sent.
+TEST(RunReplayTool, WriteErrorOnStandardOutput) {
+  const std::string err = testing::TestDir() + "/full.err";
+  for (const char* output : {"json", "text"}) {
+    const std::string cmd = absl::StrCat("'", TAPREPLAY_BIN, "' '", TAPKIT_SOURCE_DIR,
+                                         "/fixtures/golden/v1.0.tap' --target http://127.0.0.1:9 "
+                                         "--method NONE -o ",
+                                         output, " > /dev/full 2> '", err, "'");
+    const int status = std::system(cmd.c_str());
+    EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << output;
+    EXPECT_EQ(testing::ReadFileBytes(err),
+              "tapreplay: write error on standard output: No space left on device\n")
+        << output;
+  }
 }
 
 }  // namespace
