@@ -1,7 +1,7 @@
 // tapreplay: sends the requests of .tap captures to a live service and compares its answers with
 // the recorded ones (replay/run.h, replay/replay.h; docs/replay.md).
 //
-//   tapreplay IN.tap|- ... --target http://HOST:PORT [--speed X | --rate N | --max]
+//   tapreplay IN.tap|- --target http://HOST:PORT [--speed X | --rate N | --max]
 //             [--concurrency N] [--loop N] [--sample PERCENT] [request edits] [comparison rules]
 //             [-o text|json] [--junit FILE] [-w FILE] [-v] [selection]
 //
@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
   tapkit::replay::ReplayToolFlags f;
   using Strings = std::vector<std::string>;
   po::options_description opts(
-      "Usage: tapreplay [options] --target http://HOST:PORT IN.tap|- ...\n"
-      "Sends the recorded requests to a live service and reports where its answers differ.\n\n"
+      "Usage: tapreplay [options] --target http://HOST:PORT IN.tap|-\n"
+      "Sends the recorded requests of one capture (or - for standard input) to a live service\n"
+      "and reports where its answers differ. Several captures: merge them first,\n"
+      "tapfilter a.tap b.tap -w - | tapreplay - ...\n\n"
       "Options");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "target", po::value(&f.target)->value_name("URL"),
@@ -43,8 +45,8 @@ int main(int argc, char** argv) {
       "rate", po::value(&f.rate)->value_name("N"), "N requests per second, evenly spaced")(
       "max", po::bool_switch(&f.max), "as fast as the target answers")(
       "concurrency", po::value(&f.concurrency)->value_name("N"),
-      "N lanes take the requests in order, at most N in flight (default: one lane per recorded "
-      "connection, its requests in their recorded order)")(
+      "N lanes take the requests in order, at most N in flight (0, the default: one lane per "
+      "recorded connection, its requests in their recorded order)")(
       "loop", po::value(&f.loop)->value_name("N"), "replay the input N times")(
       "sample", po::value(&f.sample)->value_name("PERCENT"),
       "replay PERCENT of the exchanges, picked by a hash of their ids (the same on every run)")(
@@ -111,7 +113,10 @@ int main(int argc, char** argv) {
            .help_epilogue =
                "Exit status: 0 every exchange matched, 1 an exchange differed or a request failed "
                "after the target had answered, 2 usage or input error or a target that cannot be "
-               "reached. Ctrl+C stops sending; the reports hold what was replayed.\n"},
+               "reached. Ctrl+C (SIGINT) or SIGTERM stops sending; the reports hold what was "
+               "replayed and "
+               "the exit status is 2 (not everything was sent), except when reading a stream on "
+               "standard input (taprec -w - | tapreplay -), where the results decide.\n"},
           argc, argv, &vm, std::cout, std::cerr)) {
     return *done;
   }
