@@ -3,14 +3,20 @@
 // reports and the exit codes against real nginx servers are tools/replay_e2e_test.py's.
 #include "replay/run.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "format/test_dir.h"
@@ -382,6 +388,95 @@ TEST(RunReplayTool, WriteErrorOnStandardOutput) {
               "tapreplay: write error on standard output: No space left on device\n")
         << output;
   }
+}
+
+// A port free on `addr` now (the kernel picks it).
+int FreePort(const std::string& addr) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+// An exchange recorded without a response, sent with --include-incomplete to a real nginx that
+// answers 200: answered but not compared. Not "OK", a skipped JUnit case, and the summary adds
+// up (1 sent = 0 matched + 0 differ + 0 failed + 1 not compared). nginx's access log shows the
+// request arrived.
+TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
+  if (std::system("command -v nginx >/dev/null 2>&1") != 0) {
+    if (testing::InCi()) FAIL() << "nginx missing; CI=true (scripts/deps.sh)";
+    GTEST_SKIP() << "nginx not installed (scripts/deps.sh installs it); skipping";
+  }
+  const std::string dir = testing::TestDir() + "/nginx_not_compared";
+  ASSERT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
+  const std::string addr = "127.0.95.1";
+  const int port = FreePort(addr);
+  std::ofstream(dir + "/nginx.conf")
+      << (geteuid() == 0 ? "user root root; " : "") << "worker_processes 1; daemon on; pid " << dir
+      << "/nginx.pid; error_log " << dir << "/error.log;\n"
+      << "events { worker_connections 64; }\n"
+      << "http { client_body_temp_path " << dir << "/body; log_format r '$request $status';\n"
+      << "  server { listen " << addr << ":" << port << "; access_log " << dir
+      << "/access.log r; location / { return 200 \"ok\\n\"; } } }\n";
+  ASSERT_EQ(std::system(("nginx -c '" + dir + "/nginx.conf' 2>'" + dir + "/start.err'").c_str()), 0)
+      << testing::ReadFileBytes(dir + "/start.err");
+  struct Stop {
+    std::string conf;
+    ~Stop() { std::system(("nginx -c '" + conf + "' -s stop 2>/dev/null").c_str()); }
+  } stop{dir + "/nginx.conf"};
+  for (int i = 0; i < 100 && testing::ReadFileBytes(dir + "/nginx.pid").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  Exchange x;
+  x.sort_key_ns = 1'000'000'000;
+  x.capture_point = 0;
+  x.stream_id = 1;
+  x.source.ip = IpAddress::V4(10, 1, 0, 1);
+  x.source.port = 40000;
+  x.destination.ip = IpAddress::V4(10, 1, 0, 2);
+  x.destination.port = 80;
+  x.completion = Completion::kNoResponse;
+  Request& q = x.request.emplace();
+  q.version = HttpVersion::kHttp11;
+  q.method = "GET";
+  q.path = "/hang";
+  q.authority = "shop.example";
+  q.headers = {{"Host", "shop.example"}};
+  const std::string capture = testing::TestDir() + "/no_response.tap";
+  std::ofstream(capture, std::ios::binary) << testing::WriteToString({x});
+
+  ReplayToolFlags f = Flags({{"verbose", ""}, {"junit", dir + "/r.xml"}});
+  f.inputs = {capture};
+  f.target = "http://" + addr + ":" + std::to_string(port);
+  f.include_incomplete = true;
+  f.given.insert("include-incomplete");
+  std::ostringstream out, err;
+  EXPECT_EQ(RunReplayTool(f, out, err), 0) << err.str();
+  EXPECT_EQ(out.str(),
+            "SENT GET /hang [0:1] status 200 (not compared: recorded without a response)\n"
+            "replayed 1: 0 matched, 0 differ, 0 failed, 1 not compared; skipped: 0 incomplete, 0 "
+            "sampled out, 0 selected out\n");
+  EXPECT_EQ(testing::ReadFileBytes(dir + "/access.log"), "GET /hang HTTP/1.1 200\n");
+  const std::string xml = testing::ReadFileBytes(dir + "/r.xml");
+  EXPECT_NE(xml.find("tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\""), std::string::npos)
+      << xml;
+
+  f = Flags({{"output", "json"}});
+  f.inputs = {capture};
+  f.target = "http://" + addr + ":" + std::to_string(port);
+  f.include_incomplete = true;
+  f.given.insert("include-incomplete");
+  std::ostringstream json;
+  EXPECT_EQ(RunReplayTool(f, json, err), 0) << err.str();
+  EXPECT_NE(json.str().find("\"matched\":0,\"mismatched\":0,\"notCompared\":1,"), std::string::npos)
+      << json.str();
+  EXPECT_NE(json.str().find("\"sent\":1,"), std::string::npos) << json.str();
 }
 
 }  // namespace
