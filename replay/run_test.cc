@@ -414,7 +414,7 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
   }
   const std::string dir = testing::TestDir() + "/nginx_not_compared";
   ASSERT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
-  const std::string addr = "127.0.95.1";
+  const std::string addr = "127.0.94.1";
   const int port = FreePort(addr);
   std::ofstream(dir + "/nginx.conf")
       << (geteuid() == 0 ? "user root root; " : "") << "worker_processes 1; daemon on; pid " << dir
