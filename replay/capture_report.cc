@@ -129,7 +129,9 @@ class CaptureReport final : public ReplayReport {
                   {"replay_matched", summary.matched},
                   {"replay_mismatched", summary.mismatched},
                   {"replay_errors", summary.errors},
+                  {"replay_not_compared", summary.not_compared},
                   {"replay_redacted_headers_dropped", summary.redacted_headers_dropped},
+                  {"replay_redacted_values_sent", summary.redacted_values_sent},
                   {"replay_body_prefix_compared", summary.body_prefix_compared}};
     if (oversized_) t.drops["replay_oversized_exchanges"] = oversized_;
     if (redactor_) t.counters["redaction_bodies_dropped"] = redaction_stats_.bodies_dropped;

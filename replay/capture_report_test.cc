@@ -247,12 +247,15 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
                                                          {"replay_errors", 1},
                                                          {"replay_matched", 1},
                                                          {"replay_mismatched", 1},
+                                                         {"replay_not_compared", 0},
                                                          {"replay_read", 5},
                                                          {"replay_redacted_headers_dropped", 0},
+                                                         {"replay_redacted_values_sent", 0},
                                                          {"replay_sampled_out", 1},
                                                          {"replay_selected_out", 1},
                                                          {"replay_sent", 3},
-                                                         {"replay_skipped_incomplete", 0}}));
+                                                         {"replay_skipped_incomplete", 0},
+                                                         {"replay_skipped_truncated_body", 0}}));
 
   // tapcat -o json, as a user runs it.
   std::string json = RunTool(absl::StrCat("'", TAPCAT_BIN, "' -o json '", path, "'"));
