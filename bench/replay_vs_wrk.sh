@@ -103,10 +103,11 @@ for ((r = 1; r <= runs; r++)); do
     measure "$mode" "$replay" "$work/rec.tap" --target "$url" "${flags[@]}"
     read -r _ n wall cpu rc < <(tail -1 "$work/runs")
     note=""
+    [[ "$n" -eq $((loop * complete)) ]] || note=" (nginx counted $n, not the $((loop * complete)) sent)"
     case "$rc" in
       0) ;;
-      1) note=" (exit 1: mismatches; $(tail -3 "$work/out" | tr '\n' ' '))" ;;
-      *) note=" (exit $rc: $(head -c 300 "$work/err"))" ;;
+      1) note="$note (exit 1: mismatches; $(tail -3 "$work/out" | tr '\n' ' '))" ;;
+      *) note="$note (exit $rc: $(head -c 300 "$work/err"))" ;;
     esac
     echo "run $r: tapreplay $mode: $n requests in $wall s ($(python3 -c "print(round($n / $wall))")/s), CPU $cpu s$note" >&2
     [[ "$rc" -le 1 ]] || exit 2
