@@ -55,7 +55,7 @@ url="http://$addr:$port"
 # The capture: 1 s of wrk cycling the routes, as tcpdump saw it on lo.
 tcpdump -i lo -s 0 -B 65536 -w "$work/rec.pcap" "host $addr and tcp port $port" 2>"$work/tcpdump.log" &
 tcpdump_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.log" && break; sleep 0.05; done
+for _ in $(seq 100); do grep -qs "listening on" "$work/tcpdump.log" && break; sleep 0.05; done
 wrk -t1 -c8 -d1s -s "$work/routes.lua" "$url" > "$work/wrk-rec.txt"
 sleep 1.5  # tcpdump hands packets over in blocks retired after at most 1 s; SIGINT loses the rest
 kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true; tcpdump_pid=
