@@ -169,6 +169,12 @@ absl::Status EncodeExchange(const Exchange& x, FlatBufferBuilder* builder,
   eb.add_grpc_status(x.grpc_status ? *x.grpc_status : -1);
   eb.add_grpc_message(grpc_message);
   eb.add_h2_reset_code(x.h2_reset_code ? static_cast<int64_t>(*x.h2_reset_code) : -1);
+  // Format 1.3; left out when absent, so an exchange that is not a replay encodes as in 1.2.
+  fb::ExchangeId replay_of;
+  if (x.replay_of) {
+    replay_of = fb::ExchangeId(x.replay_of->capture_point, x.replay_of->stream_id);
+    eb.add_replay_of(&replay_of);
+  }
   // Every record's length (prefix included) becomes a multiple of 8, so records laid back to back
   // from an 8-aligned start keep their 8-byte fields aligned (SPEC.md section 4).
   b.TrackMinAlign(8);

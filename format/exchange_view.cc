@@ -279,6 +279,12 @@ std::optional<uint32_t> ExchangeView::h2_reset_code() const {
   return static_cast<uint32_t>(code);
 }
 
+std::optional<ExchangeId> ExchangeView::replay_of() const {
+  const fb::ExchangeId* id = e_->replay_of();
+  if (!id) return std::nullopt;
+  return ExchangeId{id->capture_point(), id->stream_id()};
+}
+
 Exchange ExchangeView::ToExchange() const {
   Exchange x;
   x.sort_key_ns = sort_key_ns();
@@ -324,6 +330,7 @@ Exchange ExchangeView::ToExchange() const {
   x.grpc_status = grpc_status();
   x.grpc_message = grpc_message();
   x.h2_reset_code = h2_reset_code();
+  x.replay_of = replay_of();
   return x;
 }
 

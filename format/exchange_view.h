@@ -198,6 +198,9 @@ class ExchangeView {
   std::optional<int32_t> grpc_status() const;
   std::string_view grpc_message() const;
   std::optional<uint32_t> h2_reset_code() const;
+  // Format 1.3: the recorded exchange this one re-sent (tapreplay -w); nullopt when the exchange
+  // is not a replay, and in every file before 1.3.
+  std::optional<ExchangeId> replay_of() const;
 
   // An owned copy of everything (bodies empty when they were not loaded).
   Exchange ToExchange() const;

@@ -20,8 +20,9 @@ namespace tapkit::format {
 // conversion, 0x1a stops DOS `type` (the PNG trick).
 inline constexpr unsigned char kFileMagic[8] = {0x89, 'T', 'A', 'P', '\r', '\n', 0x1a, '\n'};
 inline constexpr uint16_t kMajorVersion = 1;
-// 1.1: Completion AmbiguousPairing; 1.2: Redaction.query_params and json_fields.
-inline constexpr uint16_t kMinorVersion = 2;
+// 1.1: Completion AmbiguousPairing; 1.2: Redaction.query_params and json_fields; 1.3:
+// Exchange.replay_of.
+inline constexpr uint16_t kMinorVersion = 3;
 inline constexpr size_t kFileHeaderSize = 24;  // magic, major, minor, metadata length, checksum
 inline constexpr uint32_t kMaxMetadataSize = 1u << 20;
 

@@ -6,9 +6,11 @@
 
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
+#include "format/codec.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
 
@@ -491,6 +493,54 @@ TEST(Damage, UnknownCodecSkippedByLength) {
   EXPECT_EQ(r.report.corruption[0].offset, f.blocks[1]);
   EXPECT_EQ(r.report.corruption[0].length, block.size());
   EXPECT_EQ(r.report.corruption[0].reason, "unknown codec 7");
+}
+
+// Format 1.3's replay_of is a struct inside the Exchange table: a record whose vtable sends it
+// past the record's end, or off its 8-byte alignment, fails FlatBuffers verification. The reader
+// reports the segment, keeps the segments around it, and DecodeExchange refuses the record.
+TEST(Damage, ReplayOfOutsideTheRecord) {
+  Exchange x = testing::SmallExchange(1, 5'000);
+  x.replay_of = ExchangeId{4, 77};
+  flatbuffers::FlatBufferBuilder b;
+  std::string bodies;
+  ASSERT_TRUE(EncodeExchange(x, &b, &bodies).ok());
+  std::string good(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  // The size prefix, then the root table's offset; the table starts with its vtable's soffset.
+  uint32_t table = 4 + format::Get32(good.data() + 4);
+  int32_t soffset = static_cast<int32_t>(format::Get32(good.data() + table));
+  uint32_t vtable = table - soffset;
+  uint32_t slot = vtable + fb::Exchange::VT_REPLAY_OF;  // VT_ values are byte positions
+  uint16_t field = format::Get16(good.data() + slot);
+  ASSERT_NE(field, 0) << "the encoded record should hold replay_of";
+  EXPECT_EQ(format::Get32(good.data() + table + field), 4u);       // capture_point, then padding
+  EXPECT_EQ(format::Get32(good.data() + table + field + 8), 77u);  // stream_id, low half
+
+  std::string past = good;
+  format::Put16(past.data() + slot, static_cast<uint16_t>(good.size() - table - 8));  // 8 of 16
+  std::string crooked = good;
+  format::Put16(crooked.data() + slot, static_cast<uint16_t>(field + 4));  // misaligned
+  for (const std::string& bad : {past, crooked}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(DecodeExchange(bad, bodies).status()));
+    // A file: a good segment, the forged one, a good one.
+    std::string file = BuildFileHeader(EncodeCaptureMetadata(testing::SampleMetadata()));
+    uint64_t second = 0;
+    for (const std::string* rec : {&std::as_const(good), &bad, &std::as_const(good)}) {
+      if (rec == &bad) second = file.size();
+      ASSERT_TRUE(BuildBlock(format::BlockType::kSegment, format::Codec::kZstd, 3, 1, 5'000, 5'000,
+                             *rec, bodies, &file)
+                      .ok());
+    }
+    ReadResult r = ReadAll(file);
+    ASSERT_TRUE(r.open.ok()) << r.open;
+    ASSERT_EQ(r.exchanges.size(), 2u);
+    EXPECT_EQ(r.exchanges[0], x);
+    EXPECT_EQ(r.exchanges[1], x);
+    ASSERT_EQ(r.report.corruption.size(), 1u);
+    EXPECT_EQ(r.report.corruption[0].offset, second);
+    EXPECT_NE(r.report.corruption[0].reason.find("fails FlatBuffers verification"),
+              std::string::npos)
+        << r.report.corruption[0].reason;
+  }
 }
 
 }  // namespace

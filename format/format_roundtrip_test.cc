@@ -1,6 +1,9 @@
 // Round trips through Writer and Reader: every field comes back as it went in.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "format/codec.h"
 #include "format/test_dir.h"
@@ -198,6 +201,92 @@ TEST(RoundTrip, LongOffsets) {
   EXPECT_EQ(r.exchanges[0].latency_ns(), 3'600'000'000'000ull);
   EXPECT_EQ(r.exchanges[0].duration_ns(), 123u);
   EXPECT_EQ(r.exchanges[1], y);
+}
+
+// Format 1.3's replay_of: present (including the all-zero id and the largest values) and absent
+// exchanges come back as written, from a file, headers-only, and through DecodeExchange; an
+// absent id is no field at all in the record (so the record is what 1.2 wrote).
+TEST(RoundTrip, ReplayOfPresentAbsentAndExtremes) {
+  Exchange zero = SmallExchange(1, 1'000);
+  zero.replay_of = ExchangeId{0, 0};  // present, though every member is 0
+  Exchange max = SmallExchange(2, 2'000);
+  max.replay_of = ExchangeId{UINT32_MAX, UINT64_MAX};
+  Exchange none = SmallExchange(3, 3'000);
+  Exchange typical = SmallExchange(4, 4'000);
+  typical.replay_of = ExchangeId{2, 1'234'567};
+  std::vector<Exchange> xs = {zero, max, none, typical};
+  std::string file = WriteToString(xs, 300);  // several segments
+  for (bool headers_only : {false, true}) {
+    testing::ReadResult r = ReadAll(file, headers_only);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    ASSERT_EQ(r.exchanges.size(), 4u);
+    ASSERT_TRUE(r.exchanges[0].replay_of.has_value());
+    EXPECT_EQ(r.exchanges[0].replay_of->capture_point, 0u);
+    EXPECT_EQ(r.exchanges[0].replay_of->stream_id, 0u);
+    ASSERT_TRUE(r.exchanges[1].replay_of.has_value());
+    EXPECT_EQ(r.exchanges[1].replay_of->capture_point, 4'294'967'295u);
+    EXPECT_EQ(r.exchanges[1].replay_of->stream_id, 18'446'744'073'709'551'615u);
+    EXPECT_FALSE(r.exchanges[2].replay_of.has_value());
+    ASSERT_TRUE(r.exchanges[3].replay_of.has_value());
+    EXPECT_EQ(r.exchanges[3].replay_of->capture_point, 2u);
+    EXPECT_EQ(r.exchanges[3].replay_of->stream_id, 1'234'567u);
+    if (!headers_only) {
+      for (size_t i = 0; i < xs.size(); ++i) EXPECT_EQ(r.exchanges[i], xs[i]) << "exchange " << i;
+    }
+  }
+
+  flatbuffers::FlatBufferBuilder b;
+  std::string bodies;
+  for (const Exchange& x : xs) {
+    absl::StatusOr<ExchangeView> v = ViewOfExchange(x, &b, &bodies);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->replay_of(), x.replay_of);
+    EXPECT_EQ(v->raw()->replay_of() != nullptr, x.replay_of.has_value());
+    std::string encoded(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+    absl::StatusOr<Exchange> back = DecodeExchange(encoded, bodies);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, x);
+  }
+
+  // The id adds exactly its 16-byte struct (u32, 4 bytes of padding, u64) and one 2-byte vtable
+  // slot, rounded up to the record's 8-byte multiple: nothing else of the record changes.
+  Exchange with = none;
+  with.replay_of = ExchangeId{9, 10};
+  ASSERT_TRUE(EncodeExchange(none, &b, &bodies).ok());
+  size_t without_size = b.GetSize();
+  ASSERT_TRUE(EncodeExchange(with, &b, &bodies).ok());
+  EXPECT_GE(b.GetSize(), without_size + 16);
+  EXPECT_LE(b.GetSize(), without_size + 16 + 8 + 8);
+}
+
+// flatc, FlatBuffers' own compiler, decodes a record with replay_of from tap.fbs alone: the
+// field's encoding is the schema's, not something only tapkit's reader understands.
+TEST(RoundTrip, ReplayOfAsFlatcReadsIt) {
+  Exchange x = SmallExchange(5, 5'000);
+  x.replay_of = ExchangeId{3, 81'985'529'216'486'895ull};  // 0x0123456789ABCDEF
+  flatbuffers::FlatBufferBuilder b;
+  std::string bodies;
+  ASSERT_TRUE(EncodeExchange(x, &b, &bodies).ok());
+  std::string dir = testing::TestDir();
+  std::string bin = dir + "/record.bin";
+  {
+    std::ofstream out(bin, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  }
+  std::string cmd = std::string(TAPKIT_FLATC) +
+                    " --json --strict-json --raw-binary --size-prefixed" +
+                    " --root-type tapkit.fb.Exchange -o " + dir + " " + TAPKIT_SOURCE_DIR +
+                    "/format/tap.fbs -- " + bin + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::string json = testing::ReadFileBytes(dir + "/record.json");
+  std::string compact;
+  for (char c : json) {
+    if (c != ' ' && c != '\n') compact += c;
+  }
+  EXPECT_NE(compact.find(R"("replay_of":{"capture_point":3,"stream_id":81985529216486895})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(compact.find(R"("stream_id":5)"), std::string::npos) << json;
 }
 
 // Headers-only reading returns everything but body bytes, and decompresses no body frame.

@@ -22,6 +22,7 @@ void ReadAllOnce(std::string_view data, bool seekable, bool headers_only, bool s
     tapkit::Exchange x = v.ToExchange();
     sum += x.latency_ns() + x.duration_ns() + x.source.port;
     if (x.response) sum += x.response->body.data.size();
+    if (x.replay_of) sum += x.replay_of->capture_point + x.replay_of->stream_id;  // format 1.3
   }
   (void)(*r)->status();
   (void)sum;

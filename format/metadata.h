@@ -18,7 +18,7 @@ namespace tapkit {
 
 struct CapturePointInfo {
   uint32_t id = 0;
-  std::string kind;  // "pod", "interface" or "file"
+  std::string kind;  // "pod", "interface", "file" or "replay" (tapreplay -w; name: the target)
   std::string name;
   Labels labels;
   std::vector<uint16_t> link_types;  // LINKTYPE_ values

@@ -599,6 +599,15 @@ void AppendJson(const ExchangeView& x, const JsonOptions& options, std::string* 
   j.Str(x.direction() == Direction::kInbound    ? "INBOUND"
         : x.direction() == Direction::kOutbound ? "OUTBOUND"
                                                 : "UNKNOWN");
+  if (std::optional<ExchangeId> of = x.replay_of()) {  // format 1.3, tapreplay -w
+    j.Key("replayOf");
+    j.Open('{');
+    j.Key("capturePoint");
+    j.Uint(of->capture_point);
+    j.Key("stream");
+    j.Uint(of->stream_id);
+    j.Close('}');
+  }
   j.Key("request");
   if (x.has_request()) {
     RequestView q = x.request();

@@ -17,8 +17,10 @@
 namespace tapkit {
 namespace {
 
-std::vector<std::string> Render(bool json, bool wide = false) {
-  auto reader = Reader::Open(*OpenReadableFile(TAPKIT_SOURCE_DIR "/fixtures/golden/v1.0.tap"));
+std::vector<std::string> Render(bool json, bool wide = false,
+                                const char* golden = TAPKIT_SOURCE_DIR
+                                "/fixtures/golden/v1.0.tap") {
+  auto reader = Reader::Open(*OpenReadableFile(golden));
   EXPECT_TRUE(reader.ok());
   std::vector<std::string> out;
   ExchangeView x;
@@ -81,6 +83,56 @@ TEST(Text, WideAddsResources) {
             std::string::npos)
       << got[0];
   EXPECT_NE(got[1].find("src_res=- src_ns=- dst_res=- dst_ns=-\n"), std::string::npos);
+}
+
+// Format 1.3's replay_of (fixtures/golden/v1.3.tap, values in format_golden_test.cc) is the member
+// "replayOf", in the id's shape, between proxyDirection and request in key order; absent when the
+// exchange is no replay. The text lines do not show it.
+TEST(Json, ReplayOf) {
+  const char* golden = TAPKIT_SOURCE_DIR "/fixtures/golden/v1.3.tap";
+  std::vector<std::string> got = Render(true, false, golden);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_NE(got[0].find(R"("proxyDirection":"UNKNOWN","replayOf":{"capturePoint":0,"stream":1},)"
+                        R"("request":{)"),
+            std::string::npos)
+      << got[0];
+  // 2^53 + 1 printed exactly (a double would print ...992).
+  EXPECT_NE(got[2].find(R"("replayOf":{"capturePoint":1,"stream":9007199254740993})"),
+            std::string::npos)
+      << got[2];
+  using nlohmann::json;
+  json a = json::parse(got[1]);
+  EXPECT_EQ(a["replayOf"], json::parse(R"({"capturePoint":0,"stream":2})"));
+  EXPECT_EQ(a["id"], json::parse(R"({"capturePoint":0,"stream":2})"));
+  json c = json::parse(got[2]);
+  EXPECT_EQ(c["replayOf"]["stream"].get<uint64_t>(), 9'007'199'254'740'993ull);
+  EXPECT_EQ(c["end"]["completion"], "no-response");
+  EXPECT_EQ(c["response"], nullptr);
+  json d = json::parse(got[3]);
+  EXPECT_FALSE(d.contains("replayOf"));
+  EXPECT_EQ(d["id"], json::parse(R"({"capturePoint":1,"stream":1})"));
+
+  // Text and wide lines are those of the same exchange without the id.
+  auto reader = Reader::Open(*OpenReadableFile(golden));
+  ASSERT_TRUE(reader.ok());
+  ExchangeView v;
+  int replayed = 0;
+  while ((*reader)->Next(&v)) {
+    Exchange x = v.ToExchange();
+    if (x.replay_of) ++replayed;
+    x.replay_of.reset();
+    flatbuffers::FlatBufferBuilder b;
+    std::string bodies;
+    absl::StatusOr<ExchangeView> plain = ViewOfExchange(x, &b, &bodies);
+    ASSERT_TRUE(plain.ok());
+    for (bool wide : {false, true}) {
+      std::string with, without;
+      AppendText(v, wide, &with);
+      AppendText(*plain, wide, &without);
+      EXPECT_EQ(with, without);
+    }
+  }
+  EXPECT_EQ(replayed, 3);
 }
 
 TEST(Json, FieldsAndEncodings) {

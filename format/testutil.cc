@@ -65,6 +65,8 @@ Exchange RichExchange(uint64_t i) {
   x.grpc_message = "ok";
   x.h2_reset_code = static_cast<uint32_t>(i % 14);
   x.reason = i % 5 == 0 ? "" : "example reason";
+  // Format 1.3: odd i carry the id of a replayed exchange, even i none (both encodings covered).
+  if (i % 2) x.replay_of = ExchangeId{static_cast<uint32_t>(7 + i % 5), 500'000 + i};
   return x;
 }
 

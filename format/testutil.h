@@ -16,7 +16,8 @@
 
 namespace tapkit::testing {
 
-// An exchange that sets every field, with values derived from `i` (distinct per i).
+// An exchange that sets every field, with values derived from `i` (distinct per i); replay_of
+// only for odd i.
 Exchange RichExchange(uint64_t i);
 // A small GET/200 exchange with sort key `sort_key_ns`.
 Exchange SmallExchange(uint64_t i, uint64_t sort_key_ns);

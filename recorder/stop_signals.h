@@ -1,6 +1,7 @@
 // stop_signals.h: how a recording learns that SIGINT or SIGTERM came (taprec -r, -i and a live
 // tap): while a StopSignals lives, both signals are counted, and the dispositions before it come
-// back when it goes. Internal to recorder/ (record_capture.cc, tap_client.cc, filter.cc).
+// back when it goes. Internal to the tools' libraries: recorder/ (record_capture.cc,
+// tap_client.cc, filter.cc) and replay/run.cc (tapreplay).
 //
 // Thread-safety: one StopSignals at a time per process, made and destroyed on the main thread;
 // the counters are lock-free atomics, read from any thread (the handler only stores to them,

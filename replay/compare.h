@@ -74,6 +74,8 @@ struct FieldDiff {
   Kind kind = Kind::kStatus;
   // "status"; "header NAME" (lower-case); "body"; "body POINTER" (RFC 6901) for a JSON value.
   std::string field;
+  // The values as text: a status code; a header's values joined with ", "; a JSON value as
+  // compact JSON; a body as its first 64 bytes C-escaped, "..." when longer, then " (N bytes)".
   std::optional<std::string> recorded;  // absent: the recorded side has no such field/value
   std::optional<std::string> live;      // absent: the live side has none
   bool operator==(const FieldDiff&) const = default;

@@ -11,7 +11,8 @@
 //   - a request field whose value is a redaction marker is dropped (and counted) unless
 //     set_headers supplies that field;
 //   - incomplete recorded exchanges (no response, gap, reset, ...) are skipped and counted
-//     unless include_incomplete;
+//     unless include_incomplete (one without a request is always skipped); a request body cut
+//     at the body limit is sent as its stored prefix;
 //   - pacing: the recorded gaps divided by `speed`, or `rate` requests per second, or as fast as
 //     the target answers; at most `concurrency` requests in flight.
 // Ordering: with concurrency 0 the requests of one recorded TCP connection are sent in their
@@ -90,7 +91,9 @@ struct ReplayOptions {
   bool keep_authority = false;  // keep the recorded Host instead of the target's authority
 
   // What to replay.
-  Selection selection;              // bound to the inputs by Replay
+  // Bound to the inputs by Replay. -c N: at most N exchanges sent per round (counted after the
+  // incomplete rule and the sampling).
+  Selection selection;
   bool include_incomplete = false;  // also replay exchanges that did not complete
   double sample_percent = 100.0;    // (0, 100]: a hash of the exchange id and sample_seed decides
   uint64_t sample_seed = 0;

@@ -43,7 +43,10 @@ std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out);
 
 // A JUnit XML file (the shape Jenkins, GitLab and GitHub's test reporters read): one testsuite,
 // one testcase per replayed exchange, a <failure> with the differences for each mismatch, an
-// <error> for each failed request. Written by Finish (to a temporary file renamed into place).
+// <error> for each failed request. Test case names read "METHOD PATH [CAPTURE_POINT:STREAM]"
+// (" round N" after the first loop round), class names the target ("http://ADDRESS:PORT" the
+// live request went to). Bytes XML 1.0 cannot hold are written as \xHH. Written by Finish (to a
+// temporary file renamed into place).
 std::unique_ptr<ReplayReport> MakeJUnitReport(const std::string& path);
 
 // The live exchanges (ReplayedExchange::live) written to `path` ("-" is standard output) as an

@@ -65,6 +65,8 @@ packages=(
   # diff library) makes the unified diffs of mismatched bodies; wrk is the load generator
   # bench/ compares tapreplay --max with.
   libcurl4-openssl-dev libdtl-dev wrk
+  # replay/compare_test checks UnifiedDiff against GNU diff -u and applies its hunks with patch.
+  diffutils patch
 )
 
 # Extra packages from the environment and the command line.

@@ -17,6 +17,7 @@ PROGRAMS = {  # name -> path under the build directory
     "taprec": "tools/taprec",
     "tapcat": "tools/tapcat",
     "tapfilter": "tools/tapfilter",
+    "tapreplay": "tools/tapreplay",
     "tap-sidecar": "sidecar/tap-sidecar",
     "tap-controlplane": "controlplane/tap-controlplane",
     "tapsynth": "bench/tapsynth",

@@ -1,0 +1,161 @@
+// capture_report.cc: MakeCaptureReport (report.h), tapreplay -w. The live exchanges become an
+// ordinary .tap file (format/SPEC.md) through format's Writer:
+//   - the header: writer "tapreplay" at kVersion, this host, the start time, the target (also
+//     the name of capture point 0, kind "replay"), each input as an extra ("tapreplay.source",
+//     NAME; "<stdin>" for "-"), the selection as filters (Selection::Describe) with --sample and
+//     --include-incomplete when given, and a body limit of format::kDefaultBodyLimit (64 KiB),
+//     taprec's default: longer bodies are stored cut, `truncated`, with their full length;
+//   - each exchange: ReplayedExchange::live on capture point 0, with replay_of the recorded
+//     exchange's id (taken from `recorded` when the engine left it unset); an exchange that
+//     failed (`error` set) has no response, completion no-response and the error as reason;
+//     stream ids are 1, 2, 3, ... in the order the exchanges are written (completion order), so
+//     they are unique within the file (SPEC.md section 4.5) whatever the engine numbered;
+//   - the trailer: the summary's counts as counters ("replay_sent", "replay_matched", ...).
+// Nothing here needs the replay engine: only format/ (and select/ for the options' Selection).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "format/file.h"
+#include "format/format.h"
+#include "format/metadata.h"
+#include "format/program.h"
+#include "format/writer.h"
+#include "replay/report.h"
+
+namespace tapkit::replay {
+namespace {
+
+constexpr uint64_t kBodyLimit = format::kDefaultBodyLimit;
+
+std::string HostName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "";
+  return host;
+}
+
+// `s` with the file's name in front, unless it already starts with it (file.h's errors do).
+absl::Status Named(const std::string& name, const absl::Status& s) {
+  if (s.ok() || absl::StartsWith(s.message(), name)) return s;
+  return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
+}
+
+void CutBody(Body* b) {
+  if (b->data.size() <= kBodyLimit) return;
+  b->length = std::max<uint64_t>(b->length, b->data.size());
+  b->data.resize(kBodyLimit);
+  b->truncated = true;
+}
+
+CaptureMetadata HeaderFor(const ReplayOptions& o) {
+  CaptureMetadata m;
+  m.start_time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  m.writer_name = "tapreplay";
+  m.writer_version = std::string(kVersion);
+  m.host = HostName();
+  m.target = o.target;
+  m.filters = o.selection.Describe();
+  if (o.sample_percent < 100.0) {
+    m.filters.emplace_back("sample", absl::StrCat(o.sample_percent));
+  }
+  if (o.include_incomplete) m.filters.emplace_back("include-incomplete", "yes");
+  m.body_limit = kBodyLimit;
+  m.capture_points = {CapturePointInfo{0, "replay", o.target, {}, {}}};
+  for (const std::string& in : o.inputs) {
+    m.extra.emplace_back("tapreplay.source", in == "-" ? "<stdin>" : in);
+  }
+  return m;
+}
+
+class CaptureReport final : public ReplayReport {
+ public:
+  explicit CaptureReport(std::unique_ptr<Writer> writer) : writer_(std::move(writer)) {}
+
+  void Add(const ReplayedExchange& x) override {
+    if (!status_.ok() || finished_) return;
+    Exchange e = x.live;
+    e.capture_point = 0;
+    if (!e.replay_of && x.recorded) {
+      e.replay_of = ExchangeId{x.recorded->capture_point, x.recorded->stream_id};
+    }
+    if (!x.error.empty()) {
+      e.response.reset();
+      e.response_start_ns = 0;
+      e.response_end_ns = 0;
+      e.completion = Completion::kNoResponse;
+      e.reason = x.error;
+    }
+    if (e.request) CutBody(&e.request->body);
+    if (e.response) CutBody(&e.response->body);
+    e.stream_id = next_stream_;
+    absl::Status s = writer_->Append(e);
+    if (absl::IsInvalidArgument(s)) {
+      // Over a record or frame cap (nothing written, the writer goes on): told at Finish.
+      if (oversized_++ == 0) first_oversized_ = std::string(s.message());
+      return;
+    }
+    if (!s.ok()) {
+      status_ = Named(writer_->name(), s);
+      return;
+    }
+    ++next_stream_;
+  }
+
+  absl::Status Finish(const ReplaySummary& summary) override {
+    if (finished_) {
+      return absl::FailedPreconditionError(absl::StrCat(writer_->name(), ": finished twice"));
+    }
+    finished_ = true;
+    TrailerInput t;
+    t.counters = {{"replay_read", summary.read},
+                  {"replay_selected_out", summary.selected_out},
+                  {"replay_sampled_out", summary.sampled_out},
+                  {"replay_skipped_incomplete", summary.skipped_incomplete},
+                  {"replay_sent", summary.sent},
+                  {"replay_matched", summary.matched},
+                  {"replay_mismatched", summary.mismatched},
+                  {"replay_errors", summary.errors},
+                  {"replay_redacted_headers_dropped", summary.redacted_headers_dropped},
+                  {"replay_body_prefix_compared", summary.body_prefix_compared}};
+    if (oversized_) t.drops["replay_oversized_exchanges"] = oversized_;
+    // A writer that failed writes no trailer (SPEC.md section 5): its error is the answer.
+    if (!status_.ok()) return status_;
+    if (absl::Status s = writer_->Close(t); !s.ok()) return Named(writer_->name(), s);
+    if (oversized_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(writer_->name(), ": ", oversized_, " exchange", oversized_ == 1 ? "" : "s",
+                       " left out, over the format's caps (the first: ", first_oversized_, ")"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<Writer> writer_;
+  absl::Status status_;
+  bool finished_ = false;
+  uint64_t next_stream_ = 1;
+  uint64_t oversized_ = 0;
+  std::string first_oversized_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
+                                                                const ReplayOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
+  absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
+  if (!file.ok()) return file.status();
+  std::string name = (*file)->name();
+  absl::StatusOr<std::unique_ptr<Writer>> writer =
+      Writer::Open(*std::move(file), HeaderFor(options));
+  if (!writer.ok()) return Named(name, writer.status());
+  return std::make_unique<CaptureReport>(*std::move(writer));
+}
+
+}  // namespace tapkit::replay

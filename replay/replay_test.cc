@@ -1,0 +1,967 @@
+// Tests of the replay engine (replay.h) against a real nginx that the test starts on its own
+// loopback addresses (127.0.96.0/24). What nginx received is read from its access log (the
+// independent source; escape=json logs a missing field as ""): the request line, chosen fields, the
+// body, and $connection / $connection_requests for the order per connection. Pacing is checked
+// exactly with FakeClock against due times computed by hand from the recorded sort keys.
+//
+// Without nginx the nginx tests skip with a message (they fail under CI=true).
+#include "replay/replay.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "format/testutil.h"
+#include "replay/replay_input.h"
+
+namespace tapkit::replay {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Everything a test run writes (captures, nginx's files) lives here and is removed at the end.
+fs::path TestDir() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / absl::StrCat("replay_test_", getpid());
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+class RemoveTestDir : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(TestDir(), ec);
+  }
+};
+const auto* const kRemoveTestDir = ::testing::AddGlobalTestEnvironment(new RemoveTestDir);
+
+constexpr uint64_t kBase = 1'790'000'000'000'000'000ull;  // recorded sort keys start here
+constexpr uint64_t kMs = 1'000'000;
+
+int FreePort(const std::string& addr) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+bool CanConnect(const std::string& addr, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  close(fd);
+  return ok;
+}
+
+bool HaveNginx() { return std::system("command -v nginx >/dev/null 2>&1") == 0; }
+
+// One access-log line of the test's nginx.
+struct Logged {
+  int connection = 0;
+  int connection_requests = 0;
+  std::string request, host, accept, expect, user_agent, content_type, x_keep, x_set, x_drop, x_hop,
+      authorization, te, content_length, body;
+};
+
+// nginx on ADDR:PORT: "/" and everything else answer 200 "ok\n" (text/plain) after reading the
+// request body (proxied to a second server, so $request_body holds it); /missing answers 404.
+class Nginx {
+ public:
+  explicit Nginx(std::string addr) : addr_(std::move(addr)) {}
+  ~Nginx() { Stop(); }
+
+  bool Start() {
+    static int started = 0;
+    dir_ = TestDir() / absl::StrCat("nginx_", addr_, "_", ++started);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    fs::create_directories(dir_);
+    port_ = FreePort(addr_);
+    backend_port_ = FreePort(addr_);
+    std::string user = geteuid() == 0 ? "user root root; " : "";
+    std::ofstream(dir_ / "nginx.conf")
+        << user << "worker_processes 1; daemon on; pid " << dir_.string()
+        << "/nginx.pid; error_log " << dir_.string() << "/error.log;\n"
+        << "events { worker_connections 1024; }\n"
+        << "http { default_type text/plain; client_body_temp_path " << dir_.string() << "/body;\n"
+        << "  proxy_temp_path " << dir_.string() << "/proxy;\n"
+        << "  log_format replay escape=json '$connection|$connection_requests|$request|$http_host|"
+           "$http_accept|$http_expect|$http_user_agent|$http_content_type|$http_x_keep|"
+           "$http_x_set|$http_x_drop|$http_x_hop|$http_authorization|$http_te|"
+           "$content_length|$request_body';\n"
+        << "  keepalive_requests 10000;\n"
+        << "  server { listen " << addr_ << ":" << port_ << "; access_log " << dir_.string()
+        << "/access.log replay;\n"
+        << "    location = /missing { return 404 \"no\\n\"; }\n"
+        << "    location / { client_body_buffer_size 1m; proxy_pass http://" << addr_ << ":"
+        << backend_port_ << "; }\n"
+        << "  }\n"
+        << "  server { listen " << addr_ << ":" << backend_port_
+        << "; access_log off; location / { return 200 \"ok\\n\"; } }\n"
+        << "}\n";
+    if (std::system(absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " 2>",
+                                 (dir_ / "start.err").string())
+                        .c_str()) != 0) {
+      return false;
+    }
+    started_ = true;
+    for (int i = 0; i < 100; ++i) {
+      if (CanConnect(addr_, port_)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  void Stop() {
+    if (!started_) return;
+    std::system(
+        absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " -s stop 2>/dev/null").c_str());
+    started_ = false;
+    for (int i = 0; i < 100 && fs::exists(dir_ / "nginx.pid"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  std::string url() const { return absl::StrCat("http://", addr_, ":", port_); }
+  std::string authority() const { return absl::StrCat(addr_, ":", port_); }
+
+  // The access log once it holds `want` lines (nginx logs a request after answering it), or
+  // what it holds after 5 s.
+  std::vector<Logged> Log(size_t want) const {
+    std::vector<Logged> out;
+    for (int i = 0; i < 250; ++i) {
+      out = ReadLog();
+      if (out.size() >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return out;
+  }
+  std::vector<Logged> ReadLog() const {
+    std::vector<Logged> out;
+    std::ifstream in(dir_ / "access.log");
+    std::string line;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f = absl::StrSplit(line, '|');
+      if (f.size() != 16) continue;
+      Logged l;
+      l.connection = std::stoi(f[0]);
+      l.connection_requests = std::stoi(f[1]);
+      l.request = f[2];
+      l.host = f[3];
+      l.accept = f[4];
+      l.expect = f[5];
+      l.user_agent = f[6];
+      l.content_type = f[7];
+      l.x_keep = f[8];
+      l.x_set = f[9];
+      l.x_drop = f[10];
+      l.x_hop = f[11];
+      l.authorization = f[12];
+      l.te = f[13];
+      l.content_length = f[14];
+      l.body = f[15];
+      out.push_back(l);
+    }
+    return out;
+  }
+  void ClearLog() { std::ofstream(dir_ / "access.log", std::ios::trunc); }
+
+ private:
+  std::string addr_;
+  fs::path dir_;
+  int port_ = 0, backend_port_ = 0;
+  bool started_ = false;
+};
+
+#define REQUIRE_NGINX(nginx)                                                               \
+  do {                                                                                     \
+    if (!HaveNginx()) {                                                                    \
+      if (::tapkit::testing::InCi()) FAIL() << "nginx missing; CI=true (scripts/deps.sh)"; \
+      GTEST_SKIP() << "nginx not installed (scripts/deps.sh installs it); skipping";       \
+    }                                                                                      \
+    ASSERT_TRUE((nginx).Start()) << "nginx did not start";                                 \
+  } while (0)
+
+// A recorded exchange: `conn` picks the recorded client port (one TCP connection per value).
+Exchange Recorded(uint64_t id, uint64_t key_ns, uint16_t conn, std::string method = "GET",
+                  std::string path = "/") {
+  Exchange x;
+  x.sort_key_ns = key_ns;
+  x.response_start_ns = 500'000;
+  x.response_end_ns = 600'000;
+  x.capture_point = 1;
+  x.stream_id = id;
+  x.source.ip = IpAddress::V4(10, 1, 0, 1);
+  x.source.port = conn;
+  x.destination.ip = IpAddress::V4(10, 1, 0, 2);
+  x.destination.port = 80;
+  Request& q = x.request.emplace();
+  q.version = HttpVersion::kHttp11;
+  q.method = std::move(method);
+  q.path = std::move(path);
+  q.authority = "shop.example";
+  q.headers = {{"Host", "shop.example"}};
+  Response& s = x.response.emplace();
+  s.version = HttpVersion::kHttp11;
+  s.status = 200;
+  s.reason = "OK";
+  s.headers = {{"Content-Type", "text/plain"}, {"Content-Length", "3"}};
+  s.body.data = "ok\n";
+  s.body.length = 3;
+  return x;
+}
+
+std::string WriteCapture(const std::vector<Exchange>& xs, const std::string& name) {
+  fs::path p = TestDir() / absl::StrCat(name, ".tap");
+  std::ofstream(p, std::ios::binary) << tapkit::testing::WriteToString(xs);
+  return p.string();
+}
+
+struct ReplayRun {
+  absl::StatusOr<ReplaySummary> summary;
+  std::vector<ReplayedExchange> seen;  // recorded pointers are not kept
+  std::vector<uint64_t> recorded_ids;
+};
+
+ReplayRun DoReplay(ReplayOptions o) {
+  ReplayRun r;
+  r.summary = Replay(o, [&](const ReplayedExchange& x) {
+    r.recorded_ids.push_back(x.recorded->stream_id);
+    ReplayedExchange copy = x;
+    copy.recorded = nullptr;
+    r.seen.push_back(std::move(copy));
+  });
+  return r;
+}
+
+// ---- pacing, exactly, with FakeClock ----
+
+class PacingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_NGINX(nginx_);
+    // Four exchanges, each on its own recorded connection (so each has a free lane), recorded
+    // at 0, 100, 250 and 400 ms.
+    xs_ = {Recorded(1, kBase, 1001), Recorded(2, kBase + 100 * kMs, 1002),
+           Recorded(3, kBase + 250 * kMs, 1003), Recorded(4, kBase + 400 * kMs, 1004)};
+    path_ = WriteCapture(xs_, "pacing");
+  }
+  ReplayOptions Options() {
+    ReplayOptions o;
+    o.inputs = {path_};
+    o.target = nginx_.url();
+    o.clock = &clock_;
+    o.compare = false;
+    return o;
+  }
+  // due (and sent) per recorded stream id.
+  std::map<uint64_t, std::pair<int64_t, int64_t>> Times(const ReplayRun& r, int round = 0) {
+    std::map<uint64_t, std::pair<int64_t, int64_t>> m;
+    for (size_t i = 0; i < r.seen.size(); ++i) {
+      if (r.seen[i].round == round) m[r.recorded_ids[i]] = {r.seen[i].due_ns, r.seen[i].sent_ns};
+    }
+    return m;
+  }
+
+  Nginx nginx_{"127.0.96.1"};
+  FakeClock clock_{5'000'000'000};
+  std::vector<Exchange> xs_;
+  std::string path_;
+};
+
+TEST_F(PacingTest, RecordedGapsDividedBySpeed) {
+  for (double speed : {1.0, 2.0, 0.5}) {
+    SCOPED_TRACE(speed);
+    FakeClock clock(5'000'000'000);
+    ReplayOptions o = Options();
+    o.clock = &clock;
+    o.speed = speed;
+    ReplayRun r = DoReplay(o);
+    ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+    EXPECT_EQ(r.summary->sent, 4u);
+    EXPECT_EQ(r.summary->errors, 0u);
+    auto t = Times(r);
+    ASSERT_EQ(t.size(), 4u);
+    // By hand: 5 s + {0, 100, 250, 400} ms / speed.
+    const int64_t start = 5'000'000'000;
+    const int64_t want[] = {0, 100, 250, 400};
+    for (uint64_t id = 1; id <= 4; ++id) {
+      int64_t due = start + static_cast<int64_t>(want[id - 1] * 1e6 / speed);
+      EXPECT_EQ(t[id].first, due) << id;
+      EXPECT_EQ(t[id].second, due) << id;  // each lane free: sent at once
+    }
+    EXPECT_EQ(r.summary->elapsed_ns, static_cast<int64_t>(400e6 / speed));
+  }
+}
+
+TEST_F(PacingTest, Rate) {
+  ReplayOptions o = Options();
+  o.pacing = Pacing::kRate;
+  o.rate = 4;  // one every 250 ms, whatever the recorded gaps
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  auto t = Times(r);
+  ASSERT_EQ(t.size(), 4u);
+  for (uint64_t id = 1; id <= 4; ++id) {
+    EXPECT_EQ(t[id].first, 5'000'000'000 + static_cast<int64_t>(id - 1) * 250'000'000) << id;
+    EXPECT_EQ(t[id].second, t[id].first) << id;
+  }
+}
+
+TEST_F(PacingTest, LoopThreeRounds) {
+  // Round r + 1 starts one mean recorded gap (400 ms / 3) after round r's last request: round
+  // r's offsets are r * (400 + 133.333...) ms + {0, 100, 250, 400} ms.
+  ReplayOptions o = Options();
+  o.loop = 3;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 12u);
+  EXPECT_EQ(r.summary->read, 12u);
+  const int64_t want[] = {0, 100, 250, 400};
+  for (int round = 0; round < 3; ++round) {
+    auto t = Times(r, round);
+    ASSERT_EQ(t.size(), 4u) << round;
+    for (uint64_t id = 1; id <= 4; ++id) {
+      double offset = round * (400e6 + 400e6 / 3) + want[id - 1] * 1e6;
+      EXPECT_EQ(t[id].first, 5'000'000'000 + std::llround(offset)) << round << " " << id;
+      // A lane may still wait for its previous round's answer when the fake clock jumps.
+      EXPECT_GE(t[id].second, t[id].first) << round << " " << id;
+    }
+  }
+}
+
+TEST_F(PacingTest, MaxSendsAtOnce) {
+  ReplayOptions o = Options();
+  o.pacing = Pacing::kMax;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  ASSERT_EQ(r.seen.size(), 4u);
+  for (const ReplayedExchange& x : r.seen) {
+    EXPECT_EQ(x.due_ns, 5'000'000'000);  // the fake clock never waited
+    EXPECT_EQ(x.sent_ns, 5'000'000'000);
+  }
+  EXPECT_EQ(r.summary->elapsed_ns, 0);
+}
+
+// ---- what nginx received ----
+
+class ReceivedTest : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_NGINX(nginx_); }
+  Nginx nginx_{"127.0.96.2"};
+};
+
+TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
+  // Recorded connection A (port 2001): three requests; B (port 2002): two, interleaved in time.
+  std::vector<Exchange> xs;
+  Exchange a1 = Recorded(1, kBase, 2001, "GET", "/v1/items?x=1&y=%2F..%2F");
+  a1.request->headers = {{"Host", "shop.example"},
+                         {"Connection", "keep-alive, X-Hop"},
+                         {"X-Hop", "gone"},
+                         {"TE", "trailers"},
+                         {"Authorization", "tapkit-redacted:0123456789ab"},
+                         {"X-Drop", "1"},
+                         {"X-Keep", "yes"},
+                         {"X-Set", "old"}};
+  Exchange b1 = Recorded(2, kBase + 1 * kMs, 2002, "POST", "/v1/form");
+  b1.request->headers = {{"Host", "shop.example"}, {"Content-Length", "7"}};
+  b1.request->body.data = "a=1&b=2";
+  b1.request->body.length = 7;
+  Exchange a2 = Recorded(3, kBase + 2 * kMs, 2001, "PUT", "/v1/items/7");
+  a2.request->headers = {{"Host", "shop.example"},
+                         {"Content-Type", "application/json"},
+                         {"Transfer-Encoding", "chunked"}};
+  a2.request->body.data = "{\"name\":\"seven\",\"n\":7}";
+  a2.request->body.length = a2.request->body.data.size();
+  Exchange b2 = Recorded(4, kBase + 3 * kMs, 2002, "DELETE", "/v1/items/7");
+  Exchange a3 = Recorded(5, kBase + 4 * kMs, 2001, "GET", "/other/./path");
+  a3.request->headers = {
+      {"Host", "shop.example"}, {"Accept", "application/json"}, {"User-Agent", "recorded-agent/1"}};
+  xs = {a1, b1, a2, b2, a3};
+  std::string path = WriteCapture(xs, "received");
+
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.compare = false;
+  o.set_headers = {{"X-Set", "new"}};
+  o.drop_headers = {"x-drop"};
+  o.path_rewrites = {{"^/v1/", "/v2/"}};
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 5u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  EXPECT_EQ(r.summary->redacted_headers_dropped, 1u);
+
+  std::vector<Logged> log = nginx_.Log(5);
+  ASSERT_EQ(log.size(), 5u);
+  std::map<std::string, Logged> by_request;
+  for (const Logged& l : log) by_request[l.request] = l;
+  const std::string host = nginx_.authority();
+
+  const Logged& l1 = by_request["GET /v2/items?x=1&y=%2F..%2F HTTP/1.1"];
+  EXPECT_EQ(l1.host, host);
+  EXPECT_EQ(l1.x_hop, "");  // named by Connection: hop-by-hop
+  EXPECT_EQ(l1.te, "");
+  EXPECT_EQ(l1.authorization, "");  // a redaction marker is not sent
+  EXPECT_EQ(l1.x_drop, "");
+  EXPECT_EQ(l1.x_keep, "yes");
+  EXPECT_EQ(l1.x_set, "new");
+  EXPECT_EQ(l1.accept, "");  // libcurl's Accept: */* left out
+  EXPECT_EQ(l1.user_agent, "");
+  EXPECT_EQ(l1.expect, "");
+
+  const Logged& l2 = by_request["POST /v2/form HTTP/1.1"];
+  EXPECT_EQ(l2.body, "a=1&b=2");
+  EXPECT_EQ(l2.content_length, "7");
+  EXPECT_EQ(l2.content_type, "");  // libcurl's form Content-Type left out
+
+  const Logged& l3 = by_request["PUT /v2/items/7 HTTP/1.1"];
+  EXPECT_EQ(l3.body, "{\\\"name\\\":\\\"seven\\\",\\\"n\\\":7}");  // nginx's JSON escaping
+  EXPECT_EQ(l3.content_length, "22");                              // re-framed
+  EXPECT_EQ(l3.content_type, "application/json");
+
+  const Logged& l4 = by_request["DELETE /v2/items/7 HTTP/1.1"];
+  EXPECT_EQ(l4.content_length, "");
+
+  const Logged& l5 = by_request["GET /other/./path HTTP/1.1"];  // sent as is, not normalised
+  EXPECT_EQ(l5.accept, "application/json");
+  EXPECT_EQ(l5.user_agent, "recorded-agent/1");
+
+  // Order per recorded connection, each on one nginx connection: A's three requests are
+  // requests 1, 2, 3 of one connection; B's two are 1, 2 of another.
+  EXPECT_EQ(l1.connection, by_request["PUT /v2/items/7 HTTP/1.1"].connection);
+  EXPECT_EQ(l1.connection, l5.connection);
+  EXPECT_EQ(l1.connection_requests, 1);
+  EXPECT_EQ(l3.connection_requests, 2);
+  EXPECT_EQ(l5.connection_requests, 3);
+  EXPECT_EQ(l2.connection, l4.connection);
+  EXPECT_NE(l1.connection, l2.connection);
+  EXPECT_EQ(l2.connection_requests, 1);
+  EXPECT_EQ(l4.connection_requests, 2);
+
+  // The live exchanges say what was sent and where.
+  ASSERT_EQ(r.seen.size(), 5u);
+  for (const ReplayedExchange& x : r.seen) {
+    ASSERT_TRUE(x.live.response.has_value());
+    EXPECT_EQ(x.live.response->status, 200);
+    EXPECT_EQ(x.live.response->body.data, "ok\n");
+    EXPECT_EQ(x.live.destination.ToString(), host);
+    EXPECT_EQ(x.live.source.ip.ToString(), "127.0.0.1");
+    ASSERT_TRUE(x.live.replay_of.has_value());
+    EXPECT_EQ(x.live.replay_of->capture_point, 1u);
+  }
+}
+
+TEST_F(ReceivedTest, KeepAuthority) {
+  std::string path = WriteCapture({Recorded(1, kBase, 3001)}, "authority");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.keep_authority = true;
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].host, "shop.example");
+}
+
+TEST_F(ReceivedTest, ConcurrencySpreadsConnections) {
+  // One recorded connection, six requests, --concurrency 3: at most 3 nginx connections, and
+  // every request answered.
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 6; ++i) xs.push_back(Recorded(i, kBase + i * kMs, 4001));
+  std::string path = WriteCapture(xs, "spread");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.concurrency = 3;
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 6u);
+  std::set<int> conns;
+  for (const Logged& l : nginx_.Log(6)) conns.insert(l.connection);
+  EXPECT_LE(conns.size(), 3u);
+  EXPECT_EQ(nginx_.Log(6).size(), 6u);
+}
+
+TEST_F(ReceivedTest, MoreRecordedConnectionsThanLanes) {
+  // 300 recorded connections, one request each, 1 ms apart: past kMaxLanes (256) an idle lane
+  // is given to the new connection and opens a new one, so nginx sees 300 connections.
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 300; ++i) {
+    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(10000 + i)));
+  }
+  std::string path = WriteCapture(xs, "lanes");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 300u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  std::vector<Logged> log = nginx_.Log(300);
+  ASSERT_EQ(log.size(), 300u);
+  std::set<int> conns;
+  for (const Logged& l : log) {
+    conns.insert(l.connection);
+    EXPECT_EQ(l.connection_requests, 1);
+  }
+  EXPECT_EQ(conns.size(), 300u);
+}
+
+// ---- what is replayed ----
+
+TEST_F(ReceivedTest, IncompleteSkippedOrIncluded) {
+  std::vector<Exchange> xs = {Recorded(1, kBase, 5001), Recorded(2, kBase + kMs, 5002),
+                              Recorded(3, kBase + 2 * kMs, 5003)};
+  Exchange no_response = Recorded(4, kBase + 3 * kMs, 5004);
+  no_response.response.reset();
+  no_response.completion = Completion::kNoResponse;
+  Exchange no_request = Recorded(5, kBase + 4 * kMs, 5005);
+  no_request.request.reset();
+  no_request.completion = Completion::kNoRequest;
+  xs.push_back(no_response);
+  xs.push_back(no_request);
+  std::string path = WriteCapture(xs, "incomplete");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->read, 5u);
+  EXPECT_EQ(r.summary->sent, 3u);
+  EXPECT_EQ(r.summary->skipped_incomplete, 2u);
+  EXPECT_EQ(nginx_.Log(3).size(), 3u);
+
+  nginx_.ClearLog();
+  o.include_incomplete = true;
+  r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 4u);  // one without a request cannot be sent
+  EXPECT_EQ(r.summary->skipped_incomplete, 1u);
+  EXPECT_EQ(nginx_.Log(4).size(), 4u);
+  // Compared only where the recording has a response.
+  EXPECT_EQ(r.summary->matched + r.summary->mismatched, 3u);
+}
+
+TEST_F(ReceivedTest, SelectionAndCount) {
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 6; ++i) {
+    xs.push_back(
+        Recorded(i, kBase + i * kMs, 6000 + i, i % 2 ? "GET" : "POST", absl::StrCat("/sel/", i)));
+  }
+  std::string path = WriteCapture(xs, "selection");
+  SelectionFlags flags;
+  flags.method = {"POST"};
+  absl::StatusOr<Selection> sel = Selection::Parse(flags);
+  ASSERT_TRUE(sel.ok()) << sel.status();
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.compare = false;
+  o.selection = *sel;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 3u);
+  EXPECT_EQ(r.summary->selected_out, 3u);
+  EXPECT_EQ(r.summary->read, 6u);
+  std::set<std::string> sent;
+  for (const Logged& l : nginx_.Log(3)) sent.insert(l.request);
+  EXPECT_EQ(sent, (std::set<std::string>{"POST /sel/2 HTTP/1.1", "POST /sel/4 HTTP/1.1",
+                                         "POST /sel/6 HTTP/1.1"}));
+
+  nginx_.ClearLog();
+  flags.count = 2;
+  flags.count_given = true;
+  sel = Selection::Parse(flags);
+  ASSERT_TRUE(sel.ok()) << sel.status();
+  o.selection = *sel;
+  r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // nothing more may come
+  EXPECT_EQ(nginx_.Log(2).size(), 2u);
+}
+
+// Everything an InputReader hands out until its end or error.
+std::vector<internal::InputItem> ReadAllItems(const ReplayOptions& o, uint64_t cache_limit) {
+  std::unique_ptr<internal::InputReader> in = internal::InputReader::Start(
+      o, [] {}, cache_limit);
+  std::deque<internal::InputItem> got;
+  for (int i = 0; i < 5000; ++i) {
+    in->Take(&got, 1024);
+    if (!got.empty() && (got.back().kind == internal::InputItem::Kind::kEnd ||
+                         got.back().kind == internal::InputItem::Kind::kError)) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return {got.begin(), got.end()};
+}
+
+TEST(InputTest, LoopsFromMemoryOrReadAgainAlike) {
+  // Three rounds of a capture whose third exchange is incomplete: served from round 0's copy in
+  // memory, or (a cache limit of 0) read again each round, the items are the same.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + 5 * kMs, 2),
+                              Recorded(3, kBase + 9 * kMs, 3)};
+  xs[2].completion = Completion::kGap;
+  ReplayOptions o;
+  o.inputs = {WriteCapture(xs, "input_loop")};
+  o.loop = 3;
+  for (uint64_t limit : {internal::kRoundCacheBytes, uint64_t{0}}) {
+    SCOPED_TRACE(limit);
+    std::vector<internal::InputItem> items = ReadAllItems(o, limit);
+    ASSERT_EQ(items.size(), 3u * 3 + 1);  // per round: 2 exchanges and its end; then the end
+    for (int round = 0; round < 3; ++round) {
+      const internal::InputItem* r = &items[round * 3];
+      EXPECT_EQ(r[0].kind, internal::InputItem::Kind::kExchange);
+      EXPECT_EQ(r[0].round, round);
+      EXPECT_EQ(r[0].exchange->stream_id, 1u);
+      EXPECT_EQ(r[1].exchange->stream_id, 2u);
+      ASSERT_EQ(r[2].kind, internal::InputItem::Kind::kRoundEnd);
+      EXPECT_EQ(r[2].counts.read, 3u);
+      EXPECT_EQ(r[2].counts.taken, 2u);
+      EXPECT_EQ(r[2].counts.skipped_incomplete, 1u);
+      EXPECT_EQ(r[2].counts.first_key_ns, kBase);
+      EXPECT_EQ(r[2].counts.last_key_ns, kBase + 5 * kMs);
+    }
+    EXPECT_EQ(items.back().kind, internal::InputItem::Kind::kEnd);
+  }
+}
+
+TEST(InputTest, DamageIsAnErrorNamingFileAndOffset) {
+  // A byte of the second segment's body changed: its checksum fails, and the reader's error
+  // names the file and the block's offset (as BlockOffsets finds it).
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + kMs, 2),
+                              Recorded(3, kBase + 2 * kMs, 3)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 3u);
+  file[blocks[1] + (blocks[2] - blocks[1]) / 2 + 8] ^= 0x55;
+  fs::path p = TestDir() / "damaged.tap";
+  std::ofstream(p, std::ios::binary) << file;
+  ReplayOptions o;
+  o.inputs = {p.string()};
+  std::vector<internal::InputItem> items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_FALSE(items.empty());
+  ASSERT_EQ(items.back().kind, internal::InputItem::Kind::kError);
+  EXPECT_EQ(items.back().error.message().substr(
+                0, p.string().size() + 9 + std::to_string(blocks[1]).size()),
+            absl::StrCat(p.string(), ": offset ", blocks[1]))
+      << items.back().error;
+}
+
+TEST(SamplingTest, StableAndInProportion) {
+  // 100,000 ids at 10%: the binomial's standard deviation is about 95, so 10,000 +- 500 holds
+  // with overwhelming probability for a hash that spreads well.
+  uint64_t in = 0;
+  for (uint64_t i = 0; i < 100'000; ++i) in += internal::SampledIn({3, i}, 10.0, 42);
+  EXPECT_GT(in, 9'500u);
+  EXPECT_LT(in, 10'500u);
+  // The same id and seed decide the same way; another seed picks another sample.
+  uint64_t same = 0, differ = 0;
+  for (uint64_t i = 0; i < 10'000; ++i) {
+    same += internal::SampledIn({3, i}, 50.0, 7) == internal::SampledIn({3, i}, 50.0, 7);
+    differ += internal::SampledIn({3, i}, 50.0, 7) != internal::SampledIn({3, i}, 50.0, 8);
+  }
+  EXPECT_EQ(same, 10'000u);
+  EXPECT_GT(differ, 4'000u);
+  EXPECT_TRUE(internal::SampledIn({0, 0}, 100.0, 0));
+}
+
+TEST_F(ReceivedTest, SampleReplaysTheSameExchangesTwice) {
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 40; ++i) xs.push_back(Recorded(i, kBase + i * kMs, 7000 + i));
+  std::string path = WriteCapture(xs, "sample");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.compare = false;
+  o.sample_percent = 30;
+  o.sample_seed = 9;
+  ReplayRun a = DoReplay(o), b = DoReplay(o);
+  ASSERT_TRUE(a.summary.ok() && b.summary.ok());
+  std::set<uint64_t> sa(a.recorded_ids.begin(), a.recorded_ids.end());
+  std::set<uint64_t> sb(b.recorded_ids.begin(), b.recorded_ids.end());
+  EXPECT_EQ(sa, sb);
+  EXPECT_EQ(a.summary->sent + a.summary->sampled_out, 40u);
+  EXPECT_GT(a.summary->sent, 0u);
+  EXPECT_LT(a.summary->sent, 40u);
+}
+
+TEST_F(ReceivedTest, InterimResponseKeptInOrder) {
+  // A recorded Expect: 100-continue is sent as recorded; nginx answers 100 Continue before
+  // reading the body (RFC 9110 section 10.1.1), and the live exchange keeps it as interim.
+  Exchange x = Recorded(1, kBase, 9401, "POST", "/upload");
+  x.request->headers = {
+      {"Host", "shop.example"}, {"Expect", "100-continue"}, {"Content-Type", "text/plain"}};
+  x.request->body.data = "payload";
+  x.request->body.length = 7;
+  std::string path = WriteCapture({x}, "interim");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  ASSERT_EQ(r.seen.size(), 1u);
+  const Exchange& live = r.seen[0].live;
+  ASSERT_EQ(live.interim.size(), 1u);
+  EXPECT_EQ(live.interim[0].status, 100);
+  EXPECT_EQ(live.interim[0].reason, "Continue");
+  ASSERT_TRUE(live.response.has_value());
+  EXPECT_EQ(live.response->status, 200);
+  EXPECT_EQ(live.response->reason, "OK");
+  EXPECT_EQ(live.response->version, HttpVersion::kHttp11);
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].expect, "100-continue");
+  EXPECT_EQ(log[0].body, "payload");
+}
+
+TEST_F(ReceivedTest, StdinStreamIsSentAsItArrives) {
+  // taprec -w - flushes a segment about every second: the first exchange's segment arrives, the
+  // second's 700 ms later. The first request must be answered before the second segment is
+  // written (no reorder window held on a live stream), and the replay ends with the stream.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 9501), Recorded(2, kBase + 10 * kMs, 9502)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 2u);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  int saved_stdin = dup(STDIN_FILENO);
+  ASSERT_EQ(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+  close(fds[0]);
+  std::chrono::steady_clock::time_point rest_written;
+  std::thread writer([&] {
+    std::string_view all(file);
+    (void)!write(fds[1], all.data(), blocks[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    rest_written = std::chrono::steady_clock::now();
+    (void)!write(fds[1], all.data() + blocks[1], all.size() - blocks[1]);
+    close(fds[1]);
+  });
+  ReplayOptions o;
+  o.inputs = {"-"};
+  o.target = nginx_.url();
+  o.compare = false;
+  std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> answered;
+  absl::StatusOr<ReplaySummary> summary = Replay(o, [&](const ReplayedExchange& x) {
+    answered.emplace_back(x.recorded->stream_id, std::chrono::steady_clock::now());
+  });
+  writer.join();
+  dup2(saved_stdin, STDIN_FILENO);
+  close(saved_stdin);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->sent, 2u);
+  ASSERT_EQ(answered.size(), 2u);
+  EXPECT_EQ(answered[0].first, 1u);
+  EXPECT_LT(answered[0].second, rest_written);
+  EXPECT_EQ(nginx_.Log(2).size(), 2u);
+}
+
+// ---- comparison, the one-call API ----
+
+TEST_F(ReceivedTest, ReplayCaptureCollectsMismatches) {
+  Exchange same = Recorded(1, kBase, 8001);
+  Exchange other_status = Recorded(2, kBase + kMs, 8002, "GET", "/missing");  // nginx: 404
+  std::string path = WriteCapture({same, other_status}, "capture");
+  ReplayOptions o;
+  o.pacing = Pacing::kMax;
+  absl::StatusOr<ReplayResult> r = ReplayCapture(path, nginx_.url(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->summary.sent, 2u);
+  EXPECT_EQ(r->summary.mismatched, 1u);
+  EXPECT_FALSE(r->ok());
+  ASSERT_EQ(r->mismatches.size(), 1u);
+  EXPECT_EQ(r->mismatches[0].recorded->stream_id, 2u);
+  ASSERT_TRUE(r->mismatches[0].comparison.has_value());
+  ASSERT_FALSE(r->mismatches[0].comparison->diffs.empty());
+  EXPECT_EQ(r->mismatches[0].comparison->diffs[0].field, "status");
+  EXPECT_EQ(r->mismatches[0].live.response->status, 404);
+}
+
+TEST_F(ReceivedTest, CutRecordedBodyComparedOnItsPrefix) {
+  // The recording kept 2 of the body's 3 bytes (the body limit): compared on "ok", it matches
+  // nginx's "ok\n", and the summary counts it.
+  Exchange x = Recorded(1, kBase, 8101);
+  x.response->body.data = "ok";
+  x.response->body.length = 3;
+  x.response->body.truncated = true;
+  std::string path = WriteCapture({x}, "prefix");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->matched, 1u);
+  EXPECT_EQ(r.summary->body_prefix_compared, 1u);
+  ASSERT_EQ(r.seen.size(), 1u);
+  ASSERT_TRUE(r.seen[0].comparison.has_value());
+  EXPECT_TRUE(r.seen[0].comparison->body_prefix_only);
+}
+
+TEST_F(ReceivedTest, StopEndsTheReplay) {
+  // Recorded 200 ms apart: stop() turns true once the first answer is in, so the second is
+  // never sent.
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 8201), Recorded(2, kBase + 200 * kMs, 8202)}, "stop");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  bool answered = false;
+  o.stop = [&] { return answered; };
+  absl::StatusOr<ReplaySummary> s = Replay(o, [&](const ReplayedExchange&) { answered = true; });
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->stopped);
+  EXPECT_EQ(s->sent, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(nginx_.Log(1).size(), 1u);
+}
+
+// ---- failures ----
+
+TEST(FailureTest, TargetDownIsAnErrorNamingIt) {
+  const std::string addr = "127.0.96.3";
+  int port = FreePort(addr);  // nothing listens there
+  std::string path = WriteCapture({Recorded(1, kBase, 9001)}, "down");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://", addr, ":", port);
+  ReplayRun r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target http://", addr, ":", port, ": connection refused"));
+  EXPECT_TRUE(r.seen.empty());
+}
+
+TEST(FailureTest, SilentServerTimesOut) {
+  // A listening socket that never accepts: the kernel completes the handshake, nothing answers.
+  const std::string addr = "127.0.96.4";
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  std::string path = WriteCapture({Recorded(1, kBase, 9101)}, "silent");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
+  o.timeout_ns = 300'000'000;
+  auto begin = std::chrono::steady_clock::now();
+  ReplayRun r = DoReplay(o);
+  auto took = std::chrono::steady_clock::now() - begin;
+  close(fd);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->errors, 1u);
+  EXPECT_EQ(r.summary->sent, 1u);
+  ASSERT_EQ(r.seen.size(), 1u);
+  EXPECT_NE(r.seen[0].error.find("timed out"), std::string::npos) << r.seen[0].error;
+  EXPECT_EQ(r.seen[0].live.completion, Completion::kTimeout);
+  EXPECT_FALSE(r.seen[0].live.response.has_value());
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
+  // A listener whose backlog is full drops new SYNs: the connection is never made, so the
+  // first request's timeout names the target as unreachable, as a refusal does.
+  const std::string addr = "127.0.96.6";
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(fd, 0), 0);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {  // fill the backlog; the ones past it stay half-open
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    fillers.push_back(c);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string path = WriteCapture({Recorded(1, kBase, 9151)}, "backlog");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
+  o.timeout_ns = 300'000'000;
+  ReplayRun r = DoReplay(o);
+  for (int c : fillers) close(c);
+  close(fd);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target, ": connection timed out"));
+}
+
+TEST(OptionsTest, BadOptionsNameTheFlag) {
+  std::string path = WriteCapture({Recorded(1, kBase, 9201)}, "options");
+  auto error = [&](auto edit) {
+    ReplayOptions o;
+    o.inputs = {path};
+    o.target = "http://127.0.96.5:1";
+    edit(o);
+    absl::StatusOr<ReplaySummary> s = Replay(o, nullptr);
+    return s.ok() ? std::string("ok") : std::string(s.status().message());
+  };
+  EXPECT_EQ(error([](ReplayOptions& o) { o.target = "http://127.0.96.5:1/api"; }),
+            "--target http://127.0.96.5:1/api: a path prefix is not allowed (http://HOST:PORT)");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.target = "http://127.0.96.5:99999"; }),
+            "--target http://127.0.96.5:99999: the port is not a number in 1..65535");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }), "--rate 0: not above 0");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.speed = 0; }), "--speed 0: not above 0");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.sample_percent = 0; }),
+            "--sample 0: not a percentage in (0, 100]");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.inputs = {"-"};
+              o.loop = 2;
+            }),
+            "--loop 2: a stream on standard input is replayed once");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.path_rewrites = {{"(", "x"}};
+            }).substr(0, 22),
+            "--rewrite-path '(=x': ");
+  EXPECT_EQ(
+      error([](ReplayOptions& o) { o.inputs = {"/nonexistent/x.tap"}; }).find("/nonexistent/x.tap"),
+      0u);
+}
+
+}  // namespace
+}  // namespace tapkit::replay

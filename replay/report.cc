@@ -1,0 +1,440 @@
+// The text, JSON lines and JUnit reports of report.h (the capture report lives apart).
+#include "replay/report.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "format/json_writer.h"
+#include "format/render.h"
+
+namespace tapkit::replay {
+namespace {
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// A field's value on one text line: control bytes and DEL as \xHH; UTF-8 and other bytes as
+// they are (body previews come escaped already). "(none)" for an absent side.
+std::string Shown(const std::optional<std::string>& v) {
+  if (!v) return "(none)";
+  std::string out;
+  for (char ch : *v) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      absl::StrAppendFormat(&out, "\\x%02x", c);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
+
+std::string IdText(const ReplayedExchange& x) {
+  return x.recorded ? absl::StrCat(x.recorded->capture_point, ":", x.recorded->stream_id) : "-";
+}
+
+std::string_view Method(const ReplayedExchange& x) {
+  return x.recorded && x.recorded->request ? std::string_view(x.recorded->request->method) : "";
+}
+std::string_view Path(const ReplayedExchange& x) {
+  return x.recorded && x.recorded->request ? std::string_view(x.recorded->request->path) : "";
+}
+
+// "GET /api/orders/7 [0:17]", and " round 2" (1-based) after the first round.
+std::string Name(const ReplayedExchange& x) {
+  std::string out =
+      absl::StrCat(TextField(Method(x)), " ", TextField(Path(x)), " [", IdText(x), "]");
+  if (x.round > 0) absl::StrAppend(&out, " round ", x.round + 1);
+  return out;
+}
+
+bool Failed(const ReplayedExchange& x) { return !x.error.empty(); }
+bool Differs(const ReplayedExchange& x) { return x.comparison && !x.comparison->matched(); }
+
+std::optional<uint16_t> RecordedStatus(const ReplayedExchange& x) {
+  if (x.recorded && x.recorded->response) return x.recorded->response->status;
+  return std::nullopt;
+}
+std::optional<uint16_t> LiveStatus(const ReplayedExchange& x) {
+  if (x.live.response) return x.live.response->status;
+  return std::nullopt;
+}
+
+std::string StatusText(std::optional<uint16_t> s) { return s ? std::to_string(*s) : "-"; }
+
+// Bodies are diffed up to this size of text each: a line diff's time grows with the lines times
+// the differences, and a report of megabytes of diff helps nobody.
+constexpr size_t kMaxDiffBytes = size_t{1} << 20;
+
+// The field lines and the body diff of a mismatch, each line indented by `indent`.
+std::string Details(const ReplayedExchange& x, int context, const std::string& indent) {
+  std::string out;
+  const Comparison& c = *x.comparison;
+  for (const FieldDiff& d : c.diffs) {
+    absl::StrAppend(&out, indent, Shown(d.field), ": ", Shown(d.recorded), " -> ", Shown(d.live),
+                    "\n");
+  }
+  if (c.body_prefix_only) {
+    absl::StrAppend(&out, indent, "(the recorded body was cut at the body limit: compared on its ",
+                    "stored prefix)\n");
+  }
+  if (c.recorded_body_text.size() > kMaxDiffBytes || c.live_body_text.size() > kMaxDiffBytes) {
+    absl::StrAppend(&out, indent, "(no body diff: ", c.recorded_body_text.size(), " and ",
+                    c.live_body_text.size(), " bytes of text, over ", kMaxDiffBytes, ")\n");
+  } else if (c.recorded_body_text != c.live_body_text) {
+    std::string diff =
+        UnifiedDiff(c.recorded_body_text, c.live_body_text, "recorded", "live", context);
+    for (size_t at = 0; at < diff.size();) {
+      size_t nl = diff.find('\n', at);
+      size_t end = nl == std::string::npos ? diff.size() : nl + 1;
+      absl::StrAppend(&out, indent, indent, AV(std::string_view(diff).substr(at, end - at)));
+      at = end;
+    }
+  }
+  return out;
+}
+
+std::string SummaryLine(const ReplaySummary& s) {
+  std::string out =
+      absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched, " differ, ",
+                   s.errors, " failed; skipped: ", s.skipped_incomplete, " incomplete, ",
+                   s.sampled_out, " sampled out, ", s.selected_out, " selected out");
+  if (s.body_prefix_compared > 0) {
+    absl::StrAppend(&out, "; ", s.body_prefix_compared, " bodies compared on their stored prefix");
+  }
+  if (s.redacted_headers_dropped > 0) {
+    absl::StrAppend(&out, "; ", s.redacted_headers_dropped, " redacted request fields dropped");
+  }
+  if (s.stopped) out += "; stopped";
+  return out;
+}
+
+class TextReport : public ReplayReport {
+ public:
+  TextReport(std::ostream& out, TextReportOptions options) : out_(out), options_(options) {}
+
+  void Add(const ReplayedExchange& x) override {
+    if (Failed(x)) {
+      out_ << "FAIL " << Name(x) << ": " << Shown(x.error) << "\n";
+    } else if (Differs(x)) {
+      std::optional<uint16_t> r = RecordedStatus(x), l = LiveStatus(x);
+      out_ << "DIFF " << Name(x) << " status " << StatusText(r);
+      if (r != l) out_ << " -> " << StatusText(l);
+      out_ << "\n" << Details(x, options_.diff_context, "  ");
+    } else if (options_.show_matches) {
+      out_ << "OK " << Name(x) << " status " << StatusText(LiveStatus(x)) << "\n";
+    }
+  }
+
+  absl::Status Finish(const ReplaySummary& summary) override {
+    out_ << SummaryLine(summary) << "\n";
+    out_.flush();
+    if (!out_) return absl::DataLossError("the text report's output: write failed");
+    return absl::OkStatus();
+  }
+
+ private:
+  std::ostream& out_;
+  TextReportOptions options_;
+};
+
+std::string_view KindName(FieldDiff::Kind k) {
+  switch (k) {
+    case FieldDiff::Kind::kStatus:
+      return "status";
+    case FieldDiff::Kind::kHeader:
+      return "header";
+    case FieldDiff::Kind::kBody:
+      return "body";
+    case FieldDiff::Kind::kJsonValue:
+      return "json";
+  }
+  return "body";
+}
+
+// Members in byte order, as docs/json.md's outputs print them.
+class JsonReport : public ReplayReport {
+ public:
+  explicit JsonReport(std::ostream& out) : out_(out) {}
+
+  void Add(const ReplayedExchange& x) override {
+    bool failed = Failed(x);
+    if (!failed && !Differs(x)) return;
+    std::string line;
+    {
+      JsonWriter w(&line);
+      w.Open('{');
+      if (!failed) {
+        w.Key("bodyPrefixOnly");
+        w.Bool(x.comparison->body_prefix_only);
+        w.Key("diffs");
+        w.Open('[');
+        for (const FieldDiff& d : x.comparison->diffs) {
+          w.Open('{');
+          w.TextMember("field", d.field);
+          w.Key("kind");
+          w.Str(KindName(d.kind));
+          Side(w, "live", d.live);
+          Side(w, "recorded", d.recorded);
+          w.Close('}');
+        }
+        w.Close(']');
+      } else {
+        w.TextMember("error", x.error);
+      }
+      w.Key("id");
+      w.Open('{');
+      w.Key("capturePoint");
+      w.Uint(x.recorded ? x.recorded->capture_point : 0);
+      w.Key("stream");
+      w.Uint(x.recorded ? x.recorded->stream_id : 0);
+      w.Close('}');
+      Status(w, "liveStatus", LiveStatus(x));
+      w.TextMember("method", Method(x));
+      w.TextMember("path", Path(x));
+      Status(w, "recordedStatus", RecordedStatus(x));
+      w.Key("round");
+      w.Int(x.round);
+      w.Key("type");
+      w.Str(failed ? "error" : "diff");
+      w.Close('}');
+      w.Newline();
+    }
+    out_ << line;
+  }
+
+  absl::Status Finish(const ReplaySummary& s) override {
+    std::string line;
+    {
+      JsonWriter w(&line);
+      w.Open('{');
+      w.Key("bodyPrefixCompared");
+      w.Uint(s.body_prefix_compared);
+      w.Key("elapsedNs");
+      w.Int(s.elapsed_ns);
+      w.Key("errors");
+      w.Uint(s.errors);
+      w.Key("matched");
+      w.Uint(s.matched);
+      w.Key("mismatched");
+      w.Uint(s.mismatched);
+      w.Key("read");
+      w.Uint(s.read);
+      w.Key("redactedHeadersDropped");
+      w.Uint(s.redacted_headers_dropped);
+      w.Key("sampledOut");
+      w.Uint(s.sampled_out);
+      w.Key("selectedOut");
+      w.Uint(s.selected_out);
+      w.Key("sent");
+      w.Uint(s.sent);
+      w.Key("skippedIncomplete");
+      w.Uint(s.skipped_incomplete);
+      w.Key("stopped");
+      w.Bool(s.stopped);
+      w.Key("type");
+      w.Str("summary");
+      w.Close('}');
+      w.Newline();
+    }
+    out_ << line;
+    out_.flush();
+    if (!out_) return absl::DataLossError("the JSON report's output: write failed");
+    return absl::OkStatus();
+  }
+
+ private:
+  static void Side(JsonWriter& w, std::string_view key, const std::optional<std::string>& v) {
+    if (v) {
+      w.TextMember(key, *v);
+    } else {
+      w.Key(key);
+      w.Null();
+    }
+  }
+  static void Status(JsonWriter& w, std::string_view key, std::optional<uint16_t> s) {
+    w.Key(key);
+    if (s) {
+      w.Uint(*s);
+    } else {
+      w.Null();
+    }
+  }
+
+  std::ostream& out_;
+};
+
+// Text for an XML 1.0 document (section 2.2's Char production): markup characters as
+// references, and every byte that is not part of an allowed UTF-8 character (control bytes,
+// broken sequences, U+FFFE) written as the four characters \xHH. "]]>" cannot appear: ">" is
+// always &gt;.
+std::string Xml(std::string_view s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&quot;";
+          break;
+        case '\'':
+          out += "&apos;";
+          break;
+        case '\t':
+        case '\n':
+        case '\r':
+          absl::StrAppendFormat(&out, "&#%d;", c);
+          break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            absl::StrAppendFormat(&out, "\\x%02x", c);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    // A multi-byte UTF-8 sequence (RFC 3629 section 4): its length and smallest value.
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    uint32_t cp = n == 4 ? c & 0x07 : n == 3 ? c & 0x0f : c & 0x1f;
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) ok = false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (ok) {
+      uint32_t min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+      ok = cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff) && cp != 0xfffe &&
+           cp != 0xffff;
+    }
+    if (!ok) {
+      absl::StrAppendFormat(&out, "\\x%02x", c);
+      ++i;
+      continue;
+    }
+    out.append(s.data() + i, n);
+    i += n;
+  }
+  return out;
+}
+
+std::string Seconds(int64_t ns) { return absl::StrFormat("%.6f", static_cast<double>(ns) / 1e9); }
+
+class JUnitReport : public ReplayReport {
+ public:
+  explicit JUnitReport(std::string path) : path_(std::move(path)) {}
+
+  void Add(const ReplayedExchange& x) override {
+    ++tests_;
+    // The target: the address the live request went to, else its authority.
+    std::string target;
+    if (x.live.destination.ip.family != 0) {
+      target = "http://" + x.live.destination.ToString();
+    } else if (x.live.request) {
+      target = x.live.request->scheme.empty() ? "http://" : x.live.request->scheme + "://";
+      target += x.live.request->authority;
+    }
+    uint64_t ns = x.live.response_end_ns;
+    std::string c =
+        absl::StrCat("    <testcase name=\"", Xml(Name(x)), "\" classname=\"", Xml(target),
+                     "\" time=\"", Seconds(static_cast<int64_t>(ns)), "\"");
+    if (Failed(x)) {
+      ++errors_;
+      absl::StrAppend(&c, ">\n      <error type=\"transport\" message=\"", Xml(x.error), "\">",
+                      Xml(x.error), "</error>\n    </testcase>\n");
+    } else if (Differs(x)) {
+      ++failures_;
+      std::string message;
+      for (const FieldDiff& d : x.comparison->diffs) {
+        if (!message.empty()) message += ", ";
+        message += d.field;
+      }
+      std::optional<uint16_t> r = RecordedStatus(x), l = LiveStatus(x);
+      std::string text =
+          absl::StrCat("status ", StatusText(r), " -> ", StatusText(l), "\n", Details(x, 3, "  "));
+      absl::StrAppend(&c, ">\n      <failure type=\"mismatch\" message=\"differs: ", Xml(message),
+                      "\">", Xml(text), "</failure>\n    </testcase>\n");
+    } else {
+      c += "/>\n";
+    }
+    cases_ += c;
+  }
+
+  absl::Status Finish(const ReplaySummary& summary) override {
+    std::string counts =
+        absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_, "\" errors=\"", errors_,
+                     "\" skipped=\"0\" time=\"", Seconds(summary.elapsed_ns), "\"");
+    std::string doc =
+        absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapreplay\" ",
+                     counts, ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n", cases_,
+                     "  </testsuite>\n</testsuites>\n");
+    // Written beside the target and renamed into place: a reader never sees half a file.
+    std::string tmp = path_ + ".XXXXXX";
+    int fd = ::mkstemp(tmp.data());
+    if (fd < 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("--junit ", path_, ": cannot create: ", std::strerror(errno)));
+    }
+    ::fchmod(fd, 0644);
+    size_t done = 0;
+    while (done < doc.size()) {
+      ssize_t n = ::write(fd, doc.data() + done, doc.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return absl::DataLossError(
+            absl::StrCat("--junit ", path_, ": write failed: ", std::strerror(err)));
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::close(fd) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return absl::DataLossError(absl::StrCat("--junit ", path_, ": ", std::strerror(err)));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  std::string cases_;
+  uint64_t tests_ = 0, failures_ = 0, errors_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<ReplayReport> MakeTextReport(std::ostream& out, TextReportOptions options) {
+  return std::make_unique<TextReport>(out, options);
+}
+
+std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out) {
+  return std::make_unique<JsonReport>(out);
+}
+
+std::unique_ptr<ReplayReport> MakeJUnitReport(const std::string& path) {
+  return std::make_unique<JUnitReport>(path);
+}
+
+}  // namespace tapkit::replay

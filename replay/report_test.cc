@@ -1,0 +1,298 @@
+// report_test: tapreplay's text, JSON lines and JUnit reports (replay/report.h), on comparisons
+// made by the Comparer, checked against diff -u and jq (the text report's body diff), jq (the JSON
+// lines' member order) and Python's xml.etree (the JUnit file).
+#include "replay/report.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
+#include "format/test_dir.h"
+
+namespace tapkit::replay {
+namespace {
+
+using tapkit::testing::TestDir;
+
+std::string Shell(const std::string& cmd, int* status = nullptr) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+bool HaveTool(const std::string& tool) {
+  int st = 0;
+  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
+  return st == 0;
+}
+
+#define REQUIRE_TOOL(tool)                                                  \
+  do {                                                                      \
+    if (!HaveTool(tool)) {                                                  \
+      const char* ci = std::getenv("CI");                                   \
+      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
+      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
+    }                                                                       \
+  } while (0)
+
+std::string WriteFile(const std::string& name, const std::string& data) {
+  std::string path = TestDir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << data;
+  return path;
+}
+
+// Owns the recorded exchanges the ReplayedExchanges point into.
+struct Scenario {
+  std::vector<std::unique_ptr<Exchange>> recorded;
+  std::vector<ReplayedExchange> replayed;
+  std::shared_ptr<const Comparer> comparer = *Comparer::Create({});
+
+  ReplayedExchange& Add(uint64_t stream, std::string method, std::string path, uint16_t rec_status,
+                        std::vector<Header> rec_headers, std::string rec_body) {
+    auto x = std::make_unique<Exchange>();
+    x->stream_id = stream;
+    x->request.emplace();
+    x->request->method = std::move(method);
+    x->request->path = std::move(path);
+    x->response.emplace();
+    x->response->status = rec_status;
+    x->response->headers = std::move(rec_headers);
+    x->response->body.data = std::move(rec_body);
+    recorded.push_back(std::move(x));
+    ReplayedExchange r;
+    r.recorded = recorded.back().get();
+    r.live.destination.ip = IpAddress::V4(127, 0, 0, 1);
+    r.live.destination.port = 8080;
+    r.live.request = recorded.back()->request;
+    r.live.response_end_ns = 1'500'000;
+    replayed.push_back(std::move(r));
+    return replayed.back();
+  }
+  // The live answer, and the comparison the Comparer makes of it.
+  void Answer(ReplayedExchange& r, uint16_t status, std::vector<Header> headers, std::string body) {
+    r.live.response.emplace();
+    r.live.response->status = status;
+    r.live.response->headers = std::move(headers);
+    r.live.response->body.data = std::move(body);
+    r.comparison = comparer->Compare(*r.recorded, *r.live.response);
+  }
+};
+
+const std::vector<Header> kJson = {{"Content-Type", "application/json"}};
+
+// Three exchanges: one differs (status, a header, a JSON member), one failed, one matched.
+Scenario Mixed() {
+  Scenario s;
+  s.replayed.reserve(3);
+  std::vector<Header> rh = kJson, lh = kJson;
+  rh.push_back({"X-V", "1"});
+  lh.push_back({"X-V", "2"});
+  ReplayedExchange& a = s.Add(17, "GET", "/api/items?id=7", 200, rh, R"({"b":[1,2],"a":1})");
+  s.Answer(a, 500, lh, R"({"a":2,"b":[1,2]})");
+  ReplayedExchange& b = s.Add(18, "POST", "/x", 201, {}, "");
+  b.error = "Connection refused";
+  ReplayedExchange& c = s.Add(19, "GET", "/ok", 200, {}, "fine");
+  s.Answer(c, 200, {}, "fine");
+  return s;
+}
+
+ReplaySummary Summary() {
+  ReplaySummary s;
+  s.read = 9;
+  s.selected_out = 4;
+  s.skipped_incomplete = 2;
+  s.sent = 3;
+  s.matched = 1;
+  s.mismatched = 1;
+  s.errors = 1;
+  s.elapsed_ns = 2'500'000'000;
+  return s;
+}
+
+TEST(TextReport, MismatchFailureMatchAndSummary) {
+  REQUIRE_TOOL("jq");
+  REQUIRE_TOOL("diff");
+  Scenario s = Mixed();
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.show_matches = true});
+  for (const ReplayedExchange& x : s.replayed) r->Add(x);
+  ASSERT_TRUE(r->Finish(Summary()).ok());
+
+  // The body diff, made independently: jq -S pretty-prints with sorted members, diff -u.
+  std::string rec = WriteFile("r.json", R"({"b":[1,2],"a":1})");
+  std::string live = WriteFile("l.json", R"({"a":2,"b":[1,2]})");
+  Shell("jq -S . " + rec + " > " + rec + ".pretty && jq -S . " + live + " > " + live + ".pretty");
+  std::string gnu =
+      Shell("diff -u --label recorded --label live " + rec + ".pretty " + live + ".pretty");
+  ASSERT_NE(gnu, "");
+  std::string diff;  // indented under the exchange
+  for (absl::string_view line : absl::StrSplit(gnu, '\n', absl::SkipEmpty())) {
+    diff += "    " + std::string(line) + "\n";
+  }
+  EXPECT_EQ(out.str(),
+            "DIFF GET /api/items?id=7 [0:17] status 200 -> 500\n"
+            "  status: 200 -> 500\n"
+            "  header x-v: 1 -> 2\n"
+            "  body /a: 1 -> 2\n" +
+                diff +
+                "FAIL POST /x [0:18]: Connection refused\n"
+                "OK GET /ok [0:19] status 200\n"
+                "replayed 3: 1 matched, 1 differ, 1 failed; skipped: 2 incomplete, 0 sampled out, "
+                "4 selected out\n");
+}
+
+TEST(TextReport, MatchesHiddenByDefaultRoundsAndExtras) {
+  Scenario s;
+  ReplayedExchange& a = s.Add(5, "GET", "/a b", 200, {}, "x\x01");
+  s.Answer(a, 200, {}, "y\x01");
+  a.round = 1;
+  ReplayedExchange& b = s.Add(6, "GET", "/ok", 200, {}, "same");
+  s.Answer(b, 200, {}, "same");
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.diff_context = 0});
+  r->Add(s.replayed[0]);
+  r->Add(s.replayed[1]);
+  ReplaySummary sum;
+  sum.sent = 2;
+  sum.matched = 1;
+  sum.mismatched = 1;
+  sum.redacted_headers_dropped = 3;
+  sum.stopped = true;
+  ASSERT_TRUE(r->Finish(sum).ok());
+  EXPECT_EQ(out.str(),
+            "DIFF GET /a\\x20b [0:5] round 2 status 200\n"
+            "  body: x\\x01 (2 bytes) -> y\\x01 (2 bytes)\n"
+            "    --- recorded\n"
+            "    +++ live\n"
+            "    @@ -1 +1 @@\n"
+            "    -x\x01\n"
+            "    \\ No newline at end of file\n"
+            "    +y\x01\n"
+            "    \\ No newline at end of file\n"
+            "replayed 2: 1 matched, 1 differ, 0 failed; skipped: 0 incomplete, 0 sampled out, 0 "
+            "selected out; 3 redacted request fields dropped; stopped\n");
+}
+
+TEST(JsonReport, LinesAndSummary) {
+  REQUIRE_TOOL("jq");
+  Scenario s = Mixed();
+  // A path that is not UTF-8 goes as base64.
+  ReplayedExchange& d = s.Add(20, "GET", "/caf\xe9", 200, {}, "a");
+  s.Answer(d, 200, {}, "b");
+  std::ostringstream out;
+  std::unique_ptr<ReplayReport> r = MakeJsonReport(out);
+  for (const ReplayedExchange& x : s.replayed) r->Add(x);
+  ReplaySummary sum = Summary();
+  sum.sampled_out = 5;
+  sum.redacted_headers_dropped = 6;
+  sum.body_prefix_compared = 7;
+  ASSERT_TRUE(r->Finish(sum).ok());
+  std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << out.str();
+  // Each line is compact JSON with its members sorted: jq -cS prints it unchanged.
+  std::string path = WriteFile("report.jsonl", out.str());
+  EXPECT_EQ(Shell("jq -cS . " + path), out.str());
+
+  nlohmann::json diff = nlohmann::json::parse(lines[0], nullptr, false);
+  EXPECT_EQ(diff, nlohmann::json::parse(R"({"type":"diff","id":{"capturePoint":0,"stream":17},
+      "round":0,"method":"GET","path":"/api/items?id=7","recordedStatus":200,"liveStatus":500,
+      "bodyPrefixOnly":false,
+      "diffs":[{"field":"status","kind":"status","recorded":"200","live":"500"},
+               {"field":"header x-v","kind":"header","recorded":"1","live":"2"},
+               {"field":"body /a","kind":"json","recorded":"1","live":"2"}]})"));
+  nlohmann::json error = nlohmann::json::parse(lines[1], nullptr, false);
+  EXPECT_EQ(error, nlohmann::json::parse(R"({"type":"error","id":{"capturePoint":0,"stream":18},
+      "round":0,"method":"POST","path":"/x","recordedStatus":201,"liveStatus":null,
+      "error":"Connection refused"})"));
+  nlohmann::json binary = nlohmann::json::parse(lines[2], nullptr, false);
+  ASSERT_TRUE(binary.contains("pathEncoding")) << lines[2];
+  EXPECT_EQ(binary["pathEncoding"], "base64");
+  std::string decoded;
+  ASSERT_TRUE(absl::Base64Unescape(binary["path"].get<std::string>(), &decoded));
+  EXPECT_EQ(decoded, "/caf\xe9");
+  EXPECT_EQ(binary["diffs"][0]["recorded"], "a (1 bytes)");
+  nlohmann::json summary = nlohmann::json::parse(lines[3], nullptr, false);
+  EXPECT_EQ(summary, nlohmann::json::parse(R"({"type":"summary","read":9,"selectedOut":4,
+      "sampledOut":5,"skippedIncomplete":2,"sent":3,"matched":1,"mismatched":1,"errors":1,
+      "redactedHeadersDropped":6,"bodyPrefixCompared":7,"elapsedNs":2500000000,
+      "stopped":false})"));
+}
+
+TEST(JUnitReport, ParsedByPythonsXmlReader) {
+  REQUIRE_TOOL("python3");
+  Scenario s = Mixed();
+  // Bytes XML cannot hold, markup, and a CDATA end in the error and the path.
+  s.replayed[1].error = "reset \x01]]>&<\"' \xff caf\xc3\xa9";
+  ReplayedExchange& e = s.Add(21, "GET", "/q?a=1&b=<2>", 200, {}, "");
+  e.error = "timeout";
+  std::string path = TestDir() + "/junit.xml";
+  std::unique_ptr<ReplayReport> r = MakeJUnitReport(path);
+  for (const ReplayedExchange& x : s.replayed) r->Add(x);
+  ReplaySummary sum = Summary();
+  ASSERT_TRUE(r->Finish(sum).ok());
+  std::string script = WriteFile("read.py", R"(
+import json, sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suite = root.find('testsuite')
+out = {'root': root.tag, 'suite': dict(suite.attrib), 'cases': []}
+for c in suite.findall('testcase'):
+    case = dict(c.attrib)
+    for kind in ('failure', 'error'):
+        el = c.find(kind)
+        if el is not None:
+            case[kind] = {'message': el.get('message'), 'text': el.text}
+    out['cases'].append(case)
+print(json.dumps(out, sort_keys=True))
+)");
+  int st = 0;
+  std::string parsed = Shell("python3 " + script + " " + path, &st);
+  ASSERT_EQ(st, 0) << parsed;
+  nlohmann::json j = nlohmann::json::parse(parsed, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << parsed;
+  EXPECT_EQ(j["root"], "testsuites");
+  EXPECT_EQ(j["suite"], nlohmann::json::parse(R"({"name":"tapreplay","tests":"4","failures":"1",
+      "errors":"2","skipped":"0","time":"2.500000"})"));
+  ASSERT_EQ(j["cases"].size(), 4u);
+  const nlohmann::json& c0 = j["cases"][0];
+  EXPECT_EQ(c0["name"], "GET /api/items?id=7 [0:17]");
+  EXPECT_EQ(c0["classname"], "http://127.0.0.1:8080");
+  EXPECT_EQ(c0["time"], "0.001500");
+  EXPECT_EQ(c0["failure"]["message"], "differs: status, header x-v, body /a");
+  std::string text = c0["failure"]["text"];
+  EXPECT_TRUE(
+      text.starts_with("status 200 -> 500\n  status: 200 -> 500\n  header x-v: 1 -> 2\n"
+                       "  body /a: 1 -> 2\n    --- recorded\n    +++ live\n"))
+      << text;
+  EXPECT_EQ(j["cases"][1]["error"]["message"], "reset \\x01]]>&<\"' \\xff caf\xc3\xa9");
+  EXPECT_EQ(j["cases"][1]["error"]["text"], "reset \\x01]]>&<\"' \\xff caf\xc3\xa9");
+  EXPECT_FALSE(j["cases"][2].contains("failure"));
+  EXPECT_FALSE(j["cases"][2].contains("error"));
+  EXPECT_EQ(j["cases"][3]["name"], "GET /q?a=1&b=<2> [0:21]");
+  EXPECT_EQ(j["cases"][3]["error"]["message"], "timeout");
+}
+
+TEST(JUnitReport, UnwritablePathNamesTheFile) {
+  std::unique_ptr<ReplayReport> r = MakeJUnitReport(TestDir() + "/no/such/dir/junit.xml");
+  absl::Status s = r->Finish(ReplaySummary{});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "--junit " + TestDir() +
+                             "/no/such/dir/junit.xml: cannot create: No such file or directory");
+}
+
+}  // namespace
+}  // namespace tapkit::replay

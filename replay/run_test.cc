@@ -1,0 +1,272 @@
+// run_test: tapreplay's flags as PlanReplay checks them (replay/run.h). The replay itself, the
+// reports and the exit codes against real nginx servers are tools/replay_e2e_test.py's.
+#include "replay/run.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace tapkit::replay {
+namespace {
+
+// Flags with an input and a target, and `given` filled as tapreplay's main fills it.
+ReplayToolFlags Flags(std::initializer_list<std::pair<std::string, std::string>> set = {}) {
+  ReplayToolFlags f;
+  f.inputs = {"in.tap"};
+  f.target = "http://127.0.0.1:8080";
+  f.given = {"target"};
+  for (const auto& [name, value] : set) {
+    f.given.insert(name);
+    if (name == "speed") f.speed = value;
+    if (name == "rate") f.rate = value;
+    if (name == "max") f.max = true;
+    if (name == "concurrency") f.concurrency = value;
+    if (name == "loop") f.loop = value;
+    if (name == "sample") f.sample = value;
+    if (name == "sample-seed") f.sample_seed = value;
+    if (name == "timeout") f.timeout = value;
+    if (name == "no-compare") f.no_compare = true;
+    if (name == "rules") f.rules_file = value;
+    if (name == "verbose") f.verbose = true;
+    if (name == "output") f.output = value;
+    if (name == "write") f.write = value;
+    if (name == "junit") f.junit = value;
+    if (name == "redact-key-file") f.redact_key_file = value;
+    if (name == "ignore-header") f.ignore_headers.push_back(value);
+  }
+  return f;
+}
+
+std::string Error(const ReplayToolFlags& f) {
+  absl::StatusOr<ReplayPlan> p = PlanReplay(f);
+  EXPECT_FALSE(p.ok());
+  return p.ok() ? "" : std::string(p.status().message());
+}
+
+TEST(ParseSetHeader, TrimsOptionalWhitespaceAndKeepsTheNameAsWritten) {
+  absl::StatusOr<Header> h = ParseSetHeader("X-Env: \t staging blue \t");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->name, "X-Env");
+  EXPECT_EQ(h->value, "staging blue");
+  h = ParseSetHeader("Authorization:Bearer abc:def");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->name, "Authorization");
+  EXPECT_EQ(h->value, "Bearer abc:def");
+  h = ParseSetHeader("X-Empty:");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->value, "");
+}
+
+TEST(ParseSetHeader, RefusesWhatIsNotAFieldLine) {
+  EXPECT_EQ(ParseSetHeader("X-Env staging").status().message(),
+            "--set-header X-Env staging: give 'Name: value'");
+  EXPECT_EQ(ParseSetHeader("X Env: a").status().message(),
+            "--set-header X Env: a: the name is not a field name (RFC 9110 section 5.6.2: a "
+            "token)");
+  EXPECT_EQ(ParseSetHeader(": a").status().message(),
+            "--set-header : a: the name is not a field name (RFC 9110 section 5.6.2: a token)");
+  EXPECT_EQ(ParseSetHeader("X-A: a\r\nX-B: b").status().message(),
+            "--set-header X-A: the value holds CR, LF or NUL (RFC 9110 section 5.5 forbids them)");
+}
+
+TEST(ParsePathRewrite, SplitsAtTheFirstUnescapedEquals) {
+  absl::StatusOr<PathRewrite> rw = ParsePathRewrite("^/v1/=/v2/");
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  EXPECT_EQ(rw->regex, "^/v1/");
+  EXPECT_EQ(rw->replacement, "/v2/");
+  // The replacement may hold "=" (a query); the regex writes it "\=".
+  rw = ParsePathRewrite(R"(^/q\?a\=([0-9]+)=/p?a=\1&b=2)");
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  EXPECT_EQ(rw->regex, R"(^/q\?a\=([0-9]+))");
+  EXPECT_EQ(rw->replacement, R"(/p?a=\1&b=2)");
+  rw = ParsePathRewrite("/old=");
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  EXPECT_EQ(rw->replacement, "");
+}
+
+TEST(ParsePathRewrite, RefusesBadRegexesAndGroups) {
+  EXPECT_EQ(ParsePathRewrite("/a/b").status().message(),
+            "--rewrite-path /a/b: give 'REGEX=REPLACEMENT' (\\= for a literal =)");
+  EXPECT_EQ(ParsePathRewrite("=/x").status().message(), "--rewrite-path =/x: the regex is empty");
+  EXPECT_EQ(ParsePathRewrite("(/a=/b").status().message(),
+            "--rewrite-path (/a=/b: regex: missing ): (/a");
+  std::string group = std::string(ParsePathRewrite(R"(/(a)=/\2)").status().message());
+  EXPECT_EQ(group.rfind(R"(--rewrite-path /(a)=/\2: replacement: )", 0), 0u) << group;
+}
+
+TEST(PlanReplay, PacingFlagsAreExclusiveAndNamedTogether) {
+  EXPECT_EQ(Error(Flags({{"speed", "2"}, {"rate", "10"}})),
+            "--speed and --rate cannot be used together (one pacing: the recorded gaps divided "
+            "by --speed, --rate requests per second, or --max)");
+  EXPECT_EQ(Error(Flags({{"rate", "10"}, {"max", ""}})).substr(0, 42),
+            "--rate and --max cannot be used together (");
+  EXPECT_EQ(Error(Flags({{"speed", "1"}, {"max", ""}})).substr(0, 43),
+            "--speed and --max cannot be used together (");
+}
+
+TEST(PlanReplay, PacingValues) {
+  absl::StatusOr<ReplayPlan> p = PlanReplay(Flags({{"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.pacing, Pacing::kRecorded);
+  EXPECT_EQ(p->replay.speed, 1.0);
+  EXPECT_EQ(p->replay.concurrency, 0);
+  EXPECT_EQ(p->replay.loop, 1);
+  EXPECT_FALSE(p->replay.compare);
+
+  p = PlanReplay(Flags({{"speed", "0.5"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.pacing, Pacing::kRecorded);
+  EXPECT_EQ(p->replay.speed, 0.5);
+
+  p = PlanReplay(Flags({{"rate", "250"}, {"concurrency", "8"}, {"loop", "3"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.pacing, Pacing::kRate);
+  EXPECT_EQ(p->replay.rate, 250.0);
+  EXPECT_EQ(p->replay.concurrency, 8);
+  EXPECT_EQ(p->replay.loop, 3);
+
+  p = PlanReplay(Flags({{"max", ""},
+                        {"sample", "12.5%"},
+                        {"sample-seed", "18446744073709551615"},
+                        {"timeout", "250ms"},
+                        {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.pacing, Pacing::kMax);
+  EXPECT_EQ(p->replay.sample_percent, 12.5);
+  EXPECT_EQ(p->replay.sample_seed, 18446744073709551615ull);
+  EXPECT_EQ(p->replay.timeout_ns, 250'000'000);
+}
+
+TEST(PlanReplay, BadValuesNameTheirFlag) {
+  EXPECT_EQ(Error(Flags({{"speed", "0"}})), "--speed 0: not a number above 0");
+  EXPECT_EQ(Error(Flags({{"speed", "inf"}})), "--speed inf: not a number above 0");
+  EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number above 0");
+  EXPECT_EQ(Error(Flags({{"concurrency", "0"}})),
+            "--concurrency 0: not a whole number from 1 to 256");
+  EXPECT_EQ(Error(Flags({{"concurrency", "257"}})),
+            "--concurrency 257: not a whole number from 1 to 256");
+  EXPECT_EQ(Error(Flags({{"loop", "0"}})), "--loop 0: not a whole number from 1 to 1000000000");
+  EXPECT_EQ(Error(Flags({{"sample", "0"}})),
+            "--sample 0: not a percentage above 0 and at most 100");
+  EXPECT_EQ(Error(Flags({{"sample", "100.5"}})),
+            "--sample 100.5: not a percentage above 0 and at most 100");
+  EXPECT_EQ(Error(Flags({{"sample", "50"}, {"sample-seed", "-1"}})),
+            "--sample-seed -1: not a whole number from 0 to 2^64-1");
+  EXPECT_EQ(Error(Flags({{"timeout", "5"}})),
+            "--timeout '5': not a duration (a number and a unit: 10s, 500ms, 1.5s)");
+  EXPECT_EQ(Error(Flags({{"timeout", "0"}})), "--timeout 0: must be above 0");
+  EXPECT_EQ(Error(Flags({{"output", "yaml"}})), "-o yaml: not text or json");
+}
+
+TEST(PlanReplay, FlagsThatWouldBeIgnoredAreRefused) {
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"rules", "r.yaml"}})),
+            "--no-compare and --rules cannot be used together (--no-compare sends only; nothing "
+            "is compared)");
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"ignore-header", "x-a"}})).substr(0, 52),
+            "--no-compare and --ignore-header cannot be used toge");
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"verbose", ""}})).substr(0, 37),
+            "--no-compare and -v cannot be used to");
+  EXPECT_EQ(Error(Flags({{"verbose", ""}, {"output", "json"}})),
+            "-v and -o json cannot be used together (-o json prints the exchanges that differ or "
+            "failed, and a summary)");
+  EXPECT_EQ(Error(Flags({{"sample-seed", "7"}})), "--sample-seed 7: goes with --sample PERCENT");
+  ReplayToolFlags f = Flags();
+  f.selection.incomplete = {"gap", "reset"};
+  EXPECT_EQ(Error(f),
+            "--incomplete gap,reset: selects exchanges that did not complete, which tapreplay "
+            "skips unless --include-incomplete is given too");
+  f.include_incomplete = true;
+  f.no_compare = true;
+  absl::StatusOr<ReplayPlan> p = PlanReplay(f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->replay.include_incomplete);
+}
+
+TEST(PlanReplay, InputsTargetAndOutputs) {
+  ReplayToolFlags f = Flags({{"no-compare", ""}});
+  f.inputs.clear();
+  EXPECT_EQ(Error(f), "no input file (give IN.tap, or - for standard input)");
+  f = Flags({{"no-compare", ""}});
+  f.target.clear();
+  EXPECT_EQ(Error(f), "--target is required (--target http://HOST:PORT)");
+
+  char dir[] = "/tmp/run_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string in = std::string(dir) + "/in.tap";
+  std::ofstream(in) << "x";
+  f = Flags({{"no-compare", ""}, {"write", std::string(dir) + "/./in.tap"}});
+  f.inputs = {in};
+  EXPECT_EQ(Error(f), "-w " + std::string(dir) + "/./in.tap: is an input; it would be overwritten");
+  f = Flags({{"no-compare", ""}, {"junit", in}});
+  f.inputs = {in};
+  EXPECT_EQ(Error(f), "--junit " + in + ": is an input; it would be overwritten");
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"junit", "-"}})),
+            "--junit -: give a file name (the XML is written whole at the end)");
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"junit", "a.xml"}, {"write", "a.xml"}})),
+            "--junit a.xml: is -w's file too");
+
+  EXPECT_EQ(Error(Flags({{"redact-key-file", std::string(dir) + "/nokey"}}))
+                .rfind("--redact-key-file " + std::string(dir) + "/nokey", 0),
+            0u);
+
+  f = Flags({{"no-compare", ""}, {"write", "-"}, {"junit", std::string(dir) + "/r.xml"}});
+  f.inputs = {"-"};
+  absl::StatusOr<ReplayPlan> p = PlanReplay(f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->capture_path, "-");
+  EXPECT_EQ(p->junit_path, std::string(dir) + "/r.xml");
+  EXPECT_EQ(p->replay.inputs, std::vector<std::string>{"-"});
+  std::remove(in.c_str());
+  rmdir(dir);
+}
+
+TEST(PlanReplay, RequestEditsAndSelection) {
+  ReplayToolFlags f = Flags({{"no-compare", ""}});
+  f.set_headers = {"X-Env: staging", "Authorization: Bearer t"};
+  f.drop_headers = {"X-Debug"};
+  f.rewrite_paths = {"^/v1/=/v2/"};
+  f.selection.method = {"GET"};
+  absl::StatusOr<ReplayPlan> p = PlanReplay(f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->replay.set_headers.size(), 2u);
+  EXPECT_EQ(p->replay.set_headers[1], (Header{"Authorization", "Bearer t"}));
+  EXPECT_EQ(p->replay.drop_headers, std::vector<std::string>{"X-Debug"});
+  ASSERT_EQ(p->replay.path_rewrites.size(), 1u);
+  EXPECT_EQ(p->replay.path_rewrites[0].replacement, "/v2/");
+  EXPECT_FALSE(p->replay.selection.empty());
+
+  f.drop_headers = {"X Debug"};
+  EXPECT_EQ(Error(f), "--drop-header X Debug: not a field name (RFC 9110 section 5.6.2: a token)");
+  f.drop_headers.clear();
+  f.selection.status = {"7xx"};
+  EXPECT_EQ(Error(f), "--status 7xx: unknown status class (1xx..5xx)");
+}
+
+TEST(PlanReplay, ComparisonFlagsReachTheComparer) {
+  char dir[] = "/tmp/run_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  ReplayToolFlags f = Flags({{"ignore-header", "x-trace"}});
+  f.ignore_json_paths = {"/meta/at"};
+  f.unordered_json_paths = {"/tags"};
+  f.no_default_ignore = true;
+  absl::StatusOr<ReplayPlan> p = PlanReplay(f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->replay.compare);
+  EXPECT_FALSE(p->replay.compare_options.default_ignore_headers);
+  EXPECT_EQ(p->replay.compare_options.flags.ignore_headers, std::vector<std::string>{"x-trace"});
+  EXPECT_EQ(p->replay.compare_options.flags.ignore_json_paths,
+            std::vector<std::string>{"/meta/at"});
+  EXPECT_EQ(p->replay.compare_options.flags.unordered_json_paths,
+            std::vector<std::string>{"/tags"});
+  // A rules file that does not exist is refused before anything runs.
+  f = Flags({{"rules", std::string(dir) + "/none.yaml"}});
+  std::string e = Error(f);
+  EXPECT_NE(e.find(std::string(dir) + "/none.yaml"), std::string::npos) << e;
+  rmdir(dir);
+}
+
+}  // namespace
+}  // namespace tapkit::replay

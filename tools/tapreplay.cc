@@ -1,0 +1,133 @@
+// tapreplay: sends the requests of .tap captures to a live service and compares its answers with
+// the recorded ones (replay/run.h, replay/replay.h; docs/replay.md).
+//
+//   tapreplay IN.tap|- ... --target http://HOST:PORT [--speed X | --rate N | --max]
+//             [--concurrency N] [--loop N] [--sample PERCENT] [request edits] [comparison rules]
+//             [-o text|json] [--junit FILE] [-w FILE] [-v] [selection]
+//
+// Exit status (docs/architecture.md section 4): 0 every exchange matched, 1 any differed or a
+// request failed after the target had answered, 2 usage or input error, or a target that cannot
+// be reached.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "format/program.h"
+#include "format/select.h"
+#include "replay/run.h"
+
+namespace po = boost::program_options;
+
+using tapkit::kExitError;
+using tapkit::kExitOk;
+
+int main(int argc, char** argv) {
+  tapkit::replay::ReplayToolFlags f;
+  using Strings = std::vector<std::string>;
+  po::options_description opts(
+      "Usage: tapreplay [options] --target http://HOST:PORT IN.tap|- ...\n"
+      "Sends the recorded requests to a live service and reports where its answers differ.\n\n"
+      "Options");
+  opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
+      "target", po::value(&f.target)->value_name("URL"),
+      "where to send the requests: http://HOST:PORT (required)")(
+      "keep-authority", po::bool_switch(&f.keep_authority),
+      "send the recorded Host instead of the target's authority");
+  po::options_description pacing("Pacing (one of --speed, --rate, --max; default: --speed 1)");
+  pacing.add_options()("speed", po::value(&f.speed)->value_name("X"),
+                       "the recorded gaps between requests divided by X (2: twice as fast)")(
+      "rate", po::value(&f.rate)->value_name("N"), "N requests per second, evenly spaced")(
+      "max", po::bool_switch(&f.max), "as fast as the target answers")(
+      "concurrency", po::value(&f.concurrency)->value_name("N"),
+      "N lanes take the requests in order, at most N in flight (default: one lane per recorded "
+      "connection, its requests in their recorded order)")(
+      "loop", po::value(&f.loop)->value_name("N"), "replay the input N times")(
+      "sample", po::value(&f.sample)->value_name("PERCENT"),
+      "replay PERCENT of the exchanges, picked by a hash of their ids (the same on every run)")(
+      "sample-seed", po::value(&f.sample_seed)->value_name("N"),
+      "another seed for --sample picks another sample")(
+      "timeout", po::value(&f.timeout)->value_name("D"),
+      "a request without its whole response after D (5s, 500ms; default 30s) failed");
+  po::options_description edits("Requests");
+  edits.add_options()(
+      "set-header", po::value<Strings>(&f.set_headers)->value_name("'NAME: VALUE'"),
+      "'Name: value' replaces (or adds) the field; it also supplies a recorded redacted one")(
+      "drop-header", po::value<Strings>(&f.drop_headers)->value_name("NAME"),
+      "leave the field NAME out")(
+      "rewrite-path", po::value<Strings>(&f.rewrite_paths)->value_name("'REGEX=REPL'"),
+      "'REGEX=REPLACEMENT' on the path with query, every match (RE2; \\1 a group, \\= a literal "
+      "= in REGEX)")("include-incomplete", po::bool_switch(&f.include_incomplete),
+                     "also replay exchanges recorded without their whole response (skipped and "
+                     "counted otherwise)");
+  po::options_description compare("Comparison");
+  compare.add_options()("no-compare", po::bool_switch(&f.no_compare),
+                        "send only (load, shadowing): compare nothing")(
+      "ignore-header", po::value<Strings>(&f.ignore_headers)->value_name("NAME"),
+      "do not compare the field NAME, or the fields a /REGEX/ fully matches")(
+      "ignore-json-path", po::value<Strings>(&f.ignore_json_paths)->value_name("POINTER"),
+      "do not compare this JSON pointer in JSON bodies (RFC 6901; * any member or element)")(
+      "unordered-json-path", po::value<Strings>(&f.unordered_json_paths)->value_name("POINTER"),
+      "compare the array at this JSON pointer ignoring its order")(
+      "no-default-ignore", po::bool_switch(&f.no_default_ignore),
+      "compare the volatile fields ignored by default too (date, server, etag, ...)")(
+      "rules", po::value(&f.rules_file)->value_name("FILE"),
+      "noise rules from a YAML file: global, per route, per exchange id (docs/replay.md)")(
+      "redact-key-file", po::value(&f.redact_key_file)->value_name("FILE"),
+      "the recording's redaction key: a redacted recorded value then matches only the same "
+      "live value");
+  po::options_description reports("Reports");
+  reports.add_options()(
+      "output,o", po::value(&f.output)->default_value("text")->value_name("text|json"),
+      "text (each difference with a unified diff of the bodies) or json (one object per exchange "
+      "that differs or failed and a summary; docs/json.md)")(
+      "junit", po::value(&f.junit)->value_name("FILE"), "also write a JUnit XML report to FILE")(
+      "write,w", po::value(&f.write)->value_name("FILE"),
+      "also write the live exchanges as a capture, each naming the recorded one (- for standard "
+      "output; the report then goes to standard error)")(
+      "verbose,v", po::bool_switch(&f.verbose), "a line for each exchange that matched too");
+  po::options_description select_opts(
+      "Selection of what to replay (ANDed; a repeated flag or a comma list ORs; -c counts "
+      "selected exchanges)");
+  tapkit::AddSelectionOptions(&select_opts, &f.selection);
+  opts.add(pacing).add(edits).add(compare).add(reports).add(select_opts);
+  po::options_description hidden;
+  hidden.add_options()("input", po::value(&f.inputs));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("input", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv)
+                  .style(tapkit::kCommandLineStyle)
+                  .options(all)
+                  .positional(pos)
+                  .extra_parser(tapkit::SelectionExtraParser)
+                  .run(),
+              vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "tapreplay: %s (try --help)\n", e.what());
+    return kExitError;
+  }
+  if (vm.count("version")) {
+    std::cout << tapkit::VersionLine("tapreplay");
+    return kExitOk;
+  }
+  if (vm.count("help")) {
+    std::cout << opts
+              << "\nExit status: 0 every exchange matched, 1 an exchange differed or a request "
+                 "failed after the target had answered, 2 usage or input error or a target that "
+                 "cannot be reached. Ctrl+C stops sending; the reports hold what was replayed.\n";
+    return kExitOk;
+  }
+  // The flags given (bool_switch values count only when set), for the conflict checks.
+  for (const auto& [name, value] : vm) {
+    if (value.defaulted()) continue;
+    if (const bool* b = boost::any_cast<bool>(&value.value()); b && !*b) continue;
+    f.given.insert(name);
+  }
+  return tapkit::replay::RunReplayTool(f, std::cout, std::cerr);
+}
