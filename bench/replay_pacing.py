@@ -268,7 +268,7 @@ def run(args, build, replay, work):
     gaps = [b - a for a, b in zip(times, times[1:])]
     median_gap = statistics.median(gaps)
     bound = 0.05 * median_gap
-    log(f"capture: {len(recorded)} requests in {secs:.2f} s ({len(recorded) / secs:.0f}/s) on "
+    log(f"capture (load average {open('/proc/loadavg').read().split()[0]}): {len(recorded)} requests in {secs:.2f} s ({len(recorded) / secs:.0f}/s) on "
         f"{CONNECTIONS} connections; gaps p10 {pct(gaps, 10) / 1e3:.0f} us, median "
         f"{median_gap / 1e3:.0f} us, p90 {pct(gaps, 90) / 1e3:.0f} us, max {max(gaps) / 1e3:.0f} us; "
         f"requestTimeNs - first data segment in the pcap: {min(offsets)}..{max(offsets)} ns")
@@ -280,6 +280,7 @@ def run(args, build, replay, work):
     results = []
     for r in range(1, args.runs + 1):
         start_at = os.path.getsize(access)
+        load_at_start = open("/proc/loadavg").read().split()[0]  # other work on the machine
         dump = Tcpdump(os.path.join(work, f"replay{r}.pcap"))
         p = subprocess.run([replay, tap, "--target", url, "--speed", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -304,7 +305,7 @@ def run(args, build, replay, work):
         if len(late["msec", "first"]) != len(recorded):
             log(f"run {r}: nginx's access log holds {len(late['msec', 'first'])} of {len(recorded)} requests")
         results.append(late)
-        log(f"run {r}{note}:\n"
+        log(f"run {r}{note} (load average {load_at_start}):\n"
             f"  packet capture, from the first request: {summary(late['pcap', 'first'], 'us')}\n"
             f"  packet capture, from the least offset:  {summary(late['pcap', 'least'], 'us')}\n"
             f"  nginx $msec, from the first request:    {summary(late['msec', 'first'], 'ms')}\n"

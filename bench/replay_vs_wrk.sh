@@ -76,6 +76,7 @@ echo "capture: $(awk '/requests in/ {print $1}' "$work/wrk-rec.txt") wrk request
 measure() {
   local name="$1"; shift
   local before after rc=0
+  load=$(cut -d' ' -f1 /proc/loadavg)  # other work on the machine, printed with the run
   before=$(served)
   /usr/bin/time -f "%e %U %S" -o "$work/time.txt" "$@" > "$work/out" 2> "$work/err" || rc=$?
   after=$(served)
@@ -95,7 +96,7 @@ for ((r = 1; r <= runs; r++)); do
   measure wrk wrk -t1 -c8 -d"${secs}s" -s "$work/routes.lua" "$url"
   wrk_self=$(awk '/Requests\/sec/ {print $2}' "$work/out")
   read -r _ n wall cpu _ < <(tail -1 "$work/runs")
-  echo "run $r: wrk: $n requests in $wall s ($(python3 -c "print(round($n / $wall))")/s; wrk says $wrk_self/s), CPU $cpu s" >&2
+  echo "run $r: wrk: $n requests in $wall s ($(python3 -c "print(round($n / $wall))")/s; wrk says $wrk_self/s), CPU $cpu s, load average $load" >&2
   [[ -n "$replay" ]] || continue
   for mode in no-compare compare; do
     flags=(--max --concurrency 8 --loop "$loop")
@@ -109,7 +110,7 @@ for ((r = 1; r <= runs; r++)); do
       1) note="$note (exit 1: mismatches; $(tail -3 "$work/out" | tr '\n' ' '))" ;;
       *) note="$note (exit $rc: $(head -c 300 "$work/err"))" ;;
     esac
-    echo "run $r: tapreplay $mode: $n requests in $wall s ($(python3 -c "print(round($n / $wall))")/s), CPU $cpu s$note" >&2
+    echo "run $r: tapreplay $mode: $n requests in $wall s ($(python3 -c "print(round($n / $wall))")/s), CPU $cpu s, load average $load$note" >&2
     [[ "$rc" -le 1 ]] || exit 2
   done
 done
