@@ -16,6 +16,8 @@
 # after a 3 s warm-up run of wrk so that a replay sends about SECONDS x wrk's rate requests. Every rate
 # is nginx's count of requests served (stub_status, read before and after) over the load
 # generator's wall time; wrk's own figure is printed beside it. The ratios are of the medians.
+# CPU per request (GNU time's user + system over nginx's count) and wrk's over tapreplay's are
+# printed too: a shared machine moves them far less than the rates.
 # Nothing is pinned to a core: on 2 cores nginx's worker and the load generator (one thread each)
 # take one core each. Needs root (tcpdump on lo). Loopback addresses only.
 set -euo pipefail
@@ -122,13 +124,14 @@ for line in open(sys.argv[1]):
     name, n, wall, cpu, rc = line.split()
     rows.setdefault(name, []).append((int(n) / float(wall), float(cpu) / int(n) * 1e6, int(n)))
 base = statistics.median(r[0] for r in rows["wrk"])
+base_cpu = statistics.median(r[1] for r in rows["wrk"])
 targets = {"no-compare": 0.8, "compare": 0.6}
 labels = {"wrk": "wrk -t1 -c8", "no-compare": "tapreplay --no-compare", "compare": "tapreplay (compare)"}
 print(f"medians of {len(rows['wrk'])} runs of about {sys.argv[2]} s:")
-print(f"{'':24} {'requests/s':>10} {'/ wrk':>6} {'target':>7} {'CPU us/request':>15}")
+print(f"{'':24} {'requests/s':>10} {'/ wrk':>6} {'target':>7} {'CPU us/request':>15} {'wrk CPU / its':>13}")
 for name, rs in rows.items():
     rate = statistics.median(r[0] for r in rs)
     cpu = statistics.median(r[1] for r in rs)
     t = targets.get(name)
-    print(f"{labels[name]:24} {rate:10.0f} {rate / base:6.2f} {('>= %.1f' % t) if t else '':>7} {cpu:15.1f}")
+    print(f"{labels[name]:24} {rate:10.0f} {rate / base:6.2f} {('>= %.1f' % t) if t else '':>7} {cpu:15.1f} {base_cpu / cpu:13.2f}")
 PY
