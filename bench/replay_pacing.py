@@ -28,6 +28,9 @@
        response.
    The bound is judged on the packet capture from the least offset: $msec's 1 ms step is 20
    times the 50 us bound, and the least offset is the stricter reference (never below the first).
+   Also printed: how many requests were due while their connection still waited for nginx's
+   previous answer (one request at a time travels on a connection, so those are the target's
+   delay, not the pacer's), and the lateness of the others.
 
 Needs root (tcpdump on lo). Loopback addresses only.
 """
