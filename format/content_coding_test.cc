@@ -10,6 +10,7 @@
 #include <string>
 
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit {
 namespace {
@@ -29,10 +30,6 @@ void WriteAll(const std::string& path, std::string_view data) {
 // Runs `command` (a shell line) and returns its exit status.
 int Shell(const std::string& command) { return std::system(command.c_str()); }
 
-bool Have(const char* tool) {
-  return Shell(std::string("command -v ") + tool + " >/dev/null 2>&1") == 0;
-}
-
 // A body with structure and repetition, as a JSON API answers.
 std::string SampleBody() {
   std::string s = "{\"items\":[";
@@ -47,12 +44,7 @@ std::string SampleBody() {
 class ContentCodingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!Have("gzip") || !Have("brotli") || !Have("python3")) {
-      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") {
-        FAIL() << "gzip, brotli and python3 are needed (scripts/deps.sh installs them)";
-      }
-      GTEST_SKIP() << "gzip, brotli or python3 missing (scripts/deps.sh installs them)";
-    }
+    for (const char* tool : {"gzip", "brotli", "python3"}) TAPKIT_REQUIRE_TOOL(tool);
     plain_ = dir_.path() + "/body";
     WriteAll(plain_, SampleBody());
   }

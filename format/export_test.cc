@@ -233,9 +233,8 @@ std::string Shell(const std::string& script, const std::string& shell = "sh",
 
 // True when `tool` runs; a missing tool fails the test under CI=true (the caller skips otherwise).
 bool Have(const std::string& tool) {
-  bool have = std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0;
-  const char* ci = std::getenv("CI");
-  if (!have && ci != nullptr && std::string(ci) == "true") ADD_FAILURE() << tool << " missing";
+  bool have = testing::HaveTool(tool);
+  if (!have && testing::InCi()) ADD_FAILURE() << tool << " missing";
   return have;
 }
 

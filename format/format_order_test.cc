@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
 #include <random>
 #include <tuple>
 
@@ -17,12 +16,6 @@ namespace tapkit {
 namespace {
 
 using Key = std::tuple<uint64_t, uint32_t, uint64_t>;  // sort key, capture point, stream id
-
-std::string WriteFile(const std::string& name, const std::string& bytes) {
-  std::string path = absl::StrCat(testing::TestDir(), "/", name);
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
 
 // Completion order: sort keys one ms apart with +-5 ms of jitter, so neighbours swap.
 std::vector<Exchange> Jittered(uint64_t n, uint64_t first_id, uint64_t seed) {
@@ -69,7 +62,8 @@ Drained Drain(OrderOptions o) {
 
 TEST(Order, IndexedFileInExactSortKeyOrderWithBoundedSegments) {
   std::vector<Exchange> xs = Jittered(6000, 0, 42);
-  std::string path = WriteFile("indexed.tap", testing::WriteToString(xs, 8 << 10, true));
+  std::string path =
+      testing::WriteTestFile("indexed.tap", testing::WriteToString(xs, 8 << 10, true));
   std::vector<Key> stored = Keys(xs), want = stored;
   std::sort(want.begin(), want.end());
   ASSERT_NE(stored, want) << "completion order must differ from sort-key order here";
@@ -98,9 +92,9 @@ TEST(Order, MergeOfTwoFilesIsTheSortOfTheirUnion) {
   b[11].sort_key_ns = a[11].sort_key_ns;
   b[11].capture_point = 0;
   a[11].capture_point = 1;
-  std::string pa = WriteFile("a.tap", testing::WriteToString(a, 8 << 10, true));
+  std::string pa = testing::WriteTestFile("a.tap", testing::WriteToString(a, 8 << 10, true));
   // The second without a trailer: read through the window, merged all the same.
-  std::string pb = WriteFile("b.tap", testing::WriteToString(b, 8 << 10, false));
+  std::string pb = testing::WriteTestFile("b.tap", testing::WriteToString(b, 8 << 10, false));
   std::vector<Key> want = Keys(a), kb = Keys(b);
   want.insert(want.end(), kb.begin(), kb.end());
   std::sort(want.begin(), want.end());
@@ -122,7 +116,7 @@ TEST(Order, WindowReleasesLateExchangeAtOnceAndCountsIt) {
     xs.push_back(testing::SmallExchange(i, 1'000'000'000'000 + secs[i] * 1'000'000'000));
   }
   // One exchange per segment, no trailer: read in file order through the window.
-  std::string path = WriteFile("late.tap", testing::WriteToString(xs, 1, false));
+  std::string path = testing::WriteTestFile("late.tap", testing::WriteToString(xs, 1, false));
   OrderOptions o;
   o.files = {path};
   Drained d = Drain(o);
@@ -147,7 +141,7 @@ TEST(Order, WindowReleasesLateExchangeAtOnceAndCountsIt) {
 
 TEST(Order, KeepRunsBeforeHoldingAndCountsTheRest) {
   std::vector<Exchange> xs = Jittered(5000, 0, 7);
-  std::string path = WriteFile("keep.tap", testing::WriteToString(xs, 8 << 10, true));
+  std::string path = testing::WriteTestFile("keep.tap", testing::WriteToString(xs, 8 << 10, true));
   OrderOptions o;
   o.files = {path};
   uint64_t calls = 0;
@@ -168,8 +162,8 @@ TEST(Order, KeepRunsBeforeHoldingAndCountsTheRest) {
 
 TEST(Order, UnopenableInputIsToldAndTheRestRead) {
   std::vector<Exchange> xs = Jittered(10, 0, 3);
-  std::string good = WriteFile("good.tap", testing::WriteToString(xs));
-  std::string bad = WriteFile("bad.tap", "not a tap file at all");
+  std::string good = testing::WriteTestFile("good.tap", testing::WriteToString(xs));
+  std::string bad = testing::WriteTestFile("bad.tap", "not a tap file at all");
   OrderOptions o;
   o.files = {bad, good};
   std::vector<std::string> errors;

@@ -1,12 +1,15 @@
 #include "format/testutil.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
+#include "format/test_dir.h"
 
 namespace tapkit::testing {
 
@@ -153,6 +156,13 @@ ReadResult ReadAll(std::string_view data, bool headers_only, bool seekable) {
   return r;
 }
 
+std::string WriteTestFile(const std::string& name, std::string_view bytes) {
+  std::string path = TestDir() + "/" + name;
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
+
 std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -164,6 +174,27 @@ std::string CorpusDir() {
   struct stat st {};
   if (::stat((dir + "/MANIFEST.tsv").c_str(), &st) != 0) return {};
   return dir;
+}
+
+std::string Shell(const std::string& command, int* status) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) {
+    if (status != nullptr) *status = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (status != nullptr) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+bool HaveTool(const std::string& tool) {
+  int st = 0;
+  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
+  return st == 0;
 }
 
 bool InCi() {

@@ -1,5 +1,5 @@
-// testutil.h: helpers for format/ tests: sample exchanges, in-memory files, a recording Reporter
-// and damage forgers (LevelDB's log_test style).
+// testutil.h: helpers for tapkit tests: sample exchanges, in-memory files, a recording Reporter,
+// damage forgers (LevelDB's log_test style), and running shell commands and the tools they need.
 //
 // Thread-safety: test code; single-threaded.
 #ifndef TAPKIT_FORMAT_TESTUTIL_H_
@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "format/exchange.h"
@@ -75,6 +76,26 @@ std::string CorpusDir();
     }                                                                                          \
   } while (0)
 bool InCi();
+
+// Runs `command` with /bin/sh (popen) and returns its standard output (stderr is not captured);
+// *status, when given, gets the exit status (-1 when the shell did not exit normally).
+std::string Shell(const std::string& command, int* status = nullptr);
+
+// True when `tool` is a command the shell finds (`command -v`).
+bool HaveTool(const std::string& tool);
+
+// In a test body: skips with a visible message when the command `tool` is missing, or fails
+// under CI=true (scripts/deps.sh installs the tools tests need).
+#define TAPKIT_REQUIRE_TOOL(tool)                                                      \
+  do {                                                                                 \
+    if (!::tapkit::testing::HaveTool(tool)) {                                          \
+      if (::tapkit::testing::InCi()) FAIL() << (tool) << " is missing; CI=true";       \
+      GTEST_SKIP() << (tool) << " is missing (scripts/deps.sh installs it); skipping"; \
+    }                                                                                  \
+  } while (0)
+
+// Writes `bytes` to the file NAME in TestDir() (format/test_dir.h), replacing it; returns its path.
+std::string WriteTestFile(const std::string& name, std::string_view bytes);
 
 // The whole content of the file at `path` (empty when it cannot be read).
 std::string ReadFileBytes(const std::string& path);

@@ -40,10 +40,6 @@ void WriteAll(const std::string& path, std::string_view data) {
 
 int Shell(const std::string& command) { return std::system(command.c_str()); }
 
-bool Have(const char* tool) {
-  return Shell(std::string("command -v ") + tool + " >/dev/null 2>&1") == 0;
-}
-
 // A JSON API answer with nesting, empty containers, escapes and non-ASCII text (integers and
 // strings only, so jq, which reads numbers as doubles, prints them as written).
 std::string SampleJson() {
@@ -143,9 +139,7 @@ class VerboseTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* tool : {"gzip", "brotli", "python3", "jq", "hexdump"}) {
-      if (Have(tool)) continue;
-      if (testing::InCi()) FAIL() << tool << " is needed (scripts/deps.sh installs it); CI=true";
-      GTEST_SKIP() << tool << " missing (scripts/deps.sh installs it); skipping";
+      TAPKIT_REQUIRE_TOOL(tool);
     }
     dir_ = testing::TestDir();
     WriteAll(dir_ + "/json", SampleJson());

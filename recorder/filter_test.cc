@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <tuple>
 
@@ -20,11 +19,6 @@ namespace tapkit {
 namespace {
 
 std::string Path(const std::string& name) { return absl::StrCat(testing::TestDir(), "/", name); }
-
-std::string WriteFile(const std::string& name, const std::string& bytes) {
-  std::ofstream(Path(name), std::ios::binary) << bytes;
-  return Path(name);
-}
 
 std::vector<Exchange> Jittered(uint64_t n, uint64_t first_id, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -79,8 +73,8 @@ TEST(Filter, MergeIsTheSortOfTheUnionWithDropsSummedAndPointsRenumbered) {
   ta.drops = {{"tcp_gap_bytes", 100}, {"kernel_dropped_packets", 3}};
   tb.drops = {{"tcp_gap_bytes", 23}, {"http1_parse_error_bytes", 7}};
   tb.counters = {{"opaque_connections", 2}};
-  std::string pa = WriteFile("a.tap", testing::WriteToString(a, 8 << 10, true, ta));
-  std::string pb = WriteFile("b.tap", testing::WriteToString(b, 8 << 10, true, tb));
+  std::string pa = testing::WriteTestFile("a.tap", testing::WriteToString(a, 8 << 10, true, ta));
+  std::string pb = testing::WriteTestFile("b.tap", testing::WriteToString(b, 8 << 10, true, tb));
   FilterOptions o;
   o.inputs = {pa, pb};
   o.output = Path("merged.tap");
@@ -120,7 +114,7 @@ TEST(Filter, MergeIsTheSortOfTheUnionWithDropsSummedAndPointsRenumbered) {
 
 TEST(Filter, SelectionIsCountedAsSelectedOutAndRecorded) {
   std::vector<Exchange> xs = Jittered(1000, 0, 5);
-  std::string in = WriteFile("in.tap", testing::WriteToString(xs, 8 << 10));
+  std::string in = testing::WriteTestFile("in.tap", testing::WriteToString(xs, 8 << 10));
   FilterOptions o;
   o.inputs = {in};
   o.output = Path("selected.tap");
@@ -166,7 +160,7 @@ TEST(Filter, SplitsWithDashC) {
     x.sort_key_ns = 1'000'000'000 + i * 1'000'000;
     xs.push_back(std::move(x));
   }
-  std::string in = WriteFile("rich.tap", testing::WriteToString(xs, 16 << 10));
+  std::string in = testing::WriteTestFile("rich.tap", testing::WriteToString(xs, 16 << 10));
   FilterOptions o;
   o.inputs = {in};
   o.output = Path("split.tap");
@@ -198,7 +192,7 @@ TEST(Filter, NoFileOfTheSplitMayBeAnInput) {
     xs.push_back(std::move(x));
   }
   std::string out = Path("part.tap");
-  std::string in = WriteFile("part3.tap", testing::WriteToString(xs, 16 << 10));
+  std::string in = testing::WriteTestFile("part3.tap", testing::WriteToString(xs, 16 << 10));
   ASSERT_EQ(in, NumberedName(out, 3));
   FilterOptions o;
   o.inputs = {in};
@@ -214,8 +208,8 @@ TEST(Filter, NoFileOfTheSplitMayBeAnInput) {
 }
 
 TEST(Filter, BadInputNamesTheFileAndTheRestIsWritten) {
-  std::string good = WriteFile("good.tap", testing::WriteToString(Jittered(20, 0, 9)));
-  std::string bad = WriteFile("bad.tap", "this is no capture");
+  std::string good = testing::WriteTestFile("good.tap", testing::WriteToString(Jittered(20, 0, 9)));
+  std::string bad = testing::WriteTestFile("bad.tap", "this is no capture");
   FilterOptions o;
   o.inputs = {good, bad};
   o.output = Path("out.tap");
@@ -241,7 +235,7 @@ TEST(Filter, DamagedSegmentIsReportedWithFileAndOffset) {
   std::vector<uint64_t> blocks = testing::BlockOffsets(file);
   ASSERT_GE(blocks.size(), 4u);
   file[blocks[1] + 90] ^= 0x55;
-  std::string in = WriteFile("damaged.tap", file);
+  std::string in = testing::WriteTestFile("damaged.tap", file);
   FilterOptions o;
   o.inputs = {in};
   o.output = Path("out2.tap");

@@ -10,7 +10,10 @@
 //     failed (`error` set) has no response, completion no-response and the error as reason;
 //     stream ids are 1, 2, 3, ... in the order the exchanges are written (completion order), so
 //     they are unique within the file (SPEC.md section 4.5) whatever the engine numbered;
-//   - the trailer: the summary's counts as counters ("replay_sent", "replay_matched", ...).
+//   - redaction: with a Redactor (tapreplay's default, as taprec's), each live exchange is
+//     redacted (Redactor::Apply) before its bodies are cut, and the header records the policy;
+//   - the trailer: the summary's counts as counters ("replay_sent", "replay_matched", ...), and
+//     with redaction "redaction_bodies_dropped".
 // Nothing here needs the replay engine: only format/ (and select/ for the options' Selection).
 #include <unistd.h>
 
@@ -24,6 +27,7 @@
 #include "format/format.h"
 #include "format/metadata.h"
 #include "format/program.h"
+#include "format/redact.h"
 #include "format/writer.h"
 #include "replay/report.h"
 
@@ -51,7 +55,7 @@ void CutBody(Body* b) {
   b->truncated = true;
 }
 
-CaptureMetadata HeaderFor(const ReplayOptions& o) {
+CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>& redactor) {
   CaptureMetadata m;
   m.start_time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                               std::chrono::system_clock::now().time_since_epoch())
@@ -66,6 +70,7 @@ CaptureMetadata HeaderFor(const ReplayOptions& o) {
   }
   if (o.include_incomplete) m.filters.emplace_back("include-incomplete", "yes");
   m.body_limit = kBodyLimit;
+  if (redactor) m.redaction = redactor->policy();
   m.capture_points = {CapturePointInfo{0, "replay", o.target, {}, {}}};
   for (const std::string& in : o.inputs) {
     m.extra.emplace_back("tapreplay.source", in == "-" ? "<stdin>" : in);
@@ -75,7 +80,8 @@ CaptureMetadata HeaderFor(const ReplayOptions& o) {
 
 class CaptureReport final : public ReplayReport {
  public:
-  explicit CaptureReport(std::unique_ptr<Writer> writer) : writer_(std::move(writer)) {}
+  CaptureReport(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor)
+      : writer_(std::move(writer)), redactor_(std::move(redactor)) {}
 
   void Add(const ReplayedExchange& x) override {
     if (!status_.ok() || finished_) return;
@@ -91,6 +97,7 @@ class CaptureReport final : public ReplayReport {
       e.completion = Completion::kNoResponse;
       e.reason = x.error;
     }
+    if (redactor_) redactor_->Apply(&e, &redaction_stats_);
     if (e.request) CutBody(&e.request->body);
     if (e.response) CutBody(&e.response->body);
     e.stream_id = next_stream_;
@@ -117,6 +124,7 @@ class CaptureReport final : public ReplayReport {
                   {"replay_selected_out", summary.selected_out},
                   {"replay_sampled_out", summary.sampled_out},
                   {"replay_skipped_incomplete", summary.skipped_incomplete},
+                  {"replay_skipped_truncated_body", summary.skipped_truncated_body},
                   {"replay_sent", summary.sent},
                   {"replay_matched", summary.matched},
                   {"replay_mismatched", summary.mismatched},
@@ -124,6 +132,7 @@ class CaptureReport final : public ReplayReport {
                   {"replay_redacted_headers_dropped", summary.redacted_headers_dropped},
                   {"replay_body_prefix_compared", summary.body_prefix_compared}};
     if (oversized_) t.drops["replay_oversized_exchanges"] = oversized_;
+    if (redactor_) t.counters["redaction_bodies_dropped"] = redaction_stats_.bodies_dropped;
     // A writer that failed writes no trailer (SPEC.md section 5): its error is the answer.
     if (!status_.ok()) return status_;
     if (absl::Status s = writer_->Close(t); !s.ok()) return Named(writer_->name(), s);
@@ -137,6 +146,8 @@ class CaptureReport final : public ReplayReport {
 
  private:
   std::unique_ptr<Writer> writer_;
+  std::optional<Redactor> redactor_;
+  RedactionStats redaction_stats_;
   absl::Status status_;
   bool finished_ = false;
   uint64_t next_stream_ = 1;
@@ -147,15 +158,16 @@ class CaptureReport final : public ReplayReport {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
-                                                                const ReplayOptions& options) {
+                                                                const ReplayOptions& options,
+                                                                std::optional<Redactor> redactor) {
   if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
   absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
   if (!file.ok()) return file.status();
   std::string name = (*file)->name();
   absl::StatusOr<std::unique_ptr<Writer>> writer =
-      Writer::Open(*std::move(file), HeaderFor(options));
+      Writer::Open(*std::move(file), HeaderFor(options, redactor));
   if (!writer.ok()) return Named(name, writer.status());
-  return std::make_unique<CaptureReport>(*std::move(writer));
+  return std::make_unique<CaptureReport>(*std::move(writer), std::move(redactor));
 }
 
 }  // namespace tapkit::replay

@@ -6,8 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -15,6 +18,7 @@
 #include "format/file.h"
 #include "format/program.h"
 #include "format/reader.h"
+#include "format/redact.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
 #include "replay/report.h"
@@ -188,7 +192,8 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
   Case c = MakeCase();
   std::string path = testing::TestDir() + "/live.tap";
   uint64_t before = WallNs();
-  absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport(path, Options());
+  absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+      MakeCaptureReport(path, Options(), std::nullopt);
   ASSERT_TRUE(report.ok()) << report.status();
   uint64_t after = WallNs();
   for (const ReplayedExchange& x : c.replayed) (*report)->Add(x);
@@ -294,7 +299,8 @@ TEST(CaptureReport, DashIsStandardOutput) {
   ASSERT_EQ(::dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
   absl::Status finished;
   {
-    absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport("-", Options());
+    absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+        MakeCaptureReport("-", Options(), std::nullopt);
     if (report.ok()) {
       for (const ReplayedExchange& x : c.replayed) (*report)->Add(x);
       finished = (*report)->Finish(Summary());
@@ -316,13 +322,15 @@ TEST(CaptureReport, DashIsStandardOutput) {
 // Errors name the file; a report finishes once.
 TEST(CaptureReport, ErrorsNameTheFile) {
   std::string missing = testing::TestDir() + "/no/such/dir/out.tap";
-  absl::StatusOr<std::unique_ptr<ReplayReport>> bad = MakeCaptureReport(missing, Options());
+  absl::StatusOr<std::unique_ptr<ReplayReport>> bad =
+      MakeCaptureReport(missing, Options(), std::nullopt);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find(missing), std::string::npos) << bad.status();
-  EXPECT_FALSE(MakeCaptureReport("", Options()).ok());
+  EXPECT_FALSE(MakeCaptureReport("", Options(), std::nullopt).ok());
 
   // /dev/full takes the header into its buffer and fails the first write that reaches it.
-  absl::StatusOr<std::unique_ptr<ReplayReport>> full = MakeCaptureReport("/dev/full", Options());
+  absl::StatusOr<std::unique_ptr<ReplayReport>> full =
+      MakeCaptureReport("/dev/full", Options(), std::nullopt);
   if (full.ok()) {
     Case c = MakeCase();
     for (const ReplayedExchange& x : c.replayed) (*full)->Add(x);
@@ -334,7 +342,8 @@ TEST(CaptureReport, ErrorsNameTheFile) {
   }
 
   std::string path = testing::TestDir() + "/twice.tap";
-  absl::StatusOr<std::unique_ptr<ReplayReport>> report = MakeCaptureReport(path, Options());
+  absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+      MakeCaptureReport(path, Options(), std::nullopt);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE((*report)->Finish(Summary()).ok());
   absl::Status again = (*report)->Finish(Summary());
@@ -343,6 +352,91 @@ TEST(CaptureReport, ErrorsNameTheFile) {
   EXPECT_TRUE(r.open.ok()) << r.open;
   EXPECT_TRUE(r.exchanges.empty());
   EXPECT_TRUE(r.stats.trailer_read);
+}
+
+// HMAC-SHA256(key, value) by openssl, an implementation apart from format/redact.cc: the
+// marker a redacted value must read.
+std::string OpensslMarker(const std::string& key_hex, const std::string& value) {
+  std::string v = testing::TestDir() + "/value";
+  std::ofstream(v, std::ios::binary) << value;
+  std::string cmd =
+      "openssl dgst -sha256 -mac HMAC -macopt hexkey:" + key_hex + " -r " + v + " 2>/dev/null";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return "";
+  char buf[256];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  if (::pclose(p) != 0 || out.size() < 12) return "";
+  return "tapkit-redacted:" + out.substr(0, 12);
+}
+
+// -w redacts as taprec does: a --set-header Authorization token, a fresh Set-Cookie and a
+// token query parameter become markers keyed with the key file; the header records the policy.
+TEST(CaptureReport, RedactsTheLiveExchanges) {
+  if (std::system("command -v openssl >/dev/null 2>&1") != 0) {
+    if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true") {
+      FAIL() << "openssl is missing";
+    }
+    GTEST_SKIP() << "openssl is missing (scripts/deps.sh installs it)";
+  }
+  const std::string key(32, 'k');  // 0x6b each
+  std::string key_hex;
+  for (size_t i = 0; i < key.size(); ++i) key_hex += "6b";
+  std::string key_file = testing::TestDir() + "/redact.key";
+  ::unlink(key_file.c_str());
+  {
+    int fd = ::open(key_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
+    ::close(fd);
+  }
+  RedactionFlags flags = RedactionOnByDefault();
+  flags.key_file = key_file;
+  absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(flags);
+  ASSERT_TRUE(redactor.ok()) << redactor.status();
+  ASSERT_TRUE(redactor->has_value());
+
+  Case c = MakeCase();
+  Exchange& live = c.replayed[0].live;
+  live.request->path = "/api/items?id=7&token=t0k";
+  live.request->headers.push_back({"Authorization", "Bearer s3cret"});
+  live.response->headers.push_back({"Set-Cookie", "sid=fresh123; Path=/"});
+  std::string path = testing::TestDir() + "/redacted.tap";
+  absl::StatusOr<std::unique_ptr<ReplayReport>> report =
+      MakeCaptureReport(path, Options(), *std::move(redactor));
+  ASSERT_TRUE(report.ok()) << report.status();
+  for (const ReplayedExchange& x : c.replayed) (*report)->Add(x);
+  ASSERT_TRUE((*report)->Finish(Summary()).ok());
+
+  auto file = OpenReadableFile(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto reader = Reader::Open(*std::move(file));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const RedactionPolicy& policy = (*reader)->metadata().redaction;
+  EXPECT_TRUE(policy.enabled);
+  EXPECT_TRUE(policy.keyed);
+  EXPECT_NE(std::find(policy.headers.begin(), policy.headers.end(), "authorization"),
+            policy.headers.end());
+  testing::ReadResult r = testing::ReadAll(testing::ReadFileBytes(path));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_EQ(r.exchanges.size(), 3u);
+  const Exchange& got = r.exchanges[0];
+  std::string auth, cookie;
+  for (const Header& h : got.request->headers) {
+    if (h.name == "Authorization") auth = h.value;
+  }
+  for (const Header& h : got.response->headers) {
+    if (h.name == "Set-Cookie") cookie = h.value;
+  }
+  const std::string bearer = OpensslMarker(key_hex, "Bearer s3cret");
+  ASSERT_FALSE(bearer.empty());
+  EXPECT_EQ(auth, bearer);
+  EXPECT_EQ(cookie, OpensslMarker(key_hex, "sid=fresh123; Path=/"));
+  EXPECT_EQ(got.request->path, "/api/items?id=7&token=" + OpensslMarker(key_hex, "t0k"));
+  // The rest is as it was.
+  EXPECT_EQ(got.response->body.data, "{\"id\":7,\"name\":\"sprocket\"}\n");
+  EXPECT_EQ(r.exchanges[1].response->body.length, 100'000u);
 }
 
 }  // namespace

@@ -47,6 +47,8 @@ namespace {
 
 // Debian's abseil has a string_view of its own.
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+// And RE2 its own StringPiece.
+re2::StringPiece SP(std::string_view s) { return re2::StringPiece(s.data(), s.size()); }
 
 // A rule's JSON pointer matches a document position when every token matches ("*" any).
 bool PointerMatches(const JsonPointer& p, const std::vector<std::string>& path) {
@@ -332,6 +334,82 @@ bool MultisetMatch(const std::vector<std::string>& rec, const std::vector<std::s
   return true;
 }
 
+// The list elements of a combined field value (RFC 9110 section 5.6.1): split at the commas
+// outside quoted strings (section 5.6.4, with its quoted-pairs), optional whitespace around each
+// element trimmed, empty elements dropped (5.6.1: a recipient ignores them).
+std::vector<std::string_view> FieldElements(std::string_view v) {
+  std::vector<std::string_view> out;
+  auto add = [&](std::string_view e) {
+    size_t b = e.find_first_not_of(" \t");
+    if (b == std::string_view::npos) return;
+    size_t last = e.find_last_not_of(" \t");
+    out.push_back(e.substr(b, last - b + 1));
+  };
+  bool quoted = false;
+  size_t start = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (quoted) {
+      if (c == '\\') {
+        ++i;  // a quoted-pair: the next byte is literal
+      } else if (c == '"') {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      add(v.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (start < v.size()) add(v.substr(start));
+  return out;
+}
+
+// The fields whose values redaction rewrites inside, as URLs (format/redact.h: their query
+// parameters and userinfo passwords), rather than as whole values.
+bool IsUrlField(std::string_view lower_name) {
+  return lower_name == "location" || lower_name == "content-location" || lower_name == "referer";
+}
+
+// A marker inside a URL as Redactor::RedactUrl writes it: after "NAME=" and up to "&", "#" or
+// the end (a query or fragment parameter's value), or after "user:" up to "@" (a password).
+struct UrlMarker {
+  size_t at = 0;           // offset of kRedactedPrefix
+  size_t end = 0;          // offset past the marker
+  bool password = false;   // a userinfo password, else a parameter value
+  std::string param_name;  // a parameter's name, form-decoded
+};
+
+std::vector<UrlMarker> UrlMarkers(std::string_view url) {
+  std::vector<UrlMarker> out;
+  constexpr size_t kMarkerSize = kRedactedPrefix.size() + 12;
+  for (size_t at = url.find(kRedactedPrefix); at != std::string_view::npos;
+       at = url.find(kRedactedPrefix, at + 1)) {
+    if (at == 0 || url.size() - at < kMarkerSize) continue;
+    if (!IsRedactionMarker(url.substr(at, kMarkerSize))) continue;
+    size_t end = at + kMarkerSize;
+    char before = url[at - 1];
+    char after = end < url.size() ? url[end] : '&';
+    UrlMarker m{at, end, false, {}};
+    if (before == '=' && (after == '&' || after == '#')) {
+      // Only in the query or the fragment (RFC 3986 sections 3.4, 3.5), as RedactUrl does.
+      size_t query = url.find_first_of("?#");
+      if (query == std::string_view::npos || query > at) continue;
+      size_t piece = url.find_last_of("?&#", at - 1);
+      std::string_view name = url.substr(piece + 1, at - 1 - (piece + 1));
+      if (name.find('=') != std::string_view::npos) continue;  // the marker is not the value
+      m.param_name = FormDecode(name);
+    } else if (before == ':' && after == '@') {
+      m.password = true;
+    } else {
+      continue;
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 // GNU diff's rule for a binary file: a NUL byte.
 bool LooksBinary(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
@@ -566,6 +644,7 @@ class ComparerImpl : public Comparer {
         return absl::InvalidArgumentError("--redact-key-file: the key is empty");
       }
       redactor_.emplace(RedactionRules{}, *options.redaction_key);
+      key_ = *options.redaction_key;
     }
     static const std::map<std::string_view, std::string_view> kFlags = {
         {"ignore_headers", "--ignore-header"},
@@ -596,6 +675,37 @@ class ComparerImpl : public Comparer {
 
   bool MarkerMatches(std::string_view marker, std::string_view live) const {
     return !redactor_ || redactor_->Redact(live) == marker;
+  }
+
+  // A recorded URL with markers inside (UrlMarkers) against a live URL. With the key: the live
+  // URL redacted by Redactor::RedactUrl for the parameter names the recorded markers stand at
+  // gives the recorded text. Without it: the recorded text with each marker as a wildcard for
+  // one non-empty value (a parameter's up to "&" or "#", a password's up to "@").
+  bool UrlMatches(std::string_view rec, std::string_view live) const {
+    std::vector<UrlMarker> markers = UrlMarkers(rec);
+    if (markers.empty()) return false;
+    if (key_) {
+      RedactionRules rules;
+      for (const UrlMarker& m : markers) {
+        if (!m.password) rules.query_params.push_back(m.param_name);
+      }
+      std::string redacted(live);
+      Redactor(std::move(rules), *key_).RedactUrl(&redacted);
+      return redacted == rec;
+    }
+    std::string pattern;
+    size_t at = 0;
+    for (const UrlMarker& m : markers) {
+      pattern += RE2::QuoteMeta(SP(rec.substr(at, m.at - at)));
+      pattern += m.password ? "[^@]+" : "[^&#]+";
+      at = m.end;
+    }
+    pattern += RE2::QuoteMeta(SP(rec.substr(at)));
+    RE2::Options opts;  // bytewise: a URL need not be UTF-8
+    opts.set_encoding(RE2::Options::EncodingLatin1);
+    opts.set_log_errors(false);
+    RE2 re(pattern, opts);
+    return re.ok() && RE2::FullMatch(SP(live), re);
   }
 
  private:
@@ -740,6 +850,7 @@ class ComparerImpl : public Comparer {
 
   bool default_ignore_ = true;
   std::optional<Redactor> redactor_;
+  std::optional<std::string> key_;  // the recording's redaction key
   CompiledRules flags_;
   std::vector<CompiledRules> global_;
   std::vector<RouteRules> routes_;
@@ -770,26 +881,50 @@ void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
     auto ri = rec.find(name), li = live.find(name);
     const std::vector<std::string>& rv = ri == rec.end() ? kNone : ri->second;
     const std::vector<std::string>& lv = li == live.end() ? kNone : li->second;
-    bool same;
     const RE2* pattern = a.HeaderPattern(name);
-    auto loose = [&](const std::string& r, const std::string& l) {
+    // One recorded value (a field line, or one list element) stands for the live one: equal, a
+    // marker (the whole value, or query values inside a URL field), or both fully match the
+    // name's pattern.
+    auto value_matches = [&](std::string_view r, std::string_view l) {
+      if (r == l) return true;
       if (IsRedactionMarker(r)) return MarkerMatches(r, l);
-      return pattern && RE2::FullMatch(r, *pattern) && RE2::FullMatch(l, *pattern);
+      if (IsUrlField(name) && r.find(kRedactedPrefix) != std::string_view::npos &&
+          UrlMatches(r, l)) {
+        return true;
+      }
+      return pattern && RE2::FullMatch(SP(r), *pattern) && RE2::FullMatch(SP(l), *pattern);
     };
-    if (default_ignore_ && name == "set-cookie") {
-      // Cookie names only (RFC 6265 section 4.1.1); redaction makes the whole line a marker,
-      // which stands for any cookie, or with the key for the line it was made from.
+    auto in_order = [&](const auto& rs, const auto& ls) {
+      if (rs.size() != ls.size()) return false;
+      for (size_t i = 0; i < rs.size(); ++i) {
+        if (!value_matches(rs[i], ls[i])) return false;
+      }
+      return true;
+    };
+    bool same;
+    if (rv.empty() || lv.empty()) {
+      same = rv.empty() && lv.empty();
+    } else if (name == "set-cookie" && default_ignore_) {
+      // Cookie names only (RFC 6265 section 4.1.1), as a multiset: cookies of different names
+      // are independent. Redaction makes the whole line a marker, name included: it stands for
+      // any one cookie, with the key too (a fresh session id never has the recorded marker).
       same = MultisetMatch(
           rv, lv,
           [](const std::string& r, const std::string& l) {
             return !IsRedactionMarker(r) && CookieName(r) == CookieName(l);
           },
-          [&](const std::string& r, const std::string& l) {
-            return IsRedactionMarker(r) && MarkerMatches(r, l);
-          });
+          [](const std::string& r, const std::string&) { return IsRedactionMarker(r); });
+    } else if (name == "set-cookie") {
+      // Never combined (RFC 6265 section 3): line by line, in order.
+      same = in_order(rv, lv);
     } else {
-      same = MultisetMatch(
-          rv, lv, [](const std::string& r, const std::string& l) { return r == l; }, loose);
+      // RFC 9110 section 5.3: the field lines of one name are one field value, combined in
+      // order with ", ". Compared element by element (section 5.6.1 lists), or line by line (a
+      // marker stands for one whole line, commas included), or as a whole against a pattern
+      // (a value that is not a list may have commas, a date say).
+      std::string rc = absl::StrJoin(rv, ", "), lc = absl::StrJoin(lv, ", ");
+      same = in_order(FieldElements(rc), FieldElements(lc)) || in_order(rv, lv) ||
+             (pattern && RE2::FullMatch(rc, *pattern) && RE2::FullMatch(lc, *pattern));
     }
     if (same) continue;
     out->push_back(FieldDiff{FieldDiff::Kind::kHeader, "header " + name,
@@ -803,10 +938,17 @@ void ComparerImpl::BodyCompare(const Applied& a, const Exchange& recorded, const
   const Response& rec = *recorded.response;
   std::string rec_ce = JoinedField(rec.headers, "content-encoding");
   std::string live_ce = JoinedField(live.headers, "content-encoding");
-  absl::StatusOr<DecodedContent> rd = DecodeContent(rec.body.data, rec_ce);
-  absl::StatusOr<DecodedContent> ld = DecodeContent(live.body.data, live_ce);
+  // Neither side coded (the usual case): the bodies are their own text, not copied.
+  const bool plain = rec_ce.empty() && live_ce.empty();
+  absl::StatusOr<DecodedContent> rd =
+      plain ? DecodedContent{} : DecodeContent(rec.body.data, rec_ce);
+  absl::StatusOr<DecodedContent> ld =
+      plain ? DecodedContent{} : DecodeContent(live.body.data, live_ce);
   std::string_view rtext, ltext;
-  if (rd.ok() && ld.ok()) {
+  if (plain) {
+    rtext = rec.body.data;
+    ltext = live.body.data;
+  } else if (rd.ok() && ld.ok()) {
     rtext = rd->data;
     ltext = ld->data;
   } else {  // a coding that cannot be undone: the bytes as sent
@@ -820,7 +962,24 @@ void ComparerImpl::BodyCompare(const Applied& a, const Exchange& recorded, const
       ltext = live.body.data;
     }
     ltext = ltext.substr(0, std::min(ltext.size(), rtext.size()));
+    // The prefix says nothing of what follows: the wire lengths do, when both sides have the
+    // same codings. The recorded length is the full one when the body limit cut the body
+    // (stored < length); when a gap or the capture's end cut it, it is what was seen, a lower
+    // bound.
+    std::string rec_codings = absl::AsciiStrToLower(rec_ce);
+    std::string live_codings = absl::AsciiStrToLower(live_ce);
+    if (FieldElements(rec_codings) == FieldElements(live_codings)) {
+      uint64_t rlen = rec.body.length, llen = live.body.length;
+      bool full_known = rec.body.data.size() < rlen;
+      if (llen < rlen || (full_known && llen != rlen)) {
+        out->diffs.push_back(FieldDiff{FieldDiff::Kind::kBody, "body length", std::to_string(rlen),
+                                       std::to_string(llen)});
+      }
+    }
   } else {
+    // The same bytes are the same JSON value: no diff under any rule, and no parse needed (the
+    // common case of a replay, where both JSON parses were most of the comparison's cost).
+    if (rtext == ltext) return;
     std::optional<nlohmann::json> rj = AsJson(rtext, rec.headers);
     std::optional<nlohmann::json> lj = rj ? AsJson(ltext, live.headers) : std::nullopt;
     if (rj && lj) {
@@ -856,8 +1015,10 @@ Comparison ComparerImpl::DoCompare(const Exchange& recorded, const Response& liv
     if (!RE2::FullMatch(path, *r.path)) continue;
     rules.push_back(&r.rules);
   }
-  auto [lo, hi] = exchanges_.equal_range(IdText(recorded.capture_point, recorded.stream_id));
-  for (auto it = lo; it != hi; ++it) rules.push_back(&it->second);
+  if (!exchanges_.empty()) {  // (the id's text is built only when some rule names exchanges)
+    auto [lo, hi] = exchanges_.equal_range(IdText(recorded.capture_point, recorded.stream_id));
+    for (auto it = lo; it != hi; ++it) rules.push_back(&it->second);
+  }
   Applied a(*this, std::move(rules));
 
   if (!recorded.response) {  // nothing to compare with: every live field is new

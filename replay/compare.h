@@ -4,16 +4,29 @@
 // meaning a regression: dates, request ids, generated timestamps) and compares one recorded
 // exchange's final response with the live response to the same request:
 //   - status: the status code (RFC 9110 section 15), unless a rule ignores it;
-//   - header fields: compared by lower-case name as multisets of values (RFC 9110 section 5.3:
-//     a field line repeated is one field), except the ignored ones. DefaultIgnoredHeaders() are
-//     ignored unless CompareOptions::default_ignore_headers is false; for set-cookie only the
-//     values are ignored (the cookie names set must be the same). A recorded value that is a
-//     redaction marker ("tapkit-redacted:...", format/redact.h) matches any live value, or, with
-//     the recording's key, only a live value whose marker under that key is the same;
+//   - header fields: by lower-case name, except the ignored ones. A name's field lines are one
+//     field value combined in order with ", " (RFC 9110 section 5.3: order matters, the split
+//     into lines does not), compared as a list (section 5.6.1: split at commas outside quoted
+//     strings, section 5.6.4; whitespace around elements and empty elements ignored). A
+//     header pattern or a redaction marker is checked per element, or per field line (a marker
+//     stands for one whole line), and a pattern also against the whole combined value.
+//     Set-Cookie lines are never combined (RFC 6265 section 3): compared line by line in order.
+//     DefaultIgnoredHeaders() are ignored unless CompareOptions::default_ignore_headers is
+//     false; meanwhile set-cookie is compared on cookie names only, in any order, and a
+//     redacted Set-Cookie line stands for any one cookie, with the key too (its name is lost).
+//     A recorded value that is a redaction marker ("tapkit-redacted:...", format/redact.h)
+//     matches any live value, or, with the recording's key, only a live value whose marker
+//     under that key is the same. In Location, Content-Location and Referer a marker may stand
+//     inside the URL (a query or fragment parameter's value, a userinfo password:
+//     Redactor::RedactUrl): without the key it matches any non-empty value in its place; with
+//     it, the live URL redacted by RedactUrl for those parameter names must equal the recorded;
 //   - body: after undoing Content-Encoding on both sides (format/content_coding.h), byte-exact;
 //     when both sides are JSON (format/http_text.h) it is compared as JSON instead: member order
 //     ignored, ignored pointers skipped, arrays at unordered pointers compared as multisets.
-//     A recorded body cut at the body limit is compared on its stored prefix.
+//     A recorded body cut at the body limit is compared on its stored prefix and, when both
+//     sides have the same Content-Encoding, on Body::length (the wire length): any other live
+//     length differs; a body cut before the limit (gap, capture end: stored == length) has a
+//     lower bound only, so only a shorter live body differs.
 // Rules come from flags and from a YAML rules file (LoadRules): global, per route (method and a
 // RE2 regex on the path), per recorded exchange id. The rules that apply to one exchange are the
 // union of the global ones, every matching route's and its exchange id's.
@@ -44,8 +57,9 @@ struct NoiseRules {
   std::vector<std::string> ignore_json_paths;
   // Pointers of arrays compared as multisets, order ignored (--unordered-json-path).
   std::vector<std::string> unordered_json_paths;
-  // Header NAME -> RE2 regex: two different values are equal when both fully match it (a
-  // request id's shape, say). Rules file only.
+  // Header NAME -> RE2 regex: two different values (list elements, field lines or the combined
+  // values, as above) are equal when both fully match it (a request id's shape, say). Rules
+  // file only.
   std::vector<std::pair<std::string, std::string>> header_patterns;
   // JSON pointer -> RE2 regex on the value's text (a string's contents, or a number's or
   // literal's JSON text): two different values are equal when both fully match. Rules file only.
@@ -64,7 +78,9 @@ struct CompareOptions {
   NoiseRules flags;        // from the command line: apply to every exchange
   std::string rules_file;  // --rules FILE (YAML); empty: none
   // --redact-key-file's key (the recording's): a recorded marker then matches only a live value
-  // whose marker under this key is the same. Absent: a marker matches any live value.
+  // whose marker under this key is the same (a URL field's: the live URL redacted by
+  // RedactUrl; a Set-Cookie line while default_ignore_headers: any cookie, key or not).
+  // Absent: a marker matches any live value.
   std::optional<std::string> redaction_key;
 };
 
@@ -72,10 +88,12 @@ struct CompareOptions {
 struct FieldDiff {
   enum class Kind : uint8_t { kStatus, kHeader, kBody, kJsonValue };
   Kind kind = Kind::kStatus;
-  // "status"; "header NAME" (lower-case); "body"; "body POINTER" (RFC 6901) for a JSON value.
+  // "status"; "header NAME" (lower-case); "body"; "body POINTER" (RFC 6901) for a JSON value;
+  // "body length" for a recorded body cut at the body limit whose wire length differs.
   std::string field;
   // The values as text: a status code; a header's values joined with ", "; a JSON value as
-  // compact JSON; a body as its first 64 bytes C-escaped, "..." when longer, then " (N bytes)".
+  // compact JSON; a body as its first 64 bytes C-escaped, "..." when longer, then " (N bytes)";
+  // a body length as the decimal number of bytes on the wire.
   std::optional<std::string> recorded;  // absent: the recorded side has no such field/value
   std::optional<std::string> live;      // absent: the live side has none
   bool operator==(const FieldDiff&) const = default;

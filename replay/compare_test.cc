@@ -4,7 +4,6 @@
 #include "replay/compare.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,47 +15,15 @@
 #include "format/content_coding.h"
 #include "format/redact.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
 using Kind = FieldDiff::Kind;
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-// Runs `cmd` with /bin/sh and returns its standard output; *status gets the exit status.
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-// Skips the test when `tool` is missing, but under CI=true a missing tool fails it.
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 Exchange Recorded(std::vector<Header> headers, std::string body, uint16_t status = 200,
                   std::string method = "GET", std::string path = "/api/items") {
@@ -88,6 +55,9 @@ std::shared_ptr<const Comparer> Make(CompareOptions o = {}) {
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : nullptr;
 }
+
+// A marker as taprec writes it: format/redact.h's Redactor under the recording's key.
+const std::string kKey = "0123456789abcdef0123456789abcdef";
 
 const std::vector<Header> kJson = {{"Content-Type", "application/json"}};
 
@@ -135,16 +105,78 @@ TEST(Compare, DefaultIgnoredHeaders) {
   EXPECT_EQ(r.diffs[1], (FieldDiff{Kind::kHeader, "header content-length", "1", std::nullopt}));
 }
 
-TEST(Compare, HeadersAreMultisetsByLowerCaseName) {
+TEST(Compare, HeadersCombinedInOrderByLowerCaseName) {
   auto c = Make();
   std::vector<Header> rec = {{"Vary", "Accept"}, {"X-A", "1"}, {"Vary", "Origin"}};
-  std::vector<Header> same = {{"vary", "Origin"}, {"x-a", "1"}, {"VARY", "Accept"}};
+  std::vector<Header> same = {{"vary", "Accept"}, {"x-a", "1"}, {"VARY", "Origin"}};
   EXPECT_TRUE(c->Compare(Recorded(rec, ""), Live(same, "")).matched());
   std::vector<Header> other = {{"vary", "Origin"}, {"x-a", "1"}, {"vary", "Origin"}};
   Comparison r = c->Compare(Recorded(rec, ""), Live(other, ""));
   ASSERT_EQ(r.diffs.size(), 1u);
   EXPECT_EQ(r.diffs[0],
             (FieldDiff{Kind::kHeader, "header vary", "Accept, Origin", "Origin, Origin"}));
+  // RFC 9110 section 5.3: "the order in which field lines with the same name are received is
+  // ... significant"; the same values in another order are another field value.
+  std::vector<Header> swapped = {{"vary", "Origin"}, {"x-a", "1"}, {"vary", "Accept"}};
+  r = c->Compare(Recorded(rec, ""), Live(swapped, ""));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0],
+            (FieldDiff{Kind::kHeader, "header vary", "Accept, Origin", "Origin, Accept"}));
+}
+
+TEST(Compare, FieldLinesCombineAsRfc9110Section5_3) {
+  // RFC 9110 section 5.3's example: "Example-Field: Foo, Bar" and the two field lines
+  // "Example-Field: Foo" and "Example-Field: Bar" are the same field value.
+  auto c = Make();
+  std::vector<Header> one = {{"Example-Field", "Foo, Bar"}};
+  std::vector<Header> two = {{"Example-Field", "Foo"}, {"Example-Field", "Bar"}};
+  EXPECT_TRUE(c->Compare(Recorded(one, ""), Live(two, "")).matched());
+  EXPECT_TRUE(c->Compare(Recorded(two, ""), Live(one, "")).matched());
+  // The finding's case: Vary recorded on one line, sent live on two.
+  EXPECT_TRUE(c->Compare(Recorded({{"Vary", "Accept, Accept-Encoding"}}, ""),
+                         Live({{"Vary", "Accept"}, {"Vary", "Accept-Encoding"}}, ""))
+                  .matched());
+  // Optional whitespace around the commas (section 5.6.1's OWS) and empty list elements
+  // (5.6.1: a recipient ignores them) do not count.
+  EXPECT_TRUE(c->Compare(Recorded({{"Vary", "Accept,Accept-Encoding"}}, ""),
+                         Live({{"Vary", "Accept ,\tAccept-Encoding,"}}, ""))
+                  .matched());
+  // A comma inside a quoted string (section 5.6.4) splits nothing, and its spaces count.
+  std::vector<Header> quoted = {{"X-Q", "\"a, b\", c"}};
+  EXPECT_TRUE(
+      c->Compare(Recorded(quoted, ""), Live({{"X-Q", "\"a, b\""}, {"X-Q", "c"}}, "")).matched());
+  EXPECT_FALSE(
+      c->Compare(Recorded(quoted, ""), Live({{"X-Q", "\"a,b\""}, {"X-Q", "c"}}, "")).matched());
+  // Lines that combine to the same text are the same field value, wherever they were split.
+  EXPECT_TRUE(
+      c->Compare(Recorded(quoted, ""), Live({{"X-Q", "\"a"}, {"X-Q", "b\", c"}}, "")).matched());
+  // A marker stands for one field line, under the key too, whatever commas the live line has.
+  std::string marker = Redactor({}, kKey).Redact("a, b");
+  CompareOptions o;
+  o.redaction_key = kKey;
+  EXPECT_TRUE(Make(o)
+                  ->Compare(Recorded({{"X-Auth", marker}, {"X-Auth", "c"}}, ""),
+                            Live({{"X-Auth", "a, b"}, {"X-Auth", "c"}}, ""))
+                  .matched());
+  EXPECT_TRUE(c->Compare(Recorded({{"X-Auth", marker}, {"X-Auth", "c"}}, ""),
+                         Live({{"X-Auth", "a, b"}, {"X-Auth", "c"}}, ""))
+                  .matched());
+  EXPECT_FALSE(Make(o)
+                   ->Compare(Recorded({{"X-Auth", marker}, {"X-Auth", "c"}}, ""),
+                             Live({{"X-Auth", "a, c"}, {"X-Auth", "c"}}, ""))
+                   .matched());
+  // A pattern checks each element, or the whole value.
+  CompareOptions p;
+  p.flags.header_patterns = {{"X-Id", "[0-9a-f]{4}"}, {"X-When", "[A-Z][a-z]{2}, [0-9]{2}"}};
+  auto pc = Make(p);
+  EXPECT_TRUE(pc->Compare(Recorded({{"X-Id", "00aa, 11bb"}}, ""),
+                          Live({{"X-Id", "22cc"}, {"X-Id", "33dd"}}, ""))
+                  .matched());
+  EXPECT_FALSE(pc->Compare(Recorded({{"X-Id", "00aa, 11bb"}}, ""),
+                           Live({{"X-Id", "22cc"}, {"X-Id", "33dd"}, {"X-Id", "44ee"}}, ""))
+                   .matched());
+  EXPECT_TRUE(pc->Compare(Recorded({{"X-When", "Mon, 01"}}, ""), Live({{"X-When", "Tue, 02"}}, ""))
+                  .matched());
 }
 
 TEST(Compare, SetCookieNamesNotValues) {
@@ -198,9 +230,6 @@ TEST(Compare, FlagErrorsNameTheFlag) {
   EXPECT_FALSE(Comparer::Create(o).ok());
 }
 
-// A marker as taprec writes it: format/redact.h's Redactor under the recording's key.
-const std::string kKey = "0123456789abcdef0123456789abcdef";
-
 TEST(Compare, RedactedHeaderWithoutKeyMatchesAnyValue) {
   std::string marker = Redactor({}, kKey).Redact("token-1");
   ASSERT_TRUE(IsRedactionMarker(marker));
@@ -230,11 +259,38 @@ TEST(Compare, RedactedHeaderWithKeyMatchesOnlyItsValue) {
   EXPECT_FALSE(Comparer::Create(o).ok());
 }
 
-TEST(Compare, RedactedSetCookieWithKey) {
-  // Redaction replaces the whole Set-Cookie value, cookie name included.
+TEST(Compare, RedactedSetCookieMatchesAnyLine) {
+  // taprec redacts the whole Set-Cookie line, cookie name included: with the default rule
+  // (cookie names only) a marker stands for any one cookie, with the recording's key too,
+  // since a fresh session id never has the recorded line's marker.
   std::string marker = Redactor({}, kKey).Redact("sid=abc; Path=/");
   CompareOptions o;
   o.redaction_key = kKey;
+  for (const auto& c : {Make(), Make(o)}) {
+    EXPECT_TRUE(c->Compare(Recorded({{"Set-Cookie", marker}}, ""),
+                           Live({{"Set-Cookie", "sid=abc; Path=/"}}, ""))
+                    .matched());
+    EXPECT_TRUE(c->Compare(Recorded({{"Set-Cookie", marker}}, ""),
+                           Live({{"Set-Cookie", "sid=xyz; Path=/"}}, ""))
+                    .matched());
+    // Beside an unredacted cookie, whose value still does not count but whose name does.
+    std::vector<Header> rec = {{"Set-Cookie", "lang=en"}, {"Set-Cookie", marker}};
+    EXPECT_TRUE(c->Compare(Recorded(rec, ""),
+                           Live({{"Set-Cookie", "sid=abd; Path=/"}, {"Set-Cookie", "lang=de"}}, ""))
+                    .matched());
+    EXPECT_FALSE(
+        c->Compare(Recorded(rec, ""),
+                   Live({{"Set-Cookie", "sid=abd; Path=/"}, {"Set-Cookie", "locale=de"}}, ""))
+            .matched());
+    // A marker is one line: the count of cookies still counts.
+    EXPECT_FALSE(c->Compare(Recorded({{"Set-Cookie", marker}}, ""), Live({}, "")).matched());
+    EXPECT_FALSE(c->Compare(Recorded({{"Set-Cookie", marker}}, ""),
+                            Live({{"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}}, ""))
+                     .matched());
+  }
+  // Without the default rule the key checks the whole line, and lines are never combined
+  // (RFC 6265 section 3).
+  o.default_ignore_headers = false;
   EXPECT_TRUE(Make(o)
                   ->Compare(Recorded({{"Set-Cookie", marker}}, ""),
                             Live({{"Set-Cookie", "sid=abc; Path=/"}}, ""))
@@ -243,22 +299,78 @@ TEST(Compare, RedactedSetCookieWithKey) {
                    ->Compare(Recorded({{"Set-Cookie", marker}}, ""),
                              Live({{"Set-Cookie", "sid=xyz; Path=/"}}, ""))
                    .matched());
-  EXPECT_TRUE(Make()
-                  ->Compare(Recorded({{"Set-Cookie", marker}}, ""),
-                            Live({{"Set-Cookie", "sid=xyz; Path=/"}}, ""))
-                  .matched());
-  // Beside an unredacted cookie, whose value still does not count.
-  std::vector<Header> rec = {{"Set-Cookie", "lang=en"}, {"Set-Cookie", marker}};
+  EXPECT_FALSE(Make(o)
+                   ->Compare(Recorded({{"Set-Cookie", "a=1, b=2"}}, ""),
+                             Live({{"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}}, ""))
+                   .matched());
+}
+
+// A recorded exchange redacted by the Redactor itself, as taprec writes it.
+Exchange RedactedRecording(std::vector<Header> headers, const std::string& key) {
+  Exchange x = Recorded(std::move(headers), "");
+  RedactionRules rules;
+  rules.query_params = DefaultRedactedQueryParams();
+  Redactor(rules, key).Apply(&x);
+  return x;
+}
+
+TEST(Compare, RedactedQueryValuesInUrlFields) {
+  Exchange rec = RedactedRecording({{"Location", "/next?token=abc&page=2#sig=s1"},
+                                    {"Content-Location", "https://u:pw@h.example/doc?key=k1"}},
+                                   kKey);
+  ASSERT_EQ(rec.response->headers[0].value, "/next?token=" + Redactor({}, kKey).Redact("abc") +
+                                                "&page=2#sig=" + Redactor({}, kKey).Redact("s1"));
+  ASSERT_TRUE(absl::StrContains(rec.response->headers[1].value,
+                                "u:" + Redactor({}, kKey).Redact("pw") + "@"));
+  auto live = [](std::string loc, std::string cl) {
+    return Live({{"Location", std::move(loc)}, {"Content-Location", std::move(cl)}}, "");
+  };
+  // Without the key a marker is a wildcard for the one value it replaced.
+  auto c = Make();
   EXPECT_TRUE(
-      Make(o)
-          ->Compare(Recorded(rec, ""),
-                    Live({{"Set-Cookie", "sid=abc; Path=/"}, {"Set-Cookie", "lang=de"}}, ""))
+      c->Compare(rec, live("/next?token=xyz&page=2#sig=s2", "https://u:other@h.example/doc?key=k2"))
+          .matched());
+  Comparison r = c->Compare(
+      rec, live("/next?token=xyz&page=3#sig=s2", "https://u:other@h.example/doc?key=k2"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0].field, "header location");
+  EXPECT_FALSE(
+      c->Compare(rec, live("/next?token=&page=2#sig=s2", "https://u:other@h.example/doc?key=k2"))
           .matched());
   EXPECT_FALSE(
-      Make(o)
-          ->Compare(Recorded(rec, ""),
-                    Live({{"Set-Cookie", "sid=abd; Path=/"}, {"Set-Cookie", "lang=de"}}, ""))
+      c->Compare(rec, live("/next?token=x&y&page=2#sig=s2", "https://u:other@h.example/doc?key=k2"))
           .matched());
+  EXPECT_FALSE(
+      c->Compare(rec, live("/next?token=xyz&page=2#sig=s2", "https://v:other@h.example/doc?key=k2"))
+          .matched());
+  // With the key the live URL is redacted as the recording was, and must give the same text.
+  CompareOptions o;
+  o.redaction_key = kKey;
+  auto k = Make(o);
+  EXPECT_TRUE(
+      k->Compare(rec, live("/next?token=abc&page=2#sig=s1", "https://u:pw@h.example/doc?key=k1"))
+          .matched());
+  // The name is found percent-decoded, as RedactUrl does, but written as sent: another URL.
+  EXPECT_FALSE(
+      k->Compare(rec, live("/next?to%6Ben=abc&page=2#sig=s1", "https://u:pw@h.example/doc?key=k1"))
+          .matched());
+  r = k->Compare(rec, live("/next?token=abd&page=2#sig=s1", "https://u:pw@h.example/doc?key=k1"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0].field, "header location");
+  r = k->Compare(rec, live("/next?token=abc&page=2#sig=s1", "https://u:pX@h.example/doc?key=k1"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0].field, "header content-location");
+  // Outside the query and the fragment a marker is text, as RedactUrl never writes one there.
+  std::string m = Redactor({}, kKey).Redact("x");
+  EXPECT_FALSE(c->Compare(Recorded({{"Location", "/a=" + m}}, ""), Live({{"Location", "/a=b"}}, ""))
+                   .matched());
+  EXPECT_TRUE(
+      c->Compare(Recorded({{"Location", "/a?b=" + m}}, ""), Live({{"Location", "/a?b=c"}}, ""))
+          .matched());
+  // Other fields' values are not URLs: a marker there is only ever a whole value.
+  EXPECT_FALSE(c->Compare(Recorded({{"X-Next", rec.response->headers[0].value}}, ""),
+                          Live({{"X-Next", "/next?token=xyz&page=2#sig=s2"}}, ""))
+                   .matched());
 }
 
 TEST(Compare, RedactedJsonField) {
@@ -306,13 +418,13 @@ TEST(Compare, JsonMemberOrderIgnoredAndLeafDiffs) {
 }
 
 TEST(Compare, JsonPrettyTextIsJqSorted) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string rec = R"({"z":[1,{"b":2,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   std::string live = R"({"z":[1,{"b":3,"a":"é\n"}],"a":{"y":null,"x":[]},"m":{}})";
   Comparison r = Make()->Compare(Recorded(kJson, rec), Live(kJson, live));
   ASSERT_EQ(r.diffs.size(), 1u);
-  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteFile("rec.json", rec)));
-  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteFile("live.json", live)));
+  EXPECT_EQ(r.recorded_body_text, Shell("jq -S . " + WriteTestFile("rec.json", rec)));
+  EXPECT_EQ(r.live_body_text, Shell("jq -S . " + WriteTestFile("live.json", live)));
 }
 
 TEST(Compare, IgnoreJsonPathsWithWildcards) {
@@ -388,11 +500,11 @@ TEST(Compare, TextBodyPreviewAndTexts) {
 }
 
 TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
-  REQUIRE_TOOL("gzip");
-  REQUIRE_TOOL("brotli");
+  TAPKIT_REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("brotli");
   std::string json = R"({"b":[1,2,3],"a":"text"})";
-  std::string gz = Shell("gzip -c " + WriteFile("body.json", json));
-  std::string br = Shell("brotli -c " + WriteFile("body2.json", json));
+  std::string gz = Shell("gzip -c " + WriteTestFile("body.json", json));
+  std::string br = Shell("brotli -c " + WriteTestFile("body2.json", json));
   ASSERT_FALSE(gz.empty());
   ASSERT_FALSE(br.empty());
   std::vector<Header> gzh = {{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}};
@@ -436,33 +548,84 @@ TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {
 }
 
 TEST(Compare, TruncatedGzipBodyComparedOnDecodedPrefix) {
-  REQUIRE_TOOL("gzip");
+  TAPKIT_REQUIRE_TOOL("gzip");
   std::string text;
   for (int i = 0; i < 2000; ++i) text += "line " + std::to_string(i) + "\n";
-  std::string gz = Shell("gzip -c " + WriteFile("big.txt", text));
+  // gzip -n: no name or time in the header, so equal texts give equal bytes (equal lengths).
+  auto gzip = [](const std::string& t) {
+    return Shell("gzip -n -c " + WriteTestFile("big.txt", t));
+  };
+  std::string gz = gzip(text);
   ASSERT_GT(gz.size(), 600u);
   std::vector<Header> h = {{"Content-Type", "text/plain"}, {"Content-Encoding", "gzip"}};
   Exchange rec = Recorded(h, gz.substr(0, 600));
   rec.response->body.length = gz.size();
   rec.response->body.truncated = true;
   auto c = Make();
-  Comparison r = c->Compare(rec, Live(h, *EncodeContent(text, "gzip")));
+  Comparison r = c->Compare(rec, Live(h, gzip(text)));
   EXPECT_TRUE(r.matched()) << (r.diffs.empty() ? "" : r.diffs[0].field);
   EXPECT_TRUE(r.body_prefix_only);
   std::string changed = text;
   changed[3] = 'X';
-  EXPECT_FALSE(c->Compare(rec, Live(h, *EncodeContent(changed, "gzip"))).matched());
-  // Past what the prefix decodes to, a change is not seen.
+  EXPECT_FALSE(c->Compare(rec, Live(h, gzip(changed))).matched());
+  // Past what the prefix decodes to, a change is seen only through the wire length.
   changed = text;
   changed[changed.size() - 2] = 'X';
-  EXPECT_TRUE(c->Compare(rec, Live(h, *EncodeContent(changed, "gzip"))).matched());
+  std::string gz_changed = gzip(changed);
+  r = c->Compare(rec, Live(h, gz_changed));
+  if (gz_changed.size() == gz.size()) {
+    EXPECT_TRUE(r.matched());
+  } else {
+    ASSERT_EQ(r.diffs.size(), 1u);
+    EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kBody, "body length", std::to_string(gz.size()),
+                                     std::to_string(gz_changed.size())}));
+  }
+  changed += "one more line\n";
+  r = c->Compare(rec, Live(h, gzip(changed)));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0].field, "body length");
+}
+
+TEST(Compare, TruncatedRecordedBodyWireLength) {
+  // The recorded body was cut at the body limit: its stored prefix matches, but the body on the
+  // wire was 20 bytes and the live one is longer or shorter.
+  std::vector<Header> text = {{"Content-Type", "text/plain"}};
+  std::string full = "0123456789abcdefghij";
+  Exchange rec = Recorded(text, full.substr(0, 10));
+  rec.response->body.length = full.size();
+  rec.response->body.truncated = true;
+  auto c = Make();
+  Comparison r = c->Compare(rec, Live(text, full + "klm"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kBody, "body length", "20", "23"}));
+  EXPECT_TRUE(r.body_prefix_only);
+  r = c->Compare(rec, Live(text, full.substr(0, 15)));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kBody, "body length", "20", "15"}));
+  // The live body as received was cut too (its own cap): its counted length still counts.
+  Response cut = Live(text, full.substr(0, 12));
+  cut.body.length = 20;
+  cut.body.truncated = true;
+  EXPECT_TRUE(c->Compare(rec, cut).matched());
+  // Different codings: the wire lengths say nothing.
+  std::vector<Header> gz = {{"Content-Type", "text/plain"}, {"Content-Encoding", "gzip"}};
+  Response enc = Live(gz, *EncodeContent(full + "klm", "gzip"));
+  r = c->Compare(rec, enc);
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0].field, "header content-encoding");
+  // A body cut by a gap or the capture's end before the limit (stored == length) has only a
+  // lower bound: a longer live body is no difference, a shorter one is.
+  Exchange seen = Recorded(text, full.substr(0, 10));
+  seen.response->body.truncated = true;
+  EXPECT_TRUE(c->Compare(seen, Live(text, full)).matched());
+  EXPECT_FALSE(c->Compare(seen, Live(text, "012345678")).matched());
 }
 
 // ---- The rules file ----
 
 absl::StatusOr<std::shared_ptr<const Comparer>> FromRules(const std::string& yaml) {
   CompareOptions o;
-  o.rules_file = WriteFile("rules.yaml", yaml);
+  o.rules_file = WriteTestFile("rules.yaml", yaml);
   return Comparer::Create(o);
 }
 
@@ -580,7 +743,7 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
 // ---- UnifiedDiff against GNU diff -u ----
 
 std::string GnuDiff(const std::string& a, const std::string& b, int context = 3) {
-  std::string pa = WriteFile("a.txt", a), pb = WriteFile("b.txt", b);
+  std::string pa = WriteTestFile("a.txt", a), pb = WriteTestFile("b.txt", b);
   return Shell("diff -U " + std::to_string(context) + " --label recorded --label live " + pa + " " +
                pb);
 }
@@ -591,7 +754,7 @@ TEST(UnifiedDiff, EqualTextsGiveNothing) {
 }
 
 TEST(UnifiedDiff, HandPickedPairsMatchGnuDiff) {
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("diff");
   std::string ten;
   for (int i = 1; i <= 30; ++i) ten += "line " + std::to_string(i) + "\n";
   auto edit = [&](std::vector<std::pair<int, std::string>> repl) {
@@ -649,8 +812,8 @@ std::pair<int, int> Changes(const std::string& diff) {
 // checked to be as short as diff -u's, to turn a into b under patch(1), and, in most rounds,
 // to be diff -u's own.
 TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
-  REQUIRE_TOOL("diff");
-  REQUIRE_TOOL("patch");
+  TAPKIT_REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("patch");
   std::mt19937 rng(12);
   const char* words[] = {"a\n", "b\n", "c\n", "{\n", "}\n", "  x\n"};
   int same = 0;
@@ -685,7 +848,7 @@ TEST(UnifiedDiff, RandomPairsAreMinimalAndApply) {
       continue;
     }
     EXPECT_EQ(Changes(mine), Changes(gnu)) << "a:\n" << a << "b:\n" << b << mine << gnu;
-    std::string pa = WriteFile("p.txt", a), pd = WriteFile("p.diff", mine);
+    std::string pa = WriteTestFile("p.txt", a), pd = WriteTestFile("p.diff", mine);
     int st = 0;
     Shell("patch -s " + pa + " " + pd + " 2>&1", &st);
     EXPECT_EQ(st, 0);

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,25 +162,34 @@ absl::Status CheckOptions(const ReplayOptions& o) {
   if (std::count(o.inputs.begin(), o.inputs.end(), "-") > 1) {
     return absl::InvalidArgumentError("standard input ('-') given twice");
   }
-  bool stdin_input = std::count(o.inputs.begin(), o.inputs.end(), "-") > 0;
   if (o.loop < 1) return absl::InvalidArgumentError(absl::StrCat("--loop ", o.loop, ": below 1"));
-  if (o.loop > 1 && stdin_input) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--loop ", o.loop, ": a stream on standard input is replayed once"));
+  if (o.loop > 1) {
+    for (const std::string& in : o.inputs) {
+      if (in == "-") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--loop ", o.loop, ": a stream on standard input is replayed once"));
+      }
+      if (internal::IsStreamInput(in)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--loop ", o.loop, ": ", in, " is a stream (not a regular file); it is replayed once"));
+      }
+    }
   }
   if (!(o.sample_percent > 0 && o.sample_percent <= 100)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--sample ", o.sample_percent, ": not a percentage in (0, 100]"));
   }
-  if (o.pacing == Pacing::kRecorded && !(o.speed > 0 && std::isfinite(o.speed))) {
-    return absl::InvalidArgumentError(absl::StrCat("--speed ", o.speed, ": not above 0"));
-  }
-  if (o.pacing == Pacing::kRate && !(o.rate > 0 && std::isfinite(o.rate))) {
-    return absl::InvalidArgumentError(absl::StrCat("--rate ", o.rate, ": not above 0"));
-  }
-  if (o.concurrency < 0 || o.concurrency > 4096) {
+  if (o.pacing == Pacing::kRecorded && !(o.speed >= kMinSpeed && o.speed <= kMaxSpeed)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--concurrency ", o.concurrency, ": not in 0..4096"));
+        absl::StrCat("--speed ", o.speed, ": not in ", kMinSpeed, "..", kMaxSpeed));
+  }
+  if (o.pacing == Pacing::kRate && !(o.rate >= kMinRate && o.rate <= kMaxRate)) {
+    return absl::InvalidArgumentError(absl::StrCat("--rate ", o.rate, ": not in ", kMinRate, "..",
+                                                   static_cast<int64_t>(kMaxRate)));
+  }
+  if (o.concurrency < 0 || o.concurrency > kMaxLanes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--concurrency ", o.concurrency, ": not in 0..", kMaxLanes));
   }
   if (o.timeout_ns <= 0) return absl::InvalidArgumentError("--timeout: not above 0");
   return absl::OkStatus();
@@ -192,6 +202,20 @@ std::string ConnectError(CURLcode code, long os_errno, const char* words) {
     return s;
   }
   if (code == CURLE_COULDNT_RESOLVE_HOST) return "cannot resolve the host";
+  return words[0] ? words : curl_easy_strerror(code);
+}
+
+// Why the first request got no answer from a target it connected to.
+std::string FirstRequestError(CURLcode code, long os_errno, const char* words, int64_t timeout_ns) {
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    return absl::StrCat("none within ", timeout_ns / 1'000'000, " ms (--timeout)");
+  }
+  if (code == CURLE_GOT_NOTHING) return "the connection was closed without a response";
+  if ((code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR) && os_errno != 0) {
+    std::string s = std::strerror(static_cast<int>(os_errno));
+    if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
+    return s;
+  }
   return words[0] ? words : curl_easy_strerror(code);
 }
 
@@ -211,9 +235,13 @@ class Engine {
   size_t RouteDue();
   bool StartIdle();
   void Send(Lane* lane, Job job);
-  size_t Pump();  // completions handled
+  size_t Pump(bool poll = true);  // completions handled
   void PollIo(int timeout_ms);
   static int OnSocket(CURL* easy, curl_socket_t fd, int what, void* engine, void* assigned);
+  static curl_socket_t OnOpen(void* engine, curlsocktype purpose, curl_sockaddr* address);
+  static int OnClose(void* engine, curl_socket_t fd);
+  void Watch(curl_socket_t fd, uint32_t events);
+  void Unwatch(curl_socket_t fd);
   static int OnTimer(CURLM* multi, long timeout_ms, void* engine);
   void Finish(Lane* lane, CURLcode code);
   void Deliver(ReplayedExchange& rx);
@@ -227,8 +255,13 @@ class Engine {
   internal::RequestPlan plan_;
   std::shared_ptr<const Comparer> comparer_;
   CURLM* multi_ = nullptr;
+  CURLU* url_ = nullptr;  // the target, parsed once for every lane
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;            // eventfd: the input thread queued exchanges
+  int wake_fd_ = -1;  // eventfd: the input thread queued exchanges
+  // Per socket: the events it is in the epoll set for (0: not in it), and whether libcurl
+  // watches it now (false: parked, see OnSocket).
+  std::vector<uint32_t> watched_;
+  std::vector<bool> wanted_;
   int64_t curl_timer_ns_ = -1;  // libcurl's timer (CURLMOPT_TIMERFUNCTION), monotonic; -1: none
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
@@ -261,29 +294,74 @@ Engine::~Engine() {
     curl_slist_free_all(lane->fields);
   }
   if (multi_) curl_multi_cleanup(multi_);
+  if (url_) curl_url_cleanup(url_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void* assigned) {
-  auto* self = static_cast<Engine*>(user);
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // may be closed already: no matter
-    return 0;
-  }
+// libcurl asks to stop watching a connection's socket whenever a transfer on it ends, and to
+// watch it again when the lane's next request goes out on it: two epoll_ctl calls per request.
+// Instead a socket it stops watching stays in the epoll set ("parked"): watched again for the
+// same events, it costs nothing. A parked socket that turns ready (the target closed the idle
+// connection) is dropped from the set then; one libcurl closes is forgotten in OnClose.
+void Engine::Watch(curl_socket_t fd, uint32_t events) {
+  if (fd < 0) return;
+  if (static_cast<size_t>(fd) >= watched_.size()) watched_.resize(static_cast<size_t>(fd) + 1, 0);
+  uint32_t& now = watched_[static_cast<size_t>(fd)];
+  if (now == events) return;
   epoll_event ev{};
   ev.data.fd = fd;
-  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ev.events |= EPOLLIN;
-  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ev.events |= EPOLLOUT;
-  if (assigned) {
-    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
-  } else {
-    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  ev.events = events;
+  if (now == 0) {
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
     }
-    curl_multi_assign(self->multi_, fd, self);
+  } else if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   }
+  now = events;
+}
+
+void Engine::Unwatch(curl_socket_t fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= watched_.size() || watched_[fd] == 0) return;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < wanted_.size()) wanted_[fd] = false;
+}
+
+int Engine::OnSocket(CURL*, curl_socket_t fd, int what, void* user, void*) {
+  auto* self = static_cast<Engine*>(user);
+  if (fd < 0) return 0;
+  if (static_cast<size_t>(fd) >= self->wanted_.size()) {
+    self->wanted_.resize(static_cast<size_t>(fd) + 1, false);
+  }
+  if (what == CURL_POLL_REMOVE) {
+    self->wanted_[fd] = false;  // parked: still in the epoll set
+    return 0;
+  }
+  uint32_t events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= EPOLLOUT;
+  self->wanted_[fd] = true;
+  self->Watch(fd, events);
   return 0;
+}
+
+// A socket libcurl opens may reuse the number of one closed earlier (and so dropped from the
+// epoll set by the kernel): whatever was noted for that number is forgotten.
+curl_socket_t Engine::OnOpen(void* user, curlsocktype, curl_sockaddr* address) {
+  auto* self = static_cast<Engine*>(user);
+  int fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  if (static_cast<size_t>(fd) < self->watched_.size()) self->watched_[fd] = 0;
+  if (static_cast<size_t>(fd) < self->wanted_.size()) self->wanted_[fd] = false;
+  return fd;
+}
+
+int Engine::OnClose(void* user, curl_socket_t fd) {
+  auto* self = static_cast<Engine*>(user);
+  self->Unwatch(fd);
+  return close(fd);
 }
 
 int Engine::OnTimer(CURLM*, long timeout_ms, void* user) {
@@ -309,6 +387,10 @@ void Engine::PollIo(int timeout_ms) {
     if (fd == wake_fd_) {
       uint64_t count;
       (void)!read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    if (static_cast<size_t>(fd) >= wanted_.size() || !wanted_[fd]) {
+      Unwatch(fd);  // parked, and the target closed it (or sent what nobody asked for)
       continue;
     }
     int flags = 0;
@@ -338,6 +420,11 @@ absl::Status Engine::Setup() {
     return absl::InternalError(absl::StrCat("libcurl: ", curl_easy_strerror(global)));
   }
   multi_ = curl_multi_init();
+  url_ = curl_url();
+  if (!url_ || curl_url_set(url_, CURLUPART_URL, plan_.target.url.c_str(), 0) != CURLUE_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--target ", o_.target, ": libcurl cannot parse it"));
+  }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (!multi_ || epoll_fd_ < 0 || wake_fd_ < 0) {
@@ -387,11 +474,17 @@ bool Engine::OpenLane(Lane* lane) {
   CURL* e = lane->easy;
   curl_easy_setopt(e, CURLOPT_SHARE, lane->share);
   curl_easy_setopt(e, CURLOPT_PRIVATE, lane);
-  curl_easy_setopt(e, CURLOPT_URL, plan_.target.url.c_str());
+  // The target parsed once (a CURLU handle), not from text at every transfer.
+  curl_easy_setopt(e, CURLOPT_CURLU, url_);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
+  curl_easy_setopt(e, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Engine::OnOpen);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Engine::OnClose);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, lane);
@@ -403,16 +496,28 @@ bool Engine::OpenLane(Lane* lane) {
   return true;
 }
 
+// start + offset, the offset held within [0, kMaxDueOffsetNs] (about 146 years): a gap that
+// long waits "forever", and llround or the sum never overflows (a NaN counts as 0).
+constexpr double kMaxDueOffsetNs = 4.611686018427387904e18;  // 2^62
+int64_t DueAfter(int64_t start_ns, double offset_ns) {
+  if (!(offset_ns > 0)) return start_ns;
+  int64_t offset = offset_ns >= kMaxDueOffsetNs ? int64_t{1} << 62 : std::llround(offset_ns);
+  return offset > std::numeric_limits<int64_t>::max() - start_ns
+             ? std::numeric_limits<int64_t>::max()
+             : start_ns + offset;
+}
+
 int64_t Engine::DueOf(const Job& job) {
   switch (o_.pacing) {
     case Pacing::kRecorded: {
-      double offset =
-          static_cast<double>(static_cast<int64_t>(job.recorded->sort_key_ns - origin_key_ns_)) +
-          job.round * round_period_ns_;
-      return start_ns_ + std::llround(offset / o_.speed);
+      // Sorted input: a key before the origin (a later file's reorder) is due at once.
+      const uint64_t key = job.recorded->sort_key_ns;
+      double offset = key > origin_key_ns_ ? static_cast<double>(key - origin_key_ns_) : 0.0;
+      offset += job.round * round_period_ns_;
+      return DueAfter(start_ns_, offset / o_.speed);
     }
     case Pacing::kRate:
-      return start_ns_ + std::llround(static_cast<double>(index_++) * 1e9 / o_.rate);
+      return DueAfter(start_ns_, static_cast<double>(index_++) * 1e9 / o_.rate);
     case Pacing::kMax:
       break;
   }
@@ -433,6 +538,12 @@ void Engine::TakeInput() {
         job.round = item.round;
         // Built before it is due, so that at its due time only libcurl's hand-off remains.
         internal::BuildRequest(plan_, *job.recorded->request, &job.request);
+        if (!job.request.usage_error.empty()) {
+          // A --rewrite-path that breaks a recorded target is the command line's mistake.
+          fatal_ = absl::InvalidArgumentError(job.request.usage_error);
+          input_ended_ = true;
+          return;
+        }
         items_.push_back(std::move(job));
         break;
       }
@@ -442,6 +553,7 @@ void Engine::TakeInput() {
         summary_.selected_out += c.selected_out;
         summary_.sampled_out += c.sampled_out;
         summary_.skipped_incomplete += c.skipped_incomplete;
+        summary_.skipped_truncated_body += c.skipped_truncated_body;
         if (item.round == 0 && c.taken > 0) {
           // docs: round r + 1 starts one mean recorded gap after round r's last request.
           double span = static_cast<double>(c.last_key_ns - c.first_key_ns);
@@ -450,6 +562,9 @@ void Engine::TakeInput() {
         }
         break;
       }
+      case internal::InputItem::Kind::kNotice:
+        if (o_.notice) o_.notice(item.notice);
+        break;
       case internal::InputItem::Kind::kEnd:
         input_ended_ = true;
         break;
@@ -547,8 +662,10 @@ bool Engine::StartIdle() {
     }
   }
   // Sent at once; a fast answer may complete within this very call, and its completion must be
-  // collected before the loop sleeps (nothing would wake it).
-  return added && Pump() > 0;
+  // collected before the loop sleeps (nothing would wake it). The sockets are not polled here:
+  // answers to requests just sent are rarely in yet, and the epoll set is level-triggered, so
+  // the loop's next wait sees whatever came (one epoll_wait less per batch of requests).
+  return added && Pump(/*poll=*/false) > 0;
 }
 
 // The lane's request fields as libcurl takes them. libcurl's syntax: "Name;" sends an empty
@@ -580,6 +697,7 @@ void Engine::Send(Lane* lane, Job job) {
   lane->sent_wall_ns = lane->sent_steady_ns + wall_offset_ns_;
   summary_.redacted_headers_dropped += lane->request.redacted_dropped;
   if (!lane->request.error.empty()) {
+    lane->request.redacted_sent = 0;  // nothing was sent
     ReplayedExchange rx;
     rx.recorded = &rec;
     rx.round = lane->job.round;
@@ -621,7 +739,8 @@ void Engine::Send(Lane* lane, Job job) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
                      r.method == "GET" && !r.has_body ? nullptr : r.method.c_str());
   }
-  lane->response.Reset();
+  summary_.redacted_values_sent += r.redacted_sent;
+  lane->response.Reset(internal::LiveBodyLimit(rec));
   lane->error[0] = '\0';
   lane->busy = true;
   ++in_flight_;
@@ -631,9 +750,9 @@ void Engine::Send(Lane* lane, Job job) {
 
 // Hands libcurl the sockets that are ready (without waiting) and runs its timer when it is due
 // (a transfer just added is due at once: that sends it), then hands out the transfers that
-// ended.
-size_t Engine::Pump() {
-  PollIo(0);
+// ended. `poll` false: the timer and the ended transfers only.
+size_t Engine::Pump(bool poll) {
+  if (poll) PollIo(0);
   int running = 0;
   if (curl_timer_ns_ >= 0 && curl_timer_ns_ <= MonotonicNs()) {
     curl_timer_ns_ = -1;
@@ -665,6 +784,7 @@ void Engine::Finish(Lane* lane, CURLcode code) {
   rx.due_ns = lane->job.due_ns;
   rx.sent_ns = lane->sent_ns;
   rx.redacted_headers_dropped = r.redacted_dropped;
+  rx.redacted_values_sent = r.redacted_sent;
   Exchange& live = rx.live;
   live.capture_point = 0;
   live.stream_id = lane->stream_id;
@@ -737,6 +857,16 @@ void Engine::Finish(Lane* lane, CURLcode code) {
       lane->job = Job();
       return;
     }
+    if (!answered_ && !lane->response.has_status()) {
+      // Connected, but reset, closed or silent before a single answer: the target cannot be
+      // reached either (a service that answered once and then fails is counted per exchange).
+      fatal_ = absl::UnavailableError(
+          absl::StrCat("--target ", o_.target, ": no answer to the first request: ",
+                       FirstRequestError(code, os_errno, lane->error, o_.timeout_ns)));
+      lane->job = Job();
+      return;
+    }
+    if (lane->response.has_status()) answered_ = true;  // an answer began, then broke off
     rx.error = lane->error[0] ? lane->error : curl_easy_strerror(code);
     live.completion =
         code == CURLE_OPERATION_TIMEDOUT ? Completion::kTimeout : Completion::kNoResponse;
@@ -813,6 +943,10 @@ absl::StatusOr<ReplayResult> ReplayCapture(const std::string& capture, const std
   absl::StatusOr<ReplaySummary> summary = Replay(options, [&](const ReplayedExchange& x) {
     bool failed = !x.error.empty() || (x.comparison && !x.comparison->matched());
     if (!failed) return;
+    if (result.mismatches.size() >= kMaxKeptMismatches) {
+      ++result.mismatches_not_kept;
+      return;
+    }
     result.recorded.push_back(std::make_unique<Exchange>(*x.recorded));
     ReplayedExchange kept = x;
     kept.recorded = result.recorded.back().get();

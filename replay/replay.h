@@ -11,10 +11,15 @@
 //   - a request field whose value is a redaction marker is dropped (and counted) unless
 //     set_headers supplies that field;
 //   - incomplete recorded exchanges (no response, gap, reset, ...) are skipped and counted
-//     unless include_incomplete (one without a request is always skipped); a request body cut
-//     at the body limit is sent as its stored prefix;
+//     unless include_incomplete (one without a request is always skipped);
+//   - a recorded request body that was not stored whole (Body::truncated, or fewer bytes than
+//     its length: cut at the body limit, or emptied by redaction, format/redact.h) is skipped
+//     and counted unless send_truncated_bodies, which sends its stored bytes;
 //   - pacing: the recorded gaps divided by `speed`, or `rate` requests per second, or as fast as
-//     the target answers; at most `concurrency` requests in flight.
+//     the target answers (the C++ API's default, kMax; tapreplay's default is kRecorded); at
+//     most `concurrency` requests in flight. A due time past about 146 years is held there;
+//   - redaction markers in the path or the body cannot be undone: they are sent as recorded and
+//     counted (redacted_values_sent).
 // Ordering: with concurrency 0 the requests of one recorded TCP connection are sent in their
 // recorded order, one at a time, on one lane (one easy handle, hence one keep-alive connection
 // at a time), and lanes for different recorded connections run in parallel (at most
@@ -82,9 +87,16 @@ struct PathRewrite {
 };
 
 inline constexpr int kMaxLanes = 256;
+// The pacing bounds (--speed, --rate): outside them a due time is meaningless (a 1 s gap at
+// speed 1e-10 is 317 years).
+inline constexpr double kMinSpeed = 0.001;
+inline constexpr double kMaxSpeed = 1000;
+inline constexpr double kMinRate = 0.001;  // requests per second
+inline constexpr double kMaxRate = 10'000'000;
 
 struct ReplayOptions {
   // Inputs: .tap paths; "-" is standard input (at most once; a live stream is read as it grows).
+  // A path that is not a regular file (a pipe, bash's <(...)) is read as a stream too.
   std::vector<std::string> inputs;
   // "http://HOST:PORT" (a path prefix is not allowed). Required.
   std::string target;
@@ -95,15 +107,19 @@ struct ReplayOptions {
   // incomplete rule and the sampling).
   Selection selection;
   bool include_incomplete = false;  // also replay exchanges that did not complete
+  // Also send requests whose recorded body was not stored whole, as their stored bytes (a
+  // prefix, or nothing when redaction dropped the body).
+  bool send_truncated_bodies = false;
   double sample_percent = 100.0;    // (0, 100]: a hash of the exchange id and sample_seed decides
   uint64_t sample_seed = 0;
-  int loop = 1;  // rounds (>= 1); a stream on standard input allows 1 only
+  int loop = 1;  // rounds (>= 1); a stream (stdin, a pipe) allows 1 only
 
-  // Pacing.
-  Pacing pacing = Pacing::kRecorded;
-  double speed = 1.0;  // kRecorded: recorded gaps are divided by it (> 0)
-  double rate = 0;     // kRate: requests per second (> 0)
-  int concurrency = 0; // 0: a lane per recorded connection; N > 0: N lanes, requests spread
+  // Pacing. The default sends as fast as the target answers, so that a test replaying a capture
+  // with long recorded gaps does not sleep through them; kRecorded replays the gaps.
+  Pacing pacing = Pacing::kMax;
+  double speed = 1.0;  // kRecorded: recorded gaps are divided by it, kMinSpeed..kMaxSpeed
+  double rate = 0;     // kRate: requests per second, kMinRate..kMaxRate
+  int concurrency = 0; // 0..kMaxLanes. 0: a lane per recorded connection; N: N lanes, spread
 
   // Request edits for environment differences.
   std::vector<Header> set_headers;       // replace (or add) these fields
@@ -115,6 +131,11 @@ struct ReplayOptions {
   CompareOptions compare_options;
 
   int64_t timeout_ns = 30'000'000'000;  // per request, from send to the response's last byte
+
+  // Input notices that are not errors, as tapcat prints them ("FILE: offset N: notice: torn
+  // tail: ..."), one line each without the program name; called on Replay's thread, round 0
+  // only. Null: not reported.
+  std::function<void(const std::string&)> notice;
 
   // Seams.
   ReplayClock* clock = nullptr;  // null: SteadyClock()
@@ -134,6 +155,7 @@ struct ReplayedExchange {
   int64_t due_ns = 0;   // clock time the pacing asked for
   int64_t sent_ns = 0;  // clock time the request was handed to libcurl
   uint64_t redacted_headers_dropped = 0;  // marker-valued request fields left out
+  uint64_t redacted_values_sent = 0;      // markers sent in the path and the body
 };
 
 struct ReplaySummary {
@@ -141,11 +163,13 @@ struct ReplaySummary {
   uint64_t selected_out = 0;         // refused by the selection
   uint64_t sampled_out = 0;          // left out by --sample
   uint64_t skipped_incomplete = 0;   // incomplete and not include_incomplete
+  uint64_t skipped_truncated_body = 0;  // request body not stored whole, not send_truncated_bodies
   uint64_t sent = 0;
   uint64_t matched = 0;
   uint64_t mismatched = 0;
   uint64_t errors = 0;               // transport errors (timeouts, resets)
   uint64_t redacted_headers_dropped = 0;
+  uint64_t redacted_values_sent = 0; // redaction markers sent in paths and bodies (as recorded)
   uint64_t body_prefix_compared = 0; // recorded bodies cut at the body limit, compared on prefix
   int64_t elapsed_ns = 0;
   bool stopped = false;              // options.stop ended it
@@ -155,22 +179,28 @@ using ReplayObserver = std::function<void(const ReplayedExchange&)>;
 
 // Runs the replay. Errors (the status; nothing more is sent): bad options (naming the field as
 // its flag: "--target", "--rate", ...), an input that cannot be read (naming the file and
-// offset), a target that refuses or cannot be reached on the first request ("--target
-// http://127.0.0.1:9: connection refused"). Transport errors after the first answer are counted
-// in `errors` and reported per exchange.
+// offset; also a file of which not one segment could be read, as a torn tail right after its
+// header), a target that refuses, resets or does not answer the first request before any answer
+// came ("--target http://127.0.0.1:9: connection refused"), a --rewrite-path that turns a valid
+// recorded request target into an invalid one (empty, a space, CR, LF or NUL, or no longer
+// starting with "/"). Transport errors after the first answer are counted in `errors` and
+// reported per exchange.
 absl::StatusOr<ReplaySummary> Replay(const ReplayOptions& options, const ReplayObserver& observer);
 
-// What the C++ API's callers want in one call: every replayed exchange that did not match (or
-// failed), with the summary. Holds the mismatches only.
+// What the C++ API's callers want in one call: the replayed exchanges that did not match (or
+// failed), with the summary. Holds the first kMaxKeptMismatches of them only (each holds both
+// exchanges and the diff texts); the rest are counted in mismatches_not_kept.
+inline constexpr size_t kMaxKeptMismatches = 1000;
 struct ReplayResult {
   ReplaySummary summary;
   std::vector<ReplayedExchange> mismatches;  // recorded points into `recorded` below
   std::vector<std::unique_ptr<Exchange>> recorded;
+  uint64_t mismatches_not_kept = 0;  // past kMaxKeptMismatches
   bool ok() const { return summary.mismatched == 0 && summary.errors == 0; }
 };
 
 // Replays `capture` (a .tap path) against `target` with `options` (inputs and target are set
-// from the arguments).
+// from the arguments). Default options send as fast as the target answers (Pacing::kMax).
 absl::StatusOr<ReplayResult> ReplayCapture(const std::string& capture, const std::string& target,
                                            ReplayOptions options = {});
 

@@ -1,6 +1,7 @@
 #include "replay/replay_input.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -28,24 +29,49 @@ bool SampledIn(const ExchangeId& id, double percent, uint64_t seed) {
   return static_cast<double>(h % 1'000'000) < percent * 10'000.0;
 }
 
+bool IsStreamInput(const std::string& path) {
+  if (path == "-") return true;
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+}
+
 namespace {
 
-// The first damage an input reports, as one line naming the file and offset.
-class FirstDamage final : public Reporter {
+// One input's reports: the first damage as one line naming the file and offset, and its notices
+// (a torn tail, a missing trailer) as tapcat prints them (format/print.h's LineReporter).
+class InputReporter final : public Reporter {
  public:
-  FirstDamage(std::string name, std::string* first) : name_(std::move(name)), first_(first) {}
+  InputReporter(std::string name, std::string* first) : name_(std::move(name)), first_(first) {}
   void Corruption(uint64_t offset, uint64_t length, std::string_view reason) override {
     if (first_->empty()) {
       *first_ = absl::StrCat(name_, ": offset ", offset, ": ", std::string(reason), " (", length,
                              " bytes skipped)");
     }
   }
-  void Notice(uint64_t, std::string_view) override {}  // a torn tail ends the input quietly
+  // A torn tail ends the input with a notice, not an error.
+  void Notice(uint64_t offset, std::string_view message) override {
+    notices_.push_back(absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
+    if (first_notice_.empty()) {
+      first_notice_ = absl::StrCat(name_, ": offset ", offset, ": ", std::string(message));
+    }
+  }
+  const std::string& name() const { return name_; }
+  std::vector<std::string>& notices() { return notices_; }
+  const std::string& first_notice() const { return first_notice_; }
 
  private:
   std::string name_;
   std::string* first_;
+  std::vector<std::string> notices_;
+  std::string first_notice_;
 };
+
+// The recorded request body was not stored whole: cut at the body limit or by the capture, or
+// emptied by redaction (format/redact.h sets `truncated` and keeps the length).
+bool RequestBodyCut(const Exchange& x) {
+  const Body& b = x.request->body;
+  return b.truncated || b.data.size() < b.length;
+}
 
 uint64_t FootprintBytes(const Exchange& x) {
   uint64_t n = sizeof(Exchange) + x.reason.size();
@@ -67,7 +93,7 @@ uint64_t FootprintBytes(const Exchange& x) {
 
 struct InputReader::State {
   ReplayOptions options;
-  bool stdin_input = false;
+  bool stream_input = false;
   uint64_t cache_limit = kRoundCacheBytes;
 
   std::mutex mu;
@@ -110,17 +136,17 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
   };
   Selection selection = options.selection;
   std::string damage;
-  std::vector<std::unique_ptr<FirstDamage>> reporters;
+  std::vector<std::unique_ptr<InputReporter>> reporters;
   absl::Status open_error;
   OrderOptions order;
   order.files = options.inputs;
   // A live stream is shadowed as it arrives: no reorder window to wait out.
-  order.reorder_window_ns = stdin_input ? 0 : kDefaultReorderWindowNs;
+  order.reorder_window_ns = stream_input ? 0 : kDefaultReorderWindowNs;
   if (!selection.empty()) {
     order.keep = [&selection](const ExchangeView& v) { return selection.Matches(v); };
   }
   order.reporter_for = [&](const std::string& name) {
-    reporters.push_back(std::make_unique<FirstDamage>(name, &damage));
+    reporters.push_back(std::make_unique<InputReporter>(name, &damage));
     return reporters.back().get();
   };
   order.open_error = [&](const absl::Status& s) {
@@ -153,6 +179,10 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
       continue;
     }
     auto x = std::make_shared<const Exchange>(view.ToExchange());
+    if (!options.send_truncated_bodies && RequestBodyCut(*x)) {
+      ++counts->skipped_truncated_body;
+      continue;
+    }
     if (counts->taken == 0 || x->sort_key_ns < counts->first_key_ns) {
       counts->first_key_ns = x->sort_key_ns;
     }
@@ -177,6 +207,27 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
   for (size_t i = 0; i < (*source)->inputs(); ++i) {
     const Reader* r = (*source)->reader(i);
     if (r && !r->status().ok()) return fail(r->status());
+  }
+  for (const std::unique_ptr<InputReporter>& rep : reporters) {
+    // Nothing at all could be read (a torn tail right after the file header): an input that
+    // cannot be read, not an empty replay.
+    const Reader* r = nullptr;
+    for (size_t i = 0; i < (*source)->inputs() && !r; ++i) {
+      const Reader* c = (*source)->reader(i);
+      if (c && c->name() == rep->name()) r = c;
+    }
+    if (r && r->stats().segments == 0 && !rep->first_notice().empty()) {
+      return fail(absl::DataLossError(
+          absl::StrCat(rep->first_notice(), " (no exchange could be read)")));
+    }
+    if (round != 0) continue;
+    for (std::string& line : rep->notices()) {
+      InputItem item;
+      item.kind = InputItem::Kind::kNotice;
+      item.round = round;
+      item.notice = std::move(line);
+      if (!Push(std::move(item))) return false;
+    }
   }
   counts->selected_out = (*source)->selected_out();
   counts->read += counts->selected_out;
@@ -217,8 +268,8 @@ std::unique_ptr<InputReader> InputReader::Start(const ReplayOptions& options,
   std::unique_ptr<InputReader> reader(new InputReader());
   auto state = std::make_shared<State>();
   state->options = options;
-  state->stdin_input =
-      std::find(options.inputs.begin(), options.inputs.end(), "-") != options.inputs.end();
+  state->stream_input =
+      std::any_of(options.inputs.begin(), options.inputs.end(), IsStreamInput);
   state->wake = std::move(wake);
   state->cache_limit = cache_limit;
   reader->state_ = state;
@@ -258,8 +309,9 @@ void InputReader::Cancel() {
   state_->wake = nullptr;
   state_->space.notify_all();
   // A file input notices the cancel at its next exchange: wait for that. A thread blocked reading
-  // standard input owns its state (shared) and ends when the stream does or the process exits.
-  if (!state_->stdin_input) {
+  // a stream (standard input, a pipe: IsStreamInput) owns its state (shared) and ends when the
+  // stream does or the process exits.
+  if (!state_->stream_input) {
     state_->space.wait(lock, [&] { return state_->finished; });
   }
   lock.unlock();

@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -71,9 +73,11 @@ absl::StatusOr<Target> ParseTarget(std::string_view text) {
   };
   if (text.empty()) return absl::InvalidArgumentError("--target is required (http://HOST:PORT)");
   std::string_view rest = text;
-  if (!EatPrefix(&rest, "http://")) {
+  // RFC 3986 section 3.1: the scheme is case-insensitive ("HTTP://" is "http://").
+  if (!absl::StartsWithIgnoreCase(A(rest), "http://")) {
     return bad("not an http:// URL (http://HOST:PORT; replay speaks HTTP/1.1 in clear text)");
   }
+  rest.remove_prefix(7);
   EatSuffix(&rest, "/");
   if (rest.find_first_of("/?#") != std::string_view::npos) {
     return bad("a path prefix is not allowed (http://HOST:PORT)");
@@ -121,8 +125,15 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
       return absl::InvalidArgumentError(
           absl::StrCat("--set-header '", h.name, "': the value holds a CR, LF or NUL byte"));
     }
+    std::string lower = absl::AsciiStrToLower(h.name);
+    if (IsHopByHop(lower)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--set-header '", h.name, ": ", h.value,
+          "': the replay frames the request itself; ", h.name,
+          " cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
+    }
     plan.set_headers.push_back(h);
-    plan.set_lower.push_back(absl::AsciiStrToLower(h.name));
+    plan.set_lower.push_back(std::move(lower));
   }
   for (const std::string& d : options.drop_headers) {
     if (!IsToken(d)) {
@@ -152,19 +163,50 @@ bool IsHopByHop(std::string_view n) {
          n == "trailer" || n == "transfer-encoding" || n == "upgrade" || n == "content-length";
 }
 
+uint64_t CountRedactionMarkers(std::string_view text) {
+  uint64_t n = 0;
+  const size_t whole = kRedactedPrefix.size() + 12;
+  for (size_t at = text.find(kRedactedPrefix); at != std::string_view::npos;
+       at = text.find(kRedactedPrefix, at + 1)) {
+    if (text.size() - at >= whole && IsRedactionMarker(text.substr(at, whole))) {
+      ++n;
+      at += whole - 1;
+    }
+  }
+  return n;
+}
+
+uint64_t LiveBodyLimit(const Exchange& recorded) {
+  uint64_t need = recorded.response ? recorded.response->body.data.size() + 1 : 0;
+  return std::max(kLiveBodyFloorBytes, need);
+}
+
 void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequest* out) {
   *out = OutgoingRequest();
   out->method = recorded.method;
   out->target = recorded.path.empty() ? "/" : recorded.path;
+  auto invalid = [](const std::string& t) {
+    return t.empty() || t.find_first_of(std::string_view(" \r\n\0", 4)) != std::string::npos;
+  };
   for (size_t i = 0; i < plan.rewrite_regex.size(); ++i) {
+    const bool was_valid = !invalid(out->target);
+    const bool was_origin = !out->target.empty() && out->target.front() == '/';
     re2::RE2::GlobalReplace(&out->target, *plan.rewrite_regex[i], plan.rewrite_replacement[i]);
+    // RFC 9112 section 3.2.1: an origin-form target starts with "/".
+    if ((was_valid && invalid(out->target)) ||
+        (was_origin && (out->target.empty() || out->target.front() != '/'))) {
+      out->usage_error = absl::StrCat(
+          "--rewrite-path '", plan.rewrite_regex[i]->pattern(), "=", plan.rewrite_replacement[i],
+          "': turns the recorded path ", absl::CHexEscape(recorded.path.empty() ? "/" : recorded.path), " into '",
+          absl::CHexEscape(out->target), "', not a request target (RFC 9112 section 3.2)");
+      return;
+    }
   }
   if (!IsToken(out->method)) {
     out->error = "the recorded method is not a token";
     return;
   }
-  if (out->target.empty() ||
-      out->target.find_first_of(std::string_view(" \r\n\0", 4)) != std::string::npos) {
+  if (invalid(out->target)) {
     out->error = "the request target holds a space, CR, LF or NUL byte";
     return;
   }
@@ -180,6 +222,9 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
     }
     if (lower == "content-length" || lower == "transfer-encoding") had_length = true;
   }
+  // One allocation each for the fields and the suppressed names (they would grow 1, 2, 4, ...).
+  out->headers.reserve(recorded.headers.size() + plan.set_headers.size() + 2);
+  out->suppress.reserve(4);
   std::vector<bool> set_done(plan.set_headers.size(), false);
   auto emit_set = [&](std::string_view lower) {
     for (size_t i = 0; i < plan.set_headers.size(); ++i) {
@@ -235,8 +280,10 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   for (const Header& h : out->headers) {
     if (absl::EqualsIgnoreCase(h.name, "host")) out->authority = h.value;
   }
+  out->redacted_sent = CountRedactionMarkers(out->target);
   out->has_body = had_length || recorded.body.length > 0 || !recorded.body.data.empty();
   if (out->has_body) {
+    out->redacted_sent += CountRedactionMarkers(recorded.body.data);
     out->body = &recorded.body.data;
     out->headers.push_back({"Content-Length", absl::StrCat(recorded.body.data.size())});
   }
@@ -246,8 +293,21 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   if (out->has_body && !content_type) out->suppress.push_back("Content-Type:");
 }
 
-void ResponseReader::Reset() {
-  response_ = Response();
+namespace {
+// An empty response that keeps the room its fields vector had: a typical answer's fields then
+// take one allocation, not one per doubling.
+void ClearKeepingRoom(Response* r) {
+  std::vector<Header> fields = std::move(r->headers);
+  fields.clear();
+  if (fields.capacity() < 16) fields.reserve(16);
+  *r = Response();
+  r->headers = std::move(fields);
+}
+}  // namespace
+
+void ResponseReader::Reset(uint64_t max_body) {
+  ClearKeepingRoom(&response_);
+  max_body_ = max_body;
   interim_.clear();
   final_started_ = in_headers_ = final_done_ = false;
 }
@@ -258,7 +318,7 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
   EatSuffix(&line, "\r");
   if (!in_headers_ && !final_done_ && line.substr(0, 5) == "HTTP/") {
     // RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
-    response_ = Response();
+    ClearKeepingRoom(&response_);
     std::string_view version = line.substr(0, line.find(' '));
     response_.version = VersionOf(version);
     std::string_view rest = line.substr(std::min(line.size(), version.size() + 1));
@@ -305,7 +365,7 @@ void ResponseReader::HeaderLine(std::string_view line, uint64_t (*offset_ns)(con
 void ResponseReader::BodyBytes(std::string_view data) {
   Body& b = response_.body;
   b.length += data.size();
-  size_t room = b.data.size() < kMaxBodyBytes ? kMaxBodyBytes - b.data.size() : 0;
+  size_t room = b.data.size() < max_body_ ? max_body_ - b.data.size() : 0;
   if (data.size() > room) b.truncated = true;
   b.data.append(data.substr(0, std::min(room, data.size())));
 }

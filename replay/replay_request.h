@@ -23,7 +23,7 @@ class RE2;
 
 namespace tapkit::replay::internal {
 
-// --target checked: "http://HOST[:PORT][/]". `url` is what libcurl connects to
+// --target checked: "http://HOST[:PORT][/]", the scheme in any case (RFC 3986 section 3.1). `url` is what libcurl connects to
 // ("http://HOST:PORT/"), `authority` the Host value sent unless keep_authority ("HOST:PORT" as
 // given, RFC 9110 section 7.2: the port is left out when the target left it out).
 struct Target {
@@ -42,7 +42,11 @@ struct RequestPlan {
   std::vector<std::shared_ptr<const re2::RE2>> rewrite_regex;
   std::vector<std::string> rewrite_replacement;
 };
-// Errors name the flag: "--set-header 'X': ...", "--rewrite-path 'A=B': ...".
+// Errors name the flag: "--set-header 'X': ...", "--rewrite-path 'A=B': ...". A --set-header
+// naming a framing or hop-by-hop field (IsHopByHop: Content-Length, Transfer-Encoding,
+// Connection, ...) is refused: the replay frames the body itself, and a second Content-Length or
+// Transfer-Encoding beside it would break the request (RFC 9112 sections 6.1 and 6.3). Host may
+// be set (it replaces the one sent).
 absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target target);
 
 // The request to send.
@@ -58,7 +62,13 @@ struct OutgoingRequest {
   // Lines libcurl must not add on its own ("Accept:", "Expect:", "Content-Type:", "Host:").
   std::vector<std::string> suppress;
   uint64_t redacted_dropped = 0;
+  // Redaction markers (format/redact.h) in the request target and the body, sent as they are:
+  // the recording replaced those values, the target receives the markers.
+  uint64_t redacted_sent = 0;
   std::string error;  // the request cannot be sent as recorded (a CR, LF or NUL in the target)
+  // A --rewrite-path turned the recorded target, valid as recorded, into an invalid one: a
+  // mistake on the command line, naming the flag and the recorded path.
+  std::string usage_error;
 };
 
 // Builds `*out` from `recorded` (which must outlive `*out`: the body is not copied).
@@ -68,14 +78,25 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
 // fields the replay sets itself (Content-Length).
 bool IsHopByHop(std::string_view lower_name);
 
+// How many redaction markers `text` holds: kRedactedPrefix and 12 lower-case hex digits, anywhere
+// (a query value, a JSON string, a form field).
+uint64_t CountRedactionMarkers(std::string_view text);
+
+// The live body bytes kept for one exchange (ResponseReader::Reset): what the comparison needs,
+// the recorded body's stored bytes plus one (a longer live body differs in length anyway), and
+// at least kLiveBodyFloorBytes (the -w capture keeps 64 KiB; a differently encoded body still
+// decodes). 256 lanes stay within about 64 MiB plus the recorded bodies.
+inline constexpr uint64_t kLiveBodyFloorBytes = 256ull << 10;
+uint64_t LiveBodyLimit(const Exchange& recorded);
+
 // Reads a response from libcurl's header callback (status lines, fields, the blank line of each
 // header section, trailers after the body) and write callback (the body as received: no
 // Content-Encoding undone). Interim 1xx responses are kept in order.
 class ResponseReader {
  public:
-  static constexpr uint64_t kMaxBodyBytes = 64ull << 20;  // kept; the rest only counted
-
-  void Reset();
+  // Starts a response; at most `max_body` body bytes are kept, the rest only counted in the
+  // body's length (and the body marked truncated).
+  void Reset(uint64_t max_body = kLiveBodyFloorBytes);
   // One header line as libcurl hands it (with its CRLF). `offset_ns` is called, once per
   // interim response, for the time since the request was sent.
   void HeaderLine(std::string_view line, uint64_t (*offset_ns)(const void*), const void* arg);
@@ -88,6 +109,7 @@ class ResponseReader {
  private:
   Response response_;
   std::vector<InterimResponse> interim_;
+  uint64_t max_body_ = kLiveBodyFloorBytes;
   bool final_started_ = false;  // a status line was read
   bool in_headers_ = false;     // between a status line and its blank line
   bool final_done_ = false;     // the final response's header section ended: trailers follow

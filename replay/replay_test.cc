@@ -8,12 +8,17 @@
 #include "replay/replay.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -26,8 +31,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "format/redact.h"
 #include "format/testutil.h"
 #include "replay/replay_input.h"
+#include "replay/replay_request.h"
+#include "replay/run.h"
 
 namespace tapkit::replay {
 namespace {
@@ -93,7 +101,9 @@ struct Logged {
 // request body (proxied to a second server, so $request_body holds it); /missing answers 404.
 class Nginx {
  public:
-  explicit Nginx(std::string addr) : addr_(std::move(addr)) {}
+  // `http_extra`: more directives for the http block (e.g. "keepalive_timeout 300ms;").
+  explicit Nginx(std::string addr, std::string http_extra = "")
+      : addr_(std::move(addr)), http_extra_(std::move(http_extra)) {}
   ~Nginx() { Stop(); }
 
   bool Start() {
@@ -115,7 +125,7 @@ class Nginx {
            "$http_accept|$http_expect|$http_user_agent|$http_content_type|$http_x_keep|"
            "$http_x_set|$http_x_drop|$http_x_hop|$http_authorization|$http_te|"
            "$content_length|$request_body';\n"
-        << "  keepalive_requests 10000;\n"
+        << "  keepalive_requests 10000; " << http_extra_ << "\n"
         << "  server { listen " << addr_ << ":" << port_ << "; access_log " << dir_.string()
         << "/access.log replay;\n"
         << "    location = /missing { return 404 \"no\\n\"; }\n"
@@ -192,6 +202,7 @@ class Nginx {
 
  private:
   std::string addr_;
+  std::string http_extra_;
   fs::path dir_;
   int port_ = 0, backend_port_ = 0;
   bool started_ = false;
@@ -276,6 +287,7 @@ class PacingTest : public ::testing::Test {
     o.target = nginx_.url();
     o.clock = &clock_;
     o.compare = false;
+    o.pacing = Pacing::kRecorded;  // the C++ API's default is kMax
     return o;
   }
   // due (and sent) per recorded stream id.
@@ -365,6 +377,37 @@ TEST_F(PacingTest, MaxSendsAtOnce) {
     EXPECT_EQ(x.sent_ns, 5'000'000'000);
   }
   EXPECT_EQ(r.summary->elapsed_ns, 0);
+}
+
+TEST_F(PacingTest, DueTimesSaturateInsteadOfOverflowing) {
+  // Recorded 10^16 ns (about 116 days) apart at the lowest speed: 10^19 ns does not fit an
+  // int64 (llround's result is undefined; it was LLONG_MIN, so the request went at once). The
+  // due time is held at start + 2^62 ns, and the fake clock jumps there.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1101), Recorded(2, kBase + 10'000'000'000'000'000ull, 1102)};
+  ReplayOptions o = Options();
+  o.inputs = {WriteCapture(xs, "saturate")};
+  o.speed = kMinSpeed;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  auto t = Times(r);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1].first, 5'000'000'000);
+  EXPECT_EQ(t[2].first, 5'000'000'000 + (int64_t{1} << 62));
+  EXPECT_EQ(t[2].second, t[2].first);
+}
+
+TEST_F(PacingTest, TheApiDefaultSendsAtOnce) {
+  // A bug-report capture with an hour between its requests: ReplayCapture's default options do
+  // not wait for it (tapreplay's default, run_test's PacingValues, does).
+  EXPECT_EQ(ReplayOptions().pacing, Pacing::kMax);
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1201),
+                              Recorded(2, kBase + 3'600'000 * kMs, 1202)};
+  ReplayOptions o;
+  o.clock = &clock_;
+  absl::StatusOr<ReplayResult> r = ReplayCapture(WriteCapture(xs, "hour"), nginx_.url(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->summary.sent, 2u);
+  EXPECT_EQ(r->summary.elapsed_ns, 0);  // the fake clock never waited
 }
 
 // ---- what nginx received ----
@@ -476,6 +519,51 @@ TEST_F(ReceivedTest, FieldsBodiesAndOrderPerConnection) {
     ASSERT_TRUE(x.live.replay_of.has_value());
     EXPECT_EQ(x.live.replay_of->capture_point, 1u);
   }
+}
+
+// A lane's idle keep-alive connection that the target closes (nginx's keepalive_timeout, 300 ms,
+// inside a 700 ms recorded gap) is seen closed and replaced: the next request goes out on a new
+// connection and is answered, with no transport error. The engine keeps an idle lane's socket in
+// its epoll set (replay.cc, OnSocket), so this is the case where that socket turns readable.
+class IdleCloseTest : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_NGINX(nginx_); }
+  Nginx nginx_{"127.0.96.3", "keepalive_timeout 300ms;"};
+};
+
+TEST_F(IdleCloseTest, ClosedIdleConnectionIsReplaced) {
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 5001), Recorded(2, kBase + 50 * kMs, 5001),
+                    Recorded(3, kBase + 750 * kMs, 5001), Recorded(4, kBase + 800 * kMs, 5001)},
+                   "idle_close");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  o.pacing = Pacing::kRecorded;  // the 700 ms gap outlasts nginx's keepalive_timeout
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 4u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  for (const ReplayedExchange& x : r.seen) {
+    EXPECT_EQ(x.error, "");
+    ASSERT_TRUE(x.live.response.has_value());
+    EXPECT_EQ(x.live.response->status, 200);
+  }
+  // nginx's view: requests 1 and 2 on one connection, 3 and 4 on a second one.
+  std::vector<Logged> log = nginx_.Log(4);
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[0].connection, log[1].connection);
+  EXPECT_EQ(log[1].connection_requests, 2);
+  EXPECT_NE(log[1].connection, log[2].connection);
+  EXPECT_EQ(log[2].connection, log[3].connection);
+  EXPECT_EQ(log[2].connection_requests, 1);
+  EXPECT_EQ(log[3].connection_requests, 2);
+  // The live source ports say the same.
+  ASSERT_EQ(r.seen.size(), 4u);
+  EXPECT_EQ(r.seen[0].live.source.port, r.seen[1].live.source.port);
+  EXPECT_NE(r.seen[1].live.source.port, r.seen[2].live.source.port);
+  EXPECT_EQ(r.seen[2].live.source.port, r.seen[3].live.source.port);
 }
 
 TEST_F(ReceivedTest, KeepAuthority) {
@@ -843,6 +931,7 @@ TEST_F(ReceivedTest, StopEndsTheReplay) {
   o.inputs = {path};
   o.target = nginx_.url();
   o.compare = false;
+  o.pacing = Pacing::kRecorded;
   bool answered = false;
   o.stop = [&] { return answered; };
   absl::StatusOr<ReplaySummary> s = Replay(o, [&](const ReplayedExchange&) { answered = true; });
@@ -851,6 +940,272 @@ TEST_F(ReceivedTest, StopEndsTheReplay) {
   EXPECT_EQ(s->sent, 1u);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(nginx_.Log(1).size(), 1u);
+}
+
+TEST_F(ReceivedTest, RequestBodyNotStoredWholeSkippedUnlessAsked) {
+  // Three POSTs: one whole body; one cut at the body limit (3 of 10 bytes stored); one form body
+  // that format/redact.cc's Redactor drops (it cannot decode it: a "gzip" body that is not).
+  Exchange whole = Recorded(1, kBase, 8301, "POST", "/whole");
+  whole.request->headers.push_back({"Content-Type", "text/plain"});
+  whole.request->body.data = "whole";
+  whole.request->body.length = 5;
+  Exchange cut = Recorded(2, kBase + kMs, 8302, "POST", "/cut");
+  cut.request->headers.push_back({"Content-Type", "application/octet-stream"});
+  cut.request->body.data = "abc";
+  cut.request->body.length = 10;
+  cut.request->body.truncated = true;
+  Exchange form = Recorded(3, kBase + 2 * kMs, 8303, "POST", "/form");
+  form.request->headers.push_back({"Content-Type", "application/x-www-form-urlencoded"});
+  form.request->headers.push_back({"Content-Encoding", "gzip"});
+  form.request->body.data = "password=hunter2";
+  form.request->body.length = 16;
+  RedactionRules rules;
+  rules.query_params = {"password"};
+  RedactionStats stats;
+  Redactor(rules, "key").Apply(&form, &stats);
+  ASSERT_EQ(stats.bodies_dropped, 1u) << form.reason;
+  ASSERT_TRUE(form.request->body.data.empty());
+  std::string path = WriteCapture({whole, cut, form}, "cut_request_bodies");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.pacing = Pacing::kMax;
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->read, 3u);
+  EXPECT_EQ(r.summary->sent, 1u);
+  EXPECT_EQ(r.summary->skipped_truncated_body, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // nothing more may come
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].request, "POST /whole HTTP/1.1");
+  EXPECT_EQ(log[0].body, "whole");
+
+  // Asked for: the stored bytes go out, with their own Content-Length.
+  nginx_.ClearLog();
+  o.send_truncated_bodies = true;
+  r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 3u);
+  EXPECT_EQ(r.summary->skipped_truncated_body, 0u);
+  std::map<std::string, std::pair<std::string, std::string>> got;  // request -> length, body
+  for (const Logged& l : nginx_.Log(3)) got[l.request] = {l.content_length, l.body};
+  EXPECT_EQ(got["POST /cut HTTP/1.1"], (std::pair<std::string, std::string>{"3", "abc"}));
+  EXPECT_EQ(got["POST /form HTTP/1.1"].first, "0");
+}
+
+TEST_F(ReceivedTest, UppercaseSchemeInTarget) {
+  // RFC 3986 section 3.1: "HTTP://" names the same scheme as "http://".
+  std::string path = WriteCapture({Recorded(1, kBase, 8401)}, "upper_scheme");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("HTTP://", nginx_.authority());
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->matched, 1u);
+  std::vector<Logged> log = nginx_.Log(1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].host, nginx_.authority());
+}
+
+TEST_F(ReceivedTest, RewriteThatBreaksTheTargetIsAUsageError) {
+  // '.*=' empties every path: the command line's mistake, named with the recorded path, and
+  // nothing is sent.
+  std::string path = WriteCapture({Recorded(1, kBase, 8501, "GET", "/api/v1?x=1")}, "rewrite");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.path_rewrites = {{".*", ""}};
+  ReplayRun r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.summary.status().message(),
+            "--rewrite-path '.*=': turns the recorded path /api/v1?x=1 into '', not a request "
+            "target (RFC 9112 section 3.2)");
+  // A rewrite that drops the leading "/" breaks the origin form too.
+  o.path_rewrites = {{"^/api/", "api/"}};
+  r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            "--rewrite-path '^/api/=api/': turns the recorded path /api/v1?x=1 into 'api/v1?x=1', "
+            "not a request target (RFC 9112 section 3.2)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(nginx_.ReadLog().empty());
+}
+
+TEST(InputTest, TornTailIsANoticeOrAnErrorWhenNothingIsRead) {
+  // Two segments: cut inside the second, the first is read and the torn tail is a notice as
+  // tapcat prints it; cut inside the first, nothing could be read: an error naming the file.
+  std::vector<Exchange> xs = {Recorded(1, kBase, 1), Recorded(2, kBase + kMs, 2)};
+  std::string file = tapkit::testing::WriteToString(xs, /*segment_bytes=*/1);
+  std::vector<uint64_t> blocks = tapkit::testing::BlockOffsets(file);
+  ASSERT_GE(blocks.size(), 2u);
+  const uint64_t cut_second = blocks[1] + 20, cut_first = blocks[0] + 20;
+  fs::path half = TestDir() / "torn_half.tap", none = TestDir() / "torn_none.tap";
+  std::ofstream(half, std::ios::binary) << file.substr(0, cut_second);
+  std::ofstream(none, std::ios::binary) << file.substr(0, cut_first);
+  const std::string torn = absl::StrCat("torn tail: the data ends inside a block (");
+  ReplayOptions o;
+  o.inputs = {half.string()};
+  std::vector<internal::InputItem> items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_EQ(items.size(), 4u);  // the exchange, the notice, the round's end, the end
+  EXPECT_EQ(items[0].exchange->stream_id, 1u);
+  ASSERT_EQ(items[1].kind, internal::InputItem::Kind::kNotice);
+  EXPECT_EQ(items[1].notice.substr(0, half.string().size() + 30),
+            absl::StrCat(half.string(), ": offset ", blocks[1], ": notice: ", torn).substr(
+                0, half.string().size() + 30));
+  EXPECT_NE(items[1].notice.find(absl::StrCat("(", cut_second - blocks[1], " bytes ignored)")),
+            std::string::npos)
+      << items[1].notice;
+  EXPECT_EQ(items[2].kind, internal::InputItem::Kind::kRoundEnd);
+
+  o.inputs = {none.string()};
+  items = ReadAllItems(o, internal::kRoundCacheBytes);
+  ASSERT_FALSE(items.empty());
+  ASSERT_EQ(items.back().kind, internal::InputItem::Kind::kError);
+  EXPECT_EQ(items.back().error.message().substr(0, none.string().size() + 9 +
+                                                       std::to_string(blocks[0]).size()),
+            absl::StrCat(none.string(), ": offset ", blocks[0]))
+      << items.back().error;
+  EXPECT_NE(items.back().error.message().find("(no exchange could be read)"), std::string::npos)
+      << items.back().error;
+}
+
+// A server on ADDR that accepts `answers` connections, answers one request on each (a 200 "ok\n"
+// without keep-alive), then resets every later connection (SO_LINGER 0) once its request came.
+class ResettingServer {
+ public:
+  ResettingServer(const std::string& addr, int answers) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    listen(fd_, 16);
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this, answers] {
+      for (int n = 0;; ++n) {
+        int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        char buf[4096];
+        (void)!recv(c, buf, sizeof buf, 0);  // the request arrived: the connection was made
+        if (n < answers) {
+          const char kAnswer[] =
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+              "Connection: close\r\n\r\nok\n";
+          (void)!send(c, kAnswer, sizeof kAnswer - 1, MSG_NOSIGNAL);
+        } else {
+          linger l{1, 0};
+          setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        close(c);
+      }
+    });
+  }
+  ~ResettingServer() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(ReceivedTest, RedactionMarkersInPathAndBodyAreSentAndCounted) {
+  // taprec rewrote a query value and two JSON values into markers; they cannot be undone, so
+  // they go out as recorded (nginx logs them) and are counted: 1 in the path, 2 in the body. A
+  // string that merely starts like a marker ("...:xyz") is not one.
+  const std::string m1 = "tapkit-redacted:0123456789ab", m2 = "tapkit-redacted:ba9876543210";
+  Exchange x = Recorded(1, kBase, 8301, "POST", "/q?token=" + m1 + "&n=tapkit-redacted:xyz");
+  x.request->headers = {{"Host", "shop.example"}, {"Content-Type", "application/json"}};
+  x.request->body.data = "{\"password\":\"" + m2 + "\",\"key\":\"" + m1 + "\"}";
+  x.request->body.length = x.request->body.data.size();
+  Exchange plain = Recorded(2, kBase + kMs, 8301);
+  ReplayOptions o;
+  o.inputs = {WriteCapture({x, plain}, "markers")};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->redacted_values_sent, 3u);
+  ASSERT_EQ(r.seen.size(), 2u);
+  EXPECT_EQ(r.seen[0].redacted_values_sent, 3u);
+  EXPECT_EQ(r.seen[1].redacted_values_sent, 0u);
+  std::vector<Logged> log = nginx_.Log(2);
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].request, "POST /q?token=" + m1 + "&n=tapkit-redacted:xyz HTTP/1.1");
+  // escape=json writes the body's quotes as \".
+  EXPECT_EQ(log[0].body, "{\\\"password\\\":\\\"" + m2 + "\\\",\\\"key\\\":\\\"" + m1 + "\\\"}");
+}
+
+TEST_F(ReceivedTest, TheToolWarnsOnceAboutMarkersSent) {
+  const std::string m = "tapkit-redacted:0123456789ab";
+  std::vector<Exchange> xs = {Recorded(1, kBase, 8351, "GET", "/a?token=" + m),
+                              Recorded(2, kBase + kMs, 8351, "GET", "/b?token=" + m),
+                              Recorded(3, kBase + 2 * kMs, 8351, "GET", "/c")};
+  ReplayToolFlags f;
+  f.inputs = {WriteCapture(xs, "warn")};
+  f.target = nginx_.url();
+  f.max = true;
+  f.given = {"max"};
+  std::ostringstream out, err;
+  EXPECT_EQ(RunReplayTool(f, out, err), 0) << err.str();
+  EXPECT_EQ(err.str(),
+            "tapreplay: warning: redaction markers (tapkit-redacted:...) in a recorded path or body "
+            "are sent as recorded; the target sees the markers, not the original values\n");
+}
+
+TEST_F(ReceivedTest, ReplayCaptureKeepsAtMostTheCapOfMismatches) {
+  // kMaxKeptMismatches + 1 requests for nginx's 404, on one recorded connection (one lane).
+  std::vector<Exchange> xs;
+  for (uint64_t i = 0; i <= kMaxKeptMismatches; ++i) {
+    xs.push_back(Recorded(i + 1, kBase + i * kMs, 8401, "GET", "/missing"));
+  }
+  absl::StatusOr<ReplayResult> r = ReplayCapture(WriteCapture(xs, "many"), nginx_.url());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->summary.mismatched, kMaxKeptMismatches + 1);
+  EXPECT_EQ(r->mismatches.size(), kMaxKeptMismatches);
+  EXPECT_EQ(r->recorded.size(), kMaxKeptMismatches);
+  EXPECT_EQ(r->mismatches_not_kept, 1u);
+  EXPECT_EQ(r->mismatches.back().recorded->stream_id, kMaxKeptMismatches);  // the first ones kept
+}
+
+// ---- live bodies ----
+
+TEST(LiveBodyTest, KeptUpToTheLimitAndCountedPastIt) {
+  // The limit: the recorded stored body plus one, at least kLiveBodyFloorBytes.
+  Exchange small = Recorded(1, kBase, 1);
+  EXPECT_EQ(internal::LiveBodyLimit(small), internal::kLiveBodyFloorBytes);
+  Exchange big = Recorded(2, kBase, 1);
+  big.response->body.data.assign(300'000, 'x');
+  EXPECT_EQ(internal::LiveBodyLimit(big), 300'001u);
+  Exchange none = Recorded(3, kBase, 1);
+  none.response.reset();
+  EXPECT_EQ(internal::LiveBodyLimit(none), internal::kLiveBodyFloorBytes);
+
+  // 4 x 100 000 bytes against the 300 001-byte limit: 300 001 kept, 400 000 counted.
+  internal::ResponseReader reader;
+  reader.Reset(internal::LiveBodyLimit(big));
+  auto zero = [](const void*) -> uint64_t { return 0; };
+  reader.HeaderLine("HTTP/1.1 200 OK\r\n", zero, nullptr);
+  reader.HeaderLine("\r\n", zero, nullptr);
+  const std::string chunk(100'000, 'y');
+  for (int i = 0; i < 4; ++i) reader.BodyBytes(chunk);
+  EXPECT_EQ(reader.response().body.data.size(), 300'001u);
+  EXPECT_EQ(reader.response().body.length, 400'000u);
+  EXPECT_TRUE(reader.response().body.truncated);
+  // Reset starts the next response with its own limit.
+  reader.Reset(10);
+  reader.BodyBytes("0123456789");
+  EXPECT_EQ(reader.response().body.data, "0123456789");
+  EXPECT_FALSE(reader.response().body.truncated);
 }
 
 // ---- failures ----
@@ -869,8 +1224,9 @@ TEST(FailureTest, TargetDownIsAnErrorNamingIt) {
   EXPECT_TRUE(r.seen.empty());
 }
 
-TEST(FailureTest, SilentServerTimesOut) {
+TEST(FailureTest, SilentServerOnTheFirstRequestIsAnError) {
   // A listening socket that never accepts: the kernel completes the handshake, nothing answers.
+  // No answer has come yet, so the target cannot be reached: an error naming --target.
   const std::string addr = "127.0.96.4";
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
@@ -880,23 +1236,57 @@ TEST(FailureTest, SilentServerTimesOut) {
   ASSERT_EQ(listen(fd, 8), 0);
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  std::string path = WriteCapture({Recorded(1, kBase, 9101)}, "silent");
+  std::string path = WriteCapture({Recorded(1, kBase, 9101), Recorded(2, kBase, 9102)}, "silent");
   ReplayOptions o;
   o.inputs = {path};
   o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
   o.timeout_ns = 300'000'000;
+  o.concurrency = 1;
   auto begin = std::chrono::steady_clock::now();
   ReplayRun r = DoReplay(o);
   auto took = std::chrono::steady_clock::now() - begin;
   close(fd);
-  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
-  EXPECT_EQ(r.summary->errors, 1u);
-  EXPECT_EQ(r.summary->sent, 1u);
-  ASSERT_EQ(r.seen.size(), 1u);
-  EXPECT_NE(r.seen[0].error.find("timed out"), std::string::npos) << r.seen[0].error;
-  EXPECT_EQ(r.seen[0].live.completion, Completion::kTimeout);
-  EXPECT_FALSE(r.seen[0].live.response.has_value());
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target,
+                         ": no answer to the first request: none within 300 ms (--timeout)"));
+  EXPECT_TRUE(r.seen.empty());
   EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(FailureTest, ResetOnTheFirstRequestIsAnError) {
+  ResettingServer server("127.0.96.7", /*answers=*/0);
+  std::string path = WriteCapture({Recorded(1, kBase, 9111)}, "reset_first");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.7:", server.port());
+  ReplayRun r = DoReplay(o);
+  ASSERT_FALSE(r.summary.ok());
+  EXPECT_EQ(r.summary.status().message(),
+            absl::StrCat("--target ", o.target,
+                         ": no answer to the first request: connection reset by peer"))
+      << r.summary.status();
+  EXPECT_TRUE(r.seen.empty());
+}
+
+TEST(FailureTest, ResetAfterAnAnswerIsCountedPerExchange) {
+  // The first request is answered, the second reset: the service misbehaved, the replay goes on.
+  ResettingServer server("127.0.96.8", /*answers=*/1);
+  std::string path =
+      WriteCapture({Recorded(1, kBase, 9121), Recorded(2, kBase + kMs, 9122)}, "reset_later");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.8:", server.port());
+  o.concurrency = 1;
+  o.pacing = Pacing::kMax;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 2u);
+  EXPECT_EQ(r.summary->matched, 1u);
+  EXPECT_EQ(r.summary->errors, 1u);
+  ASSERT_EQ(r.seen.size(), 2u);
+  EXPECT_EQ(r.seen[1].live.completion, Completion::kNoResponse);
+  EXPECT_FALSE(r.seen[1].error.empty());
 }
 
 TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
@@ -931,6 +1321,45 @@ TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
             absl::StrCat("--target ", o.target, ": connection timed out"));
 }
 
+TEST(FailureTest, PipeInputDoesNotHoldUpAnError) {
+  // A FIFO (as bash's <(...) gives) whose writer stays open: the target is down, and Replay
+  // returns its error at once; it must not wait for the reader thread blocked in read(). The
+  // writer holds the pipe open 10 s at most, then records that it had to give up.
+  const std::string addr = "127.0.96.3";
+  const std::string fifo = (TestDir() / "input.fifo").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string file = tapkit::testing::WriteToString({Recorded(1, kBase, 9301)});
+  std::mutex mu;
+  std::condition_variable cv;
+  bool replay_done = false, writer_gave_up = false;
+  std::thread writer([&] {
+    int fd = open(fifo.c_str(), O_WRONLY);
+    (void)!write(fd, file.data(), file.size());
+    std::unique_lock<std::mutex> lock(mu);
+    writer_gave_up = !cv.wait_for(lock, std::chrono::seconds(10), [&] { return replay_done; });
+    close(fd);
+  });
+  ReplayOptions o;
+  o.inputs = {fifo};
+  o.target = absl::StrCat("http://", addr, ":", FreePort(addr));
+  absl::StatusOr<ReplaySummary> s = Replay(o, nullptr);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    replay_done = true;
+  }
+  cv.notify_all();
+  writer.join();
+  EXPECT_FALSE(writer_gave_up) << "Replay waited for the pipe's writer to close";
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(), absl::StrCat("--target ", o.target, ": connection refused"));
+  o.loop = 2;  // a stream is read once
+  EXPECT_EQ(Replay(o, nullptr).status().message(),
+            absl::StrCat("--loop 2: ", fifo, " is a stream (not a regular file); it is replayed once"));
+  EXPECT_TRUE(internal::IsStreamInput(fifo));
+  EXPECT_TRUE(internal::IsStreamInput("-"));
+  EXPECT_FALSE(internal::IsStreamInput(WriteCapture({Recorded(1, kBase, 9302)}, "regular")));
+}
+
 TEST(OptionsTest, BadOptionsNameTheFlag) {
   std::string path = WriteCapture({Recorded(1, kBase, 9201)}, "options");
   auto error = [&](auto edit) {
@@ -945,8 +1374,33 @@ TEST(OptionsTest, BadOptionsNameTheFlag) {
             "--target http://127.0.96.5:1/api: a path prefix is not allowed (http://HOST:PORT)");
   EXPECT_EQ(error([](ReplayOptions& o) { o.target = "http://127.0.96.5:99999"; }),
             "--target http://127.0.96.5:99999: the port is not a number in 1..65535");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }), "--rate 0: not above 0");
-  EXPECT_EQ(error([](ReplayOptions& o) { o.speed = 0; }), "--speed 0: not above 0");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.target = "https://127.0.96.5:1"; }).substr(0, 46),
+            "--target https://127.0.96.5:1: not an http:// ");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.pacing = Pacing::kRate; }),
+            "--rate 0: not in 0.001..10000000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRecorded;
+              o.speed = 0;
+            }),
+            "--speed 0: not in 0.001..1000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRecorded;
+              o.speed = 1e-10;
+            }),
+            "--speed 1e-10: not in 0.001..1000");
+  EXPECT_EQ(error([](ReplayOptions& o) {
+              o.pacing = Pacing::kRate;
+              o.rate = 1e-12;
+            }),
+            "--rate 1e-12: not in 0.001..10000000");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.concurrency = kMaxLanes + 1; }),
+            "--concurrency 257: not in 0..256");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.set_headers = {{"Content-Length", "10"}}; }),
+            "--set-header 'Content-Length: 10': the replay frames the request itself; "
+            "Content-Length cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
+  EXPECT_EQ(error([](ReplayOptions& o) { o.set_headers = {{"Transfer-Encoding", "chunked"}}; })
+                .substr(0, 44),
+            "--set-header 'Transfer-Encoding: chunked': t");
   EXPECT_EQ(error([](ReplayOptions& o) { o.sample_percent = 0; }),
             "--sample 0: not a percentage in (0, 100]");
   EXPECT_EQ(error([](ReplayOptions& o) {

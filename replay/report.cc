@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -107,6 +108,10 @@ std::string SummaryLine(const ReplaySummary& s) {
       absl::StrCat("replayed ", s.sent, ": ", s.matched, " matched, ", s.mismatched, " differ, ",
                    s.errors, " failed; skipped: ", s.skipped_incomplete, " incomplete, ",
                    s.sampled_out, " sampled out, ", s.selected_out, " selected out");
+  if (s.skipped_truncated_body > 0) {
+    absl::StrAppend(&out, "; ", s.skipped_truncated_body,
+                    " with a request body not stored whole skipped (--send-truncated-bodies)");
+  }
   if (s.body_prefix_compared > 0) {
     absl::StrAppend(&out, "; ", s.body_prefix_compared, " bodies compared on their stored prefix");
   }
@@ -238,6 +243,8 @@ class JsonReport : public ReplayReport {
       w.Uint(s.sent);
       w.Key("skippedIncomplete");
       w.Uint(s.skipped_incomplete);
+      w.Key("skippedTruncatedBody");
+      w.Uint(s.skipped_truncated_body);
       w.Key("stopped");
       w.Bool(s.stopped);
       w.Key("type");
@@ -340,9 +347,32 @@ std::string Xml(std::string_view s) {
 
 std::string Seconds(int64_t ns) { return absl::StrFormat("%.6f", static_cast<double>(ns) / 1e9); }
 
+// write(2) until all of `data` is out; 0 or the errno.
+int WriteAll(int fd, std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// Whether `path` names something that exists and must be written into rather than replaced: a
+// symbolic link (replacing it would drop the link) or anything but a regular file (a FIFO, a
+// device such as /dev/full or /dev/stdout). A rename onto such a path would replace the node.
+bool WriteInPlace(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+// The cases are spooled to an unnamed temporary file as they come (the counts that head the
+// document are known only at the end), so memory does not grow with the run.
 class JUnitReport : public ReplayReport {
  public:
-  explicit JUnitReport(std::string path) : path_(std::move(path)) {}
+  JUnitReport(std::string path, int spool) : path_(std::move(path)), spool_(spool) {}
+  ~JUnitReport() override { ::close(spool_); }
 
   void Add(const ReplayedExchange& x) override {
     ++tests_;
@@ -377,41 +407,52 @@ class JUnitReport : public ReplayReport {
     } else {
       c += "/>\n";
     }
-    cases_ += c;
+    if (spool_error_ == 0) spool_error_ = WriteAll(spool_, c);
   }
 
   absl::Status Finish(const ReplaySummary& summary) override {
+    if (spool_error_ != 0) {
+      return absl::DataLossError(
+          absl::StrCat("--junit ", path_, ": the temporary file: ", std::strerror(spool_error_)));
+    }
     std::string counts =
         absl::StrCat("tests=\"", tests_, "\" failures=\"", failures_, "\" errors=\"", errors_,
                      "\" skipped=\"0\" time=\"", Seconds(summary.elapsed_ns), "\"");
-    std::string doc =
+    const std::string head =
         absl::StrCat("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapreplay\" ",
-                     counts, ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n", cases_,
-                     "  </testsuite>\n</testsuites>\n");
-    // Written beside the target and renamed into place: a reader never sees half a file.
+                     counts, ">\n  <testsuite name=\"tapreplay\" ", counts, ">\n");
+    const std::string tail = "  </testsuite>\n</testsuites>\n";
+    // A regular file (or none) is written beside the target and renamed into place: a reader
+    // never sees half a file. Anything else is written into (a rename would replace the node).
+    const bool in_place = WriteInPlace(path_);
     std::string tmp = path_ + ".XXXXXX";
-    int fd = ::mkstemp(tmp.data());
+    int fd = in_place ? ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                      : ::mkstemp(tmp.data());
     if (fd < 0) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("--junit ", path_, ": cannot create: ", std::strerror(errno)));
+      return absl::PermissionDeniedError(absl::StrCat(
+          "--junit ", path_, in_place ? ": open: " : ": cannot create: ", std::strerror(errno)));
     }
-    ::fchmod(fd, 0644);
-    size_t done = 0;
-    while (done < doc.size()) {
-      ssize_t n = ::write(fd, doc.data() + done, doc.size() - done);
+    if (!in_place) ::fchmod(fd, 0644);
+    int err = WriteAll(fd, head);
+    if (err == 0 && ::lseek(spool_, 0, SEEK_SET) != 0) err = errno;
+    std::string buf(size_t{1} << 16, '\0');
+    while (err == 0) {
+      ssize_t n = ::read(spool_, buf.data(), buf.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int err = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return absl::DataLossError(
-            absl::StrCat("--junit ", path_, ": write failed: ", std::strerror(err)));
-      }
-      done += static_cast<size_t>(n);
+      if (n < 0) err = errno;
+      if (n <= 0) break;
+      err = WriteAll(fd, std::string_view(buf.data(), static_cast<size_t>(n)));
     }
-    if (::close(fd) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
+    if (err == 0) err = WriteAll(fd, tail);
+    if (err != 0) {
+      ::close(fd);
+      if (!in_place) ::unlink(tmp.c_str());
+      return absl::DataLossError(
+          absl::StrCat("--junit ", path_, ": write failed: ", std::strerror(err)));
+    }
+    if (::close(fd) != 0 || (!in_place && ::rename(tmp.c_str(), path_.c_str()) != 0)) {
+      err = errno;
+      if (!in_place) ::unlink(tmp.c_str());
       return absl::DataLossError(absl::StrCat("--junit ", path_, ": ", std::strerror(err)));
     }
     return absl::OkStatus();
@@ -419,9 +460,16 @@ class JUnitReport : public ReplayReport {
 
  private:
   std::string path_;
-  std::string cases_;
+  int spool_;
+  int spool_error_ = 0;
   uint64_t tests_ = 0, failures_ = 0, errors_ = 0;
 };
+
+// The directory TMPDIR names, else /tmp.
+std::string TempDir() {
+  const char* dir = std::getenv("TMPDIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/tmp";
+}
 
 }  // namespace
 
@@ -433,8 +481,31 @@ std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out) {
   return std::make_unique<JsonReport>(out);
 }
 
-std::unique_ptr<ReplayReport> MakeJUnitReport(const std::string& path) {
-  return std::make_unique<JUnitReport>(path);
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeJUnitReport(const std::string& path) {
+  if (WriteInPlace(path)) {
+    if (::access(path.c_str(), W_OK) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("--junit ", path, ": cannot write: ", std::strerror(errno)));
+    }
+  } else {
+    // The file is created at the end: a directory it cannot be created in is found now.
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path.substr(0, slash);
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("--junit ", path, ": cannot create: ", std::strerror(errno)));
+    }
+  }
+  std::string spool = TempDir() + "/tapreplay-junit.XXXXXX";
+  int fd = ::mkstemp(spool.data());
+  if (fd < 0) {
+    return absl::PermissionDeniedError(absl::StrCat("--junit ", path, ": a temporary file in ",
+                                                    TempDir(), ": ", std::strerror(errno)));
+  }
+  ::unlink(spool.c_str());  // unnamed: gone with the descriptor
+  return std::make_unique<JUnitReport>(path, fd);
 }
 
 }  // namespace tapkit::replay

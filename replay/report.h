@@ -7,11 +7,13 @@
 #define TAPKIT_REPLAY_REPORT_H_
 
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "format/redact.h"
 #include "replay/replay.h"
 
 namespace tapkit::replay {
@@ -45,15 +47,26 @@ std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out);
 // one testcase per replayed exchange, a <failure> with the differences for each mismatch, an
 // <error> for each failed request. Test case names read "METHOD PATH [CAPTURE_POINT:STREAM]"
 // (" round N" after the first loop round), class names the target ("http://ADDRESS:PORT" the
-// live request went to). Bytes XML 1.0 cannot hold are written as \xHH. Written by Finish (to a
-// temporary file renamed into place).
-std::unique_ptr<ReplayReport> MakeJUnitReport(const std::string& path);
+// live request went to). Bytes XML 1.0 cannot hold are written as \xHH. The test cases are
+// spooled to an unnamed file in $TMPDIR (else /tmp) as they come, so memory does not grow with
+// the run; Finish writes the document: a regular file (or a new one) to a temporary file beside
+// it renamed into place, so a reader never sees half a file; a path that exists and is not a
+// regular file (a symbolic link, a FIFO, a device, /dev/stdout) is opened and written into,
+// never replaced. Errors, each "--junit PATH: ...": a directory the file cannot be created in
+// or a path that cannot be written (PermissionDenied, here, before anything is replayed), no
+// temporary file; at Finish, a failed write (DataLoss).
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeJUnitReport(const std::string& path);
 
 // The live exchanges (ReplayedExchange::live) written to `path` ("-" is standard output) as an
 // ordinary capture (format/SPEC.md), each carrying the recorded exchange's id (replay_of). The
-// header names the target and the inputs. Errors name the file.
+// header names the target and the inputs. With `redactor` (tapreplay passes the default one,
+// BuildRedactor(RedactionOnByDefault()), unless --no-redact) each exchange is redacted before
+// it is written and the header records the policy: the live requests carry what --set-header
+// added (an Authorization token) and the live answers fresh Set-Cookie values. nullopt writes
+// them in clear. Errors name the file.
 absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
-                                                                 const ReplayOptions& options);
+                                                                const ReplayOptions& options,
+                                                                std::optional<Redactor> redactor);
 
 }  // namespace tapkit::replay
 

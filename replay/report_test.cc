@@ -3,57 +3,34 @@
 // lines' member order) and Python's xml.etree (the JUnit file).
 #include "replay/report.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
 #include "format/test_dir.h"
+#include "format/testutil.h"
 
 namespace tapkit::replay {
 namespace {
 
+using tapkit::testing::Shell;
 using tapkit::testing::TestDir;
-
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-bool HaveTool(const std::string& tool) {
-  int st = 0;
-  Shell("command -v " + tool + " >/dev/null 2>&1", &st);
-  return st == 0;
-}
-
-#define REQUIRE_TOOL(tool)                                                  \
-  do {                                                                      \
-    if (!HaveTool(tool)) {                                                  \
-      const char* ci = std::getenv("CI");                                   \
-      if (ci && std::string(ci) == "true") FAIL() << tool << " is missing"; \
-      GTEST_SKIP() << tool << " is missing (scripts/deps.sh installs it)";  \
-    }                                                                       \
-  } while (0)
-
-std::string WriteFile(const std::string& name, const std::string& data) {
-  std::string path = TestDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
-}
+using tapkit::testing::WriteTestFile;
 
 // Owns the recorded exchanges the ReplayedExchanges point into.
 struct Scenario {
@@ -124,8 +101,8 @@ ReplaySummary Summary() {
 }
 
 TEST(TextReport, MismatchFailureMatchAndSummary) {
-  REQUIRE_TOOL("jq");
-  REQUIRE_TOOL("diff");
+  TAPKIT_REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("diff");
   Scenario s = Mixed();
   std::ostringstream out;
   std::unique_ptr<ReplayReport> r = MakeTextReport(out, {.show_matches = true});
@@ -133,8 +110,8 @@ TEST(TextReport, MismatchFailureMatchAndSummary) {
   ASSERT_TRUE(r->Finish(Summary()).ok());
 
   // The body diff, made independently: jq -S pretty-prints with sorted members, diff -u.
-  std::string rec = WriteFile("r.json", R"({"b":[1,2],"a":1})");
-  std::string live = WriteFile("l.json", R"({"a":2,"b":[1,2]})");
+  std::string rec = WriteTestFile("r.json", R"({"b":[1,2],"a":1})");
+  std::string live = WriteTestFile("l.json", R"({"a":2,"b":[1,2]})");
   Shell("jq -S . " + rec + " > " + rec + ".pretty && jq -S . " + live + " > " + live + ".pretty");
   std::string gnu =
       Shell("diff -u --label recorded --label live " + rec + ".pretty " + live + ".pretty");
@@ -188,7 +165,7 @@ TEST(TextReport, MatchesHiddenByDefaultRoundsAndExtras) {
 }
 
 TEST(JsonReport, LinesAndSummary) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   Scenario s = Mixed();
   // A path that is not UTF-8 goes as base64.
   ReplayedExchange& d = s.Add(20, "GET", "/caf\xe9", 200, {}, "a");
@@ -204,7 +181,7 @@ TEST(JsonReport, LinesAndSummary) {
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out.str();
   // Each line is compact JSON with its members sorted: jq -cS prints it unchanged.
-  std::string path = WriteFile("report.jsonl", out.str());
+  std::string path = WriteTestFile("report.jsonl", out.str());
   EXPECT_EQ(Shell("jq -cS . " + path), out.str());
 
   nlohmann::json diff = nlohmann::json::parse(lines[0], nullptr, false);
@@ -233,18 +210,19 @@ TEST(JsonReport, LinesAndSummary) {
 }
 
 TEST(JUnitReport, ParsedByPythonsXmlReader) {
-  REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("python3");
   Scenario s = Mixed();
   // Bytes XML cannot hold, markup, and a CDATA end in the error and the path.
   s.replayed[1].error = "reset \x01]]>&<\"' \xff caf\xc3\xa9";
   ReplayedExchange& e = s.Add(21, "GET", "/q?a=1&b=<2>", 200, {}, "");
   e.error = "timeout";
   std::string path = TestDir() + "/junit.xml";
-  std::unique_ptr<ReplayReport> r = MakeJUnitReport(path);
-  for (const ReplayedExchange& x : s.replayed) r->Add(x);
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
   ReplaySummary sum = Summary();
-  ASSERT_TRUE(r->Finish(sum).ok());
-  std::string script = WriteFile("read.py", R"(
+  ASSERT_TRUE((*r)->Finish(sum).ok());
+  std::string script = WriteTestFile("read.py", R"(
 import json, sys
 import xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
@@ -287,11 +265,109 @@ print(json.dumps(out, sort_keys=True))
 }
 
 TEST(JUnitReport, UnwritablePathNamesTheFile) {
-  std::unique_ptr<ReplayReport> r = MakeJUnitReport(TestDir() + "/no/such/dir/junit.xml");
-  absl::Status s = r->Finish(ReplaySummary{});
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.message(), "--junit " + TestDir() +
-                             "/no/such/dir/junit.xml: cannot create: No such file or directory");
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r =
+      MakeJUnitReport(TestDir() + "/no/such/dir/junit.xml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "--junit " + TestDir() +
+                                      "/no/such/dir/junit.xml: cannot create: No such file or "
+                                      "directory");
+}
+
+// A path that exists and is not a regular file (a FIFO, a device, /dev/stdout) is written
+// into, never replaced: the FIFO stays a FIFO and its reader gets the whole XML.
+TEST(JUnitReport, FifoIsWrittenIntoNotReplaced) {
+  std::string fifo = TestDir() + "/junit.fifo";
+  std::string keep = TestDir() + "/junit.fifo.keep";  // a second name, to free a stuck reader
+  ::unlink(fifo.c_str());
+  ::unlink(keep.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  ASSERT_EQ(::link(fifo.c_str(), keep.c_str()), 0) << std::strerror(errno);
+  std::string got;
+  std::thread reader([&] {
+    int fd = ::open(fifo.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+  });
+  Scenario s = Mixed();
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(fifo);
+  absl::Status finished = r.status();
+  if (r.ok()) {
+    for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+    finished = (*r)->Finish(Summary());
+  }
+  struct stat st {};
+  EXPECT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  // Had the FIFO been replaced, the reader still waits in open(): release it.
+  int release = ::open(keep.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (release >= 0) ::close(release);
+  reader.join();
+  ASSERT_TRUE(finished.ok()) << finished;
+  EXPECT_TRUE(got.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites ")) << got;
+  EXPECT_NE(got.find("<testcase name=\"GET /api/items?id=7 [0:17]\""), std::string::npos);
+  EXPECT_TRUE(got.ends_with("</testsuites>\n")) << got;
+}
+
+// /dev/full, reached through a symbolic link in the test's directory (so that even a broken
+// writer could only replace the link, never the device): the error names the path given, the
+// link stays a link and the device a character device.
+TEST(JUnitReport, DeviceBehindALinkGivesAnErrorAndStaysADevice) {
+  struct stat dev {};
+  if (::stat("/dev/full", &dev) != 0 || !S_ISCHR(dev.st_mode)) {
+    GTEST_SKIP() << "no /dev/full character device here";
+  }
+  std::string link = TestDir() + "/full";
+  ::unlink(link.c_str());
+  ASSERT_EQ(::symlink("/dev/full", link.c_str()), 0) << std::strerror(errno);
+  Scenario s = Mixed();
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(link);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+  absl::Status finished = (*r)->Finish(Summary());
+  EXPECT_EQ(finished.message(), "--junit " + link + ": write failed: No space left on device");
+  struct stat st {};
+  ASSERT_EQ(::lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link was replaced";
+  ASSERT_EQ(::stat("/dev/full", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, dev.st_rdev);
+}
+
+// The test cases go to a spool file as they come: the heap does not grow with the failures'
+// diffs (40 of about 800 KB each were held until Finish before).
+TEST(JUnitReport, CasesAreNotKeptInMemory) {
+  Scenario s;
+  constexpr int kCases = 40;
+  s.replayed.reserve(kCases);
+  const std::vector<Header> text = {{"Content-Type", "text/plain"}};
+  for (int i = 0; i < kCases; ++i) {
+    ReplayedExchange& x =
+        s.Add(100 + i, "GET", "/big/" + std::to_string(i), 200, text, std::string(400'000, 'a'));
+    s.Answer(x, 200, text, std::string(400'000, 'b'));
+    ASSERT_FALSE(x.comparison->matched());
+  }
+  std::string path = TestDir() + "/big.xml";
+  absl::StatusOr<std::unique_ptr<ReplayReport>> r = MakeJUnitReport(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // In use: the arena's chunks and the mmap'd ones (large strings).
+  auto heap = [] {
+    struct mallinfo2 m = ::mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  const size_t before = heap();
+  for (const ReplayedExchange& x : s.replayed) (*r)->Add(x);
+  const size_t after = heap();
+  EXPECT_LT(after, before + (size_t{4} << 20)) << "heap grew by " << (after - before) << " bytes";
+  ASSERT_TRUE((*r)->Finish(Summary()).ok());
+  std::ifstream in(path, std::ios::binary);
+  std::string xml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_GT(xml.size(), size_t{kCases} * 800'000);
+  EXPECT_NE(xml.find("tests=\"40\" failures=\"40\""), std::string::npos);
+  EXPECT_NE(xml.find("<testcase name=\"GET /big/39 [0:139]\""), std::string::npos);
+  EXPECT_TRUE(xml.ends_with("</testsuites>\n"));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +26,7 @@
 #include "re2/re2.h"
 #include "recorder/stop_signals.h"
 #include "replay/compare.h"
+#include "replay/replay_request.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {
@@ -42,10 +44,15 @@ std::string Shown(std::string_view value) {
   return value.empty() ? std::string("\"\"") : std::string(value);
 }
 
-absl::StatusOr<double> PositiveNumber(std::string_view flag, std::string_view text) {
+// A number from lo to hi. The bounds are shown as written (1000, 10000000, 0.001).
+absl::StatusOr<double> NumberIn(std::string_view flag, std::string_view text, double lo,
+                                double hi) {
+  auto shown = [](double v) {
+    return v == std::floor(v) ? absl::StrCat(static_cast<int64_t>(v)) : absl::StrCat(v);
+  };
   double v = 0;
-  if (!absl::SimpleAtod(A(text), &v) || !std::isfinite(v) || v <= 0) {
-    return Bad(flag, Shown(text), "not a number above 0");
+  if (!absl::SimpleAtod(A(text), &v) || !std::isfinite(v) || v < lo || v > hi) {
+    return Bad(flag, Shown(text), absl::StrCat("not a number from ", shown(lo), " to ", shown(hi)));
   }
   return v;
 }
@@ -113,6 +120,7 @@ class Reports {
     if (stream_) stream_->flush();
     ++tally_.sent;
     tally_.redacted_headers_dropped += x.redacted_headers_dropped;
+    tally_.redacted_values_sent += x.redacted_values_sent;
     if (!x.error.empty()) {
       ++tally_.errors;
     } else if (x.comparison) {
@@ -145,6 +153,16 @@ class Reports {
   ReplaySummary tally_;
 };
 
+// Whether an input is standard input and a stream (a pipe from taprec -w -, a terminal): its
+// end, or the Ctrl+C that ends the tap feeding it, is how such a replay ends.
+bool ReadsAStreamOnStdin(const std::vector<std::string>& inputs) {
+  struct stat st {};
+  for (const std::string& in : inputs) {
+    if (in == "-") return ::fstat(STDIN_FILENO, &st) == 0 && !S_ISREG(st.st_mode);
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<Header> ParseSetHeader(std::string_view text) {
@@ -156,6 +174,11 @@ absl::StatusOr<Header> ParseSetHeader(std::string_view text) {
   if (!IsToken(name)) {
     return Bad("--set-header", Shown(text),
                "the name is not a field name (RFC 9110 section 5.6.2: a token)");
+  }
+  if (internal::IsHopByHop(absl::AsciiStrToLower(A(name)))) {
+    return Bad("--set-header", Shown(text),
+               "tapreplay frames each request itself; a framing or hop-by-hop field cannot be "
+               "set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
   }
   std::string_view value = text.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
@@ -196,6 +219,8 @@ absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text) {
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
   for (const Conflict& c : kConflicts) {
+    // With -w the key file keys the capture's redaction too: not ignored.
+    if (c.b == "redact-key-file" && given("write") && !f.no_redact) continue;
     if (given(c.a) && given(c.b)) {
       return absl::InvalidArgumentError(absl::StrCat(Written(c.a), " and ", Written(c.b),
                                                      " cannot be used together (", A(c.why), ")"));
@@ -235,19 +260,21 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   o.target = f.target;
   o.keep_authority = f.keep_authority;
   o.include_incomplete = f.include_incomplete;
+  o.send_truncated_bodies = f.send_truncated_bodies;
 
   absl::StatusOr<Selection> selection = Selection::Parse(f.selection);
   if (!selection.ok()) return selection.status();
   plan.warnings = selection->Warnings();
   o.selection = *std::move(selection);
 
+  o.pacing = Pacing::kRecorded;  // the tool's default (the C++ API's is kMax)
   if (given("speed")) {
-    absl::StatusOr<double> v = PositiveNumber("--speed", f.speed);
+    absl::StatusOr<double> v = NumberIn("--speed", f.speed, kMinSpeed, kMaxSpeed);
     if (!v.ok()) return v.status();
     o.pacing = Pacing::kRecorded;
     o.speed = *v;
   } else if (given("rate")) {
-    absl::StatusOr<double> v = PositiveNumber("--rate", f.rate);
+    absl::StatusOr<double> v = NumberIn("--rate", f.rate, kMinRate, kMaxRate);
     if (!v.ok()) return v.status();
     o.pacing = Pacing::kRate;
     o.rate = *v;
@@ -255,7 +282,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
     o.pacing = Pacing::kMax;
   }
   if (given("concurrency")) {
-    absl::StatusOr<int64_t> v = Integer("--concurrency", f.concurrency, 1, kMaxLanes);
+    absl::StatusOr<int64_t> v = Integer("--concurrency", f.concurrency, 0, kMaxLanes);
     if (!v.ok()) return v.status();
     o.concurrency = static_cast<int>(*v);
   }
@@ -352,6 +379,18 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
       SameFile(plan.junit_path, plan.capture_path)) {
     return Bad("--junit", plan.junit_path, "is -w's file too");
   }
+  if (f.no_redact && plan.capture_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--no-redact goes with -w (only the -w capture is redacted; the reports show values as "
+        "they are)");
+  }
+  if (!plan.capture_path.empty() && !f.no_redact) {
+    RedactionFlags redaction = RedactionOnByDefault();
+    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
+    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+    if (!redactor.ok()) return redactor.status();
+    plan.capture_redactor = *std::move(redactor);
+  }
   return plan;
 }
 
@@ -374,22 +413,16 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
     reports.PushStream(MakeTextReport(stream, text));
   }
   if (!plan->junit_path.empty()) {
-    // The XML is written at the end: a directory it cannot be written to is found now, not
-    // after the whole replay.
-    const size_t slash = plan->junit_path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "."
-                            : slash == 0               ? "/"
-                                                       : plan->junit_path.substr(0, slash);
-    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-      err << "tapreplay: --junit " << plan->junit_path
-          << ": cannot create: " << std::strerror(errno) << "\n";
+    absl::StatusOr<std::unique_ptr<ReplayReport>> junit = MakeJUnitReport(plan->junit_path);
+    if (!junit.ok()) {
+      err << "tapreplay: " << junit.status().message() << "\n";
       return kExitError;
     }
-    reports.Push(MakeJUnitReport(plan->junit_path));
+    reports.Push(*std::move(junit));
   }
   if (!plan->capture_path.empty()) {
     absl::StatusOr<std::unique_ptr<ReplayReport>> capture =
-        MakeCaptureReport(plan->capture_path, plan->replay);
+        MakeCaptureReport(plan->capture_path, plan->replay, plan->capture_redactor);
     if (!capture.ok()) {
       err << "tapreplay: " << capture.status().message() << "\n";
       return kExitError;
@@ -401,9 +434,18 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
   // next check; SIGPIPE ignored: a closed standard output is a write error, the reports finish.
   StopSignals signals(/*restart=*/true, /*ignore_sigpipe=*/true);
   plan->replay.stop = [] { return StopSignals::stopped().load(); };
+  plan->replay.notice = [&err](const std::string& line) { err << "tapreplay: " << line << "\n"; };
 
-  absl::StatusOr<ReplaySummary> result =
-      Replay(plan->replay, [&](const ReplayedExchange& x) { reports.Add(x); });
+  bool warned_markers = false;
+  absl::StatusOr<ReplaySummary> result = Replay(plan->replay, [&](const ReplayedExchange& x) {
+    if (x.redacted_values_sent > 0 && !warned_markers) {
+      warned_markers = true;
+      err << "tapreplay: warning: redaction markers (" << kRedactedPrefix
+          << "...) in a recorded path or body are sent as recorded; the target sees the markers, "
+             "not the original values\n";
+    }
+    reports.Add(x);
+  });
   ReplaySummary summary = result.ok() ? *result : reports.Tally();
   if (!result.ok()) summary.stopped = StopSignals::stopped();
   absl::Status finished = reports.Finish(summary, result.ok() || summary.sent > 0);
@@ -420,6 +462,9 @@ int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream&
     err << "tapreplay: interrupted by " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": "
         << summary.sent << (summary.sent == 1 ? " request" : " requests")
         << " sent; the reports hold those\n";
+    // Most of the capture may never have been sent: not a pass. A live stream on standard
+    // input (shadowing) has no end but an interrupt: its results decide.
+    if (!ReadsAStreamOnStdin(plan->replay.inputs)) return kExitError;
   }
   return summary.mismatched > 0 || summary.errors > 0 ? kExitMismatch : kExitOk;
 }

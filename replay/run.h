@@ -9,9 +9,13 @@
 //   kExitMismatch  at least one exchange differs, or a request failed after the target had
 //                  answered an earlier one (a timeout, a reset): the service misbehaved;
 //   kExitError     a bad flag, an input that cannot be read, a target that cannot be reached on
-//                  the first request, a report file that cannot be written: one line naming it.
+//                  the first request, a report file that cannot be written: one line naming it;
+//                  also a run stopped by SIGINT or SIGTERM (below).
 // SIGINT or SIGTERM stops sending; the reports are finished with what was replayed (the JUnit
-// file and the -w capture are whole) and the exit code is what those results say.
+// file and the -w capture are whole), a line says how many requests were sent, and the exit
+// code is kExitError: the rest of the capture was never sent. When an input is a stream on
+// standard input (taprec -w - | tapreplay -: shadowing, which ends by an interrupt), the exit
+// code is what the results say instead.
 //
 // Thread-safety: PlanReplay and the Parse functions are pure and safe from any thread.
 // RunReplayTool installs SIGINT and SIGTERM handlers while it runs (recorder/stop_signals.h):
@@ -19,6 +23,7 @@
 #ifndef TAPKIT_REPLAY_RUN_H_
 #define TAPKIT_REPLAY_RUN_H_
 
+#include <optional>
 #include <ostream>
 #include <set>
 #include <string>
@@ -27,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "format/exchange.h"
+#include "format/redact.h"
 #include "format/select.h"
 #include "replay/replay.h"
 
@@ -42,10 +48,10 @@ struct ReplayToolFlags {
   bool keep_authority = false;      // --keep-authority
 
   // Pacing: at most one of --speed X, --rate N, --max.
-  std::string speed;        // --speed: a number above 0 (recorded gaps are divided by it)
-  std::string rate;         // --rate: requests per second, above 0
+  std::string speed;        // --speed: kMinSpeed..kMaxSpeed (recorded gaps are divided by it)
+  std::string rate;         // --rate: requests per second, kMinRate..kMaxRate
   bool max = false;         // --max
-  std::string concurrency;  // --concurrency N: 1..kMaxLanes lanes (absent: a lane per connection)
+  std::string concurrency;  // --concurrency N: 0..kMaxLanes lanes (0 or absent: one per connection)
   std::string loop;         // --loop N >= 1
   std::string sample;       // --sample PERCENT: (0, 100], an optional trailing "%"
   std::string sample_seed;  // --sample-seed N: 0..2^64-1
@@ -55,6 +61,7 @@ struct ReplayToolFlags {
   std::vector<std::string> drop_headers;   // --drop-header NAME
   std::vector<std::string> rewrite_paths;  // --rewrite-path 'REGEX=REPLACEMENT'
   bool include_incomplete = false;         // --include-incomplete
+  bool send_truncated_bodies = false;      // --send-truncated-bodies
 
   // Comparison.
   bool no_compare = false;                        // --no-compare
@@ -70,6 +77,7 @@ struct ReplayToolFlags {
   std::string output = "text";  // -o text|json
   std::string junit;            // --junit FILE
   std::string write;            // -w FILE ("-": standard output)
+  bool no_redact = false;       // --no-redact: -w writes the live exchanges unredacted
   bool verbose = false;         // -v: a line for each exchange that matched too
 
   SelectionFlags selection;  // format/select.h's flags
@@ -86,15 +94,19 @@ struct ReplayPlan {
   std::string junit_path;             // empty: no JUnit file
   std::string capture_path;           // empty: no capture; "-": standard output
   std::vector<std::string> warnings;  // lines to print before replaying (the selection's)
+  // -w's redaction: the default one (format/redact.h), keyed with --redact-key-file when given;
+  // nullopt with --no-redact.
+  std::optional<Redactor> capture_redactor;
 };
 
 // Checks every flag and builds the plan. Errors (InvalidArgument, one line naming the flag and
 // value, as "--speed 0: not a number above 0"): a value out of range or unparsable; no input;
 // no --target; flags that would silently ignore one another ("--speed and --rate cannot be used
 // together (...)"; a comparison flag or -v with --no-compare; -v with -o json; --sample-seed
-// without --sample; --incomplete without --include-incomplete); -w or --junit naming an input
-// or each other; a rules file or key file that cannot be read (Comparer::Create's and
-// ReadRedactionKey's errors).
+// without --sample; --incomplete without --include-incomplete; --no-redact without -w); -w or
+// --junit naming an input or each other; a rules file or key file that cannot be read
+// (Comparer::Create's and ReadRedactionKey's errors). --redact-key-file keys both the
+// comparison and -w's redaction, so with -w it goes with --no-compare too.
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& flags);
 
 // --set-header 'Name: value': the name a token (RFC 9110 section 5.6.2), the value with its

@@ -3,11 +3,14 @@
 #include "replay/run.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 namespace tapkit::replay {
 namespace {
@@ -35,6 +38,7 @@ ReplayToolFlags Flags(std::initializer_list<std::pair<std::string, std::string>>
     if (name == "write") f.write = value;
     if (name == "junit") f.junit = value;
     if (name == "redact-key-file") f.redact_key_file = value;
+    if (name == "no-redact") f.no_redact = true;
     if (name == "ignore-header") f.ignore_headers.push_back(value);
   }
   return f;
@@ -70,6 +74,24 @@ TEST(ParseSetHeader, RefusesWhatIsNotAFieldLine) {
             "--set-header : a: the name is not a field name (RFC 9110 section 5.6.2: a token)");
   EXPECT_EQ(ParseSetHeader("X-A: a\r\nX-B: b").status().message(),
             "--set-header X-A: the value holds CR, LF or NUL (RFC 9110 section 5.5 forbids them)");
+}
+
+TEST(ParseSetHeader, RefusesFramingAndHopByHopFields) {
+  // The replay frames the body with a Content-Length of its own: a second one, or a
+  // Transfer-Encoding beside it (RFC 9112 section 6.1), would break the request.
+  for (std::string_view name : {"Content-Length", "transfer-encoding", "Connection", "Upgrade",
+                                "TE", "Trailer", "Keep-Alive", "Proxy-Connection"}) {
+    SCOPED_TRACE(name);
+    std::string line = std::string(name) + ": 10";
+    EXPECT_EQ(ParseSetHeader(line).status().message(),
+              absl::StrCat("--set-header ", line,
+                           ": tapreplay frames each request itself; a framing or hop-by-hop "
+                           "field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
+  }
+  // Host replaces the Host sent (a virtual host); --keep-authority keeps the recorded one.
+  absl::StatusOr<Header> h = ParseSetHeader("Host: shop.example");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->name, "Host");
 }
 
 TEST(ParsePathRewrite, SplitsAtTheFirstUnescapedEquals) {
@@ -128,6 +150,17 @@ TEST(PlanReplay, PacingValues) {
   EXPECT_EQ(p->replay.concurrency, 8);
   EXPECT_EQ(p->replay.loop, 3);
 
+  // --concurrency 0 is the default written out (a lane per recorded connection), as
+  // ReplayOptions::concurrency and docs/architecture.md have it; the bounds ends are taken.
+  p = PlanReplay(Flags({{"concurrency", "0"}, {"speed", "0.001"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.concurrency, 0);
+  EXPECT_EQ(p->replay.speed, 0.001);
+  p = PlanReplay(Flags({{"concurrency", "256"}, {"rate", "10000000"}, {"no-compare", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->replay.concurrency, 256);
+  EXPECT_EQ(p->replay.rate, 1e7);
+
   p = PlanReplay(Flags({{"max", ""},
                         {"sample", "12.5%"},
                         {"sample-seed", "18446744073709551615"},
@@ -141,13 +174,20 @@ TEST(PlanReplay, PacingValues) {
 }
 
 TEST(PlanReplay, BadValuesNameTheirFlag) {
-  EXPECT_EQ(Error(Flags({{"speed", "0"}})), "--speed 0: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"speed", "inf"}})), "--speed inf: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number above 0");
-  EXPECT_EQ(Error(Flags({{"concurrency", "0"}})),
-            "--concurrency 0: not a whole number from 1 to 256");
+  EXPECT_EQ(Error(Flags({{"speed", "0"}})), "--speed 0: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"speed", "inf"}})), "--speed inf: not a number from 0.001 to 1000");
+  // Past the bounds a due time overflows: a 1 s gap at 1e-10 is 1e19 ns.
+  EXPECT_EQ(Error(Flags({{"speed", "1e-10"}})), "--speed 1e-10: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"speed", "1001"}})), "--speed 1001: not a number from 0.001 to 1000");
+  EXPECT_EQ(Error(Flags({{"rate", "fast"}})), "--rate fast: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"rate", "1e-12"}})),
+            "--rate 1e-12: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"rate", "10000001"}})),
+            "--rate 10000001: not a number from 0.001 to 10000000");
+  EXPECT_EQ(Error(Flags({{"concurrency", "-1"}})),
+            "--concurrency -1: not a whole number from 0 to 256");
   EXPECT_EQ(Error(Flags({{"concurrency", "257"}})),
-            "--concurrency 257: not a whole number from 1 to 256");
+            "--concurrency 257: not a whole number from 0 to 256");
   EXPECT_EQ(Error(Flags({{"loop", "0"}})), "--loop 0: not a whole number from 1 to 1000000000");
   EXPECT_EQ(Error(Flags({{"sample", "0"}})),
             "--sample 0: not a percentage above 0 and at most 100");
@@ -265,6 +305,40 @@ TEST(PlanReplay, ComparisonFlagsReachTheComparer) {
   f = Flags({{"rules", std::string(dir) + "/none.yaml"}});
   std::string e = Error(f);
   EXPECT_NE(e.find(std::string(dir) + "/none.yaml"), std::string::npos) << e;
+  rmdir(dir);
+}
+
+// -w redacts by default (review finding 10): the default policy, keyed with --redact-key-file
+// (which then goes with --no-compare too); --no-redact turns it off and needs -w.
+TEST(PlanReplay, CaptureIsRedactedUnlessNoRedact) {
+  absl::StatusOr<ReplayPlan> p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->capture_redactor.has_value());
+  EXPECT_EQ(p->capture_redactor->policy(), DefaultRedactionPolicy());
+
+  p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}, {"no-redact", ""}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->capture_redactor.has_value());
+  EXPECT_FALSE(PlanReplay(Flags({{"no-compare", ""}})).value().capture_redactor.has_value());
+
+  EXPECT_EQ(Error(Flags({{"no-redact", ""}})),
+            "--no-redact goes with -w (only the -w capture is redacted; the reports show values "
+            "as they are)");
+
+  char dir[] = "/tmp/run_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string key = std::string(dir) + "/key";
+  { std::ofstream(key) << std::string(32, 'k'); }
+  ::chmod(key.c_str(), 0600);
+  p = PlanReplay(Flags({{"no-compare", ""}, {"write", "out.tap"}, {"redact-key-file", key}}));
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->capture_redactor.has_value());
+  EXPECT_TRUE(p->capture_redactor->policy().keyed);
+  EXPECT_EQ(p->capture_redactor->key(), std::string(32, 'k'));
+  // Without -w (or with --no-redact) the key file keys nothing when nothing is compared.
+  EXPECT_EQ(Error(Flags({{"no-compare", ""}, {"redact-key-file", key}})).substr(0, 56),
+            "--no-compare and --redact-key-file cannot be used togeth");
+  std::remove(key.c_str());
   rmdir(dir);
 }
 

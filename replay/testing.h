@@ -6,8 +6,10 @@
 //   EXPECT_THAT(*result, tapkit::replay::testing::OnlyDiffersOn({"GET /api/price"}));
 //
 // The capture is replayed with ReplayCapture (replay/replay.h): its requests are sent to the
-// target and each live response is compared with the recorded one (replay/compare.h: noise rules,
-// the default ignored header fields). A failure message is tapreplay's readable report
+// target as fast as it answers (ReplayOptions' default pacing, Pacing::kMax: a capture's
+// recorded gaps are not waited for; set pacing = Pacing::kRecorded to keep them), and each live
+// response is compared with the recorded one (replay/compare.h: noise rules, the default ignored
+// header fields). A failure message is tapreplay's readable report
 // (replay/report.h, MakeTextReport): one line per exchange that differs (method, path, the
 // recorded exchange's id, recorded and live status), a line per differing field, the unified diff
 // of the bodies, each failed request with its error, and the summary line.
@@ -46,6 +48,7 @@ std::string DescribeReplay(const ReplayResult& result);
 // Matches a ReplayResult in which no request failed and the exchanges that differ are exactly on
 // `routes`, each "METHOD PATH": the recorded request's method and its path without the query
 // ("GET /api/price"). Every listed route must differ at least once and no other route may.
+// More than kMaxKeptMismatches differing exchanges never match (the others' routes are unknown).
 // The explanation names the routes that differ unexpectedly and those that should have, then
 // gives the report.
 ::testing::Matcher<const ReplayResult&> OnlyDiffersOn(std::vector<std::string> routes);

@@ -109,6 +109,17 @@ TEST(ReplayTesting, AFailedRequestIsNeverTheExpectedDifference) {
   EXPECT_THAT(why.str(), HasSubstr("some requests failed;"));
 }
 
+TEST(ReplayTesting, MismatchesPastTheCapAreNotAPass) {
+  // ReplayCapture keeps kMaxKeptMismatches; the routes of the rest are unknown.
+  ReplayResult r = ResultBuilder(3).Differs("GET", "/api/price", 1).Build();
+  r.mismatches_not_kept = 2;
+  r.summary.mismatched += 2;
+  r.summary.matched -= 2;
+  StringMatchResultListener why;
+  EXPECT_FALSE(ExplainMatchResult(OnlyDiffersOn({"GET /api/price"}), r, &why));
+  EXPECT_THAT(why.str(), HasSubstr("2 more exchanges differ or failed than were kept"));
+}
+
 TEST(ReplayTesting, TheExplanationIsTheTextReport) {
   ReplayResult r =
       ResultBuilder(4).Differs("GET", "/api/price", 17).Fails("GET", "/slow", 18).Build();

@@ -24,8 +24,8 @@ under CI=true; so does a missing nginx, curl or tcpdump). Every nginx listens on
   3. The redacted Authorization and Cookie are dropped (the target's access log shows neither)
      and counted; --set-header supplies one (the log shows it). `-w out.tap` holds the live
      exchanges, and `tapcat -o json` shows each one's replayOf equal to a recorded id. SIGINT and
-     SIGTERM end a long replay with the JUnit file and the -w capture whole, and the exit code
-     the results so far give.
+     SIGTERM end a long replay with the JUnit file and the -w capture whole, and exit 2 (not all
+     was sent) whatever the results so far; reading a stream on stdin, the results decide.
   4. Shadowing: `taprec deploy/frontend -n demo -w - | tapreplay - --target ...` through the demo
      mesh (deploy/demo/mesh.sh): each request curl sends to the frontend reaches the shadow nginx
      while the tap still runs, and its answer matches the frontend's. Needs taprec's live mode (the gRPC build): skipped with a message
@@ -39,9 +39,12 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -456,7 +459,18 @@ def check_redaction(tap, recorded):
         fail(f"--set-header Authorization: the target saw {log}")
     if summary["redactedHeadersDropped"] != 1:
         fail(f"--set-header Authorization: summary {summary}")
-    return "redacted Authorization and Cookie dropped and counted (2); --set-header sends one"
+    # -w redacts as taprec does: the token --set-header sent is a marker in the capture, unless
+    # --no-redact.
+    for extra, clear in (([], False), (["--no-redact"], True)):
+        out = os.path.join(WORK, f"auth{len(extra)}.tap")
+        r = replay(tap, "--target", same, "--path", "/auth", "--set-header",
+                   "Authorization: Bearer fresh", "-w", out, *extra)
+        expect(r, 0, f"-w {' '.join(extra)}")
+        text = json.dumps(exchanges(out))
+        if ("Bearer fresh" in text) != clear or (not clear and "tapkit-redacted:" not in text):
+            fail(f"-w {' '.join(extra)}: the capture holds {text}")
+    return ("redacted Authorization and Cookie dropped and counted (2); --set-header sends one; "
+            "-w redacts it unless --no-redact")
 
 
 def check_capture(tap, recorded):
@@ -541,9 +555,10 @@ def check_verbose_and_sigint(tap, recorded):
         if x["request"]["path"] not in text:
             fail(f"-v: {x['request']['path']} is not shown: {text}")
     # SIGINT or SIGTERM during a long replay: the reports are finished with what was sent, and
-    # the exit code is what those results say (the differing nginx's /status: 1).
+    # the exit code is 2 (most of the capture was never sent), after matches (the same nginx) as
+    # after differences (the differing nginx's /status).
     counts = []
-    for sig, target, code in ((signal.SIGINT, "same", 0), (signal.SIGTERM, "diff", 1)):
+    for sig, target, code in ((signal.SIGINT, "same", 2), (signal.SIGTERM, "diff", 2)):
         name = signal.Signals(sig).name
         junit, out = os.path.join(WORK, f"{name}.xml"), os.path.join(WORK, f"{name}.tap")
         p = subprocess.Popen([tool("tapreplay"), tap, "--target", url(target), "--rate", "10",
@@ -565,7 +580,22 @@ def check_verbose_and_sigint(tap, recorded):
         if info["trailer"]["state"] != "present":
             fail(f"{name}: the -w capture was not closed with its trailer: {info['trailer']}")
         counts.append(f"{name} after {len(live)} requests")
-    return f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole"
+    # A stream on standard input (as shadowing reads one) ends by an interrupt: the results
+    # decide (all matched: 0). The pipe stays open, as a tap's does.
+    p = subprocess.Popen([tool("tapreplay"), "-", "--target", url("same"), "--max"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(tap, "rb") as f:
+        p.stdin.write(f.read())
+    p.stdin.flush()
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=WAIT)
+    n = len(recorded)
+    if p.returncode != 0 or stderr.decode() != f"tapreplay: interrupted by SIGINT: {n} requests " \
+                                              "sent; the reports hold those\n":
+        fail(f"SIGINT on a stream on stdin: exit {p.returncode}, {stderr.decode()!r}")
+    return (f"-v shows every exchange; {', '.join(counts)}: JUnit and -w whole, exit 2; on a "
+            "stream on stdin: exit 0 from the results")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +668,100 @@ def check_shadow():
             "and matched")
 
 
+def check_inputs_and_edits(tap, recorded):
+    same = url("same")
+    # A request body not stored whole: taprec -r with --snaplen-body 3 keeps 3 of /form's 7 bytes,
+    # and its redaction drops a form it cannot check whole (tapcat shows it: stored 0,
+    # truncated). tapreplay skips and counts it; --send-truncated-bodies sends the stored bytes.
+    cut = os.path.join(WORK, "cut.tap")
+    r = run([tool("taprec"), "-r", os.path.join(WORK, "rec.pcap"), "-Z", "root",
+             "--snaplen-body", "3", "-w", cut])
+    if r.returncode != 0:
+        fail(f"taprec --snaplen-body 3: {r.stderr.decode()}")
+    form = next(x for x in exchanges(cut) if x["request"]["path"] == "/form")
+    body = form["request"]["body"]
+    if (body["length"], body["stored"], body["truncated"]) != (7, 0, True):
+        fail(f"recorded /form with --snaplen-body 3: body {body}, end {form['end']}")
+    clear_log("same")
+    _, summary, _ = replay_json(cut, same, "--path", "/form", code=0, what="a cut request body")
+    if summary["sent"] != 0 or summary["skippedTruncatedBody"] != 1 or access_log("same"):
+        fail(f"a cut request body: summary {summary}, sent {access_log('same')}")
+    r = replay(cut, "--target", same, "--path", "/form")
+    if "1 with a request body not stored whole skipped (--send-truncated-bodies)" not in \
+            r.stdout.decode():
+        fail(f"a cut request body: the summary line says {r.stdout.decode()!r}")
+    _, summary, _ = replay_json(cut, same, "--path", "/form", "--send-truncated-bodies", code=0,
+                                what="--send-truncated-bodies")
+    if summary["sent"] != 1 or summary["skippedTruncatedBody"] != 0 or \
+            [l.split()[0] for l in access_log("same")] != ["/form"]:
+        fail(f"--send-truncated-bodies: summary {summary}, sent {access_log('same')}")
+
+    # A capture torn inside its first segment: nothing can be read, exit 2 on one line that
+    # names the file with tapcat's notice for it.
+    with open(tap, "rb") as f:
+        data = f.read()
+    torn = os.path.join(WORK, "torn.tap")
+    with open(torn, "wb") as f:
+        f.write(data[:len(data) // 2])
+    r = run([tool("tapcat"), "-o", "json", torn])
+    notices = r.stderr.decode().splitlines()
+    if r.returncode != 0 or r.stdout or len(notices) != 1 or ": notice: torn tail" not in notices[0]:
+        fail(f"tapcat on half of the capture: exit {r.returncode}, stdout {r.stdout[:200]!r}, "
+             f"stderr {notices}")
+    want = notices[0].replace("tapcat: ", "tapreplay: ", 1).replace(": notice: ", ": ", 1) + \
+        " (no exchange could be read)"
+    clear_log("same")
+    r = replay(torn, "--target", same)
+    expect(r, 2, "a capture torn inside its first segment")
+    if r.stderr.decode().splitlines() != [want] or access_log("same"):
+        fail(f"a torn capture: stderr {r.stderr.decode()!r}, wanted {want!r}")
+
+    # A --rewrite-path that empties the request target: the command line's mistake, exit 2.
+    r = replay(tap, "--target", same, "--path", "/status", "--rewrite-path", ".*=")
+    expect(r, 2, "--rewrite-path '.*='")
+    if r.stderr.decode().splitlines() != [
+            "tapreplay: --rewrite-path '.*=': turns the recorded path /status into '', not a "
+            "request target (RFC 9112 section 3.2)"] or access_log("same"):
+        fail(f"--rewrite-path '.*=': {r.stderr.decode()!r}, sent {access_log('same')}")
+
+    # The scheme in capitals (RFC 3986 section 3.1).
+    _, summary, _ = replay_json(tap, same.replace("http://", "HTTP://"), "--path", "/status",
+                                code=0, what="an HTTP:// target")
+    if summary["sent"] != 1 or summary["matched"] != 1:
+        fail(f"an HTTP:// target: summary {summary}")
+
+    # A target that resets the first request: it cannot be reached, exit 2, one line.
+    addr = ADDRS["down"]
+    listener = socket.socket()
+    listener.bind((addr, 0))
+    listener.listen(8)
+    target = f"http://{addr}:{listener.getsockname()[1]}"
+
+    def reset_all():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+    t = threading.Thread(target=reset_all, daemon=True)
+    t.start()
+    try:
+        r = replay(tap, "--target", target, "--path", "/status")
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+    expect(r, 2, "a target that resets the first request")
+    if r.stderr.decode().splitlines() != [
+            f"tapreplay: --target {target}: no answer to the first request: connection reset "
+            "by peer"] or r.stdout:
+        fail(f"a target that resets: stderr {r.stderr.decode()!r}, stdout {r.stdout.decode()!r}")
+    return ("a cut request body skipped and counted, sent with --send-truncated-bodies; a torn "
+            "capture, a breaking --rewrite-path, a resetting target: exit 2, one line; HTTP://")
+
+
 def main():
     global BUILD, WORK
     if len(sys.argv) != 2:
@@ -659,7 +783,7 @@ def main():
         time.sleep(1.1)
         results = [check(tap, recorded) for check in (
             check_identical, check_four, check_rules, check_redaction, check_capture,
-            check_errors, check_verbose_and_sigint)]
+            check_errors, check_inputs_and_edits, check_verbose_and_sigint)]
         results.append(check_shadow())
     finally:
         stop_all_nginx()

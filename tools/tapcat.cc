@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "format/print.h"
 #include "format/program.h"
+#include "format/program_options.h"
 #include "format/select.h"
 
 namespace po = boost::program_options;
@@ -178,33 +180,18 @@ int main(int argc, char** argv) {
   opts.add(select_opts);
   po::options_description hidden;
   hidden.add_options()("file", po::value(&files));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("file", -1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .style(tapkit::kCommandLineStyle)
-                  .options(all)
-                  .positional(pos)
-                  .extra_parser(tapkit::SelectionExtraParser)
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "tapcat: %s (try --help)\n", e.what());
-    return kExitError;
-  }
-  if (vm.count("version")) {
-    std::cout << tapkit::VersionLine("tapcat");
-    return kExitOk;
-  }
-  if (vm.count("help")) {
-    std::cout << opts
-              << "\nExit status: 0 ok (a torn tail is a notice), 2 usage or input error "
-                 "(damage included).\n";
-    return kExitOk;
+  if (std::optional<int> done = tapkit::ParseCommandLine(
+          {.program = "tapcat",
+           .visible = &opts,
+           .hidden = &hidden,
+           .positional = "file",
+           .extra_parser = tapkit::SelectionExtraParser,
+           .help_epilogue =
+               "Exit status: 0 ok (a torn tail is a notice), 2 usage or input error (damage "
+               "included).\n"},
+          argc, argv, &vm, std::cout, std::cerr)) {
+    return *done;
   }
   absl::StatusOr<tapkit::OutputFormat> format = tapkit::ParseOutputFormat(output);
   if (!format.ok()) {

@@ -51,14 +51,6 @@ std::vector<std::string> SplitLines(const std::string& s) {
   return absl::StrSplit(s, '\n', absl::SkipEmpty());
 }
 
-#define REQUIRE_TOOL(tool)                                                                    \
-  do {                                                                                        \
-    if (std::system("command -v " tool " > /dev/null") != 0) {                                \
-      if (::tapkit::testing::InCi()) FAIL() << tool " is missing (scripts/deps.sh); CI=true"; \
-      GTEST_SKIP() << tool " is missing: scripts/deps.sh installs it; skipping";              \
-    }                                                                                         \
-  } while (0)
-
 constexpr int kSynthExchanges = 3000;
 
 // A tapsynth capture: kSynthExchanges exchanges of a shop backend (ids in paths, queries, 1% 500s).
@@ -119,7 +111,7 @@ std::string StatRows(const std::string& tap, const std::string& flags, const std
 }
 
 TEST(TapcatStat, SynthRoutesMatchJq) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string tap = SynthCapture();
   std::string want = JqRows(tap, R"(.request.method + " " + (.request.path | pattern))");
   std::string got = StatRows(tap, "", R"(.method + " " + .route)");
@@ -152,7 +144,7 @@ TEST(TapcatStat, SynthRoutesMatchJq) {
 }
 
 TEST(TapcatStat, SynthPivotsMatchJq) {
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string tap = SynthCapture();
   EXPECT_EQ(StatRows(tap, "--by status", ".httpStatus"), JqRows(tap, ".response.httpStatus"));
   EXPECT_EQ(StatRows(tap, "--by authority", ".authority"), JqRows(tap, ".request.authority"));
@@ -195,8 +187,8 @@ TEST(TapcatStat, SpanAndRate) {
 // the response codes and each response's http.time (request to response, here both one segment:
 // the latency).
 TEST(TapcatStat, FixtureMatchesTshark) {
-  REQUIRE_TOOL("tshark");
-  REQUIRE_TOOL("jq");
+  TAPKIT_REQUIRE_TOOL("tshark");
+  TAPKIT_REQUIRE_TOOL("jq");
   const std::string pcap = "keepalive-10-gets-third-and-fourth-responses-lost.pcap";
   std::string tap = Recorded(pcap);
   Result requests = Sh("tshark -r '" + kCaptures + pcap +
@@ -324,7 +316,7 @@ TEST(TapcatTime, ModesMatchStoredTimesSynth) {
 // The req lines of a capture recorded from a pcap carry the times tcpdump prints for the packets
 // that begin each request ("GET "): -tt as --time epoch, and -tttt in UTC as --time absolute.
 TEST(TapcatTime, AsTcpdumpPrintsThePackets) {
-  REQUIRE_TOOL("tcpdump");
+  TAPKIT_REQUIRE_TOOL("tcpdump");
   const std::string pcap = "keepalive-10-gets.pcap";
   std::string tap = Recorded(pcap);
   std::string filter = "'tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420'";

@@ -202,20 +202,13 @@ std::vector<std::string> SortedLines(const std::string& s) {
   return v;
 }
 
-void RequireJq() {
-  if (std::system("command -v jq > /dev/null") != 0) {
-    if (testing::InCi()) FAIL() << "jq missing (scripts/deps.sh installs it); CI=true";
-    GTEST_SKIP() << "jq not installed (scripts/deps.sh); skipping";
-  }
-}
-
 // The order key jq sorts by: requestTime (RFC 3339 with nanoseconds, fixed width), then the id.
 constexpr char kJqKey[] = "[.requestTime,.id.capturePoint,.id.stream]";
 
 // On a file whose completion order differs from request-start order, tapcat's output is the
 // --file-order output sorted by requestTime (jq), with nothing missing; the same from a pipe.
 TEST(Tapcat, SortKeyOrderIsFileOrderSortedByRequestTime) {
-  RequireJq();
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string tap = absl::StrCat(testing::TestDir(), "/synth.tap");
   Shell(absl::StrCat("'", TAPSYNTH_BIN, "' -n 5000 --seed 3 -w '", tap, "'"));
   std::string tapcat = absl::StrCat("'", TAPCAT_BIN, "' -o json ");
@@ -234,7 +227,7 @@ TEST(Tapcat, SortKeyOrderIsFileOrderSortedByRequestTime) {
 
 // Two captures merged equal the sort of their union.
 TEST(Tapcat, MergeOfTwoCapturesIsTheSortOfTheirUnion) {
-  RequireJq();
+  TAPKIT_REQUIRE_TOOL("jq");
   std::string a = absl::StrCat(testing::TestDir(), "/a.tap");
   std::string b = absl::StrCat(testing::TestDir(), "/b.tap");
   Shell(absl::StrCat("'", TAPSYNTH_BIN, "' -n 3000 --seed 1 -w '", a, "'"));

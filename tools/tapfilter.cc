@@ -1,7 +1,8 @@
 // tapfilter: writes new .tap files from existing ones: inputs merged in sort-key order, the
 // selected exchanges, redacted, split with -C (recorder/filter.h).
 //
-//   tapfilter [-c N] [selection] [redaction] [-C SIZE] [--reorder-window D] -w OUT.tap|- IN.tap|-...
+//   tapfilter [-c N] [selection] [redaction] [-C SIZE] [--reorder-window D] -w OUT.tap|-
+//   IN.tap|-...
 //
 // The selection flags (--status 5xx, --path /api, ...; -c counts what they select) are
 // format/select.h's; the redaction flags (--redact, --redact-header, --redact-query-param,
@@ -12,13 +13,15 @@
 // SIGTERM (the output is finished, with its trailer, and holds what was written by then).
 #include <boost/program_options.hpp>
 #include <cstdio>
-#include <memory>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "format/order.h"
 #include "format/program.h"
+#include "format/program_options.h"
 #include "format/redact.h"
 #include "format/redact_options.h"
 #include "format/select.h"
@@ -57,35 +60,20 @@ int main(int argc, char** argv) {
   opts.add(redact_opts);
   po::options_description hidden;
   hidden.add_options()("input", po::value(&f.inputs));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("input", -1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .style(tapkit::kCommandLineStyle)
-                  .options(all)
-                  .positional(pos)
-                  .extra_parser(tapkit::SelectionExtraParser)
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "tapfilter: %s (try --help)\n", e.what());
-    return kExitError;
-  }
-  if (vm.count("version")) {
-    std::cout << tapkit::VersionLine("tapfilter");
-    return kExitOk;
-  }
-  if (vm.count("help")) {
-    std::cout << opts
-              << "\nThe output header names the inputs; their drops are summed into its trailer, "
-                 "and exchanges left out are counted as selected_out.\n"
-                 "Exit status: 0 ok, 2 usage or input error (damage included) or interrupted "
-                 "(SIGINT, SIGTERM: the output is finished up to there).\n";
-    return kExitOk;
+  if (std::optional<int> done = tapkit::ParseCommandLine(
+          {.program = "tapfilter",
+           .visible = &opts,
+           .hidden = &hidden,
+           .positional = "input",
+           .extra_parser = tapkit::SelectionExtraParser,
+           .help_epilogue =
+               "The output header names the inputs; their drops are summed into its trailer, and "
+               "exchanges left out are counted as selected_out.\n"
+               "Exit status: 0 ok, 2 usage or input error (damage included) or interrupted "
+               "(SIGINT, SIGTERM: the output is finished up to there).\n"},
+          argc, argv, &vm, std::cout, std::cerr)) {
+    return *done;
   }
   absl::StatusOr<tapkit::Selection> selection = tapkit::Selection::Parse(selection_flags);
   if (!selection.ok()) {
@@ -105,8 +93,7 @@ int main(int argc, char** argv) {
       return selection->Bind(readers);
     };
   }
-  absl::StatusOr<std::optional<tapkit::Redactor>> redactor =
-      tapkit::BuildRedactor(redaction_flags);
+  absl::StatusOr<std::optional<tapkit::Redactor>> redactor = tapkit::BuildRedactor(redaction_flags);
   if (!redactor.ok()) {
     std::fprintf(stderr, "tapfilter: %s\n", std::string(redactor.status().message()).c_str());
     return kExitError;

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "controlplane/inventory.h"
 #include "format/format.h"
 #include "format/program.h"
+#include "format/program_options.h"
 #include "format/redact_options.h"
 #include "format/select.h"
 #include "recorder/record_capture.h"
@@ -137,31 +139,16 @@ int main(int argc, char** argv) {
   opts.add(live_opts);
   po::options_description hidden;
   hidden.add_options()("bpf", po::value(&bpf_words));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("bpf", -1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .style(tapkit::kCommandLineStyle)
-                  .options(all)
-                  .positional(pos)
-                  .extra_parser(tapkit::SelectionExtraParser)
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "taprec: %s (try --help)\n", e.what());
-    return kExitError;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\nA trailing BPF expression narrows the packets, as with tcpdump.\n";
-    return kExitOk;
-  }
-  if (vm.count("version")) {
-    std::cout << tapkit::VersionLine("taprec");
-    return kExitOk;
+  if (std::optional<int> done = tapkit::ParseCommandLine(
+          {.program = "taprec",
+           .visible = &opts,
+           .hidden = &hidden,
+           .positional = "bpf",
+           .extra_parser = tapkit::SelectionExtraParser,
+           .help_epilogue = "A trailing BPF expression narrows the packets, as with tcpdump.\n"},
+          argc, argv, &vm, std::cout, std::cerr)) {
+    return *done;
   }
   auto given = [&](const char* name) { return vm.count(name) && !vm[name].defaulted(); };
   const bool offline = !read_path.empty() || !interface_name.empty();

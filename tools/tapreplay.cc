@@ -11,10 +11,12 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "format/program.h"
+#include "format/program_options.h"
 #include "format/select.h"
 #include "replay/run.h"
 
@@ -60,7 +62,10 @@ int main(int argc, char** argv) {
       "'REGEX=REPLACEMENT' on the path with query, every match (RE2; \\1 a group, \\= a literal "
       "= in REGEX)")("include-incomplete", po::bool_switch(&f.include_incomplete),
                      "also replay exchanges recorded without their whole response (skipped and "
-                     "counted otherwise)");
+                     "counted otherwise)")(
+      "send-truncated-bodies", po::bool_switch(&f.send_truncated_bodies),
+      "also send requests whose recorded body was not stored whole (cut at the body limit, or "
+      "dropped by redaction) with the bytes stored (skipped and counted otherwise)");
   po::options_description compare("Comparison");
   compare.add_options()("no-compare", po::bool_switch(&f.no_compare),
                         "send only (load, shadowing): compare nothing")(
@@ -85,7 +90,9 @@ int main(int argc, char** argv) {
       "junit", po::value(&f.junit)->value_name("FILE"), "also write a JUnit XML report to FILE")(
       "write,w", po::value(&f.write)->value_name("FILE"),
       "also write the live exchanges as a capture, each naming the recorded one (- for standard "
-      "output; the report then goes to standard error)")(
+      "output; the report then goes to standard error), redacted as taprec's (docs/security.md)")(
+      "no-redact", po::bool_switch(&f.no_redact),
+      "-w writes the live exchanges unredacted (Authorization, Cookie, Set-Cookie, tokens...)")(
       "verbose,v", po::bool_switch(&f.verbose), "a line for each exchange that matched too");
   po::options_description select_opts(
       "Selection of what to replay (ANDed; a repeated flag or a comma list ORs; -c counts "
@@ -94,34 +101,19 @@ int main(int argc, char** argv) {
   opts.add(pacing).add(edits).add(compare).add(reports).add(select_opts);
   po::options_description hidden;
   hidden.add_options()("input", po::value(&f.inputs));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("input", -1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .style(tapkit::kCommandLineStyle)
-                  .options(all)
-                  .positional(pos)
-                  .extra_parser(tapkit::SelectionExtraParser)
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "tapreplay: %s (try --help)\n", e.what());
-    return kExitError;
-  }
-  if (vm.count("version")) {
-    std::cout << tapkit::VersionLine("tapreplay");
-    return kExitOk;
-  }
-  if (vm.count("help")) {
-    std::cout << opts
-              << "\nExit status: 0 every exchange matched, 1 an exchange differed or a request "
-                 "failed after the target had answered, 2 usage or input error or a target that "
-                 "cannot be reached. Ctrl+C stops sending; the reports hold what was replayed.\n";
-    return kExitOk;
+  if (std::optional<int> done = tapkit::ParseCommandLine(
+          {.program = "tapreplay",
+           .visible = &opts,
+           .hidden = &hidden,
+           .positional = "input",
+           .extra_parser = tapkit::SelectionExtraParser,
+           .help_epilogue =
+               "Exit status: 0 every exchange matched, 1 an exchange differed or a request failed "
+               "after the target had answered, 2 usage or input error or a target that cannot be "
+               "reached. Ctrl+C stops sending; the reports hold what was replayed.\n"},
+          argc, argv, &vm, std::cout, std::cerr)) {
+    return *done;
   }
   // The flags given (bool_switch values count only when set), for the conflict checks.
   for (const auto& [name, value] : vm) {
