@@ -50,6 +50,7 @@ import tempfile
 import time
 import http.client
 
+sys.dont_write_bytecode = True  # no __pycache__ left in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import replay_site  # noqa: E402
 
