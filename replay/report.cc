@@ -134,15 +134,18 @@ std::string ReadableDiff(const std::string& diff, const std::string& indent) {
     lines.push_back(std::string_view(diff).substr(at, end - at));
     at = end + 1;
   }
-  // The first difference of each changed line with its counterpart (0 without one).
+  // The first difference of each changed line with its counterpart (0 without one); the
+  // "--- recorded" / "+++ live" header comes before the first "@@" hunk line.
   std::vector<size_t> first(lines.size(), 0);
-  for (size_t i = 0; i < lines.size();) {
-    if (lines[i].empty() || lines[i][0] != '-' || lines[i].substr(0, 3) == "---") {
+  size_t i = 0;
+  while (i < lines.size() && !lines[i].starts_with("@@")) ++i;
+  while (i < lines.size()) {
+    if (!lines[i].starts_with("-")) {
       ++i;
       continue;
     }
     size_t minus = i;
-    while (i < lines.size() && !lines[i].empty() && lines[i][0] == '-') ++i;
+    while (i < lines.size() && lines[i].starts_with("-")) ++i;
     size_t plus = i;
     while (plus < lines.size() && lines[plus].substr(0, 1) == "\\") ++plus;  // "\ No newline"
     size_t p = plus;
@@ -156,11 +159,11 @@ std::string ReadableDiff(const std::string& diff, const std::string& indent) {
     }
   }
   std::string out;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    std::string_view l = lines[i];
+  for (size_t n = 0; n < lines.size(); ++n) {
+    std::string_view l = lines[n];
     std::string shown =
         l.empty() ? std::string()
-                  : absl::StrCat(AV(l.substr(0, 1)), Escaped(Window(l.substr(1), first[i])));
+                  : absl::StrCat(AV(l.substr(0, 1)), Escaped(Window(l.substr(1), first[n])));
     absl::StrAppend(&out, indent, indent, shown, "\n");
   }
   return out;
