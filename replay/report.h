@@ -35,8 +35,11 @@ struct TextReportOptions {
 
 // The readable report: for each exchange that differs, a line naming it (method, path, the
 // recorded exchange's id, recorded and live status), a line per differing field, and a unified
-// diff of the bodies (JSON pretty-printed); for each failed request, a line with the error; at
-// the end one summary line.
+// diff of the bodies (JSON pretty-printed; control bytes but tab, DEL and the C1 controls as
+// \xHH, so a body's terminal escapes are not obeyed; a line over 512 bytes cut to 512 around its
+// first difference, "..." where bytes were left out); for each failed request, a line with the
+// error; with show_matches, "OK" for a match and "SENT" for an exchange answered but not
+// compared (ReplaySummary::not_compared); at the end one summary line.
 std::unique_ptr<ReplayReport> MakeTextReport(std::ostream& out, TextReportOptions options = {});
 
 // One JSON object per line for each exchange that differs or failed, and a final summary object
@@ -45,7 +48,7 @@ std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out);
 
 // A JUnit XML file (the shape Jenkins, GitLab and GitHub's test reporters read): one testsuite,
 // one testcase per replayed exchange, a <failure> with the differences for each mismatch, an
-// <error> for each failed request. Test case names read "METHOD PATH [CAPTURE_POINT:STREAM]"
+// <error> for each failed request, a <skipped> for each answered but not compared. Test case names read "METHOD PATH [CAPTURE_POINT:STREAM]"
 // (" round N" after the first loop round), class names the target ("http://ADDRESS:PORT" the
 // live request went to). Bytes XML 1.0 cannot hold are written as \xHH. The test cases are
 // spooled to an unnamed file in $TMPDIR (else /tmp) as they come, so memory does not grow with
