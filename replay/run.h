@@ -8,8 +8,10 @@
 //   kExitOk        every replayed exchange answered as recorded (also: nothing was selected);
 //   kExitMismatch  at least one exchange differs, or a request failed after the target had
 //                  answered an earlier one (a timeout, a reset): the service misbehaved;
-//   kExitError     a bad flag, an input that cannot be read, a target that cannot be reached on
-//                  the first request, a report file that cannot be written: one line naming it;
+//   kExitError     a bad flag (also a second input), an input that cannot be read, a target
+//                  that cannot be reached on the first request, a report file or the report's
+//                  stream that cannot be written ("write error on standard output: No space
+//                  left on device", as tapcat's): one line naming it;
 //                  also a run stopped by SIGINT or SIGTERM (below).
 // SIGINT or SIGTERM stops sending; the reports are finished with what was replayed (the JUnit
 // file and the -w capture are whole), a line says how many requests were sent, and the exit
@@ -101,6 +103,7 @@ struct ReplayPlan {
 
 // Checks every flag and builds the plan. Errors (InvalidArgument, one line naming the flag and
 // value, as "--speed 0: not a number above 0"): a value out of range or unparsable; no input;
+// a second input (named, with how to merge captures: exchange ids are unique within one);
 // no --target; flags that would silently ignore one another ("--speed and --rate cannot be used
 // together (...)"; a comparison flag or -v with --no-compare; -v with -o json; --sample-seed
 // without --sample; --incomplete without --include-incomplete; --no-redact without -w); -w or
