@@ -462,6 +462,10 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
             "SENT GET /hang [0:1] status 200 (not compared: recorded without a response)\n"
             "replayed 1: 0 matched, 0 differ, 0 failed, 1 not compared; skipped: 0 incomplete, 0 "
             "sampled out, 0 selected out\n");
+  // nginx logs a request after its answer went out: wait for the line.
+  for (int i = 0; i < 100 && testing::ReadFileBytes(dir + "/access.log").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_EQ(testing::ReadFileBytes(dir + "/access.log"), "GET /hang HTTP/1.1 200\n");
   const std::string xml = testing::ReadFileBytes(dir + "/r.xml");
   EXPECT_NE(xml.find("tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\""), std::string::npos)
