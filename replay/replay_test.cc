@@ -1266,6 +1266,117 @@ TEST(FailureTest, SilentServerOnTheFirstRequestIsAnError) {
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
+// A keep-alive server on ADDR that answers every request 200 "ok\n" `delay` after it arrived, one
+// thread per connection, and logs (connection number, request number on it, request line).
+class SlowServer {
+ public:
+  struct Logged {
+    int connection = 0, connection_requests = 0;
+    std::string request;
+  };
+  SlowServer(const std::string& addr, std::chrono::milliseconds delay) : delay_(delay) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    listen(fd_, 512);
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    acceptor_ = std::thread([this] {
+      for (int n = 1;; ++n) {
+        int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::lock_guard<std::mutex> lock(mu_);
+        conns_.push_back(c);
+        threads_.emplace_back([this, c, n] { Serve(c, n); });
+      }
+    });
+  }
+  ~SlowServer() {
+    shutdown(fd_, SHUT_RDWR);
+    acceptor_.join();
+    for (int c : conns_) shutdown(c, SHUT_RDWR);
+    for (std::thread& t : threads_) t.join();
+    for (int c : conns_) close(c);
+    close(fd_);
+  }
+  int port() const { return port_; }
+  std::vector<Logged> log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+ private:
+  void Serve(int c, int n) {
+    std::string in;
+    char buf[4096];
+    for (int k = 1;; ++k) {
+      size_t end;
+      while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t got = recv(c, buf, sizeof buf, 0);
+        if (got <= 0) return;
+        in.append(buf, static_cast<size_t>(got));
+      }
+      std::string line = in.substr(0, in.find("\r\n"));
+      in.erase(0, end + 4);  // GET requests: no body
+      std::this_thread::sleep_for(delay_);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        log_.push_back({n, k, line});
+      }
+      const char kAnswer[] =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+      if (send(c, kAnswer, sizeof kAnswer - 1, MSG_NOSIGNAL) < 0) return;
+    }
+  }
+
+  std::chrono::milliseconds delay_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::vector<std::thread> threads_;
+  std::vector<Logged> log_;
+};
+
+TEST(LanesTest, PastMaxLanesANewConnectionWaitsForAnIdleLane) {
+  // 257 recorded connections at once against a server that answers after 300 ms: the 257th comes
+  // while all 256 lanes are busy, and must wait for one to go idle and open a connection of its
+  // own (its two requests on it, in order), not ride another recorded connection's connection.
+  SlowServer server("127.0.96.9", std::chrono::milliseconds(300));
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 257; ++i) {
+    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(20000 + i), "GET",
+                          absl::StrCat("/w/", i)));
+  }
+  xs.push_back(Recorded(258, kBase + 258 * kMs, 20257, "GET", "/w/257b"));
+  std::string path = WriteCapture(xs, "lanes_busy");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.9:", server.port());
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 258u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  std::map<int, std::vector<std::pair<int, std::string>>> by_conn;
+  for (const SlowServer::Logged& l : server.log()) {
+    by_conn[l.connection].emplace_back(l.connection_requests, l.request);
+  }
+  EXPECT_EQ(by_conn.size(), 257u);
+  for (auto& [conn, requests] : by_conn) {
+    if (requests.size() == 1) {
+      EXPECT_EQ(requests[0].first, 1) << requests[0].second;
+      continue;
+    }
+    EXPECT_EQ(requests, (std::vector<std::pair<int, std::string>>{
+                            {1, "GET /w/257 HTTP/1.1"}, {2, "GET /w/257b HTTP/1.1"}}));
+  }
+}
+
 TEST(FailureTest, ResetOnTheFirstRequestIsAnError) {
   ResettingServer server("127.0.96.7", /*answers=*/0);
   std::string path = WriteCapture({Recorded(1, kBase, 9111)}, "reset_first");
