@@ -252,7 +252,8 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
                                                          {"replay_sampled_out", 1},
                                                          {"replay_selected_out", 1},
                                                          {"replay_sent", 3},
-                                                         {"replay_skipped_incomplete", 0}}));
+                                                         {"replay_skipped_incomplete", 0},
+                                                                  {"replay_skipped_truncated_body", 0}}));
 
   // tapcat -o json, as a user runs it.
   std::string json = RunTool(absl::StrCat("'", TAPCAT_BIN, "' -o json '", path, "'"));

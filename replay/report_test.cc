@@ -206,7 +206,7 @@ TEST(JsonReport, LinesAndSummary) {
   EXPECT_EQ(summary, nlohmann::json::parse(R"({"type":"summary","read":9,"selectedOut":4,
       "sampledOut":5,"skippedIncomplete":2,"sent":3,"matched":1,"mismatched":1,"errors":1,
       "redactedHeadersDropped":6,"bodyPrefixCompared":7,"elapsedNs":2500000000,
-      "stopped":false})"));
+      "skippedTruncatedBody":0,"stopped":false})"));
 }
 
 TEST(JUnitReport, ParsedByPythonsXmlReader) {
