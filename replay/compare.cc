@@ -24,6 +24,7 @@
 #include "format/content_coding.h"
 #include "format/http_text.h"
 #include "format/redact.h"
+#include "format/select.h"
 
 namespace tapkit::replay {
 
@@ -197,6 +198,16 @@ class RulesFileParser {
   absl::Status Error(const YAML::Node& at, std::string_view key, std::string_view problem) const {
     return absl::InvalidArgumentError(absl::StrCat(Where(at, key), ": ", AV(problem)));
   }
+  // yaml-cpp keeps every pair of a mapping, duplicates too; a key seen before in the same
+  // mapping (`seen`: key -> line) is an error naming both lines. `key` names the place.
+  absl::Status Duplicate(const YAML::Node& key_node, std::string_view key,
+                         std::map<std::string, int>* seen) const {
+    auto [it, fresh] = seen->emplace(key_node.Scalar(), LineOf(key_node));
+    if (fresh) return absl::OkStatus();
+    return Error(key_node, key,
+                 it->second > 0 ? absl::StrCat("duplicate key (first on line ", it->second, ")")
+                                : std::string("duplicate key"));
+  }
 
   // One block of rules (global, a route, an exchange); `extra` are the keys the block may have
   // besides the rules' (route: method, path; exchange: id), handed to `on_extra`.
@@ -210,11 +221,13 @@ class RulesFileParser {
     NoiseRules rules;
     std::map<std::string, int> lines;  // rule key -> line, for errors Compile finds
     std::map<std::string, std::vector<int>> element_lines;
+    std::map<std::string, int> seen;
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) return Error(kv.first, where, "a key must be a string");
       const std::string key = kv.first.Scalar();
       const YAML::Node& v = kv.second;
       std::string at = absl::StrCat(AV(where), ".", key);
+      if (absl::Status s = Duplicate(kv.first, at, &seen); !s.ok()) return s;
       lines[key] = LineOf(kv.first);
       auto list = [&](std::vector<std::string>* dst) -> absl::Status {
         if (!v.IsSequence()) return Error(v, at, absl::StrCat("must be a list, not ", TypeWord(v)));
@@ -229,10 +242,13 @@ class RulesFileParser {
       };
       auto map = [&](std::vector<std::pair<std::string, std::string>>* dst) -> absl::Status {
         if (!v.IsMap()) return Error(v, at, absl::StrCat("must be a mapping, not ", TypeWord(v)));
+        std::map<std::string, int> names;
         for (const auto& e : v) {
           if (!e.first.IsScalar() || !e.second.IsScalar()) {
             return Error(e.first, at, "keys and values must be strings");
           }
+          absl::Status dup = Duplicate(e.first, absl::StrCat(at, ".", e.first.Scalar()), &names);
+          if (!dup.ok()) return dup;
           dst->emplace_back(e.first.Scalar(), e.second.Scalar());
           element_lines[key].push_back(LineOf(e.first));
         }
@@ -767,9 +783,11 @@ class ComparerImpl : public Comparer {
       return p.Error(root, "rules file", absl::StrCat("must be a mapping, not ", TypeWord(root)));
     }
     auto no_extra = [](const std::string&, const YAML::Node&) { return absl::OkStatus(); };
+    std::map<std::string, int> seen;
     for (const auto& kv : root) {
       if (!kv.first.IsScalar()) return p.Error(kv.first, "rules file", "a key must be a string");
       const std::string key = kv.first.Scalar();
+      if (absl::Status s = p.Duplicate(kv.first, key, &seen); !s.ok()) return s;
       const YAML::Node& v = kv.second;
       if (key == "global") {
         CompiledRules r;
@@ -803,6 +821,13 @@ class ComparerImpl : public Comparer {
             if (!IsToken(v.Scalar()))
               return p.Error(v, at, "is not a method (RFC 9110 section 9.1)");
             route.method = v.Scalar();
+            if (std::string upper = SuggestMethod(v.Scalar()); !upper.empty()) {
+              warnings_.push_back(absl::StrCat(
+                  p.Where(v, at), ": ", v.Scalar(),
+                  " matches no request: methods are case-sensitive (RFC 9110 section 9.1); did "
+                  "you mean ",
+                  upper, "?"));
+            }
             return absl::OkStatus();
           }
           absl::StatusOr<std::unique_ptr<RE2>> re = CompileRegex(v.Scalar(), p.Where(v, at));

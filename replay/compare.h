@@ -113,17 +113,24 @@ struct Comparison {
 class Comparer {
  public:
   // Loads options.rules_file and compiles every regex and pointer. Errors name the flag, or the
-  // rules file and the YAML line and key at fault.
+  // rules file and the YAML line and key at fault; a key given twice in one mapping is an error
+  // (YAML 1.2 section 3.2.1.1: keys are unique), not merged.
   static absl::StatusOr<std::shared_ptr<const Comparer>> Create(const CompareOptions& options);
 
   // `recorded` must have a request and a response. `live` is the response as received (body
   // with its Content-Encoding, as sent).
   Comparison Compare(const Exchange& recorded, const Response& live) const;
 
+  // Lines for the user about rules that load but likely do not do what was meant, each starting
+  // "FILE:LINE: KEY": a route's method that upper-cases to a registered one ("get": methods are
+  // case-sensitive, RFC 9110 section 9.1, so it matches no request). Empty when none.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
   virtual ~Comparer() = default;
 
  protected:
   Comparer() = default;
+  std::vector<std::string> warnings_;
 };
 
 // A unified diff (diff -u's hunks, `context` lines around each change) of two texts split into

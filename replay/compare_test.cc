@@ -719,6 +719,22 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
       {"exchanges:\n  - ignore_body: true\n", "2: exchanges[0]: an exchange rule needs an id"},
       {"global: [\n", "2:1: invalid YAML"},
       {"- a\n", "1: rules file: must be a mapping, not a list"},
+      // YAML 1.2 section 3.2.1.1: keys are unique; yaml-cpp keeps both pairs, so the later one
+      // is an error naming its line and the first's (lines counted by hand).
+      {"global:\n  ignore_status: true\n  ignore_status: false\n",
+       "3: global.ignore_status: duplicate key (first on line 2)"},
+      {"global:\n  ignore_headers: [a]\n  ignore_body: true\n  ignore_headers: [b]\n",
+       "4: global.ignore_headers: duplicate key (first on line 2)"},
+      {"global: {ignore_body: true}\nroutes: []\nglobal: {ignore_status: true}\n",
+       "3: global: duplicate key (first on line 1)"},
+      {"routes:\n  - path: /a\n    method: GET\n    path: /b\n",
+       "4: routes[0].path: duplicate key (first on line 2)"},
+      {"exchanges:\n  - id: \"1:2\"\n    id: \"1:3\"\n",
+       "3: exchanges[0].id: duplicate key (first on line 2)"},
+      {"global:\n  header_patterns:\n    x-a: \"a+\"\n    x-b: \"b+\"\n    x-a: \"c+\"\n",
+       "5: global.header_patterns.x-a: duplicate key (first on line 3)"},
+      {"global:\n  json_patterns: {/a: \"1\", /a: \"2\"}\n",
+       "2: global.json_patterns./a: duplicate key (first on line 2)"},
   };
   for (const Case& k : cases) {
     absl::StatusOr<std::shared_ptr<const Comparer>> c = FromRules(k.yaml);
@@ -738,6 +754,39 @@ TEST(Rules, ErrorsNameFileLineAndKey) {
   c = Comparer::Create(o);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().message(), "--rules " + o.rules_file + ": not a regular file");
+}
+
+TEST(Rules, SameKeyInSeparateMappingsIsNoDuplicate) {
+  absl::StatusOr<std::shared_ptr<const Comparer>> c = FromRules(
+      "routes:\n  - path: /a\n    ignore_body: true\n  - path: /b\n    ignore_body: true\n"
+      "exchanges:\n  - id: \"1:2\"\n  - id: \"1:3\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->warnings().empty());
+}
+
+TEST(Rules, LowerCaseRegisteredMethodWarns) {
+  // Methods are case-sensitive (RFC 9110 section 9.1): "get" matches no GET request, so the
+  // route's rule does nothing, and the Comparer says so as tapcat's --method get does.
+  absl::StatusOr<std::shared_ptr<const Comparer>> c = FromRules(
+      "routes:\n  - method: GET\n    path: /a\n  - method: get\n    path: /b\n"
+      "    ignore_body: true\n  - method: purge\n    path: /c\n  - path: /d\n"
+      "    method: Patch\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string file = TestDir() + "/rules.yaml";
+  EXPECT_EQ((*c)->warnings(),
+            (std::vector<std::string>{
+                file + ":4: routes[1].method: get matches no request: methods are "
+                       "case-sensitive (RFC 9110 section 9.1); did you mean GET?",
+                file + ":10: routes[3].method: Patch matches no request: methods are "
+                       "case-sensitive (RFC 9110 section 9.1); did you mean PATCH?"}));
+  Exchange recorded = Recorded({}, "a");
+  recorded.request->method = "GET";
+  recorded.request->path = "/b";
+  EXPECT_FALSE((*c)->Compare(recorded, Live({}, "b")).matched());  // the rule did not apply
+
+  absl::StatusOr<std::shared_ptr<const Comparer>> none = FromRules("global: {}\n");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE((*none)->warnings().empty());
 }
 
 // ---- UnifiedDiff against GNU diff -u ----

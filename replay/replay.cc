@@ -233,6 +233,9 @@ class Engine {
  private:
   absl::Status Setup();
   Lane* NewLane();
+  Lane* IdleLane();
+  bool GiveLane(Lane* lane, uint64_t conn_key);
+  void LaneUnlaned();
   bool OpenLane(Lane* lane);
   void TakeInput();
   void Route(Job job);
@@ -270,7 +273,11 @@ class Engine {
   std::vector<std::unique_ptr<Lane>> lanes_;
   absl::flat_hash_map<uint64_t, Lane*> lane_of_;  // concurrency 0: recorded connection -> lane
   std::deque<Job> waiting_;                       // concurrency N: routed, for the next free lane
-  size_t queued_ = 0;                             // in lane queues and waiting_
+  // Concurrency 0 with every lane in use: recorded connections waiting for an idle lane (each
+  // its jobs in order), and how many jobs each has there.
+  std::deque<Job> unlaned_;
+  absl::flat_hash_map<uint64_t, size_t> unlaned_jobs_;
+  size_t queued_ = 0;  // in lane queues, waiting_ and unlaned_
   size_t in_flight_ = 0;
   std::unique_ptr<internal::InputReader> input_;
   std::deque<Job> items_;  // taken from the input, not yet routed
@@ -586,37 +593,80 @@ void Engine::Route(Job job) {
     waiting_.push_back(std::move(job));
     return;
   }
-  Lane*& slot = lane_of_[job.conn_key];
-  if (!slot) {
-    Lane* lane = nullptr;
-    if (lanes_.size() < static_cast<size_t>(kMaxLanes)) {
-      lane = NewLane();
-    } else {
-      // Every lane exists: an idle one serves the new connection on a fresh connection.
-      for (auto& l : lanes_) {
-        if (!l->busy && l->queue.empty()) {
-          lane = l.get();
-          break;
-        }
-      }
-      if (lane) {
-        auto old = lane_of_.find(lane->owner);
-        if (old != lane_of_.end() && old->second == lane) lane_of_.erase(old);
-        if (!OpenLane(lane)) lane = nullptr;
-      } else {
-        lane = lanes_[job.conn_key % lanes_.size()].get();  // shared, order still kept
-      }
-    }
+  if (auto it = lane_of_.find(job.conn_key); it != lane_of_.end()) {
+    it->second->queue.push_back(std::move(job));
+    return;
+  }
+  // A recorded connection already waiting for a lane: its jobs wait behind it, in order.
+  if (auto it = unlaned_jobs_.find(job.conn_key); it != unlaned_jobs_.end()) {
+    ++it->second;
+    unlaned_.push_back(std::move(job));
+    return;
+  }
+  Lane* lane = nullptr;
+  if (lanes_.size() < static_cast<size_t>(kMaxLanes)) {
+    lane = NewLane();
     if (!lane) {
       fatal_ = absl::InternalError("libcurl: curl_easy_init failed");
       return;
     }
-    if (lane->queue.empty() && !lane->busy) lane->owner = job.conn_key;
-    lane_of_[job.conn_key] = lane;  // (re-looked up: the map may have rehashed)
-    lane->queue.push_back(std::move(job));
-    return;
+  } else {
+    lane = IdleLane();
+    if (!lane) {
+      // Every lane is in use: the connection waits for the first idle one (StartIdle), never
+      // rides another recorded connection's keep-alive connection.
+      ++unlaned_jobs_[job.conn_key];
+      unlaned_.push_back(std::move(job));
+      return;
+    }
+    if (!GiveLane(lane, job.conn_key)) return;
   }
-  slot->queue.push_back(std::move(job));
+  lane->owner = job.conn_key;
+  lane_of_[job.conn_key] = lane;
+  lane->queue.push_back(std::move(job));
+}
+
+Lane* Engine::IdleLane() {
+  for (auto& l : lanes_) {
+    if (!l->busy && l->queue.empty()) return l.get();
+  }
+  return nullptr;
+}
+
+// An idle lane taken from its recorded connection for `conn_key`, on a fresh connection.
+bool Engine::GiveLane(Lane* lane, uint64_t conn_key) {
+  auto old = lane_of_.find(lane->owner);
+  if (old != lane_of_.end() && old->second == lane) lane_of_.erase(old);
+  if (!OpenLane(lane)) {
+    fatal_ = absl::InternalError("libcurl: curl_easy_init failed");
+    return false;
+  }
+  lane->owner = conn_key;
+  lane_of_[conn_key] = lane;
+  return true;
+}
+
+// Idle lanes to the recorded connections waiting in unlaned_, oldest first, each with all its
+// waiting jobs in order.
+void Engine::LaneUnlaned() {
+  while (!unlaned_.empty() && fatal_.ok()) {
+    Lane* lane = IdleLane();
+    if (!lane) return;
+    const uint64_t key = unlaned_.front().conn_key;
+    if (!GiveLane(lane, key)) return;
+    size_t left = unlaned_jobs_[key];
+    unlaned_jobs_.erase(key);
+    std::deque<Job> rest;
+    for (Job& j : unlaned_) {
+      if (left > 0 && j.conn_key == key) {
+        lane->queue.push_back(std::move(j));
+        --left;
+      } else {
+        rest.push_back(std::move(j));
+      }
+    }
+    unlaned_ = std::move(rest);
+  }
 }
 
 size_t Engine::RouteDue() {
@@ -656,6 +706,7 @@ bool Engine::StartIdle() {
       added = true;
     }
   } else {
+    LaneUnlaned();
     for (auto& lane : lanes_) {
       if (lane->busy || lane->queue.empty()) continue;
       Job job = std::move(lane->queue.front());

@@ -23,7 +23,8 @@
 // Ordering: with concurrency 0 the requests of one recorded TCP connection are sent in their
 // recorded order, one at a time, on one lane (one easy handle, hence one keep-alive connection
 // at a time), and lanes for different recorded connections run in parallel (at most
-// kMaxLanes). With concurrency N > 0, N lanes take the requests in sort-key order, each the
+// kMaxLanes; past that, a new recorded connection waits for an idle lane and takes it over on a
+// new keep-alive connection: two recorded connections never share one). With concurrency N > 0, N lanes take the requests in sort-key order, each the
 // next free one: the recorded connections are spread.
 // Loops: with loop N the input is read N times; round r + 1 starts one mean recorded gap after
 // round r's last request (recorded pacing), or just follows it (rate and max).

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <limits>
@@ -602,12 +603,17 @@ TEST_F(ReceivedTest, ConcurrencySpreadsConnections) {
 }
 
 TEST_F(ReceivedTest, MoreRecordedConnectionsThanLanes) {
-  // 300 recorded connections, one request each, 1 ms apart: past kMaxLanes (256) an idle lane
-  // is given to the new connection and opens a new one, so nginx sees 300 connections.
+  // 300 recorded connections, one request each, the last two requests, replayed as fast as
+  // possible: past kMaxLanes (256) a new connection waits for an idle lane and gets a new
+  // connection of its own, whatever the timing (it never rides another recorded connection's
+  // keep-alive connection), so nginx sees 300 connections, the last one serving two requests in
+  // order.
   std::vector<Exchange> xs;
   for (uint64_t i = 1; i <= 300; ++i) {
-    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(10000 + i)));
+    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(10000 + i), "GET",
+                          absl::StrCat("/lanes/", i)));
   }
+  xs.push_back(Recorded(301, kBase + 301 * kMs, 10300, "GET", "/lanes/300b"));
   std::string path = WriteCapture(xs, "lanes");
   ReplayOptions o;
   o.inputs = {path};
@@ -615,16 +621,22 @@ TEST_F(ReceivedTest, MoreRecordedConnectionsThanLanes) {
   o.compare = false;
   ReplayRun r = DoReplay(o);
   ASSERT_TRUE(r.summary.ok()) << r.summary.status();
-  EXPECT_EQ(r.summary->sent, 300u);
+  EXPECT_EQ(r.summary->sent, 301u);
   EXPECT_EQ(r.summary->errors, 0u);
-  std::vector<Logged> log = nginx_.Log(300);
-  ASSERT_EQ(log.size(), 300u);
-  std::set<int> conns;
-  for (const Logged& l : log) {
-    conns.insert(l.connection);
-    EXPECT_EQ(l.connection_requests, 1);
+  std::vector<Logged> log = nginx_.Log(301);
+  ASSERT_EQ(log.size(), 301u);
+  std::map<int, std::vector<std::pair<int, std::string>>> by_conn;
+  for (const Logged& l : log) by_conn[l.connection].emplace_back(l.connection_requests, l.request);
+  EXPECT_EQ(by_conn.size(), 300u);
+  for (auto& [conn, requests] : by_conn) {
+    if (requests.size() == 1) {
+      EXPECT_EQ(requests[0].first, 1) << requests[0].second;
+      continue;
+    }
+    std::sort(requests.begin(), requests.end());
+    EXPECT_EQ(requests, (std::vector<std::pair<int, std::string>>{
+                            {1, "GET /lanes/300 HTTP/1.1"}, {2, "GET /lanes/300b HTTP/1.1"}}));
   }
-  EXPECT_EQ(conns.size(), 300u);
 }
 
 // ---- what is replayed ----
@@ -1252,6 +1264,117 @@ TEST(FailureTest, SilentServerOnTheFirstRequestIsAnError) {
                          ": no answer to the first request: none within 300 ms (--timeout)"));
   EXPECT_TRUE(r.seen.empty());
   EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+// A keep-alive server on ADDR that answers every request 200 "ok\n" `delay` after it arrived, one
+// thread per connection, and logs (connection number, request number on it, request line).
+class SlowServer {
+ public:
+  struct Logged {
+    int connection = 0, connection_requests = 0;
+    std::string request;
+  };
+  SlowServer(const std::string& addr, std::chrono::milliseconds delay) : delay_(delay) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    listen(fd_, 512);
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    acceptor_ = std::thread([this] {
+      for (int n = 1;; ++n) {
+        int c = accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::lock_guard<std::mutex> lock(mu_);
+        conns_.push_back(c);
+        threads_.emplace_back([this, c, n] { Serve(c, n); });
+      }
+    });
+  }
+  ~SlowServer() {
+    shutdown(fd_, SHUT_RDWR);
+    acceptor_.join();
+    for (int c : conns_) shutdown(c, SHUT_RDWR);
+    for (std::thread& t : threads_) t.join();
+    for (int c : conns_) close(c);
+    close(fd_);
+  }
+  int port() const { return port_; }
+  std::vector<Logged> log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+ private:
+  void Serve(int c, int n) {
+    std::string in;
+    char buf[4096];
+    for (int k = 1;; ++k) {
+      size_t end;
+      while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t got = recv(c, buf, sizeof buf, 0);
+        if (got <= 0) return;
+        in.append(buf, static_cast<size_t>(got));
+      }
+      std::string line = in.substr(0, in.find("\r\n"));
+      in.erase(0, end + 4);  // GET requests: no body
+      std::this_thread::sleep_for(delay_);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        log_.push_back({n, k, line});
+      }
+      const char kAnswer[] =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
+      if (send(c, kAnswer, sizeof kAnswer - 1, MSG_NOSIGNAL) < 0) return;
+    }
+  }
+
+  std::chrono::milliseconds delay_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::vector<std::thread> threads_;
+  std::vector<Logged> log_;
+};
+
+TEST(LanesTest, PastMaxLanesANewConnectionWaitsForAnIdleLane) {
+  // 257 recorded connections at once against a server that answers after 300 ms: the 257th comes
+  // while all 256 lanes are busy, and must wait for one to go idle and open a connection of its
+  // own (its two requests on it, in order), not ride another recorded connection's connection.
+  SlowServer server("127.0.96.9", std::chrono::milliseconds(300));
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 257; ++i) {
+    xs.push_back(Recorded(i, kBase + i * kMs, static_cast<uint16_t>(20000 + i), "GET",
+                          absl::StrCat("/w/", i)));
+  }
+  xs.push_back(Recorded(258, kBase + 258 * kMs, 20257, "GET", "/w/257b"));
+  std::string path = WriteCapture(xs, "lanes_busy");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = absl::StrCat("http://127.0.96.9:", server.port());
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  EXPECT_EQ(r.summary->sent, 258u);
+  EXPECT_EQ(r.summary->errors, 0u);
+  std::map<int, std::vector<std::pair<int, std::string>>> by_conn;
+  for (const SlowServer::Logged& l : server.log()) {
+    by_conn[l.connection].emplace_back(l.connection_requests, l.request);
+  }
+  EXPECT_EQ(by_conn.size(), 257u);
+  for (auto& [conn, requests] : by_conn) {
+    if (requests.size() == 1) {
+      EXPECT_EQ(requests[0].first, 1) << requests[0].second;
+      continue;
+    }
+    EXPECT_EQ(requests, (std::vector<std::pair<int, std::string>>{
+                            {1, "GET /w/257 HTTP/1.1"}, {2, "GET /w/257b HTTP/1.1"}}));
+  }
 }
 
 TEST(FailureTest, ResetOnTheFirstRequestIsAnError) {

@@ -384,6 +384,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
     // The rules and patterns are checked now, before any report file is created.
     absl::StatusOr<std::shared_ptr<const Comparer>> comparer = Comparer::Create(c);
     if (!comparer.ok()) return comparer.status();
+    for (const std::string& w : (*comparer)->warnings()) plan.warnings.push_back(w);
   }
 
   plan.show_matches = f.verbose;
