@@ -1,11 +1,17 @@
 #include "format/testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+
+#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "format/block.h"
@@ -195,6 +201,33 @@ bool HaveTool(const std::string& tool) {
   int st = 0;
   Shell("command -v " + tool + " >/dev/null 2>&1", &st);
   return st == 0;
+}
+
+uint16_t FreePort(const std::string& address) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    ADD_FAILURE() << "no free port on " << address;
+    sa.sin_port = 0;
+  }
+  if (fd >= 0) ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+bool CanConnect(const std::string& address, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) == 1 &&
+            ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  ::close(fd);
+  return ok;
 }
 
 bool InCi() {

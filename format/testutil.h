@@ -94,6 +94,14 @@ bool HaveTool(const std::string& tool);
     }                                                                                  \
   } while (0)
 
+// A TCP port on the IPv4 `address` (dotted quad, e.g. "127.0.94.1") that no socket holds now: the
+// kernel's pick for a bind to port 0 (so another process may take it before the caller binds it).
+// On a socket, bind or getsockname error: a gtest failure naming the address, and 0.
+uint16_t FreePort(const std::string& address);
+
+// True when a TCP connection to the IPv4 `address`:`port` succeeds now (e.g. a server listens).
+bool CanConnect(const std::string& address, int port);
+
 // Writes `bytes` to the file NAME in TestDir() (format/test_dir.h), replacing it; returns its path.
 std::string WriteTestFile(const std::string& name, std::string_view bytes);
 

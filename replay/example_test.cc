@@ -8,13 +8,10 @@
 //
 // Capturing on lo needs root with CAP_NET_RAW: without it the test skips with a message; without
 // nginx or curl too, but under CI=true that is a failure. nginx listens on 127.0.98.1 and .2.
-#include <arpa/inet.h>
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,19 +73,7 @@ int Sh(const std::string& command) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-uint16_t FreePort(const char* address) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  ::inet_pton(AF_INET, address, &sa.sin_addr);
-  socklen_t len = sizeof sa;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    ADD_FAILURE() << "no free port on " << address;
-  }
-  ::close(fd);
-  return ntohs(sa.sin_port);
-}
+using tapkit::testing::FreePort;
 
 bool WaitFor(const std::function<bool()>& done) {
   for (int i = 0; i < 600; ++i) {
@@ -102,7 +87,7 @@ bool WaitFor(const std::function<bool()>& done) {
 class Nginx {
  public:
   Nginx(const std::string& conf_in, const std::string& address, const std::string& name)
-      : port_(FreePort(address.c_str())), work_(tapkit::testing::TestDir() + "/" + name) {
+      : port_(FreePort(address)), work_(tapkit::testing::TestDir() + "/" + name) {
     std::filesystem::create_directories(work_);
     std::string conf =
         absl::StrReplaceAll(tapkit::testing::ReadFileBytes(kFixtures + "/" + conf_in),

@@ -3,10 +3,7 @@
 // reports and the exit codes against real nginx servers are tools/replay_e2e_test.py's.
 #include "replay/run.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -390,19 +387,6 @@ TEST(RunReplayTool, WriteErrorOnStandardOutput) {
   }
 }
 
-// A port free on `addr` now (the kernel picks it).
-int FreePort(const std::string& addr) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 // An exchange recorded without a response, sent with --include-incomplete to a real nginx that
 // answers 200: answered but not compared. Not "OK", a skipped JUnit case, and the summary adds
 // up (1 sent = 0 matched + 0 differ + 0 failed + 1 not compared). nginx's access log shows the
@@ -415,7 +399,7 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
   const std::string dir = testing::TestDir() + "/nginx_not_compared";
   ASSERT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
   const std::string addr = "127.0.94.1";
-  const int port = FreePort(addr);
+  const int port = testing::FreePort(addr);
   std::ofstream(dir + "/nginx.conf")
       << (geteuid() == 0 ? "user root root; " : "") << "worker_processes 1; daemon on; pid " << dir
       << "/nginx.pid; error_log " << dir << "/error.log;\n"
