@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
+#include "replay/nginx_testutil.h"
 #include "replay/testing.h"
 
 namespace tapkit::replay {
@@ -83,34 +84,21 @@ bool WaitFor(const std::function<bool()>& done) {
   return false;
 }
 
-// One nginx from a fixture config, in a directory of its own; stopped when destroyed.
-class Nginx {
+// One nginx from a fixture config (@WWW@: the fixtures' www/), in TestDir()/NAME, started when
+// made; stopped when destroyed.
+class ShopNginx : public tapkit::testing::Nginx {
  public:
-  Nginx(const std::string& conf_in, const std::string& address, const std::string& name)
-      : port_(FreePort(address)), work_(tapkit::testing::TestDir() + "/" + name) {
-    std::filesystem::create_directories(work_);
-    std::string conf =
-        absl::StrReplaceAll(tapkit::testing::ReadFileBytes(kFixtures + "/" + conf_in),
-                            {{"@NGINX_USER@", "user root root;"},
-                             {"@WORK@", work_},
-                             {"@WWW@", kFixtures + "/www"},
-                             {"@ADDRESS@", address},
-                             {"@PORT@", std::to_string(port_)}});
-    conf_ = work_ + "/nginx.conf";
-    std::ofstream(conf_) << conf;
-    started_ = Sh(absl::StrCat("nginx -e '", work_, "/error.log' -c '", conf_, "'")) == 0 &&
-               WaitFor([&] { return std::filesystem::exists(work_ + "/nginx.pid"); });
-    url_ = absl::StrCat("http://", address, ":", port_);
-  }
-  ~Nginx() { Sh(absl::StrCat("nginx -e '", work_, "/error.log' -c '", conf_, "' -s stop")); }
+  ShopNginx(const std::string& conf_in, const std::string& address, const std::string& name)
+      : tapkit::testing::Nginx(
+            address, tapkit::testing::TestDir() + "/" + name,
+            absl::StrReplaceAll(tapkit::testing::ReadFileBytes(kFixtures + "/" + conf_in),
+                                {{"@WWW@", kFixtures + "/www"}})),
+        started_(Start()) {}
   bool started() const { return started_; }
-  uint16_t port() const { return port_; }
-  const std::string& url() const { return url_; }
   // The request lines nginx logged ("GET /api/price?sku=A-1 HTTP/1.1"), sorted.
   std::vector<std::string> Requests() const {
     std::vector<std::string> out;
-    std::ifstream log(work_ + "/access.log");
-    for (std::string line; std::getline(log, line);) {
+    for (const std::string& line : AccessLog()) {
       std::vector<std::string> quoted = absl::StrSplit(line, '"');
       if (quoted.size() > 1) out.push_back(quoted[1]);
     }
@@ -119,13 +107,11 @@ class Nginx {
   }
 
  private:
-  uint16_t port_;
-  std::string work_, conf_, url_;
-  bool started_ = false;
+  bool started_;
 };
 
 // taprec -i lo recording `nginx`'s traffic into `tap` while `traffic` runs.
-::testing::AssertionResult Record(const Nginx& nginx, const std::string& tap,
+::testing::AssertionResult Record(const ShopNginx& nginx, const std::string& tap,
                                   const std::function<void()>& traffic) {
   std::string filter = absl::StrCat("tcp and host ", kRecordedAddress, " and port ", nginx.port());
   std::vector<std::string> args = {TAPREC_BIN, "-i", "lo", "-Z", "root", "-w", tap, filter};
@@ -166,8 +152,8 @@ TEST(ReplayExample, ExactlyTheChangedRouteIsReported) {
     }
     GTEST_SKIP() << "replay example_test: " << why;
   }
-  Nginx recorded("nginx-base.conf.in", kRecordedAddress, "recorded");
-  Nginx changed("nginx-changed.conf.in", kChangedAddress, "changed");
+  ShopNginx recorded("nginx-base.conf.in", kRecordedAddress, "recorded");
+  ShopNginx changed("nginx-changed.conf.in", kChangedAddress, "changed");
   ASSERT_TRUE(recorded.started() && changed.started()) << "nginx did not start";
 
   // The traffic: two keep-alive connections (curl reuses one for its URLs), every route, a query

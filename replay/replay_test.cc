@@ -34,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "format/redact.h"
 #include "format/testutil.h"
+#include "replay/nginx_testutil.h"
 #include "replay/replay_input.h"
 #include "replay/replay_request.h"
 #include "replay/run.h"
@@ -65,28 +66,8 @@ const auto* const kRemoveTestDir = ::testing::AddGlobalTestEnvironment(new Remov
 constexpr uint64_t kBase = 1'790'000'000'000'000'000ull;  // recorded sort keys start here
 constexpr uint64_t kMs = 1'000'000;
 
-int FreePort(const std::string& addr) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
-bool CanConnect(const std::string& addr, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-  close(fd);
-  return ok;
-}
+using tapkit::testing::CanConnect;
+using tapkit::testing::FreePort;
 
 bool HaveNginx() { return std::system("command -v nginx >/dev/null 2>&1") == 0; }
 
@@ -98,115 +79,82 @@ struct Logged {
       authorization, te, content_length, body;
 };
 
+// One access-log line as Logged (the `replay` log format below); false for another line.
+bool ParseLogged(const std::string& line, Logged* l) {
+  std::vector<std::string> f = absl::StrSplit(line, '|');
+  if (f.size() != 16) return false;
+  l->connection = std::stoi(f[0]);
+  l->connection_requests = std::stoi(f[1]);
+  l->request = f[2];
+  l->host = f[3];
+  l->accept = f[4];
+  l->expect = f[5];
+  l->user_agent = f[6];
+  l->content_type = f[7];
+  l->x_keep = f[8];
+  l->x_set = f[9];
+  l->x_drop = f[10];
+  l->x_hop = f[11];
+  l->authorization = f[12];
+  l->te = f[13];
+  l->content_length = f[14];
+  l->body = f[15];
+  return true;
+}
+
 // nginx on ADDR:PORT: "/" and everything else answer 200 "ok\n" (text/plain) after reading the
-// request body (proxied to a second server, so $request_body holds it); /missing answers 404.
+// request body (proxied to a second server on @PORT2@, so $request_body holds it); /missing
+// answers 404.
 class Nginx {
  public:
   // `http_extra`: more directives for the http block (e.g. "keepalive_timeout 300ms;").
-  explicit Nginx(std::string addr, std::string http_extra = "")
-      : addr_(std::move(addr)), http_extra_(std::move(http_extra)) {}
-  ~Nginx() { Stop(); }
+  explicit Nginx(const std::string& addr, const std::string& http_extra = "")
+      : server_(addr, (TestDir() / absl::StrCat("nginx_", addr, "_", ++started_count_)).string(),
+                absl::StrCat(
+                    "@NGINX_USER@ worker_processes 1; daemon on; pid @WORK@/nginx.pid; "
+                    "error_log @WORK@/error.log;\n"
+                    "events { worker_connections 1024; }\n"
+                    "http { default_type text/plain; client_body_temp_path @WORK@/body;\n"
+                    "  proxy_temp_path @WORK@/proxy;\n"
+                    "  log_format replay escape=json '$connection|$connection_requests|$request|"
+                    "$http_host|$http_accept|$http_expect|$http_user_agent|$http_content_type|"
+                    "$http_x_keep|$http_x_set|$http_x_drop|$http_x_hop|$http_authorization|"
+                    "$http_te|$content_length|$request_body';\n"
+                    "  keepalive_requests 10000; ",
+                    http_extra,
+                    "\n"
+                    "  server { listen @ADDRESS@:@PORT@; access_log @WORK@/access.log replay;\n"
+                    "    location = /missing { return 404 \"no\\n\"; }\n"
+                    "    location / { client_body_buffer_size 1m; "
+                    "proxy_pass http://@ADDRESS@:@PORT2@; }\n"
+                    "  }\n"
+                    "  server { listen @ADDRESS@:@PORT2@; access_log off; "
+                    "location / { return 200 \"ok\\n\"; } }\n"
+                    "}\n")) {}
 
-  bool Start() {
-    static int started = 0;
-    dir_ = TestDir() / absl::StrCat("nginx_", addr_, "_", ++started);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-    fs::create_directories(dir_);
-    port_ = FreePort(addr_);
-    backend_port_ = FreePort(addr_);
-    std::string user = geteuid() == 0 ? "user root root; " : "";
-    std::ofstream(dir_ / "nginx.conf")
-        << user << "worker_processes 1; daemon on; pid " << dir_.string()
-        << "/nginx.pid; error_log " << dir_.string() << "/error.log;\n"
-        << "events { worker_connections 1024; }\n"
-        << "http { default_type text/plain; client_body_temp_path " << dir_.string() << "/body;\n"
-        << "  proxy_temp_path " << dir_.string() << "/proxy;\n"
-        << "  log_format replay escape=json '$connection|$connection_requests|$request|$http_host|"
-           "$http_accept|$http_expect|$http_user_agent|$http_content_type|$http_x_keep|"
-           "$http_x_set|$http_x_drop|$http_x_hop|$http_authorization|$http_te|"
-           "$content_length|$request_body';\n"
-        << "  keepalive_requests 10000; " << http_extra_ << "\n"
-        << "  server { listen " << addr_ << ":" << port_ << "; access_log " << dir_.string()
-        << "/access.log replay;\n"
-        << "    location = /missing { return 404 \"no\\n\"; }\n"
-        << "    location / { client_body_buffer_size 1m; proxy_pass http://" << addr_ << ":"
-        << backend_port_ << "; }\n"
-        << "  }\n"
-        << "  server { listen " << addr_ << ":" << backend_port_
-        << "; access_log off; location / { return 200 \"ok\\n\"; } }\n"
-        << "}\n";
-    if (std::system(absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " 2>",
-                                 (dir_ / "start.err").string())
-                        .c_str()) != 0) {
-      return false;
-    }
-    started_ = true;
-    for (int i = 0; i < 100; ++i) {
-      if (CanConnect(addr_, port_)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-  void Stop() {
-    if (!started_) return;
-    std::system(
-        absl::StrCat("nginx -c ", (dir_ / "nginx.conf").string(), " -s stop 2>/dev/null").c_str());
-    started_ = false;
-    for (int i = 0; i < 100 && fs::exists(dir_ / "nginx.pid"); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  std::string url() const { return absl::StrCat("http://", addr_, ":", port_); }
-  std::string authority() const { return absl::StrCat(addr_, ":", port_); }
+  bool Start() { return server_.Start(); }
+  void Stop() { server_.Stop(); }
+  std::string url() const { return server_.url(); }
+  std::string authority() const { return server_.authority(); }
 
   // The access log once it holds `want` lines (nginx logs a request after answering it), or
   // what it holds after 5 s.
-  std::vector<Logged> Log(size_t want) const {
-    std::vector<Logged> out;
-    for (int i = 0; i < 250; ++i) {
-      out = ReadLog();
-      if (out.size() >= want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return out;
-  }
-  std::vector<Logged> ReadLog() const {
-    std::vector<Logged> out;
-    std::ifstream in(dir_ / "access.log");
-    std::string line;
-    while (std::getline(in, line)) {
-      std::vector<std::string> f = absl::StrSplit(line, '|');
-      if (f.size() != 16) continue;
-      Logged l;
-      l.connection = std::stoi(f[0]);
-      l.connection_requests = std::stoi(f[1]);
-      l.request = f[2];
-      l.host = f[3];
-      l.accept = f[4];
-      l.expect = f[5];
-      l.user_agent = f[6];
-      l.content_type = f[7];
-      l.x_keep = f[8];
-      l.x_set = f[9];
-      l.x_drop = f[10];
-      l.x_hop = f[11];
-      l.authorization = f[12];
-      l.te = f[13];
-      l.content_length = f[14];
-      l.body = f[15];
-      out.push_back(l);
-    }
-    return out;
-  }
-  void ClearLog() { std::ofstream(dir_ / "access.log", std::ios::trunc); }
+  std::vector<Logged> Log(size_t want) const { return Parse(server_.AccessLog(want)); }
+  std::vector<Logged> ReadLog() const { return Parse(server_.AccessLog()); }
+  void ClearLog() { server_.ClearAccessLog(); }
 
  private:
-  std::string addr_;
-  std::string http_extra_;
-  fs::path dir_;
-  int port_ = 0, backend_port_ = 0;
-  bool started_ = false;
+  static std::vector<Logged> Parse(const std::vector<std::string>& lines) {
+    std::vector<Logged> out;
+    for (const std::string& line : lines) {
+      Logged l;
+      if (ParseLogged(line, &l)) out.push_back(l);
+    }
+    return out;
+  }
+
+  static inline int started_count_ = 0;
+  tapkit::testing::Nginx server_;
 };
 
 #define REQUIRE_NGINX(nginx)                                                               \

@@ -8,16 +8,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
+#include "replay/nginx_testutil.h"
 
 namespace tapkit::replay {
 namespace {
@@ -397,25 +397,15 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
     GTEST_SKIP() << "nginx not installed (scripts/deps.sh installs it); skipping";
   }
   const std::string dir = testing::TestDir() + "/nginx_not_compared";
-  ASSERT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
-  const std::string addr = "127.0.94.1";
-  const int port = testing::FreePort(addr);
-  std::ofstream(dir + "/nginx.conf")
-      << (geteuid() == 0 ? "user root root; " : "") << "worker_processes 1; daemon on; pid " << dir
-      << "/nginx.pid; error_log " << dir << "/error.log;\n"
-      << "events { worker_connections 64; }\n"
-      << "http { client_body_temp_path " << dir << "/body; log_format r '$request $status';\n"
-      << "  server { listen " << addr << ":" << port << "; access_log " << dir
-      << "/access.log r; location / { return 200 \"ok\\n\"; } } }\n";
-  ASSERT_EQ(std::system(("nginx -c '" + dir + "/nginx.conf' 2>'" + dir + "/start.err'").c_str()), 0)
-      << testing::ReadFileBytes(dir + "/start.err");
-  struct Stop {
-    std::string conf;
-    ~Stop() { std::system(("nginx -c '" + conf + "' -s stop 2>/dev/null").c_str()); }
-  } stop{dir + "/nginx.conf"};
-  for (int i = 0; i < 100 && testing::ReadFileBytes(dir + "/nginx.pid").empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  testing::Nginx nginx(
+      "127.0.94.1", dir,
+      "@NGINX_USER@ worker_processes 1; daemon on; pid @WORK@/nginx.pid; "
+      "error_log @WORK@/error.log;\n"
+      "events { worker_connections 64; }\n"
+      "http { client_body_temp_path @WORK@/body; log_format r '$request $status';\n"
+      "  server { listen @ADDRESS@:@PORT@; access_log @WORK@/access.log r; "
+      "location / { return 200 \"ok\\n\"; } } }\n");
+  ASSERT_TRUE(nginx.Start()) << nginx.StartError();
 
   Exchange x;
   x.sort_key_ns = 1'000'000'000;
@@ -437,7 +427,7 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
 
   ReplayToolFlags f = Flags({{"verbose", ""}, {"junit", dir + "/r.xml"}});
   f.inputs = {capture};
-  f.target = "http://" + addr + ":" + std::to_string(port);
+  f.target = nginx.url();
   f.include_incomplete = true;
   f.given.insert("include-incomplete");
   std::ostringstream out, err;
@@ -447,17 +437,14 @@ TEST(RunReplayTool, RecordedWithoutResponseIsNotCompared) {
             "replayed 1: 0 matched, 0 differ, 0 failed, 1 not compared; skipped: 0 incomplete, 0 "
             "sampled out, 0 selected out\n");
   // nginx logs a request after its answer went out: wait for the line.
-  for (int i = 0; i < 100 && testing::ReadFileBytes(dir + "/access.log").empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(testing::ReadFileBytes(dir + "/access.log"), "GET /hang HTTP/1.1 200\n");
+  EXPECT_EQ(nginx.AccessLog(1), std::vector<std::string>{"GET /hang HTTP/1.1 200"});
   const std::string xml = testing::ReadFileBytes(dir + "/r.xml");
   EXPECT_NE(xml.find("tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\""), std::string::npos)
       << xml;
 
   f = Flags({{"output", "json"}});
   f.inputs = {capture};
-  f.target = "http://" + addr + ":" + std::to_string(port);
+  f.target = nginx.url();
   f.include_incomplete = true;
   f.given.insert("include-incomplete");
   std::ostringstream json;
