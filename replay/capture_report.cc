@@ -64,6 +64,7 @@ CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>&
   m.writer_version = std::string(kVersion);
   m.host = HostName();
   m.target = o.target;
+  m.command_line = o.command_line;
   m.filters = o.selection.Describe();
   if (o.sample_percent < 100.0) {
     m.filters.emplace_back("sample", absl::StrCat(o.sample_percent));

@@ -160,6 +160,7 @@ ReplayOptions Options() {
   ReplayOptions o;
   o.inputs = {"recorded.tap", "-"};
   o.target = "http://127.0.0.2:8080";
+  o.command_line = {"tapreplay", "recorded.tap", "--target", "http://127.0.0.2:8080", "-w", "x"};
   SelectionFlags flags;
   flags.method = {"GET"};
   absl::StatusOr<Selection> sel = Selection::Parse(flags);
@@ -214,7 +215,8 @@ TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
   EXPECT_EQ(m.host, host);
   EXPECT_GE(m.start_time_ns, before);
   EXPECT_LE(m.start_time_ns, after);
-  EXPECT_TRUE(m.command_line.empty());
+  EXPECT_EQ(m.command_line, (std::vector<std::string>{"tapreplay", "recorded.tap", "--target",
+                                                      "http://127.0.0.2:8080", "-w", "x"}));
   EXPECT_EQ(m.target, "http://127.0.0.2:8080");
   EXPECT_EQ(m.ns, "");
   using Pairs = std::vector<std::pair<std::string, std::string>>;

@@ -105,6 +105,8 @@ struct ReplayOptions {
   // "http://HOST:PORT" (a path prefix is not allowed). Required.
   std::string target;
   bool keep_authority = false;  // keep the recorded Host instead of the target's authority
+  // The command that asked for the replay (argv), for the -w capture's header; may be empty.
+  std::vector<std::string> command_line;
 
   // What to replay.
   // Bound to the inputs by Replay. -c N: at most N exchanges sent per round (counted after the

@@ -292,6 +292,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   ReplayOptions& o = plan.replay;
   o.inputs = f.inputs;
   o.target = f.target;
+  o.command_line = f.command_line;
   o.keep_authority = f.keep_authority;
   o.include_incomplete = f.include_incomplete;
   o.send_truncated_bodies = f.send_truncated_bodies;

@@ -46,6 +46,7 @@ namespace tapkit::replay {
 // given with its default value still counts for the conflict checks.
 struct ReplayToolFlags {
   std::vector<std::string> inputs;  // .tap paths; "-" is standard input
+  std::vector<std::string> command_line;  // argv, recorded in the -w capture's header
   std::string target;               // --target http://HOST:PORT
   bool keep_authority = false;      // --keep-authority
 

@@ -493,6 +493,11 @@ def check_capture(tap, recorded):
             fail(f"-w: {x['request']['path']} names recorded {rec[of]['request']['path']}")
         if x["request"]["path"] == "/status" and x["response"]["httpStatus"] != 503:
             fail(f"-w: /status answered {x['response']['httpStatus']}")
+    info = run([tool("tapcat"), "--info", "-o", "json", out])
+    words = json.loads(info.stdout.decode())["metadata"]["commandLine"]
+    want = [tool("tapreplay"), tap, "--target", url("diff"), "-w", out]
+    if words != want:
+        fail(f"-w: the header's command line is {words}, not {want}")
     # -w - takes standard output; the JSON report goes to standard error.
     r = replay(tap, "--target", url("diff"), "-w", "-", "-o", "json")
     expect(r, 1, "-w -")

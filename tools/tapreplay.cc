@@ -126,5 +126,6 @@ int main(int argc, char** argv) {
     if (const bool* b = boost::any_cast<bool>(&value.value()); b && !*b) continue;
     f.given.insert(name);
   }
+  f.command_line.assign(argv, argv + argc);
   return tapkit::replay::RunReplayTool(f, std::cout, std::cerr);
 }
