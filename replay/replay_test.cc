@@ -66,7 +66,6 @@ const auto* const kRemoveTestDir = ::testing::AddGlobalTestEnvironment(new Remov
 constexpr uint64_t kBase = 1'790'000'000'000'000'000ull;  // recorded sort keys start here
 constexpr uint64_t kMs = 1'000'000;
 
-using tapkit::testing::CanConnect;
 using tapkit::testing::FreePort;
 
 bool HaveNginx() { return std::system("command -v nginx >/dev/null 2>&1") == 0; }
