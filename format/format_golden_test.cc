@@ -168,7 +168,7 @@ CaptureMetadata GoldenMetadata() {
   m.ns = "demo";
   m.filters = {{"path", "/api"}};
   m.body_limit = 64;
-  m.redaction = RedactionPolicy{true, {"authorization", "cookie", "set-cookie"}, false};
+  m.redaction = RedactionPolicy{true, {"authorization", "cookie", "set-cookie"}, false, {}, {}};
   m.capture_points = {CapturePointInfo{0, "pod", "backend-0", {}, {1}},
                       CapturePointInfo{1, "pod", "backend-1", {}, {276}}};
   return m;
