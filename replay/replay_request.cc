@@ -203,13 +203,15 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   std::vector<std::string> named;
   bool had_length = false;
   for (const Header& h : recorded.headers) {
-    std::string lower = absl::AsciiStrToLower(h.name);
-    if (lower == "connection") {
+    if (absl::EqualsIgnoreCase(h.name, "connection")) {
       for (absl::string_view t : absl::StrSplit(h.value, ',')) {
         named.push_back(absl::AsciiStrToLower(A(TrimOws(std::string_view(t.data(), t.size())))));
       }
     }
-    if (lower == "content-length" || lower == "transfer-encoding") had_length = true;
+    if (absl::EqualsIgnoreCase(h.name, "content-length") ||
+        absl::EqualsIgnoreCase(h.name, "transfer-encoding")) {
+      had_length = true;
+    }
   }
   // One allocation each for the fields and the suppressed names (they would grow 1, 2, 4, ...).
   out->headers.reserve(recorded.headers.size() + plan.set_headers.size() + 2);
