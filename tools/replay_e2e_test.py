@@ -50,7 +50,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
-from e2e_support import NGINX_USER, WAIT, fail, skip, wait_for
+from e2e_support import NGINX_USER, WAIT, fail, header, skip, wait_for
 import e2e_support
 
 TEST = "replay_e2e_test"
@@ -233,17 +233,7 @@ def record():
 
 
 def exchanges(tap):
-    r = run([tool("tapcat"), "-o", "json", tap])
-    if r.returncode != 0:
-        fail(f"tapcat -o json {tap}: {r.stderr.decode()}")
-    return [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
-
-
-def header(headers, name):
-    for h in headers or []:
-        if h["name"].lower() == name:
-            return h["value"]
-    return None
+    return e2e_support.exchanges(tool("tapcat"), tap)
 
 
 def ident(x_id):
