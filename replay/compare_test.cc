@@ -523,6 +523,14 @@ TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
   r = c->Compare(Recorded(gzh, gz), Live(brh, br));
   ASSERT_EQ(r.diffs.size(), 1u);
   EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kHeader, "header content-encoding", "gzip", "br"}));
+  // The same bytes under the same coding match without decoding, even bytes that are not
+  // gzip at all; different undecodable bytes are compared as sent.
+  EXPECT_TRUE(c->Compare(Recorded(gzh, gz), Live(gzh, gz)).matched());
+  EXPECT_TRUE(c->Compare(Recorded(gzh, "not gzip"), Live(gzh, "not gzip")).matched());
+  r = c->Compare(Recorded(gzh, "not gzip"), Live(gzh, "not gzip!"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0],
+            (FieldDiff{Kind::kBody, "body", "not gzip (8 bytes)", "not gzip! (9 bytes)"}));
 }
 
 TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {
