@@ -60,21 +60,12 @@ bool PointerMatches(const JsonPointer& p, const std::vector<std::string>& path) 
   return true;
 }
 
+// The RFC 6901 text of a document position ("~" as "~0", "/" as "~1": section 3), by
+// nlohmann's json_pointer.
 std::string PointerText(const std::vector<std::string>& path) {
-  std::string out;
-  for (const std::string& t : path) {
-    out.push_back('/');
-    for (char c : t) {
-      if (c == '~') {
-        out += "~0";
-      } else if (c == '/') {
-        out += "~1";
-      } else {
-        out.push_back(c);
-      }
-    }
-  }
-  return out;
+  nlohmann::json::json_pointer p;
+  for (const std::string& t : path) p /= t;
+  return p.to_string();
 }
 
 // One compiled set of noise rules.
