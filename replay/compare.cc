@@ -25,6 +25,7 @@
 #include "format/http_text.h"
 #include "format/redact.h"
 #include "format/select.h"
+#include "format/verbose.h"
 
 namespace tapkit::replay {
 
@@ -420,24 +421,6 @@ std::vector<UrlMarker> UrlMarkers(std::string_view url) {
 // GNU diff's rule for a binary file: a NUL byte.
 bool LooksBinary(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
-std::string HexDump(std::string_view s) {
-  std::string out;
-  static const char kHex[] = "0123456789abcdef";
-  for (size_t off = 0; off < s.size(); off += 16) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%08zx:", off);
-    out += buf;
-    for (size_t i = off; i < off + 16 && i < s.size(); ++i) {
-      unsigned char c = static_cast<unsigned char>(s[i]);
-      out.push_back(' ');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-    out.push_back('\n');
-  }
-  return out;
-}
-
 std::string Preview(std::string_view s) {
   constexpr size_t kPreview = 64;
   std::string out = absl::CHexEscape(AV(s.substr(0, kPreview)));
@@ -445,7 +428,13 @@ std::string Preview(std::string_view s) {
   return absl::StrCat(out, " (", s.size(), " bytes)");
 }
 
-std::string TextForDiff(std::string_view s) { return LooksBinary(s) ? HexDump(s) : std::string(s); }
+// A binary body as tapcat -V shows it (hexdump -C's lines), so a diff of two dumps lines up.
+std::string TextForDiff(std::string_view s) {
+  if (!LooksBinary(s)) return std::string(s);
+  std::string out;
+  AppendHexDump(s, "", &out);
+  return out;
+}
 
 // A body as JSON when its type says so or it looks like it, and it is JSON text within the
 // limits with distinct member names (else nullopt: compared as bytes).
