@@ -206,28 +206,27 @@ TEST(Compare, IgnoreHeaderFlagNamesAndRegexes) {
 }
 
 TEST(Compare, FlagErrorsNameTheFlag) {
-  CompareOptions o;
-  o.flags.ignore_headers = {"/x-(/"};
-  absl::StatusOr<std::shared_ptr<const Comparer>> c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--ignore-header /x-(/: bad regex"))
-      << c.status();
-  o = {};
-  o.flags.ignore_json_paths = {"a/b"};
-  c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--ignore-json-path a/b: JSON pointer"))
-      << c.status();
-  o = {};
-  o.flags.unordered_json_paths = {"/a~2"};
-  c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--unordered-json-path /a~2: JSON pointer"))
-      << c.status();
-  o = {};
-  o.flags.ignore_headers = {"bad name"};
-  EXPECT_FALSE(Comparer::Create(o).ok());
+  struct Bad {
+    NoiseRules flags;
+    std::string message_start;
+  };
+  std::vector<Bad> cases(4);
+  cases[0].flags.ignore_headers = {"/x-(/"};
+  cases[0].message_start = "--ignore-header /x-(/: bad regex";
+  cases[1].flags.ignore_json_paths = {"a/b"};
+  cases[1].message_start = "--ignore-json-path a/b: JSON pointer";
+  cases[2].flags.unordered_json_paths = {"/a~2"};
+  cases[2].message_start = "--unordered-json-path /a~2: JSON pointer";
+  cases[3].flags.ignore_headers = {"bad name"};
+  cases[3].message_start = "--ignore-header bad name: \"bad name\" is neither a header field name";
+  for (const Bad& b : cases) {
+    CompareOptions o;
+    o.flags = b.flags;
+    absl::StatusOr<std::shared_ptr<const Comparer>> c = Comparer::Create(o);
+    ASSERT_FALSE(c.ok()) << b.message_start;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(c.status().message(), b.message_start)) << c.status();
+  }
 }
 
 TEST(Compare, RedactedHeaderWithoutKeyMatchesAnyValue) {
