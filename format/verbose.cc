@@ -25,8 +25,9 @@ bool Unsafe(uint32_t cp) {
          (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-// `s` made safe for a terminal (see verbose.h); TAB kept when `keep_tab`.
-std::string Visible(std::string_view s, bool keep_tab = false) {
+}  // namespace
+
+std::string TerminalSafe(std::string_view s, bool keep_tab) {
   std::string out;
   out.reserve(s.size());
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -63,6 +64,8 @@ std::string Visible(std::string_view s, bool keep_tab = false) {
   return out;
 }
 
+namespace {
+
 // A duration for people: absl's units ("312us", "1.2ms", "6s"); "0s" for nothing.
 std::string Duration(uint64_t ns) {
   if (ns == 0) return "0s";
@@ -85,12 +88,12 @@ std::string EndpointText(const Endpoint& e) {
   std::string s = e.ToString();
   const Labels& l = e.labels;
   std::vector<std::string> parts;
-  if (!l.ns.empty()) parts.push_back(absl::StrCat("namespace ", Visible(l.ns)));
-  if (!l.pod.empty()) parts.push_back(absl::StrCat("pod ", Visible(l.pod)));
+  if (!l.ns.empty()) parts.push_back(absl::StrCat("namespace ", TerminalSafe(l.ns)));
+  if (!l.pod.empty()) parts.push_back(absl::StrCat("pod ", TerminalSafe(l.pod)));
   if (!l.workload_kind.empty() || !l.workload_name.empty()) {
-    parts.push_back(absl::StrCat(Visible(l.workload_kind), "/", Visible(l.workload_name)));
+    parts.push_back(absl::StrCat(TerminalSafe(l.workload_kind), "/", TerminalSafe(l.workload_name)));
   }
-  if (!l.service.empty()) parts.push_back(absl::StrCat("service ", Visible(l.service)));
+  if (!l.service.empty()) parts.push_back(absl::StrCat("service ", TerminalSafe(l.service)));
   if (!parts.empty()) {
     absl::StrAppend(&s, " (");
     for (size_t i = 0; i < parts.size(); ++i) absl::StrAppend(&s, i ? ", " : "", parts[i]);
@@ -124,7 +127,7 @@ std::string_view TlsWord(TlsState t) {
 // Header fields in wire order, one line each after `mark` ("> " or "< ").
 void Fields(const HeaderListView& fields, std::string_view mark, std::string* out) {
   for (const HeaderListView::Field& f : fields) {
-    absl::StrAppend(out, "  ", AV(mark), Visible(f.name), ": ", Visible(f.value), "\n");
+    absl::StrAppend(out, "  ", AV(mark), TerminalSafe(f.name), ": ", TerminalSafe(f.value), "\n");
   }
 }
 
@@ -139,7 +142,7 @@ size_t TextLines(std::string_view text, std::string* out) {
       line.remove_suffix(1);
       ++crlf;
     }
-    absl::StrAppend(out, "    ", Visible(line, true), "\n");
+    absl::StrAppend(out, "    ", TerminalSafe(line, true), "\n");
     if (nl == std::string_view::npos) break;
     text.remove_prefix(nl + 1);
   }
@@ -161,7 +164,7 @@ std::string CutReason(const ExchangeView& x, const BodyView& b, const VerboseOpt
       std::find(o.body_limits.begin(), o.body_limits.end(), b.stored()) != o.body_limits.end();
   if (at_limit) return "truncated at the body limit";
   std::string why = absl::StrCat("cut: the exchange ended ", AV(CompletionName(x.completion())));
-  if (!x.reason().empty()) absl::StrAppend(&why, " (", Visible(x.reason()), ")");
+  if (!x.reason().empty()) absl::StrAppend(&why, " (", TerminalSafe(x.reason()), ")");
   return why;
 }
 
@@ -175,11 +178,11 @@ void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
   }
   DecodedBody d = DecodeBody(b.data(), headers, b.truncated(), o.decode_cap);
   if (d.status.ok() && !d.content_encoding.empty()) {
-    absl::StrAppend(&head, ", ", Visible(d.content_encoding), " decoded to ", d.data.size(),
+    absl::StrAppend(&head, ", ", TerminalSafe(d.content_encoding), " decoded to ", d.data.size(),
                     " bytes");
   }
   absl::StrAppend(&head, ", ", AV(BodyKindName(d.kind)));
-  if (!d.media_type.empty()) absl::StrAppend(&head, " (", Visible(d.media_type), ")");
+  if (!d.media_type.empty()) absl::StrAppend(&head, " (", TerminalSafe(d.media_type), ")");
   absl::StrAppend(out, head, "\n");
 
   if (b.truncated()) {
@@ -192,10 +195,10 @@ void ShowBody(const ExchangeView& x, std::string_view which, const BodyView& b,
     }
   }
   if (!d.status.ok()) {
-    absl::StrAppend(out, "  ! not decoded: ", Visible(std::string(d.status.message())),
+    absl::StrAppend(out, "  ! not decoded: ", TerminalSafe(std::string(d.status.message())),
                     "; the stored bytes follow\n");
   } else if (!d.complete) {
-    absl::StrAppend(out, "  ! the ", Visible(d.content_encoding),
+    absl::StrAppend(out, "  ! the ", TerminalSafe(d.content_encoding),
                     " stream ends early: shown is what the stored bytes decode to\n");
   }
   if (d.json_text == JsonText::kTooManyMembers) {
@@ -255,7 +258,7 @@ std::string_view VersionText(HttpVersion v) { return HttpVersionName(v); }
 
 // " reason" after a status code; nothing when the reason is empty (HTTP/2 has none).
 std::string Reason(std::string_view reason) {
-  return reason.empty() ? std::string() : absl::StrCat(" ", Visible(reason));
+  return reason.empty() ? std::string() : absl::StrCat(" ", TerminalSafe(reason));
 }
 
 class VerboseOutput final : public ExchangeOutput {
@@ -312,8 +315,8 @@ void AppendVerbose(const ExchangeView& x, const VerboseOptions& o, std::string* 
   std::string title = absl::StrCat("exchange ", x.capture_point(), ":", x.stream_id(), ": ");
   if (x.has_request()) {
     RequestView q = x.request();
-    absl::StrAppend(&title, Visible(q.method()), " ",
-                    q.authority().empty() ? "-" : Visible(q.authority()), " ", Visible(q.path()));
+    absl::StrAppend(&title, TerminalSafe(q.method()), " ",
+                    q.authority().empty() ? "-" : TerminalSafe(q.authority()), " ", TerminalSafe(q.path()));
   } else {
     absl::StrAppend(&title, "(no request)");
   }
@@ -347,11 +350,11 @@ void AppendVerbose(const ExchangeView& x, const VerboseOptions& o, std::string* 
   Detail("tls", TlsWord(x.tls()), out);
   if (x.h2_stream_id()) Detail("h2 stream", absl::StrCat(x.h2_stream_id()), out);
   std::string completion(CompletionName(x.completion()));
-  if (!x.reason().empty()) absl::StrAppend(&completion, ": ", Visible(x.reason()));
+  if (!x.reason().empty()) absl::StrAppend(&completion, ": ", TerminalSafe(x.reason()));
   Detail("completion", completion, out);
   if (x.grpc_status()) {
     std::string g = absl::StrCat(GrpcName(*x.grpc_status()), " (", *x.grpc_status(), ")");
-    if (!x.grpc_message().empty()) absl::StrAppend(&g, ": ", Visible(x.grpc_message()));
+    if (!x.grpc_message().empty()) absl::StrAppend(&g, ": ", TerminalSafe(x.grpc_message()));
     Detail("grpc status", g, out);
   }
   if (x.h2_reset_code()) Detail("h2 reset", H2ErrorName(*x.h2_reset_code()), out);
@@ -359,7 +362,7 @@ void AppendVerbose(const ExchangeView& x, const VerboseOptions& o, std::string* 
   // The request as the client sent it.
   if (x.has_request()) {
     RequestView q = x.request();
-    absl::StrAppend(out, "  > ", Visible(q.method()), " ", Visible(q.path()), " ",
+    absl::StrAppend(out, "  > ", TerminalSafe(q.method()), " ", TerminalSafe(q.path()), " ",
                     AV(VersionText(q.version())), "\n");
     Fields(q.headers(), "> ", out);
     absl::StrAppend(out, "  >\n");

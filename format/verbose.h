@@ -84,6 +84,12 @@ void AppendVerbose(const ExchangeView& x, const VerboseOptions& options, std::st
 // without hexdump's closing line of the total length.
 void AppendHexDump(std::string_view data, std::string_view indent, std::string* out);
 
+// `s` made safe for a terminal, as -V shows header fields and text: C0 controls (TAB too unless
+// `keep_tab`), DEL, the C1 controls (U+0080..U+009F: CSI starts escape sequences), U+2028/2029,
+// the bidirectional embeddings, overrides and isolates (U+202A..202E, U+2066..2069) and every byte
+// that is not part of well-formed UTF-8 become \xHH; the rest is kept.
+std::string TerminalSafe(std::string_view s, bool keep_tab = false);
+
 // The ExchangeOutput of tapcat -V (reads bodies); Begin takes the inputs' body limits.
 std::unique_ptr<ExchangeOutput> MakeVerboseOutput(size_t decode_cap);
 

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "format/json_writer.h"
 #include "format/render.h"
+#include "format/verbose.h"
 
 namespace tapkit::replay {
 namespace {
@@ -70,25 +71,10 @@ constexpr size_t kMaxDiffBytes = size_t{1} << 20;
 // that changed in one place would otherwise be printed whole twice).
 constexpr size_t kMaxDiffLineBytes = 512;
 
-// One line of text for a terminal: C0 control bytes (tab too unless `keep_tab`), DEL and the C1
-// controls (U+0080 to U+009F, UTF-8 C2 80..C2 9F; ESC [ and its one-byte form CSI start terminal
-// escape sequences) as \xHH; other bytes as they are.
-std::string Escaped(std::string_view s, bool keep_tab = true) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if ((c < 0x20 && !(keep_tab && c == '\t')) || c == 0x7f) {
-      absl::StrAppendFormat(&out, "\\x%02x", c);
-    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
-               static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
-      absl::StrAppendFormat(&out, "\\x%02x\\x%02x", c, static_cast<unsigned char>(s[i + 1]));
-      ++i;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
+// One line of text for a terminal: format/verbose.h's TerminalSafe (tapcat -V's escaping: C0 and
+// C1 controls, DEL, bidirectional overrides and bytes that are not UTF-8 as \xHH), TAB kept
+// unless `keep_tab` is false.
+std::string Escaped(std::string_view s, bool keep_tab = true) { return TerminalSafe(s, keep_tab); }
 
 // A field's value on one text line, escaped as Escaped does, tab too (body previews come
 // escaped already). "(none)" for an absent side.

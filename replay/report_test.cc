@@ -176,6 +176,10 @@ TEST(TextReport, DiffEscapesControlBytesAndCutsLongLines) {
   rec_h.push_back({"X-Color",
                    "\xc2\x9b"
                    "31m\tred"});
+  // A right-to-left override (U+202E, E2 80 AE) would make the line read unlike its bytes.
+  rec_h.push_back({"X-Name",
+                   "a\xe2\x80\xae"
+                   "b"});
   live_h.push_back({"X-Color",
                     "\xc2\x9b"
                     "32m\tgreen"});
@@ -197,6 +201,8 @@ TEST(TextReport, DiffEscapesControlBytesAndCutsLongLines) {
   const std::string report = out.str();
   EXPECT_EQ(report.find('\x1b'), std::string::npos) << report;
   EXPECT_EQ(report.find("\xc2\x9b"), std::string::npos) << report;
+  EXPECT_NE(report.find("  header x-name: a\\xe2\\x80\\xaeb -> (none)\n"), std::string::npos)
+      << report;
   EXPECT_NE(report.find("  header x-color: \\xc2\\x9b31m\\x09red -> \\xc2\\x9b32m\\x09green\n"),
             std::string::npos)
       << report;
