@@ -1,5 +1,10 @@
 #include "format/metadata.h"
 
+#include <unistd.h>
+
+#include <chrono>
+
+#include "format/program.h"
 #include "format/tap_generated.h"
 
 namespace tapkit {
@@ -211,6 +216,18 @@ bool DecodeFileSummary(std::string_view bytes, FileSummary* out) {
   s.rebuilt = t->rebuilt();
   *out = std::move(s);
   return true;
+}
+
+CaptureMetadata NewCaptureMetadata(std::string_view writer_name) {
+  CaptureMetadata m;
+  m.start_time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  m.writer_name = std::string(writer_name);
+  m.writer_version = std::string(kVersion);
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) m.host = host;
+  return m;
 }
 
 }  // namespace tapkit

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -89,6 +90,12 @@ struct FileSummary {
 };
 
 // FlatBuffer encodings; the Decode functions take buffers that were verified already.
+// A new file's header as the program `writer_name` ("taprec", "tapfilter", "tapreplay") starts
+// it: start_time_ns now (wall clock, nanoseconds since the Unix epoch), writer_version this
+// build's (format/program.h kVersion), host from gethostname(2) (empty when that fails); the rest
+// empty for the writer to fill.
+CaptureMetadata NewCaptureMetadata(std::string_view writer_name);
+
 std::string EncodeCaptureMetadata(const CaptureMetadata& m);
 std::string EncodeFileSummary(const FileSummary& s);
 // Verify and decode; false when the bytes are not a valid CaptureHeader / Trailer FlatBuffer.

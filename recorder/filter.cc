@@ -25,12 +25,6 @@ bool SameFile(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
-std::string HostName() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return "";
-  return host;
-}
-
 // The capture points of one input as its trailer (else its header) lists them.
 const std::vector<CapturePointInfo>& PointsOf(const Reader& r) {
   if (r.summary() && !r.summary()->capture_points.empty()) return r.summary()->capture_points;
@@ -97,10 +91,8 @@ absl::Status FilterCaptures(const FilterOptions& o, std::FILE* err, FilterSummar
   }
 
   // The header, from the inputs' headers (filter.h says how).
-  CaptureMetadata meta;
-  meta.writer_name = "tapfilter";
-  meta.writer_version = std::string(kVersion);
-  meta.host = HostName();
+  // The start time is the earliest input's (below).
+  CaptureMetadata meta = NewCaptureMetadata("tapfilter");
   meta.command_line = o.command_line;
   meta.body_limit = 0;
   std::vector<uint32_t> base(source.inputs(), 0);

@@ -10,12 +10,7 @@
 namespace tapkit {
 
 CaptureMetadata BuildMetadata(const RecordingSetup& s) {
-  CaptureMetadata m;
-  m.start_time_ns = static_cast<uint64_t>(absl::GetCurrentTimeNanos());
-  m.writer_name = "taprec";
-  m.writer_version = std::string(kVersion);
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) == 0) m.host = host;
+  CaptureMetadata m = NewCaptureMetadata("taprec");
   m.command_line = s.command_line;
   m.target = s.target;
   if (!s.target.empty()) m.ns = s.ns.empty() ? "default" : s.ns;

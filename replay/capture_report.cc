@@ -36,12 +36,6 @@ namespace {
 
 constexpr uint64_t kBodyLimit = format::kDefaultBodyLimit;
 
-std::string HostName() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return "";
-  return host;
-}
-
 // `s` with the file's name in front, unless it already starts with it (file.h's errors do).
 absl::Status Named(const std::string& name, const absl::Status& s) {
   if (s.ok() || absl::StartsWith(s.message(), name)) return s;
@@ -56,13 +50,7 @@ void CutBody(Body* b) {
 }
 
 CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>& redactor) {
-  CaptureMetadata m;
-  m.start_time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count());
-  m.writer_name = "tapreplay";
-  m.writer_version = std::string(kVersion);
-  m.host = HostName();
+  CaptureMetadata m = NewCaptureMetadata("tapreplay");
   m.target = o.target;
   m.command_line = o.command_line;
   m.filters = o.selection.Describe();
