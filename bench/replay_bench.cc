@@ -16,10 +16,7 @@
 //
 //   build/bench/replay_bench [--requests 150000] [--reps 3] [--seconds 3] [--tool TAPREPLAY]
 //                            [--only off|on|wrk|bare|two|pacing]
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "format/file.h"
 #include "format/writer.h"
+#include "replay/nginx_testutil.h"
 #include "replay/replay.h"
 
 namespace fs = std::filesystem;
@@ -57,33 +55,6 @@ const Route kRoutes[] = {
     {"/healthz", "ok"},
     {"/api/v1/recommendations?user=7", R"({"user":7,"recommended":[3,5,8,13,21]})"},
 };
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, kAddr, &a.sin_addr);
-  a.sin_port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-bool CanConnect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, kAddr, &a.sin_addr);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
 
 Exchange Recorded(uint64_t i, int port) {
   const Route& r = kRoutes[i % std::size(kRoutes)];
@@ -319,38 +290,33 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/replay_bench.XXXXXX";
   if (!mkdtemp(tmpl)) return 2;
   std::string dir = tmpl;
-  int port = FreePort();
-  if (port == 0) {
-    std::fprintf(stderr, "replay_bench: cannot bind %s\n", kAddr);
+  // nginx (tapkit::testing::Nginx, replay/nginx_testutil.h) in its own directory under `dir`,
+  // which it empties; the capture and wrk's script go beside it.
+  std::string conf =
+      "@NGINX_USER@ worker_processes 1; daemon on; pid @WORK@/nginx.pid;\n"
+      "events { worker_connections 1024; }\n"
+      "http { access_log off; default_type application/json; keepalive_requests 1000000;\n"
+      "  client_body_temp_path @WORK@/body;\n"
+      "  server { listen @ADDRESS@:@PORT@;\n";
+  for (const Route& r : kRoutes) {
+    std::string path = r.path;
+    path = path.substr(0, path.find('?'));
+    absl::StrAppend(&conf, "    location = ", path, " { return 200 '", r.body, "'; }\n");
+  }
+  conf += "  }\n}\n";
+  tapkit::testing::Nginx nginx(kAddr, dir + "/nginx", conf);
+  if (!nginx.Start()) {
+    std::fprintf(stderr, "replay_bench: nginx did not start: %s\n", nginx.StartError().c_str());
     return 2;
   }
+  int port = nginx.port();
   {
-    std::ofstream conf(dir + "/nginx.conf");
-    conf << (geteuid() == 0 ? "user root root;\n" : "") << "worker_processes 1; daemon on; pid "
-         << dir << "/nginx.pid; error_log " << dir << "/error.log;\n"
-         << "events { worker_connections 1024; }\n"
-         << "http { access_log off; default_type application/json; keepalive_requests 1000000;\n"
-         << "  client_body_temp_path " << dir << "/body;\n"
-         << "  server { listen " << kAddr << ":" << port << ";\n";
-    for (const Route& r : kRoutes) {
-      std::string path = r.path;
-      path = path.substr(0, path.find('?'));
-      conf << "    location = " << path << " { return 200 '" << r.body << "'; }\n";
-    }
-    conf << "  }\n}\n";
     std::ofstream lua(dir + "/routes.lua");
     lua << "local paths = {";
     for (const Route& r : kRoutes) lua << "\"" << r.path << "\",";
     lua << "}\nlocal i = 0\nwrk.headers[\"User-Agent\"] = \"bench/1\"\nwrk.headers[\"Accept\"] = "
            "\"*/*\"\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", "
            "paths[i])\nend\n";
-  }
-  if (std::system(("nginx -c " + dir + "/nginx.conf").c_str()) != 0) {
-    std::fprintf(stderr, "replay_bench: nginx did not start (%s/error.log)\n", dir.c_str());
-    return 2;
-  }
-  for (int i = 0; i < 100 && !CanConnect(port); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const int per_round = 1000;
   std::string capture = dir + "/routes.tap";
@@ -391,8 +357,7 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  std::system(("nginx -c " + dir + "/nginx.conf -s stop").c_str());
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  nginx.Stop();
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (only.empty()) {

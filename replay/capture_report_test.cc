@@ -3,13 +3,11 @@
 // binary, whose JSON is parsed with nlohmann::json.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -183,10 +181,10 @@ ReplaySummary Summary() {
 }
 
 std::string RunTool(const std::string& cmd) {
-  std::string out = testing::TestDir() + "/run.out";
-  int status = std::system((cmd + " > '" + out + "'").c_str());
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
-  return testing::ReadFileBytes(out);
+  int status = -1;
+  std::string out = testing::Shell(cmd, &status);
+  EXPECT_EQ(status, 0) << cmd;
+  return out;
 }
 
 TEST(CaptureReport, WritesLiveExchangesWithReplayOf) {
@@ -379,12 +377,7 @@ std::string OpensslMarker(const std::string& key_hex, const std::string& value) 
 // -w redacts as taprec does: a --set-header Authorization token, a fresh Set-Cookie and a
 // token query parameter become markers keyed with the key file; the header records the policy.
 TEST(CaptureReport, RedactsTheLiveExchanges) {
-  if (std::system("command -v openssl >/dev/null 2>&1") != 0) {
-    if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true") {
-      FAIL() << "openssl is missing";
-    }
-    GTEST_SKIP() << "openssl is missing (scripts/deps.sh installs it)";
-  }
+  TAPKIT_REQUIRE_TOOL("openssl");
   const std::string key(32, 'k');  // 0x6b each
   std::string key_hex;
   for (size_t i = 0; i < key.size(); ++i) key_hex += "6b";

@@ -25,6 +25,7 @@
 #include "format/http_text.h"
 #include "format/redact.h"
 #include "format/select.h"
+#include "format/verbose.h"
 
 namespace tapkit::replay {
 
@@ -60,21 +61,12 @@ bool PointerMatches(const JsonPointer& p, const std::vector<std::string>& path) 
   return true;
 }
 
+// The RFC 6901 text of a document position ("~" as "~0", "/" as "~1": section 3), by
+// nlohmann's json_pointer.
 std::string PointerText(const std::vector<std::string>& path) {
-  std::string out;
-  for (const std::string& t : path) {
-    out.push_back('/');
-    for (char c : t) {
-      if (c == '~') {
-        out += "~0";
-      } else if (c == '/') {
-        out += "~1";
-      } else {
-        out.push_back(c);
-      }
-    }
-  }
-  return out;
+  nlohmann::json::json_pointer p;
+  for (const std::string& t : path) p /= t;
+  return p.to_string();
 }
 
 // One compiled set of noise rules.
@@ -429,24 +421,6 @@ std::vector<UrlMarker> UrlMarkers(std::string_view url) {
 // GNU diff's rule for a binary file: a NUL byte.
 bool LooksBinary(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
-std::string HexDump(std::string_view s) {
-  std::string out;
-  static const char kHex[] = "0123456789abcdef";
-  for (size_t off = 0; off < s.size(); off += 16) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%08zx:", off);
-    out += buf;
-    for (size_t i = off; i < off + 16 && i < s.size(); ++i) {
-      unsigned char c = static_cast<unsigned char>(s[i]);
-      out.push_back(' ');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-    out.push_back('\n');
-  }
-  return out;
-}
-
 std::string Preview(std::string_view s) {
   constexpr size_t kPreview = 64;
   std::string out = absl::CHexEscape(AV(s.substr(0, kPreview)));
@@ -454,7 +428,13 @@ std::string Preview(std::string_view s) {
   return absl::StrCat(out, " (", s.size(), " bytes)");
 }
 
-std::string TextForDiff(std::string_view s) { return LooksBinary(s) ? HexDump(s) : std::string(s); }
+// A binary body as tapcat -V shows it (hexdump -C's lines), so a diff of two dumps lines up.
+std::string TextForDiff(std::string_view s) {
+  if (!LooksBinary(s)) return std::string(s);
+  std::string out;
+  AppendHexDump(s, "", &out);
+  return out;
+}
 
 // A body as JSON when its type says so or it looks like it, and it is JSON text within the
 // limits with distinct member names (else nullopt: compared as bytes).
@@ -963,6 +943,9 @@ void ComparerImpl::BodyCompare(const Applied& a, const Exchange& recorded, const
   const Response& rec = *recorded.response;
   std::string rec_ce = JoinedField(rec.headers, "content-encoding");
   std::string live_ce = JoinedField(live.headers, "content-encoding");
+  // The same bytes under the same codings decode alike: equal, nothing to decode or parse
+  // (a whole body only; a cut one is checked on its wire length below).
+  if (!rec.body.truncated && rec_ce == live_ce && rec.body.data == live.body.data) return;
   // Neither side coded (the usual case): the bodies are their own text, not copied.
   const bool plain = rec_ce.empty() && live_ce.empty();
   absl::StatusOr<DecodedContent> rd =

@@ -104,7 +104,8 @@ struct Comparison {
   // The recorded body was cut at the body limit and compared on its stored prefix.
   bool body_prefix_only = false;
   // When the body differs: both bodies as text for a unified diff (JSON pretty-printed with
-  // sorted members, other text as decoded; binary as a hex dump).
+  // sorted members, other text as decoded; binary as hexdump -C prints it, as tapcat -V does:
+  // format/verbose.h AppendHexDump).
   std::string recorded_body_text;
   std::string live_body_text;
   bool matched() const { return diffs.empty(); }

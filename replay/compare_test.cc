@@ -206,28 +206,27 @@ TEST(Compare, IgnoreHeaderFlagNamesAndRegexes) {
 }
 
 TEST(Compare, FlagErrorsNameTheFlag) {
-  CompareOptions o;
-  o.flags.ignore_headers = {"/x-(/"};
-  absl::StatusOr<std::shared_ptr<const Comparer>> c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--ignore-header /x-(/: bad regex"))
-      << c.status();
-  o = {};
-  o.flags.ignore_json_paths = {"a/b"};
-  c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--ignore-json-path a/b: JSON pointer"))
-      << c.status();
-  o = {};
-  o.flags.unordered_json_paths = {"/a~2"};
-  c = Comparer::Create(o);
-  ASSERT_FALSE(c.ok());
-  EXPECT_TRUE(absl::StartsWith(c.status().message(), "--unordered-json-path /a~2: JSON pointer"))
-      << c.status();
-  o = {};
-  o.flags.ignore_headers = {"bad name"};
-  EXPECT_FALSE(Comparer::Create(o).ok());
+  struct Bad {
+    NoiseRules flags;
+    std::string message_start;
+  };
+  std::vector<Bad> cases(4);
+  cases[0].flags.ignore_headers = {"/x-(/"};
+  cases[0].message_start = "--ignore-header /x-(/: bad regex";
+  cases[1].flags.ignore_json_paths = {"a/b"};
+  cases[1].message_start = "--ignore-json-path a/b: JSON pointer";
+  cases[2].flags.unordered_json_paths = {"/a~2"};
+  cases[2].message_start = "--unordered-json-path /a~2: JSON pointer";
+  cases[3].flags.ignore_headers = {"bad name"};
+  cases[3].message_start = "--ignore-header bad name: \"bad name\" is neither a header field name";
+  for (const Bad& b : cases) {
+    CompareOptions o;
+    o.flags = b.flags;
+    absl::StatusOr<std::shared_ptr<const Comparer>> c = Comparer::Create(o);
+    ASSERT_FALSE(c.ok()) << b.message_start;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(c.status().message(), b.message_start)) << c.status();
+  }
 }
 
 TEST(Compare, RedactedHeaderWithoutKeyMatchesAnyValue) {
@@ -495,8 +494,10 @@ TEST(Compare, TextBodyPreviewAndTexts) {
   EXPECT_EQ(r.diffs[0].recorded, "a\\tb\\x01 (4 bytes)");
   // Binary (a NUL byte, GNU diff's rule) is shown as a hex dump.
   r = Make()->Compare(Recorded({}, std::string("\0\x01", 2)), Live({}, std::string("\0\x02", 2)));
-  EXPECT_EQ(r.recorded_body_text, "00000000: 00 01\n");
-  EXPECT_EQ(r.live_body_text, "00000000: 00 02\n");
+  // hexdump -C's lines (printf '\0\1' | hexdump -C, without its closing length line).
+  EXPECT_EQ(r.recorded_body_text,
+            "00000000  00 01                                             |..|\n");
+  EXPECT_EQ(r.live_body_text, "00000000  00 02                                             |..|\n");
 }
 
 TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
@@ -523,6 +524,14 @@ TEST(Compare, GzipAndBrotliBodiesAreDecoded) {
   r = c->Compare(Recorded(gzh, gz), Live(brh, br));
   ASSERT_EQ(r.diffs.size(), 1u);
   EXPECT_EQ(r.diffs[0], (FieldDiff{Kind::kHeader, "header content-encoding", "gzip", "br"}));
+  // The same bytes under the same coding match without decoding, even bytes that are not
+  // gzip at all; different undecodable bytes are compared as sent.
+  EXPECT_TRUE(c->Compare(Recorded(gzh, gz), Live(gzh, gz)).matched());
+  EXPECT_TRUE(c->Compare(Recorded(gzh, "not gzip"), Live(gzh, "not gzip")).matched());
+  r = c->Compare(Recorded(gzh, "not gzip"), Live(gzh, "not gzip!"));
+  ASSERT_EQ(r.diffs.size(), 1u);
+  EXPECT_EQ(r.diffs[0],
+            (FieldDiff{Kind::kBody, "body", "not gzip (8 bytes)", "not gzip! (9 bytes)"}));
 }
 
 TEST(Compare, TruncatedRecordedBodyComparedOnPrefix) {

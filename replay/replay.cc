@@ -199,12 +199,15 @@ absl::Status CheckOptions(const ReplayOptions& o) {
   return absl::OkStatus();
 }
 
+// strerror's words for `os_errno`, starting lower-case to follow a colon ("connection refused").
+std::string OsErrorWords(long os_errno) {
+  std::string s = std::strerror(static_cast<int>(os_errno));
+  if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
+  return s;
+}
+
 std::string ConnectError(CURLcode code, long os_errno, const char* words) {
-  if (code == CURLE_COULDNT_CONNECT && os_errno != 0) {
-    std::string s = std::strerror(static_cast<int>(os_errno));
-    if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
-    return s;
-  }
+  if (code == CURLE_COULDNT_CONNECT && os_errno != 0) return OsErrorWords(os_errno);
   if (code == CURLE_COULDNT_RESOLVE_HOST) return "cannot resolve the host";
   return words[0] ? words : curl_easy_strerror(code);
 }
@@ -216,9 +219,7 @@ std::string FirstRequestError(CURLcode code, long os_errno, const char* words, i
   }
   if (code == CURLE_GOT_NOTHING) return "the connection was closed without a response";
   if ((code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR) && os_errno != 0) {
-    std::string s = std::strerror(static_cast<int>(os_errno));
-    if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
-    return s;
+    return OsErrorWords(os_errno);
   }
   return words[0] ? words : curl_easy_strerror(code);
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "format/http_text.h"
 #include "format/redact.h"
 
 namespace tapkit::replay::internal {
@@ -28,18 +29,6 @@ bool EatPrefix(std::string_view* s, std::string_view p) {
 bool EatSuffix(std::string_view* s, std::string_view p) {
   if (s->size() < p.size() || s->substr(s->size() - p.size()) != p) return false;
   s->remove_suffix(p.size());
-  return true;
-}
-
-// RFC 9110 section 5.6.2: token = 1*tchar.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c)) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos) {
-      return false;
-    }
-  }
   return true;
 }
 
@@ -214,13 +203,15 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
   std::vector<std::string> named;
   bool had_length = false;
   for (const Header& h : recorded.headers) {
-    std::string lower = absl::AsciiStrToLower(h.name);
-    if (lower == "connection") {
+    if (absl::EqualsIgnoreCase(h.name, "connection")) {
       for (absl::string_view t : absl::StrSplit(h.value, ',')) {
         named.push_back(absl::AsciiStrToLower(A(TrimOws(std::string_view(t.data(), t.size())))));
       }
     }
-    if (lower == "content-length" || lower == "transfer-encoding") had_length = true;
+    if (absl::EqualsIgnoreCase(h.name, "content-length") ||
+        absl::EqualsIgnoreCase(h.name, "transfer-encoding")) {
+      had_length = true;
+    }
   }
   // One allocation each for the fields and the suppressed names (they would grow 1, 2, 4, ...).
   out->headers.reserve(recorded.headers.size() + plan.set_headers.size() + 2);

@@ -68,6 +68,30 @@ constexpr uint64_t kMs = 1'000'000;
 
 using tapkit::testing::FreePort;
 
+// A TCP socket listening on the IPv4 `addr` with `backlog`, at the port the kernel picks. On a
+// socket, bind, listen or getsockname error: a gtest failure naming the address, and port 0.
+struct Listener {
+  int fd = -1;
+  int port = 0;
+  sockaddr_in address{};  // addr:port, for a client's connect()
+};
+Listener ListenOn(const std::string& addr, int backlog) {
+  Listener l;
+  l.fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  socklen_t len = sizeof sa;
+  if (l.fd < 0 || inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1 ||
+      bind(l.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(l.fd, backlog) != 0 ||
+      getsockname(l.fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    ADD_FAILURE() << "cannot listen on " << addr;
+    return l;
+  }
+  l.port = ntohs(sa.sin_port);
+  l.address = sa;
+  return l;
+}
+
 bool HaveNginx() { return std::system("command -v nginx >/dev/null 2>&1") == 0; }
 
 // One access-log line of the test's nginx.
@@ -1036,15 +1060,9 @@ TEST(InputTest, TornTailIsANoticeOrAnErrorWhenNothingIsRead) {
 class ResettingServer {
  public:
   ResettingServer(const std::string& addr, int answers) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    listen(fd_, 16);
-    socklen_t len = sizeof sa;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
+    Listener l = ListenOn(addr, 16);
+    fd_ = l.fd;
+    port_ = l.port;
     thread_ = std::thread([this, answers] {
       for (int n = 0;; ++n) {
         int c = accept(fd_, nullptr, nullptr);
@@ -1187,18 +1205,13 @@ TEST(FailureTest, SilentServerOnTheFirstRequestIsAnError) {
   // A listening socket that never accepts: the kernel completes the handshake, nothing answers.
   // No answer has come yet, so the target cannot be reached: an error naming --target.
   const std::string addr = "127.0.96.4";
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  ASSERT_EQ(listen(fd, 8), 0);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  const Listener listener = ListenOn(addr, 8);
+  ASSERT_NE(listener.port, 0);
+  const int fd = listener.fd;
   std::string path = WriteCapture({Recorded(1, kBase, 9101), Recorded(2, kBase, 9102)}, "silent");
   ReplayOptions o;
   o.inputs = {path};
-  o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
+  o.target = absl::StrCat("http://", addr, ":", listener.port);
   o.timeout_ns = 300'000'000;
   o.concurrency = 1;
   auto begin = std::chrono::steady_clock::now();
@@ -1222,15 +1235,9 @@ class SlowServer {
     std::string request;
   };
   SlowServer(const std::string& addr, std::chrono::milliseconds delay) : delay_(delay) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    listen(fd_, 512);
-    socklen_t len = sizeof sa;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
+    Listener l = ListenOn(addr, 512);
+    fd_ = l.fd;
+    port_ = l.port;
     acceptor_ = std::thread([this] {
       for (int n = 1;; ++n) {
         int c = accept(fd_, nullptr, nullptr);
@@ -1363,25 +1370,20 @@ TEST(FailureTest, TargetThatNeverAcceptsIsAnError) {
   // A listener whose backlog is full drops new SYNs: the connection is never made, so the
   // first request's timeout names the target as unreachable, as a refusal does.
   const std::string addr = "127.0.96.6";
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  ASSERT_EQ(listen(fd, 0), 0);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  const Listener listener = ListenOn(addr, 0);
+  ASSERT_NE(listener.port, 0);
+  const int fd = listener.fd;
   std::vector<int> fillers;
   for (int i = 0; i < 4; ++i) {  // fill the backlog; the ones past it stay half-open
     int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    connect(c, reinterpret_cast<const sockaddr*>(&listener.address), sizeof listener.address);
     fillers.push_back(c);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::string path = WriteCapture({Recorded(1, kBase, 9151)}, "backlog");
   ReplayOptions o;
   o.inputs = {path};
-  o.target = absl::StrCat("http://", addr, ":", ntohs(sa.sin_port));
+  o.target = absl::StrCat("http://", addr, ":", listener.port);
   o.timeout_ns = 300'000'000;
   ReplayRun r = DoReplay(o);
   for (int c : fillers) close(c);

@@ -23,22 +23,6 @@ namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// A field's value on one text line: control bytes and DEL as \xHH; UTF-8 and other bytes as
-// they are (body previews come escaped already). "(none)" for an absent side.
-std::string Shown(const std::optional<std::string>& v) {
-  if (!v) return "(none)";
-  std::string out;
-  for (char ch : *v) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
-      absl::StrAppendFormat(&out, "\\x%02x", c);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return out;
-}
-
 std::string IdText(const ReplayedExchange& x) {
   return x.recorded ? absl::StrCat(x.recorded->capture_point, ":", x.recorded->stream_id) : "-";
 }
@@ -86,14 +70,14 @@ constexpr size_t kMaxDiffBytes = size_t{1} << 20;
 // that changed in one place would otherwise be printed whole twice).
 constexpr size_t kMaxDiffLineBytes = 512;
 
-// One line of text for a terminal: C0 control bytes but tab, DEL and the C1 controls (U+0080 to
-// U+009F, UTF-8 C2 80..C2 9F; ESC [ and its one-byte form CSI start terminal escape sequences)
-// as \xHH; other bytes as they are.
-std::string Escaped(std::string_view s) {
+// One line of text for a terminal: C0 control bytes (tab too unless `keep_tab`), DEL and the C1
+// controls (U+0080 to U+009F, UTF-8 C2 80..C2 9F; ESC [ and its one-byte form CSI start terminal
+// escape sequences) as \xHH; other bytes as they are.
+std::string Escaped(std::string_view s, bool keep_tab = true) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+    if ((c < 0x20 && !(keep_tab && c == '\t')) || c == 0x7f) {
       absl::StrAppendFormat(&out, "\\x%02x", c);
     } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
@@ -105,6 +89,10 @@ std::string Escaped(std::string_view s) {
   }
   return out;
 }
+
+// A field's value on one text line, escaped as Escaped does, tab too (body previews come
+// escaped already). "(none)" for an absent side.
+std::string Shown(const std::optional<std::string>& v) { return v ? Escaped(*v, false) : "(none)"; }
 
 // `text` (a diff line's content) cut to kMaxDiffLineBytes around byte `at` (where it first
 // differs from its counterpart), on UTF-8 character boundaries, with "..." where bytes were

@@ -48,9 +48,10 @@ std::unique_ptr<ReplayReport> MakeJsonReport(std::ostream& out);
 
 // A JUnit XML file (the shape Jenkins, GitLab and GitHub's test reporters read): one testsuite,
 // one testcase per replayed exchange, a <failure> with the differences for each mismatch, an
-// <error> for each failed request, a <skipped> for each answered but not compared. Test case names read "METHOD PATH [CAPTURE_POINT:STREAM]"
-// (" round N" after the first loop round), class names the target ("http://ADDRESS:PORT" the
-// live request went to). Bytes XML 1.0 cannot hold are written as \xHH. The test cases are
+// <error> for each failed request, a <skipped> for each answered but not compared. Test case
+// names read "METHOD PATH [CAPTURE_POINT:STREAM]" (" round N" after the first loop round), class
+// names the target ("http://ADDRESS:PORT" the live request went to). Bytes XML 1.0 cannot hold
+// are written as \xHH. The test cases are
 // spooled to an unnamed file in $TMPDIR (else /tmp) as they come, so memory does not grow with
 // the run; Finish writes the document: a regular file (or a new one) to a temporary file beside
 // it renamed into place, so a reader never sees half a file; a path that exists and is not a

@@ -171,10 +171,18 @@ TEST(TextReport, DiffEscapesControlBytesAndCutsLongLines) {
   Scenario s;
   s.replayed.reserve(2);
   const std::vector<Header> text = {{"Content-Type", "text/plain"}};
-  ReplayedExchange& a = s.Add(1, "GET", "/color", 200, text,
+  // A header field's value too, on its line (a tab there as \x09).
+  std::vector<Header> rec_h = text, live_h = text;
+  rec_h.push_back({"X-Color",
+                   "\xc2\x9b"
+                   "31m\tred"});
+  live_h.push_back({"X-Color",
+                    "\xc2\x9b"
+                    "32m\tgreen"});
+  ReplayedExchange& a = s.Add(1, "GET", "/color", 200, rec_h,
                               "\x1b[31mred\x1b[0m\n\xc2\x9b"
                               "2J\n");
-  s.Answer(a, 200, text,
+  s.Answer(a, 200, live_h,
            "\x1b[32mgreen\x1b[0m\n\xc2\x9b"
            "2J\n");
   // 9500 bytes on one line, differing at byte 5000.
@@ -189,6 +197,9 @@ TEST(TextReport, DiffEscapesControlBytesAndCutsLongLines) {
   const std::string report = out.str();
   EXPECT_EQ(report.find('\x1b'), std::string::npos) << report;
   EXPECT_EQ(report.find("\xc2\x9b"), std::string::npos) << report;
+  EXPECT_NE(report.find("  header x-color: \\xc2\\x9b31m\\x09red -> \\xc2\\x9b32m\\x09green\n"),
+            std::string::npos)
+      << report;
   EXPECT_NE(report.find("    -\\x1b[31mred\\x1b[0m\n    +\\x1b[32mgreen\\x1b[0m\n"),
             std::string::npos)
       << report;

@@ -1,12 +1,15 @@
 """What the end-to-end tests in tools/ share: failing and skipping the way ctest reads it, the
-capture check, loopback ports, waiting, and how nginx runs as root.
+capture check, loopback ports, waiting, how nginx runs as root, and reading a capture's exchanges
+as tapcat -o json shows them.
 
 A test prints "FAIL: ..." and exits 1, or "SKIP: ..." and exits 77 (ctest's SKIP_RETURN_CODE);
 under CI=true a skip is a failure, since scripts/deps.sh installs every prerequisite.
 """
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -54,3 +57,21 @@ def wait_for(pred, what):
             return
         time.sleep(0.05)
     fail(f"timed out after {WAIT:.0f}s waiting for {what}")
+
+
+def exchanges(tapcat, path):
+    """The exchanges of the capture at `path` as `tapcat -o json` prints them (docs/json.md), one
+    dict each; a tapcat failure fails the test."""
+    r = subprocess.run([tapcat, "-o", "json", path], capture_output=True, timeout=WAIT * 2)
+    if r.returncode != 0:
+        fail(f"tapcat -o json {path}: exit {r.returncode}: {r.stderr.decode()}")
+    return [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+
+
+def header(headers, name):
+    """The value of the first header called `name` (any case) in an exchange's JSON "headers"
+    list (None or absent: no headers), or None."""
+    for h in headers or []:
+        if h["name"].lower() == name.lower():
+            return h["value"]
+    return None
