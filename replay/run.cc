@@ -306,7 +306,6 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   if (given("speed")) {
     absl::StatusOr<double> v = NumberIn("--speed", f.speed, kMinSpeed, kMaxSpeed);
     if (!v.ok()) return v.status();
-    o.pacing = Pacing::kRecorded;
     o.speed = *v;
   } else if (given("rate")) {
     absl::StatusOr<double> v = NumberIn("--rate", f.rate, kMinRate, kMaxRate);
