@@ -848,7 +848,7 @@ class ComparerImpl : public Comparer {
     return absl::OkStatus();
   }
 
-  void Headers(const Applied& a, const std::vector<Header>& rec_h,
+  void Headers(const Applied& a, bool length_is_a_field, const std::vector<Header>& rec_h,
                const std::vector<Header>& live_h, std::vector<FieldDiff>* out) const;
   void BodyCompare(const Applied& a, const Exchange& recorded, const Response& live,
                    Comparison* out) const;
@@ -866,7 +866,8 @@ bool Applied::MarkerMatches(std::string_view marker, std::string_view live) cons
   return c_.MarkerMatches(marker, live);
 }
 
-void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
+void ComparerImpl::Headers(const Applied& a, bool length_is_a_field,
+                           const std::vector<Header>& rec_h,
                            const std::vector<Header>& live_h, std::vector<FieldDiff>* out) const {
   std::map<std::string, std::vector<std::string>> rec = ByName(rec_h), live = ByName(live_h);
   std::vector<std::string> names;
@@ -880,7 +881,8 @@ void ComparerImpl::Headers(const Applied& a, const std::vector<Header>& rec_h,
   static const std::vector<std::string> kNone;
   for (const std::string& name : names) {
     if (a.IgnoredHeader(name)) continue;
-    if (default_ignore_ && std::find(defaults.begin(), defaults.end(), name) != defaults.end()) {
+    if (default_ignore_ && std::find(defaults.begin(), defaults.end(), name) != defaults.end() &&
+        !(length_is_a_field && name == "content-length")) {
       continue;
     }
     auto ri = rec.find(name), li = live.find(name);
@@ -1039,7 +1041,12 @@ Comparison ComparerImpl::DoCompare(const Exchange& recorded, const Response& liv
     out.diffs.push_back(FieldDiff{FieldDiff::Kind::kStatus, "status", std::to_string(rec.status),
                                   std::to_string(live.status)});
   }
-  Headers(a, rec.headers, live.headers, &out.diffs);
+  // Content-Length is ignored by default because the body it frames is compared itself; an answer
+  // to HEAD, and a 304, carry no body, and there it is the size of the representation (RFC 9110
+  // sections 8.6 and 15.4.5): the only sign that it changed.
+  const bool length_is_a_field =
+      (recorded.request && recorded.request->method == "HEAD") || rec.status == 304;
+  Headers(a, length_is_a_field, rec.headers, live.headers, &out.diffs);
   if (!a.IgnoreBody()) BodyCompare(a, recorded, live, &out);
   return out;
 }

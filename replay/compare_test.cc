@@ -105,6 +105,22 @@ TEST(Compare, DefaultIgnoredHeaders) {
   EXPECT_EQ(r.diffs[1], (FieldDiff{Kind::kHeader, "header content-length", "1", std::nullopt}));
 }
 
+// An answer to HEAD, or a 304, has no body: its Content-Length is the representation's size (RFC
+// 9110 sections 8.6 and 15.4.5) and the only sign that the representation changed.
+TEST(Compare, ContentLengthOfBodilessAnswersIsCompared) {
+  auto c = Make();
+  std::vector<Header> rec = {{"Content-Length", "270177"}};
+  std::vector<Header> live = {{"Content-Length", "270183"}};
+  EXPECT_TRUE(c->Compare(Recorded(rec, ""), Live(live, "")).matched());  // a GET's body decides
+  Comparison head = c->Compare(Recorded(rec, "", 200, "HEAD"), Live(live, ""));
+  ASSERT_EQ(head.diffs.size(), 1u);
+  EXPECT_EQ(head.diffs[0], (FieldDiff{Kind::kHeader, "header content-length", "270177", "270183"}));
+  Comparison not_modified = c->Compare(Recorded(rec, "", 304), Live(live, "", 304));
+  ASSERT_EQ(not_modified.diffs.size(), 1u);
+  EXPECT_EQ(not_modified.diffs[0].field, "header content-length");
+  EXPECT_TRUE(c->Compare(Recorded(rec, "", 200, "HEAD"), Live(rec, "")).matched());
+}
+
 TEST(Compare, HeadersCombinedInOrderByLowerCaseName) {
   auto c = Make();
   std::vector<Header> rec = {{"Vary", "Accept"}, {"X-A", "1"}, {"Vary", "Origin"}};
