@@ -781,6 +781,12 @@ void Engine::Send(Lane* lane, Job job) {
   }
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, lane->fields);
   curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, r.target.c_str());
+  // An HTTP/1.0 request goes out as HTTP/1.0: servers answer the two differently (nginx does not
+  // gzip for 1.0 by default; nginx's proxy_pass speaks 1.0 to its upstreams).
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                   static_cast<long>(rec.request && rec.request->version == HttpVersion::kHttp10
+                                         ? CURL_HTTP_VERSION_1_0
+                                         : CURL_HTTP_VERSION_1_1));
   if (r.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, nullptr);
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

@@ -552,6 +552,25 @@ TEST_F(ReceivedTest, KeepAuthority) {
   EXPECT_EQ(log[0].host, "shop.example");
 }
 
+// A request recorded as HTTP/1.0 (nginx's proxy_pass speaks it to upstreams) goes out as
+// HTTP/1.0, as nginx's $request shows: servers answer 1.0 and 1.1 differently.
+TEST_F(ReceivedTest, Http10RequestIsSentAsHttp10) {
+  Exchange old = Recorded(1, kBase, 3101, "GET", "/one-oh");
+  old.request->version = HttpVersion::kHttp10;
+  std::string path = WriteCapture({old, Recorded(2, kBase + kMs, 3102, "GET", "/one-one")}, "h10");
+  ReplayOptions o;
+  o.inputs = {path};
+  o.target = nginx_.url();
+  o.compare = false;
+  ReplayRun r = DoReplay(o);
+  ASSERT_TRUE(r.summary.ok()) << r.summary.status();
+  std::vector<Logged> log = nginx_.Log(2);
+  ASSERT_EQ(log.size(), 2u);
+  std::vector<std::string> requests = {log[0].request, log[1].request};
+  std::sort(requests.begin(), requests.end());
+  EXPECT_EQ(requests, (std::vector<std::string>{"GET /one-oh HTTP/1.0", "GET /one-one HTTP/1.1"}));
+}
+
 TEST_F(ReceivedTest, ConcurrencySpreadsConnections) {
   // One recorded connection, six requests, --concurrency 3: at most 3 nginx connections, and
   // every request answered.
