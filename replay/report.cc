@@ -186,13 +186,19 @@ std::string SummaryLine(const ReplaySummary& s) {
                     " with a request body not stored whole skipped (--send-truncated-bodies)");
   }
   if (s.body_prefix_compared > 0) {
-    absl::StrAppend(&out, "; ", s.body_prefix_compared, " bodies compared on their stored prefix");
+    absl::StrAppend(&out, "; ", s.body_prefix_compared,
+                    s.body_prefix_compared == 1 ? " body" : " bodies",
+                    " compared on the stored prefix");
   }
   if (s.redacted_headers_dropped > 0) {
-    absl::StrAppend(&out, "; ", s.redacted_headers_dropped, " redacted request fields dropped");
+    absl::StrAppend(&out, "; ", s.redacted_headers_dropped,
+                    s.redacted_headers_dropped == 1 ? " redacted request field" : " redacted request fields",
+                    " dropped");
   }
   if (s.redacted_values_sent > 0) {
-    absl::StrAppend(&out, "; ", s.redacted_values_sent, " redaction markers sent as recorded");
+    absl::StrAppend(&out, "; ", s.redacted_values_sent,
+                    s.redacted_values_sent == 1 ? " redaction marker" : " redaction markers",
+                    " sent as recorded");
   }
   if (s.stopped) out += "; stopped";
   return out;
