@@ -3,14 +3,25 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
 
 namespace tapkit {
 namespace {
+
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+
+// ASCII case-insensitive equality (header field names: RFC 9110 section 5.1).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  }
+  return true;
+}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -20,7 +31,7 @@ int HexValue(char c) {
 }
 
 bool Unreserved(unsigned char c) {  // RFC 3986 section 2.3
-  return absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 // RFC 3986 section 6.2.2.1 and 6.2.2.2: %xx upper-cased, encoded unreserved characters decoded.
@@ -36,8 +47,8 @@ std::string NormalizePath(std::string_view in) {
         out.push_back(static_cast<char>(c));
       } else {
         out.push_back('%');
-        out.push_back(absl::ascii_toupper(in[i + 1]));
-        out.push_back(absl::ascii_toupper(in[i + 2]));
+        out.push_back(Upper(in[i + 1]));
+        out.push_back(Upper(in[i + 2]));
       }
       i += 2;
     } else {
@@ -66,13 +77,15 @@ std::string PercentDecode(std::string_view in) {
 std::vector<std::string> HeaderValues(const Request& r, std::string_view name) {
   std::vector<std::string> values;
   for (const Header& h : r.headers) {
-    if (absl::EqualsIgnoreCase(h.name, name)) values.push_back(h.value);
+    if (EqualsIgnoreCase(h.name, name)) values.push_back(h.value);
   }
   return values;
 }
 
 void AppendField(std::string* out, std::string_view field) {
-  absl::StrAppend(out, field.size(), ":", field);
+  *out += std::to_string(field.size());
+  *out += ':';
+  *out += field;
 }
 
 // The first name in the symmetric difference of two sorted parameter lists.
@@ -108,24 +121,25 @@ std::string_view MatchFieldName(MatchField f) {
 std::string LookupResult::Explanation() const {
   switch (outcome) {
     case Outcome::kHit:
-      return absl::StrCat("matched recorded response ", position, " of ", recorded);
+      return "matched recorded response " + std::to_string(position) + " of " +
+             std::to_string(recorded);
     case Outcome::kExhausted:
-      return absl::StrCat("all ", recorded, " recorded responses to this request were served");
+      return "all " + std::to_string(recorded) + " recorded responses to this request were served";
     case Outcome::kMiss:
       break;
   }
   if (exchange == nullptr || !exchange->request) return "no recorded request matches; none recorded";
-  std::string out = absl::StrCat("no recorded request matches; closest: ", exchange->request->method,
-                                 " ", exchange->request->path, " (differs on ",
-                                 MatchFieldName(differs_on));
-  if (!differs_name.empty()) absl::StrAppend(&out, " ", differs_name);
+  std::string out = "no recorded request matches; closest: " + exchange->request->method + " " +
+                    exchange->request->path + " (differs on ";
+  out += MatchFieldName(differs_on);
+  if (!differs_name.empty()) out += " " + differs_name;
   out += ")";
   return out;
 }
 
 std::string_view SessionValue(const Request& request, std::string_view header_name) {
   for (const Header& h : request.headers) {
-    if (absl::EqualsIgnoreCase(h.name, header_name)) return h.value;
+    if (EqualsIgnoreCase(h.name, header_name)) return h.value;
   }
   return {};
 }
@@ -159,7 +173,8 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
   if (!options_.ignore_host) {
     std::string_view host = r.authority;
     if (host.empty()) host = SessionValue(r, "host");
-    key.host = absl::AsciiStrToLower(host);
+    key.host.reserve(host.size());
+    for (char c : host) key.host.push_back(Lower(c));
   }
   for (const std::string& name : options_.match_headers) key.headers.push_back(HeaderValues(r, name));
   return key;
@@ -169,14 +184,14 @@ std::string RecordedResponses::KeyString(const RequestKey& key) {
   std::string s;
   AppendField(&s, key.method);
   AppendField(&s, key.path);
-  absl::StrAppend(&s, key.query.size(), "q");
+  s += std::to_string(key.query.size()) + "q";
   for (const auto& [name, value] : key.query) {
     AppendField(&s, name);
     AppendField(&s, value);
   }
   AppendField(&s, key.host);
   for (const auto& values : key.headers) {
-    absl::StrAppend(&s, values.size(), "h");
+    s += std::to_string(values.size()) + "h";
     for (const std::string& v : values) AppendField(&s, v);
   }
   return s;
