@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "format/content_coding.h"
+
 
 namespace tapkit {
 namespace {
@@ -103,7 +105,24 @@ std::string FirstDifferentParam(const RequestKey& a, const RequestKey& b) {
   return "";
 }
 
+// The decoded-body cap for matching: larger bodies are compared as stored.
+constexpr size_t kMatchDecodeCap = size_t{16} << 20;
+
 }  // namespace
+
+std::string RecordedResponses::BodyForMatch(const Request& r) const {
+  if (!options_.match_body) return "";
+  std::string coding;
+  for (const Header& h : r.headers) {
+    if (!EqualsIgnoreCase(h.name, "content-encoding")) continue;
+    if (!coding.empty()) coding += ", ";
+    coding += h.value;
+  }
+  if (coding.empty()) return r.body.data;
+  absl::StatusOr<DecodedContent> decoded = DecodeContent(r.body.data, coding, kMatchDecodeCap);
+  if (!decoded.ok() || !decoded->complete) return r.body.data;
+  return std::move(decoded->data);
+}
 
 std::string_view MatchFieldName(MatchField f) {
   switch (f) {
@@ -220,10 +239,11 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
   for (const Exchange& x : exchanges_) {
     RequestKey key = KeyOf(*x.request);
     std::string ks = KeyString(key);
+    std::string body = BodyForMatch(*x.request);
     bool placed = false;
     for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
       Group& g = groups_[it->second];
-      if (BodiesMatch(g.body, x.request->body.data)) {
+      if (BodiesMatch(g.body, body)) {
         g.exchanges.push_back(&x);
         placed = true;
         break;
@@ -232,7 +252,7 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     if (placed) continue;
     Group g;
     g.key = std::move(key);
-    g.body = x.request->body.data;
+    g.body = std::move(body);
     g.exchanges.push_back(&x);
     by_key_.emplace(std::move(ks), groups_.size());
     groups_.push_back(std::move(g));
@@ -243,9 +263,10 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
   LookupResult result;
   RequestKey key = KeyOf(request);
   std::string ks = KeyString(key);
+  std::string body = BodyForMatch(request);
   for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
     Group& g = groups_[it->second];
-    if (!BodiesMatch(g.body, request.body.data)) continue;
+    if (!BodiesMatch(g.body, body)) continue;
     result.recorded = g.exchanges.size();
     size_t use;
     {
@@ -297,7 +318,7 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     for (size_t i = 0; i < key.headers.size() && i < g.key.headers.size(); ++i) {
       if (g.key.headers[i] != key.headers[i]) differ(MatchField::kHeader, options_.match_headers[i], 1);
     }
-    if (!BodiesMatch(g.body, request.body.data)) differ(MatchField::kBody, "", 1);
+    if (!BodiesMatch(g.body, body)) differ(MatchField::kBody, "", 1);
     if (diffs < best) {
       best = diffs;
       result.exchange = g.exchanges.front();

@@ -19,8 +19,9 @@
 //   - for each name in match_headers (case-insensitive, RFC 9110 section 5.1), that header's
 //     values in order (a header absent on one side differs from any value);
 //   - with match_body, the body: as JSON values when both bodies parse as JSON (object key order
-//     and whitespace ignored), else as bytes. Bodies are compared as stored: Content-Encoding is
-//     not undone.
+//     and whitespace ignored), else as bytes; a body with a Content-Encoding is decoded first
+//     (format/content_coding.h; one that does not decode, or passes 16 MiB decoded, is compared
+//     as stored).
 //
 // Sequences: when one key was recorded several times, Lookup serves the recorded responses in
 // recording order (the order of the vector given), then the last one again; with strict the
@@ -117,11 +118,14 @@ class RecordedResponses {
   // One distinct request (key and body): the exchanges recorded for it, in order.
   struct Group {
     RequestKey key;
-    std::string body;  // the first exchange's request body, for match_body
+    std::string body;  // the first exchange's request body as BodyForMatch gives it
     std::vector<const Exchange*> exchanges;
     std::map<std::string, size_t, std::less<>> next;  // session -> uses so far (guarded by mu_)
   };
   static std::string KeyString(const RequestKey& key);
+  // The body compared under match_body: decoded when it has a Content-Encoding; empty without
+  // match_body.
+  std::string BodyForMatch(const Request& r) const;
   bool BodiesMatch(std::string_view a, std::string_view b) const;
 
   MatchOptions options_;
