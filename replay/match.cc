@@ -4,11 +4,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
-
 #include <nlohmann/json.hpp>
 
 #include "format/content_coding.h"
-
 
 namespace tapkit {
 namespace {
@@ -33,7 +31,8 @@ int HexValue(char c) {
 }
 
 bool Unreserved(unsigned char c) {  // RFC 3986 section 2.3
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == '_' || c == '~';
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 // RFC 3986 section 6.2.2.1 and 6.2.2.2: %xx upper-cased, encoded unreserved characters decoded.
@@ -42,8 +41,7 @@ std::string NormalizePath(std::string_view in) {
   std::string out;
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 &&
-        HexValue(in[i + 2]) >= 0) {
+    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
       unsigned char c = static_cast<unsigned char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2]));
       if (Unreserved(c)) {
         out.push_back(static_cast<char>(c));
@@ -65,8 +63,7 @@ std::string PercentDecode(std::string_view in) {
   std::string out;
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 &&
-        HexValue(in[i + 2]) >= 0) {
+    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
       out.push_back(static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
       i += 2;
     } else {
@@ -126,13 +123,20 @@ std::string RecordedResponses::BodyForMatch(const Request& r) const {
 
 std::string_view MatchFieldName(MatchField f) {
   switch (f) {
-    case MatchField::kNone: return "none";
-    case MatchField::kMethod: return "method";
-    case MatchField::kPath: return "path";
-    case MatchField::kQuery: return "query parameter";
-    case MatchField::kHost: return "host";
-    case MatchField::kHeader: return "header";
-    case MatchField::kBody: return "body";
+    case MatchField::kNone:
+      return "none";
+    case MatchField::kMethod:
+      return "method";
+    case MatchField::kPath:
+      return "path";
+    case MatchField::kQuery:
+      return "query parameter";
+    case MatchField::kHost:
+      return "host";
+    case MatchField::kHeader:
+      return "header";
+    case MatchField::kBody:
+      return "body";
   }
   return "none";
 }
@@ -147,7 +151,8 @@ std::string LookupResult::Explanation() const {
     case Outcome::kMiss:
       break;
   }
-  if (exchange == nullptr || !exchange->request) return "no recorded request matches; none recorded";
+  if (exchange == nullptr || !exchange->request)
+    return "no recorded request matches; none recorded";
   std::string out = "no recorded request matches; closest: " + exchange->request->method + " " +
                     exchange->request->path + " (differs on ";
   out += MatchFieldName(differs_on);
@@ -167,7 +172,8 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
   RequestKey key;
   key.method = r.method;
   std::string_view target = r.path;
-  if (size_t hash = target.find('#'); hash != std::string_view::npos) target = target.substr(0, hash);
+  if (size_t hash = target.find('#'); hash != std::string_view::npos)
+    target = target.substr(0, hash);
   std::string_view query;
   if (size_t q = target.find('?'); q != std::string_view::npos) {
     query = target.substr(q + 1);
@@ -195,7 +201,8 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
     key.host.reserve(host.size());
     for (char c : host) key.host.push_back(Lower(c));
   }
-  for (const std::string& name : options_.match_headers) key.headers.push_back(HeaderValues(r, name));
+  for (const std::string& name : options_.match_headers)
+    key.headers.push_back(HeaderValues(r, name));
   return key;
 }
 
@@ -316,7 +323,8 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     }
     if (g.key.host != key.host) differ(MatchField::kHost, "", 1);
     for (size_t i = 0; i < key.headers.size() && i < g.key.headers.size(); ++i) {
-      if (g.key.headers[i] != key.headers[i]) differ(MatchField::kHeader, options_.match_headers[i], 1);
+      if (g.key.headers[i] != key.headers[i])
+        differ(MatchField::kHeader, options_.match_headers[i], 1);
     }
     if (!BodiesMatch(g.body, body)) differ(MatchField::kBody, "", 1);
     if (diffs < best) {

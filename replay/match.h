@@ -27,7 +27,8 @@
 // recording order (the order of the vector given), then the last one again; with strict the
 // request after the last gets kExhausted instead. The position in a sequence is kept per session
 // value: an empty session (no session header, or a request without it) shares one sequence per
-// key across all clients, as mitmproxy does.
+// key across all clients, as mitmproxy does. Each session value seen keeps one counter per key it
+// asked for, for the index's lifetime.
 //
 // Thread-safety: construction is single-threaded; after it, Lookup may be called from any number
 // of threads at once (the sequence positions are guarded by one mutex; everything else is
@@ -59,10 +60,10 @@ struct MatchOptions {
 // Exposed for the explanation of a miss and for tests.
 struct RequestKey {
   std::string method;
-  std::string path;                                       // normalised
+  std::string path;                                        // normalised
   std::vector<std::pair<std::string, std::string>> query;  // decoded, sorted, ignored ones left out
-  std::string host;                                       // lower-case; empty with ignore_host
-  std::vector<std::vector<std::string>> headers;          // one entry per match_headers name
+  std::string host;                                        // lower-case; empty with ignore_host
+  std::vector<std::vector<std::string>> headers;           // one entry per match_headers name
   bool operator==(const RequestKey&) const = default;
 };
 

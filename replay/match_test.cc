@@ -2,11 +2,11 @@
 // out by hand from the rules in match.h (RFC 3986 percent-encoding, the issue's sequence example).
 #include "replay/match.h"
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "format/content_coding.h"
 
@@ -50,9 +50,12 @@ Exchange Skipped() {
 std::string Serve(RecordedResponses& rr, const Request& request, std::string_view session = {}) {
   LookupResult r = rr.Lookup(request, session);
   switch (r.outcome) {
-    case LookupResult::Outcome::kHit: return r.exchange->response->body.data;
-    case LookupResult::Outcome::kMiss: return "miss";
-    case LookupResult::Outcome::kExhausted: return "exhausted";
+    case LookupResult::Outcome::kHit:
+      return r.exchange->response->body.data;
+    case LookupResult::Outcome::kMiss:
+      return "miss";
+    case LookupResult::Outcome::kExhausted:
+      return "exhausted";
   }
   return "?";
 }
@@ -69,6 +72,12 @@ TEST(MatchTest, QueryOrderIgnoredAndPercentDecoded) {
   // A multiset: one tag=x is not two.
   EXPECT_EQ(Serve(rr, Req("GET", "/search?page=2&tag=x&q=a%20b")), "miss");
   EXPECT_EQ(Serve(rr, Req("POST", "/search?q=a%20b&page=2&tag=x&tag=y")), "miss");
+  // A '%' without two hex digits is kept as it is.
+  std::vector<Exchange> zs;
+  zs.push_back(Recorded(Req("GET", "/a?x=%zz&y=%4"), "odd"));
+  RecordedResponses odd(std::move(zs), {});
+  EXPECT_EQ(Serve(odd, Req("GET", "/a?y=%4&x=%zz")), "odd");
+  EXPECT_EQ(Serve(odd, Req("GET", "/a?y=%40&x=%zz")), "miss");
   // The path: %7E is '~' (unreserved, decoded); %2F stays distinct from '/'.
   std::vector<Exchange> ys;
   ys.push_back(Recorded(Req("GET", "/~user/a%2fb"), "home"));
@@ -134,8 +143,8 @@ TEST(MatchTest, MatchHeader) {
 TEST(MatchTest, JsonBodyMatchIgnoresKeyOrderAndWhitespace) {
   auto make = [] {
     std::vector<Exchange> xs;
-    xs.push_back(Recorded(Req("POST", "/orders", {}, R"({"item":"tea","qty":2,"opts":[1,2]})"),
-                          "tea"));
+    xs.push_back(
+        Recorded(Req("POST", "/orders", {}, R"({"item":"tea","qty":2,"opts":[1,2]})"), "tea"));
     xs.push_back(Recorded(Req("POST", "/orders", {}, R"({"item":"cake","qty":1})"), "cake"));
     xs.push_back(Recorded(Req("POST", "/raw", {}, "a=1&b=2"), "form"));
     return xs;
@@ -143,12 +152,15 @@ TEST(MatchTest, JsonBodyMatchIgnoresKeyOrderAndWhitespace) {
   MatchOptions opts;
   opts.match_body = true;
   RecordedResponses rr(make(), opts);
-  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, "{ \"opts\": [1, 2], \"qty\": 2, \"item\": \"tea\" }")),
-            "tea");
+  EXPECT_EQ(
+      Serve(rr, Req("POST", "/orders", {}, "{ \"opts\": [1, 2], \"qty\": 2, \"item\": \"tea\" }")),
+      "tea");
   EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, R"({"qty":1,"item":"cake"})")), "cake");
   // Array order matters in JSON; a different value is a different body.
-  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, R"({"item":"tea","qty":2,"opts":[2,1]})")), "miss");
-  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, R"({"item":"tea","qty":3,"opts":[1,2]})")), "miss");
+  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, R"({"item":"tea","qty":2,"opts":[2,1]})")),
+            "miss");
+  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, R"({"item":"tea","qty":3,"opts":[1,2]})")),
+            "miss");
   // Not JSON: compared as bytes.
   EXPECT_EQ(Serve(rr, Req("POST", "/raw", {}, "a=1&b=2")), "form");
   EXPECT_EQ(Serve(rr, Req("POST", "/raw", {}, "b=2&a=1")), "miss");
@@ -176,7 +188,8 @@ TEST(MatchTest, EncodedBodyDecodedBeforeMatching) {
   // Claimed gzip that is not: compared as stored, here JSON equal to the recorded decoded body.
   EXPECT_EQ(Serve(rr, Req("POST", "/put", {{"Content-Encoding", "gzip"}}, R"({"a":1,"b":2})")),
             "stored");
-  EXPECT_EQ(Serve(rr, Req("POST", "/put", {{"Content-Encoding", "gzip"}}, "\x1f\x8b junk")), "miss");
+  EXPECT_EQ(Serve(rr, Req("POST", "/put", {{"Content-Encoding", "gzip"}}, "\x1f\x8b junk")),
+            "miss");
 }
 
 std::vector<Exchange> ThreeAnswers() {
@@ -201,7 +214,8 @@ TEST(MatchTest, SequencesPerSession) {
 TEST(MatchTest, SequencesSharedWithoutSession) {
   RecordedResponses rr(ThreeAnswers(), {});
   std::string got;
-  for (int i = 0; i < 6; ++i) got += Serve(rr, Req("GET", "/next", {{"X-Client", i % 2 ? "b" : "a"}}));
+  for (int i = 0; i < 6; ++i)
+    got += Serve(rr, Req("GET", "/next", {{"X-Client", i % 2 ? "b" : "a"}}));
   EXPECT_EQ(got, "123333");
   LookupResult r = rr.Lookup(Req("GET", "/next"));
   EXPECT_EQ(r.position, 3u);
