@@ -1,0 +1,340 @@
+// match.cc: the request key, the index and the sequences of match.h.
+#include "replay/match.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "format/content_coding.h"
+
+namespace tapkit {
+namespace {
+
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+
+// ASCII case-insensitive equality (header field names: RFC 9110 section 5.1).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  }
+  return true;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool Unreserved(unsigned char c) {  // RFC 3986 section 2.3
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// RFC 3986 section 6.2.2.1 and 6.2.2.2: %xx upper-cased, encoded unreserved characters decoded.
+// A '%' not followed by two hex digits is kept as it is.
+std::string NormalizePath(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
+      unsigned char c = static_cast<unsigned char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2]));
+      if (Unreserved(c)) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back('%');
+        out.push_back(Upper(in[i + 1]));
+        out.push_back(Upper(in[i + 2]));
+      }
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// RFC 3986 section 2.1: every %xx decoded; a malformed one kept literally.
+std::string PercentDecode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && HexValue(in[i + 1]) >= 0 && HexValue(in[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(in[i + 1]) * 16 + HexValue(in[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> HeaderValues(const Request& r, std::string_view name) {
+  std::vector<std::string> values;
+  for (const Header& h : r.headers) {
+    if (EqualsIgnoreCase(h.name, name)) values.push_back(h.value);
+  }
+  return values;
+}
+
+void AppendField(std::string* out, std::string_view field) {
+  *out += std::to_string(field.size());
+  *out += ':';
+  *out += field;
+}
+
+// The first name in the symmetric difference of two sorted parameter lists.
+std::string FirstDifferentParam(const RequestKey& a, const RequestKey& b) {
+  size_t i = 0, j = 0;
+  while (i < a.query.size() && j < b.query.size()) {
+    if (a.query[i] == b.query[j]) {
+      ++i, ++j;
+    } else {
+      return a.query[i] < b.query[j] ? a.query[i].first : b.query[j].first;
+    }
+  }
+  if (i < a.query.size()) return a.query[i].first;
+  if (j < b.query.size()) return b.query[j].first;
+  return "";
+}
+
+// The decoded-body cap for matching: larger bodies are compared as stored.
+constexpr size_t kMatchDecodeCap = size_t{16} << 20;
+
+}  // namespace
+
+std::string RecordedResponses::BodyForMatch(const Request& r) const {
+  if (!options_.match_body) return "";
+  std::string coding;
+  for (const Header& h : r.headers) {
+    if (!EqualsIgnoreCase(h.name, "content-encoding")) continue;
+    if (!coding.empty()) coding += ", ";
+    coding += h.value;
+  }
+  if (coding.empty()) return r.body.data;
+  absl::StatusOr<DecodedContent> decoded = DecodeContent(r.body.data, coding, kMatchDecodeCap);
+  if (!decoded.ok() || !decoded->complete) return r.body.data;
+  return std::move(decoded->data);
+}
+
+std::string_view MatchFieldName(MatchField f) {
+  switch (f) {
+    case MatchField::kNone:
+      return "none";
+    case MatchField::kMethod:
+      return "method";
+    case MatchField::kPath:
+      return "path";
+    case MatchField::kQuery:
+      return "query parameter";
+    case MatchField::kHost:
+      return "host";
+    case MatchField::kHeader:
+      return "header";
+    case MatchField::kBody:
+      return "body";
+  }
+  return "none";
+}
+
+std::string LookupResult::Explanation() const {
+  switch (outcome) {
+    case Outcome::kHit:
+      return "matched recorded response " + std::to_string(position) + " of " +
+             std::to_string(recorded);
+    case Outcome::kExhausted:
+      return "all " + std::to_string(recorded) + " recorded responses to this request were served";
+    case Outcome::kMiss:
+      break;
+  }
+  if (exchange == nullptr || !exchange->request)
+    return "no recorded request matches; none recorded";
+  std::string out = "no recorded request matches; closest: " + exchange->request->method + " " +
+                    exchange->request->path + " (differs on ";
+  out += MatchFieldName(differs_on);
+  if (!differs_name.empty()) out += " " + differs_name;
+  out += ")";
+  return out;
+}
+
+std::string_view SessionValue(const Request& request, std::string_view header_name) {
+  for (const Header& h : request.headers) {
+    if (EqualsIgnoreCase(h.name, header_name)) return h.value;
+  }
+  return {};
+}
+
+RequestKey RecordedResponses::KeyOf(const Request& r) const {
+  RequestKey key;
+  key.method = r.method;
+  std::string_view target = r.path;
+  if (size_t hash = target.find('#'); hash != std::string_view::npos)
+    target = target.substr(0, hash);
+  std::string_view query;
+  if (size_t q = target.find('?'); q != std::string_view::npos) {
+    query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
+  key.path = NormalizePath(target);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view piece = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (piece.empty()) continue;
+    size_t eq = piece.find('=');
+    std::string name = PercentDecode(piece.substr(0, eq));
+    std::string value = eq == std::string_view::npos ? "" : PercentDecode(piece.substr(eq + 1));
+    if (std::find(options_.ignore_params.begin(), options_.ignore_params.end(), name) !=
+        options_.ignore_params.end()) {
+      continue;
+    }
+    key.query.emplace_back(std::move(name), std::move(value));
+  }
+  std::sort(key.query.begin(), key.query.end());
+  if (!options_.ignore_host) {
+    std::string_view host = r.authority;
+    if (host.empty()) host = SessionValue(r, "host");
+    key.host.reserve(host.size());
+    for (char c : host) key.host.push_back(Lower(c));
+  }
+  for (const std::string& name : options_.match_headers)
+    key.headers.push_back(HeaderValues(r, name));
+  return key;
+}
+
+std::string RecordedResponses::KeyString(const RequestKey& key) {
+  std::string s;
+  AppendField(&s, key.method);
+  AppendField(&s, key.path);
+  s += std::to_string(key.query.size()) + "q";
+  for (const auto& [name, value] : key.query) {
+    AppendField(&s, name);
+    AppendField(&s, value);
+  }
+  AppendField(&s, key.host);
+  for (const auto& values : key.headers) {
+    s += std::to_string(values.size()) + "h";
+    for (const std::string& v : values) AppendField(&s, v);
+  }
+  return s;
+}
+
+bool RecordedResponses::BodiesMatch(std::string_view a, std::string_view b) const {
+  if (!options_.match_body || a == b) return true;
+  nlohmann::json ja = nlohmann::json::parse(a, nullptr, /*allow_exceptions=*/false);
+  if (ja.is_discarded()) return false;
+  nlohmann::json jb = nlohmann::json::parse(b, nullptr, /*allow_exceptions=*/false);
+  if (jb.is_discarded()) return false;
+  return ja == jb;
+}
+
+RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options)
+    : options_(std::move(options)) {
+  exchanges_.reserve(exchanges.size());
+  for (Exchange& x : exchanges) {
+    if (x.request && x.response) {
+      exchanges_.push_back(std::move(x));
+    } else {
+      ++skipped_;
+    }
+  }
+  // exchanges_ no longer grows: pointers into it stay valid.
+  for (const Exchange& x : exchanges_) {
+    RequestKey key = KeyOf(*x.request);
+    std::string ks = KeyString(key);
+    std::string body = BodyForMatch(*x.request);
+    bool placed = false;
+    for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
+      Group& g = groups_[it->second];
+      if (BodiesMatch(g.body, body)) {
+        g.exchanges.push_back(&x);
+        placed = true;
+        break;
+      }
+    }
+    if (placed) continue;
+    Group g;
+    g.key = std::move(key);
+    g.body = std::move(body);
+    g.exchanges.push_back(&x);
+    by_key_.emplace(std::move(ks), groups_.size());
+    groups_.push_back(std::move(g));
+  }
+}
+
+LookupResult RecordedResponses::Lookup(const Request& request, std::string_view session) {
+  LookupResult result;
+  RequestKey key = KeyOf(request);
+  std::string ks = KeyString(key);
+  std::string body = BodyForMatch(request);
+  for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
+    Group& g = groups_[it->second];
+    if (!BodiesMatch(g.body, body)) continue;
+    result.recorded = g.exchanges.size();
+    size_t use;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto next = g.next.find(session);
+      if (next == g.next.end()) next = g.next.emplace(std::string(session), 0).first;
+      use = next->second;
+      if (use < g.exchanges.size() || !options_.strict) ++next->second;
+    }
+    if (use >= g.exchanges.size()) {
+      if (options_.strict) {
+        result.outcome = LookupResult::Outcome::kExhausted;
+        result.exchange = g.exchanges.back();
+        return result;
+      }
+      use = g.exchanges.size() - 1;
+    }
+    result.outcome = LookupResult::Outcome::kHit;
+    result.exchange = g.exchanges[use];
+    result.position = use + 1;
+    return result;
+  }
+
+  // A miss: the closest recorded request is the one differing on the fewest fields (each
+  // matched header and each query parameter counting once), the earliest recorded on a tie.
+  result.outcome = LookupResult::Outcome::kMiss;
+  size_t best = SIZE_MAX;
+  for (const Group& g : groups_) {
+    size_t diffs = 0;
+    MatchField first = MatchField::kNone;
+    std::string first_name;
+    auto differ = [&](MatchField f, std::string name, size_t n) {
+      if (first == MatchField::kNone) {
+        first = f;
+        first_name = std::move(name);
+      }
+      diffs += n;
+    };
+    if (g.key.method != key.method) differ(MatchField::kMethod, "", 1);
+    if (g.key.path != key.path) differ(MatchField::kPath, "", 1);
+    if (g.key.query != key.query) {
+      // Parameters in one multiset and not the other.
+      std::vector<std::pair<std::string, std::string>> only;
+      std::set_symmetric_difference(g.key.query.begin(), g.key.query.end(), key.query.begin(),
+                                    key.query.end(), std::back_inserter(only));
+      differ(MatchField::kQuery, FirstDifferentParam(g.key, key), std::max<size_t>(1, only.size()));
+    }
+    if (g.key.host != key.host) differ(MatchField::kHost, "", 1);
+    for (size_t i = 0; i < key.headers.size() && i < g.key.headers.size(); ++i) {
+      if (g.key.headers[i] != key.headers[i])
+        differ(MatchField::kHeader, options_.match_headers[i], 1);
+    }
+    if (!BodiesMatch(g.body, body)) differ(MatchField::kBody, "", 1);
+    if (diffs < best) {
+      best = diffs;
+      result.exchange = g.exchanges.front();
+      result.differs_on = first;
+      result.differs_name = first_name;
+    }
+  }
+  return result;
+}
+
+}  // namespace tapkit

@@ -1,0 +1,146 @@
+// match.h: which recorded response answers an incoming request (tapreplay --serve, issue 13).
+//
+// RecordedResponses indexes the complete exchanges of a capture (a request and a response each) by
+// a request key, and Lookup picks the recorded response for an incoming request. It is the
+// matching half of the mock server and has no server in it: the server builds a Request from what
+// it received, calls Lookup, and serves (or explains) the result.
+//
+// The request key, after mitmproxy's server replay (addons/serverplayback.py):
+//   - the method, exactly (methods are case-sensitive: RFC 9110 section 9.1);
+//   - the path (the request-target before '?'), with percent-encoding normalised as RFC 3986
+//     section 6.2.2 says: hex digits compared case-insensitively and encoded unreserved characters
+//     (ALPHA DIGIT - . _ ~) decoded; other encodings (%2F) are kept, as they change the meaning;
+//   - the query parameters as a multiset: order ignored, names and values percent-decoded
+//     (RFC 3986 section 2.1; '+' is kept as '+', it is a form encoding, not RFC 3986's), a
+//     parameter without '=' equal to one with an empty value, parameters named in ignore_params
+//     left out;
+//   - the host (the authority, else the Host header; compared case-insensitively, RFC 3986
+//     section 3.2.2) unless ignore_host;
+//   - for each name in match_headers (case-insensitive, RFC 9110 section 5.1), that header's
+//     values in order (a header absent on one side differs from any value);
+//   - with match_body, the body: as JSON values when both bodies parse as JSON (object key order
+//     and whitespace ignored), else as bytes; a body with a Content-Encoding is decoded first
+//     (format/content_coding.h; one that does not decode, or passes 16 MiB decoded, is compared
+//     as stored).
+//
+// Sequences: when one key was recorded several times, Lookup serves the recorded responses in
+// recording order (the order of the vector given), then the last one again; with strict the
+// request after the last gets kExhausted instead. The position in a sequence is kept per session
+// value: an empty session (no session header, or a request without it) shares one sequence per
+// key across all clients, as mitmproxy does. Each session value seen keeps one counter per key it
+// asked for, for the index's lifetime.
+//
+// Thread-safety: construction is single-threaded; after it, Lookup may be called from any number
+// of threads at once (the sequence positions are guarded by one mutex; everything else is
+// read-only). Not copyable or movable: hold it by pointer to share it.
+#ifndef TAPKIT_REPLAY_MATCH_H_
+#define TAPKIT_REPLAY_MATCH_H_
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "format/exchange.h"
+
+namespace tapkit {
+
+struct MatchOptions {
+  std::vector<std::string> match_headers;  // header names whose values are part of the key
+  bool match_body = false;                 // the body is part of the key (JSON-aware)
+  std::vector<std::string> ignore_params;  // query parameter names left out (exact, decoded)
+  bool ignore_host = false;                // the host is not part of the key
+  bool strict = false;  // after a key's last recorded response: kExhausted, not the last again
+};
+
+// The part of a request the key is made of, after normalisation (see the file comment).
+// Exposed for the explanation of a miss and for tests.
+struct RequestKey {
+  std::string method;
+  std::string path;                                        // normalised
+  std::vector<std::pair<std::string, std::string>> query;  // decoded, sorted, ignored ones left out
+  std::string host;                                        // lower-case; empty with ignore_host
+  std::vector<std::vector<std::string>> headers;           // one entry per match_headers name
+  bool operator==(const RequestKey&) const = default;
+};
+
+// Which part of a request made it differ from a recorded one, in the order they are compared.
+enum class MatchField { kNone, kMethod, kPath, kQuery, kHost, kHeader, kBody };
+// "none", "method", "path", "query parameter", "host", "header", "body".
+std::string_view MatchFieldName(MatchField f);
+
+struct LookupResult {
+  enum class Outcome {
+    kHit,        // `exchange` holds the response to serve
+    kMiss,       // no recorded request has this key; `exchange` is the closest (null if none)
+    kExhausted,  // strict: every response recorded for this key was served to this session
+  };
+  Outcome outcome = Outcome::kMiss;
+  // kHit: the recorded exchange whose response is served. kMiss: the closest recorded exchange,
+  // null when nothing was recorded. kExhausted: the last recorded for the key. Points into the
+  // RecordedResponses, valid for its lifetime.
+  const Exchange* exchange = nullptr;
+  size_t position = 0;  // kHit: 1-based place of the served response in the key's sequence
+  size_t recorded = 0;  // kHit, kExhausted: how many responses were recorded for the key
+  // kMiss with a closest exchange: the first field it differs on, and which one: the query
+  // parameter's or header's name (decoded; empty otherwise).
+  MatchField differs_on = MatchField::kNone;
+  std::string differs_name;
+
+  // One line for a person: "matched recorded response 2 of 3", "no recorded request matches;
+  // closest: GET /a?x=1 (differs on query parameter x)", "all 3 recorded responses were served".
+  std::string Explanation() const;
+};
+
+class RecordedResponses {
+ public:
+  // Keeps the exchanges with a request and a response (their Completion is not checked: a
+  // response cut at the body limit is still served); the others are counted in skipped().
+  RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options);
+  RecordedResponses(const RecordedResponses&) = delete;
+  RecordedResponses& operator=(const RecordedResponses&) = delete;
+
+  // The recorded response for the next use of `request`'s key by `session` (see the file
+  // comment). `session`: the value identifying a client (e.g. the --session-header value);
+  // empty for the sequence shared by all clients. Thread-safe.
+  LookupResult Lookup(const Request& request, std::string_view session = {});
+
+  // The key of `request` under this index's options.
+  RequestKey KeyOf(const Request& request) const;
+
+  size_t size() const { return exchanges_.size(); }  // exchanges kept
+  size_t skipped() const { return skipped_; }        // exchanges without a request or response
+  const MatchOptions& options() const { return options_; }
+
+ private:
+  // One distinct request (key and body): the exchanges recorded for it, in order.
+  struct Group {
+    RequestKey key;
+    std::string body;  // the first exchange's request body as BodyForMatch gives it
+    std::vector<const Exchange*> exchanges;
+    std::map<std::string, size_t, std::less<>> next;  // session -> uses so far (guarded by mu_)
+  };
+  static std::string KeyString(const RequestKey& key);
+  // The body compared under match_body: decoded when it has a Content-Encoding; empty without
+  // match_body.
+  std::string BodyForMatch(const Request& r) const;
+  bool BodiesMatch(std::string_view a, std::string_view b) const;
+
+  MatchOptions options_;
+  std::vector<Exchange> exchanges_;
+  size_t skipped_ = 0;
+  std::vector<Group> groups_;
+  std::multimap<std::string, size_t> by_key_;  // KeyString -> index in groups_
+  std::mutex mu_;
+};
+
+// The value of the first `header_name` header of `request` (case-insensitive), or empty: the
+// session value for Lookup under --session-header.
+std::string_view SessionValue(const Request& request, std::string_view header_name);
+
+}  // namespace tapkit
+
+#endif  // TAPKIT_REPLAY_MATCH_H_
