@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited by httplib's threads
   httplib::Server srv;
+  srv.set_tcp_nodelay(true);  // headers and body go out in two writes: without it, Nagle + delayed ACK
   auto handler = [](const httplib::Request& req, httplib::Response& res) {
     std::string_view body = serve_spike::BodyFor(req.path);
     res.set_content(body.data(), body.size(), "text/plain");

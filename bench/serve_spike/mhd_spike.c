@@ -14,7 +14,14 @@ static struct MHD_Response* responses[3];
 static enum MHD_Result Answer(void* cls, struct MHD_Connection* c, const char* url,
                               const char* method, const char* version, const char* upload,
                               size_t* upload_size, void** con_cls) {
-  (void)cls; (void)method; (void)version; (void)upload; (void)upload_size; (void)con_cls;
+  (void)cls; (void)method; (void)version; (void)upload; (void)upload_size;
+  // First call: headers only. Answering now (before MHD has seen the request end) makes MHD close
+  // the connection after the response ("Connection: close"), so wait for the second call.
+  static int seen;
+  if (*con_cls == NULL) {
+    *con_cls = &seen;
+    return MHD_YES;
+  }
   if (url[0] == '/' && url[1] >= 'a' && url[1] <= 'c' && url[2] == 0)
     return MHD_queue_response(c, MHD_HTTP_OK, responses[url[1] - 'a']);
   static struct MHD_Response* nf;
@@ -43,7 +50,7 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   struct MHD_Daemon* d = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, &Answer, NULL,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL, NULL, &Answer, NULL,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr*)&sa, MHD_OPTION_THREAD_POOL_SIZE, threads,
       MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
   if (!d) { fprintf(stderr, "mhd_spike: listen %s:%s failed\n", argv[1], argv[2]); return 2; }

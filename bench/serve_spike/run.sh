@@ -75,6 +75,13 @@ for p in /a /b /c; do
   done
 done
 
+# Keep-alive: curl must reuse the connection for a second request (a server answering
+# "Connection: close" would be timed on fresh connections instead).
+for port in 18080 18081 18082 18083 18084; do
+  curl -sv "http://$addr:$port/a" "http://$addr:$port/b" 2>&1 >/dev/null | grep -q 'Re-using existing connection' ||
+    { echo "run.sh: port $port closes the connection after a response" >&2; exit 1; }
+done
+
 names=(nginx beast httplib mhd mhd2)
 ports=(18080 18081 18082 18083 18084)
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
