@@ -67,6 +67,9 @@ packages=(
   libcurl4-openssl-dev libdtl-dev wrk
   # replay/compare_test checks UnifiedDiff against GNU diff -u and applies its hunks with patch.
   diffutils patch
+  # bench/serve_spike: the candidate HTTP/1.1 server libraries for tapreplay --serve (issue 13),
+  # measured against nginx under wrk (Boost.Beast comes with libboost-dev, header-only).
+  libboost-dev libcpp-httplib-dev libmicrohttpd-dev
 )
 
 # Extra packages from the environment and the command line.
