@@ -1,0 +1,177 @@
+// serve.h: a capture as a mock of the recorded service (tapreplay --serve, issue 13).
+//
+// MockServer listens on one address and answers each HTTP/1.1 request with the recorded response
+// whose request matches it (replay/match.h: method, path, query as a multiset, optionally host,
+// chosen headers and the body; sequences per key, shared or per session). It stands in for a
+// service that is not there: a frontend run against the backend it talked to in a bug report's
+// capture, a client tested in CI without its dependencies.
+//
+// The server (Boost.Beast, HTTP/1.1 per RFC 9112):
+//   - listens on exactly the address given: a literal IPv4 or IPv6 address and a port (0: the
+//     kernel picks one; port() tells which). No name is resolved and no other address is tried;
+//     an address that cannot be bound is an error;
+//   - keeps connections alive as the client asks (RFC 9112 section 9.3: HTTP/1.1 persistent
+//     unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive"), pipelined
+//     requests answered in order; reads request bodies framed by Content-Length or chunked
+//     (RFC 9112 section 6), at most kMaxRequestBody bytes (413 past it, then the connection is
+//     closed); a request that does not parse gets 400 and the connection is closed;
+//   - answers a hit with the recorded status, reason phrase and header fields in recorded order,
+//     except the framing and hop-by-hop fields (RFC 9110 section 7.6.1: Connection and the fields
+//     it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) and
+//     Content-Length, and frames the stored body anew with Content-Length (a recorded chunked
+//     response is served de-chunked; recorded trailers are not served). Content-Encoding is
+//     served as recorded, with the body as stored (still encoded). A response to HEAD, and a 304,
+//     carry the recorded Content-Length and no body (RFC 9110 sections 9.3.2 and 15.4.5); 1xx,
+//     204 and 304 responses carry no body (RFC 9112 section 6.3). Interim (1xx) responses
+//     recorded before the final one are not served;
+//   - serves redacted values (format/redact.h markers) as stored, unless set_headers names the
+//     field: set_headers replace every recorded field of that name in every response served
+//     (hits and pass-throughs; not the miss answer);
+//   - a recorded response body that was not stored whole (Body::truncated, or fewer bytes than
+//     its length: cut at the body limit, or emptied by redaction) is served as stored, with the
+//     field `Tapkit-Truncated: stored S of L bytes` (L is "unknown" when the length is not known);
+//   - a miss (no recorded request has the key), or with strict a key whose recorded responses were
+//     all served, gets miss_status (404 by default) with `Content-Type: text/plain;
+//     charset=utf-8`, the field `Tapkit-Miss: <LookupResult::Explanation()>` (made safe for a
+//     field value: control bytes escaped) and a body of that explanation and the request line,
+//     unless an upstream is set (below). Only an exhausted strict sequence or a miss ever gets
+//     this answer;
+//   - with an upstream (`http://HOST:PORT` with an optional path prefix), a miss is passed
+//     through: the request is sent to the upstream (libcurl, on a worker thread; the same
+//     hop-by-hop fields dropped, Host set to the upstream's authority unless keep_authority),
+//     its answer served to the client (re-framed the same way), and the exchange handed to
+//     on_recorded so it can be written to a capture. An upstream that cannot be reached or does
+//     not answer within upstream_timeout_ns gets the client a 502 with Tapkit-Miss naming the
+//     upstream and the error;
+//   - waits before answering: nothing by default, the recorded latency (response_start_ns, the
+//     request's first byte to the response's first byte) with kRecorded, or a fixed delay;
+//     the wait is a timer, not a sleep: other connections are served meanwhile.
+//
+// Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
+// response was written (or failed to be). The events and on_recorded are called on the server's
+// threads, one at a time (never concurrently with each other); they must not block for long.
+//
+// Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread;
+// Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
+#ifndef TAPKIT_REPLAY_SERVE_H_
+#define TAPKIT_REPLAY_SERVE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "format/exchange.h"
+#include "replay/match.h"
+
+namespace tapkit::replay {
+
+// Request bodies past this many bytes are refused with 413 (the connection is then closed).
+inline constexpr size_t kMaxRequestBody = 64 * 1024 * 1024;
+
+enum class ServeDelay : uint8_t {
+  kNone,      // answer at once
+  kRecorded,  // wait the recorded exchange's response_start_ns (hits only)
+  kFixed,     // wait delay_ns before every answer
+};
+
+struct ServeOptions {
+  // "127.0.0.1:8080", "[::1]:8080"; port 0 lets the kernel choose. A literal address only.
+  std::string listen;
+  MatchOptions match;          // replay/match.h; tapreplay sets ignore_host unless --match-host
+  std::string session_header;  // empty: one sequence per key across all clients
+  uint16_t miss_status = 404;  // 100..599 (ParseMissStatus checks the flag)
+  ServeDelay delay = ServeDelay::kNone;
+  uint64_t delay_ns = 0;           // kFixed: nanoseconds
+  std::vector<Header> set_headers;  // replace the recorded fields of these names (see above)
+  // Pass-through for misses: "http://HOST:PORT[/PREFIX]"; empty: misses get miss_status.
+  std::string upstream;
+  bool keep_authority = false;                    // pass-through keeps the client's Host
+  uint64_t upstream_timeout_ns = 30'000'000'000;  // per passed-through request
+  // Threads running the server's event loop (1..16). One serves ~100k requests/s on loopback.
+  int threads = 1;
+};
+
+// One answered request, for the log (text or JSON lines: replay/serve_log.h).
+struct ServeEvent {
+  enum class Kind : uint8_t {
+    kHit,          // a recorded response was served
+    kMiss,         // no recorded request matched: miss_status was served
+    kExhausted,    // strict: the key's recorded responses were all served: miss_status
+    kPassThrough,  // a miss answered by the upstream (and handed to on_recorded)
+    kUpstreamError,  // a miss the upstream did not answer: 502
+    kBadRequest,     // the request did not parse (400) or its body was too large (413)
+  };
+  Kind kind = Kind::kMiss;
+  uint64_t time_ns = 0;  // wall clock (Unix epoch, ns) when the request's head was read
+  Endpoint client;       // the peer of the connection
+  std::string method;    // as received (empty for a request that did not parse)
+  std::string target;    // the request-target as received
+  uint16_t status = 0;   // the status served
+  uint64_t latency_ns = 0;  // head read -> response written, delay included
+  // kHit: the recorded exchange served, its place in its key's sequence and the sequence's
+  // length; kMiss/kExhausted: the closest recorded exchange (id 0/0 and position 0 when none).
+  ExchangeId recorded;
+  size_t position = 0;
+  size_t sequence_length = 0;
+  std::string explanation;  // LookupResult::Explanation(), or the upstream's or parser's error
+  std::string session;      // the session header's value, when one is configured
+};
+
+struct ServeStats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;  // kMiss and kExhausted
+  uint64_t passed_through = 0;
+  uint64_t upstream_errors = 0;
+  uint64_t bad_requests = 0;
+  uint64_t connections = 0;  // accepted
+};
+
+struct ServeCallbacks {
+  std::function<void(const ServeEvent&)> on_event;  // may be empty
+  // A passed-through exchange (request as received, response as the upstream sent it, times,
+  // endpoints: source the client, destination the upstream). May be empty.
+  std::function<void(Exchange)> on_recorded;
+};
+
+class MockServer {
+ public:
+  // Indexes `exchanges` (their order is the recording order for sequences: sort them by
+  // sort_key_ns first), binds options.listen and starts serving on options.threads threads.
+  // Errors: InvalidArgument naming the field ("listen address 'localhost:80': not a literal IP
+  // address and port"; upstream not an http:// URL; threads or miss_status out of range);
+  // Unavailable for an address that cannot be bound ("listen 127.0.0.1:80: Permission denied").
+  static absl::StatusOr<std::unique_ptr<MockServer>> Start(std::vector<Exchange> exchanges,
+                                                           ServeOptions options,
+                                                           ServeCallbacks callbacks = {});
+  ~MockServer();  // Stop(), then waits for the threads
+  MockServer(const MockServer&) = delete;
+  MockServer& operator=(const MockServer&) = delete;
+
+  uint16_t port() const;        // the bound port
+  std::string address() const;  // "127.0.0.1:PORT", "[::1]:PORT"
+  std::string url() const;      // "http://127.0.0.1:PORT"
+
+  // Stops accepting, lets the responses being written finish (at most 5 s), closes every
+  // connection and waits for the pass-throughs in flight. After Stop returns no callback runs.
+  void Stop();
+  // Blocks until Stop has been called and has finished (from another thread or a signal
+  // handler's thread).
+  void Wait();
+
+  ServeStats stats() const;
+  size_t recorded() const;  // exchanges indexed (RecordedResponses::size)
+  size_t skipped() const;   // exchanges without a request or a response
+
+ private:
+  struct Impl;
+  explicit MockServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tapkit::replay
+
+#endif  // TAPKIT_REPLAY_SERVE_H_
