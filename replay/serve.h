@@ -65,6 +65,7 @@
 
 #include "absl/status/statusor.h"
 #include "format/exchange.h"
+#include "format/select.h"
 #include "replay/match.h"
 
 namespace tapkit::replay {
@@ -171,6 +172,15 @@ class MockServer {
   explicit MockServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The exchanges to serve: every exchange of the .tap files `paths` that `selection` matches (all
+// when it is null; it is bound here over the inputs), merged in sort-key order across files (ties:
+// the files' order), so that sequences follow the recording. Torn files are read up to the damage
+// and a line saying so is appended to `notices` (tapcat's notice; may be null). Errors name the
+// file: one that cannot be opened or is not a capture; a --max-count (-c) stops after N.
+absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(const std::vector<std::string>& paths,
+                                                          Selection* selection = nullptr,
+                                                          std::vector<std::string>* notices = nullptr);
 
 }  // namespace tapkit::replay
 
