@@ -66,8 +66,8 @@ int Sh(const std::string& command) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
     }
-    return ::testing::AssertionFailure() << "taprec did not open " << tap << " (status " << status
-                                         << ")";
+    return ::testing::AssertionFailure()
+           << "taprec did not open " << tap << " (status " << status << ")";
   }
   traffic();
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the last packets reach taprec

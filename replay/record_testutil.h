@@ -25,12 +25,12 @@ std::string CannotCaptureOnLoopback();
 
 // In a test body: skips with a visible message naming `test` when CannotCaptureOnLoopback() says
 // why not.
-#define TAPKIT_REQUIRE_LOOPBACK_CAPTURE(test)                                                  \
-  do {                                                                                         \
-    if (std::string tapkit_why_ = ::tapkit::testing::CannotCaptureOnLoopback();                \
-        !tapkit_why_.empty()) {                                                                \
-      GTEST_SKIP() << (test) << ": " << tapkit_why_;                                           \
-    }                                                                                          \
+#define TAPKIT_REQUIRE_LOOPBACK_CAPTURE(test)                                   \
+  do {                                                                          \
+    if (std::string tapkit_why_ = ::tapkit::testing::CannotCaptureOnLoopback(); \
+        !tapkit_why_.empty()) {                                                 \
+      GTEST_SKIP() << (test) << ": " << tapkit_why_;                            \
+    }                                                                           \
   } while (0)
 
 // Calls `done` every 50 ms until it returns true (true) or 30 s have passed (false).

@@ -103,8 +103,8 @@ TEST(ServeTesting, ACaptureFileIsServedInRecordingOrder) {
   TAPKIT_REQUIRE_TOOL("curl");
   // Written out of order: the sequence follows the sort keys.
   std::string tap = tapkit::testing::WriteTestFile(
-      "served.tap", tapkit::testing::WriteToString({Recorded(2, "/a", "second"),
-                                                    Recorded(1, "/a", "first")}));
+      "served.tap",
+      tapkit::testing::WriteToString({Recorded(2, "/a", "second"), Recorded(1, "/a", "first")}));
   std::unique_ptr<MockServer> mock = ServeCaptureForTest({tap});
   ASSERT_NE(mock, nullptr);
   EXPECT_EQ(mock->recorded(), 2u);
