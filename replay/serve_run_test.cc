@@ -440,7 +440,8 @@ TEST(RunServeTool, ABadInputOrAddressIsOneLineAndExit2) {
   std::ostringstream out, err;
   EXPECT_EQ(RunServeTool(f, out, err), kExitError);
   EXPECT_EQ(err.str().rfind("tapreplay: " + f.inputs[0], 0), 0u) << err.str();
-  EXPECT_EQ(std::count(err.str().begin(), err.str().end(), '\n'), 1);
+  const std::string e1 = err.str();
+  EXPECT_EQ(std::count(e1.begin(), e1.end(), '\n'), 1) << e1;
   EXPECT_EQ(out.str(), "");
 
   // An address this host does not have cannot be bound.
@@ -448,8 +449,9 @@ TEST(RunServeTool, ABadInputOrAddressIsOneLineAndExit2) {
   f.inputs = {WriteRecording()};
   std::ostringstream out2, err2;
   EXPECT_EQ(RunServeTool(f, out2, err2), kExitError);
-  EXPECT_EQ(std::count(err2.str().begin(), err2.str().end(), '\n'), 1) << err2.str();
-  EXPECT_NE(err2.str().find("192.0.2.1:8080"), std::string::npos) << err2.str();
+  const std::string e2 = err2.str();
+  EXPECT_EQ(std::count(e2.begin(), e2.end(), '\n'), 1) << e2;
+  EXPECT_NE(e2.find("192.0.2.1:8080"), std::string::npos) << e2;
 }
 
 TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
