@@ -284,7 +284,7 @@ TEST(ServeExample, TheClientRunsAgainstTheRecordedShop) {
   ::testing::StringMatchResultListener why;
   EXPECT_FALSE(::testing::ExplainMatchResult(NoMisses(), events.All(), &why));
   EXPECT_THAT(why.str(), HasSubstr("3 of 10 requests were not answered from the capture"));
-  EXPECT_THAT(why.str(), HasSubstr("MISS 404 GET /api/stock: no recorded request matches"));
+  EXPECT_THAT(why.str(), HasSubstr("MISS 404 GET /api/stock  no recorded request matches"));
   std::vector<ServeEvent> recorded_routes;
   for (const ServeEvent& e : events.All()) {
     if (e.target != "/api/stock" && e.target != "/api/price?sku=C-3") recorded_routes.push_back(e);

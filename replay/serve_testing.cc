@@ -5,33 +5,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "replay/serve_log.h"
 
 namespace tapkit::replay {
-
-void PrintTo(const ServeEvent& event, std::ostream* os) {
-  *os << testing::DescribeServeEvent(event);
-}
 
 namespace testing {
 namespace {
 
-const char* KindName(ServeEvent::Kind kind) {
-  switch (kind) {
-    case ServeEvent::Kind::kHit:
-      return "HIT";
-    case ServeEvent::Kind::kMiss:
-      return "MISS";
-    case ServeEvent::Kind::kExhausted:
-      return "EXHAUSTED";
-    case ServeEvent::Kind::kPassThrough:
-      return "PASS";
-    case ServeEvent::Kind::kUpstreamError:
-      return "UPSTREAM-ERROR";
-    case ServeEvent::Kind::kBadRequest:
-      return "BAD-REQUEST";
-  }
-  return "?";
-}
+// One line of tapreplay --serve's log (serve_log.h), the session shown when the event has one.
+std::string Describe(const ServeEvent& e) { return ServeEventText(e, !e.session.empty()); }
 
 bool IsMiss(const ServeEvent& e) {
   return e.kind == ServeEvent::Kind::kMiss || e.kind == ServeEvent::Kind::kExhausted;
@@ -49,7 +31,7 @@ class NoMissesMatcher {
                        ::testing::MatchResultListener* listener) const {
     std::vector<std::string> unanswered;
     for (const ServeEvent& e : events) {
-      if (!AnsweredFromCapture(e)) unanswered.push_back(DescribeServeEvent(e));
+      if (!AnsweredFromCapture(e)) unanswered.push_back(Describe(e));
     }
     if (unanswered.empty()) return true;
     *listener << unanswered.size() << " of " << events.size()
@@ -78,20 +60,6 @@ std::unique_ptr<MockServer> StartForTest(const std::string& what, std::vector<Ex
 }
 
 }  // namespace
-
-std::string DescribeServeEvent(const ServeEvent& event) {
-  std::string line = absl::StrCat(KindName(event.kind), " ", unsigned{event.status}, " ",
-                                  event.method, " ", event.target);
-  if (event.kind == ServeEvent::Kind::kHit) {
-    absl::StrAppend(&line, ": recorded ", event.recorded.capture_point, ":",
-                    event.recorded.stream_id, ", response ", event.position, " of ",
-                    event.sequence_length);
-  } else if (!event.explanation.empty()) {
-    absl::StrAppend(&line, ": ", event.explanation);
-  }
-  if (!event.session.empty()) absl::StrAppend(&line, " (session ", event.session, ")");
-  return line;
-}
 
 ServeOptions ServeOptionsForTest() {
   ServeOptions options;
@@ -154,4 +122,6 @@ std::vector<ServeEvent> ServedEvents::Misses() const {
 ::testing::Matcher<const std::vector<ServeEvent>&> NoMisses() { return NoMissesMatcher(); }
 
 }  // namespace testing
+
+void PrintTo(const ServeEvent& event, std::ostream* os) { *os << testing::Describe(event); }
 }  // namespace tapkit::replay

@@ -38,16 +38,12 @@
 
 namespace tapkit::replay {
 
-// What GoogleTest prints for a ServeEvent: DescribeServeEvent's line.
+// What GoogleTest prints for a ServeEvent: its line in tapreplay --serve's log
+// ("MISS 404 GET /api/stock  no recorded request matches; closest: GET /api/price?sku=A-1
+// (differs on path)  127.0.0.1:40312  0.1ms"; the bytes from the network made terminal-safe).
 void PrintTo(const ServeEvent& event, std::ostream* os);
 
 namespace testing {
-
-// One line for a person: the kind, status, method and target, then the recorded exchange served
-// ("HIT 200 GET /api/jobs/7: recorded 1:4, response 2 of 3") or the explanation of a miss ("MISS
-// 404 GET /api/stock: no recorded request matches; closest: GET /api/price?sku=A-1 (differs on
-// path)").
-std::string DescribeServeEvent(const ServeEvent& event);
 
 // The options a test serves with: listen on 127.0.0.1 and a port the kernel picks (port() and
 // url() tell which), and the host left out of the request key (match.ignore_host), since the
@@ -101,8 +97,8 @@ class ServedEvents {
 };
 
 // Matches events in which every request was answered from the capture or the upstream (kHit,
-// kPassThrough). The explanation lists the others, one DescribeServeEvent line each: which
-// request found no recorded answer and which recorded request came closest.
+// kPassThrough). The explanation lists the others, one log line each (PrintTo): which request
+// found no recorded answer and which recorded request came closest.
 ::testing::Matcher<const std::vector<ServeEvent>&> NoMisses();
 
 }  // namespace testing
