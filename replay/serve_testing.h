@@ -39,8 +39,8 @@
 namespace tapkit::replay {
 
 // What GoogleTest prints for a ServeEvent: its line in tapreplay --serve's log
-// ("MISS 404 GET /api/stock  no recorded request matches; closest: GET /api/price?sku=A-1
-// (differs on path)  127.0.0.1:40312  0.1ms"; the bytes from the network made terminal-safe).
+// ("MISS 404 GET /api/stock  no recorded request matches; closest: GET /api/jobs/7 (differs on
+// path)  127.0.0.1:40312  0.1ms"; the bytes from the network made terminal-safe).
 void PrintTo(const ServeEvent& event, std::ostream* os);
 
 namespace testing {
