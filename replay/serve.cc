@@ -43,6 +43,7 @@ constexpr uint32_t kHeaderLimit = 64 * 1024;         // request head, bytes
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;  // an upstream answer's body, bytes
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
+constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
 
 std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
@@ -676,8 +677,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                              head_steady_)
             .count());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
-    if (ec || !keep_alive_ || shared_->stopping.load()) return Shutdown();
+    if (ec || shared_->stopping.load()) return Shutdown();
+    if (!keep_alive_) return LingeringClose();
     ReadHead();
+  }
+
+  // After the last answer: the sending side is shut, and what the client still sends (the rest
+  // of a refused body, pipelined requests after "Connection: close") is read and dropped until
+  // it closes or kLingerTime passed, so that closing with unread bytes (a TCP reset) does not
+  // destroy the answer before the client read it (as nginx's lingering_close).
+  void LingeringClose() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    buffer_.clear();
+    reading_ = true;
+    timer_.expires_after(kLingerTime);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec != asio::error::operation_aborted) self->Shutdown();
+    });
+    Drain();
+  }
+
+  void Drain() {
+    socket_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) {
+                                self->timer_.cancel();
+                                return self->Shutdown();
+                              }
+                              self->Drain();
+                            });
   }
 
   void Shutdown() {
@@ -868,6 +897,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string body_owned_;
   Response upstream_response_;
   ServeEvent event_;
+  std::array<char, 4096> drain_;  // LingeringClose's scratch
 };
 
 void CurlGlobalInit() {
