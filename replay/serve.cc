@@ -920,10 +920,17 @@ struct MockServer::Impl {
   bool stop_started = false;  // guarded by stop_mu
   bool stopped = false;       // guarded by stop_mu
 
-  explicit Impl(int threads) : ioc(threads) {}
+  const int thread_count;
+
+  explicit Impl(int n) : ioc(n), thread_count(n) {}
 
   void Accept() {
-    acceptor->async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+    // One thread: the io_context itself serialises a connection's handlers (a strand would only
+    // add its locking to every handler).
+    asio::any_io_executor executor =
+        thread_count == 1 ? asio::any_io_executor(ioc.get_executor())
+                     : asio::any_io_executor(asio::make_strand(ioc));
+    acceptor->async_accept(executor, [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
         // EMFILE and the like: keep accepting (the next connection may succeed).
@@ -975,7 +982,11 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
                                           std::move(callbacks));
   impl->shared->upstream = std::move(upstream);
   beast::error_code ec;
-  impl->acceptor.emplace(asio::make_strand(impl->ioc));
+  if (threads == 1) {
+    impl->acceptor.emplace(impl->ioc);
+  } else {
+    impl->acceptor.emplace(asio::make_strand(impl->ioc));
+  }
   tcp::acceptor& acc = *impl->acceptor;
   auto fail = [&] {
     return absl::UnavailableError(Cat("listen ", EndpointText(*ep), ": ", ec.message()));
