@@ -139,6 +139,10 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"set-header", "X-A"}})), "--set-header X-A: give 'Name: value'");
+  // The mock frames each response itself (serve.h): a framing field cannot be set.
+  EXPECT_EQ(Error(Flags({{"set-header", "Content-Length: 5"}})),
+            "--set-header Content-Length: 5: tapreplay frames each message itself; a framing or "
+            "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
   EXPECT_EQ(Error(Flags({{"upstream", "https://api.example:443"}})),
             "--upstream https://api.example:443: give http://HOST:PORT, optionally with a path "
             "prefix (https is not supported)");
