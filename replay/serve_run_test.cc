@@ -139,6 +139,10 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"set-header", "X-A"}})), "--set-header X-A: give 'Name: value'");
+  // The mock frames each response itself (serve.h): a framing field cannot be set.
+  EXPECT_EQ(Error(Flags({{"set-header", "Content-Length: 5"}})),
+            "--set-header Content-Length: 5: tapreplay frames each message itself; a framing or "
+            "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
   EXPECT_EQ(Error(Flags({{"upstream", "https://api.example:443"}})),
             "--upstream https://api.example:443: give http://HOST:PORT, optionally with a path "
             "prefix (https is not supported)");
@@ -332,7 +336,8 @@ class ToolRun {
     return 0;
   }
   int Stop() {
-    ::kill(::getpid(), SIGTERM);
+    // Only while the run still has its handlers: afterwards SIGTERM would end the test.
+    if (!done_) ::kill(::getpid(), SIGTERM);
     thread_.join();
     return code_;
   }
@@ -511,6 +516,22 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   }
   EXPECT_EQ(auth.rfind(std::string(kRedactedPrefix), 0), 0u) << auth;
   EXPECT_EQ(auth.find("s3cret"), std::string::npos);
+
+  // The upstream gone, a second mock given both captures serves what was passed through.
+  Shell("kill $(cat " + kill_upstream.pidfile + ") 2>/dev/null");
+  ServeToolFlags second = Flags({{"serve", "127.0.99.1:0"}});
+  second.inputs = {f.inputs[0], pass};
+  ToolRun again(second);
+  const int port2 = again.WaitForPort();
+  ASSERT_NE(port2, 0) << again.err();
+  EXPECT_NE(again.err().find("serving 5 recorded exchanges (0 skipped)"), std::string::npos)
+      << again.err();
+  got = Shell(absl::StrCat("curl -s -w ' %{http_code}' http://127.0.99.1:", port2, "/live.txt"));
+  EXPECT_EQ(got, "from upstream\n 200");
+  lines = again.Lines(1);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].rfind("HIT  200 GET /live.txt  recorded 0:1 (1 of 1)  ", 0), 0u) << lines[0];
+  EXPECT_EQ(again.Stop(), kExitOk);
 }
 
 }  // namespace
