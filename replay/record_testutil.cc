@@ -45,6 +45,9 @@ int Sh(const std::string& command) {
 ::testing::AssertionResult RecordLoopback(const std::string& taprec, const std::string& address,
                                           uint16_t port, const std::string& tap,
                                           const std::function<void()>& traffic) {
+  // taprec's opening the file is the sign that it captures: an old file would say so too early.
+  std::error_code ec;
+  std::filesystem::remove(tap, ec);
   std::string filter = absl::StrCat("tcp and host ", address, " and port ", port);
   std::vector<std::string> args = {taprec, "-i", "lo", "-Z", "root", "-w", tap, filter};
   std::vector<char*> argv;

@@ -39,10 +39,10 @@ bool WaitFor(const std::function<bool()>& done);
 // Runs `/bin/sh -c command` and returns its exit status (-1 when it did not exit normally).
 int Sh(const std::string& command);
 
-// Runs `taprec -i lo -Z root -w TAP "tcp and host ADDRESS and port PORT"` (`taprec`: the path of
-// the program), waits until it has opened `tap`, runs `traffic`, waits 1 s for the last packets
-// to reach taprec, and stops it with SIGINT. A failure names what went wrong: taprec did not
-// start, did not open `tap` within 30 s, or did not exit 0.
+// Removes `tap`, runs `taprec -i lo -Z root -w TAP "tcp and host ADDRESS and port PORT"`
+// (`taprec`: the path of the program), waits until it has opened `tap`, runs `traffic`, waits 1 s
+// for the last packets to reach taprec, and stops it with SIGINT. A failure names what went wrong:
+// taprec did not start, did not open `tap` within 30 s, or did not exit 0.
 ::testing::AssertionResult RecordLoopback(const std::string& taprec, const std::string& address,
                                           uint16_t port, const std::string& tap,
                                           const std::function<void()>& traffic);
