@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 from e2e_support import NGINX_USER, WAIT, fail, header, skip, wait_for
 import e2e_support
@@ -67,6 +68,9 @@ PROCS = []  # processes to stop at the end whatever happens
 # section 6): the mock frames its answers anew, so these may differ from what nginx sent.
 FRAMING = {"transfer-encoding", "content-length", "connection", "keep-alive"}
 ORDER = b'{"item":3,"qty":2,"note":"gift"}'
+SECRET = "S3cr3t" + uuid.uuid4().hex[:8]
+# Requests recorded besides CASES: /seq three times, /slow, /login.
+EXTRA = 5
 
 
 def run(cmd, timeout=WAIT * 2, **kw):
@@ -207,7 +211,7 @@ def curl(url, *args, host=None, head=False):
 # ---------------------------------------------------------------------------------------------
 # The mock: tapreplay --serve
 
-SERVING = re.compile(r"^tapreplay: serving (\d+) recorded exchanges \((\d+) skipped\) on "
+SERVING = re.compile(r"^tapreplay: serving (\d+) recorded exchanges? \((\d+) skipped\) on "
                      r"(http://\S+)$")
 SERVED = re.compile(r"^tapreplay: served (\d+) hits?, (\d+) miss(?:es)?, (\d+) passed through")
 
@@ -238,7 +242,8 @@ class Mock:
             self.p.wait()
             for t in self.threads:
                 t.join()
-            fail(f"{' '.join(self.cmd)}: exit {self.p.returncode}, stderr {self.err}")
+            fail(f"{' '.join(self.cmd)}: the first line on stderr is not 'tapreplay: serving "
+                 f"...' (the mock was killed): {self.err}")
         self.served, self.skipped, self.url = int(m[1]), int(m[2]), m[3]
 
     @staticmethod
@@ -310,6 +315,7 @@ def start_origin(slow):
     location = /tenant {{ return 200 "tenant $http_x_tenant\\n"; }}
     location = /seq {{ default_type application/json; return 200 '{{"answer":"$request_id"}}\\n'; }}
     location = /slow {{ proxy_pass http://{slow}; }}
+    location = /login {{ add_header Set-Cookie "sid={SECRET}; Path=/"; return 200 "welcome\\n"; }}
 """
     files = {"data.json": json.dumps(DATA).encode() + b"\n",
              "page.html": b"<html><body>\n<!--# include virtual=\"/part.txt\" -->\n"
@@ -335,6 +341,7 @@ def record(base):
     for _ in range(3):
         seq.append(curl(base + "/seq").body)
     slow = curl(base + "/slow?ms=400")
+    got["login"] = curl(base + "/login")
     stop_tcpdump(tcpdump)
     # The answers are what the checks need them to be (nginx really chunked, really gzipped).
     for name in ("chunked", "gzip"):
@@ -352,7 +359,7 @@ def record(base):
     r = run([tool("taprec"), "-r", pcap, "-Z", "root", "-w", tap])
     if r.returncode != 0:
         fail(f"taprec -r: {r.stderr.decode()}")
-    n = len(CASES) + 4
+    n = len(CASES) + EXTRA
     xs = e2e_support.exchanges(tool("tapcat"), tap)
     if len(xs) != n or any(x["end"]["completion"] != "complete" for x in xs):
         fail(f"recorded {len(xs)} exchanges, sent {n}: "
@@ -379,7 +386,7 @@ def stop_tcpdump(p):
 
 def check_served_as_recorded(tap, got):
     mock = Mock([tap])
-    if mock.served != len(CASES) + 4 or mock.skipped != 0:
+    if mock.served != len(CASES) + EXTRA or mock.skipped != 0:
         fail(f"serving rec.tap: {mock.served} served, {mock.skipped} skipped")
     for name, args, _, path, head in CASES:
         a = curl(mock.url + path, *args, head=head, host="other.example:81")
@@ -407,6 +414,44 @@ def check_served_as_recorded(tap, got):
         fail(f"serving rec.tap: summary {hits} hits {misses} misses {passed} passed, log {log}")
     return (f"{len(CASES)} requests (JSON, chunked SSI, gzip, 404, POST, reordered query, HEAD) "
             "answered with nginx's status line, fields and body bytes; re-framed; gzip kept")
+
+
+def check_redacted_and_cut(tap, got):
+    """A redacted Set-Cookie is served as its marker unless --set-header gives one; a body cut at
+    the recording's body limit is served as stored with Tapkit-Truncated."""
+    sent = got["login"].field("Set-Cookie")
+    if sent != f"sid={SECRET}; Path=/":
+        fail(f"recording: nginx's /login Set-Cookie is {sent!r}")
+    mock = Mock([tap])
+    a = curl(mock.url + "/login")
+    mock.stop("a redacted field")
+    marker = a.field("Set-Cookie") or ""
+    drop = FRAMING | {"set-cookie"}
+    if not marker.startswith("tapkit-redacted:") or SECRET in marker or \
+            a.body != got["login"].body or a.fields(drop) != got["login"].fields(drop):
+        fail(f"/login served: Set-Cookie {marker!r}, fields {a.headers}, body {a.body!r}")
+    mock = Mock([tap], "--set-header", "Set-Cookie: sid=fresh; Path=/")
+    a = curl(mock.url + "/login")
+    mock.stop("--set-header")
+    if [v for n, v in a.headers if n.lower() == "set-cookie"] != ["sid=fresh; Path=/"]:
+        fail(f"--set-header Set-Cookie: served {a.headers}")
+
+    cut = os.path.join(WORK, "cut.tap")
+    r = run([tool("taprec"), "-r", os.path.join(WORK, "rec.pcap"), "-Z", "root",
+             "--snaplen-body", "10", "-w", cut])
+    if r.returncode != 0:
+        fail(f"taprec --snaplen-body 10: {r.stderr.decode()}")
+    mock = Mock([cut], "--path", "/page.html")
+    a = curl(mock.url + "/page.html")
+    mock.stop("a cut body")
+    whole = got["chunked"].body
+    want = f"stored 10 of {len(whole)} bytes"
+    if a.status_line != got["chunked"].status_line or a.body != whole[:10] or \
+            a.field("Tapkit-Truncated") != want or a.field("Content-Length") != "10":
+        fail(f"/page.html cut at 10 bytes: {a.status_line}, {a.body!r}, Tapkit-Truncated "
+             f"{a.field('Tapkit-Truncated')!r} (wanted {want!r}), fields {a.headers}")
+    return ("a redacted Set-Cookie served as its marker, --set-header replaces it; a body cut at "
+            f"10 bytes served with Tapkit-Truncated: {want}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +506,7 @@ def check_mesh():
         log, (hits, misses, _) = mock.stop("mesh mock")
         mock = None
         events = json_log(log, "mesh mock")
-        clients = {e["client"].rsplit(":", 1)[0] for e in events}
+        clients = {e["client"]["ip"] for e in events}
         if hits != len(MESH_REQUESTS) or misses or clients != {"127.0.10.1"}:
             fail(f"mesh mock: {hits} hits, {misses} misses, clients {clients}")
     finally:
@@ -476,7 +521,7 @@ def check_mesh():
 # ---------------------------------------------------------------------------------------------
 # 3. Sequences
 
-def check_sequences(tap, seq):
+def check_sequences(tap, seq, xs):
     mock = Mock([tap], "--session-header", "X-Client", "-o", "json")
     got = {"a": [], "b": []}
     for _ in range(3):
@@ -486,9 +531,11 @@ def check_sequences(tap, seq):
     if got != {"a": seq, "b": seq}:
         fail(f"--session-header X-Client: client a got {got['a']}, b {got['b']}; recorded {seq}")
     events = json_log(log, "--session-header")
-    if [(e["session"], e["position"], e["sequenceLength"]) for e in events] != \
-            [(c, i, 3) for i in (1, 2, 3) for c in "ab"]:
-        fail(f"--session-header: logged {events}")
+    # Each hit names the recorded exchange it served: /seq's i-th in tapcat's order.
+    ids = [x["id"] for x in xs if x["request"]["path"] == "/seq"]
+    if [(e["session"], e["position"], e["sequenceLength"], e["recorded"]) for e in events] != \
+            [(c, i, 3, ids[i - 1]) for i in (1, 2, 3) for c in "ab"]:
+        fail(f"--session-header: logged {events}, /seq recorded as {ids}")
 
     mock = Mock([tap])
     shared = [curl(mock.url + "/seq", "-H", f"X-Client: {c}").body for c in "ababab"]
@@ -639,19 +686,21 @@ def check_concurrent(tap, got):
         args, want = ["curl", "-sS", "--max-time", "60"], b""
         for j in range(100):
             path, body = routes[(i + j) % 2]
-            args += ["-w", "|%{http_code}\\n", mock.url + path]
-            want += body + b"|200\n"
+            args += ["-w", "|%{http_code} %{num_connects}\\n", mock.url + path]
+            # One connection, kept alive for the 100 requests (curl's count of connects).
+            want += body + (b"|200 1\n" if j == 0 else b"|200 0\n")
         procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         wants.append(want)
     for i, (p, want) in enumerate(zip(procs, wants)):
         out, err = p.communicate(timeout=WAIT * 2)
         if p.returncode != 0 or out != want:
             fail(f"concurrent client {i}: exit {p.returncode} {err.decode()!r}; "
-                 f"{out.count(b'|200')} of 100 answered right")
+                 f"{out.count(b'|200')} of 100 answered 200, {out.count(b'|200 1')} connects")
     log, (hits, misses, _) = mock.stop("concurrent clients")
     if len(log) != 1600 or hits != 1600 or misses:
         fail(f"concurrent clients: {len(log)} log lines, {hits} hits, {misses} misses")
-    return "16 curl processes x 100 requests: all answered right, 1600 log lines"
+    return ("16 curl processes x 100 requests: all answered right on one kept-alive connection "
+            "each, 1600 log lines")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,7 +769,8 @@ def main():
         tap, got, seq, _, xs = record(base)
         stop_nginx("origin")
         results.append(check_served_as_recorded(tap, got))
-        results.append(check_sequences(tap, seq))
+        results.append(check_redacted_and_cut(tap, got))
+        results.append(check_sequences(tap, seq, xs))
         results.append(check_misses(tap, got))
         results.append(check_upstream(tap, got))
         results.append(check_concurrent(tap, got))
