@@ -3,7 +3,7 @@
 # namespace "demo", each on its own loopback address, plus a load generator. See README.md here.
 #
 #   mesh.sh up WORKDIR                  start the pods, wait until each answers, print one line each
-#                                       (MESH_BACKEND=ADDR:PORT: only the frontend, its backend there)
+#                                       (MESH_BACKEND=A:P: only the frontend, its backend at A:P)
 #   mesh.sh load WORKDIR SECONDS [RATE] run the load generator in the foreground (RATE/s, default 20)
 #   mesh.sh down WORKDIR                stop everything started from WORKDIR; safe to repeat
 #   mesh.sh inventory                   print inventory.yaml (generated from the table below)
@@ -535,7 +535,7 @@ cmd_up() {
   UP_DONE=1
   trap - INT TERM
   if [[ -n "$MESH_BACKEND" ]]; then
-    note "MESH_BACKEND: the frontend's backend is $MESH_BACKEND (backend pods and slow.py not started); logs in $W/pods/*/logs"
+    note "MESH_BACKEND: the frontend's backend is $MESH_BACKEND (no backend pods, no slow.py)"
   else
     note "slow.py (not a pod) on $SLOW_ADDR:$SLOW_PORT pid $(cat "$W/run/slow.pid"); logs in $W/logs and $W/pods/*/logs"
   fi
@@ -574,7 +574,7 @@ cmd_down() {
 }
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
