@@ -172,6 +172,19 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
   RequestKey key;
   key.method = r.method;
   std::string_view target = r.path;
+  // RFC 9112 section 3.2.2: a server accepts the absolute form ("http://svc/a?b") and takes the
+  // authority from it; a proxy sends it. The key holds origin-form path and query either way.
+  std::string_view absolute_authority;
+  if (!target.empty() && target[0] != '/' && target != "*") {
+    if (size_t scheme = target.find("://"); scheme != std::string_view::npos) {
+      std::string_view rest = target.substr(scheme + 3);
+      size_t path_start = rest.find_first_of("/?#");
+      absolute_authority = rest.substr(0, path_start);
+      if (size_t at = absolute_authority.rfind('@'); at != std::string_view::npos)
+        absolute_authority = absolute_authority.substr(at + 1);  // userinfo is not the host
+      target = path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
+    }
+  }
   if (size_t hash = target.find('#'); hash != std::string_view::npos)
     target = target.substr(0, hash);
   std::string_view query;
@@ -179,7 +192,8 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
     query = target.substr(q + 1);
     target = target.substr(0, q);
   }
-  key.path = NormalizePath(target);
+  // An empty path in the absolute form is "/" (RFC 9112 section 3.2.4: "http://svc?x=1").
+  key.path = target.empty() && !absolute_authority.empty() ? "/" : NormalizePath(target);
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view piece = query.substr(0, amp);
@@ -196,7 +210,9 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
   }
   std::sort(key.query.begin(), key.query.end());
   if (!options_.ignore_host) {
-    std::string_view host = r.authority;
+    // The absolute form's authority wins over Host (RFC 9112 section 3.2.2).
+    std::string_view host = absolute_authority;
+    if (host.empty()) host = r.authority;
     if (host.empty()) host = SessionValue(r, "host");
     key.host.reserve(host.size());
     for (char c : host) key.host.push_back(Lower(c));
@@ -286,7 +302,13 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto next = g.next.find(session);
-      if (next == g.next.end()) next = g.next.emplace(std::string(session), 0).first;
+      if (next == g.next.end()) {
+        // Past kMaxSessionsPerKey distinct sessions a new one shares the common sequence:
+        // memory stays bounded whatever session values clients send.
+        std::string_view kept = g.next.size() < kMaxSessionsPerKey ? session : std::string_view();
+        next = g.next.find(kept);
+        if (next == g.next.end()) next = g.next.emplace(std::string(kept), 0).first;
+      }
       use = next->second;
       if (use < g.exchanges.size() || !options_.strict) ++next->second;
     }

@@ -28,7 +28,12 @@
 // request after the last gets kExhausted instead. The position in a sequence is kept per session
 // value: an empty session (no session header, or a request without it) shares one sequence per
 // key across all clients, as mitmproxy does. Each session value seen keeps one counter per key it
-// asked for, for the index's lifetime.
+// asked for, for the index's lifetime; past kMaxSessionsPerKey distinct session values for one
+// key, a new session value shares the common sequence (memory stays bounded).
+//
+// The request-target may be in origin form ("/a?b") or absolute form ("http://svc/a?b", RFC 9112
+// section 3.2.2, as a proxy sends it): the key is made of its path and query either way, and the
+// absolute form's authority is the host (it wins over the Host field).
 //
 // Thread-safety: construction is single-threaded; after it, Lookup may be called from any number
 // of threads at once (the sequence positions are guarded by one mutex; everything else is
@@ -49,6 +54,9 @@
 #include "format/exchange.h"
 
 namespace tapkit {
+
+// Distinct session values kept per request key (see the file comment).
+inline constexpr size_t kMaxSessionsPerKey = 65536;
 
 struct MatchOptions {
   std::vector<std::string> match_headers;  // header names whose values are part of the key

@@ -192,6 +192,26 @@ TEST(MatchTest, EncodedBodyDecodedBeforeMatching) {
             "miss");
 }
 
+// RFC 9112 section 3.2.2: the absolute form (what a client sends to a proxy) names the same
+// resource as the origin form, and its authority is the host, ahead of the Host field.
+TEST(MatchTest, AbsoluteFormTargetMatchesOriginForm) {
+  auto make = [] {
+    std::vector<Exchange> xs;
+    xs.push_back(Recorded(Req("GET", "/healthz?b=2&a=1", {{"Host", "svc"}}), "origin"));
+    xs.push_back(Recorded(Req("GET", "/", {{"Host", "svc"}}), "root"));
+    return xs;
+  };
+  RecordedResponses any_host(make(), MatchOptions{.ignore_host = true});
+  EXPECT_EQ(Serve(any_host, Req("GET", "http://svc/healthz?a=1&b=2")), "origin");
+  EXPECT_EQ(Serve(any_host, Req("GET", "http://user@svc:80/healthz?a=1&b=2")), "origin");
+  EXPECT_EQ(Serve(any_host, Req("GET", "http://svc")), "root");  // empty path is "/" (3.2.4)
+  EXPECT_EQ(Serve(any_host, Req("GET", "http://svc/other")), "miss");
+  RecordedResponses by_host(make(), {});
+  EXPECT_EQ(Serve(by_host, Req("GET", "http://SVC/healthz?a=1&b=2", {{"Host", "elsewhere"}})),
+            "origin");
+  EXPECT_EQ(Serve(by_host, Req("GET", "http://other/healthz?a=1&b=2", {{"Host", "svc"}})), "miss");
+}
+
 std::vector<Exchange> ThreeAnswers() {
   std::vector<Exchange> xs;
   for (const char* answer : {"1", "2", "3"}) xs.push_back(Recorded(Req("GET", "/next"), answer));
@@ -221,6 +241,20 @@ TEST(MatchTest, SequencesSharedWithoutSession) {
   EXPECT_EQ(r.position, 3u);
   EXPECT_EQ(r.recorded, 3u);
   EXPECT_EQ(r.Explanation(), "matched recorded response 3 of 3");
+}
+
+// A client inventing a session value per request cannot grow the index without bound: past the
+// cap, new session values share the common sequence.
+TEST(MatchTest, SessionsPerKeyAreCapped) {
+  RecordedResponses rr(ThreeAnswers(), {});
+  for (size_t i = 0; i < kMaxSessionsPerKey; ++i)
+    ASSERT_EQ(Serve(rr, Req("GET", "/next"), "s" + std::to_string(i)), "1");
+  // The cap is reached: two new session values advance one shared sequence.
+  EXPECT_EQ(Serve(rr, Req("GET", "/next"), "new-1"), "1");
+  EXPECT_EQ(Serve(rr, Req("GET", "/next"), "new-2"), "2");
+  EXPECT_EQ(Serve(rr, Req("GET", "/next"), "new-3"), "3");
+  // Sessions seen before the cap keep their own place.
+  EXPECT_EQ(Serve(rr, Req("GET", "/next"), "s7"), "2");
 }
 
 TEST(MatchTest, Strict) {
