@@ -763,9 +763,19 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   ASSERT_TRUE(tapkit::testing::CanConnect(kOtherAddress, port));
   const std::string authority = std::string(kOtherAddress) + ":" + std::to_string(port);
 
-  std::vector<Exchange> recorded;
+  // Filled on a server thread; read here while the server runs (the answer curl got follows the
+  // callback, but only through the socket, which a race detector cannot see): under a mutex.
+  std::mutex mu;
+  std::vector<Exchange> recorded_shared;
   ServeCallbacks cb;
-  cb.on_recorded = [&](Exchange x) { recorded.push_back(std::move(x)); };
+  cb.on_recorded = [&](Exchange x) {
+    std::lock_guard<std::mutex> lock(mu);
+    recorded_shared.push_back(std::move(x));
+  };
+  auto recorded_now = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return recorded_shared;
+  };
   ServeOptions o;
   o.upstream = "http://" + authority + "/base/";
   o.upstream_timeout_ns = 500'000'000;
@@ -788,6 +798,7 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   EXPECT_EQ(FieldOf(out, "Content-Length"), std::to_string(want_body.size()));
   EXPECT_EQ(FieldOf(out, "Content-Type"), "text/x-set");
   EXPECT_EQ(out.substr(out.find("\r\n\r\n") + 4), want_body);
+  std::vector<Exchange> recorded = recorded_now();
   ASSERT_EQ(recorded.size(), 1u);
   EXPECT_EQ(recorded[0].request->method, "POST");
   EXPECT_EQ(recorded[0].request->path, "/echo?x=1&y=2");  // as the client sent it
@@ -805,7 +816,7 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("upstream " + o.upstream + ": "), std::string::npos);
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("timed out"), std::string::npos) << out;
   server->Stop();
-  EXPECT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded_now().size(), 1u);
 
   // keep_authority: the client's Host goes through.
   o.keep_authority = true;
