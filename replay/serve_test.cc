@@ -586,6 +586,7 @@ TEST_F(ServeTest, StopWithClientConnected) {
 // 8 curl processes, 50 requests each over keep-alive, on a 2-thread server: every answer right.
 TEST_F(ServeTest, ConcurrentClients) {
   std::vector<Exchange> xs;
+  xs.reserve(10);
   for (int i = 0; i < 10; ++i)
     xs.push_back(Simple("/r" + std::to_string(i), "body" + std::to_string(i), i + 1));
   ServeOptions o;
@@ -595,6 +596,7 @@ TEST_F(ServeTest, ConcurrentClients) {
   ASSERT_NE(server, nullptr);
   std::vector<std::string> outs(8);
   std::vector<std::thread> clients;
+  clients.reserve(8);
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&, c] {
       std::string urls;
