@@ -223,13 +223,17 @@ std::string RecordedResponses::KeyString(const RequestKey& key) {
   return s;
 }
 
-bool RecordedResponses::BodiesMatch(std::string_view a, std::string_view b) const {
-  if (!options_.match_body || a == b) return true;
-  nlohmann::json ja = nlohmann::json::parse(a, nullptr, /*allow_exceptions=*/false);
-  if (ja.is_discarded()) return false;
-  nlohmann::json jb = nlohmann::json::parse(b, nullptr, /*allow_exceptions=*/false);
-  if (jb.is_discarded()) return false;
-  return ja == jb;
+std::shared_ptr<const nlohmann::json> RecordedResponses::ParseBody(std::string_view body) const {
+  if (!options_.match_body || body.empty()) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return nullptr;
+  return std::make_shared<const nlohmann::json>(std::move(j));
+}
+
+bool RecordedResponses::BodiesMatch(const Group& g, std::string_view body,
+                                    const nlohmann::json* request_json) const {
+  if (!options_.match_body || g.body == body) return true;
+  return g.body_json != nullptr && request_json != nullptr && *g.body_json == *request_json;
 }
 
 RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options)
@@ -247,10 +251,11 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     RequestKey key = KeyOf(*x.request);
     std::string ks = KeyString(key);
     std::string body = BodyForMatch(*x.request);
+    std::shared_ptr<const nlohmann::json> json = ParseBody(body);
     bool placed = false;
     for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
       Group& g = groups_[it->second];
-      if (BodiesMatch(g.body, body)) {
+      if (BodiesMatch(g, body, json.get())) {
         g.exchanges.push_back(&x);
         placed = true;
         break;
@@ -260,6 +265,7 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     Group g;
     g.key = std::move(key);
     g.body = std::move(body);
+    g.body_json = std::move(json);
     g.exchanges.push_back(&x);
     by_key_.emplace(std::move(ks), groups_.size());
     groups_.push_back(std::move(g));
@@ -271,9 +277,10 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
   RequestKey key = KeyOf(request);
   std::string ks = KeyString(key);
   std::string body = BodyForMatch(request);
+  std::shared_ptr<const nlohmann::json> json = ParseBody(body);
   for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
     Group& g = groups_[it->second];
-    if (!BodiesMatch(g.body, body)) continue;
+    if (!BodiesMatch(g, body, json.get())) continue;
     result.recorded = g.exchanges.size();
     size_t use;
     {
@@ -326,7 +333,7 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
       if (g.key.headers[i] != key.headers[i])
         differ(MatchField::kHeader, options_.match_headers[i], 1);
     }
-    if (!BodiesMatch(g.body, body)) differ(MatchField::kBody, "", 1);
+    if (!BodiesMatch(g, body, json.get())) differ(MatchField::kBody, "", 1);
     if (diffs < best) {
       best = diffs;
       result.exchange = g.exchanges.front();

@@ -38,7 +38,9 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -120,6 +122,8 @@ class RecordedResponses {
   struct Group {
     RequestKey key;
     std::string body;  // the first exchange's request body as BodyForMatch gives it
+    // `body` parsed once, when it is JSON (null otherwise), so a lookup parses only its own body.
+    std::shared_ptr<const nlohmann::json> body_json;
     std::vector<const Exchange*> exchanges;
     std::map<std::string, size_t, std::less<>> next;  // session -> uses so far (guarded by mu_)
   };
@@ -127,7 +131,11 @@ class RecordedResponses {
   // The body compared under match_body: decoded when it has a Content-Encoding; empty without
   // match_body.
   std::string BodyForMatch(const Request& r) const;
-  bool BodiesMatch(std::string_view a, std::string_view b) const;
+  // Whether a group's body and a request's body are the same under match_body: equal bytes, or
+  // equal JSON values when both parse (request_json: the request's body parsed, or null).
+  bool BodiesMatch(const Group& g, std::string_view body, const nlohmann::json* request_json) const;
+  // `body` parsed as JSON under match_body; null when it is not JSON (or match_body is off).
+  std::shared_ptr<const nlohmann::json> ParseBody(std::string_view body) const;
 
   MatchOptions options_;
   std::vector<Exchange> exchanges_;
