@@ -249,7 +249,14 @@ TEST_F(ServeTest, SequencesSharedAndPerSession) {
   ServeOptions o;
   o.match.ignore_host = true;
   o.session_header = "X-Client";
-  auto server = Serve(xs, o);
+  std::mutex mu;
+  std::vector<ServeEvent> events;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = Serve(xs, o, cb);
   ASSERT_NE(server, nullptr);
   std::string got;
   for (int i = 0; i < 3; ++i) {
@@ -258,6 +265,17 @@ TEST_F(ServeTest, SequencesSharedAndPerSession) {
     }
   }
   EXPECT_EQ(got, "112233");  // alice 1,2,3 and bob 1,2,3, interleaved
+  server->Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(events.size(), 6u);
+    EXPECT_EQ(events[0].session, "alice");
+    EXPECT_EQ(events[1].session, "bob");
+    EXPECT_EQ(events[5].position, 3u);
+    EXPECT_EQ(events[5].sequence_length, 3u);
+    EXPECT_EQ(events[5].recorded, (ExchangeId{7, 3}));
+    EXPECT_EQ(events[5].explanation, "matched recorded response 3 of 3");
+  }
   o.session_header.clear();
   auto shared = Serve(xs, o);
   ASSERT_NE(shared, nullptr);
@@ -333,6 +351,27 @@ TEST_F(ServeTest, KeepAliveOneConnection) {
   EXPECT_EQ(got,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nB"
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA");
+}
+
+// HTTP/1.1 with "Connection: close": answered, said so, closed (RFC 9112 section 9.6); a HEAD
+// miss carries the miss body's length and no body.
+TEST_F(ServeTest, ConnectionCloseAndHeadMiss) {
+  auto server = Serve({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = Raw(server->port(), "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        /*half_close=*/false, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  got = Raw(server->port(), "HEAD /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string why = "no recorded request matches; closest: GET /a (differs on method)";
+  const std::string body = why + "\nHEAD /nothing HTTP/1.1\n";
+  EXPECT_EQ(got,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Tapkit-Miss: " +
+                why + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
 }
 
 TEST_F(ServeTest, Http10ClosedAfterAnswer) {
