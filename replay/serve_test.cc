@@ -249,7 +249,14 @@ TEST_F(ServeTest, SequencesSharedAndPerSession) {
   ServeOptions o;
   o.match.ignore_host = true;
   o.session_header = "X-Client";
-  auto server = Serve(xs, o);
+  std::mutex mu;
+  std::vector<ServeEvent> events;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = Serve(xs, o, cb);
   ASSERT_NE(server, nullptr);
   std::string got;
   for (int i = 0; i < 3; ++i) {
@@ -258,6 +265,17 @@ TEST_F(ServeTest, SequencesSharedAndPerSession) {
     }
   }
   EXPECT_EQ(got, "112233");  // alice 1,2,3 and bob 1,2,3, interleaved
+  server->Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(events.size(), 6u);
+    EXPECT_EQ(events[0].session, "alice");
+    EXPECT_EQ(events[1].session, "bob");
+    EXPECT_EQ(events[5].position, 3u);
+    EXPECT_EQ(events[5].sequence_length, 3u);
+    EXPECT_EQ(events[5].recorded, (ExchangeId{7, 3}));
+    EXPECT_EQ(events[5].explanation, "matched recorded response 3 of 3");
+  }
   o.session_header.clear();
   auto shared = Serve(xs, o);
   ASSERT_NE(shared, nullptr);
@@ -333,6 +351,27 @@ TEST_F(ServeTest, KeepAliveOneConnection) {
   EXPECT_EQ(got,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nB"
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA");
+}
+
+// HTTP/1.1 with "Connection: close": answered, said so, closed (RFC 9112 section 9.6); a HEAD
+// miss carries the miss body's length and no body.
+TEST_F(ServeTest, ConnectionCloseAndHeadMiss) {
+  auto server = Serve({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = Raw(server->port(), "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        /*half_close=*/false, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  got = Raw(server->port(), "HEAD /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string why = "no recorded request matches; closest: GET /a (differs on method)";
+  const std::string body = why + "\nHEAD /nothing HTTP/1.1\n";
+  EXPECT_EQ(got,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Tapkit-Miss: " +
+                why + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
 }
 
 TEST_F(ServeTest, Http10ClosedAfterAnswer) {
@@ -586,6 +625,7 @@ TEST_F(ServeTest, StopWithClientConnected) {
 // 8 curl processes, 50 requests each over keep-alive, on a 2-thread server: every answer right.
 TEST_F(ServeTest, ConcurrentClients) {
   std::vector<Exchange> xs;
+  xs.reserve(10);
   for (int i = 0; i < 10; ++i)
     xs.push_back(Simple("/r" + std::to_string(i), "body" + std::to_string(i), i + 1));
   ServeOptions o;
@@ -595,6 +635,7 @@ TEST_F(ServeTest, ConcurrentClients) {
   ASSERT_NE(server, nullptr);
   std::vector<std::string> outs(8);
   std::vector<std::thread> clients;
+  clients.reserve(8);
   for (int c = 0; c < 8; ++c) {
     clients.emplace_back([&, c] {
       std::string urls;
@@ -763,9 +804,19 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   ASSERT_TRUE(tapkit::testing::CanConnect(kOtherAddress, port));
   const std::string authority = std::string(kOtherAddress) + ":" + std::to_string(port);
 
-  std::vector<Exchange> recorded;
+  // Filled on a server thread; read here while the server runs (the answer curl got follows the
+  // callback, but only through the socket, which a race detector cannot see): under a mutex.
+  std::mutex mu;
+  std::vector<Exchange> recorded_shared;
   ServeCallbacks cb;
-  cb.on_recorded = [&](Exchange x) { recorded.push_back(std::move(x)); };
+  cb.on_recorded = [&](Exchange x) {
+    std::lock_guard<std::mutex> lock(mu);
+    recorded_shared.push_back(std::move(x));
+  };
+  auto recorded_now = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return recorded_shared;
+  };
   ServeOptions o;
   o.upstream = "http://" + authority + "/base/";
   o.upstream_timeout_ns = 500'000'000;
@@ -788,6 +839,7 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   EXPECT_EQ(FieldOf(out, "Content-Length"), std::to_string(want_body.size()));
   EXPECT_EQ(FieldOf(out, "Content-Type"), "text/x-set");
   EXPECT_EQ(out.substr(out.find("\r\n\r\n") + 4), want_body);
+  std::vector<Exchange> recorded = recorded_now();
   ASSERT_EQ(recorded.size(), 1u);
   EXPECT_EQ(recorded[0].request->method, "POST");
   EXPECT_EQ(recorded[0].request->path, "/echo?x=1&y=2");  // as the client sent it
@@ -805,7 +857,7 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("upstream " + o.upstream + ": "), std::string::npos);
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("timed out"), std::string::npos) << out;
   server->Stop();
-  EXPECT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded_now().size(), 1u);
 
   // keep_authority: the client's Host goes through.
   o.keep_authority = true;
