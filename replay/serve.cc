@@ -506,6 +506,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_wall_ns_ = WallNowNs();
     head_steady_ = std::chrono::steady_clock::now();
     if (ec) return OnReadError(ec);
+    if (std::string why = HeadError(parser_->get()); !why.empty()) return Refuse(400, why);
     if (parser_->is_done()) return OnRequest();
     // RFC 9110 section 10.1.1: a client waiting for 100 (Continue) before the body gets it.
     auto expect = parser_->get().find(http::field::expect);
@@ -537,10 +538,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
         ec.category() != http::make_error_code(http::error::bad_method).category()) {
       return Shutdown();  // the client went away (or the socket failed): nobody to answer
     }
-    const bool too_large = ec == http::error::body_limit;
-    const unsigned status = too_large ? 413 : 400;
-    std::string why = too_large ? Cat("request body past ", kMaxRequestBody, " bytes")
-                                : Cat("request did not parse: ", ec.message());
+    if (ec == http::error::body_limit)
+      return Refuse(413, Cat("request body past ", kMaxRequestBody, " bytes"));
+    // RFC 6585 section 5: a header section too large is 431, not a parse error.
+    if (ec == http::error::header_limit)
+      return Refuse(431, Cat("request header section past ", kHeaderLimit, " bytes"));
+    Refuse(400, Cat("request did not parse: ", ec.message()));
+  }
+
+  // A head that parsed but must not be served (empty when it may), RFC 9112:
+  //   - section 6.3 item 4: a Transfer-Encoding whose last coding is not chunked cannot frame a
+  //     request's body (the server must answer 400 and close: the bytes after it are not a next
+  //     request; reading them as one is request smuggling);
+  //   - section 3.2: an HTTP/1.1 request without Host, or with more than one, gets 400.
+  static std::string HeadError(const http::request<http::string_body>& req) {
+    size_t hosts = 0;
+    std::string_view last_coding;
+    bool has_te = false;
+    for (const auto& f : req) {
+      if (f.name() == http::field::host) ++hosts;
+      if (f.name() != http::field::transfer_encoding) continue;
+      has_te = true;
+      std::string_view v = Sv(f.value());
+      size_t comma = v.rfind(',');
+      last_coding = StripOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
+    }
+    if (has_te && !EqualsIgnoreCase(last_coding, "chunked"))
+      return "Transfer-Encoding does not end in chunked (RFC 9112 section 6.3)";
+    if (req.version() == 11 && hosts != 1)
+      return Cat(hosts == 0 ? "no Host field" : "more than one Host field",
+                 " in an HTTP/1.1 request (RFC 9112 section 3.2)");
+    return {};
+  }
+
+  // Answers `status` with `why` as a text/plain body, then closes (the rest of the connection's
+  // bytes cannot be trusted to be requests).
+  void Refuse(unsigned status, const std::string& why) {
     shared_->bad_requests.fetch_add(1, std::memory_order_relaxed);
     ResetEvent(ServeEvent::Kind::kBadRequest, status);
     if (parser_ && parser_->got_some()) {

@@ -984,5 +984,67 @@ TEST(ServeFixTest, MissStatus204And304HaveNoBody) {
   }
 }
 
+// RFC 9112 section 6.3 item 4: a request whose Transfer-Encoding does not end in chunked gets 400
+// and the connection is closed, so the bytes after its head are never read as a second request
+// (request smuggling). Section 3.2: an HTTP/1.1 request has exactly one Host. RFC 6585 section
+// 5: a head past the limit is 431.
+TEST(ServeFixTest, SmugglingHostAndHeadLimit) {
+  auto server = ServeFix({Simple("/healthz", "healthy"), Simple("/x", "X")});
+  ASSERT_NE(server, nullptr);
+  auto status_lines = [](const std::string& got) {
+    std::vector<std::string> out;
+    for (size_t at = got.find("HTTP/1.1 "); at != std::string::npos;
+         at = got.find("HTTP/1.1 ", at + 1)) {
+      if (at == 0 || got[at - 1] == '\n') out.push_back(got.substr(at, got.find("\r\n", at) - at));
+    }
+    return out;
+  };
+  for (const std::string te : {"gzip", "chunked, gzip", "identity"}) {
+    bool closed = false;
+    std::string got = RawFix(server->port(),
+                             "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te +
+                                 "\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                             &closed);
+    EXPECT_TRUE(closed) << te;
+    EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+    EXPECT_EQ(got.find("healthy"), std::string::npos) << got;
+  }
+  {
+    // chunked last frames a body: the request is answered (a miss: GET /x was recorded) and the
+    // next one too.
+    bool closed = false;
+    std::string got = RawFix(server->port(),
+                             "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
+                             "\r\n1\r\nz\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n",
+                             &closed);
+    EXPECT_EQ(status_lines(got),
+              (std::vector<std::string>{"HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"}))
+        << got;
+  }
+  bool closed = false;
+  std::string got = RawFix(server->port(), "GET /x HTTP/1.1\r\n\r\n", &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+  EXPECT_NE(got.find("no Host field"), std::string::npos) << got;
+  got = RawFix(server->port(), "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+  // HTTP/1.0 needs no Host.
+  got = RawFix(server->port(), "GET /x HTTP/1.0\r\n\r\n", &closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 200 OK"}) << got;
+  // 64 KiB of head and more: 431.
+  got = RawFix(server->port(),
+               "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n",
+               &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(status_lines(got),
+            std::vector<std::string>{"HTTP/1.1 431 Request Header Fields Too Large"})
+      << got.substr(0, 200);
+  // curl agrees the answer is complete and says the status.
+  std::string code = Curl("-o /dev/null -w '%{http_code}' -H 'X-Big: " +
+                          std::string(70 * 1024, 'b') + "' " + server->url() + "/x");
+  EXPECT_EQ(code, "431");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
