@@ -48,6 +48,8 @@ constexpr size_t kMaxUpstreamBody = size_t{64} * 1024 * 1024;  // an upstream an
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
+constexpr size_t kWriteChunk = size_t{1} << 20;       // bytes per write of an answer, at most
+constexpr uint64_t kMaxTimeoutNs = uint64_t{86400} * 1'000'000'000;  // a timeout option's cap
 
 std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
@@ -471,6 +473,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       : shared_(std::move(shared)),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
+        watchdog_(socket_.get_executor()),
         peer_(peer),
         client_(ToEndpoint(peer)) {}
   ~Connection() { shared_->Remove(this); }
@@ -490,8 +493,68 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
+  // The phases a deadline watches (serve.h's timeouts, as nginx's).
+  enum class Phase : uint8_t {
+    kNone,  // no deadline: looking up, waiting the delay, passing through, lingering
+    kIdle,  // keepalive_timeout: between requests, nothing of the next one seen yet
+    kHead,  // header_timeout: the whole head
+    kBody,  // body_timeout: between two reads of the body
+    kSend,  // send_timeout: between two writes of the answer
+  };
+
+  // Starts the deadline of `phase`, `ns` from now. One timer serves every phase: a later
+  // deadline is seen when it fires (OnWatchdog waits on), an earlier one re-arms it.
+  void Expect(Phase phase, uint64_t ns) {
+    phase_ = phase;
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+    if (watchdog_waiting_ && watchdog_.expiry() <= deadline_) return;
+    ArmWatchdog();
+  }
+
+  void ArmWatchdog() {
+    watchdog_waiting_ = true;
+    watchdog_.expires_at(deadline_);  // a wait still pending ends with operation_aborted
+    watchdog_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      if (ec == asio::error::operation_aborted) return;
+      if (auto self = weak.lock()) self->OnWatchdog();
+    });
+  }
+
+  void OnWatchdog() {
+    watchdog_waiting_ = false;
+    if (phase_ == Phase::kNone) return;
+    if (std::chrono::steady_clock::now() < deadline_) return ArmWatchdog();
+    const ServeOptions& opt = shared_->options;
+    const bool head_begun = buffer_.size() > 0 || (parser_ && parser_->got_some());
+    switch (phase_) {
+      case Phase::kIdle:
+        // The next request began: its head gets header_timeout from here.
+        if (head_begun) return Expect(Phase::kHead, opt.header_timeout_ns);
+        return Shutdown();  // nginx closes an idle keep-alive connection without a word
+      case Phase::kHead:
+        if (!head_begun) return Shutdown();  // nothing sent at all: nobody to answer
+        [[fallthrough]];
+      case Phase::kBody: {
+        // 408 (RFC 9110 section 15.5.9) once the read is cancelled (OnReadError).
+        timed_out_ = phase_;
+        beast::error_code ignored;
+        socket_.cancel(ignored);
+        return;
+      }
+      case Phase::kSend:
+        return Shutdown();  // a client that does not read: the write ends with an error
+      case Phase::kNone:
+        return;
+    }
+  }
+
   void ReadHead() {
     if (shared_->stopping.load()) return Shutdown();
+    if (answered_ == 0) {
+      Expect(Phase::kHead, shared_->options.header_timeout_ns);
+    } else {
+      Expect(Phase::kIdle, shared_->options.keepalive_timeout_ns);
+    }
     parser_.emplace();
     parser_->body_limit(kMaxRequestBody);
     parser_->header_limit(kHeaderLimit);
@@ -503,6 +566,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void OnHead(beast::error_code ec) {
     reading_ = false;
+    phase_ = Phase::kNone;
     head_wall_ns_ = WallNowNs();
     head_steady_ = std::chrono::steady_clock::now();
     if (ec) return OnReadError(ec);
@@ -513,6 +577,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (expect != parser_->get().end() && EqualsIgnoreCase(Sv(expect->value()), "100-continue") &&
         parser_->get().version() == 11) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      Expect(Phase::kSend, shared_->options.send_timeout_ns);
       asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = shared_from_this()](beast::error_code ec, size_t) {
                           if (ec) return self->Shutdown();
@@ -523,17 +588,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ReadBody();
   }
 
+  // The body one read at a time, so that body_timeout runs between reads (as nginx's).
   void ReadBody() {
     reading_ = true;
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->reading_ = false;
-                       if (ec) return self->OnReadError(ec);
-                       self->OnRequest();
-                     });
+    Expect(Phase::kBody, shared_->options.body_timeout_ns);
+    http::async_read_some(socket_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            self->reading_ = false;
+                            self->phase_ = Phase::kNone;
+                            if (ec) return self->OnReadError(ec);
+                            if (!self->parser_->is_done()) return self->ReadBody();
+                            self->OnRequest();
+                          });
   }
 
   void OnReadError(beast::error_code ec) {
+    if (timed_out_ != Phase::kNone) {
+      const bool head = timed_out_ == Phase::kHead;
+      const uint64_t ns =
+          head ? shared_->options.header_timeout_ns : shared_->options.body_timeout_ns;
+      timed_out_ = Phase::kNone;
+      return Refuse(408, Cat(head ? "request head not received within "
+                                  : "no request body bytes received for ",
+                             ns / 1000000, " ms"));
+    }
     if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
         ec.category() != http::make_error_code(http::error::bad_method).category()) {
       return Shutdown();  // the client went away (or the socket failed): nobody to answer
@@ -713,12 +791,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Write() {
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head_.data(), head_.size()),
                                            asio::buffer(body_.data(), body_.size())};
-    asio::async_write(socket_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->OnWritten(ec);
-    });
+    const uint64_t send_ns = shared_->options.send_timeout_ns;
+    Expect(Phase::kSend, send_ns);
+    // Called before each write of the answer's parts (on this connection's strand): each write
+    // that moved bytes gives send_timeout again.
+    auto progress = [this, send_ns](const beast::error_code& ec, size_t) -> size_t {
+      deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(send_ns);
+      return ec ? 0 : kWriteChunk;
+    };
+    asio::async_write(socket_, bufs, progress,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->OnWritten(ec);
+                      });
   }
 
   void OnWritten(beast::error_code ec) {
+    phase_ = Phase::kNone;
+    ++answered_;
     event_.latency_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                   std::chrono::steady_clock::now() - head_steady_)
                                                   .count());
@@ -756,6 +845,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Shutdown() {
+    phase_ = Phase::kNone;
+    watchdog_.cancel();
     beast::error_code ignored;
     socket_.shutdown(Tcp::socket::shutdown_send, ignored);
     socket_.close(ignored);
@@ -920,7 +1011,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::shared_ptr<Shared> shared_;
   Tcp::socket socket_;
-  asio::steady_timer timer_;
+  asio::steady_timer timer_;     // the delay, LingeringClose
+  asio::steady_timer watchdog_;  // the timeouts (Expect)
+  Phase phase_ = Phase::kNone;
+  Phase timed_out_ = Phase::kNone;  // the read was cancelled by this phase's timeout
+  std::chrono::steady_clock::time_point deadline_;
+  bool watchdog_waiting_ = false;
+  uint64_t answered_ = 0;  // requests answered on this connection
   Tcp::endpoint peer_;
   Endpoint client_;
   beast::flat_buffer buffer_;
@@ -1003,6 +1100,14 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   if (!ep.ok()) return ep.status();
   if (options.threads < 1 || options.threads > 16)
     return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
+  for (auto [name, ns] : {std::pair<const char*, uint64_t>{"header", options.header_timeout_ns},
+                         {"body", options.body_timeout_ns},
+                         {"keep-alive", options.keepalive_timeout_ns},
+                         {"send", options.send_timeout_ns}}) {
+    if (ns == 0 || ns > kMaxTimeoutNs)
+      return absl::InvalidArgumentError(
+          Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
+  }
   // A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final answer.
   if (options.miss_status < 200 || options.miss_status > 599)
     return absl::InvalidArgumentError(

@@ -106,6 +106,19 @@ struct ServeOptions {
   std::string upstream;
   bool keep_authority = false;                    // pass-through keeps the client's Host
   uint64_t upstream_timeout_ns = 30'000'000'000;  // per passed-through request
+  // Timeouts (nanoseconds, 1 ns..24 h), nginx's of the same names with its defaults, so that a
+  // client that stalls (a slowloris sending half a head, an idle keep-alive connection, a client
+  // that never reads) does not hold a connection forever:
+  //   header_timeout (client_header_timeout): the whole request head; past it 408 and close (a
+  //     connection that sent nothing is closed without an answer);
+  //   body_timeout (client_body_timeout): between two reads of a request body; 408 and close;
+  //   keepalive_timeout: between an answer and the next request's first byte; closed silently;
+  //   send_timeout: between two writes of an answer (a client that does not read); closed.
+  // A 408 is reported as kBadRequest.
+  uint64_t header_timeout_ns = 60'000'000'000;
+  uint64_t body_timeout_ns = 60'000'000'000;
+  uint64_t keepalive_timeout_ns = 75'000'000'000;
+  uint64_t send_timeout_ns = 60'000'000'000;
   // Threads running the server's event loop (1..16). One serves ~100k requests/s on loopback.
   int threads = 1;
 };
@@ -118,7 +131,7 @@ struct ServeEvent {
     kExhausted,    // strict: the key's recorded responses were all served: miss_status
     kPassThrough,  // a miss answered by the upstream (and handed to on_recorded)
     kUpstreamError,  // a miss the upstream did not answer: 502
-    kBadRequest,     // the request did not parse (400) or its body was too large (413)
+    kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
   };
   Kind kind = Kind::kMiss;
   uint64_t time_ns = 0;  // wall clock (Unix epoch, ns) when the request's head was read

@@ -1046,5 +1046,96 @@ TEST(ServeFixTest, SmugglingHostAndHeadLimit) {
   EXPECT_EQ(code, "431");
 }
 
+// The timeouts (serve.h, nginx's): set to 200 ms here, checked with raw sockets.
+TEST(ServeFixTest, Timeouts) {
+  ServeOptions o;
+  o.header_timeout_ns = o.body_timeout_ns = o.keepalive_timeout_ns = o.send_timeout_ns =
+      200'000'000;
+  std::string big(16 << 20, 'b');
+  auto server = ServeFix(
+      {Simple("/a", "A"), Simple("/big", big, 2), Simple("/mid", std::string(24 << 20, 'm'), 3)},
+      o);
+  ASSERT_NE(server, nullptr);
+  using Clock = std::chrono::steady_clock;
+  // Half a head (slowloris): 408, then closed.
+  auto t0 = Clock::now();
+  bool closed = false;
+  std::string got = RawFix(server->port(), "GET /a HTTP/1.1\r\nHost: x\r\nX-Slow:", &closed);
+  auto took = Clock::now() - t0;
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 408 Request Timeout");
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_GE(took, std::chrono::milliseconds(200));
+  EXPECT_LT(took, std::chrono::seconds(5));
+  // A body that stops coming: 408.
+  got = RawFix(server->port(), "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+               &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 408 Request Timeout");
+  // A connection that sends nothing: closed without an answer.
+  got = RawFix(server->port(), "", &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got, "");
+  // Idle after an answer (keep-alive): closed without a word after the one answer.
+  t0 = Clock::now();
+  got = RawFix(server->port(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+  took = Clock::now() - t0;
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA");
+  EXPECT_GE(took, std::chrono::milliseconds(200));
+  EXPECT_LT(took, std::chrono::seconds(5));
+  // A client that never reads a 16 MiB answer: after send_timeout without progress the server
+  // closes; what the client reads afterwards is cut short of the whole answer.
+  int fd = ConnectFix(server->port(), 2);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  size_t total = 0;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    total += static_cast<size_t>(n);
+  }
+  close(fd);
+  EXPECT_GT(total, 0u);
+  EXPECT_LT(total, big.size());
+  // A client that reads slowly but steadily, 1 MiB every 50 ms (the whole answer, past what the
+  // kernel buffers, takes longer than 200 ms), is not cut: every write that moves bytes gives
+  // send_timeout again.
+  fd = ConnectFix(server->port(), 2);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /mid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  total = 0;
+  t0 = Clock::now();
+  for (bool eof = false; !eof;) {
+    for (size_t chunk = 0; chunk < (1u << 20);) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        eof = true;
+        break;
+      }
+      total += static_cast<size_t>(n);
+      chunk += static_cast<size_t>(n);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  took = Clock::now() - t0;
+  close(fd);
+  const std::string mid_head =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 25165824\r\n"
+      "Connection: close\r\n\r\n";
+  EXPECT_EQ(total, mid_head.size() + (24u << 20));
+  EXPECT_GT(took, std::chrono::milliseconds(400));
+}
+
+TEST(ServeFixTest, TimeoutOutOfRange) {
+  ServeOptions o;
+  o.listen = std::string(kFixAddress) + ":0";
+  o.send_timeout_ns = 0;
+  EXPECT_EQ(MockServer::Start({}, o).status().message(),
+            "send timeout 0 ns: out of range 1 ns..24 h");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
