@@ -6,7 +6,11 @@
 // written from where the RecordedResponses keeps it: no copy), and only then reads the next
 // request, so pipelined requests are answered in order. Misses with an upstream go to a small
 // thread pool running libcurl's easy interface; the answer is posted back to the connection's
-// executor. No exception is thrown on the data path (error_code overloads throughout).
+// executor. No exception is thrown on the data path (error_code overloads throughout); what
+// still could be (std::bad_alloc, a callback that throws) is caught and counted in
+// ServeStats::internal_errors: around each callback, in the accept handler (accepting is
+// re-armed whatever happens), in each pass-through job (the client gets a 502) and, last, around
+// the io_context's run loop (which then goes on).
 #include "replay/serve.h"
 
 #include <curl/curl.h>
@@ -363,16 +367,21 @@ struct Shared {
   Shared(std::vector<Exchange> xs, ServeOptions o, ServeCallbacks c)
       : options(std::move(o)), callbacks(std::move(c)), recorded(std::move(xs), options.match) {}
 
-  void Emit(const ServeEvent& e) {
+  // The callbacks, one at a time; one that throws is counted (internal_errors), not let out
+  // into the handler that called it.
+  template <typename F, typename... A>
+  void Call(const F& f, A&&... args) {
     std::lock_guard<std::mutex> lock(callback_mu);
-    if (callbacks_closed || !callbacks.on_event) return;
-    callbacks.on_event(e);
+    if (callbacks_closed || !f) return;
+    try {
+      f(std::forward<A>(args)...);
+    } catch (...) {
+      internal_errors.fetch_add(1, std::memory_order_relaxed);
+    }
   }
-  void Record(Exchange x) {
-    std::lock_guard<std::mutex> lock(callback_mu);
-    if (callbacks_closed || !callbacks.on_recorded) return;
-    callbacks.on_recorded(std::move(x));
-  }
+  void Emit(const ServeEvent& e) { Call(callbacks.on_event, e); }
+  void Record(Exchange x) { Call(callbacks.on_recorded, std::move(x)); }
+  void Degraded(const std::string& why) { Call(callbacks.on_degraded, why); }
   void Add(Connection* c, std::weak_ptr<Connection> w) {
     std::lock_guard<std::mutex> lock(conns_mu);
     conns.emplace(c, std::move(w));
@@ -390,7 +399,7 @@ struct Shared {
   asio::thread_pool* pool = nullptr;  // with an upstream; joined before the Shared goes
 
   std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0}, bad_requests{0},
-      connections{0};
+      connections{0}, accept_errors{0}, internal_errors{0};
   std::atomic<uint64_t> next_stream_id{1};
   std::atomic<bool> stopping{false};        // no new requests: close after the answer
   std::atomic<bool> abort_upstream{false};  // the grace period is over: end transfers
@@ -855,7 +864,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A miss sent to the upstream on the worker pool; the answer comes back to this strand.
   void PassThrough(uint64_t delay_ns) {
     asio::post(*shared_->pool, [self = shared_from_this(), delay_ns] {
-      auto answer = std::make_shared<UpstreamAnswer>(self->RunUpstream());
+      auto answer = std::make_shared<UpstreamAnswer>();
+      try {
+        *answer = self->RunUpstream();
+      } catch (const std::exception& e) {  // std::bad_alloc: the client gets a 502 saying so
+        self->shared_->internal_errors.fetch_add(1, std::memory_order_relaxed);
+        answer->ok = false;
+        answer->error = Cat("internal error: ", e.what());
+      }
       asio::post(self->socket_.get_executor(),
                  [self, answer, delay_ns] { self->OnUpstream(*answer, delay_ns); });
     });
@@ -1064,6 +1080,15 @@ struct MockServer::Impl {
 
   explicit Impl(int n) : ioc(n), thread_count(n) {}
 
+  // Accepting fails while the process is out of descriptors or buffers (EMFILE, ENFILE,
+  // ENOBUFS, ENOMEM): trying again at once would spin a core, so it waits, 50 ms doubling up
+  // to 1 s, until an accept succeeds again.
+  static constexpr auto kAcceptBackoffFirst = std::chrono::milliseconds(50);
+  static constexpr auto kAcceptBackoffMax = std::chrono::seconds(1);
+  std::chrono::milliseconds accept_backoff = kAcceptBackoffFirst;
+  bool accept_degraded = false;  // on the acceptor's executor only
+  std::optional<asio::steady_timer> accept_timer;
+
   void Accept() {
     // One thread: the io_context itself serialises a connection's handlers (a strand would only
     // add its locking to every handler).
@@ -1071,23 +1096,47 @@ struct MockServer::Impl {
                                          ? asio::any_io_executor(ioc.get_executor())
                                          : asio::any_io_executor(asio::make_strand(ioc));
     acceptor->async_accept(executor, [this](beast::error_code ec, Tcp::socket s) {
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
-        // EMFILE and the like: keep accepting (the next connection may succeed).
-        return Accept();
-      }
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+      if (ec) return AcceptFailed(ec);
+      // Whatever happens below (a std::bad_alloc), accepting goes on.
+      struct ReArm {
+        Impl* im;
+        ~ReArm() { im->Accept(); }
+      } re_arm{this};
+      accept_backoff = kAcceptBackoffFirst;
+      accept_degraded = false;
       if (shared->stopping.load()) {
         beast::error_code ignored;
         s.close(ignored);
         return;
       }
-      shared->connections.fetch_add(1, std::memory_order_relaxed);
-      beast::error_code ignored;
-      s.set_option(Tcp::no_delay(true), ignored);
-      Tcp::endpoint peer = s.remote_endpoint(ignored);
-      auto c = std::make_shared<Connection>(shared, std::move(s), peer);
-      shared->Add(c.get(), c);
-      c->Start();
+      try {
+        shared->connections.fetch_add(1, std::memory_order_relaxed);
+        beast::error_code ignored;
+        s.set_option(Tcp::no_delay(true), ignored);
+        Tcp::endpoint peer = s.remote_endpoint(ignored);
+        auto c = std::make_shared<Connection>(shared, std::move(s), peer);
+        shared->Add(c.get(), c);
+        c->Start();
+      } catch (const std::exception&) {
+        shared->internal_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+
+  void AcceptFailed(beast::error_code ec) {
+    shared->accept_errors.fetch_add(1, std::memory_order_relaxed);
+    if (!accept_degraded) {
+      accept_degraded = true;
+      shared->Degraded(Cat("accept on ", EndpointText(bound), ": ", ec.message(),
+                           "; retrying after ", kAcceptBackoffFirst.count(), " ms, doubling up to ",
+                           kAcceptBackoffMax.count(), " s"));
+    }
+    if (!accept_timer) accept_timer.emplace(acceptor->get_executor());
+    accept_timer->expires_after(accept_backoff);
+    accept_backoff = std::min<std::chrono::milliseconds>(accept_backoff * 2, kAcceptBackoffMax);
+    accept_timer->async_wait([this](beast::error_code wait_ec) {
+      if (wait_ec || !acceptor->is_open()) return;
       Accept();
     });
   }
@@ -1159,13 +1208,14 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   }
   impl->Accept();
   for (int i = 0; i < threads; ++i) {
-    impl->threads.emplace_back([ioc = &impl->ioc] {
+    impl->threads.emplace_back([ioc = &impl->ioc, shared = impl->shared.get()] {
       for (;;) {
         try {
           ioc->run();
           return;
-        } catch (const std::exception&) {
-          // Last resort: no handler is meant to throw; the loop goes on serving.
+        } catch (...) {
+          // Last resort: no handler is meant to throw; counted, and the loop goes on serving.
+          shared->internal_errors.fetch_add(1, std::memory_order_relaxed);
         }
       }
     });
@@ -1198,6 +1248,7 @@ void MockServer::Stop() {
   asio::post(im.acceptor->get_executor(), [&im] {
     beast::error_code ignored;
     im.acceptor->close(ignored);
+    if (im.accept_timer) im.accept_timer->cancel();
   });
   // Idle connections close now; the others after their answer (at most kStopGrace).
   {
@@ -1246,6 +1297,8 @@ ServeStats MockServer::stats() const {
   s.upstream_errors = sh.upstream_errors.load();
   s.bad_requests = sh.bad_requests.load();
   s.connections = sh.connections.load();
+  s.accept_errors = sh.accept_errors.load();
+  s.internal_errors = sh.internal_errors.load();
   return s;
 }
 

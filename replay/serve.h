@@ -60,7 +60,8 @@
 // Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
 // response was written (or failed to be). on_event is called on the server's threads and
 // on_recorded on the pass-through's worker threads; both one at a time (never concurrently with
-// each other or themselves, under one lock); they must not block for long.
+// each other or themselves, under one lock); they must not block for long. A callback that
+// throws is counted in ServeStats::internal_errors; the server goes on.
 //
 // Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread
 // but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
@@ -156,6 +157,12 @@ struct ServeStats {
   uint64_t upstream_errors = 0;
   uint64_t bad_requests = 0;
   uint64_t connections = 0;  // accepted
+  // Accepts that failed (EMFILE, ENFILE, ENOBUFS: out of descriptors or buffers); the server
+  // then waits before accepting again (50 ms, doubling up to 1 s) rather than spinning.
+  uint64_t accept_errors = 0;
+  // Exceptions caught where none is meant to be thrown (std::bad_alloc, a callback that threw);
+  // serving went on.
+  uint64_t internal_errors = 0;
 };
 
 struct ServeCallbacks {
@@ -163,6 +170,10 @@ struct ServeCallbacks {
   // A passed-through exchange (request as received, response as the upstream sent it, times,
   // endpoints: source the client, destination the upstream). May be empty.
   std::function<void(Exchange)> on_recorded;
+  // One line when accepting starts failing (ServeStats::accept_errors), e.g. "accept on
+  // 127.0.0.1:8080: Too many open files; retrying after 50 ms, doubling up to 1 s"; again only
+  // after an accept succeeded. Called on the server's threads, like on_event. May be empty.
+  std::function<void(const std::string&)> on_degraded;
 };
 
 class MockServer {

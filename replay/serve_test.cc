@@ -7,13 +7,16 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1135,6 +1138,115 @@ TEST(ServeFixTest, TimeoutOutOfRange) {
   o.send_timeout_ns = 0;
   EXPECT_EQ(MockServer::Start({}, o).status().message(),
             "send timeout 0 ns: out of range 1 ns..24 h");
+}
+
+// Out of descriptors (RLIMIT_NOFILE lowered in a forked child serving): the accept loop waits
+// between tries instead of spinning a core, counts the failures and says so once.
+TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
+  int to_child[2], from_child[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(from_child), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child: serve, report the port, lower the limit to the descriptors open, wait for the
+    // parent's connections, measure its own CPU time over 1 s, report.
+    close(to_child[1]);
+    close(from_child[0]);
+    std::mutex mu;
+    std::vector<std::string> degraded;
+    ServeCallbacks cb;
+    cb.on_degraded = [&](const std::string& why) {
+      std::lock_guard<std::mutex> lock(mu);
+      degraded.push_back(why);
+    };
+    ServeOptions o;
+    o.listen = std::string(kFixAddress) + ":0";
+    auto server = MockServer::Start({Simple("/a", "A")}, o, cb);
+    if (!server.ok()) _exit(3);
+    std::string port = std::to_string((*server)->port()) + "\n";
+    if (write(from_child[1], port.data(), port.size()) < 0) _exit(3);
+    int probe = dup(0);  // the lowest free descriptor: the limit is set to it
+    close(probe);
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = static_cast<rlim_t>(probe);
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(3);
+    char go = 0;
+    if (read(to_child[0], &go, 1) != 1) _exit(3);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first failures
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    getrusage(RUSAGE_SELF, &after);
+    auto us = [](const rusage& r) {
+      return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000L + r.ru_utime.tv_usec +
+             r.ru_stime.tv_usec;
+    };
+    ServeStats st = (*server)->stats();
+    std::string first;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      first = degraded.empty() ? "" : degraded[0];
+      first += "|" + std::to_string(degraded.size());
+    }
+    std::string report = std::to_string(us(after) - us(before)) + " " +
+                         std::to_string(st.accept_errors) + " " + first + "\n";
+    if (write(from_child[1], report.data(), report.size()) < 0) _exit(3);
+    _exit(0);  // no Stop: the connections are the parent's to close
+  }
+  close(to_child[0]);
+  close(from_child[1]);
+  auto read_line = [&] {
+    std::string line;
+    char c;
+    while (read(from_child[0], &c, 1) == 1 && c != '\n') line.push_back(c);
+    return line;
+  };
+  const uint16_t port = static_cast<uint16_t>(std::stoi("0" + read_line()));
+  ASSERT_NE(port, 0);
+  // Connections the kernel completes but the child cannot accept.
+  std::vector<int> fds;
+  for (int i = 0; i < 8; ++i) {
+    int fd = ConnectFix(port, 2);
+    if (fd >= 0) fds.push_back(fd);
+  }
+  EXPECT_EQ(fds.size(), 8u);
+  ASSERT_EQ(write(to_child[1], "g", 1), 1);
+  std::string report = read_line();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  for (int fd : fds) close(fd);
+  close(to_child[1]);
+  close(from_child[0]);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << report;
+  long cpu_us = -1;
+  unsigned long errors = 0;
+  char why[512] = {0};
+  ASSERT_EQ(sscanf(report.c_str(), "%ld %lu %511[^\n]", &cpu_us, &errors, why), 3) << report;
+  // A spinning loop burns the whole second; waiting 50 ms doubling to 1 s, a few tries.
+  EXPECT_LT(cpu_us, 200000) << report;
+  EXPECT_GE(errors, 2u) << report;
+  EXPECT_LE(errors, 10u) << report;
+  EXPECT_EQ(std::string(why),
+            "accept on " + std::string(kFixAddress) + ":" + std::to_string(port) +
+                ": Too many open files; retrying after 50 ms, doubling up to 1 s|1");
+}
+
+// A callback that throws is counted and the server goes on serving.
+TEST(ServeFixTest, ThrowingCallbackCounted) {
+  ServeCallbacks cb;
+  cb.on_event = [](const ServeEvent&) { throw std::runtime_error("callback failed"); };
+  auto server = ServeFix({Simple("/a", "A")}, {}, cb);
+  ASSERT_NE(server, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    bool closed = false;
+    std::string got =
+        RawFix(server->port(), "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
+    EXPECT_EQ(got.substr(got.size() - 1), "A");
+  }
+  EXPECT_EQ(server->stats().internal_errors, 3u);
+  EXPECT_EQ(server->stats().hits, 3u);
 }
 
 }  // namespace
