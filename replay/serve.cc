@@ -52,6 +52,9 @@ constexpr size_t kMaxUpstreamBody = size_t{64} * 1024 * 1024;  // an upstream an
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
+// A recorded latency is waited at most this long (a damaged record's huge response_start_ns
+// would overflow std::chrono's nanoseconds and wrap negative).
+constexpr uint64_t kMaxRecordedDelayNs = uint64_t{3600} * 1'000'000'000;
 constexpr size_t kWriteChunk = size_t{1} << 20;       // bytes per write of an answer, at most
 constexpr uint64_t kMaxTimeoutNs = uint64_t{86400} * 1'000'000'000;  // a timeout option's cap
 
@@ -752,7 +755,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (with_events) event_.explanation = why;
         RenderText(502, why, why + "\n");
       }
-      if (opt.delay == ServeDelay::kRecorded) delay_ns = r.exchange->response_start_ns;
+      if (opt.delay == ServeDelay::kRecorded)
+        delay_ns = std::min(r.exchange->response_start_ns, kMaxRecordedDelayNs);
       return AnswerAfter(delay_ns);
     }
     if (shared_->upstream) {
@@ -1056,9 +1060,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::array<char, 4096> drain_{};  // LingeringClose's scratch
 };
 
-void CurlGlobalInit() {
-  static const CURLcode kGlobal = curl_global_init(CURL_GLOBAL_DEFAULT);
-  (void)kGlobal;
+// libcurl's global state, once per process. A function-static is initialised once even with
+// MockServers started on several threads; curl_global_init itself is thread-safe only where
+// libcurl says so (CURL_VERSION_THREADSAFE, libcurl 7.84 and later: Debian 12 has 7.88), and
+// then it may run beside other libraries' use of libcurl (the replay engine's); serve_test checks
+// the feature on the machine's libcurl.
+bool CurlGlobalInit() {
+  static const bool kOk = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  return kOk;
 }
 
 }  // namespace
@@ -1163,7 +1172,8 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
         Cat("miss status ", options.miss_status, ": out of range 200..599"));
   std::optional<Upstream> upstream;
   if (!options.upstream.empty()) {
-    CurlGlobalInit();
+    if (!CurlGlobalInit())
+      return absl::InternalError("upstream: curl_global_init failed");
     absl::StatusOr<Upstream> up = ParseUpstream(options.upstream);
     if (!up.ok()) return up.status();
     upstream = *std::move(up);

@@ -87,7 +87,7 @@ inline constexpr size_t kMaxRequestBody = 64 * 1024 * 1024;
 
 enum class ServeDelay : uint8_t {
   kNone,      // answer at once
-  kRecorded,  // wait the recorded exchange's response_start_ns (hits only)
+  kRecorded,  // wait the recorded exchange's response_start_ns (hits only; at most 1 h)
   kFixed,     // wait delay_ns before every answer
 };
 

@@ -1250,5 +1250,27 @@ TEST(ServeFixTest, ThrowingCallbackCounted) {
   EXPECT_EQ(server->stats().hits, 3u);
 }
 
+// CurlGlobalInit relies on a thread-safe curl_global_init (libcurl's "threadsafe" feature,
+// CURL_VERSION_THREADSAFE): the curl binary reports its libcurl's features.
+TEST(ServeFixTest, LibcurlInitIsThreadSafe) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  std::string v = Shell("curl -V");
+  EXPECT_NE(v.find(" threadsafe"), std::string::npos) << v;
+}
+
+// A recorded latency past what std::chrono holds is waited at most 1 h: here the server must
+// not answer at once (a wrapped negative delay) — the client gives up after 300 ms.
+TEST(ServeFixTest, HugeRecordedDelayClamped) {
+  Exchange x = Simple("/slow", "S");
+  x.response_start_ns = UINT64_MAX - 5;
+  ServeOptions o;
+  o.delay = ServeDelay::kRecorded;
+  auto server = ServeFix({x}, o);
+  ASSERT_NE(server, nullptr);
+  int code = 0;
+  Curl("-m 0.3 " + server->url() + "/slow", &code);
+  EXPECT_NE(code, 0) << "answered at once: the delay wrapped";
+}
+
 }  // namespace
 }  // namespace tapkit::replay
