@@ -49,7 +49,8 @@ using Tcp = asio::ip::tcp;
 
 constexpr uint32_t kHeaderLimit = 64 * 1024;                   // request head, bytes
 constexpr size_t kMaxUpstreamBody = size_t{64} * 1024 * 1024;  // an upstream answer's body, bytes
-constexpr int kUpstreamWorkers = 4;
+// Pass-through workers per event-loop thread: each blocks in one transfer at a time.
+constexpr int kUpstreamWorkersPerThread = 16;
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
 // A recorded latency is waited at most this long (a damaged record's huge response_start_ns
@@ -395,10 +396,33 @@ struct Shared {
     if (conns.empty()) conns_cv.notify_all();
   }
 
+  // The pass-through workers' connection cache, shared so that any worker reuses a connection
+  // another one left open (CURL_LOCK_DATA_CONNECT; libcurl locks it through these mutexes).
+  void ShareConnections() {
+    share = curl_share_init();
+    if (share == nullptr) return;
+    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access,
+                                                     void* user) {
+      static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].lock();
+    });
+    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* user) {
+      static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].unlock();
+    });
+    curl_share_setopt(share, CURLSHOPT_USERDATA, this);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  }
+  ~Shared() {
+    if (share != nullptr) curl_share_cleanup(share);  // the workers' handles are gone by now
+  }
+
   const ServeOptions options;
   const ServeCallbacks callbacks;
   RecordedResponses recorded;
   std::optional<Upstream> upstream;
+  static constexpr size_t kShareLocks = 16;
+  CURLSH* share = nullptr;
+  std::array<std::mutex, kShareLocks> share_mu;
   asio::thread_pool* pool = nullptr;  // with an upstream; joined before the Shared goes
 
   std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0}, bad_requests{0},
@@ -881,6 +905,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
+  // This worker thread's libcurl handle, kept across transfers so that its connections to the
+  // upstream are reused (curl_easy_reset keeps them); cleaned up when the pool's thread ends.
+  static CURL* WorkerHandle() {
+    struct Handle {
+      CURL* curl = curl_easy_init();
+      ~Handle() {
+        if (curl != nullptr) curl_easy_cleanup(curl);
+      }
+    };
+    thread_local Handle h;
+    if (h.curl != nullptr) curl_easy_reset(h.curl);
+    return h.curl;
+  }
+
   // Runs on a worker thread while the connection waits: reads request_ only.
   UpstreamAnswer RunUpstream() {
     UpstreamAnswer a;
@@ -894,11 +932,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
       a.error = Cat("request-target '", EscapeControl(request_.path), "' is not in origin form");
       return a;
     }
-    CURL* curl = curl_easy_init();
+    // The deadline runs from the head's arrival: a miss that waited in the queue has only what
+    // is left, and one with nothing left is not sent at all.
+    const auto deadline =
+        head_steady_ + std::chrono::nanoseconds(shared_->options.upstream_timeout_ns);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      a.error = Cat("no worker free within ", shared_->options.upstream_timeout_ns / 1000000,
+                    " ms: not sent");
+      return a;
+    }
+    CURL* curl = WorkerHandle();
     if (curl == nullptr) {
       a.error = "curl_easy_init failed";
       return a;
     }
+    if (shared_->share != nullptr) curl_easy_setopt(curl, CURLOPT_SHARE, shared_->share);
     std::string url = Cat("http://", up.authority, up.prefix, target);
     curl_slist* list = nullptr;
     for (const Header& h : request_.headers) {
@@ -940,9 +990,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
-    const uint64_t timeout_ms =
-        std::max<uint64_t>(1, shared_->options.upstream_timeout_ns / 1000000);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
     if (head_request_) {
       curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     } else {
@@ -996,7 +1044,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
       shared_->Record(std::move(x));
     }
     curl_slist_free_all(list);
-    curl_easy_cleanup(curl);
     return a;
   }
 
@@ -1213,8 +1260,9 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   impl->bound = acc.local_endpoint(ec);
   if (ec) return fail();
   if (impl->shared->upstream) {
-    impl->pool.emplace(kUpstreamWorkers);
+    impl->pool.emplace(static_cast<size_t>(kUpstreamWorkersPerThread * threads));
     impl->shared->pool = &*impl->pool;
+    impl->shared->ShareConnections();
   }
   impl->Accept();
   for (int i = 0; i < threads; ++i) {

@@ -106,7 +106,10 @@ struct ServeOptions {
   // get miss_status.
   std::string upstream;
   bool keep_authority = false;                    // pass-through keeps the client's Host
-  uint64_t upstream_timeout_ns = 30'000'000'000;  // per passed-through request
+  // Per passed-through request, from its head's arrival: 16 workers per thread each send one at a
+  // time (connections to the upstream kept and reused by any worker); a miss still queued when its time is up
+  // gets the 502 without being sent.
+  uint64_t upstream_timeout_ns = 30'000'000'000;
   // Timeouts (nanoseconds, 1 ns..24 h), nginx's of the same names with its defaults, so that a
   // client that stalls (a slowloris sending half a head, an idle keep-alive connection, a client
   // that never reads) does not hold a connection forever:

@@ -1272,5 +1272,68 @@ TEST(ServeFixTest, HugeRecordedDelayClamped) {
   EXPECT_NE(code, 0) << "answered at once: the delay wrapped";
 }
 
+constexpr char kSlowUpstream[] = R"(import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path.startswith("/sleep"): time.sleep(1)
+        out = ("peer port %d\n" % self.client_address[1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+)";
+
+// Pass-through under load: an upstream taking 1 s, a 1.5 s timeout, 8 misses at once: each gets
+// its 200 within the timeout or a 502, never later (the deadline runs from the request's arrival,
+// and enough workers send them at once). Sequential misses reuse one upstream connection.
+TEST(ServeFixTest, PassThroughDeadlineAndReuse) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("curl");
+  std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
+  const char* up_addr = "127.0.106.2";
+  uint16_t port = tapkit::testing::FreePort(up_addr);
+  ASSERT_NE(port, 0);
+  std::string pid = Shell("python3 '" + script + "' " + up_addr + " " + std::to_string(port) +
+                          " >/dev/null 2>&1 & echo $!");
+  struct Kill {
+    std::string pid;
+    ~Kill() { Shell("kill " + pid + " 2>/dev/null"); }
+  } kill{pid};
+  for (int i = 0; i < 100 && !tapkit::testing::CanConnect(up_addr, port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(tapkit::testing::CanConnect(up_addr, port));
+  ServeOptions o;
+  o.upstream = "http://" + std::string(up_addr) + ":" + std::to_string(port);
+  o.upstream_timeout_ns = 1'500'000'000;
+  auto server = ServeFix({}, o);
+  ASSERT_NE(server, nullptr);
+  std::string out = Shell("for i in 1 2 3 4 5 6 7 8; do curl -s --noproxy '*' -o /dev/null -w "
+                          "'%{http_code} %{time_total}\\n' " +
+                          server->url() + "/sleep/$i & done; wait");
+  int lines = 0, ok = 0;
+  for (size_t at = 0; at < out.size();) {
+    size_t eol = out.find('\n', at);
+    std::string line = out.substr(at, eol - at);
+    at = eol == std::string::npos ? out.size() : eol + 1;
+    int code = 0;
+    double secs = 0;
+    ASSERT_EQ(sscanf(line.c_str(), "%d %lf", &code, &secs), 2) << out;
+    ++lines;
+    EXPECT_TRUE(code == 200 || code == 502) << line;
+    if (code == 200) ++ok;
+    EXPECT_LT(secs, 1.5 + 0.3) << line;  // the timeout, and a margin for a loaded machine
+  }
+  EXPECT_EQ(lines, 8) << out;
+  EXPECT_EQ(ok, 8) << out;  // 16 workers: all sent at once
+  // Two misses one after the other: the upstream sees the same peer (one kept connection).
+  std::string a = Curl(server->url() + "/fast/1");
+  std::string b = Curl(server->url() + "/fast/2");
+  EXPECT_EQ(a.rfind("peer port ", 0), 0u) << a;
+  EXPECT_EQ(a, b);
+}
+
 }  // namespace
 }  // namespace tapkit::replay
