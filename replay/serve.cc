@@ -51,7 +51,9 @@ constexpr uint32_t kHeaderLimit = 64 * 1024;                   // request head, 
 constexpr size_t kMaxUpstreamBody = size_t{64} * 1024 * 1024;  // an upstream answer's body, bytes
 // Pass-through workers per event-loop thread: each blocks in one transfer at a time.
 constexpr int kUpstreamWorkersPerThread = 16;
-constexpr auto kStopGrace = std::chrono::seconds(5);
+// After the grace, transfers are aborted (libcurl calls the progress callback about once a
+// second while waiting) and the clients told so: this long at most.
+constexpr auto kAbortTime = std::chrono::seconds(2);
 constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
 // A recorded latency is waited at most this long (a damaged record's huge response_start_ns
 // would overflow std::chrono's nanoseconds and wrap negative).
@@ -442,6 +444,7 @@ struct Shared {
 // The answer libcurl got from the upstream, or the error.
 struct UpstreamAnswer {
   bool ok = false;
+  bool stopping = false;  // not awaited: the server is stopping and its grace is over
   std::string error;
   Response response;
 };
@@ -938,6 +941,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         head_steady_ + std::chrono::nanoseconds(shared_->options.upstream_timeout_ns);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
+    if (shared_->abort_upstream.load()) {
+      a.stopping = true;
+      return a;
+    }
     if (left.count() <= 0) {
       a.error = Cat("no worker free within ", shared_->options.upstream_timeout_ns / 1000000,
                     " ms: not sent");
@@ -1005,7 +1012,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto started = std::chrono::steady_clock::now();
     CURLcode rc = curl_easy_perform(curl);
     const auto ended = std::chrono::steady_clock::now();
-    if (rc != CURLE_OK) {
+    if (rc == CURLE_ABORTED_BY_CALLBACK && shared_->abort_upstream.load()) {
+      a.stopping = true;
+    } else if (rc != CURLE_OK) {
       a.error = rc == CURLE_WRITE_ERROR
                     ? Cat("response body past ", kMaxUpstreamBody, " bytes")
                     : std::string(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
@@ -1059,10 +1068,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return AnswerAfter(delay_ns);
     }
     shared_->upstream_errors.fetch_add(1, std::memory_order_relaxed);
-    std::string why = EscapeControl(Cat("upstream ", shared_->upstream->text, ": ", a.error));
-    ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, 502);
+    // 503: the server is going away (RFC 9110 section 15.6.4); 502: the upstream failed.
+    const unsigned status = a.stopping ? 503 : 502;
+    std::string why = EscapeControl(
+        a.stopping ? Cat("the mock is stopping: upstream ", shared_->upstream->text,
+                         " not awaited past the stop grace")
+                   : Cat("upstream ", shared_->upstream->text, ": ", a.error));
+    ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, status);
     event_.explanation = why;
-    RenderText(502, why, why + "\n");
+    keep_alive_ = keep_alive_ && !a.stopping;
+    RenderText(status, why, why + "\n");
     AnswerAfter(delay_ns);
   }
 
@@ -1213,6 +1228,9 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
       return absl::InvalidArgumentError(
           Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
   }
+  if (options.stop_grace_ns > kMaxTimeoutNs)
+    return absl::InvalidArgumentError(
+        Cat("stop grace ", options.stop_grace_ns, " ns: out of range 0..24 h"));
   // A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final answer.
   if (options.miss_status < 200 || options.miss_status > 599)
     return absl::InvalidArgumentError(
@@ -1308,7 +1326,7 @@ void MockServer::Stop() {
     im.acceptor->close(ignored);
     if (im.accept_timer) im.accept_timer->cancel();
   });
-  // Idle connections close now; the others after their answer (at most kStopGrace).
+  // Idle connections close now; the others after their answer (at most stop_grace_ns).
   {
     std::vector<std::shared_ptr<Connection>> live;
     {
@@ -1320,9 +1338,15 @@ void MockServer::Stop() {
   }
   {
     std::unique_lock<std::mutex> lock(sh.conns_mu);
-    sh.conns_cv.wait_for(lock, kStopGrace, [&] { return sh.conns.empty(); });
+    sh.conns_cv.wait_for(lock, std::chrono::nanoseconds(sh.options.stop_grace_ns),
+                         [&] { return sh.conns.empty(); });
   }
+  // Pass-throughs still waiting for the upstream end now; their clients get a 503 saying so.
   sh.abort_upstream.store(true);
+  {
+    std::unique_lock<std::mutex> lock(sh.conns_mu);
+    sh.conns_cv.wait_for(lock, kAbortTime, [&] { return sh.conns.empty(); });
+  }
   im.ioc.stop();
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();

@@ -123,6 +123,10 @@ struct ServeOptions {
   uint64_t body_timeout_ns = 60'000'000'000;
   uint64_t keepalive_timeout_ns = 75'000'000'000;
   uint64_t send_timeout_ns = 60'000'000'000;
+  // Stop lets answers being written and pass-throughs in flight finish this long; then the
+  // pass-throughs still waiting are ended and their clients get 503 with Tapkit-Miss saying the
+  // mock is stopping (kUpstreamError).
+  uint64_t stop_grace_ns = 5'000'000'000;
   // Threads running the server's event loop (1..16). One serves ~100k requests/s on loopback.
   int threads = 1;
 };
@@ -134,7 +138,7 @@ struct ServeEvent {
     kMiss,         // no recorded request matched: miss_status was served
     kExhausted,    // strict: the key's recorded responses were all served: miss_status
     kPassThrough,  // a miss answered by the upstream (and handed to on_recorded)
-    kUpstreamError,  // a miss the upstream did not answer: 502
+    kUpstreamError,  // a miss the upstream did not answer: 502 (503: not awaited, Stop)
     kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
   };
   Kind kind = Kind::kMiss;
@@ -198,8 +202,10 @@ class MockServer {
   std::string address() const;  // "127.0.0.1:PORT", "[::1]:PORT"
   std::string url() const;      // "http://127.0.0.1:PORT"
 
-  // Stops accepting, lets the responses being written finish (at most 5 s), closes every
-  // connection and waits for the pass-throughs in flight. After Stop returns no callback runs.
+  // Stops accepting, lets the responses being written and the pass-throughs in flight finish
+  // (their answers written, reported and counted) for stop_grace_ns; past it, a pass-through
+  // still waiting is ended and its client gets 503 (reported, counted); then every connection is
+  // closed. After Stop returns no callback runs.
   void Stop();
   // Blocks until Stop has been called and has finished (from another thread or a signal
   // handler's thread).

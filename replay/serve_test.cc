@@ -1335,5 +1335,77 @@ TEST(ServeFixTest, PassThroughDeadlineAndReuse) {
   EXPECT_EQ(a, b);
 }
 
+// Stop while a pass-through waits on an upstream taking 1 s: within the grace the answer is
+// written, reported and counted; past a shorter grace the client gets 503 saying the mock is
+// stopping, reported and counted too (before, the client got nothing at all).
+TEST(ServeFixTest, StopWithPassThroughInFlight) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("curl");
+  std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
+  const char* up_addr = "127.0.106.3";
+  uint16_t port = tapkit::testing::FreePort(up_addr);
+  ASSERT_NE(port, 0);
+  std::string pid = Shell("python3 '" + script + "' " + up_addr + " " + std::to_string(port) +
+                          " >/dev/null 2>&1 & echo $!");
+  struct Kill {
+    std::string pid;
+    ~Kill() { Shell("kill " + pid + " 2>/dev/null"); }
+  } kill{pid};
+  for (int i = 0; i < 100 && !tapkit::testing::CanConnect(up_addr, port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(tapkit::testing::CanConnect(up_addr, port));
+  for (bool short_grace : {false, true}) {
+    SCOPED_TRACE(short_grace ? "grace 200 ms" : "grace 5 s");
+    std::mutex mu;
+    std::vector<ServeEvent> events;
+    int recorded = 0;
+    ServeCallbacks cb;
+    cb.on_event = [&](const ServeEvent& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      events.push_back(e);
+    };
+    cb.on_recorded = [&](Exchange) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++recorded;
+    };
+    ServeOptions o;
+    o.upstream = "http://" + std::string(up_addr) + ":" + std::to_string(port);
+    if (short_grace) o.stop_grace_ns = 200'000'000;
+    auto server = ServeFix({}, o, cb);
+    ASSERT_NE(server, nullptr);
+    std::string got;
+    std::thread client([&] {
+      bool closed = false;
+      got = RawFix(server->port(), "GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // in flight now
+    server->Stop();
+    client.join();
+    ServeStats st = server->stats();
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(events.size(), 1u);
+    if (!short_grace) {
+      EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 200 OK");
+      EXPECT_NE(got.find("\r\n\r\npeer port "), std::string::npos) << got;
+      EXPECT_EQ(st.passed_through, 1u);
+      EXPECT_EQ(recorded, 1);
+      EXPECT_EQ(events[0].kind, ServeEvent::Kind::kPassThrough);
+    } else {
+      const std::string why = "the mock is stopping: upstream " + o.upstream +
+                              " not awaited past the stop grace";
+      EXPECT_EQ(got, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                     "charset=utf-8\r\nTapkit-Miss: " +
+                         why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
+                         "\r\nConnection: close\r\n\r\n" + why + "\n");
+      EXPECT_EQ(st.upstream_errors, 1u);
+      EXPECT_EQ(st.passed_through, 0u);
+      EXPECT_EQ(recorded, 0);
+      EXPECT_EQ(events[0].kind, ServeEvent::Kind::kUpstreamError);
+      EXPECT_EQ(events[0].status, 503);
+      EXPECT_EQ(events[0].explanation, why);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tapkit::replay
