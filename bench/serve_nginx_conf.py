@@ -121,7 +121,7 @@ def build(args):
     routes = {}   # (method, path) -> route dict
     order = []
     skipped = []
-    queries = {}  # path -> first full target
+    noted = set()  # targets already said to share another query's answer
     for ex in read_exchanges(args.tapcat, args.capture):
         req, resp = ex.get("request"), ex.get("response")
         if req is None or resp is None:
@@ -137,7 +137,8 @@ def build(args):
         key = (method, path_s)
         if key in routes:
             routes[key]["recorded"] += 1
-            if target != routes[key]["target"].encode():
+            if target != routes[key]["target"].encode() and target not in noted:
+                noted.add(target)
                 print(f"serve_nginx_conf: {method} {target.decode(errors='replace')}: nginx "
                       f"serves {routes[key]['target']}'s answer (the query is not matched)",
                       file=sys.stderr)
@@ -147,7 +148,6 @@ def build(args):
                        "status": resp["httpStatus"], "headers": header_list(resp["headers"]),
                        "body": body, "truncated": truncated, "recorded": 1}
         order.append(key)
-        queries.setdefault(path_s, target)
 
     kept = []
     for key in order:

@@ -3,8 +3,12 @@
 API, to be captured with tcpdump while curl asks each route once, then served back by
 `tapreplay --serve` and by nginx from a generated config (bench/serve_nginx_conf.py).
 
-    bench/serve_site.py WORK ADDR PORT
-        writes WORK/site/nginx.conf, WORK/site/www/* and WORK/site/urls (one URL a line)
+    bench/serve_site.py WORK ADDR PORT TAPREC
+        writes WORK/site/nginx.conf, WORK/site/www/* and WORK/site/urls (one URL a line), starts
+        that nginx, asks each route once with curl (one keep-alive connection, Accept-Encoding:
+        gzip) while tcpdump records lo, stops nginx and tcpdump and writes WORK/rec.tap with
+        `TAPREC -r`. Needs root (tcpdump). Prints a line on stderr with the kernel's drops.
+Imported by bench/serve_nginx_conf_test.py (which keeps the recorded nginx running).
 
 The routes (deterministic content):
   - 16 JSON documents, 200 B to 20 KB in geometric steps (users, products, orders, catalog,
@@ -19,7 +23,11 @@ The routes (deterministic content):
 import json
 import os
 import random
+import re
+import signal
+import subprocess
 import sys
+import time
 
 JSON_ROUTES = [
     ("/api/v1/users/1", "users-1.json"),
@@ -40,6 +48,7 @@ JSON_ROUTES = [
     ("/api/v1/catalog/shoes", "shoes.json"),
 ]
 GZIP_ROUTE = ("/api/v1/catalog/full", "catalog-full.json")
+NOT_FOUND_BODY = '{"error":"no such user","id":999}\n'
 WORDS = ["red", "blue", "canvas", "leather", "runner", "classic", "slim", "wool", "linen", "sport",
          "trail", "city", "summer", "winter", "organic", "vintage"]
 
@@ -58,13 +67,12 @@ def document(rng, size):
     return out + "\n"
 
 
-def main(argv):
-    if len(argv) != 4:
-        sys.exit(__doc__)
-    work, addr, port = argv[1], argv[2], int(argv[3])
+def write_site(work, addr, port):
+    """Writes the site under WORK/site; returns (conf path, route paths in order)."""
     site = os.path.abspath(os.path.join(work, "site"))
     www = os.path.join(site, "www")
     os.makedirs(www, exist_ok=True)
+    os.chmod(work, 0o755)
     rng = random.Random(13)
     locations, urls = [], []
     for i, (route, name) in enumerate(JSON_ROUTES):
@@ -82,7 +90,7 @@ def main(argv):
     urls.append(GZIP_ROUTE[0])
     locations.append('    location = /healthz { default_type text/plain; return 200 "ok\\n"; }')
     locations.append("    location = /api/v1/users/999 { default_type application/json; "
-                     "return 404 '{\"error\":\"no such user\",\"id\":999}\\n'; }")
+                     f"return 404 '{NOT_FOUND_BODY.strip()}\\n'; }}")
     locations.append("    location = /api/v1/ping { return 204; }")
     urls += ["/healthz", "/api/v1/users/999", "/api/v1/ping"]
     user = "user root root;" if os.geteuid() == 0 else ""
@@ -103,10 +111,87 @@ http {{
   }}
 }}
 """
-    with open(os.path.join(site, "nginx.conf"), "w") as f:
+    path = os.path.join(site, "nginx.conf")
+    with open(path, "w") as f:
         f.write(conf)
     with open(os.path.join(site, "urls"), "w") as f:
         f.write("".join(f"http://{addr}:{port}{u}\n" for u in urls))
+    return path, urls
+
+
+def expected_body(work, route):
+    """The bytes the site serves on `route` (before gzip), from the files written."""
+    www = os.path.join(work, "site", "www")
+    for r, name in JSON_ROUTES + [GZIP_ROUTE]:
+        if r == route:
+            with open(os.path.join(www, name), "rb") as f:
+                return f.read()
+    return {"/healthz": b"ok\n", "/api/v1/users/999": NOT_FOUND_BODY.encode(),
+            "/api/v1/ping": b""}[route]
+
+
+def stop_nginx(pidfile):
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGQUIT)
+    except (OSError, ValueError):
+        return
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def wait_http(url):
+    end = time.monotonic() + 10
+    while subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "1", url]).returncode:
+        if time.monotonic() > end:
+            sys.exit(f"serve_site: nothing answers {url}")
+        time.sleep(0.05)
+
+
+def record(work, addr, port, taprec, keep_running=False):
+    """Writes and starts the site, records one curl request per route; returns WORK/rec.tap."""
+    conf, urls = write_site(work, addr, port)
+    subprocess.run(["nginx", "-c", conf], check=True)
+    base = f"http://{addr}:{port}"
+    wait_http(base + "/healthz")
+    pcap, log = os.path.join(work, "rec.pcap"), os.path.join(work, "tcpdump.log")
+    with open(log, "w") as err:
+        dump = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-B", "16384", "-w", pcap,
+                                 f"host {addr} and tcp port {port}"], stderr=err)
+    try:
+        end = time.monotonic() + 10
+        while "listening on" not in open(log).read():
+            if time.monotonic() > end or dump.poll() is not None:
+                sys.exit(f"serve_site: tcpdump did not start: {open(log).read()}")
+            time.sleep(0.05)
+        cmd = ["curl", "-s", "-S", "-H", "Accept-Encoding: gzip"]
+        for u in urls:
+            cmd += [base + u, "-o", "/dev/null"]
+        subprocess.run(cmd, check=True)
+        time.sleep(1.5)  # tcpdump hands packets over in blocks retired after at most 1 s
+    finally:
+        dump.send_signal(signal.SIGINT)
+        dump.wait()
+    if not keep_running:
+        stop_nginx(os.path.join(work, "site", "nginx.pid"))
+    tap = os.path.join(work, "rec.tap")
+    subprocess.run([taprec, "-r", pcap, "-w", tap], check=True, stderr=subprocess.DEVNULL)
+    drops = re.search(r"\d+ packets dropped by kernel", open(log).read())
+    print(f"serve_site: recorded {len(urls)} routes of {base} to {tap} "
+          f"({drops.group(0) if drops else 'kernel drops unknown'})", file=sys.stderr)
+    return tap
+
+
+def main(argv):
+    if len(argv) != 5:
+        sys.exit(__doc__)
+    record(argv[1], argv[2], int(argv[3]), argv[4])
 
 
 if __name__ == "__main__":

@@ -51,13 +51,11 @@ fi
 
 work="$(mktemp -d /tmp/tapkit-serve-bench.XXXXXX)"
 chmod 755 "$work"
-tcpdump_pid=
 mock_pids=()
 cleanup() {
   set +e
-  [[ -n "$tcpdump_pid" ]] && kill "$tcpdump_pid" 2>/dev/null && wait "$tcpdump_pid" 2>/dev/null
   for p in "${mock_pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for pidfile in "$work"/site/nginx.pid "$work"/nginx/nginx.pid "$work"/nginx-copy/nginx.pid; do
+  for pidfile in "$work"/nginx/nginx.pid "$work"/nginx-copy/nginx.pid; do
     [[ -s "$pidfile" ]] && kill -QUIT "$(cat "$pidfile")" 2>/dev/null
   done
   if [[ -n "${KEEP:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
@@ -73,22 +71,8 @@ wait_http() {  # URL NAME: until URL answers (any status)
 }
 
 # 1. The capture.
-python3 bench/serve_site.py "$work" 127.0.102.1 8091
-nginx -c "$work/site/nginx.conf"
-wait_http http://127.0.102.1:8091/healthz "the recorded nginx"
-tcpdump -i lo -s 0 -B 16384 -w "$work/rec.pcap" "host 127.0.102.1 and tcp port 8091" 2>"$work/tcpdump.log" &
-tcpdump_pid=$!
-for _ in $(seq 100); do grep -qs "listening on" "$work/tcpdump.log" && break; sleep 0.05; done
-mapfile -t urls < "$work/site/urls"
-outs=()
-for _ in "${urls[@]}"; do outs+=(-o /dev/null); done
-curl -s -H 'Accept-Encoding: gzip' "${urls[@]}" "${outs[@]}"
-sleep 1.5  # tcpdump hands packets over in blocks retired after at most 1 s; SIGINT loses the rest
-kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true; tcpdump_pid=
-kill -QUIT "$(cat "$work/site/nginx.pid")"
-"$build/tools/taprec" -r "$work/rec.pcap" -w "$work/rec.tap" 2>"$work/taprec.log"
-echo "capture: $("$build/tools/tapcat" -o json "$work/rec.tap" | wc -l) exchanges of ${#urls[@]} routes" \
-     "($(grep -o '[0-9]* packets dropped by kernel' "$work/tcpdump.log"))" >&2
+python3 bench/serve_site.py "$work" 127.0.102.1 8091 "$build/tools/taprec"
+echo "capture: $("$build/tools/tapcat" -o json "$work/rec.tap" | wc -l) exchanges" >&2
 
 # 2. nginx from the generated config.
 python3 bench/serve_nginx_conf.py --tapcat "$build/tools/tapcat" --listen 127.0.102.2:8092 \
