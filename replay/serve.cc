@@ -1,0 +1,1063 @@
+// serve.cc: the mock server of serve.h on Boost.Beast and asio; pass-through with libcurl.
+//
+// One io_context run by options.threads threads; each connection runs on its own strand. A
+// connection reads one request (head, then body), looks it up, waits the delay on a timer, writes
+// the answer (head rendered into a buffer the connection reuses, the recorded body written from
+// where the RecordedResponses keeps it: no copy), and only then reads the next request, so
+// pipelined requests are answered in order. Misses with an upstream go to a small thread pool
+// running libcurl's easy interface; the answer is posted back to the connection's strand.
+#include "replay/serve.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <concepts>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/status/status.h"
+
+namespace tapkit::replay {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+constexpr uint32_t kHeaderLimit = 64 * 1024;         // request head, bytes
+constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;  // an upstream answer's body, bytes
+constexpr int kUpstreamWorkers = 4;
+constexpr auto kStopGrace = std::chrono::seconds(5);
+
+std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+// Small string helpers on std::string_view (Debian's Abseil has its own string_view type).
+void AppendPart(std::string* s, std::string_view v) { s->append(v); }
+void AppendPart(std::string* s, const char* v) { s->append(v); }
+void AppendPart(std::string* s, const std::string& v) { s->append(v); }
+template <std::integral T>
+void AppendPart(std::string* s, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  s->append(buf, r.ptr);
+}
+template <typename... A>
+void Append(std::string* s, const A&... parts) {
+  (AppendPart(s, parts), ...);
+}
+template <typename... A>
+std::string Cat(const A&... parts) {
+  std::string s;
+  (AppendPart(&s, parts), ...);
+  return s;
+}
+
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// ASCII case-insensitive equality (field names: RFC 9110 section 5.1).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  return true;
+}
+
+bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+// Without leading and trailing spaces and tabs (RFC 9110 section 5.6.3's OWS).
+std::string_view StripOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Decimal digits only, no sign; false on anything else or overflow.
+bool ParseUint(std::string_view s, uint32_t* out) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+uint64_t WallNowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Endpoint ToEndpoint(const tcp::endpoint& ep) {
+  Endpoint out;
+  const asio::ip::address a = ep.address();
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    out.ip = IpAddress::V4(b[0], b[1], b[2], b[3]);
+  } else {
+    auto b = a.to_v6().to_bytes();
+    std::array<uint8_t, 16> bytes;
+    std::memcpy(bytes.data(), b.data(), 16);
+    out.ip = IpAddress::V6(bytes);
+  }
+  out.port = ep.port();
+  return out;
+}
+
+std::string EndpointText(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return Cat("[", ep.address().to_string(), "]:", ep.port());
+  return Cat(ep.address().to_string(), ":", ep.port());
+}
+
+// "IP:PORT" or "[IPv6]:PORT", literal only (serve.h).
+absl::StatusOr<tcp::endpoint> ParseListen(std::string_view s) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("listen address '", s, "': ", why));
+  };
+  std::string_view host, port;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find("]:");
+    if (close == std::string_view::npos) return bad("not a literal IP address and port");
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos) return bad("not a literal IP address and port");
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return bad("an IPv6 address needs brackets: [ADDRESS]:PORT");
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return bad("not a literal IP address and port");
+  }
+  uint32_t p = 0;
+  if (!ParseUint(port, &p) || p > 65535) return bad("port past 65535");
+  boost::system::error_code ec;
+  asio::ip::address addr = asio::ip::make_address(std::string(host), ec);
+  if (ec || (s.front() == '[' && !addr.is_v6())) return bad("not a literal IP address and port");
+  return tcp::endpoint(addr, static_cast<uint16_t>(p));
+}
+
+// The upstream of a pass-through: "http://HOST[:PORT][/PREFIX]".
+struct Upstream {
+  std::string text;       // as given, for messages
+  std::string authority;  // "HOST:PORT" (brackets kept for IPv6)
+  std::string prefix;     // "" or "/api" (no trailing '/')
+};
+
+absl::StatusOr<Upstream> ParseUpstream(const std::string& s) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("upstream '", s, "': ", why));
+  };
+  if (!StartsWithIgnoreCase(s, "http://")) return bad("not an http:// URL");
+  CURLU* u = curl_url();
+  if (u == nullptr) return absl::ResourceExhaustedError("curl_url: out of memory");
+  struct Free {
+    CURLU* u;
+    ~Free() { curl_url_cleanup(u); }
+  } free_u{u};
+  if (CURLUcode rc = curl_url_set(u, CURLUPART_URL, s.c_str(), 0); rc != CURLUE_OK)
+    return bad(Cat("not an http:// URL (", curl_url_strerror(rc), ")"));
+  auto part = [&](CURLUPart which, unsigned flags = 0) -> std::optional<std::string> {
+    char* v = nullptr;
+    if (curl_url_get(u, which, &v, flags) != CURLUE_OK || v == nullptr) return std::nullopt;
+    std::string out(v);
+    curl_free(v);
+    return out;
+  };
+  std::optional<std::string> host = part(CURLUPART_HOST);
+  if (!host || host->empty()) return bad("no host");
+  if (part(CURLUPART_USER) || part(CURLUPART_QUERY) || part(CURLUPART_FRAGMENT))
+    return bad("only http://HOST:PORT with an optional path prefix");
+  std::optional<std::string> port = part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  Upstream up;
+  up.text = s;
+  up.authority = Cat(*host, ":", port.value_or("80"));
+  up.prefix = part(CURLUPART_PATH).value_or("");
+  while (!up.prefix.empty() && up.prefix.back() == '/') up.prefix.pop_back();
+  return up;
+}
+
+// RFC 9110 section 5.6.2 token characters: a field name must be one.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+    if (std::strchr("\"(),/:;<=>?@[\\]{}", c) != nullptr) return false;
+  }
+  return true;
+}
+
+// Appends a field value with CR, LF and NUL (which would end or split the field on the wire)
+// replaced by a space: stored bytes are not trusted to be a single field.
+void AppendValue(std::string* out, std::string_view v) {
+  for (char c : v) out->push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+}
+
+// Control bytes of `s` as \xHH (a Tapkit-Miss value and the miss body's request line).
+std::string EscapeControl(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+std::string_view ReasonFor(unsigned status) {
+  http::status s = http::int_to_status(status);
+  if (s == http::status::unknown) return "Status";
+  return Sv(http::obsolete_reason(s));
+}
+
+// RFC 9110 section 7.6.1: the hop-by-hop fields, and Content-Length (the body is framed anew).
+bool AlwaysDropped(std::string_view name) {
+  for (std::string_view n : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                             "transfer-encoding", "upgrade", "content-length"}) {
+    if (EqualsIgnoreCase(name, n)) return true;
+  }
+  return false;
+}
+
+// True when a Connection field of `headers` names `name` (RFC 9110 section 7.6.1).
+bool NamedByConnection(const std::vector<Header>& headers, std::string_view name) {
+  for (const Header& h : headers) {
+    if (!EqualsIgnoreCase(h.name, "connection")) continue;
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view token = StripOws(v.substr(0, comma));
+      if (EqualsIgnoreCase(token, name)) return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+bool HasConnection(const std::vector<Header>& headers) {
+  for (const Header& h : headers)
+    if (EqualsIgnoreCase(h.name, "connection")) return true;
+  return false;
+}
+
+void AppendStatusLine(std::string* out, unsigned version, unsigned status,
+                      std::string_view reason) {
+  out->append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  Append(out, status);
+  out->push_back(' ');
+  AppendValue(out, reason);
+  out->append("\r\n");
+}
+
+void AppendConnection(std::string* out, unsigned version, bool keep_alive) {
+  if (!keep_alive) {
+    out->append("Connection: close\r\n");
+  } else if (version == 10) {
+    out->append("Connection: keep-alive\r\n");
+  }
+}
+
+// Renders `rsp` (recorded or from the upstream) as serve.h says into `head`; `*body` is the body
+// to write after it (a view of rsp's bytes, empty when none is sent).
+void RenderResponse(const Response& rsp, bool head_request, unsigned version, bool keep_alive,
+                    const std::vector<Header>& set_headers, std::string* head,
+                    std::string_view* body) {
+  head->clear();
+  AppendStatusLine(head, version, rsp.status, rsp.reason);
+  const unsigned status = rsp.status;
+  const bool no_body_status = status < 200 || status == 204 || status == 304;
+  // HEAD and 304 keep the recorded Content-Length (RFC 9110 sections 9.3.2, 15.4.5).
+  const bool keep_length = head_request || status == 304;
+  const bool connection_named = HasConnection(rsp.headers);
+  std::vector<bool> set_done;  // which set_headers were placed (small; only with set_headers)
+  if (!set_headers.empty()) set_done.assign(set_headers.size(), false);
+  for (const Header& h : rsp.headers) {
+    if (!IsToken(h.name)) continue;
+    const bool is_length = EqualsIgnoreCase(h.name, "content-length");
+    if (is_length && keep_length) {
+      // served as recorded (below, with the set_headers check)
+    } else if (AlwaysDropped(h.name) || (connection_named && NamedByConnection(rsp.headers, h.name))) {
+      continue;
+    }
+    bool replaced = false;
+    for (size_t i = 0; i < set_headers.size(); ++i) {
+      if (!EqualsIgnoreCase(set_headers[i].name, h.name)) continue;
+      replaced = true;
+      if (set_done[i]) continue;
+      // Every set_headers entry of this name goes where the first recorded field of it was.
+      for (size_t j = i; j < set_headers.size(); ++j) {
+        if (!EqualsIgnoreCase(set_headers[j].name, h.name)) continue;
+        set_done[j] = true;
+        head->append(set_headers[j].name);
+        head->append(": ");
+        AppendValue(head, set_headers[j].value);
+        head->append("\r\n");
+      }
+      break;
+    }
+    if (replaced) continue;
+    head->append(h.name);
+    head->append(": ");
+    AppendValue(head, h.value);
+    head->append("\r\n");
+  }
+  for (size_t i = 0; i < set_headers.size(); ++i) {
+    if (set_done[i] || !IsToken(set_headers[i].name)) continue;
+    head->append(set_headers[i].name);
+    head->append(": ");
+    AppendValue(head, set_headers[i].value);
+    head->append("\r\n");
+  }
+  *body = {};
+  if (!no_body_status && !head_request) {
+    const Body& b = rsp.body;
+    if (b.truncated || b.data.size() < b.length) {
+      head->append("Tapkit-Truncated: stored ");
+      Append(head, b.data.size(), " of ");
+      if (b.length > b.data.size()) {
+        Append(head, b.length);
+      } else {
+        head->append("unknown");
+      }
+      head->append(" bytes\r\n");
+    }
+    head->append("Content-Length: ");
+    Append(head, b.data.size());
+    head->append("\r\n");
+    *body = b.data;
+  }
+  AppendConnection(head, version, keep_alive);
+  head->append("\r\n");
+}
+
+ExchangeId IdOf(const Exchange* x) {
+  return x == nullptr ? ExchangeId{} : ExchangeId{x->capture_point, x->stream_id};
+}
+
+class Connection;
+
+// What every connection shares; kept alive by the connections themselves, so a connection
+// destroyed late (its handler dropped by the io_context's destructor) still finds it.
+struct Shared {
+  Shared(std::vector<Exchange> xs, ServeOptions o, ServeCallbacks c)
+      : options(std::move(o)), callbacks(std::move(c)), recorded(std::move(xs), options.match) {}
+
+  void Emit(const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(callback_mu);
+    if (callbacks_closed || !callbacks.on_event) return;
+    callbacks.on_event(e);
+  }
+  void Record(Exchange x) {
+    std::lock_guard<std::mutex> lock(callback_mu);
+    if (callbacks_closed || !callbacks.on_recorded) return;
+    callbacks.on_recorded(std::move(x));
+  }
+  void Add(Connection* c, std::weak_ptr<Connection> w) {
+    std::lock_guard<std::mutex> lock(conns_mu);
+    conns.emplace(c, std::move(w));
+  }
+  void Remove(Connection* c) {
+    std::lock_guard<std::mutex> lock(conns_mu);
+    conns.erase(c);
+    if (conns.empty()) conns_cv.notify_all();
+  }
+
+  const ServeOptions options;
+  const ServeCallbacks callbacks;
+  RecordedResponses recorded;
+  std::optional<Upstream> upstream;
+  asio::thread_pool* pool = nullptr;  // with an upstream; joined before the Shared goes
+
+  std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0},
+      bad_requests{0}, connections{0};
+  std::atomic<uint64_t> next_stream_id{1};
+  std::atomic<bool> stopping{false};        // no new requests: close after the answer
+  std::atomic<bool> abort_upstream{false};  // the grace period is over: end transfers
+
+  std::mutex callback_mu;
+  bool callbacks_closed = false;  // guarded by callback_mu
+
+  std::mutex conns_mu;
+  std::condition_variable conns_cv;
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> conns;  // guarded by conns_mu
+};
+
+// The answer libcurl got from the upstream, or the error.
+struct UpstreamAnswer {
+  bool ok = false;
+  std::string error;
+  Response response;
+};
+
+size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
+  auto* a = static_cast<UpstreamAnswer*>(user);
+  if (a->response.body.data.size() + size * n > kMaxUpstreamBody) return 0;
+  a->response.body.data.append(data, size * n);
+  return size * n;
+}
+
+// Header lines as libcurl hands them: a status line starts each response (interim ones
+// included, so the last one wins); lines after the final head's blank line are trailers.
+struct HeaderState {
+  UpstreamAnswer* answer;
+  bool final_head_done = false;
+};
+
+size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
+  auto* st = static_cast<HeaderState*>(user);
+  Response& r = st->answer->response;
+  std::string_view line(data, size * n);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.substr(0, 5) == "HTTP/") {
+    r.headers.clear();
+    r.trailers.clear();
+    st->final_head_done = false;
+    size_t sp = line.find(' ');
+    std::string_view rest = sp == std::string_view::npos ? "" : line.substr(sp + 1);
+    std::string_view code = rest.substr(0, rest.find(' '));
+    uint32_t status = 0;
+    if (!ParseUint(code, &status)) status = 0;
+    r.status = static_cast<uint16_t>(status);
+    size_t sp2 = rest.find(' ');
+    r.reason = sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1));
+    std::string_view ver = line.substr(0, sp);
+    r.version = ver == "HTTP/1.0" ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
+    return size * n;
+  }
+  if (line.empty()) {
+    if (r.status >= 200) st->final_head_done = true;
+    return size * n;
+  }
+  std::vector<Header>& into = st->final_head_done ? r.trailers : r.headers;
+  if ((line.front() == ' ' || line.front() == '\t') && !into.empty()) {  // obs-fold
+    into.back().value += " ";
+    into.back().value += StripOws(line);
+    return size * n;
+  }
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return size * n;
+  into.push_back(Header{std::string(line.substr(0, colon)),
+                        std::string(StripOws(line.substr(colon + 1)))});
+  return size * n;
+}
+
+int CurlProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<Shared*>(user)->abort_upstream.load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+// One client connection. All its handlers run on its strand.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket, tcp::endpoint peer)
+      : shared_(std::move(shared)),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        peer_(peer),
+        client_(ToEndpoint(peer)) {}
+  ~Connection() { shared_->Remove(this); }
+
+  void Start() { ReadHead(); }
+
+  // Stop(): an idle connection (waiting for a request) is closed now; one answering closes
+  // after its answer.
+  void Close() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->reading_) {
+        beast::error_code ignored;
+        self->socket_.cancel(ignored);
+        self->socket_.close(ignored);
+      }
+    });
+  }
+
+ private:
+  void ReadHead() {
+    if (shared_->stopping.load()) return Shutdown();
+    parser_.emplace();
+    parser_->body_limit(kMaxRequestBody);
+    parser_->header_limit(kHeaderLimit);
+    reading_ = true;
+    http::async_read_header(socket_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->OnHead(ec);
+                            });
+  }
+
+  void OnHead(beast::error_code ec) {
+    reading_ = false;
+    head_wall_ns_ = WallNowNs();
+    head_steady_ = std::chrono::steady_clock::now();
+    if (ec) return OnReadError(ec);
+    if (parser_->is_done()) return OnRequest();
+    // RFC 9110 section 10.1.1: a client waiting for 100 (Continue) before the body gets it.
+    auto expect = parser_->get().find(http::field::expect);
+    if (expect != parser_->get().end() && EqualsIgnoreCase(Sv(expect->value()), "100-continue") &&
+        parser_->get().version() == 11) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          if (ec) return self->Shutdown();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    reading_ = true;
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->reading_ = false;
+                       if (ec) return self->OnReadError(ec);
+                       self->OnRequest();
+                     });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+        ec.category() != http::make_error_code(http::error::bad_method).category()) {
+      return Shutdown();  // the client went away (or the socket failed): nobody to answer
+    }
+    const bool too_large = ec == http::error::body_limit;
+    const unsigned status = too_large ? 413 : 400;
+    std::string why = too_large ? Cat("request body past ", kMaxRequestBody, " bytes")
+                                : Cat("request did not parse: ", ec.message());
+    shared_->bad_requests.fetch_add(1, std::memory_order_relaxed);
+    ResetEvent(ServeEvent::Kind::kBadRequest, status);
+    if (parser_ && parser_->got_some()) {
+      // The head may be partly parsed; its method and target are still useful in the log.
+      event_.method = std::string(Sv(parser_->get().method_string()));
+      event_.target = std::string(Sv(parser_->get().target()));
+    }
+    event_.explanation = why;
+    head_.clear();
+    AppendStatusLine(&head_, 11, status, ReasonFor(status));
+    body_owned_ = why + "\n";
+    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ",
+                    body_owned_.size(), "\r\nConnection: close\r\n\r\n");
+    body_ = body_owned_;
+    keep_alive_ = false;
+    Write();
+  }
+
+  void ResetEvent(ServeEvent::Kind kind, unsigned status) {
+    event_.kind = kind;
+    event_.time_ns = head_wall_ns_;
+    event_.status = static_cast<uint16_t>(status);
+    event_.latency_ns = 0;
+    event_.recorded = {};
+    event_.position = 0;
+    event_.sequence_length = 0;
+    event_.explanation.clear();
+    event_.session.clear();
+    event_.method.clear();
+    event_.target.clear();
+    if (!shared_->callbacks.on_event) return;
+    event_.client = client_;
+  }
+
+  // The request as tapkit::Request (reusing the member's capacity), looked up, answered.
+  void OnRequest() {
+    auto& req = parser_->get();
+    version_ = req.version() == 10 ? 10 : 11;
+    keep_alive_ = req.keep_alive() && !shared_->stopping.load();
+    head_request_ = req.method() == http::verb::head;
+    request_.version = version_ == 10 ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
+    request_.method.assign(Sv(req.method_string()));
+    request_.scheme = "http";
+    request_.path.assign(Sv(req.target()));
+    request_.authority.clear();
+    size_t n = 0;
+    for (const auto& f : req) {
+      if (n == request_.headers.size()) request_.headers.emplace_back();
+      Header& h = request_.headers[n++];
+      h.name.assign(Sv(f.name_string()));
+      h.value.assign(Sv(f.value()));
+      if (request_.authority.empty() && f.name() == http::field::host) request_.authority = h.value;
+    }
+    request_.headers.resize(n);
+    request_.body.data = std::move(req.body());
+    request_.body.length = request_.body.data.size();
+    request_body_end_ = std::chrono::steady_clock::now();
+
+    const ServeOptions& opt = shared_->options;
+    std::string_view session;
+    if (!opt.session_header.empty()) session = SessionValue(request_, opt.session_header);
+    LookupResult r = shared_->recorded.Lookup(request_, session);
+    const bool with_events = static_cast<bool>(shared_->callbacks.on_event);
+    auto fill = [&](ServeEvent::Kind kind, unsigned status) {
+      ResetEvent(kind, status);
+      if (!with_events) return;
+      event_.method = request_.method;
+      event_.target = request_.path;
+      event_.session.assign(session);
+      event_.explanation = r.Explanation();
+    };
+    uint64_t delay_ns = opt.delay == ServeDelay::kFixed ? opt.delay_ns : 0;
+    if (r.outcome == LookupResult::Outcome::kHit) {
+      shared_->hits.fetch_add(1, std::memory_order_relaxed);
+      const Response& rsp = *r.exchange->response;
+      fill(ServeEvent::Kind::kHit, rsp.status);
+      event_.recorded = IdOf(r.exchange);
+      event_.position = r.position;
+      event_.sequence_length = r.recorded;
+      RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
+      if (opt.delay == ServeDelay::kRecorded) delay_ns = r.exchange->response_start_ns;
+      return AnswerAfter(delay_ns);
+    }
+    if (shared_->upstream) {
+      if (with_events) {
+        event_.method = request_.method;
+        event_.target = request_.path;
+        event_.session.assign(session);
+      }
+      return PassThrough(delay_ns);
+    }
+    shared_->misses.fetch_add(1, std::memory_order_relaxed);
+    const bool exhausted = r.outcome == LookupResult::Outcome::kExhausted;
+    fill(exhausted ? ServeEvent::Kind::kExhausted : ServeEvent::Kind::kMiss, opt.miss_status);
+    event_.recorded = IdOf(r.exchange);
+    if (exhausted) event_.sequence_length = r.recorded;
+    std::string explanation = EscapeControl(r.Explanation());
+    body_owned_ = Cat(explanation, "\n", EscapeControl(request_.method), " ",
+                               EscapeControl(request_.path), " HTTP/1.", version_ == 10 ? 0 : 1,
+                               "\n");
+    head_.clear();
+    AppendStatusLine(&head_, version_, opt.miss_status, ReasonFor(opt.miss_status));
+    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ",
+                    explanation, "\r\nContent-Length: ", body_owned_.size(), "\r\n");
+    AppendConnection(&head_, version_, keep_alive_);
+    head_.append("\r\n");
+    body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
+    AnswerAfter(delay_ns);
+  }
+
+  void AnswerAfter(uint64_t delay_ns) {
+    if (delay_ns == 0) return Write();
+    timer_.expires_after(std::chrono::nanoseconds(delay_ns));
+    timer_.async_wait([self = shared_from_this()](beast::error_code) { self->Write(); });
+  }
+
+  void Write() {
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head_.data(), head_.size()),
+                                           asio::buffer(body_.data(), body_.size())};
+    asio::async_write(socket_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->OnWritten(ec);
+    });
+  }
+
+  void OnWritten(beast::error_code ec) {
+    event_.latency_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                             head_steady_)
+            .count());
+    if (shared_->callbacks.on_event) shared_->Emit(event_);
+    if (ec || !keep_alive_ || shared_->stopping.load()) return Shutdown();
+    ReadHead();
+  }
+
+  void Shutdown() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.close(ignored);
+  }
+
+  // A miss sent to the upstream on the worker pool; the answer comes back to this strand.
+  void PassThrough(uint64_t delay_ns) {
+    asio::post(*shared_->pool, [self = shared_from_this(), delay_ns] {
+      auto answer = std::make_shared<UpstreamAnswer>(self->RunUpstream());
+      asio::post(self->socket_.get_executor(),
+                 [self, answer, delay_ns] { self->OnUpstream(*answer, delay_ns); });
+    });
+  }
+
+  // Runs on a worker thread while the connection waits: reads request_ only.
+  UpstreamAnswer RunUpstream() {
+    UpstreamAnswer a;
+    const Upstream& up = *shared_->upstream;
+    std::string_view target = request_.path;
+    if (StartsWithIgnoreCase(target, "http://")) {  // absolute-form: keep path and query
+      size_t slash = target.find('/', 7);
+      target = slash == std::string_view::npos ? "/" : target.substr(slash);
+    }
+    if (target.empty() || target.front() != '/') {
+      a.error = Cat("request-target '", EscapeControl(request_.path),
+                             "' is not in origin form");
+      return a;
+    }
+    CURL* curl = curl_easy_init();
+    if (curl == nullptr) {
+      a.error = "curl_easy_init failed";
+      return a;
+    }
+    std::string url = Cat("http://", up.authority, up.prefix, target);
+    curl_slist* list = nullptr;
+    for (const Header& h : request_.headers) {
+      if (AlwaysDropped(h.name) || NamedByConnection(request_.headers, h.name) ||
+          EqualsIgnoreCase(h.name, "expect"))
+        continue;
+      if (EqualsIgnoreCase(h.name, "host") && !shared_->options.keep_authority) continue;
+      std::string line = h.value.empty() ? Cat(h.name, ";")
+                                         : Cat(h.name, ": ", h.value);
+      for (char& c : line)
+        if (c == '\r' || c == '\n') c = ' ';
+      list = curl_slist_append(list, line.c_str());
+    }
+    if (!shared_->options.keep_authority)
+      list = curl_slist_append(list, ("Host: " + up.authority).c_str());
+    // libcurl's own defaults the client did not send are left out.
+    list = curl_slist_append(list, "Expect:");
+    bool client_accept = false;
+    for (const Header& h : request_.headers)
+      client_accept = client_accept || EqualsIgnoreCase(h.name, "accept");
+    if (!client_accept) list = curl_slist_append(list, "Accept:");
+    char errbuf[CURL_ERROR_SIZE] = {0};
+    HeaderState hs{&a};
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CurlHeader);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hs);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
+    const uint64_t timeout_ms = std::max<uint64_t>(1, shared_->options.upstream_timeout_ns / 1000000);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    if (head_request_) {
+      curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    } else {
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request_.method.c_str());
+      if (!request_.body.data.empty() || request_.method == "POST" || request_.method == "PUT" ||
+          request_.method == "PATCH") {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request_.body.data.data());
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(request_.body.data.size()));
+      }
+    }
+    const auto started = std::chrono::steady_clock::now();
+    CURLcode rc = curl_easy_perform(curl);
+    const auto ended = std::chrono::steady_clock::now();
+    if (rc != CURLE_OK) {
+      a.error = rc == CURLE_WRITE_ERROR
+                    ? Cat("response body past ", kMaxUpstreamBody, " bytes")
+                    : std::string(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+    } else if (a.response.status < 200) {
+      a.error = "no final response";
+    } else {
+      a.ok = true;
+      a.response.body.length = a.response.body.data.size();
+      // The exchange for on_recorded: times relative to the head's arrival (sort key).
+      Exchange x;
+      x.sort_key_ns = head_wall_ns_;
+      auto rel = [&](std::chrono::steady_clock::time_point t) {
+        return static_cast<uint64_t>(std::max<int64_t>(
+            0, std::chrono::duration_cast<std::chrono::nanoseconds>(t - head_steady_).count()));
+      };
+      x.request_end_ns = rel(request_body_end_);
+      curl_off_t start_us = 0;
+      curl_easy_getinfo(curl, CURLINFO_STARTTRANSFER_TIME_T, &start_us);
+      x.response_start_ns = rel(started) + static_cast<uint64_t>(start_us) * 1000;
+      x.response_end_ns = std::max(rel(ended), x.response_start_ns);
+      x.stream_id = shared_->next_stream_id.fetch_add(1);
+      x.source = client_;
+      char* ip = nullptr;
+      long port = 0;
+      curl_easy_getinfo(curl, CURLINFO_PRIMARY_IP, &ip);
+      curl_easy_getinfo(curl, CURLINFO_PRIMARY_PORT, &port);
+      if (ip != nullptr) {
+        if (auto parsed = IpAddress::Parse(ip)) x.destination.ip = *parsed;
+      }
+      x.destination.port = static_cast<uint16_t>(port);
+      x.direction = Direction::kUnknown;
+      x.tls = TlsState::kNo;
+      x.request = request_;
+      x.response = a.response;
+      x.completion = Completion::kComplete;
+      shared_->Record(std::move(x));
+    }
+    curl_slist_free_all(list);
+    curl_easy_cleanup(curl);
+    return a;
+  }
+
+  void OnUpstream(UpstreamAnswer& a, uint64_t delay_ns) {
+    const ServeOptions& opt = shared_->options;
+    if (a.ok) {
+      shared_->passed_through.fetch_add(1, std::memory_order_relaxed);
+      upstream_response_ = std::move(a.response);
+      ResetEventKeepRequest(ServeEvent::Kind::kPassThrough, upstream_response_.status);
+      event_.explanation = Cat("passed through to ", shared_->upstream->text);
+      RenderResponse(upstream_response_, head_request_, version_, keep_alive_, opt.set_headers,
+                     &head_, &body_);
+      return AnswerAfter(delay_ns);
+    }
+    shared_->upstream_errors.fetch_add(1, std::memory_order_relaxed);
+    std::string why = EscapeControl(Cat("upstream ", shared_->upstream->text, ": ", a.error));
+    ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, 502);
+    event_.explanation = why;
+    body_owned_ = why + "\n";
+    head_.clear();
+    AppendStatusLine(&head_, version_, 502, "Bad Gateway");
+    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why,
+                    "\r\nContent-Length: ", body_owned_.size(), "\r\n");
+    AppendConnection(&head_, version_, keep_alive_);
+    head_.append("\r\n");
+    body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
+    AnswerAfter(delay_ns);
+  }
+
+  void ResetEventKeepRequest(ServeEvent::Kind kind, unsigned status) {
+    event_.kind = kind;
+    event_.time_ns = head_wall_ns_;
+    event_.status = static_cast<uint16_t>(status);
+    event_.recorded = {};
+    event_.position = 0;
+    event_.sequence_length = 0;
+    event_.client = client_;
+  }
+
+  std::shared_ptr<Shared> shared_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  tcp::endpoint peer_;
+  Endpoint client_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool reading_ = false;
+  // The request being answered.
+  Request request_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool head_request_ = false;
+  uint64_t head_wall_ns_ = 0;
+  std::chrono::steady_clock::time_point head_steady_, request_body_end_;
+  // Its answer: head_ then body_ (a view of the recorded body, body_owned_ or
+  // upstream_response_'s body).
+  std::string head_;
+  std::string_view body_;
+  std::string body_owned_;
+  Response upstream_response_;
+  ServeEvent event_;
+};
+
+void CurlGlobalInit() {
+  static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
+  (void)global;
+}
+
+}  // namespace
+
+struct MockServer::Impl {
+  std::shared_ptr<Shared> shared;
+  asio::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::thread_pool> pool;
+  std::vector<std::thread> threads;
+  tcp::endpoint bound;
+
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stop_started = false;  // guarded by stop_mu
+  bool stopped = false;       // guarded by stop_mu
+
+  explicit Impl(int threads) : ioc(threads) {}
+
+  void Accept() {
+    acceptor->async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+        // EMFILE and the like: keep accepting (the next connection may succeed).
+        return Accept();
+      }
+      if (shared->stopping.load()) {
+        beast::error_code ignored;
+        s.close(ignored);
+        return;
+      }
+      shared->connections.fetch_add(1, std::memory_order_relaxed);
+      beast::error_code ignored;
+      s.set_option(tcp::no_delay(true), ignored);
+      tcp::endpoint peer = s.remote_endpoint(ignored);
+      auto c = std::make_shared<Connection>(shared, std::move(s), peer);
+      shared->Add(c.get(), c);
+      c->Start();
+      Accept();
+    });
+  }
+};
+
+absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchange> exchanges,
+                                                              ServeOptions options,
+                                                              ServeCallbacks callbacks) {
+  absl::StatusOr<tcp::endpoint> ep = ParseListen(options.listen);
+  if (!ep.ok()) return ep.status();
+  if (options.threads < 1 || options.threads > 16)
+    return absl::InvalidArgumentError(
+        Cat("threads ", options.threads, ": out of range 1..16"));
+  if (options.miss_status < 100 || options.miss_status > 599)
+    return absl::InvalidArgumentError(
+        Cat("miss status ", options.miss_status, ": out of range 100..599"));
+  std::optional<Upstream> upstream;
+  if (!options.upstream.empty()) {
+    CurlGlobalInit();
+    absl::StatusOr<Upstream> up = ParseUpstream(options.upstream);
+    if (!up.ok()) return up.status();
+    upstream = *std::move(up);
+  }
+  for (const Header& h : options.set_headers) {
+    if (!IsToken(h.name))
+      return absl::InvalidArgumentError(Cat("set header '", h.name, "': not a field name"));
+  }
+
+  const int threads = options.threads;
+  auto impl = std::make_unique<Impl>(threads);
+  impl->shared = std::make_shared<Shared>(std::move(exchanges), std::move(options),
+                                          std::move(callbacks));
+  impl->shared->upstream = std::move(upstream);
+  beast::error_code ec;
+  impl->acceptor.emplace(asio::make_strand(impl->ioc));
+  tcp::acceptor& acc = *impl->acceptor;
+  auto fail = [&] {
+    return absl::UnavailableError(Cat("listen ", EndpointText(*ep), ": ", ec.message()));
+  };
+  acc.open(ep->protocol(), ec);
+  if (ec) return fail();
+  if (ep->address().is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
+  acc.set_option(asio::socket_base::reuse_address(true), ec);
+  acc.bind(*ep, ec);
+  if (ec) return fail();
+  acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail();
+  impl->bound = acc.local_endpoint(ec);
+  if (ec) return fail();
+  if (impl->shared->upstream) {
+    impl->pool.emplace(kUpstreamWorkers);
+    impl->shared->pool = &*impl->pool;
+  }
+  impl->Accept();
+  for (int i = 0; i < threads; ++i) {
+    impl->threads.emplace_back([ioc = &impl->ioc] {
+      for (;;) {
+        try {
+          ioc->run();
+          return;
+        } catch (const std::exception&) {
+          // Last resort: no handler is meant to throw; the loop goes on serving.
+        }
+      }
+    });
+  }
+  return std::unique_ptr<MockServer>(new MockServer(std::move(impl)));
+}
+
+MockServer::MockServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MockServer::~MockServer() { Stop(); }
+
+uint16_t MockServer::port() const { return impl_->bound.port(); }
+
+std::string MockServer::address() const { return EndpointText(impl_->bound); }
+
+std::string MockServer::url() const { return "http://" + address(); }
+
+void MockServer::Stop() {
+  Impl& im = *impl_;
+  {
+    std::unique_lock<std::mutex> lock(im.stop_mu);
+    if (im.stop_started) {
+      im.stop_cv.wait(lock, [&] { return im.stopped; });
+      return;
+    }
+    im.stop_started = true;
+  }
+  Shared& sh = *im.shared;
+  sh.stopping.store(true);
+  asio::post(im.acceptor->get_executor(), [&im] {
+    beast::error_code ignored;
+    im.acceptor->close(ignored);
+  });
+  // Idle connections close now; the others after their answer (at most kStopGrace).
+  {
+    std::vector<std::shared_ptr<Connection>> live;
+    {
+      std::lock_guard<std::mutex> lock(sh.conns_mu);
+      for (auto& [ptr, weak] : sh.conns)
+        if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+    for (auto& c : live) c->Close();
+  }
+  {
+    std::unique_lock<std::mutex> lock(sh.conns_mu);
+    sh.conns_cv.wait_for(lock, kStopGrace, [&] { return sh.conns.empty(); });
+  }
+  sh.abort_upstream.store(true);
+  im.ioc.stop();
+  for (std::thread& t : im.threads) t.join();
+  if (im.pool) im.pool->join();
+  {
+    std::lock_guard<std::mutex> lock(sh.callback_mu);
+    sh.callbacks_closed = true;
+  }
+  {
+    beast::error_code ignored;
+    im.acceptor->close(ignored);
+  }
+  {
+    std::lock_guard<std::mutex> lock(im.stop_mu);
+    im.stopped = true;
+  }
+  im.stop_cv.notify_all();
+}
+
+void MockServer::Wait() {
+  std::unique_lock<std::mutex> lock(impl_->stop_mu);
+  impl_->stop_cv.wait(lock, [&] { return impl_->stopped; });
+}
+
+ServeStats MockServer::stats() const {
+  const Shared& sh = *impl_->shared;
+  ServeStats s;
+  s.hits = sh.hits.load();
+  s.misses = sh.misses.load();
+  s.passed_through = sh.passed_through.load();
+  s.upstream_errors = sh.upstream_errors.load();
+  s.bad_requests = sh.bad_requests.load();
+  s.connections = sh.connections.load();
+  return s;
+}
+
+size_t MockServer::recorded() const { return impl_->shared->recorded.size(); }
+
+size_t MockServer::skipped() const { return impl_->shared->recorded.skipped(); }
+
+}  // namespace tapkit::replay
