@@ -14,6 +14,8 @@
 //     redacted (Redactor::Apply) before its bodies are cut, and the header records the policy;
 //   - the trailer: the summary's counts as counters ("replay_sent", "replay_matched", ...), and
 //     with redaction "redaction_bodies_dropped".
+// Cutting, redacting, numbering and the trailer's own counts are ExchangeCapture's
+// (capture_report.h), which tapreplay --serve -w writes its passed-through exchanges with.
 // Nothing here needs the replay engine: only format/ (and select/ for the options' Selection).
 #include <unistd.h>
 
@@ -29,6 +31,7 @@
 #include "format/program.h"
 #include "format/redact.h"
 #include "format/writer.h"
+#include "replay/capture_report.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {
@@ -49,7 +52,7 @@ void CutBody(Body* b) {
   b->truncated = true;
 }
 
-CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>& redactor) {
+CaptureMetadata HeaderFor(const ReplayOptions& o) {
   CaptureMetadata m = NewCaptureMetadata("tapreplay");
   m.target = o.target;
   m.command_line = o.command_line;
@@ -58,8 +61,6 @@ CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>&
     m.filters.emplace_back("sample", absl::StrCat(o.sample_percent));
   }
   if (o.include_incomplete) m.filters.emplace_back("include-incomplete", "yes");
-  m.body_limit = kBodyLimit;
-  if (redactor) m.redaction = redactor->policy();
   m.capture_points = {CapturePointInfo{0, "replay", o.target, {}, {}}};
   for (const std::string& in : o.inputs) {
     m.extra.emplace_back("tapreplay.source", in == "-" ? "<stdin>" : in);
@@ -69,11 +70,9 @@ CaptureMetadata HeaderFor(const ReplayOptions& o, const std::optional<Redactor>&
 
 class CaptureReport final : public ReplayReport {
  public:
-  CaptureReport(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor)
-      : writer_(std::move(writer)), redactor_(std::move(redactor)) {}
+  explicit CaptureReport(std::unique_ptr<ExchangeCapture> capture) : capture_(std::move(capture)) {}
 
   void Add(const ReplayedExchange& x) override {
-    if (!status_.ok() || finished_) return;
     Exchange e = x.live;
     e.capture_point = 0;
     if (!e.replay_of && x.recorded) {
@@ -86,79 +85,99 @@ class CaptureReport final : public ReplayReport {
       e.completion = Completion::kNoResponse;
       e.reason = x.error;
     }
-    if (redactor_) redactor_->Apply(&e, &redaction_stats_);
-    if (e.request) CutBody(&e.request->body);
-    if (e.response) CutBody(&e.response->body);
-    e.stream_id = next_stream_;
-    absl::Status s = writer_->Append(e);
-    if (absl::IsInvalidArgument(s)) {
-      // Over a record or frame cap (nothing written, the writer goes on): told at Finish.
-      if (oversized_++ == 0) first_oversized_ = std::string(s.message());
-      return;
-    }
-    if (!s.ok()) {
-      status_ = Named(writer_->name(), s);
-      return;
-    }
-    ++next_stream_;
+    capture_->Add(std::move(e));
   }
 
   absl::Status Finish(const ReplaySummary& summary) override {
-    if (finished_) {
-      return absl::FailedPreconditionError(absl::StrCat(writer_->name(), ": finished twice"));
-    }
-    finished_ = true;
-    TrailerInput t;
-    t.counters = {{"replay_read", summary.read},
-                  {"replay_selected_out", summary.selected_out},
-                  {"replay_sampled_out", summary.sampled_out},
-                  {"replay_skipped_incomplete", summary.skipped_incomplete},
-                  {"replay_skipped_truncated_body", summary.skipped_truncated_body},
-                  {"replay_sent", summary.sent},
-                  {"replay_matched", summary.matched},
-                  {"replay_mismatched", summary.mismatched},
-                  {"replay_errors", summary.errors},
-                  {"replay_not_compared", summary.not_compared},
-                  {"replay_redacted_headers_dropped", summary.redacted_headers_dropped},
-                  {"replay_redacted_values_sent", summary.redacted_values_sent},
-                  {"replay_body_prefix_compared", summary.body_prefix_compared}};
-    if (oversized_) t.drops["replay_oversized_exchanges"] = oversized_;
-    if (redactor_) t.counters["redaction_bodies_dropped"] = redaction_stats_.bodies_dropped;
-    // A writer that failed writes no trailer (SPEC.md section 5): its error is the answer.
-    if (!status_.ok()) return status_;
-    if (absl::Status s = writer_->Close(t); !s.ok()) return Named(writer_->name(), s);
-    if (oversized_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(writer_->name(), ": ", oversized_, " exchange", oversized_ == 1 ? "" : "s",
-                       " left out, over the format's caps (the first: ", first_oversized_, ")"));
-    }
-    return absl::OkStatus();
+    return capture_->Close({{"replay_read", summary.read},
+                            {"replay_selected_out", summary.selected_out},
+                            {"replay_sampled_out", summary.sampled_out},
+                            {"replay_skipped_incomplete", summary.skipped_incomplete},
+                            {"replay_skipped_truncated_body", summary.skipped_truncated_body},
+                            {"replay_sent", summary.sent},
+                            {"replay_matched", summary.matched},
+                            {"replay_mismatched", summary.mismatched},
+                            {"replay_errors", summary.errors},
+                            {"replay_not_compared", summary.not_compared},
+                            {"replay_redacted_headers_dropped", summary.redacted_headers_dropped},
+                            {"replay_redacted_values_sent", summary.redacted_values_sent},
+                            {"replay_body_prefix_compared", summary.body_prefix_compared}});
   }
 
  private:
-  std::unique_ptr<Writer> writer_;
-  std::optional<Redactor> redactor_;
-  RedactionStats redaction_stats_;
-  absl::Status status_;
-  bool finished_ = false;
-  uint64_t next_stream_ = 1;
-  uint64_t oversized_ = 0;
-  std::string first_oversized_;
+  std::unique_ptr<ExchangeCapture> capture_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
-                                                                const ReplayOptions& options,
-                                                                std::optional<Redactor> redactor) {
+ExchangeCapture::ExchangeCapture(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor)
+    : writer_(std::move(writer)), redactor_(std::move(redactor)) {}
+
+ExchangeCapture::~ExchangeCapture() = default;
+
+absl::StatusOr<std::unique_ptr<ExchangeCapture>> ExchangeCapture::Open(
+    const std::string& path, CaptureMetadata header, std::optional<Redactor> redactor) {
   if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
+  header.body_limit = kBodyLimit;
+  if (redactor) header.redaction = redactor->policy();
   absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
   if (!file.ok()) return file.status();
   std::string name = (*file)->name();
-  absl::StatusOr<std::unique_ptr<Writer>> writer =
-      Writer::Open(*std::move(file), HeaderFor(options, redactor));
+  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(*std::move(file), header);
   if (!writer.ok()) return Named(name, writer.status());
-  return std::make_unique<CaptureReport>(*std::move(writer), std::move(redactor));
+  return std::unique_ptr<ExchangeCapture>(
+      new ExchangeCapture(*std::move(writer), std::move(redactor)));
+}
+
+void ExchangeCapture::Add(Exchange e) {
+  if (!status_.ok() || finished_) return;
+  if (redactor_) redactor_->Apply(&e, &redaction_stats_);
+  if (e.request) CutBody(&e.request->body);
+  if (e.response) CutBody(&e.response->body);
+  e.stream_id = next_stream_;
+  absl::Status s = writer_->Append(e);
+  if (absl::IsInvalidArgument(s)) {
+    // Over a record or frame cap (nothing written, the writer goes on): told at Close.
+    if (oversized_++ == 0) first_oversized_ = std::string(s.message());
+    return;
+  }
+  if (!s.ok()) {
+    status_ = Named(writer_->name(), s);
+    return;
+  }
+  ++next_stream_;
+}
+
+absl::Status ExchangeCapture::Close(std::map<std::string, uint64_t> counters) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(writer_->name(), ": finished twice"));
+  }
+  finished_ = true;
+  TrailerInput t;
+  t.counters = std::move(counters);
+  if (oversized_) t.drops["replay_oversized_exchanges"] = oversized_;
+  if (redactor_) t.counters["redaction_bodies_dropped"] = redaction_stats_.bodies_dropped;
+  // A writer that failed writes no trailer (SPEC.md section 5): its error is the answer.
+  if (!status_.ok()) return status_;
+  if (absl::Status s = writer_->Close(t); !s.ok()) return Named(writer_->name(), s);
+  if (oversized_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(writer_->name(), ": ", oversized_, " exchange", oversized_ == 1 ? "" : "s",
+                     " left out, over the format's caps (the first: ", first_oversized_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+const std::string& ExchangeCapture::name() const { return writer_->name(); }
+
+absl::StatusOr<std::unique_ptr<ReplayReport>> MakeCaptureReport(const std::string& path,
+                                                                const ReplayOptions& options,
+                                                                std::optional<Redactor> redactor) {
+  CaptureMetadata header = HeaderFor(options);
+  absl::StatusOr<std::unique_ptr<ExchangeCapture>> capture =
+      ExchangeCapture::Open(path, std::move(header), std::move(redactor));
+  if (!capture.ok()) return capture.status();
+  return std::make_unique<CaptureReport>(*std::move(capture));
 }
 
 }  // namespace tapkit::replay

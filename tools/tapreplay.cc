@@ -1,24 +1,29 @@
 // tapreplay: sends the requests of .tap captures to a live service and compares its answers with
-// the recorded ones (replay/run.h, replay/replay.h; docs/replay.md).
+// the recorded ones (replay/run.h, replay/replay.h; docs/replay.md), or, with --serve, stands in
+// for the recorded service as a mock server (replay/serve_run.h, replay/serve.h).
 //
 //   tapreplay IN.tap|- --target http://HOST:PORT [--speed X | --rate N | --max]
 //             [--concurrency N] [--loop N] [--sample PERCENT] [request edits] [comparison rules]
 //             [-o text|json] [--junit FILE] [-w FILE] [-v] [selection]
+//   tapreplay IN.tap... --serve ADDR:PORT [matching] [--upstream URL [-w FILE]] [-o text|json]
+//             [selection]
 //
-// Exit status (docs/architecture.md section 4): 0 every exchange matched, 1 any differed or a
-// request failed after the target had answered, 2 usage or input error, or a target that cannot
-// be reached.
+// Exit status (docs/architecture.md section 4): 0 every exchange matched (--serve: stopped by
+// SIGINT or SIGTERM), 1 any differed or a request failed after the target had answered, 2 usage
+// or input error, or a target that cannot be reached (--serve: an address that cannot be bound).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "format/program.h"
 #include "format/program_options.h"
 #include "format/select.h"
 #include "replay/run.h"
+#include "replay/serve_run.h"
 
 namespace po = boost::program_options;
 
@@ -27,12 +32,16 @@ using tapkit::kExitOk;
 
 int main(int argc, char** argv) {
   tapkit::replay::ReplayToolFlags f;
+  tapkit::replay::ServeToolFlags s;  // --serve's own flags; the shared ones are parsed into f
   using Strings = std::vector<std::string>;
   po::options_description opts(
       "Usage: tapreplay [options] --target http://HOST:PORT IN.tap|-\n"
+      "       tapreplay [options] --serve ADDRESS:PORT IN.tap...\n"
       "Sends the recorded requests of one capture (or - for standard input) to a live service\n"
       "and reports where its answers differ. Several captures: merge them first,\n"
-      "tapfilter a.tap b.tap -w - | tapreplay - ...\n\n"
+      "tapfilter a.tap b.tap -w - | tapreplay - ...\n"
+      "With --serve, answers requests with the recorded responses instead: a mock of the\n"
+      "recorded service (docs/replay.md, \"Serving a capture\").\n\n"
       "Options");
   opts.add_options()("help,h", "show this help")("version", "print the version and exit")(
       "target", po::value(&f.target)->value_name("URL"),
@@ -53,11 +62,13 @@ int main(int argc, char** argv) {
       "sample-seed", po::value(&f.sample_seed)->value_name("N"),
       "another seed for --sample picks another sample")(
       "timeout", po::value(&f.timeout)->value_name("D"),
-      "a request without its whole response after D (5s, 500ms; default 30s) failed");
+      "a request without its whole response after D (5s, 500ms; default 30s) failed (--serve: "
+      "a request passed through to --upstream)");
   po::options_description edits("Requests");
   edits.add_options()(
       "set-header", po::value<Strings>(&f.set_headers)->value_name("'NAME: VALUE'"),
-      "'Name: value' replaces (or adds) the field; it also supplies a recorded redacted one")(
+      "'Name: value' replaces (or adds) the field; it also supplies a recorded redacted one "
+      "(--serve: a field of the responses served)")(
       "drop-header", po::value<Strings>(&f.drop_headers)->value_name("NAME"),
       "leave the field NAME out")(
       "rewrite-path", po::value<Strings>(&f.rewrite_paths)->value_name("'REGEX=REPL'"),
@@ -92,15 +103,40 @@ int main(int argc, char** argv) {
       "junit", po::value(&f.junit)->value_name("FILE"), "also write a JUnit XML report to FILE")(
       "write,w", po::value(&f.write)->value_name("FILE"),
       "also write the live exchanges as a capture, each naming the recorded one (- for standard "
-      "output; the report then goes to standard error), redacted as taprec's (docs/security.md)")(
+      "output; the report then goes to standard error), redacted as taprec's (docs/security.md); "
+      "--serve: the exchanges passed through to --upstream")(
       "no-redact", po::bool_switch(&f.no_redact),
       "-w writes the live exchanges unredacted (Authorization, Cookie, Set-Cookie, tokens...)")(
       "verbose,v", po::bool_switch(&f.verbose), "a line for each exchange that matched too");
+  po::options_description serve(
+      "Mock server (--serve; the key: method, path, query parameters in any order)");
+  serve.add_options()("serve", po::value(&s.serve)->value_name("ADDRESS:PORT"),
+                      "answer requests on exactly this address (127.0.0.1:8080, [::1]:8080; port "
+                      "0: any free one) with the recorded responses of the inputs")(
+      "match-header", po::value<Strings>(&s.match_headers)->value_name("NAME"),
+      "the field NAME's values are part of the key")(
+      "match-body", po::bool_switch(&s.match_body),
+      "the body is part of the key (compared as JSON when both bodies are JSON)")(
+      "ignore-param", po::value<Strings>(&s.ignore_params)->value_name("NAME"),
+      "leave the query parameter NAME out of the key")(
+      "match-host", po::bool_switch(&s.match_host),
+      "the recorded host is part of the key (clients address the mock itself otherwise)")(
+      "strict", po::bool_switch(&s.strict),
+      "after a key's last recorded response, answer as a miss (default: the last one again)")(
+      "session-header", po::value(&s.session_header)->value_name("NAME"),
+      "keep the recorded sequences per value of the field NAME (one client each), not shared")(
+      "miss-status", po::value(&s.miss_status)->value_name("N"),
+      "the status of a request nothing matches (default 404; Tapkit-Miss says why)")(
+      "upstream", po::value(&s.upstream)->value_name("URL"),
+      "pass a request nothing matches to http://HOST:PORT[/PREFIX] and serve its answer (-w "
+      "records them)")("delay", po::value(&s.delay)->value_name("recorded|D"),
+                       "wait before answering: the recorded latency, or D (50ms, 1s)")(
+      "threads", po::value(&s.threads)->value_name("N"), "serve on N threads (1..16; default 1)");
   po::options_description select_opts(
-      "Selection of what to replay (ANDed; a repeated flag or a comma list ORs; -c counts "
+      "Selection of what to replay or serve (ANDed; a repeated flag or a comma list ORs; -c counts "
       "selected exchanges)");
   tapkit::AddSelectionOptions(&select_opts, &f.selection);
-  opts.add(pacing).add(edits).add(compare).add(reports).add(select_opts);
+  opts.add(pacing).add(edits).add(compare).add(reports).add(serve).add(select_opts);
   po::options_description hidden;
   hidden.add_options()("input", po::value(&f.inputs));
   po::variables_map vm;
@@ -116,7 +152,9 @@ int main(int argc, char** argv) {
                "reached. Ctrl+C (SIGINT) or SIGTERM stops sending; the reports hold what was "
                "replayed and "
                "the exit status is 2 (not everything was sent), except when reading a stream on "
-               "standard input (taprec -w - | tapreplay -), where the results decide.\n"},
+               "standard input (taprec -w - | tapreplay -), where the results decide. With "
+               "--serve: 0 when stopped by SIGINT or SIGTERM, 2 a bad flag or input or an "
+               "address that cannot be bound.\n"},
           argc, argv, &vm, std::cout, std::cerr)) {
     return *done;
   }
@@ -127,5 +165,13 @@ int main(int argc, char** argv) {
     f.given.insert(name);
   }
   f.command_line.assign(argv, argv + argc);
+  if (absl::Status mode = tapkit::replay::CheckModeFlags(f.given); !mode.ok()) {
+    std::cerr << "tapreplay: " << mode.message() << "\n";
+    return kExitError;
+  }
+  if (f.given.count("serve") > 0) {
+    return tapkit::replay::RunServeTool(tapkit::replay::WithSharedFlags(std::move(s), f),
+                                        std::cout, std::cerr);
+  }
   return tapkit::replay::RunReplayTool(f, std::cout, std::cerr);
 }

@@ -1,0 +1,399 @@
+#include "replay/serve_run.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "format/http_text.h"
+#include "format/metadata.h"
+#include "format/order.h"
+#include "format/program.h"
+#include "format/redact.h"
+#include "recorder/stop_signals.h"
+#include "replay/capture_report.h"
+#include "replay/serve_log.h"
+
+namespace tapkit::replay {
+namespace {
+
+// Debian's Abseil has its own string_view.
+absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status Bad(std::string_view flag, std::string_view value, std::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(A(flag), " ", value.empty() ? "\"\"" : A(value), ": ", A(why)));
+}
+
+// The flag as a user writes it.
+std::string Written(std::string_view name) {
+  if (name == "verbose") return "-v";
+  if (name == "write") return "-w";
+  return absl::StrCat("--", A(name));
+}
+
+// Flags of replaying against a target: with --serve they would be ignored.
+constexpr std::string_view kReplayOnly[] = {
+    "target",      "speed",         "rate",          "max",
+    "concurrency", "loop",          "sample",        "sample-seed",
+    "drop-header", "rewrite-path",  "include-incomplete", "send-truncated-bodies",
+    "no-compare",  "ignore-header", "ignore-json-path",   "unordered-json-path",
+    "no-default-ignore", "rules",   "junit",         "verbose"};
+// Flags of the mock server: without --serve they would be ignored.
+constexpr std::string_view kServeOnly[] = {"match-header", "match-body",  "ignore-param",
+                                           "match-host",   "strict",      "session-header",
+                                           "miss-status",  "upstream",    "delay",
+                                           "threads"};
+
+std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
+  return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  return a == b || std::filesystem::equivalent(a, b, ec);
+}
+
+// The -w capture's header: tapreplay wrote it; capture point 0 is the upstream (kind "replay",
+// as tapreplay -w names its target), the inputs served and the listen address as extras.
+CaptureMetadata PassThroughHeader(const ServePlan& plan) {
+  CaptureMetadata m = NewCaptureMetadata("tapreplay");
+  m.target = plan.serve.upstream;
+  m.command_line = plan.command_line;
+  m.capture_points = {CapturePointInfo{0, "replay", plan.serve.upstream, {}, {}}};
+  m.extra.emplace_back("tapreplay.serve", plan.serve.listen);
+  for (const std::string& in : plan.inputs) {
+    m.extra.emplace_back("tapreplay.source", in == "-" ? "<stdin>" : in);
+  }
+  return m;
+}
+
+}  // namespace
+
+absl::Status CheckModeFlags(const std::set<std::string>& given) {
+  const bool serve = given.count("serve") > 0;
+  if (serve) {
+    for (std::string_view name : kReplayOnly) {
+      if (given.count(std::string(name))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Written(name), " cannot be used with --serve (it belongs to replaying against "
+                           "--target; --serve stands in for the recorded service)"));
+      }
+    }
+  } else {
+    for (std::string_view name : kServeOnly) {
+      if (given.count(std::string(name))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Written(name), " goes with --serve ADDR:PORT (it is an option of the "
+                                        "mock server)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+ServeToolFlags WithSharedFlags(ServeToolFlags s, const ReplayToolFlags& f) {
+  s.inputs = f.inputs;
+  s.command_line = f.command_line;
+  s.set_headers = f.set_headers;
+  s.keep_authority = f.keep_authority;
+  s.timeout = f.timeout;
+  s.write = f.write;
+  s.no_redact = f.no_redact;
+  s.redact_key_file = f.redact_key_file;
+  s.output = f.output;
+  s.selection = f.selection;
+  s.given = f.given;
+  return s;
+}
+
+absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text) {
+  int v = 0;
+  if (!absl::SimpleAtoi(A(text), &v) || v < 200 || v > 599) {
+    return Bad("--miss-status", text,
+               "not a final status from 200 to 599 (RFC 9110 section 15: 1xx is interim)");
+  }
+  return static_cast<uint16_t>(v);
+}
+
+absl::Status CheckListenAddress(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    return Bad("--serve", text, "give ADDRESS:PORT (127.0.0.1:8080, [::1]:8080)");
+  }
+  std::string host(text.substr(0, colon));
+  std::string_view port = text.substr(colon + 1);
+  int p = 0;
+  if (port.empty() || !absl::SimpleAtoi(A(port), &p) || p < 0 || p > 65535 ||
+      !absl::ascii_isdigit(static_cast<unsigned char>(port.front()))) {
+    return Bad("--serve", text, "the port is not a number from 0 to 65535");
+  }
+  unsigned char buf[16];
+  bool literal = false;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    literal = ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) == 1;
+  } else {
+    literal = ::inet_pton(AF_INET, host.c_str(), buf) == 1;
+  }
+  if (!literal) {
+    return Bad("--serve", text,
+               "not a literal IP address and port (the mock listens on exactly the address "
+               "given; no name is resolved; IPv6 in brackets: [::1]:8080)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
+  auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
+  if (absl::Status s = CheckModeFlags(f.given); !s.ok()) return s;
+  ServePlan plan;
+  if (f.output == "text") {
+    plan.log = ServeLog::kText;
+  } else if (f.output == "json") {
+    plan.log = ServeLog::kJson;
+  } else {
+    return Bad("-o", f.output, "not text or json");
+  }
+  if (f.inputs.empty()) {
+    return absl::InvalidArgumentError("no input file (give IN.tap..., or - for standard input)");
+  }
+  if (f.serve.empty()) return Bad("--serve", f.serve, "give ADDRESS:PORT (127.0.0.1:8080)");
+  if (absl::Status s = CheckListenAddress(f.serve); !s.ok()) return s;
+  plan.inputs = f.inputs;
+  plan.command_line = f.command_line;
+
+  ServeOptions& o = plan.serve;
+  o.listen = f.serve;
+  for (const std::string& name : f.match_headers) {
+    if (!IsToken(name)) {
+      return Bad("--match-header", name, "not a field name (RFC 9110 section 5.6.2: a token)");
+    }
+    o.match.match_headers.push_back(name);
+  }
+  o.match.match_body = f.match_body;
+  for (const std::string& name : f.ignore_params) {
+    if (name.empty()) return Bad("--ignore-param", name, "give a query parameter name");
+    o.match.ignore_params.push_back(name);
+  }
+  // Clients address the mock itself, as a server-side mock (WireMock) is addressed: the recorded
+  // host is part of the key only when asked.
+  o.match.ignore_host = !f.match_host;
+  o.match.strict = f.strict;
+  if (given("session-header")) {
+    if (!IsToken(f.session_header)) {
+      return Bad("--session-header", f.session_header,
+                 "not a field name (RFC 9110 section 5.6.2: a token)");
+    }
+    o.session_header = f.session_header;
+  }
+  if (given("miss-status")) {
+    absl::StatusOr<uint16_t> status = ParseMissStatus(f.miss_status);
+    if (!status.ok()) return status.status();
+    o.miss_status = *status;
+  }
+  if (given("delay")) {
+    if (f.delay == "recorded") {
+      o.delay = ServeDelay::kRecorded;
+    } else {
+      absl::StatusOr<int64_t> ns = ParseDurationNs(f.delay);
+      if (!ns.ok()) {
+        return Bad("--delay", f.delay, "give recorded, or a duration (50ms, 1.5s)");
+      }
+      o.delay = *ns > 0 ? ServeDelay::kFixed : ServeDelay::kNone;
+      o.delay_ns = static_cast<uint64_t>(*ns);
+    }
+  }
+  if (given("threads")) {
+    int n = 0;
+    if (!absl::SimpleAtoi(A(f.threads), &n) || n < 1 || n > 16) {
+      return Bad("--threads", f.threads, "not a whole number from 1 to 16");
+    }
+    o.threads = n;
+  }
+  for (const std::string& s : f.set_headers) {
+    absl::StatusOr<Header> h = ParseSetHeader(s);
+    if (!h.ok()) return h.status();
+    o.set_headers.push_back(*std::move(h));
+  }
+
+  const bool upstream = given("upstream");
+  if (upstream) {
+    if (!absl::StartsWithIgnoreCase(A(f.upstream), "http://") || f.upstream.size() <= 7) {
+      return Bad("--upstream", f.upstream,
+                 "give http://HOST:PORT, optionally with a path prefix (https is not supported)");
+    }
+    o.upstream = f.upstream;
+  }
+  for (std::string_view name : {"timeout", "keep-authority", "write"}) {
+    if (given(name) && !upstream) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Written(name), " goes with --upstream in --serve mode (it concerns the requests "
+                         "passed through to the upstream)"));
+    }
+  }
+  if (given("timeout")) {
+    absl::StatusOr<int64_t> t = ParseDurationNs(f.timeout);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("--timeout ", t.status().message()));
+    if (*t <= 0) return Bad("--timeout", f.timeout, "must be above 0");
+    o.upstream_timeout_ns = static_cast<uint64_t>(*t);
+  }
+  o.keep_authority = f.keep_authority;
+
+  absl::StatusOr<Selection> selection = Selection::Parse(f.selection);
+  if (!selection.ok()) return selection.status();
+  plan.warnings = selection->Warnings();
+  plan.selection = *std::move(selection);
+
+  if (given("write")) {
+    if (f.write.empty()) return Bad("-w", f.write, "give a file name");
+    if (f.write == "-") {
+      return Bad("-w", f.write, "give a file name (standard output carries the log)");
+    }
+    for (const std::string& in : f.inputs) {
+      if (in != "-" && SameFile(in, f.write)) {
+        return Bad("-w", f.write, "is an input; it would be overwritten");
+      }
+    }
+    plan.capture_path = f.write;
+  }
+  if (f.no_redact && given("redact-key-file")) {
+    return absl::InvalidArgumentError(
+        "--no-redact and --redact-key-file cannot be used together (the key keys a redaction "
+        "--no-redact turns off)");
+  }
+  for (std::string_view name : {"no-redact", "redact-key-file"}) {
+    if (given(name) && plan.capture_path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Written(name), " goes with -w (only the -w capture of passed-through exchanges is "
+                         "redacted; recorded values are served as stored)"));
+    }
+  }
+  if (!plan.capture_path.empty() && !f.no_redact) {
+    RedactionFlags redaction = RedactionOnByDefault();
+    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
+    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+    if (!redactor.ok()) return redactor.status();
+    plan.capture_redactor = *std::move(redactor);
+  }
+  return plan;
+}
+
+int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<ServePlan> plan = PlanServe(flags);
+  if (!plan.ok()) {
+    err << "tapreplay: " << plan.status().message() << "\n";
+    return kExitError;
+  }
+  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+
+  std::vector<std::string> notices;
+  absl::StatusOr<std::vector<Exchange>> exchanges =
+      ReadServedExchanges(plan->inputs, &plan->selection, &notices);
+  for (const std::string& n : notices) err << "tapreplay: " << n << "\n";
+  if (!exchanges.ok()) {
+    err << "tapreplay: " << exchanges.status().message() << "\n";
+    return kExitError;
+  }
+
+  std::unique_ptr<ExchangeCapture> capture;
+  if (!plan->capture_path.empty()) {
+    absl::StatusOr<std::unique_ptr<ExchangeCapture>> c = ExchangeCapture::Open(
+        plan->capture_path, PassThroughHeader(*plan), std::move(plan->capture_redactor));
+    if (!c.ok()) {
+      err << "tapreplay: " << c.status().message() << "\n";
+      return kExitError;
+    }
+    capture = *std::move(c);
+  }
+
+  // SIGINT and SIGTERM end the serving; SIGPIPE ignored: a closed standard output is a write
+  // error on the log, not the end of the process.
+  StopSignals signals(/*restart=*/true, /*ignore_sigpipe=*/true);
+
+  const bool with_session = !plan->serve.session_header.empty();
+  const ServeLog log = plan->log;
+  int out_errno = 0;
+  ServeCallbacks callbacks;
+  // The server calls these one at a time (serve.h), never concurrently.
+  callbacks.on_event = [&out, &out_errno, log, with_session](const ServeEvent& e) {
+    if (out_errno != 0) return;
+    errno = 0;
+    out << (log == ServeLog::kJson ? ServeEventJson(e, with_session)
+                                   : ServeEventText(e, with_session))
+        << '\n';
+    out.flush();
+    if (!out) out_errno = errno != 0 ? errno : EIO;
+  };
+  if (capture) {
+    ExchangeCapture* c = capture.get();
+    callbacks.on_recorded = [c](Exchange x) {
+      x.capture_point = 0;
+      c->Add(std::move(x));
+    };
+  }
+
+  absl::StatusOr<std::unique_ptr<MockServer>> server =
+      MockServer::Start(*std::move(exchanges), plan->serve, std::move(callbacks));
+  if (!server.ok()) {
+    err << "tapreplay: " << server.status().message() << "\n";
+    if (capture) {
+      // Nothing was served: leave no empty capture behind.
+      (void)capture->Close({});
+      ::unlink(plan->capture_path.c_str());
+    }
+    return kExitError;
+  }
+  err << "tapreplay: serving " << Plural((*server)->recorded(), "recorded exchange",
+                                         "recorded exchanges")
+      << " (" << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+
+  while (!StopSignals::stopped().load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  (*server)->Stop();
+  const ServeStats stats = (*server)->stats();
+
+  int code = kExitOk;
+  if (capture) {
+    absl::Status closed = capture->Close({{"serve_hits", stats.hits},
+                                          {"serve_misses", stats.misses},
+                                          {"serve_passed_through", stats.passed_through},
+                                          {"serve_upstream_errors", stats.upstream_errors},
+                                          {"serve_bad_requests", stats.bad_requests}});
+    if (!closed.ok()) {
+      err << "tapreplay: " << closed.message() << "\n";
+      code = kExitError;
+    }
+  }
+  if (out_errno != 0) {
+    err << "tapreplay: write error on standard output: " << std::strerror(out_errno) << "\n";
+    code = kExitError;
+  }
+  err << "tapreplay: served " << Plural(stats.hits, "hit", "hits") << ", "
+      << Plural(stats.misses, "miss", "misses") << ", " << stats.passed_through
+      << " passed through";
+  if (stats.upstream_errors > 0) {
+    err << ", " << Plural(stats.upstream_errors, "upstream error", "upstream errors");
+  }
+  if (stats.bad_requests > 0) {
+    err << ", " << Plural(stats.bad_requests, "bad request", "bad requests");
+  }
+  err << std::endl;
+  return code;
+}
+
+}  // namespace tapkit::replay
