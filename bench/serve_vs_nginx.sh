@@ -12,7 +12,7 @@
 #    asked once per route by curl (keep-alive, Accept-Encoding: gzip) while tcpdump records lo,
 #    read by `taprec -r`.
 # 2. The baseline: bench/serve_nginx_conf.py generates an nginx config serving the capture's
-#    recorded responses on the same routes (bodies from files, open_file_cache and sendfile on;
+#    recorded responses on the same routes (bodies from files, open_file_cache on and sendfile off,
 #    1 worker, access_log off, as bench/replay_vs_wrk.sh runs nginx) on 127.0.102.2.
 # 3. The mock: `tapreplay rec.tap --serve 127.0.102.3:8093` (1 thread, the default) and
 #    `--threads 2` on 127.0.102.4, the log to /dev/null.
@@ -44,7 +44,7 @@ replay="${TAPREPLAY:-}"
 if [[ -z "$replay" ]] && cmake --build "$build" --target tapreplay >/dev/null 2>&1; then
   replay="$build/tools/tapreplay"
 fi
-if [[ -n "$replay" ]] && ! "$replay" --help 2>&1 | grep -q -- '--serve'; then
+if [[ -n "$replay" && "$("$replay" --help 2>&1)" != *--serve* ]]; then
   echo "serve_vs_nginx.sh: $replay has no --serve: timing a second nginx in its place (harness check)" >&2
   replay=
 fi
