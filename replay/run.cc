@@ -205,7 +205,7 @@ absl::StatusOr<Header> ParseSetHeader(std::string_view text) {
   }
   if (internal::IsHopByHop(absl::AsciiStrToLower(A(name)))) {
     return Bad("--set-header", Shown(text),
-               "tapreplay frames each request itself; a framing or hop-by-hop field cannot be "
+               "tapreplay frames each message itself; a framing or hop-by-hop field cannot be "
                "set (RFC 9110 section 7.6.1, RFC 9112 section 6)");
   }
   std::string_view value = text.substr(colon + 1);

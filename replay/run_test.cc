@@ -92,7 +92,7 @@ TEST(ParseSetHeader, RefusesFramingAndHopByHopFields) {
     std::string line = std::string(name) + ": 10";
     EXPECT_EQ(ParseSetHeader(line).status().message(),
               absl::StrCat("--set-header ", line,
-                           ": tapreplay frames each request itself; a framing or hop-by-hop "
+                           ": tapreplay frames each message itself; a framing or hop-by-hop "
                            "field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
   }
   // Host replaces the Host sent (a virtual host); --keep-authority keeps the recorded one.

@@ -43,6 +43,7 @@ constexpr uint32_t kHeaderLimit = 64 * 1024;         // request head, bytes
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;  // an upstream answer's body, bytes
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
+constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
 
 std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
@@ -676,8 +677,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                              head_steady_)
             .count());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
-    if (ec || !keep_alive_ || shared_->stopping.load()) return Shutdown();
+    if (ec || shared_->stopping.load()) return Shutdown();
+    if (!keep_alive_) return LingeringClose();
     ReadHead();
+  }
+
+  // After the last answer: the sending side is shut, and what the client still sends (the rest
+  // of a refused body, pipelined requests after "Connection: close") is read and dropped until
+  // it closes or kLingerTime passed, so that closing with unread bytes (a TCP reset) does not
+  // destroy the answer before the client read it (as nginx's lingering_close).
+  void LingeringClose() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    buffer_.clear();
+    reading_ = true;
+    timer_.expires_after(kLingerTime);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec != asio::error::operation_aborted) self->Shutdown();
+    });
+    Drain();
+  }
+
+  void Drain() {
+    socket_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) {
+                                self->timer_.cancel();
+                                return self->Shutdown();
+                              }
+                              self->Drain();
+                            });
   }
 
   void Shutdown() {
@@ -868,6 +897,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string body_owned_;
   Response upstream_response_;
   ServeEvent event_;
+  std::array<char, 4096> drain_;  // LingeringClose's scratch
 };
 
 void CurlGlobalInit() {
@@ -890,10 +920,17 @@ struct MockServer::Impl {
   bool stop_started = false;  // guarded by stop_mu
   bool stopped = false;       // guarded by stop_mu
 
-  explicit Impl(int threads) : ioc(threads) {}
+  const int thread_count;
+
+  explicit Impl(int n) : ioc(n), thread_count(n) {}
 
   void Accept() {
-    acceptor->async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+    // One thread: the io_context itself serialises a connection's handlers (a strand would only
+    // add its locking to every handler).
+    asio::any_io_executor executor =
+        thread_count == 1 ? asio::any_io_executor(ioc.get_executor())
+                     : asio::any_io_executor(asio::make_strand(ioc));
+    acceptor->async_accept(executor, [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
         // EMFILE and the like: keep accepting (the next connection may succeed).
@@ -945,7 +982,11 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
                                           std::move(callbacks));
   impl->shared->upstream = std::move(upstream);
   beast::error_code ec;
-  impl->acceptor.emplace(asio::make_strand(impl->ioc));
+  if (threads == 1) {
+    impl->acceptor.emplace(impl->ioc);
+  } else {
+    impl->acceptor.emplace(asio::make_strand(impl->ioc));
+  }
   tcp::acceptor& acc = *impl->acceptor;
   auto fail = [&] {
     return absl::UnavailableError(Cat("listen ", EndpointText(*ep), ": ", ec.message()));

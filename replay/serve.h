@@ -51,8 +51,8 @@
 // response was written (or failed to be). The events and on_recorded are called on the server's
 // threads, one at a time (never concurrently with each other); they must not block for long.
 //
-// Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread;
-// Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
+// Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread
+// but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
 #ifndef TAPKIT_REPLAY_SERVE_H_
 #define TAPKIT_REPLAY_SERVE_H_
 

@@ -470,13 +470,21 @@ TEST_F(ServeTest, BadRequestAndTooLarge) {
             false, &closed);
   EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 413 Payload Too Large");
   EXPECT_TRUE(closed);
+  // A chunked body past the limit, sent by curl: the 413 comes mid-body, and reaches curl
+  // although it is still sending (the server reads and drops the rest before closing).
+  std::string code = Shell("head -c " + std::to_string(kMaxRequestBody + 4096) +
+                           " /dev/zero | curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "
+                           "-H 'Transfer-Encoding: chunked' -H 'Expect:' --data-binary @- " +
+                           server->url() + "/a");
+  EXPECT_EQ(code, "413");
   server->Stop();
-  ASSERT_EQ(events.size(), 2u);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].status, 413);
   EXPECT_EQ(events[0].kind, ServeEvent::Kind::kBadRequest);
   EXPECT_EQ(events[0].status, 400);
   EXPECT_EQ(events[1].status, 413);
   EXPECT_EQ(events[1].method, "POST");
-  EXPECT_EQ(server->stats().bad_requests, 2u);
+  EXPECT_EQ(server->stats().bad_requests, 3u);
 }
 
 TEST_F(ServeTest, ListensOnlyOnTheAddressGiven) {
@@ -647,6 +655,146 @@ TEST_F(ServeTest, UpstreamPassThroughRecords) {
   EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 502 Bad Gateway");
   EXPECT_EQ(FieldOf(out, "Tapkit-Miss").rfind("upstream " + o.upstream + ": ", 0), 0u) << out;
   EXPECT_EQ(server2->stats().upstream_errors, 1u);
+}
+
+
+// A request body sent chunked, and one sent after "Expect: 100-continue", both read whole.
+TEST_F(ServeTest, ChunkedAndContinueRequestBodies) {
+  ServeOptions o;
+  o.match.match_body = true;
+  Exchange x = Recorded("POST", "/b", 200, "OK", {}, "body matched");
+  x.request->body.data = R"({"a": [1, 2]})";
+  auto server = Serve({x}, o);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(Curl("-H 'Transfer-Encoding: chunked' --data-binary '{\"a\":[1,2]}' " +
+                 server->url() + "/b"),
+            "body matched");
+  std::string v = Shell("curl -sv --noproxy '*' -H 'Expect: 100-continue' --data-binary "
+                        "'{\"a\":[1,2]}' " +
+                        server->url() + "/b 2>&1");
+  EXPECT_NE(v.find("< HTTP/1.1 100 Continue"), std::string::npos) << v;
+  EXPECT_NE(v.find("body matched"), std::string::npos) << v;
+}
+
+TEST_F(ServeTest, Ipv6Listen) {
+  ServeOptions o;
+  o.listen = "[::1]:0";
+  o.match.ignore_host = true;
+  auto s = MockServer::Start({Simple("/six", "over v6")}, o);
+  if (!s.ok() && s.status().code() == absl::StatusCode::kUnavailable)
+    GTEST_SKIP() << "no ::1 here: " << s.status();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->address(), "[::1]:" + std::to_string((*s)->port()));
+  EXPECT_EQ((*s)->url(), "http://[::1]:" + std::to_string((*s)->port()));
+  EXPECT_EQ(Curl("-g " + (*s)->url() + "/six"), "over v6");
+}
+
+// Stop while an answer waits on its delay: the answer is written whole, then the connection
+// closed; Stop returns after it.
+TEST_F(ServeTest, StopLetsAnswerInFlightFinish) {
+  ServeOptions o;
+  o.delay = ServeDelay::kFixed;
+  o.delay_ns = 700'000'000;
+  auto server = Serve({Simple("/slow", "finished")}, o);
+  ASSERT_NE(server, nullptr);
+  std::string got;
+  std::thread client([&] { got = Curl(server->url() + "/slow"); });
+  for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(server->stats().hits, 1u);  // looked up, waiting on the delay
+  server->Stop();
+  client.join();
+  EXPECT_EQ(got, "finished");
+}
+
+// An upstream that echoes what it received (method, target, fields, body) in a chunked answer,
+// and sleeps 3 s on /slow: python3's http.server.
+constexpr char kEchoUpstream[] = R"(import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        if self.path.startswith("/base/slow"): time.sleep(3)
+        out = (self.command + " " + self.path + "\n" +
+               "".join(k + ": " + v + "\n" for k, v in self.headers.items()) + "\n").encode() + body
+        self.send_response(200, "Echoed Here")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(b"%x\r\n" % len(out) + out + b"\r\n0\r\n\r\n")
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = answer
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+)";
+
+TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  std::string script = tapkit::testing::WriteTestFile("serve_echo_upstream.py", kEchoUpstream);
+  uint16_t port = tapkit::testing::FreePort(kOtherAddress);
+  ASSERT_NE(port, 0);
+  std::string pid = Shell("python3 '" + script + "' " + kOtherAddress + " " +
+                          std::to_string(port) + " >/dev/null 2>&1 & echo $!");
+  struct Kill {
+    std::string pid;
+    ~Kill() { Shell("kill " + pid + " 2>/dev/null"); }
+  } kill{pid};
+  for (int i = 0; i < 100 && !tapkit::testing::CanConnect(kOtherAddress, port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(tapkit::testing::CanConnect(kOtherAddress, port));
+  const std::string authority = std::string(kOtherAddress) + ":" + std::to_string(port);
+
+  std::vector<Exchange> recorded;
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange x) { recorded.push_back(std::move(x)); };
+  ServeOptions o;
+  o.upstream = "http://" + authority + "/base/";
+  o.upstream_timeout_ns = 500'000'000;
+  o.set_headers = {{"Content-Type", "text/x-set"}};
+  auto server = Serve({}, o, cb);
+  ASSERT_NE(server, nullptr);
+  std::string out = Curl("-D - -A serve-test -H 'Accept: text/plain' "
+                         "-H 'Connection: keep-alive, X-Hop' -H 'X-Hop: 1' -H 'X-Mine: m' "
+                         "--data-binary 'payload' '" +
+                         server->url() + "/echo?x=1&y=2'");
+  // The client's fields in its order, Host the upstream's, the hop-by-hop ones (Connection and
+  // X-Hop, which it names) left out, the body framed by libcurl.
+  const std::string want_body = "POST /base/echo?x=1&y=2\nHost: " + authority +
+                                "\nUser-Agent: serve-test\nAccept: text/plain\nX-Mine: m\n"
+                                "Content-Type: application/x-www-form-urlencoded\n"
+                                "Content-Length: 7\n\npayload";
+  EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 200 Echoed Here");
+  EXPECT_EQ(FieldOf(out, "Transfer-Encoding"), "<absent>");
+  EXPECT_EQ(FieldOf(out, "Content-Length"), std::to_string(want_body.size()));
+  EXPECT_EQ(FieldOf(out, "Content-Type"), "text/x-set");
+  EXPECT_EQ(out.substr(out.find("\r\n\r\n") + 4), want_body);
+  ASSERT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded[0].request->method, "POST");
+  EXPECT_EQ(recorded[0].request->path, "/echo?x=1&y=2");  // as the client sent it
+  EXPECT_EQ(recorded[0].request->body.data, "payload");
+  EXPECT_EQ(recorded[0].response->reason, "Echoed Here");
+  EXPECT_EQ(recorded[0].response->body.data, want_body);  // de-chunked
+  bool chunked = false;
+  for (const Header& h : recorded[0].response->headers)
+    chunked = chunked || (h.name == "Transfer-Encoding" && h.value == "chunked");
+  EXPECT_TRUE(chunked) << "the recorded response keeps the fields the upstream sent";
+
+  // An upstream that does not answer in time: 502 naming it.
+  out = Curl("-D - " + server->url() + "/slow");
+  EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 502 Bad Gateway");
+  EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("upstream " + o.upstream + ": "), std::string::npos);
+  EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("timed out"), std::string::npos) << out;
+  server->Stop();
+  EXPECT_EQ(recorded.size(), 1u);
+
+  // keep_authority: the client's Host goes through.
+  o.keep_authority = true;
+  o.set_headers.clear();
+  auto kept = Serve({}, o);
+  ASSERT_NE(kept, nullptr);
+  out = Curl("-H 'Host: shop.example' " + kept->url() + "/k");
+  EXPECT_NE(out.find("\nHost: shop.example\n"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
       "target", po::value(&f.target)->value_name("URL"),
       "where to send the requests: http://HOST:PORT (required)")(
       "keep-authority", po::bool_switch(&f.keep_authority),
-      "send the recorded Host instead of the target's authority");
+      "send the recorded Host instead of the target's authority (--serve: a request passed "
+      "through keeps the client's Host)");
   po::options_description pacing("Pacing (one of --speed, --rate, --max; default: --speed 1)");
   pacing.add_options()("speed", po::value(&f.speed)->value_name("X"),
                        "the recorded gaps between requests divided by X (2: twice as fast)")(
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
   reports.add_options()(
       "output,o", po::value(&f.output)->default_value("text")->value_name("text|json"),
       "text (each difference with a unified diff of the bodies) or json (one object per exchange "
-      "that differs or failed and a summary; docs/json.md)")(
+      "that differs or failed and a summary; docs/json.md); --serve: the log of each request")(
       "junit", po::value(&f.junit)->value_name("FILE"), "also write a JUnit XML report to FILE")(
       "write,w", po::value(&f.write)->value_name("FILE"),
       "also write the live exchanges as a capture, each naming the recorded one (- for standard "
