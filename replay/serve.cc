@@ -12,13 +12,13 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <concepts>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -39,7 +39,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-constexpr uint32_t kHeaderLimit = 64 * 1024;         // request head, bytes
+constexpr uint32_t kHeaderLimit = 64 * 1024;           // request head, bytes
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;  // an upstream answer's body, bytes
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
@@ -300,7 +300,8 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     const bool is_length = EqualsIgnoreCase(h.name, "content-length");
     if (is_length && keep_length) {
       // served as recorded (below, with the set_headers check)
-    } else if (AlwaysDropped(h.name) || (connection_named && NamedByConnection(rsp.headers, h.name))) {
+    } else if (AlwaysDropped(h.name) ||
+               (connection_named && NamedByConnection(rsp.headers, h.name))) {
       continue;
     }
     bool replaced = false;
@@ -392,8 +393,8 @@ struct Shared {
   std::optional<Upstream> upstream;
   asio::thread_pool* pool = nullptr;  // with an upstream; joined before the Shared goes
 
-  std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0},
-      bad_requests{0}, connections{0};
+  std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0}, bad_requests{0},
+      connections{0};
   std::atomic<uint64_t> next_stream_id{1};
   std::atomic<bool> stopping{false};        // no new requests: close after the answer
   std::atomic<bool> abort_upstream{false};  // the grace period is over: end transfers
@@ -460,8 +461,8 @@ size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
   }
   size_t colon = line.find(':');
   if (colon == std::string_view::npos) return size * n;
-  into.push_back(Header{std::string(line.substr(0, colon)),
-                        std::string(StripOws(line.substr(colon + 1)))});
+  into.push_back(
+      Header{std::string(line.substr(0, colon)), std::string(StripOws(line.substr(colon + 1)))});
   return size * n;
 }
 
@@ -501,10 +502,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(kMaxRequestBody);
     parser_->header_limit(kHeaderLimit);
     reading_ = true;
-    http::async_read_header(socket_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              self->OnHead(ec);
-                            });
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); });
   }
 
   void OnHead(beast::error_code ec) {
@@ -558,8 +558,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_.clear();
     AppendStatusLine(&head_, 11, status, ReasonFor(status));
     body_owned_ = why + "\n";
-    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ",
-                    body_owned_.size(), "\r\nConnection: close\r\n\r\n");
+    Append(&head_,
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ", body_owned_.size(),
+           "\r\nConnection: close\r\n\r\n");
     body_ = body_owned_;
     keep_alive_ = false;
     Write();
@@ -622,11 +623,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (r.outcome == LookupResult::Outcome::kHit) {
       shared_->hits.fetch_add(1, std::memory_order_relaxed);
       const Response& rsp = *r.exchange->response;
-      fill(ServeEvent::Kind::kHit, rsp.status);
+      // A final status outside 200..599 (a recorded 101 upgrade, a damaged record) cannot be
+      // answered over HTTP/1.1 here: 502 saying so.
+      const bool servable = rsp.status >= 200 && rsp.status <= 599;
+      fill(ServeEvent::Kind::kHit, servable ? rsp.status : 502);
       event_.recorded = IdOf(r.exchange);
       event_.position = r.position;
       event_.sequence_length = r.recorded;
-      RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
+      if (servable) {
+        RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
+      } else {
+        std::string why = Cat("recorded response with status ", rsp.status,
+                              " cannot be served (HTTP/1.1 final status 200..599)");
+        if (with_events) event_.explanation = why;
+        RenderText(502, why, why + "\n");
+      }
       if (opt.delay == ServeDelay::kRecorded) delay_ns = r.exchange->response_start_ns;
       return AnswerAfter(delay_ns);
     }
@@ -644,17 +655,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.recorded = IdOf(r.exchange);
     if (exhausted) event_.sequence_length = r.recorded;
     std::string explanation = EscapeControl(r.Explanation());
-    body_owned_ = Cat(explanation, "\n", EscapeControl(request_.method), " ",
-                               EscapeControl(request_.path), " HTTP/1.", version_ == 10 ? 0 : 1,
-                               "\n");
+    std::string body = Cat(explanation, "\n", EscapeControl(request_.method), " ",
+                           EscapeControl(request_.path), " HTTP/1.", version_ == 10 ? 0 : 1, "\n");
+    RenderText(opt.miss_status, explanation, std::move(body));
+    AnswerAfter(delay_ns);
+  }
+
+  // A text/plain answer of the server's own (miss, upstream error, unservable recording):
+  // `why` in Tapkit-Miss (already escaped) and `body` (no body for HEAD, its length still said).
+  void RenderText(unsigned status, std::string_view why, std::string body) {
+    body_owned_ = std::move(body);
     head_.clear();
-    AppendStatusLine(&head_, version_, opt.miss_status, ReasonFor(opt.miss_status));
-    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ",
-                    explanation, "\r\nContent-Length: ", body_owned_.size(), "\r\n");
+    AppendStatusLine(&head_, version_, status, ReasonFor(status));
+    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why,
+           "\r\nContent-Length: ", body_owned_.size(), "\r\n");
     AppendConnection(&head_, version_, keep_alive_);
     head_.append("\r\n");
     body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
-    AnswerAfter(delay_ns);
   }
 
   void AnswerAfter(uint64_t delay_ns) {
@@ -672,10 +689,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void OnWritten(beast::error_code ec) {
-    event_.latency_ns = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                             head_steady_)
-            .count());
+    event_.latency_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  std::chrono::steady_clock::now() - head_steady_)
+                                                  .count());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
     if (ec || shared_->stopping.load()) return Shutdown();
     if (!keep_alive_) return LingeringClose();
@@ -734,8 +750,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       target = slash == std::string_view::npos ? "/" : target.substr(slash);
     }
     if (target.empty() || target.front() != '/') {
-      a.error = Cat("request-target '", EscapeControl(request_.path),
-                             "' is not in origin form");
+      a.error = Cat("request-target '", EscapeControl(request_.path), "' is not in origin form");
       return a;
     }
     CURL* curl = curl_easy_init();
@@ -750,8 +765,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           EqualsIgnoreCase(h.name, "expect"))
         continue;
       if (EqualsIgnoreCase(h.name, "host") && !shared_->options.keep_authority) continue;
-      std::string line = h.value.empty() ? Cat(h.name, ";")
-                                         : Cat(h.name, ": ", h.value);
+      std::string line = h.value.empty() ? Cat(h.name, ";") : Cat(h.name, ": ", h.value);
       for (char& c : line)
         if (c == '\r' || c == '\n') c = ' ';
       list = curl_slist_append(list, line.c_str());
@@ -780,7 +794,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
-    const uint64_t timeout_ms = std::max<uint64_t>(1, shared_->options.upstream_timeout_ns / 1000000);
+    const uint64_t timeout_ms =
+        std::max<uint64_t>(1, shared_->options.upstream_timeout_ns / 1000000);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
     if (head_request_) {
       curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -800,8 +815,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       a.error = rc == CURLE_WRITE_ERROR
                     ? Cat("response body past ", kMaxUpstreamBody, " bytes")
                     : std::string(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
-    } else if (a.response.status < 200) {
-      a.error = "no final response";
+    } else if (a.response.status < 200 || a.response.status > 599) {
+      a.error = Cat("final status ", a.response.status, " not in 200..599");
     } else {
       a.ok = true;
       a.response.body.length = a.response.body.data.size();
@@ -854,14 +869,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string why = EscapeControl(Cat("upstream ", shared_->upstream->text, ": ", a.error));
     ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, 502);
     event_.explanation = why;
-    body_owned_ = why + "\n";
-    head_.clear();
-    AppendStatusLine(&head_, version_, 502, "Bad Gateway");
-    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why,
-                    "\r\nContent-Length: ", body_owned_.size(), "\r\n");
-    AppendConnection(&head_, version_, keep_alive_);
-    head_.append("\r\n");
-    body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
+    RenderText(502, why, why + "\n");
     AnswerAfter(delay_ns);
   }
 
@@ -927,9 +935,9 @@ struct MockServer::Impl {
   void Accept() {
     // One thread: the io_context itself serialises a connection's handlers (a strand would only
     // add its locking to every handler).
-    asio::any_io_executor executor =
-        thread_count == 1 ? asio::any_io_executor(ioc.get_executor())
-                     : asio::any_io_executor(asio::make_strand(ioc));
+    asio::any_io_executor executor = thread_count == 1
+                                         ? asio::any_io_executor(ioc.get_executor())
+                                         : asio::any_io_executor(asio::make_strand(ioc));
     acceptor->async_accept(executor, [this](beast::error_code ec, tcp::socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
@@ -959,8 +967,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   absl::StatusOr<tcp::endpoint> ep = ParseListen(options.listen);
   if (!ep.ok()) return ep.status();
   if (options.threads < 1 || options.threads > 16)
-    return absl::InvalidArgumentError(
-        Cat("threads ", options.threads, ": out of range 1..16"));
+    return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
   if (options.miss_status < 100 || options.miss_status > 599)
     return absl::InvalidArgumentError(
         Cat("miss status ", options.miss_status, ": out of range 100..599"));
@@ -978,8 +985,8 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
 
   const int threads = options.threads;
   auto impl = std::make_unique<Impl>(threads);
-  impl->shared = std::make_shared<Shared>(std::move(exchanges), std::move(options),
-                                          std::move(callbacks));
+  impl->shared =
+      std::make_shared<Shared>(std::move(exchanges), std::move(options), std::move(callbacks));
   impl->shared->upstream = std::move(upstream);
   beast::error_code ec;
   if (threads == 1) {
