@@ -147,10 +147,15 @@ base_cpu = statistics.median(r[1] for r in rows["nginx"])
 labels = {"nginx": "nginx (generated, 1 worker)", "mock-t1": "tapreplay --serve",
           "mock-t2": "tapreplay --serve --threads 2", "nginx-copy": "nginx again (harness check)"}
 print(f"medians of {len(rows['nginx'])} rounds of {sys.argv[2]} s, wrk -t1 -c8:")
-print(f"{'':31} {'requests/s':>10} {'/ nginx':>7} {'target':>7} {'CPU us/request':>15} {'/ nginx':>7}")
+print(f"{'':31} {'requests/s':>10} {'/ nginx':>7} {'rounds':>11} {'target':>7} "
+      f"{'CPU us/request':>15} {'/ nginx':>7}")
 for name, rs in rows.items():
     rate = statistics.median(r[0] for r in rs)
     cpu = statistics.median(r[1] for r in rs)
     target = ">= 0.5" if name.startswith("mock") else ""
-    print(f"{labels[name]:31} {rate:10.0f} {rate / base:7.2f} {target:>7} {cpu:15.2f} {cpu / base_cpu:7.2f}")
+    # Each round's rate over nginx's in the same round: the spread the medians hide.
+    per_round = [r[0] / n[0] for r, n in zip(rs, rows["nginx"])]
+    spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
+    print(f"{labels[name]:31} {rate:10.0f} {rate / base:7.2f} {spread:>11} {target:>7} "
+          f"{cpu:15.2f} {cpu / base_cpu:7.2f}")
 PY
