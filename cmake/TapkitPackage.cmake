@@ -17,12 +17,12 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# The libraries users link: the replay API and the format libraries it exposes. One that does not
-# exist in this configuration is left out.
+# The libraries users link: the replay API, the mock server (tapkit_serve) and the format
+# libraries they expose. One that does not exist in this configuration is left out.
 set(_tapkit_core_roots tapkit_replay tapkit_compare tapkit_report tapkit_replay_capture
-    tapkit_format tapkit_select tapkit_redact tapkit_content tapkit_http_text)
-# The GoogleTest helper: exported on its own, so a user without GoogleTest still finds tapkit.
-set(_tapkit_testing_roots tapkit_replay_testing)
+    tapkit_serve tapkit_format tapkit_select tapkit_redact tapkit_content tapkit_http_text)
+# The GoogleTest helpers: exported on their own, so a user without GoogleTest still finds tapkit.
+set(_tapkit_testing_roots tapkit_replay_testing tapkit_serve_testing)
 
 # Public headers of each root library (project-relative). The project headers they include are
 # added by following their #include lines.
@@ -39,6 +39,8 @@ set(_tapkit_headers_tapkit_compare replay/compare.h)
 set(_tapkit_headers_tapkit_report replay/report.h)
 set(_tapkit_headers_tapkit_replay_capture replay/report.h)
 set(_tapkit_headers_tapkit_replay_testing replay/testing.h)
+set(_tapkit_headers_tapkit_serve replay/serve.h)
+set(_tapkit_headers_tapkit_serve_testing replay/serve_testing.h)
 # Generated headers live in the build tree (format/CMakeLists.txt): the FlatBuffers schema's
 # header and program.h (version and exit codes).
 set(_tapkit_generated_dir ${PROJECT_BINARY_DIR}/format/generated)

@@ -10,27 +10,17 @@
 // nginx or curl too, but under CI=true that is a failure. nginx listens on 127.0.98.1 and .2.
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
 #include "replay/nginx_testutil.h"
+#include "replay/record_testutil.h"
 #include "replay/testing.h"
 
 namespace tapkit::replay {
@@ -46,43 +36,10 @@ const std::string kFixtures = TAPKIT_SOURCE_DIR "/fixtures/replay";
 constexpr char kRecordedAddress[] = "127.0.98.1";
 constexpr char kChangedAddress[] = "127.0.98.2";
 
-// Why this process may not capture on lo, or "" when it may (root with CAP_NET_RAW).
-std::string CannotCapture() {
-  if (::geteuid() != 0) return "capturing on lo needs root";
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("CapEff:", 0) == 0 &&
-        !(std::stoull(line.substr(7), nullptr, 16) & (1ull << 13))) {
-      return "capturing on lo needs CAP_NET_RAW";
-    }
-  }
-  return "";
-}
-
-// The tool the test needs that is missing, or "".
-std::string MissingTool() {
-  for (const char* tool : {"nginx", "curl"}) {
-    if (std::system(absl::StrCat("command -v ", tool, " > /dev/null").c_str()) != 0) {
-      return absl::StrCat(tool, " is missing (scripts/deps.sh installs it)");
-    }
-  }
-  return "";
-}
-
-int Sh(const std::string& command) {
-  int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 using tapkit::testing::FreePort;
-
-bool WaitFor(const std::function<bool()>& done) {
-  for (int i = 0; i < 600; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
+using tapkit::testing::RecordLoopback;
+using tapkit::testing::Sh;
+using tapkit::testing::WaitFor;
 
 // One nginx from a fixture config (@WWW@: the fixtures' www/), in TestDir()/NAME, started when
 // made; stopped when destroyed.
@@ -96,15 +53,7 @@ class ShopNginx : public tapkit::testing::Nginx {
         started_(Start()) {}
   bool started() const { return started_; }
   // The request lines nginx logged ("GET /api/price?sku=A-1 HTTP/1.1"), sorted.
-  std::vector<std::string> Requests() const {
-    std::vector<std::string> out;
-    for (const std::string& line : AccessLog()) {
-      std::vector<std::string> quoted = absl::StrSplit(line, '"');
-      if (quoted.size() > 1) out.push_back(quoted[1]);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
+  std::vector<std::string> Requests() const { return tapkit::testing::RequestLines(AccessLog()); }
 
  private:
   bool started_;
@@ -113,45 +62,15 @@ class ShopNginx : public tapkit::testing::Nginx {
 // taprec -i lo recording `nginx`'s traffic into `tap` while `traffic` runs.
 ::testing::AssertionResult Record(const ShopNginx& nginx, const std::string& tap,
                                   const std::function<void()>& traffic) {
-  std::string filter = absl::StrCat("tcp and host ", kRecordedAddress, " and port ", nginx.port());
-  std::vector<std::string> args = {TAPREC_BIN, "-i", "lo", "-Z", "root", "-w", tap, filter};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (::posix_spawn(&pid, TAPREC_BIN, nullptr, nullptr, argv.data(), environ) != 0) {
-    return ::testing::AssertionFailure() << "cannot start " << TAPREC_BIN;
-  }
-  int status = 0;
-  bool open = WaitFor(
-      [&] { return std::filesystem::exists(tap) || ::waitpid(pid, &status, WNOHANG) == pid; });
-  if (!open || !std::filesystem::exists(tap)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    return ::testing::AssertionFailure() << "taprec did not open " << tap;
-  }
-  traffic();
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // the last packets reach taprec
-  ::kill(pid, SIGINT);
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return ::testing::AssertionFailure() << "taprec ended with status " << status;
-  }
-  return ::testing::AssertionSuccess();
+  return RecordLoopback(TAPREC_BIN, kRecordedAddress, nginx.port(), tap, traffic);
 }
 
 TEST(ReplayExample, ExactlyTheChangedRouteIsReported) {
   // As the other capture tests: without root a skip; without a tool a skip, but a failure under
   // CI=true, where scripts/deps.sh installs every tool.
-  if (std::string why = CannotCapture(); !why.empty()) {
-    GTEST_SKIP() << "replay example_test: " << why;
-  }
-  if (std::string why = MissingTool(); !why.empty()) {
-    if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
-      FAIL() << why << " (CI=true: scripts/deps.sh installs what the test needs)";
-    }
-    GTEST_SKIP() << "replay example_test: " << why;
-  }
+  TAPKIT_REQUIRE_LOOPBACK_CAPTURE("replay example_test");
+  TAPKIT_REQUIRE_TOOL("nginx");
+  TAPKIT_REQUIRE_TOOL("curl");
   ShopNginx recorded("nginx-base.conf.in", kRecordedAddress, "recorded");
   ShopNginx changed("nginx-changed.conf.in", kChangedAddress, "changed");
   ASSERT_TRUE(recorded.started() && changed.started()) << "nginx did not start";

@@ -8,7 +8,8 @@
   2. nginx from fixtures/replay/nginx-base.conf.in on 127.0.98.3 and a free port;
   3. replay/examples/outside configured with CMAKE_PREFIX_PATH=TMP/prefix (find_package(tapkit)),
      built (one file), and run: its tests replay captures they write against that nginx, one
-     matching, one differing on exactly GET /health;
+     matching, one differing on exactly GET /health, and serve one with the mock server
+     (replay/serve_testing.h) and replay it against the mock;
   4. README.md's test code is the example's, character for character.
 
 A missing nginx, cmake or ninja is a skip (exit 77), a failure under CI=true. No root needed.
@@ -57,6 +58,7 @@ def check_install(prefix):
     for root, _, files in os.walk(include):
         headers += [os.path.relpath(os.path.join(root, f), include) for f in files]
     for must in ("replay/replay.h", "replay/testing.h", "replay/compare.h", "replay/report.h",
+                 "replay/serve.h", "replay/serve_testing.h", "replay/match.h",
                  "format/exchange.h", "format/writer.h", "format/program.h",
                  "format/tap_generated.h"):
         if must not in headers:
@@ -158,8 +160,8 @@ def main():
         finally:
             subprocess.run(["nginx", "-e", os.path.join(work, "error.log"), "-c", conf, "-s",
                             "stop"], check=False)
-        if "[  PASSED  ] 2 tests." not in out:
-            fail(f"the outside project's test did not pass its 2 tests:\n{out}")
+        if "[  PASSED  ] 3 tests." not in out:
+            fail(f"the outside project's test did not pass its 3 tests:\n{out}")
         requests = logged(work)
         if requests != ["GET /health HTTP/1.1"] * 2:
             fail(f"nginx did not receive the two replayed GET /health: {requests}")

@@ -3,6 +3,7 @@
 # namespace "demo", each on its own loopback address, plus a load generator. See README.md here.
 #
 #   mesh.sh up WORKDIR                  start the pods, wait until each answers, print one line each
+#                                       (MESH_BACKEND=A:P: only the frontend, its backend at A:P)
 #   mesh.sh load WORKDIR SECONDS [RATE] run the load generator in the foreground (RATE/s, default 20)
 #   mesh.sh down WORKDIR                stop everything started from WORKDIR; safe to repeat
 #   mesh.sh inventory                   print inventory.yaml (generated from the table below)
@@ -31,6 +32,12 @@ SLOW_DELAY=1.5
 
 # Overridable binaries. Not $NGINX: nginx itself reads that variable (sockets inherited across a
 # binary upgrade) and then neither daemonizes nor binds; it is removed from nginx's environment.
+# MESH_BACKEND=ADDR:PORT (a literal IPv4 address): `up` starts only the frontend, and its `upstream
+# backend` is that one address instead of the backend pods: a stand-in such as a mock of the
+# backend (`tapreplay CAPTURE --serve 127.0.20.1:8080`) started before. The pod table, and so the
+# inventory, stay as they are: the stand-in takes a backend pod's place.
+MESH_BACKEND="${MESH_BACKEND:-}"
+
 PYTHON="${MESH_PYTHON:-$(command -v /usr/bin/python3 || command -v python3 || true)}"
 NGINX_BIN="${MESH_NGINX:-$(command -v nginx || command -v /usr/sbin/nginx || true)}"
 
@@ -448,14 +455,20 @@ cmd_up() {
   running_pids=$(ours "$W" | tr '\n' ' ')
   [[ -z "$running_pids" ]] || die "the mesh of $W is already running (pids $running_pids); run: $0 down $W"
 
-  # Every address must be free before anything starts.
+  if [[ -n "$MESH_BACKEND" && ! "$MESH_BACKEND" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]{1,5}$ ]]; then
+    die "MESH_BACKEND='$MESH_BACKEND': not ADDR:PORT with a literal IPv4 address"
+  fi
+
+  # Every address must be free before anything starts (with MESH_BACKEND, the frontend's only).
   local d name addr port busy="" l
   while read -r d name addr port; do
     [[ "$port" == - ]] && continue
+    [[ -n "$MESH_BACKEND" && "$d" != frontend ]] && continue
     l=$(listeners "$addr" "$port")
     [[ -z "$l" ]] || busy+="  $addr:$port (demo/$name) is taken by: $(echo "$l" | awk '{print $4, $6}' | tr '\n' ' ')"$'\n'
   done < <(pods)
-  l=$(listeners "$SLOW_ADDR" "$SLOW_PORT")
+  l=""
+  [[ -n "$MESH_BACKEND" ]] || l=$(listeners "$SLOW_ADDR" "$SLOW_PORT")
   [[ -z "$l" ]] || busy+="  $SLOW_ADDR:$SLOW_PORT (slow.py) is taken by: $(echo "$l" | awk '{print $4, $6}' | tr '\n' ' ')"$'\n'
   [[ -z "$busy" ]] || die "addresses already in use, nothing started:"$'\n'"${busy%$'\n'}"$'\n'"(another mesh? run: $0 down WORKDIR_OF_IT)"
 
@@ -472,21 +485,26 @@ cmd_up() {
   local user_line="# (not root: workers run as the invoking user)"
   [[ $(id -u) == 0 ]] && user_line="user root root;  # deliberate: see mesh.sh"
 
-  # The slow dependency first, then the backends, then the frontend.
-  setsid "$PYTHON" "$HERE/slow.py" --listen "$SLOW_ADDR:$SLOW_PORT" --delay "$SLOW_DELAY" \
-    --pidfile "$W/run/slow.pid" </dev/null >>"$W/logs/slow.log" 2>&1 &
-  wait_http "http://$SLOW_ADDR:$SLOW_PORT/healthz" 10 || {
-    tail -n 5 "$W/logs/slow.log" >&2
-    exit 1
-  }
+  # The slow dependency first, then the backends, then the frontend (only the frontend with
+  # MESH_BACKEND: the stand-in replaces the backends and what is behind them).
+  local backends="" prefix i pid dep deps=(backend frontend)
+  if [[ -n "$MESH_BACKEND" ]]; then
+    deps=(frontend)
+    backends="        server $MESH_BACKEND;  # MESH_BACKEND"
+  else
+    setsid "$PYTHON" "$HERE/slow.py" --listen "$SLOW_ADDR:$SLOW_PORT" --delay "$SLOW_DELAY" \
+      --pidfile "$W/run/slow.pid" </dev/null >>"$W/logs/slow.log" 2>&1 &
+    wait_http "http://$SLOW_ADDR:$SLOW_PORT/healthz" 10 || {
+      tail -n 5 "$W/logs/slow.log" >&2
+      exit 1
+    }
+    while read -r d name addr port; do
+      backends+="        server $addr:$port;"$'\n'
+    done < <(pods backend)
+    backends=${backends%$'\n'}
+  fi
 
-  local backends="" prefix i pid dep
-  while read -r d name addr port; do
-    backends+="        server $addr:$port;"$'\n'
-  done < <(pods backend)
-  backends=${backends%$'\n'}
-
-  for dep in backend frontend; do
+  for dep in "${deps[@]}"; do
     while read -r d name addr port; do
       prefix="$W/pods/$name"
       mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/tmp"
@@ -516,9 +534,14 @@ cmd_up() {
 
   UP_DONE=1
   trap - INT TERM
-  note "slow.py (not a pod) on $SLOW_ADDR:$SLOW_PORT pid $(cat "$W/run/slow.pid"); logs in $W/logs and $W/pods/*/logs"
+  if [[ -n "$MESH_BACKEND" ]]; then
+    note "MESH_BACKEND: the frontend's backend is $MESH_BACKEND (no backend pods, no slow.py)"
+  else
+    note "slow.py (not a pod) on $SLOW_ADDR:$SLOW_PORT pid $(cat "$W/run/slow.pid"); logs in $W/logs and $W/pods/*/logs"
+  fi
   while read -r d name addr port; do
     [[ "$port" == - ]] && continue
+    [[ -f "$W/run/$name.pid" ]] || continue
     echo "pod $NAMESPACE/$name $addr:$port pid $(cat "$W/run/$name.pid")"
   done < <(pods)
 }
@@ -551,7 +574,7 @@ cmd_down() {
 }
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

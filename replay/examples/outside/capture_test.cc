@@ -1,6 +1,7 @@
-// A service's regression test against a recorded capture, built outside tapkit against its
-// installed package (replay/outside_test.py starts the service: nginx from
-// fixtures/replay/nginx-base.conf.in, whose GET /health answers {"status":"ok"}).
+// A service's regression test against a recorded capture, and the same capture as the mock of
+// that service for its clients' tests, built outside tapkit against its installed package
+// (replay/outside_test.py starts the service: nginx from fixtures/replay/nginx-base.conf.in, whose
+// GET /health answers {"status":"ok"}).
 //
 // In a real project the capture is a file: the one attached to a bug report, recorded with
 // `taprec -i IFACE -w bug-1234.tap` or from a live tap. To run anywhere, this example writes its
@@ -12,6 +13,8 @@
 #include "format/writer.h"
 #include "gtest/gtest.h"
 #include "replay/replay.h"
+#include "replay/serve.h"
+#include "replay/serve_testing.h"
 #include "replay/testing.h"
 
 namespace {
@@ -75,6 +78,17 @@ TEST(Shop, ReportsTheRouteThatChanged) {
       tapkit::replay::ReplayCapture(capture, Target());
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(*result, tapkit::replay::testing::OnlyDiffersOn({"GET /health"}));
+}
+
+TEST(Shop, CaptureServedAsAMock) {
+  std::string capture = WriteCapture("mock.tap", R"({"status": "ok"})");
+  tapkit::replay::testing::ServedEvents events;  // outlives the server
+  std::unique_ptr<tapkit::replay::MockServer> mock = tapkit::replay::testing::ServeCaptureForTest(
+      {capture}, tapkit::replay::testing::ServeOptionsForTest(), events.Callbacks());
+  ASSERT_NE(mock, nullptr);
+  ASSERT_REPLAY_MATCHES(capture, mock->url());  // the mock answers as the shop did
+  mock->Stop();
+  EXPECT_THAT(events.All(), tapkit::replay::testing::NoMisses());
 }
 // [README: end]
 
