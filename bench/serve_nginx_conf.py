@@ -189,7 +189,7 @@ def build(args):
         "  keepalive_requests 1000000;",
         "  server_tokens off;",
         # The mock serves from memory; nginx gets its best: file descriptors cached (without the
-        # cache, 16-19 us of CPU a request instead of 13), and read(2) into its buffers rather than
+        # cache, 16-19 us of CPU a request instead of 13), and pread(2) into its buffers rather than
         # sendfile(2) (9 us instead of 13 on these bodies of 3 B to 20 KB; bench/README.md).
         "  open_file_cache max=1000 inactive=600s;",
         "  sendfile off;",
