@@ -496,6 +496,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
+  // Stop(), once no thread runs handlers any more: a connection still open (its answer did not
+  // come within the grace period; the handler holding it will never run) is closed now rather
+  // than when the io_context is destroyed.
+  void ForceClose() {
+    beast::error_code ignored;
+    socket_.shutdown(Tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
  private:
   void ReadHead() {
     if (shared_->stopping.load()) return Shutdown();
@@ -919,6 +928,9 @@ void CurlGlobalInit() {
 struct MockServer::Impl {
   std::shared_ptr<Shared> shared;
   asio::io_context ioc;
+  // Keeps run() going while a connection waits for the upstream with no operation pending on
+  // the io_context (the acceptor closed by Stop is then the only other source of work).
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::optional<Tcp::acceptor> acceptor;
   std::optional<asio::thread_pool> pool;
   std::vector<std::thread> threads;
@@ -1013,6 +1025,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
     impl->pool.emplace(kUpstreamWorkers);
     impl->shared->pool = &*impl->pool;
   }
+  impl->work.emplace(impl->ioc.get_executor());
   impl->Accept();
   for (int i = 0; i < threads; ++i) {
     impl->threads.emplace_back([ioc = &impl->ioc] {
@@ -1070,9 +1083,19 @@ void MockServer::Stop() {
     sh.conns_cv.wait_for(lock, kStopGrace, [&] { return sh.conns.empty(); });
   }
   sh.abort_upstream.store(true);
+  im.work.reset();
   im.ioc.stop();
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();
+  {
+    std::vector<std::shared_ptr<Connection>> left;
+    {
+      std::lock_guard<std::mutex> lock(sh.conns_mu);
+      for (auto& [ptr, weak] : sh.conns)
+        if (auto c = weak.lock()) left.push_back(std::move(c));
+    }
+    for (auto& c : left) c->ForceClose();
+  }
   {
     std::lock_guard<std::mutex> lock(sh.callback_mu);
     sh.callbacks_closed = true;

@@ -866,6 +866,19 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   ASSERT_NE(kept, nullptr);
   out = Curl("-H 'Host: shop.example' " + kept->url() + "/k");
   EXPECT_NE(out.find("\nHost: shop.example\n"), std::string::npos) << out;
+
+  // Stop while a pass-through is in flight (the upstream takes 3 s, within the 5 s grace): the
+  // client still gets the upstream's answer. (The connection has no operation pending on the
+  // io_context meanwhile: the server must keep running it all the same.)
+  o.upstream_timeout_ns = 30'000'000'000;
+  auto slow = Serve({}, o);
+  ASSERT_NE(slow, nullptr);
+  std::string answer;
+  std::thread client([&] { answer = Curl(slow->url() + "/slow"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  slow->Stop();
+  client.join();
+  EXPECT_EQ(answer.rfind("GET /base/slow\n", 0), 0u) << answer;
 }
 
 }  // namespace
