@@ -28,7 +28,12 @@
 // request after the last gets kExhausted instead. The position in a sequence is kept per session
 // value: an empty session (no session header, or a request without it) shares one sequence per
 // key across all clients, as mitmproxy does. Each session value seen keeps one counter per key it
-// asked for, for the index's lifetime.
+// asked for, for the index's lifetime; past kMaxSessionsPerKey distinct session values for one
+// key, a new session value shares the common sequence (memory stays bounded).
+//
+// The request-target may be in origin form ("/a?b") or absolute form ("http://svc/a?b", RFC 9112
+// section 3.2.2, as a proxy sends it): the key is made of its path and query either way, and the
+// absolute form's authority is the host (it wins over the Host field).
 //
 // Thread-safety: construction is single-threaded; after it, Lookup may be called from any number
 // of threads at once (the sequence positions are guarded by one mutex; everything else is
@@ -49,6 +54,9 @@
 #include "format/exchange.h"
 
 namespace tapkit {
+
+// Distinct session values kept per request key (see the file comment).
+inline constexpr size_t kMaxSessionsPerKey = 65536;
 
 struct MatchOptions {
   std::vector<std::string> match_headers;  // header names whose values are part of the key
@@ -91,6 +99,9 @@ struct LookupResult {
   // parameter's or header's name (decoded; empty otherwise).
   MatchField differs_on = MatchField::kNone;
   std::string differs_name;
+  // The differing field is a matched header whose recorded value is a redaction marker
+  // (format/redact.h): no live value can equal it; the explanation says so.
+  bool differs_redacted = false;
 
   // One line for a person: "matched recorded response 2 of 3", "no recorded request matches;
   // closest: GET /a?x=1 (differs on query parameter x)", "all 3 recorded responses were served".
@@ -99,8 +110,10 @@ struct LookupResult {
 
 class RecordedResponses {
  public:
-  // Keeps the exchanges with a request and a response (their Completion is not checked: a
-  // response cut at the body limit is still served); the others are counted in skipped().
+  // Keeps the exchanges with a request and a final response of status 200 or more (their
+  // Completion is not checked: a response cut at the body limit is still served); the others (no
+  // request, no response, an HTTP/0.9 reply's status 0, a 101 Switching Protocols) are counted in
+  // skipped().
   RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options);
   RecordedResponses(const RecordedResponses&) = delete;
   RecordedResponses& operator=(const RecordedResponses&) = delete;
@@ -114,7 +127,7 @@ class RecordedResponses {
   RequestKey KeyOf(const Request& request) const;
 
   size_t size() const { return exchanges_.size(); }  // exchanges kept
-  size_t skipped() const { return skipped_; }        // exchanges without a request or response
+  size_t skipped() const { return skipped_; }        // exchanges that cannot be served (above)
   const MatchOptions& options() const { return options_; }
 
  private:
