@@ -633,7 +633,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (r.outcome == LookupResult::Outcome::kHit) {
       shared_->hits.fetch_add(1, std::memory_order_relaxed);
       const Response& rsp = *r.exchange->response;
-      // A final status outside 200..599 (a recorded 101 upgrade, a damaged record) cannot be
+      // A final status outside 200..599 (a damaged record; match.h already skips 1xx) cannot be
       // answered over HTTP/1.1 here: 502 saying so.
       const bool servable = rsp.status >= 200 && rsp.status <= 599;
       fill(ServeEvent::Kind::kHit, servable ? rsp.status : 502);
