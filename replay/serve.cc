@@ -531,6 +531,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
+  // Stop(), once no thread runs handlers any more: a connection still open (its answer did not
+  // come within the grace period; the handler holding it will never run) is closed now rather
+  // than when the io_context is destroyed.
+  void ForceClose() {
+    beast::error_code ignored;
+    socket_.shutdown(Tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
  private:
   // The phases a deadline watches (serve.h's timeouts, as nginx's).
   enum class Phase : uint8_t {
@@ -767,7 +776,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (r.outcome == LookupResult::Outcome::kHit) {
       shared_->hits.fetch_add(1, std::memory_order_relaxed);
       const Response& rsp = *r.exchange->response;
-      // A final status outside 200..599 (a recorded 101 upgrade, a damaged record) cannot be
+      // A final status outside 200..599 (a damaged record; match.h already skips 1xx) cannot be
       // answered over HTTP/1.1 here: 502 saying so.
       const bool servable = rsp.status >= 200 && rsp.status <= 599;
       fill(ServeEvent::Kind::kHit, servable ? rsp.status : 502);
@@ -1137,6 +1146,9 @@ bool CurlGlobalInit() {
 struct MockServer::Impl {
   std::shared_ptr<Shared> shared;
   asio::io_context ioc;
+  // Keeps run() going while a connection waits for the upstream with no operation pending on
+  // the io_context (the acceptor closed by Stop is then the only other source of work).
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::optional<Tcp::acceptor> acceptor;
   std::optional<asio::thread_pool> pool;
   std::vector<std::thread> threads;
@@ -1282,6 +1294,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
     impl->shared->pool = &*impl->pool;
     impl->shared->ShareConnections();
   }
+  impl->work.emplace(impl->ioc.get_executor());
   impl->Accept();
   for (int i = 0; i < threads; ++i) {
     impl->threads.emplace_back([ioc = &impl->ioc, shared = impl->shared.get()] {
@@ -1347,9 +1360,19 @@ void MockServer::Stop() {
     std::unique_lock<std::mutex> lock(sh.conns_mu);
     sh.conns_cv.wait_for(lock, kAbortTime, [&] { return sh.conns.empty(); });
   }
+  im.work.reset();
   im.ioc.stop();
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();
+  {
+    std::vector<std::shared_ptr<Connection>> left;
+    {
+      std::lock_guard<std::mutex> lock(sh.conns_mu);
+      for (auto& [ptr, weak] : sh.conns)
+        if (auto c = weak.lock()) left.push_back(std::move(c));
+    }
+    for (auto& c : left) c->ForceClose();
+  }
   {
     std::lock_guard<std::mutex> lock(sh.callback_mu);
     sh.callbacks_closed = true;

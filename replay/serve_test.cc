@@ -437,15 +437,21 @@ TEST_F(ServeTest, HeadAnd304KeepRecordedLength) {
   EXPECT_EQ(FieldOf(h, "Content-Length"), "1234");
 }
 
-// A recorded final status HTTP/1.1 cannot answer with here (a 101 upgrade): 502 saying so.
+// A recorded 101 is not indexed (match.h skips it); a damaged record's status past 599 cannot go
+// on an HTTP/1.1 status line: 502 saying so.
 TEST_F(ServeTest, UnservableRecordedStatus) {
   auto server =
-      Serve({Recorded("GET", "/ws", 101, "Switching Protocols", {{"Upgrade", "websocket"}}, "")});
+      Serve({Recorded("GET", "/ws", 101, "Switching Protocols", {{"Upgrade", "websocket"}}, ""),
+             Recorded("GET", "/damaged", 999, "Damaged", {}, "x", 2)});
   ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->recorded(), 1u);
+  EXPECT_EQ(server->skipped(), 1u);
+  std::string ws = Curl("-D - -o /dev/null " + server->url() + "/ws");
+  EXPECT_EQ(ws.substr(0, ws.find("\r\n")), "HTTP/1.1 404 Not Found");
   std::string why =
-      "recorded response with status 101 cannot be served (HTTP/1.1 final status "
+      "recorded response with status 999 cannot be served (HTTP/1.1 final status "
       "200..599)";
-  EXPECT_EQ(Raw(server->port(), "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"),
+  EXPECT_EQ(Raw(server->port(), "GET /damaged HTTP/1.1\r\nHost: x\r\n\r\n"),
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Tapkit-Miss: " +
                 why + "\r\nContent-Length: " + std::to_string(why.size() + 1) + "\r\n\r\n" + why +
@@ -892,6 +898,19 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   ASSERT_NE(kept, nullptr);
   out = Curl("-H 'Host: shop.example' " + kept->url() + "/k");
   EXPECT_NE(out.find("\nHost: shop.example\n"), std::string::npos) << out;
+
+  // Stop while a pass-through is in flight (the upstream takes 3 s, within the 5 s grace): the
+  // client still gets the upstream's answer. (The connection has no operation pending on the
+  // io_context meanwhile: the server must keep running it all the same.)
+  o.upstream_timeout_ns = 30'000'000'000;
+  auto slow = Serve({}, o);
+  ASSERT_NE(slow, nullptr);
+  std::string answer;
+  std::thread client([&] { answer = Curl(slow->url() + "/slow"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  slow->Stop();
+  client.join();
+  EXPECT_EQ(answer.rfind("GET /base/slow\n", 0), 0u) << answer;
 }
 
 
