@@ -134,6 +134,14 @@ std::string FormDecode(std::string_view s) {
   return out;
 }
 
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  }
+  return true;
+}
+
 bool IsToken(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {

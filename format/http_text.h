@@ -61,6 +61,15 @@ std::string FormDecode(std::string_view s);
 // name.
 bool IsToken(std::string_view s);
 
+// `c` with A-Z made a-z; other bytes as they are (no locale).
+inline char AsciiLower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// ASCII case-insensitive equality, as field names and tokens compare (RFC 9110 sections 5.1 and
+// 5.6.2); on std::string_view (Debian's Abseil has its own string_view type).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_FORMAT_HTTP_TEXT_H_

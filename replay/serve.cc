@@ -58,7 +58,7 @@ constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
 // A recorded latency is waited at most this long (a damaged record's huge response_start_ns
 // would overflow std::chrono's nanoseconds and wrap negative).
 constexpr uint64_t kMaxRecordedDelayNs = uint64_t{3600} * 1'000'000'000;
-constexpr size_t kWriteChunk = size_t{1} << 20;       // bytes per write of an answer, at most
+constexpr size_t kWriteChunk = size_t{1} << 20;  // bytes per write of an answer, at most
 constexpr uint64_t kMaxTimeoutNs = uint64_t{86400} * 1'000'000'000;  // a timeout option's cap
 
 std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
@@ -82,16 +82,6 @@ std::string Cat(const A&... parts) {
   std::string s;
   (AppendPart(&s, parts), ...);
   return s;
-}
-
-char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// ASCII case-insensitive equality (field names: RFC 9110 section 5.1).
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  return true;
 }
 
 bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
@@ -243,7 +233,7 @@ std::string_view ReasonFor(unsigned status) {
 bool AlwaysDropped(std::string_view name) {
   char lower[24];
   if (name.size() > sizeof lower) return false;  // longer than every such name
-  for (size_t i = 0; i < name.size(); ++i) lower[i] = Lower(name[i]);
+  for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
   return internal::IsHopByHop(std::string_view(lower, name.size()));
 }
 
@@ -403,13 +393,14 @@ struct Shared {
   void ShareConnections() {
     share = curl_share_init();
     if (share == nullptr) return;
-    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access,
-                                                     void* user) {
-      static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].lock();
-    });
-    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* user) {
-      static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].unlock();
-    });
+    curl_share_setopt(
+        share, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access, void* user) {
+          static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].lock();
+        });
+    curl_share_setopt(
+        share, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* user) {
+          static_cast<Shared*>(user)->share_mu[static_cast<size_t>(d) % kShareLocks].unlock();
+        });
     curl_share_setopt(share, CURLSHOPT_USERDATA, this);
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -449,55 +440,21 @@ struct UpstreamAnswer {
   Response response;
 };
 
+// The upstream's answer through the replay engine's reader (replay_request.h ResponseReader:
+// status lines, interim responses, fields, obs-fold, trailers); a body past kMaxUpstreamBody
+// ends the transfer (CURLE_WRITE_ERROR).
 size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
-  auto* a = static_cast<UpstreamAnswer*>(user);
-  if (a->response.body.data.size() + size * n > kMaxUpstreamBody) return 0;
-  a->response.body.data.append(data, size * n);
+  auto* reader = static_cast<internal::ResponseReader*>(user);
+  if (reader->response().body.data.size() + size * n > kMaxUpstreamBody) return 0;
+  reader->BodyBytes(std::string_view(data, size * n));
   return size * n;
 }
 
-// Header lines as libcurl hands them: a status line starts each response (interim ones
-// included, so the last one wins); lines after the final head's blank line are trailers.
-struct HeaderState {
-  UpstreamAnswer* answer = nullptr;
-  bool final_head_done = false;
-};
+uint64_t NoOffset(const void*) { return 0; }  // interim responses are not kept
 
 size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
-  auto* st = static_cast<HeaderState*>(user);
-  Response& r = st->answer->response;
-  std::string_view line(data, size * n);
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  if (line.substr(0, 5) == "HTTP/") {
-    r.headers.clear();
-    r.trailers.clear();
-    st->final_head_done = false;
-    size_t sp = line.find(' ');
-    std::string_view rest = sp == std::string_view::npos ? "" : line.substr(sp + 1);
-    std::string_view code = rest.substr(0, rest.find(' '));
-    uint32_t status = 0;
-    if (!ParseUint(code, &status)) status = 0;
-    r.status = static_cast<uint16_t>(status);
-    size_t sp2 = rest.find(' ');
-    r.reason = sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1));
-    std::string_view ver = line.substr(0, sp);
-    r.version = ver == "HTTP/1.0" ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
-    return size * n;
-  }
-  if (line.empty()) {
-    if (r.status >= 200) st->final_head_done = true;
-    return size * n;
-  }
-  std::vector<Header>& into = st->final_head_done ? r.trailers : r.headers;
-  if ((line.front() == ' ' || line.front() == '\t') && !into.empty()) {  // obs-fold
-    into.back().value += " ";
-    into.back().value += StripOws(line);
-    return size * n;
-  }
-  size_t colon = line.find(':');
-  if (colon == std::string_view::npos) return size * n;
-  into.push_back(
-      Header{std::string(line.substr(0, colon)), std::string(StripOws(line.substr(colon + 1)))});
+  static_cast<internal::ResponseReader*>(user)->HeaderLine(std::string_view(data, size * n),
+                                                           NoOffset, nullptr);
   return size * n;
 }
 
@@ -848,10 +805,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       deadline_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(send_ns);
       return ec ? 0 : kWriteChunk;
     };
-    asio::async_write(socket_, bufs, progress,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnWritten(ec);
-                      });
+    asio::async_write(
+        socket_, bufs, progress,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
   }
 
   void OnWritten(beast::error_code ec) {
@@ -991,7 +947,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       client_type = client_type || EqualsIgnoreCase(h.name, "content-type");
     if (!client_type) list = curl_slist_append(list, "Content-Type:");
     char errbuf[CURL_ERROR_SIZE] = {0};
-    HeaderState hs{&a, false};
+    internal::ResponseReader reader;
+    reader.Reset(kMaxUpstreamBody);
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -999,9 +956,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reader);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CurlHeader);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hs);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reader);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
@@ -1021,6 +978,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto started = std::chrono::steady_clock::now();
     CURLcode rc = curl_easy_perform(curl);
     const auto ended = std::chrono::steady_clock::now();
+    a.response = std::move(reader.response());
     if (rc == CURLE_ABORTED_BY_CALLBACK && shared_->abort_upstream.load()) {
       a.stopping = true;
     } else if (rc != CURLE_OK) {
@@ -1079,10 +1037,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     shared_->upstream_errors.fetch_add(1, std::memory_order_relaxed);
     // 503: the server is going away (RFC 9110 section 15.6.4); 502: the upstream failed.
     const unsigned status = a.stopping ? 503 : 502;
-    std::string why = EscapeControl(
-        a.stopping ? Cat("the mock is stopping: upstream ", shared_->upstream->text,
-                         " not awaited past the stop grace")
-                   : Cat("upstream ", shared_->upstream->text, ": ", a.error));
+    std::string why =
+        EscapeControl(a.stopping ? Cat("the mock is stopping: upstream ", shared_->upstream->text,
+                                       " not awaited past the stop grace")
+                                 : Cat("upstream ", shared_->upstream->text, ": ", a.error));
     ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, status);
     event_.explanation = why;
     keep_alive_ = keep_alive_ && !a.stopping;
@@ -1233,12 +1191,11 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   if (options.threads < 1 || options.threads > 16)
     return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
   for (auto [name, ns] : {std::pair<const char*, uint64_t>{"header", options.header_timeout_ns},
-                         {"body", options.body_timeout_ns},
-                         {"keep-alive", options.keepalive_timeout_ns},
-                         {"send", options.send_timeout_ns}}) {
+                          {"body", options.body_timeout_ns},
+                          {"keep-alive", options.keepalive_timeout_ns},
+                          {"send", options.send_timeout_ns}}) {
     if (ns == 0 || ns > kMaxTimeoutNs)
-      return absl::InvalidArgumentError(
-          Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
+      return absl::InvalidArgumentError(Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
   }
   if (options.stop_grace_ns > kMaxTimeoutNs)
     return absl::InvalidArgumentError(
@@ -1249,8 +1206,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
         Cat("miss status ", options.miss_status, ": out of range 200..599"));
   std::optional<Upstream> upstream;
   if (!options.upstream.empty()) {
-    if (!CurlGlobalInit())
-      return absl::InternalError("upstream: curl_global_init failed");
+    if (!CurlGlobalInit()) return absl::InternalError("upstream: curl_global_init failed");
     absl::StatusOr<Upstream> up = ParseUpstream(options.upstream);
     if (!up.ok()) return up.status();
     upstream = *std::move(up);
@@ -1260,7 +1216,8 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
       return absl::InvalidArgumentError(Cat("set header '", h.name, "': not a field name"));
     if (internal::IsHopByHop(absl::AsciiStrToLower(h.name)))
       return absl::InvalidArgumentError(
-          Cat("set header '", h.name, "': the server frames its answers itself; a framing or "
+          Cat("set header '", h.name,
+              "': the server frames its answers itself; a framing or "
               "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
   }
 

@@ -64,7 +64,8 @@
 // throws is counted in ServeStats::internal_errors; the server goes on.
 //
 // Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread
-// but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
+// but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor
+// stops the server (a MockServer serves for its lifetime).
 #ifndef TAPKIT_REPLAY_SERVE_H_
 #define TAPKIT_REPLAY_SERVE_H_
 
@@ -98,17 +99,17 @@ struct ServeOptions {
   std::string session_header;  // empty: one sequence per key across all clients
   uint16_t miss_status = 404;  // 200..599: a 1xx is interim (ParseMissStatus checks the flag)
   ServeDelay delay = ServeDelay::kNone;
-  uint64_t delay_ns = 0;           // kFixed: nanoseconds
+  uint64_t delay_ns = 0;  // kFixed: nanoseconds
   // Replace the recorded fields of these names (see above). Framing and hop-by-hop fields
   // (replay_request.h IsHopByHop: Content-Length, Transfer-Encoding, Connection, ...) are refused.
   std::vector<Header> set_headers;
   // Pass-through for misses: "http://HOST[:PORT][/PREFIX]" (port 80 by default); empty: misses
   // get miss_status.
   std::string upstream;
-  bool keep_authority = false;                    // pass-through keeps the client's Host
+  bool keep_authority = false;  // pass-through keeps the client's Host
   // Per passed-through request, from its head's arrival: 16 workers per thread each send one at a
-  // time (connections to the upstream kept and reused by any worker); a miss still queued when its time is up
-  // gets the 502 without being sent.
+  // time (connections to the upstream kept and reused by any worker); a miss still queued when its
+  // time is up gets the 502 without being sent.
   uint64_t upstream_timeout_ns = 30'000'000'000;
   // Timeouts (nanoseconds, 1 ns..24 h), nginx's of the same names with its defaults, so that a
   // client that stalls (a slowloris sending half a head, an idle keep-alive connection, a client
@@ -134,19 +135,19 @@ struct ServeOptions {
 // One answered request, for the log (text or JSON lines: replay/serve_log.h).
 struct ServeEvent {
   enum class Kind : uint8_t {
-    kHit,          // a recorded response was served
-    kMiss,         // no recorded request matched: miss_status was served
-    kExhausted,    // strict: the key's recorded responses were all served: miss_status
-    kPassThrough,  // a miss answered by the upstream (and handed to on_recorded)
+    kHit,            // a recorded response was served
+    kMiss,           // no recorded request matched: miss_status was served
+    kExhausted,      // strict: the key's recorded responses were all served: miss_status
+    kPassThrough,    // a miss answered by the upstream (and handed to on_recorded)
     kUpstreamError,  // a miss the upstream did not answer: 502 (503: not awaited, Stop)
     kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
   };
   Kind kind = Kind::kMiss;
-  uint64_t time_ns = 0;  // wall clock (Unix epoch, ns) when the request's head was read
-  Endpoint client;       // the peer of the connection
-  std::string method;    // as received (empty for a request that did not parse)
-  std::string target;    // the request-target as received
-  uint16_t status = 0;   // the status served
+  uint64_t time_ns = 0;     // wall clock (Unix epoch, ns) when the request's head was read
+  Endpoint client;          // the peer of the connection
+  std::string method;       // as received (empty for a request that did not parse)
+  std::string target;       // the request-target as received
+  uint16_t status = 0;      // the status served
   uint64_t latency_ns = 0;  // head read -> response written, delay included
   // kHit: the recorded exchange served, its place in its key's sequence and the sequence's
   // length; kMiss/kExhausted: the closest recorded exchange (id 0/0 and position 0 when none).
@@ -226,9 +227,9 @@ class MockServer {
 // the files' order), so that sequences follow the recording. Torn files are read up to the damage
 // and a line saying so is appended to `notices` (tapcat's notice; may be null). Errors name the
 // file: one that cannot be opened or is not a capture; a --max-count (-c) stops after N.
-absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(const std::vector<std::string>& paths,
-                                                          Selection* selection = nullptr,
-                                                          std::vector<std::string>* notices = nullptr);
+absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(
+    const std::vector<std::string>& paths, Selection* selection = nullptr,
+    std::vector<std::string>* notices = nullptr);
 
 }  // namespace tapkit::replay
 

@@ -6,8 +6,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -597,7 +597,8 @@ TEST(ServeListenTest, ListenErrors) {
   EXPECT_EQ(MockServer::Start({}, bad).status().code(), absl::StatusCode::kInvalidArgument);
   // A 1xx is interim (RFC 9110 section 15.2): a client would wait on for the final answer.
   bad.miss_status = 199;
-  EXPECT_EQ(MockServer::Start({}, bad).status().message(), "miss status 199: out of range 200..599");
+  EXPECT_EQ(MockServer::Start({}, bad).status().message(),
+            "miss status 199: out of range 200..599");
   bad.miss_status = 200;
   EXPECT_TRUE(MockServer::Start({}, bad).ok());
   for (const char* name : {"Content-Length", "transfer-encoding", "Connection", "Keep-Alive"}) {
@@ -913,7 +914,6 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   EXPECT_EQ(answer.rfind("GET /base/slow\n", 0), 0u) << answer;
 }
 
-
 // The review's findings (fix-serve): on their own loopback address.
 constexpr char kFixAddress[] = "127.0.106.1";
 
@@ -1063,8 +1063,9 @@ TEST(ServeFixTest, SmugglingHostAndHeadLimit) {
             std::vector<std::string>{"HTTP/1.1 431 Request Header Fields Too Large"})
       << got.substr(0, 200);
   // curl agrees the answer is complete and says the status.
-  std::string code = Curl("-o /dev/null -w '%{http_code}' -H 'X-Big: " +
-                          std::string(70 * 1024, 'b') + "' " + server->url() + "/x");
+  std::string code =
+      Curl("-o /dev/null -w '%{http_code}' -H 'X-Big: " + std::string(70 * 1024, 'b') + "' " +
+           server->url() + "/x");
   EXPECT_EQ(code, "431");
 }
 
@@ -1329,9 +1330,10 @@ TEST(ServeFixTest, PassThroughDeadlineAndReuse) {
   o.upstream_timeout_ns = 1'500'000'000;
   auto server = ServeFix({}, o);
   ASSERT_NE(server, nullptr);
-  std::string out = Shell("for i in 1 2 3 4 5 6 7 8; do curl -s --noproxy '*' -o /dev/null -w "
-                          "'%{http_code} %{time_total}\\n' " +
-                          server->url() + "/sleep/$i & done; wait");
+  std::string out = Shell(
+      "for i in 1 2 3 4 5 6 7 8; do curl -s --noproxy '*' -o /dev/null -w "
+      "'%{http_code} %{time_total}\\n' " +
+      server->url() + "/sleep/$i & done; wait");
   int lines = 0, ok = 0;
   for (size_t at = 0; at < out.size();) {
     size_t eol = out.find('\n', at);
@@ -1410,12 +1412,13 @@ TEST(ServeFixTest, StopWithPassThroughInFlight) {
       EXPECT_EQ(recorded, 1);
       EXPECT_EQ(events[0].kind, ServeEvent::Kind::kPassThrough);
     } else {
-      const std::string why = "the mock is stopping: upstream " + o.upstream +
-                              " not awaited past the stop grace";
-      EXPECT_EQ(got, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
-                     "charset=utf-8\r\nTapkit-Miss: " +
-                         why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
-                         "\r\nConnection: close\r\n\r\n" + why + "\n");
+      const std::string why =
+          "the mock is stopping: upstream " + o.upstream + " not awaited past the stop grace";
+      EXPECT_EQ(got,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                "charset=utf-8\r\nTapkit-Miss: " +
+                    why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
+                    "\r\nConnection: close\r\n\r\n" + why + "\n");
       EXPECT_EQ(st.upstream_errors, 1u);
       EXPECT_EQ(st.passed_through, 0u);
       EXPECT_EQ(recorded, 0);
