@@ -387,6 +387,20 @@ struct Shared {
     conns.erase(c);
     if (conns.empty()) conns_cv.notify_all();
   }
+  // The connections still open (kept alive while the caller holds them).
+  std::vector<std::shared_ptr<Connection>> Live() {
+    std::vector<std::shared_ptr<Connection>> live;
+    std::lock_guard<std::mutex> lock(conns_mu);
+    for (auto& [ptr, weak] : conns)
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    return live;
+  }
+  // Until every connection is gone, or `most` passed.
+  template <typename Duration>
+  void WaitNoConnections(Duration most) {
+    std::unique_lock<std::mutex> lock(conns_mu);
+    conns_cv.wait_for(lock, most, [&] { return conns.empty(); });
+  }
 
   // The pass-through workers' connection cache, shared so that any worker reuses a connection
   // another one left open (CURL_LOCK_DATA_CONNECT; libcurl locks it through these mutexes).
@@ -1297,39 +1311,16 @@ void MockServer::Stop() {
     if (im.accept_timer) im.accept_timer->cancel();
   });
   // Idle connections close now; the others after their answer (at most stop_grace_ns).
-  {
-    std::vector<std::shared_ptr<Connection>> live;
-    {
-      std::lock_guard<std::mutex> lock(sh.conns_mu);
-      for (auto& [ptr, weak] : sh.conns)
-        if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
-    for (auto& c : live) c->Close();
-  }
-  {
-    std::unique_lock<std::mutex> lock(sh.conns_mu);
-    sh.conns_cv.wait_for(lock, std::chrono::nanoseconds(sh.options.stop_grace_ns),
-                         [&] { return sh.conns.empty(); });
-  }
+  for (auto& c : sh.Live()) c->Close();
+  sh.WaitNoConnections(std::chrono::nanoseconds(sh.options.stop_grace_ns));
   // Pass-throughs still waiting for the upstream end now; their clients get a 503 saying so.
   sh.abort_upstream.store(true);
-  {
-    std::unique_lock<std::mutex> lock(sh.conns_mu);
-    sh.conns_cv.wait_for(lock, kAbortTime, [&] { return sh.conns.empty(); });
-  }
+  sh.WaitNoConnections(kAbortTime);
   im.work.reset();
   im.ioc.stop();
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();
-  {
-    std::vector<std::shared_ptr<Connection>> left;
-    {
-      std::lock_guard<std::mutex> lock(sh.conns_mu);
-      for (auto& [ptr, weak] : sh.conns)
-        if (auto c = weak.lock()) left.push_back(std::move(c));
-    }
-    for (auto& c : left) c->ForceClose();
-  }
+  for (auto& c : sh.Live()) c->ForceClose();
   {
     std::lock_guard<std::mutex> lock(sh.callback_mu);
     sh.callbacks_closed = true;

@@ -80,42 +80,62 @@ std::string Curl(const std::string& args, int* status = nullptr) {
   return Shell("curl -s --noproxy '*' " + args, status);
 }
 
+// A connected socket to address:port (-1 on failure), receive timeout `recv_s` seconds.
+int ConnectTo(const char* address, uint16_t port, int recv_s = 10) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, address, &sa.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{recv_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+void SendAll(int fd, std::string_view bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<size_t>(n);
+  }
+}
+
+// Every byte until the peer closes (*closed true) or the receive timeout (false).
+std::string ReadToClose(int fd, bool* closed) {
+  std::string out;
+  char buf[65536];
+  *closed = false;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0) {
+      *closed = true;
+      break;
+    }
+    if (n < 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 // Sends `bytes` on a fresh connection to kAddress:port, then (with half_close) shuts the
 // sending side; returns every byte received until the server closes, or until 10 s passed
 // (*closed says which).
 std::string Raw(uint16_t port, const std::string& bytes, bool half_close = true,
                 bool* closed = nullptr) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  inet_pton(AF_INET, kAddress, &sa.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
+  int fd = ConnectTo(kAddress, port);
+  if (fd < 0) {
     ADD_FAILURE() << "connect " << kAddress << ":" << port;
     return "";
   }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
+  SendAll(fd, bytes);
   if (half_close) shutdown(fd, SHUT_WR);
-  std::string out;
-  char buf[65536];
   bool eof = false;
-  for (;;) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n == 0) {
-      eof = true;
-      break;
-    }
-    if (n < 0) break;  // timeout (or reset)
-    out.append(buf, static_cast<size_t>(n));
-  }
+  std::string out = ReadToClose(fd, &eof);
   close(fd);
   if (closed) *closed = eof;
   return out;
@@ -927,52 +947,10 @@ std::unique_ptr<MockServer> ServeFix(std::vector<Exchange> xs, ServeOptions o = 
   return *std::move(s);
 }
 
-// A connected socket to kFixAddress:port (-1 on failure), receive timeout `recv_s` seconds.
-int ConnectFix(uint16_t port, int recv_s = 10) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  inet_pton(AF_INET, kFixAddress, &sa.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{recv_s, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-void SendAll(int fd, std::string_view bytes) {
-  size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    sent += static_cast<size_t>(n);
-  }
-}
-
-// Every byte until the peer closes (*closed true) or the receive timeout (false).
-std::string ReadToClose(int fd, bool* closed) {
-  std::string out;
-  char buf[65536];
-  *closed = false;
-  for (;;) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n == 0) {
-      *closed = true;
-      break;
-    }
-    if (n < 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 // Sends `bytes` on a fresh connection to kFixAddress, keeps the sending side open, returns what
 // came back until the server closed (or 10 s).
 std::string RawFix(uint16_t port, std::string_view bytes, bool* closed) {
-  int fd = ConnectFix(port);
+  int fd = ConnectTo(kFixAddress, port);
   if (fd < 0) {
     ADD_FAILURE() << "connect " << kFixAddress << ":" << port;
     return "";
@@ -1107,7 +1085,7 @@ TEST(ServeFixTest, Timeouts) {
   EXPECT_LT(took, std::chrono::seconds(5));
   // A client that never reads a 16 MiB answer: after send_timeout without progress the server
   // closes; what the client reads afterwards is cut short of the whole answer.
-  int fd = ConnectFix(server->port(), 2);
+  int fd = ConnectTo(kFixAddress, server->port(), 2);
   ASSERT_GE(fd, 0);
   SendAll(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -1127,7 +1105,7 @@ TEST(ServeFixTest, Timeouts) {
   o.send_timeout_ns = 1'000'000'000;
   auto steady = ServeFix({Simple("/mid", std::string(24 << 20, 'm'), 3)}, o);
   ASSERT_NE(steady, nullptr);
-  fd = ConnectFix(steady->port(), 2);
+  fd = ConnectTo(kFixAddress, steady->port(), 2);
   ASSERT_GE(fd, 0);
   SendAll(fd, "GET /mid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   total = 0;
@@ -1170,7 +1148,7 @@ TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    // The child: serve, report the port, lower the limit to the descriptors open, wait for the
+    // The child: serve, lower the limit to the descriptors open, report the port, wait for the
     // parent's connections, measure its own CPU time over 1 s, report.
     close(to_child[1]);
     close(from_child[0]);
@@ -1185,14 +1163,15 @@ TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
     o.listen = std::string(kFixAddress) + ":0";
     auto server = MockServer::Start({Simple("/a", "A")}, o, cb);
     if (!server.ok()) _exit(3);
-    std::string port = std::to_string((*server)->port()) + "\n";
-    if (write(from_child[1], port.data(), port.size()) < 0) _exit(3);
     int probe = dup(0);  // the lowest free descriptor: the limit is set to it
     close(probe);
     rlimit lim{};
     getrlimit(RLIMIT_NOFILE, &lim);
     lim.rlim_cur = static_cast<rlim_t>(probe);
     if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(3);
+    // The port only now: a connection the parent makes is one the child cannot accept.
+    std::string port = std::to_string((*server)->port()) + "\n";
+    if (write(from_child[1], port.data(), port.size()) < 0) _exit(3);
     char go = 0;
     if (read(to_child[0], &go, 1) != 1) _exit(3);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first failures
@@ -1229,7 +1208,7 @@ TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
   // Connections the kernel completes but the child cannot accept.
   std::vector<int> fds;
   for (int i = 0; i < 8; ++i) {
-    int fd = ConnectFix(port, 2);
+    int fd = ConnectTo(kFixAddress, port, 2);
     if (fd >= 0) fds.push_back(fd);
   }
   EXPECT_EQ(fds.size(), 8u);
@@ -1306,27 +1285,36 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 )";
 
+// kSlowUpstream (python3) on `address` while in scope; ready once it accepts connections.
+struct SlowUpstream {
+  explicit SlowUpstream(const char* address) {
+    std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
+    uint16_t port = tapkit::testing::FreePort(address);
+    if (port == 0) return;
+    pid = Shell("python3 '" + script + "' " + address + " " + std::to_string(port) +
+                " >/dev/null 2>&1 & echo $!");
+    for (int i = 0; i < 100 && !tapkit::testing::CanConnect(address, port); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ready = tapkit::testing::CanConnect(address, port);
+    url = "http://" + std::string(address) + ":" + std::to_string(port);
+  }
+  ~SlowUpstream() {
+    if (!pid.empty()) Shell("kill " + pid + " 2>/dev/null");
+  }
+  std::string pid, url;
+  bool ready = false;
+};
+
 // Pass-through under load: an upstream taking 1 s, a 1.5 s timeout, 8 misses at once: each gets
 // its 200 within the timeout or a 502, never later (the deadline runs from the request's arrival,
 // and enough workers send them at once). Sequential misses reuse one upstream connection.
 TEST(ServeFixTest, PassThroughDeadlineAndReuse) {
   TAPKIT_REQUIRE_TOOL("python3");
   TAPKIT_REQUIRE_TOOL("curl");
-  std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
-  const char* up_addr = "127.0.106.2";
-  uint16_t port = tapkit::testing::FreePort(up_addr);
-  ASSERT_NE(port, 0);
-  std::string pid = Shell("python3 '" + script + "' " + up_addr + " " + std::to_string(port) +
-                          " >/dev/null 2>&1 & echo $!");
-  struct Kill {
-    std::string pid;
-    ~Kill() { Shell("kill " + pid + " 2>/dev/null"); }
-  } kill{pid};
-  for (int i = 0; i < 100 && !tapkit::testing::CanConnect(up_addr, port); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(tapkit::testing::CanConnect(up_addr, port));
+  SlowUpstream up("127.0.106.2");
+  ASSERT_TRUE(up.ready);
   ServeOptions o;
-  o.upstream = "http://" + std::string(up_addr) + ":" + std::to_string(port);
+  o.upstream = up.url;
   o.upstream_timeout_ns = 1'500'000'000;
   auto server = ServeFix({}, o);
   ASSERT_NE(server, nullptr);
@@ -1362,19 +1350,8 @@ TEST(ServeFixTest, PassThroughDeadlineAndReuse) {
 TEST(ServeFixTest, StopWithPassThroughInFlight) {
   TAPKIT_REQUIRE_TOOL("python3");
   TAPKIT_REQUIRE_TOOL("curl");
-  std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
-  const char* up_addr = "127.0.106.3";
-  uint16_t port = tapkit::testing::FreePort(up_addr);
-  ASSERT_NE(port, 0);
-  std::string pid = Shell("python3 '" + script + "' " + up_addr + " " + std::to_string(port) +
-                          " >/dev/null 2>&1 & echo $!");
-  struct Kill {
-    std::string pid;
-    ~Kill() { Shell("kill " + pid + " 2>/dev/null"); }
-  } kill{pid};
-  for (int i = 0; i < 100 && !tapkit::testing::CanConnect(up_addr, port); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(tapkit::testing::CanConnect(up_addr, port));
+  SlowUpstream up("127.0.106.3");
+  ASSERT_TRUE(up.ready);
   for (bool short_grace : {false, true}) {
     SCOPED_TRACE(short_grace ? "grace 200 ms" : "grace 5 s");
     std::mutex mu;
@@ -1390,7 +1367,7 @@ TEST(ServeFixTest, StopWithPassThroughInFlight) {
       ++recorded;
     };
     ServeOptions o;
-    o.upstream = "http://" + std::string(up_addr) + ":" + std::to_string(port);
+    o.upstream = up.url;
     if (short_grace) o.stop_grace_ns = 200'000'000;
     auto server = ServeFix({}, o, cb);
     ASSERT_NE(server, nullptr);
