@@ -734,6 +734,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string_view session;
     if (!opt.session_header.empty()) session = SessionValue(request_, opt.session_header);
     LookupResult r = shared_->recorded.Lookup(request_, session);
+    // RFC 9110 section 9.3.2: HEAD is GET without the content. A HEAD whose key was never
+    // recorded gets the head of the GET recorded for it (taking that GET's turn in its sequence).
+    bool head_of_get = false;
+    if (head_request_ && r.outcome == LookupResult::Outcome::kMiss) {
+      std::string method = std::move(request_.method);
+      request_.method = "GET";
+      LookupResult get = shared_->recorded.Lookup(request_, session);
+      request_.method = std::move(method);
+      if (get.outcome == LookupResult::Outcome::kHit) {
+        r = std::move(get);
+        head_of_get = true;
+      }
+    }
     const bool with_events = static_cast<bool>(shared_->callbacks.on_event);
     auto fill = [&](ServeEvent::Kind kind, unsigned status) {
       ResetEvent(kind, status);
@@ -754,6 +767,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       event_.recorded = IdOf(r.exchange);
       event_.position = r.position;
       event_.sequence_length = r.recorded;
+      if (head_of_get && with_events) event_.explanation += " (the recorded GET's head)";
       if (servable) {
         RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
       } else {

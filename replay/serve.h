@@ -30,6 +30,9 @@
 //     carry the recorded Content-Length and no body (RFC 9110 sections 9.3.2 and 15.4.5); 1xx,
 //     204 and 304 responses carry no body (RFC 9112 section 6.3). Interim (1xx) responses
 //     recorded before the final one are not served;
+//   - answers a HEAD whose key was never recorded (method included) with the head of the GET
+//     recorded for it, as a HEAD of it would have been (RFC 9110 section 9.3.2: HEAD is GET
+//     without content); that takes the GET's turn in its sequence. A recorded HEAD comes first;
 //   - serves redacted values (format/redact.h markers) as stored, unless set_headers names the
 //     field: set_headers replace every recorded field of that name in every response served
 //     (hits and pass-throughs; not the miss answer);

@@ -1406,5 +1406,28 @@ TEST(ServeFixTest, StopWithPassThroughInFlight) {
   }
 }
 
+// RFC 9110 section 9.3.2: a HEAD for a path recorded only as GET gets the GET's head (its
+// Content-Length, no body); a recorded HEAD is preferred. curl -I reads the answer as complete.
+TEST(ServeFixTest, HeadServedFromRecordedGet) {
+  auto server =
+      ServeFix({Recorded("GET", "/a", 200, "OK",
+                         {{"Content-Type", "text/plain"}, {"Content-Length", "4"}}, "AAAA", 1),
+                Recorded("GET", "/b", 200, "OK", {{"Content-Length", "2"}}, "BB", 2),
+                Recorded("HEAD", "/b", 200, "Head OK", {{"Content-Length", "9"}}, "", 3)});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFix(server->port(),
+                           "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "HEAD /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                           &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\n"
+            "HTTP/1.1 200 Head OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n");
+  std::string head = Curl("-I " + server->url() + "/a");
+  EXPECT_EQ(head.substr(0, head.find("\r\n")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(FieldOf(head, "Content-Length"), "4");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
