@@ -147,6 +147,17 @@ absl::StatusOr<RequestPlan> MakeRequestPlan(const ReplayOptions& options, Target
   return plan;
 }
 
+std::vector<std::string> ConnectionNamed(const std::vector<Header>& headers) {
+  std::vector<std::string> named;
+  for (const Header& h : headers) {
+    if (!absl::EqualsIgnoreCase(h.name, "connection")) continue;
+    for (absl::string_view t : absl::StrSplit(h.value, ',')) {
+      named.push_back(absl::AsciiStrToLower(A(TrimOws(std::string_view(t.data(), t.size())))));
+    }
+  }
+  return named;
+}
+
 bool IsHopByHop(std::string_view n) {
   return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" ||
          n == "trailer" || n == "transfer-encoding" || n == "upgrade" || n == "content-length";
@@ -200,14 +211,9 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
     return;
   }
   // RFC 9110 section 7.6.1: the fields Connection names are hop-by-hop too.
-  std::vector<std::string> named;
+  const std::vector<std::string> named = ConnectionNamed(recorded.headers);
   bool had_length = false;
   for (const Header& h : recorded.headers) {
-    if (absl::EqualsIgnoreCase(h.name, "connection")) {
-      for (absl::string_view t : absl::StrSplit(h.value, ',')) {
-        named.push_back(absl::AsciiStrToLower(A(TrimOws(std::string_view(t.data(), t.size())))));
-      }
-    }
     if (absl::EqualsIgnoreCase(h.name, "content-length") ||
         absl::EqualsIgnoreCase(h.name, "transfer-encoding")) {
       had_length = true;

@@ -78,6 +78,10 @@ void BuildRequest(const RequestPlan& plan, const Request& recorded, OutgoingRequ
 // fields the replay sets itself (Content-Length).
 bool IsHopByHop(std::string_view lower_name);
 
+// The field names a Connection field of `headers` lists (RFC 9110 section 7.6.1: those fields
+// are hop-by-hop too), lower-case, in order; empty when there is no Connection field.
+std::vector<std::string> ConnectionNamed(const std::vector<Header>& headers);
+
 // How many redaction markers `text` holds: kRedactedPrefix and 12 lower-case hex digits, anywhere
 // (a query value, a JSON string, a form field).
 uint64_t CountRedactionMarkers(std::string_view text);

@@ -237,25 +237,10 @@ bool AlwaysDropped(std::string_view name) {
   return internal::IsHopByHop(std::string_view(lower, name.size()));
 }
 
-// True when a Connection field of `headers` names `name` (RFC 9110 section 7.6.1).
-bool NamedByConnection(const std::vector<Header>& headers, std::string_view name) {
-  for (const Header& h : headers) {
-    if (!EqualsIgnoreCase(h.name, "connection")) continue;
-    std::string_view v = h.value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view token = StripOws(v.substr(0, comma));
-      if (EqualsIgnoreCase(token, name)) return true;
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
-}
-
-bool HasConnection(const std::vector<Header>& headers) {
-  for (const Header& h : headers)
-    if (EqualsIgnoreCase(h.name, "connection")) return true;
+// True when `name` is one of `named` (replay_request.h ConnectionNamed: lower-case).
+bool Named(const std::vector<std::string>& named, std::string_view name) {
+  for (const std::string& n : named)
+    if (EqualsIgnoreCase(n, name)) return true;
   return false;
 }
 
@@ -288,7 +273,7 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
   const bool no_body_status = status < 200 || status == 204 || status == 304;
   // HEAD and 304 keep the recorded Content-Length (RFC 9110 sections 9.3.2, 15.4.5).
   const bool keep_length = head_request || status == 304;
-  const bool connection_named = HasConnection(rsp.headers);
+  const std::vector<std::string> named = internal::ConnectionNamed(rsp.headers);
   std::vector<bool> set_done;  // which set_headers were placed (small; only with set_headers)
   if (!set_headers.empty()) set_done.assign(set_headers.size(), false);
   for (const Header& h : rsp.headers) {
@@ -296,8 +281,7 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     const bool is_length = EqualsIgnoreCase(h.name, "content-length");
     if (is_length && keep_length) {
       // served as recorded (below, with the set_headers check)
-    } else if (AlwaysDropped(h.name) ||
-               (connection_named && NamedByConnection(rsp.headers, h.name))) {
+    } else if (AlwaysDropped(h.name) || Named(named, h.name)) {
       continue;
     }
     bool replaced = false;
@@ -951,9 +935,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (shared_->share != nullptr) curl_easy_setopt(curl, CURLOPT_SHARE, shared_->share);
     std::string url = Cat("http://", up.authority, up.prefix, target);
     curl_slist* list = nullptr;
+    const std::vector<std::string> named = internal::ConnectionNamed(request_.headers);
     for (const Header& h : request_.headers) {
-      if (AlwaysDropped(h.name) || NamedByConnection(request_.headers, h.name) ||
-          EqualsIgnoreCase(h.name, "expect"))
+      if (AlwaysDropped(h.name) || Named(named, h.name) || EqualsIgnoreCase(h.name, "expect"))
         continue;
       if (EqualsIgnoreCase(h.name, "host") && !shared_->options.keep_authority) continue;
       std::string line = h.value.empty() ? Cat(h.name, ";") : Cat(h.name, ": ", h.value);
