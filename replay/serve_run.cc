@@ -68,6 +68,11 @@ bool SameFile(const std::string& a, const std::string& b) {
   return a == b || std::filesystem::equivalent(a, b, ec);
 }
 
+// --serve -w stores the whole body the server received: it refuses request bodies past
+// kMaxRequestBody (serve.h) and fails an upstream answer past the same 64 MiB (serve.cc's
+// kMaxUpstreamBody), so no body handed to on_recorded is cut.
+constexpr uint64_t kPassThroughBodyLimit = kMaxRequestBody;
+
 // The -w capture's header: tapreplay wrote it; capture point 0 is the upstream (kind "replay",
 // as tapreplay -w names its target), the inputs served and the listen address as extras.
 CaptureMetadata PassThroughHeader(const ServePlan& plan) {
@@ -312,7 +317,8 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   std::unique_ptr<ExchangeCapture> capture;
   if (!plan->capture_path.empty()) {
     absl::StatusOr<std::unique_ptr<ExchangeCapture>> c = ExchangeCapture::Open(
-        plan->capture_path, PassThroughHeader(*plan), std::move(plan->capture_redactor));
+        plan->capture_path, PassThroughHeader(*plan), std::move(plan->capture_redactor),
+        kPassThroughBodyLimit);
     if (!c.ok()) {
       err << "tapreplay: " << c.status().message() << "\n";
       return kExitError;
