@@ -108,6 +108,14 @@ class CaptureReport final : public ReplayReport {
 
 }  // namespace
 
+absl::StatusOr<std::optional<Redactor>> CaptureRedactor(bool no_redact,
+                                                        const std::string& key_file) {
+  if (no_redact) return std::optional<Redactor>();
+  RedactionFlags redaction = RedactionOnByDefault();
+  redaction.key_file = key_file;
+  return BuildRedactor(redaction);
+}
+
 ExchangeCapture::ExchangeCapture(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor,
                                  uint64_t body_limit)
     : writer_(std::move(writer)), body_limit_(body_limit), redactor_(std::move(redactor)) {}

@@ -35,6 +35,13 @@ class Writer;
 
 namespace tapkit::replay {
 
+// The -w capture's Redactor, tapreplay's in both modes: nullopt with `no_redact` (--no-redact);
+// otherwise taprec's default policy (format/redact.h, RedactionOnByDefault), keyed with the key in
+// `key_file` (--redact-key-file) when it is not empty. Errors: BuildRedactor's (a key file that
+// cannot be read, naming it).
+absl::StatusOr<std::optional<Redactor>> CaptureRedactor(bool no_redact,
+                                                        const std::string& key_file);
+
 class ExchangeCapture {
  public:
   // Creates `path` ("-" is standard output; mode 0600 as every capture) with `header` (its

@@ -19,6 +19,7 @@
 #include "format/redact.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
+#include "replay/capture_report.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {
@@ -389,9 +390,8 @@ TEST(CaptureReport, RedactsTheLiveExchanges) {
     ASSERT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
     ::close(fd);
   }
-  RedactionFlags flags = RedactionOnByDefault();
-  flags.key_file = key_file;
-  absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(flags);
+  // tapreplay's -w redactor, in both modes (the markers checked against openssl below).
+  absl::StatusOr<std::optional<Redactor>> redactor = CaptureRedactor(false, key_file);
   ASSERT_TRUE(redactor.ok()) << redactor.status();
   ASSERT_TRUE(redactor->has_value());
 
@@ -435,6 +435,21 @@ TEST(CaptureReport, RedactsTheLiveExchanges) {
   // The rest is as it was.
   EXPECT_EQ(got.response->body.data, "{\"id\":7,\"name\":\"sprocket\"}\n");
   EXPECT_EQ(r.exchanges[1].response->body.length, 100'000u);
+}
+
+TEST(CaptureRedactor, NoneWithNoRedactAndTheKeyFileNamedInErrors) {
+  absl::StatusOr<std::optional<Redactor>> none = CaptureRedactor(true, "");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  absl::StatusOr<std::optional<Redactor>> unkeyed = CaptureRedactor(false, "");
+  ASSERT_TRUE(unkeyed.ok()) << unkeyed.status();
+  ASSERT_TRUE(unkeyed->has_value());
+  EXPECT_TRUE((*unkeyed)->policy().enabled);
+  EXPECT_FALSE((*unkeyed)->policy().keyed);
+  const std::string missing = testing::TestDir() + "/no-such.key";
+  absl::StatusOr<std::optional<Redactor>> bad = CaptureRedactor(false, missing);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(missing), std::string::npos) << bad.status();
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "format/redact.h"
 #include "re2/re2.h"
 #include "recorder/stop_signals.h"
+#include "replay/capture_report.h"
 #include "replay/compare.h"
 #include "replay/replay_request.h"
 #include "replay/report.h"
@@ -419,10 +420,9 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
         "--no-redact goes with -w (only the -w capture is redacted; the reports show values as "
         "they are)");
   }
-  if (!plan.capture_path.empty() && !f.no_redact) {
-    RedactionFlags redaction = RedactionOnByDefault();
-    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
-    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+  if (!plan.capture_path.empty()) {
+    absl::StatusOr<std::optional<Redactor>> redactor =
+        CaptureRedactor(f.no_redact, f.redact_key_file);
     if (!redactor.ok()) return redactor.status();
     plan.capture_redactor = *std::move(redactor);
   }
@@ -431,11 +431,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
 
 int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream& err) {
   absl::StatusOr<ReplayPlan> plan = PlanReplay(flags);
-  if (!plan.ok()) {
-    err << "tapreplay: " << plan.status().message() << "\n";
-    return kExitError;
-  }
-  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  if (!ToldPlan(plan, err)) return kExitError;
 
   // -w - takes standard output; the readable report moves to standard error.
   std::ostream& stream = plan->capture_path == "-" ? err : out;

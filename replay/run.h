@@ -123,6 +123,20 @@ absl::StatusOr<Header> ParseSetHeader(std::string_view text);
 // and the replacement may name only the regex's groups (\0..\N). Errors name the flag.
 absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text);
 
+// How both tapreplay modes open: a plan that failed is one line "tapreplay: MESSAGE" on `err`
+// (false: exit kExitError); a plan that holds is true after its warnings, one line each,
+// "tapreplay: warning: ...". `Plan` has `std::vector<std::string> warnings` (ReplayPlan,
+// ServePlan).
+template <typename Plan>
+bool ToldPlan(const absl::StatusOr<Plan>& plan, std::ostream& err) {
+  if (!plan.ok()) {
+    err << "tapreplay: " << plan.status().message() << "\n";
+    return false;
+  }
+  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  return true;
+}
+
 // Runs tapreplay: PlanReplay, then Replay with the reports the plan names. The readable or JSON
 // report goes to `out` (to `err` when -w - takes standard output), flushed after each exchange
 // so a shadowing run shows differences as they happen; error lines, prefixed "tapreplay: ", go

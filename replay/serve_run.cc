@@ -295,7 +295,6 @@ absl::Status CheckListenAddress(std::string_view text) {
 
 absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
-  if (absl::Status s = CheckModeFlags(f.given); !s.ok()) return s;
   ServePlan plan;
   if (f.output == "text") {
     plan.log = ServeLog::kText;
@@ -418,10 +417,9 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
                          "redacted; recorded values are served as stored)"));
     }
   }
-  if (!plan.capture_path.empty() && !f.no_redact) {
-    RedactionFlags redaction = RedactionOnByDefault();
-    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
-    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+  if (!plan.capture_path.empty()) {
+    absl::StatusOr<std::optional<Redactor>> redactor =
+        CaptureRedactor(f.no_redact, f.redact_key_file);
     if (!redactor.ok()) return redactor.status();
     plan.capture_redactor = *std::move(redactor);
   }
@@ -431,11 +429,7 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
 int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& err,
                  bool* out_blocked) {
   absl::StatusOr<ServePlan> plan = PlanServe(flags);
-  if (!plan.ok()) {
-    err << "tapreplay: " << plan.status().message() << "\n";
-    return kExitError;
-  }
-  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  if (!ToldPlan(plan, err)) return kExitError;
 
   std::vector<std::string> notices;
   absl::StatusOr<std::vector<Exchange>> exchanges =

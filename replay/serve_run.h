@@ -104,8 +104,9 @@ absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text);
 // the flag.
 absl::Status CheckListenAddress(std::string_view text);
 
-// Checks every flag and builds the plan. Errors (InvalidArgument, one line naming the flag and
-// value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header that
+// Checks every flag and builds the plan; the other mode's flags are CheckModeFlags' (the
+// caller's: tapreplay runs it once for both modes). Errors (InvalidArgument, one line naming the
+// flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header that
 // is not a field name; an empty --ignore-param; --miss-status, --threads, --delay or --timeout
 // out of range or unparsable; --upstream not http://; --set-header as run.h's ParseSetHeader;
 // -o not text or json; the selection's errors (select.h); flags that would be ignored
@@ -114,7 +115,7 @@ absl::Status CheckListenAddress(std::string_view text);
 // input; a key file that cannot be read.
 absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& flags);
 
-// Runs tapreplay --serve: PlanServe; reads the inputs (a torn tail: a notice line); opens -w;
+// Runs tapreplay --serve (CheckModeFlags is the caller's): PlanServe; reads the inputs (a torn tail: a notice line); opens -w;
 // starts the MockServer; prints
 //   tapreplay: serving N recorded exchanges (M skipped) on http://ADDR:PORT
 // on `err` (the bound port when 0 was given; M: recorded without a request or a response); logs
