@@ -17,6 +17,8 @@
 // Cutting, redacting, numbering and the trailer's own counts are ExchangeCapture's
 // (capture_report.h), which tapreplay --serve -w writes its passed-through exchanges with.
 // Nothing here needs the replay engine: only format/ (and select/ for the options' Selection).
+#include "replay/capture_report.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +33,6 @@
 #include "format/program.h"
 #include "format/redact.h"
 #include "format/writer.h"
-#include "replay/capture_report.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {

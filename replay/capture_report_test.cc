@@ -1,6 +1,8 @@
 // MakeCaptureReport (tapreplay -w): replayed exchanges built by hand are written, read back with
 // the format's Reader field by field against values written out here, and printed by the tapcat
 // binary, whose JSON is parsed with nlohmann::json.
+#include "replay/capture_report.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -19,7 +21,6 @@
 #include "format/redact.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
-#include "replay/capture_report.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {

@@ -45,10 +45,10 @@ namespace tapkit::replay {
 // given (as Boost.Program_options names them: "speed", "max", "output", ...), so that a flag
 // given with its default value still counts for the conflict checks.
 struct ReplayToolFlags {
-  std::vector<std::string> inputs;  // .tap paths; "-" is standard input
+  std::vector<std::string> inputs;        // .tap paths; "-" is standard input
   std::vector<std::string> command_line;  // argv, recorded in the -w capture's header
-  std::string target;               // --target http://HOST:PORT
-  bool keep_authority = false;      // --keep-authority
+  std::string target;                     // --target http://HOST:PORT
+  bool keep_authority = false;            // --keep-authority
 
   // Pacing: at most one of --speed X, --rate N, --max.
   std::string speed;        // --speed: kMinSpeed..kMaxSpeed (recorded gaps are divided by it)

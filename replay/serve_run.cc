@@ -53,17 +53,30 @@ std::string Written(std::string_view name) {
 }
 
 // Flags of replaying against a target: with --serve they would be ignored.
-constexpr std::string_view kReplayOnly[] = {
-    "target",      "speed",         "rate",          "max",
-    "concurrency", "loop",          "sample",        "sample-seed",
-    "drop-header", "rewrite-path",  "include-incomplete", "send-truncated-bodies",
-    "no-compare",  "ignore-header", "ignore-json-path",   "unordered-json-path",
-    "no-default-ignore", "rules",   "junit",         "verbose"};
+constexpr std::string_view kReplayOnly[] = {"target",
+                                            "speed",
+                                            "rate",
+                                            "max",
+                                            "concurrency",
+                                            "loop",
+                                            "sample",
+                                            "sample-seed",
+                                            "drop-header",
+                                            "rewrite-path",
+                                            "include-incomplete",
+                                            "send-truncated-bodies",
+                                            "no-compare",
+                                            "ignore-header",
+                                            "ignore-json-path",
+                                            "unordered-json-path",
+                                            "no-default-ignore",
+                                            "rules",
+                                            "junit",
+                                            "verbose"};
 // Flags of the mock server: without --serve they would be ignored.
-constexpr std::string_view kServeOnly[] = {"match-header", "match-body",  "ignore-param",
-                                           "match-host",   "strict",      "session-header",
-                                           "miss-status",  "upstream",    "delay",
-                                           "threads"};
+constexpr std::string_view kServeOnly[] = {
+    "match-header",   "match-body",  "ignore-param", "match-host", "strict",
+    "session-header", "miss-status", "upstream",     "delay",      "threads"};
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
@@ -225,17 +238,19 @@ absl::Status CheckModeFlags(const std::set<std::string>& given) {
   if (serve) {
     for (std::string_view name : kReplayOnly) {
       if (given.count(std::string(name))) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Written(name), " cannot be used with --serve (it belongs to replaying against "
-                           "--target; --serve stands in for the recorded service)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(Written(name),
+                         " cannot be used with --serve (it belongs to replaying against "
+                         "--target; --serve stands in for the recorded service)"));
       }
     }
   } else {
     for (std::string_view name : kServeOnly) {
       if (given.count(std::string(name))) {
         return absl::InvalidArgumentError(
-            absl::StrCat(Written(name), " goes with --serve ADDR:PORT (it is an option of the "
-                                        "mock server)"));
+            absl::StrCat(Written(name),
+                         " goes with --serve ADDR:PORT (it is an option of the "
+                         "mock server)"));
       }
     }
   }
@@ -375,14 +390,16 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   }
   for (std::string_view name : {"timeout", "keep-authority", "write"}) {
     if (given(name) && !upstream) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Written(name), " goes with --upstream in --serve mode (it concerns the requests "
-                         "passed through to the upstream)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Written(name),
+                       " goes with --upstream in --serve mode (it concerns the requests "
+                       "passed through to the upstream)"));
     }
   }
   if (given("timeout")) {
     absl::StatusOr<int64_t> t = ParseDurationNs(f.timeout);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("--timeout ", t.status().message()));
+    if (!t.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--timeout ", t.status().message()));
     if (*t <= 0) return Bad("--timeout", f.timeout, "must be above 0");
     o.upstream_timeout_ns = static_cast<uint64_t>(*t);
   }
@@ -412,9 +429,10 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   }
   for (std::string_view name : {"no-redact", "redact-key-file"}) {
     if (given(name) && plan.capture_path.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Written(name), " goes with -w (only the -w capture of passed-through exchanges is "
-                         "redacted; recorded values are served as stored)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Written(name),
+                       " goes with -w (only the -w capture of passed-through exchanges is "
+                       "redacted; recorded values are served as stored)"));
     }
   }
   if (!plan.capture_path.empty()) {
@@ -442,9 +460,9 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
 
   std::unique_ptr<ExchangeCapture> capture;
   if (!plan->capture_path.empty()) {
-    absl::StatusOr<std::unique_ptr<ExchangeCapture>> c = ExchangeCapture::Open(
-        plan->capture_path, PassThroughHeader(*plan), std::move(plan->capture_redactor),
-        kPassThroughBodyLimit);
+    absl::StatusOr<std::unique_ptr<ExchangeCapture>> c =
+        ExchangeCapture::Open(plan->capture_path, PassThroughHeader(*plan),
+                              std::move(plan->capture_redactor), kPassThroughBodyLimit);
     if (!c.ok()) {
       err << "tapreplay: " << c.status().message() << "\n";
       return kExitError;
@@ -502,9 +520,9 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     }
     return kExitError;
   }
-  err << "tapreplay: serving " << Plural((*server)->recorded(), "recorded exchange",
-                                         "recorded exchanges")
-      << " (" << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+  err << "tapreplay: serving "
+      << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
+      << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
 
   while (!StopSignals::stopped().load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

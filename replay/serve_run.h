@@ -64,7 +64,7 @@ struct ServeToolFlags {
   std::string redact_key_file;  // --redact-key-file FILE
 
   std::string output = "text";  // -o text|json
-  SelectionFlags selection;      // what is served
+  SelectionFlags selection;     // what is served
   std::set<std::string> given;
 };
 
@@ -106,8 +106,8 @@ absl::Status CheckListenAddress(std::string_view text);
 
 // Checks every flag and builds the plan; the other mode's flags are CheckModeFlags' (the
 // caller's: tapreplay runs it once for both modes). Errors (InvalidArgument, one line naming the
-// flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header that
-// is not a field name; an empty --ignore-param; --miss-status, --threads, --delay or --timeout
+// flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header
+// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay or --timeout
 // out of range or unparsable; --upstream not http://; --set-header as run.h's ParseSetHeader;
 // -o not text or json; the selection's errors (select.h); flags that would be ignored
 // (--timeout, --keep-authority or -w without --upstream; --no-redact or --redact-key-file without
@@ -115,8 +115,8 @@ absl::Status CheckListenAddress(std::string_view text);
 // input; a key file that cannot be read.
 absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& flags);
 
-// Runs tapreplay --serve (CheckModeFlags is the caller's): PlanServe; reads the inputs (a torn tail: a notice line); opens -w;
-// starts the MockServer; prints
+// Runs tapreplay --serve (CheckModeFlags is the caller's): PlanServe; reads the inputs (a torn
+// tail: a notice line); opens -w; starts the MockServer; prints
 //   tapreplay: serving N recorded exchanges (M skipped) on http://ADDR:PORT
 // on `err` (the bound port when 0 was given; M: recorded without a request or a response); logs
 // each answered request as one line on `out`, flushed per line. The log and the -w capture are

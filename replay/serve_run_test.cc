@@ -9,14 +9,13 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <streambuf>
@@ -183,9 +182,9 @@ TEST(CheckModeFlags, RefusesTheOtherModesFlagsNamingBoth) {
   EXPECT_EQ(CheckModeFlags({"serve", "target"}).message(),
             "--target cannot be used with --serve (it belongs to replaying against --target; "
             "--serve stands in for the recorded service)");
-  EXPECT_EQ(CheckModeFlags({"serve", "verbose"}).message().rfind("-v cannot be used with --serve",
-                                                                 0),
-            0u);
+  EXPECT_EQ(
+      CheckModeFlags({"serve", "verbose"}).message().rfind("-v cannot be used with --serve", 0),
+      0u);
   EXPECT_EQ(CheckModeFlags({"serve", "junit"}).message().rfind("--junit cannot be used", 0), 0u);
   EXPECT_EQ(CheckModeFlags({"serve", "rate"}).message().rfind("--rate cannot be used", 0), 0u);
   EXPECT_EQ(CheckModeFlags({"target", "match-body"}).message(),
@@ -315,7 +314,8 @@ std::string WriteRecording() {
 // RunServeTool on a thread; the serving line's port; SIGTERM to stop it.
 class ToolRun {
  public:
-  explicit ToolRun(ServeToolFlags flags) : flags_(std::move(flags)), out_(&out_buf_), err_(&err_buf_) {
+  explicit ToolRun(ServeToolFlags flags)
+      : flags_(std::move(flags)), out_(&out_buf_), err_(&err_buf_) {
     thread_ = std::thread([this] {
       code_ = RunServeTool(flags_, out_, err_);
       done_ = true;
@@ -391,8 +391,7 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
       std::regex(absl::StrCat(R"(HIT  200 GET /api/price\?cur=eur&id=7  recorded 0:1 \(1 of 3\)  )",
                               client, R"(  [0-9]+\.[0-9]ms)"))))
       << lines[0];
-  EXPECT_EQ(lines[1].rfind("HIT  200 GET /api/price?id=7&cur=eur  recorded 0:2 (2 of 3)  ", 0),
-            0u)
+  EXPECT_EQ(lines[1].rfind("HIT  200 GET /api/price?id=7&cur=eur  recorded 0:2 (2 of 3)  ", 0), 0u)
       << lines[1];
   EXPECT_EQ(lines[2].rfind("MISS 404 GET /api/prize?id=7&cur=eur  ", 0), 0u) << lines[2];
   EXPECT_NE(lines[2].find("differs on path"), std::string::npos) << lines[2];
@@ -405,17 +404,15 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
 
 TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   TAPKIT_REQUIRE_TOOL("curl");
-  ServeToolFlags f = Flags({{"serve", "127.0.99.1:0"},
-                            {"output", "json"},
-                            {"session-header", "X-Client"}});
+  ServeToolFlags f =
+      Flags({{"serve", "127.0.99.1:0"}, {"output", "json"}, {"session-header", "X-Client"}});
   f.inputs = {WriteRecording()};
   ToolRun run(f);
   const int port = run.WaitForPort();
   ASSERT_NE(port, 0) << run.err();
   const std::string url = absl::StrCat("http://127.0.99.1:", port, "/api/order");
-  std::string got =
-      Shell(absl::StrCat("curl -s -X POST -d x=1 -H 'X-Client: b' -w ' %{local_ip} %{local_port}' ",
-                         url));
+  std::string got = Shell(absl::StrCat(
+      "curl -s -X POST -d x=1 -H 'X-Client: b' -w ' %{local_ip} %{local_port}' ", url));
   std::vector<std::string> words = absl::StrSplit(got, ' ');
   ASSERT_EQ(words.size(), 3u) << got;
   EXPECT_EQ(words[0], "ordered\n");
@@ -473,8 +470,8 @@ struct Upstream {
     }
     port = ::tapkit::testing::FreePort(this->address);
     if (port == 0) return;
-    Shell(absl::StrCat("cd ", dir, " && (python3 -m http.server ", port, " --bind ",
-                       this->address, " >/dev/null 2>&1 & echo $! > ", pidfile, ")"));
+    Shell(absl::StrCat("cd ", dir, " && (python3 -m http.server ", port, " --bind ", this->address,
+                       " >/dev/null 2>&1 & echo $! > ", pidfile, ")"));
     for (int i = 0; i < 300 && !::tapkit::testing::CanConnect(this->address, port); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -502,9 +499,10 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   ToolRun run(f);
   const int port = run.WaitForPort();
   ASSERT_NE(port, 0) << run.err();
-  std::string got = Shell(absl::StrCat("curl -s -H 'Authorization: Bearer s3cret' "
-                                       "http://127.0.99.1:",
-                                       port, "/live.txt"));
+  std::string got =
+      Shell(absl::StrCat("curl -s -H 'Authorization: Bearer s3cret' "
+                         "http://127.0.99.1:",
+                         port, "/live.txt"));
   EXPECT_EQ(got, "from upstream\n");
   std::vector<std::string> lines = run.Lines(1);
   ASSERT_EQ(lines.size(), 1u);
@@ -579,8 +577,8 @@ TEST(RunServeTool, WritesWholeBodiesPastTaprecsLimit) {
   ToolRun again(second);
   const int port2 = again.WaitForPort();
   ASSERT_NE(port2, 0) << again.err();
-  const std::string head = Shell(absl::StrCat("curl -s -D - -o ", dir,
-                                              "/big-second http://127.0.105.1:", port2, "/big.txt"));
+  const std::string head = Shell(
+      absl::StrCat("curl -s -D - -o ", dir, "/big-second http://127.0.105.1:", port2, "/big.txt"));
   EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
   EXPECT_EQ(absl::AsciiStrToLower(head).find("tapkit-truncated"), std::string::npos) << head;
   const std::string served = ::tapkit::testing::ReadFileBytes(dir + "/big-second");

@@ -176,8 +176,8 @@ int main(int argc, char** argv) {
     // blocked one would hold the summary line), as std::cerr's tie to std::cout would make it.
     std::cerr.tie(nullptr);
     bool out_blocked = false;
-    const int code = tapkit::replay::RunServeTool(
-        tapkit::replay::WithSharedFlags(std::move(s), f), std::cout, std::cerr, &out_blocked);
+    const int code = tapkit::replay::RunServeTool(tapkit::replay::WithSharedFlags(std::move(s), f),
+                                                  std::cout, std::cerr, &out_blocked);
     // A thread is still blocked writing the log to standard output: a normal exit would block
     // too, flushing it. Everything else (the -w capture, the summary) is written.
     if (out_blocked) {
