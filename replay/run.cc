@@ -87,22 +87,6 @@ constexpr Conflict kConflicts[] = {
     {"no-compare", "verbose", kNothingCompared},
 };
 
-// The flag as a user writes it.
-std::string Written(std::string_view name) {
-  if (name == "verbose") return "-v";
-  if (name == "output") return "-o";
-  if (name == "write") return "-w";
-  return absl::StrCat("--", A(name));
-}
-
-bool SameFile(const std::string& a, const std::string& b) {
-  if (a == b) return true;
-  struct stat sa {
-  }, sb{};
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
-}
-
 // Fans one replayed exchange out to every report, keeps the tally a report's Finish needs when
 // Replay ends with an error (it then returns no summary), and flushes the stream report.
 class Reports {
@@ -245,13 +229,28 @@ absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text) {
   return rw;
 }
 
+std::string WrittenFlag(std::string_view name) {
+  if (name == "verbose") return "-v";
+  if (name == "output") return "-o";
+  if (name == "write") return "-w";
+  return absl::StrCat("--", A(name));
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  struct stat sa {
+  }, sb{};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
   for (const Conflict& c : kConflicts) {
     // With -w the key file keys the capture's redaction too: not ignored.
     if (c.b == "redact-key-file" && given("write") && !f.no_redact) continue;
     if (given(c.a) && given(c.b)) {
-      return absl::InvalidArgumentError(absl::StrCat(Written(c.a), " and ", Written(c.b),
+      return absl::InvalidArgumentError(absl::StrCat(WrittenFlag(c.a), " and ", WrittenFlag(c.b),
                                                      " cannot be used together (", A(c.why), ")"));
     }
   }

@@ -113,6 +113,14 @@ struct ReplayPlan {
 // comparison and -w's redaction, so with -w it goes with --no-compare too.
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& flags);
 
+// A flag's long name (as ReplayToolFlags::given holds it) as a user writes it: "-v", "-o", "-w"
+// for verbose, output and write; "--NAME" otherwise. For error lines.
+std::string WrittenFlag(std::string_view long_name);
+
+// Whether the paths name one file (the same text, or the same device and inode): an output that
+// would overwrite an input. A path that does not exist is no other file.
+bool SameFile(const std::string& a, const std::string& b);
+
 // --set-header 'Name: value': the name a token (RFC 9110 section 5.6.2), the value with its
 // leading and trailing spaces and tabs removed (section 5.5: OWS is not part of the value) and
 // without CR, LF or NUL. Errors name the flag.

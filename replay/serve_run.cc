@@ -9,14 +9,12 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -43,13 +41,6 @@ absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.s
 absl::Status Bad(std::string_view flag, std::string_view value, std::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat(A(flag), " ", value.empty() ? "\"\"" : A(value), ": ", A(why)));
-}
-
-// The flag as a user writes it.
-std::string Written(std::string_view name) {
-  if (name == "verbose") return "-v";
-  if (name == "write") return "-w";
-  return absl::StrCat("--", A(name));
 }
 
 // Flags of replaying against a target: with --serve they would be ignored.
@@ -80,11 +71,6 @@ constexpr std::string_view kServeOnly[] = {
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
-}
-
-bool SameFile(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  return a == b || std::filesystem::equivalent(a, b, ec);
 }
 
 // --serve -w stores the whole body the server received: it refuses request bodies past
@@ -239,7 +225,7 @@ absl::Status CheckModeFlags(const std::set<std::string>& given) {
     for (std::string_view name : kReplayOnly) {
       if (given.count(std::string(name))) {
         return absl::InvalidArgumentError(
-            absl::StrCat(Written(name),
+            absl::StrCat(WrittenFlag(name),
                          " cannot be used with --serve (it belongs to replaying against "
                          "--target; --serve stands in for the recorded service)"));
       }
@@ -248,7 +234,7 @@ absl::Status CheckModeFlags(const std::set<std::string>& given) {
     for (std::string_view name : kServeOnly) {
       if (given.count(std::string(name))) {
         return absl::InvalidArgumentError(
-            absl::StrCat(Written(name),
+            absl::StrCat(WrittenFlag(name),
                          " goes with --serve ADDR:PORT (it is an option of the "
                          "mock server)"));
       }
@@ -391,7 +377,7 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   for (std::string_view name : {"timeout", "keep-authority", "write"}) {
     if (given(name) && !upstream) {
       return absl::InvalidArgumentError(
-          absl::StrCat(Written(name),
+          absl::StrCat(WrittenFlag(name),
                        " goes with --upstream in --serve mode (it concerns the requests "
                        "passed through to the upstream)"));
     }
@@ -430,7 +416,7 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   for (std::string_view name : {"no-redact", "redact-key-file"}) {
     if (given(name) && plan.capture_path.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(Written(name),
+          absl::StrCat(WrittenFlag(name),
                        " goes with -w (only the -w capture of passed-through exchanges is "
                        "redacted; recorded values are served as stored)"));
     }
