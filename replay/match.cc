@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "format/content_coding.h"
+#include "format/redact.h"
 
 namespace tapkit {
 namespace {
@@ -157,6 +159,8 @@ std::string LookupResult::Explanation() const {
                     exchange->request->path + " (differs on ";
   out += MatchFieldName(differs_on);
   if (!differs_name.empty()) out += " " + differs_name;
+  // A redacted recorded value is a marker: no live value equals it.
+  if (differs_redacted) out += "; the recorded value is redacted";
   out += ")";
   return out;
 }
@@ -256,7 +260,9 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     : options_(std::move(options)) {
   exchanges_.reserve(exchanges.size());
   for (Exchange& x : exchanges) {
-    if (x.request && x.response) {
+    // A final status below 200 cannot be served as a final answer: 0 is an HTTP/0.9 reply (no
+    // status line), 101 switched to a protocol the mock does not speak.
+    if (x.request && x.response && x.response->status >= 200) {
       exchanges_.push_back(std::move(x));
     } else {
       ++skipped_;
@@ -326,41 +332,59 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     return result;
   }
 
-  // A miss: the closest recorded request is the one differing on the fewest fields (each
-  // matched header and each query parameter counting once), the earliest recorded on a tie.
+  // A miss: the closest recorded request is the one with the same path if any, then the same
+  // method, then the fewest differing fields (each matched header and each query parameter name
+  // counting once); the earliest recorded on a tie. The path ranks first as WireMock's near
+  // misses weigh the URL most: "GET /api/price?sku=C-3" is closest to "/api/price?sku=B-2",
+  // not to another path without a query.
   result.outcome = LookupResult::Outcome::kMiss;
-  size_t best = SIZE_MAX;
+  std::tuple<bool, bool, size_t> best{true, true, SIZE_MAX};
+  bool found = false;
   for (const Group& g : groups_) {
     size_t diffs = 0;
     MatchField first = MatchField::kNone;
     std::string first_name;
-    auto differ = [&](MatchField f, std::string name, size_t n) {
+    bool first_redacted = false;
+    auto differ = [&](MatchField f, std::string name, size_t n, bool redacted = false) {
       if (first == MatchField::kNone) {
         first = f;
         first_name = std::move(name);
+        first_redacted = redacted;
       }
       diffs += n;
     };
-    if (g.key.method != key.method) differ(MatchField::kMethod, "", 1);
-    if (g.key.path != key.path) differ(MatchField::kPath, "", 1);
+    const bool method_differs = g.key.method != key.method;
+    const bool path_differs = g.key.path != key.path;
+    if (method_differs) differ(MatchField::kMethod, "", 1);
+    if (path_differs) differ(MatchField::kPath, "", 1);
     if (g.key.query != key.query) {
-      // Parameters in one multiset and not the other.
+      // Names of the parameters in one multiset and not the other, each counted once.
       std::vector<std::pair<std::string, std::string>> only;
       std::set_symmetric_difference(g.key.query.begin(), g.key.query.end(), key.query.begin(),
                                     key.query.end(), std::back_inserter(only));
-      differ(MatchField::kQuery, FirstDifferentParam(g.key, key), std::max<size_t>(1, only.size()));
+      std::vector<std::string> names;
+      for (auto& [name, value] : only) names.push_back(name);
+      std::sort(names.begin(), names.end());
+      names.erase(std::unique(names.begin(), names.end()), names.end());
+      differ(MatchField::kQuery, FirstDifferentParam(g.key, key),
+             std::max<size_t>(1, names.size()));
     }
     if (g.key.host != key.host) differ(MatchField::kHost, "", 1);
     for (size_t i = 0; i < key.headers.size() && i < g.key.headers.size(); ++i) {
-      if (g.key.headers[i] != key.headers[i])
-        differ(MatchField::kHeader, options_.match_headers[i], 1);
+      if (g.key.headers[i] == key.headers[i]) continue;
+      bool redacted = std::any_of(g.key.headers[i].begin(), g.key.headers[i].end(),
+                                  [](const std::string& v) { return IsRedactionMarker(v); });
+      differ(MatchField::kHeader, options_.match_headers[i], 1, redacted);
     }
     if (!BodiesMatch(g, body, json.get())) differ(MatchField::kBody, "", 1);
-    if (diffs < best) {
-      best = diffs;
+    std::tuple<bool, bool, size_t> rank{path_differs, method_differs, diffs};
+    if (!found || rank < best) {
+      found = true;
+      best = rank;
       result.exchange = g.exchanges.front();
       result.differs_on = first;
       result.differs_name = first_name;
+      result.differs_redacted = first_redacted;
     }
   }
   return result;

@@ -99,6 +99,9 @@ struct LookupResult {
   // parameter's or header's name (decoded; empty otherwise).
   MatchField differs_on = MatchField::kNone;
   std::string differs_name;
+  // The differing field is a matched header whose recorded value is a redaction marker
+  // (format/redact.h): no live value can equal it; the explanation says so.
+  bool differs_redacted = false;
 
   // One line for a person: "matched recorded response 2 of 3", "no recorded request matches;
   // closest: GET /a?x=1 (differs on query parameter x)", "all 3 recorded responses were served".
@@ -107,8 +110,10 @@ struct LookupResult {
 
 class RecordedResponses {
  public:
-  // Keeps the exchanges with a request and a response (their Completion is not checked: a
-  // response cut at the body limit is still served); the others are counted in skipped().
+  // Keeps the exchanges with a request and a final response of status 200 or more (their
+  // Completion is not checked: a response cut at the body limit is still served); the others (no
+  // request, no response, an HTTP/0.9 reply's status 0, a 101 Switching Protocols) are counted in
+  // skipped().
   RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options);
   RecordedResponses(const RecordedResponses&) = delete;
   RecordedResponses& operator=(const RecordedResponses&) = delete;
@@ -122,7 +127,7 @@ class RecordedResponses {
   RequestKey KeyOf(const Request& request) const;
 
   size_t size() const { return exchanges_.size(); }  // exchanges kept
-  size_t skipped() const { return skipped_; }        // exchanges without a request or response
+  size_t skipped() const { return skipped_; }        // exchanges that cannot be served (above)
   const MatchOptions& options() const { return options_; }
 
  private:

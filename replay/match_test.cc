@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "format/content_coding.h"
+#include "format/redact.h"
 
 namespace tapkit {
 namespace {
@@ -343,6 +344,77 @@ TEST(MatchTest, MissNamesClosestRecordedAndField) {
   EXPECT_EQ(none.outcome, LookupResult::Outcome::kMiss);
   EXPECT_EQ(none.exchange, nullptr);
   EXPECT_EQ(none.Explanation(), "no recorded request matches; none recorded");
+}
+
+// The path weighs most: a changed query value on the recorded path is closer than another path
+// that happens to differ on fewer fields (a fresh user's trial found "/hello.txt" named here).
+TEST(MatchTest, ClosestKeepsThePathFirst) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/hello.txt"), "hello"));
+  xs.push_back(Recorded(Req("GET", "/api/price?sku=B-2"), "b2"));
+  xs.push_back(Recorded(Req("GET", "/api/items.json", {{"Accept-Encoding", "gzip"}}), "items"));
+  MatchOptions opts;
+  opts.match_headers = {"accept-encoding"};
+  RecordedResponses rr(std::move(xs), opts);
+  LookupResult sku = rr.Lookup(Req("GET", "/api/price?sku=C-3"));
+  EXPECT_EQ(sku.Explanation(),
+            "no recorded request matches; closest: GET /api/price?sku=B-2 (differs on query "
+            "parameter sku)");
+  LookupResult bare = rr.Lookup(Req("GET", "/api/price"));
+  EXPECT_EQ(bare.exchange->response->body.data, "b2");
+  LookupResult header = rr.Lookup(Req("GET", "/api/items.json"));
+  EXPECT_EQ(header.Explanation(),
+            "no recorded request matches; closest: GET /api/items.json (differs on header "
+            "accept-encoding)");
+  // The same path and method beat the same path with another method.
+  std::vector<Exchange> ys;
+  ys.push_back(Recorded(Req("POST", "/a?x=1"), "post"));
+  ys.push_back(Recorded(Req("GET", "/a?x=1&y=2&z=3"), "get"));
+  RecordedResponses by_method(std::move(ys), {});
+  EXPECT_EQ(by_method.Lookup(Req("GET", "/a?x=1")).exchange->response->body.data, "get");
+}
+
+// A matched header whose recorded value was redacted can never match; the miss says why.
+TEST(MatchTest, RedactedRecordedHeaderIsNamedInTheMiss) {
+  std::vector<Exchange> xs;
+  xs.push_back(
+      Recorded(Req("GET", "/me", {{"Authorization", "tapkit-redacted:0123456789ab"}}), "me"));
+  ASSERT_TRUE(IsRedactionMarker(xs[0].request->headers[0].value));
+  MatchOptions opts;
+  opts.match_headers = {"Authorization"};
+  RecordedResponses rr(std::move(xs), opts);
+  LookupResult r = rr.Lookup(Req("GET", "/me", {{"Authorization", "Bearer tok123"}}));
+  EXPECT_TRUE(r.differs_redacted);
+  EXPECT_EQ(r.Explanation(),
+            "no recorded request matches; closest: GET /me (differs on header Authorization; the "
+            "recorded value is redacted)");
+}
+
+// A final status below 200 cannot answer a request: an HTTP/0.9 reply (status 0) and a 101
+// are skipped, not served.
+TEST(MatchTest, UnservableStatusesAreSkipped) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/old"), "http/0.9 body"));
+  xs[0].response->status = 0;
+  xs.push_back(Recorded(Req("GET", "/ws"), ""));
+  xs[1].response->status = 101;
+  xs.push_back(Recorded(Req("GET", "/ok"), "ok"));
+  RecordedResponses rr(std::move(xs), {});
+  EXPECT_EQ(rr.size(), 1u);
+  EXPECT_EQ(rr.skipped(), 2u);
+  EXPECT_EQ(Serve(rr, Req("GET", "/old")), "miss");
+}
+
+// JSON numbers compare by value under match_body: 2.0 and 2 are one number (RFC 8259 section 6
+// leaves the form to the writer).
+TEST(MatchTest, JsonNumbersCompareByValue) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("POST", "/calc", {}, R"({"a":1,"b":2})"), "sum"));
+  MatchOptions opts;
+  opts.match_body = true;
+  RecordedResponses rr(std::move(xs), opts);
+  EXPECT_EQ(Serve(rr, Req("POST", "/calc", {}, R"({"b":2.0,"a":1})")), "sum");
+  EXPECT_EQ(Serve(rr, Req("POST", "/calc", {}, R"({"b":2.5,"a":1})")), "miss");
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // serve.cc: the mock server of serve.h on Boost.Beast and asio; pass-through with libcurl.
 //
-// One io_context run by options.threads threads; each connection runs on its own strand. A
-// connection reads one request (head, then body), looks it up, waits the delay on a timer, writes
-// the answer (head rendered into a buffer the connection reuses, the recorded body written from
-// where the RecordedResponses keeps it: no copy), and only then reads the next request, so
-// pipelined requests are answered in order. Misses with an upstream go to a small thread pool
-// running libcurl's easy interface; the answer is posted back to the connection's strand.
+// One io_context run by options.threads threads; with more than one, each connection runs on its
+// own strand. A connection reads one request (head, then body), looks it up, waits the delay on a
+// timer, writes the answer (head rendered into a buffer the connection reuses, the recorded body
+// written from where the RecordedResponses keeps it: no copy), and only then reads the next
+// request, so pipelined requests are answered in order. Misses with an upstream go to a small
+// thread pool running libcurl's easy interface; the answer is posted back to the connection's
+// executor. No exception is thrown on the data path (error_code overloads throughout).
 #include "replay/serve.h"
 
 #include <curl/curl.h>
@@ -37,10 +38,10 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = asio::ip::tcp;
+using Tcp = asio::ip::tcp;
 
-constexpr uint32_t kHeaderLimit = 64 * 1024;           // request head, bytes
-constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;  // an upstream answer's body, bytes
+constexpr uint32_t kHeaderLimit = 64 * 1024;                   // request head, bytes
+constexpr size_t kMaxUpstreamBody = size_t{64} * 1024 * 1024;  // an upstream answer's body, bytes
 constexpr int kUpstreamWorkers = 4;
 constexpr auto kStopGrace = std::chrono::seconds(5);
 constexpr auto kLingerTime = std::chrono::seconds(2);  // LingeringClose
@@ -102,7 +103,7 @@ uint64_t WallNowNs() {
                                    .count());
 }
 
-Endpoint ToEndpoint(const tcp::endpoint& ep) {
+Endpoint ToEndpoint(const Tcp::endpoint& ep) {
   Endpoint out;
   const asio::ip::address a = ep.address();
   if (a.is_v4()) {
@@ -110,7 +111,7 @@ Endpoint ToEndpoint(const tcp::endpoint& ep) {
     out.ip = IpAddress::V4(b[0], b[1], b[2], b[3]);
   } else {
     auto b = a.to_v6().to_bytes();
-    std::array<uint8_t, 16> bytes;
+    std::array<uint8_t, 16> bytes{};
     std::memcpy(bytes.data(), b.data(), 16);
     out.ip = IpAddress::V6(bytes);
   }
@@ -118,13 +119,13 @@ Endpoint ToEndpoint(const tcp::endpoint& ep) {
   return out;
 }
 
-std::string EndpointText(const tcp::endpoint& ep) {
+std::string EndpointText(const Tcp::endpoint& ep) {
   if (ep.address().is_v6()) return Cat("[", ep.address().to_string(), "]:", ep.port());
   return Cat(ep.address().to_string(), ":", ep.port());
 }
 
 // "IP:PORT" or "[IPv6]:PORT", literal only (serve.h).
-absl::StatusOr<tcp::endpoint> ParseListen(std::string_view s) {
+absl::StatusOr<Tcp::endpoint> ParseListen(std::string_view s) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(Cat("listen address '", s, "': ", why));
   };
@@ -151,7 +152,7 @@ absl::StatusOr<tcp::endpoint> ParseListen(std::string_view s) {
   boost::system::error_code ec;
   asio::ip::address addr = asio::ip::make_address(std::string(host), ec);
   if (ec || (s.front() == '[' && !addr.is_v6())) return bad("not a literal IP address and port");
-  return tcp::endpoint(addr, static_cast<uint16_t>(p));
+  return Tcp::endpoint(addr, static_cast<uint16_t>(p));
 }
 
 // The upstream of a pass-through: "http://HOST[:PORT][/PREFIX]".
@@ -424,7 +425,7 @@ size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
 // Header lines as libcurl hands them: a status line starts each response (interim ones
 // included, so the last one wins); lines after the final head's blank line are trailers.
 struct HeaderState {
-  UpstreamAnswer* answer;
+  UpstreamAnswer* answer = nullptr;
   bool final_head_done = false;
 };
 
@@ -473,7 +474,7 @@ int CurlProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 // One client connection. All its handlers run on its strand.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<Shared> shared, tcp::socket socket, tcp::endpoint peer)
+  Connection(std::shared_ptr<Shared> shared, Tcp::socket socket, const Tcp::endpoint& peer)
       : shared_(std::move(shared)),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
@@ -493,6 +494,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
         self->socket_.close(ignored);
       }
     });
+  }
+
+  // Stop(), once no thread runs handlers any more: a connection still open (its answer did not
+  // come within the grace period; the handler holding it will never run) is closed now rather
+  // than when the io_context is destroyed.
+  void ForceClose() {
+    beast::error_code ignored;
+    socket_.shutdown(Tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
   }
 
  private:
@@ -623,7 +633,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (r.outcome == LookupResult::Outcome::kHit) {
       shared_->hits.fetch_add(1, std::memory_order_relaxed);
       const Response& rsp = *r.exchange->response;
-      // A final status outside 200..599 (a recorded 101 upgrade, a damaged record) cannot be
+      // A final status outside 200..599 (a damaged record; match.h already skips 1xx) cannot be
       // answered over HTTP/1.1 here: 502 saying so.
       const bool servable = rsp.status >= 200 && rsp.status <= 599;
       fill(ServeEvent::Kind::kHit, servable ? rsp.status : 502);
@@ -704,7 +714,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // destroy the answer before the client read it (as nginx's lingering_close).
   void LingeringClose() {
     beast::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(Tcp::socket::shutdown_send, ignored);
     buffer_.clear();
     reading_ = true;
     timer_.expires_after(kLingerTime);
@@ -727,7 +737,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void Shutdown() {
     beast::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(Tcp::socket::shutdown_send, ignored);
     socket_.close(ignored);
   }
 
@@ -779,7 +789,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       client_accept = client_accept || EqualsIgnoreCase(h.name, "accept");
     if (!client_accept) list = curl_slist_append(list, "Accept:");
     char errbuf[CURL_ERROR_SIZE] = {0};
-    HeaderState hs{&a};
+    HeaderState hs{&a, false};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -884,9 +894,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   std::shared_ptr<Shared> shared_;
-  tcp::socket socket_;
+  Tcp::socket socket_;
   asio::steady_timer timer_;
-  tcp::endpoint peer_;
+  Tcp::endpoint peer_;
   Endpoint client_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -905,12 +915,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string body_owned_;
   Response upstream_response_;
   ServeEvent event_;
-  std::array<char, 4096> drain_;  // LingeringClose's scratch
+  std::array<char, 4096> drain_{};  // LingeringClose's scratch
 };
 
 void CurlGlobalInit() {
-  static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
-  (void)global;
+  static const CURLcode kGlobal = curl_global_init(CURL_GLOBAL_DEFAULT);
+  (void)kGlobal;
 }
 
 }  // namespace
@@ -918,10 +928,13 @@ void CurlGlobalInit() {
 struct MockServer::Impl {
   std::shared_ptr<Shared> shared;
   asio::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
+  // Keeps run() going while a connection waits for the upstream with no operation pending on
+  // the io_context (the acceptor closed by Stop is then the only other source of work).
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<Tcp::acceptor> acceptor;
   std::optional<asio::thread_pool> pool;
   std::vector<std::thread> threads;
-  tcp::endpoint bound;
+  Tcp::endpoint bound;
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -938,7 +951,7 @@ struct MockServer::Impl {
     asio::any_io_executor executor = thread_count == 1
                                          ? asio::any_io_executor(ioc.get_executor())
                                          : asio::any_io_executor(asio::make_strand(ioc));
-    acceptor->async_accept(executor, [this](beast::error_code ec, tcp::socket s) {
+    acceptor->async_accept(executor, [this](beast::error_code ec, Tcp::socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
         // EMFILE and the like: keep accepting (the next connection may succeed).
@@ -951,8 +964,8 @@ struct MockServer::Impl {
       }
       shared->connections.fetch_add(1, std::memory_order_relaxed);
       beast::error_code ignored;
-      s.set_option(tcp::no_delay(true), ignored);
-      tcp::endpoint peer = s.remote_endpoint(ignored);
+      s.set_option(Tcp::no_delay(true), ignored);
+      Tcp::endpoint peer = s.remote_endpoint(ignored);
       auto c = std::make_shared<Connection>(shared, std::move(s), peer);
       shared->Add(c.get(), c);
       c->Start();
@@ -964,7 +977,7 @@ struct MockServer::Impl {
 absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchange> exchanges,
                                                               ServeOptions options,
                                                               ServeCallbacks callbacks) {
-  absl::StatusOr<tcp::endpoint> ep = ParseListen(options.listen);
+  absl::StatusOr<Tcp::endpoint> ep = ParseListen(options.listen);
   if (!ep.ok()) return ep.status();
   if (options.threads < 1 || options.threads > 16)
     return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
@@ -994,7 +1007,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   } else {
     impl->acceptor.emplace(asio::make_strand(impl->ioc));
   }
-  tcp::acceptor& acc = *impl->acceptor;
+  Tcp::acceptor& acc = *impl->acceptor;
   auto fail = [&] {
     return absl::UnavailableError(Cat("listen ", EndpointText(*ep), ": ", ec.message()));
   };
@@ -1012,6 +1025,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
     impl->pool.emplace(kUpstreamWorkers);
     impl->shared->pool = &*impl->pool;
   }
+  impl->work.emplace(impl->ioc.get_executor());
   impl->Accept();
   for (int i = 0; i < threads; ++i) {
     impl->threads.emplace_back([ioc = &impl->ioc] {
@@ -1069,9 +1083,19 @@ void MockServer::Stop() {
     sh.conns_cv.wait_for(lock, kStopGrace, [&] { return sh.conns.empty(); });
   }
   sh.abort_upstream.store(true);
+  im.work.reset();
   im.ioc.stop();
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();
+  {
+    std::vector<std::shared_ptr<Connection>> left;
+    {
+      std::lock_guard<std::mutex> lock(sh.conns_mu);
+      for (auto& [ptr, weak] : sh.conns)
+        if (auto c = weak.lock()) left.push_back(std::move(c));
+    }
+    for (auto& c : left) c->ForceClose();
+  }
   {
     std::lock_guard<std::mutex> lock(sh.callback_mu);
     sh.callbacks_closed = true;
