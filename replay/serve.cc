@@ -31,6 +31,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "format/http_text.h"
+#include "replay/replay_request.h"
 
 namespace tapkit::replay {
 namespace {
@@ -195,16 +198,6 @@ absl::StatusOr<Upstream> ParseUpstream(const std::string& s) {
   return up;
 }
 
-// RFC 9110 section 5.6.2 token characters: a field name must be one.
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (c <= 0x20 || c >= 0x7f) return false;
-    if (std::strchr("\"(),/:;<=>?@[\\]{}", c) != nullptr) return false;
-  }
-  return true;
-}
-
 // Appends a field value with CR, LF and NUL (which would end or split the field on the wire)
 // replaced by a space: stored bytes are not trusted to be a single field.
 void AppendValue(std::string* out, std::string_view v) {
@@ -236,11 +229,10 @@ std::string_view ReasonFor(unsigned status) {
 
 // RFC 9110 section 7.6.1: the hop-by-hop fields, and Content-Length (the body is framed anew).
 bool AlwaysDropped(std::string_view name) {
-  for (std::string_view n : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
-                             "transfer-encoding", "upgrade", "content-length"}) {
-    if (EqualsIgnoreCase(name, n)) return true;
-  }
-  return false;
+  char lower[24];
+  if (name.size() > sizeof lower) return false;  // longer than every such name
+  for (size_t i = 0; i < name.size(); ++i) lower[i] = Lower(name[i]);
+  return internal::IsHopByHop(std::string_view(lower, name.size()));
 }
 
 // True when a Connection field of `headers` names `name` (RFC 9110 section 7.6.1).
@@ -265,9 +257,10 @@ bool HasConnection(const std::vector<Header>& headers) {
   return false;
 }
 
-void AppendStatusLine(std::string* out, unsigned version, unsigned status,
-                      std::string_view reason) {
-  out->append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+// RFC 9110 section 6.2: a server sends its highest conformant version, HTTP/1.1, to an HTTP/1.0
+// client too (nginx does); the 1.0 keep-alive rules stay (AppendConnection).
+void AppendStatusLine(std::string* out, unsigned status, std::string_view reason) {
+  out->append("HTTP/1.1 ");
   Append(out, status);
   out->push_back(' ');
   AppendValue(out, reason);
@@ -288,7 +281,7 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
                     const std::vector<Header>& set_headers, std::string* head,
                     std::string_view* body) {
   head->clear();
-  AppendStatusLine(head, version, rsp.status, rsp.reason);
+  AppendStatusLine(head, rsp.status, rsp.reason);
   const unsigned status = rsp.status;
   const bool no_body_status = status < 200 || status == 204 || status == 304;
   // HEAD and 304 keep the recorded Content-Length (RFC 9110 sections 9.3.2, 15.4.5).
@@ -522,6 +515,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_wall_ns_ = WallNowNs();
     head_steady_ = std::chrono::steady_clock::now();
     if (ec) return OnReadError(ec);
+    if (std::string why = HeadError(parser_->get()); !why.empty()) return Refuse(400, why);
     if (parser_->is_done()) return OnRequest();
     // RFC 9110 section 10.1.1: a client waiting for 100 (Continue) before the body gets it.
     auto expect = parser_->get().find(http::field::expect);
@@ -553,10 +547,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
         ec.category() != http::make_error_code(http::error::bad_method).category()) {
       return Shutdown();  // the client went away (or the socket failed): nobody to answer
     }
-    const bool too_large = ec == http::error::body_limit;
-    const unsigned status = too_large ? 413 : 400;
-    std::string why = too_large ? Cat("request body past ", kMaxRequestBody, " bytes")
-                                : Cat("request did not parse: ", ec.message());
+    if (ec == http::error::body_limit)
+      return Refuse(413, Cat("request body past ", kMaxRequestBody, " bytes"));
+    // RFC 6585 section 5: a header section too large is 431, not a parse error.
+    if (ec == http::error::header_limit)
+      return Refuse(431, Cat("request header section past ", kHeaderLimit, " bytes"));
+    Refuse(400, Cat("request did not parse: ", ec.message()));
+  }
+
+  // A head that parsed but must not be served (empty when it may), RFC 9112:
+  //   - section 6.3 item 4: a Transfer-Encoding whose last coding is not chunked cannot frame a
+  //     request's body (the server must answer 400 and close: the bytes after it are not a next
+  //     request; reading them as one is request smuggling);
+  //   - section 3.2: an HTTP/1.1 request without Host, or with more than one, gets 400.
+  static std::string HeadError(const http::request<http::string_body>& req) {
+    size_t hosts = 0;
+    std::string_view last_coding;
+    bool has_te = false;
+    for (const auto& f : req) {
+      if (f.name() == http::field::host) ++hosts;
+      if (f.name() != http::field::transfer_encoding) continue;
+      has_te = true;
+      std::string_view v = Sv(f.value());
+      size_t comma = v.rfind(',');
+      last_coding = StripOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
+    }
+    if (has_te && !EqualsIgnoreCase(last_coding, "chunked"))
+      return "Transfer-Encoding does not end in chunked (RFC 9112 section 6.3)";
+    if (req.version() == 11 && hosts != 1)
+      return Cat(hosts == 0 ? "no Host field" : "more than one Host field",
+                 " in an HTTP/1.1 request (RFC 9112 section 3.2)");
+    return {};
+  }
+
+  // Answers `status` with `why` as a text/plain body, then closes (the rest of the connection's
+  // bytes cannot be trusted to be requests).
+  void Refuse(unsigned status, const std::string& why) {
     shared_->bad_requests.fetch_add(1, std::memory_order_relaxed);
     ResetEvent(ServeEvent::Kind::kBadRequest, status);
     if (parser_ && parser_->got_some()) {
@@ -566,7 +592,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     event_.explanation = why;
     head_.clear();
-    AppendStatusLine(&head_, 11, status, ReasonFor(status));
+    AppendStatusLine(&head_, status, ReasonFor(status));
     body_owned_ = why + "\n";
     Append(&head_,
            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ", body_owned_.size(),
@@ -674,11 +700,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A text/plain answer of the server's own (miss, upstream error, unservable recording):
   // `why` in Tapkit-Miss (already escaped) and `body` (no body for HEAD, its length still said).
   void RenderText(unsigned status, std::string_view why, std::string body) {
-    body_owned_ = std::move(body);
+    // RFC 9110 sections 15.3.5 and 15.4.5, RFC 9112 section 6.3: a 204 or 304 ends at its
+    // header section (no body, no Content-Length).
+    const bool no_body = status == 204 || status == 304;
+    body_owned_ = no_body ? std::string() : std::move(body);
     head_.clear();
-    AppendStatusLine(&head_, version_, status, ReasonFor(status));
-    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why,
-           "\r\nContent-Length: ", body_owned_.size(), "\r\n");
+    AppendStatusLine(&head_, status, ReasonFor(status));
+    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why, "\r\n");
+    if (!no_body) Append(&head_, "Content-Length: ", body_owned_.size(), "\r\n");
     AppendConnection(&head_, version_, keep_alive_);
     head_.append("\r\n");
     body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
@@ -788,6 +817,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (const Header& h : request_.headers)
       client_accept = client_accept || EqualsIgnoreCase(h.name, "accept");
     if (!client_accept) list = curl_slist_append(list, "Accept:");
+    // CURLOPT_POSTFIELDS would add "Content-Type: application/x-www-form-urlencoded".
+    bool client_type = false;
+    for (const Header& h : request_.headers)
+      client_type = client_type || EqualsIgnoreCase(h.name, "content-type");
+    if (!client_type) list = curl_slist_append(list, "Content-Type:");
     char errbuf[CURL_ERROR_SIZE] = {0};
     HeaderState hs{&a, false};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -981,9 +1015,10 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   if (!ep.ok()) return ep.status();
   if (options.threads < 1 || options.threads > 16)
     return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
-  if (options.miss_status < 100 || options.miss_status > 599)
+  // A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final answer.
+  if (options.miss_status < 200 || options.miss_status > 599)
     return absl::InvalidArgumentError(
-        Cat("miss status ", options.miss_status, ": out of range 100..599"));
+        Cat("miss status ", options.miss_status, ": out of range 200..599"));
   std::optional<Upstream> upstream;
   if (!options.upstream.empty()) {
     CurlGlobalInit();
@@ -994,6 +1029,10 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   for (const Header& h : options.set_headers) {
     if (!IsToken(h.name))
       return absl::InvalidArgumentError(Cat("set header '", h.name, "': not a field name"));
+    if (internal::IsHopByHop(absl::AsciiStrToLower(h.name)))
+      return absl::InvalidArgumentError(
+          Cat("set header '", h.name, "': the server frames its answers itself; a framing or "
+              "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
   }
 
   const int threads = options.threads;

@@ -11,10 +11,16 @@
 //     kernel picks one; port() tells which). No name is resolved and no other address is tried;
 //     an address that cannot be bound is an error;
 //   - keeps connections alive as the client asks (RFC 9112 section 9.3: HTTP/1.1 persistent
-//     unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive"), pipelined
+//     unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive"; every answer's
+//     status line says HTTP/1.1, the highest version the server conforms to, RFC 9110 section
+//     6.2, as nginx does), pipelined
 //     requests answered in order; reads request bodies framed by Content-Length or chunked
 //     (RFC 9112 section 6), at most kMaxRequestBody bytes (413 past it, then the connection is
-//     closed); a request that does not parse gets 400 and the connection is closed;
+//     closed); a request that does not parse gets 400 and the connection is closed, and so do
+//     one whose Transfer-Encoding does not end in chunked (RFC 9112 section 6.3 item 4: its body
+//     cannot be framed; the bytes after it are not read as requests) and an HTTP/1.1 request
+//     without exactly one Host (RFC 9112 section 3.2); a head past 64 KiB gets 431 (RFC 6585
+//     section 5) and the connection is closed;
 //   - answers a hit with the recorded status, reason phrase and header fields in recorded order,
 //     except the framing and hop-by-hop fields (RFC 9110 section 7.6.1: Connection and the fields
 //     it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) and
@@ -34,22 +40,27 @@
 //     all served, gets miss_status (404 by default) with `Content-Type: text/plain;
 //     charset=utf-8`, the field `Tapkit-Miss: <LookupResult::Explanation()>` (made safe for a
 //     field value: control bytes escaped) and a body of that explanation and the request line,
-//     unless an upstream is set (below). Only an exhausted strict sequence or a miss ever gets
-//     this answer;
-//   - with an upstream (`http://HOST:PORT` with an optional path prefix), a miss is passed
+//     unless an upstream is set (below). A miss_status of 204 or 304 ends at the header section
+//     (no body, no Content-Length: RFC 9110 sections 15.3.5 and 15.4.5). Only an exhausted
+//     strict sequence or a miss ever gets this answer;
+//   - with an upstream (`http://HOST[:PORT]` with an optional path prefix; the port defaults to
+//     80), a miss is passed
 //     through: the request is sent to the upstream (libcurl, on a worker thread; the same
 //     hop-by-hop fields dropped, Host set to the upstream's authority unless keep_authority),
 //     its answer served to the client (re-framed the same way), and the exchange handed to
 //     on_recorded so it can be written to a capture. An upstream that cannot be reached or does
 //     not answer within upstream_timeout_ns gets the client a 502 with Tapkit-Miss naming the
-//     upstream and the error;
+//     upstream and the error, and so does an answer whose body is past 64 MiB. Fields libcurl
+//     would add on its own (Accept, Expect, a form Content-Type) are not sent when the client did
+//     not send them;
 //   - waits before answering: nothing by default, the recorded latency (response_start_ns, the
 //     request's first byte to the response's first byte) with kRecorded, or a fixed delay;
 //     the wait is a timer, not a sleep: other connections are served meanwhile.
 //
 // Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
-// response was written (or failed to be). The events and on_recorded are called on the server's
-// threads, one at a time (never concurrently with each other); they must not block for long.
+// response was written (or failed to be). on_event is called on the server's threads and
+// on_recorded on the pass-through's worker threads; both one at a time (never concurrently with
+// each other or themselves, under one lock); they must not block for long.
 //
 // Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread
 // but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor stops the server (a MockServer serves for its lifetime).
@@ -84,11 +95,14 @@ struct ServeOptions {
   std::string listen;
   MatchOptions match;          // replay/match.h; tapreplay sets ignore_host unless --match-host
   std::string session_header;  // empty: one sequence per key across all clients
-  uint16_t miss_status = 404;  // 100..599 (ParseMissStatus checks the flag)
+  uint16_t miss_status = 404;  // 200..599: a 1xx is interim (ParseMissStatus checks the flag)
   ServeDelay delay = ServeDelay::kNone;
   uint64_t delay_ns = 0;           // kFixed: nanoseconds
-  std::vector<Header> set_headers;  // replace the recorded fields of these names (see above)
-  // Pass-through for misses: "http://HOST:PORT[/PREFIX]"; empty: misses get miss_status.
+  // Replace the recorded fields of these names (see above). Framing and hop-by-hop fields
+  // (replay_request.h IsHopByHop: Content-Length, Transfer-Encoding, Connection, ...) are refused.
+  std::vector<Header> set_headers;
+  // Pass-through for misses: "http://HOST[:PORT][/PREFIX]" (port 80 by default); empty: misses
+  // get miss_status.
   std::string upstream;
   bool keep_authority = false;                    // pass-through keeps the client's Host
   uint64_t upstream_timeout_ns = 30'000'000'000;  // per passed-through request
@@ -143,7 +157,8 @@ class MockServer {
   // Indexes `exchanges` (their order is the recording order for sequences: sort them by
   // sort_key_ns first), binds options.listen and starts serving on options.threads threads.
   // Errors: InvalidArgument naming the field ("listen address 'localhost:80': not a literal IP
-  // address and port"; upstream not an http:// URL; threads or miss_status out of range);
+  // address and port"; upstream not an http:// URL; threads or miss_status out of range; a
+  // framing or hop-by-hop field in set_headers);
   // Unavailable for an address that cannot be bound ("listen 127.0.0.1:80: Permission denied").
   static absl::StatusOr<std::unique_ptr<MockServer>> Start(std::vector<Exchange> exchanges,
                                                            ServeOptions options,

@@ -383,15 +383,16 @@ TEST_F(ServeTest, Http10ClosedAfterAnswer) {
   std::string got = Raw(server->port(), "GET /a HTTP/1.0\r\n\r\n", /*half_close=*/false, &closed);
   EXPECT_TRUE(closed);
   EXPECT_EQ(got,
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
             "Connection: close\r\n\r\nA");
   // HTTP/1.0 with keep-alive asked for: kept, and said so.
   got = Raw(server->port(), "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   EXPECT_EQ(got,
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
             "Connection: keep-alive\r\n\r\nA");
   std::string v = Shell("curl -0 -sv --noproxy '*' " + server->url() + "/a 2>&1");
-  EXPECT_NE(v.find("< HTTP/1.0 200 OK"), std::string::npos) << v;
+  // RFC 9110 section 6.2: the server's own version, HTTP/1.1, as nginx answers a 1.0 client.
+  EXPECT_NE(v.find("< HTTP/1.1 200 OK"), std::string::npos) << v;
   EXPECT_NE(v.find("Closing connection"), std::string::npos) << v;
 }
 
@@ -591,6 +592,18 @@ TEST(ServeListenTest, ListenErrors) {
   bad = o;
   bad.miss_status = 600;
   EXPECT_EQ(MockServer::Start({}, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // A 1xx is interim (RFC 9110 section 15.2): a client would wait on for the final answer.
+  bad.miss_status = 199;
+  EXPECT_EQ(MockServer::Start({}, bad).status().message(), "miss status 199: out of range 200..599");
+  bad.miss_status = 200;
+  EXPECT_TRUE(MockServer::Start({}, bad).ok());
+  for (const char* name : {"Content-Length", "transfer-encoding", "Connection", "Keep-Alive"}) {
+    bad = o;
+    bad.set_headers = {{"X-Fine", "1"}, {name, "5"}};
+    absl::Status st = MockServer::Start({}, bad).status();
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_EQ(st.message().rfind(std::string("set header '") + name + "': ", 0), 0u) << st;
+  }
   bad = o;
   bad.upstream = "https://127.0.0.1:1";
   EXPECT_EQ(MockServer::Start({}, bad).status().message(),
@@ -835,7 +848,9 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
       "--data-binary 'payload' '" +
       server->url() + "/echo?x=1&y=2'");
   // The client's fields in its order, Host the upstream's, the hop-by-hop ones (Connection and
-  // X-Hop, which it names) left out, the body framed by libcurl.
+  // X-Hop, which it names) left out, the body framed by libcurl. The Content-Type is the one the
+  // curl binary sends itself with --data-binary (its manual: "as if the user had filled in an
+  // HTML form"); a client that sends none gets none added (the raw request below).
   const std::string want_body = "POST /base/echo?x=1&y=2\nHost: " + authority +
                                 "\nUser-Agent: serve-test\nAccept: text/plain\nX-Mine: m\n"
                                 "Content-Type: application/x-www-form-urlencoded\n"
@@ -857,13 +872,21 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
     chunked = chunked || (h.name == "Transfer-Encoding" && h.value == "chunked");
   EXPECT_TRUE(chunked) << "the recorded response keeps the fields the upstream sent";
 
+  // A POST without Content-Type, in bytes known here: the upstream sees exactly its fields (Host
+  // made the upstream's) and the Content-Length libcurl frames the body with, nothing added.
+  out = Raw(server->port(),
+            "POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+  EXPECT_EQ(out.substr(out.find("\r\n\r\n") + 4),
+            "POST /base/raw\nHost: " + authority + "\nContent-Length: 3\n\nabc");
+  ASSERT_EQ(recorded_now().size(), 2u);
+
   // An upstream that does not answer in time: 502 naming it.
   out = Curl("-D - " + server->url() + "/slow");
   EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 502 Bad Gateway");
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("upstream " + o.upstream + ": "), std::string::npos);
   EXPECT_NE(FieldOf(out, "Tapkit-Miss").find("timed out"), std::string::npos) << out;
   server->Stop();
-  EXPECT_EQ(recorded_now().size(), 1u);
+  EXPECT_EQ(recorded_now().size(), 2u);
 
   // keep_authority: the client's Host goes through.
   o.keep_authority = true;
@@ -885,6 +908,161 @@ TEST_F(ServeTest, UpstreamEchoHostPrefixBodyTimeout) {
   slow->Stop();
   client.join();
   EXPECT_EQ(answer.rfind("GET /base/slow\n", 0), 0u) << answer;
+}
+
+
+// The review's findings (fix-serve): on their own loopback address.
+constexpr char kFixAddress[] = "127.0.106.1";
+
+std::unique_ptr<MockServer> ServeFix(std::vector<Exchange> xs, ServeOptions o = {},
+                                     ServeCallbacks cb = {}) {
+  o.listen = std::string(kFixAddress) + ":0";
+  o.match.ignore_host = true;
+  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  return *std::move(s);
+}
+
+// A connected socket to kFixAddress:port (-1 on failure), receive timeout `recv_s` seconds.
+int ConnectFix(uint16_t port, int recv_s = 10) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, kFixAddress, &sa.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{recv_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+void SendAll(int fd, std::string_view bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<size_t>(n);
+  }
+}
+
+// Every byte until the peer closes (*closed true) or the receive timeout (false).
+std::string ReadToClose(int fd, bool* closed) {
+  std::string out;
+  char buf[65536];
+  *closed = false;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0) {
+      *closed = true;
+      break;
+    }
+    if (n < 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// Sends `bytes` on a fresh connection to kFixAddress, keeps the sending side open, returns what
+// came back until the server closed (or 10 s).
+std::string RawFix(uint16_t port, std::string_view bytes, bool* closed) {
+  int fd = ConnectFix(port);
+  if (fd < 0) {
+    ADD_FAILURE() << "connect " << kFixAddress << ":" << port;
+    return "";
+  }
+  SendAll(fd, bytes);
+  std::string out = ReadToClose(fd, closed);
+  close(fd);
+  return out;
+}
+
+TEST(ServeFixTest, MissStatus204And304HaveNoBody) {
+  for (uint16_t status : {204, 304}) {
+    ServeOptions o;
+    o.miss_status = status;
+    auto server = ServeFix({Simple("/a", "A")}, o);
+    ASSERT_NE(server, nullptr);
+    // Two pipelined requests: were a body sent, the second answer would not start where it does.
+    bool closed = false;
+    std::string got = RawFix(server->port(),
+                             "GET /none HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+    EXPECT_TRUE(closed);
+    const std::string why = "no recorded request matches; closest: GET /a (differs on path)";
+    EXPECT_EQ(got, "HTTP/1.1 " + std::to_string(status) +
+                       (status == 204 ? " No Content" : " Not Modified") +
+                       "\r\nContent-Type: text/plain; charset=utf-8\r\nTapkit-Miss: " + why +
+                       "\r\n\r\n"
+                       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+                       "Connection: close\r\n\r\nA");
+  }
+}
+
+// RFC 9112 section 6.3 item 4: a request whose Transfer-Encoding does not end in chunked gets 400
+// and the connection is closed, so the bytes after its head are never read as a second request
+// (request smuggling). Section 3.2: an HTTP/1.1 request has exactly one Host. RFC 6585 section
+// 5: a head past the limit is 431.
+TEST(ServeFixTest, SmugglingHostAndHeadLimit) {
+  auto server = ServeFix({Simple("/healthz", "healthy"), Simple("/x", "X")});
+  ASSERT_NE(server, nullptr);
+  auto status_lines = [](const std::string& got) {
+    std::vector<std::string> out;
+    for (size_t at = got.find("HTTP/1.1 "); at != std::string::npos;
+         at = got.find("HTTP/1.1 ", at + 1)) {
+      if (at == 0 || got[at - 1] == '\n') out.push_back(got.substr(at, got.find("\r\n", at) - at));
+    }
+    return out;
+  };
+  for (const std::string te : {"gzip", "chunked, gzip", "identity"}) {
+    bool closed = false;
+    std::string got = RawFix(server->port(),
+                             "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te +
+                                 "\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                             &closed);
+    EXPECT_TRUE(closed) << te;
+    EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+    EXPECT_EQ(got.find("healthy"), std::string::npos) << got;
+  }
+  {
+    // chunked last frames a body: the request is answered (a miss: GET /x was recorded) and the
+    // next one too.
+    bool closed = false;
+    std::string got = RawFix(server->port(),
+                             "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
+                             "\r\n1\r\nz\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n",
+                             &closed);
+    EXPECT_EQ(status_lines(got),
+              (std::vector<std::string>{"HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"}))
+        << got;
+  }
+  bool closed = false;
+  std::string got = RawFix(server->port(), "GET /x HTTP/1.1\r\n\r\n", &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+  EXPECT_NE(got.find("no Host field"), std::string::npos) << got;
+  got = RawFix(server->port(), "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 400 Bad Request"}) << got;
+  // HTTP/1.0 needs no Host.
+  got = RawFix(server->port(), "GET /x HTTP/1.0\r\n\r\n", &closed);
+  EXPECT_EQ(status_lines(got), std::vector<std::string>{"HTTP/1.1 200 OK"}) << got;
+  // 64 KiB of head and more: 431.
+  got = RawFix(server->port(),
+               "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\n\r\n",
+               &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(status_lines(got),
+            std::vector<std::string>{"HTTP/1.1 431 Request Header Fields Too Large"})
+      << got.substr(0, 200);
+  // curl agrees the answer is complete and says the status.
+  std::string code = Curl("-o /dev/null -w '%{http_code}' -H 'X-Big: " +
+                          std::string(70 * 1024, 'b') + "' " + server->url() + "/x");
+  EXPECT_EQ(code, "431");
 }
 
 }  // namespace
