@@ -17,6 +17,8 @@
 // Cutting, redacting, numbering and the trailer's own counts are ExchangeCapture's
 // (capture_report.h), which tapreplay --serve -w writes its passed-through exchanges with.
 // Nothing here needs the replay engine: only format/ (and select/ for the options' Selection).
+#include "replay/capture_report.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,13 +33,10 @@
 #include "format/program.h"
 #include "format/redact.h"
 #include "format/writer.h"
-#include "replay/capture_report.h"
 #include "replay/report.h"
 
 namespace tapkit::replay {
 namespace {
-
-constexpr uint64_t kBodyLimit = format::kDefaultBodyLimit;
 
 // `s` with the file's name in front, unless it already starts with it (file.h's errors do).
 absl::Status Named(const std::string& name, const absl::Status& s) {
@@ -45,10 +44,10 @@ absl::Status Named(const std::string& name, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
 }
 
-void CutBody(Body* b) {
-  if (b->data.size() <= kBodyLimit) return;
+void CutBody(Body* b, uint64_t limit) {
+  if (b->data.size() <= limit) return;
   b->length = std::max<uint64_t>(b->length, b->data.size());
-  b->data.resize(kBodyLimit);
+  b->data.resize(limit);
   b->truncated = true;
 }
 
@@ -110,15 +109,25 @@ class CaptureReport final : public ReplayReport {
 
 }  // namespace
 
-ExchangeCapture::ExchangeCapture(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor)
-    : writer_(std::move(writer)), redactor_(std::move(redactor)) {}
+absl::StatusOr<std::optional<Redactor>> CaptureRedactor(bool no_redact,
+                                                        const std::string& key_file) {
+  if (no_redact) return std::optional<Redactor>();
+  RedactionFlags redaction = RedactionOnByDefault();
+  redaction.key_file = key_file;
+  return BuildRedactor(redaction);
+}
+
+ExchangeCapture::ExchangeCapture(std::unique_ptr<Writer> writer, std::optional<Redactor> redactor,
+                                 uint64_t body_limit)
+    : writer_(std::move(writer)), body_limit_(body_limit), redactor_(std::move(redactor)) {}
 
 ExchangeCapture::~ExchangeCapture() = default;
 
 absl::StatusOr<std::unique_ptr<ExchangeCapture>> ExchangeCapture::Open(
-    const std::string& path, CaptureMetadata header, std::optional<Redactor> redactor) {
+    const std::string& path, CaptureMetadata header, std::optional<Redactor> redactor,
+    uint64_t body_limit) {
   if (path.empty()) return absl::InvalidArgumentError("-w: an empty file name");
-  header.body_limit = kBodyLimit;
+  header.body_limit = body_limit;
   if (redactor) header.redaction = redactor->policy();
   absl::StatusOr<std::unique_ptr<WritableFile>> file = OpenWritableFile(path);
   if (!file.ok()) return file.status();
@@ -126,14 +135,14 @@ absl::StatusOr<std::unique_ptr<ExchangeCapture>> ExchangeCapture::Open(
   absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(*std::move(file), header);
   if (!writer.ok()) return Named(name, writer.status());
   return std::unique_ptr<ExchangeCapture>(
-      new ExchangeCapture(*std::move(writer), std::move(redactor)));
+      new ExchangeCapture(*std::move(writer), std::move(redactor), body_limit));
 }
 
 void ExchangeCapture::Add(Exchange e) {
   if (!status_.ok() || finished_) return;
   if (redactor_) redactor_->Apply(&e, &redaction_stats_);
-  if (e.request) CutBody(&e.request->body);
-  if (e.response) CutBody(&e.response->body);
+  if (e.request) CutBody(&e.request->body, body_limit_);
+  if (e.response) CutBody(&e.response->body, body_limit_);
   e.stream_id = next_stream_;
   absl::Status s = writer_->Append(e);
   if (absl::IsInvalidArgument(s)) {

@@ -1,6 +1,8 @@
 // MakeCaptureReport (tapreplay -w): replayed exchanges built by hand are written, read back with
 // the format's Reader field by field against values written out here, and printed by the tapcat
 // binary, whose JSON is parsed with nlohmann::json.
+#include "replay/capture_report.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -389,9 +391,8 @@ TEST(CaptureReport, RedactsTheLiveExchanges) {
     ASSERT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
     ::close(fd);
   }
-  RedactionFlags flags = RedactionOnByDefault();
-  flags.key_file = key_file;
-  absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(flags);
+  // tapreplay's -w redactor, in both modes (the markers checked against openssl below).
+  absl::StatusOr<std::optional<Redactor>> redactor = CaptureRedactor(false, key_file);
   ASSERT_TRUE(redactor.ok()) << redactor.status();
   ASSERT_TRUE(redactor->has_value());
 
@@ -435,6 +436,21 @@ TEST(CaptureReport, RedactsTheLiveExchanges) {
   // The rest is as it was.
   EXPECT_EQ(got.response->body.data, "{\"id\":7,\"name\":\"sprocket\"}\n");
   EXPECT_EQ(r.exchanges[1].response->body.length, 100'000u);
+}
+
+TEST(CaptureRedactor, NoneWithNoRedactAndTheKeyFileNamedInErrors) {
+  absl::StatusOr<std::optional<Redactor>> none = CaptureRedactor(true, "");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  absl::StatusOr<std::optional<Redactor>> unkeyed = CaptureRedactor(false, "");
+  ASSERT_TRUE(unkeyed.ok()) << unkeyed.status();
+  ASSERT_TRUE(unkeyed->has_value());
+  EXPECT_TRUE((*unkeyed)->policy().enabled);
+  EXPECT_FALSE((*unkeyed)->policy().keyed);
+  const std::string missing = testing::TestDir() + "/no-such.key";
+  absl::StatusOr<std::optional<Redactor>> bad = CaptureRedactor(false, missing);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(missing), std::string::npos) << bad.status();
 }
 
 }  // namespace

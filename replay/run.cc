@@ -25,6 +25,7 @@
 #include "format/redact.h"
 #include "re2/re2.h"
 #include "recorder/stop_signals.h"
+#include "replay/capture_report.h"
 #include "replay/compare.h"
 #include "replay/replay_request.h"
 #include "replay/report.h"
@@ -85,22 +86,6 @@ constexpr Conflict kConflicts[] = {
     {"no-compare", "redact-key-file", kNothingCompared},
     {"no-compare", "verbose", kNothingCompared},
 };
-
-// The flag as a user writes it.
-std::string Written(std::string_view name) {
-  if (name == "verbose") return "-v";
-  if (name == "output") return "-o";
-  if (name == "write") return "-w";
-  return absl::StrCat("--", A(name));
-}
-
-bool SameFile(const std::string& a, const std::string& b) {
-  if (a == b) return true;
-  struct stat sa {
-  }, sb{};
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
-}
 
 // Fans one replayed exchange out to every report, keeps the tally a report's Finish needs when
 // Replay ends with an error (it then returns no summary), and flushes the stream report.
@@ -244,13 +229,28 @@ absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text) {
   return rw;
 }
 
+std::string WrittenFlag(std::string_view name) {
+  if (name == "verbose") return "-v";
+  if (name == "output") return "-o";
+  if (name == "write") return "-w";
+  return absl::StrCat("--", A(name));
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  struct stat sa {
+  }, sb{};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
   for (const Conflict& c : kConflicts) {
     // With -w the key file keys the capture's redaction too: not ignored.
     if (c.b == "redact-key-file" && given("write") && !f.no_redact) continue;
     if (given(c.a) && given(c.b)) {
-      return absl::InvalidArgumentError(absl::StrCat(Written(c.a), " and ", Written(c.b),
+      return absl::InvalidArgumentError(absl::StrCat(WrittenFlag(c.a), " and ", WrittenFlag(c.b),
                                                      " cannot be used together (", A(c.why), ")"));
     }
   }
@@ -419,10 +419,9 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
         "--no-redact goes with -w (only the -w capture is redacted; the reports show values as "
         "they are)");
   }
-  if (!plan.capture_path.empty() && !f.no_redact) {
-    RedactionFlags redaction = RedactionOnByDefault();
-    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
-    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+  if (!plan.capture_path.empty()) {
+    absl::StatusOr<std::optional<Redactor>> redactor =
+        CaptureRedactor(f.no_redact, f.redact_key_file);
     if (!redactor.ok()) return redactor.status();
     plan.capture_redactor = *std::move(redactor);
   }
@@ -431,11 +430,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& f) {
 
 int RunReplayTool(const ReplayToolFlags& flags, std::ostream& out, std::ostream& err) {
   absl::StatusOr<ReplayPlan> plan = PlanReplay(flags);
-  if (!plan.ok()) {
-    err << "tapreplay: " << plan.status().message() << "\n";
-    return kExitError;
-  }
-  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  if (!ToldPlan(plan, err)) return kExitError;
 
   // -w - takes standard output; the readable report moves to standard error.
   std::ostream& stream = plan->capture_path == "-" ? err : out;

@@ -45,10 +45,10 @@ namespace tapkit::replay {
 // given (as Boost.Program_options names them: "speed", "max", "output", ...), so that a flag
 // given with its default value still counts for the conflict checks.
 struct ReplayToolFlags {
-  std::vector<std::string> inputs;  // .tap paths; "-" is standard input
+  std::vector<std::string> inputs;        // .tap paths; "-" is standard input
   std::vector<std::string> command_line;  // argv, recorded in the -w capture's header
-  std::string target;               // --target http://HOST:PORT
-  bool keep_authority = false;      // --keep-authority
+  std::string target;                     // --target http://HOST:PORT
+  bool keep_authority = false;            // --keep-authority
 
   // Pacing: at most one of --speed X, --rate N, --max.
   std::string speed;        // --speed: kMinSpeed..kMaxSpeed (recorded gaps are divided by it)
@@ -113,6 +113,14 @@ struct ReplayPlan {
 // comparison and -w's redaction, so with -w it goes with --no-compare too.
 absl::StatusOr<ReplayPlan> PlanReplay(const ReplayToolFlags& flags);
 
+// A flag's long name (as ReplayToolFlags::given holds it) as a user writes it: "-v", "-o", "-w"
+// for verbose, output and write; "--NAME" otherwise. For error lines.
+std::string WrittenFlag(std::string_view long_name);
+
+// Whether the paths name one file (the same text, or the same device and inode): an output that
+// would overwrite an input. A path that does not exist is no other file.
+bool SameFile(const std::string& a, const std::string& b);
+
 // --set-header 'Name: value': the name a token (RFC 9110 section 5.6.2), the value with its
 // leading and trailing spaces and tabs removed (section 5.5: OWS is not part of the value) and
 // without CR, LF or NUL. Errors name the flag.
@@ -122,6 +130,20 @@ absl::StatusOr<Header> ParseSetHeader(std::string_view text);
 // in the regex is written "\="; RE2 reads "\=" as a literal "="). The regex must compile (RE2)
 // and the replacement may name only the regex's groups (\0..\N). Errors name the flag.
 absl::StatusOr<PathRewrite> ParsePathRewrite(std::string_view text);
+
+// How both tapreplay modes open: a plan that failed is one line "tapreplay: MESSAGE" on `err`
+// (false: exit kExitError); a plan that holds is true after its warnings, one line each,
+// "tapreplay: warning: ...". `Plan` has `std::vector<std::string> warnings` (ReplayPlan,
+// ServePlan).
+template <typename Plan>
+bool ToldPlan(const absl::StatusOr<Plan>& plan, std::ostream& err) {
+  if (!plan.ok()) {
+    err << "tapreplay: " << plan.status().message() << "\n";
+    return false;
+  }
+  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  return true;
+}
 
 // Runs tapreplay: PlanReplay, then Replay with the reports the plan names. The readable or JSON
 // report goes to `out` (to `err` when -w - takes standard output), flushed after each exchange

@@ -101,6 +101,28 @@ TEST(ParseSetHeader, RefusesFramingAndHopByHopFields) {
   EXPECT_EQ(h->name, "Host");
 }
 
+TEST(WrittenFlag, ShortFormsWhereTheToolHasThem) {
+  EXPECT_EQ(WrittenFlag("verbose"), "-v");
+  EXPECT_EQ(WrittenFlag("output"), "-o");
+  EXPECT_EQ(WrittenFlag("write"), "-w");
+  EXPECT_EQ(WrittenFlag("match-body"), "--match-body");
+}
+
+TEST(SameFile, ThroughAHardLinkAndASymlink) {
+  const std::string dir = ::tapkit::testing::TestDir();
+  const std::string a = dir + "/same-a.tap", hard = dir + "/same-hard.tap",
+                    sym = dir + "/same-sym.tap", other = dir + "/same-other.tap";
+  for (const std::string& p : {a, hard, sym, other}) ::unlink(p.c_str());
+  std::ofstream(a) << "x";
+  std::ofstream(other) << "x";
+  ASSERT_EQ(::link(a.c_str(), hard.c_str()), 0);
+  ASSERT_EQ(::symlink(a.c_str(), sym.c_str()), 0);
+  EXPECT_TRUE(SameFile(a, hard));
+  EXPECT_TRUE(SameFile(sym, a));
+  EXPECT_FALSE(SameFile(a, other));  // same content, another file
+  EXPECT_FALSE(SameFile(a, dir + "/same-missing.tap"));
+}
+
 TEST(ParsePathRewrite, SplitsAtTheFirstUnescapedEquals) {
   absl::StatusOr<PathRewrite> rw = ParsePathRewrite("^/v1/=/v2/");
   ASSERT_TRUE(rw.ok()) << rw.status();

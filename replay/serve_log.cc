@@ -1,7 +1,6 @@
 #include "replay/serve_log.h"
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -71,8 +70,8 @@ std::string ServeEventText(const ServeEvent& e, bool with_session) {
   std::string detail;
   switch (e.kind) {
     case ServeEvent::Kind::kHit:
-      detail = absl::StrCat("recorded ", e.recorded.capture_point, ":", e.recorded.stream_id,
-                            " (", e.position, " of ", e.sequence_length, ")");
+      detail = absl::StrCat("recorded ", e.recorded.capture_point, ":", e.recorded.stream_id, " (",
+                            e.position, " of ", e.sequence_length, ")");
       break;
     case ServeEvent::Kind::kPassThrough:
       detail = "upstream";
@@ -82,7 +81,7 @@ std::string ServeEventText(const ServeEvent& e, bool with_session) {
       break;
   }
   std::string line = absl::StrCat(A(Word(e.kind)), " ", e.status, " ", Safe(e.method), " ",
-                                   Safe(e.target), "  ", detail, "  ", e.client.ToString());
+                                  Safe(e.target), "  ", detail, "  ", e.client.ToString());
   if (with_session) absl::StrAppend(&line, "  session=", Safe(e.session));
   absl::StrAppend(&line, "  ", absl::StrFormat("%.1fms", static_cast<double>(e.latency_ns) / 1e6));
   return line;

@@ -3,14 +3,18 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
-#include <filesystem>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -39,33 +43,164 @@ absl::Status Bad(std::string_view flag, std::string_view value, std::string_view
       absl::StrCat(A(flag), " ", value.empty() ? "\"\"" : A(value), ": ", A(why)));
 }
 
-// The flag as a user writes it.
-std::string Written(std::string_view name) {
-  if (name == "verbose") return "-v";
-  if (name == "write") return "-w";
-  return absl::StrCat("--", A(name));
-}
-
 // Flags of replaying against a target: with --serve they would be ignored.
-constexpr std::string_view kReplayOnly[] = {
-    "target",      "speed",         "rate",          "max",
-    "concurrency", "loop",          "sample",        "sample-seed",
-    "drop-header", "rewrite-path",  "include-incomplete", "send-truncated-bodies",
-    "no-compare",  "ignore-header", "ignore-json-path",   "unordered-json-path",
-    "no-default-ignore", "rules",   "junit",         "verbose"};
+constexpr std::string_view kReplayOnly[] = {"target",
+                                            "speed",
+                                            "rate",
+                                            "max",
+                                            "concurrency",
+                                            "loop",
+                                            "sample",
+                                            "sample-seed",
+                                            "drop-header",
+                                            "rewrite-path",
+                                            "include-incomplete",
+                                            "send-truncated-bodies",
+                                            "no-compare",
+                                            "ignore-header",
+                                            "ignore-json-path",
+                                            "unordered-json-path",
+                                            "no-default-ignore",
+                                            "rules",
+                                            "junit",
+                                            "verbose"};
 // Flags of the mock server: without --serve they would be ignored.
-constexpr std::string_view kServeOnly[] = {"match-header", "match-body",  "ignore-param",
-                                           "match-host",   "strict",      "session-header",
-                                           "miss-status",  "upstream",    "delay",
-                                           "threads"};
+constexpr std::string_view kServeOnly[] = {
+    "match-header",   "match-body",  "ignore-param", "match-host", "strict",
+    "session-header", "miss-status", "upstream",     "delay",      "threads"};
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
 }
 
-bool SameFile(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  return a == b || std::filesystem::equivalent(a, b, ec);
+// --serve -w stores the whole body the server received: it refuses request bodies past
+// kMaxRequestBody (serve.h) and fails an upstream answer past the same 64 MiB (serve.cc's
+// kMaxUpstreamBody), so no body handed to on_recorded is cut.
+constexpr uint64_t kPassThroughBodyLimit = kMaxRequestBody;
+
+// The log's queue, in lines: past it a line is dropped and counted.
+constexpr size_t kLogQueueLines = 65536;
+// The -w capture's queue, in bytes of bodies and fields: past it a pass-through waits for room.
+constexpr size_t kCaptureQueueBytes = size_t{256} << 20;
+// After the server stopped, how long standard output may take to write the queued log lines.
+constexpr auto kLogDrainGrace = std::chrono::seconds(5);
+
+// Items handed from the server's callbacks to a thread of their own, so that a writer that does
+// not keep up (a standard output nobody reads, a slow disk) never holds the server: the callbacks
+// run under its lock, one at a time (serve.h), and a blocked one would stop every answer and Stop.
+// At most `capacity` units (`cost` of each item) wait; past it Push drops the item and counts it
+// (kDrop) or waits for room (kWait). Push from any thread; Finish once, from the owner's.
+template <typename T>
+class WriterThread {
+ public:
+  enum class Full : uint8_t { kDrop, kWait };
+  WriterThread(size_t capacity, Full full, std::function<size_t(const T&)> cost,
+               std::function<void(T)> write)
+      : state_(std::make_shared<State>()) {
+    state_->capacity = capacity;
+    state_->full = full;
+    state_->cost = std::move(cost);
+    state_->write = std::move(write);
+    thread_ = std::thread([state = state_] { Drain(*state); });
+  }
+  ~WriterThread() {
+    if (thread_.joinable()) Finish(std::chrono::hours(1));
+  }
+  WriterThread(const WriterThread&) = delete;
+  WriterThread& operator=(const WriterThread&) = delete;
+
+  void Push(T item) {
+    State& s = *state_;
+    const size_t cost = s.cost(item);
+    std::unique_lock<std::mutex> lock(s.mu);
+    // An item over the whole capacity is taken when nothing else waits.
+    auto room = [&] { return s.used == 0 || s.used + cost <= s.capacity; };
+    if (s.full == Full::kWait) s.room.wait(lock, [&] { return s.closed || room(); });
+    if (s.closed || !room()) {
+      ++s.dropped;
+      return;
+    }
+    s.used += cost;
+    s.items.emplace_back(cost, std::move(item));
+    s.ready.notify_one();
+  }
+
+  // Takes no more items and waits up to `grace` for those queued to be written. True when they
+  // were (the thread has ended); false when the writer is still blocked: the thread is left
+  // behind, detached, and the items it did not write are counted as dropped.
+  bool Finish(std::chrono::steady_clock::duration grace) {
+    State& s = *state_;
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.closed = true;
+    s.ready.notify_all();
+    s.room.notify_all();
+    if (s.done_cv.wait_for(lock, grace, [&] { return s.done; })) {
+      lock.unlock();
+      thread_.join();
+      return true;
+    }
+    s.dropped += s.items.size();
+    s.items.clear();
+    lock.unlock();
+    thread_.detach();
+    return false;
+  }
+
+  // Items not written: dropped when the queue was full, or left when Finish gave up.
+  uint64_t dropped() const {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->dropped;
+  }
+
+ private:
+  // Shared with the thread, which may outlive this object (Finish giving up).
+  struct State {
+    std::mutex mu;
+    std::condition_variable ready, room, done_cv;
+    std::deque<std::pair<size_t, T>> items;  // (cost, item)
+    size_t capacity = 0;
+    size_t used = 0;
+    Full full = Full::kDrop;
+    bool closed = false;
+    bool done = false;
+    uint64_t dropped = 0;
+    std::function<size_t(const T&)> cost;
+    std::function<void(T)> write;
+  };
+
+  static void Drain(State& s) {
+    std::unique_lock<std::mutex> lock(s.mu);
+    for (;;) {
+      s.ready.wait(lock, [&] { return s.closed || !s.items.empty(); });
+      if (s.items.empty()) break;
+      auto [cost, item] = std::move(s.items.front());
+      s.items.pop_front();
+      s.used -= cost;
+      s.room.notify_all();
+      lock.unlock();
+      s.write(std::move(item));
+      lock.lock();
+    }
+    s.done = true;
+    s.done_cv.notify_all();
+  }
+
+  std::shared_ptr<State> state_;
+  std::thread thread_;
+};
+
+size_t FieldBytes(const std::vector<Header>& fields) {
+  size_t n = 0;
+  for (const Header& h : fields) n += h.name.size() + h.value.size();
+  return n;
+}
+
+// What an exchange holds in memory, roughly: its bodies and fields.
+size_t ExchangeBytes(const Exchange& x) {
+  size_t n = sizeof(Exchange);
+  if (x.request) n += x.request->body.data.size() + FieldBytes(x.request->headers);
+  if (x.response) n += x.response->body.data.size() + FieldBytes(x.response->headers);
+  return n;
 }
 
 // The -w capture's header: tapreplay wrote it; capture point 0 is the upstream (kind "replay",
@@ -89,17 +224,19 @@ absl::Status CheckModeFlags(const std::set<std::string>& given) {
   if (serve) {
     for (std::string_view name : kReplayOnly) {
       if (given.count(std::string(name))) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Written(name), " cannot be used with --serve (it belongs to replaying against "
-                           "--target; --serve stands in for the recorded service)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(WrittenFlag(name),
+                         " cannot be used with --serve (it belongs to replaying against "
+                         "--target; --serve stands in for the recorded service)"));
       }
     }
   } else {
     for (std::string_view name : kServeOnly) {
       if (given.count(std::string(name))) {
         return absl::InvalidArgumentError(
-            absl::StrCat(Written(name), " goes with --serve ADDR:PORT (it is an option of the "
-                                        "mock server)"));
+            absl::StrCat(WrittenFlag(name),
+                         " goes with --serve ADDR:PORT (it is an option of the "
+                         "mock server)"));
       }
     }
   }
@@ -159,7 +296,6 @@ absl::Status CheckListenAddress(std::string_view text) {
 
 absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   auto given = [&](std::string_view name) { return f.given.count(std::string(name)) > 0; };
-  if (absl::Status s = CheckModeFlags(f.given); !s.ok()) return s;
   ServePlan plan;
   if (f.output == "text") {
     plan.log = ServeLog::kText;
@@ -240,14 +376,16 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   }
   for (std::string_view name : {"timeout", "keep-authority", "write"}) {
     if (given(name) && !upstream) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Written(name), " goes with --upstream in --serve mode (it concerns the requests "
-                         "passed through to the upstream)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(WrittenFlag(name),
+                       " goes with --upstream in --serve mode (it concerns the requests "
+                       "passed through to the upstream)"));
     }
   }
   if (given("timeout")) {
     absl::StatusOr<int64_t> t = ParseDurationNs(f.timeout);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("--timeout ", t.status().message()));
+    if (!t.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--timeout ", t.status().message()));
     if (*t <= 0) return Bad("--timeout", f.timeout, "must be above 0");
     o.upstream_timeout_ns = static_cast<uint64_t>(*t);
   }
@@ -277,28 +415,25 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
   }
   for (std::string_view name : {"no-redact", "redact-key-file"}) {
     if (given(name) && plan.capture_path.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Written(name), " goes with -w (only the -w capture of passed-through exchanges is "
-                         "redacted; recorded values are served as stored)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(WrittenFlag(name),
+                       " goes with -w (only the -w capture of passed-through exchanges is "
+                       "redacted; recorded values are served as stored)"));
     }
   }
-  if (!plan.capture_path.empty() && !f.no_redact) {
-    RedactionFlags redaction = RedactionOnByDefault();
-    if (given("redact-key-file")) redaction.key_file = f.redact_key_file;
-    absl::StatusOr<std::optional<Redactor>> redactor = BuildRedactor(redaction);
+  if (!plan.capture_path.empty()) {
+    absl::StatusOr<std::optional<Redactor>> redactor =
+        CaptureRedactor(f.no_redact, f.redact_key_file);
     if (!redactor.ok()) return redactor.status();
     plan.capture_redactor = *std::move(redactor);
   }
   return plan;
 }
 
-int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& err) {
+int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& err,
+                 bool* out_blocked) {
   absl::StatusOr<ServePlan> plan = PlanServe(flags);
-  if (!plan.ok()) {
-    err << "tapreplay: " << plan.status().message() << "\n";
-    return kExitError;
-  }
-  for (const std::string& w : plan->warnings) err << "tapreplay: warning: " << w << "\n";
+  if (!ToldPlan(plan, err)) return kExitError;
 
   std::vector<std::string> notices;
   absl::StatusOr<std::vector<Exchange>> exchanges =
@@ -311,8 +446,9 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
 
   std::unique_ptr<ExchangeCapture> capture;
   if (!plan->capture_path.empty()) {
-    absl::StatusOr<std::unique_ptr<ExchangeCapture>> c = ExchangeCapture::Open(
-        plan->capture_path, PassThroughHeader(*plan), std::move(plan->capture_redactor));
+    absl::StatusOr<std::unique_ptr<ExchangeCapture>> c =
+        ExchangeCapture::Open(plan->capture_path, PassThroughHeader(*plan),
+                              std::move(plan->capture_redactor), kPassThroughBodyLimit);
     if (!c.ok()) {
       err << "tapreplay: " << c.status().message() << "\n";
       return kExitError;
@@ -326,23 +462,36 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
 
   const bool with_session = !plan->serve.session_header.empty();
   const ServeLog log = plan->log;
-  int out_errno = 0;
-  ServeCallbacks callbacks;
-  // The server calls these one at a time (serve.h), never concurrently.
-  callbacks.on_event = [&out, &out_errno, log, with_session](const ServeEvent& e) {
-    if (out_errno != 0) return;
-    errno = 0;
-    out << (log == ServeLog::kJson ? ServeEventJson(e, with_session)
-                                   : ServeEventText(e, with_session))
-        << '\n';
-    out.flush();
-    if (!out) out_errno = errno != 0 ? errno : EIO;
-  };
+  // The log and the -w capture are written on threads of their own (WriterThread): the server's
+  // callbacks only queue. A log line that finds the queue full is dropped and counted (the log
+  // is for people watching; the serving goes on); a passed-through exchange waits for room
+  // instead, holding its pass-through: -w is the record of what the upstream said, and a local
+  // file drains at disk speed, so nothing recorded is lost.
+  auto out_errno = std::make_shared<std::atomic<int>>(0);
+  WriterThread<std::string> log_writer(
+      kLogQueueLines, WriterThread<std::string>::Full::kDrop,
+      [](const std::string&) { return size_t{1}; },
+      [&out, out_errno](std::string line) {
+        if (out_errno->load() != 0) return;
+        errno = 0;
+        out << line << '\n';
+        out.flush();
+        if (!out) out_errno->store(errno != 0 ? errno : EIO);
+      });
+  std::optional<WriterThread<Exchange>> capture_writer;
   if (capture) {
-    ExchangeCapture* c = capture.get();
-    callbacks.on_recorded = [c](Exchange x) {
+    capture_writer.emplace(kCaptureQueueBytes, WriterThread<Exchange>::Full::kWait, ExchangeBytes,
+                           [c = capture.get()](Exchange x) { c->Add(std::move(x)); });
+  }
+  ServeCallbacks callbacks;
+  callbacks.on_event = [&log_writer, log, with_session](const ServeEvent& e) {
+    log_writer.Push(log == ServeLog::kJson ? ServeEventJson(e, with_session)
+                                           : ServeEventText(e, with_session));
+  };
+  if (capture_writer) {
+    callbacks.on_recorded = [&capture_writer](Exchange x) {
       x.capture_point = 0;
-      c->Add(std::move(x));
+      capture_writer->Push(std::move(x));
     };
   }
 
@@ -357,15 +506,20 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     }
     return kExitError;
   }
-  err << "tapreplay: serving " << Plural((*server)->recorded(), "recorded exchange",
-                                         "recorded exchanges")
-      << " (" << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+  err << "tapreplay: serving "
+      << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
+      << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
 
   while (!StopSignals::stopped().load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  // The server first (no callback runs after Stop), then what it queued: the capture whole, the
+  // log for at most kLogDrainGrace.
   (*server)->Stop();
   const ServeStats stats = (*server)->stats();
+  if (capture_writer) capture_writer->Finish(std::chrono::hours(24));
+  const bool log_written = log_writer.Finish(kLogDrainGrace);
+  if (out_blocked != nullptr) *out_blocked = !log_written;
 
   int code = kExitOk;
   if (capture) {
@@ -379,9 +533,13 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
       code = kExitError;
     }
   }
-  if (out_errno != 0) {
-    err << "tapreplay: write error on standard output: " << std::strerror(out_errno) << "\n";
+  if (const int e = out_errno->load(); e != 0) {
+    err << "tapreplay: write error on standard output: " << std::strerror(e) << "\n";
     code = kExitError;
+  }
+  if (const uint64_t dropped = log_writer.dropped(); dropped > 0) {
+    err << "tapreplay: " << Plural(dropped, "log line", "log lines")
+        << " dropped: standard output did not keep up\n";
   }
   err << "tapreplay: served " << Plural(stats.hits, "hit", "hits") << ", "
       << Plural(stats.misses, "miss", "misses") << ", " << stats.passed_through

@@ -9,14 +9,13 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <streambuf>
@@ -24,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "format/program.h"
@@ -182,9 +182,9 @@ TEST(CheckModeFlags, RefusesTheOtherModesFlagsNamingBoth) {
   EXPECT_EQ(CheckModeFlags({"serve", "target"}).message(),
             "--target cannot be used with --serve (it belongs to replaying against --target; "
             "--serve stands in for the recorded service)");
-  EXPECT_EQ(CheckModeFlags({"serve", "verbose"}).message().rfind("-v cannot be used with --serve",
-                                                                 0),
-            0u);
+  EXPECT_EQ(
+      CheckModeFlags({"serve", "verbose"}).message().rfind("-v cannot be used with --serve", 0),
+      0u);
   EXPECT_EQ(CheckModeFlags({"serve", "junit"}).message().rfind("--junit cannot be used", 0), 0u);
   EXPECT_EQ(CheckModeFlags({"serve", "rate"}).message().rfind("--rate cannot be used", 0), 0u);
   EXPECT_EQ(CheckModeFlags({"target", "match-body"}).message(),
@@ -314,7 +314,8 @@ std::string WriteRecording() {
 // RunServeTool on a thread; the serving line's port; SIGTERM to stop it.
 class ToolRun {
  public:
-  explicit ToolRun(ServeToolFlags flags) : flags_(std::move(flags)), out_(&out_buf_), err_(&err_buf_) {
+  explicit ToolRun(ServeToolFlags flags)
+      : flags_(std::move(flags)), out_(&out_buf_), err_(&err_buf_) {
     thread_ = std::thread([this] {
       code_ = RunServeTool(flags_, out_, err_);
       done_ = true;
@@ -390,8 +391,7 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
       std::regex(absl::StrCat(R"(HIT  200 GET /api/price\?cur=eur&id=7  recorded 0:1 \(1 of 3\)  )",
                               client, R"(  [0-9]+\.[0-9]ms)"))))
       << lines[0];
-  EXPECT_EQ(lines[1].rfind("HIT  200 GET /api/price?id=7&cur=eur  recorded 0:2 (2 of 3)  ", 0),
-            0u)
+  EXPECT_EQ(lines[1].rfind("HIT  200 GET /api/price?id=7&cur=eur  recorded 0:2 (2 of 3)  ", 0), 0u)
       << lines[1];
   EXPECT_EQ(lines[2].rfind("MISS 404 GET /api/prize?id=7&cur=eur  ", 0), 0u) << lines[2];
   EXPECT_NE(lines[2].find("differs on path"), std::string::npos) << lines[2];
@@ -404,17 +404,15 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
 
 TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   TAPKIT_REQUIRE_TOOL("curl");
-  ServeToolFlags f = Flags({{"serve", "127.0.99.1:0"},
-                            {"output", "json"},
-                            {"session-header", "X-Client"}});
+  ServeToolFlags f =
+      Flags({{"serve", "127.0.99.1:0"}, {"output", "json"}, {"session-header", "X-Client"}});
   f.inputs = {WriteRecording()};
   ToolRun run(f);
   const int port = run.WaitForPort();
   ASSERT_NE(port, 0) << run.err();
   const std::string url = absl::StrCat("http://127.0.99.1:", port, "/api/order");
-  std::string got =
-      Shell(absl::StrCat("curl -s -X POST -d x=1 -H 'X-Client: b' -w ' %{local_ip} %{local_port}' ",
-                         url));
+  std::string got = Shell(absl::StrCat(
+      "curl -s -X POST -d x=1 -H 'X-Client: b' -w ' %{local_ip} %{local_port}' ", url));
   std::vector<std::string> words = absl::StrSplit(got, ' ');
   ASSERT_EQ(words.size(), 3u) << got;
   EXPECT_EQ(words[0], "ordered\n");
@@ -459,25 +457,39 @@ TEST(RunServeTool, ABadInputOrAddressIsOneLineAndExit2) {
   EXPECT_NE(e2.find("192.0.2.1:8080"), std::string::npos) << e2;
 }
 
+// python3's http.server on `address` serving `files` (name, content) from a fresh directory;
+// killed when this goes out of scope.
+struct Upstream {
+  Upstream(std::string address, const std::vector<std::pair<std::string, std::string>>& files)
+      : address(std::move(address)) {
+    const std::string dir = ::tapkit::testing::TestDir() + "/www";
+    pidfile = dir + "/../up.pid";
+    if (std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()) != 0) return;
+    for (const auto& [name, content] : files) {
+      std::ofstream(dir + "/" + name, std::ios::binary) << content;
+    }
+    port = ::tapkit::testing::FreePort(this->address);
+    if (port == 0) return;
+    Shell(absl::StrCat("cd ", dir, " && (python3 -m http.server ", port, " --bind ", this->address,
+                       " >/dev/null 2>&1 & echo $! > ", pidfile, ")"));
+    for (int i = 0; i < 300 && !::tapkit::testing::CanConnect(this->address, port); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  ~Upstream() { Kill(); }
+  bool ok() const { return port != 0 && ::tapkit::testing::CanConnect(address, port); }
+  void Kill() { Shell("kill $(cat " + pidfile + ") 2>/dev/null"); }
+  std::string address;
+  std::string pidfile;
+  uint16_t port = 0;
+};
+
 TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   TAPKIT_REQUIRE_TOOL("curl");
   TAPKIT_REQUIRE_TOOL("python3");
-  // The upstream: python3's http.server serving a directory with one file.
-  const std::string dir = ::tapkit::testing::TestDir() + "/www";
-  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
-  std::ofstream(dir + "/live.txt") << "from upstream\n";
-  const uint16_t up = ::tapkit::testing::FreePort("127.0.99.2");
-  ASSERT_NE(up, 0);
-  Shell(absl::StrCat("cd ", dir, " && (python3 -m http.server ", up,
-                     " --bind 127.0.99.2 >/dev/null 2>&1 & echo $! > ", dir, "/../up.pid)"));
-  for (int i = 0; i < 300 && !::tapkit::testing::CanConnect("127.0.99.2", up); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  struct Kill {
-    std::string pidfile;
-    ~Kill() { Shell("kill $(cat " + pidfile + ") 2>/dev/null"); }
-  } kill_upstream{dir + "/up.pid"};
-  ASSERT_TRUE(::tapkit::testing::CanConnect("127.0.99.2", up)) << "http.server did not start";
+  Upstream upstream("127.0.99.2", {{"live.txt", "from upstream\n"}});
+  ASSERT_TRUE(upstream.ok()) << "http.server did not start";
+  const uint16_t up = upstream.port;
 
   const std::string pass = ::tapkit::testing::TestDir() + "/pass.tap";
   ServeToolFlags f = Flags({{"serve", "127.0.99.1:0"},
@@ -487,9 +499,10 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   ToolRun run(f);
   const int port = run.WaitForPort();
   ASSERT_NE(port, 0) << run.err();
-  std::string got = Shell(absl::StrCat("curl -s -H 'Authorization: Bearer s3cret' "
-                                       "http://127.0.99.1:",
-                                       port, "/live.txt"));
+  std::string got =
+      Shell(absl::StrCat("curl -s -H 'Authorization: Bearer s3cret' "
+                         "http://127.0.99.1:",
+                         port, "/live.txt"));
   EXPECT_EQ(got, "from upstream\n");
   std::vector<std::string> lines = run.Lines(1);
   ASSERT_EQ(lines.size(), 1u);
@@ -518,7 +531,7 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   EXPECT_EQ(auth.find("s3cret"), std::string::npos);
 
   // The upstream gone, a second mock given both captures serves what was passed through.
-  Shell("kill $(cat " + kill_upstream.pidfile + ") 2>/dev/null");
+  upstream.Kill();
   ServeToolFlags second = Flags({{"serve", "127.0.99.1:0"}});
   second.inputs = {f.inputs[0], pass};
   ToolRun again(second);
@@ -531,6 +544,46 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   lines = again.Lines(1);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(lines[0].rfind("HIT  200 GET /live.txt  recorded 0:1 (1 of 1)  ", 0), 0u) << lines[0];
+  EXPECT_EQ(again.Stop(), kExitOk);
+}
+
+// -w stores a pass-through's whole body, not taprec's 64 KiB: a second mock serves a 200 KB
+// answer byte for byte, without Tapkit-Truncated (curl's copy of what the upstream sent is the
+// reference).
+TEST(RunServeTool, WritesWholeBodiesPastTaprecsLimit) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  TAPKIT_REQUIRE_TOOL("python3");
+  std::string big;
+  for (int i = 0; big.size() < 200'000; ++i) big += absl::StrCat("line ", i, " of a big answer\n");
+  Upstream upstream("127.0.105.2", {{"big.txt", big}});
+  ASSERT_TRUE(upstream.ok()) << "http.server did not start";
+  const std::string dir = ::tapkit::testing::TestDir();
+  const std::string pass = dir + "/big-pass.tap";
+  ServeToolFlags f = Flags({{"serve", "127.0.105.1:0"},
+                            {"upstream", absl::StrCat("http://127.0.105.2:", upstream.port)},
+                            {"write", pass}});
+  f.inputs = {WriteRecording()};
+  ToolRun run(f);
+  const int port = run.WaitForPort();
+  ASSERT_NE(port, 0) << run.err();
+  Shell(absl::StrCat("curl -s -o ", dir, "/big-first http://127.0.105.1:", port, "/big.txt"));
+  EXPECT_EQ(::tapkit::testing::ReadFileBytes(dir + "/big-first"), big);
+  run.Lines(1);
+  EXPECT_EQ(run.Stop(), kExitOk) << run.err();
+  upstream.Kill();
+
+  ServeToolFlags second = Flags({{"serve", "127.0.105.1:0"}});
+  second.inputs = {pass};
+  ToolRun again(second);
+  const int port2 = again.WaitForPort();
+  ASSERT_NE(port2, 0) << again.err();
+  const std::string head = Shell(
+      absl::StrCat("curl -s -D - -o ", dir, "/big-second http://127.0.105.1:", port2, "/big.txt"));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_EQ(absl::AsciiStrToLower(head).find("tapkit-truncated"), std::string::npos) << head;
+  const std::string served = ::tapkit::testing::ReadFileBytes(dir + "/big-second");
+  EXPECT_EQ(served.size(), big.size());
+  EXPECT_TRUE(served == big);
   EXPECT_EQ(again.Stop(), kExitOk);
 }
 

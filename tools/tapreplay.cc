@@ -13,6 +13,7 @@
 // or input error, or a target that cannot be reached (--serve: an address that cannot be bound).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -171,8 +172,19 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   if (f.given.count("serve") > 0) {
-    return tapkit::replay::RunServeTool(tapkit::replay::WithSharedFlags(std::move(s), f),
-                                        std::cout, std::cerr);
+    // The log's thread flushes each line; standard error must not wait on standard output (a
+    // blocked one would hold the summary line), as std::cerr's tie to std::cout would make it.
+    std::cerr.tie(nullptr);
+    bool out_blocked = false;
+    const int code = tapkit::replay::RunServeTool(tapkit::replay::WithSharedFlags(std::move(s), f),
+                                                  std::cout, std::cerr, &out_blocked);
+    // A thread is still blocked writing the log to standard output: a normal exit would block
+    // too, flushing it. Everything else (the -w capture, the summary) is written.
+    if (out_blocked) {
+      std::cerr.flush();
+      std::_Exit(code);
+    }
+    return code;
   }
   return tapkit::replay::RunReplayTool(f, std::cout, std::cerr);
 }
