@@ -153,4 +153,37 @@ bool IsToken(std::string_view s) {
   return true;
 }
 
+RequestTargetParts SplitRequestTarget(std::string_view target) {
+  RequestTargetParts out;
+  if (!target.empty() && target[0] != '/' && target != "*") {
+    if (size_t scheme = target.find("://"); scheme != std::string_view::npos) {
+      std::string_view rest = target.substr(scheme + 3);
+      size_t path_start = rest.find_first_of("/?#");
+      out.absolute = true;
+      out.authority = rest.substr(0, path_start);
+      if (size_t at = out.authority.rfind('@'); at != std::string_view::npos)
+        out.authority = out.authority.substr(at + 1);  // userinfo is not the host
+      target = path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
+    }
+  }
+  if (size_t hash = target.find('#'); hash != std::string_view::npos)
+    target = target.substr(0, hash);
+  if (size_t q = target.find('?'); q != std::string_view::npos) {
+    out.has_query = true;
+    out.query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
+  out.path = target;
+  return out;
+}
+
+std::string RequestTargetParts::OriginForm() const {
+  std::string out(path.empty() ? std::string_view("/") : path);
+  if (has_query) {
+    out.push_back('?');
+    out.append(query);
+  }
+  return out;
+}
+
 }  // namespace tapkit

@@ -70,6 +70,23 @@ inline char AsciiLower(char c) {
 // 5.6.2); on std::string_view (Debian's Abseil has its own string_view type).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// A request-target split into the parts a server uses (RFC 9112 section 3.2). Views into the
+// target given.
+struct RequestTargetParts {
+  bool absolute = false;       // absolute form ("http://svc/a?b", section 3.2.2)
+  std::string_view authority;  // absolute form: the authority, userinfo removed; else empty
+  std::string_view path;       // before '?' and '#'; empty for "http://svc" and "http://svc?x"
+  bool has_query = false;      // a '?' came before any '#'
+  std::string_view query;      // after '?', before '#'
+  // The origin form a server forwards ("/a?b"): path and query, an empty path given as "/"
+  // (section 3.2.4: "http://svc?x=1" is "/?x=1"); the fragment left out.
+  std::string OriginForm() const;
+};
+
+// Splits `target`: the absolute form is a target that does not start with '/', is not "*" and
+// holds "://" (any scheme); anything else is taken as origin form (path, query). Never fails.
+RequestTargetParts SplitRequestTarget(std::string_view target);
+
 }  // namespace tapkit
 
 #endif  // TAPKIT_FORMAT_HTTP_TEXT_H_

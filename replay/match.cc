@@ -167,29 +167,13 @@ std::string_view SessionValue(const Request& request, std::string_view header_na
 RequestKey RecordedResponses::KeyOf(const Request& r) const {
   RequestKey key;
   key.method = r.method;
-  std::string_view target = r.path;
   // RFC 9112 section 3.2.2: a server accepts the absolute form ("http://svc/a?b") and takes the
   // authority from it; a proxy sends it. The key holds origin-form path and query either way.
-  std::string_view absolute_authority;
-  if (!target.empty() && target[0] != '/' && target != "*") {
-    if (size_t scheme = target.find("://"); scheme != std::string_view::npos) {
-      std::string_view rest = target.substr(scheme + 3);
-      size_t path_start = rest.find_first_of("/?#");
-      absolute_authority = rest.substr(0, path_start);
-      if (size_t at = absolute_authority.rfind('@'); at != std::string_view::npos)
-        absolute_authority = absolute_authority.substr(at + 1);  // userinfo is not the host
-      target = path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
-    }
-  }
-  if (size_t hash = target.find('#'); hash != std::string_view::npos)
-    target = target.substr(0, hash);
-  std::string_view query;
-  if (size_t q = target.find('?'); q != std::string_view::npos) {
-    query = target.substr(q + 1);
-    target = target.substr(0, q);
-  }
+  const RequestTargetParts parts = SplitRequestTarget(r.path);
+  std::string_view absolute_authority = parts.authority;
+  std::string_view query = parts.query;
   // An empty path in the absolute form is "/" (RFC 9112 section 3.2.4: "http://svc?x=1").
-  key.path = target.empty() && !absolute_authority.empty() ? "/" : NormalizePath(target);
+  key.path = parts.path.empty() && parts.absolute ? "/" : NormalizePath(parts.path);
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view piece = query.substr(0, amp);

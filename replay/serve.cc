@@ -903,11 +903,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   UpstreamAnswer RunUpstream() {
     UpstreamAnswer a;
     const Upstream& up = *shared_->upstream;
-    std::string_view target = request_.path;
-    if (StartsWithIgnoreCase(target, "http://")) {  // absolute-form: keep path and query
-      size_t slash = target.find('/', 7);
-      target = slash == std::string_view::npos ? "/" : target.substr(slash);
-    }
+    // The absolute form ("http://svc?x=1") goes to the upstream in origin form ("/?x=1"),
+    // split as the key is (format/http_text.h SplitRequestTarget, RFC 9112 section 3.2).
+    const RequestTargetParts parts = SplitRequestTarget(request_.path);
+    const std::string target = parts.absolute ? parts.OriginForm() : request_.path;
     if (target.empty() || target.front() != '/') {
       a.error = Cat("request-target '", EscapeControl(request_.path), "' is not in origin form");
       return a;

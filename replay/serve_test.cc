@@ -1287,8 +1287,9 @@ http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_foreve
 
 // kSlowUpstream (python3) on `address` while in scope; ready once it accepts connections.
 struct SlowUpstream {
-  explicit SlowUpstream(const char* address) {
-    std::string script = tapkit::testing::WriteTestFile("serve_slow_upstream.py", kSlowUpstream);
+  explicit SlowUpstream(const char* address, const char* source = kSlowUpstream,
+                        const char* file = "serve_slow_upstream.py") {
+    std::string script = tapkit::testing::WriteTestFile(file, source);
     uint16_t port = tapkit::testing::FreePort(address);
     if (port == 0) return;
     pid = Shell("python3 '" + script + "' " + address + " " + std::to_string(port) +
@@ -1427,6 +1428,72 @@ TEST(ServeFixTest, HeadServedFromRecordedGet) {
   std::string head = Curl("-I " + server->url() + "/a");
   EXPECT_EQ(head.substr(0, head.find("\r\n")), "HTTP/1.1 200 OK");
   EXPECT_EQ(FieldOf(head, "Content-Length"), "4");
+}
+
+// The second review's findings (fix-serve2): on loopback 127.0.113.x.
+constexpr char kFix2Address[] = "127.0.113.1";
+
+std::unique_ptr<MockServer> ServeFix2(std::vector<Exchange> xs, ServeOptions o = {},
+                                      ServeCallbacks cb = {}) {
+  o.listen = std::string(kFix2Address) + ":0";
+  o.match.ignore_host = true;
+  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  return *std::move(s);
+}
+
+std::string RawFix2(uint16_t port, std::string_view bytes, bool* closed) {
+  int fd = ConnectTo(kFix2Address, port);
+  if (fd < 0) {
+    ADD_FAILURE() << "connect " << kFix2Address << ":" << port;
+    return "";
+  }
+  SendAll(fd, bytes);
+  std::string out = ReadToClose(fd, closed);
+  close(fd);
+  return out;
+}
+
+std::string BodyOf(const std::string& answer) {
+  size_t at = answer.find("\r\n\r\n");
+  return at == std::string::npos ? "" : answer.substr(at + 4);
+}
+
+// RFC 9112 section 3.2.4: the absolute form's path and query go to the upstream in origin form,
+// an empty path as "/"; a '/' inside the query is not the path's start. The echo upstream
+// (python3's http.server) prints the request line's target it received.
+TEST(ServeFix2Test, AbsoluteFormPassedThroughInOriginForm) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  SlowUpstream up("127.0.113.2", kEchoUpstream, "serve_echo_upstream2.py");
+  ASSERT_TRUE(up.ready);
+  ServeOptions o;
+  o.upstream = up.url;
+  auto server = ServeFix2({}, o);
+  ASSERT_NE(server, nullptr);
+  const std::pair<const char*, const char*> cases[] = {
+      {"http://svc?next=/zz", "GET /?next=/zz\n"},
+      {"http://svc?x=1", "GET /?x=1\n"},
+      {"http://svc", "GET /\n"},
+      {"http://user@svc/p/q?r=/s", "GET /p/q?r=/s\n"},
+      {"/plain?a=/b", "GET /plain?a=/b\n"},
+  };
+  for (const auto& [target, want] : cases) {
+    bool closed = false;
+    std::string got = RawFix2(
+        server->port(),
+        std::string("GET ") + target + " HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n",
+        &closed);
+    EXPECT_EQ(BodyOf(got).substr(0, std::string_view(want).size()), want) << target << "\n" << got;
+  }
+  // The key splits it the same way (format/http_text.h SplitRequestTarget).
+  MatchOptions mo;
+  mo.ignore_host = true;
+  RecordedResponses index({Simple("/?next=/zz", "Q")}, mo);
+  Request r;
+  r.method = "GET";
+  r.path = "http://svc?next=/zz";
+  EXPECT_EQ(index.Lookup(r).outcome, LookupResult::Outcome::kHit);
 }
 
 }  // namespace
