@@ -347,11 +347,13 @@ struct Shared {
   Shared(std::vector<Exchange> xs, ServeOptions o, ServeCallbacks c)
       : options(std::move(o)), callbacks(std::move(c)), recorded(std::move(xs), options.match) {}
 
-  // The callbacks, one at a time; one that throws is counted (internal_errors), not let out
-  // into the handler that called it.
+  // A callback, one call of its kind at a time under `mu`; one that throws is counted
+  // (internal_errors), not let out into the handler that called it. on_recorded has a mutex of
+  // its own: a tool's on_recorded may wait (its capture queue full, a slow disk) on a worker
+  // thread, and the hits' on_event must not wait behind it.
   template <typename F, typename... A>
-  void Call(const F& f, A&&... args) {
-    std::lock_guard<std::mutex> lock(callback_mu);
+  void Call(std::mutex& mu, const F& f, A&&... args) {
+    std::lock_guard<std::mutex> lock(mu);
     if (callbacks_closed || !f) return;
     try {
       f(std::forward<A>(args)...);
@@ -359,9 +361,14 @@ struct Shared {
       internal_errors.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  void Emit(const ServeEvent& e) { Call(callbacks.on_event, e); }
-  void Record(Exchange x) { Call(callbacks.on_recorded, std::move(x)); }
-  void Degraded(const std::string& why) { Call(callbacks.on_degraded, why); }
+  void Emit(const ServeEvent& e) { Call(callback_mu, callbacks.on_event, e); }
+  void Record(Exchange x) { Call(recorded_mu, callbacks.on_recorded, std::move(x)); }
+  void Degraded(const std::string& why) { Call(callback_mu, callbacks.on_degraded, why); }
+  // After it no callback runs (Stop): both locks taken, so a call in progress has ended.
+  void CloseCallbacks() {
+    std::scoped_lock lock(callback_mu, recorded_mu);
+    callbacks_closed = true;
+  }
   void Add(Connection* c, std::weak_ptr<Connection> w) {
     std::lock_guard<std::mutex> lock(conns_mu);
     conns.emplace(c, std::move(w));
@@ -422,8 +429,9 @@ struct Shared {
   std::atomic<bool> stopping{false};        // no new requests: close after the answer
   std::atomic<bool> abort_upstream{false};  // the grace period is over: end transfers
 
-  std::mutex callback_mu;
-  bool callbacks_closed = false;  // guarded by callback_mu
+  std::mutex callback_mu;         // on_event, on_degraded
+  std::mutex recorded_mu;         // on_recorded
+  bool callbacks_closed = false;  // written under both mutexes, read under either
 
   std::mutex conns_mu;
   std::condition_variable conns_cv;
@@ -1318,10 +1326,7 @@ void MockServer::Stop() {
   for (std::thread& t : im.threads) t.join();
   if (im.pool) im.pool->join();
   for (auto& c : sh.Live()) c->ForceClose();
-  {
-    std::lock_guard<std::mutex> lock(sh.callback_mu);
-    sh.callbacks_closed = true;
-  }
+  sh.CloseCallbacks();
   {
     beast::error_code ignored;
     im.acceptor->close(ignored);

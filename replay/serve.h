@@ -61,10 +61,13 @@
 //     the wait is a timer, not a sleep: other connections are served meanwhile.
 //
 // Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
-// response was written (or failed to be). on_event is called on the server's threads and
-// on_recorded on the pass-through's worker threads; both one at a time (never concurrently with
-// each other or themselves, under one lock); they must not block for long. A callback that
-// throws is counted in ServeStats::internal_errors; the server goes on.
+// response was written (or failed to be). on_event and on_degraded are called on the server's
+// threads, one at a time (never concurrently with each other or themselves: one lock); they
+// must not block for long, as every answer's report waits for them. on_recorded is called on
+// the pass-through's worker threads, one at a time (never concurrently with itself), under a
+// lock of its own: while it waits (a full queue, a slow disk) only other pass-throughs wait for
+// it; hits, misses and their on_event go on. It may run at the same time as on_event. A callback
+// that throws is counted in ServeStats::internal_errors; the server goes on.
 //
 // Thread-safety: Start, port(), address(), Stop() and stats() may be called from any thread
 // but a callback's (Stop waits for the server's threads); Stop() is idempotent. The destructor

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
@@ -1494,6 +1495,51 @@ TEST(ServeFix2Test, AbsoluteFormPassedThroughInOriginForm) {
   r.method = "GET";
   r.path = "http://svc?next=/zz";
   EXPECT_EQ(index.Lookup(r).outcome, LookupResult::Outcome::kHit);
+}
+
+// on_recorded waiting (a full capture queue) must not hold the hits' on_event (serve.h).
+TEST(ServeFix2Test, WaitingOnRecordedDoesNotHoldHits) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  TAPKIT_REQUIRE_TOOL("curl");
+  SlowUpstream up("127.0.113.3");
+  ASSERT_TRUE(up.ready);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_recorded = false, release = false;
+  int hit_events = 0;
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange) {
+    std::unique_lock<std::mutex> lock(mu);
+    in_recorded = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  };
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e.kind == ServeEvent::Kind::kHit) ++hit_events;
+    cv.notify_all();
+  };
+  ServeOptions o;
+  o.upstream = up.url;
+  auto server = ServeFix2({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  std::thread miss([&] { Curl("--max-time 20 " + server->url() + "/fast/1"); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return in_recorded; }));
+  }
+  // Two hits while on_recorded waits: both answered and both reported.
+  EXPECT_EQ(Curl("--max-time 5 " + server->url() + "/a"), "A");
+  EXPECT_EQ(Curl("--max-time 5 " + server->url() + "/a"), "A");
+  bool reported = false;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    reported = cv.wait_for(lock, std::chrono::seconds(5), [&] { return hit_events == 2; });
+    release = true;
+    cv.notify_all();
+  }
+  miss.join();
+  EXPECT_TRUE(reported) << "hit events while on_recorded waited: " << hit_events;
 }
 
 }  // namespace
