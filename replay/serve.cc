@@ -639,6 +639,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   //   - section 6.3 item 4: a Transfer-Encoding whose last coding is not chunked cannot frame a
   //     request's body (the server must answer 400 and close: the bytes after it are not a next
   //     request; reading them as one is request smuggling);
+  //   - section 6.1: an HTTP/1.0 request with Transfer-Encoding is faulty framing (400, close);
   //   - section 3.2: an HTTP/1.1 request without Host, or with more than one, gets 400.
   static std::string HeadError(const http::request<http::string_body>& req) {
     size_t hosts = 0;
@@ -652,6 +653,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       size_t comma = v.rfind(',');
       last_coding = StripOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
     }
+    // Section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (a 1.0 recipient
+    // may not know chunked): 400 and close.
+    if (has_te && req.version() == 10)
+      return "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1)";
     if (has_te && !EqualsIgnoreCase(last_coding, "chunked"))
       return "Transfer-Encoding does not end in chunked (RFC 9112 section 6.3)";
     if (req.version() == 11 && hosts != 1)

@@ -18,7 +18,8 @@
 //     (RFC 9112 section 6), at most kMaxRequestBody bytes (413 past it, then the connection is
 //     closed); a request that does not parse gets 400 and the connection is closed, and so do
 //     one whose Transfer-Encoding does not end in chunked (RFC 9112 section 6.3 item 4: its body
-//     cannot be framed; the bytes after it are not read as requests) and an HTTP/1.1 request
+//     cannot be framed; the bytes after it are not read as requests), an HTTP/1.0 request with
+//     Transfer-Encoding (section 6.1: faulty framing) and an HTTP/1.1 request
 //     without exactly one Host (RFC 9112 section 3.2); a head past 64 KiB gets 431 (RFC 6585
 //     section 5) and the connection is closed;
 //   - answers a hit with the recorded status, reason phrase and header fields in recorded order,

@@ -1542,5 +1542,23 @@ TEST(ServeFix2Test, WaitingOnRecordedDoesNotHoldHits) {
   EXPECT_TRUE(reported) << "hit events while on_recorded waited: " << hit_events;
 }
 
+// RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing: 400, then
+// the connection is closed (the pipelined GET after it is never answered).
+TEST(ServeFix2Test, Http10WithTransferEncodingRefused) {
+  auto server = ServeFix2({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFix2(server->port(),
+                            "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "0\r\n\r\nGET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                            &closed);
+  EXPECT_TRUE(closed);
+  const std::string why = "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1)";
+  EXPECT_EQ(got,
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: " +
+                std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why + "\n");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
