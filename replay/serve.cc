@@ -129,37 +129,6 @@ std::string EndpointText(const Tcp::endpoint& ep) {
   return Cat(ep.address().to_string(), ":", ep.port());
 }
 
-// "IP:PORT" or "[IPv6]:PORT", literal only (serve.h).
-absl::StatusOr<Tcp::endpoint> ParseListen(std::string_view s) {
-  auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(Cat("listen address '", s, "': ", why));
-  };
-  std::string_view host, port;
-  if (!s.empty() && s.front() == '[') {
-    size_t close = s.find("]:");
-    if (close == std::string_view::npos) return bad("not a literal IP address and port");
-    host = s.substr(1, close - 1);
-    port = s.substr(close + 2);
-  } else {
-    size_t colon = s.rfind(':');
-    if (colon == std::string_view::npos) return bad("not a literal IP address and port");
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      return bad("an IPv6 address needs brackets: [ADDRESS]:PORT");
-  }
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return bad("not a literal IP address and port");
-  }
-  uint32_t p = 0;
-  if (!ParseUint(port, &p) || p > 65535) return bad("port past 65535");
-  boost::system::error_code ec;
-  asio::ip::address addr = asio::ip::make_address(std::string(host), ec);
-  if (ec || (s.front() == '[' && !addr.is_v6())) return bad("not a literal IP address and port");
-  return Tcp::endpoint(addr, static_cast<uint16_t>(p));
-}
-
 // The upstream of a pass-through: "http://HOST[:PORT][/PREFIX]".
 struct Upstream {
   std::string text;       // as given, for messages
@@ -1125,6 +1094,39 @@ bool CurlGlobalInit() {
 
 }  // namespace
 
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
+  auto bad = [](std::string_view why) { return absl::InvalidArgumentError(std::string(why)); };
+  constexpr std::string_view kNotLiteral =
+      "not a literal IP address and port (the mock listens on exactly the address given; no "
+      "name is resolved; IPv6 in brackets: [::1]:8080)";
+  std::string_view host, port;
+  const bool bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
+    size_t close = text.find("]:");
+    if (close == std::string_view::npos)
+      return bad("give ADDRESS:PORT (127.0.0.1:8080, [::1]:8080)");
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return bad("give ADDRESS:PORT (127.0.0.1:8080, [::1]:8080)");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return bad(kNotLiteral);
+  }
+  uint32_t p = 0;
+  if (!ParseUint(port, &p) || p > 65535) return bad("the port is not a number from 0 to 65535");
+  boost::system::error_code ec;
+  asio::ip::address addr = asio::ip::make_address(std::string(host), ec);
+  if (ec || bracketed != addr.is_v6()) return bad(kNotLiteral);
+  ListenAddress out;
+  out.ip = addr.to_string();
+  out.port = static_cast<uint16_t>(p);
+  out.ipv6 = addr.is_v6();
+  return out;
+}
+
 struct MockServer::Impl {
   std::shared_ptr<Shared> shared;
   asio::io_context ioc;
@@ -1210,8 +1212,16 @@ struct MockServer::Impl {
 absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchange> exchanges,
                                                               ServeOptions options,
                                                               ServeCallbacks callbacks) {
-  absl::StatusOr<Tcp::endpoint> ep = ParseListen(options.listen);
-  if (!ep.ok()) return ep.status();
+  absl::StatusOr<ListenAddress> listen = ParseListenAddress(options.listen);
+  if (!listen.ok()) {
+    return absl::InvalidArgumentError(
+        Cat("listen address '", options.listen, "': ", std::string(listen.status().message())));
+  }
+  std::optional<Tcp::endpoint> ep;
+  {
+    boost::system::error_code ec;
+    ep.emplace(asio::ip::make_address(listen->ip, ec), listen->port);
+  }
   if (options.threads < 1 || options.threads > 16)
     return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
   for (auto [name, ns] : {std::pair<const char*, uint64_t>{"header", options.header_timeout_ns},

@@ -81,6 +81,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -190,6 +191,20 @@ struct ServeCallbacks {
   // after an accept succeeded. Called on the server's threads, like on_event. May be empty.
   std::function<void(const std::string&)> on_degraded;
 };
+
+// A listen address: a literal IP address and a port.
+struct ListenAddress {
+  std::string ip;     // "127.0.0.1", "::1" (no brackets)
+  uint16_t port = 0;  // 0: the kernel picks
+  bool ipv6 = false;
+};
+
+// Parses "IPv4:PORT" or "[IPv6]:PORT": a literal address (no name resolved; an IPv6 address in
+// brackets, RFC 3986 section 3.2.2) and a port of decimal digits, 0..65535 (leading zeros
+// allowed: "000080" is 80). The one parser of a listen address: Start and tapreplay --serve use
+// it. Errors: InvalidArgument whose message is the reason only ("the port is not a number from 0
+// to 65535"), for the caller to prefix with the field or flag it names. Thread-safe.
+absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 
 class MockServer {
  public:

@@ -268,29 +268,8 @@ absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text) {
 }
 
 absl::Status CheckListenAddress(std::string_view text) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) {
-    return Bad("--serve", text, "give ADDRESS:PORT (127.0.0.1:8080, [::1]:8080)");
-  }
-  std::string host(text.substr(0, colon));
-  std::string_view port = text.substr(colon + 1);
-  int p = 0;
-  if (port.empty() || !absl::SimpleAtoi(A(port), &p) || p < 0 || p > 65535 ||
-      !absl::ascii_isdigit(static_cast<unsigned char>(port.front()))) {
-    return Bad("--serve", text, "the port is not a number from 0 to 65535");
-  }
-  unsigned char buf[16];
-  bool literal = false;
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    literal = ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) == 1;
-  } else {
-    literal = ::inet_pton(AF_INET, host.c_str(), buf) == 1;
-  }
-  if (!literal) {
-    return Bad("--serve", text,
-               "not a literal IP address and port (the mock listens on exactly the address "
-               "given; no name is resolved; IPv6 in brackets: [::1]:8080)");
-  }
+  absl::StatusOr<ListenAddress> parsed = ParseListenAddress(text);  // serve.h: Start's parser
+  if (!parsed.ok()) return Bad("--serve", text, std::string(parsed.status().message()));
   return absl::OkStatus();
 }
 

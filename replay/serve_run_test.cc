@@ -124,6 +124,10 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
   EXPECT_EQ(Error(Flags({{"serve", "127.0.0.1:65536"}})),
             "--serve 127.0.0.1:65536: the port is not a number from 0 to 65535");
   EXPECT_EQ(Error(Flags({{"serve", "::1:80"}})).rfind("--serve ::1:80: not a literal", 0), 0u);
+  // One parser with MockServer::Start (serve.h ParseListenAddress): leading zeros are the port.
+  EXPECT_TRUE(CheckListenAddress("127.0.113.1:000080").ok());
+  EXPECT_EQ(CheckListenAddress("127.0.113.1:+80").message(),
+            "--serve 127.0.113.1:+80: the port is not a number from 0 to 65535");
   EXPECT_EQ(Error(Flags({{"match-header", "X Tenant"}})),
             "--match-header X Tenant: not a field name (RFC 9110 section 5.6.2: a token)");
   EXPECT_EQ(Error(Flags({{"session-header", ""}})),

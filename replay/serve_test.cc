@@ -590,10 +590,12 @@ TEST(ServeListenTest, ListenErrors) {
   };
   absl::Status s = start("localhost:80");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(s.message(), "listen address 'localhost:80': not a literal IP address and port");
+  EXPECT_EQ(s.message(),
+            "listen address 'localhost:80': not a literal IP address and port (the mock listens "
+            "on exactly the address given; no name is resolved; IPv6 in brackets: [::1]:8080)");
   EXPECT_EQ(start("127.0.98.1").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(start("127.0.98.1:65536").message(),
-            "listen address '127.0.98.1:65536': port past 65535");
+            "listen address '127.0.98.1:65536': the port is not a number from 0 to 65535");
   EXPECT_EQ(start("::1:80").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(start("[127.0.0.1]:80").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(start("127.0.98.1:-1").code(), absl::StatusCode::kInvalidArgument);
@@ -1558,6 +1560,31 @@ TEST(ServeFix2Test, Http10WithTransferEncodingRefused) {
             "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Content-Length: " +
                 std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why + "\n");
+}
+
+// One listen-address parser (serve.h): leading zeros in the port are the same number for the
+// parser and for Start.
+TEST(ServeFix2Test, ListenAddressParsedOnce) {
+  absl::StatusOr<ListenAddress> a = ParseListenAddress("127.0.113.1:000080");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->ip, "127.0.113.1");
+  EXPECT_EQ(a->port, 80);
+  EXPECT_FALSE(a->ipv6);
+  a = ParseListenAddress("[::1]:0");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->ip, "::1");
+  EXPECT_TRUE(a->ipv6);
+  EXPECT_EQ(ParseListenAddress("127.0.113.1:+80").status().message(),
+            "the port is not a number from 0 to 65535");
+  EXPECT_EQ(ParseListenAddress("127.0.113.1:99999999999999999999").status().message(),
+            "the port is not a number from 0 to 65535");
+  EXPECT_EQ(ParseListenAddress("[127.0.0.1]:80").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ServeOptions o;
+  o.listen = "127.0.113.1:00000";
+  auto s = MockServer::Start({}, o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NE((*s)->port(), 0);
 }
 
 }  // namespace
