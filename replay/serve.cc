@@ -704,6 +704,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // recorded gets the head of the GET recorded for it (taking that GET's turn in its sequence).
     bool head_of_get = false;
     if (head_request_ && r.outcome == LookupResult::Outcome::kMiss) {
+      // With strict, a GET whose responses were all served makes the HEAD exhausted too.
       std::string method = std::move(request_.method);
       request_.method = "GET";
       LookupResult get = shared_->recorded.Lookup(request_, session);
@@ -711,6 +712,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (get.outcome == LookupResult::Outcome::kHit) {
         r = std::move(get);
         head_of_get = true;
+      } else if (get.outcome == LookupResult::Outcome::kExhausted) {
+        r = std::move(get);
       }
     }
     const bool with_events = static_cast<bool>(shared_->callbacks.on_event);

@@ -34,6 +34,7 @@
 //   - answers a HEAD whose key was never recorded (method included) with the head of the GET
 //     recorded for it, as a HEAD of it would have been (RFC 9110 section 9.3.2: HEAD is GET
 //     without content); that takes the GET's turn in its sequence. A recorded HEAD comes first;
+//     with strict, a HEAD whose GET's responses were all served is exhausted like the GET;
 //   - serves redacted values (format/redact.h markers) as stored, unless set_headers names the
 //     field: set_headers replace every recorded field of that name in every response served
 //     (hits and pass-throughs; not the miss answer);

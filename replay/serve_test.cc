@@ -1587,5 +1587,34 @@ TEST(ServeFix2Test, ListenAddressParsedOnce) {
   EXPECT_NE((*s)->port(), 0);
 }
 
+// With strict, a HEAD answered from the recorded GET is exhausted once the GET is (not a miss
+// "differs on method").
+TEST(ServeFix2Test, StrictHeadOfExhaustedGet) {
+  ServeOptions o;
+  o.match.strict = true;
+  std::vector<ServeEvent> events;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = ServeFix2({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFix2(server->port(),
+                            "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "HEAD /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                            &closed);
+  EXPECT_TRUE(closed);
+  const std::string why = "all 1 recorded responses to this request were served";
+  EXPECT_NE(got.find("\r\n\r\nAHTTP/1.1 404 Not Found\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("Tapkit-Miss: " + why + "\r\n"), std::string::npos) << got;
+  server->Stop();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].kind, ServeEvent::Kind::kExhausted);
+  EXPECT_EQ(events[1].method, "HEAD");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
