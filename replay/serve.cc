@@ -504,12 +504,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     watchdog_waiting_ = false;
     if (phase_ == Phase::kNone) return;
     if (std::chrono::steady_clock::now() < deadline_) return ArmWatchdog();
-    const ServeOptions& opt = shared_->options;
     const bool head_begun = buffer_.size() > 0 || (parser_ && parser_->got_some());
     switch (phase_) {
       case Phase::kIdle:
-        // The next request began: its head gets header_timeout from here.
-        if (head_begun) return Expect(Phase::kHead, opt.header_timeout_ns);
         return Shutdown();  // nginx closes an idle keep-alive connection without a word
       case Phase::kHead:
         if (!head_begun) return Shutdown();  // nothing sent at all: nobody to answer
@@ -528,13 +525,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
+  // The next request. After an answer with nothing of the next request buffered, the connection
+  // is idle (keepalive_timeout) until a byte can be read; the head's header_timeout runs from
+  // there (its first byte, as nginx's client_header_timeout), or from the end of the previous
+  // answer when bytes of it were already buffered (pipelined), or from the accept for the first.
   void ReadHead() {
     if (shared_->stopping.load()) return Shutdown();
-    if (answered_ == 0) {
-      Expect(Phase::kHead, shared_->options.header_timeout_ns);
-    } else {
-      Expect(Phase::kIdle, shared_->options.keepalive_timeout_ns);
-    }
+    if (answered_ == 0 || buffer_.size() > 0) return ReadHeadBytes();
+    Expect(Phase::kIdle, shared_->options.keepalive_timeout_ns);
+    reading_ = true;
+    socket_.async_wait(Tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      self->reading_ = false;
+      self->phase_ = Phase::kNone;
+      if (ec) return self->Shutdown();
+      self->ReadHeadBytes();
+    });
+  }
+
+  void ReadHeadBytes() {
+    if (shared_->stopping.load()) return Shutdown();
+    Expect(Phase::kHead, shared_->options.header_timeout_ns);
     parser_.emplace();
     parser_->body_limit(kMaxRequestBody);
     parser_->header_limit(kHeaderLimit);

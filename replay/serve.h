@@ -123,8 +123,10 @@ struct ServeOptions {
   // Timeouts (nanoseconds, 1 ns..24 h), nginx's of the same names with its defaults, so that a
   // client that stalls (a slowloris sending half a head, an idle keep-alive connection, a client
   // that never reads) does not hold a connection forever:
-  //   header_timeout (client_header_timeout): the whole request head; past it 408 and close (a
-  //     connection that sent nothing is closed without an answer);
+  //   header_timeout (client_header_timeout): the whole request head, from its first byte (the
+  //     first request's: from the accept; a pipelined one already buffered: from the end of the
+  //     previous answer); past it 408 and close (a connection that sent nothing is closed
+  //     without an answer);
   //   body_timeout (client_body_timeout): between two reads of a request body; 408 and close;
   //   keepalive_timeout: between an answer and the next request's first byte; closed silently;
   //   send_timeout: between two writes of an answer (a client that does not read); closed.

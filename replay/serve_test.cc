@@ -1616,5 +1616,40 @@ TEST(ServeFix2Test, StrictHeadOfExhaustedGet) {
   EXPECT_EQ(events[1].method, "HEAD");
 }
 
+// nginx's client_header_timeout runs from the request's first byte: a keep-alive connection's
+// next head that stalls gets 408 header_timeout after its first byte, not after the keep-alive
+// timeout plus the header timeout.
+TEST(ServeFix2Test, HeaderTimeoutFromFirstByte) {
+  ServeOptions o;
+  o.keepalive_timeout_ns = 4'000'000'000;
+  o.header_timeout_ns = 300'000'000;
+  auto server = ServeFix2({Simple("/a", "A")}, o);
+  ASSERT_NE(server, nullptr);
+  int fd = ConnectTo(kFix2Address, server->port(), 10);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string first =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA";
+  std::string got;
+  char buf[4096];
+  while (got.size() < first.size()) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, first);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = std::chrono::steady_clock::now();
+  SendAll(fd, "GET /a HTTP/1.1\r\nHost:");
+  bool closed = false;
+  got = ReadToClose(fd, &closed);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  close(fd);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 408 Request Timeout");
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::milliseconds(3000));  // before: 4 s keep-alive + 0.3 s
+}
+
 }  // namespace
 }  // namespace tapkit::replay
