@@ -393,7 +393,7 @@ struct Shared {
   asio::thread_pool* pool = nullptr;  // with an upstream; joined before the Shared goes
 
   std::atomic<uint64_t> hits{0}, misses{0}, passed_through{0}, upstream_errors{0}, bad_requests{0},
-      connections{0}, accept_errors{0}, internal_errors{0};
+      bad_recorded{0}, connections{0}, accept_errors{0}, internal_errors{0};
   std::atomic<uint64_t> next_stream_id{1};
   std::atomic<bool> stopping{false};        // no new requests: close after the answer
   std::atomic<bool> abort_upstream{false};  // the grace period is over: end transfers
@@ -737,12 +737,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     };
     uint64_t delay_ns = opt.delay == ServeDelay::kFixed ? opt.delay_ns : 0;
     if (r.outcome == LookupResult::Outcome::kHit) {
-      shared_->hits.fetch_add(1, std::memory_order_relaxed);
       const Response& rsp = *r.exchange->response;
-      // A final status outside 200..599 (a damaged record; match.h already skips 1xx) cannot be
-      // answered over HTTP/1.1 here: 502 saying so.
+      // A final status past 599 (a damaged record; match.h already skips those under 200)
+      // cannot be answered over HTTP/1.1 here: 502 saying so, reported and counted as
+      // kBadRecorded, not as a hit.
       const bool servable = rsp.status >= 200 && rsp.status <= 599;
-      fill(ServeEvent::Kind::kHit, servable ? rsp.status : 502);
+      (servable ? shared_->hits : shared_->bad_recorded).fetch_add(1, std::memory_order_relaxed);
+      fill(servable ? ServeEvent::Kind::kHit : ServeEvent::Kind::kBadRecorded,
+           servable ? rsp.status : 502);
       event_.recorded = IdOf(r.exchange);
       event_.position = r.position;
       event_.sequence_length = r.recorded;
@@ -1244,6 +1246,11 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
     if (ns == 0 || ns > kMaxTimeoutNs)
       return absl::InvalidArgumentError(Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
   }
+  if (!options.upstream.empty() &&
+      (options.upstream_timeout_ns == 0 || options.upstream_timeout_ns > kMaxTimeoutNs)) {
+    return absl::InvalidArgumentError(
+        Cat("upstream timeout ", options.upstream_timeout_ns, " ns: out of range 1 ns..24 h"));
+  }
   if (options.stop_grace_ns > kMaxTimeoutNs)
     return absl::InvalidArgumentError(
         Cat("stop grace ", options.stop_grace_ns, " ns: out of range 0..24 h"));
@@ -1379,6 +1386,7 @@ ServeStats MockServer::stats() const {
   s.passed_through = sh.passed_through.load();
   s.upstream_errors = sh.upstream_errors.load();
   s.bad_requests = sh.bad_requests.load();
+  s.bad_recorded = sh.bad_recorded.load();
   s.connections = sh.connections.load();
   s.accept_errors = sh.accept_errors.load();
   s.internal_errors = sh.internal_errors.load();

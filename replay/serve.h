@@ -116,9 +116,9 @@ struct ServeOptions {
   // get miss_status.
   std::string upstream;
   bool keep_authority = false;  // pass-through keeps the client's Host
-  // Per passed-through request, from its head's arrival: 16 workers per thread each send one at a
-  // time (connections to the upstream kept and reused by any worker); a miss still queued when its
-  // time is up gets the 502 without being sent.
+  // Per passed-through request, from its head's arrival (1 ns..24 h; checked with an upstream):
+  // 16 workers per thread each send one at a time (connections to the upstream kept and reused
+  // by any worker); a miss still queued when its time is up gets the 502 without being sent.
   uint64_t upstream_timeout_ns = 30'000'000'000;
   // Timeouts (nanoseconds, 1 ns..24 h), nginx's of the same names with its defaults, so that a
   // client that stalls (a slowloris sending half a head, an idle keep-alive connection, a client
@@ -135,11 +135,13 @@ struct ServeOptions {
   uint64_t body_timeout_ns = 60'000'000'000;
   uint64_t keepalive_timeout_ns = 75'000'000'000;
   uint64_t send_timeout_ns = 60'000'000'000;
-  // Stop lets answers being written and pass-throughs in flight finish this long; then the
-  // pass-throughs still waiting are ended and their clients get 503 with Tapkit-Miss saying the
+  // Stop lets answers being written and pass-throughs in flight finish this long (0..24 h); then
+  // the pass-throughs still waiting are ended and their clients get 503 with Tapkit-Miss saying the
   // mock is stopping (kUpstreamError).
   uint64_t stop_grace_ns = 5'000'000'000;
-  // Threads running the server's event loop (1..16). One serves ~100k requests/s on loopback.
+  // Threads running the server's event loop (1..16). bench/README.md ("The mock server against
+  // nginx") measured one thread at 0.8-1.3 of nginx's rate (one worker) on a shared 2-core
+  // machine; two threads were no faster there.
   int threads = 1;
 };
 
@@ -152,6 +154,9 @@ struct ServeEvent {
     kPassThrough,    // a miss answered by the upstream (and handed to on_recorded)
     kUpstreamError,  // a miss the upstream did not answer: 502 (503: not awaited, Stop)
     kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
+    // The key matched a recorded response whose status (past 599: a damaged record) cannot be
+    // served over HTTP/1.1: 502 with Tapkit-Miss saying so; `recorded` names it. Not a hit.
+    kBadRecorded,
   };
   Kind kind = Kind::kMiss;
   uint64_t time_ns = 0;     // wall clock (Unix epoch, ns) when the request's head was read
@@ -175,7 +180,8 @@ struct ServeStats {
   uint64_t passed_through = 0;
   uint64_t upstream_errors = 0;
   uint64_t bad_requests = 0;
-  uint64_t connections = 0;  // accepted
+  uint64_t bad_recorded = 0;  // kBadRecorded: a match whose recorded status cannot be served
+  uint64_t connections = 0;   // accepted
   // Accepts that failed (EMFILE, ENFILE, ENOBUFS: out of descriptors or buffers); the server
   // then waits before accepting again (50 ms, doubling up to 1 s) rather than spinning.
   uint64_t accept_errors = 0;
@@ -213,10 +219,14 @@ class MockServer {
  public:
   // Indexes `exchanges` (their order is the recording order for sequences: sort them by
   // sort_key_ns first), binds options.listen and starts serving on options.threads threads.
-  // Errors: InvalidArgument naming the field ("listen address 'localhost:80': not a literal IP
-  // address and port"; upstream not an http:// URL; threads or miss_status out of range; a
-  // framing or hop-by-hop field in set_headers);
-  // Unavailable for an address that cannot be bound ("listen 127.0.0.1:80: Permission denied").
+  // Errors: InvalidArgument naming the field: listen not an address ParseListenAddress takes
+  // ("listen address 'localhost:80': not a literal IP address and port (...)"); threads out of
+  // 1..16; header, body, keep-alive or send timeout out of 1 ns..24 h; stop_grace_ns past 24 h;
+  // miss_status out of 200..599; with an upstream, upstream_timeout_ns out of 1 ns..24 h and an
+  // upstream that is not http://HOST[:PORT][/PREFIX]; a set_headers name that is not a token or
+  // is a framing or hop-by-hop field. Internal when libcurl's curl_global_init fails and
+  // ResourceExhausted when curl_url cannot allocate (only with an upstream). Unavailable for an
+  // address that cannot be bound ("listen 127.0.0.1:80: Permission denied").
   static absl::StatusOr<std::unique_ptr<MockServer>> Start(std::vector<Exchange> exchanges,
                                                            ServeOptions options,
                                                            ServeCallbacks callbacks = {});
@@ -249,9 +259,10 @@ class MockServer {
 
 // The exchanges to serve: every exchange of the .tap files `paths` that `selection` matches (all
 // when it is null; it is bound here over the inputs), merged in sort-key order across files (ties:
-// the files' order), so that sequences follow the recording. Torn files are read up to the damage
-// and a line saying so is appended to `notices` (tapcat's notice; may be null). Errors name the
-// file: one that cannot be opened or is not a capture; a --max-count (-c) stops after N.
+// the files' order), so that sequences follow the recording. Torn files (a cut-off end) are read
+// up to the damage and a line saying so is appended to `notices` (tapcat's notice; may be null).
+// Errors name the file: one that cannot be opened or is not a capture; damage in the middle of a
+// file is DataLoss naming the file and the offset. A --max-count (-c) stops after N.
 absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(
     const std::vector<std::string>& paths, Selection* selection = nullptr,
     std::vector<std::string>* notices = nullptr);

@@ -24,6 +24,7 @@ std::string_view Word(ServeEvent::Kind k) {
     case ServeEvent::Kind::kPassThrough:
       return "PASS";
     case ServeEvent::Kind::kUpstreamError:
+    case ServeEvent::Kind::kBadRecorded:
       return "ERR ";
     case ServeEvent::Kind::kBadRequest:
       return "BAD ";
@@ -35,6 +36,7 @@ std::string_view Word(ServeEvent::Kind k) {
 bool NamesRecorded(const ServeEvent& e) {
   switch (e.kind) {
     case ServeEvent::Kind::kHit:
+    case ServeEvent::Kind::kBadRecorded:
       return true;
     case ServeEvent::Kind::kMiss:
     case ServeEvent::Kind::kExhausted:
@@ -62,6 +64,8 @@ std::string_view ServeEventName(ServeEvent::Kind kind) {
       return "upstream-error";
     case ServeEvent::Kind::kBadRequest:
       return "bad-request";
+    case ServeEvent::Kind::kBadRecorded:
+      return "bad-recorded";
   }
   return "unknown";
 }

@@ -472,11 +472,15 @@ TEST_F(ServeTest, UnservableRecordedStatus) {
   std::string why =
       "recorded response with status 999 cannot be served (HTTP/1.1 final status "
       "200..599)";
+  // Not a hit: kBadRecorded (serve.h), counted apart.
   EXPECT_EQ(Raw(server->port(), "GET /damaged HTTP/1.1\r\nHost: x\r\n\r\n"),
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Tapkit-Miss: " +
                 why + "\r\nContent-Length: " + std::to_string(why.size() + 1) + "\r\n\r\n" + why +
                 "\n");
+  ServeStats st = server->stats();
+  EXPECT_EQ(st.hits, 0u);
+  EXPECT_EQ(st.bad_recorded, 1u);
 }
 
 TEST_F(ServeTest, MarkersServedSetHeadersReplaceTruncatedSaid) {
@@ -1649,6 +1653,21 @@ TEST(ServeFix2Test, HeaderTimeoutFromFirstByte) {
   EXPECT_EQ(got.substr(0, got.find("\r\n")), "HTTP/1.1 408 Request Timeout");
   EXPECT_GE(took, std::chrono::milliseconds(300));
   EXPECT_LT(took, std::chrono::milliseconds(3000));  // before: 4 s keep-alive + 0.3 s
+}
+
+// Start refuses an upstream_timeout_ns of 0 or past 24 h, naming the field (before, every miss
+// got "no worker free").
+TEST(ServeFix2Test, UpstreamTimeoutOutOfRange) {
+  for (uint64_t ns : {uint64_t{0}, ~uint64_t{0}}) {
+    ServeOptions o;
+    o.listen = std::string(kFix2Address) + ":0";
+    o.upstream = "http://127.0.113.4:1";
+    o.upstream_timeout_ns = ns;
+    absl::Status s = MockServer::Start({}, o).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message(),
+              "upstream timeout " + std::to_string(ns) + " ns: out of range 1 ns..24 h");
+  }
 }
 
 }  // namespace
