@@ -104,7 +104,8 @@ struct LookupResult {
   bool differs_redacted = false;
 
   // One line for a person: "matched recorded response 2 of 3", "no recorded request matches;
-  // closest: GET /a?x=1 (differs on query parameter x)", "all 3 recorded responses were served".
+  // closest: GET /a?x=1 (differs on query parameter x)", "all 3 recorded responses to this
+  // request were served".
   std::string Explanation() const;
 };
 

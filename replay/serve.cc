@@ -445,7 +445,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         watchdog_(socket_.get_executor()),
-        peer_(peer),
         client_(ToEndpoint(peer)) {}
   ~Connection() { shared_->Remove(this); }
 
@@ -649,10 +648,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Refuse(unsigned status, const std::string& why) {
     shared_->bad_requests.fetch_add(1, std::memory_order_relaxed);
     ResetEvent(ServeEvent::Kind::kBadRequest, status);
+    bool head_request = false;
     if (parser_ && parser_->got_some()) {
       // The head may be partly parsed; its method and target are still useful in the log.
       event_.method = std::string(Sv(parser_->get().method_string()));
       event_.target = std::string(Sv(parser_->get().target()));
+      head_request = parser_->get().method() == http::verb::head;
     }
     event_.explanation = why;
     head_.clear();
@@ -661,7 +662,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Append(&head_,
            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ", body_owned_.size(),
            "\r\nConnection: close\r\n\r\n");
-    body_ = body_owned_;
+    // RFC 9110 section 9.3.2: no content in the answer to a HEAD (its length still said).
+    body_ = head_request ? std::string_view() : std::string_view(body_owned_);
     keep_alive_ = false;
     Write();
   }
@@ -1075,7 +1077,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point deadline_;
   bool watchdog_waiting_ = false;
   uint64_t answered_ = 0;  // requests answered on this connection
-  Tcp::endpoint peer_;
   Endpoint client_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;

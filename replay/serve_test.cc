@@ -1670,5 +1670,19 @@ TEST(ServeFix2Test, UpstreamTimeoutOutOfRange) {
   }
 }
 
+// RFC 9110 section 9.3.2: a refused HEAD gets the head only (its Content-Length still said).
+TEST(ServeFix2Test, RefusedHeadHasNoBody) {
+  auto server = ServeFix2({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFix2(server->port(), "HEAD /a HTTP/1.1\r\n\r\n", &closed);
+  EXPECT_TRUE(closed);
+  const std::string why = "no Host field in an HTTP/1.1 request (RFC 9112 section 3.2)";
+  EXPECT_EQ(got,
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: " +
+                std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
