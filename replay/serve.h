@@ -158,7 +158,10 @@ struct ServeEvent {
   size_t position = 0;
   size_t sequence_length = 0;
   std::string explanation;  // LookupResult::Explanation(), or the upstream's or parser's error
-  std::string session;      // the session header's value, when one is configured
+  // kHit: a HEAD whose key was never recorded, answered with the head of the GET recorded for it
+  // (the explanation also ends "(the recorded GET's head)").
+  bool head_of_get = false;
+  std::string session;  // the session header's value, when one is configured
 };
 
 struct ServeStats {

@@ -211,6 +211,14 @@ TEST(ServeLog, TextLines) {
   EXPECT_EQ(ServeEventText(e, true),
             "HIT  200 GET /api/price?id=7  recorded 0:17 (2 of 3)  127.0.0.1:51234  session=a  "
             "0.4ms");
+  ServeEvent h = e;
+  h.method = "HEAD";
+  h.head_of_get = true;
+  EXPECT_EQ(ServeEventText(h, false),
+            "HIT  200 HEAD /api/price?id=7  recorded 0:17 (2 of 3, the GET's head)  "
+            "127.0.0.1:51234  0.4ms");
+  EXPECT_EQ(ServeEventText(e, false, "b.tap"),
+            "HIT  200 GET /api/price?id=7  recorded b.tap#0:17 (2 of 3)  127.0.0.1:51234  0.4ms");
   ServeEvent m = e;
   m.kind = ServeEvent::Kind::kMiss;
   m.status = 404;
@@ -259,6 +267,13 @@ TEST(ServeLog, JsonObjects) {
   EXPECT_EQ(j["target"], "L/8=");  // base64 of "/\xff"
   EXPECT_EQ(j["targetEncoding"], "base64");
   EXPECT_EQ(j["session"], "");
+  EXPECT_FALSE(j.contains("input"));  // one input: no key
+  // Several inputs: the file of the recorded exchange, null when none is named.
+  j = nlohmann::json::parse(ServeEventJson(e, false, "b.tap", true), nullptr, false);
+  EXPECT_EQ(j["input"], "b.tap");
+  e.recorded = {};
+  j = nlohmann::json::parse(ServeEventJson(e, false, "", true), nullptr, false);
+  EXPECT_TRUE(j["input"].is_null());
 }
 
 // A streambuf the server's threads write and the test reads, under one mutex.
