@@ -66,8 +66,8 @@ constexpr std::string_view kReplayOnly[] = {"target",
                                             "verbose"};
 // Flags of the mock server: without --serve they would be ignored.
 constexpr std::string_view kServeOnly[] = {
-    "match-header",   "match-body",  "ignore-param", "match-host", "strict",
-    "session-header", "miss-status", "upstream",     "delay",      "threads"};
+    "match-header", "match-body", "ignore-param", "match-host", "strict",      "session-header",
+    "miss-status",  "upstream",   "delay",        "threads",    "idle-timeout"};
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
@@ -359,6 +359,15 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
       return Bad("--threads", f.threads, "not a whole number from 1 to 16");
     }
     o.threads = n;
+  }
+  if (given("idle-timeout")) {
+    // serve.h: a timeout is 1 ns..24 h.
+    absl::StatusOr<int64_t> ns = ParseDurationNs(f.idle_timeout);
+    if (!ns.ok() || *ns <= 0 || *ns > int64_t{86400} * 1'000'000'000) {
+      return Bad("--idle-timeout", f.idle_timeout,
+                 "give a duration above 0 and at most 24h (75s, 500ms)");
+    }
+    o.keepalive_timeout_ns = static_cast<uint64_t>(*ns);
   }
   for (const std::string& s : f.set_headers) {
     absl::StatusOr<Header> h = ParseSetHeader(s);

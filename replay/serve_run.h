@@ -53,6 +53,7 @@ struct ServeToolFlags {
   std::string miss_status;               // --miss-status N (ParseMissStatus)
   std::string delay;                     // --delay recorded|DURATION
   std::string threads;                   // --threads N, 1..16
+  std::string idle_timeout;              // --idle-timeout D: ServeOptions::keepalive_timeout_ns
   std::vector<std::string> set_headers;  // --set-header 'Name: value' (response fields)
 
   // Pass-through.

@@ -51,6 +51,7 @@ ServeToolFlags Flags(std::initializer_list<std::pair<std::string, std::string>> 
     if (name == "miss-status") f.miss_status = value;
     if (name == "delay") f.delay = value;
     if (name == "threads") f.threads = value;
+    if (name == "idle-timeout") f.idle_timeout = value;
     if (name == "set-header") f.set_headers.push_back(value);
     if (name == "upstream") f.upstream = value;
     if (name == "keep-authority") f.keep_authority = true;
@@ -78,6 +79,7 @@ TEST(PlanServe, BuildsTheServerOptions) {
                        {"miss-status", "501"},
                        {"delay", "50ms"},
                        {"threads", "4"},
+                       {"idle-timeout", "1.5s"},
                        {"set-header", "Set-Cookie: s=1"},
                        {"upstream", "http://127.0.0.1:9/base"},
                        {"timeout", "2s"},
@@ -95,6 +97,7 @@ TEST(PlanServe, BuildsTheServerOptions) {
   EXPECT_EQ(o.delay, ServeDelay::kFixed);
   EXPECT_EQ(o.delay_ns, 50'000'000u);
   EXPECT_EQ(o.threads, 4);
+  EXPECT_EQ(o.keepalive_timeout_ns, 1'500'000'000u);
   ASSERT_EQ(o.set_headers.size(), 1u);
   EXPECT_EQ(o.set_headers[0], (Header{"Set-Cookie", "s=1"}));
   EXPECT_EQ(o.upstream, "http://127.0.0.1:9/base");
@@ -113,6 +116,8 @@ TEST(PlanServe, BuildsTheServerOptions) {
   EXPECT_TRUE(p->serve.match.strict);
   EXPECT_TRUE(p->serve.match.match_body);
   EXPECT_EQ(p->serve.miss_status, 404);
+  // Without --idle-timeout, nginx's keepalive_timeout default (serve.h).
+  EXPECT_EQ(p->serve.keepalive_timeout_ns, 75'000'000'000u);
 }
 
 TEST(PlanServe, EachErrorNamesItsFlag) {
@@ -138,6 +143,11 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
+  for (const char* bad : {"0", "0s", "-1s", "25h", "soon"}) {
+    EXPECT_EQ(Error(Flags({{"idle-timeout", bad}})),
+              absl::StrCat("--idle-timeout ", bad,
+                           ": give a duration above 0 and at most 24h (75s, 500ms)"));
+  }
   EXPECT_EQ(Error(Flags({{"set-header", "X-A"}})), "--set-header X-A: give 'Name: value'");
   // The mock frames each response itself (serve.h): a framing field cannot be set.
   EXPECT_EQ(Error(Flags({{"set-header", "Content-Length: 5"}})),
@@ -190,6 +200,8 @@ TEST(CheckModeFlags, RefusesTheOtherModesFlagsNamingBoth) {
   EXPECT_EQ(CheckModeFlags({"target", "match-body"}).message(),
             "--match-body goes with --serve ADDR:PORT (it is an option of the mock server)");
   EXPECT_EQ(CheckModeFlags({"target", "upstream"}).message().rfind("--upstream goes with", 0), 0u);
+  EXPECT_EQ(CheckModeFlags({"target", "idle-timeout"}).message(),
+            "--idle-timeout goes with --serve ADDR:PORT (it is an option of the mock server)");
 }
 
 // The log lines of hand-made events, checked against lines written out by hand.

@@ -29,7 +29,8 @@ def main():
         body = group[1].split("\n\n", 1)[0]
         for flag in ("--serve ADDRESS:PORT", "--match-header NAME", "--match-body",
                      "--ignore-param NAME", "--match-host", "--strict", "--session-header NAME",
-                     "--miss-status N", "--upstream URL", "--delay recorded|D", "--threads N"):
+                     "--miss-status N", "--upstream URL", "--delay recorded|D", "--threads N",
+                     "--idle-timeout D"):
             if flag not in body:
                 failures.append(f"--help: {flag!r} not in the mock server group")
 
@@ -56,6 +57,11 @@ def main():
          "15: 1xx is interim)"),
         (["--serve", "127.0.0.1:0", "--threads", "32", "in.tap"],
          "tapreplay: --threads 32: not a whole number from 1 to 16"),
+        (["--serve", "127.0.0.1:0", "--idle-timeout", "0", "in.tap"],
+         "tapreplay: --idle-timeout 0: give a duration above 0 and at most 24h (75s, 500ms)"),
+        (["--target", "http://127.0.0.1:1", "--idle-timeout", "5s", "in.tap"],
+         "tapreplay: --idle-timeout goes with --serve ADDR:PORT (it is an option of the mock "
+         "server)"),
         (["--serve", "127.0.0.1:0", "--delay", "soon", "in.tap"],
          "tapreplay: --delay soon: give recorded, or a duration (50ms, 1.5s)"),
         (["--serve", "127.0.0.1:0", "-w", "out.tap", "in.tap"],
