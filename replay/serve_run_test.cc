@@ -429,6 +429,80 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
       << run.err();
 }
 
+// A HEAD of a key recorded only as GET gets the GET's head (curl -I shows the recorded
+// Content-Length, 8 for "price 1\n"); the log line says it was the GET's head.
+TEST(RunServeTool, AHeadServedFromARecordedGetSaysSo) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  ServeToolFlags f = Flags({{"serve", "127.0.110.2:0"}});
+  f.inputs = {WriteRecording()};
+  ToolRun run(f);
+  const int port = run.WaitForPort();
+  ASSERT_NE(port, 0) << run.err();
+  std::string head =
+      Shell(absl::StrCat("curl -s -I 'http://127.0.110.2:", port, "/api/price?id=7&cur=eur'"));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u) << head;
+  EXPECT_NE(absl::AsciiStrToLower(head).find("\r\ncontent-length: 8\r\n"), std::string::npos)
+      << head;
+  std::vector<std::string> lines = run.Lines(1);
+  ASSERT_EQ(lines.size(), 1u) << run.out();
+  EXPECT_EQ(lines[0].rfind("HIT  200 HEAD /api/price?id=7&cur=eur  recorded 0:1 (1 of 3, the "
+                           "GET's head)  ",
+                           0),
+            0u)
+      << lines[0];
+  EXPECT_EQ(run.Stop(), kExitOk);
+}
+
+// Two inputs with the same ids (a copy of one recording): POST /api/order is recorded once in
+// each, as 0:4; the first request is served the first file's, the second the second's, and the
+// log names the file of each, in text and in JSON.
+TEST(RunServeTool, SeveralInputsNameTheFileOfEachExchange) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  const std::string a = WriteRecording();
+  const std::string b = ::tapkit::testing::TestDir() + "/copy.tap";
+  Shell(absl::StrCat("cp ", a, " ", b));
+  for (const char* output : {"text", "json"}) {
+    ServeToolFlags f = Flags({{"serve", "127.0.110.3:0"}, {"output", output}});
+    f.inputs = {a, b};
+    ToolRun run(f);
+    const int port = run.WaitForPort();
+    ASSERT_NE(port, 0) << run.err();
+    EXPECT_NE(run.err().find("serving 8 recorded exchanges (0 skipped)"), std::string::npos)
+        << run.err();
+    const std::string url = absl::StrCat("http://127.0.110.3:", port, "/api/order");
+    EXPECT_EQ(Shell("curl -s -X POST -d x=1 " + url), "ordered\n");
+    EXPECT_EQ(Shell("curl -s -X POST -d x=1 " + url), "ordered\n");
+    Shell(absl::StrCat("curl -s -o /dev/null http://127.0.110.3:", port, "/nope"));
+    std::vector<std::string> lines = run.Lines(3);
+    ASSERT_EQ(lines.size(), 3u) << run.out();
+    if (std::string(output) == "text") {
+      EXPECT_EQ(lines[0].rfind(
+                    absl::StrCat("HIT  201 POST /api/order  recorded ", a, "#0:4 (1 of 2)  "), 0),
+                0u)
+          << lines[0];
+      EXPECT_EQ(lines[1].rfind(
+                    absl::StrCat("HIT  201 POST /api/order  recorded ", b, "#0:4 (2 of 2)  "), 0),
+                0u)
+          << lines[1];
+    } else {
+      std::vector<nlohmann::json> js;
+      for (const std::string& line : lines) {
+        js.push_back(nlohmann::json::parse(line, nullptr, false));
+        ASSERT_FALSE(js.back().is_discarded()) << line;
+      }
+      EXPECT_EQ(js[0]["input"], a);
+      EXPECT_EQ(js[0]["recorded"], (nlohmann::json{{"capturePoint", 0}, {"stream", 4}}));
+      EXPECT_EQ(js[1]["input"], b);
+      EXPECT_EQ(js[1]["recorded"], (nlohmann::json{{"capturePoint", 0}, {"stream", 4}}));
+      EXPECT_EQ(js[1]["position"], 2);
+      // The miss's closest recorded exchange is named with its file too.
+      EXPECT_EQ(js[2]["event"], "miss");
+      EXPECT_TRUE(js[2]["input"].is_string()) << lines[2];
+    }
+    EXPECT_EQ(run.Stop(), kExitOk);
+  }
+}
+
 TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   TAPKIT_REQUIRE_TOOL("curl");
   ServeToolFlags f =
@@ -570,7 +644,11 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   EXPECT_EQ(got, "from upstream\n 200");
   lines = again.Lines(1);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0].rfind("HIT  200 GET /live.txt  recorded 0:1 (1 of 1)  ", 0), 0u) << lines[0];
+  // recorded.tap has a 0:1 too: with two inputs the line says which file's.
+  EXPECT_EQ(
+      lines[0].rfind(absl::StrCat("HIT  200 GET /live.txt  recorded ", pass, "#0:1 (1 of 1)  "), 0),
+      0u)
+      << lines[0];
   EXPECT_EQ(again.Stop(), kExitOk);
 }
 
