@@ -16,11 +16,12 @@ Imported by bench/replay_pacing.py; called by bench/replay_vs_wrk.sh.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
+
+from bench_support import stop_nginx
 
 # The routes: (path, body). Small static bodies and one JSON document, as a web backend serves.
 ROUTES = [
@@ -110,22 +111,7 @@ def start(work, addr, port, access_log=False):
 
 
 def stop(work):
-    try:
-        with open(os.path.join(work, "nginx.pid")) as f:
-            pid = int(f.read())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGQUIT)  # graceful: the access log is complete when it exits
-    except ProcessLookupError:
-        return
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+    stop_nginx(os.path.join(work, "nginx.pid"))
 
 
 def main(argv):

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
 from e2e_support import can_capture, fail, free_port, skip  # noqa: E402
 import serve_site  # noqa: E402
+from bench_support import stop_nginx  # noqa: E402
 
 TEST = "serve_nginx_conf_test"
 GEN = os.path.join(HERE, "serve_nginx_conf.py")
@@ -82,7 +83,7 @@ def main():
         run(work, taprec, tapcat, build)
     finally:
         for p in pidfiles:
-            serve_site.stop_nginx(p)
+            stop_nginx(p)
         shutil.rmtree(work, ignore_errors=True)
     print("PASS")
 

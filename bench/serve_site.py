@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from bench_support import stop_nginx
+
 JSON_ROUTES = [
     ("/api/v1/users/1", "users-1.json"),
     ("/api/v1/users/2", "users-2.json"),
@@ -128,22 +130,6 @@ def expected_body(work, route):
                 return f.read()
     return {"/healthz": b"ok\n", "/api/v1/users/999": NOT_FOUND_BODY.encode(),
             "/api/v1/ping": b""}[route]
-
-
-def stop_nginx(pidfile):
-    try:
-        with open(pidfile) as f:
-            pid = int(f.read())
-        os.kill(pid, signal.SIGQUIT)
-    except (OSError, ValueError):
-        return
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
 
 
 def wait_http(url):

@@ -25,9 +25,6 @@
 #    count. Medians of the rounds; the ratios are of the medians.
 # Nothing is pinned: on 2 cores wrk's thread and the server's take one core each (the mock with
 # 2 threads then competes with wrk). Needs root (tcpdump on lo). Loopback addresses only.
-#
-# Until tapreplay has --serve (issue 13), the script times a second nginx from the generated
-# config in the mock's place, which checks the harness (its ratio should be near 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-10}"
@@ -41,13 +38,13 @@ TAPKIT_EXTRA_PACKAGES="nginx-light wrk tcpdump curl" bash scripts/deps.sh >/dev/
   { echo "serve_vs_nginx.sh: scripts/deps.sh failed" >&2; exit 2; }
 cmake --build "$build" --target taprec tapcat >/dev/null
 replay="${TAPREPLAY:-}"
-if [[ -z "$replay" ]] && cmake --build "$build" --target tapreplay >/dev/null 2>&1; then
+if [[ -z "$replay" ]]; then
+  cmake --build "$build" --target tapreplay >/dev/null 2>&1 ||
+    { echo "serve_vs_nginx.sh: building tapreplay in $build failed (cmake --build $build --target tapreplay)" >&2; exit 2; }
   replay="$build/tools/tapreplay"
 fi
-if [[ -n "$replay" && "$("$replay" --help 2>&1)" != *--serve* ]]; then
-  echo "serve_vs_nginx.sh: $replay has no --serve: timing a second nginx in its place (harness check)" >&2
-  replay=
-fi
+[[ "$("$replay" --help 2>&1)" == *--serve* ]] ||
+  { echo "serve_vs_nginx.sh: $replay has no --serve: nothing to time against nginx" >&2; exit 2; }
 
 work="$(mktemp -d /tmp/tapkit-serve-bench.XXXXXX)"
 chmod 755 "$work"
@@ -55,9 +52,7 @@ mock_pids=()
 cleanup() {
   set +e
   for p in "${mock_pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for pidfile in "$work"/nginx/nginx.pid "$work"/nginx-copy/nginx.pid; do
-    [[ -s "$pidfile" ]] && kill -QUIT "$(cat "$pidfile")" 2>/dev/null
-  done
+  [[ -s "$work/nginx/nginx.pid" ]] && kill -QUIT "$(cat "$work/nginx/nginx.pid")" 2>/dev/null
   if [[ -n "${KEEP:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -82,27 +77,17 @@ wait_http http://127.0.102.2:8092/healthz "the generated nginx"
 nginx_master="$(cat "$work/nginx/nginx.pid")"
 nginx_worker="$(cat "/proc/$nginx_master/task/$nginx_master/children" | awk '{print $1}')"
 
-# 3. The mock (or, without --serve, a second nginx).
+# 3. The mock, with 1 and 2 threads.
 names=(nginx)
 urls_of=(http://127.0.102.2:8092)
 pids_of=("$nginx_worker")
-if [[ -n "$replay" ]]; then
-  for threads in 1 2; do
-    addr="127.0.102.$((2 + threads)):$((8092 + threads))"
-    "$replay" "$work/rec.tap" --serve "$addr" --threads "$threads" >/dev/null 2>"$work/mock$threads.err" &
-    mock_pids+=($!)
-    wait_http "http://$addr/healthz" "tapreplay --serve --threads $threads"
-    names+=("mock-t$threads"); urls_of+=("http://$addr"); pids_of+=("${mock_pids[-1]}")
-  done
-else
-  python3 bench/serve_nginx_conf.py --tapcat "$build/tools/tapcat" --listen 127.0.102.3:8093 \
-    "$work/rec.tap" "$work/nginx-copy" 2>/dev/null
-  nginx -c "$work/nginx-copy/nginx.conf"
-  wait_http http://127.0.102.3:8093/healthz "the second nginx"
-  m="$(cat "$work/nginx-copy/nginx.pid")"
-  names+=(nginx-copy); urls_of+=(http://127.0.102.3:8093)
-  pids_of+=("$(awk '{print $1}' "/proc/$m/task/$m/children")")
-fi
+for threads in 1 2; do
+  addr="127.0.102.$((2 + threads)):$((8092 + threads))"
+  "$replay" "$work/rec.tap" --serve "$addr" --threads "$threads" >/dev/null 2>"$work/mock$threads.err" &
+  mock_pids+=($!)
+  wait_http "http://$addr/healthz" "tapreplay --serve --threads $threads"
+  names+=("mock-t$threads"); urls_of+=("http://$addr"); pids_of+=("${mock_pids[-1]}")
+done
 
 # 4. The same status and body bytes from every server, and the recorded ones.
 for i in "${!names[@]}"; do
@@ -145,7 +130,7 @@ for line in open(sys.argv[1]):
 base = statistics.median(r[0] for r in rows["nginx"])
 base_cpu = statistics.median(r[1] for r in rows["nginx"])
 labels = {"nginx": "nginx (generated, 1 worker)", "mock-t1": "tapreplay --serve",
-          "mock-t2": "tapreplay --serve --threads 2", "nginx-copy": "nginx again (harness check)"}
+          "mock-t2": "tapreplay --serve --threads 2"}
 print(f"medians of {len(rows['nginx'])} rounds of {sys.argv[2]} s, wrk -t1 -c8:")
 print(f"{'':31} {'requests/s':>10} {'/ nginx':>7} {'rounds':>11} {'target':>7} "
       f"{'CPU us/request':>15} {'/ nginx':>7}")

@@ -52,6 +52,55 @@ std::string NormalizePath(std::string_view in) {
   return out;
 }
 
+// RFC 3986 section 5.2.4 (remove_dot_segments), as section 6.2.2.3 asks of a normalised path:
+// "/a/./b/../c" is "/a/c". Run after NormalizePath, so "%2E" has become "." already.
+std::string RemoveDotSegments(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  while (!in.empty()) {
+    if (in.starts_with("../")) {
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {
+      in.remove_prefix(2);
+    } else if (in == "/.") {
+      in = "/";
+    } else if (in.starts_with("/../") || in == "/..") {
+      in = in.size() == 3 ? std::string_view("/") : in.substr(3);
+      size_t last = out.rfind('/');
+      out.resize(last == std::string::npos ? 0 : last);
+    } else if (in == "." || in == "..") {
+      in = {};
+    } else {
+      size_t next = in.find('/', 1);
+      if (next == std::string_view::npos) next = in.size();
+      out.append(in.substr(0, next));
+      in.remove_prefix(next);
+    }
+  }
+  return out;
+}
+
+// The edit distance (Levenshtein) of two paths, for ranking the closest recorded request; paths
+// past 512 bytes are compared on their first 512 (the rank only needs to be sensible).
+size_t PathDistance(std::string_view a, std::string_view b) {
+  a = a.substr(0, std::min<size_t>(a.size(), 512));
+  b = b.substr(0, std::min<size_t>(b.size(), 512));
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
 // RFC 3986 section 2.1: every %xx decoded; a malformed one kept literally.
 std::string PercentDecode(std::string_view in) {
   std::string out;
@@ -81,19 +130,16 @@ void AppendField(std::string* out, std::string_view field) {
   *out += field;
 }
 
-// The first name in the symmetric difference of two sorted parameter lists.
-std::string FirstDifferentParam(const RequestKey& a, const RequestKey& b) {
-  size_t i = 0, j = 0;
-  while (i < a.query.size() && j < b.query.size()) {
-    if (a.query[i] == b.query[j]) {
-      ++i, ++j;
-    } else {
-      return a.query[i] < b.query[j] ? a.query[i].first : b.query[j].first;
-    }
-  }
-  if (i < a.query.size()) return a.query[i].first;
-  if (j < b.query.size()) return b.query[j].first;
-  return "";
+// The names of the parameters in one sorted multiset and not the other, each once, sorted.
+std::vector<std::string> DifferentParams(const RequestKey& a, const RequestKey& b) {
+  std::vector<std::pair<std::string, std::string>> only;
+  std::set_symmetric_difference(a.query.begin(), a.query.end(), b.query.begin(), b.query.end(),
+                                std::back_inserter(only));
+  std::vector<std::string> names;
+  for (auto& [name, value] : only) names.push_back(std::move(name));
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
 }
 
 // The decoded-body cap for matching: larger bodies are compared as stored.
@@ -125,6 +171,8 @@ std::string_view MatchFieldName(MatchField f) {
       return "path";
     case MatchField::kQuery:
       return "query parameter";
+    case MatchField::kQueryParams:
+      return "query parameters";
     case MatchField::kHost:
       return "host";
     case MatchField::kHeader:
@@ -150,7 +198,8 @@ std::string LookupResult::Explanation() const {
   std::string out = "no recorded request matches; closest: " + exchange->request->method + " " +
                     exchange->request->path + " (differs on ";
   out += MatchFieldName(differs_on);
-  if (!differs_name.empty()) out += " " + differs_name;
+  // A body has no name: what is said of it is a note, as for a redacted header.
+  if (!differs_name.empty()) out += (differs_on == MatchField::kBody ? "; " : " ") + differs_name;
   // A redacted recorded value is a marker: no live value equals it.
   if (differs_redacted) out += "; the recorded value is redacted";
   out += ")";
@@ -173,7 +222,8 @@ RequestKey RecordedResponses::KeyOf(const Request& r) const {
   std::string_view absolute_authority = parts.authority;
   std::string_view query = parts.query;
   // An empty path in the absolute form is "/" (RFC 9112 section 3.2.4: "http://svc?x=1").
-  key.path = parts.path.empty() && parts.absolute ? "/" : NormalizePath(parts.path);
+  key.path =
+      parts.path.empty() && parts.absolute ? "/" : RemoveDotSegments(NormalizePath(parts.path));
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view piece = query.substr(0, amp);
@@ -227,9 +277,22 @@ std::shared_ptr<const nlohmann::json> RecordedResponses::ParseBody(std::string_v
 }
 
 bool RecordedResponses::BodiesMatch(const Group& g, std::string_view body,
-                                    const nlohmann::json* request_json) const {
-  if (!options_.match_body || g.body == body) return true;
+                                    const nlohmann::json* request_json,
+                                    std::string_view raw_body) const {
+  if (!options_.match_body) return true;
+  if (g.body_cut) {
+    // Only a prefix was stored: the live body (as received) starts with it and, when the full
+    // length is known, has that length (as replay's comparison treats a cut body).
+    return raw_body.starts_with(g.body) &&
+           (g.body_length <= g.body.size() || raw_body.size() == g.body_length);
+  }
+  if (g.body == body) return true;
   return g.body_json != nullptr && request_json != nullptr && *g.body_json == *request_json;
+}
+
+std::string RecordedResponses::CutNote(const Group& g) {
+  return "the recorded body was stored cut: " + std::to_string(g.body.size()) + " of " +
+         std::to_string(g.body_length) + " bytes";
 }
 
 RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptions options)
@@ -248,12 +311,15 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
   for (const Exchange& x : exchanges_) {
     RequestKey key = KeyOf(*x.request);
     std::string ks = KeyString(key);
-    std::string body = BodyForMatch(*x.request);
-    std::shared_ptr<const nlohmann::json> json = ParseBody(body);
+    const Body& stored = x.request->body;
+    const bool cut =
+        options_.match_body && (stored.truncated || stored.data.size() < stored.length);
+    std::string body = cut ? stored.data : BodyForMatch(*x.request);
+    std::shared_ptr<const nlohmann::json> json = cut ? nullptr : ParseBody(body);
     bool placed = false;
     for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
       Group& g = groups_[it->second];
-      if (BodiesMatch(g, body, json.get())) {
+      if (g.body_cut == cut && BodiesMatch(g, body, json.get(), stored.data)) {
         g.exchanges.push_back(&x);
         placed = true;
         break;
@@ -264,6 +330,8 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     g.key = std::move(key);
     g.body = std::move(body);
     g.body_json = std::move(json);
+    g.body_cut = cut;
+    g.body_length = stored.length;
     g.exchanges.push_back(&x);
     by_key_.emplace(std::move(ks), groups_.size());
     groups_.push_back(std::move(g));
@@ -278,7 +346,7 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
   std::shared_ptr<const nlohmann::json> json = ParseBody(body);
   for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
     Group& g = groups_[it->second];
-    if (!BodiesMatch(g, body, json.get())) continue;
+    if (!BodiesMatch(g, body, json.get(), request.body.data)) continue;
     result.recorded = g.exchanges.size();
     size_t use;
     {
@@ -308,13 +376,14 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     return result;
   }
 
-  // A miss: the closest recorded request is the one with the same path if any, then the same
-  // method, then the fewest differing fields (each matched header and each query parameter name
-  // counting once); the earliest recorded on a tie. The path ranks first as WireMock's near
-  // misses weigh the URL most: "GET /api/price?sku=C-3" is closest to "/api/price?sku=B-2",
-  // not to another path without a query.
+  // A miss: the closest recorded request is the one with the same path if any, else the nearest
+  // path (edit distance), then the same method, then the fewest differing fields (each matched
+  // header and each query parameter name counting once); the earliest recorded on a tie. The path
+  // ranks first as WireMock's near misses weigh the URL most: "GET /api/price?sku=C-3" is closest
+  // to "/api/price?sku=B-2", and "/api/item" to "/api/items".
   result.outcome = LookupResult::Outcome::kMiss;
-  std::tuple<bool, bool, size_t> best{true, true, SIZE_MAX};
+  using Rank = std::tuple<bool, size_t, bool, size_t>;
+  Rank best{true, SIZE_MAX, true, SIZE_MAX};
   bool found = false;
   for (const Group& g : groups_) {
     size_t diffs = 0;
@@ -329,20 +398,15 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
       }
       diffs += n;
     };
-    const bool method_differs = g.key.method != key.method;
     const bool path_differs = g.key.path != key.path;
-    if (method_differs) differ(MatchField::kMethod, "", 1);
+    const bool method_differs = g.key.method != key.method;
     if (path_differs) differ(MatchField::kPath, "", 1);
+    if (method_differs) differ(MatchField::kMethod, "", 1);
     if (g.key.query != key.query) {
-      // Names of the parameters in one multiset and not the other, each counted once.
-      std::vector<std::pair<std::string, std::string>> only;
-      std::set_symmetric_difference(g.key.query.begin(), g.key.query.end(), key.query.begin(),
-                                    key.query.end(), std::back_inserter(only));
-      std::vector<std::string> names;
-      for (auto& [name, value] : only) names.push_back(name);
-      std::sort(names.begin(), names.end());
-      names.erase(std::unique(names.begin(), names.end()), names.end());
-      differ(MatchField::kQuery, FirstDifferentParam(g.key, key),
+      std::vector<std::string> names = DifferentParams(g.key, key);
+      std::string joined;
+      for (const std::string& n : names) joined += (joined.empty() ? "" : ", ") + n;
+      differ(names.size() > 1 ? MatchField::kQueryParams : MatchField::kQuery, joined,
              std::max<size_t>(1, names.size()));
     }
     if (g.key.host != key.host) differ(MatchField::kHost, "", 1);
@@ -352,8 +416,10 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
                                   [](const std::string& v) { return IsRedactionMarker(v); });
       differ(MatchField::kHeader, options_.match_headers[i], 1, redacted);
     }
-    if (!BodiesMatch(g, body, json.get())) differ(MatchField::kBody, "", 1);
-    std::tuple<bool, bool, size_t> rank{path_differs, method_differs, diffs};
+    if (!BodiesMatch(g, body, json.get(), request.body.data))
+      differ(MatchField::kBody, g.body_cut ? CutNote(g) : "", 1);
+    Rank rank{path_differs, path_differs ? PathDistance(g.key.path, key.path) : 0, method_differs,
+              diffs};
     if (!found || rank < best) {
       found = true;
       best = rank;

@@ -10,6 +10,8 @@
 //   - the path (the request-target before '?'), with percent-encoding normalised as RFC 3986
 //     section 6.2.2 says: hex digits compared case-insensitively and encoded unreserved characters
 //     (ALPHA DIGIT - . _ ~) decoded; other encodings (%2F) are kept, as they change the meaning;
+//     then dot segments removed (section 6.2.2.3, with section 5.2.4's algorithm: "/a/./b/../c"
+//     is "/a/c", as nginx resolves it);
 //   - the query parameters as a multiset: order ignored, names and values percent-decoded
 //     (RFC 3986 section 2.1; '+' is kept as '+', it is a form encoding, not RFC 3986's), a
 //     parameter without '=' equal to one with an empty value, parameters named in ignore_params
@@ -21,7 +23,8 @@
 //   - with match_body, the body: as JSON values when both bodies parse as JSON (object key order
 //     and whitespace ignored), else as bytes; a body with a Content-Encoding is decoded first
 //     (format/content_coding.h; one that does not decode, or passes 16 MiB decoded, is compared
-//     as stored).
+//     as stored). A recorded body stored cut (the body limit, a gap) matches a live body that
+//     starts with the stored bytes and has the recorded length.
 //
 // Sequences: when one key was recorded several times, Lookup serves the recorded responses in
 // recording order (the order of the vector given), then the last one again; with strict the
@@ -77,9 +80,10 @@ struct RequestKey {
   bool operator==(const RequestKey&) const = default;
 };
 
-// Which part of a request made it differ from a recorded one, in the order they are compared.
-enum class MatchField { kNone, kMethod, kPath, kQuery, kHost, kHeader, kBody };
-// "none", "method", "path", "query parameter", "host", "header", "body".
+// Which part of a request made it differ from a recorded one; a miss names the first in the order
+// path, method, query, host, header, body. kQueryParams: several query parameters differ.
+enum class MatchField { kNone, kMethod, kPath, kQuery, kQueryParams, kHost, kHeader, kBody };
+// "none", "method", "path", "query parameter", "query parameters", "host", "header", "body".
 std::string_view MatchFieldName(MatchField f);
 
 struct LookupResult {
@@ -96,7 +100,8 @@ struct LookupResult {
   size_t position = 0;  // kHit: 1-based place of the served response in the key's sequence
   size_t recorded = 0;  // kHit, kExhausted: how many responses were recorded for the key
   // kMiss with a closest exchange: the first field it differs on, and which one: the query
-  // parameter's or header's name (decoded; empty otherwise).
+  // parameter's name (kQueryParams: the names, sorted, ", "-separated), the header's name
+  // (decoded), for the body of a recorded request stored cut a note saying so; else empty.
   MatchField differs_on = MatchField::kNone;
   std::string differs_name;
   // The differing field is a matched header whose recorded value is a redaction marker
@@ -138,6 +143,11 @@ class RecordedResponses {
     std::string body;  // the first exchange's request body as BodyForMatch gives it
     // `body` parsed once, when it is JSON (null otherwise), so a lookup parses only its own body.
     std::shared_ptr<const nlohmann::json> body_json;
+    // The first exchange's request body was stored cut (body limit, a gap): `body` holds the
+    // stored prefix as stored, and a live body matches when it starts with it and has the
+    // recorded length `body_length` (match_body only).
+    bool body_cut = false;
+    uint64_t body_length = 0;
     std::vector<const Exchange*> exchanges;
     std::map<std::string, size_t, std::less<>> next;  // session -> uses so far (guarded by mu_)
   };
@@ -147,7 +157,10 @@ class RecordedResponses {
   std::string BodyForMatch(const Request& r) const;
   // Whether a group's body and a request's body are the same under match_body: equal bytes, or
   // equal JSON values when both parse (request_json: the request's body parsed, or null).
-  bool BodiesMatch(const Group& g, std::string_view body, const nlohmann::json* request_json) const;
+  // raw_body: the live body as received (before decoding), for a recorded body stored cut.
+  bool BodiesMatch(const Group& g, std::string_view body, const nlohmann::json* request_json,
+                   std::string_view raw_body) const;
+  static std::string CutNote(const Group& g);  // "the recorded body was stored cut: S of L bytes"
   // `body` parsed as JSON under match_body; null when it is not JSON (or match_body is off).
   std::shared_ptr<const nlohmann::json> ParseBody(std::string_view body) const;
 

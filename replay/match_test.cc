@@ -417,5 +417,64 @@ TEST(MatchTest, JsonNumbersCompareByValue) {
   EXPECT_EQ(Serve(rr, Req("POST", "/calc", {}, R"({"b":2.5,"a":1})")), "miss");
 }
 
+// RFC 3986 section 6.2.2.3 / 5.2.4: dot segments are removed before keying; the examples are
+// section 5.2.4's own ("/a/b/c/./../../g" is "/a/g", "mid/content=5/../6" is "mid/6").
+TEST(MatchTest, DotSegmentsRemoved) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/a/g"), "g"));
+  xs.push_back(Recorded(Req("GET", "/api/me"), "me"));
+  RecordedResponses rr(std::move(xs), {});
+  EXPECT_EQ(Serve(rr, Req("GET", "/a/b/c/./../../g")), "g");
+  EXPECT_EQ(Serve(rr, Req("GET", "/api/../api/me")), "me");
+  EXPECT_EQ(Serve(rr, Req("GET", "/api/%2E%2E/api/me")), "me");  // %2E is '.' (unreserved)
+  EXPECT_EQ(Serve(rr, Req("GET", "/../../api/me")), "me");       // above the root stays at it
+  EXPECT_EQ(Serve(rr, Req("GET", "/api/me/.")), "miss");         // "/api/me/" is another path
+  EXPECT_EQ(rr.KeyOf(Req("GET", "/a/b/c/./../../g")).path, "/a/g");
+  EXPECT_EQ(rr.KeyOf(Req("GET", "mid/content=5/../6")).path, "mid/6");
+}
+
+// A typo in the path names the recorded path nearest to it, and a request differing on path and
+// method names the path first; several differing query parameters are all named.
+TEST(MatchTest, ClosestPathIsTheNearestAndNamedFirst) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/api/me"), "me"));
+  xs.push_back(Recorded(Req("GET", "/api/items?page=1&sort=asc"), "items"));
+  xs.push_back(Recorded(Req("GET", "/api/slow"), "slow"));
+  RecordedResponses rr(std::move(xs), {});
+  EXPECT_EQ(rr.Lookup(Req("GET", "/api/item?page=1&sort=asc")).exchange->response->body.data,
+            "items");
+  EXPECT_EQ(rr.Lookup(Req("GET", "/api/slo")).exchange->response->body.data, "slow");
+  LookupResult post = rr.Lookup(Req("POST", "/api/orders"));
+  EXPECT_EQ(post.differs_on, MatchField::kPath);
+  LookupResult both = rr.Lookup(Req("GET", "/api/items?page=9&sort=zzz"));
+  EXPECT_EQ(both.Explanation(),
+            "no recorded request matches; closest: GET /api/items?page=1&sort=asc (differs on "
+            "query parameters page, sort)");
+}
+
+// A recorded request body stored cut (taprec --snaplen-body) matches the live body that starts
+// with the stored bytes and has the recorded length; the miss says the body was cut.
+TEST(MatchTest, CutRecordedBodyMatchesOnItsPrefixAndLength) {
+  std::string whole = R"({"items":[)" + std::string(3000, '1') + "]}";
+  Request recorded = Req("POST", "/orders", {}, whole.substr(0, 1000));
+  recorded.body.length = whole.size();
+  recorded.body.truncated = true;
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(std::move(recorded), "created"));
+  MatchOptions opts;
+  opts.match_body = true;
+  RecordedResponses rr(std::move(xs), opts);
+  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, whole)), "created");
+  std::string other = whole;
+  other[500] = '2';
+  LookupResult r = rr.Lookup(Req("POST", "/orders", {}, other));
+  EXPECT_EQ(r.outcome, LookupResult::Outcome::kMiss);
+  EXPECT_EQ(r.Explanation(),
+            "no recorded request matches; closest: POST /orders (differs on body; the recorded "
+            "body was stored cut: 1000 of " +
+                std::to_string(whole.size()) + " bytes)");
+  EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, whole + " ")), "miss");  // another length
+}
+
 }  // namespace
 }  // namespace tapkit

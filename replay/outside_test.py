@@ -8,8 +8,9 @@
   2. nginx from fixtures/replay/nginx-base.conf.in on 127.0.98.3 and a free port;
   3. replay/examples/outside configured with CMAKE_PREFIX_PATH=TMP/prefix (find_package(tapkit)),
      built (one file), and run: its tests replay captures they write against that nginx, one
-     matching, one differing on exactly GET /health, and serve one with the mock server
-     (replay/serve_testing.h) and replay it against the mock;
+     matching, one differing on exactly GET /health, and one that serves nginx's answer with the
+     mock server (replay/serve_testing.h) and checks the mock's answer with its own libcurl
+     client against what nginx sent that client;
   4. README.md's test code is the example's, character for character.
 
 A missing nginx, cmake or ninja is a skip (exit 77), a failure under CI=true. No root needed.
@@ -156,15 +157,16 @@ def main():
             out = run("the outside project's test",
                       [os.path.join(work, "build", "capture_test")], env=env)
             # nginx logs a request once its response is out: wait for the last line.
-            wait_for(lambda: len(logged(work)) >= 2, "nginx's access log")
+            wait_for(lambda: len(logged(work)) >= 3, "nginx's access log")
         finally:
             subprocess.run(["nginx", "-e", os.path.join(work, "error.log"), "-c", conf, "-s",
                             "stop"], check=False)
         if "[  PASSED  ] 3 tests." not in out:
             fail(f"the outside project's test did not pass its 3 tests:\n{out}")
         requests = logged(work)
-        if requests != ["GET /health HTTP/1.1"] * 2:
-            fail(f"nginx did not receive the two replayed GET /health: {requests}")
+        # Two replayed, one from the mock test's own client; none of the mock's.
+        if requests != ["GET /health HTTP/1.1"] * 3:
+            fail(f"nginx did not receive the three GET /health: {requests}")
     print("ok: installed, found, built and replayed", flush=True)
     return 0
 

@@ -676,6 +676,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.recorded = {};
     event_.position = 0;
     event_.sequence_length = 0;
+    event_.head_of_get = false;
     event_.explanation.clear();
     event_.session.clear();
     event_.method.clear();
@@ -750,6 +751,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       event_.recorded = IdOf(r.exchange);
       event_.position = r.position;
       event_.sequence_length = r.recorded;
+      event_.head_of_get = head_of_get;
       if (head_of_get && with_events) event_.explanation += " (the recorded GET's head)";
       if (servable) {
         RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
@@ -1065,6 +1067,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.recorded = {};
     event_.position = 0;
     event_.sequence_length = 0;
+    event_.head_of_get = false;
     event_.client = client_;
   }
 

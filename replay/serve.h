@@ -171,7 +171,10 @@ struct ServeEvent {
   size_t position = 0;
   size_t sequence_length = 0;
   std::string explanation;  // LookupResult::Explanation(), or the upstream's or parser's error
-  std::string session;      // the session header's value, when one is configured
+  // kHit: a HEAD whose key was never recorded, answered with the head of the GET recorded for it
+  // (the explanation also ends "(the recorded GET's head)").
+  bool head_of_get = false;
+  std::string session;  // the session header's value, when one is configured
 };
 
 struct ServeStats {
@@ -263,9 +266,18 @@ class MockServer {
 // up to the damage and a line saying so is appended to `notices` (tapcat's notice; may be null).
 // Errors name the file: one that cannot be opened or is not a capture; damage in the middle of a
 // file is DataLoss naming the file and the offset. A --max-count (-c) stops after N.
+// `read` (may be null) says where the exchanges came from.
+struct ServedInputs {
+  // Exchanges read from the inputs, kept or not (so that a selection that kept none can say of
+  // how many).
+  size_t examined = 0;
+  // For each exchange returned, in order: the index in `paths` of the file it came from
+  // (exchange ids are unique per capture only).
+  std::vector<size_t> input_of;
+};
 absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(
     const std::vector<std::string>& paths, Selection* selection = nullptr,
-    std::vector<std::string>* notices = nullptr);
+    std::vector<std::string>* notices = nullptr, ServedInputs* read = nullptr);
 
 }  // namespace tapkit::replay
 

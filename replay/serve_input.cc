@@ -31,7 +31,8 @@ class ServedInputReporter final : public Reporter {
     }
   }
   void Notice(uint64_t offset, std::string_view message) override {
-    notices_.push_back(absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
+    notices_.push_back(
+        absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
   }
   const std::string& name() const { return name_; }
   const std::vector<std::string>& notices() const { return notices_; }
@@ -46,7 +47,8 @@ class ServedInputReporter final : public Reporter {
 
 absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(const std::vector<std::string>& paths,
                                                           Selection* selection,
-                                                          std::vector<std::string>* notices) {
+                                                          std::vector<std::string>* notices,
+                                                          ServedInputs* read) {
   if (paths.empty()) return absl::InvalidArgumentError("no input file");
   std::string damage;
   std::vector<std::unique_ptr<ServedInputReporter>> reporters;
@@ -73,12 +75,20 @@ absl::StatusOr<std::vector<Exchange>> ReadServedExchanges(const std::vector<std:
   }
   const int64_t count = selection != nullptr ? selection->count() : -1;
   std::vector<Exchange> out;
+  std::vector<size_t> input_of;
   ExchangeView view;
-  while ((count < 0 || out.size() < static_cast<uint64_t>(count)) && (*source)->Next(&view)) {
+  size_t input = 0;
+  while ((count < 0 || out.size() < static_cast<uint64_t>(count)) &&
+         (*source)->Next(&view, &input)) {
     if (!damage.empty()) break;
     out.push_back(view.ToExchange());
+    input_of.push_back(input);
   }
   if (!damage.empty()) return absl::DataLossError(damage);
+  if (read != nullptr) {
+    read->examined = out.size() + (*source)->selected_out();
+    read->input_of = std::move(input_of);
+  }
   for (size_t i = 0; i < (*source)->inputs(); ++i) {
     const Reader* r = (*source)->reader(i);
     if (r != nullptr && !r->status().ok()) return r->status();

@@ -42,8 +42,8 @@ TEST(ReadServedExchanges, MergesFilesInSortKeyOrder) {
   absl::StatusOr<std::vector<Exchange>> xs = ReadServedExchanges({f.a, f.b});
   ASSERT_TRUE(xs.ok()) << xs.status();
   // The tie at 4000 goes to the lower stream id (same capture point): a's 2 before b's 13.
-  std::vector<std::pair<uint64_t, uint64_t>> want = {{1, 1000},  {11, 2000}, {12, 3000},
-                                                     {2, 4000},  {13, 4000}, {3, 5000}};
+  std::vector<std::pair<uint64_t, uint64_t>> want = {{1, 1000}, {11, 2000}, {12, 3000},
+                                                     {2, 4000}, {13, 4000}, {3, 5000}};
   EXPECT_EQ(Ids(*xs), want);
   // Owned, whole exchanges: bodies are read.
   EXPECT_EQ((*xs)[0].request->path, "/item/1");
@@ -76,11 +76,38 @@ TEST(ReadServedExchanges, BindsARelativeSinceToTheInputs) {
   EXPECT_EQ(Ids(*xs), want);
 }
 
+// `examined` counts what was read, kept or not: the six exchanges written, whether the selection
+// keeps all, one or none of them; input_of names each exchange's file (the merged order above).
+TEST(ReadServedExchanges, CountsTheExchangesExaminedAndSaysTheirInput) {
+  TwoFiles f;
+  ServedInputs read;
+  absl::StatusOr<std::vector<Exchange>> xs =
+      ReadServedExchanges({f.a, f.b}, nullptr, nullptr, &read);
+  ASSERT_TRUE(xs.ok()) << xs.status();
+  EXPECT_EQ(xs->size(), 6u);
+  EXPECT_EQ(read.examined, 6u);
+  // Streams 1, 11, 12, 2, 13, 3: a, b, b, a, b, a.
+  EXPECT_EQ(read.input_of, (std::vector<size_t>{0, 1, 1, 0, 1, 0}));
+  for (const auto& [path, kept] : {std::pair<std::string, size_t>{"/item/13", 1},
+                                   std::pair<std::string, size_t>{"/nothing", 0}}) {
+    SelectionFlags flags;
+    flags.path = {path};
+    absl::StatusOr<Selection> sel = Selection::Parse(flags);
+    ASSERT_TRUE(sel.ok()) << sel.status();
+    read = {};
+    xs = ReadServedExchanges({f.a, f.b}, &*sel, nullptr, &read);
+    ASSERT_TRUE(xs.ok()) << xs.status();
+    EXPECT_EQ(xs->size(), kept) << path;
+    EXPECT_EQ(read.examined, 6u) << path;
+    EXPECT_EQ(read.input_of, kept == 1 ? std::vector<size_t>{1} : std::vector<size_t>{}) << path;
+  }
+}
+
 TEST(ReadServedExchanges, ReadsATornFileUpToTheTearWithANotice) {
   // One segment per exchange, no trailer (a killed writer), the last segment cut short.
-  std::string bytes = WriteToString({SmallExchange(1, 1000), SmallExchange(2, 2000),
-                                     SmallExchange(3, 3000)},
-                                    /*segment_bytes=*/64, /*close=*/false);
+  std::string bytes =
+      WriteToString({SmallExchange(1, 1000), SmallExchange(2, 2000), SmallExchange(3, 3000)},
+                    /*segment_bytes=*/64, /*close=*/false);
   std::string path = WriteTestFile("torn.tap", bytes.substr(0, bytes.size() - 10));
   std::vector<std::string> notices;
   absl::StatusOr<std::vector<Exchange>> xs = ReadServedExchanges({path}, nullptr, &notices);

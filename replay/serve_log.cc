@@ -70,12 +70,14 @@ std::string_view ServeEventName(ServeEvent::Kind kind) {
   return "unknown";
 }
 
-std::string ServeEventText(const ServeEvent& e, bool with_session) {
+std::string ServeEventText(const ServeEvent& e, bool with_session, std::string_view input) {
   std::string detail;
   switch (e.kind) {
     case ServeEvent::Kind::kHit:
-      detail = absl::StrCat("recorded ", e.recorded.capture_point, ":", e.recorded.stream_id, " (",
-                            e.position, " of ", e.sequence_length, ")");
+      detail = absl::StrCat("recorded ", input.empty() ? "" : TerminalSafe(input),
+                            input.empty() ? "" : "#", e.recorded.capture_point, ":",
+                            e.recorded.stream_id, " (", e.position, " of ", e.sequence_length,
+                            e.head_of_get ? ", the GET's head)" : ")");
       break;
     case ServeEvent::Kind::kPassThrough:
       detail = "upstream";
@@ -91,7 +93,8 @@ std::string ServeEventText(const ServeEvent& e, bool with_session) {
   return line;
 }
 
-std::string ServeEventJson(const ServeEvent& e, bool with_session) {
+std::string ServeEventJson(const ServeEvent& e, bool with_session, std::string_view input,
+                           bool with_input) {
   nlohmann::json j;
   j["event"] = std::string(ServeEventName(e.kind));
   j["time"] = Rfc3339(e.time_ns);
@@ -104,6 +107,13 @@ std::string ServeEventJson(const ServeEvent& e, bool with_session) {
     j["recorded"] = {{"capturePoint", e.recorded.capture_point}, {"stream", e.recorded.stream_id}};
   } else {
     j["recorded"] = nullptr;
+  }
+  if (with_input) {
+    if (NamesRecorded(e)) {
+      PutJsonText(j, "input", input);
+    } else {
+      j["input"] = nullptr;
+    }
   }
   j["position"] = e.position;
   j["sequenceLength"] = e.sequence_length;

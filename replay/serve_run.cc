@@ -1,6 +1,7 @@
 #include "replay/serve_run.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -66,8 +67,8 @@ constexpr std::string_view kReplayOnly[] = {"target",
                                             "verbose"};
 // Flags of the mock server: without --serve they would be ignored.
 constexpr std::string_view kServeOnly[] = {
-    "match-header",   "match-body",  "ignore-param", "match-host", "strict",
-    "session-header", "miss-status", "upstream",     "delay",      "threads"};
+    "match-header", "match-body", "ignore-param", "match-host", "strict",      "session-header",
+    "miss-status",  "upstream",   "delay",        "threads",    "idle-timeout"};
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? A(one) : A(many));
@@ -339,6 +340,15 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
     }
     o.threads = n;
   }
+  if (given("idle-timeout")) {
+    // serve.h: a timeout is 1 ns..24 h.
+    absl::StatusOr<int64_t> ns = ParseDurationNs(f.idle_timeout);
+    if (!ns.ok() || *ns <= 0 || *ns > int64_t{86400} * 1'000'000'000) {
+      return Bad("--idle-timeout", f.idle_timeout,
+                 "give a duration above 0 and at most 24h (75s, 500ms)");
+    }
+    o.keepalive_timeout_ns = static_cast<uint64_t>(*ns);
+  }
   for (const std::string& s : f.set_headers) {
     absl::StatusOr<Header> h = ParseSetHeader(s);
     if (!h.ok()) return h.status();
@@ -414,13 +424,52 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   absl::StatusOr<ServePlan> plan = PlanServe(flags);
   if (!ToldPlan(plan, err)) return kExitError;
 
+  // The inputs are read to their end before anything is served: a pipe from a live tap
+  // (taprec -w - | tapreplay - --serve) would wait silently forever.
+  for (const std::string& in : plan->inputs) {
+    struct stat st {};
+    if (in == "-" && (::fstat(STDIN_FILENO, &st) != 0 || !S_ISREG(st.st_mode))) {
+      err << "tapreplay: reading standard input to its end before serving (a live tap never "
+             "ends: write it to a file first)"
+          << std::endl;
+      break;
+    }
+  }
   std::vector<std::string> notices;
+  ServedInputs read;
   absl::StatusOr<std::vector<Exchange>> exchanges =
-      ReadServedExchanges(plan->inputs, &plan->selection, &notices);
+      ReadServedExchanges(plan->inputs, &plan->selection, &notices, &read);
   for (const std::string& n : notices) err << "tapreplay: " << n << "\n";
   if (!exchanges.ok()) {
     err << "tapreplay: " << exchanges.status().message() << "\n";
     return kExitError;
+  }
+
+  if (exchanges->empty()) {
+    // Still served: every request is then a miss, or passed through to --upstream (a record
+    // mode starting from an empty capture).
+    err << "tapreplay: nothing to serve: "
+        << (read.examined == 0 ? std::string("the inputs hold no exchanges")
+                               : absl::StrCat("the selection matched none of ",
+                                              Plural(read.examined, "exchange", "exchanges")))
+        << "\n";
+  }
+
+  // With several inputs an id names no exchange by itself (ids are unique per capture only): each
+  // served exchange's capture point is renumbered as an index into `origins` (its input and
+  // recorded capture point) and the log maps the events' ids back. The server keys on requests,
+  // never on ids, so what is served is the same.
+  std::vector<std::pair<size_t, uint32_t>> origins;
+  const bool several = plan->inputs.size() > 1;
+  if (several) {
+    std::map<std::pair<size_t, uint32_t>, uint32_t> numbered;
+    for (size_t i = 0; i < exchanges->size(); ++i) {
+      Exchange& x = (*exchanges)[i];
+      auto [it, added] = numbered.emplace(std::make_pair(read.input_of[i], x.capture_point),
+                                          static_cast<uint32_t>(origins.size()));
+      if (added) origins.push_back(it->first);
+      x.capture_point = it->second;
+    }
   }
 
   std::unique_ptr<ExchangeCapture> capture;
@@ -462,10 +511,33 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     capture_writer.emplace(kCaptureQueueBytes, WriterThread<Exchange>::Full::kWait, ExchangeBytes,
                            [c = capture.get()](Exchange x) { c->Add(std::move(x)); });
   }
+  // Lines on `err` from the server's threads (on_degraded) and from this one (the serving line)
+  // are written one at a time; after Stop no callback runs, so the summary needs no lock.
+  std::mutex err_mu;
   ServeCallbacks callbacks;
-  callbacks.on_event = [&log_writer, log, with_session](const ServeEvent& e) {
-    log_writer.Push(log == ServeLog::kJson ? ServeEventJson(e, with_session)
-                                           : ServeEventText(e, with_session));
+  callbacks.on_degraded = [&err, &err_mu](const std::string& why) {
+    std::lock_guard<std::mutex> lock(err_mu);
+    err << "tapreplay: " << why << std::endl;
+  };
+  callbacks.on_event = [&log_writer, log, with_session, several, &origins,
+                        &inputs = plan->inputs](const ServeEvent& e) {
+    if (!several) {
+      log_writer.Push(log == ServeLog::kJson ? ServeEventJson(e, with_session)
+                                             : ServeEventText(e, with_session));
+      return;
+    }
+    ServeEvent shown = e;
+    std::string_view input;
+    // A miss's "none" (0:0) stays none; a pass-through or error names no recorded exchange.
+    const bool none = e.recorded.capture_point == 0 && e.recorded.stream_id == 0 &&
+                      e.kind != ServeEvent::Kind::kHit;
+    if (!none && e.recorded.capture_point < origins.size()) {
+      const auto& [in, point] = origins[e.recorded.capture_point];
+      input = inputs[in];
+      shown.recorded.capture_point = point;
+    }
+    log_writer.Push(log == ServeLog::kJson ? ServeEventJson(shown, with_session, input, true)
+                                           : ServeEventText(shown, with_session, input));
   };
   if (capture_writer) {
     callbacks.on_recorded = [&capture_writer](Exchange x) {
@@ -485,9 +557,12 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     }
     return kExitError;
   }
-  err << "tapreplay: serving "
-      << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
-      << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+  {
+    std::lock_guard<std::mutex> lock(err_mu);
+    err << "tapreplay: serving "
+        << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
+        << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+  }
 
   while (!StopSignals::stopped().load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -506,7 +581,9 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
                                           {"serve_misses", stats.misses},
                                           {"serve_passed_through", stats.passed_through},
                                           {"serve_upstream_errors", stats.upstream_errors},
-                                          {"serve_bad_requests", stats.bad_requests}});
+                                          {"serve_bad_requests", stats.bad_requests},
+                                          {"serve_accept_errors", stats.accept_errors},
+                                          {"serve_internal_errors", stats.internal_errors}});
     if (!closed.ok()) {
       err << "tapreplay: " << closed.message() << "\n";
       code = kExitError;
@@ -528,6 +605,12 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   }
   if (stats.bad_requests > 0) {
     err << ", " << Plural(stats.bad_requests, "bad request", "bad requests");
+  }
+  if (stats.accept_errors > 0) {
+    err << ", " << Plural(stats.accept_errors, "failed accept", "failed accepts");
+  }
+  if (stats.internal_errors > 0) {
+    err << ", " << Plural(stats.internal_errors, "internal error", "internal errors");
   }
   err << std::endl;
   return code;

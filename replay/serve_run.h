@@ -53,6 +53,7 @@ struct ServeToolFlags {
   std::string miss_status;               // --miss-status N (ParseMissStatus)
   std::string delay;                     // --delay recorded|DURATION
   std::string threads;                   // --threads N, 1..16
+  std::string idle_timeout;              // --idle-timeout D: ServeOptions::keepalive_timeout_ns
   std::vector<std::string> set_headers;  // --set-header 'Name: value' (response fields)
 
   // Pass-through.
@@ -107,32 +108,37 @@ absl::Status CheckListenAddress(std::string_view text);
 // Checks every flag and builds the plan; the other mode's flags are CheckModeFlags' (the
 // caller's: tapreplay runs it once for both modes). Errors (InvalidArgument, one line naming the
 // flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header
-// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay or --timeout
-// out of range or unparsable; --upstream not http://; --set-header as run.h's ParseSetHeader;
-// -o not text or json; the selection's errors (select.h); flags that would be ignored
-// (--timeout, --keep-authority or -w without --upstream; --no-redact or --redact-key-file without
-// -w; --no-redact with --redact-key-file); -w - (standard output carries the log) or -w naming an
-// input; a key file that cannot be read.
+// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay,
+// --idle-timeout or --timeout out of range or unparsable; --upstream not http://; --set-header as
+// run.h's ParseSetHeader; -o not text or json; the selection's errors (select.h); flags that would
+// be ignored (--timeout, --keep-authority or -w without --upstream; --no-redact or
+// --redact-key-file without -w; --no-redact with --redact-key-file); -w - (standard output carries
+// the log) or -w naming an input; a key file that cannot be read.
 absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& flags);
 
 // Runs tapreplay --serve (CheckModeFlags is the caller's): PlanServe; reads the inputs (a torn
-// tail: a notice line); opens -w; starts the MockServer; prints
+// tail: a notice line; "-" not a regular file: first "tapreplay: reading standard input to its end
+// before serving (a live tap never ends: write it to a file first)"; none selected: "tapreplay:
+// nothing to serve: the selection matched none of N exchanges", and it serves all the same);
+// opens -w; starts the MockServer; prints
 //   tapreplay: serving N recorded exchanges (M skipped) on http://ADDR:PORT
-// on `err` (the bound port when 0 was given; M: recorded without a request or a response); logs
-// each answered request as one line on `out`, flushed per line. The log and the -w capture are
-// written by threads of their own, so an `out` that blocks never holds the server: at most 65536
-// lines wait, a line past them is dropped and counted; passed-through exchanges for -w wait up to
-// 256 MiB (bodies and fields), past it a pass-through waits for the file (none is dropped). On
-// SIGINT or SIGTERM: stops the server, closes the capture whole, gives the log at most 5 s to be
-// written and prints
+// on `err` (the bound port when 0 was given; M: RecordedResponses::skipped, exchanges that cannot
+// be served); logs each answered request as one line on `out`, flushed per line (with several
+// inputs a recorded exchange is named with its file: "recorded b.tap#0:1", JSON "input"). The
+// server's on_degraded lines (accepting failing) go to `err` as "tapreplay: ..." lines. The log
+// and the -w capture are written by threads of their own, so an `out` that blocks never holds the
+// server: at most 65536 lines wait, a line past them is dropped and counted; passed-through
+// exchanges for -w wait up to 256 MiB (bodies and fields), past it a pass-through waits for the
+// file (none is dropped). On SIGINT or SIGTERM: stops the server, closes the capture whole, gives
+// the log at most 5 s to be written and prints
 //   tapreplay: served H hits, M misses, P passed through
-// (", E upstream errors", ", B bad requests" added when there were any; a strict sequence used
-// up counts as a miss) on `err`, after "tapreplay: N log lines dropped: standard output did not
-// keep up" when lines were dropped or left unwritten (not an error: the serving went on). Error
-// lines are prefixed "tapreplay: ". Returns the exit code (see the top of this file).
-// `out_blocked` (may be null) is set when `out` had not taken the log 5 s after the stop: a
-// thread is then still blocked writing to `out`, which the caller must not use or flush again;
-// end the process with std::_Exit (tools/tapreplay.cc does).
+// (", E upstream errors", ", B bad requests", ", A failed accepts", ", I internal errors" added
+// when there were any; a strict sequence used up counts as a miss) on `err`, after "tapreplay: N
+// log lines dropped: standard output did not keep up" when lines were dropped or left unwritten
+// (not an error: the serving went on). Error lines are prefixed "tapreplay: ". Returns the exit
+// code (see the top of this file). `out_blocked` (may be null) is set when `out` had not taken the
+// log 5 s after the stop: a thread is then still blocked writing to `out`, which the caller must
+// not use or flush again; end the process with std::_Exit (tools/tapreplay.cc does).
 int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& err,
                  bool* out_blocked = nullptr);
 

@@ -51,6 +51,7 @@ ServeToolFlags Flags(std::initializer_list<std::pair<std::string, std::string>> 
     if (name == "miss-status") f.miss_status = value;
     if (name == "delay") f.delay = value;
     if (name == "threads") f.threads = value;
+    if (name == "idle-timeout") f.idle_timeout = value;
     if (name == "set-header") f.set_headers.push_back(value);
     if (name == "upstream") f.upstream = value;
     if (name == "keep-authority") f.keep_authority = true;
@@ -78,6 +79,7 @@ TEST(PlanServe, BuildsTheServerOptions) {
                        {"miss-status", "501"},
                        {"delay", "50ms"},
                        {"threads", "4"},
+                       {"idle-timeout", "1.5s"},
                        {"set-header", "Set-Cookie: s=1"},
                        {"upstream", "http://127.0.0.1:9/base"},
                        {"timeout", "2s"},
@@ -95,6 +97,7 @@ TEST(PlanServe, BuildsTheServerOptions) {
   EXPECT_EQ(o.delay, ServeDelay::kFixed);
   EXPECT_EQ(o.delay_ns, 50'000'000u);
   EXPECT_EQ(o.threads, 4);
+  EXPECT_EQ(o.keepalive_timeout_ns, 1'500'000'000u);
   ASSERT_EQ(o.set_headers.size(), 1u);
   EXPECT_EQ(o.set_headers[0], (Header{"Set-Cookie", "s=1"}));
   EXPECT_EQ(o.upstream, "http://127.0.0.1:9/base");
@@ -113,6 +116,8 @@ TEST(PlanServe, BuildsTheServerOptions) {
   EXPECT_TRUE(p->serve.match.strict);
   EXPECT_TRUE(p->serve.match.match_body);
   EXPECT_EQ(p->serve.miss_status, 404);
+  // Without --idle-timeout, nginx's keepalive_timeout default (serve.h).
+  EXPECT_EQ(p->serve.keepalive_timeout_ns, 75'000'000'000u);
 }
 
 TEST(PlanServe, EachErrorNamesItsFlag) {
@@ -142,6 +147,11 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
+  for (const char* bad : {"0", "0s", "-1s", "25h", "soon"}) {
+    EXPECT_EQ(Error(Flags({{"idle-timeout", bad}})),
+              absl::StrCat("--idle-timeout ", bad,
+                           ": give a duration above 0 and at most 24h (75s, 500ms)"));
+  }
   EXPECT_EQ(Error(Flags({{"set-header", "X-A"}})), "--set-header X-A: give 'Name: value'");
   // The mock frames each response itself (serve.h): a framing field cannot be set.
   EXPECT_EQ(Error(Flags({{"set-header", "Content-Length: 5"}})),
@@ -194,6 +204,8 @@ TEST(CheckModeFlags, RefusesTheOtherModesFlagsNamingBoth) {
   EXPECT_EQ(CheckModeFlags({"target", "match-body"}).message(),
             "--match-body goes with --serve ADDR:PORT (it is an option of the mock server)");
   EXPECT_EQ(CheckModeFlags({"target", "upstream"}).message().rfind("--upstream goes with", 0), 0u);
+  EXPECT_EQ(CheckModeFlags({"target", "idle-timeout"}).message(),
+            "--idle-timeout goes with --serve ADDR:PORT (it is an option of the mock server)");
 }
 
 // The log lines of hand-made events, checked against lines written out by hand.
@@ -215,6 +227,14 @@ TEST(ServeLog, TextLines) {
   EXPECT_EQ(ServeEventText(e, true),
             "HIT  200 GET /api/price?id=7  recorded 0:17 (2 of 3)  127.0.0.1:51234  session=a  "
             "0.4ms");
+  ServeEvent h = e;
+  h.method = "HEAD";
+  h.head_of_get = true;
+  EXPECT_EQ(ServeEventText(h, false),
+            "HIT  200 HEAD /api/price?id=7  recorded 0:17 (2 of 3, the GET's head)  "
+            "127.0.0.1:51234  0.4ms");
+  EXPECT_EQ(ServeEventText(e, false, "b.tap"),
+            "HIT  200 GET /api/price?id=7  recorded b.tap#0:17 (2 of 3)  127.0.0.1:51234  0.4ms");
   ServeEvent m = e;
   m.kind = ServeEvent::Kind::kMiss;
   m.status = 404;
@@ -263,6 +283,13 @@ TEST(ServeLog, JsonObjects) {
   EXPECT_EQ(j["target"], "L/8=");  // base64 of "/\xff"
   EXPECT_EQ(j["targetEncoding"], "base64");
   EXPECT_EQ(j["session"], "");
+  EXPECT_FALSE(j.contains("input"));  // one input: no key
+  // Several inputs: the file of the recorded exchange, null when none is named.
+  j = nlohmann::json::parse(ServeEventJson(e, false, "b.tap", true), nullptr, false);
+  EXPECT_EQ(j["input"], "b.tap");
+  e.recorded = {};
+  j = nlohmann::json::parse(ServeEventJson(e, false, "", true), nullptr, false);
+  EXPECT_TRUE(j["input"].is_null());
 }
 
 // A streambuf the server's threads write and the test reads, under one mutex.
@@ -406,6 +433,80 @@ TEST(RunServeTool, ServesLogsAndStopsOnSigterm) {
       << run.err();
 }
 
+// A HEAD of a key recorded only as GET gets the GET's head (curl -I shows the recorded
+// Content-Length, 8 for "price 1\n"); the log line says it was the GET's head.
+TEST(RunServeTool, AHeadServedFromARecordedGetSaysSo) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  ServeToolFlags f = Flags({{"serve", "127.0.110.2:0"}});
+  f.inputs = {WriteRecording()};
+  ToolRun run(f);
+  const int port = run.WaitForPort();
+  ASSERT_NE(port, 0) << run.err();
+  std::string head =
+      Shell(absl::StrCat("curl -s -I 'http://127.0.110.2:", port, "/api/price?id=7&cur=eur'"));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u) << head;
+  EXPECT_NE(absl::AsciiStrToLower(head).find("\r\ncontent-length: 8\r\n"), std::string::npos)
+      << head;
+  std::vector<std::string> lines = run.Lines(1);
+  ASSERT_EQ(lines.size(), 1u) << run.out();
+  EXPECT_EQ(lines[0].rfind("HIT  200 HEAD /api/price?id=7&cur=eur  recorded 0:1 (1 of 3, the "
+                           "GET's head)  ",
+                           0),
+            0u)
+      << lines[0];
+  EXPECT_EQ(run.Stop(), kExitOk);
+}
+
+// Two inputs with the same ids (a copy of one recording): POST /api/order is recorded once in
+// each, as 0:4; the first request is served the first file's, the second the second's, and the
+// log names the file of each, in text and in JSON.
+TEST(RunServeTool, SeveralInputsNameTheFileOfEachExchange) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  const std::string a = WriteRecording();
+  const std::string b = ::tapkit::testing::TestDir() + "/copy.tap";
+  Shell(absl::StrCat("cp ", a, " ", b));
+  for (const char* output : {"text", "json"}) {
+    ServeToolFlags f = Flags({{"serve", "127.0.110.3:0"}, {"output", output}});
+    f.inputs = {a, b};
+    ToolRun run(f);
+    const int port = run.WaitForPort();
+    ASSERT_NE(port, 0) << run.err();
+    EXPECT_NE(run.err().find("serving 8 recorded exchanges (0 skipped)"), std::string::npos)
+        << run.err();
+    const std::string url = absl::StrCat("http://127.0.110.3:", port, "/api/order");
+    EXPECT_EQ(Shell("curl -s -X POST -d x=1 " + url), "ordered\n");
+    EXPECT_EQ(Shell("curl -s -X POST -d x=1 " + url), "ordered\n");
+    Shell(absl::StrCat("curl -s -o /dev/null http://127.0.110.3:", port, "/nope"));
+    std::vector<std::string> lines = run.Lines(3);
+    ASSERT_EQ(lines.size(), 3u) << run.out();
+    if (std::string(output) == "text") {
+      EXPECT_EQ(lines[0].rfind(
+                    absl::StrCat("HIT  201 POST /api/order  recorded ", a, "#0:4 (1 of 2)  "), 0),
+                0u)
+          << lines[0];
+      EXPECT_EQ(lines[1].rfind(
+                    absl::StrCat("HIT  201 POST /api/order  recorded ", b, "#0:4 (2 of 2)  "), 0),
+                0u)
+          << lines[1];
+    } else {
+      std::vector<nlohmann::json> js;
+      for (const std::string& line : lines) {
+        js.push_back(nlohmann::json::parse(line, nullptr, false));
+        ASSERT_FALSE(js.back().is_discarded()) << line;
+      }
+      EXPECT_EQ(js[0]["input"], a);
+      EXPECT_EQ(js[0]["recorded"], (nlohmann::json{{"capturePoint", 0}, {"stream", 4}}));
+      EXPECT_EQ(js[1]["input"], b);
+      EXPECT_EQ(js[1]["recorded"], (nlohmann::json{{"capturePoint", 0}, {"stream", 4}}));
+      EXPECT_EQ(js[1]["position"], 2);
+      // The miss's closest recorded exchange is named with its file too.
+      EXPECT_EQ(js[2]["event"], "miss");
+      EXPECT_TRUE(js[2]["input"].is_string()) << lines[2];
+    }
+    EXPECT_EQ(run.Stop(), kExitOk);
+  }
+}
+
 TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   TAPKIT_REQUIRE_TOOL("curl");
   ServeToolFlags f =
@@ -547,7 +648,11 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   EXPECT_EQ(got, "from upstream\n 200");
   lines = again.Lines(1);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0].rfind("HIT  200 GET /live.txt  recorded 0:1 (1 of 1)  ", 0), 0u) << lines[0];
+  // recorded.tap has a 0:1 too: with two inputs the line says which file's.
+  EXPECT_EQ(
+      lines[0].rfind(absl::StrCat("HIT  200 GET /live.txt  recorded ", pass, "#0:1 (1 of 1)  "), 0),
+      0u)
+      << lines[0];
   EXPECT_EQ(again.Stop(), kExitOk);
 }
 

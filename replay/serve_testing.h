@@ -8,7 +8,8 @@
 //       ServeCaptureForTest({"prices.tap"}, ServeOptionsForTest(), events.Callbacks());
 //   ASSERT_NE(mock, nullptr);
 //   EXPECT_EQ(FetchPrice(mock->url(), "A-1")->amount, 1999);
-//   EXPECT_THAT(events.All(), NoMisses());
+//   ASSERT_TRUE(events.AwaitCount(1));  // the event comes after the answer
+//   EXPECT_THAT(events.All(), AllOf(SizeIs(1), NoMisses()));
 //
 // A request the capture has no answer for gets 404 with the field Tapkit-Miss saying which
 // recorded request came closest (serve.h); NoMisses() fails with those explanations.
@@ -99,6 +100,12 @@ class ServedEvents {
 // Matches events in which every request was answered from the capture or the upstream (kHit,
 // kPassThrough). The explanation lists the others, one log line each (PrintTo): which request
 // found no recorded answer and which recorded request came closest.
+//
+// No events match too: a client that never reached the mock passes NoMisses() alone. Count the
+// requests as well, after waiting for them (or after MockServer::Stop):
+//
+//   ASSERT_TRUE(events.AwaitCount(3));
+//   EXPECT_THAT(events.All(), ::testing::AllOf(::testing::SizeIs(3), NoMisses()));
 ::testing::Matcher<const std::vector<ServeEvent>&> NoMisses();
 
 }  // namespace testing

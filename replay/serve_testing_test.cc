@@ -8,6 +8,7 @@
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,28 @@ TEST(ServeTesting, NoMissesAcceptsHitsAndPassThroughsOnly) {
     EXPECT_THAT(std::vector<ServeEvent>{e}, Not(NoMisses()));
   }
   EXPECT_THAT(std::vector<ServeEvent>{}, NoMisses());
+}
+
+// NoMisses() passes when the client never reached the mock; the count catches it (the idiom in
+// serve_testing.h).
+TEST(ServeTesting, NoMissesNeedsACountToCatchAClientThatNeverCalled) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  ServeOptions options = ServeOptionsForTest();
+  options.listen = "127.0.114.1:0";
+  ServedEvents events;
+  std::unique_ptr<MockServer> mock =
+      ServeExchangesForTest({Recorded(1, "/a", "first")}, options, events.Callbacks());
+  ASSERT_NE(mock, nullptr);
+
+  // No request yet: NoMisses() alone passes, the count fails.
+  EXPECT_FALSE(events.AwaitCount(1, std::chrono::milliseconds(50)));
+  EXPECT_THAT(events.All(), NoMisses());
+  EXPECT_NONFATAL_FAILURE(EXPECT_THAT(events.All(), ::testing::AllOf(SizeIs(1), NoMisses())),
+                          "whose size 0 doesn't match");
+
+  EXPECT_EQ(Curl(mock->url() + "/a"), "first 200");
+  ASSERT_TRUE(events.AwaitCount(1));
+  EXPECT_THAT(events.All(), ::testing::AllOf(SizeIs(1), NoMisses()));
 }
 
 }  // namespace

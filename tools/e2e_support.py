@@ -1,6 +1,7 @@
 """What the end-to-end tests in tools/ share: failing and skipping the way ctest reads it, the
-capture check, loopback ports, waiting, how nginx runs as root, and reading a capture's exchanges
-as tapcat -o json shows them.
+capture check, a root test's start (its build folder and work folder), running a command,
+loopback ports, waiting, how nginx runs as root and the lines every test's nginx config starts
+with, tcpdump on lo, and reading a capture's exchanges as tapcat -o json shows them.
 
 A test prints "FAIL: ..." and exits 1, or "SKIP: ..." and exits 77 (ctest's SKIP_RETURN_CODE);
 under CI=true a skip is a failure, since scripts/deps.sh installs every prerequisite.
@@ -8,9 +9,12 @@ under CI=true a skip is a failure, since scripts/deps.sh installs every prerequi
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 SKIP = 77
@@ -42,6 +46,66 @@ def can_capture():
             if line.startswith("CapEff:") and not int(line.split()[1], 16) & (1 << 13):
                 return "CAP_NET_RAW is missing"
     return None
+
+
+def start_root_test(test, tools):
+    """The start of an end-to-end test that captures on lo: sys.argv must be [script, BUILD_DIR];
+    skips (77) unless this process is root and every program in `tools` is on PATH. Returns the
+    absolute build folder and a fresh work folder (mode 0755, so that nginx's workers may enter
+    it), which the test removes."""
+    if len(sys.argv) != 2:
+        fail(f"usage: {test}.py BUILD_DIR")
+    build = os.path.abspath(sys.argv[1])
+    if os.geteuid() != 0:
+        skip(test, "needs root for tcpdump -i lo")
+    for t in tools:
+        if not shutil.which(t):
+            skip(test, f"{t} is not installed (scripts/deps.sh)")
+    work = tempfile.mkdtemp(prefix=f"{test.removesuffix('_test')}.")
+    os.chmod(work, 0o755)
+    return build, work
+
+
+def run(cmd, timeout=WAIT * 2, **kw):
+    """subprocess.run with stdout and stderr captured (bytes) and a timeout in seconds."""
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+
+
+def nginx_main(work):
+    """The main context of a test's nginx config: one worker, daemonized, its pid file
+    (WORK/nginx.pid) and error log in `work`, 64 connections. The config's "http {" follows."""
+    return (f"{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid;\n"
+            f"error_log {work}/error.log;\n"
+            "events { worker_connections 64; }\n")
+
+
+def nginx_temp_paths(work):
+    """The http-context lines that keep nginx's temporary files in `work` (not in a system
+    folder the test may not own)."""
+    return (f"  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;\n"
+            f"  fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; "
+            f"scgi_temp_path {work}/scgi;\n")
+
+
+def start_tcpdump(pcap, bpf):
+    """tcpdump on lo writing every packet matching the filter `bpf` to `pcap`, unbuffered; returns
+    once it says it is listening (the Popen), or fails the test with what it said."""
+    p = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w", pcap,
+                          bpf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    line = p.stderr.readline().decode()
+    if "listening" not in line:
+        p.kill()
+        p.wait()
+        fail(f"tcpdump did not start: {line}")
+    return p
+
+
+def stop_tcpdump(p, settle):
+    """Stops tcpdump `p` after `settle` seconds (for the last packets to reach it) with SIGINT,
+    which makes it write out what it holds, and waits for it to exit."""
+    time.sleep(settle)
+    p.send_signal(signal.SIGINT)
+    p.wait(WAIT)
 
 
 def free_port(address):

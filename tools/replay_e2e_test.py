@@ -50,7 +50,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
-from e2e_support import NGINX_USER, WAIT, fail, header, skip, wait_for
+from e2e_support import WAIT, fail, header, run, wait_for
 import e2e_support
 
 TEST = "replay_e2e_test"
@@ -65,10 +65,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = None
 WORK = None
 NGINX = {}  # name -> (port, work dir)
-
-
-def run(cmd, timeout=WAIT * 2, **kw):
-    return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
 
 
 def tool(name):
@@ -117,18 +113,13 @@ def start_nginx(name, variant):
     rate = "limit_rate 512;" if variant == "slow" else ""
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 64; }}
-http {{
+        f.write(f"""{e2e_support.nginx_main(work)}http {{
   types {{ application/json json; text/plain txt; application/octet-stream bin; }}
   default_type text/plain;
   log_format replay '$request_uri auth=[$http_authorization] cookie=[$http_cookie] shadow=[$http_x_shadow]';
   access_log {work}/access.log replay;
   server_tokens {"on" if name == "base" else "off"};
-  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-  server {{
+{e2e_support.nginx_temp_paths(work)}  server {{
     listen {addr}:{port}; root {www};
     location = /status {{ return {status} "ok\\n"; }}
     location = /header {{ add_header X-Version {version}; add_header X-Instance-Id {trace};
@@ -195,22 +186,14 @@ def record():
     base = url("base")
     port = NGINX["base"][0]
     pcap = os.path.join(WORK, "rec.pcap")
-    tcpdump = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w",
-                                pcap, f"host {ADDRS['base']} and tcp port {port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    line = tcpdump.stderr.readline().decode()
-    if "listening" not in line:
-        tcpdump.kill()
-        fail(f"tcpdump did not start: {line}")
+    tcpdump = e2e_support.start_tcpdump(pcap, f"host {ADDRS['base']} and tcp port {port}")
     paths = []
     for args, p in requests(base):
         r = run(["curl", "-sS", "--fail-early", *args])
         if r.returncode != 0:
             fail(f"curl {args}: {r.returncode} {r.stderr.decode()}")
         paths += p
-    time.sleep(0.5)
-    tcpdump.send_signal(signal.SIGINT)
-    tcpdump.wait(WAIT)
+    e2e_support.stop_tcpdump(tcpdump, settle=0.5)
     tap = os.path.join(WORK, "rec.tap")
     # -Z root: this test is not about giving up root (and a sanitizer build's leak check cannot
     # read /proc as nobody). Redaction is taprec's default.
@@ -761,16 +744,7 @@ def check_inputs_and_edits(tap, recorded):
 
 def main():
     global BUILD, WORK
-    if len(sys.argv) != 2:
-        fail("usage: replay_e2e_test.py BUILD_DIR")
-    BUILD = os.path.abspath(sys.argv[1])
-    if os.geteuid() != 0:
-        skip(TEST, "needs root for tcpdump -i lo")
-    for t in ("nginx", "curl", "tcpdump"):
-        if not shutil.which(t):
-            skip(TEST, f"{t} is not installed (scripts/deps.sh)")
-    WORK = tempfile.mkdtemp(prefix="replay_e2e.")
-    os.chmod(WORK, 0o755)
+    BUILD, WORK = e2e_support.start_root_test(TEST, ("nginx", "curl", "tcpdump"))
     try:
         start_nginx("base", "base")
         for name in ("same", "diff", "noise", "slow", "shadow"):

@@ -48,12 +48,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 
-from e2e_support import NGINX_USER, WAIT, fail, header, skip, wait_for
+from e2e_support import WAIT, fail, header, run, wait_for
 import e2e_support
 
 TEST = "serve_e2e_test"
@@ -75,10 +74,6 @@ ORDER = b'{"item":3,"qty":2,"note":"gift"}'
 SECRET = "S3cr3t" + uuid.uuid4().hex[:8]
 # Requests recorded besides CASES: /seq three times, /slow, /login.
 EXTRA = 5
-
-
-def run(cmd, timeout=WAIT * 2, **kw):
-    return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
 
 
 def tool(name):
@@ -114,17 +109,12 @@ def start_nginx(name, routes, files=None):
         os.chmod(d, 0o755)
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 64; }}
-http {{
+        f.write(f"""{e2e_support.nginx_main(work)}http {{
   types {{ application/json json; text/plain txt; text/html html; }}
   default_type text/plain;
   log_format serve '$request_method $request_uri $status $request_id $http_authorization';
   access_log {work}/access.log serve;
-  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-  chunked_transfer_encoding on;
+{e2e_support.nginx_temp_paths(work)}  chunked_transfer_encoding on;
   server {{
     listen {addr}:{port}; root {www};
     location = /healthz {{ access_log off; return 200 "ok\\n"; }}
@@ -373,20 +363,13 @@ def record(base):
 
 
 def start_tcpdump(pcap, bpf):
-    p = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w", pcap,
-                          bpf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    PROCS.append(p)
-    line = p.stderr.readline().decode()
-    if "listening" not in line:
-        p.kill()
-        fail(f"tcpdump did not start: {line}")
+    p = e2e_support.start_tcpdump(pcap, bpf)
+    PROCS.append(p)  # killed at the end should a check fail while it runs
     return p
 
 
 def stop_tcpdump(p):
-    time.sleep(0.3)
-    p.send_signal(signal.SIGINT)
-    p.wait(WAIT)
+    e2e_support.stop_tcpdump(p, settle=0.3)
 
 
 def check_served_as_recorded(tap, got):
@@ -774,16 +757,7 @@ def check_listen(tap, got):
 
 def main():
     global BUILD, WORK
-    if len(sys.argv) != 2:
-        fail("usage: serve_e2e_test.py BUILD_DIR")
-    BUILD = os.path.abspath(sys.argv[1])
-    if os.geteuid() != 0:
-        skip(TEST, "needs root for tcpdump -i lo")
-    for t in ("nginx", "curl", "tcpdump", "ss"):
-        if not shutil.which(t):
-            skip(TEST, f"{t} is not installed (scripts/deps.sh)")
-    WORK = tempfile.mkdtemp(prefix="serve_e2e.")
-    os.chmod(WORK, 0o755)
+    BUILD, WORK = e2e_support.start_root_test(TEST, ("nginx", "curl", "tcpdump", "ss"))
     results = []
     started = time.monotonic()
     try:

@@ -133,7 +133,9 @@ int main(int argc, char** argv) {
       "pass a request nothing matches to http://HOST:PORT[/PREFIX] and serve its answer (-w "
       "records them)")("delay", po::value(&s.delay)->value_name("recorded|D"),
                        "wait before answering: the recorded latency, or D (50ms, 1s)")(
-      "threads", po::value(&s.threads)->value_name("N"), "serve on N threads (1..16; default 1)");
+      "threads", po::value(&s.threads)->value_name("N"), "serve on N threads (1..16; default 1)")(
+      "idle-timeout", po::value(&s.idle_timeout)->value_name("D"),
+      "close a kept-alive connection idle for D (default 75s, as nginx's keepalive_timeout)");
   po::options_description select_opts(
       "Selection of what to replay or serve (ANDed; a repeated flag or a comma list ORs; -c counts "
       "selected exchanges)");
