@@ -606,6 +606,11 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   if (stats.bad_requests > 0) {
     err << ", " << Plural(stats.bad_requests, "bad request", "bad requests");
   }
+  if (stats.bad_recorded > 0) {
+    err << ", "
+        << Plural(stats.bad_recorded, "unservable recorded response",
+                  "unservable recorded responses");
+  }
   if (stats.accept_errors > 0) {
     err << ", " << Plural(stats.accept_errors, "failed accept", "failed accepts");
   }
