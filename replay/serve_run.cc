@@ -261,9 +261,17 @@ ServeToolFlags WithSharedFlags(ServeToolFlags s, const ReplayToolFlags& f) {
 
 absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text) {
   int v = 0;
-  if (!absl::SimpleAtoi(A(text), &v) || v < 200 || v > 599) {
+  if (!absl::SimpleAtoi(A(text), &v)) {
+    return Bad("--miss-status", text, "not a number (give a status from 200 to 599)");
+  }
+  if (v >= 100 && v <= 199) {
     return Bad("--miss-status", text,
-               "not a final status from 200 to 599 (RFC 9110 section 15: 1xx is interim)");
+               "1xx is interim (RFC 9110 section 15.2): it cannot end an exchange; give a final "
+               "status from 200 to 599");
+  }
+  if (v < 200 || v > 599) {
+    return Bad("--miss-status", text,
+               "out of range: give a status from 200 to 599 (RFC 9110 section 15)");
   }
   return static_cast<uint16_t>(v);
 }

@@ -97,7 +97,8 @@ absl::Status CheckModeFlags(const std::set<std::string>& given);
 ServeToolFlags WithSharedFlags(ServeToolFlags serve, const ReplayToolFlags& shared);
 
 // --miss-status N: a final status, 200..599 (a 1xx is interim, RFC 9110 section 15.2, and
-// cannot end an exchange). Errors name the flag.
+// cannot end an exchange). Errors name the flag and give the reason that fits the value: "not a
+// number", "1xx is interim" (100..199) or "out of range" (any other number).
 absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text);
 
 // --serve ADDR:PORT: a literal IPv4 address or a bracketed IPv6 one, and a port 0..65535 (0: the

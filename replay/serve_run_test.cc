@@ -135,10 +135,29 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
             "--session-header \"\": not a field name (RFC 9110 section 5.6.2: a token)");
   EXPECT_EQ(Error(Flags({{"ignore-param", ""}})),
             "--ignore-param \"\": give a query parameter name");
+  // Each refused value gets the reason that fits it.
   EXPECT_EQ(Error(Flags({{"miss-status", "100"}})),
-            "--miss-status 100: not a final status from 200 to 599 (RFC 9110 section 15: 1xx is "
-            "interim)");
-  EXPECT_EQ(Error(Flags({{"miss-status", "abc"}})).rfind("--miss-status abc: ", 0), 0u);
+            "--miss-status 100: 1xx is interim (RFC 9110 section 15.2): it cannot end an "
+            "exchange; give a final status from 200 to 599");
+  EXPECT_EQ(Error(Flags({{"miss-status", "199"}})).rfind("--miss-status 199: 1xx is interim", 0),
+            0u);
+  for (const char* bad : {"600", "99", "0", "-404", "70000"}) {
+    EXPECT_EQ(Error(Flags({{"miss-status", bad}})),
+              absl::StrCat("--miss-status ", bad,
+                           ": out of range: give a status from 200 to 599 (RFC 9110 section 15)"));
+  }
+  for (const char* bad : {"abc", "4o4", "2e2"}) {
+    EXPECT_EQ(Error(Flags({{"miss-status", bad}})),
+              absl::StrCat("--miss-status ", bad, ": not a number (give a status from 200 to 599)"));
+  }
+  EXPECT_EQ(Error(Flags({{"miss-status", ""}})),
+            "--miss-status \"\": not a number (give a status from 200 to 599)");
+  for (const char* good : {"200", "599", "503"}) {
+    ServeToolFlags f = Flags({{"miss-status", good}});
+    absl::StatusOr<ServePlan> p = PlanServe(f);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->serve.miss_status, std::stoi(good));
+  }
   EXPECT_EQ(Error(Flags({{"delay", "fast"}})),
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
