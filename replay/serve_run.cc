@@ -36,6 +36,9 @@
 namespace tapkit::replay {
 namespace {
 
+// --delay D: at most 1 h, the cap serve.h puts on a recorded delay.
+constexpr int64_t kMaxFixedDelayNs = int64_t{3600} * 1'000'000'000;
+
 // Debian's Abseil has its own string_view.
 absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
@@ -357,6 +360,11 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
       absl::StatusOr<int64_t> ns = ParseDurationNs(f.delay);
       if (!ns.ok()) {
         return Bad("--delay", f.delay, "give recorded, or a duration (50ms, 1.5s)");
+      }
+      // The server caps a recorded delay at 1 h (serve.h); a fixed one above it is a typo, and
+      // would hold every client past any timeout it has.
+      if (*ns > kMaxFixedDelayNs) {
+        return Bad("--delay", f.delay, "above the cap of 1h (give recorded, or 50ms, 1.5s)");
       }
       o.delay = *ns > 0 ? ServeDelay::kFixed : ServeDelay::kNone;
       o.delay_ns = static_cast<uint64_t>(*ns);

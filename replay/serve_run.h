@@ -51,7 +51,7 @@ struct ServeToolFlags {
 
   // Answers.
   std::string miss_status;               // --miss-status N (ParseMissStatus)
-  std::string delay;                     // --delay recorded|DURATION
+  std::string delay;                     // --delay recorded|DURATION (at most 1h)
   std::string threads;                   // --threads N, 1..16
   std::string idle_timeout;              // --idle-timeout D: ServeOptions::keepalive_timeout_ns
   std::vector<std::string> set_headers;  // --set-header 'Name: value' (response fields)
@@ -109,7 +109,8 @@ absl::Status CheckListenAddress(std::string_view text);
 // Checks every flag and builds the plan; the other mode's flags are CheckModeFlags' (the
 // caller's: tapreplay runs it once for both modes). Errors (InvalidArgument, one line naming the
 // flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header
-// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay,
+// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay (a fixed
+// delay: at most 1 h, the server's cap on a recorded one),
 // --idle-timeout or --timeout out of range or unparsable; --upstream not http://; --set-header as
 // run.h's ParseSetHeader; -o not text or json; the selection's errors (select.h); flags that would
 // be ignored (--timeout, --keep-authority or -w without --upstream; --no-redact or

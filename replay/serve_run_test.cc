@@ -160,6 +160,18 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
   }
   EXPECT_EQ(Error(Flags({{"delay", "fast"}})),
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
+  // A fixed delay is capped as the server caps a recorded one: 1 h.
+  for (const char* bad : {"100000h", "61m", "3600.001s", "3600000001us"}) {
+    EXPECT_EQ(Error(Flags({{"delay", bad}})),
+              absl::StrCat("--delay ", bad,
+                           ": above the cap of 1h (give recorded, or 50ms, 1.5s)"));
+  }
+  for (const char* good : {"1h", "60m", "3600s"}) {
+    absl::StatusOr<ServePlan> p = PlanServe(Flags({{"delay", good}}));
+    ASSERT_TRUE(p.ok()) << good << ": " << p.status();
+    EXPECT_EQ(p->serve.delay, ServeDelay::kFixed);
+    EXPECT_EQ(p->serve.delay_ns, uint64_t{3600} * 1'000'000'000) << good;
+  }
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
   for (const char* bad : {"0", "0s", "-1s", "25h", "soon"}) {

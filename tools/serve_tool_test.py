@@ -85,6 +85,8 @@ def main():
          "server)"),
         (["--serve", "127.0.0.1:0", "--delay", "soon", "in.tap"],
          "tapreplay: --delay soon: give recorded, or a duration (50ms, 1.5s)"),
+        (["--serve", "127.0.0.1:0", "--delay", "100000h", "in.tap"],
+         "tapreplay: --delay 100000h: above the cap of 1h (give recorded, or 50ms, 1.5s)"),
         (["--serve", "127.0.0.1:0", "-w", "out.tap", "in.tap"],
          "tapreplay: -w goes with --upstream in --serve mode (it concerns the requests passed "
          "through to the upstream)"),
