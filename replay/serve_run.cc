@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -277,6 +278,41 @@ absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text) {
                "out of range: give a status from 200 to 599 (RFC 9110 section 15)");
   }
   return static_cast<uint16_t>(v);
+}
+
+std::string RedactedHeadersNotice(const std::vector<Exchange>& recorded,
+                                  const std::vector<Header>& set_headers) {
+  std::set<std::string> replaced;
+  for (const Header& h : set_headers) replaced.insert(absl::AsciiStrToLower(h.name));
+  std::set<std::string> names;  // lower-cased, sorted
+  uint64_t responses = 0;
+  for (const Exchange& x : recorded) {
+    if (!x.response) continue;
+    bool marked = false;
+    for (const Header& h : x.response->headers) {
+      if (!IsRedactionMarker(h.value)) continue;
+      std::string name = absl::AsciiStrToLower(h.name);
+      if (replaced.count(name)) continue;
+      names.insert(std::move(name));
+      marked = true;
+    }
+    if (marked) ++responses;
+  }
+  if (responses == 0) return "";
+  constexpr size_t kNamesShown = 5;
+  std::string list;
+  size_t shown = 0;
+  for (const std::string& name : names) {
+    if (shown == kNamesShown) {
+      absl::StrAppend(&list, ", ...");
+      break;
+    }
+    absl::StrAppend(&list, shown == 0 ? "" : ", ", name);
+    ++shown;
+  }
+  return absl::StrCat(Plural(responses, "recorded response carries", "recorded responses carry"),
+                      " redacted header values (", list,
+                      "): served as their markers; --set-header NAME: VALUE replaces them");
 }
 
 absl::Status CheckListenAddress(std::string_view text) {
@@ -583,6 +619,8 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     };
   }
 
+  // Said at start: a redacted Set-Cookie served as its marker is silently dropped by a browser.
+  const std::string redacted_notice = RedactedHeadersNotice(*exchanges, plan->serve.set_headers);
   absl::StatusOr<std::unique_ptr<MockServer>> server =
       MockServer::Start(*std::move(exchanges), plan->serve, std::move(callbacks));
   if (!server.ok()) {
@@ -596,6 +634,7 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   }
   {
     std::lock_guard<std::mutex> lock(err_mu);
+    if (!redacted_notice.empty()) err << "tapreplay: " << redacted_notice << "\n";
     err << "tapreplay: serving "
         << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
         << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;

@@ -101,6 +101,18 @@ ServeToolFlags WithSharedFlags(ServeToolFlags serve, const ReplayToolFlags& shar
 // number", "1xx is interim" (100..199) or "out of range" (any other number).
 absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text);
 
+// The start-up notice about redacted recorded values: a capture taken with the default redaction
+// (format/redact.h) stores e.g. Set-Cookie as "tapkit-redacted:..." and the mock serves that
+// marker as stored, which a browser drops. Counts the `recorded` responses with a header field
+// whose whole value is a marker (IsRedactionMarker) and whose name is not replaced by one of
+// `set_headers` (names compared case-insensitively, RFC 9110 section 5.1), and returns
+//   N recorded responses carry redacted header values (set-cookie, ...): served as their
+//   markers; --set-header NAME: VALUE replaces them
+// (one line, without the program prefix; the names lower-cased and sorted, at most 5 then
+// "..."), or "" when none does. Pure.
+std::string RedactedHeadersNotice(const std::vector<Exchange>& recorded,
+                                  const std::vector<Header>& set_headers);
+
 // --serve ADDR:PORT: a literal IPv4 address or a bracketed IPv6 one, and a port 0..65535 (0: the
 // kernel picks). The mock listens on exactly that address, so no name is resolved. Errors name
 // the flag.

@@ -569,6 +569,84 @@ TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   EXPECT_EQ(run.Stop(), kExitOk);
 }
 
+// The notice counts responses, not fields; names lower-cased and sorted, at most 5 then "...";
+// a --set-header of the field (any case) takes it out; a value that merely begins with the
+// prefix is no marker; request fields are not served and not counted.
+TEST(RedactedHeadersNotice, CountsResponsesAndNamesTheFields) {
+  const Redactor redactor({}, "fixed key");
+  const std::string marker = redactor.Redact("sid=1");
+  ASSERT_TRUE(IsRedactionMarker(marker)) << marker;
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 3; ++i) xs.push_back(::tapkit::testing::SmallExchange(i, i));
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}), "");
+  xs[0].request->headers.push_back({"Authorization", marker});
+  xs[1].response->headers.push_back({"X-Note", "tapkit-redacted:not a marker"});
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}), "");
+  xs[0].response->headers.push_back({"Set-Cookie", marker});
+  xs[0].response->headers.push_back({"Set-Cookie", marker});
+  xs[2].response->headers.push_back({"X-Api-Key", marker});
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}),
+            "2 recorded responses carry redacted header values (set-cookie, x-api-key): served "
+            "as their markers; --set-header NAME: VALUE replaces them");
+  EXPECT_EQ(RedactedHeadersNotice(xs, {{"set-COOKIE", "sid=test"}}),
+            "1 recorded response carries redacted header values (x-api-key): served as their "
+            "markers; --set-header NAME: VALUE replaces them");
+  EXPECT_EQ(RedactedHeadersNotice(xs, {{"Set-Cookie", "a"}, {"X-Api-Key", "b"}}), "");
+  for (const char* name : {"F-Six", "e-five", "D-Four", "c-three"}) {
+    xs[1].response->headers.push_back({name, marker});
+  }
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}),
+            "3 recorded responses carry redacted header values (c-three, d-four, e-five, f-six, "
+            "set-cookie, ...): served as their markers; --set-header NAME: VALUE replaces them");
+}
+
+// A capture redacted as taprec redacts by default (the Redactor applied, then written by the
+// Writer): curl is served the Set-Cookie marker as stored, and the start says so once, before
+// the serving line; with --set-header Set-Cookie the notice is gone and curl gets that value.
+TEST(RunServeTool, SaysAtStartThatRedactedValuesAreServedAsMarkers) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  Exchange x = ::tapkit::testing::SmallExchange(1, 1'000'000'000);
+  x.request->path = "/login";
+  x.response->headers.push_back({"Set-Cookie", "sid=s3cret; Path=/"});
+  const Redactor redactor({}, "");
+  ASSERT_EQ(redactor.Apply(&x), 1u);
+  const std::string marker = x.response->headers.back().value;
+  ASSERT_EQ(marker.rfind("tapkit-redacted:", 0), 0u) << marker;
+  const std::string path = ::tapkit::testing::WriteTestFile(
+      "redacted.tap", ::tapkit::testing::WriteToString({x}));
+
+  ServeToolFlags f = Flags({{"serve", "127.0.115.31:0"}});
+  f.inputs = {path};
+  {
+    ToolRun run(f);
+    const int port = run.WaitForPort();
+    ASSERT_NE(port, 0) << run.err();
+    EXPECT_EQ(run.err(),
+              absl::StrCat("tapreplay: 1 recorded response carries redacted header values "
+                           "(set-cookie): served as their markers; --set-header NAME: VALUE "
+                           "replaces them\ntapreplay: serving 1 recorded exchange (0 skipped) on "
+                           "http://127.0.115.31:",
+                           port, "\n"));
+    const std::string head =
+        Shell(absl::StrCat("curl -s -D - -o /dev/null 'http://127.0.115.31:", port, "/login'"));
+    EXPECT_NE(head.find(absl::StrCat("\r\nSet-Cookie: ", marker, "\r\n")), std::string::npos)
+        << head;
+    EXPECT_EQ(run.Stop(), kExitOk);
+  }
+  f = Flags({{"serve", "127.0.115.32:0"}, {"set-header", "set-cookie: sid=test"}});
+  f.inputs = {path};
+  ToolRun run(f);
+  const int port = run.WaitForPort();
+  ASSERT_NE(port, 0) << run.err();
+  EXPECT_EQ(run.err().find("redacted"), std::string::npos) << run.err();
+  const std::string head =
+      Shell(absl::StrCat("curl -s -D - -o /dev/null 'http://127.0.115.32:", port, "/login'"));
+  EXPECT_NE(absl::AsciiStrToLower(head).find("\r\nset-cookie: sid=test\r\n"), std::string::npos)
+      << head;
+  EXPECT_EQ(head.find("tapkit-redacted"), std::string::npos) << head;
+  EXPECT_EQ(run.Stop(), kExitOk);
+}
+
 TEST(RunServeTool, ABadInputOrAddressIsOneLineAndExit2) {
   ServeToolFlags f = Flags({{"serve", "127.0.99.1:0"}});
   f.inputs = {::tapkit::testing::TestDir() + "/missing.tap"};
