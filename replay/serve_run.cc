@@ -634,10 +634,11 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
   }
   {
     std::lock_guard<std::mutex> lock(err_mu);
-    if (!redacted_notice.empty()) err << "tapreplay: " << redacted_notice << "\n";
     err << "tapreplay: serving "
         << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
         << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+    // After the serving line, which scripts read as the first (tools/serve_e2e_test.py).
+    if (!redacted_notice.empty()) err << "tapreplay: " << redacted_notice << std::endl;
   }
 
   while (!StopSignals::stopped().load()) {

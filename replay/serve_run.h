@@ -137,14 +137,14 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& flags);
 // opens -w; starts the MockServer; prints
 //   tapreplay: serving N recorded exchanges (M skipped) on http://ADDR:PORT
 // on `err` (the bound port when 0 was given; M: RecordedResponses::skipped, exchanges that cannot
-// be served); logs each answered request as one line on `out`, flushed per line (with several
-// inputs a recorded exchange is named with its file: "recorded b.tap#0:1", JSON "input"). The
-// server's on_degraded lines (accepting failing) go to `err` as "tapreplay: ..." lines. The log
-// and the -w capture are written by threads of their own, so an `out` that blocks never holds the
-// server: at most 65536 lines wait, a line past them is dropped and counted; passed-through
-// exchanges for -w wait up to 256 MiB (bodies and fields), past it a pass-through waits for the
-// file (none is dropped). On SIGINT or SIGTERM: stops the server, closes the capture whole, gives
-// the log at most 5 s to be written and prints
+// be served), then RedactedHeadersNotice's line when there is one; logs each answered request as
+// one line on `out`, flushed per line (with several inputs a recorded exchange is named with its
+// file: "recorded b.tap#0:1", JSON "input"). The server's on_degraded lines (accepting failing) go
+// to `err` as "tapreplay: ..." lines. The log and the -w capture are written by threads of their
+// own, so an `out` that blocks never holds the server: at most 65536 lines wait, a line past them
+// is dropped and counted; passed-through exchanges for -w wait up to 256 MiB (bodies and fields),
+// past it a pass-through waits for the file (none is dropped). On SIGINT or SIGTERM: stops the
+// server, closes the capture whole, gives the log at most 5 s to be written and prints
 //   tapreplay: served H hits, M misses, P passed through
 // (", E upstream errors", ", B bad requests", ", A failed accepts", ", I internal errors" added
 // when there were any; a strict sequence used up counts as a miss) on `err`, after "tapreplay: N

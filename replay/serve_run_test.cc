@@ -147,8 +147,9 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
                            ": out of range: give a status from 200 to 599 (RFC 9110 section 15)"));
   }
   for (const char* bad : {"abc", "4o4", "2e2"}) {
-    EXPECT_EQ(Error(Flags({{"miss-status", bad}})),
-              absl::StrCat("--miss-status ", bad, ": not a number (give a status from 200 to 599)"));
+    EXPECT_EQ(
+        Error(Flags({{"miss-status", bad}})),
+        absl::StrCat("--miss-status ", bad, ": not a number (give a status from 200 to 599)"));
   }
   EXPECT_EQ(Error(Flags({{"miss-status", ""}})),
             "--miss-status \"\": not a number (give a status from 200 to 599)");
@@ -162,9 +163,9 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
   // A fixed delay is capped as the server caps a recorded one: 1 h.
   for (const char* bad : {"100000h", "61m", "3600.001s", "3600000001us"}) {
-    EXPECT_EQ(Error(Flags({{"delay", bad}})),
-              absl::StrCat("--delay ", bad,
-                           ": above the cap of 1h (give recorded, or 50ms, 1.5s)"));
+    EXPECT_EQ(
+        Error(Flags({{"delay", bad}})),
+        absl::StrCat("--delay ", bad, ": above the cap of 1h (give recorded, or 50ms, 1.5s)"));
   }
   for (const char* good : {"1h", "60m", "3600s"}) {
     absl::StatusOr<ServePlan> p = PlanServe(Flags({{"delay", good}}));
@@ -601,7 +602,7 @@ TEST(RedactedHeadersNotice, CountsResponsesAndNamesTheFields) {
 }
 
 // A capture redacted as taprec redacts by default (the Redactor applied, then written by the
-// Writer): curl is served the Set-Cookie marker as stored, and the start says so once, before
+// Writer): curl is served the Set-Cookie marker as stored, and the start says so once, after
 // the serving line; with --set-header Set-Cookie the notice is gone and curl gets that value.
 TEST(RunServeTool, SaysAtStartThatRedactedValuesAreServedAsMarkers) {
   TAPKIT_REQUIRE_TOOL("curl");
@@ -612,8 +613,8 @@ TEST(RunServeTool, SaysAtStartThatRedactedValuesAreServedAsMarkers) {
   ASSERT_EQ(redactor.Apply(&x), 1u);
   const std::string marker = x.response->headers.back().value;
   ASSERT_EQ(marker.rfind("tapkit-redacted:", 0), 0u) << marker;
-  const std::string path = ::tapkit::testing::WriteTestFile(
-      "redacted.tap", ::tapkit::testing::WriteToString({x}));
+  const std::string path =
+      ::tapkit::testing::WriteTestFile("redacted.tap", ::tapkit::testing::WriteToString({x}));
 
   ServeToolFlags f = Flags({{"serve", "127.0.115.31:0"}});
   f.inputs = {path};
@@ -622,11 +623,12 @@ TEST(RunServeTool, SaysAtStartThatRedactedValuesAreServedAsMarkers) {
     const int port = run.WaitForPort();
     ASSERT_NE(port, 0) << run.err();
     EXPECT_EQ(run.err(),
-              absl::StrCat("tapreplay: 1 recorded response carries redacted header values "
-                           "(set-cookie): served as their markers; --set-header NAME: VALUE "
-                           "replaces them\ntapreplay: serving 1 recorded exchange (0 skipped) on "
+              absl::StrCat("tapreplay: serving 1 recorded exchange (0 skipped) on "
                            "http://127.0.115.31:",
-                           port, "\n"));
+                           port,
+                           "\ntapreplay: 1 recorded response carries redacted header values "
+                           "(set-cookie): served as their markers; --set-header NAME: VALUE "
+                           "replaces them\n"));
     const std::string head =
         Shell(absl::StrCat("curl -s -D - -o /dev/null 'http://127.0.115.31:", port, "/login'"));
     EXPECT_NE(head.find(absl::StrCat("\r\nSet-Cookie: ", marker, "\r\n")), std::string::npos)
