@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -35,6 +36,9 @@
 
 namespace tapkit::replay {
 namespace {
+
+// --delay D: at most 1 h, the cap serve.h puts on a recorded delay.
+constexpr int64_t kMaxFixedDelayNs = int64_t{3600} * 1'000'000'000;
 
 // Debian's Abseil has its own string_view.
 absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -261,11 +265,54 @@ ServeToolFlags WithSharedFlags(ServeToolFlags s, const ReplayToolFlags& f) {
 
 absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text) {
   int v = 0;
-  if (!absl::SimpleAtoi(A(text), &v) || v < 200 || v > 599) {
+  if (!absl::SimpleAtoi(A(text), &v)) {
+    return Bad("--miss-status", text, "not a number (give a status from 200 to 599)");
+  }
+  if (v >= 100 && v <= 199) {
     return Bad("--miss-status", text,
-               "not a final status from 200 to 599 (RFC 9110 section 15: 1xx is interim)");
+               "1xx is interim (RFC 9110 section 15.2): it cannot end an exchange; give a final "
+               "status from 200 to 599");
+  }
+  if (v < 200 || v > 599) {
+    return Bad("--miss-status", text,
+               "out of range: give a status from 200 to 599 (RFC 9110 section 15)");
   }
   return static_cast<uint16_t>(v);
+}
+
+std::string RedactedHeadersNotice(const std::vector<Exchange>& recorded,
+                                  const std::vector<Header>& set_headers) {
+  std::set<std::string> replaced;
+  for (const Header& h : set_headers) replaced.insert(absl::AsciiStrToLower(h.name));
+  std::set<std::string> names;  // lower-cased, sorted
+  uint64_t responses = 0;
+  for (const Exchange& x : recorded) {
+    if (!x.response) continue;
+    bool marked = false;
+    for (const Header& h : x.response->headers) {
+      if (!IsRedactionMarker(h.value)) continue;
+      std::string name = absl::AsciiStrToLower(h.name);
+      if (replaced.count(name)) continue;
+      names.insert(std::move(name));
+      marked = true;
+    }
+    if (marked) ++responses;
+  }
+  if (responses == 0) return "";
+  constexpr size_t kNamesShown = 5;
+  std::string list;
+  size_t shown = 0;
+  for (const std::string& name : names) {
+    if (shown == kNamesShown) {
+      absl::StrAppend(&list, ", ...");
+      break;
+    }
+    absl::StrAppend(&list, shown == 0 ? "" : ", ", name);
+    ++shown;
+  }
+  return absl::StrCat(Plural(responses, "recorded response carries", "recorded responses carry"),
+                      " redacted header values (", list,
+                      "): served as their markers; --set-header NAME: VALUE replaces them");
 }
 
 absl::Status CheckListenAddress(std::string_view text) {
@@ -328,6 +375,11 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& f) {
       absl::StatusOr<int64_t> ns = ParseDurationNs(f.delay);
       if (!ns.ok()) {
         return Bad("--delay", f.delay, "give recorded, or a duration (50ms, 1.5s)");
+      }
+      // The server caps a recorded delay at 1 h (serve.h); a fixed one above it is a typo, and
+      // would hold every client past any timeout it has.
+      if (*ns > kMaxFixedDelayNs) {
+        return Bad("--delay", f.delay, "above the cap of 1h (give recorded, or 50ms, 1.5s)");
       }
       o.delay = *ns > 0 ? ServeDelay::kFixed : ServeDelay::kNone;
       o.delay_ns = static_cast<uint64_t>(*ns);
@@ -546,6 +598,8 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     };
   }
 
+  // Said at start: a redacted Set-Cookie served as its marker is silently dropped by a browser.
+  const std::string redacted_notice = RedactedHeadersNotice(*exchanges, plan->serve.set_headers);
   absl::StatusOr<std::unique_ptr<MockServer>> server =
       MockServer::Start(*std::move(exchanges), plan->serve, std::move(callbacks));
   if (!server.ok()) {
@@ -562,6 +616,8 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
     err << "tapreplay: serving "
         << Plural((*server)->recorded(), "recorded exchange", "recorded exchanges") << " ("
         << (*server)->skipped() << " skipped) on " << (*server)->url() << std::endl;
+    // After the serving line, which scripts read as the first (tools/serve_e2e_test.py).
+    if (!redacted_notice.empty()) err << "tapreplay: " << redacted_notice << std::endl;
   }
 
   while (!StopSignals::stopped().load()) {

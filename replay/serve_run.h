@@ -51,7 +51,7 @@ struct ServeToolFlags {
 
   // Answers.
   std::string miss_status;               // --miss-status N (ParseMissStatus)
-  std::string delay;                     // --delay recorded|DURATION
+  std::string delay;                     // --delay recorded|DURATION (at most 1h)
   std::string threads;                   // --threads N, 1..16
   std::string idle_timeout;              // --idle-timeout D: ServeOptions::keepalive_timeout_ns
   std::vector<std::string> set_headers;  // --set-header 'Name: value' (response fields)
@@ -97,8 +97,21 @@ absl::Status CheckModeFlags(const std::set<std::string>& given);
 ServeToolFlags WithSharedFlags(ServeToolFlags serve, const ReplayToolFlags& shared);
 
 // --miss-status N: a final status, 200..599 (a 1xx is interim, RFC 9110 section 15.2, and
-// cannot end an exchange). Errors name the flag.
+// cannot end an exchange). Errors name the flag and give the reason that fits the value: "not a
+// number", "1xx is interim" (100..199) or "out of range" (any other number).
 absl::StatusOr<uint16_t> ParseMissStatus(std::string_view text);
+
+// The start-up notice about redacted recorded values: a capture taken with the default redaction
+// (format/redact.h) stores e.g. Set-Cookie as "tapkit-redacted:..." and the mock serves that
+// marker as stored, which a browser drops. Counts the `recorded` responses with a header field
+// whose whole value is a marker (IsRedactionMarker) and whose name is not replaced by one of
+// `set_headers` (names compared case-insensitively, RFC 9110 section 5.1), and returns
+//   N recorded responses carry redacted header values (set-cookie, ...): served as their
+//   markers; --set-header NAME: VALUE replaces them
+// (one line, without the program prefix; the names lower-cased and sorted, at most 5 then
+// "..."), or "" when none does. Pure.
+std::string RedactedHeadersNotice(const std::vector<Exchange>& recorded,
+                                  const std::vector<Header>& set_headers);
 
 // --serve ADDR:PORT: a literal IPv4 address or a bracketed IPv6 one, and a port 0..65535 (0: the
 // kernel picks). The mock listens on exactly that address, so no name is resolved. Errors name
@@ -108,7 +121,8 @@ absl::Status CheckListenAddress(std::string_view text);
 // Checks every flag and builds the plan; the other mode's flags are CheckModeFlags' (the
 // caller's: tapreplay runs it once for both modes). Errors (InvalidArgument, one line naming the
 // flag and value): no input; --serve missing or not ADDR:PORT; a --match-header or --session-header
-// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay,
+// that is not a field name; an empty --ignore-param; --miss-status, --threads, --delay (a fixed
+// delay: at most 1 h, the server's cap on a recorded one),
 // --idle-timeout or --timeout out of range or unparsable; --upstream not http://; --set-header as
 // run.h's ParseSetHeader; -o not text or json; the selection's errors (select.h); flags that would
 // be ignored (--timeout, --keep-authority or -w without --upstream; --no-redact or
@@ -123,14 +137,14 @@ absl::StatusOr<ServePlan> PlanServe(const ServeToolFlags& flags);
 // opens -w; starts the MockServer; prints
 //   tapreplay: serving N recorded exchanges (M skipped) on http://ADDR:PORT
 // on `err` (the bound port when 0 was given; M: RecordedResponses::skipped, exchanges that cannot
-// be served); logs each answered request as one line on `out`, flushed per line (with several
-// inputs a recorded exchange is named with its file: "recorded b.tap#0:1", JSON "input"). The
-// server's on_degraded lines (accepting failing) go to `err` as "tapreplay: ..." lines. The log
-// and the -w capture are written by threads of their own, so an `out` that blocks never holds the
-// server: at most 65536 lines wait, a line past them is dropped and counted; passed-through
-// exchanges for -w wait up to 256 MiB (bodies and fields), past it a pass-through waits for the
-// file (none is dropped). On SIGINT or SIGTERM: stops the server, closes the capture whole, gives
-// the log at most 5 s to be written and prints
+// be served), then RedactedHeadersNotice's line when there is one; logs each answered request as
+// one line on `out`, flushed per line (with several inputs a recorded exchange is named with its
+// file: "recorded b.tap#0:1", JSON "input"). The server's on_degraded lines (accepting failing) go
+// to `err` as "tapreplay: ..." lines. The log and the -w capture are written by threads of their
+// own, so an `out` that blocks never holds the server: at most 65536 lines wait, a line past them
+// is dropped and counted; passed-through exchanges for -w wait up to 256 MiB (bodies and fields),
+// past it a pass-through waits for the file (none is dropped). On SIGINT or SIGTERM: stops the
+// server, closes the capture whole, gives the log at most 5 s to be written and prints
 //   tapreplay: served H hits, M misses, P passed through
 // (", E upstream errors", ", B bad requests", ", A failed accepts", ", I internal errors" added
 // when there were any; a strict sequence used up counts as a miss) on `err`, after "tapreplay: N

@@ -139,12 +139,44 @@ TEST(PlanServe, EachErrorNamesItsFlag) {
             "--session-header \"\": not a field name (RFC 9110 section 5.6.2: a token)");
   EXPECT_EQ(Error(Flags({{"ignore-param", ""}})),
             "--ignore-param \"\": give a query parameter name");
+  // Each refused value gets the reason that fits it.
   EXPECT_EQ(Error(Flags({{"miss-status", "100"}})),
-            "--miss-status 100: not a final status from 200 to 599 (RFC 9110 section 15: 1xx is "
-            "interim)");
-  EXPECT_EQ(Error(Flags({{"miss-status", "abc"}})).rfind("--miss-status abc: ", 0), 0u);
+            "--miss-status 100: 1xx is interim (RFC 9110 section 15.2): it cannot end an "
+            "exchange; give a final status from 200 to 599");
+  EXPECT_EQ(Error(Flags({{"miss-status", "199"}})).rfind("--miss-status 199: 1xx is interim", 0),
+            0u);
+  for (const char* bad : {"600", "99", "0", "-404", "70000"}) {
+    EXPECT_EQ(Error(Flags({{"miss-status", bad}})),
+              absl::StrCat("--miss-status ", bad,
+                           ": out of range: give a status from 200 to 599 (RFC 9110 section 15)"));
+  }
+  for (const char* bad : {"abc", "4o4", "2e2"}) {
+    EXPECT_EQ(
+        Error(Flags({{"miss-status", bad}})),
+        absl::StrCat("--miss-status ", bad, ": not a number (give a status from 200 to 599)"));
+  }
+  EXPECT_EQ(Error(Flags({{"miss-status", ""}})),
+            "--miss-status \"\": not a number (give a status from 200 to 599)");
+  for (const char* good : {"200", "599", "503"}) {
+    ServeToolFlags f = Flags({{"miss-status", good}});
+    absl::StatusOr<ServePlan> p = PlanServe(f);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->serve.miss_status, std::stoi(good));
+  }
   EXPECT_EQ(Error(Flags({{"delay", "fast"}})),
             "--delay fast: give recorded, or a duration (50ms, 1.5s)");
+  // A fixed delay is capped as the server caps a recorded one: 1 h.
+  for (const char* bad : {"100000h", "61m", "3600.001s", "3600000001us"}) {
+    EXPECT_EQ(
+        Error(Flags({{"delay", bad}})),
+        absl::StrCat("--delay ", bad, ": above the cap of 1h (give recorded, or 50ms, 1.5s)"));
+  }
+  for (const char* good : {"1h", "60m", "3600s"}) {
+    absl::StatusOr<ServePlan> p = PlanServe(Flags({{"delay", good}}));
+    ASSERT_TRUE(p.ok()) << good << ": " << p.status();
+    EXPECT_EQ(p->serve.delay, ServeDelay::kFixed);
+    EXPECT_EQ(p->serve.delay_ns, uint64_t{3600} * 1'000'000'000) << good;
+  }
   EXPECT_EQ(Error(Flags({{"threads", "17"}})), "--threads 17: not a whole number from 1 to 16");
   EXPECT_EQ(Error(Flags({{"threads", "0"}})), "--threads 0: not a whole number from 1 to 16");
   for (const char* bad : {"0", "0s", "-1s", "25h", "soon"}) {
@@ -539,6 +571,85 @@ TEST(RunServeTool, JsonLogMatchesWhatCurlSent) {
   EXPECT_TRUE(j["latencyMs"].is_number());
   EXPECT_TRUE(std::regex_match(j["time"].get<std::string>(),
                                std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)")));
+  EXPECT_EQ(run.Stop(), kExitOk);
+}
+
+// The notice counts responses, not fields; names lower-cased and sorted, at most 5 then "...";
+// a --set-header of the field (any case) takes it out; a value that merely begins with the
+// prefix is no marker; request fields are not served and not counted.
+TEST(RedactedHeadersNotice, CountsResponsesAndNamesTheFields) {
+  const Redactor redactor({}, "fixed key");
+  const std::string marker = redactor.Redact("sid=1");
+  ASSERT_TRUE(IsRedactionMarker(marker)) << marker;
+  std::vector<Exchange> xs;
+  for (uint64_t i = 1; i <= 3; ++i) xs.push_back(::tapkit::testing::SmallExchange(i, i));
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}), "");
+  xs[0].request->headers.push_back({"Authorization", marker});
+  xs[1].response->headers.push_back({"X-Note", "tapkit-redacted:not a marker"});
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}), "");
+  xs[0].response->headers.push_back({"Set-Cookie", marker});
+  xs[0].response->headers.push_back({"Set-Cookie", marker});
+  xs[2].response->headers.push_back({"X-Api-Key", marker});
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}),
+            "2 recorded responses carry redacted header values (set-cookie, x-api-key): served "
+            "as their markers; --set-header NAME: VALUE replaces them");
+  EXPECT_EQ(RedactedHeadersNotice(xs, {{"set-COOKIE", "sid=test"}}),
+            "1 recorded response carries redacted header values (x-api-key): served as their "
+            "markers; --set-header NAME: VALUE replaces them");
+  EXPECT_EQ(RedactedHeadersNotice(xs, {{"Set-Cookie", "a"}, {"X-Api-Key", "b"}}), "");
+  for (const char* name : {"F-Six", "e-five", "D-Four", "c-three"}) {
+    xs[1].response->headers.push_back({name, marker});
+  }
+  EXPECT_EQ(RedactedHeadersNotice(xs, {}),
+            "3 recorded responses carry redacted header values (c-three, d-four, e-five, f-six, "
+            "set-cookie, ...): served as their markers; --set-header NAME: VALUE replaces them");
+}
+
+// A capture redacted as taprec redacts by default (the Redactor applied, then written by the
+// Writer): curl is served the Set-Cookie marker as stored, and the start says so once, after
+// the serving line; with --set-header Set-Cookie the notice is gone and curl gets that value.
+TEST(RunServeTool, SaysAtStartThatRedactedValuesAreServedAsMarkers) {
+  TAPKIT_REQUIRE_TOOL("curl");
+  Exchange x = ::tapkit::testing::SmallExchange(1, 1'000'000'000);
+  x.request->path = "/login";
+  x.response->headers.push_back({"Set-Cookie", "sid=s3cret; Path=/"});
+  const Redactor redactor({}, "");
+  ASSERT_EQ(redactor.Apply(&x), 1u);
+  const std::string marker = x.response->headers.back().value;
+  ASSERT_EQ(marker.rfind("tapkit-redacted:", 0), 0u) << marker;
+  const std::string path =
+      ::tapkit::testing::WriteTestFile("redacted.tap", ::tapkit::testing::WriteToString({x}));
+
+  ServeToolFlags f = Flags({{"serve", "127.0.115.31:0"}});
+  f.inputs = {path};
+  {
+    ToolRun run(f);
+    const int port = run.WaitForPort();
+    ASSERT_NE(port, 0) << run.err();
+    EXPECT_EQ(run.err(),
+              absl::StrCat("tapreplay: serving 1 recorded exchange (0 skipped) on "
+                           "http://127.0.115.31:",
+                           port,
+                           "\ntapreplay: 1 recorded response carries redacted header values "
+                           "(set-cookie): served as their markers; --set-header NAME: VALUE "
+                           "replaces them\n"));
+    const std::string head =
+        Shell(absl::StrCat("curl -s -D - -o /dev/null 'http://127.0.115.31:", port, "/login'"));
+    EXPECT_NE(head.find(absl::StrCat("\r\nSet-Cookie: ", marker, "\r\n")), std::string::npos)
+        << head;
+    EXPECT_EQ(run.Stop(), kExitOk);
+  }
+  f = Flags({{"serve", "127.0.115.32:0"}, {"set-header", "set-cookie: sid=test"}});
+  f.inputs = {path};
+  ToolRun run(f);
+  const int port = run.WaitForPort();
+  ASSERT_NE(port, 0) << run.err();
+  EXPECT_EQ(run.err().find("redacted"), std::string::npos) << run.err();
+  const std::string head =
+      Shell(absl::StrCat("curl -s -D - -o /dev/null 'http://127.0.115.32:", port, "/login'"));
+  EXPECT_NE(absl::AsciiStrToLower(head).find("\r\nset-cookie: sid=test\r\n"), std::string::npos)
+      << head;
+  EXPECT_EQ(head.find("tapkit-redacted"), std::string::npos) << head;
   EXPECT_EQ(run.Stop(), kExitOk);
 }
 

@@ -66,8 +66,16 @@ def main():
          "tapreplay: --upstream goes with --serve ADDR:PORT (it is an option of the mock "
          "server)"),
         (["--serve", "127.0.0.1:0", "--miss-status", "99", "in.tap"],
-         "tapreplay: --miss-status 99: not a final status from 200 to 599 (RFC 9110 section "
-         "15: 1xx is interim)"),
+         "tapreplay: --miss-status 99: out of range: give a status from 200 to 599 (RFC 9110 "
+         "section 15)"),
+        (["--serve", "127.0.0.1:0", "--miss-status", "600", "in.tap"],
+         "tapreplay: --miss-status 600: out of range: give a status from 200 to 599 (RFC 9110 "
+         "section 15)"),
+        (["--serve", "127.0.0.1:0", "--miss-status", "abc", "in.tap"],
+         "tapreplay: --miss-status abc: not a number (give a status from 200 to 599)"),
+        (["--serve", "127.0.0.1:0", "--miss-status", "100", "in.tap"],
+         "tapreplay: --miss-status 100: 1xx is interim (RFC 9110 section 15.2): it cannot end "
+         "an exchange; give a final status from 200 to 599"),
         (["--serve", "127.0.0.1:0", "--threads", "32", "in.tap"],
          "tapreplay: --threads 32: not a whole number from 1 to 16"),
         (["--serve", "127.0.0.1:0", "--idle-timeout", "0", "in.tap"],
@@ -77,6 +85,8 @@ def main():
          "server)"),
         (["--serve", "127.0.0.1:0", "--delay", "soon", "in.tap"],
          "tapreplay: --delay soon: give recorded, or a duration (50ms, 1.5s)"),
+        (["--serve", "127.0.0.1:0", "--delay", "100000h", "in.tap"],
+         "tapreplay: --delay 100000h: above the cap of 1h (give recorded, or 50ms, 1.5s)"),
         (["--serve", "127.0.0.1:0", "-w", "out.tap", "in.tap"],
          "tapreplay: -w goes with --upstream in --serve mode (it concerns the requests passed "
          "through to the upstream)"),

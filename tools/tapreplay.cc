@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
       "upstream", po::value(&s.upstream)->value_name("URL"),
       "pass a request nothing matches to http://HOST:PORT[/PREFIX] and serve its answer (-w "
       "records them)")("delay", po::value(&s.delay)->value_name("recorded|D"),
-                       "wait before answering: the recorded latency, or D (50ms, 1s)")(
+                       "wait before answering: the recorded latency, or D (50ms, 1s); at most 1h")(
       "threads", po::value(&s.threads)->value_name("N"), "serve on N threads (1..16; default 1)")(
       "idle-timeout", po::value(&s.idle_timeout)->value_name("D"),
       "close a kept-alive connection idle for D (default 75s, as nginx's keepalive_timeout)");
