@@ -1150,6 +1150,20 @@ TEST(ServeFixTest, TimeoutOutOfRange) {
 // Out of descriptors (RLIMIT_NOFILE lowered in a forked child serving): the accept loop waits
 // between tries instead of spinning a core, counts the failures and says so once.
 TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TAPKIT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TAPKIT_SANITIZED 1
+#endif
+#endif
+#ifdef TAPKIT_SANITIZED
+  // The sanitizer runtimes need free descriptors themselves (sanitizer_common checks memory is
+  // readable through a pipe): with none left, UBSan's vptr check reports the server's own
+  // std::thread as an invalid object. The gcc build runs this test.
+  GTEST_SKIP() << "serve_test: out-of-descriptors test skipped under sanitizers (their runtime "
+                  "needs descriptors itself); the plain build runs it";
+#endif
   int to_child[2], from_child[2];
   ASSERT_EQ(pipe(to_child), 0);
   ASSERT_EQ(pipe(from_child), 0);
