@@ -167,7 +167,10 @@ def record(work, addr, port, taprec, keep_running=False):
     if not keep_running:
         stop_nginx(os.path.join(work, "site", "nginx.pid"))
     tap = os.path.join(work, "rec.tap")
-    subprocess.run([taprec, "-r", pcap, "-w", tap], check=True, stderr=subprocess.DEVNULL)
+    done = subprocess.run([taprec, "-r", pcap, "-w", tap], stderr=subprocess.PIPE)
+    if done.returncode != 0:  # show why (a sanitizer report in the ASan build, say)
+        sys.exit(f"serve_site: taprec -r {pcap} exited {done.returncode}: "
+                 f"{done.stderr.decode(errors='replace')[-4000:]}")
     drops = re.search(r"\d+ packets dropped by kernel", open(log).read())
     print(f"serve_site: recorded {len(urls)} routes of {base} to {tap} "
           f"({drops.group(0) if drops else 'kernel drops unknown'})", file=sys.stderr)
