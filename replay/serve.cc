@@ -458,6 +458,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         beast::error_code ignored;
         self->socket_.cancel(ignored);
         self->socket_.close(ignored);
+      } else if (self->delaying_) {
+        // The delay is a courtesy; the recorded answer is what the client waits for: it is
+        // written now (AnswerAfter's handler), within the stop grace, and reported.
+        self->timer_.cancel();
       }
     });
   }
@@ -801,10 +805,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
   }
 
+  // Waits `delay_ns`, then writes the answer. Stop cuts a wait short (Close): the answer is
+  // written at once, saying "Connection: close".
   void AnswerAfter(uint64_t delay_ns) {
-    if (delay_ns == 0) return Write();
+    if (delay_ns == 0 || shared_->stopping.load()) return WriteClosing();
+    delaying_ = true;
     timer_.expires_after(std::chrono::nanoseconds(delay_ns));
-    timer_.async_wait([self = shared_from_this()](beast::error_code) { self->Write(); });
+    timer_.async_wait([self = shared_from_this()](beast::error_code) {
+      self->delaying_ = false;
+      self->WriteClosing();
+    });
+  }
+
+  // Write(), with the head's connection field made "close" when Stop came meanwhile (the head
+  // was rendered for a kept-alive connection; the connection is closed after this answer).
+  void WriteClosing() {
+    if (keep_alive_ && shared_->stopping.load()) {
+      keep_alive_ = false;
+      constexpr std::string_view kKeepAlive = "Connection: keep-alive\r\n\r\n";
+      if (head_.size() >= kKeepAlive.size() &&
+          std::string_view(head_).substr(head_.size() - kKeepAlive.size()) == kKeepAlive) {
+        head_.resize(head_.size() - kKeepAlive.size());  // HTTP/1.0 said keep-alive
+      } else if (head_.size() >= 2) {
+        head_.resize(head_.size() - 2);  // the empty line ending the head
+      }
+      head_.append("Connection: close\r\n\r\n");
+    }
+    Write();
   }
 
   void Write() {
@@ -829,6 +856,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.latency_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                   std::chrono::steady_clock::now() - head_steady_)
                                                   .count());
+    // A client gone before the answer (during a delay) still gets its event, which says the
+    // answer was not written.
+    if (ec) Append(&event_.explanation, "; answer not written: ", ec.message());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
     if (ec || shared_->stopping.load()) return Shutdown();
     if (!keep_alive_) return LingeringClose();
@@ -1084,6 +1114,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool reading_ = false;
+  bool delaying_ = false;  // AnswerAfter's timer is waiting
   // The request being answered.
   Request request_;
   unsigned version_ = 11;

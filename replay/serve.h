@@ -60,10 +60,12 @@
 //     not send them;
 //   - waits before answering: nothing by default, the recorded latency (response_start_ns, the
 //     request's first byte to the response's first byte) with kRecorded, or a fixed delay;
-//     the wait is a timer, not a sleep: other connections are served meanwhile.
+//     the wait is a timer, not a sleep: other connections are served meanwhile. Stop ends the
+//     wait: the answer is written at once.
 //
 // Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
-// response was written (or failed to be). on_event and on_degraded are called on the server's
+// response was written (or failed to be: the explanation then ends "; answer not written: " and
+// the socket error). on_event and on_degraded are called on the server's
 // threads, one at a time (never concurrently with each other or themselves: one lock); they
 // must not block for long, as every answer's report waits for them. on_recorded is called on
 // the pass-through's worker threads, one at a time (never concurrently with itself), under a
@@ -241,7 +243,8 @@ class MockServer {
   std::string address() const;  // "127.0.0.1:PORT", "[::1]:PORT"
   std::string url() const;      // "http://127.0.0.1:PORT"
 
-  // Stops accepting, lets the responses being written and the pass-throughs in flight finish
+  // Stops accepting, cuts pending delays short (those answers are written at once, with
+  // "Connection: close"), lets the responses being written and the pass-throughs in flight finish
   // (their answers written, reported and counted) for stop_grace_ns; past it, a pass-through
   // still waiting is ended and its client gets 503 (reported, counted); then every connection is
   // closed. After Stop returns no callback runs.

@@ -1685,5 +1685,108 @@ TEST(ServeFix2Test, RefusedHeadHasNoBody) {
                 std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n");
 }
 
+// The last findings (serve-final): on their own loopback address.
+constexpr char kFinalAddress[] = "127.0.116.1";
+
+std::unique_ptr<MockServer> ServeFinal(std::vector<Exchange> xs, ServeOptions o = {},
+                                       ServeCallbacks cb = {}) {
+  o.listen = std::string(kFinalAddress) + ":0";
+  o.match.ignore_host = true;
+  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  return *std::move(s);
+}
+
+// Sends `bytes` on a fresh connection to kFinalAddress; what came back until the server closed.
+std::string RawFinal(uint16_t port, std::string_view bytes, bool* closed) {
+  int fd = ConnectTo(kFinalAddress, port);
+  if (fd < 0) {
+    ADD_FAILURE() << "connect " << kFinalAddress << ":" << port;
+    return "";
+  }
+  SendAll(fd, bytes);
+  std::string out = ReadToClose(fd, closed);
+  close(fd);
+  return out;
+}
+
+// Stop while a 10 s delay is pending: the wait is cut short, the recorded answer written at once
+// (saying the connection closes), reported as the hit it is; Stop returns well within its grace.
+TEST(ServeFinalTest, StopCutsDelayShortAndWritesTheAnswer) {
+  ServeOptions o;
+  o.delay = ServeDelay::kFixed;
+  o.delay_ns = 10'000'000'000;
+  std::vector<ServeEvent> events;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = ServeFinal({Simple("/slow", "finished")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  std::string got;
+  bool closed = false;
+  std::thread client([&] {
+    got = RawFinal(server->port(), "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+  });
+  for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(server->stats().hits, 1u);  // looked up, waiting on the delay
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto before = std::chrono::steady_clock::now();
+  server->Stop();
+  const auto took = std::chrono::steady_clock::now() - before;
+  client.join();
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
+            "Connection: close\r\n\r\nfinished");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, ServeEvent::Kind::kHit);
+  EXPECT_EQ(events[0].status, 200);
+  EXPECT_EQ(events[0].explanation.find("not written"), std::string::npos);
+}
+
+// A client that leaves during the delay: the hit is still reported, and its event says the
+// answer was not written (the server's write fails on the reset connection).
+TEST(ServeFinalTest, ClientGoneDuringDelayEventSaysNotWritten) {
+  ServeOptions o;
+  o.delay = ServeDelay::kFixed;
+  o.delay_ns = 300'000'000;
+  std::vector<ServeEvent> events;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = ServeFinal({Simple("/slow", "finished")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  int fd = ConnectTo(kFinalAddress, server->port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // SO_LINGER 0: close sends a reset, so the server's write fails rather than filling a buffer.
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!events.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  server->Stop();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, ServeEvent::Kind::kHit);
+  EXPECT_NE(events[0].explanation.find("; answer not written: "), std::string::npos)
+      << events[0].explanation;
+}
+
 }  // namespace
 }  // namespace tapkit::replay
