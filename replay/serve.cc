@@ -545,9 +545,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  void ReadHeadBytes() {
+  // `restart`: the header_timeout starts now (false: the head's deadline runs on, the parse
+  // starting again over bytes already read: ignored empty lines, a version rewritten).
+  void ReadHeadBytes(bool restart = true) {
     if (shared_->stopping.load()) return Shutdown();
-    Expect(Phase::kHead, shared_->options.header_timeout_ns);
+    if (restart) {
+      Expect(Phase::kHead, shared_->options.header_timeout_ns);
+      empty_line_bytes_ = 0;
+    } else {
+      phase_ = Phase::kHead;
+    }
     parser_.emplace();
     parser_->body_limit(kMaxRequestBody);
     parser_->header_limit(kHeaderLimit);
@@ -562,6 +569,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kNone;
     head_wall_ns_ = WallNowNs();
     head_steady_ = std::chrono::steady_clock::now();
+    if (ec == http::error::bad_method && SkipEmptyLines()) return;
+    if (ec == http::error::bad_version) {
+      if (std::optional<std::string> why = RewriteMinorVersion()) {
+        if (why->empty()) return ReadHeadBytes(/*restart=*/false);
+        return Refuse(505, *why);
+      }
+    }
     if (ec) return OnReadError(ec);
     if (std::string why = HeadError(parser_->get()); !why.empty()) return Refuse(400, why);
     if (parser_->is_done()) return OnRequest();
@@ -593,6 +607,71 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             if (!self->parser_->is_done()) return self->ReadBody();
                             self->OnRequest();
                           });
+  }
+
+  // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line (CRLF) received before
+  // the request-line (nginx does; LF alone too, section 2.2's lenient line ending). Drops the
+  // buffered empty lines before the head and parses again (false when the buffer does not start
+  // with one, or past kHeaderLimit bytes of them: a parse error). A lone CR at the end waits for
+  // the next byte.
+  bool SkipEmptyLines() {
+    std::string_view b(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    size_t n = 0;
+    while (n < b.size()) {
+      if (b[n] == '\n') {
+        ++n;
+      } else if (b[n] == '\r' && n + 1 < b.size() && b[n + 1] == '\n') {
+        n += 2;
+      } else {
+        break;
+      }
+    }
+    const bool lone_cr = n + 1 == b.size() && b[n] == '\r';
+    if (n == 0 && !lone_cr) return false;
+    empty_line_bytes_ += n;
+    if (empty_line_bytes_ > kHeaderLimit) return false;
+    buffer_.consume(n);
+    if (!lone_cr) {
+      ReadHeadBytes(/*restart=*/false);
+      return true;
+    }
+    // "\r" alone: one more read, then the parse again.
+    reading_ = true;
+    socket_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t got) {
+                              self->reading_ = false;
+                              if (ec) return self->OnReadError(ec);
+                              self->buffer_.commit(got);
+                              self->ReadHeadBytes(/*restart=*/false);
+                            });
+    return true;
+  }
+
+  // The request-line's version, which the parser (Boost.Beast: 1.0 and 1.1 only) refused:
+  // HTTP/1.x with x > 1 is rewritten in the buffer to HTTP/1.1 (RFC 9110 section 6.2: processed
+  // as the highest minor version the server conforms to) and "" returned; a major version past 1
+  // returns why it gets 505 (RFC 9110 section 15.6.6); nullopt for anything else (a parse error).
+  std::optional<std::string> RewriteMinorVersion() {
+    auto* data = static_cast<char*>(buffer_.data().data());
+    std::string_view b(data, buffer_.size());
+    std::string_view line = b.substr(0, b.find('\n'));
+    size_t sp1 = line.find(' ');
+    size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos || line.size() < sp2 + 9) return std::nullopt;
+    char* v = data + sp2 + 1;  // "HTTP/d.d"
+    std::string_view version(v, 8);
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (version.substr(0, 5) != "HTTP/" || !digit(version[5]) || version[6] != '.' ||
+        !digit(version[7]))
+      return std::nullopt;
+    if (version[5] == '1' && version[7] > '1') {
+      v[7] = '1';
+      return std::string();
+    }
+    if (version[5] >= '2')
+      return Cat(version, " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 section ",
+                 "15.6.6)");
+    return std::nullopt;
   }
 
   void OnReadError(beast::error_code ec) {
@@ -1115,6 +1194,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<http::request_parser<http::string_body>> parser_;
   bool reading_ = false;
   bool delaying_ = false;  // AnswerAfter's timer is waiting
+  size_t empty_line_bytes_ = 0;  // empty lines skipped before this head (SkipEmptyLines)
   // The request being answered.
   Request request_;
   unsigned version_ = 11;

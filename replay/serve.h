@@ -21,7 +21,9 @@
 //     cannot be framed; the bytes after it are not read as requests), an HTTP/1.0 request with
 //     Transfer-Encoding (section 6.1: faulty framing) and an HTTP/1.1 request
 //     without exactly one Host (RFC 9112 section 3.2); a head past 64 KiB gets 431 (RFC 6585
-//     section 5) and the connection is closed;
+//     section 5) and the connection is closed; empty lines before a request-line are ignored
+//     (RFC 9112 section 2.2); HTTP/1.x with x > 1 is served as HTTP/1.1 (RFC 9110 section 6.2)
+//     and a request-line saying HTTP/2.0 or higher gets 505 (RFC 9110 section 15.6.6), closed;
 //   - answers a hit with the recorded status, reason phrase and header fields in recorded order,
 //     except the framing and hop-by-hop fields (RFC 9110 section 7.6.1: Connection and the fields
 //     it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) and
@@ -155,7 +157,7 @@ struct ServeEvent {
     kExhausted,      // strict: the key's recorded responses were all served: miss_status
     kPassThrough,    // a miss answered by the upstream (and handed to on_recorded)
     kUpstreamError,  // a miss the upstream did not answer: 502 (503: not awaited, Stop)
-    kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
+    kBadRequest,     // the request was refused: 400, 408 (a timeout), 413, 431 or 505
     // The key matched a recorded response whose status (past 599: a damaged record) cannot be
     // served over HTTP/1.1: 502 with Tapkit-Miss saying so; `recorded` names it. Not a hit.
     kBadRecorded,

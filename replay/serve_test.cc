@@ -1788,5 +1788,50 @@ TEST(ServeFinalTest, ClientGoneDuringDelayEventSaysNotWritten) {
       << events[0].explanation;
 }
 
+// RFC 9112 section 2.2: empty lines (CRLF) before a request-line are ignored, as nginx does.
+TEST(ServeFinalTest, EmptyLinesBeforeTheRequestLineIgnored) {
+  auto server = ServeFinal({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "\r\nGET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+}
+
+// RFC 9110 section 6.2: HTTP/1.x with x > 1 is answered as HTTP/1.1; section 15.6.6: a major
+// version past 1 in an HTTP/1 request-line gets 505 and the connection is closed.
+TEST(ServeFinalTest, MinorVersionPastOneIsOneOneMajorPastOneIs505) {
+  auto server = ServeFinal({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /a HTTP/1.2\r\nHost: x\r\n\r\n"
+                             "GET /a HTTP/1.9\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  for (std::string version : {"2.0", "3.0"}) {
+    got = RawFinal(server->port(), "GET /a HTTP/" + version + "\r\nHost: x\r\n\r\nGET /a",
+                   &closed);
+    EXPECT_TRUE(closed);
+    const std::string why = "HTTP/" + version +
+                            " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 "
+                            "section 15.6.6)";
+    EXPECT_EQ(got, "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                       std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why +
+                       "\n");
+  }
+}
+
 }  // namespace
 }  // namespace tapkit::replay
