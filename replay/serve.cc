@@ -283,7 +283,10 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     head->append("\r\n");
   }
   *body = {};
-  if (!no_body_status && !head_request) {
+  if (status == 205 && !head_request) {
+    // RFC 9110 section 15.3.6: a 205 MUST NOT carry content; a recorded body is not served.
+    head->append("Content-Length: 0\r\n");
+  } else if (!no_body_status && !head_request) {
     const Body& b = rsp.body;
     if (b.truncated || b.data.size() < b.length) {
       head->append("Tapkit-Truncated: stored ");
@@ -873,8 +876,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void RenderText(unsigned status, std::string_view why, std::string body) {
     // RFC 9110 sections 15.3.5 and 15.4.5, RFC 9112 section 6.3: a 204 or 304 ends at its
     // header section (no body, no Content-Length).
+    // RFC 9110 section 15.3.6: a 205 MUST NOT carry content either; it says so with
+    // "Content-Length: 0" (the section's first way).
     const bool no_body = status == 204 || status == 304;
-    body_owned_ = no_body ? std::string() : std::move(body);
+    body_owned_ = no_body || status == 205 ? std::string() : std::move(body);
     head_.clear();
     AppendStatusLine(&head_, status, ReasonFor(status));
     Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why, "\r\n");

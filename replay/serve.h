@@ -48,7 +48,8 @@
 //     charset=utf-8`, the field `Tapkit-Miss: <LookupResult::Explanation()>` (made safe for a
 //     field value: control bytes escaped) and a body of that explanation and the request line,
 //     unless an upstream is set (below). A miss_status of 204 or 304 ends at the header section
-//     (no body, no Content-Length: RFC 9110 sections 15.3.5 and 15.4.5). Only an exhausted
+//     (no body, no Content-Length: RFC 9110 sections 15.3.5 and 15.4.5), and so does a 205 with
+//     "Content-Length: 0" (section 15.3.6: no content; a recorded 205's body is not served either). Only an exhausted
 //     strict sequence or a miss ever gets this answer;
 //   - with an upstream (`http://HOST[:PORT]` with an optional path prefix; the port defaults to
 //     80), a miss is passed

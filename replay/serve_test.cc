@@ -1833,5 +1833,33 @@ TEST(ServeFinalTest, MinorVersionPastOneIsOneOneMajorPastOneIs505) {
   }
 }
 
+// RFC 9110 section 15.3.6: a 205 MUST NOT carry content; a miss_status of 205 ends at its header
+// section with "Content-Length: 0" (the section allows it; no body follows).
+TEST(ServeFinalTest, MissStatus205HasNoBody) {
+  ServeOptions o;
+  o.miss_status = 205;
+  auto server = ServeFinal({Simple("/a", "A")}, o);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /none HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  const std::string why = "no recorded request matches; closest: GET /a (differs on path)";
+  EXPECT_EQ(got,
+            "HTTP/1.1 205 Reset Content\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Tapkit-Miss: " + why + "\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  // A recorded 205 with a body (a damaged or non-conforming record): served without it.
+  auto recorded = ServeFinal({Recorded("POST", "/form", 205, "Reset Content", {}, "oops")});
+  ASSERT_NE(recorded, nullptr);
+  got = RawFinal(recorded->port(),
+                 "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                 &closed);
+  EXPECT_EQ(got, "HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
