@@ -430,9 +430,47 @@ size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
 
 uint64_t NoOffset(const void*) { return 0; }  // interim responses are not kept
 
+// The upstream answer's header lines into the reader; a final response whose Content-Length
+// values differ ends the transfer (RFC 9112 section 6.3 item 5: a proxy MUST discard it, close
+// the connection to the server and answer 502; libcurl would frame the body by the last value).
+// The check is here, not in the ResponseReader: the replay engine records what the live service
+// sent, differing lengths included, and compares it with the recording.
+struct UpstreamHead {
+  internal::ResponseReader* reader;
+  bool differing_lengths = false;
+};
+
+// True when the Content-Length fields of `headers` (each possibly a comma-separated list) do not
+// all carry the same value.
+bool DifferingContentLengths(const std::vector<Header>& headers) {
+  std::optional<std::string_view> first;
+  for (const Header& h : headers) {
+    if (!EqualsIgnoreCase(h.name, "content-length")) continue;
+    std::string_view rest = h.value;
+    for (;;) {
+      size_t comma = rest.find(',');
+      std::string_view v = StripOws(rest.substr(0, comma));
+      if (!first) {
+        first = v;
+      } else if (v != *first) {
+        return true;
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
-  static_cast<internal::ResponseReader*>(user)->HeaderLine(std::string_view(data, size * n),
-                                                           NoOffset, nullptr);
+  auto* head = static_cast<UpstreamHead*>(user);
+  const std::string_view line(data, size * n);
+  head->reader->HeaderLine(line, NoOffset, nullptr);
+  if (StartsWithIgnoreCase(line, "content-length") &&
+      DifferingContentLengths(head->reader->response().headers)) {
+    head->differing_lengths = true;
+    return 0;  // CURLE_WRITE_ERROR: libcurl closes the connection
+  }
   return size * n;
 }
 
@@ -1075,6 +1113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     char errbuf[CURL_ERROR_SIZE] = {0};
     internal::ResponseReader reader;
     reader.Reset(kMaxUpstreamBody);
+    UpstreamHead upstream_head{&reader};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -1084,7 +1123,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reader);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CurlHeader);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reader);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &upstream_head);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
@@ -1107,6 +1146,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     a.response = std::move(reader.response());
     if (rc == CURLE_ABORTED_BY_CALLBACK && shared_->abort_upstream.load()) {
       a.stopping = true;
+    } else if (upstream_head.differing_lengths) {
+      a.error = "differing Content-Length values in its answer (RFC 9112 section 6.3)";
     } else if (rc != CURLE_OK) {
       a.error = rc == CURLE_WRITE_ERROR
                     ? Cat("response body past ", kMaxUpstreamBody, " bytes")

@@ -58,7 +58,8 @@
 //     its answer served to the client (re-framed the same way), and the exchange handed to
 //     on_recorded so it can be written to a capture. An upstream that cannot be reached or does
 //     not answer within upstream_timeout_ns gets the client a 502 with Tapkit-Miss naming the
-//     upstream and the error, and so does an answer whose body is past 64 MiB. Fields libcurl
+//     upstream and the error, and so does an answer whose body is past 64 MiB or whose
+//     Content-Length values differ (RFC 9112 section 6.3 item 5: discarded, its connection closed). Fields libcurl
 //     would add on its own (Accept, Expect, a form Content-Type) are not sent when the client did
 //     not send them;
 //   - waits before answering: nothing by default, the recorded latency (response_start_ns, the

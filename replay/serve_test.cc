@@ -1861,5 +1861,59 @@ TEST(ServeFinalTest, MissStatus205HasNoBody) {
   EXPECT_EQ(got, "HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 }
 
+// An upstream answering /two with two different Content-Length values, the last one the body's
+// (libcurl frames by it), and /same with the same value twice (raw sockets: http.server would
+// not send them).
+constexpr char kTwoLengthsUpstream[] = R"(import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d: return c.close()
+        data += d
+    two = data.startswith(b"GET /two ")
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + (b"7" if two else b"5") +
+              b"\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+)";
+
+// RFC 9112 section 6.3 item 5: a proxy receiving a response with differing Content-Length
+// values MUST discard it and answer 502; the same value twice is one length (served).
+TEST(ServeFinalTest, UpstreamWithDifferingContentLengthsIs502) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  SlowUpstream up("127.0.116.2", kTwoLengthsUpstream, "serve_two_lengths_upstream.py");
+  ASSERT_TRUE(up.ready);
+  ServeOptions o;
+  o.upstream = up.url;
+  std::vector<Exchange> recorded;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange x) {
+    std::lock_guard<std::mutex> lock(mu);
+    recorded.push_back(std::move(x));
+  };
+  auto server = ServeFinal({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
+  const std::string why = "upstream " + up.url +
+                          ": differing Content-Length values in its answer (RFC 9112 section 6.3)";
+  EXPECT_EQ(got, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Tapkit-Miss: " + why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
+                     "\r\nConnection: close\r\n\r\n" + why + "\n");
+  got = RawFinal(server->port(), "GET /same HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 &closed);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+  server->Stop();
+  ASSERT_EQ(recorded.size(), 1u);  // only the answer served
+  EXPECT_EQ(recorded[0].request->path, "/same");
+}
+
 }  // namespace
 }  // namespace tapkit::replay
