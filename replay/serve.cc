@@ -1023,7 +1023,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // A miss sent to the upstream on the worker pool; the answer comes back to this strand.
+  // libcurl's timeout is what is left of upstream_timeout_ns, but a retry (a kept-alive
+  // upstream connection found closed) can overrun it: the connection's own timer answers 502 at
+  // the deadline, the worker's late answer is then dropped (not recorded), and the connection is
+  // closed after the 502 (the worker may still read request_).
   void PassThrough(uint64_t delay_ns) {
+    upstream_pending_ = true;
+    upstream_abandoned_.store(false);
+    timer_.expires_at(head_steady_ +
+                      std::chrono::nanoseconds(shared_->options.upstream_timeout_ns));
+    timer_.async_wait([self = shared_from_this(), delay_ns](beast::error_code ec) {
+      if (ec == asio::error::operation_aborted || !self->upstream_pending_) return;
+      self->upstream_pending_ = false;
+      self->upstream_abandoned_.store(true);
+      self->keep_alive_ = false;
+      UpstreamAnswer late;
+      late.error = Cat("timed out: no answer within ",
+                       self->shared_->options.upstream_timeout_ns / 1000000, " ms");
+      self->OnUpstream(late, delay_ns);
+    });
     asio::post(*shared_->pool, [self = shared_from_this(), delay_ns] {
       auto answer = std::make_shared<UpstreamAnswer>();
       try {
@@ -1033,8 +1051,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         answer->ok = false;
         answer->error = Cat("internal error: ", e.what());
       }
-      asio::post(self->socket_.get_executor(),
-                 [self, answer, delay_ns] { self->OnUpstream(*answer, delay_ns); });
+      asio::post(self->socket_.get_executor(), [self, answer, delay_ns] {
+        if (!self->upstream_pending_) return;  // answered 502 at the deadline already
+        self->upstream_pending_ = false;
+        self->timer_.cancel();
+        self->OnUpstream(*answer, delay_ns);
+      });
     });
   }
 
@@ -1184,7 +1206,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       x.request = request_;
       x.response = a.response;
       x.completion = Completion::kComplete;
-      shared_->Record(std::move(x));
+      if (!upstream_abandoned_.load()) shared_->Record(std::move(x));
     }
     curl_slist_free_all(list);
     return a;
@@ -1241,6 +1263,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading_ = false;
   bool delaying_ = false;  // AnswerAfter's timer is waiting
   size_t empty_line_bytes_ = 0;  // empty lines skipped before this head (SkipEmptyLines)
+  bool upstream_pending_ = false;  // a pass-through's answer is awaited (PassThrough)
+  std::atomic<bool> upstream_abandoned_{false};  // answered 502 at the deadline: do not record
   // The request being answered.
   Request request_;
   unsigned version_ = 11;

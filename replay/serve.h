@@ -122,7 +122,9 @@ struct ServeOptions {
   // get miss_status.
   std::string upstream;
   bool keep_authority = false;  // pass-through keeps the client's Host
-  // Per passed-through request, from its head's arrival (1 ns..24 h; checked with an upstream):
+  // Per passed-through request, from its head's arrival (1 ns..24 h; checked with an upstream;
+  // held by the connection's own timer too, so a libcurl retry cannot overrun it: then 502 and
+  // the connection closed, the late answer not recorded):
   // 16 workers per thread each send one at a time (connections to the upstream kept and reused
   // by any worker); a miss still queued when its time is up gets the 502 without being sent.
   uint64_t upstream_timeout_ns = 30'000'000'000;

@@ -1915,5 +1915,62 @@ TEST(ServeFinalTest, UpstreamWithDifferingContentLengthsIs502) {
   EXPECT_EQ(recorded[0].request->path, "/same");
 }
 
+// An upstream that answers its first request kept alive, then closes that connection; every
+// later request waits 5 s before its answer (connections that send nothing, a readiness probe,
+// do not count).
+constexpr char kClosingUpstream[] = R"(import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+served = [0]
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d: return c.close()
+        data += d
+    served[0] += 1
+    if served[0] > 1: time.sleep(5)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+    time.sleep(0.2)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+)";
+
+// The upstream timeout counts from the request head's arrival and holds even when libcurl finds
+// its kept-alive upstream connection closed and retries on a new one: the client's 502 comes at
+// the deadline, and the upstream's late answer is not recorded.
+TEST(ServeFinalTest, UpstreamTimeoutHoldsAcrossARetry) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  SlowUpstream up("127.0.116.4", kClosingUpstream, "serve_closing_upstream.py");
+  ASSERT_TRUE(up.ready);
+  ServeOptions o;
+  o.upstream = up.url;
+  o.upstream_timeout_ns = 1'000'000'000;
+  std::atomic<int> recorded{0};
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange) { ++recorded; };
+  auto server = ServeFinal({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\none");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the upstream closed it
+  const auto before = std::chrono::steady_clock::now();
+  got = RawFinal(server->port(), "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 &closed);
+  const auto took = std::chrono::steady_clock::now() - before;
+  // libcurl's timeout or the connection's timer, whichever comes first: "timed out" either way.
+  EXPECT_EQ(got.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("timed out"), std::string::npos) << got;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(took, std::chrono::milliseconds(950));
+  EXPECT_LT(took, std::chrono::milliseconds(1100));
+  server->Stop();
+  EXPECT_EQ(recorded.load(), 1);  // /one only
+}
+
 }  // namespace
 }  // namespace tapkit::replay
