@@ -594,7 +594,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Expect(Phase::kHead, shared_->options.header_timeout_ns);
       empty_line_bytes_ = 0;
     } else {
-      phase_ = Phase::kHead;
+      KeepHeadDeadline();
     }
     parser_.emplace();
     parser_->body_limit(kMaxRequestBody);
@@ -650,6 +650,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
                           });
   }
 
+  // The head's header_timeout runs on (deadline_ unchanged) over a read started again.
+  void KeepHeadDeadline() {
+    phase_ = Phase::kHead;
+    if (!watchdog_waiting_) ArmWatchdog();
+  }
+
   // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line (CRLF) received before
   // the request-line (nginx does; LF alone too, section 2.2's lenient line ending). Drops the
   // buffered empty lines before the head and parses again (false when the buffer does not start
@@ -676,7 +682,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ReadHeadBytes(/*restart=*/false);
       return true;
     }
-    // "\r" alone: one more read, then the parse again.
+    // "\r" alone: one more read (under the head's deadline), then the parse again.
+    KeepHeadDeadline();
     reading_ = true;
     socket_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, size_t got) {

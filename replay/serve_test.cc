@@ -1807,6 +1807,20 @@ TEST(ServeFinalTest, EmptyLinesBeforeTheRequestLineIgnored) {
             "Connection: close\r\n\r\nA");
 }
 
+// A lone CR before a request-line, then nothing: the head's header_timeout still holds (408).
+TEST(ServeFinalTest, StalledAfterAnEmptyLineTimesOut) {
+  ServeOptions o;
+  o.header_timeout_ns = 300'000'000;
+  auto server = ServeFinal({Simple("/a", "A")}, o);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  const auto before = std::chrono::steady_clock::now();
+  std::string got = RawFinal(server->port(), "\r\n\r", &closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(3));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << got;
+}
+
 // RFC 9110 section 6.2: HTTP/1.x with x > 1 is answered as HTTP/1.1; section 15.6.6: a major
 // version past 1 in an HTTP/1 request-line gets 505 and the connection is closed.
 TEST(ServeFinalTest, MinorVersionPastOneIsOneOneMajorPastOneIs505) {
@@ -1970,7 +1984,7 @@ TEST(ServeFinalTest, UpstreamTimeoutHoldsAcrossARetry) {
   EXPECT_NE(got.find("timed out"), std::string::npos) << got;
   EXPECT_TRUE(closed);
   EXPECT_GE(took, std::chrono::milliseconds(950));
-  EXPECT_LT(took, std::chrono::milliseconds(1100));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));  // room for a loaded machine
   server->Stop();
   EXPECT_EQ(recorded.load(), 1);  // /one only
 }
