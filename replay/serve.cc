@@ -283,7 +283,10 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     head->append("\r\n");
   }
   *body = {};
-  if (!no_body_status && !head_request) {
+  if (status == 205 && !head_request) {
+    // RFC 9110 section 15.3.6: a 205 MUST NOT carry content; a recorded body is not served.
+    head->append("Content-Length: 0\r\n");
+  } else if (!no_body_status && !head_request) {
     const Body& b = rsp.body;
     if (b.truncated || b.data.size() < b.length) {
       head->append("Tapkit-Truncated: stored ");
@@ -427,9 +430,47 @@ size_t CurlWrite(char* data, size_t size, size_t n, void* user) {
 
 uint64_t NoOffset(const void*) { return 0; }  // interim responses are not kept
 
+// The upstream answer's header lines into the reader; a final response whose Content-Length
+// values differ ends the transfer (RFC 9112 section 6.3 item 5: a proxy MUST discard it, close
+// the connection to the server and answer 502; libcurl would frame the body by the last value).
+// The check is here, not in the ResponseReader: the replay engine records what the live service
+// sent, differing lengths included, and compares it with the recording.
+struct UpstreamHead {
+  internal::ResponseReader* reader;
+  bool differing_lengths = false;
+};
+
+// True when the Content-Length fields of `headers` (each possibly a comma-separated list) do not
+// all carry the same value.
+bool DifferingContentLengths(const std::vector<Header>& headers) {
+  std::optional<std::string_view> first;
+  for (const Header& h : headers) {
+    if (!EqualsIgnoreCase(h.name, "content-length")) continue;
+    std::string_view rest = h.value;
+    for (;;) {
+      size_t comma = rest.find(',');
+      std::string_view v = StripOws(rest.substr(0, comma));
+      if (!first) {
+        first = v;
+      } else if (v != *first) {
+        return true;
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
-  static_cast<internal::ResponseReader*>(user)->HeaderLine(std::string_view(data, size * n),
-                                                           NoOffset, nullptr);
+  auto* head = static_cast<UpstreamHead*>(user);
+  const std::string_view line(data, size * n);
+  head->reader->HeaderLine(line, NoOffset, nullptr);
+  if (StartsWithIgnoreCase(line, "content-length") &&
+      DifferingContentLengths(head->reader->response().headers)) {
+    head->differing_lengths = true;
+    return 0;  // CURLE_WRITE_ERROR: libcurl closes the connection
+  }
   return size * n;
 }
 
@@ -458,6 +499,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         beast::error_code ignored;
         self->socket_.cancel(ignored);
         self->socket_.close(ignored);
+      } else if (self->delaying_) {
+        // The delay is a courtesy; the recorded answer is what the client waits for: it is
+        // written now (AnswerAfter's handler), within the stop grace, and reported.
+        self->timer_.cancel();
       }
     });
   }
@@ -541,9 +586,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  void ReadHeadBytes() {
+  // `restart`: the header_timeout starts now (false: the head's deadline runs on, the parse
+  // starting again over bytes already read: ignored empty lines, a version rewritten).
+  void ReadHeadBytes(bool restart = true) {
     if (shared_->stopping.load()) return Shutdown();
-    Expect(Phase::kHead, shared_->options.header_timeout_ns);
+    if (restart) {
+      Expect(Phase::kHead, shared_->options.header_timeout_ns);
+      empty_line_bytes_ = 0;
+    } else {
+      KeepHeadDeadline();
+    }
     parser_.emplace();
     parser_->body_limit(kMaxRequestBody);
     parser_->header_limit(kHeaderLimit);
@@ -558,6 +610,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     phase_ = Phase::kNone;
     head_wall_ns_ = WallNowNs();
     head_steady_ = std::chrono::steady_clock::now();
+    if (ec == http::error::bad_method && SkipEmptyLines()) return;
+    if (ec == http::error::bad_version) {
+      if (std::optional<std::string> why = RewriteMinorVersion()) {
+        if (why->empty()) return ReadHeadBytes(/*restart=*/false);
+        return Refuse(505, *why);
+      }
+    }
     if (ec) return OnReadError(ec);
     if (std::string why = HeadError(parser_->get()); !why.empty()) return Refuse(400, why);
     if (parser_->is_done()) return OnRequest();
@@ -589,6 +648,78 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             if (!self->parser_->is_done()) return self->ReadBody();
                             self->OnRequest();
                           });
+  }
+
+  // The head's header_timeout runs on (deadline_ unchanged) over a read started again.
+  void KeepHeadDeadline() {
+    phase_ = Phase::kHead;
+    if (!watchdog_waiting_) ArmWatchdog();
+  }
+
+  // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line (CRLF) received before
+  // the request-line (nginx does; LF alone too, section 2.2's lenient line ending). Drops the
+  // buffered empty lines before the head and parses again (false when the buffer does not start
+  // with one, or past kHeaderLimit bytes of them: a parse error). A lone CR at the end waits for
+  // the next byte.
+  bool SkipEmptyLines() {
+    std::string_view b(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    size_t n = 0;
+    while (n < b.size()) {
+      if (b[n] == '\n') {
+        ++n;
+      } else if (b[n] == '\r' && n + 1 < b.size() && b[n + 1] == '\n') {
+        n += 2;
+      } else {
+        break;
+      }
+    }
+    const bool lone_cr = n + 1 == b.size() && b[n] == '\r';
+    if (n == 0 && !lone_cr) return false;
+    empty_line_bytes_ += n;
+    if (empty_line_bytes_ > kHeaderLimit) return false;
+    buffer_.consume(n);
+    if (!lone_cr) {
+      ReadHeadBytes(/*restart=*/false);
+      return true;
+    }
+    // "\r" alone: one more read (under the head's deadline), then the parse again.
+    KeepHeadDeadline();
+    reading_ = true;
+    socket_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t got) {
+                              self->reading_ = false;
+                              if (ec) return self->OnReadError(ec);
+                              self->buffer_.commit(got);
+                              self->ReadHeadBytes(/*restart=*/false);
+                            });
+    return true;
+  }
+
+  // The request-line's version, which the parser (Boost.Beast: 1.0 and 1.1 only) refused:
+  // HTTP/1.x with x > 1 is rewritten in the buffer to HTTP/1.1 (RFC 9110 section 6.2: processed
+  // as the highest minor version the server conforms to) and "" returned; a major version past 1
+  // returns why it gets 505 (RFC 9110 section 15.6.6); nullopt for anything else (a parse error).
+  std::optional<std::string> RewriteMinorVersion() {
+    auto* data = static_cast<char*>(buffer_.data().data());
+    std::string_view b(data, buffer_.size());
+    std::string_view line = b.substr(0, b.find('\n'));
+    size_t sp1 = line.find(' ');
+    size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos || line.size() < sp2 + 9) return std::nullopt;
+    char* v = data + sp2 + 1;  // "HTTP/d.d"
+    std::string_view version(v, 8);
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (version.substr(0, 5) != "HTTP/" || !digit(version[5]) || version[6] != '.' ||
+        !digit(version[7]))
+      return std::nullopt;
+    if (version[5] == '1' && version[7] > '1') {
+      v[7] = '1';
+      return std::string();
+    }
+    if (version[5] >= '2')
+      return Cat(version, " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 section ",
+                 "15.6.6)");
+    return std::nullopt;
   }
 
   void OnReadError(beast::error_code ec) {
@@ -790,8 +921,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void RenderText(unsigned status, std::string_view why, std::string body) {
     // RFC 9110 sections 15.3.5 and 15.4.5, RFC 9112 section 6.3: a 204 or 304 ends at its
     // header section (no body, no Content-Length).
+    // RFC 9110 section 15.3.6: a 205 MUST NOT carry content either; it says so with
+    // "Content-Length: 0" (the section's first way).
     const bool no_body = status == 204 || status == 304;
-    body_owned_ = no_body ? std::string() : std::move(body);
+    body_owned_ = no_body || status == 205 ? std::string() : std::move(body);
     head_.clear();
     AppendStatusLine(&head_, status, ReasonFor(status));
     Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why, "\r\n");
@@ -801,10 +934,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
   }
 
+  // Waits `delay_ns`, then writes the answer. Stop cuts a wait short (Close): the answer is
+  // written at once, saying "Connection: close".
   void AnswerAfter(uint64_t delay_ns) {
-    if (delay_ns == 0) return Write();
+    if (delay_ns == 0 || shared_->stopping.load()) return WriteClosing();
+    delaying_ = true;
     timer_.expires_after(std::chrono::nanoseconds(delay_ns));
-    timer_.async_wait([self = shared_from_this()](beast::error_code) { self->Write(); });
+    timer_.async_wait([self = shared_from_this()](beast::error_code) {
+      self->delaying_ = false;
+      self->WriteClosing();
+    });
+  }
+
+  // Write(), with the head's connection field made "close" when Stop came meanwhile (the head
+  // was rendered for a kept-alive connection; the connection is closed after this answer).
+  void WriteClosing() {
+    if (keep_alive_ && shared_->stopping.load()) {
+      keep_alive_ = false;
+      constexpr std::string_view kKeepAlive = "Connection: keep-alive\r\n\r\n";
+      if (head_.size() >= kKeepAlive.size() &&
+          std::string_view(head_).substr(head_.size() - kKeepAlive.size()) == kKeepAlive) {
+        head_.resize(head_.size() - kKeepAlive.size());  // HTTP/1.0 said keep-alive
+      } else if (head_.size() >= 2) {
+        head_.resize(head_.size() - 2);  // the empty line ending the head
+      }
+      head_.append("Connection: close\r\n\r\n");
+    }
+    Write();
   }
 
   void Write() {
@@ -829,6 +985,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.latency_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                   std::chrono::steady_clock::now() - head_steady_)
                                                   .count());
+    // A client gone before the answer (during a delay) still gets its event, which says the
+    // answer was not written.
+    if (ec) Append(&event_.explanation, "; answer not written: ", ec.message());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
     if (ec || shared_->stopping.load()) return Shutdown();
     if (!keep_alive_) return LingeringClose();
@@ -871,7 +1030,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // A miss sent to the upstream on the worker pool; the answer comes back to this strand.
+  // libcurl's timeout is what is left of upstream_timeout_ns, but a retry (a kept-alive
+  // upstream connection found closed) can overrun it: the connection's own timer answers 502 at
+  // the deadline, the worker's late answer is then dropped (not recorded), and the connection is
+  // closed after the 502 (the worker may still read request_).
   void PassThrough(uint64_t delay_ns) {
+    upstream_pending_ = true;
+    upstream_abandoned_.store(false);
+    timer_.expires_at(head_steady_ +
+                      std::chrono::nanoseconds(shared_->options.upstream_timeout_ns));
+    timer_.async_wait([self = shared_from_this(), delay_ns](beast::error_code ec) {
+      if (ec == asio::error::operation_aborted || !self->upstream_pending_) return;
+      self->upstream_pending_ = false;
+      self->upstream_abandoned_.store(true);
+      self->keep_alive_ = false;
+      UpstreamAnswer late;
+      late.error = Cat("timed out: no answer within ",
+                       self->shared_->options.upstream_timeout_ns / 1000000, " ms");
+      self->OnUpstream(late, delay_ns);
+    });
     asio::post(*shared_->pool, [self = shared_from_this(), delay_ns] {
       auto answer = std::make_shared<UpstreamAnswer>();
       try {
@@ -881,8 +1058,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         answer->ok = false;
         answer->error = Cat("internal error: ", e.what());
       }
-      asio::post(self->socket_.get_executor(),
-                 [self, answer, delay_ns] { self->OnUpstream(*answer, delay_ns); });
+      asio::post(self->socket_.get_executor(), [self, answer, delay_ns] {
+        if (!self->upstream_pending_) return;  // answered 502 at the deadline already
+        self->upstream_pending_ = false;
+        self->timer_.cancel();
+        self->OnUpstream(*answer, delay_ns);
+      });
     });
   }
 
@@ -961,6 +1142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     char errbuf[CURL_ERROR_SIZE] = {0};
     internal::ResponseReader reader;
     reader.Reset(kMaxUpstreamBody);
+    UpstreamHead upstream_head{&reader};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -970,7 +1152,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reader);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, CurlHeader);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reader);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &upstream_head);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, CurlProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, shared_.get());
@@ -993,6 +1175,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     a.response = std::move(reader.response());
     if (rc == CURLE_ABORTED_BY_CALLBACK && shared_->abort_upstream.load()) {
       a.stopping = true;
+    } else if (upstream_head.differing_lengths) {
+      a.error = "differing Content-Length values in its answer (RFC 9112 section 6.3)";
     } else if (rc != CURLE_OK) {
       a.error = rc == CURLE_WRITE_ERROR
                     ? Cat("response body past ", kMaxUpstreamBody, " bytes")
@@ -1029,7 +1213,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       x.request = request_;
       x.response = a.response;
       x.completion = Completion::kComplete;
-      shared_->Record(std::move(x));
+      if (!upstream_abandoned_.load()) shared_->Record(std::move(x));
     }
     curl_slist_free_all(list);
     return a;
@@ -1084,6 +1268,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool reading_ = false;
+  bool delaying_ = false;  // AnswerAfter's timer is waiting
+  size_t empty_line_bytes_ = 0;  // empty lines skipped before this head (SkipEmptyLines)
+  bool upstream_pending_ = false;  // a pass-through's answer is awaited (PassThrough)
+  std::atomic<bool> upstream_abandoned_{false};  // answered 502 at the deadline: do not record
   // The request being answered.
   Request request_;
   unsigned version_ = 11;

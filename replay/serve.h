@@ -21,7 +21,9 @@
 //     cannot be framed; the bytes after it are not read as requests), an HTTP/1.0 request with
 //     Transfer-Encoding (section 6.1: faulty framing) and an HTTP/1.1 request
 //     without exactly one Host (RFC 9112 section 3.2); a head past 64 KiB gets 431 (RFC 6585
-//     section 5) and the connection is closed;
+//     section 5) and the connection is closed; empty lines before a request-line are ignored
+//     (RFC 9112 section 2.2); HTTP/1.x with x > 1 is served as HTTP/1.1 (RFC 9110 section 6.2)
+//     and a request-line saying HTTP/2.0 or higher gets 505 (RFC 9110 section 15.6.6), closed;
 //   - answers a hit with the recorded status, reason phrase and header fields in recorded order,
 //     except the framing and hop-by-hop fields (RFC 9110 section 7.6.1: Connection and the fields
 //     it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) and
@@ -46,7 +48,8 @@
 //     charset=utf-8`, the field `Tapkit-Miss: <LookupResult::Explanation()>` (made safe for a
 //     field value: control bytes escaped) and a body of that explanation and the request line,
 //     unless an upstream is set (below). A miss_status of 204 or 304 ends at the header section
-//     (no body, no Content-Length: RFC 9110 sections 15.3.5 and 15.4.5). Only an exhausted
+//     (no body, no Content-Length: RFC 9110 sections 15.3.5 and 15.4.5), and so does a 205 with
+//     "Content-Length: 0" (section 15.3.6: no content; a recorded 205's body is not served either). Only an exhausted
 //     strict sequence or a miss ever gets this answer;
 //   - with an upstream (`http://HOST[:PORT]` with an optional path prefix; the port defaults to
 //     80), a miss is passed
@@ -55,15 +58,18 @@
 //     its answer served to the client (re-framed the same way), and the exchange handed to
 //     on_recorded so it can be written to a capture. An upstream that cannot be reached or does
 //     not answer within upstream_timeout_ns gets the client a 502 with Tapkit-Miss naming the
-//     upstream and the error, and so does an answer whose body is past 64 MiB. Fields libcurl
+//     upstream and the error, and so does an answer whose body is past 64 MiB or whose
+//     Content-Length values differ (RFC 9112 section 6.3 item 5: discarded, its connection closed). Fields libcurl
 //     would add on its own (Accept, Expect, a form Content-Type) are not sent when the client did
 //     not send them;
 //   - waits before answering: nothing by default, the recorded latency (response_start_ns, the
 //     request's first byte to the response's first byte) with kRecorded, or a fixed delay;
-//     the wait is a timer, not a sleep: other connections are served meanwhile.
+//     the wait is a timer, not a sleep: other connections are served meanwhile. Stop ends the
+//     wait: the answer is written at once.
 //
 // Each answered request (hit, miss, pass-through, error) is reported once to on_event, after its
-// response was written (or failed to be). on_event and on_degraded are called on the server's
+// response was written (or failed to be: the explanation then ends "; answer not written: " and
+// the socket error). on_event and on_degraded are called on the server's
 // threads, one at a time (never concurrently with each other or themselves: one lock); they
 // must not block for long, as every answer's report waits for them. on_recorded is called on
 // the pass-through's worker threads, one at a time (never concurrently with itself), under a
@@ -116,7 +122,9 @@ struct ServeOptions {
   // get miss_status.
   std::string upstream;
   bool keep_authority = false;  // pass-through keeps the client's Host
-  // Per passed-through request, from its head's arrival (1 ns..24 h; checked with an upstream):
+  // Per passed-through request, from its head's arrival (1 ns..24 h; checked with an upstream;
+  // held by the connection's own timer too, so a libcurl retry cannot overrun it: then 502 and
+  // the connection closed, the late answer not recorded):
   // 16 workers per thread each send one at a time (connections to the upstream kept and reused
   // by any worker); a miss still queued when its time is up gets the 502 without being sent.
   uint64_t upstream_timeout_ns = 30'000'000'000;
@@ -153,7 +161,7 @@ struct ServeEvent {
     kExhausted,      // strict: the key's recorded responses were all served: miss_status
     kPassThrough,    // a miss answered by the upstream (and handed to on_recorded)
     kUpstreamError,  // a miss the upstream did not answer: 502 (503: not awaited, Stop)
-    kBadRequest,     // the request was refused: 400, 408 (a timeout), 413 or 431
+    kBadRequest,     // the request was refused: 400, 408 (a timeout), 413, 431 or 505
     // The key matched a recorded response whose status (past 599: a damaged record) cannot be
     // served over HTTP/1.1: 502 with Tapkit-Miss saying so; `recorded` names it. Not a hit.
     kBadRecorded,
@@ -241,7 +249,8 @@ class MockServer {
   std::string address() const;  // "127.0.0.1:PORT", "[::1]:PORT"
   std::string url() const;      // "http://127.0.0.1:PORT"
 
-  // Stops accepting, lets the responses being written and the pass-throughs in flight finish
+  // Stops accepting, cuts pending delays short (those answers are written at once, with
+  // "Connection: close"), lets the responses being written and the pass-throughs in flight finish
   // (their answers written, reported and counted) for stop_grace_ns; past it, a pass-through
   // still waiting is ended and its client gets 503 (reported, counted); then every connection is
   // closed. After Stop returns no callback runs.

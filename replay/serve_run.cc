@@ -638,6 +638,7 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
                                           {"serve_passed_through", stats.passed_through},
                                           {"serve_upstream_errors", stats.upstream_errors},
                                           {"serve_bad_requests", stats.bad_requests},
+                                          {"serve_bad_recorded", stats.bad_recorded},
                                           {"serve_accept_errors", stats.accept_errors},
                                           {"serve_internal_errors", stats.internal_errors}});
     if (!closed.ok()) {

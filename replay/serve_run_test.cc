@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -26,7 +27,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "format/file.h"
 #include "format/program.h"
+#include "format/reader.h"
 #include "format/redact.h"
 #include "format/test_dir.h"
 #include "format/testutil.h"
@@ -733,6 +736,19 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   ASSERT_TRUE(r.open.ok()) << r.open;
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_TRUE(r.report.notices.empty());  // closed whole: a trailer, no torn tail
+  // The trailer's counts: every ServeStats counter under its serve_ key.
+  auto reader = Reader::Open(NewStringReadableFile(::tapkit::testing::ReadFileBytes(pass)));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  ASSERT_TRUE((*reader)->summary().has_value());
+  const std::map<std::string, uint64_t>& counters = (*reader)->summary()->counters;
+  const std::map<std::string, uint64_t> want = {
+      {"serve_hits", 0},          {"serve_misses", 0},          {"serve_passed_through", 1},
+      {"serve_upstream_errors", 0}, {"serve_bad_requests", 0},  {"serve_bad_recorded", 0},
+      {"serve_accept_errors", 0}, {"serve_internal_errors", 0}};
+  for (const auto& [name, value] : want) {
+    ASSERT_TRUE(counters.contains(name)) << name;
+    EXPECT_EQ(counters.at(name), value) << name;
+  }
   ASSERT_EQ(r.exchanges.size(), 1u);
   const Exchange& x = r.exchanges[0];
   ASSERT_TRUE(x.request && x.response);

@@ -1702,5 +1702,306 @@ TEST(ServeFix2Test, RefusedHeadHasNoBody) {
                 std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n");
 }
 
+// The last findings (serve-final): on their own loopback address.
+constexpr char kFinalAddress[] = "127.0.116.1";
+
+std::unique_ptr<MockServer> ServeFinal(std::vector<Exchange> xs, ServeOptions o = {},
+                                       ServeCallbacks cb = {}) {
+  o.listen = std::string(kFinalAddress) + ":0";
+  o.match.ignore_host = true;
+  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  return *std::move(s);
+}
+
+// Sends `bytes` on a fresh connection to kFinalAddress; what came back until the server closed.
+std::string RawFinal(uint16_t port, std::string_view bytes, bool* closed) {
+  int fd = ConnectTo(kFinalAddress, port);
+  if (fd < 0) {
+    ADD_FAILURE() << "connect " << kFinalAddress << ":" << port;
+    return "";
+  }
+  SendAll(fd, bytes);
+  std::string out = ReadToClose(fd, closed);
+  close(fd);
+  return out;
+}
+
+// Stop while a 10 s delay is pending: the wait is cut short, the recorded answer written at once
+// (saying the connection closes), reported as the hit it is; Stop returns well within its grace.
+TEST(ServeFinalTest, StopCutsDelayShortAndWritesTheAnswer) {
+  ServeOptions o;
+  o.delay = ServeDelay::kFixed;
+  o.delay_ns = 10'000'000'000;
+  std::vector<ServeEvent> events;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = ServeFinal({Simple("/slow", "finished")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  std::string got;
+  bool closed = false;
+  std::thread client([&] {
+    got = RawFinal(server->port(), "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+  });
+  for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(server->stats().hits, 1u);  // looked up, waiting on the delay
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto before = std::chrono::steady_clock::now();
+  server->Stop();
+  const auto took = std::chrono::steady_clock::now() - before;
+  client.join();
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
+            "Connection: close\r\n\r\nfinished");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, ServeEvent::Kind::kHit);
+  EXPECT_EQ(events[0].status, 200);
+  EXPECT_EQ(events[0].explanation.find("not written"), std::string::npos);
+}
+
+// A client that leaves during the delay: the hit is still reported, and its event says the
+// answer was not written (the server's write fails on the reset connection).
+TEST(ServeFinalTest, ClientGoneDuringDelayEventSaysNotWritten) {
+  ServeOptions o;
+  o.delay = ServeDelay::kFixed;
+  o.delay_ns = 300'000'000;
+  std::vector<ServeEvent> events;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_event = [&](const ServeEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+  };
+  auto server = ServeFinal({Simple("/slow", "finished")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  int fd = ConnectTo(kFinalAddress, server->port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // SO_LINGER 0: close sends a reset, so the server's write fails rather than filling a buffer.
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!events.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  server->Stop();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, ServeEvent::Kind::kHit);
+  EXPECT_NE(events[0].explanation.find("; answer not written: "), std::string::npos)
+      << events[0].explanation;
+}
+
+// RFC 9112 section 2.2: empty lines (CRLF) before a request-line are ignored, as nginx does.
+TEST(ServeFinalTest, EmptyLinesBeforeTheRequestLineIgnored) {
+  auto server = ServeFinal({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "\r\nGET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+}
+
+// A lone CR before a request-line, then nothing: the head's header_timeout still holds (408).
+TEST(ServeFinalTest, StalledAfterAnEmptyLineTimesOut) {
+  ServeOptions o;
+  o.header_timeout_ns = 300'000'000;
+  auto server = ServeFinal({Simple("/a", "A")}, o);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  const auto before = std::chrono::steady_clock::now();
+  std::string got = RawFinal(server->port(), "\r\n\r", &closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(3));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << got;
+}
+
+// RFC 9110 section 6.2: HTTP/1.x with x > 1 is answered as HTTP/1.1; section 15.6.6: a major
+// version past 1 in an HTTP/1 request-line gets 505 and the connection is closed.
+TEST(ServeFinalTest, MinorVersionPastOneIsOneOneMajorPastOneIs505) {
+  auto server = ServeFinal({Simple("/a", "A")});
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /a HTTP/1.2\r\nHost: x\r\n\r\n"
+                             "GET /a HTTP/1.9\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(got,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nA"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  for (std::string version : {"2.0", "3.0"}) {
+    got = RawFinal(server->port(), "GET /a HTTP/" + version + "\r\nHost: x\r\n\r\nGET /a",
+                   &closed);
+    EXPECT_TRUE(closed);
+    const std::string why = "HTTP/" + version +
+                            " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 "
+                            "section 15.6.6)";
+    EXPECT_EQ(got, "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                       std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why +
+                       "\n");
+  }
+}
+
+// RFC 9110 section 15.3.6: a 205 MUST NOT carry content; a miss_status of 205 ends at its header
+// section with "Content-Length: 0" (the section allows it; no body follows).
+TEST(ServeFinalTest, MissStatus205HasNoBody) {
+  ServeOptions o;
+  o.miss_status = 205;
+  auto server = ServeFinal({Simple("/a", "A")}, o);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /none HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(closed);
+  const std::string why = "no recorded request matches; closest: GET /a (differs on path)";
+  EXPECT_EQ(got,
+            "HTTP/1.1 205 Reset Content\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Tapkit-Miss: " + why + "\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+            "Connection: close\r\n\r\nA");
+  // A recorded 205 with a body (a damaged or non-conforming record): served without it.
+  auto recorded = ServeFinal({Recorded("POST", "/form", 205, "Reset Content", {}, "oops")});
+  ASSERT_NE(recorded, nullptr);
+  got = RawFinal(recorded->port(),
+                 "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                 &closed);
+  EXPECT_EQ(got, "HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
+// An upstream answering /two with two different Content-Length values, the last one the body's
+// (libcurl frames by it), and /same with the same value twice (raw sockets: http.server would
+// not send them).
+constexpr char kTwoLengthsUpstream[] = R"(import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d: return c.close()
+        data += d
+    two = data.startswith(b"GET /two ")
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + (b"7" if two else b"5") +
+              b"\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+)";
+
+// RFC 9112 section 6.3 item 5: a proxy receiving a response with differing Content-Length
+// values MUST discard it and answer 502; the same value twice is one length (served).
+TEST(ServeFinalTest, UpstreamWithDifferingContentLengthsIs502) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  SlowUpstream up("127.0.116.2", kTwoLengthsUpstream, "serve_two_lengths_upstream.py");
+  ASSERT_TRUE(up.ready);
+  ServeOptions o;
+  o.upstream = up.url;
+  std::vector<Exchange> recorded;
+  std::mutex mu;
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange x) {
+    std::lock_guard<std::mutex> lock(mu);
+    recorded.push_back(std::move(x));
+  };
+  auto server = ServeFinal({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
+  const std::string why = "upstream " + up.url +
+                          ": differing Content-Length values in its answer (RFC 9112 section 6.3)";
+  EXPECT_EQ(got, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Tapkit-Miss: " + why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
+                     "\r\nConnection: close\r\n\r\n" + why + "\n");
+  got = RawFinal(server->port(), "GET /same HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 &closed);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+  server->Stop();
+  ASSERT_EQ(recorded.size(), 1u);  // only the answer served
+  EXPECT_EQ(recorded[0].request->path, "/same");
+}
+
+// An upstream that answers its first request kept alive, then closes that connection; every
+// later request waits 5 s before its answer (connections that send nothing, a readiness probe,
+// do not count).
+constexpr char kClosingUpstream[] = R"(import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+served = [0]
+def serve(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(4096)
+        if not d: return c.close()
+        data += d
+    served[0] += 1
+    if served[0] > 1: time.sleep(5)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+    time.sleep(0.2)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+)";
+
+// The upstream timeout counts from the request head's arrival and holds even when libcurl finds
+// its kept-alive upstream connection closed and retries on a new one: the client's 502 comes at
+// the deadline, and the upstream's late answer is not recorded.
+TEST(ServeFinalTest, UpstreamTimeoutHoldsAcrossARetry) {
+  TAPKIT_REQUIRE_TOOL("python3");
+  SlowUpstream up("127.0.116.4", kClosingUpstream, "serve_closing_upstream.py");
+  ASSERT_TRUE(up.ready);
+  ServeOptions o;
+  o.upstream = up.url;
+  o.upstream_timeout_ns = 1'000'000'000;
+  std::atomic<int> recorded{0};
+  ServeCallbacks cb;
+  cb.on_recorded = [&](Exchange) { ++recorded; };
+  auto server = ServeFinal({Simple("/a", "A")}, o, cb);
+  ASSERT_NE(server, nullptr);
+  bool closed = false;
+  std::string got = RawFinal(server->port(),
+                             "GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
+  EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\none");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the upstream closed it
+  const auto before = std::chrono::steady_clock::now();
+  got = RawFinal(server->port(), "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 &closed);
+  const auto took = std::chrono::steady_clock::now() - before;
+  // libcurl's timeout or the connection's timer, whichever comes first: "timed out" either way.
+  EXPECT_EQ(got.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("timed out"), std::string::npos) << got;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(took, std::chrono::milliseconds(950));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));  // room for a loaded machine
+  server->Stop();
+  EXPECT_EQ(recorded.load(), 1);  // /one only
+}
+
 }  // namespace
 }  // namespace tapkit::replay

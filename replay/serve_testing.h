@@ -98,8 +98,9 @@ class ServedEvents {
 };
 
 // Matches events in which every request was answered from the capture or the upstream (kHit,
-// kPassThrough). The explanation lists the others, one log line each (PrintTo): which request
-// found no recorded answer and which recorded request came closest.
+// kPassThrough). The explanation lists the others (misses, upstream errors, refused requests and
+// kBadRecorded: a match whose recorded status cannot be served), one log line each (PrintTo):
+// which request found no recorded answer and which recorded request came closest.
 //
 // No events match too: a client that never reached the mock passes NoMisses() alone. Count the
 // requests as well, after waiting for them (or after MockServer::Stop):

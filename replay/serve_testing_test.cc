@@ -136,7 +136,8 @@ TEST(ServeTesting, NoMissesAcceptsHitsAndPassThroughsOnly) {
     e.kind = kind;
     EXPECT_THAT(std::vector<ServeEvent>{e}, NoMisses());
   }
-  for (Kind kind : {Kind::kMiss, Kind::kExhausted, Kind::kUpstreamError, Kind::kBadRequest}) {
+  for (Kind kind : {Kind::kMiss, Kind::kExhausted, Kind::kUpstreamError, Kind::kBadRequest,
+                    Kind::kBadRecorded}) {
     ServeEvent e;
     e.kind = kind;
     e.method = "POST";
