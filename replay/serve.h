@@ -148,8 +148,8 @@ struct ServeOptions {
   // mock is stopping (kUpstreamError).
   uint64_t stop_grace_ns = 5'000'000'000;
   // Threads running the server's event loop (1..16). bench/README.md ("The mock server against
-  // nginx") measured one thread at 0.8-1.3 of nginx's rate (one worker) on a shared 2-core
-  // machine; two threads were no faster there.
+  // nginx") measured one thread at 0.69 of nginx's rate (one worker) on a 2-core machine; two
+  // threads were no faster there.
   int threads = 1;
 };
 
