@@ -64,16 +64,22 @@ Exchange Simple(std::string path, std::string body, uint64_t stream_id = 1) {
                   std::move(body), stream_id);
 }
 
-// A server on kAddress, port 0. The host is not part of the key (as tapreplay --serve without
+// A server on `address`, port 0. The host is not part of the key (as tapreplay --serve without
 // --match-host) unless match_host.
-std::unique_ptr<MockServer> Serve(std::vector<Exchange> xs, ServeOptions o = {},
-                                  ServeCallbacks cb = {}, bool match_host = false) {
-  o.listen = std::string(kAddress) + ":0";
+std::unique_ptr<MockServer> ServeAt(const char* address, std::vector<Exchange> xs,
+                                    ServeOptions o = {}, ServeCallbacks cb = {},
+                                    bool match_host = false) {
+  o.listen = std::string(address) + ":0";
   if (!match_host) o.match.ignore_host = true;
   auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
   EXPECT_TRUE(s.ok()) << s.status();
   if (!s.ok()) return nullptr;
   return *std::move(s);
+}
+
+std::unique_ptr<MockServer> Serve(std::vector<Exchange> xs, ServeOptions o = {},
+                                  ServeCallbacks cb = {}, bool match_host = false) {
+  return ServeAt(kAddress, std::move(xs), std::move(o), std::move(cb), match_host);
 }
 
 // curl (no proxy from the environment) with `args`; its standard output.
@@ -123,14 +129,14 @@ std::string ReadToClose(int fd, bool* closed) {
   return out;
 }
 
-// Sends `bytes` on a fresh connection to kAddress:port, then (with half_close) shuts the
-// sending side; returns every byte received until the server closes, or until 10 s passed
-// (*closed says which).
-std::string Raw(uint16_t port, const std::string& bytes, bool half_close = true,
-                bool* closed = nullptr) {
-  int fd = ConnectTo(kAddress, port);
+// Sends `bytes` on a fresh connection to address:port, then (with half_close) shuts the sending
+// side; returns every byte received until the server closes, or until 10 s passed (*closed says
+// which).
+std::string RawAt(const char* address, uint16_t port, std::string_view bytes, bool half_close,
+                  bool* closed) {
+  int fd = ConnectTo(address, port);
   if (fd < 0) {
-    ADD_FAILURE() << "connect " << kAddress << ":" << port;
+    ADD_FAILURE() << "connect " << address << ":" << port;
     return "";
   }
   SendAll(fd, bytes);
@@ -140,6 +146,11 @@ std::string Raw(uint16_t port, const std::string& bytes, bool half_close = true,
   close(fd);
   if (closed) *closed = eof;
   return out;
+}
+
+std::string Raw(uint16_t port, const std::string& bytes, bool half_close = true,
+                bool* closed = nullptr) {
+  return RawAt(kAddress, port, bytes, half_close, closed);
 }
 
 // The header field `name` of a curl -D output (the last response in it), or "<absent>".
@@ -947,26 +958,13 @@ constexpr char kFixAddress[] = "127.0.106.1";
 
 std::unique_ptr<MockServer> ServeFix(std::vector<Exchange> xs, ServeOptions o = {},
                                      ServeCallbacks cb = {}) {
-  o.listen = std::string(kFixAddress) + ":0";
-  o.match.ignore_host = true;
-  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
-  EXPECT_TRUE(s.ok()) << s.status();
-  if (!s.ok()) return nullptr;
-  return *std::move(s);
+  return ServeAt(kFixAddress, std::move(xs), std::move(o), std::move(cb));
 }
 
 // Sends `bytes` on a fresh connection to kFixAddress, keeps the sending side open, returns what
 // came back until the server closed (or 10 s).
 std::string RawFix(uint16_t port, std::string_view bytes, bool* closed) {
-  int fd = ConnectTo(kFixAddress, port);
-  if (fd < 0) {
-    ADD_FAILURE() << "connect " << kFixAddress << ":" << port;
-    return "";
-  }
-  SendAll(fd, bytes);
-  std::string out = ReadToClose(fd, closed);
-  close(fd);
-  return out;
+  return RawAt(kFixAddress, port, bytes, /*half_close=*/false, closed);
 }
 
 TEST(ServeFixTest, MissStatus204And304HaveNoBody) {
@@ -1460,24 +1458,11 @@ constexpr char kFix2Address[] = "127.0.113.1";
 
 std::unique_ptr<MockServer> ServeFix2(std::vector<Exchange> xs, ServeOptions o = {},
                                       ServeCallbacks cb = {}) {
-  o.listen = std::string(kFix2Address) + ":0";
-  o.match.ignore_host = true;
-  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
-  EXPECT_TRUE(s.ok()) << s.status();
-  if (!s.ok()) return nullptr;
-  return *std::move(s);
+  return ServeAt(kFix2Address, std::move(xs), std::move(o), std::move(cb));
 }
 
 std::string RawFix2(uint16_t port, std::string_view bytes, bool* closed) {
-  int fd = ConnectTo(kFix2Address, port);
-  if (fd < 0) {
-    ADD_FAILURE() << "connect " << kFix2Address << ":" << port;
-    return "";
-  }
-  SendAll(fd, bytes);
-  std::string out = ReadToClose(fd, closed);
-  close(fd);
-  return out;
+  return RawAt(kFix2Address, port, bytes, /*half_close=*/false, closed);
 }
 
 std::string BodyOf(const std::string& answer) {
@@ -1707,25 +1692,12 @@ constexpr char kFinalAddress[] = "127.0.116.1";
 
 std::unique_ptr<MockServer> ServeFinal(std::vector<Exchange> xs, ServeOptions o = {},
                                        ServeCallbacks cb = {}) {
-  o.listen = std::string(kFinalAddress) + ":0";
-  o.match.ignore_host = true;
-  auto s = MockServer::Start(std::move(xs), std::move(o), std::move(cb));
-  EXPECT_TRUE(s.ok()) << s.status();
-  if (!s.ok()) return nullptr;
-  return *std::move(s);
+  return ServeAt(kFinalAddress, std::move(xs), std::move(o), std::move(cb));
 }
 
 // Sends `bytes` on a fresh connection to kFinalAddress; what came back until the server closed.
 std::string RawFinal(uint16_t port, std::string_view bytes, bool* closed) {
-  int fd = ConnectTo(kFinalAddress, port);
-  if (fd < 0) {
-    ADD_FAILURE() << "connect " << kFinalAddress << ":" << port;
-    return "";
-  }
-  SendAll(fd, bytes);
-  std::string out = ReadToClose(fd, closed);
-  close(fd);
-  return out;
+  return RawAt(kFinalAddress, port, bytes, /*half_close=*/false, closed);
 }
 
 // Stop while a 10 s delay is pending: the wait is cut short, the recorded answer written at once
@@ -1745,9 +1717,8 @@ TEST(ServeFinalTest, StopCutsDelayShortAndWritesTheAnswer) {
   ASSERT_NE(server, nullptr);
   std::string got;
   bool closed = false;
-  std::thread client([&] {
-    got = RawFinal(server->port(), "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
-  });
+  std::thread client(
+      [&] { got = RawFinal(server->port(), "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", &closed); });
   for (int i = 0; i < 200 && server->stats().hits == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_EQ(server->stats().hits, 1u);  // looked up, waiting on the delay
@@ -1851,16 +1822,15 @@ TEST(ServeFinalTest, MinorVersionPastOneIsOneOneMajorPastOneIs505) {
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
             "Connection: close\r\n\r\nA");
   for (std::string version : {"2.0", "3.0"}) {
-    got = RawFinal(server->port(), "GET /a HTTP/" + version + "\r\nHost: x\r\n\r\nGET /a",
-                   &closed);
+    got = RawFinal(server->port(), "GET /a HTTP/" + version + "\r\nHost: x\r\n\r\nGET /a", &closed);
     EXPECT_TRUE(closed);
     const std::string why = "HTTP/" + version +
                             " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 "
                             "section 15.6.6)";
-    EXPECT_EQ(got, "HTTP/1.1 505 HTTP Version Not Supported\r\n"
-                   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                       std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why +
-                       "\n");
+    EXPECT_EQ(got,
+              "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                  std::to_string(why.size() + 1) + "\r\nConnection: close\r\n\r\n" + why + "\n");
   }
 }
 
@@ -1880,9 +1850,11 @@ TEST(ServeFinalTest, MissStatus205HasNoBody) {
   const std::string why = "no recorded request matches; closest: GET /a (differs on path)";
   EXPECT_EQ(got,
             "HTTP/1.1 205 Reset Content\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            "Tapkit-Miss: " + why + "\r\nContent-Length: 0\r\n\r\n"
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
-            "Connection: close\r\n\r\nA");
+            "Tapkit-Miss: " +
+                why +
+                "\r\nContent-Length: 0\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n"
+                "Connection: close\r\n\r\nA");
   // A recorded 205 with a body (a damaged or non-conforming record): served without it.
   auto recorded = ServeFinal({Recorded("POST", "/form", 205, "Reset Content", {}, "oops")});
   ASSERT_NE(recorded, nullptr);
@@ -1935,9 +1907,11 @@ TEST(ServeFinalTest, UpstreamWithDifferingContentLengthsIs502) {
                              "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &closed);
   const std::string why = "upstream " + up.url +
                           ": differing Content-Length values in its answer (RFC 9112 section 6.3)";
-  EXPECT_EQ(got, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                 "Tapkit-Miss: " + why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
-                     "\r\nConnection: close\r\n\r\n" + why + "\n");
+  EXPECT_EQ(got,
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Tapkit-Miss: " +
+                why + "\r\nContent-Length: " + std::to_string(why.size() + 1) +
+                "\r\nConnection: close\r\n\r\n" + why + "\n");
   got = RawFinal(server->port(), "GET /same HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                  &closed);
   EXPECT_EQ(got, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
