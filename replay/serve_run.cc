@@ -94,18 +94,22 @@ constexpr auto kLogDrainGrace = std::chrono::seconds(5);
 // not keep up (a standard output nobody reads, a slow disk) never holds the server: the callbacks
 // run under its lock, one at a time (serve.h), and a blocked one would stop every answer and Stop.
 // At most `capacity` units (`cost` of each item) wait; past it Push drops the item and counts it
-// (kDrop) or waits for room (kWait). Push from any thread; Finish once, from the owner's.
+// (kDrop) or waits for room (kWait). The thread takes every queued item at once, writes them,
+// then calls `flush` (may be empty): under load one wake-up and one flush serve many items, and
+// Push wakes the thread only when the queue was empty (otherwise it is awake already). Push from
+// any thread; Finish once, from the owner's.
 template <typename T>
 class WriterThread {
  public:
   enum class Full : uint8_t { kDrop, kWait };
   WriterThread(size_t capacity, Full full, std::function<size_t(const T&)> cost,
-               std::function<void(T)> write)
+               std::function<void(T)> write, std::function<void()> flush = {})
       : state_(std::make_shared<State>()) {
     state_->capacity = capacity;
     state_->full = full;
     state_->cost = std::move(cost);
     state_->write = std::move(write);
+    state_->flush = std::move(flush);
     thread_ = std::thread([state = state_] { Drain(*state); });
   }
   ~WriterThread() {
@@ -126,8 +130,9 @@ class WriterThread {
       return;
     }
     s.used += cost;
+    const bool was_empty = s.items.empty();
     s.items.emplace_back(cost, std::move(item));
-    s.ready.notify_one();
+    if (was_empty) s.ready.notify_one();  // a non-empty queue has its writer awake already
   }
 
   // Takes no more items and waits up to `grace` for those queued to be written. True when they
@@ -144,7 +149,7 @@ class WriterThread {
       thread_.join();
       return true;
     }
-    s.dropped += s.items.size();
+    s.dropped += s.items.size() + s.in_hand;
     s.items.clear();
     lock.unlock();
     thread_.detach();
@@ -169,8 +174,10 @@ class WriterThread {
     bool closed = false;
     bool done = false;
     uint64_t dropped = 0;
+    size_t in_hand = 0;  // items the thread took and has not finished writing
     std::function<size_t(const T&)> cost;
     std::function<void(T)> write;
+    std::function<void()> flush;
   };
 
   static void Drain(State& s) {
@@ -178,13 +185,16 @@ class WriterThread {
     for (;;) {
       s.ready.wait(lock, [&] { return s.closed || !s.items.empty(); });
       if (s.items.empty()) break;
-      auto [cost, item] = std::move(s.items.front());
-      s.items.pop_front();
-      s.used -= cost;
+      std::deque<std::pair<size_t, T>> batch;
+      batch.swap(s.items);
+      s.used = 0;
+      s.in_hand = batch.size();
       s.room.notify_all();
       lock.unlock();
-      s.write(std::move(item));
+      for (auto& [cost, item] : batch) s.write(std::move(item));
+      if (s.flush) s.flush();
       lock.lock();
+      s.in_hand = 0;
     }
     s.done = true;
     s.done_cv.notify_all();
@@ -555,6 +565,13 @@ int RunServeTool(const ServeToolFlags& flags, std::ostream& out, std::ostream& e
         if (out_errno->load() != 0) return;
         errno = 0;
         out << line << '\n';
+        if (!out) out_errno->store(errno != 0 ? errno : EIO);
+      },
+      // Flushed after each batch: a line reaches a watching terminal as soon as the writer
+      // gets to it, and a busy server pays one write(2) for many lines.
+      [&out, out_errno] {
+        if (out_errno->load() != 0) return;
+        errno = 0;
         out.flush();
         if (!out) out_errno->store(errno != 0 ? errno : EIO);
       });
