@@ -9,16 +9,17 @@
 #include "absl/strings/match.h"
 
 namespace tapkit {
-namespace {
 
-absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-int HexValue(char c) {
+int HexDigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
+
+namespace {
+
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // A SAX handler that builds nothing: it tracks the nesting depth, each open object's member
 // names and count, and stops the parse (returns false) at the first limit passed.
@@ -117,15 +118,17 @@ JsonText CheckJsonText(std::string_view s) {
   return c.duplicate ? JsonText::kDuplicateNames : JsonText::kOk;
 }
 
-std::string FormDecode(std::string_view s) {
+namespace {
+// "%" with two hex digits is a byte (RFC 3986 section 2.1); with plus_is_space "+" is a space.
+std::string DecodeEscapes(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (plus_is_space && s[i] == '+') {
       out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
-               HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+    } else if (s[i] == '%' && i + 2 < s.size() && HexDigitValue(s[i + 1]) >= 0 &&
+               HexDigitValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexDigitValue(s[i + 1]) * 16 + HexDigitValue(s[i + 2])));
       i += 2;
     } else {
       out.push_back(s[i]);
@@ -133,6 +136,11 @@ std::string FormDecode(std::string_view s) {
   }
   return out;
 }
+}  // namespace
+
+std::string FormDecode(std::string_view s) { return DecodeEscapes(s, /*plus_is_space=*/true); }
+
+std::string PercentDecode(std::string_view s) { return DecodeEscapes(s, /*plus_is_space=*/false); }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

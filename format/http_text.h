@@ -52,6 +52,13 @@ enum class JsonText {
 // linear in `s`). The first problem found that is not kDuplicateNames ends the check.
 JsonText CheckJsonText(std::string_view s);
 
+// The value of a hex digit (0-9, a-f, A-F), or -1 for any other byte.
+int HexDigitValue(char c);
+
+// Percent-decoding (RFC 3986 section 2.1): "%" with two hex digits is a byte; a "%" without two
+// hex digits after it stays as it is, and "+" stays "+" (it is a form encoding, not RFC 3986's).
+std::string PercentDecode(std::string_view s);
+
 // application/x-www-form-urlencoded decoding of one name or value (WHATWG URL standard section
 // 5.1): "+" is a space and "%" with two hex digits a byte (RFC 3986 section 2.1); a "%" without
 // two hex digits after it stays as it is.
