@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 
-from bench_support import stop_nginx
+from bench_support import nginx_main, stop_nginx
 
 # The routes: (path, body). Small static bodies and one JSON document, as a web backend serves.
 ROUTES = [
@@ -40,7 +40,6 @@ ROUTES = [
 PATHS = [p for p, _ in ROUTES]
 
 # As root nginx's workers would run as nobody, who may not enter the work directory's parents.
-NGINX_USER = "user root root;" if os.geteuid() == 0 else ""
 
 
 def write_site(work, addr, port, access_log):
@@ -54,13 +53,7 @@ def write_site(work, addr, port, access_log):
             out.write(body)
     log = (f"log_format bench '$msec $request_uri';\n  access_log {work}/access.log bench;"
            if access_log else "access_log off;")
-    conf = f"""{NGINX_USER}
-worker_processes 1;
-daemon on;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 1024; }}
-http {{
+    conf = nginx_main(work) + f"""http {{
   {log}
   include /etc/nginx/mime.types;
   keepalive_requests 1000000;

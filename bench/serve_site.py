@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from bench_support import stop_nginx
+from bench_support import nginx_main, stop_nginx
 
 JSON_ROUTES = [
     ("/api/v1/users/1", "users-1.json"),
@@ -95,14 +95,7 @@ def write_site(work, addr, port):
                      f"return 404 '{NOT_FOUND_BODY.strip()}\\n'; }}")
     locations.append("    location = /api/v1/ping { return 204; }")
     urls += ["/healthz", "/api/v1/users/999", "/api/v1/ping"]
-    user = "user root root;" if os.geteuid() == 0 else ""
-    conf = f"""{user}
-worker_processes 1;
-daemon on;
-pid {site}/nginx.pid;
-error_log {site}/error.log;
-events {{ worker_connections 1024; }}
-http {{
+    conf = nginx_main(site) + f"""http {{
   access_log off;
   types {{ }}
   client_body_temp_path {site}; proxy_temp_path {site}; fastcgi_temp_path {site};
