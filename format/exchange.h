@@ -100,6 +100,9 @@ struct Body {
   // The body was cut (body limit, gap, capture ended): data.size() < length, or the full length
   // is unknown and `length` is what was seen.
   bool truncated = false;
+  // Not stored whole: cut (body limit, gap, capture ended) or emptied by redaction
+  // (format/redact.h keeps the length): `truncated`, or fewer bytes than `length`.
+  bool cut() const { return truncated || data.size() < length; }
   bool operator==(const Body&) const = default;
 };
 

@@ -355,7 +355,7 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
   const bool form_type = type == "application/x-www-form-urlencoded";
   if (form_type ? !want_form : !want_json) return;
   const std::string coding = ContentEncodingOf(*headers);
-  const bool cut = body->truncated || body->data.size() < body->length;
+  const bool cut = body->cut();
 
   // Why a cut body cannot be checked: how much of it was stored (the body limit, a gap, an early
   // answer or the end of the capture may have cut it; the exchange's completion says which).
@@ -432,8 +432,8 @@ void Redactor::RedactBody(Body* body, std::vector<Header>* headers, std::string_
     case JsonText::kTooDeep:
       return drop(absl::StrCat("its JSON nests deeper than ", kMaxJsonDepth, " levels"));
     case JsonText::kTooManyMembers:
-      return drop(absl::StrCat("an object in its JSON has more than ", kMaxJsonMembers,
-                               " members"));
+      return drop(
+          absl::StrCat("an object in its JSON has more than ", kMaxJsonMembers, " members"));
   }
   nlohmann::ordered_json doc =
       nlohmann::ordered_json::parse(decoded->data, nullptr, /*allow_exceptions=*/false);

@@ -295,8 +295,7 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
     RequestKey key = KeyOf(*x.request);
     std::string ks = KeyString(key);
     const Body& stored = x.request->body;
-    const bool cut =
-        options_.match_body && (stored.truncated || stored.data.size() < stored.length);
+    const bool cut = options_.match_body && stored.cut();
     std::string body = cut ? stored.data : BodyForMatch(*x.request);
     std::shared_ptr<const nlohmann::json> json = cut ? nullptr : ParseBody(body);
     bool placed = false;

@@ -50,7 +50,8 @@ class InputReporter final : public Reporter {
   }
   // A torn tail ends the input with a notice, not an error.
   void Notice(uint64_t offset, std::string_view message) override {
-    notices_.push_back(absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
+    notices_.push_back(
+        absl::StrCat(name_, ": offset ", offset, ": notice: ", std::string(message)));
     if (first_notice_.empty()) {
       first_notice_ = absl::StrCat(name_, ": offset ", offset, ": ", std::string(message));
     }
@@ -65,13 +66,6 @@ class InputReporter final : public Reporter {
   std::vector<std::string> notices_;
   std::string first_notice_;
 };
-
-// The recorded request body was not stored whole: cut at the body limit or by the capture, or
-// emptied by redaction (format/redact.h sets `truncated` and keeps the length).
-bool RequestBodyCut(const Exchange& x) {
-  const Body& b = x.request->body;
-  return b.truncated || b.data.size() < b.length;
-}
 
 uint64_t FootprintBytes(const Exchange& x) {
   uint64_t n = sizeof(Exchange) + x.reason.size();
@@ -179,7 +173,7 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
       continue;
     }
     auto x = std::make_shared<const Exchange>(view.ToExchange());
-    if (!options.send_truncated_bodies && RequestBodyCut(*x)) {
+    if (!options.send_truncated_bodies && x->request->body.cut()) {
       ++counts->skipped_truncated_body;
       continue;
     }
@@ -217,8 +211,8 @@ bool InputReader::State::ReadRound(int round, std::vector<std::shared_ptr<const 
       if (c && c->name() == rep->name()) r = c;
     }
     if (r && r->stats().segments == 0 && !rep->first_notice().empty()) {
-      return fail(absl::DataLossError(
-          absl::StrCat(rep->first_notice(), " (no exchange could be read)")));
+      return fail(
+          absl::DataLossError(absl::StrCat(rep->first_notice(), " (no exchange could be read)")));
     }
     if (round != 0) continue;
     for (std::string& line : rep->notices()) {
@@ -268,8 +262,7 @@ std::unique_ptr<InputReader> InputReader::Start(const ReplayOptions& options,
   std::unique_ptr<InputReader> reader(new InputReader());
   auto state = std::make_shared<State>();
   state->options = options;
-  state->stream_input =
-      std::any_of(options.inputs.begin(), options.inputs.end(), IsStreamInput);
+  state->stream_input = std::any_of(options.inputs.begin(), options.inputs.end(), IsStreamInput);
   state->wake = std::move(wake);
   state->cache_limit = cache_limit;
   reader->state_ = state;

@@ -288,7 +288,7 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     head->append("Content-Length: 0\r\n");
   } else if (!no_body_status && !head_request) {
     const Body& b = rsp.body;
-    if (b.truncated || b.data.size() < b.length) {
+    if (b.cut()) {
       head->append("Tapkit-Truncated: stored ");
       Append(head, b.data.size(), " of ");
       if (b.length > b.data.size()) {
