@@ -56,6 +56,14 @@ HttpVersion VersionOf(std::string_view v) {
 
 }  // namespace
 
+void SetDirectHttp11Options(CURL* easy) {
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROXY, "");     // straight to the target: no proxy from the env
+  curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+}
+
 absl::StatusOr<Target> ParseTarget(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("--target ", A(text), ": ", A(why)));

@@ -1144,9 +1144,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     reader.Reset(kMaxUpstreamBody);
     UpstreamHead upstream_head{&reader};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    internal::SetDirectHttp11Options(curl);  // as the replay engine: never via a proxy
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
