@@ -77,6 +77,10 @@ inline char AsciiLower(char c) {
 // 5.6.2); on std::string_view (Debian's Abseil has its own string_view type).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// `s` without leading and trailing spaces and tabs (RFC 9110 section 5.6.3's OWS, around a field
+// value and a list element). A view into `s`.
+std::string_view TrimOws(std::string_view s);
+
 // A request-target split into the parts a server uses (RFC 9112 section 3.2). Views into the
 // target given.
 struct RequestTargetParts {

@@ -40,12 +40,6 @@ bool Contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-std::string_view TrimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 HttpVersion VersionOf(std::string_view v) {
   if (v == "HTTP/1.1") return HttpVersion::kHttp11;
   if (v == "HTTP/1.0") return HttpVersion::kHttp10;

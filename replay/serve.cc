@@ -88,13 +88,6 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
 }
 
-// Without leading and trailing spaces and tabs (RFC 9110 section 5.6.3's OWS).
-std::string_view StripOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Decimal digits only, no sign; false on anything else or overflow.
 bool ParseUint(std::string_view s, uint32_t* out) {
   if (s.empty()) return false;
@@ -449,7 +442,7 @@ bool DifferingContentLengths(const std::vector<Header>& headers) {
     std::string_view rest = h.value;
     for (;;) {
       size_t comma = rest.find(',');
-      std::string_view v = StripOws(rest.substr(0, comma));
+      std::string_view v = TrimOws(rest.substr(0, comma));
       if (!first) {
         first = v;
       } else if (v != *first) {
@@ -760,7 +753,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       has_te = true;
       std::string_view v = Sv(f.value());
       size_t comma = v.rfind(',');
-      last_coding = StripOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
+      last_coding = TrimOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
     }
     // Section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (a 1.0 recipient
     // may not know chunked): 400 and close.
