@@ -792,21 +792,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Write();
   }
 
-  void ResetEvent(ServeEvent::Kind kind, unsigned status) {
+  // The event restarted for an answer to the request whose head came at head_wall_ns_.
+  // keep_request: what was filled in for this request before (method, target, session,
+  // explanation, latency) stays, as for an upstream's answer to a miss.
+  void ResetEvent(ServeEvent::Kind kind, unsigned status, bool keep_request = false) {
     event_.kind = kind;
     event_.time_ns = head_wall_ns_;
     event_.status = static_cast<uint16_t>(status);
-    event_.latency_ns = 0;
     event_.recorded = {};
     event_.position = 0;
     event_.sequence_length = 0;
     event_.head_of_get = false;
-    event_.explanation.clear();
-    event_.session.clear();
-    event_.method.clear();
-    event_.target.clear();
-    if (!shared_->callbacks.on_event) return;
-    event_.client = client_;
+    if (!keep_request) {
+      event_.latency_ns = 0;
+      event_.explanation.clear();
+      event_.session.clear();
+      event_.method.clear();
+      event_.target.clear();
+    }
+    if (keep_request || shared_->callbacks.on_event) event_.client = client_;
   }
 
   // The request as tapkit::Request (reusing the member's capacity), looked up, answered.
@@ -1215,7 +1219,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (a.ok) {
       shared_->passed_through.fetch_add(1, std::memory_order_relaxed);
       upstream_response_ = std::move(a.response);
-      ResetEventKeepRequest(ServeEvent::Kind::kPassThrough, upstream_response_.status);
+      ResetEvent(ServeEvent::Kind::kPassThrough, upstream_response_.status, /*keep_request=*/true);
       event_.explanation = Cat("passed through to ", shared_->upstream->text);
       RenderResponse(upstream_response_, head_request_, version_, keep_alive_, opt.set_headers,
                      &head_, &body_);
@@ -1228,22 +1232,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         EscapeControl(a.stopping ? Cat("the mock is stopping: upstream ", shared_->upstream->text,
                                        " not awaited past the stop grace")
                                  : Cat("upstream ", shared_->upstream->text, ": ", a.error));
-    ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, status);
+    ResetEvent(ServeEvent::Kind::kUpstreamError, status, /*keep_request=*/true);
     event_.explanation = why;
     keep_alive_ = keep_alive_ && !a.stopping;
     RenderText(status, why, why + "\n");
     AnswerAfter(delay_ns);
-  }
-
-  void ResetEventKeepRequest(ServeEvent::Kind kind, unsigned status) {
-    event_.kind = kind;
-    event_.time_ns = head_wall_ns_;
-    event_.status = static_cast<uint16_t>(status);
-    event_.recorded = {};
-    event_.position = 0;
-    event_.sequence_length = 0;
-    event_.head_of_get = false;
-    event_.client = client_;
   }
 
   std::shared_ptr<Shared> shared_;
