@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/string_view.h"
+
 namespace tapkit {
 
 // JSON nested deeper than this (arrays and objects) is not built into a document: building,
@@ -72,6 +74,11 @@ bool IsToken(std::string_view s);
 inline char AsciiLower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
+
+// `s` as Abseil's view of the same bytes: Debian's Abseil has a string_view type of its own, so
+// a std::string_view passed to absl::StrCat, StrAppend or the absl/strings/match.h functions
+// crosses over explicitly.
+inline absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // ASCII case-insensitive equality, as field names and tokens compare (RFC 9110 sections 5.1 and
 // 5.6.2); on std::string_view (Debian's Abseil has its own string_view type).

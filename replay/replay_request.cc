@@ -18,9 +18,6 @@
 namespace tapkit::replay::internal {
 namespace {
 
-// Debian's Abseil has a string_view of its own: views cross over explicitly.
-absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
 bool EatPrefix(std::string_view* s, std::string_view p) {
   if (s->substr(0, p.size()) != p) return false;
   s->remove_prefix(p.size());
