@@ -167,7 +167,7 @@ std::string LookupResult::Explanation() const {
   switch (outcome) {
     case Outcome::kHit:
       return "matched recorded response " + std::to_string(position) + " of " +
-             std::to_string(recorded);
+             std::to_string(recorded) + (head_of_get ? " (the recorded GET's head)" : "");
     case Outcome::kExhausted:
       return "all " + std::to_string(recorded) + " recorded responses to this request were served";
     case Outcome::kMiss:
@@ -251,6 +251,9 @@ std::string RecordedResponses::KeyString(const RequestKey& key) {
 
 std::shared_ptr<const nlohmann::json> RecordedResponses::ParseBody(std::string_view body) const {
   if (!options_.match_body || body.empty()) return nullptr;
+  // As tapreplay's comparison: only JSON text without duplicate names is compared as a value
+  // (nlohmann keeps the last of duplicates, so {"a":1,"a":2} would equal {"a":2}).
+  if (CheckJsonText(body) != JsonText::kOk) return nullptr;
   nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return nullptr;
   return std::make_shared<const nlohmann::json>(std::move(j));
@@ -318,16 +321,13 @@ RecordedResponses::RecordedResponses(std::vector<Exchange> exchanges, MatchOptio
   }
 }
 
-LookupResult RecordedResponses::Lookup(const Request& request, std::string_view session) {
-  LookupResult result;
-  RequestKey key = KeyOf(request);
-  std::string ks = KeyString(key);
-  std::string body = BodyForMatch(request);
-  std::shared_ptr<const nlohmann::json> json = ParseBody(body);
-  for (auto [it, end] = by_key_.equal_range(ks); it != end; ++it) {
+bool RecordedResponses::TakeTurn(const std::string& key_string, std::string_view body,
+                                 const nlohmann::json* json, std::string_view raw_body,
+                                 std::string_view session, LookupResult* result) {
+  for (auto [it, end] = by_key_.equal_range(key_string); it != end; ++it) {
     Group& g = groups_[it->second];
-    if (!BodiesMatch(g, body, json.get(), request.body.data)) continue;
-    result.recorded = g.exchanges.size();
+    if (!BodiesMatch(g, body, json, raw_body)) continue;
+    result->recorded = g.exchanges.size();
     size_t use;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -344,16 +344,38 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
     }
     if (use >= g.exchanges.size()) {
       if (options_.strict) {
-        result.outcome = LookupResult::Outcome::kExhausted;
-        result.exchange = g.exchanges.back();
-        return result;
+        result->outcome = LookupResult::Outcome::kExhausted;
+        result->exchange = g.exchanges.back();
+        return true;
       }
       use = g.exchanges.size() - 1;
     }
-    result.outcome = LookupResult::Outcome::kHit;
-    result.exchange = g.exchanges[use];
-    result.position = use + 1;
+    result->outcome = LookupResult::Outcome::kHit;
+    result->exchange = g.exchanges[use];
+    result->position = use + 1;
+    return true;
+  }
+  return false;
+}
+
+LookupResult RecordedResponses::Lookup(const Request& request, std::string_view session,
+                                       bool explain_miss) {
+  LookupResult result;
+  RequestKey key = KeyOf(request);
+  std::string body = BodyForMatch(request);
+  std::shared_ptr<const nlohmann::json> json = ParseBody(body);
+  if (TakeTurn(KeyString(key), body, json.get(), request.body.data, session, &result))
     return result;
+  // RFC 9110 section 9.3.2: HEAD is GET without the content. A HEAD whose key was never
+  // recorded is answered from the GET recorded for it (taking that GET's turn in its sequence;
+  // with strict, a GET whose responses were all served leaves the HEAD exhausted too).
+  if (key.method == "HEAD") {
+    RequestKey as_get = key;
+    as_get.method = "GET";
+    if (TakeTurn(KeyString(as_get), body, json.get(), request.body.data, session, &result)) {
+      result.head_of_get = result.outcome == LookupResult::Outcome::kHit;
+      return result;
+    }
   }
 
   // A miss: the closest recorded request is the one with the same path if any, else the nearest
@@ -362,6 +384,7 @@ LookupResult RecordedResponses::Lookup(const Request& request, std::string_view 
   // ranks first as WireMock's near misses weigh the URL most: "GET /api/price?sku=C-3" is closest
   // to "/api/price?sku=B-2", and "/api/item" to "/api/items".
   result.outcome = LookupResult::Outcome::kMiss;
+  if (!explain_miss) return result;
   using Rank = std::tuple<bool, size_t, bool, size_t>;
   Rank best{true, SIZE_MAX, true, SIZE_MAX};
   bool found = false;

@@ -34,6 +34,9 @@
 // asked for, for the index's lifetime; past kMaxSessionsPerKey distinct session values for one
 // key, a new session value shares the common sequence (memory stays bounded).
 //
+// A HEAD whose key was never recorded is answered from the GET recorded under the same key
+// (RFC 9110 section 9.3.2), taking that GET's turn in its sequence (LookupResult::head_of_get).
+//
 // The request-target may be in origin form ("/a?b") or absolute form ("http://svc/a?b", RFC 9112
 // section 3.2.2, as a proxy sends it): the key is made of its path and query either way, and the
 // absolute form's authority is the host (it wins over the Host field).
@@ -99,6 +102,9 @@ struct LookupResult {
   const Exchange* exchange = nullptr;
   size_t position = 0;  // kHit: 1-based place of the served response in the key's sequence
   size_t recorded = 0;  // kHit, kExhausted: how many responses were recorded for the key
+  // kHit for a HEAD whose key was never recorded: the response is the recorded GET's (RFC 9110
+  // section 9.3.2: HEAD is GET without content); the server sends its head only.
+  bool head_of_get = false;
   // kMiss with a closest exchange: the first field it differs on, and which one: the query
   // parameter's name (kQueryParams: the names, sorted, ", "-separated), the header's name
   // (decoded), for the body of a recorded request stored cut a note saying so; else empty.
@@ -127,7 +133,11 @@ class RecordedResponses {
   // The recorded response for the next use of `request`'s key by `session` (see the file
   // comment). `session`: the value identifying a client (e.g. the --session-header value);
   // empty for the sequence shared by all clients. Thread-safe.
-  LookupResult Lookup(const Request& request, std::string_view session = {});
+  // explain_miss: on a miss, find the closest recorded request (a scan of every recorded key,
+  // with an edit distance of paths); false leaves `exchange` null and `differs_on` kNone, for a
+  // caller that answers misses another way (a pass-through) and would throw that work away.
+  LookupResult Lookup(const Request& request, std::string_view session = {},
+                      bool explain_miss = true);
 
   // The key of `request` under this index's options.
   RequestKey KeyOf(const Request& request) const;
@@ -152,6 +162,10 @@ class RecordedResponses {
     std::map<std::string, size_t, std::less<>> next;  // session -> uses so far (guarded by mu_)
   };
   static std::string KeyString(const RequestKey& key);
+  // The next response of the group with this key and body for `session` (kHit, or kExhausted
+  // under strict) into *result; false when no group has them.
+  bool TakeTurn(const std::string& key_string, std::string_view body, const nlohmann::json* json,
+                std::string_view raw_body, std::string_view session, LookupResult* result);
   // The body compared under match_body: decoded when it has a Content-Encoding; empty without
   // match_body.
   std::string BodyForMatch(const Request& r) const;

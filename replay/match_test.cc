@@ -476,5 +476,49 @@ TEST(MatchTest, CutRecordedBodyMatchesOnItsPrefixAndLength) {
   EXPECT_EQ(Serve(rr, Req("POST", "/orders", {}, whole + " ")), "miss");  // another length
 }
 
+// RFC 9110 section 9.3.2: a HEAD never recorded is answered from the recorded GET, taking its
+// turn; a recorded HEAD wins; with strict the used-up GET leaves the HEAD exhausted.
+TEST(MatchTest, HeadNeverRecordedTakesTheGetsTurn) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/a"), "a1"));
+  xs.push_back(Recorded(Req("GET", "/a"), "a2"));
+  xs.push_back(Recorded(Req("GET", "/b"), "b-get"));
+  xs.push_back(Recorded(Req("HEAD", "/b"), "b-head"));
+  RecordedResponses rr(std::move(xs), MatchOptions{.strict = true});
+  LookupResult head = rr.Lookup(Req("HEAD", "/a"));
+  EXPECT_TRUE(head.head_of_get);
+  EXPECT_EQ(head.exchange->response->body.data, "a1");
+  EXPECT_EQ(head.Explanation(), "matched recorded response 1 of 2 (the recorded GET's head)");
+  EXPECT_EQ(Serve(rr, Req("GET", "/a")), "a2");
+  LookupResult after = rr.Lookup(Req("HEAD", "/a"));
+  EXPECT_EQ(after.outcome, LookupResult::Outcome::kExhausted);
+  EXPECT_FALSE(after.head_of_get);
+  LookupResult recorded_head = rr.Lookup(Req("HEAD", "/b"));
+  EXPECT_FALSE(recorded_head.head_of_get);
+  EXPECT_EQ(recorded_head.exchange->response->body.data, "b-head");
+}
+
+// A caller that passes misses through asks for no explanation: no closest request is searched.
+TEST(MatchTest, MissWithoutExplanation) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("GET", "/a"), "a"));
+  RecordedResponses rr(std::move(xs), {});
+  LookupResult r = rr.Lookup(Req("GET", "/b"), {}, /*explain_miss=*/false);
+  EXPECT_EQ(r.outcome, LookupResult::Outcome::kMiss);
+  EXPECT_EQ(r.exchange, nullptr);
+  EXPECT_EQ(r.differs_on, MatchField::kNone);
+  EXPECT_NE(rr.Lookup(Req("GET", "/b")).exchange, nullptr);
+}
+
+// JSON with duplicate member names is compared as bytes, as tapreplay's comparison does:
+// nlohmann would keep the last duplicate and make {"a":1,"a":2} equal {"a":2}.
+TEST(MatchTest, JsonWithDuplicateNamesIsComparedAsBytes) {
+  std::vector<Exchange> xs;
+  xs.push_back(Recorded(Req("POST", "/j", {}, R"({"a":2})"), "j"));
+  RecordedResponses rr(std::move(xs), MatchOptions{.match_body = true});
+  EXPECT_EQ(Serve(rr, Req("POST", "/j", {}, R"({ "a": 2 })")), "j");
+  EXPECT_EQ(Serve(rr, Req("POST", "/j", {}, R"({"a":1,"a":2})")), "miss");
+}
+
 }  // namespace
 }  // namespace tapkit

@@ -817,23 +817,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const ServeOptions& opt = shared_->options;
     std::string_view session;
     if (!opt.session_header.empty()) session = SessionValue(request_, opt.session_header);
-    LookupResult r = shared_->recorded.Lookup(request_, session);
-    // RFC 9110 section 9.3.2: HEAD is GET without the content. A HEAD whose key was never
-    // recorded gets the head of the GET recorded for it (taking that GET's turn in its sequence).
-    bool head_of_get = false;
-    if (head_request_ && r.outcome == LookupResult::Outcome::kMiss) {
-      // With strict, a GET whose responses were all served makes the HEAD exhausted too.
-      std::string method = std::move(request_.method);
-      request_.method = "GET";
-      LookupResult get = shared_->recorded.Lookup(request_, session);
-      request_.method = std::move(method);
-      if (get.outcome == LookupResult::Outcome::kHit) {
-        r = std::move(get);
-        head_of_get = true;
-      } else if (get.outcome == LookupResult::Outcome::kExhausted) {
-        r = std::move(get);
-      }
-    }
+    // A HEAD never recorded is answered from the recorded GET (match.h; head_of_get).
+    // With an upstream a miss is passed through: the closest recorded request is not needed.
+    LookupResult r =
+        shared_->recorded.Lookup(request_, session, /*explain_miss=*/opt.upstream.empty());
+    const bool head_of_get = r.head_of_get;
     const bool with_events = static_cast<bool>(shared_->callbacks.on_event);
     auto fill = [&](ServeEvent::Kind kind, unsigned status) {
       ResetEvent(kind, status);
@@ -857,7 +845,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
       event_.position = r.position;
       event_.sequence_length = r.recorded;
       event_.head_of_get = head_of_get;
-      if (head_of_get && with_events) event_.explanation += " (the recorded GET's head)";
       if (servable) {
         RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
       } else {
