@@ -142,6 +142,12 @@ std::string FormDecode(std::string_view s) { return DecodeEscapes(s, /*plus_is_s
 
 std::string PercentDecode(std::string_view s) { return DecodeEscapes(s, /*plus_is_space=*/false); }
 
+std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/string_view.h"
+
 namespace tapkit {
 
 // JSON nested deeper than this (arrays and objects) is not built into a document: building,
@@ -73,9 +75,18 @@ inline char AsciiLower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
+// `s` as Abseil's view of the same bytes: Debian's Abseil has a string_view type of its own, so
+// a std::string_view passed to absl::StrCat, StrAppend or the absl/strings/match.h functions
+// crosses over explicitly.
+inline absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 // ASCII case-insensitive equality, as field names and tokens compare (RFC 9110 sections 5.1 and
 // 5.6.2); on std::string_view (Debian's Abseil has its own string_view type).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// `s` without leading and trailing spaces and tabs (RFC 9110 section 5.6.3's OWS, around a field
+// value and a list element). A view into `s`.
+std::string_view TrimOws(std::string_view s);
 
 // A request-target split into the parts a server uses (RFC 9112 section 3.2). Views into the
 // target given.

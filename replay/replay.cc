@@ -488,11 +488,7 @@ bool Engine::OpenLane(Lane* lane) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, lane);
   // The target parsed once (a CURLU handle), not from text at every transfer.
   curl_easy_setopt(e, CURLOPT_CURLU, url_);
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
-  curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt(e, CURLOPT_PROXY, "");  // straight to the target: no proxy from the environment
-  curl_easy_setopt(e, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  internal::SetDirectHttp11Options(e);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Engine::OnOpen);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Engine::OnClose);

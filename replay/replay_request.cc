@@ -18,9 +18,6 @@
 namespace tapkit::replay::internal {
 namespace {
 
-// Debian's Abseil has a string_view of its own: views cross over explicitly.
-absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
 bool EatPrefix(std::string_view* s, std::string_view p) {
   if (s->substr(0, p.size()) != p) return false;
   s->remove_prefix(p.size());
@@ -40,12 +37,6 @@ bool Contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-std::string_view TrimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 HttpVersion VersionOf(std::string_view v) {
   if (v == "HTTP/1.1") return HttpVersion::kHttp11;
   if (v == "HTTP/1.0") return HttpVersion::kHttp10;
@@ -55,6 +46,14 @@ HttpVersion VersionOf(std::string_view v) {
 }
 
 }  // namespace
+
+void SetDirectHttp11Options(CURL* easy) {
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+  curl_easy_setopt(easy, CURLOPT_PROXY, "");     // straight to the target: no proxy from the env
+  curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");  // nor a getenv("no_proxy") per transfer
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+}
 
 absl::StatusOr<Target> ParseTarget(std::string_view text) {
   auto bad = [&](std::string_view why) {

@@ -7,6 +7,8 @@
 #ifndef TAPKIT_REPLAY_REPLAY_REQUEST_H_
 #define TAPKIT_REPLAY_REPLAY_REQUEST_H_
 
+#include <curl/curl.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -85,6 +87,12 @@ std::vector<std::string> ConnectionNamed(const std::vector<Header>& headers);
 // How many redaction markers `text` holds: kRedactedPrefix and 12 lower-case hex digits, anywhere
 // (a query value, a JSON string, a form field).
 uint64_t CountRedactionMarkers(std::string_view text);
+
+// The libcurl easy-handle options every outgoing HTTP/1.1 request of tapkit's shares (the replay
+// engine's lanes and the mock server's pass-through): HTTP/1.1, the path sent as it is, signals
+// left alone, and straight to the target: no proxy from the environment (http_proxy, all_proxy)
+// and no getenv("no_proxy") per transfer. Call after curl_easy_reset/curl_easy_init.
+void SetDirectHttp11Options(CURL* easy);
 
 // The live body bytes kept for one exchange (ResponseReader::Reset): what the comparison needs,
 // the recorded body's stored bytes plus one (a longer live body differs in length anyway), and

@@ -36,6 +36,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "format/http_text.h"
 #include "replay/replay_request.h"
 
@@ -62,38 +64,6 @@ constexpr size_t kWriteChunk = size_t{1} << 20;  // bytes per write of an answer
 constexpr uint64_t kMaxTimeoutNs = uint64_t{86400} * 1'000'000'000;  // a timeout option's cap
 
 std::string_view Sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
-
-// Small string helpers on std::string_view (Debian's Abseil has its own string_view type).
-void AppendPart(std::string* s, std::string_view v) { s->append(v); }
-void AppendPart(std::string* s, const char* v) { s->append(v); }
-void AppendPart(std::string* s, const std::string& v) { s->append(v); }
-template <std::integral T>
-void AppendPart(std::string* s, T v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  s->append(buf, r.ptr);
-}
-template <typename... A>
-void Append(std::string* s, const A&... parts) {
-  (AppendPart(s, parts), ...);
-}
-template <typename... A>
-std::string Cat(const A&... parts) {
-  std::string s;
-  (AppendPart(&s, parts), ...);
-  return s;
-}
-
-bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
-}
-
-// Without leading and trailing spaces and tabs (RFC 9110 section 5.6.3's OWS).
-std::string_view StripOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // Decimal digits only, no sign; false on anything else or overflow.
 bool ParseUint(std::string_view s, uint32_t* out) {
@@ -125,8 +95,8 @@ Endpoint ToEndpoint(const Tcp::endpoint& ep) {
 }
 
 std::string EndpointText(const Tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return Cat("[", ep.address().to_string(), "]:", ep.port());
-  return Cat(ep.address().to_string(), ":", ep.port());
+  if (ep.address().is_v6()) return absl::StrCat("[", ep.address().to_string(), "]:", ep.port());
+  return absl::StrCat(ep.address().to_string(), ":", ep.port());
 }
 
 // The upstream of a pass-through: "http://HOST[:PORT][/PREFIX]".
@@ -138,9 +108,9 @@ struct Upstream {
 
 absl::StatusOr<Upstream> ParseUpstream(const std::string& s) {
   auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(Cat("upstream '", s, "': ", why));
+    return absl::InvalidArgumentError(absl::StrCat("upstream '", s, "': ", A(why)));
   };
-  if (!StartsWithIgnoreCase(s, "http://")) return bad("not an http:// URL");
+  if (!absl::StartsWithIgnoreCase(A(s), "http://")) return bad("not an http:// URL");
   CURLU* u = curl_url();
   if (u == nullptr) return absl::ResourceExhaustedError("curl_url: out of memory");
   struct Free {
@@ -148,7 +118,7 @@ absl::StatusOr<Upstream> ParseUpstream(const std::string& s) {
     ~Free() { curl_url_cleanup(u); }
   } free_u{u};
   if (CURLUcode rc = curl_url_set(u, CURLUPART_URL, s.c_str(), 0); rc != CURLUE_OK)
-    return bad(Cat("not an http:// URL (", curl_url_strerror(rc), ")"));
+    return bad(absl::StrCat("not an http:// URL (", curl_url_strerror(rc), ")"));
   auto part = [&](CURLUPart which, unsigned flags = 0) -> std::optional<std::string> {
     char* v = nullptr;
     if (curl_url_get(u, which, &v, flags) != CURLUE_OK || v == nullptr) return std::nullopt;
@@ -163,7 +133,7 @@ absl::StatusOr<Upstream> ParseUpstream(const std::string& s) {
   std::optional<std::string> port = part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
   Upstream up;
   up.text = s;
-  up.authority = Cat(*host, ":", port.value_or("80"));
+  up.authority = absl::StrCat(*host, ":", port.value_or("80"));
   up.prefix = part(CURLUPART_PATH).value_or("");
   while (!up.prefix.empty() && up.prefix.back() == '/') up.prefix.pop_back();
   return up;
@@ -217,7 +187,7 @@ bool Named(const std::vector<std::string>& named, std::string_view name) {
 // client too (nginx does); the 1.0 keep-alive rules stay (AppendConnection).
 void AppendStatusLine(std::string* out, unsigned status, std::string_view reason) {
   out->append("HTTP/1.1 ");
-  Append(out, status);
+  absl::StrAppend(out, status);
   out->push_back(' ');
   AppendValue(out, reason);
   out->append("\r\n");
@@ -290,16 +260,16 @@ void RenderResponse(const Response& rsp, bool head_request, unsigned version, bo
     const Body& b = rsp.body;
     if (b.cut()) {
       head->append("Tapkit-Truncated: stored ");
-      Append(head, b.data.size(), " of ");
+      absl::StrAppend(head, b.data.size(), " of ");
       if (b.length > b.data.size()) {
-        Append(head, b.length);
+        absl::StrAppend(head, b.length);
       } else {
         head->append("unknown");
       }
       head->append(" bytes\r\n");
     }
     head->append("Content-Length: ");
-    Append(head, b.data.size());
+    absl::StrAppend(head, b.data.size());
     head->append("\r\n");
     *body = b.data;
   }
@@ -449,7 +419,7 @@ bool DifferingContentLengths(const std::vector<Header>& headers) {
     std::string_view rest = h.value;
     for (;;) {
       size_t comma = rest.find(',');
-      std::string_view v = StripOws(rest.substr(0, comma));
+      std::string_view v = TrimOws(rest.substr(0, comma));
       if (!first) {
         first = v;
       } else if (v != *first) {
@@ -466,7 +436,7 @@ size_t CurlHeader(char* data, size_t size, size_t n, void* user) {
   auto* head = static_cast<UpstreamHead*>(user);
   const std::string_view line(data, size * n);
   head->reader->HeaderLine(line, NoOffset, nullptr);
-  if (StartsWithIgnoreCase(line, "content-length") &&
+  if (absl::StartsWithIgnoreCase(A(line), "content-length") &&
       DifferingContentLengths(head->reader->response().headers)) {
     head->differing_lengths = true;
     return 0;  // CURLE_WRITE_ERROR: libcurl closes the connection
@@ -717,8 +687,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return std::string();
     }
     if (version[5] >= '2')
-      return Cat(version, " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 section ",
-                 "15.6.6)");
+      return absl::StrCat(A(version),
+                          " in an HTTP/1 request-line: only HTTP/1.x is served (RFC 9110 section ",
+                          "15.6.6)");
     return std::nullopt;
   }
 
@@ -728,20 +699,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
       const uint64_t ns =
           head ? shared_->options.header_timeout_ns : shared_->options.body_timeout_ns;
       timed_out_ = Phase::kNone;
-      return Refuse(408, Cat(head ? "request head not received within "
-                                  : "no request body bytes received for ",
-                             ns / 1000000, " ms"));
+      return Refuse(408, absl::StrCat(head ? "request head not received within "
+                                           : "no request body bytes received for ",
+                                      ns / 1000000, " ms"));
     }
     if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
         ec.category() != http::make_error_code(http::error::bad_method).category()) {
       return Shutdown();  // the client went away (or the socket failed): nobody to answer
     }
     if (ec == http::error::body_limit)
-      return Refuse(413, Cat("request body past ", kMaxRequestBody, " bytes"));
+      return Refuse(413, absl::StrCat("request body past ", kMaxRequestBody, " bytes"));
     // RFC 6585 section 5: a header section too large is 431, not a parse error.
     if (ec == http::error::header_limit)
-      return Refuse(431, Cat("request header section past ", kHeaderLimit, " bytes"));
-    Refuse(400, Cat("request did not parse: ", ec.message()));
+      return Refuse(431, absl::StrCat("request header section past ", kHeaderLimit, " bytes"));
+    Refuse(400, absl::StrCat("request did not parse: ", ec.message()));
   }
 
   // A head that parsed but must not be served (empty when it may), RFC 9112:
@@ -760,7 +731,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       has_te = true;
       std::string_view v = Sv(f.value());
       size_t comma = v.rfind(',');
-      last_coding = StripOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
+      last_coding = TrimOws(comma == std::string_view::npos ? v : v.substr(comma + 1));
     }
     // Section 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing (a 1.0 recipient
     // may not know chunked): 400 and close.
@@ -769,8 +740,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (has_te && !EqualsIgnoreCase(last_coding, "chunked"))
       return "Transfer-Encoding does not end in chunked (RFC 9112 section 6.3)";
     if (req.version() == 11 && hosts != 1)
-      return Cat(hosts == 0 ? "no Host field" : "more than one Host field",
-                 " in an HTTP/1.1 request (RFC 9112 section 3.2)");
+      return absl::StrCat(hosts == 0 ? "no Host field" : "more than one Host field",
+                          " in an HTTP/1.1 request (RFC 9112 section 3.2)");
     return {};
   }
 
@@ -790,30 +761,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_.clear();
     AppendStatusLine(&head_, status, ReasonFor(status));
     body_owned_ = why + "\n";
-    Append(&head_,
-           "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ", body_owned_.size(),
-           "\r\nConnection: close\r\n\r\n");
+    absl::StrAppend(&head_, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ",
+                    body_owned_.size(), "\r\nConnection: close\r\n\r\n");
     // RFC 9110 section 9.3.2: no content in the answer to a HEAD (its length still said).
     body_ = head_request ? std::string_view() : std::string_view(body_owned_);
     keep_alive_ = false;
     Write();
   }
 
-  void ResetEvent(ServeEvent::Kind kind, unsigned status) {
+  // The event restarted for an answer to the request whose head came at head_wall_ns_.
+  // keep_request: what was filled in for this request before (method, target, session,
+  // explanation, latency) stays, as for an upstream's answer to a miss.
+  void ResetEvent(ServeEvent::Kind kind, unsigned status, bool keep_request = false) {
     event_.kind = kind;
     event_.time_ns = head_wall_ns_;
     event_.status = static_cast<uint16_t>(status);
-    event_.latency_ns = 0;
     event_.recorded = {};
     event_.position = 0;
     event_.sequence_length = 0;
     event_.head_of_get = false;
-    event_.explanation.clear();
-    event_.session.clear();
-    event_.method.clear();
-    event_.target.clear();
-    if (!shared_->callbacks.on_event) return;
-    event_.client = client_;
+    if (!keep_request) {
+      event_.latency_ns = 0;
+      event_.explanation.clear();
+      event_.session.clear();
+      event_.method.clear();
+      event_.target.clear();
+    }
+    if (keep_request || shared_->callbacks.on_event) event_.client = client_;
   }
 
   // The request as tapkit::Request (reusing the member's capacity), looked up, answered.
@@ -874,8 +848,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (servable) {
         RenderResponse(rsp, head_request_, version_, keep_alive_, opt.set_headers, &head_, &body_);
       } else {
-        std::string why = Cat("recorded response with status ", rsp.status,
-                              " cannot be served (HTTP/1.1 final status 200..599)");
+        std::string why = absl::StrCat("recorded response with status ", rsp.status,
+                                       " cannot be served (HTTP/1.1 final status 200..599)");
         if (with_events) event_.explanation = why;
         RenderText(502, why, why + "\n");
       }
@@ -897,8 +871,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     event_.recorded = IdOf(r.exchange);
     if (exhausted) event_.sequence_length = r.recorded;
     std::string explanation = EscapeControl(r.Explanation());
-    std::string body = Cat(explanation, "\n", EscapeControl(request_.method), " ",
-                           EscapeControl(request_.path), " HTTP/1.", version_ == 10 ? 0 : 1, "\n");
+    std::string body =
+        absl::StrCat(explanation, "\n", EscapeControl(request_.method), " ",
+                     EscapeControl(request_.path), " HTTP/1.", version_ == 10 ? 0 : 1, "\n");
     RenderText(opt.miss_status, explanation, std::move(body));
     AnswerAfter(delay_ns);
   }
@@ -914,8 +889,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     body_owned_ = no_body || status == 205 ? std::string() : std::move(body);
     head_.clear();
     AppendStatusLine(&head_, status, ReasonFor(status));
-    Append(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", why, "\r\n");
-    if (!no_body) Append(&head_, "Content-Length: ", body_owned_.size(), "\r\n");
+    absl::StrAppend(&head_, "Content-Type: text/plain; charset=utf-8\r\nTapkit-Miss: ", A(why),
+                    "\r\n");
+    if (!no_body) absl::StrAppend(&head_, "Content-Length: ", body_owned_.size(), "\r\n");
     AppendConnection(&head_, version_, keep_alive_);
     head_.append("\r\n");
     body_ = head_request_ ? std::string_view() : std::string_view(body_owned_);
@@ -974,7 +950,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                                   .count());
     // A client gone before the answer (during a delay) still gets its event, which says the
     // answer was not written.
-    if (ec) Append(&event_.explanation, "; answer not written: ", ec.message());
+    if (ec) absl::StrAppend(&event_.explanation, "; answer not written: ", ec.message());
     if (shared_->callbacks.on_event) shared_->Emit(event_);
     if (ec || shared_->stopping.load()) return Shutdown();
     if (!keep_alive_) return LingeringClose();
@@ -1032,8 +1008,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       self->upstream_abandoned_.store(true);
       self->keep_alive_ = false;
       UpstreamAnswer late;
-      late.error = Cat("timed out: no answer within ",
-                       self->shared_->options.upstream_timeout_ns / 1000000, " ms");
+      late.error = absl::StrCat("timed out: no answer within ",
+                                self->shared_->options.upstream_timeout_ns / 1000000, " ms");
       self->OnUpstream(late, delay_ns);
     });
     asio::post(*shared_->pool, [self = shared_from_this(), delay_ns] {
@@ -1043,7 +1019,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       } catch (const std::exception& e) {  // std::bad_alloc: the client gets a 502 saying so
         self->shared_->internal_errors.fetch_add(1, std::memory_order_relaxed);
         answer->ok = false;
-        answer->error = Cat("internal error: ", e.what());
+        answer->error = absl::StrCat("internal error: ", e.what());
       }
       asio::post(self->socket_.get_executor(), [self, answer, delay_ns] {
         if (!self->upstream_pending_) return;  // answered 502 at the deadline already
@@ -1077,7 +1053,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const RequestTargetParts parts = SplitRequestTarget(request_.path);
     const std::string target = parts.absolute ? parts.OriginForm() : request_.path;
     if (target.empty() || target.front() != '/') {
-      a.error = Cat("request-target '", EscapeControl(request_.path), "' is not in origin form");
+      a.error =
+          absl::StrCat("request-target '", EscapeControl(request_.path), "' is not in origin form");
       return a;
     }
     // The deadline runs from the head's arrival: a miss that waited in the queue has only what
@@ -1091,8 +1068,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return a;
     }
     if (left.count() <= 0) {
-      a.error = Cat("no worker free within ", shared_->options.upstream_timeout_ns / 1000000,
-                    " ms: not sent");
+      a.error = absl::StrCat("no worker free within ",
+                             shared_->options.upstream_timeout_ns / 1000000, " ms: not sent");
       return a;
     }
     CURL* curl = WorkerHandle();
@@ -1101,14 +1078,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return a;
     }
     if (shared_->share != nullptr) curl_easy_setopt(curl, CURLOPT_SHARE, shared_->share);
-    std::string url = Cat("http://", up.authority, up.prefix, target);
+    std::string url = absl::StrCat("http://", up.authority, up.prefix, target);
     curl_slist* list = nullptr;
     const std::vector<std::string> named = internal::ConnectionNamed(request_.headers);
     for (const Header& h : request_.headers) {
       if (AlwaysDropped(h.name) || Named(named, h.name) || EqualsIgnoreCase(h.name, "expect"))
         continue;
       if (EqualsIgnoreCase(h.name, "host") && !shared_->options.keep_authority) continue;
-      std::string line = h.value.empty() ? Cat(h.name, ";") : Cat(h.name, ": ", h.value);
+      std::string line =
+          h.value.empty() ? absl::StrCat(h.name, ";") : absl::StrCat(h.name, ": ", h.value);
       for (char& c : line)
         if (c == '\r' || c == '\n') c = ' ';
       list = curl_slist_append(list, line.c_str());
@@ -1131,9 +1109,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     reader.Reset(kMaxUpstreamBody);
     UpstreamHead upstream_head{&reader};
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    internal::SetDirectHttp11Options(curl);  // as the replay engine: never via a proxy
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CurlWrite);
@@ -1166,10 +1142,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       a.error = "differing Content-Length values in its answer (RFC 9112 section 6.3)";
     } else if (rc != CURLE_OK) {
       a.error = rc == CURLE_WRITE_ERROR
-                    ? Cat("response body past ", kMaxUpstreamBody, " bytes")
+                    ? absl::StrCat("response body past ", kMaxUpstreamBody, " bytes")
                     : std::string(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
     } else if (a.response.status < 200 || a.response.status > 599) {
-      a.error = Cat("final status ", a.response.status, " not in 200..599");
+      a.error = absl::StrCat("final status ", a.response.status, " not in 200..599");
     } else {
       a.ok = true;
       a.response.body.length = a.response.body.data.size();
@@ -1211,8 +1187,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (a.ok) {
       shared_->passed_through.fetch_add(1, std::memory_order_relaxed);
       upstream_response_ = std::move(a.response);
-      ResetEventKeepRequest(ServeEvent::Kind::kPassThrough, upstream_response_.status);
-      event_.explanation = Cat("passed through to ", shared_->upstream->text);
+      ResetEvent(ServeEvent::Kind::kPassThrough, upstream_response_.status, /*keep_request=*/true);
+      event_.explanation = absl::StrCat("passed through to ", shared_->upstream->text);
       RenderResponse(upstream_response_, head_request_, version_, keep_alive_, opt.set_headers,
                      &head_, &body_);
       return AnswerAfter(delay_ns);
@@ -1220,26 +1196,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     shared_->upstream_errors.fetch_add(1, std::memory_order_relaxed);
     // 503: the server is going away (RFC 9110 section 15.6.4); 502: the upstream failed.
     const unsigned status = a.stopping ? 503 : 502;
-    std::string why =
-        EscapeControl(a.stopping ? Cat("the mock is stopping: upstream ", shared_->upstream->text,
-                                       " not awaited past the stop grace")
-                                 : Cat("upstream ", shared_->upstream->text, ": ", a.error));
-    ResetEventKeepRequest(ServeEvent::Kind::kUpstreamError, status);
+    std::string why = EscapeControl(
+        a.stopping ? absl::StrCat("the mock is stopping: upstream ", shared_->upstream->text,
+                                  " not awaited past the stop grace")
+                   : absl::StrCat("upstream ", shared_->upstream->text, ": ", a.error));
+    ResetEvent(ServeEvent::Kind::kUpstreamError, status, /*keep_request=*/true);
     event_.explanation = why;
     keep_alive_ = keep_alive_ && !a.stopping;
     RenderText(status, why, why + "\n");
     AnswerAfter(delay_ns);
-  }
-
-  void ResetEventKeepRequest(ServeEvent::Kind kind, unsigned status) {
-    event_.kind = kind;
-    event_.time_ns = head_wall_ns_;
-    event_.status = static_cast<uint16_t>(status);
-    event_.recorded = {};
-    event_.position = 0;
-    event_.sequence_length = 0;
-    event_.head_of_get = false;
-    event_.client = client_;
   }
 
   std::shared_ptr<Shared> shared_;
@@ -1389,9 +1354,9 @@ struct MockServer::Impl {
     shared->accept_errors.fetch_add(1, std::memory_order_relaxed);
     if (!accept_degraded) {
       accept_degraded = true;
-      shared->Degraded(Cat("accept on ", EndpointText(bound), ": ", ec.message(),
-                           "; retrying after ", kAcceptBackoffFirst.count(), " ms, doubling up to ",
-                           kAcceptBackoffMax.count(), " s"));
+      shared->Degraded(absl::StrCat("accept on ", EndpointText(bound), ": ", ec.message(),
+                                    "; retrying after ", kAcceptBackoffFirst.count(),
+                                    " ms, doubling up to ", kAcceptBackoffMax.count(), " s"));
     }
     if (!accept_timer) accept_timer.emplace(acceptor->get_executor());
     accept_timer->expires_after(accept_backoff);
@@ -1408,8 +1373,8 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
                                                               ServeCallbacks callbacks) {
   absl::StatusOr<ListenAddress> listen = ParseListenAddress(options.listen);
   if (!listen.ok()) {
-    return absl::InvalidArgumentError(
-        Cat("listen address '", options.listen, "': ", std::string(listen.status().message())));
+    return absl::InvalidArgumentError(absl::StrCat("listen address '", options.listen,
+                                                   "': ", std::string(listen.status().message())));
   }
   std::optional<Tcp::endpoint> ep;
   {
@@ -1417,26 +1382,28 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
     ep.emplace(asio::ip::make_address(listen->ip, ec), listen->port);
   }
   if (options.threads < 1 || options.threads > 16)
-    return absl::InvalidArgumentError(Cat("threads ", options.threads, ": out of range 1..16"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads ", options.threads, ": out of range 1..16"));
   for (auto [name, ns] : {std::pair<const char*, uint64_t>{"header", options.header_timeout_ns},
                           {"body", options.body_timeout_ns},
                           {"keep-alive", options.keepalive_timeout_ns},
                           {"send", options.send_timeout_ns}}) {
     if (ns == 0 || ns > kMaxTimeoutNs)
-      return absl::InvalidArgumentError(Cat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " timeout ", ns, " ns: out of range 1 ns..24 h"));
   }
   if (!options.upstream.empty() &&
       (options.upstream_timeout_ns == 0 || options.upstream_timeout_ns > kMaxTimeoutNs)) {
-    return absl::InvalidArgumentError(
-        Cat("upstream timeout ", options.upstream_timeout_ns, " ns: out of range 1 ns..24 h"));
+    return absl::InvalidArgumentError(absl::StrCat("upstream timeout ", options.upstream_timeout_ns,
+                                                   " ns: out of range 1 ns..24 h"));
   }
   if (options.stop_grace_ns > kMaxTimeoutNs)
     return absl::InvalidArgumentError(
-        Cat("stop grace ", options.stop_grace_ns, " ns: out of range 0..24 h"));
+        absl::StrCat("stop grace ", options.stop_grace_ns, " ns: out of range 0..24 h"));
   // A 1xx is interim (RFC 9110 section 15.2): the client would wait for a final answer.
   if (options.miss_status < 200 || options.miss_status > 599)
     return absl::InvalidArgumentError(
-        Cat("miss status ", options.miss_status, ": out of range 200..599"));
+        absl::StrCat("miss status ", options.miss_status, ": out of range 200..599"));
   std::optional<Upstream> upstream;
   if (!options.upstream.empty()) {
     if (!CurlGlobalInit()) return absl::InternalError("upstream: curl_global_init failed");
@@ -1446,12 +1413,13 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   }
   for (const Header& h : options.set_headers) {
     if (!IsToken(h.name))
-      return absl::InvalidArgumentError(Cat("set header '", h.name, "': not a field name"));
-    if (internal::IsHopByHop(absl::AsciiStrToLower(h.name)))
       return absl::InvalidArgumentError(
-          Cat("set header '", h.name,
-              "': the server frames its answers itself; a framing or "
-              "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
+          absl::StrCat("set header '", h.name, "': not a field name"));
+    if (internal::IsHopByHop(absl::AsciiStrToLower(h.name)))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "set header '", h.name,
+          "': the server frames its answers itself; a framing or "
+          "hop-by-hop field cannot be set (RFC 9110 section 7.6.1, RFC 9112 section 6)"));
   }
 
   const int threads = options.threads;
@@ -1467,7 +1435,7 @@ absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(std::vector<Exchan
   }
   Tcp::acceptor& acc = *impl->acceptor;
   auto fail = [&] {
-    return absl::UnavailableError(Cat("listen ", EndpointText(*ep), ": ", ec.message()));
+    return absl::UnavailableError(absl::StrCat("listen ", EndpointText(*ep), ": ", ec.message()));
   };
   acc.open(ep->protocol(), ec);
   if (ec) return fail();

@@ -742,6 +742,12 @@ TEST_F(ServeTest, UpstreamPassThroughRecords) {
   ServeOptions o;
   o.match.ignore_host = true;
   o.upstream = "http://" + std::string(kOtherAddress) + ":" + std::to_string(port);
+  // A proxy in the environment (nothing listens there) is not used: the pass-through goes
+  // straight to the upstream, as the replay engine does. The test's curl client has --noproxy.
+  setenv("http_proxy", "127.0.123.9:1", 1);
+  struct Unset {
+    ~Unset() { unsetenv("http_proxy"); }
+  } unset;
   auto server = Serve({Simple("/a", "recorded")}, o, cb);
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(Curl(server->url() + "/a"), "recorded");

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "format/http_text.h"
 
 namespace tapkit {
 namespace {
@@ -21,13 +22,6 @@ HttpVersion Version(unsigned short major, unsigned short minor) {
   if (major == 1 && minor == 0) return HttpVersion::kHttp10;
   if (major == 0 && minor == 9) return HttpVersion::kHttp09;
   return HttpVersion::kUnknown;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return absl::ascii_tolower(static_cast<unsigned char>(x)) ==
-                  absl::ascii_tolower(static_cast<unsigned char>(y));
-         });
 }
 
 // Byte classes for the fast path, as 256-entry tables (one load per byte).
