@@ -98,6 +98,12 @@ TEST(ServeTesting, ServesTheExchangesAndRecordsItsEvents) {
   EXPECT_FALSE(::testing::ExplainMatchResult(NoMisses(), events.All(), &why));
   EXPECT_EQ(why.str(), "1 of 5 requests were not answered from the capture:\n  " +
                            ::testing::PrintToString(events.All()[4]));
+
+  // The mock serves for its object's lifetime: once it is destroyed, its port is closed.
+  const uint16_t port = mock->port();
+  ASSERT_TRUE(tapkit::testing::CanConnect("127.0.0.1", port));
+  mock.reset();
+  EXPECT_FALSE(tapkit::testing::CanConnect("127.0.0.1", port));
   EXPECT_NONFATAL_FAILURE(EXPECT_THAT(events.All(), NoMisses()),
                           "MISS 404 GET /c  no recorded request matches");
 }
