@@ -1154,14 +1154,7 @@ TEST(ServeFixTest, TimeoutOutOfRange) {
 // Out of descriptors (RLIMIT_NOFILE lowered in a forked child serving): the accept loop waits
 // between tries instead of spinning a core, counts the failures and says so once.
 TEST(ServeFixTest, AcceptBackoffOutOfDescriptors) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TAPKIT_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TAPKIT_SANITIZED 1
-#endif
-#endif
-#ifdef TAPKIT_SANITIZED
+#if TAPKIT_SANITIZED  // CMake: the TAPKIT_SANITIZE option
   // The sanitizer runtimes need free descriptors themselves (sanitizer_common checks memory is
   // readable through a pipe): with none left, UBSan's vptr check reports the server's own
   // std::thread as an invalid object. The gcc build runs this test.
