@@ -5,6 +5,8 @@
 // against a python3 http.server upstream, read back with the Reader.
 #include "replay/serve_run.h"
 
+#include "format/http_text.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -757,7 +759,7 @@ TEST(RunServeTool, WritesPassedThroughExchangesRedacted) {
   EXPECT_EQ(x.response->body.data, "from upstream\n");
   std::string auth;
   for (const Header& h : x.request->headers) {
-    if (h.name == "Authorization" || h.name == "authorization") auth = h.value;
+    if (EqualsIgnoreCase(h.name, "Authorization")) auth = h.value;
   }
   EXPECT_EQ(auth.rfind(std::string(kRedactedPrefix), 0), 0u) << auth;
   EXPECT_EQ(auth.find("s3cret"), std::string::npos);
