@@ -1,8 +1,7 @@
 """What the bench's Python scripts share (imported from bench/; not a program).
 
-nginx_main(work): the main context of a bench nginx config (as root, run as root so it reads the
-files under `work`; one worker, daemonized, its pid file and error log in `work`, 1024
-connections); the config's "http {" follows.
+nginx_main(work, connections): tools/e2e_support.py's, re-exported (one nginx main context for
+the tests and the bench).
 
 stop_nginx(pidfile): stops the nginx whose master's pid is in `pidfile` gracefully (SIGQUIT, so
 that its access log is complete) and waits up to `timeout` seconds for the master to exit. A
@@ -11,13 +10,11 @@ missing or unreadable pid file, or a process already gone, is nothing to stop.
 
 import os
 import signal
+import sys
 import time
 
-
-def nginx_main(work):
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    return (f"{user}worker_processes 1;\ndaemon on;\npid {work}/nginx.pid;\n"
-            f"error_log {work}/error.log;\nevents {{ worker_connections 1024; }}\n")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from e2e_support import nginx_main  # noqa: E402,F401  (re-exported)
 
 
 def stop_nginx(pidfile, timeout=10.0):

@@ -53,7 +53,7 @@ def write_site(work, addr, port, access_log):
             out.write(body)
     log = (f"log_format bench '$msec $request_uri';\n  access_log {work}/access.log bench;"
            if access_log else "access_log off;")
-    conf = nginx_main(work) + f"""http {{
+    conf = nginx_main(work, connections=1024) + f"""http {{
   {log}
   include /etc/nginx/mime.types;
   keepalive_requests 1000000;

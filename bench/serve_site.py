@@ -95,7 +95,7 @@ def write_site(work, addr, port):
                      f"return 404 '{NOT_FOUND_BODY.strip()}\\n'; }}")
     locations.append("    location = /api/v1/ping { return 204; }")
     urls += ["/healthz", "/api/v1/users/999", "/api/v1/ping"]
-    conf = nginx_main(site) + f"""http {{
+    conf = nginx_main(site, connections=1024) + f"""http {{
   access_log off;
   types {{ }}
   client_body_temp_path {site}; proxy_temp_path {site}; fastcgi_temp_path {site};

@@ -71,12 +71,13 @@ def run(cmd, timeout=WAIT * 2, **kw):
     return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
 
 
-def nginx_main(work):
+def nginx_main(work, connections=64):
     """The main context of a test's nginx config: one worker, daemonized, its pid file
-    (WORK/nginx.pid) and error log in `work`, 64 connections. The config's "http {" follows."""
+    (WORK/nginx.pid) and error log in `work`, `connections` connections (64; the bench's sites
+    take 1024). The config's "http {" follows."""
     return (f"{NGINX_USER}worker_processes 1; daemon on; pid {work}/nginx.pid;\n"
             f"error_log {work}/error.log;\n"
-            "events { worker_connections 64; }\n")
+            f"events {{ worker_connections {connections}; }}\n")
 
 
 def nginx_temp_paths(work):
