@@ -67,9 +67,9 @@ packages=(
   libcurl4-openssl-dev libdtl-dev wrk
   # replay/compare_test checks UnifiedDiff against GNU diff -u and applies its hunks with patch.
   diffutils patch
-  # bench/serve_spike: the candidate HTTP/1.1 server libraries for tapreplay --serve (issue 13),
-  # measured against nginx under wrk (Boost.Beast comes with libboost-dev, header-only).
-  libboost-dev libcpp-httplib-dev libmicrohttpd-dev
+  # tapreplay --serve's HTTP/1.1 server: Boost.Beast (header-only, in libboost-dev). The other
+  # candidates bench/serve_spike measured are installed by its run.sh, not here.
+  libboost-dev
 )
 
 # Extra packages from the environment and the command line.

@@ -4,7 +4,8 @@
 # the same fixed bodies (bodies.h) on 127.0.103.1, under `wrk -t1 -c8 -d5s` over the three paths.
 # RUNS alternating rounds (default 3); prints each figure and each server's median ratio to nginx.
 #   bench/serve_spike/run.sh [RUNS]
-# Needs g++, nginx, wrk and the libraries: scripts/deps.sh installs them.
+# Needs g++, nginx, wrk and the candidate libraries, installed below through scripts/deps.sh (only
+# Beast, in libboost-dev, is one of the project's own dependencies).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 runs="${1:-3}"
@@ -18,6 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+TAPKIT_EXTRA_PACKAGES="nginx-light wrk libcpp-httplib-dev libmicrohttpd-dev pkg-config" \
+  bash "$here/../../scripts/deps.sh" >/dev/null
 for tool in g++ gcc nginx wrk; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/deps.sh)" >&2; exit 2; }
 done
